@@ -1,0 +1,306 @@
+// Package config loads and validates Lethe's configuration file. The
+// documented example lives next to it in lethe.example.yaml; every key is
+// described there.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of a Lethe process.
+type Config struct {
+	// Organisation is the issuer named on certificates.
+	Organisation string `yaml:"organisation"`
+	// Listen is the HTTP address, e.g. ":8080".
+	Listen string `yaml:"listen"`
+	// PublicURL is how people reach this server; it goes into links.
+	PublicURL  string      `yaml:"public_url"`
+	Store      Store       `yaml:"store"`
+	NATS       NATS        `yaml:"nats"`
+	Signing    Signing     `yaml:"signing"`
+	Subject    Subject     `yaml:"subject"`
+	Auth       Auth        `yaml:"auth"`
+	Tasks      Tasks       `yaml:"tasks"`
+	Log        Log         `yaml:"log"`
+	Connectors []Connector `yaml:"connectors"`
+}
+
+// Store selects and reaches the state store.
+type Store struct {
+	// Driver is "postgres" (production) or "sqlite" (single machine).
+	Driver string `yaml:"driver"`
+	// URL is a PostgreSQL connection string or a SQLite file path.
+	URL Secret `yaml:"url"`
+	// MaxConns caps the connection pool (default 10).
+	MaxConns int `yaml:"max_conns"`
+}
+
+// NATS reaches the JetStream cluster.
+type NATS struct {
+	URL string `yaml:"url"`
+	// CredsFile is a NATS .creds file (JWT + nkey), if the cluster needs one.
+	CredsFile string `yaml:"creds_file"`
+	// Replicas for Lethe's streams: 1 for one server, 3 for a cluster.
+	Replicas int `yaml:"replicas"`
+	// AckWait is how long a task may run without a progress signal before
+	// JetStream redelivers it to another worker (default 60s).
+	AckWait time.Duration `yaml:"ack_wait"`
+}
+
+// Signing holds the certificate signing keys.
+type Signing struct {
+	// Key is the active Ed25519 private key, PKCS#8 PEM.
+	Key Secret `yaml:"key"`
+	// PublicKeys are PEM files of retired keys, still published in the JWKS
+	// so old certificates keep verifying.
+	PublicKeys []string `yaml:"public_keys"`
+}
+
+// Subject configures how subjects are referenced without being revealed.
+type Subject struct {
+	// HashKey is the organisation secret for keyed hashes of identifiers
+	// (at least 32 bytes; hex or base64 accepted). Keep it: without it no
+	// certificate can be matched to a person again.
+	HashKey Secret `yaml:"hash_key"`
+}
+
+// Auth lists API tokens.
+type Auth struct {
+	Tokens []Token `yaml:"tokens"`
+}
+
+// Token is one API bearer token with a role.
+type Token struct {
+	// Name identifies the token in the event log ("api:<name>").
+	Name string `yaml:"name"`
+	// Role is admin, agent or auditor.
+	Role string `yaml:"role"`
+	// Token is the secret itself, or leave it out and give SHA256.
+	Token Secret `yaml:"token"`
+	// SHA256 is the hex SHA-256 of the token, so the config need not hold it.
+	SHA256 string `yaml:"sha256"`
+}
+
+// Tasks sets how tasks are retried and polled.
+type Tasks struct {
+	// MaxAttempts before a task is dead (default 8).
+	MaxAttempts int `yaml:"max_attempts"`
+	// RetryInitial and RetryMax bound the exponential backoff between
+	// attempts (defaults 10s and 1h).
+	RetryInitial time.Duration `yaml:"retry_initial"`
+	RetryMax     time.Duration `yaml:"retry_max"`
+	// PollInterval is the default wait between polls of an asynchronous
+	// vendor job (default 1m).
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// SchedulerInterval is how often due retries and polls are looked for
+	// (default 1s).
+	SchedulerInterval time.Duration `yaml:"scheduler_interval"`
+	// Timeout bounds one Erase, Poll or Verify call (default 5m).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error (default info).
+	Level string `yaml:"level"`
+	// Format is json (default) or console.
+	Format string `yaml:"format"`
+}
+
+// Connector is one connector instance.
+type Connector struct {
+	// Name is the instance name: it names the task, the certificate line
+	// and the NATS subject. Lower-case letters, digits, '-' and '_'.
+	Name string `yaml:"name"`
+	// Type is a registered connector type: sql, filesystem, …
+	Type string `yaml:"type"`
+	// Concurrency, RatePerSecond, Burst override the type's defaults.
+	Concurrency   int     `yaml:"concurrency"`
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	Burst         int     `yaml:"burst"`
+	// MaxAttempts overrides tasks.max_attempts for this instance.
+	MaxAttempts int `yaml:"max_attempts"`
+	// Config is the type's own configuration, decoded strictly by it.
+	Config yaml.Node `yaml:"config"`
+}
+
+// Decode decodes the instance's config block into v, rejecting unknown keys.
+func (c Connector) Decode(v any) error { return DecodeNode(&c.Config, v) }
+
+// DecodeNode decodes a YAML node into v, rejecting unknown keys.
+func DecodeNode(n *yaml.Node, v any) error {
+	if n.Kind == 0 {
+		n = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	}
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	return DecodeYAML(b, v)
+}
+
+// DecodeYAML decodes YAML into v, rejecting unknown keys.
+func DecodeYAML(b []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	// An empty document decodes to the zero value.
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// Load reads, decodes and validates a config file.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b)
+}
+
+// Parse decodes and validates config YAML, filling in defaults.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	if err := DecodeYAML(b, &c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.Organisation == "" {
+		c.Organisation = "Lethe"
+	}
+	if c.Listen == "" {
+		c.Listen = ":8080"
+	}
+	if c.Store.MaxConns == 0 {
+		c.Store.MaxConns = 10
+	}
+	if c.NATS.Replicas == 0 {
+		c.NATS.Replicas = 1
+	}
+	def(&c.NATS.AckWait, 60*time.Second)
+	if c.Tasks.MaxAttempts == 0 {
+		c.Tasks.MaxAttempts = 8
+	}
+	def(&c.Tasks.RetryInitial, 10*time.Second)
+	def(&c.Tasks.RetryMax, time.Hour)
+	def(&c.Tasks.PollInterval, time.Minute)
+	def(&c.Tasks.SchedulerInterval, time.Second)
+	def(&c.Tasks.Timeout, 5*time.Minute)
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+}
+
+var (
+	instanceNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	sha256HexRe    = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// Validate checks the config and reports every problem at once, each
+// prefixed with the key it is about.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	switch c.Store.Driver {
+	case "postgres", "sqlite":
+	case "":
+		bad("store.driver", "is required: postgres or sqlite")
+	default:
+		bad("store.driver", "unknown driver %q: postgres or sqlite", c.Store.Driver)
+	}
+	if !c.Store.URL.IsSet() {
+		bad("store.url", "is required")
+	}
+	if c.NATS.URL == "" {
+		bad("nats.url", "is required, e.g. nats://127.0.0.1:4222")
+	}
+	if c.NATS.Replicas != 1 && c.NATS.Replicas != 3 && c.NATS.Replicas != 5 {
+		bad("nats.replicas", "must be 1, 3 or 5")
+	}
+	if !c.Signing.Key.IsSet() {
+		bad("signing.key", "is required (an Ed25519 PKCS#8 PEM key; `lethe keygen` makes one)")
+	}
+	if !c.Subject.HashKey.IsSet() {
+		bad("subject.hash_key", "is required (32 random bytes, hex or base64)")
+	}
+	if c.Tasks.MaxAttempts < 1 {
+		bad("tasks.max_attempts", "must be at least 1")
+	}
+	if c.Tasks.RetryMax < c.Tasks.RetryInitial {
+		bad("tasks.retry_max", "must not be less than tasks.retry_initial")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error")
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		bad("log.format", "must be json or console")
+	}
+	tokenNames := map[string]bool{}
+	for i, t := range c.Auth.Tokens {
+		key := fmt.Sprintf("auth.tokens[%d]", i)
+		if t.Name == "" {
+			bad(key+".name", "is required")
+		} else if tokenNames[t.Name] {
+			bad(key+".name", "%q is used twice", t.Name)
+		}
+		tokenNames[t.Name] = true
+		switch t.Role {
+		case "admin", "agent", "auditor":
+		default:
+			bad(key+".role", "must be admin, agent or auditor")
+		}
+		if t.Token.IsSet() == (t.SHA256 != "") {
+			bad(key, "give exactly one of token and sha256")
+		}
+		if t.SHA256 != "" && !sha256HexRe.MatchString(t.SHA256) {
+			bad(key+".sha256", "must be 64 lower-case hex digits")
+		}
+	}
+	names := map[string]bool{}
+	for i, cn := range c.Connectors {
+		key := fmt.Sprintf("connectors[%d]", i)
+		if !instanceNameRe.MatchString(cn.Name) {
+			bad(key+".name", "must be lower-case letters, digits, '-' or '_', starting with a letter or digit")
+		} else if names[cn.Name] {
+			bad(key+".name", "%q is used twice", cn.Name)
+		}
+		names[cn.Name] = true
+		if cn.Type == "" {
+			bad(key+".type", "is required")
+		}
+		if cn.Concurrency < 0 || cn.RatePerSecond < 0 || cn.Burst < 0 || cn.MaxAttempts < 0 {
+			bad(key, "concurrency, rate_per_second, burst and max_attempts must not be negative")
+		}
+	}
+	return errors.Join(errs...)
+}

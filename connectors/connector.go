@@ -1,0 +1,159 @@
+// Package connectors is the contract between Lethe and the systems it erases
+// personal data from, and the registry of connector types.
+//
+// A connector type lives in its own folder under connectors/ and registers
+// itself from an init function:
+//
+//	func init() {
+//		connectors.Register("crm", "Acme CRM contacts", connectors.Limits{Concurrency: 4, RatePerSecond: 10},
+//			func(ctx context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
+//				return &crm{cfg: cfg}, nil
+//			})
+//	}
+//
+// Config is the connector's own typed configuration, decoded strictly from
+// the `config:` block of its entry in Lethe's config file; if it has a
+// Validate() error method, that runs before the constructor.
+//
+// The runtime calls Erase once per task (and again on retries, so it must be
+// idempotent), Poll for asynchronous vendor jobs, and Verify after a
+// successful erase when the connector can look the subject up.
+package connectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/erasure"
+)
+
+// Subject is the person to erase. It is personal data: never log it, never
+// put it in an error message, evidence or metric.
+type Subject = erasure.Subject
+
+// Evidence is a fact about what was done (a vendor job id, rows per table).
+// No personal data.
+type Evidence = erasure.Evidence
+
+// Status is the outcome of an Erase or Poll call.
+type Status string
+
+// Statuses a connector reports.
+const (
+	// StatusErased: the subject's records were removed.
+	StatusErased Status = "erased"
+	// StatusNotFound: the system held nothing about the subject. Counts as done.
+	StatusNotFound Status = "not_found"
+	// StatusRunning: an asynchronous vendor job was started (or is still
+	// going); the runtime will call Poll with JobRef after PollAfter.
+	StatusRunning Status = "running"
+)
+
+// Outcome is what a connector reports after Erase or Poll.
+type Outcome struct {
+	Status Status
+	// Records counts what was removed or anonymised (rows, objects, contacts).
+	Records int64
+	// JobRef identifies a running vendor job; Poll receives it back.
+	JobRef string
+	// PollAfter is when to poll a running job; zero means the runtime default.
+	PollAfter time.Duration
+	Evidence  []Evidence
+}
+
+// Erased reports n records removed, or not found when n is zero.
+//
+//	return connectors.Erased(rows, connectors.Evidence{Kind: "table", Value: "customers: 1"}), nil
+func Erased(n int64, ev ...Evidence) Outcome {
+	if n == 0 {
+		return Outcome{Status: StatusNotFound, Evidence: ev}
+	}
+	return Outcome{Status: StatusErased, Records: n, Evidence: ev}
+}
+
+// NotFound reports that the system held nothing about the subject.
+func NotFound(ev ...Evidence) Outcome { return Outcome{Status: StatusNotFound, Evidence: ev} }
+
+// Running reports an asynchronous job to poll after the given delay.
+//
+//	return connectors.Running(resp.JobID, time.Hour), nil
+func Running(jobRef string, pollAfter time.Duration, ev ...Evidence) Outcome {
+	return Outcome{Status: StatusRunning, JobRef: jobRef, PollAfter: pollAfter, Evidence: ev}
+}
+
+// Connector erases a subject from one system.
+type Connector interface {
+	// Erase removes everything the system holds about s. It must be
+	// idempotent: erasing an absent subject reports StatusNotFound.
+	Erase(ctx context.Context, s Subject) (Outcome, error)
+}
+
+// Poller is implemented by connectors whose Erase starts a vendor job.
+type Poller interface {
+	// Poll reports the state of the job that Erase (or an earlier Poll)
+	// returned as JobRef.
+	Poll(ctx context.Context, jobRef string) (Outcome, error)
+}
+
+// Verifier is implemented by connectors that can look the subject up again
+// after erasure.
+type Verifier interface {
+	// Verify returns how many records of s remain; zero means clean.
+	Verify(ctx context.Context, s Subject) (Verification, error)
+}
+
+// Verification is the result of looking a subject up after erasure.
+type Verification struct {
+	Remaining int64
+	Evidence  []Evidence
+}
+
+// Error classifies a connector failure for the runtime.
+type Error struct {
+	// Permanent errors (bad credentials, bad config, a refused identifier)
+	// are not retried: the task goes dead and a person is asked to act.
+	Permanent bool
+	// RetryAfter is the delay the system asked for (Retry-After, rate-limit
+	// reset); zero when it named none.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *Error) Error() string {
+	kind := "retryable"
+	if e.Permanent {
+		kind = "permanent"
+	}
+	return kind + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Permanentf returns a permanent error.
+//
+//	return connectors.Outcome{}, connectors.Permanentf("401 from CRM: check the API token")
+func Permanentf(format string, args ...any) error {
+	return &Error{Permanent: true, Err: fmt.Errorf(format, args...)}
+}
+
+// Permanent marks err as not worth retrying.
+func Permanent(err error) error { return &Error{Permanent: true, Err: err} }
+
+// Retryable marks err as transient, to be retried after at least retryAfter
+// (zero: the runtime's backoff decides).
+func Retryable(err error, retryAfter time.Duration) error {
+	return &Error{RetryAfter: retryAfter, Err: err}
+}
+
+// Classify tells the runtime whether err is permanent and how long the
+// system asked to wait. Errors a connector did not classify are retryable:
+// a retry is bounded by the task's attempts; giving up on a blip is not.
+func Classify(err error) (permanent bool, retryAfter time.Duration) {
+	var ce *Error
+	if errors.As(err, &ce) {
+		return ce.Permanent, ce.RetryAfter
+	}
+	return false, 0
+}

@@ -1,0 +1,385 @@
+// Package connectortest is the conformance suite every connector runs. A
+// connector's test builds a Harness around a real (or faithfully faked)
+// system and calls Run:
+//
+//	func TestConformance(t *testing.T) {
+//		connectortest.Run(t, connectortest.Harness{
+//			New:   func(t *testing.T) connectors.Connector { return newTestConnector(t, db) },
+//			Seed:  func(t *testing.T, s connectors.Subject) int64 { return insertRows(t, db, s) },
+//			Count: func(t *testing.T, s connectors.Subject) int64 { return countRows(t, db, s) },
+//		})
+//	}
+package connectortest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/connectors"
+	"go.uber.org/zap"
+)
+
+// Fault is a failure a harness can make the system produce.
+type Fault string
+
+// Faults the suite checks the classification of.
+const (
+	// FaultUnavailable: the system is down or answers 5xx. Must be retryable.
+	FaultUnavailable Fault = "unavailable"
+	// FaultRateLimited: the system says slow down (429 with Retry-After).
+	// Must be retryable with the delay the system named.
+	FaultRateLimited Fault = "rate_limited"
+	// FaultUnauthorized: credentials refused (401/403). Must be permanent.
+	FaultUnauthorized Fault = "unauthorized"
+	// FaultMisconfigured: the config points at something that does not
+	// exist (missing table, missing list). Must be permanent.
+	FaultMisconfigured Fault = "misconfigured"
+)
+
+// Harness connects the suite to one connector and the system behind it.
+type Harness struct {
+	// New returns a connector against the system under test. Each call
+	// may return a fresh one; they all see the same data.
+	New func(t *testing.T) connectors.Connector
+	// Seed stores records about s in the system, by a path other than the
+	// connector, and returns how many records Erase should report.
+	Seed func(t *testing.T, s connectors.Subject) int64
+	// Count returns how many records about s the system still holds,
+	// looked up by a path other than the connector.
+	Count func(t *testing.T, s connectors.Subject) int64
+	// Subject returns the i-th test subject; all distinct. Default: an
+	// email "subject<i>@example.com".
+	Subject func(i int) connectors.Subject
+	// Hostile lists subjects whose identifiers are crafted to break out of
+	// a query or a path (SQL injection, path traversal, wildcards). Erasing
+	// them must remove nothing else; the connector may refuse them with a
+	// permanent error. Default: a few such emails.
+	Hostile []connectors.Subject
+	// Faulty returns a connector whose next call will meet fault f, or nil
+	// when the system cannot produce that fault (a local directory has no
+	// rate limit). Optional.
+	Faulty func(t *testing.T, f Fault) connectors.Connector
+	// PollTimeout bounds how long an asynchronous erase may take in the
+	// suite (default 10s).
+	PollTimeout time.Duration
+}
+
+func (h *Harness) defaults() {
+	if h.Subject == nil {
+		h.Subject = func(i int) connectors.Subject {
+			return connectors.Subject{Email: fmt.Sprintf("subject%d@example.com", i)}
+		}
+	}
+	if h.Hostile == nil {
+		h.Hostile = []connectors.Subject{
+			{Email: "o'brien'--@example.com"},
+			{Email: "%@example.com"},
+			{Email: "x'or'1'='1@example.com"},
+			{Email: "*@example.com"},
+		}
+	}
+	if h.PollTimeout == 0 {
+		h.PollTimeout = 10 * time.Second
+	}
+}
+
+// Run runs the whole suite.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if h.New == nil || h.Seed == nil || h.Count == nil {
+		t.Fatal("connectortest: Harness needs New, Seed and Count")
+	}
+	h.defaults()
+	// Subjects are numbered per subtest so subtests never share data.
+	t.Run("EraseRemovesOnlyTheSubject", func(t *testing.T) { eraseRemovesOnlyTheSubject(t, h) })
+	t.Run("EraseTwiceIsNotFound", func(t *testing.T) { eraseTwice(t, h) })
+	t.Run("UnknownSubjectIsNotFound", func(t *testing.T) { unknownSubject(t, h) })
+	t.Run("VerifyFindsDataThenNone", func(t *testing.T) { verify(t, h) })
+	t.Run("CancelledContextErasesNothing", func(t *testing.T) { cancelled(t, h) })
+	t.Run("HostileIdentifiersTouchNothingElse", func(t *testing.T) { hostile(t, h) })
+	t.Run("ConcurrentErases", func(t *testing.T) { concurrent(t, h) })
+	if h.Faulty != nil {
+		t.Run("FaultsAreClassified", func(t *testing.T) { faults(t, h) })
+	}
+}
+
+// EraseAndWait erases s and, if the connector started an asynchronous job,
+// polls it until it finishes or timeout passes.
+func EraseAndWait(ctx context.Context, c connectors.Connector, s connectors.Subject, timeout time.Duration) (connectors.Outcome, error) {
+	out, err := c.Erase(ctx, s)
+	deadline := time.Now().Add(timeout)
+	for err == nil && out.Status == connectors.StatusRunning {
+		p, ok := c.(connectors.Poller)
+		if !ok {
+			return out, errors.New("connector returned running but does not implement Poller")
+		}
+		if out.JobRef == "" {
+			return out, errors.New("connector returned running without a job reference")
+		}
+		if time.Now().After(deadline) {
+			return out, fmt.Errorf("job %s still running after %s", out.JobRef, timeout)
+		}
+		wait := min(out.PollAfter, 200*time.Millisecond)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+		out, err = p.Poll(ctx, out.JobRef)
+	}
+	return out, err
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func eraseRemovesOnlyTheSubject(t *testing.T, h Harness) {
+	target, bystander := h.Subject(100), h.Subject(101)
+	want := h.Seed(t, target)
+	keep := h.Seed(t, bystander)
+	if want == 0 || keep == 0 {
+		t.Fatalf("harness Seed must create records; got %d and %d", want, keep)
+	}
+	out, err := EraseAndWait(ctxFor(t), h.New(t), target, h.PollTimeout)
+	if err != nil {
+		t.Fatalf("Erase: %v", err)
+	}
+	if out.Status != connectors.StatusErased {
+		t.Fatalf("Erase status = %q, want %q", out.Status, connectors.StatusErased)
+	}
+	if out.Records != want {
+		t.Errorf("Erase reported %d records, seeded %d", out.Records, want)
+	}
+	if n := h.Count(t, target); n != 0 {
+		t.Errorf("%d records of the subject remain after Erase", n)
+	}
+	if n := h.Count(t, bystander); n != keep {
+		t.Errorf("another subject lost data: %d records left of %d", n, keep)
+	}
+	checkEvidence(t, out, target)
+}
+
+func eraseTwice(t *testing.T, h Harness) {
+	s := h.Subject(200)
+	h.Seed(t, s)
+	c := h.New(t)
+	if _, err := EraseAndWait(ctxFor(t), c, s, h.PollTimeout); err != nil {
+		t.Fatalf("first Erase: %v", err)
+	}
+	out, err := EraseAndWait(ctxFor(t), c, s, h.PollTimeout)
+	if err != nil {
+		t.Fatalf("second Erase: %v", err)
+	}
+	if out.Status != connectors.StatusNotFound || out.Records != 0 {
+		t.Errorf("second Erase = %q with %d records, want not_found with 0", out.Status, out.Records)
+	}
+}
+
+func unknownSubject(t *testing.T, h Harness) {
+	bystander := h.Subject(301)
+	keep := h.Seed(t, bystander)
+	out, err := EraseAndWait(ctxFor(t), h.New(t), h.Subject(300), h.PollTimeout)
+	if err != nil {
+		t.Fatalf("Erase of an unknown subject: %v", err)
+	}
+	if out.Status != connectors.StatusNotFound {
+		t.Errorf("Erase of an unknown subject = %q, want not_found", out.Status)
+	}
+	if n := h.Count(t, bystander); n != keep {
+		t.Errorf("another subject lost data: %d records left of %d", n, keep)
+	}
+}
+
+func verify(t *testing.T, h Harness) {
+	c := h.New(t)
+	v, ok := c.(connectors.Verifier)
+	if !ok {
+		t.Log("connector does not implement Verifier; post-erasure lookups are not available")
+		return
+	}
+	s := h.Subject(400)
+	h.Seed(t, s)
+	ctx := ctxFor(t)
+	before, err := v.Verify(ctx, s)
+	if err != nil {
+		t.Fatalf("Verify before erase: %v", err)
+	}
+	if before.Remaining == 0 {
+		t.Errorf("Verify before erase found nothing; it must find the seeded records")
+	}
+	if _, err := EraseAndWait(ctx, c, s, h.PollTimeout); err != nil {
+		t.Fatalf("Erase: %v", err)
+	}
+	after, err := v.Verify(ctx, s)
+	if err != nil {
+		t.Fatalf("Verify after erase: %v", err)
+	}
+	if after.Remaining != 0 {
+		t.Errorf("Verify after erase found %d records", after.Remaining)
+	}
+}
+
+func cancelled(t *testing.T, h Harness) {
+	s := h.Subject(500)
+	seeded := h.Seed(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan struct{})
+	var err error
+	var out connectors.Outcome
+	go func() {
+		defer close(done)
+		out, err = h.New(t).Erase(ctx, s)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Erase ignored a cancelled context for 10s")
+	}
+	if err == nil {
+		t.Fatalf("Erase with a cancelled context succeeded with %q; it must return an error", out.Status)
+	}
+	if perm, _ := connectors.Classify(err); perm {
+		t.Errorf("a cancelled context was classified permanent: %v", err)
+	}
+	if n := h.Count(t, s); n != seeded {
+		t.Errorf("Erase with a cancelled context removed data: %d of %d records left", n, seeded)
+	}
+}
+
+func hostile(t *testing.T, h Harness) {
+	bystanders := []connectors.Subject{h.Subject(600), h.Subject(601)}
+	keep := make([]int64, len(bystanders))
+	for i, b := range bystanders {
+		keep[i] = h.Seed(t, b)
+	}
+	c := h.New(t)
+	for _, s := range h.Hostile {
+		out, err := c.Erase(ctxFor(t), s)
+		if err != nil {
+			if perm, _ := connectors.Classify(err); !perm {
+				t.Errorf("hostile subject refused with a retryable error (retrying will not help): %v", err)
+			}
+			continue
+		}
+		if out.Status == connectors.StatusErased {
+			t.Errorf("hostile subject erased %d records; nothing was seeded for it", out.Records)
+		}
+	}
+	for i, b := range bystanders {
+		if n := h.Count(t, b); n != keep[i] {
+			t.Errorf("a hostile identifier removed another subject's data: %d of %d records left", n, keep[i])
+		}
+	}
+}
+
+func concurrent(t *testing.T, h Harness) {
+	const n = 8
+	subjects := make([]connectors.Subject, n)
+	for i := range subjects {
+		subjects[i] = h.Subject(700 + i)
+		h.Seed(t, subjects[i])
+	}
+	c := h.New(t)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, s := range subjects {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = EraseAndWait(ctxFor(t), c, s, h.PollTimeout)
+		}()
+	}
+	wg.Wait()
+	for i, s := range subjects {
+		if errs[i] != nil {
+			t.Errorf("concurrent Erase %d: %v", i, errs[i])
+		}
+		if left := h.Count(t, s); left != 0 {
+			t.Errorf("concurrent Erase %d left %d records", i, left)
+		}
+	}
+}
+
+func faults(t *testing.T, h Harness) {
+	for _, f := range []Fault{FaultUnavailable, FaultRateLimited, FaultUnauthorized, FaultMisconfigured} {
+		t.Run(string(f), func(t *testing.T) {
+			c := h.Faulty(t, f)
+			if c == nil {
+				t.Logf("the system cannot produce %s; nothing to check", f)
+				return
+			}
+			s := h.Subject(800)
+			_, err := c.Erase(ctxFor(t), s)
+			if err == nil {
+				t.Fatalf("Erase succeeded under fault %s", f)
+			}
+			perm, after := connectors.Classify(err)
+			switch f {
+			case FaultUnavailable:
+				if perm {
+					t.Errorf("unavailable system classified permanent: %v", err)
+				}
+			case FaultRateLimited:
+				if perm || after <= 0 {
+					t.Errorf("rate limit = permanent %v, retry after %v; want retryable with the system's delay: %v", perm, after, err)
+				}
+			case FaultUnauthorized, FaultMisconfigured:
+				if !perm {
+					t.Errorf("%s classified retryable: %v", f, err)
+				}
+			}
+			for _, v := range s.Values() {
+				if containsFold(err.Error(), v) {
+					t.Errorf("error message contains the subject's identifier: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func checkEvidence(t *testing.T, out connectors.Outcome, s connectors.Subject) {
+	t.Helper()
+	for _, ev := range out.Evidence {
+		for _, v := range s.Values() {
+			if containsFold(ev.Kind, v) || containsFold(ev.Value, v) {
+				t.Errorf("evidence %q carries the subject's identifier", ev.Kind)
+			}
+		}
+	}
+}
+
+func containsFold(s, sub string) bool {
+	return sub != "" && strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}
+
+// Build constructs a registered connector from a YAML config block, as the
+// runtime would, failing the test on error.
+func Build(t testing.TB, typ, name, yamlConfig string) connectors.Connector {
+	t.Helper()
+	c, err := TryBuild(typ, name, yamlConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TryBuild is Build returning the error, for testing config validation.
+func TryBuild(typ, name, yamlConfig string) (connectors.Connector, error) {
+	def, ok := connectors.Lookup(typ)
+	if !ok {
+		return nil, fmt.Errorf("connector type %q is not registered", typ)
+	}
+	decode := func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) }
+	deps := connectors.Deps{Logger: zap.NewNop(), Getenv: func(string) string { return "" }}
+	return def.Build(context.Background(), name, decode, deps)
+}

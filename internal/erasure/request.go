@@ -1,0 +1,92 @@
+package erasure
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Request is one erasure request: a subject, a legal basis with its
+// deadline, and one task per connector instance.
+type Request struct {
+	ID           string
+	Status       RequestStatus
+	Jurisdiction Jurisdiction
+	// Subject is personal data; see Subject.
+	Subject    Subject
+	SubjectRef SubjectRef
+	// Source says how the request came in: "api", "portal", "cli".
+	Source string
+	// IdempotencyKey, when the client sent one, makes filing the same
+	// request twice return the first.
+	IdempotencyKey string
+	CreatedBy      string
+	ReceivedAt     time.Time
+	DueAt          time.Time
+	CompletedAt    time.Time // zero until the request is final
+	UpdatedAt      time.Time
+}
+
+// Overdue reports whether the request is past its deadline and not final.
+func (r Request) Overdue(now time.Time) bool {
+	return !r.Status.Final() && now.After(r.DueAt)
+}
+
+// Evidence is one fact a connector reports about what it did: a vendor job
+// id, a row count per table, the result of the post-erasure lookup. It must
+// not contain personal data.
+type Evidence struct {
+	Kind  string `json:"kind"`
+	Value string `json:"value"`
+}
+
+// Task is one connector instance's share of a request.
+type Task struct {
+	ID            string
+	RequestID     string
+	Connector     string // instance name, e.g. "shop-db"
+	ConnectorType string // e.g. "sql"
+	Status        TaskStatus
+	// Attempt counts dispatches: 1 for the first, +1 per retry.
+	Attempt       int
+	RecordsErased int64
+	// JobRef is the vendor's job id while an asynchronous job runs.
+	JobRef        string
+	NextAttemptAt time.Time // when a failed task is retried
+	NextPollAt    time.Time // when a running job is polled next
+	LastError     string    // redacted: never holds identifiers
+	Evidence      []Evidence
+	// Verified says what the post-erasure lookup found: "clean", or ""
+	// when the connector cannot look the subject up.
+	Verified    string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	CompletedAt time.Time
+}
+
+// NewID returns a new time-ordered unique id (UUIDv7).
+func NewID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// ValidID reports whether s looks like an id made by NewID, so malformed ids
+// are rejected before they reach the store.
+func ValidID(s string) bool {
+	u, err := uuid.Parse(s)
+	return err == nil && len(s) == 36 && u.Version() == 7
+}
+
+// Clock gives the current time. Times are UTC and cut to microseconds, the
+// precision every store keeps, so a value reads back exactly as written.
+type Clock func() time.Time
+
+// SystemClock is the wall clock.
+func SystemClock() time.Time { return Timestamp(time.Now()) }
+
+// Timestamp normalises t to UTC microseconds.
+func Timestamp(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
