@@ -1,0 +1,85 @@
+-- Lethe's state. Times are timestamptz; JSON is kept as text so that the
+-- exact bytes hashed into the event chain are the bytes read back.
+
+CREATE TABLE requests (
+    id              text PRIMARY KEY,
+    status          text NOT NULL,
+    jurisdiction    text NOT NULL,
+    subject         text NOT NULL,          -- identifiers: personal data
+    subject_ref     text NOT NULL,          -- keyed hashes only
+    source          text NOT NULL,
+    idempotency_key text NOT NULL DEFAULT '',
+    created_by      text NOT NULL,
+    received_at     timestamptz NOT NULL,
+    due_at          timestamptz NOT NULL,
+    completed_at    timestamptz,
+    updated_at      timestamptz NOT NULL
+);
+CREATE UNIQUE INDEX requests_idempotency_key ON requests (idempotency_key) WHERE idempotency_key <> '';
+CREATE INDEX requests_status ON requests (status, id);
+CREATE INDEX requests_due ON requests (due_at);
+
+CREATE TABLE tasks (
+    id              text PRIMARY KEY,
+    request_id      text NOT NULL REFERENCES requests (id),
+    connector       text NOT NULL,
+    connector_type  text NOT NULL,
+    status          text NOT NULL,
+    attempt         integer NOT NULL,
+    records_erased  bigint NOT NULL DEFAULT 0,
+    job_ref         text NOT NULL DEFAULT '',
+    next_attempt_at timestamptz,
+    next_poll_at    timestamptz,
+    last_error      text NOT NULL DEFAULT '',
+    evidence        text NOT NULL DEFAULT '[]',
+    verified        text NOT NULL DEFAULT '',
+    created_at      timestamptz NOT NULL,
+    updated_at      timestamptz NOT NULL,
+    completed_at    timestamptz,
+    UNIQUE (request_id, connector)
+);
+CREATE INDEX tasks_retry_due ON tasks (next_attempt_at) WHERE status = 'failed';
+CREATE INDEX tasks_poll_due ON tasks (next_poll_at) WHERE status = 'running';
+
+CREATE TABLE events (
+    request_id text NOT NULL REFERENCES requests (id),
+    seq        bigint NOT NULL,
+    type       text NOT NULL,
+    task_id    text NOT NULL DEFAULT '',
+    actor      text NOT NULL,
+    reason     text NOT NULL DEFAULT '',
+    data       text NOT NULL DEFAULT '{}',
+    at         timestamptz NOT NULL,
+    prev_hash  text NOT NULL,
+    hash       text NOT NULL,
+    PRIMARY KEY (request_id, seq)
+);
+
+-- The event log is append-only: the database itself refuses edits.
+CREATE FUNCTION lethe_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'lethe: events are append-only';
+END
+$$;
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
+    FOR EACH ROW EXECUTE FUNCTION lethe_events_append_only();
+
+CREATE TABLE outbox (
+    id         bigserial PRIMARY KEY,
+    msg_id     text NOT NULL,
+    subject    text NOT NULL,
+    payload    bytea NOT NULL,
+    request_id text NOT NULL DEFAULT '',
+    task_id    text NOT NULL DEFAULT '',
+    attempt    integer NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL
+);
+CREATE INDEX outbox_request ON outbox (request_id);
+
+CREATE TABLE certificates (
+    request_id text PRIMARY KEY REFERENCES requests (id),
+    id         text NOT NULL UNIQUE,
+    key_id     text NOT NULL,
+    document   bytea NOT NULL,
+    issued_at  timestamptz NOT NULL
+);

@@ -1,0 +1,99 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
+	"github.com/lethe-dev/lethe/internal/store/postgres"
+	"github.com/lethe-dev/lethe/internal/store/storetest"
+	"github.com/lethe-dev/lethe/internal/testenv"
+)
+
+func open(t *testing.T) (store.Store, string) {
+	t.Helper()
+	url := testenv.PostgresSchema(t)
+	ctx := context.Background()
+	if _, err := postgres.Migrate(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	s, err := postgres.Open(ctx, url, postgres.Options{MaxConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, url
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, _ := open(t)
+		return s
+	})
+}
+
+func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
+	url := testenv.PostgresSchema(t)
+	ctx := context.Background()
+	results := make(chan int, 3)
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			n, err := postgres.Migrate(ctx, url)
+			results <- n
+			errs <- err
+		}()
+	}
+	total := 0
+	for range 3 {
+		total += <-results
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent migrate: %v", err)
+		}
+	}
+	if total != 1 {
+		t.Errorf("the one migration was applied %d times", total)
+	}
+	if n, err := postgres.Migrate(ctx, url); err != nil || n != 0 {
+		t.Errorf("re-run applied %d, err %v", n, err)
+	}
+}
+
+func TestEventsAreAppendOnly(t *testing.T) {
+	s, url := open(t)
+	defer s.Close()
+	ctx := context.Background()
+	r := erasure.Request{ID: erasure.NewID(), Status: erasure.RequestInProgress, Jurisdiction: erasure.GDPR,
+		Subject: erasure.Subject{Email: "a@example.com"}, Source: "api", CreatedBy: "t",
+		ReceivedAt: erasure.SystemClock(), DueAt: erasure.SystemClock(), UpdatedAt: erasure.SystemClock()}
+	err := s.InTx(ctx, func(tx store.Tx) error {
+		if err := tx.InsertRequest(ctx, r); err != nil {
+			return err
+		}
+		_, err := tx.AppendEvent(ctx, erasure.NewEvent(r.ID, "", "x", "t", "", nil, r.ReceivedAt))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{"UPDATE events SET reason = 'forged'", "DELETE FROM events"} {
+		_, err := conn.Exec(ctx, q)
+		if err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s: %v, want refused as append-only", q, err)
+		}
+	}
+}
+
+func TestBadURL(t *testing.T) {
+	_, err := postgres.Open(context.Background(), "postgres://user:hunter2@[bad", postgres.Options{})
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("bad URL error %v must exist and not echo the password", err)
+	}
+}

@@ -1,0 +1,513 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
+)
+
+// Store implements store.Store over a Conn.
+type Store struct {
+	conn Conn
+	d    *Dialect
+	rw   *rewriter
+}
+
+// New returns a Store over conn. Migrate must have run.
+func New(conn Conn, d *Dialect) *Store {
+	return &Store{conn: conn, d: d, rw: &rewriter{d: d}}
+}
+
+var _ store.Store = (*Store)(nil)
+
+const maxTxAttempts = 5
+
+// InTx implements store.Store.
+func (s *Store) InTx(ctx context.Context, fn func(store.Tx) error) error {
+	var err error
+	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
+		err = s.inTx(ctx, fn)
+		if err == nil || !s.d.IsRetryable(err) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Duration(attempt*attempt) * 5 * time.Millisecond)
+	}
+	return err
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(store.Tx) error) (err error) {
+	txc, err := s.conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = txc.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	if err = fn(&tx{q: txc, s: s}); err != nil {
+		return err
+	}
+	if err = txc.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Ping implements store.Store.
+func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
+
+// Close implements store.Store.
+func (s *Store) Close() { s.conn.Close() }
+
+const requestCols = `id, status, jurisdiction, subject, subject_ref, source, idempotency_key,
+	created_by, received_at, due_at, completed_at, updated_at`
+
+const taskCols = `id, request_id, connector, connector_type, status, attempt, records_erased,
+	job_ref, next_attempt_at, next_poll_at, last_error, evidence, verified,
+	created_at, updated_at, completed_at`
+
+const eventCols = `request_id, seq, type, task_id, actor, reason, data, at, prev_hash, hash`
+
+// Request implements store.Store.
+func (s *Store) Request(ctx context.Context, id string) (erasure.Request, error) {
+	return s.oneRequest(ctx, s.conn, `SELECT `+requestCols+` FROM requests WHERE id = $1`, id)
+}
+
+// RequestByIdempotencyKey implements store.Store.
+func (s *Store) RequestByIdempotencyKey(ctx context.Context, key string) (erasure.Request, error) {
+	return s.oneRequest(ctx, s.conn, `SELECT `+requestCols+` FROM requests WHERE idempotency_key = $1`, key)
+}
+
+func (s *Store) oneRequest(ctx context.Context, q Querier, query string, args ...any) (erasure.Request, error) {
+	rs, err := s.queryRequests(ctx, q, query, args...)
+	if err != nil {
+		return erasure.Request{}, err
+	}
+	if len(rs) == 0 {
+		return erasure.Request{}, fmt.Errorf("request: %w", store.ErrNotFound)
+	}
+	return rs[0], nil
+}
+
+// Requests implements store.Store.
+func (s *Store) Requests(ctx context.Context, f store.RequestFilter) ([]erasure.Request, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if len(f.Statuses) > 0 {
+		ph := make([]string, len(f.Statuses))
+		for i, st := range f.Statuses {
+			ph[i] = arg(string(st))
+		}
+		where = append(where, "status IN ("+strings.Join(ph, ", ")+")")
+	}
+	if f.Before != "" {
+		where = append(where, "id < "+arg(f.Before))
+	}
+	if !f.DueBefore.IsZero() {
+		where = append(where, "due_at < "+arg(s.d.TimeArg(f.DueBefore)))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, 500)
+	q := `SELECT ` + requestCols + ` FROM requests`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", limit)
+	return s.queryRequests(ctx, s.conn, q, args...)
+}
+
+func (s *Store) queryRequests(ctx context.Context, q Querier, query string, args ...any) ([]erasure.Request, error) {
+	rows, err := q.Query(ctx, s.rw.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("query requests: %w", err)
+	}
+	defer rows.Close()
+	var out []erasure.Request
+	for rows.Next() {
+		var r erasure.Request
+		var subject, ref []byte
+		if err := rows.Scan(&r.ID, &r.Status, &r.Jurisdiction, &subject, &ref, &r.Source, &r.IdempotencyKey,
+			&r.CreatedBy, timeCol{&r.ReceivedAt}, timeCol{&r.DueAt}, timeCol{&r.CompletedAt}, timeCol{&r.UpdatedAt}); err != nil {
+			return nil, fmt.Errorf("scan request: %w", err)
+		}
+		if err := json.Unmarshal(subject, &r.Subject); err != nil {
+			return nil, fmt.Errorf("request %s subject: %w", r.ID, err)
+		}
+		if err := json.Unmarshal(ref, &r.SubjectRef); err != nil {
+			return nil, fmt.Errorf("request %s subject ref: %w", r.ID, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query requests: %w", err)
+	}
+	return out, nil
+}
+
+// Tasks implements store.Store.
+func (s *Store) Tasks(ctx context.Context, requestID string) ([]erasure.Task, error) {
+	return s.queryTasks(ctx, s.conn, `SELECT `+taskCols+` FROM tasks WHERE request_id = $1 ORDER BY connector`, requestID)
+}
+
+func (s *Store) queryTasks(ctx context.Context, q Querier, query string, args ...any) ([]erasure.Task, error) {
+	rows, err := q.Query(ctx, s.rw.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("query tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []erasure.Task
+	for rows.Next() {
+		var t erasure.Task
+		var evidence []byte
+		if err := rows.Scan(&t.ID, &t.RequestID, &t.Connector, &t.ConnectorType, &t.Status, &t.Attempt,
+			&t.RecordsErased, &t.JobRef, timeCol{&t.NextAttemptAt}, timeCol{&t.NextPollAt}, &t.LastError,
+			&evidence, &t.Verified, timeCol{&t.CreatedAt}, timeCol{&t.UpdatedAt}, timeCol{&t.CompletedAt}); err != nil {
+			return nil, fmt.Errorf("scan task: %w", err)
+		}
+		if err := json.Unmarshal(evidence, &t.Evidence); err != nil {
+			return nil, fmt.Errorf("task %s evidence: %w", t.ID, err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query tasks: %w", err)
+	}
+	return out, nil
+}
+
+// Events implements store.Store.
+func (s *Store) Events(ctx context.Context, requestID string) ([]erasure.Event, error) {
+	return s.queryEvents(ctx, s.conn, `SELECT `+eventCols+` FROM events WHERE request_id = $1 ORDER BY seq`, requestID)
+}
+
+func (s *Store) queryEvents(ctx context.Context, q Querier, query string, args ...any) ([]erasure.Event, error) {
+	rows, err := q.Query(ctx, s.rw.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("query events: %w", err)
+	}
+	defer rows.Close()
+	var out []erasure.Event
+	for rows.Next() {
+		var e erasure.Event
+		var data string
+		if err := rows.Scan(&e.RequestID, &e.Seq, &e.Type, &e.TaskID, &e.Actor, &e.Reason, &data,
+			timeCol{&e.At}, &e.PrevHash, &e.Hash); err != nil {
+			return nil, fmt.Errorf("scan event: %w", err)
+		}
+		e.Data = json.RawMessage(data)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query events: %w", err)
+	}
+	return out, nil
+}
+
+// Certificate implements store.Store.
+func (s *Store) Certificate(ctx context.Context, requestID string) (store.Certificate, error) {
+	rows, err := s.conn.Query(ctx, s.rw.q(`SELECT request_id, id, key_id, document, issued_at FROM certificates WHERE request_id = $1`), requestID)
+	if err != nil {
+		return store.Certificate{}, fmt.Errorf("query certificate: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return store.Certificate{}, fmt.Errorf("query certificate: %w", err)
+		}
+		return store.Certificate{}, fmt.Errorf("certificate: %w", store.ErrNotFound)
+	}
+	var c store.Certificate
+	if err := rows.Scan(&c.RequestID, &c.ID, &c.KeyID, &c.Document, timeCol{&c.IssuedAt}); err != nil {
+		return store.Certificate{}, fmt.Errorf("scan certificate: %w", err)
+	}
+	return c, nil
+}
+
+// DueTasks implements store.Store.
+func (s *Store) DueTasks(ctx context.Context, now time.Time, limit int) ([]store.DueTask, error) {
+	q := s.rw.q(`SELECT id, request_id, status FROM (
+		SELECT id, request_id, status, next_attempt_at AS due FROM tasks WHERE status = 'failed' AND next_attempt_at <= $1
+		UNION ALL
+		SELECT id, request_id, status, next_poll_at AS due FROM tasks WHERE status = 'running' AND next_poll_at <= $1
+	) due ORDER BY due LIMIT ` + fmt.Sprint(limit))
+	rows, err := s.conn.Query(ctx, q, s.d.TimeArg(now))
+	if err != nil {
+		return nil, fmt.Errorf("query due tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []store.DueTask
+	for rows.Next() {
+		var d store.DueTask
+		if err := rows.Scan(&d.TaskID, &d.RequestID, &d.Status); err != nil {
+			return nil, fmt.Errorf("scan due task: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// Stats implements store.Store.
+func (s *Store) Stats(ctx context.Context, now time.Time) (store.Stats, error) {
+	st := store.Stats{Requests: map[erasure.RequestStatus]int{}}
+	rows, err := s.conn.Query(ctx, `SELECT status, count(*) FROM requests GROUP BY status`)
+	if err != nil {
+		return st, fmt.Errorf("count requests: %w", err)
+	}
+	for rows.Next() {
+		var status string
+		var n int
+		if err := rows.Scan(&status, &n); err != nil {
+			rows.Close()
+			return st, fmt.Errorf("count requests: %w", err)
+		}
+		st.Requests[erasure.RequestStatus(status)] = n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return st, fmt.Errorf("count requests: %w", err)
+	}
+	final := `'completed', 'completed_with_exemptions', 'denied', 'cancelled'`
+	if err := s.scanInt(ctx, &st.Overdue, `SELECT count(*) FROM requests WHERE due_at < $1 AND status NOT IN (`+final+`)`, s.d.TimeArg(now)); err != nil {
+		return st, err
+	}
+	if err := s.scanInt(ctx, &st.OutboxPending, `SELECT count(*) FROM outbox`); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+func (s *Store) scanInt(ctx context.Context, dst *int, query string, args ...any) error {
+	rows, err := s.conn.Query(ctx, s.rw.q(query), args...)
+	if err != nil {
+		return fmt.Errorf("count: %w", err)
+	}
+	defer rows.Close()
+	if rows.Next() {
+		if err := rows.Scan(dst); err != nil {
+			return fmt.Errorf("count: %w", err)
+		}
+	}
+	return rows.Err()
+}
+
+// tx implements store.Tx.
+type tx struct {
+	q TxConn
+	s *Store
+}
+
+func (t *tx) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	return t.q.Exec(ctx, t.s.rw.q(query), args...)
+}
+
+func (t *tx) InsertRequest(ctx context.Context, r erasure.Request) error {
+	subject, err := json.Marshal(r.Subject)
+	if err != nil {
+		return fmt.Errorf("encode subject: %w", err)
+	}
+	ref, err := json.Marshal(r.SubjectRef)
+	if err != nil {
+		return fmt.Errorf("encode subject ref: %w", err)
+	}
+	_, err = t.exec(ctx, `INSERT INTO requests (`+requestCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		r.ID, string(r.Status), string(r.Jurisdiction), string(subject), string(ref), r.Source, r.IdempotencyKey,
+		r.CreatedBy, t.time(r.ReceivedAt), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt))
+	if err != nil {
+		if t.s.d.IsUniqueViolation(err) {
+			return erasure.Errorf(erasure.EConflict, "a request with this id or idempotency key exists")
+		}
+		return fmt.Errorf("insert request: %w", err)
+	}
+	return nil
+}
+
+func (t *tx) time(v time.Time) any { return t.s.d.TimeArg(v) }
+
+func (t *tx) LockRequest(ctx context.Context, id string) (erasure.Request, error) {
+	return t.s.oneRequest(ctx, t.q, `SELECT `+requestCols+` FROM requests WHERE id = $1`+t.s.d.ForUpdate, id)
+}
+
+func (t *tx) UpdateRequest(ctx context.Context, r erasure.Request) error {
+	n, err := t.exec(ctx, `UPDATE requests SET status = $2, due_at = $3, completed_at = $4, updated_at = $5 WHERE id = $1`,
+		r.ID, string(r.Status), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("update request: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("update request: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *tx) InsertTask(ctx context.Context, k erasure.Task) error {
+	evidence, err := encodeEvidence(k.Evidence)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(ctx, `INSERT INTO tasks (`+taskCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+		k.ID, k.RequestID, k.Connector, k.ConnectorType, string(k.Status), k.Attempt, k.RecordsErased,
+		k.JobRef, t.time(k.NextAttemptAt), t.time(k.NextPollAt), k.LastError, evidence, k.Verified,
+		t.time(k.CreatedAt), t.time(k.UpdatedAt), t.time(k.CompletedAt))
+	if err != nil {
+		if t.s.d.IsUniqueViolation(err) {
+			return erasure.Errorf(erasure.EConflict, "the request already has a task for connector %s", k.Connector)
+		}
+		return fmt.Errorf("insert task: %w", err)
+	}
+	return nil
+}
+
+func encodeEvidence(ev []erasure.Evidence) (string, error) {
+	if ev == nil {
+		ev = []erasure.Evidence{}
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return "", fmt.Errorf("encode evidence: %w", err)
+	}
+	return string(b), nil
+}
+
+func (t *tx) Task(ctx context.Context, id string) (erasure.Task, error) {
+	ts, err := t.s.queryTasks(ctx, t.q, `SELECT `+taskCols+` FROM tasks WHERE id = $1`, id)
+	if err != nil {
+		return erasure.Task{}, err
+	}
+	if len(ts) == 0 {
+		return erasure.Task{}, fmt.Errorf("task: %w", store.ErrNotFound)
+	}
+	return ts[0], nil
+}
+
+func (t *tx) Tasks(ctx context.Context, requestID string) ([]erasure.Task, error) {
+	return t.s.queryTasks(ctx, t.q, `SELECT `+taskCols+` FROM tasks WHERE request_id = $1 ORDER BY connector`, requestID)
+}
+
+func (t *tx) UpdateTask(ctx context.Context, k erasure.Task) error {
+	evidence, err := encodeEvidence(k.Evidence)
+	if err != nil {
+		return err
+	}
+	n, err := t.exec(ctx, `UPDATE tasks SET status = $2, attempt = $3, records_erased = $4, job_ref = $5,
+		next_attempt_at = $6, next_poll_at = $7, last_error = $8, evidence = $9, verified = $10,
+		updated_at = $11, completed_at = $12 WHERE id = $1`,
+		k.ID, string(k.Status), k.Attempt, k.RecordsErased, k.JobRef, t.time(k.NextAttemptAt), t.time(k.NextPollAt),
+		k.LastError, evidence, k.Verified, t.time(k.UpdatedAt), t.time(k.CompletedAt))
+	if err != nil {
+		return fmt.Errorf("update task: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("update task: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *tx) AppendEvent(ctx context.Context, e erasure.Event) (erasure.Event, error) {
+	last, err := t.s.queryEvents(ctx, t.q, `SELECT `+eventCols+` FROM events WHERE request_id = $1 ORDER BY seq DESC LIMIT 1`, e.RequestID)
+	if err != nil {
+		return e, err
+	}
+	var prev *erasure.Event
+	if len(last) == 1 {
+		prev = &last[0]
+	}
+	if len(e.Data) == 0 {
+		e.Data = json.RawMessage("{}")
+	}
+	e.At = erasure.Timestamp(e.At)
+	e = e.Chain(prev)
+	_, err = t.exec(ctx, `INSERT INTO events (`+eventCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		e.RequestID, e.Seq, e.Type, e.TaskID, e.Actor, e.Reason, string(e.Data), t.time(e.At), e.PrevHash, e.Hash)
+	if err != nil {
+		return e, fmt.Errorf("append event: %w", err)
+	}
+	return e, nil
+}
+
+func (t *tx) Enqueue(ctx context.Context, m store.OutboxMessage) error {
+	if m.MsgID == "" || m.Subject == "" {
+		return errors.New("enqueue: message needs a MsgID and a Subject")
+	}
+	createdAt := erasure.Timestamp(m.CreatedAt)
+	if createdAt.IsZero() {
+		createdAt = erasure.SystemClock()
+	}
+	_, err := t.exec(ctx, `INSERT INTO outbox (msg_id, subject, payload, request_id, task_id, attempt, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		m.MsgID, m.Subject, m.Payload, m.RequestID, m.TaskID, m.Attempt, t.time(createdAt))
+	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	return nil
+}
+
+func (t *tx) ClaimOutbox(ctx context.Context, limit int) ([]store.OutboxMessage, error) {
+	rows, err := t.q.Query(ctx, t.s.rw.q(`SELECT id, msg_id, subject, payload, request_id, task_id, attempt, created_at
+		FROM outbox ORDER BY id LIMIT `+fmt.Sprint(limit)+t.s.d.SkipLocked))
+	if err != nil {
+		return nil, fmt.Errorf("claim outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []store.OutboxMessage
+	for rows.Next() {
+		var m store.OutboxMessage
+		if err := rows.Scan(&m.ID, &m.MsgID, &m.Subject, &m.Payload, &m.RequestID, &m.TaskID, &m.Attempt, timeCol{&m.CreatedAt}); err != nil {
+			return nil, fmt.Errorf("scan outbox: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) DeleteOutbox(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	ph := make([]string, len(ids))
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		ph[i] = fmt.Sprintf("$%d", i+1)
+		args[i] = id
+	}
+	_, err := t.exec(ctx, `DELETE FROM outbox WHERE id IN (`+strings.Join(ph, ", ")+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("delete outbox: %w", err)
+	}
+	return nil
+}
+
+func (t *tx) DeleteRequestOutbox(ctx context.Context, requestID string) (int64, error) {
+	n, err := t.exec(ctx, `DELETE FROM outbox WHERE request_id = $1`, requestID)
+	if err != nil {
+		return 0, fmt.Errorf("delete request outbox: %w", err)
+	}
+	return n, nil
+}
+
+func (t *tx) InsertCertificate(ctx context.Context, c store.Certificate) error {
+	_, err := t.exec(ctx, `INSERT INTO certificates (request_id, id, key_id, document, issued_at) VALUES ($1, $2, $3, $4, $5)`,
+		c.RequestID, c.ID, c.KeyID, c.Document, t.time(c.IssuedAt))
+	if err != nil {
+		if t.s.d.IsUniqueViolation(err) {
+			return erasure.Errorf(erasure.EConflict, "the request already has a certificate")
+		}
+		return fmt.Errorf("insert certificate: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+// Package store is Lethe's source of truth: requests, tasks, the event log,
+// the outbox and certificates, behind one interface with a PostgreSQL
+// implementation (production) and a SQLite one (single machine, `lethe dev`).
+// Both pass the same conformance suite, storetest.Run.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/erasure"
+)
+
+// Store reads state and runs transactions that change it. Every change to a
+// request or task goes through InTx together with the event that records it
+// and any outbox message that announces it: all or nothing.
+type Store interface {
+	// InTx runs fn in a transaction and commits if fn returns nil. It may
+	// run fn more than once when the database asks for a retry
+	// (serialisation failure, deadlock, busy), so fn must not have effects
+	// outside the transaction that cannot be repeated.
+	InTx(ctx context.Context, fn func(Tx) error) error
+
+	Request(ctx context.Context, id string) (erasure.Request, error)
+	// RequestByIdempotencyKey finds the request filed with key.
+	RequestByIdempotencyKey(ctx context.Context, key string) (erasure.Request, error)
+	Requests(ctx context.Context, f RequestFilter) ([]erasure.Request, error)
+	Tasks(ctx context.Context, requestID string) ([]erasure.Task, error)
+	Events(ctx context.Context, requestID string) ([]erasure.Event, error)
+	Certificate(ctx context.Context, requestID string) (Certificate, error)
+	// DueTasks lists tasks whose retry or poll time has come, oldest
+	// first. Callers re-check each under the request lock before acting.
+	DueTasks(ctx context.Context, now time.Time, limit int) ([]DueTask, error)
+	// Stats counts requests by status and pending outbox messages.
+	Stats(ctx context.Context, now time.Time) (Stats, error)
+
+	Ping(ctx context.Context) error
+	Close()
+}
+
+// Tx is one transaction. Methods that change a request or its tasks expect
+// the caller to hold the request's lock (LockRequest) so that concurrent
+// workers and replicas serialise on it.
+type Tx interface {
+	// InsertRequest stores a new request. A request with the same
+	// idempotency key already stored gives an EConflict error.
+	InsertRequest(ctx context.Context, r erasure.Request) error
+	// LockRequest reads a request and locks it until the transaction ends.
+	LockRequest(ctx context.Context, id string) (erasure.Request, error)
+	UpdateRequest(ctx context.Context, r erasure.Request) error
+
+	InsertTask(ctx context.Context, t erasure.Task) error
+	Task(ctx context.Context, id string) (erasure.Task, error)
+	Tasks(ctx context.Context, requestID string) ([]erasure.Task, error)
+	UpdateTask(ctx context.Context, t erasure.Task) error
+
+	// AppendEvent chains e to the request's last event (setting Seq,
+	// PrevHash and Hash), stores it and returns it.
+	AppendEvent(ctx context.Context, e erasure.Event) (erasure.Event, error)
+
+	// Enqueue adds a message for the relay to publish.
+	Enqueue(ctx context.Context, m OutboxMessage) error
+	// ClaimOutbox locks up to limit unsent messages, oldest first, skipping
+	// any another transaction holds.
+	ClaimOutbox(ctx context.Context, limit int) ([]OutboxMessage, error)
+	// DeleteOutbox removes published messages.
+	DeleteOutbox(ctx context.Context, ids []int64) error
+	// DeleteRequestOutbox drops a request's unsent messages (on cancel).
+	DeleteRequestOutbox(ctx context.Context, requestID string) (int64, error)
+
+	// InsertCertificate stores a request's certificate; a second one for the
+	// same request gives an EConflict error.
+	InsertCertificate(ctx context.Context, c Certificate) error
+}
+
+// OutboxMessage is a message written in the same transaction as the state
+// change it announces, published to NATS by the relay.
+type OutboxMessage struct {
+	ID int64 // assigned by the store
+	// MsgID becomes the Nats-Msg-Id header, so JetStream drops a
+	// message the relay publishes twice.
+	MsgID     string
+	Subject   string
+	Payload   []byte
+	RequestID string
+	// TaskID and Attempt are set for task messages: publishing one moves
+	// the task from queued to dispatched.
+	TaskID    string
+	Attempt   int
+	CreatedAt time.Time
+}
+
+// Certificate is a stored, signed certificate.
+type Certificate struct {
+	RequestID string
+	ID        string
+	KeyID     string
+	Document  []byte
+	IssuedAt  time.Time
+}
+
+// RequestFilter selects requests for listing, newest first.
+type RequestFilter struct {
+	Statuses []erasure.RequestStatus
+	// Before is a cursor: only requests with an id before this one.
+	Before string
+	// DueBefore keeps requests due before this time (zero: any).
+	DueBefore time.Time
+	// Limit defaults to 50 and is capped at 500.
+	Limit int
+}
+
+// DueTask names a task whose retry or poll is due.
+type DueTask struct {
+	TaskID    string
+	RequestID string
+	Status    erasure.TaskStatus // failed (retry) or running (poll)
+}
+
+// Stats are counts for metrics.
+type Stats struct {
+	Requests      map[erasure.RequestStatus]int
+	Overdue       int
+	OutboxPending int
+}
+
+// ErrNotFound is returned (wrapped) when a row does not exist.
+var ErrNotFound = &erasure.Error{Code: erasure.ENotFound, Message: "not found"}

@@ -1,0 +1,534 @@
+// Package storetest is the conformance suite every store.Store
+// implementation passes. An implementation's test calls Run with a function
+// that returns a fresh, migrated, empty store.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
+)
+
+// Run runs the suite. newStore must return an empty migrated store; the
+// suite closes it.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"RequestRoundTrip", requestRoundTrip},
+		{"IdempotencyKey", idempotencyKey},
+		{"NotFound", notFound},
+		{"RollbackLeavesNothing", rollback},
+		{"TasksRoundTrip", tasksRoundTrip},
+		{"EventChain", eventChain},
+		{"ConcurrentLockSerialises", concurrentLock},
+		{"Outbox", outbox},
+		{"ConcurrentOutboxClaims", concurrentClaims},
+		{"Certificate", certificate},
+		{"DueTasks", dueTasks},
+		{"ListRequests", listRequests},
+		{"Stats", stats},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			t.Cleanup(s.Close)
+			tc.fn(t, s)
+		})
+	}
+}
+
+var t0 = time.Date(2026, 3, 31, 9, 30, 15, 123456000, time.UTC)
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func newRequest(i int) erasure.Request {
+	return erasure.Request{
+		ID:           erasure.NewID(),
+		Status:       erasure.RequestInProgress,
+		Jurisdiction: erasure.GDPR,
+		Subject:      erasure.Subject{Email: fmt.Sprintf("person%d@example.com", i), UserIDs: map[string]string{"shop": fmt.Sprint(i)}},
+		SubjectRef:   erasure.SubjectRef{KeyID: "k1", Identifiers: []erasure.IdentifierHash{{Kind: "email", Hash: fmt.Sprintf("h%d", i)}}},
+		Source:       "api",
+		CreatedBy:    "api:test",
+		ReceivedAt:   t0,
+		DueAt:        erasure.GDPR.DueDate(t0),
+		UpdatedAt:    t0,
+	}
+}
+
+func newTask(r erasure.Request, connector string) erasure.Task {
+	return erasure.Task{
+		ID: erasure.NewID(), RequestID: r.ID, Connector: connector, ConnectorType: "sql",
+		Status: erasure.TaskQueued, Attempt: 1, CreatedAt: t0, UpdatedAt: t0,
+	}
+}
+
+func mustTx(t *testing.T, s store.Store, fn func(tx store.Tx) error) {
+	t.Helper()
+	if err := s.InTx(ctx(t), fn); err != nil {
+		t.Fatalf("transaction: %v", err)
+	}
+}
+
+func insert(t *testing.T, s store.Store, r erasure.Request, tasks ...erasure.Task) {
+	t.Helper()
+	mustTx(t, s, func(tx store.Tx) error {
+		if err := tx.InsertRequest(ctx(t), r); err != nil {
+			return err
+		}
+		for _, k := range tasks {
+			if err := tx.InsertTask(ctx(t), k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func requestRoundTrip(t *testing.T, s store.Store) {
+	r := newRequest(1)
+	insert(t, s, r)
+	got, err := s.Request(ctx(t), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, r) {
+		t.Fatalf("read back\n%+v\nwant\n%+v", got, r)
+	}
+	r.Status = erasure.RequestCompleted
+	r.CompletedAt = t0.Add(time.Hour)
+	r.UpdatedAt = r.CompletedAt
+	r.DueAt = r.DueAt.Add(24 * time.Hour)
+	mustTx(t, s, func(tx store.Tx) error {
+		locked, err := tx.LockRequest(ctx(t), r.ID)
+		if err != nil {
+			return err
+		}
+		if locked.ID != r.ID {
+			return fmt.Errorf("locked %s", locked.ID)
+		}
+		return tx.UpdateRequest(ctx(t), r)
+	})
+	got, err = s.Request(ctx(t), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, r) {
+		t.Fatalf("after update\n%+v\nwant\n%+v", got, r)
+	}
+}
+
+func idempotencyKey(t *testing.T, s store.Store) {
+	a, b := newRequest(1), newRequest(2)
+	a.IdempotencyKey, b.IdempotencyKey = "key-1", "key-1"
+	insert(t, s, a)
+	err := s.InTx(ctx(t), func(tx store.Tx) error { return tx.InsertRequest(ctx(t), b) })
+	if erasure.ErrorCode(err) != erasure.EConflict {
+		t.Fatalf("second request with the same key: %v, want a conflict", err)
+	}
+	got, err := s.RequestByIdempotencyKey(ctx(t), "key-1")
+	if err != nil || got.ID != a.ID {
+		t.Fatalf("by key = %v, %v; want %s", got.ID, err, a.ID)
+	}
+	// Requests without a key never conflict with each other.
+	insert(t, s, newRequest(3))
+	insert(t, s, newRequest(4))
+}
+
+func notFound(t *testing.T, s store.Store) {
+	_, err := s.Request(ctx(t), erasure.NewID())
+	if !errors.Is(err, store.ErrNotFound) || erasure.ErrorCode(err) != erasure.ENotFound {
+		t.Errorf("missing request: %v", err)
+	}
+	_, err = s.Certificate(ctx(t), erasure.NewID())
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing certificate: %v", err)
+	}
+	_, err = s.RequestByIdempotencyKey(ctx(t), "nope")
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing key: %v", err)
+	}
+	err = s.InTx(ctx(t), func(tx store.Tx) error {
+		_, err := tx.LockRequest(ctx(t), erasure.NewID())
+		return err
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("lock missing request: %v", err)
+	}
+	err = s.InTx(ctx(t), func(tx store.Tx) error {
+		_, err := tx.Task(ctx(t), erasure.NewID())
+		return err
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing task: %v", err)
+	}
+}
+
+func rollback(t *testing.T, s store.Store) {
+	r := newRequest(1)
+	boom := errors.New("boom")
+	err := s.InTx(ctx(t), func(tx store.Tx) error {
+		if err := tx.InsertRequest(ctx(t), r); err != nil {
+			return err
+		}
+		if _, err := tx.AppendEvent(ctx(t), erasure.NewEvent(r.ID, "", erasure.EventRequestReceived, "test", "", nil, t0)); err != nil {
+			return err
+		}
+		if err := tx.Enqueue(ctx(t), store.OutboxMessage{MsgID: "m1", Subject: "x", Payload: []byte("{}"), RequestID: r.ID}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("InTx returned %v, want the callback's error", err)
+	}
+	if _, err := s.Request(ctx(t), r.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("request survived a rolled-back transaction: %v", err)
+	}
+	if ev, _ := s.Events(ctx(t), r.ID); len(ev) != 0 {
+		t.Errorf("%d events survived a rolled-back transaction", len(ev))
+	}
+	mustTx(t, s, func(tx store.Tx) error {
+		msgs, err := tx.ClaimOutbox(ctx(t), 10)
+		if len(msgs) != 0 {
+			t.Errorf("%d outbox messages survived a rolled-back transaction", len(msgs))
+		}
+		return err
+	})
+}
+
+func tasksRoundTrip(t *testing.T, s store.Store) {
+	r := newRequest(1)
+	a, b := newTask(r, "b-files"), newTask(r, "a-db")
+	insert(t, s, r, a, b)
+	got, err := s.Tasks(ctx(t), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Connector != "a-db" || got[1].Connector != "b-files" {
+		t.Fatalf("tasks = %+v, want a-db then b-files", got)
+	}
+	if got[0].Evidence != nil && len(got[0].Evidence) != 0 {
+		t.Errorf("fresh task has evidence %v", got[0].Evidence)
+	}
+	b.Status = erasure.TaskErased
+	b.Attempt = 3
+	b.RecordsErased = 42
+	b.JobRef = "job-7"
+	b.NextAttemptAt = t0.Add(time.Minute)
+	b.NextPollAt = t0.Add(2 * time.Minute)
+	b.LastError = "timeout"
+	b.Evidence = []erasure.Evidence{{Kind: "statement", Value: "customers: 1 row"}}
+	b.Verified = "clean"
+	b.UpdatedAt = t0.Add(time.Hour)
+	b.CompletedAt = t0.Add(time.Hour)
+	mustTx(t, s, func(tx store.Tx) error { return tx.UpdateTask(ctx(t), b) })
+	mustTx(t, s, func(tx store.Tx) error {
+		got, err := tx.Task(ctx(t), b.ID)
+		if err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got, b) {
+			t.Errorf("task read back\n%+v\nwant\n%+v", got, b)
+		}
+		return nil
+	})
+	err = s.InTx(ctx(t), func(tx store.Tx) error { return tx.InsertTask(ctx(t), newTask(r, "a-db")) })
+	if erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("second task for one connector: %v, want a conflict", err)
+	}
+}
+
+func eventChain(t *testing.T, s store.Store) {
+	r, other := newRequest(1), newRequest(2)
+	insert(t, s, r)
+	insert(t, s, other)
+	for i := range 5 {
+		mustTx(t, s, func(tx store.Tx) error {
+			if _, err := tx.LockRequest(ctx(t), r.ID); err != nil {
+				return err
+			}
+			e := erasure.NewEvent(r.ID, "", "test.step", "tester", fmt.Sprintf("step %d", i),
+				map[string]any{"n": i, "z": "last", "a": []int{1, 2}}, t0.Add(time.Duration(i)*time.Nanosecond*1500))
+			got, err := tx.AppendEvent(ctx(t), e)
+			if err != nil {
+				return err
+			}
+			if got.Seq != int64(i+1) || got.Hash == "" {
+				t.Errorf("append %d returned seq %d hash %q", i, got.Seq, got.Hash)
+			}
+			_, err = tx.AppendEvent(ctx(t), erasure.NewEvent(other.ID, "", "test.other", "tester", "", nil, t0))
+			return err
+		})
+	}
+	events, err := s.Events(ctx(t), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 5 {
+		t.Fatalf("%d events, want 5", len(events))
+	}
+	if err := erasure.VerifyChain(events); err != nil {
+		t.Fatalf("chain read back does not verify: %v", err)
+	}
+	events[2].Reason = "edited"
+	if erasure.VerifyChain(events) == nil {
+		t.Fatal("an edited event still verifies")
+	}
+}
+
+func concurrentLock(t *testing.T, s store.Store) {
+	r := newRequest(1)
+	insert(t, s, r)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.InTx(ctx(t), func(tx store.Tx) error {
+				if _, err := tx.LockRequest(ctx(t), r.ID); err != nil {
+					return err
+				}
+				_, err := tx.AppendEvent(ctx(t), erasure.NewEvent(r.ID, "", "test.concurrent", "tester", fmt.Sprint(i), nil, t0))
+				return err
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent append: %v", err)
+		}
+	}
+	events, err := s.Events(ctx(t), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != n {
+		t.Errorf("%d events, want %d", len(events), n)
+	}
+	if err := erasure.VerifyChain(events); err != nil {
+		t.Errorf("chain broken by concurrent appends: %v", err)
+	}
+}
+
+func outbox(t *testing.T, s store.Store) {
+	r := newRequest(1)
+	insert(t, s, r)
+	mustTx(t, s, func(tx store.Tx) error {
+		for i := range 3 {
+			if err := tx.Enqueue(ctx(t), store.OutboxMessage{MsgID: fmt.Sprintf("m%d", i), Subject: "lethe.task.x",
+				Payload: []byte{0, 1, byte(i)}, RequestID: r.ID, TaskID: "t", Attempt: i + 1, CreatedAt: t0}); err != nil {
+				return err
+			}
+		}
+		return tx.Enqueue(ctx(t), store.OutboxMessage{MsgID: "other", Subject: "lethe.task.y", Payload: []byte("{}"), CreatedAt: t0})
+	})
+	err := s.InTx(ctx(t), func(tx store.Tx) error { return tx.Enqueue(ctx(t), store.OutboxMessage{Subject: "x"}) })
+	if err == nil {
+		t.Error("a message without a MsgID was accepted")
+	}
+	var first []store.OutboxMessage
+	mustTx(t, s, func(tx store.Tx) error {
+		var err error
+		first, err = tx.ClaimOutbox(ctx(t), 2)
+		if err != nil {
+			return err
+		}
+		ids := make([]int64, len(first))
+		for i, m := range first {
+			ids[i] = m.ID
+		}
+		return tx.DeleteOutbox(ctx(t), ids)
+	})
+	if len(first) != 2 || first[0].MsgID != "m0" || first[1].MsgID != "m1" {
+		t.Fatalf("claimed %+v, want m0, m1 in order", first)
+	}
+	if first[1].Attempt != 2 || first[1].TaskID != "t" || string(first[1].Payload) != string([]byte{0, 1, 1}) || !first[1].CreatedAt.Equal(t0) {
+		t.Errorf("message read back as %+v", first[1])
+	}
+	mustTx(t, s, func(tx store.Tx) error {
+		n, err := tx.DeleteRequestOutbox(ctx(t), r.ID)
+		if n != 1 {
+			t.Errorf("deleted %d of the request's messages, want 1", n)
+		}
+		return err
+	})
+	mustTx(t, s, func(tx store.Tx) error {
+		rest, err := tx.ClaimOutbox(ctx(t), 10)
+		if len(rest) != 1 || rest[0].MsgID != "other" {
+			t.Errorf("left in outbox: %+v, want only 'other'", rest)
+		}
+		return err
+	})
+	st, err := s.Stats(ctx(t), t0)
+	if err != nil || st.OutboxPending != 1 {
+		t.Errorf("stats outbox = %d, %v; want 1", st.OutboxPending, err)
+	}
+}
+
+func concurrentClaims(t *testing.T, s store.Store) {
+	const total = 40
+	mustTx(t, s, func(tx store.Tx) error {
+		for i := range total {
+			if err := tx.Enqueue(ctx(t), store.OutboxMessage{MsgID: fmt.Sprint(i), Subject: "s", Payload: []byte("x"), CreatedAt: t0}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				var got []store.OutboxMessage
+				err := s.InTx(ctx(t), func(tx store.Tx) error {
+					msgs, err := tx.ClaimOutbox(ctx(t), 3)
+					if err != nil {
+						return err
+					}
+					time.Sleep(2 * time.Millisecond) // hold the claim while others try
+					ids := make([]int64, len(msgs))
+					for i, m := range msgs {
+						ids[i] = m.ID
+					}
+					got = msgs
+					return tx.DeleteOutbox(ctx(t), ids)
+				})
+				if err != nil {
+					t.Errorf("claim: %v", err)
+					return
+				}
+				if len(got) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, m := range got {
+					seen[m.MsgID]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != total {
+		t.Errorf("claimed %d distinct messages, want %d", len(seen), total)
+	}
+	for id, n := range seen {
+		if n > 1 {
+			t.Errorf("message %s claimed %d times", id, n)
+		}
+	}
+}
+
+func certificate(t *testing.T, s store.Store) {
+	r := newRequest(1)
+	insert(t, s, r)
+	c := store.Certificate{RequestID: r.ID, ID: erasure.NewID(), KeyID: "kid", Document: []byte(`{"a":1}`), IssuedAt: t0}
+	mustTx(t, s, func(tx store.Tx) error { return tx.InsertCertificate(ctx(t), c) })
+	got, err := s.Certificate(ctx(t), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, c) {
+		t.Errorf("certificate read back %+v, want %+v", got, c)
+	}
+	c2 := c
+	c2.ID = erasure.NewID()
+	err = s.InTx(ctx(t), func(tx store.Tx) error { return tx.InsertCertificate(ctx(t), c2) })
+	if erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("second certificate for a request: %v, want a conflict", err)
+	}
+}
+
+func dueTasks(t *testing.T, s store.Store) {
+	r := newRequest(1)
+	retryDue, retryLater, pollDue, queued := newTask(r, "a"), newTask(r, "b"), newTask(r, "c"), newTask(r, "d")
+	retryDue.Status, retryDue.NextAttemptAt = erasure.TaskFailed, t0.Add(-time.Second)
+	retryLater.Status, retryLater.NextAttemptAt = erasure.TaskFailed, t0.Add(time.Hour)
+	pollDue.Status, pollDue.NextPollAt = erasure.TaskRunning, t0.Add(-time.Minute)
+	queued.NextAttemptAt = t0.Add(-time.Hour) // queued tasks are never due
+	insert(t, s, r, retryDue, retryLater, pollDue, queued)
+	due, err := s.DueTasks(ctx(t), t0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.DueTask{
+		{TaskID: pollDue.ID, RequestID: r.ID, Status: erasure.TaskRunning},
+		{TaskID: retryDue.ID, RequestID: r.ID, Status: erasure.TaskFailed},
+	}
+	if !reflect.DeepEqual(due, want) {
+		t.Errorf("due = %+v, want %+v", due, want)
+	}
+	if due, _ := s.DueTasks(ctx(t), t0, 1); len(due) != 1 {
+		t.Errorf("limit 1 returned %d", len(due))
+	}
+}
+
+func listRequests(t *testing.T, s store.Store) {
+	var ids []string
+	for i := range 5 {
+		r := newRequest(i)
+		if i%2 == 1 {
+			r.Status = erasure.RequestCompleted
+		}
+		r.DueAt = t0.Add(time.Duration(i) * 24 * time.Hour)
+		insert(t, s, r)
+		ids = append(ids, r.ID)
+	}
+	all, err := s.Requests(ctx(t), store.RequestFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 5 || all[0].ID != ids[4] || all[4].ID != ids[0] {
+		t.Fatalf("list is not newest first: %d requests", len(all))
+	}
+	page, _ := s.Requests(ctx(t), store.RequestFilter{Limit: 2})
+	next, _ := s.Requests(ctx(t), store.RequestFilter{Limit: 2, Before: page[1].ID})
+	if len(page) != 2 || len(next) != 2 || next[0].ID != ids[2] {
+		t.Errorf("pagination: page %d, next %d", len(page), len(next))
+	}
+	done, _ := s.Requests(ctx(t), store.RequestFilter{Statuses: []erasure.RequestStatus{erasure.RequestCompleted}})
+	if len(done) != 2 {
+		t.Errorf("%d completed requests, want 2", len(done))
+	}
+	soon, _ := s.Requests(ctx(t), store.RequestFilter{DueBefore: t0.Add(36 * time.Hour)})
+	if len(soon) != 2 {
+		t.Errorf("%d requests due within 36h, want 2", len(soon))
+	}
+}
+
+func stats(t *testing.T, s store.Store) {
+	late, done := newRequest(1), newRequest(2)
+	late.DueAt = t0.Add(-time.Hour)
+	done.DueAt, done.Status = t0.Add(-time.Hour), erasure.RequestCompleted
+	insert(t, s, late)
+	insert(t, s, done)
+	st, err := s.Stats(ctx(t), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Requests[erasure.RequestInProgress] != 1 || st.Requests[erasure.RequestCompleted] != 1 || st.Overdue != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+}
