@@ -1,0 +1,144 @@
+// Package bus carries Lethe's work over NATS JetStream: the versioned JSON
+// messages between the coordinator and connector workers, the streams and
+// durable consumers they travel on, and the outbox relay that publishes what
+// the store has committed.
+//
+// The message contract is documented in docs/messages.md; a connector in
+// another process or language needs only a NATS client and that page.
+package bus
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/erasure"
+)
+
+// Version is the message contract version. A worker must refuse (terminate)
+// a message with a version it does not know.
+const Version = 1
+
+// Stream and subject names.
+const (
+	TasksStream   = "LETHE_TASKS"
+	ResultsStream = "LETHE_RESULTS"
+	taskPrefix    = "lethe.task."
+	resultPrefix  = "lethe.result."
+	// CoordinatorConsumer is the durable consumer of all results.
+	CoordinatorConsumer = "coordinator"
+)
+
+// TaskSubject is where a connector instance's work is published.
+func TaskSubject(connector string) string { return taskPrefix + connector }
+
+// ResultSubject is where a connector instance reports.
+func ResultSubject(connector string) string { return resultPrefix + connector }
+
+// WorkerConsumer is the durable consumer name of a connector instance.
+func WorkerConsumer(connector string) string { return "worker-" + connector }
+
+// Kinds of task.
+const (
+	KindErase = "erase" // erase the subject
+	KindPoll  = "poll"  // check on the asynchronous job JobRef
+)
+
+// Task is the message a connector worker receives. It carries the subject's
+// identifiers: the worker needs them, and must not log them.
+type Task struct {
+	V            int             `json:"v"`
+	Kind         string          `json:"kind"`
+	TaskID       string          `json:"task_id"`
+	RequestID    string          `json:"request_id"`
+	Connector    string          `json:"connector"`
+	Attempt      int             `json:"attempt"`
+	Jurisdiction string          `json:"jurisdiction"`
+	Subject      erasure.Subject `json:"subject"`
+	JobRef       string          `json:"job_ref,omitempty"`
+	IssuedAt     time.Time       `json:"issued_at"`
+}
+
+// Result statuses.
+const (
+	ResultErased   = "erased"
+	ResultNotFound = "not_found"
+	ResultRunning  = "running"
+	ResultFailed   = "failed"
+)
+
+// Result is what a worker reports for one task message.
+type Result struct {
+	V         int    `json:"v"`
+	Kind      string `json:"kind"`
+	TaskID    string `json:"task_id"`
+	RequestID string `json:"request_id"`
+	Connector string `json:"connector"`
+	Attempt   int    `json:"attempt"`
+	Status    string `json:"status"`
+	Records   int64  `json:"records"`
+	JobRef    string `json:"job_ref,omitempty"`
+	// PollAfterSeconds: when to poll a running job again (0: default).
+	PollAfterSeconds int                `json:"poll_after_seconds,omitempty"`
+	Evidence         []erasure.Evidence `json:"evidence,omitempty"`
+	// Verification: "clean" when a lookup after erasure found nothing,
+	// "not_available" when the connector cannot look up.
+	Verification string       `json:"verification,omitempty"`
+	Error        *ResultError `json:"error,omitempty"`
+	StartedAt    time.Time    `json:"started_at"`
+	FinishedAt   time.Time    `json:"finished_at"`
+}
+
+// ResultError describes a failed attempt. Message never holds identifiers.
+type ResultError struct {
+	Message           string `json:"message"`
+	Permanent         bool   `json:"permanent"`
+	RetryAfterSeconds int    `json:"retry_after_seconds,omitempty"`
+}
+
+// DecodeTask parses and checks a task message.
+func DecodeTask(b []byte) (Task, error) {
+	var t Task
+	if err := json.Unmarshal(b, &t); err != nil {
+		return t, fmt.Errorf("task message: %w", err)
+	}
+	switch {
+	case t.V != Version:
+		return t, fmt.Errorf("task message: unsupported version %d", t.V)
+	case t.Kind != KindErase && t.Kind != KindPoll:
+		return t, fmt.Errorf("task message: unknown kind %q", t.Kind)
+	case t.TaskID == "" || t.RequestID == "" || t.Connector == "" || t.Attempt < 1:
+		return t, fmt.Errorf("task message: task_id, request_id, connector and attempt are required")
+	case t.Kind == KindPoll && t.JobRef == "":
+		return t, fmt.Errorf("task message: a poll needs a job_ref")
+	}
+	return t, nil
+}
+
+// DecodeResult parses and checks a result message.
+func DecodeResult(b []byte) (Result, error) {
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("result message: %w", err)
+	}
+	switch {
+	case r.V != Version:
+		return r, fmt.Errorf("result message: unsupported version %d", r.V)
+	case r.TaskID == "" || r.Attempt < 1:
+		return r, fmt.Errorf("result message: task_id and attempt are required")
+	}
+	switch r.Status {
+	case ResultErased, ResultNotFound:
+	case ResultRunning:
+		if r.JobRef == "" {
+			return r, fmt.Errorf("result message: running needs a job_ref")
+		}
+	case ResultFailed:
+		if r.Error == nil {
+			return r, fmt.Errorf("result message: failed needs an error")
+		}
+	default:
+		return r, fmt.Errorf("result message: unknown status %q", r.Status)
+	}
+	return r, nil
+}

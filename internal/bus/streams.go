@@ -1,0 +1,86 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Topology describes the streams and consumers Lethe needs. Setting it up is
+// idempotent: every process does it at start-up, concurrently if need be.
+type Topology struct {
+	// Replicas per stream: 1 for a single server, 3 in a cluster.
+	Replicas int
+	// AckWait is how long a worker may hold a message without a progress
+	// signal before JetStream hands it to another worker.
+	AckWait time.Duration
+}
+
+// duplicateWindow is how long JetStream remembers a Nats-Msg-Id. A relay
+// that publishes, crashes before recording it, and restarts within the
+// window causes no duplicate; after it, consumers' idempotency does.
+const duplicateWindow = 10 * time.Minute
+
+// EnsureStreams creates or updates the task and result streams. Both are
+// work queues: a message is gone once acknowledged, so identifiers do not
+// linger in NATS.
+func (t Topology) EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: TasksStream, Subjects: []string{taskPrefix + ">"}, Description: "Lethe erasure tasks, one subject per connector instance"},
+		{Name: ResultsStream, Subjects: []string{resultPrefix + ">"}, Description: "Lethe connector results for the coordinator"},
+	} {
+		sc.Retention = jetstream.WorkQueuePolicy
+		sc.Storage = jetstream.FileStorage
+		sc.Replicas = max(t.Replicas, 1)
+		sc.Duplicates = duplicateWindow
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// WorkerConsumer creates or updates the durable pull consumer of one
+// connector instance. At most concurrency messages are out at once, across
+// every process that consumes it.
+func (t Topology) WorkerConsumer(ctx context.Context, js jetstream.JetStream, connector string, concurrency int) (jetstream.Consumer, error) {
+	c, err := js.CreateOrUpdateConsumer(ctx, TasksStream, jetstream.ConsumerConfig{
+		Durable:       WorkerConsumer(connector),
+		Description:   "Lethe worker for connector " + connector,
+		FilterSubject: TaskSubject(connector),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       t.ackWait(),
+		MaxAckPending: max(concurrency, 1),
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer for connector %s: %w", connector, err)
+	}
+	return c, nil
+}
+
+// CoordinatorConsumer creates or updates the durable consumer of results.
+func (t Topology) CoordinatorConsumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
+	c, err := js.CreateOrUpdateConsumer(ctx, ResultsStream, jetstream.ConsumerConfig{
+		Durable:       CoordinatorConsumer,
+		Description:   "Lethe coordinator: applies connector results",
+		FilterSubject: resultPrefix + ">",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 256,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("coordinator consumer: %w", err)
+	}
+	return c, nil
+}
+
+func (t Topology) ackWait() time.Duration {
+	if t.AckWait <= 0 {
+		return time.Minute
+	}
+	return t.AckWait
+}

@@ -1,0 +1,171 @@
+// Package coordinator drives erasure requests to completion: it files a
+// request with one task per connector instance, applies the results
+// connectors report, schedules retries and polls of asynchronous vendor
+// jobs, moves requests through their states, and issues the certificate in
+// the same transaction that completes a request.
+//
+// Every change is one store transaction holding the request lock, the
+// event that records it and any message that announces it, so replicas and
+// restarts never disagree about what happened.
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/failpoint"
+	"github.com/lethe-dev/lethe/internal/store"
+	"github.com/lethe-dev/lethe/internal/telemetry"
+	"go.uber.org/zap"
+)
+
+// Connector is what the coordinator knows of a connector instance.
+type Connector struct {
+	Name        string
+	Type        string
+	MaxAttempts int // 0: Config.MaxAttempts
+}
+
+// Certifier signs the certificate of a completed request. req.Status is
+// already final; eventHead is the hash of the request's last event.
+type Certifier interface {
+	Issue(ctx context.Context, req erasure.Request, tasks []erasure.Task, eventHead string, issuedAt time.Time) (store.Certificate, error)
+}
+
+// Config tunes retries and polls.
+type Config struct {
+	Connectors   []Connector
+	MaxAttempts  int           // default 8
+	RetryInitial time.Duration // default 10s
+	RetryMax     time.Duration // default 1h
+	PollInterval time.Duration // default 1m: between polls of a vendor job
+	// PollLease is how long a poll message is given before the scheduler
+	// sends another (default 10m).
+	PollLease time.Duration
+	// SchedulerInterval is how often due retries and polls are sought.
+	SchedulerInterval time.Duration // default 1s
+}
+
+// Coordinator is safe for concurrent use, and several processes may run one
+// against the same store.
+type Coordinator struct {
+	store     store.Store
+	hasher    *erasure.Hasher
+	certifier Certifier
+	clock     erasure.Clock
+	log       *zap.Logger
+	metrics   *telemetry.Metrics
+	crash     *failpoint.Set
+	cfg       Config
+	byName    map[string]Connector
+	// Nudge, if set, is called after a commit that enqueued messages.
+	Nudge func()
+}
+
+// Deps are the coordinator's collaborators.
+type Deps struct {
+	Store     store.Store
+	Hasher    *erasure.Hasher
+	Certifier Certifier
+	Clock     erasure.Clock
+	Log       *zap.Logger
+	Metrics   *telemetry.Metrics
+	Crash     *failpoint.Set
+}
+
+// New returns a coordinator.
+func New(d Deps, cfg Config) *Coordinator {
+	def := func(v *time.Duration, x time.Duration) {
+		if *v <= 0 {
+			*v = x
+		}
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 8
+	}
+	def(&cfg.RetryInitial, 10*time.Second)
+	def(&cfg.RetryMax, time.Hour)
+	def(&cfg.PollInterval, time.Minute)
+	def(&cfg.PollLease, 10*time.Minute)
+	def(&cfg.SchedulerInterval, time.Second)
+	if d.Clock == nil {
+		d.Clock = erasure.SystemClock
+	}
+	if d.Log == nil {
+		d.Log = zap.NewNop()
+	}
+	c := &Coordinator{store: d.Store, hasher: d.Hasher, certifier: d.Certifier, clock: d.Clock, log: d.Log,
+		metrics: d.Metrics, crash: d.Crash, cfg: cfg, byName: map[string]Connector{}}
+	for _, cn := range cfg.Connectors {
+		c.byName[cn.Name] = cn
+	}
+	return c
+}
+
+func (c *Coordinator) nudge() {
+	if c.Nudge != nil {
+		c.Nudge()
+	}
+}
+
+func (c *Coordinator) maxAttempts(connector string) int {
+	if cn, ok := c.byName[connector]; ok && cn.MaxAttempts > 0 {
+		return cn.MaxAttempts
+	}
+	return c.cfg.MaxAttempts
+}
+
+// retryDelay is the exponential backoff before attempt+1, at least what the
+// system asked for.
+func (c *Coordinator) retryDelay(attempt int, retryAfter time.Duration) time.Duration {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = c.cfg.RetryInitial
+	b.MaxInterval = c.cfg.RetryMax
+	b.Multiplier = 2
+	b.RandomizationFactor = 0.2
+	b.MaxElapsedTime = 0
+	b.Reset()
+	d := b.NextBackOff()
+	for i := 1; i < attempt; i++ {
+		d = b.NextBackOff()
+	}
+	return max(d, retryAfter)
+}
+
+// taskMessage builds the outbox message that sends task to its connector.
+func taskMessage(req erasure.Request, t erasure.Task, kind string, now time.Time) (store.OutboxMessage, error) {
+	payload, err := json.Marshal(bus.Task{
+		V: bus.Version, Kind: kind, TaskID: t.ID, RequestID: req.ID, Connector: t.Connector,
+		Attempt: t.Attempt, Jurisdiction: string(req.Jurisdiction), Subject: req.Subject,
+		JobRef: t.JobRef, IssuedAt: now,
+	})
+	if err != nil {
+		return store.OutboxMessage{}, fmt.Errorf("encode task: %w", err)
+	}
+	return store.OutboxMessage{
+		MsgID: erasure.NewID(), Subject: bus.TaskSubject(t.Connector), Payload: payload,
+		RequestID: req.ID, TaskID: t.ID, Attempt: t.Attempt, CreatedAt: now,
+	}, nil
+}
+
+// setStatus moves req to status with its event.
+func setStatus(ctx context.Context, tx store.Tx, req *erasure.Request, to erasure.RequestStatus, actor, reason string, now time.Time) (erasure.Event, error) {
+	if !req.Status.CanTransition(to) {
+		return erasure.Event{}, erasure.Errorf(erasure.EConflict, "a %s request cannot become %s", req.Status, to)
+	}
+	from := req.Status
+	req.Status, req.UpdatedAt = to, now
+	if to.Final() {
+		req.CompletedAt = now
+	}
+	if err := tx.UpdateRequest(ctx, *req); err != nil {
+		return erasure.Event{}, err
+	}
+	return tx.AppendEvent(ctx, erasure.NewEvent(req.ID, "", erasure.EventRequestStatus, actor, reason,
+		map[string]string{"from": string(from), "to": string(to)}, now))
+}

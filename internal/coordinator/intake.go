@@ -1,0 +1,111 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"unicode/utf8"
+
+	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
+	"go.uber.org/zap"
+)
+
+// FileInput is a new request as staff or the portal sent it.
+type FileInput struct {
+	Subject      erasure.Subject
+	Jurisdiction string
+	Source       string // "api", "portal", "cli"
+	Actor        string // who filed it, for the event log
+	// IdempotencyKey makes a retried submission return the first request.
+	IdempotencyKey string
+}
+
+const maxIdempotencyKey = 200
+
+// File validates in, stores the request with one task per connector and
+// queues the tasks. created is false when the idempotency key matched an
+// existing request, which is returned instead.
+func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Request, created bool, err error) {
+	if len(in.IdempotencyKey) > maxIdempotencyKey || !utf8.ValidString(in.IdempotencyKey) {
+		return req, false, erasure.Invalid("Idempotency-Key", "at most %d bytes of text", maxIdempotencyKey)
+	}
+	if in.IdempotencyKey != "" {
+		if existing, err := c.store.RequestByIdempotencyKey(ctx, in.IdempotencyKey); err == nil {
+			return existing, false, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return req, false, err
+		}
+	}
+	subject, err := in.Subject.Normalize()
+	if err != nil {
+		return req, false, err
+	}
+	j, err := erasure.ParseJurisdiction(in.Jurisdiction)
+	if err != nil {
+		return req, false, err
+	}
+	if len(c.cfg.Connectors) == 0 {
+		return req, false, erasure.Errorf(erasure.EUnavailable, "no connectors are configured: nothing could be erased")
+	}
+	now := c.clock()
+	req = erasure.Request{
+		ID: erasure.NewID(), Status: erasure.RequestReceived, Jurisdiction: j,
+		Subject: subject, SubjectRef: c.hasher.Ref(subject), Source: in.Source,
+		IdempotencyKey: in.IdempotencyKey, CreatedBy: in.Actor,
+		ReceivedAt: now, DueAt: erasure.Timestamp(j.DueDate(now)), UpdatedAt: now,
+	}
+	kinds := make([]string, 0, 3)
+	for _, id := range subject.Identifiers() {
+		kinds = append(kinds, id.Kind)
+	}
+	err = c.store.InTx(ctx, func(tx store.Tx) error {
+		r := req
+		if err := tx.InsertRequest(ctx, r); err != nil {
+			return err
+		}
+		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(r.ID, "", erasure.EventRequestReceived, in.Actor, "",
+			map[string]any{"source": in.Source, "jurisdiction": j, "due_at": r.DueAt, "identifiers": kinds}, now)); err != nil {
+			return err
+		}
+		if _, err := setStatus(ctx, tx, &r, erasure.RequestInProgress, in.Actor, "", now); err != nil {
+			return err
+		}
+		for _, cn := range c.cfg.Connectors {
+			t := erasure.Task{ID: erasure.NewID(), RequestID: r.ID, Connector: cn.Name, ConnectorType: cn.Type,
+				Status: erasure.TaskQueued, Attempt: 1, CreatedAt: now, UpdatedAt: now}
+			if err := tx.InsertTask(ctx, t); err != nil {
+				return err
+			}
+			if _, err := tx.AppendEvent(ctx, erasure.NewEvent(r.ID, t.ID, erasure.EventTaskCreated, in.Actor, "",
+				map[string]any{"connector": cn.Name, "type": cn.Type, "attempt": 1}, now)); err != nil {
+				return err
+			}
+			m, err := taskMessage(r, t, bus.KindErase, now)
+			if err != nil {
+				return err
+			}
+			if err := tx.Enqueue(ctx, m); err != nil {
+				return err
+			}
+		}
+		req = r
+		return nil
+	})
+	if erasure.ErrorCode(err) == erasure.EConflict && in.IdempotencyKey != "" {
+		// Someone filed the same key between our check and our insert.
+		existing, gerr := c.store.RequestByIdempotencyKey(ctx, in.IdempotencyKey)
+		if gerr == nil {
+			return existing, false, nil
+		}
+	}
+	if err != nil {
+		return erasure.Request{}, false, err
+	}
+	c.crash.Hit("intake.after_commit")
+	c.log.Info("request filed", zap.String("request_id", req.ID), zap.String("jurisdiction", string(j)),
+		zap.String("source", in.Source), zap.Int("tasks", len(c.cfg.Connectors)))
+	c.metrics.RequestFiled(string(j), in.Source)
+	c.nudge()
+	return req, true, nil
+}

@@ -1,0 +1,269 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// Applied says what ApplyResult did with a result.
+type Applied string
+
+// Outcomes of ApplyResult.
+const (
+	AppliedNew   Applied = "applied"
+	AppliedStale Applied = "stale"   // a duplicate, or for an earlier attempt: ignored
+	AppliedNoOp  Applied = "unknown" // no such request or task: ignored
+)
+
+// ApplyResult records a connector's report: the task's new state, its
+// event, the request's new state and, when every task is done, the
+// certificate, all in one transaction. Duplicates and results for earlier
+// attempts change nothing, so redelivered messages are harmless.
+func (c *Coordinator) ApplyResult(ctx context.Context, res bus.Result) (Applied, error) {
+	var applied Applied
+	var certified bool
+	var task erasure.Task
+	err := c.store.InTx(ctx, func(tx store.Tx) error {
+		applied, certified = AppliedStale, false
+		req, err := tx.LockRequest(ctx, res.RequestID)
+		if errors.Is(err, store.ErrNotFound) {
+			applied = AppliedNoOp
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		task, err = tx.Task(ctx, res.TaskID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && task.RequestID != req.ID) {
+			applied = AppliedNoOp
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !accepts(task, res) {
+			return nil
+		}
+		now := c.clock()
+		changed := c.applyToTask(&task, req, res, now)
+		if err := tx.UpdateTask(ctx, task); err != nil {
+			return err
+		}
+		applied = AppliedNew
+		if !changed {
+			return nil // a running job polled and still running: nothing new to record
+		}
+		data := map[string]any{
+			"connector": task.Connector, "kind": res.Kind, "attempt": res.Attempt, "status": task.Status,
+			"records": res.Records, "evidence": res.Evidence,
+		}
+		if res.JobRef != "" {
+			data["job_ref"] = res.JobRef
+		}
+		if res.Error != nil {
+			data["error"] = task.LastError
+			data["permanent"] = res.Error.Permanent
+		}
+		if task.Status == erasure.TaskFailed {
+			data["next_attempt_at"] = task.NextAttemptAt
+		}
+		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, task.ID, erasure.EventTaskResult,
+			"connector:"+task.Connector, "", data, now)); err != nil {
+			return err
+		}
+		certified, err = c.advanceRequest(ctx, tx, &req, now)
+		if err != nil {
+			return err
+		}
+		c.crash.Hit("coordinator.before_commit")
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("apply result for task %s: %w", res.TaskID, err)
+	}
+	c.crash.Hit("coordinator.after_commit")
+	if applied == AppliedNew {
+		c.metrics.TaskResult(task.Connector, string(task.Status), task.CreatedAt, task.Status.Done() || task.Status == erasure.TaskDead)
+		if task.Status == erasure.TaskFailed {
+			c.metrics.TaskRetry(task.Connector)
+		}
+		c.log.Info("task result", zap.String("request_id", res.RequestID), zap.String("task_id", task.ID),
+			zap.String("connector", task.Connector), zap.String("status", string(task.Status)),
+			zap.Int("attempt", task.Attempt), zap.Int64("records", task.RecordsErased))
+	}
+	if certified {
+		c.metrics.CertificateIssued()
+		c.log.Info("certificate issued", zap.String("request_id", res.RequestID))
+	}
+	return applied, nil
+}
+
+// accepts reports whether res is news for task: for its current attempt,
+// and of a kind the task is waiting for.
+func accepts(t erasure.Task, res bus.Result) bool {
+	if res.Attempt != t.Attempt {
+		return false
+	}
+	switch t.Status {
+	case erasure.TaskQueued, erasure.TaskDispatched:
+		return res.Kind == bus.KindErase
+	case erasure.TaskRunning:
+		return res.Kind == bus.KindPoll && res.JobRef == t.JobRef
+	}
+	return false // done, failed (this attempt already reported) or dead
+}
+
+// applyToTask sets task's new state from res and reports whether it is
+// worth an event (a still-running job is not).
+func (c *Coordinator) applyToTask(t *erasure.Task, req erasure.Request, res bus.Result, now time.Time) bool {
+	prev := t.Status
+	t.UpdatedAt = now
+	t.NextAttemptAt, t.NextPollAt = time.Time{}, time.Time{}
+	for _, ev := range res.Evidence {
+		if !slices.Contains(t.Evidence, ev) {
+			t.Evidence = append(t.Evidence, ev)
+		}
+	}
+	if res.Records > 0 {
+		t.RecordsErased = res.Records
+	}
+	switch res.Status {
+	case bus.ResultErased, bus.ResultNotFound:
+		t.Status = erasure.TaskErased
+		if res.Status == bus.ResultNotFound && t.RecordsErased == 0 {
+			t.Status = erasure.TaskNotFound
+		}
+		t.Verified, t.LastError, t.CompletedAt = res.Verification, "", now
+	case bus.ResultRunning:
+		t.Status, t.JobRef = erasure.TaskRunning, res.JobRef
+		poll := time.Duration(res.PollAfterSeconds) * time.Second
+		if poll <= 0 {
+			poll = c.cfg.PollInterval
+		}
+		t.NextPollAt = now.Add(poll)
+		return prev != erasure.TaskRunning
+	case bus.ResultFailed:
+		// External connectors may not redact; never store an identifier.
+		t.LastError = req.Subject.Redact(truncate(res.Error.Message, 1000))
+		if res.Error.Permanent || t.Attempt >= c.maxAttempts(t.Connector) {
+			t.Status = erasure.TaskDead
+		} else {
+			t.Status = erasure.TaskFailed
+			after := time.Duration(res.Error.RetryAfterSeconds) * time.Second
+			t.NextAttemptAt = now.Add(c.retryDelay(t.Attempt, after))
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// advanceRequest moves the request to the state its tasks imply and, when
+// they are all done, issues the certificate.
+func (c *Coordinator) advanceRequest(ctx context.Context, tx store.Tx, req *erasure.Request, now time.Time) (certified bool, err error) {
+	if req.Status.Final() {
+		return false, nil // e.g. cancelled: tasks still record what happened
+	}
+	tasks, err := tx.Tasks(ctx, req.ID)
+	if err != nil {
+		return false, err
+	}
+	next := erasure.Aggregate(tasks)
+	if next == req.Status {
+		return false, nil
+	}
+	ev, err := setStatus(ctx, tx, req, next, erasure.ActorCoordinator, "", now)
+	if err != nil || !next.Final() {
+		return false, err
+	}
+	cert, err := c.certifier.Issue(ctx, *req, tasks, ev.Hash, now)
+	if err != nil {
+		return false, fmt.Errorf("issue certificate: %w", err)
+	}
+	if err := tx.InsertCertificate(ctx, cert); err != nil {
+		return false, err
+	}
+	sum := sha256.Sum256(cert.Document)
+	_, err = tx.AppendEvent(ctx, erasure.NewEvent(req.ID, "", erasure.EventCertificateIssue, erasure.ActorCoordinator, "",
+		map[string]string{"certificate_id": cert.ID, "key_id": cert.KeyID, "sha256": hex.EncodeToString(sum[:])}, now))
+	return err == nil, err
+}
+
+// RunResults applies results from the coordinator's durable consumer until
+// ctx ends, with workers goroutines in parallel. A result that cannot be
+// applied now (store down) is redelivered later; one that can never be
+// (malformed) is terminated and logged.
+func (c *Coordinator) RunResults(ctx context.Context, cons jetstream.Consumer, workers int) error {
+	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * workers))
+	if err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		iter.Stop()
+	}()
+	msgs := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range msgs {
+				c.handleResult(ctx, m)
+			}
+		}()
+	}
+	defer func() {
+		close(msgs)
+		wg.Wait()
+	}()
+	for {
+		m, err := iter.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			c.log.Warn("results: fetch failed", zap.Error(err))
+			continue
+		}
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (c *Coordinator) handleResult(ctx context.Context, m jetstream.Msg) {
+	res, err := bus.DecodeResult(m.Data())
+	if err != nil {
+		c.log.Error("results: malformed result message dropped", zap.String("subject", m.Subject()), zap.Error(err))
+		_ = m.Term()
+		return
+	}
+	if _, err := c.ApplyResult(ctx, res); err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("results: will retry", zap.String("task_id", res.TaskID), zap.Error(err))
+		}
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	_ = m.Ack()
+}

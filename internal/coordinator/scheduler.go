@@ -1,0 +1,106 @@
+package coordinator
+
+import (
+	"context"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
+	"go.uber.org/zap"
+)
+
+// RunScheduler sends due retries and polls until ctx ends.
+func (c *Coordinator) RunScheduler(ctx context.Context) error {
+	t := time.NewTicker(c.cfg.SchedulerInterval)
+	defer t.Stop()
+	for {
+		if _, err := c.ScheduleDue(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("scheduler: failed; will retry", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// ScheduleDue queues every failed task whose retry time has come as a new
+// attempt, and a poll for every running job whose poll time has come. It
+// returns how many messages it queued. Replicas may run it at once: each
+// task is re-checked under its request's lock.
+func (c *Coordinator) ScheduleDue(ctx context.Context) (int, error) {
+	due, err := c.store.DueTasks(ctx, c.clock(), 200)
+	if err != nil {
+		return 0, err
+	}
+	queued := 0
+	for _, d := range due {
+		ok, err := c.scheduleOne(ctx, d)
+		if err != nil {
+			return queued, err
+		}
+		if ok {
+			queued++
+		}
+	}
+	if queued > 0 {
+		c.nudge()
+	}
+	return queued, nil
+}
+
+func (c *Coordinator) scheduleOne(ctx context.Context, d store.DueTask) (bool, error) {
+	queued := false
+	err := c.store.InTx(ctx, func(tx store.Tx) error {
+		queued = false
+		req, err := tx.LockRequest(ctx, d.RequestID)
+		if err != nil {
+			return err
+		}
+		t, err := tx.Task(ctx, d.TaskID)
+		if err != nil {
+			return err
+		}
+		now := c.clock()
+		if req.Status.Final() {
+			// Cancelled: stop retrying and polling, keep the task as it is.
+			t.NextAttemptAt, t.NextPollAt = time.Time{}, time.Time{}
+			return tx.UpdateTask(ctx, t)
+		}
+		switch {
+		case t.Status == erasure.TaskFailed && !t.NextAttemptAt.After(now):
+			t.Attempt++
+			t.Status, t.NextAttemptAt, t.UpdatedAt = erasure.TaskQueued, time.Time{}, now
+			if err := tx.UpdateTask(ctx, t); err != nil {
+				return err
+			}
+			if _, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, t.ID, erasure.EventTaskRetry, erasure.ActorScheduler, "",
+				map[string]any{"connector": t.Connector, "attempt": t.Attempt}, now)); err != nil {
+				return err
+			}
+			m, err := taskMessage(req, t, bus.KindErase, now)
+			if err != nil {
+				return err
+			}
+			queued = true
+			return tx.Enqueue(ctx, m)
+		case t.Status == erasure.TaskRunning && !t.NextPollAt.After(now):
+			// Polls are not events: a job may be polled for days. The
+			// poll's result is recorded when it says something new.
+			t.NextPollAt = now.Add(c.cfg.PollLease)
+			if err := tx.UpdateTask(ctx, t); err != nil {
+				return err
+			}
+			m, err := taskMessage(req, t, bus.KindPoll, now)
+			if err != nil {
+				return err
+			}
+			queued = true
+			return tx.Enqueue(ctx, m)
+		}
+		return nil // another replica got there first
+	})
+	return queued, err
+}

@@ -1,0 +1,209 @@
+package erasure_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/erasure"
+)
+
+func TestNormalize(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		in    erasure.Subject
+		want  erasure.Subject
+		field string // non-empty: must fail naming this field
+	}{
+		{"email lower-cased and trimmed", erasure.Subject{Email: "  Alice@Example.COM "}, erasure.Subject{Email: "alice@example.com"}, ""},
+		{"phone separators removed", erasure.Subject{Phone: "+44 (7700) 900-123"}, erasure.Subject{Phone: "+447700900123"}, ""},
+		{"phone 00 prefix", erasure.Subject{Phone: "0044 7700 900123"}, erasure.Subject{Phone: "+447700900123"}, ""},
+		{"user ids trimmed", erasure.Subject{UserIDs: map[string]string{"shop": " 42 "}}, erasure.Subject{UserIDs: map[string]string{"shop": "42"}}, ""},
+		{"nothing", erasure.Subject{}, erasure.Subject{}, "subject"},
+		{"no at", erasure.Subject{Email: "alice.example.com"}, erasure.Subject{}, "subject.email"},
+		{"display name", erasure.Subject{Email: "Alice <alice@example.com>"}, erasure.Subject{}, "subject.email"},
+		{"no domain dot", erasure.Subject{Email: "alice@localhost"}, erasure.Subject{}, "subject.email"},
+		{"two addresses", erasure.Subject{Email: "a@example.com, b@example.com"}, erasure.Subject{}, "subject.email"},
+		{"control char", erasure.Subject{Email: "a\n@example.com"}, erasure.Subject{}, "subject.email"},
+		{"too long", erasure.Subject{Email: strings.Repeat("a", 250) + "@example.com"}, erasure.Subject{}, "subject.email"},
+		{"sql in email", erasure.Subject{Email: "x'; DROP TABLE customers;--@example.com"}, erasure.Subject{}, "subject.email"},
+		{"phone without country", erasure.Subject{Phone: "07700900123"}, erasure.Subject{}, "subject.phone"},
+		{"phone letters", erasure.Subject{Phone: "+44 CALL ME"}, erasure.Subject{}, "subject.phone"},
+		{"bad system name", erasure.Subject{UserIDs: map[string]string{"../etc": "1"}}, erasure.Subject{}, "subject.user_ids"},
+		{"empty user id", erasure.Subject{UserIDs: map[string]string{"shop": " "}}, erasure.Subject{}, "subject.user_ids.shop"},
+		{"user id control", erasure.Subject{UserIDs: map[string]string{"shop": "a\x00b"}}, erasure.Subject{}, "subject.user_ids.shop"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.in.Normalize()
+			if tc.field != "" {
+				if erasure.ErrorCode(err) != erasure.EInvalid || erasure.ErrorField(err) != tc.field {
+					t.Fatalf("Normalize() error = %v (field %q), want invalid %q", err, erasure.ErrorField(err), tc.field)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Normalize(): %v", err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("Normalize() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestHasherAndRedact(t *testing.T) {
+	t.Parallel()
+	if _, err := erasure.NewHasher([]byte("short")); err == nil {
+		t.Fatal("a short key was accepted")
+	}
+	h1, _ := erasure.NewHasher([]byte(strings.Repeat("k", 32)))
+	h2, _ := erasure.NewHasher([]byte(strings.Repeat("j", 32)))
+	s := erasure.Subject{Email: "alice@example.com", Phone: "+447700900123", UserIDs: map[string]string{"shop": "42"}}
+	ref := h1.Ref(s)
+	if len(ref.Identifiers) != 3 || ref.Identifiers[2].Kind != "user_id:shop" {
+		t.Fatalf("ref = %+v", ref)
+	}
+	if ref.Identifiers[0].Hash != h1.Hash("email", "alice@example.com") {
+		t.Error("hash is not reproducible")
+	}
+	if ref.Identifiers[0].Hash == h2.Hash("email", "alice@example.com") || h1.KeyID() == h2.KeyID() {
+		t.Error("different keys give the same hash or key id")
+	}
+	if h1.Hash("email", "a") == h1.Hash("phone", "a") {
+		t.Error("the kind is not part of the hash")
+	}
+	for _, id := range ref.Identifiers {
+		if strings.Contains(id.Hash, "alice") {
+			t.Error("hash contains the identifier")
+		}
+	}
+	msg := s.Redact(`no contact "ALICE@example.com" (+447700900123)`)
+	if strings.Contains(strings.ToLower(msg), "alice") || strings.Contains(msg, "900123") {
+		t.Errorf("Redact left an identifier: %q", msg)
+	}
+}
+
+func TestDueDate(t *testing.T) {
+	t.Parallel()
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	tests := []struct {
+		j        erasure.Jurisdiction
+		received string
+		due      string
+	}{
+		{erasure.GDPR, "2026-03-15T10:00:00Z", "2026-04-15T10:00:00Z"},
+		{erasure.GDPR, "2026-01-31T10:00:00Z", "2026-02-28T10:00:00Z"}, // no 31 February
+		{erasure.GDPR, "2028-01-31T10:00:00Z", "2028-02-29T10:00:00Z"}, // leap year
+		{erasure.GDPR, "2026-12-31T23:00:00Z", "2027-01-31T23:00:00Z"},
+		{erasure.CCPA, "2026-03-15T10:00:00Z", "2026-04-29T10:00:00Z"},
+	}
+	for _, tc := range tests {
+		if got := tc.j.DueDate(at(tc.received)); !got.Equal(at(tc.due)) {
+			t.Errorf("%s due for %s = %s, want %s", tc.j, tc.received, got, tc.due)
+		}
+	}
+	if got := erasure.GDPR.MaxExtension(at("2026-01-31T00:00:00Z")); !got.Equal(at("2026-03-31T00:00:00Z")) {
+		t.Errorf("GDPR extension = %s", got)
+	}
+	for _, bad := range []string{"", "uk", "GDPR2"} {
+		if _, err := erasure.ParseJurisdiction(bad); erasure.ErrorField(err) != "jurisdiction" {
+			t.Errorf("ParseJurisdiction(%q) = %v", bad, err)
+		}
+	}
+	if j, err := erasure.ParseJurisdiction(" CCPA "); err != nil || j != erasure.CCPA {
+		t.Errorf("ParseJurisdiction(CCPA) = %v, %v", j, err)
+	}
+}
+
+func TestTransitions(t *testing.T) {
+	t.Parallel()
+	if !erasure.RequestInProgress.CanTransition(erasure.RequestCompleted) {
+		t.Error("in_progress → completed refused")
+	}
+	for _, final := range []erasure.RequestStatus{erasure.RequestCompleted, erasure.RequestCancelled, erasure.RequestDenied} {
+		if !final.Final() || final.CanTransition(erasure.RequestInProgress) {
+			t.Errorf("%s is not terminal", final)
+		}
+	}
+	if erasure.TaskErased.CanTransition(erasure.TaskQueued) {
+		t.Error("an erased task can be re-queued")
+	}
+	if !erasure.TaskDead.CanTransition(erasure.TaskQueued) {
+		t.Error("a dead task cannot be retried")
+	}
+	tasks := func(ss ...erasure.TaskStatus) []erasure.Task {
+		var out []erasure.Task
+		for _, s := range ss {
+			out = append(out, erasure.Task{Status: s})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		tasks []erasure.Task
+		want  erasure.RequestStatus
+	}{
+		{tasks(erasure.TaskErased, erasure.TaskNotFound), erasure.RequestCompleted},
+		{tasks(erasure.TaskErased, erasure.TaskExempted), erasure.RequestCompletedWithExemptions},
+		{tasks(erasure.TaskExempted, erasure.TaskRunning), erasure.RequestInProgress},
+		{tasks(erasure.TaskErased, erasure.TaskFailed), erasure.RequestInProgress},
+		{tasks(erasure.TaskQueued, erasure.TaskDead), erasure.RequestNeedsAttention},
+		{tasks(erasure.TaskDead, erasure.TaskErased), erasure.RequestNeedsAttention},
+	} {
+		if got := erasure.Aggregate(tc.tasks); got != tc.want {
+			t.Errorf("Aggregate(%v) = %s, want %s", tc.tasks, got, tc.want)
+		}
+	}
+}
+
+func TestEventChain(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+	var events []erasure.Event
+	var prev *erasure.Event
+	for i := range 4 {
+		e := erasure.NewEvent("r1", "", "step", "tester", "", map[string]int{"i": i}, at).Chain(prev)
+		events = append(events, e)
+		prev = &events[len(events)-1]
+	}
+	if err := erasure.VerifyChain(events); err != nil {
+		t.Fatalf("fresh chain: %v", err)
+	}
+	for name, tamper := range map[string]func([]erasure.Event) []erasure.Event{
+		"edited data":   func(e []erasure.Event) []erasure.Event { e[1].Data = []byte(`{"i":9}`); return e },
+		"edited actor":  func(e []erasure.Event) []erasure.Event { e[2].Actor = "mallory"; return e },
+		"moved in time": func(e []erasure.Event) []erasure.Event { e[0].At = e[0].At.Add(-time.Hour); return e },
+		"dropped":       func(e []erasure.Event) []erasure.Event { return append(e[:1:1], e[2:]...) },
+		"reordered":     func(e []erasure.Event) []erasure.Event { e[1], e[2] = e[2], e[1]; return e },
+		"rehashed":      func(e []erasure.Event) []erasure.Event { e[1].Reason = "x"; e[1].Hash = e[1].ComputeHash(); return e },
+	} {
+		c := append([]erasure.Event(nil), events...)
+		if err := erasure.VerifyChain(tamper(c)); err == nil {
+			t.Errorf("%s: chain still verifies", name)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	err := fmt.Errorf("wrapped: %w", erasure.Invalid("subject.email", "bad"))
+	if erasure.ErrorCode(err) != erasure.EInvalid || erasure.ErrorField(err) != "subject.email" || erasure.ErrorMessage(err) != "bad" {
+		t.Errorf("wrapped *Error lost: %v", err)
+	}
+	plain := errors.New("pq: password authentication failed for user x")
+	if erasure.ErrorCode(plain) != erasure.EInternal || strings.Contains(erasure.ErrorMessage(plain), "password") {
+		t.Error("a plain error leaks its text or is not internal")
+	}
+	if !erasure.ValidID(erasure.NewID()) || erasure.ValidID("1; DROP TABLE") || erasure.ValidID("") {
+		t.Error("ValidID is wrong")
+	}
+}

@@ -1,0 +1,366 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/coordinator"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
+	"go.uber.org/zap"
+)
+
+type createRequestBody struct {
+	Subject      *erasure.Subject `json:"subject"`
+	Jurisdiction string           `json:"jurisdiction"`
+}
+
+// requestView is a request as the API shows it. Subject identifiers are
+// shown to roles that act on requests; auditors see the keyed hashes only.
+type requestView struct {
+	ID             string             `json:"id"`
+	Status         string             `json:"status"`
+	Jurisdiction   string             `json:"jurisdiction"`
+	Source         string             `json:"source"`
+	CreatedBy      string             `json:"created_by"`
+	ReceivedAt     time.Time          `json:"received_at"`
+	DueAt          time.Time          `json:"due_at"`
+	CompletedAt    *time.Time         `json:"completed_at,omitempty"`
+	Overdue        bool               `json:"overdue"`
+	Subject        *erasure.Subject   `json:"subject,omitempty"`
+	SubjectRef     erasure.SubjectRef `json:"subject_ref"`
+	Tasks          []taskView         `json:"tasks,omitempty"`
+	CertificateURL string             `json:"certificate_url,omitempty"`
+}
+
+type taskView struct {
+	Connector     string             `json:"connector"`
+	Type          string             `json:"type"`
+	Status        string             `json:"status"`
+	Attempts      int                `json:"attempts"`
+	RecordsErased int64              `json:"records_erased"`
+	JobRef        string             `json:"job_ref,omitempty"`
+	LastError     string             `json:"last_error,omitempty"`
+	NextAttemptAt *time.Time         `json:"next_attempt_at,omitempty"`
+	NextPollAt    *time.Time         `json:"next_poll_at,omitempty"`
+	Verification  string             `json:"verification,omitempty"`
+	Evidence      []erasure.Evidence `json:"evidence"`
+	UpdatedAt     time.Time          `json:"updated_at"`
+	CompletedAt   *time.Time         `json:"completed_at,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func (s *server) view(r *http.Request, req erasure.Request, tasks []erasure.Task) requestView {
+	v := requestView{
+		ID: req.ID, Status: string(req.Status), Jurisdiction: string(req.Jurisdiction), Source: req.Source,
+		CreatedBy: req.CreatedBy, ReceivedAt: req.ReceivedAt, DueAt: req.DueAt, CompletedAt: timePtr(req.CompletedAt),
+		Overdue: req.Overdue(s.Clock()), SubjectRef: req.SubjectRef,
+	}
+	if canWrite(principalFrom(r).Role) {
+		subject := req.Subject
+		v.Subject = &subject
+	}
+	if req.Status == erasure.RequestCompleted || req.Status == erasure.RequestCompletedWithExemptions {
+		v.CertificateURL = "/v1/requests/" + req.ID + "/certificate"
+	}
+	for _, t := range tasks {
+		ev := t.Evidence
+		if ev == nil {
+			ev = []erasure.Evidence{}
+		}
+		v.Tasks = append(v.Tasks, taskView{
+			Connector: t.Connector, Type: t.ConnectorType, Status: string(t.Status), Attempts: t.Attempt,
+			RecordsErased: t.RecordsErased, JobRef: t.JobRef, LastError: t.LastError,
+			NextAttemptAt: timePtr(t.NextAttemptAt), NextPollAt: timePtr(t.NextPollAt),
+			Verification: t.Verified, Evidence: ev, UpdatedAt: t.UpdatedAt, CompletedAt: timePtr(t.CompletedAt),
+		})
+	}
+	return v
+}
+
+// fail writes err, logging it when it is not the caller's fault.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if code := erasure.ErrorCode(err); code == erasure.EInternal || code == erasure.EUnavailable {
+		s.Log.Error("request failed", zap.String("route", r.Pattern), zap.Error(err))
+	}
+	writeErr(w, err)
+}
+
+func (s *server) createRequest() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body createRequestBody
+		if err := decode(w, r, &body); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if body.Subject == nil {
+			s.fail(w, r, erasure.Invalid("subject", "is required, e.g. {\"email\": \"…\"}"))
+			return
+		}
+		p := principalFrom(r)
+		req, created, err := s.Coordinator.File(r.Context(), coordinator.FileInput{
+			Subject: *body.Subject, Jurisdiction: body.Jurisdiction, Source: "api", Actor: p.Actor(),
+			IdempotencyKey: r.Header.Get("Idempotency-Key"),
+		})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		tasks, err := s.Store.Tasks(r.Context(), req.ID)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		status := http.StatusCreated
+		if !created {
+			status = http.StatusOK // the same Idempotency-Key was filed before
+		}
+		w.Header().Set("Location", "/v1/requests/"+req.ID)
+		writeJSON(w, status, s.view(r, req, tasks))
+	})
+}
+
+// requestID reads and checks the {id} path value, so malformed ids are a
+// clear 404 instead of a database round trip.
+func requestID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if !erasure.ValidID(id) {
+		return "", erasure.Errorf(erasure.ENotFound, "no request with id %q", truncateID(id))
+	}
+	return id, nil
+}
+
+func truncateID(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+func (s *server) loadRequest(w http.ResponseWriter, r *http.Request) (erasure.Request, bool) {
+	id, err := requestID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return erasure.Request{}, false
+	}
+	req, err := s.Store.Request(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		err = erasure.Errorf(erasure.ENotFound, "no request with id %q", id)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return erasure.Request{}, false
+	}
+	return req, true
+}
+
+func (s *server) getRequest() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, ok := s.loadRequest(w, r)
+		if !ok {
+			return
+		}
+		tasks, err := s.Store.Tasks(r.Context(), req.ID)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.view(r, req, tasks))
+	})
+}
+
+func (s *server) listRequests() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		var f store.RequestFilter
+		if v := q.Get("status"); v != "" {
+			for _, st := range strings.Split(v, ",") {
+				rs := erasure.RequestStatus(strings.TrimSpace(st))
+				if !rs.Valid() {
+					s.fail(w, r, erasure.Invalid("status", "unknown status %q", truncateID(string(rs))))
+					return
+				}
+				f.Statuses = append(f.Statuses, rs)
+			}
+		}
+		if v := q.Get("due_before"); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				s.fail(w, r, erasure.Invalid("due_before", "must be an RFC 3339 time such as 2026-12-31T00:00:00Z"))
+				return
+			}
+			f.DueBefore = t
+		}
+		if v := q.Get("before"); v != "" {
+			if !erasure.ValidID(v) {
+				s.fail(w, r, erasure.Invalid("before", "must be a request id from a previous page's next"))
+				return
+			}
+			f.Before = v
+		}
+		f.Limit = 50
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 500 {
+				s.fail(w, r, erasure.Invalid("limit", "must be a number from 1 to 500"))
+				return
+			}
+			f.Limit = n
+		}
+		reqs, err := s.Store.Requests(r.Context(), f)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		out := struct {
+			Requests []requestView `json:"requests"`
+			Next     string        `json:"next,omitempty"`
+		}{Requests: []requestView{}}
+		for _, req := range reqs {
+			out.Requests = append(out.Requests, s.view(r, req, nil))
+		}
+		if len(reqs) == f.Limit {
+			out.Next = reqs[len(reqs)-1].ID
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+type eventView struct {
+	Seq      int64           `json:"seq"`
+	Type     string          `json:"type"`
+	TaskID   string          `json:"task_id,omitempty"`
+	Actor    string          `json:"actor"`
+	Reason   string          `json:"reason,omitempty"`
+	Data     json.RawMessage `json:"data"`
+	At       time.Time       `json:"at"`
+	PrevHash string          `json:"prev_hash"`
+	Hash     string          `json:"hash"`
+}
+
+func (s *server) listEvents() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, ok := s.loadRequest(w, r)
+		if !ok {
+			return
+		}
+		events, err := s.Store.Events(r.Context(), req.ID)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		out := struct {
+			Events     []eventView `json:"events"`
+			ChainValid bool        `json:"chain_valid"`
+			ChainError string      `json:"chain_error,omitempty"`
+		}{Events: make([]eventView, 0, len(events)), ChainValid: true}
+		if err := erasure.VerifyChain(events); err != nil {
+			out.ChainValid, out.ChainError = false, err.Error()
+			s.Log.Error("event chain does not verify", zap.String("request_id", req.ID), zap.Error(err))
+		}
+		for _, e := range events {
+			out.Events = append(out.Events, eventView{Seq: e.Seq, Type: e.Type, TaskID: e.TaskID, Actor: e.Actor,
+				Reason: e.Reason, Data: e.Data, At: e.At, PrevHash: e.PrevHash, Hash: e.Hash})
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func (s *server) getCertificate() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, ok := s.loadRequest(w, r)
+		if !ok {
+			return
+		}
+		c, err := s.Store.Certificate(r.Context(), req.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			s.fail(w, r, erasure.Errorf(erasure.ENotFound,
+				"no certificate yet: it is issued when every system has finished; the request is %s", req.Status))
+			return
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Disposition", `attachment; filename="certificate-`+req.ID+`.json"`)
+		_, _ = w.Write(c.Document)
+	})
+}
+
+type reasonBody struct {
+	Reason string `json:"reason"`
+}
+
+func (s *server) cancelRequest() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := requestID(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		var body reasonBody
+		if err := decode(w, r, &body); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		req, err := s.Coordinator.Cancel(r.Context(), id, principalFrom(r).Actor(), body.Reason)
+		if errors.Is(err, store.ErrNotFound) {
+			err = erasure.Errorf(erasure.ENotFound, "no request with id %q", id)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		tasks, err := s.Store.Tasks(r.Context(), id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.view(r, req, tasks))
+	})
+}
+
+func (s *server) retryTask() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := requestID(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		var body reasonBody
+		if err := decode(w, r, &body); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		_, err = s.Coordinator.RetryTask(r.Context(), id, r.PathValue("connector"), principalFrom(r).Actor(), body.Reason)
+		if errors.Is(err, store.ErrNotFound) {
+			err = erasure.Errorf(erasure.ENotFound, "no request with id %q", id)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		req, err := s.Store.Request(r.Context(), id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		tasks, err := s.Store.Tasks(r.Context(), id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, s.view(r, req, tasks))
+	})
+}

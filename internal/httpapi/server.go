@@ -1,0 +1,118 @@
+// Package httpapi is Lethe's JSON HTTP API for staff and automation:
+// bearer tokens with roles, request filing and tracking, certificates and
+// signing keys, health and metrics. Every route is listed in routes.go and
+// described in openapi.json, served at /openapi.json.
+package httpapi
+
+import (
+	"context"
+	_ "embed"
+	"net/http"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/coordinator"
+	"github.com/lethe-dev/lethe/internal/store"
+	"github.com/lethe-dev/lethe/internal/telemetry"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+)
+
+//go:embed openapi.json
+var openAPIDoc []byte
+
+// ConnectorInfo describes a configured connector instance.
+type ConnectorInfo struct {
+	Name        string  `json:"name"`
+	Type        string  `json:"type"`
+	Concurrency int     `json:"concurrency"`
+	RateLimit   float64 `json:"rate_per_second"`
+	MaxAttempts int     `json:"max_attempts"`
+}
+
+// Deps are what the server needs.
+type Deps struct {
+	Store       store.Store
+	Coordinator *coordinator.Coordinator
+	Auth        *TokenAuth
+	// JWKS returns the public signing keys as a JWKS document.
+	JWKS       func() []byte
+	Metrics    *telemetry.Metrics
+	Log        *zap.Logger
+	Connectors []ConnectorInfo
+	// Ready reports whether dependencies (store, NATS) are usable.
+	Ready func(ctx context.Context) error
+	Clock func() time.Time
+}
+
+type server struct {
+	Deps
+}
+
+// NewServer returns the API handler.
+func NewServer(d Deps) http.Handler {
+	if d.Log == nil {
+		d.Log = zap.NewNop()
+	}
+	if d.Clock == nil {
+		d.Clock = time.Now
+	}
+	s := &server{Deps: d}
+	mux := http.NewServeMux()
+	s.routes(mux)
+	return s.recoverer(s.logRequests(securityHeaders(mux)))
+}
+
+func (s *server) healthz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+			defer cancel()
+			if err := s.Ready(ctx); err != nil {
+				s.Log.Warn("not ready", zap.Error(err))
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+func (s *server) livez() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+func (s *server) metrics() http.Handler {
+	if s.Metrics == nil {
+		return http.NotFoundHandler()
+	}
+	return promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{})
+}
+
+func (s *server) openAPI() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPIDoc)
+	})
+}
+
+func (s *server) keys() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(s.JWKS())
+	})
+}
+
+func (s *server) notFound() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such route: see /openapi.json", "")
+	})
+}
+
+func (s *server) listConnectors() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"connectors": s.Connectors})
+	})
+}

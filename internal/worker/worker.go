@@ -1,0 +1,391 @@
+// Package worker runs connectors: for each connector instance it consumes
+// the instance's task stream with at most Concurrency tasks in flight, holds
+// to the instance's rate limit (and to any Retry-After the system sends),
+// calls Erase, Poll and Verify, and reports each outcome on the result
+// stream before acknowledging the task.
+//
+// Delivery is at least once: a worker that dies after erasing but before
+// reporting gets the task again, erases again (connectors are idempotent),
+// and reports then.
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/failpoint"
+	"github.com/lethe-dev/lethe/internal/telemetry"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// Instance is one configured connector instance.
+type Instance struct {
+	Name          string
+	Type          string
+	Connector     connectors.Connector
+	Concurrency   int
+	RatePerSecond float64 // 0: unlimited
+	Burst         int
+}
+
+// Worker runs connector instances.
+type Worker struct {
+	JS       jetstream.JetStream
+	Topology bus.Topology
+	Log      *zap.Logger
+	Metrics  *telemetry.Metrics
+	Crash    *failpoint.Set
+	// Timeout bounds one Erase, Poll or Verify call (default 5m).
+	Timeout time.Duration
+	// Grace is how long in-flight tasks may finish after shutdown begins
+	// (default 10s); then they are cancelled and handed back to JetStream.
+	Grace time.Duration
+	// Clock stamps result times (default: system clock).
+	Clock erasure.Clock
+}
+
+// Run runs every instance until ctx ends and in-flight tasks have finished
+// or been handed back.
+func (w *Worker) Run(ctx context.Context, instances []Instance) error {
+	if w.Timeout <= 0 {
+		w.Timeout = 5 * time.Minute
+	}
+	if w.Grace <= 0 {
+		w.Grace = 10 * time.Second
+	}
+	if w.Clock == nil {
+		w.Clock = erasure.SystemClock
+	}
+	runners := make([]*runner, 0, len(instances))
+	for _, in := range instances {
+		cons, err := w.Topology.WorkerConsumer(ctx, w.JS, in.Name, in.Concurrency)
+		if err != nil {
+			return err
+		}
+		runners = append(runners, newRunner(w, in, cons))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(runners))
+	for _, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.run(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return errors.Join(collect(errs)...)
+}
+
+func collect(ch <-chan error) []error {
+	var out []error
+	for err := range ch {
+		out = append(out, err)
+	}
+	return out
+}
+
+type runner struct {
+	w       *Worker
+	in      Instance
+	cons    jetstream.Consumer
+	log     *zap.Logger
+	limiter *rate.Limiter
+
+	mu         sync.Mutex
+	pauseUntil time.Time // set by Retry-After: the whole instance waits
+}
+
+func newRunner(w *Worker, in Instance, cons jetstream.Consumer) *runner {
+	if in.Concurrency <= 0 {
+		in.Concurrency = 4
+	}
+	r := &runner{w: w, in: in, cons: cons, log: w.Log.With(zap.String("connector", in.Name))}
+	if in.RatePerSecond > 0 {
+		r.limiter = rate.NewLimiter(rate.Limit(in.RatePerSecond), max(in.Burst, 1))
+	}
+	return r
+}
+
+func (r *runner) run(ctx context.Context) error {
+	iter, err := r.cons.Messages(jetstream.PullMaxMessages(r.in.Concurrency))
+	if err != nil {
+		return fmt.Errorf("connector %s: %w", r.in.Name, err)
+	}
+	go func() {
+		<-ctx.Done()
+		iter.Stop()
+	}()
+	// Calls run under work, which outlives ctx by the grace period so a
+	// shutdown lets short erasures finish instead of redoing them.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	sem := make(chan struct{}, r.in.Concurrency)
+	var wg sync.WaitGroup
+	defer func() {
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(r.w.Grace):
+			cancelWork()
+			<-done
+		}
+	}()
+	for {
+		msg, err := iter.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			r.log.Warn("fetch failed", zap.Error(err))
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r.handle(work, msg)
+		}()
+	}
+}
+
+func (r *runner) handle(ctx context.Context, msg jetstream.Msg) {
+	task, err := bus.DecodeTask(msg.Data())
+	if err == nil && task.Connector != r.in.Name {
+		err = fmt.Errorf("task for connector %q arrived at %q", task.Connector, r.in.Name)
+	}
+	if err != nil {
+		r.log.Error("malformed task message dropped", zap.Error(err))
+		_ = msg.Term()
+		return
+	}
+	log := r.log.With(zap.String("request_id", task.RequestID), zap.String("task_id", task.TaskID),
+		zap.String("kind", task.Kind), zap.Int("attempt", task.Attempt))
+	stop := heartbeat(msg, r.w.Topology)
+	res := r.execute(ctx, task, log)
+	stop()
+	if ctx.Err() != nil {
+		_ = msg.Nak() // shutting down: someone else will do it
+		return
+	}
+	r.w.Crash.Hit("worker.after_erase")
+	body, err := json.Marshal(res)
+	if err != nil {
+		log.Error("encode result", zap.Error(err))
+		_ = msg.NakWithDelay(5 * time.Second)
+		return
+	}
+	pubCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := r.w.JS.Publish(pubCtx, bus.ResultSubject(r.in.Name), body, jetstream.WithMsgID(resultMsgID(msg, task))); err != nil {
+		log.Warn("report failed; the task will be redelivered", zap.Error(err))
+		_ = msg.NakWithDelay(5 * time.Second)
+		return
+	}
+	r.w.Crash.Hit("worker.after_report")
+	if err := msg.Ack(); err != nil {
+		log.Warn("ack failed; the task may be redelivered", zap.Error(err))
+	}
+}
+
+// resultMsgID derives the result's Nats-Msg-Id from the task message's, so
+// a redelivered task yields a result JetStream recognises as a duplicate.
+func resultMsgID(msg jetstream.Msg, t bus.Task) string {
+	if h := msg.Headers(); h != nil {
+		if id := h.Get(jetstream.MsgIDHeader); id != "" {
+			return "result-" + id
+		}
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d/%s/%s", t.TaskID, t.Attempt, t.Kind, t.JobRef))
+	return "result-" + hex.EncodeToString(sum[:12])
+}
+
+// heartbeat tells JetStream the task is still being worked on, so a long
+// vendor call is not handed to a second worker.
+func heartbeat(msg jetstream.Msg, t bus.Topology) (stop func()) {
+	every := t.AckWait / 3
+	if every <= 0 {
+		every = 20 * time.Second
+	}
+	done := make(chan struct{})
+	go func() {
+		tk := time.NewTicker(every)
+		defer tk.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// quickRetries is how often a transient failure is retried in-process
+// before it is reported; longer waits are the coordinator's, persisted.
+const quickRetries = 2
+
+// execute runs the connector for one task and describes the outcome.
+func (r *runner) execute(ctx context.Context, t bus.Task, log *zap.Logger) bus.Result {
+	res := bus.Result{V: bus.Version, Kind: t.Kind, TaskID: t.TaskID, RequestID: t.RequestID,
+		Connector: r.in.Name, Attempt: t.Attempt, StartedAt: r.w.Clock()}
+	var out connectors.Outcome
+	call := func() error {
+		if err := r.waitTurn(ctx); err != nil {
+			return backoff.Permanent(err)
+		}
+		var err error
+		out, err = r.call(ctx, t)
+		if err == nil {
+			return nil
+		}
+		perm, after := connectors.Classify(err)
+		if after > 0 {
+			r.pause(after)
+		}
+		if perm || after > 2*time.Second {
+			return backoff.Permanent(err) // long waits are the coordinator's
+		}
+		return err
+	}
+	quick := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxElapsedTime(10*time.Second))
+	err := backoff.Retry(call, backoff.WithContext(backoff.WithMaxRetries(quick, quickRetries), ctx))
+	if err == nil {
+		err = checkOutcome(out)
+	}
+	if err == nil && (out.Status == connectors.StatusErased || out.Status == connectors.StatusNotFound) {
+		res.Verification, err = r.verify(ctx, t, &out)
+	}
+	res.FinishedAt = r.w.Clock()
+	if err != nil {
+		perm, after := connectors.Classify(err)
+		res.Status = bus.ResultFailed
+		res.Error = &bus.ResultError{
+			Message:           t.Subject.Redact(err.Error()),
+			Permanent:         perm,
+			RetryAfterSeconds: int((after + time.Second - 1) / time.Second),
+		}
+		res.Evidence = out.Evidence
+		log.Warn("task failed", zap.Bool("permanent", perm), zap.Duration("retry_after", after),
+			zap.String("error", res.Error.Message))
+		return res
+	}
+	res.Status, res.Records, res.JobRef, res.Evidence = string(out.Status), out.Records, out.JobRef, out.Evidence
+	if out.Status == connectors.StatusRunning {
+		res.PollAfterSeconds = int(out.PollAfter / time.Second)
+	}
+	log.Info("task done", zap.String("status", res.Status), zap.Int64("records", res.Records))
+	return res
+}
+
+func (r *runner) call(ctx context.Context, t bus.Task) (connectors.Outcome, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.w.Timeout)
+	defer cancel()
+	start := time.Now()
+	var out connectors.Outcome
+	var err error
+	switch t.Kind {
+	case bus.KindPoll:
+		p, ok := r.in.Connector.(connectors.Poller)
+		if !ok {
+			return out, connectors.Permanentf("connector type %s cannot poll jobs", r.in.Type)
+		}
+		out, err = p.Poll(ctx, t.JobRef)
+	default:
+		out, err = r.in.Connector.Erase(ctx, t.Subject)
+	}
+	outcome := string(out.Status)
+	if err != nil {
+		outcome = "error"
+	}
+	r.w.Metrics.ConnectorCall(r.in.Name, t.Kind, outcome, time.Since(start))
+	return out, err
+}
+
+// checkOutcome catches connector bugs before they reach the coordinator.
+func checkOutcome(o connectors.Outcome) error {
+	switch o.Status {
+	case connectors.StatusErased, connectors.StatusNotFound:
+		if o.Records < 0 {
+			return connectors.Permanentf("connector reported a negative record count")
+		}
+	case connectors.StatusRunning:
+		if o.JobRef == "" {
+			return connectors.Permanentf("connector reported a running job without a job reference")
+		}
+	default:
+		return connectors.Permanentf("connector reported an unknown status %q", o.Status)
+	}
+	return nil
+}
+
+// verify looks the subject up again after erasure, when the connector can.
+func (r *runner) verify(ctx context.Context, t bus.Task, out *connectors.Outcome) (string, error) {
+	v, ok := r.in.Connector.(connectors.Verifier)
+	if !ok {
+		return "not_available", nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.w.Timeout)
+	defer cancel()
+	start := time.Now()
+	got, err := v.Verify(ctx, t.Subject)
+	if err != nil {
+		r.w.Metrics.ConnectorCall(r.in.Name, "verify", "error", time.Since(start))
+		return "", fmt.Errorf("post-erasure lookup failed: %w", err)
+	}
+	r.w.Metrics.ConnectorCall(r.in.Name, "verify", "ok", time.Since(start))
+	out.Evidence = append(out.Evidence, got.Evidence...)
+	if got.Remaining > 0 {
+		return "", connectors.Retryable(fmt.Errorf("post-erasure lookup still finds %d records", got.Remaining), 0)
+	}
+	return "clean", nil
+}
+
+// waitTurn blocks until the instance's rate limit and any Retry-After pause
+// allow another call.
+func (r *runner) waitTurn(ctx context.Context) error {
+	start := time.Now()
+	defer func() { r.w.Metrics.RateLimitWait(r.in.Name, time.Since(start)) }()
+	r.mu.Lock()
+	until := r.pauseUntil
+	r.mu.Unlock()
+	if d := time.Until(until); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if r.limiter == nil {
+		return nil
+	}
+	return r.limiter.Wait(ctx)
+}
+
+// pause holds every task of the instance for d: a Retry-After is about the
+// account, not the one request that received it.
+func (r *runner) pause(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if until := time.Now().Add(d); until.After(r.pauseUntil) {
+		r.pauseUntil = until
+	}
+}
