@@ -1,0 +1,104 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/config"
+)
+
+func TestExampleIsValid(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load("lethe.example.yaml")
+	if err != nil {
+		t.Fatalf("the documented example does not load: %v", err)
+	}
+	if c.Store.Driver != "postgres" || len(c.Connectors) != 2 || c.NATS.Replicas != 3 || c.Tasks.Timeout != 5*time.Minute {
+		t.Errorf("example decoded wrongly: %+v", c)
+	}
+	type loose struct {
+		Driver     string        `yaml:"driver"`
+		DSN        config.Secret `yaml:"dsn"`
+		Statements []any         `yaml:"statements"`
+		Verify     []any         `yaml:"verify"`
+	}
+	var l loose
+	if err := c.Connectors[0].Decode(&l); err != nil || l.Driver != "postgres" || l.DSN.Env != "SHOP_DATABASE_URL" {
+		t.Errorf("connector config = %+v, %v", l, err)
+	}
+	if err := c.Connectors[0].Decode(&struct{ Driver string }{}); err == nil {
+		t.Error("a connector config with unknown keys decoded without error")
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte(`
+store: {driver: sqlite, url: /tmp/x.db}
+nats: {url: "nats://127.0.0.1:4222"}
+signing: {key: {env: K}}
+subject: {hash_key: {env: H}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":8080" || c.Tasks.MaxAttempts != 8 || c.NATS.AckWait != time.Minute || c.Log.Format != "json" {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ yaml, want string }{
+		{`store: {driver: mongo}`, "store.driver"},
+		{`lsiten: ":80"`, "lsiten"},
+		{`nats: {url: x, replicas: 2}`, "nats.replicas"},
+		{`auth: {tokens: [{name: a, role: root, sha256: abc}]}`, "auth.tokens[0].role"},
+		{`auth: {tokens: [{name: a, role: admin}]}`, "exactly one of token and sha256"},
+		{`connectors: [{name: "Bad Name", type: sql}]`, "connectors[0].name"},
+		{`connectors: [{name: a, type: sql}, {name: a, type: sql}]`, `"a" is used twice`},
+		{`tasks: {retry_initial: 2h, retry_max: 1m}`, "tasks.retry_max"},
+		{`signing: {key: {env: A, file: B}}`, "a secret is"},
+	} {
+		_, err := config.Parse([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want it to mention %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestSecret(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s")
+	if err := os.WriteFile(path, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"E": "from-env"}
+	getenv := func(k string) string { return env[k] }
+	for _, tc := range []struct {
+		s    config.Secret
+		want string
+	}{
+		{config.Secret{Value: "inline"}, "inline"},
+		{config.Secret{Env: "E"}, "from-env"},
+		{config.Secret{File: path}, "from-file"},
+	} {
+		got, err := tc.s.Reveal(getenv)
+		if err != nil || got != tc.want {
+			t.Errorf("Reveal(%v) = %q, %v", tc.s, got, err)
+		}
+		if strings.Contains(tc.s.String(), tc.want) {
+			t.Errorf("String() shows the value: %s", tc.s)
+		}
+	}
+	if _, err := (config.Secret{Env: "MISSING"}).Reveal(getenv); err == nil {
+		t.Error("an unset variable revealed without error")
+	}
+	if _, err := (config.Secret{File: filepath.Join(dir, "nope")}).Reveal(getenv); err == nil {
+		t.Error("a missing file revealed without error")
+	}
+}
