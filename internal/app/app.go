@@ -1,0 +1,119 @@
+// Package app is the lethe command: it parses arguments and assembles the
+// store, NATS, connectors, coordinator and HTTP server for each subcommand.
+// cmd/lethe only calls Run, so tests run the real program in-process.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+)
+
+// Version is set at build time with -ldflags "-X …/internal/app.Version=…".
+var Version = "dev"
+
+const usage = `lethe carries out GDPR right-to-be-forgotten requests across your systems
+and issues signed erasure certificates.
+
+Usage:
+  lethe dev     [--addr 127.0.0.1:8080] [--data-dir ./lethe-data]
+                    everything on one machine, no setup: embedded NATS and SQLite,
+                    demo connectors and demo data
+  lethe serve   --config lethe.yaml [--no-migrate]
+                    production: PostgreSQL and a NATS cluster
+  lethe worker  --config lethe.yaml --connectors a,b
+                    only the connector workers for the named instances
+  lethe migrate --config lethe.yaml
+                    apply the database schema
+  lethe cert verify FILE [--key PUBLIC_KEY.pem | --jwks FILE_OR_URL]
+                    check a certificate offline
+  lethe keygen  --out DIR
+                    make a signing key, a subject hash key and an admin token
+  lethe config check --config lethe.yaml
+                    validate a config file and its connectors
+  lethe version
+
+Environment: LETHE_FAILPOINTS (tests only).
+`
+
+// env is what a command receives from the outside world.
+type env struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// errUsage marks a mistake in the command line: exit code 2.
+var errUsage = errors.New("usage")
+
+// Run runs the lethe command with args (args[0] is the program name) and
+// returns the exit code.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	e := env{getenv: getenv, stdout: stdout, stderr: stderr}
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[1], args[2:]
+	var err error
+	switch cmd {
+	case "dev":
+		err = runDev(ctx, e, rest)
+	case "serve":
+		err = runServe(ctx, e, rest)
+	case "worker":
+		err = runWorker(ctx, e, rest)
+	case "migrate":
+		err = runMigrate(ctx, e, rest)
+	case "cert":
+		if len(rest) == 0 || rest[0] != "verify" {
+			fmt.Fprintln(stderr, "usage: lethe cert verify FILE [--key PUBLIC_KEY.pem | --jwks FILE_OR_URL]")
+			return 2
+		}
+		return runCertVerify(ctx, e, rest[1:])
+	case "keygen":
+		err = runKeygen(e, rest)
+	case "config":
+		if len(rest) == 0 || rest[0] != "check" {
+			fmt.Fprintln(stderr, "usage: lethe config check --config lethe.yaml")
+			return 2
+		}
+		err = runConfigCheck(ctx, e, rest[1:])
+	case "version", "--version":
+		fmt.Fprintln(stdout, "lethe", Version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "lethe: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+		return 2
+	}
+	fmt.Fprintln(stderr, "lethe:", err)
+	return 1
+}
+
+// parseFlags parses a subcommand's flags, allowing flags after positional
+// arguments ("cert verify FILE --key K"), and returns the positionals.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
+	fs.SetOutput(stderr)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, errUsage
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		// Parse stopped at a positional argument (or after "--").
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

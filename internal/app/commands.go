@@ -1,0 +1,284 @@
+package app
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/internal/certificate"
+	"github.com/lethe-dev/lethe/internal/store/postgres"
+	"go.uber.org/zap"
+)
+
+func sha256Sum(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+func loadConfig(fs *flag.FlagSet, path string) (*config.Config, error) {
+	if path == "" {
+		fmt.Fprintln(fs.Output(), "lethe "+fs.Name()+": --config is required")
+		return nil, errUsage
+	}
+	return config.Load(path)
+}
+
+func runServe(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("config", "", "config file (see config/lethe.example.yaml)")
+	noMigrate := fs.Bool("no-migrate", false, "do not apply database migrations at start-up")
+	if _, err := parseFlags(fs, args, e.stderr); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(fs, *path)
+	if err != nil {
+		return err
+	}
+	return run(ctx, e, cfg, roles{api: true, migrate: !*noMigrate})
+}
+
+func runWorker(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	path := fs.String("config", "", "config file")
+	names := fs.String("connectors", "", "comma-separated connector instances to run (default: all)")
+	if _, err := parseFlags(fs, args, e.stderr); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(fs, *path)
+	if err != nil {
+		return err
+	}
+	var only []string
+	for _, n := range strings.Split(*names, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			only = append(only, n)
+		}
+	}
+	return run(ctx, e, cfg, roles{workers: only})
+}
+
+func runMigrate(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	path := fs.String("config", "", "config file")
+	if _, err := parseFlags(fs, args, e.stderr); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(fs, *path)
+	if err != nil {
+		return err
+	}
+	if cfg.Store.Driver != "postgres" {
+		fmt.Fprintln(e.stdout, "SQLite stores are migrated when they are opened; nothing to do.")
+		return nil
+	}
+	url, err := cfg.Store.URL.Reveal(e.getenv)
+	if err != nil {
+		return fmt.Errorf("config: store.url: %w", err)
+	}
+	n, err := postgres.Migrate(ctx, url)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "applied %d migration(s); the schema is up to date\n", n)
+	return nil
+}
+
+func runConfigCheck(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
+	path := fs.String("config", "", "config file")
+	if _, err := parseFlags(fs, args, e.stderr); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(fs, *path)
+	if err != nil {
+		return err
+	}
+	if _, _, err := loadSigning(cfg.Signing, e.getenv); err != nil {
+		return err
+	}
+	if _, err := loadHasher(cfg.Subject, e.getenv); err != nil {
+		return err
+	}
+	if _, err := loadTokens(cfg.Auth, e.getenv); err != nil {
+		return err
+	}
+	instances, err := buildConnectors(ctx, cfg, nil, e.getenv, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	for _, in := range instances {
+		if c, ok := in.Connector.(io.Closer); ok {
+			_ = c.Close()
+		}
+		fmt.Fprintf(e.stdout, "connector %s (%s): ok\n", in.Name, in.Type)
+	}
+	fmt.Fprintln(e.stdout, "config ok")
+	return nil
+}
+
+// runCertVerify checks a certificate offline: exit 0 and a summary when it
+// is valid, 1 and the reason when it is not, 2 on a usage mistake.
+func runCertVerify(ctx context.Context, e env, args []string) int {
+	fs := flag.NewFlagSet("cert verify", flag.ContinueOnError)
+	keyFile := fs.String("key", "", "public key file (PEM) or JWKS file")
+	jwks := fs.String("jwks", "", "JWKS file or https:// URL (e.g. https://lethe.example.com/v1/keys)")
+	pos, err := parseFlags(fs, args, e.stderr)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 || (*keyFile == "") == (*jwks == "") {
+		fmt.Fprintln(e.stderr, "usage: lethe cert verify FILE (--key PUBLIC_KEY.pem | --jwks FILE_OR_URL)")
+		return 2
+	}
+	doc, err := readFileOrStdin(pos[0])
+	if err != nil {
+		fmt.Fprintln(e.stderr, "lethe:", err)
+		return 1
+	}
+	var keys certificate.JWKS
+	if *keyFile != "" {
+		b, err := os.ReadFile(*keyFile)
+		if err == nil {
+			keys, err = certificate.ParseKeySet(b)
+		}
+		if err != nil {
+			fmt.Fprintln(e.stderr, "lethe: --key:", err)
+			return 1
+		}
+	} else {
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		keys, err = certificate.LoadKeySet(lctx, *jwks, &http.Client{Timeout: 30 * time.Second})
+		if err != nil {
+			fmt.Fprintln(e.stderr, "lethe: --jwks:", err)
+			return 1
+		}
+	}
+	v, err := certificate.Verify(doc, keys)
+	if err != nil {
+		fmt.Fprintln(e.stdout, "INVALID:", err)
+		return 1
+	}
+	fmt.Fprintln(e.stdout, "VALID: the signature checks out against the given key.")
+	fmt.Fprintln(e.stdout)
+	fmt.Fprint(e.stdout, v.Summary())
+	return 0
+}
+
+func readFileOrStdin(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
+	}
+	return os.ReadFile(path)
+}
+
+// runKeygen writes a signing key, a subject hash key and an admin token
+// into a directory, refusing to overwrite anything.
+func runKeygen(e env, args []string) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	out := fs.String("out", "", "directory to write the keys to")
+	if _, err := parseFlags(fs, args, e.stderr); err != nil {
+		return err
+	}
+	if *out == "" {
+		fmt.Fprintln(e.stderr, "lethe keygen: --out is required")
+		return errUsage
+	}
+	if err := os.MkdirAll(*out, 0o700); err != nil {
+		return err
+	}
+	k, err := newKeys()
+	if err != nil {
+		return err
+	}
+	files := []struct {
+		name string
+		body []byte
+		mode os.FileMode
+	}{
+		{"signing.key", k.signingPEM, 0o600},
+		{"signing.pub.pem", k.publicPEM, 0o644},
+		{"subject-hash.key", []byte(k.hashKey + "\n"), 0o600},
+		{"admin.token", []byte(k.adminToken + "\n"), 0o600},
+	}
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(*out, f.name)); err == nil {
+			return fmt.Errorf("%s exists; keygen never overwrites keys", filepath.Join(*out, f.name))
+		}
+	}
+	for _, f := range files {
+		if err := writeFileExcl(filepath.Join(*out, f.name), f.body, f.mode); err != nil {
+			return err
+		}
+	}
+	sum := sha256Sum(k.adminToken)
+	fmt.Fprintf(e.stdout, `Wrote signing.key, signing.pub.pem, subject-hash.key and admin.token to %s.
+Keep signing.key and subject-hash.key secret and backed up: without the hash key
+no certificate can be matched to a person again.
+
+In the config:
+  signing:
+    key: {file: %s}
+  subject:
+    hash_key: {file: %s}
+  auth:
+    tokens:
+      - name: admin
+        role: admin
+        sha256: %s
+`, *out, filepath.Join(*out, "signing.key"), filepath.Join(*out, "subject-hash.key"), hex.EncodeToString(sum[:]))
+	return nil
+}
+
+type keyMaterial struct {
+	signingPEM, publicPEM []byte
+	hashKey, adminToken   string
+}
+
+func newKeys() (keyMaterial, error) {
+	priv, err := certificate.GenerateKey()
+	if err != nil {
+		return keyMaterial{}, err
+	}
+	var k keyMaterial
+	if k.signingPEM, err = certificate.MarshalPrivateKeyPEM(priv); err != nil {
+		return k, err
+	}
+	if k.publicPEM, err = certificate.MarshalPublicKeyPEM(priv.Public().(ed25519.PublicKey)); err != nil {
+		return k, err
+	}
+	k.hashKey = hex.EncodeToString(randomBytes(32))
+	k.adminToken = randomToken()
+	return k, nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return b
+}
+
+func randomToken() string { return base64.RawURLEncoding.EncodeToString(randomBytes(32)) }
+
+func writeFileExcl(path string, body []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,431 @@
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/connectors"
+	_ "github.com/lethe-dev/lethe/connectors/all" // register the built-in connectors
+	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/certificate"
+	"github.com/lethe-dev/lethe/internal/coordinator"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/failpoint"
+	"github.com/lethe-dev/lethe/internal/httpapi"
+	"github.com/lethe-dev/lethe/internal/store"
+	"github.com/lethe-dev/lethe/internal/store/postgres"
+	"github.com/lethe-dev/lethe/internal/store/sqlite"
+	"github.com/lethe-dev/lethe/internal/telemetry"
+	"github.com/lethe-dev/lethe/internal/worker"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+// roles says which parts of Lethe a process runs.
+type roles struct {
+	api         bool     // HTTP API, outbox relay, coordinator, scheduler
+	workers     []string // connector instances to run; nil: all
+	noWorkers   bool
+	migrate     bool                // apply PostgreSQL migrations at start
+	embedded    *server.Server      // dev: the in-process NATS server
+	onListening func(addr net.Addr) // dev: print the banner
+}
+
+// runtime is one assembled Lethe process.
+type runtime struct {
+	env       env
+	cfg       *config.Config
+	log       *zap.Logger
+	crash     *failpoint.Set
+	store     store.Store
+	signer    *certificate.Signer
+	jwks      certificate.JWKS
+	hasher    *erasure.Hasher
+	auth      *httpapi.TokenAuth
+	instances []worker.Instance
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	metrics   *telemetry.Metrics
+}
+
+// run assembles a process from cfg and runs it until ctx ends or a part
+// fails.
+func run(ctx context.Context, e env, cfg *config.Config, r roles) (err error) {
+	rt := &runtime{env: e, cfg: cfg}
+	defer rt.close()
+	if err := rt.setUp(ctx, r); err != nil {
+		return err
+	}
+	return rt.serve(ctx, r)
+}
+
+func (rt *runtime) setUp(ctx context.Context, r roles) error {
+	log, err := telemetry.NewLogger(rt.env.stderr, rt.cfg.Log.Level, rt.cfg.Log.Format)
+	if err != nil {
+		return fmt.Errorf("config: log.level: %w", err)
+	}
+	rt.log = log
+	if rt.crash, err = failpoint.Parse(rt.env.getenv("LETHE_FAILPOINTS"), rt.env.stderr); err != nil {
+		return err
+	}
+	if rt.store, err = openStore(ctx, rt.cfg, rt.env.getenv, r.migrate, log); err != nil {
+		return err
+	}
+	if rt.signer, rt.jwks, err = loadSigning(rt.cfg.Signing, rt.env.getenv); err != nil {
+		return err
+	}
+	if rt.hasher, err = loadHasher(rt.cfg.Subject, rt.env.getenv); err != nil {
+		return err
+	}
+	if rt.auth, err = loadTokens(rt.cfg.Auth, rt.env.getenv); err != nil {
+		return err
+	}
+	if !r.noWorkers {
+		if rt.instances, err = buildConnectors(ctx, rt.cfg, r.workers, rt.env.getenv, log); err != nil {
+			return err
+		}
+	}
+	rt.metrics = telemetry.NewMetrics(rt.store)
+	if rt.nc, err = connectNATS(rt.cfg.NATS, r.embedded, log); err != nil {
+		return err
+	}
+	if rt.js, err = jetstream.New(rt.nc); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := rt.topology().EnsureStreams(setupCtx, rt.js); err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	return nil
+}
+
+func (rt *runtime) topology() bus.Topology {
+	return bus.Topology{Replicas: rt.cfg.NATS.Replicas, AckWait: rt.cfg.NATS.AckWait}
+}
+
+func (rt *runtime) close() {
+	for _, in := range rt.instances {
+		if c, ok := in.Connector.(io.Closer); ok {
+			_ = c.Close()
+		}
+	}
+	if rt.nc != nil {
+		_ = rt.nc.Drain()
+	}
+	if rt.store != nil {
+		rt.store.Close()
+	}
+	if rt.log != nil {
+		_ = rt.log.Sync()
+	}
+}
+
+func (rt *runtime) serve(ctx context.Context, r roles) error {
+	g, ctx := errgroup.WithContext(ctx)
+	var coord *coordinator.Coordinator
+	if r.api {
+		coord = rt.coordinator()
+		relay := bus.NewRelay(bus.Relay{Store: rt.store, JS: rt.js, Log: rt.log.Named("relay"),
+			Crash: rt.crash, Published: rt.metrics.OutboxPublished})
+		coord.Nudge = relay.Nudge
+		results, err := rt.topology().CoordinatorConsumer(ctx, rt.js)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return relay.Run(ctx) })
+		g.Go(func() error { return coord.RunResults(ctx, results, 8) })
+		g.Go(func() error { return coord.RunScheduler(ctx) })
+	}
+	if len(rt.instances) > 0 {
+		w := &worker.Worker{JS: rt.js, Topology: rt.topology(), Log: rt.log.Named("worker"),
+			Metrics: rt.metrics, Crash: rt.crash, Timeout: rt.cfg.Tasks.Timeout}
+		g.Go(func() error { return w.Run(ctx, rt.instances) })
+	}
+	ln, err := net.Listen("tcp", rt.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", rt.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: rt.handler(coord), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdown)
+	})
+	rt.log.Info("lethe started", zap.String("listen", ln.Addr().String()), zap.Bool("api", r.api),
+		zap.Int("connectors", len(rt.instances)), zap.String("store", rt.cfg.Store.Driver))
+	if r.onListening != nil {
+		r.onListening(ln.Addr())
+	}
+	err = g.Wait()
+	rt.log.Info("lethe stopped")
+	return err
+}
+
+func (rt *runtime) coordinator() *coordinator.Coordinator {
+	var cns []coordinator.Connector
+	for _, c := range rt.cfg.Connectors {
+		cns = append(cns, coordinator.Connector{Name: c.Name, Type: c.Type, MaxAttempts: c.MaxAttempts})
+	}
+	t := rt.cfg.Tasks
+	return coordinator.New(coordinator.Deps{
+		Store: rt.store, Hasher: rt.hasher, Certifier: certifier{signer: rt.signer, issuer: rt.cfg.Organisation},
+		Log: rt.log.Named("coordinator"), Metrics: rt.metrics, Crash: rt.crash,
+	}, coordinator.Config{
+		Connectors: cns, MaxAttempts: t.MaxAttempts, RetryInitial: t.RetryInitial, RetryMax: t.RetryMax,
+		PollInterval: t.PollInterval, PollLease: t.Timeout + time.Minute, SchedulerInterval: t.SchedulerInterval,
+	})
+}
+
+func (rt *runtime) handler(coord *coordinator.Coordinator) http.Handler {
+	jwks, _ := json.MarshalIndent(rt.jwks, "", "  ")
+	var infos []httpapi.ConnectorInfo
+	for _, c := range rt.cfg.Connectors {
+		def, _ := connectors.Lookup(c.Type)
+		conc, rate := c.Concurrency, c.RatePerSecond
+		if conc == 0 {
+			conc = def.Defaults.Concurrency
+		}
+		if rate == 0 {
+			rate = def.Defaults.RatePerSecond
+		}
+		maxAttempts := c.MaxAttempts
+		if maxAttempts == 0 {
+			maxAttempts = rt.cfg.Tasks.MaxAttempts
+		}
+		infos = append(infos, httpapi.ConnectorInfo{Name: c.Name, Type: c.Type, Concurrency: conc, RateLimit: rate, MaxAttempts: maxAttempts})
+	}
+	return httpapi.NewServer(httpapi.Deps{
+		Store: rt.store, Coordinator: coord, Auth: rt.auth, Metrics: rt.metrics, Log: rt.log.Named("http"),
+		JWKS: func() []byte { return jwks }, Connectors: infos,
+		Ready: func(ctx context.Context) error {
+			if err := rt.store.Ping(ctx); err != nil {
+				return errors.New("store unreachable")
+			}
+			if !rt.nc.IsConnected() {
+				return errors.New("NATS disconnected")
+			}
+			return nil
+		},
+	})
+}
+
+// certifier signs certificates for the coordinator.
+type certifier struct {
+	signer *certificate.Signer
+	issuer string
+}
+
+func (c certifier) Issue(_ context.Context, req erasure.Request, tasks []erasure.Task, head string, at time.Time) (store.Certificate, error) {
+	p, err := certificate.NewPayload(req, tasks, c.issuer, head, at)
+	if err != nil {
+		return store.Certificate{}, err
+	}
+	doc, err := c.signer.Sign(p)
+	if err != nil {
+		return store.Certificate{}, err
+	}
+	return store.Certificate{RequestID: req.ID, ID: p.CertificateID, KeyID: c.signer.KeyID(), Document: doc.JSON(), IssuedAt: at}, nil
+}
+
+func openStore(ctx context.Context, cfg *config.Config, getenv func(string) string, migrate bool, log *zap.Logger) (store.Store, error) {
+	url, err := cfg.Store.URL.Reveal(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("config: store.url: %w", err)
+	}
+	switch cfg.Store.Driver {
+	case "sqlite":
+		return sqlite.Open(ctx, url)
+	default:
+		if migrate {
+			n, err := postgres.Migrate(ctx, url)
+			if err != nil {
+				return nil, err
+			}
+			if n > 0 {
+				log.Info("database migrated", zap.Int("migrations", n))
+			}
+		}
+		return postgres.Open(ctx, url, postgres.Options{MaxConns: int32(cfg.Store.MaxConns)})
+	}
+}
+
+func loadSigning(s config.Signing, getenv func(string) string) (*certificate.Signer, certificate.JWKS, error) {
+	pemText, err := s.Key.Reveal(getenv)
+	if err != nil {
+		return nil, certificate.JWKS{}, fmt.Errorf("config: signing.key: %w", err)
+	}
+	priv, err := certificate.ParsePrivateKeyPEM([]byte(pemText))
+	if err != nil {
+		return nil, certificate.JWKS{}, fmt.Errorf("config: signing.key: %w", err)
+	}
+	signer := certificate.NewSigner(priv)
+	jwks := certificate.JWKS{Keys: []certificate.JWK{signer.PublicJWK()}}
+	for i, path := range s.PublicKeys {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, jwks, fmt.Errorf("config: signing.public_keys[%d]: %w", i, err)
+		}
+		old, err := certificate.ParseKeySet(b)
+		if err != nil {
+			return nil, jwks, fmt.Errorf("config: signing.public_keys[%d]: %w", i, err)
+		}
+		for _, k := range old.Keys {
+			if !slices.ContainsFunc(jwks.Keys, func(j certificate.JWK) bool { return j.Kid == k.Kid }) {
+				jwks.Keys = append(jwks.Keys, k)
+			}
+		}
+	}
+	return signer, jwks, nil
+}
+
+func loadHasher(s config.Subject, getenv func(string) string) (*erasure.Hasher, error) {
+	text, err := s.HashKey.Reveal(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("config: subject.hash_key: %w", err)
+	}
+	key, err := decodeKey(text)
+	if err != nil {
+		return nil, fmt.Errorf("config: subject.hash_key: %w", err)
+	}
+	h, err := erasure.NewHasher(key)
+	if err != nil {
+		return nil, fmt.Errorf("config: subject.hash_key: %w", err)
+	}
+	return h, nil
+}
+
+// decodeKey reads a key written as hex or base64.
+func decodeKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if b, err := hex.DecodeString(s); err == nil {
+		return b, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, errors.New("must be hex or base64")
+}
+
+func loadTokens(a config.Auth, getenv func(string) string) (*httpapi.TokenAuth, error) {
+	var tokens []httpapi.Token
+	for i, t := range a.Tokens {
+		tok := httpapi.Token{Name: t.Name, Role: httpapi.Role(t.Role)}
+		if t.SHA256 != "" {
+			b, _ := hex.DecodeString(t.SHA256) // validated by config
+			copy(tok.SHA256[:], b)
+		} else {
+			v, err := t.Token.Reveal(getenv)
+			if err != nil {
+				return nil, fmt.Errorf("config: auth.tokens[%d].token: %w", i, err)
+			}
+			if len(v) < 16 {
+				return nil, fmt.Errorf("config: auth.tokens[%d].token: at least 16 characters", i)
+			}
+			tok.SHA256 = sha256Sum(v)
+		}
+		tokens = append(tokens, tok)
+	}
+	return httpapi.NewTokenAuth(tokens), nil
+}
+
+// buildConnectors constructs the configured connector instances (or only
+// those named in only) through the registry.
+func buildConnectors(ctx context.Context, cfg *config.Config, only []string, getenv func(string) string, log *zap.Logger) ([]worker.Instance, error) {
+	var out []worker.Instance
+	var errs []error
+	for _, name := range only {
+		if !slices.ContainsFunc(cfg.Connectors, func(c config.Connector) bool { return c.Name == name }) {
+			errs = append(errs, fmt.Errorf("--connectors: no connector named %q in the config", name))
+		}
+	}
+	client := &http.Client{Timeout: cfg.Tasks.Timeout}
+	for i, c := range cfg.Connectors {
+		if only != nil && !slices.Contains(only, c.Name) {
+			continue
+		}
+		def, ok := connectors.Lookup(c.Type)
+		if !ok {
+			errs = append(errs, fmt.Errorf("config: connectors[%d].type: unknown type %q (known: %s)", i, c.Type, strings.Join(connectors.Types(), ", ")))
+			continue
+		}
+		conn, err := def.Build(ctx, c.Name, c.Decode, connectors.Deps{
+			Logger: log.Named("connector").With(zap.String("connector", c.Name)), HTTPClient: client, Getenv: getenv,
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("config: connectors[%d]: %w", i, err))
+			continue
+		}
+		in := worker.Instance{Name: c.Name, Type: c.Type, Connector: conn,
+			Concurrency: c.Concurrency, RatePerSecond: c.RatePerSecond, Burst: c.Burst}
+		if in.Concurrency == 0 {
+			in.Concurrency = max(def.Defaults.Concurrency, 1)
+		}
+		if in.RatePerSecond == 0 {
+			in.RatePerSecond = def.Defaults.RatePerSecond
+		}
+		if in.Burst == 0 {
+			in.Burst = def.Defaults.Burst
+		}
+		out = append(out, in)
+	}
+	if err := errors.Join(errs...); err != nil {
+		for _, in := range out {
+			if c, ok := in.Connector.(io.Closer); ok {
+				_ = c.Close()
+			}
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+func connectNATS(c config.NATS, embedded *server.Server, log *zap.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("lethe"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
+	}
+	if embedded != nil {
+		opts = append(opts, nats.InProcessServer(embedded))
+	}
+	if c.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	nc, err := nats.Connect(c.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats: cannot connect to %s: %w", c.URL, err)
+	}
+	return nc, nil
+}

@@ -1,0 +1,198 @@
+// Package certificate makes and checks erasure certificates: the payload as
+// RFC 8785 canonical JSON, signed as a JWS (RFC 7515, flattened JSON
+// serialization) with EdDSA over Ed25519, keys published as a JWKS. A
+// certificate names the data subject only by keyed hashes; it holds no
+// personal data. Verify needs nothing but the document and the public keys.
+package certificate
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/erasure"
+)
+
+// SchemaV1 identifies version 1 of the payload.
+const SchemaV1 = "https://lethe.dev/schemas/certificate/v1"
+
+// Type is the JWS "typ" of a certificate.
+const Type = "lethe-certificate+jws"
+
+// Payload is what a certificate attests.
+type Payload struct {
+	Schema        string             `json:"schema"`
+	CertificateID string             `json:"certificate_id"`
+	RequestID     string             `json:"request_id"`
+	Issuer        string             `json:"issuer"`
+	Jurisdiction  string             `json:"jurisdiction"`
+	Subject       erasure.SubjectRef `json:"subject"`
+	// Outcome is the request's final status: completed or
+	// completed_with_exemptions.
+	Outcome     string   `json:"outcome"`
+	ReceivedAt  string   `json:"received_at"`
+	DueAt       string   `json:"due_at"`
+	CompletedAt string   `json:"completed_at"`
+	IssuedAt    string   `json:"issued_at"`
+	DeadlineMet bool     `json:"deadline_met"`
+	Systems     []System `json:"systems"`
+	// EventLogHead is the hash of the request's last event before the
+	// certificate: it ties the certificate to the request's event chain.
+	EventLogHead string `json:"event_log_head"`
+}
+
+// System is one connector instance's line on the certificate.
+type System struct {
+	Connector     string `json:"connector"`
+	Type          string `json:"type"`
+	Outcome       string `json:"outcome"` // erased, not_found or exempted
+	RecordsErased int64  `json:"records_erased"`
+	Attempts      int    `json:"attempts"`
+	CompletedAt   string `json:"completed_at"`
+	// Verification is "clean" when a lookup after erasure found nothing,
+	// "not_available" when the system offers no lookup.
+	Verification   string             `json:"verification"`
+	Evidence       []erasure.Evidence `json:"evidence"`
+	EvidenceDigest string             `json:"evidence_digest"`
+	ExemptionBasis string             `json:"exemption_basis,omitempty"`
+}
+
+func timeText(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// NewPayload describes a completed request. It uses the subject reference,
+// never the subject, and refuses tasks that are not done.
+func NewPayload(req erasure.Request, tasks []erasure.Task, issuer, eventLogHead string, issuedAt time.Time) (Payload, error) {
+	if len(tasks) == 0 {
+		return Payload{}, fmt.Errorf("certificate: request %s has no tasks", req.ID)
+	}
+	p := Payload{
+		Schema: SchemaV1, CertificateID: erasure.NewID(), RequestID: req.ID, Issuer: issuer,
+		Jurisdiction: string(req.Jurisdiction), Subject: req.SubjectRef, Outcome: string(req.Status),
+		ReceivedAt: timeText(req.ReceivedAt), DueAt: timeText(req.DueAt), CompletedAt: timeText(req.CompletedAt),
+		IssuedAt: timeText(issuedAt), DeadlineMet: !req.CompletedAt.After(req.DueAt), EventLogHead: eventLogHead,
+	}
+	if p.Subject.Identifiers == nil {
+		p.Subject.Identifiers = []erasure.IdentifierHash{}
+	}
+	for _, t := range tasks {
+		if !t.Status.Done() {
+			return Payload{}, fmt.Errorf("certificate: task for %s is %s, not done", t.Connector, t.Status)
+		}
+		ev := t.Evidence
+		if ev == nil {
+			ev = []erasure.Evidence{}
+		}
+		digest, err := evidenceDigest(ev)
+		if err != nil {
+			return Payload{}, err
+		}
+		verification := t.Verified
+		if verification == "" {
+			verification = "not_available"
+		}
+		p.Systems = append(p.Systems, System{
+			Connector: t.Connector, Type: t.ConnectorType, Outcome: string(t.Status), RecordsErased: t.RecordsErased,
+			Attempts: t.Attempt, CompletedAt: timeText(t.CompletedAt), Verification: verification,
+			Evidence: ev, EvidenceDigest: digest,
+		})
+	}
+	sort.Slice(p.Systems, func(i, j int) bool { return p.Systems[i].Connector < p.Systems[j].Connector })
+	return p, nil
+}
+
+func evidenceDigest(ev []erasure.Evidence) (string, error) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return "", err
+	}
+	c, err := Canonicalize(b)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(c)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// Document is a certificate file: a JWS in flattened JSON serialization
+// (RFC 7515 §7.2.2) with a readable copy of the payload beside it. RFC 7515
+// lets verifiers ignore the extra member; Verify checks it matches.
+type Document struct {
+	Protected   string          `json:"protected"`
+	Payload     string          `json:"payload"`
+	Signature   string          `json:"signature"`
+	Certificate json.RawMessage `json:"certificate,omitempty"`
+}
+
+// JSON returns the document as indented JSON, for files and HTTP.
+func (d Document) JSON() []byte {
+	b, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		panic(err) // a Document always marshals
+	}
+	return append(b, '\n')
+}
+
+// ParseDocument reads a certificate file.
+func ParseDocument(b []byte) (Document, error) {
+	var d Document
+	if err := json.Unmarshal(b, &d); err != nil {
+		return d, fmt.Errorf("not a certificate: %w", err)
+	}
+	if d.Protected == "" || d.Payload == "" || d.Signature == "" {
+		return d, fmt.Errorf("not a certificate: protected, payload and signature are required")
+	}
+	return d, nil
+}
+
+type header struct {
+	Alg string `json:"alg"`
+	Kid string `json:"kid"`
+	Typ string `json:"typ"`
+}
+
+var b64 = base64.RawURLEncoding
+
+// Signer signs certificates with one Ed25519 key.
+type Signer struct {
+	key ed25519.PrivateKey
+	jwk JWK
+}
+
+// NewSigner returns a signer for priv.
+func NewSigner(priv ed25519.PrivateKey) *Signer {
+	return &Signer{key: priv, jwk: PublicJWK(priv.Public().(ed25519.PublicKey))}
+}
+
+// KeyID is the key's RFC 7638 thumbprint.
+func (s *Signer) KeyID() string { return s.jwk.Kid }
+
+// PublicJWK is the public half, for the JWKS.
+func (s *Signer) PublicJWK() JWK { return s.jwk }
+
+// Sign signs p.
+func (s *Signer) Sign(p Payload) (Document, error) {
+	payload, err := canonicalJSON(p)
+	if err != nil {
+		return Document{}, err
+	}
+	hdr, err := canonicalJSON(header{Alg: "EdDSA", Kid: s.jwk.Kid, Typ: Type})
+	if err != nil {
+		return Document{}, err
+	}
+	d := Document{Protected: b64.EncodeToString(hdr), Payload: b64.EncodeToString(payload), Certificate: payload}
+	d.Signature = b64.EncodeToString(ed25519.Sign(s.key, []byte(d.Protected+"."+d.Payload)))
+	return d, nil
+}
+
+func canonicalJSON(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return Canonicalize(b)
+}

@@ -1,0 +1,300 @@
+package certificate_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/certificate"
+	"github.com/lethe-dev/lethe/internal/erasure"
+)
+
+func TestCanonicalizeRFC8785(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		// RFC 8785 §3.2.3 sorting example.
+		{`{"\u20ac":"Euro Sign","\r":"Carriage Return","\ufb33":"Hebrew Letter Dalet With Dagesh","1":"One","\ud83d\ude00":"Emoji: Grinning Face","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis"}`,
+			"{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u0080\":\"Control\",\"\u00f6\":\"Latin Small Letter O With Diaeresis\",\"\u20ac\":\"Euro Sign\",\"\U0001F600\":\"Emoji: Grinning Face\",\"\ufb33\":\"Hebrew Letter Dalet With Dagesh\"}"},
+		// RFC 8785 §3.2.2 example.
+		{`{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001], "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/", "literals": [null, true, false]}`,
+			`{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}`},
+		{`[0, -0, 1, -1, 1e21, 1e20, 123456789012345680000, 0.000001, 1e-7, 9007199254740992, 5e-324, 1.7976931348623157e308]`,
+			`[0,0,1,-1,1e+21,100000000000000000000,123456789012345680000,0.000001,1e-7,9007199254740992,5e-324,1.7976931348623157e+308]`},
+		{` { "b" : [ ] , "a" : { } } `, `{"a":{},"b":[]}`},
+		{`"<&>\u2028"`, "\"<&>\u2028\""},
+	}
+	for _, tc := range tests {
+		got, err := certificate.Canonicalize([]byte(tc.in))
+		if err != nil {
+			t.Errorf("Canonicalize(%s): %v", tc.in, err)
+			continue
+		}
+		if string(got) != tc.want {
+			t.Errorf("Canonicalize(%s)\n got %s\nwant %s", tc.in, got, tc.want)
+		}
+	}
+	for _, bad := range []string{`{"a":1,"a":2}`, `{"a":1} x`, "\"\xff\"", `[1e999]`, `{`} {
+		if _, err := certificate.Canonicalize([]byte(bad)); err == nil {
+			t.Errorf("Canonicalize(%q) accepted bad input", bad)
+		}
+	}
+}
+
+func fixture(t *testing.T) (erasure.Request, []erasure.Task) {
+	t.Helper()
+	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	h, err := erasure.NewHasher(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := erasure.Subject{Email: "alice@example.com", Phone: "+447700900123"}
+	req := erasure.Request{ID: erasure.NewID(), Status: erasure.RequestCompleted, Jurisdiction: erasure.GDPR,
+		Subject: subject, SubjectRef: h.Ref(subject), ReceivedAt: at, DueAt: erasure.GDPR.DueDate(at), CompletedAt: at.Add(time.Hour)}
+	tasks := []erasure.Task{
+		{Connector: "shop-db", ConnectorType: "sql", Status: erasure.TaskErased, Attempt: 2, RecordsErased: 5, Verified: "clean",
+			Evidence: []erasure.Evidence{{Kind: "statement", Value: "customers: 1 row"}}, CompletedAt: at.Add(time.Hour)},
+		{Connector: "files", ConnectorType: "filesystem", Status: erasure.TaskNotFound, Attempt: 1, CompletedAt: at.Add(time.Minute)},
+	}
+	return req, tasks
+}
+
+func sign(t *testing.T) (*certificate.Signer, []byte, certificate.JWKS) {
+	t.Helper()
+	priv, err := certificate.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := certificate.NewSigner(priv)
+	req, tasks := fixture(t)
+	p, err := certificate.NewPayload(req, tasks, "Example Ltd", "head", req.CompletedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.Sign(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, d.JSON(), certificate.JWKS{Keys: []certificate.JWK{s.PublicJWK()}}
+}
+
+func TestSignVerify(t *testing.T) {
+	t.Parallel()
+	s, doc, keys := sign(t)
+	v, err := certificate.Verify(doc, keys)
+	if err != nil {
+		t.Fatalf("a fresh certificate does not verify: %v", err)
+	}
+	p := v.Payload
+	if v.KeyID != s.KeyID() || p.Issuer != "Example Ltd" || len(p.Systems) != 2 || p.Systems[0].Connector != "files" || !p.DeadlineMet {
+		t.Errorf("payload read back wrong: %+v", v)
+	}
+	if p.Systems[0].Verification != "not_available" || p.Systems[1].RecordsErased != 5 {
+		t.Errorf("systems = %+v", p.Systems)
+	}
+	for _, pii := range []string{"alice", "example.com", "447700900123"} {
+		if bytes.Contains(doc, []byte(pii)) {
+			t.Errorf("the certificate contains %q", pii)
+		}
+		if payload, _ := base64.RawURLEncoding.DecodeString(docField(t, doc, "payload")); bytes.Contains(payload, []byte(pii)) {
+			t.Errorf("the signed payload contains %q", pii)
+		}
+	}
+	sum := v.Summary()
+	for _, want := range []string{"shop-db (sql): erased 5 record(s)", "files (filesystem): held nothing", "deadline met", "GDPR"} {
+		if !strings.Contains(sum, want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum)
+		}
+	}
+}
+
+func docField(t *testing.T, doc []byte, field string) string {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &m); err != nil {
+		t.Fatal(err)
+	}
+	var s string
+	_ = json.Unmarshal(m[field], &s)
+	return s
+}
+
+func setField(t *testing.T, doc []byte, field string, value any) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		t.Fatal(err)
+	}
+	m[field] = value
+	b, _ := json.Marshal(m)
+	return b
+}
+
+func TestTamperingFails(t *testing.T) {
+	t.Parallel()
+	s, doc, keys := sign(t)
+	payload, _ := base64.RawURLEncoding.DecodeString(docField(t, doc, "payload"))
+	forged := bytes.Replace(payload, []byte(`"records_erased":5`), []byte(`"records_erased":9`), 1)
+	hdr := func(h string) string { return base64.RawURLEncoding.EncodeToString([]byte(h)) }
+	var readable map[string]any
+	_ = json.Unmarshal(payload, &readable)
+	readable["issuer"] = "Someone Else"
+	other, _ := certificate.GenerateKey()
+	otherKeys := certificate.JWKS{Keys: []certificate.JWK{certificate.NewSigner(other).PublicJWK()}}
+	badKid := s.PublicJWK()
+	badKid.Kid = "attacker-chosen"
+
+	for _, tc := range []struct {
+		name string
+		doc  []byte
+		keys certificate.JWKS
+		want string
+	}{
+		{"payload edited", setField(t, doc, "payload", base64.RawURLEncoding.EncodeToString(forged)), keys, "signature does not match"},
+		{"readable copy edited", setField(t, doc, "certificate", readable), keys, "readable copy differs"},
+		{"signature altered", setField(t, doc, "signature", strings.Repeat("A", 86)), keys, "signature does not match"},
+		{"alg none", setField(t, doc, "protected", hdr(`{"alg":"none","kid":"`+s.KeyID()+`","typ":"lethe-certificate+jws"}`)), keys, "EdDSA only"},
+		{"alg HS256", setField(t, doc, "protected", hdr(`{"alg":"HS256","kid":"`+s.KeyID()+`","typ":"lethe-certificate+jws"}`)), keys, "EdDSA only"},
+		{"unknown kid", setField(t, doc, "protected", hdr(`{"alg":"EdDSA","kid":"nope","typ":"lethe-certificate+jws"}`)), keys, "not in the key set"},
+		{"key set lacks the key", doc, otherKeys, "not in the key set"},
+		{"jwk whose kid is not its thumbprint", doc, certificate.JWKS{Keys: []certificate.JWK{badKid}}, "not in the key set"},
+		{"truncated", doc[:len(doc)/2], keys, "not a certificate"},
+		{"not json", []byte("hello"), keys, "not a certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := certificate.Verify(tc.doc, tc.keys)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Verify = %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNonCanonicalPayloadRefused(t *testing.T) {
+	t.Parallel()
+	priv, _ := certificate.GenerateKey()
+	s := certificate.NewSigner(priv)
+	hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"EdDSA","kid":"` + s.KeyID() + `","typ":"lethe-certificate+jws"}`))
+	payload := base64.RawURLEncoding.EncodeToString([]byte(`{ "schema": "x" }`))
+	sig := base64.RawURLEncoding.EncodeToString(ed25519.Sign(priv, []byte(hdr+"."+payload)))
+	doc, _ := json.Marshal(map[string]string{"protected": hdr, "payload": payload, "signature": sig})
+	_, err := certificate.Verify(doc, certificate.JWKS{Keys: []certificate.JWK{s.PublicJWK()}})
+	if err == nil || !strings.Contains(err.Error(), "not canonical") {
+		t.Errorf("Verify = %v, want refused as not canonical", err)
+	}
+}
+
+// TestStandardJWSVerification checks the document as a third-party JOSE
+// library would: base64url(header) "." base64url(payload), Ed25519, the
+// public key taken from the JWK's x. No package code is used.
+func TestStandardJWSVerification(t *testing.T) {
+	t.Parallel()
+	_, doc, keys := sign(t)
+	var jws struct{ Protected, Payload, Signature string }
+	if err := json.Unmarshal(doc, &jws); err != nil {
+		t.Fatal(err)
+	}
+	x, err := base64.RawURLEncoding.DecodeString(keys.Keys[0].X)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(jws.Signature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ed25519.Verify(ed25519.PublicKey(x), []byte(jws.Protected+"."+jws.Payload), sig) {
+		t.Fatal("a plain Ed25519 JWS check fails")
+	}
+	var h map[string]string
+	hb, _ := base64.RawURLEncoding.DecodeString(jws.Protected)
+	if err := json.Unmarshal(hb, &h); err != nil || h["alg"] != "EdDSA" || h["kid"] != keys.Keys[0].Kid {
+		t.Errorf("header = %v, %v", h, err)
+	}
+}
+
+func TestKeyRotationAndKeySets(t *testing.T) {
+	t.Parallel()
+	old, doc, oldKeys := sign(t)
+	newPriv, _ := certificate.GenerateKey()
+	rotated := certificate.JWKS{Keys: []certificate.JWK{certificate.NewSigner(newPriv).PublicJWK(), old.PublicJWK()}}
+	if _, err := certificate.Verify(doc, rotated); err != nil {
+		t.Errorf("an old certificate fails after rotation: %v", err)
+	}
+
+	dir := t.TempDir()
+	pubPEM, err := certificate.MarshalPublicKeyPEM(ed25519.PublicKey(mustDecode(t, old.PublicJWK().X)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	privPEM, _ := certificate.MarshalPrivateKeyPEM(newPriv)
+	if back, err := certificate.ParsePrivateKeyPEM(privPEM); err != nil || !back.Equal(newPriv) {
+		t.Errorf("private key PEM round trip: %v", err)
+	}
+	if _, err := certificate.ParsePrivateKeyPEM(pubPEM); err == nil {
+		t.Error("a public key parsed as a private key")
+	}
+	jwksJSON, _ := json.Marshal(oldKeys)
+	for name, body := range map[string][]byte{"pub.pem": pubPEM, "jwks.json": jwksJSON} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ks, err := certificate.LoadKeySet(context.Background(), path, http.DefaultClient)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := certificate.Verify(doc, ks); err != nil {
+			t.Errorf("verify with %s: %v", name, err)
+		}
+	}
+	fromPriv, err := certificate.ParseKeySet(privPEM)
+	if err != nil || fromPriv.Keys[0].Kid != certificate.NewSigner(newPriv).KeyID() {
+		t.Errorf("key set from a private key: %v", err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(jwksJSON) }))
+	defer srv.Close()
+	ks, err := certificate.LoadKeySet(context.Background(), srv.URL, srv.Client())
+	if err != nil || len(ks.Keys) != 1 {
+		t.Errorf("key set over HTTP: %v", err)
+	}
+	for _, bad := range []string{"", "{}", `{"keys":[]}`, "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"} {
+		if _, err := certificate.ParseKeySet([]byte(bad)); err == nil {
+			t.Errorf("ParseKeySet(%q) accepted it", bad)
+		}
+	}
+}
+
+func mustDecode(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestNewPayloadRefusesUnfinishedTasks(t *testing.T) {
+	t.Parallel()
+	req, tasks := fixture(t)
+	tasks[1].Status = erasure.TaskRunning
+	if _, err := certificate.NewPayload(req, tasks, "x", "h", time.Now()); err == nil {
+		t.Error("a payload was made with a running task")
+	}
+	if _, err := certificate.NewPayload(req, nil, "x", "h", time.Now()); err == nil {
+		t.Error("a payload was made with no tasks")
+	}
+	req, tasks = fixture(t)
+	req.CompletedAt = req.DueAt.Add(time.Second)
+	p, err := certificate.NewPayload(req, tasks, "x", "h", time.Now())
+	if err != nil || p.DeadlineMet {
+		t.Errorf("a late completion is marked deadline met: %v", err)
+	}
+}

@@ -1,0 +1,151 @@
+package certificate
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Verified is a certificate that passed Verify.
+type Verified struct {
+	Payload Payload
+	KeyID   string
+}
+
+// Verify checks a certificate file against a key set: the header, the key,
+// the Ed25519 signature, that the payload is in canonical form, that the
+// readable copy (if any) says the same as the signed payload, and that the
+// payload is well formed. The error says, for a person, what is wrong.
+func Verify(doc []byte, keys JWKS) (Verified, error) {
+	d, err := ParseDocument(doc)
+	if err != nil {
+		return Verified{}, err
+	}
+	hdrJSON, err := b64.DecodeString(d.Protected)
+	if err != nil {
+		return Verified{}, errors.New("the protected header is not base64url")
+	}
+	var h header
+	if err := json.Unmarshal(hdrJSON, &h); err != nil {
+		return Verified{}, errors.New("the protected header is not JSON")
+	}
+	if h.Alg != "EdDSA" {
+		return Verified{}, fmt.Errorf("the algorithm is %q; Lethe certificates are signed with EdDSA only", h.Alg)
+	}
+	if h.Typ != Type {
+		return Verified{}, fmt.Errorf("the type is %q, not a Lethe certificate", h.Typ)
+	}
+	if h.Kid == "" {
+		return Verified{}, errors.New("the header names no key id")
+	}
+	pub, ok := keys.Key(h.Kid)
+	if !ok {
+		return Verified{}, fmt.Errorf("key id %s is not in the key set: the certificate was signed by a key you do not trust", h.Kid)
+	}
+	sig, err := b64.DecodeString(d.Signature)
+	if err != nil {
+		return Verified{}, errors.New("the signature is not base64url")
+	}
+	if !ed25519.Verify(pub, []byte(d.Protected+"."+d.Payload), sig) {
+		return Verified{}, errors.New("signature does not match: the certificate was altered or signed by another key")
+	}
+	payload, err := b64.DecodeString(d.Payload)
+	if err != nil {
+		return Verified{}, errors.New("the payload is not base64url")
+	}
+	canon, err := Canonicalize(payload)
+	if err != nil || !bytes.Equal(canon, payload) {
+		return Verified{}, errors.New("the signed payload is not canonical JSON (RFC 8785)")
+	}
+	if len(d.Certificate) > 0 {
+		readable, err := Canonicalize(d.Certificate)
+		if err != nil || !bytes.Equal(readable, payload) {
+			return Verified{}, errors.New("readable copy differs from the signed payload: it was edited; trust only the signed payload")
+		}
+	}
+	var p Payload
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return Verified{}, fmt.Errorf("the payload does not follow the certificate schema: %w", err)
+	}
+	if err := p.check(); err != nil {
+		return Verified{}, err
+	}
+	return Verified{Payload: p, KeyID: h.Kid}, nil
+}
+
+func (p Payload) check() error {
+	if p.Schema != SchemaV1 {
+		return fmt.Errorf("unknown certificate schema %q", p.Schema)
+	}
+	if p.RequestID == "" || p.CertificateID == "" {
+		return errors.New("the payload lacks a request or certificate id")
+	}
+	for name, v := range map[string]string{"received_at": p.ReceivedAt, "due_at": p.DueAt, "completed_at": p.CompletedAt, "issued_at": p.IssuedAt} {
+		if _, err := time.Parse(time.RFC3339, v); err != nil {
+			return fmt.Errorf("the payload's %s is not a time", name)
+		}
+	}
+	if len(p.Systems) == 0 {
+		return errors.New("the payload lists no systems")
+	}
+	for _, s := range p.Systems {
+		switch s.Outcome {
+		case "erased", "not_found", "exempted":
+		default:
+			return fmt.Errorf("system %s has outcome %q, which does not finish an erasure", s.Connector, s.Outcome)
+		}
+		if d, err := evidenceDigest(s.Evidence); err != nil || d != s.EvidenceDigest {
+			return fmt.Errorf("system %s: the evidence does not match its digest", s.Connector)
+		}
+	}
+	return nil
+}
+
+// Summary describes a verified certificate in plain language.
+func (v Verified) Summary() string {
+	p := v.Payload
+	var b strings.Builder
+	deadline := "deadline met"
+	if !p.DeadlineMet {
+		deadline = "DEADLINE MISSED"
+	}
+	kinds := make([]string, 0, len(p.Subject.Identifiers))
+	for _, id := range p.Subject.Identifiers {
+		kinds = append(kinds, id.Kind)
+	}
+	fmt.Fprintf(&b, "Erasure certificate %s\n", p.CertificateID)
+	fmt.Fprintf(&b, "  Request       %s\n", p.RequestID)
+	fmt.Fprintf(&b, "  Issuer        %s\n", p.Issuer)
+	fmt.Fprintf(&b, "  Jurisdiction  %s\n", strings.ToUpper(p.Jurisdiction))
+	fmt.Fprintf(&b, "  Subject       keyed hashes of %s (hash key %s)\n", strings.Join(kinds, ", "), p.Subject.KeyID)
+	fmt.Fprintf(&b, "  Received      %s\n", p.ReceivedAt)
+	fmt.Fprintf(&b, "  Due           %s\n", p.DueAt)
+	fmt.Fprintf(&b, "  Completed     %s (%s)\n", p.CompletedAt, deadline)
+	fmt.Fprintf(&b, "  Outcome       %s\n", p.Outcome)
+	fmt.Fprintf(&b, "  Signed by     key %s\n", v.KeyID)
+	fmt.Fprintf(&b, "  Event log     head %s\n", p.EventLogHead)
+	fmt.Fprintf(&b, "Systems (%d):\n", len(p.Systems))
+	for _, s := range p.Systems {
+		var what string
+		switch s.Outcome {
+		case "erased":
+			what = fmt.Sprintf("erased %d record(s)", s.RecordsErased)
+		case "not_found":
+			what = "held nothing about the subject"
+		case "exempted":
+			what = "kept under " + s.ExemptionBasis
+		}
+		check := "no lookup available"
+		if s.Verification == "clean" {
+			check = "verified clean by a lookup afterwards"
+		}
+		fmt.Fprintf(&b, "  %s (%s): %s, %s, %d attempt(s), done %s\n", s.Connector, s.Type, what, check, s.Attempts, s.CompletedAt)
+	}
+	return b.String()
+}
