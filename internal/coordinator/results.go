@@ -120,7 +120,7 @@ func accepts(t erasure.Task, res bus.Result) bool {
 	case erasure.TaskQueued, erasure.TaskDispatched:
 		return res.Kind == bus.KindErase
 	case erasure.TaskRunning:
-		return res.Kind == bus.KindPoll && res.JobRef == t.JobRef
+		return res.Kind == bus.KindPoll
 	}
 	return false // done, failed (this attempt already reported) or dead
 }
@@ -147,13 +147,14 @@ func (c *Coordinator) applyToTask(t *erasure.Task, req erasure.Request, res bus.
 		}
 		t.Verified, t.LastError, t.CompletedAt = res.Verification, "", now
 	case bus.ResultRunning:
+		changed := prev != erasure.TaskRunning || res.JobRef != t.JobRef
 		t.Status, t.JobRef = erasure.TaskRunning, res.JobRef
 		poll := time.Duration(res.PollAfterSeconds) * time.Second
 		if poll <= 0 {
 			poll = c.cfg.PollInterval
 		}
 		t.NextPollAt = now.Add(poll)
-		return prev != erasure.TaskRunning
+		return changed
 	case bus.ResultFailed:
 		// External connectors may not redact; never store an identifier.
 		t.LastError = req.Subject.Redact(truncate(res.Error.Message, 1000))

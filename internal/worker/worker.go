@@ -289,6 +289,9 @@ func (r *runner) execute(ctx context.Context, t bus.Task, log *zap.Logger) bus.R
 		return res
 	}
 	res.Status, res.Records, res.JobRef, res.Evidence = string(out.Status), out.Records, out.JobRef, out.Evidence
+	if res.JobRef == "" {
+		res.JobRef = t.JobRef // a finished poll names the job it polled
+	}
 	if out.Status == connectors.StatusRunning {
 		res.PollAfterSeconds = int(out.PollAfter / time.Second)
 	}

@@ -1,0 +1,338 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/testenv"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestRetriesPollsAndDeadTasks: transient failures are retried (in-process,
+// then on the coordinator's schedule), Retry-After is honoured, an
+// asynchronous job is polled to completion, and a permanent failure ends
+// dead with the request needing attention, never dropped; staff can retry
+// and cancel it.
+func TestRetriesPollsAndDeadTasks(t *testing.T) {
+	ns := testenv.NATS(t)
+	in := newInstance(t, ns.ClientURL(), `
+  - {name: flaky, type: test_script, config: {fail_times: 4}}
+  - {name: slowdown, type: test_script, config: {fail_times: 1, retry_after: 1s}}
+  - {name: vendor-job, type: test_script, config: {polls: 3}}`, "")
+	logs := in.serve(t)
+	base := "http://" + in.addr
+
+	r := fileRequest(t, base, in.adminToken, "retry@example.com")
+	defer func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	}()
+	r = waitStatus(t, base, in.adminToken, r.ID, 30*time.Second, "completed")
+	byName := map[string]int{}
+	for i, task := range r.Tasks {
+		byName[task.Connector] = i
+	}
+	// flaky: attempt 1 = 3 calls (1 + 2 quick retries) all fail; attempt 2
+	// fails once more, then succeeds.
+	if task := r.Tasks[byName["flaky"]]; task.Attempts != 2 || task.Status != "erased" {
+		t.Errorf("flaky task = %+v, want erased on attempt 2", task)
+	}
+	if n := len(scriptFor("flaky").Calls()); n != 5 {
+		t.Errorf("flaky was called %d times, want 5", n)
+	}
+	calls := scriptFor("slowdown").Calls()
+	if len(calls) != 2 || calls[1].Sub(calls[0]) < time.Second {
+		t.Errorf("slowdown calls %v: the second must wait out Retry-After (1s)", calls)
+	}
+	if task := r.Tasks[byName["vendor-job"]]; task.Status != "erased" || task.RecordsErased != 7 {
+		t.Errorf("vendor-job task = %+v, want erased with the job's 7 records", task)
+	}
+	checkNoIdentifiers(t, logs.String(), []string{"retry@example.com"})
+}
+
+func TestPermanentFailureNeedsAttention(t *testing.T) {
+	ns := testenv.NATS(t)
+	in := newInstance(t, ns.ClientURL(), `
+  - {name: ok, type: test_script, config: {}}
+  - {name: broken, type: test_script, config: {permanent: true, leak: true}}`, "")
+	logs := in.serve(t)
+	base := "http://" + in.addr
+	email := "attention@example.com"
+
+	r := fileRequest(t, base, in.agentToken, email)
+	r = waitStatus(t, base, in.agentToken, r.ID, 30*time.Second, "needs_attention")
+	var broken = -1
+	for i, task := range r.Tasks {
+		if task.Connector == "broken" {
+			broken = i
+		}
+	}
+	if broken < 0 || r.Tasks[broken].Status != "dead" || r.Tasks[broken].Attempts != 1 {
+		t.Fatalf("broken task = %+v, want dead after one attempt", r.Tasks)
+	}
+	if e := r.Tasks[broken].LastError; !strings.Contains(e, "[redacted]") || strings.Contains(e, email) {
+		t.Errorf("last error %q must be kept, with the identifier redacted", e)
+	}
+	if code := call(t, "GET", base+"/v1/requests/"+r.ID+"/certificate", in.agentToken, "", nil); code != http.StatusNotFound {
+		t.Errorf("certificate of an unfinished request = %d, want 404", code)
+	}
+
+	// Retrying needs a reason; a retry of a dead task runs it again.
+	var e apiError
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/tasks/broken/retry", in.agentToken, `{"reason":""}`, &e); code != 400 || e.Error.Field != "reason" {
+		t.Errorf("retry without a reason = %d %+v", code, e)
+	}
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/tasks/ok/retry", in.agentToken, `{"reason":"x"}`, nil); code != http.StatusConflict {
+		t.Errorf("retry of an erased task = %d, want 409", code)
+	}
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/tasks/nope/retry", in.agentToken, `{"reason":"x"}`, nil); code != http.StatusNotFound {
+		t.Errorf("retry of an unknown connector = %d, want 404", code)
+	}
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/tasks/broken/retry", in.auditToken, `{"reason":"x"}`, nil); code != http.StatusForbidden {
+		t.Errorf("auditor retry = %d, want 403", code)
+	}
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/tasks/broken/retry", in.agentToken, `{"reason":"token rotated"}`, nil); code != http.StatusAccepted {
+		t.Fatalf("retry = %d, want 202", code)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(scriptFor("broken").Calls()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	r = waitStatus(t, base, in.agentToken, r.ID, 20*time.Second, "needs_attention")
+	if task := r.Tasks[broken]; task.Attempts != 2 || task.Status != "dead" {
+		t.Errorf("after retry the broken task = %+v, want dead on attempt 2", task)
+	}
+
+	// Cancel: needs a reason, works once.
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/cancel", in.adminToken, `{"reason":"customer withdrew the request"}`, &r); code != 200 || r.Status != "cancelled" {
+		t.Errorf("cancel = %d, %s", code, r.Status)
+	}
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/cancel", in.adminToken, `{"reason":"again"}`, nil); code != http.StatusConflict {
+		t.Errorf("second cancel = %d, want 409", code)
+	}
+	checkNoIdentifiers(t, logs.String(), []string{email})
+}
+
+// TestBadInput: every malformed or unauthorised call gets a clear 4xx with
+// a JSON error naming the field, and files nothing.
+func TestBadInput(t *testing.T) {
+	ns := testenv.NATS(t)
+	tg := newTarget(t)
+	in := newInstance(t, ns.ClientURL(), tg.connectorsYAML(), "")
+	in.serve(t)
+	base := "http://" + in.addr
+	url := base + "/v1/requests"
+
+	for _, tc := range []struct {
+		name, body, ctype, token string
+		status                   int
+		code, field              string
+	}{
+		{"malformed JSON", `{"subject":`, "", in.adminToken, 400, "invalid", ""},
+		{"not an object", `["a"]`, "", in.adminToken, 400, "invalid", ""},
+		{"empty body", ``, "", in.adminToken, 400, "invalid", ""},
+		{"two objects", `{"subject":{"email":"a@example.com"},"jurisdiction":"gdpr"} {}`, "", in.adminToken, 400, "invalid", ""},
+		{"unknown field", `{"subject":{"email":"a@example.com"},"jurisdiction":"gdpr","priority":1}`, "", in.adminToken, 400, "invalid", "priority"},
+		{"unknown subject field", `{"subject":{"emial":"a@example.com"},"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "emial"},
+		{"subject not an object", `{"subject":"a@example.com","jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject"},
+		{"email not a string", `{"subject":{"email":42},"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject.email"},
+		{"no subject", `{"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject"},
+		{"empty subject", `{"subject":{},"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject"},
+		{"bad email", `{"subject":{"email":"not-an-email"},"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject.email"},
+		{"sql in email", `{"subject":{"email":"x'; DROP TABLE customers;--@example.com"},"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject.email"},
+		{"bad phone", `{"subject":{"phone":"call me"},"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject.phone"},
+		{"traversal as system name", `{"subject":{"user_ids":{"../../etc":"1"}},"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject.user_ids"},
+		{"no jurisdiction", `{"subject":{"email":"a@example.com"}}`, "", in.adminToken, 400, "invalid", "jurisdiction"},
+		{"unknown jurisdiction", `{"subject":{"email":"a@example.com"},"jurisdiction":"mars"}`, "", in.adminToken, 400, "invalid", "jurisdiction"},
+		{"oversize", `{"subject":{"email":"a@example.com"},"jurisdiction":"gdpr","pad":"` + strings.Repeat("x", 100<<10) + `"}`, "", in.adminToken, 413, "too_large", ""},
+		{"form body", `subject=a`, "application/x-www-form-urlencoded", in.adminToken, 415, "unsupported_media_type", ""},
+		{"no token", `{"subject":{"email":"a@example.com"},"jurisdiction":"gdpr"}`, "", "", 401, "unauthorized", ""},
+		{"wrong token", `{"subject":{"email":"a@example.com"},"jurisdiction":"gdpr"}`, "", "not-a-token", 401, "unauthorized", ""},
+		{"auditor cannot file", `{"subject":{"email":"a@example.com"},"jurisdiction":"gdpr"}`, "", in.auditToken, 403, "forbidden", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", url, strings.NewReader(tc.body))
+			ct := tc.ctype
+			if ct == "" {
+				ct = "application/json"
+			}
+			req.Header.Set("Content-Type", ct)
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e apiError
+			if err := jsonDecode(resp, &e); err != nil {
+				t.Fatalf("status %d, body not a JSON error: %v", resp.StatusCode, err)
+			}
+			if resp.StatusCode != tc.status || e.Error.Code != tc.code || e.Error.Field != tc.field || e.Error.Message == "" {
+				t.Errorf("= %d %+v, want %d %s field %q", resp.StatusCode, e.Error, tc.status, tc.code, tc.field)
+			}
+		})
+	}
+
+	var list struct {
+		Requests []apiRequest `json:"requests"`
+	}
+	if code := call(t, "GET", url, in.auditToken, "", &list); code != 200 || len(list.Requests) != 0 {
+		t.Errorf("bad input filed requests: %d %+v", code, list)
+	}
+	for path, want := range map[string]int{
+		"/v1/requests/not-an-id":                                   404,
+		"/v1/requests/01a22443-36c8-7d8c-948f-ede22e74d95d":        404,
+		"/v1/requests/01a22443-36c8-7d8c-948f-ede22e74d95d/events": 404,
+		"/v1/requests?status=bogus":                                400,
+		"/v1/requests?limit=0":                                     400,
+		"/v1/requests?due_before=tomorrow":                         400,
+		"/v1/nothing":                                              404,
+	} {
+		var e apiError
+		if code := call(t, "GET", base+path, in.auditToken, "", &e); code != want || e.Error.Message == "" {
+			t.Errorf("GET %s = %d %+v, want %d", path, code, e, want)
+		}
+	}
+
+	// Identifiers crafted for injection reach the connectors as data only:
+	// nothing of anyone else is erased.
+	rows, files := tg.seed(t, "victim@example.com")
+	for _, hostile := range []string{"x'or'1'='1@example.com", "%@example.com", "*@example.com", "victim@example.com'--@example.com"} {
+		var r apiRequest
+		code := call(t, "POST", url, in.adminToken, fmt.Sprintf(`{"subject":{"email":%q},"jurisdiction":"gdpr"}`, hostile), &r)
+		if code == 400 {
+			continue // refused up front is fine too
+		}
+		if code != 201 {
+			t.Fatalf("hostile %q: %d", hostile, code)
+		}
+		waitStatus(t, base, in.adminToken, r.ID, 30*time.Second, "completed", "needs_attention")
+	}
+	if r, f := tg.remaining(t, "victim@example.com"); r != rows || f != files {
+		t.Errorf("hostile identifiers erased someone else's data: %d/%d rows, %d/%d files left", r, rows, f, files)
+	}
+
+	// An Idempotency-Key makes a retried submission return the first.
+	body := `{"subject":{"email":"idem@example.com"},"jurisdiction":"ccpa"}`
+	first, second := postWithKey(t, url, in.adminToken, body, "key-123"), postWithKey(t, url, in.adminToken, body, "key-123")
+	if first.status != 201 || second.status != 200 || first.id != second.id {
+		t.Errorf("idempotent filing: %+v then %+v", first, second)
+	}
+}
+
+// TestDuplicateDeliveries: a task message delivered again after its task is
+// done (a redelivery, a replayed stream) erases nothing new and changes
+// nothing: no event, no second certificate.
+func TestDuplicateDeliveries(t *testing.T) {
+	ns := testenv.NATS(t)
+	tg := newTarget(t)
+	in := newInstance(t, ns.ClientURL(), tg.connectorsYAML(), "")
+	in.serve(t)
+	base := "http://" + in.addr
+	tg.seed(t, "dup@example.com")
+	r := fileRequest(t, base, in.adminToken, "dup@example.com")
+	waitStatus(t, base, in.adminToken, r.ID, 30*time.Second, "completed")
+	before := eventHashes(t, base, in.adminToken, r.ID)
+	cert := getCertificate(t, base, in.adminToken, r.ID)
+
+	// Replay every task message of the request, as JetStream would after
+	// a lost acknowledgement, with fresh message ids so nothing dedupes them.
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	var tasks []struct {
+		TaskID string `json:"task_id"`
+		Data   struct {
+			Connector string `json:"connector"`
+		} `json:"data"`
+		Type string `json:"type"`
+	}
+	var ev struct {
+		Events json.RawMessage `json:"events"`
+	}
+	call(t, "GET", base+"/v1/requests/"+r.ID+"/events", in.adminToken, "", &ev)
+	_ = json.Unmarshal(ev.Events, &tasks)
+	replayed := 0
+	for _, e := range tasks {
+		if e.Type != "task.created" {
+			continue
+		}
+		msg, _ := json.Marshal(bus.Task{V: bus.Version, Kind: bus.KindErase, TaskID: e.TaskID, RequestID: r.ID,
+			Connector: e.Data.Connector, Attempt: 1, Jurisdiction: "gdpr", Subject: erasure.Subject{Email: "dup@example.com"}})
+		for range 2 {
+			if _, err := js.Publish(context.Background(), bus.TaskSubject(e.Data.Connector), msg, jetstream.WithMsgID(erasure.NewID())); err != nil {
+				t.Fatal(err)
+			}
+			replayed++
+		}
+	}
+	if replayed != 4 {
+		t.Fatalf("replayed %d messages, want 4", replayed)
+	}
+	// Wait until every consumer has worked through its backlog.
+	deadline := time.Now().Add(20 * time.Second)
+	for !drained(t, js) {
+		if time.Now().After(deadline) {
+			t.Fatal("consumers did not drain the replayed messages")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after := eventHashes(t, base, in.adminToken, r.ID); after != before {
+		t.Errorf("replayed deliveries changed the event log")
+	}
+	if again := getCertificate(t, base, in.adminToken, r.ID); string(again) != string(cert) {
+		t.Error("replayed deliveries changed the certificate")
+	}
+}
+
+func eventHashes(t *testing.T, base, token, id string) string {
+	t.Helper()
+	var ev struct {
+		Events []struct {
+			Hash string `json:"hash"`
+		} `json:"events"`
+	}
+	call(t, "GET", base+"/v1/requests/"+id+"/events", token, "", &ev)
+	var hs []string
+	for _, e := range ev.Events {
+		hs = append(hs, e.Hash)
+	}
+	return strings.Join(hs, ",")
+}
+
+// drained reports whether every Lethe consumer has nothing pending or
+// unacknowledged.
+func drained(t *testing.T, js jetstream.JetStream) bool {
+	t.Helper()
+	ctx := context.Background()
+	for _, stream := range []string{bus.TasksStream, bus.ResultsStream} {
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lister := s.ListConsumers(ctx)
+		for info := range lister.Info() {
+			if info.NumPending > 0 || info.NumAckPending > 0 {
+				return false
+			}
+		}
+		if err := lister.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return true
+}

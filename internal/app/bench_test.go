@@ -1,0 +1,105 @@
+package app_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/testenv"
+)
+
+// BenchmarkPipeline pushes requests through `lethe serve` (PostgreSQL,
+// in-process NATS) to M connectors that succeed at once, so it measures
+// Lethe's own cost per request and task. Next to it, the baseline: single-row
+// INSERT commits per second on the same PostgreSQL, one client, which is
+// what every state change ultimately waits for.
+//
+//	go test -run '^$' -bench Pipeline -benchtime 400x ./internal/app/
+func BenchmarkPipeline(b *testing.B) {
+	b.Run("baseline=insert_commits", func(b *testing.B) {
+		db, err := sql.Open("pgx", testenv.PostgresSchema(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Exec(`CREATE TABLE bench (id bigserial PRIMARY KEY, v text)`); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			if _, err := db.Exec(`INSERT INTO bench (v) VALUES ('x')`); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
+	})
+	for _, m := range []int{1, 4} {
+		b.Run(fmt.Sprintf("connectors=%d", m), func(b *testing.B) {
+			ns := testenv.NATS(b)
+			conns := ""
+			for i := range m {
+				conns += fmt.Sprintf("\n  - {name: bench-%d, type: test_script, concurrency: 16, config: {}}", i)
+			}
+			in := newInstance(b, ns.ClientURL(), conns, "")
+			in.serve(b)
+			base := "http://" + in.addr
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			work := make(chan int)
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range work {
+						body := fmt.Sprintf(`{"subject":{"email":"bench%d@example.com"},"jurisdiction":"gdpr"}`, i)
+						if code := call(b, "POST", base+"/v1/requests", in.adminToken, body, nil); code != 201 {
+							b.Errorf("file: %d", code)
+						}
+					}
+				}()
+			}
+			for i := range b.N {
+				work <- i
+			}
+			close(work)
+			wg.Wait()
+			filed := time.Since(start)
+			waitCertificates(b, base, b.N, 5*time.Minute)
+			elapsed := time.Since(start)
+			b.ReportMetric(float64(b.N)/filed.Seconds(), "filed/s")
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "requests/s")
+			b.ReportMetric(float64(b.N*m)/elapsed.Seconds(), "tasks/s")
+		})
+	}
+}
+
+var certsIssued = regexp.MustCompile(`(?m)^lethe_certificates_issued_total (\d+)`)
+
+func waitCertificates(b *testing.B, base string, want int, timeout time.Duration) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		resp, err := http.Get(base + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if m := certsIssued.FindSubmatch(body); m != nil {
+				if n, _ := strconv.Atoi(string(m[1])); n >= want {
+					return
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Fatalf("fewer than %d certificates after %s", want, timeout)
+}

@@ -1,0 +1,119 @@
+package app_test
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/app"
+	"github.com/lethe-dev/lethe/internal/certificate"
+	_ "modernc.org/sqlite"
+)
+
+// runDev starts `lethe dev` on dir and returns its stdout and a stop func.
+func runDev(t *testing.T, dir string) (base string, stdout *syncBuffer, stop func()) {
+	t.Helper()
+	addr := freeAddr(t)
+	stdout, logs := &syncBuffer{}, &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- app.Run(ctx, []string{"lethe", "dev", "--addr", addr, "--data-dir", dir}, os.Getenv, stdout, logs)
+	}()
+	waitHealthy(t, "http://"+addr, done, logs)
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("lethe dev exited %d\n%s", code, logs.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("lethe dev did not stop")
+		}
+	}
+	t.Cleanup(stop)
+	return "http://" + addr, stdout, stop
+}
+
+// TestDevMode is the README's quick start: `lethe dev` with no setup, the
+// printed curl for a demo customer, the customer's rows and files gone, a
+// certificate that verifies; and a restart keeps everything.
+func TestDevMode(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	base, stdout, stop := runDev(t, dir)
+	tokenBytes, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+	if err != nil {
+		t.Fatalf("admin token not written: %v", err)
+	}
+	token := strings.TrimSpace(string(tokenBytes))
+	banner := stdout.String()
+	for _, want := range []string{base, token, "curl -s -X POST " + base + "/v1/requests", "alice@example.com"} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+
+	shop, err := sql.Open("sqlite", filepath.Join(dir, "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shop.Close()
+	count := func(q string, args ...any) int {
+		var n int
+		if err := shop.QueryRow(q, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	const personal = `SELECT (SELECT count(*) FROM customers WHERE email = ?) + (SELECT count(*) FROM orders WHERE email = ?) + (SELECT count(*) FROM newsletter_signups WHERE email = ?)`
+	if n := count(personal, "alice@example.com", "alice@example.com", "alice@example.com"); n == 0 {
+		t.Fatal("demo data has no rows for alice")
+	}
+	others := count(`SELECT count(*) FROM customers`) - 1
+
+	r := fileRequest(t, base, token, "alice@example.com")
+	r = waitStatus(t, base, token, r.ID, 30*time.Second, "completed")
+	if n := count(personal, "alice@example.com", "alice@example.com", "alice@example.com"); n != 0 {
+		t.Errorf("%d rows about alice remain", n)
+	}
+	if n := count(`SELECT count(*) FROM customers`); n != others {
+		t.Errorf("%d customers left, want %d", n, others)
+	}
+	for _, p := range []string{"files/exports/alice@example.com.csv", "files/uploads/alice@example.com"} {
+		if _, err := os.Lstat(filepath.Join(dir, p)); !os.IsNotExist(err) {
+			t.Errorf("%s still exists", p)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "files/uploads/bob@example.com")); err != nil {
+		t.Errorf("bob's files are gone: %v", err)
+	}
+	var keys certificate.JWKS
+	call(t, "GET", base+"/v1/keys", "", "", &keys)
+	if _, err := certificate.Verify(getCertificate(t, base, token, r.ID), keys); err != nil {
+		t.Errorf("dev certificate does not verify: %v", err)
+	}
+	stop()
+
+	// Restart on the same data: same token, the request and its
+	// certificate are still there, erased data stays erased.
+	base, _, _ = runDev(t, dir)
+	again := waitStatus(t, base, token, r.ID, 5*time.Second, "completed")
+	if again.ID != r.ID {
+		t.Fatal("request lost across restart")
+	}
+	if _, err := certificate.Verify(getCertificate(t, base, token, r.ID), keys); err != nil {
+		t.Errorf("certificate after restart: %v", err)
+	}
+	bob := fileRequest(t, base, token, "bob@example.com")
+	waitStatus(t, base, token, bob.ID, 30*time.Second, "completed")
+}

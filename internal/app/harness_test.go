@@ -1,0 +1,337 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/lethe-dev/lethe/internal/app"
+	"github.com/lethe-dev/lethe/internal/testenv"
+)
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// target is an organisation's own data for connectors to erase: a shop
+// schema in PostgreSQL and a file tree.
+type target struct {
+	url   string // PostgreSQL URL with search_path on the shop schema
+	db    *sql.DB
+	files string
+}
+
+func newTarget(t *testing.T) *target {
+	t.Helper()
+	url := testenv.PostgresSchema(t)
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	_, err = db.Exec(`
+		CREATE TABLE customers (id serial PRIMARY KEY, email text UNIQUE NOT NULL, name text);
+		CREATE TABLE orders (id serial PRIMARY KEY, email text, address text, total int);
+		CREATE TABLE newsletter (email text NOT NULL);`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &target{url: url, db: db, files: t.TempDir()}
+}
+
+// seed creates a customer with one row in each table plus two orders and
+// two files; it returns the rows and files a full erasure removes.
+func (tg *target) seed(t *testing.T, email string) (rows, files int) {
+	t.Helper()
+	for _, q := range []string{
+		`INSERT INTO customers (email, name) VALUES ($1, 'Test Person')`,
+		`INSERT INTO orders (email, address, total) VALUES ($1, '1 Street', 10), ($1, '1 Street', 20)`,
+		`INSERT INTO newsletter (email) VALUES ($1)`,
+	} {
+		if _, err := tg.db.Exec(q, email); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"exports/" + email + ".csv", "uploads/" + email + "/a.png"} {
+		full := filepath.Join(tg.files, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte("data"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return 4, 2
+}
+
+// remaining counts what is left of a customer.
+func (tg *target) remaining(t *testing.T, email string) (rows, files int) {
+	t.Helper()
+	err := tg.db.QueryRow(`SELECT (SELECT count(*) FROM customers WHERE email = $1)
+		+ (SELECT count(*) FROM orders WHERE email = $1) + (SELECT count(*) FROM newsletter WHERE email = $1)`, email).Scan(&rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"exports/" + email + ".csv", "uploads/" + email + "/a.png"} {
+		if _, err := os.Lstat(filepath.Join(tg.files, p)); err == nil {
+			files++
+		}
+	}
+	return rows, files
+}
+
+func (tg *target) connectorsYAML() string {
+	return fmt.Sprintf(`
+  - name: shop-db
+    type: sql
+    config:
+      driver: postgres
+      dsn: %q
+      statements:
+        - {name: newsletter, sql: "DELETE FROM newsletter WHERE email = :email"}
+        - {name: orders, sql: "UPDATE orders SET email = NULL, address = NULL WHERE email = :email"}
+        - {name: customers, sql: "DELETE FROM customers WHERE email = :email"}
+      verify:
+        - {name: customers, sql: "SELECT count(*) FROM customers WHERE email = :email"}
+        - {name: orders, sql: "SELECT count(*) FROM orders WHERE email = :email"}
+  - name: files
+    type: filesystem
+    config:
+      root: %q
+      paths: ["exports/{email}.csv", "uploads/{email}/"]
+`, tg.url, tg.files)
+}
+
+// instance is a Lethe configured for a test: a serve config against a fresh
+// PostgreSQL schema and the given NATS URL, with keys in a temp dir.
+type instance struct {
+	dir        string
+	configPath string
+	addr       string
+	adminToken string
+	agentToken string
+	auditToken string
+	storeURL   string
+}
+
+func newInstance(t testing.TB, natsURL, connectorsYAML string, extra string) *instance {
+	t.Helper()
+	dir := t.TempDir()
+	in := &instance{dir: dir, addr: freeAddr(t), storeURL: testenv.PostgresSchema(t),
+		adminToken: "admin-token-0123456789", agentToken: "agent-token-0123456789", auditToken: "audit-token-0123456789"}
+	var stdout bytes.Buffer
+	if code := app.Run(context.Background(), []string{"lethe", "keygen", "--out", filepath.Join(dir, "keys")}, os.Getenv, &stdout, io.Discard); code != 0 {
+		t.Fatalf("keygen exited %d", code)
+	}
+	cfg := fmt.Sprintf(`organisation: Test Org
+listen: %q
+store: {driver: postgres, url: %q}
+nats: {url: %q, ack_wait: 2s}
+signing: {key: {file: %q}}
+subject: {hash_key: {file: %q}}
+auth:
+  tokens:
+    - {name: admin, role: admin, token: %q}
+    - {name: agent, role: agent, token: %q}
+    - {name: auditor, role: auditor, token: %q}
+tasks: {retry_initial: 200ms, retry_max: 1s, poll_interval: 200ms, scheduler_interval: 100ms, timeout: 20s}
+log: {level: debug}
+%s
+connectors:%s`, in.addr, in.storeURL, natsURL, filepath.Join(dir, "keys", "signing.key"), filepath.Join(dir, "keys", "subject-hash.key"),
+		in.adminToken, in.agentToken, in.auditToken, extra, connectorsYAML)
+	in.configPath = filepath.Join(dir, "lethe.yaml")
+	if err := os.WriteFile(in.configPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// serve runs `lethe serve` in-process until the test ends and waits for
+// /healthz. Logs go to the returned buffer.
+func (in *instance) serve(t testing.TB) *syncBuffer {
+	t.Helper()
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- app.Run(ctx, []string{"lethe", "serve", "--config", in.configPath}, os.Getenv, io.Discard, logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("lethe serve exited %d\n%s", code, logs.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("lethe serve did not stop within 30s of cancellation")
+		}
+	})
+	waitHealthy(t, "http://"+in.addr, done, logs)
+	return logs
+}
+
+func waitHealthy(t testing.TB, base string, done <-chan int, logs *syncBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case code := <-done:
+			t.Fatalf("lethe exited %d before it was healthy\n%s", code, logs.String())
+		default:
+		}
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("lethe not healthy within 30s\n%s", logs.String())
+}
+
+// call makes an API call and decodes a JSON response into out (if non-nil).
+func call(t testing.TB, method, url, token, body string, out any) int {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %d, not JSON: %s", method, url, resp.StatusCode, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+type apiRequest struct {
+	ID             string `json:"id"`
+	Status         string `json:"status"`
+	DueAt          string `json:"due_at"`
+	CertificateURL string `json:"certificate_url"`
+	Tasks          []struct {
+		Connector     string `json:"connector"`
+		Status        string `json:"status"`
+		Attempts      int    `json:"attempts"`
+		RecordsErased int64  `json:"records_erased"`
+		LastError     string `json:"last_error"`
+		Verification  string `json:"verification"`
+	} `json:"tasks"`
+}
+
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Field   string `json:"field"`
+	} `json:"error"`
+}
+
+func fileRequest(t *testing.T, base, token, email string) apiRequest {
+	t.Helper()
+	var r apiRequest
+	code := call(t, "POST", base+"/v1/requests", token, fmt.Sprintf(`{"subject":{"email":%q},"jurisdiction":"gdpr"}`, email), &r)
+	if code != http.StatusCreated {
+		t.Fatalf("file request: status %d", code)
+	}
+	return r
+}
+
+// waitStatus polls a request until its status is one of want.
+func waitStatus(t *testing.T, base, token, id string, timeout time.Duration, want ...string) apiRequest {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var r apiRequest
+	for time.Now().Before(deadline) {
+		r = apiRequest{}
+		call(t, "GET", base+"/v1/requests/"+id, token, "", &r)
+		for _, w := range want {
+			if r.Status == w {
+				return r
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("request %s is %s after %s, want %v: %+v", id, r.Status, timeout, want, r)
+	return r
+}
+
+func jsonDecode(resp *http.Response, v any) error {
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+type posted struct {
+	status int
+	id     string
+}
+
+func postWithKey(t *testing.T, url, token, body, key string) posted {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r apiRequest
+	_ = json.NewDecoder(resp.Body).Decode(&r)
+	return posted{resp.StatusCode, r.ID}
+}

@@ -1,0 +1,92 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/lethe-dev/lethe/connectors"
+)
+
+// Test connector types, registered for this package's tests only. Their
+// state is kept per instance name so tests can look at what happened.
+
+type scriptConfig struct {
+	// FailTimes: the first FailTimes calls fail with a retryable error.
+	FailTimes int `yaml:"fail_times"`
+	// RetryAfter on those failures.
+	RetryAfter time.Duration `yaml:"retry_after"`
+	// Permanent: every call fails permanently.
+	Permanent bool `yaml:"permanent"`
+	// Polls: Erase starts a job that finishes after this many polls.
+	Polls int `yaml:"polls"`
+	// Leak: the error message echoes the subject's email, as careless
+	// vendors do.
+	Leak bool `yaml:"leak"`
+}
+
+type script struct {
+	cfg   scriptConfig
+	mu    sync.Mutex
+	calls []time.Time
+	polls int
+}
+
+var scripts = struct {
+	sync.Mutex
+	m map[string]*script
+}{m: map[string]*script{}}
+
+func scriptFor(name string) *script {
+	scripts.Lock()
+	defer scripts.Unlock()
+	return scripts.m[name]
+}
+
+func init() {
+	connectors.Register("test_script", "scripted test connector", connectors.Limits{Concurrency: 2},
+		func(_ context.Context, name string, cfg scriptConfig, _ connectors.Deps) (connectors.Connector, error) {
+			s := &script{cfg: cfg}
+			scripts.Lock()
+			scripts.m[name] = s
+			scripts.Unlock()
+			return s, nil
+		})
+}
+
+func (s *script) Calls() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.calls...)
+}
+
+func (s *script) Erase(ctx context.Context, subj connectors.Subject) (connectors.Outcome, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, time.Now())
+	if err := ctx.Err(); err != nil {
+		return connectors.Outcome{}, err
+	}
+	switch {
+	case s.cfg.Permanent && s.cfg.Leak:
+		return connectors.Outcome{}, connectors.Permanentf("vendor says: no contact %s", subj.Email)
+	case s.cfg.Permanent:
+		return connectors.Outcome{}, connectors.Permanentf("401 from vendor: check the API token")
+	case len(s.calls) <= s.cfg.FailTimes:
+		return connectors.Outcome{}, connectors.Retryable(errors.New("503 from vendor"), s.cfg.RetryAfter)
+	case s.cfg.Polls > 0:
+		return connectors.Running("job-1", 100*time.Millisecond, connectors.Evidence{Kind: "job", Value: "job-1"}), nil
+	}
+	return connectors.Erased(1, connectors.Evidence{Kind: "contact", Value: "deleted"}), nil
+}
+
+func (s *script) Poll(_ context.Context, jobRef string) (connectors.Outcome, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.polls++
+	if s.polls < s.cfg.Polls {
+		return connectors.Running(jobRef, 100*time.Millisecond), nil
+	}
+	return connectors.Erased(7, connectors.Evidence{Kind: "job", Value: jobRef + " done"}), nil
+}
