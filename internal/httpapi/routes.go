@@ -5,9 +5,7 @@ import "net/http"
 // routes lists every route the server answers. Reads need any role;
 // changes need admin or agent.
 func (s *server) routes(mux *http.ServeMux) {
-	mux.Handle("GET /healthz", s.healthz())
-	mux.Handle("GET /livez", s.livez())
-	mux.Handle("GET /metrics", s.metrics())
+	s.probeRoutes(mux)
 	mux.Handle("GET /openapi.json", s.openAPI())
 	mux.Handle("GET /v1/keys", s.keys())
 
@@ -21,4 +19,11 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/connectors", s.authorize(canRead, s.listConnectors()))
 
 	mux.Handle("/", s.notFound())
+}
+
+// probeRoutes are served by every process, workers included.
+func (s *server) probeRoutes(mux *http.ServeMux) {
+	mux.Handle("GET /healthz", s.healthz())
+	mux.Handle("GET /livez", s.livez())
+	mux.Handle("GET /metrics", s.metrics())
 }

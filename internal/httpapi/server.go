@@ -58,7 +58,11 @@ func NewServer(d Deps) http.Handler {
 	}
 	s := &server{Deps: d}
 	mux := http.NewServeMux()
-	s.routes(mux)
+	if d.Coordinator == nil {
+		s.probeRoutes(mux) // a worker-only process: probes and metrics
+	} else {
+		s.routes(mux)
+	}
 	return s.recoverer(s.logRequests(securityHeaders(mux)))
 }
 

@@ -221,7 +221,7 @@ func tasksRoundTrip(t *testing.T, s store.Store) {
 	if len(got) != 2 || got[0].Connector != "a-db" || got[1].Connector != "b-files" {
 		t.Fatalf("tasks = %+v, want a-db then b-files", got)
 	}
-	if got[0].Evidence != nil && len(got[0].Evidence) != 0 {
+	if len(got[0].Evidence) != 0 {
 		t.Errorf("fresh task has evidence %v", got[0].Evidence)
 	}
 	b.Status = erasure.TaskErased
