@@ -105,6 +105,9 @@ type Tasks struct {
 	SchedulerInterval time.Duration `yaml:"scheduler_interval"`
 	// Timeout bounds one Erase, Poll or Verify call (default 5m).
 	Timeout time.Duration `yaml:"timeout"`
+	// RedispatchAfter: a task dispatched with no result for this long is
+	// sent again, in case its message was lost (default 30m).
+	RedispatchAfter time.Duration `yaml:"redispatch_after"`
 }
 
 // Log configures logging.
@@ -207,6 +210,7 @@ func (c *Config) setDefaults() {
 	def(&c.Tasks.PollInterval, time.Minute)
 	def(&c.Tasks.SchedulerInterval, time.Second)
 	def(&c.Tasks.Timeout, 5*time.Minute)
+	def(&c.Tasks.RedispatchAfter, 30*time.Minute)
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -251,6 +255,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Tasks.MaxAttempts < 1 {
 		bad("tasks.max_attempts", "must be at least 1")
+	}
+	if c.Tasks.RedispatchAfter <= c.Tasks.Timeout+c.NATS.AckWait {
+		bad("tasks.redispatch_after", "must be longer than tasks.timeout plus nats.ack_wait")
 	}
 	if c.Tasks.RetryMax < c.Tasks.RetryInitial {
 		bad("tasks.retry_max", "must not be less than tasks.retry_initial")

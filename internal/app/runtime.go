@@ -197,6 +197,7 @@ func (rt *runtime) coordinator() *coordinator.Coordinator {
 	}, coordinator.Config{
 		Connectors: cns, MaxAttempts: t.MaxAttempts, RetryInitial: t.RetryInitial, RetryMax: t.RetryMax,
 		PollInterval: t.PollInterval, PollLease: t.Timeout + time.Minute, SchedulerInterval: t.SchedulerInterval,
+		RedispatchAfter: t.RedispatchAfter,
 	})
 }
 

@@ -49,6 +49,9 @@ type Config struct {
 	PollLease time.Duration
 	// SchedulerInterval is how often due retries and polls are sought.
 	SchedulerInterval time.Duration // default 1s
+	// RedispatchAfter: a dispatched task with no result for this long is
+	// sent again, in case its message was lost (default 30m).
+	RedispatchAfter time.Duration
 }
 
 // Coordinator is safe for concurrent use, and several processes may run one
@@ -93,6 +96,7 @@ func New(d Deps, cfg Config) *Coordinator {
 	def(&cfg.PollInterval, time.Minute)
 	def(&cfg.PollLease, 10*time.Minute)
 	def(&cfg.SchedulerInterval, time.Second)
+	def(&cfg.RedispatchAfter, 30*time.Minute)
 	if d.Clock == nil {
 		d.Clock = erasure.SystemClock
 	}

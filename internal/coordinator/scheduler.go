@@ -31,7 +31,8 @@ func (c *Coordinator) RunScheduler(ctx context.Context) error {
 // returns how many messages it queued. Replicas may run it at once: each
 // task is re-checked under its request's lock.
 func (c *Coordinator) ScheduleDue(ctx context.Context) (int, error) {
-	due, err := c.store.DueTasks(ctx, c.clock(), 200)
+	now := c.clock()
+	due, err := c.store.DueTasks(ctx, now, now.Add(-c.cfg.RedispatchAfter), 200)
 	if err != nil {
 		return 0, err
 	}
@@ -94,6 +95,23 @@ func (c *Coordinator) scheduleOne(ctx context.Context, d store.DueTask) (bool, e
 				return err
 			}
 			m, err := taskMessage(req, t, bus.KindPoll, now)
+			if err != nil {
+				return err
+			}
+			queued = true
+			return tx.Enqueue(ctx, m)
+		case t.Status == erasure.TaskDispatched && !t.UpdatedAt.After(now.Add(-c.cfg.RedispatchAfter)):
+			// No result for a long time: the message may be lost (a NATS
+			// store wiped or restored). Sending it again is safe.
+			t.UpdatedAt = now
+			if err := tx.UpdateTask(ctx, t); err != nil {
+				return err
+			}
+			if _, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, t.ID, erasure.EventTaskRedispatch, erasure.ActorScheduler,
+				"no result within "+c.cfg.RedispatchAfter.String(), map[string]any{"connector": t.Connector, "attempt": t.Attempt}, now)); err != nil {
+				return err
+			}
+			m, err := taskMessage(req, t, bus.KindErase, now)
 			if err != nil {
 				return err
 			}

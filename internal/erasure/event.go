@@ -16,6 +16,7 @@ const (
 	EventTaskCreated      = "task.created"
 	EventTaskDispatched   = "task.dispatched"
 	EventTaskRetry        = "task.retry_scheduled"
+	EventTaskRedispatch   = "task.redispatched"
 	EventTaskPoll         = "task.poll_scheduled"
 	EventTaskResult       = "task.result" // Data: the connector's report
 	EventCertificateIssue = "certificate.issued"

@@ -28,9 +28,10 @@ type Store interface {
 	Tasks(ctx context.Context, requestID string) ([]erasure.Task, error)
 	Events(ctx context.Context, requestID string) ([]erasure.Event, error)
 	Certificate(ctx context.Context, requestID string) (Certificate, error)
-	// DueTasks lists tasks whose retry or poll time has come, oldest
-	// first. Callers re-check each under the request lock before acting.
-	DueTasks(ctx context.Context, now time.Time, limit int) ([]DueTask, error)
+	// DueTasks lists tasks whose retry or poll time has come, and
+	// dispatched tasks unchanged since staleBefore (their message may be
+	// lost), oldest first. Callers re-check each under the request lock.
+	DueTasks(ctx context.Context, now, staleBefore time.Time, limit int) ([]DueTask, error)
 	// Stats counts requests by status and pending outbox messages.
 	Stats(ctx context.Context, now time.Time) (Stats, error)
 
@@ -114,7 +115,7 @@ type RequestFilter struct {
 type DueTask struct {
 	TaskID    string
 	RequestID string
-	Status    erasure.TaskStatus // failed (retry) or running (poll)
+	Status    erasure.TaskStatus // failed (retry), running (poll) or dispatched (stale)
 }
 
 // Stats are counts for metrics.

@@ -238,13 +238,15 @@ func (s *Store) Certificate(ctx context.Context, requestID string) (store.Certif
 }
 
 // DueTasks implements store.Store.
-func (s *Store) DueTasks(ctx context.Context, now time.Time, limit int) ([]store.DueTask, error) {
+func (s *Store) DueTasks(ctx context.Context, now, staleBefore time.Time, limit int) ([]store.DueTask, error) {
 	q := s.rw.q(`SELECT id, request_id, status FROM (
 		SELECT id, request_id, status, next_attempt_at AS due FROM tasks WHERE status = 'failed' AND next_attempt_at <= $1
 		UNION ALL
 		SELECT id, request_id, status, next_poll_at AS due FROM tasks WHERE status = 'running' AND next_poll_at <= $1
+		UNION ALL
+		SELECT id, request_id, status, updated_at AS due FROM tasks WHERE status = 'dispatched' AND updated_at <= $2
 	) due ORDER BY due LIMIT ` + fmt.Sprint(limit))
-	rows, err := s.conn.Query(ctx, q, s.d.TimeArg(now))
+	rows, err := s.conn.Query(ctx, q, s.d.TimeArg(now), s.d.TimeArg(staleBefore))
 	if err != nil {
 		return nil, fmt.Errorf("query due tasks: %w", err)
 	}

@@ -464,23 +464,27 @@ func certificate(t *testing.T, s store.Store) {
 func dueTasks(t *testing.T, s store.Store) {
 	r := newRequest(1)
 	retryDue, retryLater, pollDue, queued := newTask(r, "a"), newTask(r, "b"), newTask(r, "c"), newTask(r, "d")
+	stale, fresh := newTask(r, "e"), newTask(r, "f")
+	stale.Status, stale.UpdatedAt = erasure.TaskDispatched, t0.Add(-2*time.Hour)
+	fresh.Status, fresh.UpdatedAt = erasure.TaskDispatched, t0.Add(-time.Minute)
 	retryDue.Status, retryDue.NextAttemptAt = erasure.TaskFailed, t0.Add(-time.Second)
 	retryLater.Status, retryLater.NextAttemptAt = erasure.TaskFailed, t0.Add(time.Hour)
 	pollDue.Status, pollDue.NextPollAt = erasure.TaskRunning, t0.Add(-time.Minute)
 	queued.NextAttemptAt = t0.Add(-time.Hour) // queued tasks are never due
-	insert(t, s, r, retryDue, retryLater, pollDue, queued)
-	due, err := s.DueTasks(ctx(t), t0, 10)
+	insert(t, s, r, retryDue, retryLater, pollDue, queued, stale, fresh)
+	due, err := s.DueTasks(ctx(t), t0, t0.Add(-time.Hour), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []store.DueTask{
+		{TaskID: stale.ID, RequestID: r.ID, Status: erasure.TaskDispatched},
 		{TaskID: pollDue.ID, RequestID: r.ID, Status: erasure.TaskRunning},
 		{TaskID: retryDue.ID, RequestID: r.ID, Status: erasure.TaskFailed},
 	}
 	if !reflect.DeepEqual(due, want) {
 		t.Errorf("due = %+v, want %+v", due, want)
 	}
-	if due, _ := s.DueTasks(ctx(t), t0, 1); len(due) != 1 {
+	if due, _ := s.DueTasks(ctx(t), t0, t0.Add(-time.Hour), 1); len(due) != 1 {
 		t.Errorf("limit 1 returned %d", len(due))
 	}
 }

@@ -40,6 +40,7 @@ CREATE TABLE tasks (
 );
 CREATE INDEX tasks_retry_due ON tasks (next_attempt_at) WHERE status = 'failed';
 CREATE INDEX tasks_poll_due ON tasks (next_poll_at) WHERE status = 'running';
+CREATE INDEX tasks_dispatched ON tasks (updated_at) WHERE status = 'dispatched';
 
 CREATE TABLE events (
     request_id text NOT NULL REFERENCES requests (id),

@@ -1,0 +1,352 @@
+package coordinator_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/coordinator"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
+	"github.com/lethe-dev/lethe/internal/store/sqlite"
+)
+
+type fakeCertifier struct{ issued int }
+
+func (f *fakeCertifier) Issue(_ context.Context, req erasure.Request, tasks []erasure.Task, head string, at time.Time) (store.Certificate, error) {
+	f.issued++
+	return store.Certificate{RequestID: req.ID, ID: erasure.NewID(), KeyID: "k", Document: []byte(`{"head":"` + head + `"}`), IssuedAt: at}, nil
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type bundle struct {
+	c     *coordinator.Coordinator
+	store store.Store
+	cert  *fakeCertifier
+	clock *clock
+}
+
+// setup returns a coordinator over a SQLite store with two connectors, "db"
+// (3 attempts) and "crm" (default 8).
+func setup(t *testing.T) bundle {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	h, _ := erasure.NewHasher(bytes.Repeat([]byte{1}, 32))
+	clk := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
+	cert := &fakeCertifier{}
+	c := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: cert, Clock: clk.now}, coordinator.Config{
+		Connectors:   []coordinator.Connector{{Name: "db", Type: "sql", MaxAttempts: 3}, {Name: "crm", Type: "hubspot"}},
+		RetryInitial: time.Second, RetryMax: time.Minute, PollInterval: time.Minute, RedispatchAfter: time.Hour,
+	})
+	return bundle{c: c, store: st, cert: cert, clock: clk}
+}
+
+func file(t *testing.T, b bundle) (erasure.Request, map[string]erasure.Task) {
+	t.Helper()
+	req, created, err := b.c.File(context.Background(), coordinator.FileInput{
+		Subject: erasure.Subject{Email: "Person@Example.com"}, Jurisdiction: "gdpr", Source: "api", Actor: "api:test"})
+	if err != nil || !created {
+		t.Fatalf("File: %v, created %v", err, created)
+	}
+	return req, tasks(t, b, req.ID)
+}
+
+func tasks(t *testing.T, b bundle, id string) map[string]erasure.Task {
+	t.Helper()
+	ts, err := b.store.Tasks(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]erasure.Task{}
+	for _, k := range ts {
+		out[k.Connector] = k
+	}
+	return out
+}
+
+func result(task erasure.Task, kind, status string) bus.Result {
+	r := bus.Result{V: 1, Kind: kind, TaskID: task.ID, RequestID: task.RequestID, Connector: task.Connector, Attempt: task.Attempt, Status: status}
+	switch status {
+	case bus.ResultErased:
+		r.Records = 3
+	case bus.ResultRunning:
+		r.JobRef = "job-9"
+	}
+	return r
+}
+
+func apply(t *testing.T, b bundle, r bus.Result) coordinator.Applied {
+	t.Helper()
+	a, err := b.c.ApplyResult(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// outbox drains the outbox and returns the task messages in it.
+func outbox(t *testing.T, b bundle) []bus.Task {
+	t.Helper()
+	var out []bus.Task
+	err := b.store.InTx(context.Background(), func(tx store.Tx) error {
+		msgs, err := tx.ClaimOutbox(context.Background(), 100)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		for _, m := range msgs {
+			var task bus.Task
+			if err := json.Unmarshal(m.Payload, &task); err != nil {
+				return err
+			}
+			out = append(out, task)
+			ids = append(ids, m.ID)
+		}
+		return tx.DeleteOutbox(context.Background(), ids)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestFileQueuesOneTaskPerConnector(t *testing.T) {
+	b := setup(t)
+	req, ts := file(t, b)
+	if req.Status != erasure.RequestInProgress || req.Subject.Email != "person@example.com" || len(ts) != 2 {
+		t.Fatalf("filed %+v with %d tasks", req, len(ts))
+	}
+	if want := time.Date(2026, 7, 1, 9, 0, 0, 0, time.UTC); !req.DueAt.Equal(want) {
+		t.Errorf("due %s, want %s", req.DueAt, want)
+	}
+	msgs := outbox(t, b)
+	if len(msgs) != 2 || msgs[0].Subject.Email != "person@example.com" || msgs[0].Attempt != 1 || msgs[0].Kind != bus.KindErase {
+		t.Errorf("outbox = %+v", msgs)
+	}
+	_, _, err := b.c.File(context.Background(), coordinator.FileInput{Subject: erasure.Subject{Email: "x"}, Jurisdiction: "gdpr"})
+	if erasure.ErrorField(err) != "subject.email" {
+		t.Errorf("bad email: %v", err)
+	}
+}
+
+func TestResultsCompleteAndIssueOneCertificate(t *testing.T) {
+	b := setup(t)
+	req, ts := file(t, b)
+	if a := apply(t, b, result(ts["db"], bus.KindErase, bus.ResultErased)); a != coordinator.AppliedNew {
+		t.Fatalf("first result: %s", a)
+	}
+	if a := apply(t, b, result(ts["db"], bus.KindErase, bus.ResultErased)); a != coordinator.AppliedStale {
+		t.Errorf("duplicate result: %s, want stale", a)
+	}
+	if r, _ := b.store.Request(context.Background(), req.ID); r.Status != erasure.RequestInProgress {
+		t.Errorf("request %s after one of two tasks", r.Status)
+	}
+	apply(t, b, result(ts["crm"], bus.KindErase, bus.ResultNotFound))
+	apply(t, b, result(ts["crm"], bus.KindErase, bus.ResultNotFound))
+	r, _ := b.store.Request(context.Background(), req.ID)
+	if r.Status != erasure.RequestCompleted || r.CompletedAt.IsZero() || b.cert.issued != 1 {
+		t.Errorf("request %s, certificates issued %d", r.Status, b.cert.issued)
+	}
+	events, _ := b.store.Events(context.Background(), req.ID)
+	if err := erasure.VerifyChain(events); err != nil {
+		t.Fatal(err)
+	}
+	last := events[len(events)-1]
+	if last.Type != erasure.EventCertificateIssue {
+		t.Errorf("last event %s", last.Type)
+	}
+	c, _ := b.store.Certificate(context.Background(), req.ID)
+	if !bytes.Contains(c.Document, []byte(events[len(events)-2].Hash)) {
+		t.Error("the certificate does not carry the head of the event chain")
+	}
+	if a := apply(t, b, bus.Result{V: 1, Kind: bus.KindErase, TaskID: erasure.NewID(), RequestID: erasure.NewID(), Attempt: 1, Status: bus.ResultErased}); a != coordinator.AppliedNoOp {
+		t.Errorf("result for an unknown request: %s", a)
+	}
+}
+
+func TestRetriesThenDead(t *testing.T) {
+	b := setup(t)
+	req, ts := file(t, b)
+	outbox(t, b)
+	fail := func(task erasure.Task, retryAfter int) {
+		r := result(task, bus.KindErase, bus.ResultFailed)
+		r.Error = &bus.ResultError{Message: "503 for person@example.com", RetryAfterSeconds: retryAfter}
+		apply(t, b, r)
+	}
+	fail(ts["db"], 30)
+	db := tasks(t, b, req.ID)["db"]
+	if db.Status != erasure.TaskFailed || db.LastError != "503 for [redacted]" {
+		t.Fatalf("after a failure: %+v", db)
+	}
+	if wait := db.NextAttemptAt.Sub(b.clock.now()); wait < 30*time.Second {
+		t.Errorf("retry in %s, must honour Retry-After 30s", wait)
+	}
+	// Not due yet: nothing is scheduled.
+	if n, _ := b.c.ScheduleDue(context.Background()); n != 0 {
+		t.Errorf("scheduled %d before the retry time", n)
+	}
+	for attempt := 2; attempt <= 3; attempt++ {
+		b.clock.advance(2 * time.Minute)
+		if n, err := b.c.ScheduleDue(context.Background()); n != 1 || err != nil {
+			t.Fatalf("attempt %d: scheduled %d, %v", attempt, n, err)
+		}
+		msgs := outbox(t, b)
+		if len(msgs) != 1 || msgs[0].Attempt != attempt {
+			t.Fatalf("attempt %d: outbox %+v", attempt, msgs)
+		}
+		// A late result for the previous attempt is ignored.
+		old := result(tasks(t, b, req.ID)["db"], bus.KindErase, bus.ResultErased)
+		old.Attempt--
+		if a := apply(t, b, old); a != coordinator.AppliedStale {
+			t.Errorf("result for attempt %d applied to attempt %d", old.Attempt, attempt)
+		}
+		fail(tasks(t, b, req.ID)["db"], 0)
+	}
+	db = tasks(t, b, req.ID)["db"]
+	r, _ := b.store.Request(context.Background(), req.ID)
+	if db.Status != erasure.TaskDead || db.Attempt != 3 || r.Status != erasure.RequestNeedsAttention {
+		t.Errorf("after 3 failed attempts: task %s (attempt %d), request %s", db.Status, db.Attempt, r.Status)
+	}
+
+	// A person retries: the request is back in progress; then it succeeds.
+	if _, err := b.c.RetryTask(context.Background(), req.ID, "db", "api:ops", "fixed the password"); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = b.store.Request(context.Background(), req.ID)
+	db = tasks(t, b, req.ID)["db"]
+	if r.Status != erasure.RequestInProgress || db.Attempt != 4 || db.Status != erasure.TaskQueued {
+		t.Errorf("after a retry: request %s, task %+v", r.Status, db)
+	}
+	apply(t, b, result(db, bus.KindErase, bus.ResultErased))
+	apply(t, b, result(ts["crm"], bus.KindErase, bus.ResultErased))
+	if r, _ := b.store.Request(context.Background(), req.ID); r.Status != erasure.RequestCompleted {
+		t.Errorf("request %s", r.Status)
+	}
+}
+
+func TestPermanentFailureIsDeadAtOnce(t *testing.T) {
+	b := setup(t)
+	req, ts := file(t, b)
+	r := result(ts["crm"], bus.KindErase, bus.ResultFailed)
+	r.Error = &bus.ResultError{Message: "401: check the token", Permanent: true}
+	apply(t, b, r)
+	if k := tasks(t, b, req.ID)["crm"]; k.Status != erasure.TaskDead || k.Attempt != 1 {
+		t.Errorf("task %+v", k)
+	}
+}
+
+func TestAsynchronousJobIsPolled(t *testing.T) {
+	b := setup(t)
+	req, ts := file(t, b)
+	outbox(t, b)
+	apply(t, b, result(ts["crm"], bus.KindErase, bus.ResultRunning))
+	crm := tasks(t, b, req.ID)["crm"]
+	if crm.Status != erasure.TaskRunning || crm.JobRef != "job-9" {
+		t.Fatalf("task %+v", crm)
+	}
+	eventsBefore, _ := b.store.Events(context.Background(), req.ID)
+	for range 3 {
+		b.clock.advance(2 * time.Minute)
+		if n, _ := b.c.ScheduleDue(context.Background()); n != 1 {
+			t.Fatalf("no poll scheduled")
+		}
+		msgs := outbox(t, b)
+		if len(msgs) != 1 || msgs[0].Kind != bus.KindPoll || msgs[0].JobRef != "job-9" {
+			t.Fatalf("poll message %+v", msgs)
+		}
+		// Until the poll answers, no second poll is sent.
+		if n, _ := b.c.ScheduleDue(context.Background()); n != 0 {
+			t.Errorf("a second poll was sent while one is out")
+		}
+		apply(t, b, result(crm, bus.KindPoll, bus.ResultRunning))
+	}
+	if events, _ := b.store.Events(context.Background(), req.ID); len(events) != len(eventsBefore) {
+		t.Errorf("polls that found the job still running added %d events", len(events)-len(eventsBefore))
+	}
+	apply(t, b, result(crm, bus.KindPoll, bus.ResultErased))
+	if k := tasks(t, b, req.ID)["crm"]; k.Status != erasure.TaskErased || k.RecordsErased != 3 {
+		t.Errorf("task %+v", k)
+	}
+}
+
+func TestLostMessageIsRedispatched(t *testing.T) {
+	b := setup(t)
+	req, ts := file(t, b)
+	outbox(t, b)
+	// The relay marks the tasks dispatched; then the messages vanish.
+	err := b.store.InTx(context.Background(), func(tx store.Tx) error {
+		for _, k := range ts {
+			k.Status = erasure.TaskDispatched
+			if err := tx.UpdateTask(context.Background(), k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.clock.advance(30 * time.Minute)
+	if n, _ := b.c.ScheduleDue(context.Background()); n != 0 {
+		t.Errorf("redispatched %d tasks too early", n)
+	}
+	b.clock.advance(31 * time.Minute)
+	if n, _ := b.c.ScheduleDue(context.Background()); n != 2 {
+		t.Errorf("redispatched %d tasks, want 2", n)
+	}
+	if msgs := outbox(t, b); len(msgs) != 2 || msgs[0].Attempt != 1 {
+		t.Errorf("redispatched messages %+v", msgs)
+	}
+	apply(t, b, result(ts["db"], bus.KindErase, bus.ResultErased))
+	if k := tasks(t, b, req.ID)["db"]; k.Status != erasure.TaskErased {
+		t.Errorf("a result after redispatch: %+v", k)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	b := setup(t)
+	req, ts := file(t, b)
+	if _, err := b.c.Cancel(context.Background(), req.ID, "api:ops", " "); erasure.ErrorField(err) != "reason" {
+		t.Errorf("cancel without a reason: %v", err)
+	}
+	if _, err := b.c.Cancel(context.Background(), req.ID, "api:ops", "duplicate request"); err != nil {
+		t.Fatal(err)
+	}
+	if msgs := outbox(t, b); len(msgs) != 0 {
+		t.Errorf("%d unsent messages survived the cancel", len(msgs))
+	}
+	// What a connector still reports is recorded; the request stays cancelled.
+	apply(t, b, result(ts["db"], bus.KindErase, bus.ResultErased))
+	r, _ := b.store.Request(context.Background(), req.ID)
+	if r.Status != erasure.RequestCancelled || tasks(t, b, req.ID)["db"].Status != erasure.TaskErased || b.cert.issued != 0 {
+		t.Errorf("after a late result: request %s, certificates %d", r.Status, b.cert.issued)
+	}
+	if _, err := b.c.Cancel(context.Background(), req.ID, "api:ops", "again"); erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("second cancel: %v", err)
+	}
+}
