@@ -336,3 +336,27 @@ func drained(t *testing.T, js jetstream.JetStream) bool {
 	}
 	return true
 }
+
+// TestRateLimit: a connector's rate_per_second holds across all its tasks.
+func TestRateLimit(t *testing.T) {
+	ns := testenv.NATS(t)
+	in := newInstance(t, ns.ClientURL(), `
+  - {name: limited, type: test_script, concurrency: 8, rate_per_second: 10, burst: 1, config: {}}`, "")
+	in.serve(t)
+	base := "http://" + in.addr
+	var ids []string
+	for i := range 8 {
+		ids = append(ids, fileRequest(t, base, in.adminToken, fmt.Sprintf("rate%d@example.com", i)).ID)
+	}
+	for _, id := range ids {
+		waitStatus(t, base, in.adminToken, id, 30*time.Second, "completed")
+	}
+	calls := scriptFor("limited").Calls()
+	if len(calls) != 8 {
+		t.Fatalf("%d calls, want 8", len(calls))
+	}
+	// 10 per second with a burst of 1: 8 calls span at least 0.7s.
+	if span := calls[len(calls)-1].Sub(calls[0]); span < 700*time.Millisecond {
+		t.Errorf("8 calls took %s; a 10/s limit needs at least 700ms", span)
+	}
+}

@@ -310,6 +310,9 @@ func (s *Store) scanInt(ctx context.Context, dst *int, query string, args ...any
 type tx struct {
 	q TxConn
 	s *Store
+	// last holds each request's newest event appended in this
+	// transaction; the request lock keeps it current.
+	last map[string]erasure.Event
 }
 
 func (t *tx) exec(ctx context.Context, query string, args ...any) (int64, error) {
@@ -421,24 +424,32 @@ func (t *tx) UpdateTask(ctx context.Context, k erasure.Task) error {
 }
 
 func (t *tx) AppendEvent(ctx context.Context, e erasure.Event) (erasure.Event, error) {
-	last, err := t.s.queryEvents(ctx, t.q, `SELECT `+eventCols+` FROM events WHERE request_id = $1 ORDER BY seq DESC LIMIT 1`, e.RequestID)
-	if err != nil {
-		return e, err
-	}
 	var prev *erasure.Event
-	if len(last) == 1 {
-		prev = &last[0]
+	if ev, ok := t.last[e.RequestID]; ok {
+		prev = &ev
+	} else {
+		last, err := t.s.queryEvents(ctx, t.q, `SELECT `+eventCols+` FROM events WHERE request_id = $1 ORDER BY seq DESC LIMIT 1`, e.RequestID)
+		if err != nil {
+			return e, err
+		}
+		if len(last) == 1 {
+			prev = &last[0]
+		}
 	}
 	if len(e.Data) == 0 {
 		e.Data = json.RawMessage("{}")
 	}
 	e.At = erasure.Timestamp(e.At)
 	e = e.Chain(prev)
-	_, err = t.exec(ctx, `INSERT INTO events (`+eventCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+	_, err := t.exec(ctx, `INSERT INTO events (`+eventCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		e.RequestID, e.Seq, e.Type, e.TaskID, e.Actor, e.Reason, string(e.Data), t.time(e.At), e.PrevHash, e.Hash)
 	if err != nil {
 		return e, fmt.Errorf("append event: %w", err)
 	}
+	if t.last == nil {
+		t.last = map[string]erasure.Event{}
+	}
+	t.last[e.RequestID] = e
 	return e, nil
 }
 
