@@ -89,18 +89,7 @@ func (c *Coordinator) RetryTask(ctx context.Context, requestID, connector, actor
 		now := c.clock()
 		t.Attempt++
 		t.Status, t.UpdatedAt, t.LastError = erasure.TaskQueued, now, ""
-		if err := tx.UpdateTask(ctx, *t); err != nil {
-			return err
-		}
-		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, t.ID, erasure.EventTaskRetry, actor, reason,
-			map[string]any{"connector": t.Connector, "attempt": t.Attempt}, now)); err != nil {
-			return err
-		}
-		m, err := taskMessage(req, *t, bus.KindErase, now)
-		if err != nil {
-			return err
-		}
-		if err := tx.Enqueue(ctx, m); err != nil {
+		if err := send(ctx, tx, req, *t, bus.KindErase, erasure.EventTaskRetry, actor, reason, now); err != nil {
 			return err
 		}
 		if next := erasure.Aggregate(tasks); next != req.Status {

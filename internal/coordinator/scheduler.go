@@ -74,51 +74,42 @@ func (c *Coordinator) scheduleOne(ctx context.Context, d store.DueTask) (bool, e
 		case t.Status == erasure.TaskFailed && !t.NextAttemptAt.After(now):
 			t.Attempt++
 			t.Status, t.NextAttemptAt, t.UpdatedAt = erasure.TaskQueued, time.Time{}, now
-			if err := tx.UpdateTask(ctx, t); err != nil {
-				return err
-			}
-			if _, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, t.ID, erasure.EventTaskRetry, erasure.ActorScheduler, "",
-				map[string]any{"connector": t.Connector, "attempt": t.Attempt}, now)); err != nil {
-				return err
-			}
-			m, err := taskMessage(req, t, bus.KindErase, now)
-			if err != nil {
-				return err
-			}
 			queued = true
-			return tx.Enqueue(ctx, m)
+			return send(ctx, tx, req, t, bus.KindErase, erasure.EventTaskRetry, erasure.ActorScheduler, "", now)
 		case t.Status == erasure.TaskRunning && !t.NextPollAt.After(now):
 			// Polls are not events: a job may be polled for days. The
 			// poll's result is recorded when it says something new.
 			t.NextPollAt = now.Add(c.cfg.PollLease)
-			if err := tx.UpdateTask(ctx, t); err != nil {
-				return err
-			}
-			m, err := taskMessage(req, t, bus.KindPoll, now)
-			if err != nil {
-				return err
-			}
 			queued = true
-			return tx.Enqueue(ctx, m)
+			return send(ctx, tx, req, t, bus.KindPoll, "", "", "", now)
 		case t.Status == erasure.TaskDispatched && !t.UpdatedAt.After(now.Add(-c.cfg.RedispatchAfter)):
 			// No result for a long time: the message may be lost (a NATS
 			// store wiped or restored). Sending it again is safe.
 			t.UpdatedAt = now
-			if err := tx.UpdateTask(ctx, t); err != nil {
-				return err
-			}
-			if _, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, t.ID, erasure.EventTaskRedispatch, erasure.ActorScheduler,
-				"no result within "+c.cfg.RedispatchAfter.String(), map[string]any{"connector": t.Connector, "attempt": t.Attempt}, now)); err != nil {
-				return err
-			}
-			m, err := taskMessage(req, t, bus.KindErase, now)
-			if err != nil {
-				return err
-			}
 			queued = true
-			return tx.Enqueue(ctx, m)
+			return send(ctx, tx, req, t, bus.KindErase, erasure.EventTaskRedispatch, erasure.ActorScheduler,
+				"no result within "+c.cfg.RedispatchAfter.String(), now)
 		}
 		return nil // another replica got there first
 	})
 	return queued, err
+}
+
+// send stores t, records an event of type eventType (none when empty) and
+// queues a message of kind for the task's connector.
+func send(ctx context.Context, tx store.Tx, req erasure.Request, t erasure.Task, kind, eventType, actor, reason string, now time.Time) error {
+	if err := tx.UpdateTask(ctx, t); err != nil {
+		return err
+	}
+	if eventType != "" {
+		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, t.ID, eventType, actor, reason,
+			map[string]any{"connector": t.Connector, "attempt": t.Attempt}, now)); err != nil {
+			return err
+		}
+	}
+	m, err := taskMessage(req, t, kind, now)
+	if err != nil {
+		return err
+	}
+	return tx.Enqueue(ctx, m)
 }

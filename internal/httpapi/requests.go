@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -303,35 +304,22 @@ type reasonBody struct {
 }
 
 func (s *server) cancelRequest() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := requestID(r)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		var body reasonBody
-		if err := decode(w, r, &body); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		req, err := s.Coordinator.Cancel(r.Context(), id, principalFrom(r).Actor(), body.Reason)
-		if errors.Is(err, store.ErrNotFound) {
-			err = erasure.Errorf(erasure.ENotFound, "no request with id %q", id)
-		}
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		tasks, err := s.Store.Tasks(r.Context(), id)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, s.view(r, req, tasks))
+	return s.action(http.StatusOK, func(ctx context.Context, id, actor, reason string, r *http.Request) error {
+		_, err := s.Coordinator.Cancel(ctx, id, actor, reason)
+		return err
 	})
 }
 
 func (s *server) retryTask() http.Handler {
+	return s.action(http.StatusAccepted, func(ctx context.Context, id, actor, reason string, r *http.Request) error {
+		_, err := s.Coordinator.RetryTask(ctx, id, r.PathValue("connector"), actor, reason)
+		return err
+	})
+}
+
+// action is a staff action on a request: it takes {"reason"}, runs do, and
+// answers with the request as it now stands.
+func (s *server) action(status int, do func(ctx context.Context, id, actor, reason string, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := requestID(r)
 		if err != nil {
@@ -343,7 +331,7 @@ func (s *server) retryTask() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		_, err = s.Coordinator.RetryTask(r.Context(), id, r.PathValue("connector"), principalFrom(r).Actor(), body.Reason)
+		err = do(r.Context(), id, principalFrom(r).Actor(), body.Reason, r)
 		if errors.Is(err, store.ErrNotFound) {
 			err = erasure.Errorf(erasure.ENotFound, "no request with id %q", id)
 		}
@@ -351,9 +339,8 @@ func (s *server) retryTask() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		req, err := s.Store.Request(r.Context(), id)
-		if err != nil {
-			s.fail(w, r, err)
+		req, ok := s.loadRequest(w, r)
+		if !ok {
 			return
 		}
 		tasks, err := s.Store.Tasks(r.Context(), id)
@@ -361,6 +348,6 @@ func (s *server) retryTask() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusAccepted, s.view(r, req, tasks))
+		writeJSON(w, status, s.view(r, req, tasks))
 	})
 }
