@@ -21,7 +21,7 @@ Usage:
   lethe dev     [--addr 127.0.0.1:8080] [--data-dir ./lethe-data]
                     everything on one machine, no setup: embedded NATS and SQLite,
                     demo connectors and demo data
-  lethe serve   --config lethe.yaml [--no-migrate]
+  lethe serve   --config lethe.yaml [--no-migrate] [--no-workers]
                     production: PostgreSQL and a NATS cluster
   lethe worker  --config lethe.yaml --connectors a,b
                     only the connector workers for the named instances

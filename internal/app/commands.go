@@ -36,6 +36,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	path := fs.String("config", "", "config file (see config/lethe.example.yaml)")
 	noMigrate := fs.Bool("no-migrate", false, "do not apply database migrations at start-up")
+	noWorkers := fs.Bool("no-workers", false, "run no connectors here; `lethe worker` processes run them")
 	if _, err := parseFlags(fs, args, e.stderr); err != nil {
 		return err
 	}
@@ -43,7 +44,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return run(ctx, e, cfg, roles{api: true, migrate: !*noMigrate})
+	return run(ctx, e, cfg, roles{api: true, migrate: !*noMigrate, noWorkers: *noWorkers})
 }
 
 func runWorker(ctx context.Context, e env, args []string) error {

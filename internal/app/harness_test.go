@@ -186,11 +186,18 @@ connectors:%s`, in.addr, in.storeURL, natsURL, filepath.Join(dir, "keys", "signi
 // /healthz. Logs go to the returned buffer.
 func (in *instance) serve(t testing.TB) *syncBuffer {
 	t.Helper()
+	return in.serveArgs(t)
+}
+
+// serveArgs is serve with extra flags.
+func (in *instance) serveArgs(t testing.TB, flags ...string) *syncBuffer {
+	t.Helper()
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
+	args := append([]string{"lethe", "serve", "--config", in.configPath}, flags...)
 	go func() {
-		done <- app.Run(ctx, []string{"lethe", "serve", "--config", in.configPath}, os.Getenv, io.Discard, logs)
+		done <- app.Run(ctx, args, os.Getenv, io.Discard, logs)
 	}()
 	t.Cleanup(func() {
 		cancel()

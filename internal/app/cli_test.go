@@ -1,0 +1,123 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/app"
+	"github.com/lethe-dev/lethe/internal/testenv"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = app.Run(context.Background(), append([]string{"lethe"}, args...), os.Getenv, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCLI(t *testing.T) {
+	ns := testenv.NATS(t)
+	tg := newTarget(t)
+	in := newInstance(t, ns.ClientURL(), tg.connectorsYAML(), "")
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "Usage"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"serve"}, 2, "--config is required"},
+		{[]string{"serve", "--config", "/nonexistent.yaml"}, 1, "no such file"},
+		{[]string{"serve", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"cert", "verify"}, 2, "usage: lethe cert verify"},
+		{[]string{"cert", "verify", "x.json"}, 2, "usage: lethe cert verify"},
+		{[]string{"cert", "verify", "/nonexistent.json", "--key", "k.pem"}, 1, "no such file"},
+		{[]string{"keygen"}, 2, "--out is required"},
+		{[]string{"keygen", "--out", filepath.Join(in.dir, "keys")}, 1, "never overwrites"},
+		{[]string{"worker", "--config", in.configPath, "--connectors", "nope"}, 1, `no connector named "nope"`},
+		{[]string{"version"}, 0, "lethe"},
+	} {
+		code, stdout, stderr := runCLI(t, tc.args...)
+		if code != tc.code || !strings.Contains(stdout+stderr, tc.want) {
+			t.Errorf("lethe %v = %d, %q %q; want %d and %q", tc.args, code, stdout, stderr, tc.code, tc.want)
+		}
+	}
+
+	code, stdout, stderr := runCLI(t, "migrate", "--config", in.configPath)
+	if code != 0 || !strings.Contains(stdout, "applied 1 migration") {
+		t.Errorf("migrate = %d %q %q", code, stdout, stderr)
+	}
+	if code, stdout, _ = runCLI(t, "migrate", "--config", in.configPath); code != 0 || !strings.Contains(stdout, "applied 0") {
+		t.Errorf("second migrate = %d %q", code, stdout)
+	}
+	if code, stdout, stderr = runCLI(t, "config", "check", "--config", in.configPath); code != 0 || !strings.Contains(stdout, "connector shop-db (sql): ok") {
+		t.Errorf("config check = %d %q %q", code, stdout, stderr)
+	}
+	bad := filepath.Join(in.dir, "bad.yaml")
+	writeFile(t, bad, []byte("store: {driver: mongo}\nconnectors: [{name: x, type: nosuch}]\n"))
+	if code, _, stderr = runCLI(t, "config", "check", "--config", bad); code != 1 || !strings.Contains(stderr, "store.driver") || !strings.Contains(stderr, "nats.url") {
+		t.Errorf("config check of a bad file = %d %q", code, stderr)
+	}
+	if code, _, _ = runCLI(t, "cert", "verify", "--key", "k.pem"); code != 2 {
+		t.Errorf("cert verify without a file = %d", code)
+	}
+}
+
+// TestWorkerProcess: `lethe serve --no-workers` runs the API and the
+// coordinator, `lethe worker` runs the connectors; the worker answers
+// probes but not the API.
+func TestWorkerProcess(t *testing.T) {
+	ns := testenv.NATS(t)
+	tg := newTarget(t)
+	in := newInstance(t, ns.ClientURL(), tg.connectorsYAML(), "")
+	in.serveArgs(t, "--no-workers")
+	base := "http://" + in.addr
+
+	// A second config for the worker: same store and NATS, another port.
+	workerAddr := freeAddr(t)
+	cfg := strings.Replace(string(mustRead(t, in.configPath)), in.addr, workerAddr, 1)
+	workerConfig := filepath.Join(in.dir, "worker.yaml")
+	writeFile(t, workerConfig, []byte(cfg))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	logs := &syncBuffer{}
+	go func() {
+		done <- app.Run(ctx, []string{"lethe", "worker", "--config", workerConfig}, os.Getenv, &bytes.Buffer{}, logs)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("worker exited %d\n%s", code, logs.String())
+		}
+	}()
+	waitHealthy(t, "http://"+workerAddr, done, logs)
+	resp, err := http.Get("http://" + workerAddr + "/v1/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a worker serves the API: /v1/keys = %d", resp.StatusCode)
+	}
+	for i := range 6 {
+		email := "w" + string(rune('a'+i)) + "@example.com"
+		tg.seed(t, email)
+		r := fileRequest(t, base, in.adminToken, email)
+		waitStatus(t, base, in.adminToken, r.ID, 30*time.Second, "completed")
+		if rows, files := tg.remaining(t, email); rows != 0 || files != 0 {
+			t.Errorf("%s: %d rows, %d files left", email, rows, files)
+		}
+	}
+	for _, c := range []string{"files", "shop-db"} {
+		if !strings.Contains(logs.String(), `"connector":"`+c+`"`) {
+			t.Errorf("the worker process logged no task of %s", c)
+		}
+	}
+}
