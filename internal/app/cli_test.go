@@ -51,7 +51,7 @@ func TestCLI(t *testing.T) {
 	}
 
 	code, stdout, stderr := runCLI(t, "migrate", "--config", in.configPath)
-	if code != 0 || !strings.Contains(stdout, "applied 1 migration") {
+	if code != 0 || !strings.Contains(stdout, "the schema is up to date") {
 		t.Errorf("migrate = %d %q %q", code, stdout, stderr)
 	}
 	if code, stdout, _ = runCLI(t, "migrate", "--config", in.configPath); code != 0 || !strings.Contains(stdout, "applied 0") {

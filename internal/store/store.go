@@ -35,6 +35,22 @@ type Store interface {
 	// Stats counts requests by status and pending outbox messages.
 	Stats(ctx context.Context, now time.Time) (Stats, error)
 
+	// CertificateByID finds a certificate by its own id.
+	CertificateByID(ctx context.Context, id string) (Certificate, error)
+	// Certificates returns the certificates of the given requests, by
+	// request id; requests without one are absent.
+	Certificates(ctx context.Context, requestIDs []string) (map[string]Certificate, error)
+	// RequestsBySubjectHash lists the requests whose subject has an
+	// identifier with one of these keyed hashes, newest first.
+	RequestsBySubjectHash(ctx context.Context, hashes []string) ([]erasure.Request, error)
+
+	// The transparency log, read side.
+	LogSize(ctx context.Context) (int64, error)
+	LogHashes(ctx context.Context, ids []int64) ([][]byte, error)
+	LogEntries(ctx context.Context, start, end int64) ([]LogEntry, error)
+	LogEntryByRef(ctx context.Context, kind, ref string) (LogEntry, error)
+	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
+
 	Ping(ctx context.Context) error
 	Close()
 }
@@ -72,6 +88,34 @@ type Tx interface {
 	// InsertCertificate stores a request's certificate; a second one for the
 	// same request gives an EConflict error.
 	InsertCertificate(ctx context.Context, c Certificate) error
+
+	// LockLog locks the transparency log's head until the transaction
+	// ends and returns its size: appends are serialised.
+	LockLog(ctx context.Context) (int64, error)
+	// LogHashes reads stored tree hashes by id, in the order asked.
+	LogHashes(ctx context.Context, ids []int64) ([][]byte, error)
+	// AppendLog stores leaf e (its Index must be the log's size), the tree
+	// hashes it adds (ids from firstHash on) and moves the head.
+	AppendLog(ctx context.Context, e LogEntry, firstHash int64, hashes [][]byte) error
+	LogEntryByRef(ctx context.Context, kind, ref string) (LogEntry, error)
+	InsertCheckpoint(ctx context.Context, c Checkpoint) error
+}
+
+// LogEntry is one leaf of the transparency log.
+type LogEntry struct {
+	Index     int64
+	Kind      string // certificate, key_activated, key_retired
+	Ref       string // the certificate id or key id
+	Data      []byte // the leaf data
+	CreatedAt time.Time
+}
+
+// Checkpoint is a signed statement of the log's size and root.
+type Checkpoint struct {
+	Size      int64
+	Root      []byte
+	Note      []byte
+	CreatedAt time.Time
 }
 
 // OutboxMessage is a message written in the same transaction as the state
@@ -98,6 +142,8 @@ type Certificate struct {
 	KeyID     string
 	Document  []byte
 	IssuedAt  time.Time
+	// LogIndex is the certificate's leaf in the transparency log.
+	LogIndex int64
 }
 
 // RequestFilter selects requests for listing, newest first.
@@ -107,7 +153,10 @@ type RequestFilter struct {
 	Before string
 	// DueBefore keeps requests due before this time (zero: any).
 	DueBefore time.Time
-	// Limit defaults to 50 and is capped at 500.
+	// ReceivedFrom and ReceivedTo keep requests received in [from, to)
+	// (zero: unbounded).
+	ReceivedFrom, ReceivedTo time.Time
+	// Limit defaults to 50 and is capped at MaxLimit.
 	Limit int
 }
 
@@ -124,6 +173,9 @@ type Stats struct {
 	Overdue       int
 	OutboxPending int
 }
+
+// MaxLimit caps one page of requests.
+const MaxLimit = 5000
 
 // ErrNotFound is returned (wrapped) when a row does not exist.
 var ErrNotFound = &erasure.Error{Code: erasure.ENotFound, Message: "not found"}

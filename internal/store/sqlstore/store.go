@@ -117,11 +117,17 @@ func (s *Store) Requests(ctx context.Context, f store.RequestFilter) ([]erasure.
 	if !f.DueBefore.IsZero() {
 		where = append(where, "due_at < "+arg(s.d.TimeArg(f.DueBefore)))
 	}
+	if !f.ReceivedFrom.IsZero() {
+		where = append(where, "received_at >= "+arg(s.d.TimeArg(f.ReceivedFrom)))
+	}
+	if !f.ReceivedTo.IsZero() {
+		where = append(where, "received_at < "+arg(s.d.TimeArg(f.ReceivedTo)))
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 50
 	}
-	limit = min(limit, 500)
+	limit = min(limit, store.MaxLimit)
 	q := `SELECT ` + requestCols + ` FROM requests`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
@@ -217,24 +223,82 @@ func (s *Store) queryEvents(ctx context.Context, q Querier, query string, args .
 	return out, nil
 }
 
+const certificateCols = `request_id, id, key_id, document, issued_at, COALESCE(log_index, -1)`
+
 // Certificate implements store.Store.
 func (s *Store) Certificate(ctx context.Context, requestID string) (store.Certificate, error) {
-	rows, err := s.conn.Query(ctx, s.rw.q(`SELECT request_id, id, key_id, document, issued_at FROM certificates WHERE request_id = $1`), requestID)
+	return s.oneCertificate(ctx, `SELECT `+certificateCols+` FROM certificates WHERE request_id = $1`, requestID)
+}
+
+// CertificateByID implements store.Store.
+func (s *Store) CertificateByID(ctx context.Context, id string) (store.Certificate, error) {
+	return s.oneCertificate(ctx, `SELECT `+certificateCols+` FROM certificates WHERE id = $1`, id)
+}
+
+func (s *Store) oneCertificate(ctx context.Context, query string, args ...any) (store.Certificate, error) {
+	cs, err := s.queryCertificates(ctx, query, args...)
 	if err != nil {
-		return store.Certificate{}, fmt.Errorf("query certificate: %w", err)
+		return store.Certificate{}, err
 	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return store.Certificate{}, fmt.Errorf("query certificate: %w", err)
-		}
+	if len(cs) == 0 {
 		return store.Certificate{}, fmt.Errorf("certificate: %w", store.ErrNotFound)
 	}
-	var c store.Certificate
-	if err := rows.Scan(&c.RequestID, &c.ID, &c.KeyID, &c.Document, timeCol{&c.IssuedAt}); err != nil {
-		return store.Certificate{}, fmt.Errorf("scan certificate: %w", err)
+	return cs[0], nil
+}
+
+func (s *Store) queryCertificates(ctx context.Context, query string, args ...any) ([]store.Certificate, error) {
+	rows, err := s.conn.Query(ctx, s.rw.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("query certificates: %w", err)
 	}
-	return c, nil
+	defer rows.Close()
+	var out []store.Certificate
+	for rows.Next() {
+		var c store.Certificate
+		if err := rows.Scan(&c.RequestID, &c.ID, &c.KeyID, &c.Document, timeCol{&c.IssuedAt}, &c.LogIndex); err != nil {
+			return nil, fmt.Errorf("scan certificate: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// Certificates implements store.Store.
+func (s *Store) Certificates(ctx context.Context, requestIDs []string) (map[string]store.Certificate, error) {
+	out := make(map[string]store.Certificate, len(requestIDs))
+	for start := 0; start < len(requestIDs); start += 500 {
+		batch := requestIDs[start:min(start+500, len(requestIDs))]
+		ph, args := placeholders(batch)
+		cs, err := s.queryCertificates(ctx, `SELECT `+certificateCols+` FROM certificates WHERE request_id IN (`+ph+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range cs {
+			out[c.RequestID] = c
+		}
+	}
+	return out, nil
+}
+
+// placeholders returns "$1, $2, …" and the values as arguments.
+func placeholders[T any](vs []T) (string, []any) {
+	ph := make([]string, len(vs))
+	args := make([]any, len(vs))
+	for i, v := range vs {
+		ph[i] = fmt.Sprintf("$%d", i+1)
+		args[i] = v
+	}
+	return strings.Join(ph, ", "), args
+}
+
+// RequestsBySubjectHash implements store.Store.
+func (s *Store) RequestsBySubjectHash(ctx context.Context, hashes []string) ([]erasure.Request, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	ph, args := placeholders(hashes)
+	return s.queryRequests(ctx, s.conn, `SELECT `+requestCols+` FROM requests WHERE id IN (
+		SELECT request_id FROM subject_hashes WHERE hash IN (`+ph+`)) ORDER BY id DESC`, args...)
 }
 
 // DueTasks implements store.Store.
@@ -337,6 +401,16 @@ func (t *tx) InsertRequest(ctx context.Context, r erasure.Request) error {
 			return erasure.Errorf(erasure.EConflict, "a request with this id or idempotency key exists")
 		}
 		return fmt.Errorf("insert request: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, id := range r.SubjectRef.Identifiers {
+		if seen[id.Hash] {
+			continue
+		}
+		seen[id.Hash] = true
+		if _, err := t.exec(ctx, `INSERT INTO subject_hashes (hash, request_id) VALUES ($1, $2)`, id.Hash, r.ID); err != nil {
+			return fmt.Errorf("insert subject hash: %w", err)
+		}
 	}
 	return nil
 }
@@ -492,13 +566,8 @@ func (t *tx) DeleteOutbox(ctx context.Context, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	ph := make([]string, len(ids))
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		ph[i] = fmt.Sprintf("$%d", i+1)
-		args[i] = id
-	}
-	_, err := t.exec(ctx, `DELETE FROM outbox WHERE id IN (`+strings.Join(ph, ", ")+`)`, args...)
+	ph, args := placeholders(ids)
+	_, err := t.exec(ctx, `DELETE FROM outbox WHERE id IN (`+ph+`)`, args...)
 	if err != nil {
 		return fmt.Errorf("delete outbox: %w", err)
 	}
@@ -514,8 +583,8 @@ func (t *tx) DeleteRequestOutbox(ctx context.Context, requestID string) (int64, 
 }
 
 func (t *tx) InsertCertificate(ctx context.Context, c store.Certificate) error {
-	_, err := t.exec(ctx, `INSERT INTO certificates (request_id, id, key_id, document, issued_at) VALUES ($1, $2, $3, $4, $5)`,
-		c.RequestID, c.ID, c.KeyID, c.Document, t.time(c.IssuedAt))
+	_, err := t.exec(ctx, `INSERT INTO certificates (request_id, id, key_id, document, issued_at, log_index) VALUES ($1, $2, $3, $4, $5, $6)`,
+		c.RequestID, c.ID, c.KeyID, c.Document, t.time(c.IssuedAt), c.LogIndex)
 	if err != nil {
 		if t.s.d.IsUniqueViolation(err) {
 			return erasure.Errorf(erasure.EConflict, "the request already has a certificate")

@@ -36,6 +36,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DueTasks", dueTasks},
 		{"ListRequests", listRequests},
 		{"Stats", stats},
+		{"SubjectHashesAndCertificateLookups", subjectLookups},
+		{"LogAppendAndRead", logAppend},
+		{"ConcurrentLogAppendsSerialise", concurrentLog},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -534,5 +537,130 @@ func stats(t *testing.T, s store.Store) {
 	}
 	if st.Requests[erasure.RequestInProgress] != 1 || st.Requests[erasure.RequestCompleted] != 1 || st.Overdue != 1 {
 		t.Errorf("stats = %+v", st)
+	}
+}
+
+func subjectLookups(t *testing.T, s store.Store) {
+	a, b, c := newRequest(1), newRequest(2), newRequest(3)
+	b.SubjectRef.Identifiers = append(b.SubjectRef.Identifiers, erasure.IdentifierHash{Kind: "phone", Hash: "shared"})
+	c.SubjectRef.Identifiers = []erasure.IdentifierHash{{Kind: "email", Hash: "shared"}, {Kind: "phone", Hash: "shared"}}
+	c.ReceivedAt = t0.Add(48 * time.Hour)
+	for _, r := range []erasure.Request{a, b, c} {
+		insert(t, s, r)
+	}
+	got, err := s.RequestsBySubjectHash(ctx(t), []string{"shared", "h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].ID != c.ID {
+		t.Errorf("by subject hash: %d requests, want 3 newest first", len(got))
+	}
+	if got, _ := s.RequestsBySubjectHash(ctx(t), []string{"nobody"}); len(got) != 0 {
+		t.Errorf("unknown hash found %d requests", len(got))
+	}
+	in, _ := s.Requests(ctx(t), store.RequestFilter{ReceivedFrom: t0.Add(time.Hour), ReceivedTo: t0.Add(72 * time.Hour)})
+	if len(in) != 1 || in[0].ID != c.ID {
+		t.Errorf("received range found %d requests", len(in))
+	}
+	cert := store.Certificate{RequestID: b.ID, ID: erasure.NewID(), KeyID: "k", Document: []byte("{}"), IssuedAt: t0, LogIndex: 7}
+	mustTx(t, s, func(tx store.Tx) error { return tx.InsertCertificate(ctx(t), cert) })
+	byID, err := s.CertificateByID(ctx(t), cert.ID)
+	if err != nil || byID.RequestID != b.ID || byID.LogIndex != 7 {
+		t.Errorf("certificate by id = %+v, %v", byID, err)
+	}
+	m, err := s.Certificates(ctx(t), []string{a.ID, b.ID, c.ID})
+	if err != nil || len(m) != 1 || m[b.ID].ID != cert.ID {
+		t.Errorf("certificates of requests = %v, %v", m, err)
+	}
+}
+
+func appendLeaf(t *testing.T, tx store.Tx, kind, ref string) int64 {
+	t.Helper()
+	n, err := tx.LockLog(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := store.LogEntry{Index: n, Kind: kind, Ref: ref, Data: []byte(ref), CreatedAt: t0}
+	if err := tx.AppendLog(ctx(t), e, n*10, [][]byte{[]byte(ref + "-h0"), []byte(ref + "-h1")}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func logAppend(t *testing.T, s store.Store) {
+	if n, err := s.LogSize(ctx(t)); err != nil || n != 0 {
+		t.Fatalf("new log size = %d, %v", n, err)
+	}
+	if _, err := s.LatestCheckpoint(ctx(t)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("checkpoint of an empty log: %v", err)
+	}
+	mustTx(t, s, func(tx store.Tx) error {
+		appendLeaf(t, tx, "certificate", "c0")
+		appendLeaf(t, tx, "key_activated", "k0")
+		if err := tx.InsertCheckpoint(ctx(t), store.Checkpoint{Size: 2, Root: []byte("root2"), Note: []byte("note2"), CreatedAt: t0}); err != nil {
+			return err
+		}
+		if e, err := tx.LogEntryByRef(ctx(t), "key_activated", "k0"); err != nil || e.Index != 1 {
+			t.Errorf("entry by ref in tx = %+v, %v", e, err)
+		}
+		// An append not at the end is refused.
+		err := tx.AppendLog(ctx(t), store.LogEntry{Index: 0, Kind: "certificate", Ref: "x", Data: []byte("x"), CreatedAt: t0}, 99, nil)
+		if err == nil {
+			t.Error("an append over an existing leaf was accepted")
+		}
+		return nil
+	})
+	if n, _ := s.LogSize(ctx(t)); n != 2 {
+		t.Errorf("log size %d, want 2", n)
+	}
+	hs, err := s.LogHashes(ctx(t), []int64{11, 0, 10})
+	if err != nil || string(hs[0]) != "k0-h1" || string(hs[1]) != "c0-h0" || string(hs[2]) != "k0-h0" {
+		t.Errorf("hashes = %q, %v", hs, err)
+	}
+	if _, err := s.LogHashes(ctx(t), []int64{5}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a missing hash: %v", err)
+	}
+	es, err := s.LogEntries(ctx(t), 0, 10)
+	if err != nil || len(es) != 2 || es[1].Ref != "k0" || string(es[0].Data) != "c0" || !es[0].CreatedAt.Equal(t0) {
+		t.Errorf("entries = %+v, %v", es, err)
+	}
+	if _, err := s.LogEntryByRef(ctx(t), "certificate", "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing entry: %v", err)
+	}
+	cp, err := s.LatestCheckpoint(ctx(t))
+	if err != nil || cp.Size != 2 || string(cp.Note) != "note2" {
+		t.Errorf("checkpoint = %+v, %v", cp, err)
+	}
+}
+
+func concurrentLog(t *testing.T, s store.Store) {
+	const n = 12
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.InTx(ctx(t), func(tx store.Tx) error {
+				size, err := tx.LockLog(ctx(t))
+				if err != nil {
+					return err
+				}
+				time.Sleep(time.Millisecond)
+				return tx.AppendLog(ctx(t), store.LogEntry{Index: size, Kind: "certificate", Ref: fmt.Sprint(i), Data: []byte("d"), CreatedAt: t0}, size*10, [][]byte{[]byte("h")})
+			})
+			if err != nil {
+				t.Errorf("append %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	es, err := s.LogEntries(ctx(t), 0, 100)
+	if err != nil || len(es) != n {
+		t.Fatalf("%d entries, %v; want %d", len(es), err, n)
+	}
+	for i, e := range es {
+		if e.Index != int64(i) {
+			t.Errorf("entry %d has index %d", i, e.Index)
+		}
 	}
 }
