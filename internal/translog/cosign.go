@@ -1,10 +1,10 @@
 package translog
 
 import (
-	"errors"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
