@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"regexp"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -22,15 +25,16 @@ type Config struct {
 	// Listen is the HTTP address, e.g. ":8080".
 	Listen string `yaml:"listen"`
 	// PublicURL is how people reach this server; it goes into links.
-	PublicURL  string      `yaml:"public_url"`
-	Store      Store       `yaml:"store"`
-	NATS       NATS        `yaml:"nats"`
-	Signing    Signing     `yaml:"signing"`
-	Subject    Subject     `yaml:"subject"`
-	Auth       Auth        `yaml:"auth"`
-	Tasks      Tasks       `yaml:"tasks"`
-	Log        Log         `yaml:"log"`
-	Connectors []Connector `yaml:"connectors"`
+	PublicURL    string       `yaml:"public_url"`
+	Store        Store        `yaml:"store"`
+	NATS         NATS         `yaml:"nats"`
+	Signing      Signing      `yaml:"signing"`
+	Certificates Certificates `yaml:"certificates"`
+	Subject      Subject      `yaml:"subject"`
+	Auth         Auth         `yaml:"auth"`
+	Tasks        Tasks        `yaml:"tasks"`
+	Log          Log          `yaml:"log"`
+	Connectors   []Connector  `yaml:"connectors"`
 }
 
 // Store selects and reaches the state store.
@@ -62,6 +66,18 @@ type Signing struct {
 	// PublicKeys are PEM files of retired keys, still published in the JWKS
 	// so old certificates keep verifying.
 	PublicKeys []string `yaml:"public_keys"`
+}
+
+// Certificates sets what certificates state and where they are logged.
+type Certificates struct {
+	// LogOrigin names the transparency log: the first line of every
+	// checkpoint, e.g. "lethe.example.com/log". Default: from public_url,
+	// else "lethe.local/log".
+	LogOrigin string `yaml:"log_origin"`
+	// BackupRetention is how long the organisation keeps backups; each
+	// certificate then states when the last backup holding the person's
+	// data expires. Zero: certificates say backups are not covered.
+	BackupRetention time.Duration `yaml:"backup_retention"`
 }
 
 // Subject configures how subjects are referenced without being revealed.
@@ -211,6 +227,12 @@ func (c *Config) setDefaults() {
 	def(&c.Tasks.SchedulerInterval, time.Second)
 	def(&c.Tasks.Timeout, 5*time.Minute)
 	def(&c.Tasks.RedispatchAfter, 30*time.Minute)
+	if c.Certificates.LogOrigin == "" {
+		c.Certificates.LogOrigin = "lethe.local/log"
+		if u, err := url.Parse(c.PublicURL); err == nil && u.Host != "" {
+			c.Certificates.LogOrigin = strings.TrimSuffix(u.Host+u.Path, "/") + "/log"
+		}
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -252,6 +274,12 @@ func (c *Config) Validate() error {
 	}
 	if !c.Subject.HashKey.IsSet() {
 		bad("subject.hash_key", "is required (32 random bytes, hex or base64)")
+	}
+	if o := c.Certificates.LogOrigin; strings.ContainsAny(o, " \t\n+") || !utf8.ValidString(o) {
+		bad("certificates.log_origin", "must be a name without spaces or '+', e.g. lethe.example.com/log")
+	}
+	if c.Certificates.BackupRetention < 0 {
+		bad("certificates.backup_retention", "must not be negative")
 	}
 	if c.Tasks.MaxAttempts < 1 {
 		bad("tasks.max_attempts", "must be at least 1")

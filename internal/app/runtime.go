@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -28,6 +29,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/store/postgres"
 	"github.com/lethe-dev/lethe/internal/store/sqlite"
 	"github.com/lethe-dev/lethe/internal/telemetry"
+	"github.com/lethe-dev/lethe/internal/translog"
 	"github.com/lethe-dev/lethe/internal/worker"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -55,8 +57,10 @@ type runtime struct {
 	store     store.Store
 	signer    *certificate.Signer
 	jwks      certificate.JWKS
+	issuer    *certificate.Issuer
 	hasher    *erasure.Hasher
 	auth      *httpapi.TokenAuth
+	tlog      *translog.Log
 	instances []worker.Instance
 	nc        *nats.Conn
 	js        jetstream.JetStream
@@ -86,7 +90,7 @@ func (rt *runtime) setUp(ctx context.Context, r roles) error {
 	if rt.store, err = openStore(ctx, rt.cfg, rt.env.getenv, r.migrate, log); err != nil {
 		return err
 	}
-	if rt.signer, rt.jwks, err = loadSigning(rt.cfg.Signing, rt.env.getenv); err != nil {
+	if err := rt.setUpSigning(ctx, r.api); err != nil {
 		return err
 	}
 	if rt.hasher, err = loadHasher(rt.cfg.Subject, rt.env.getenv); err != nil {
@@ -192,7 +196,7 @@ func (rt *runtime) coordinator() *coordinator.Coordinator {
 	}
 	t := rt.cfg.Tasks
 	return coordinator.New(coordinator.Deps{
-		Store: rt.store, Hasher: rt.hasher, Certifier: certifier{signer: rt.signer, issuer: rt.cfg.Organisation},
+		Store: rt.store, Hasher: rt.hasher, Certifier: rt.issuer,
 		Log: rt.log.Named("coordinator"), Metrics: rt.metrics, Crash: rt.crash,
 	}, coordinator.Config{
 		Connectors: cns, MaxAttempts: t.MaxAttempts, RetryInitial: t.RetryInitial, RetryMax: t.RetryMax,
@@ -222,6 +226,7 @@ func (rt *runtime) handler(coord *coordinator.Coordinator) http.Handler {
 	return httpapi.NewServer(httpapi.Deps{
 		Store: rt.store, Coordinator: coord, Auth: rt.auth, Metrics: rt.metrics, Log: rt.log.Named("http"),
 		JWKS: func() []byte { return jwks }, Connectors: infos,
+		Hasher: rt.hasher, LogReader: translog.NewReader(rt.store), CertificateSchema: certificate.SchemaJSON,
 		Ready: func(ctx context.Context) error {
 			if err := rt.store.Ping(ctx); err != nil {
 				return errors.New("store unreachable")
@@ -232,24 +237,6 @@ func (rt *runtime) handler(coord *coordinator.Coordinator) http.Handler {
 			return nil
 		},
 	})
-}
-
-// certifier signs certificates for the coordinator.
-type certifier struct {
-	signer *certificate.Signer
-	issuer string
-}
-
-func (c certifier) Issue(_ context.Context, req erasure.Request, tasks []erasure.Task, head string, at time.Time) (store.Certificate, error) {
-	p, err := certificate.NewPayload(req, tasks, c.issuer, head, at)
-	if err != nil {
-		return store.Certificate{}, err
-	}
-	doc, err := c.signer.Sign(p)
-	if err != nil {
-		return store.Certificate{}, err
-	}
-	return store.Certificate{RequestID: req.ID, ID: p.CertificateID, KeyID: c.signer.KeyID(), Document: doc.JSON(), IssuedAt: at}, nil
 }
 
 func openStore(ctx context.Context, cfg *config.Config, getenv func(string) string, migrate bool, log *zap.Logger) (store.Store, error) {
@@ -274,7 +261,44 @@ func openStore(ctx context.Context, cfg *config.Config, getenv func(string) stri
 	}
 }
 
-func loadSigning(s config.Signing, getenv func(string) string) (*certificate.Signer, certificate.JWKS, error) {
+// setUpSigning loads the keys, builds the certificate issuer and its
+// transparency log, and (for the API role) records the active key's
+// activation and the retired keys' retirement in the log.
+func (rt *runtime) setUpSigning(ctx context.Context, api bool) error {
+	priv, jwks, err := loadSigning(rt.cfg.Signing, rt.env.getenv)
+	if err != nil {
+		return err
+	}
+	rt.signer, rt.jwks = certificate.NewSigner(priv), jwks
+	origin := rt.cfg.Certificates.LogOrigin
+	logSigner, err := translog.NewLogSigner(origin, priv)
+	if err != nil {
+		return fmt.Errorf("config: certificates.log_origin: %w", err)
+	}
+	rt.tlog = translog.NewLog(origin, logSigner)
+	rt.issuer = &certificate.Issuer{Signer: rt.signer, Log: rt.tlog, Options: certificate.Options{
+		Issuer: rt.cfg.Organisation, BackupRetention: rt.cfg.Certificates.BackupRetention}}
+	if !api {
+		return nil
+	}
+	active := rt.signer.PublicJWK()
+	var retired []translog.KeyEvent
+	for _, k := range jwks.Keys {
+		if k.Kid != active.Kid {
+			retired = append(retired, translog.KeyEvent{Event: translog.KindKeyRetired, Kid: k.Kid, X: k.X})
+		}
+	}
+	n, err := rt.tlog.RecordKeys(ctx, rt.store, translog.KeyEvent{Event: translog.KindKeyActivated, Kid: active.Kid, X: active.X}, retired, erasure.SystemClock())
+	if err != nil {
+		return fmt.Errorf("transparency log: record keys: %w", err)
+	}
+	if n > 0 {
+		rt.log.Info("signing keys recorded in the transparency log", zap.Int("entries", n), zap.String("active_kid", active.Kid))
+	}
+	return nil
+}
+
+func loadSigning(s config.Signing, getenv func(string) string) (ed25519.PrivateKey, certificate.JWKS, error) {
 	pemText, err := s.Key.Reveal(getenv)
 	if err != nil {
 		return nil, certificate.JWKS{}, fmt.Errorf("config: signing.key: %w", err)
@@ -283,8 +307,7 @@ func loadSigning(s config.Signing, getenv func(string) string) (*certificate.Sig
 	if err != nil {
 		return nil, certificate.JWKS{}, fmt.Errorf("config: signing.key: %w", err)
 	}
-	signer := certificate.NewSigner(priv)
-	jwks := certificate.JWKS{Keys: []certificate.JWK{signer.PublicJWK()}}
+	jwks := certificate.JWKS{Keys: []certificate.JWK{certificate.NewSigner(priv).PublicJWK()}}
 	for i, path := range s.PublicKeys {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -300,7 +323,7 @@ func loadSigning(s config.Signing, getenv func(string) string) (*certificate.Sig
 			}
 		}
 	}
-	return signer, jwks, nil
+	return priv, jwks, nil
 }
 
 func loadHasher(s config.Subject, getenv func(string) string) (*erasure.Hasher, error) {

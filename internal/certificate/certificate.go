@@ -8,11 +8,14 @@ package certificate
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/erasure"
@@ -44,6 +47,44 @@ type Payload struct {
 	// EventLogHead is the hash of the request's last event before the
 	// certificate: it ties the certificate to the request's event chain.
 	EventLogHead string `json:"event_log_head"`
+	// Statement says in words what the certificate attests, and what not.
+	Statement string `json:"statement"`
+	// BackupPurgeBy is when the last backup holding the subject's data
+	// expires under the organisation's backup retention (RFC 3339 date);
+	// absent when no retention is configured.
+	BackupPurgeBy string `json:"backup_purge_by,omitempty"`
+	// Retained lists what was kept and on which legal basis.
+	Retained []Retained `json:"retained"`
+}
+
+// Retained is data a system kept, with its Art. 17(3) basis.
+type Retained struct {
+	Connector string `json:"connector"`
+	Basis     string `json:"basis"`
+}
+
+// Options are an organisation's settings that a certificate states.
+type Options struct {
+	Issuer string
+	// BackupRetention is how long backups are kept; zero: not stated.
+	BackupRetention time.Duration
+}
+
+func statement(p Payload) string {
+	s := fmt.Sprintf("%s received this erasure request under %s and sent it to every system listed here, "+
+		"each of which reported the outcome shown with its evidence. This certificate attests that process and "+
+		"those reports; it says nothing of systems not listed. ", p.Issuer, strings.ToUpper(p.Jurisdiction))
+	if p.BackupPurgeBy != "" {
+		s += "Backups were not altered; they expire under the organisation's retention by " + p.BackupPurgeBy + ". "
+	} else {
+		s += "Backups were not altered and are not covered. "
+	}
+	if len(p.Retained) > 0 {
+		s += "Data kept under a legal exemption is listed under retained."
+	} else {
+		s += "No data was kept under a legal exemption."
+	}
+	return s
 }
 
 // System is one connector instance's line on the certificate.
@@ -66,12 +107,12 @@ func timeText(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // NewPayload describes a completed request. It uses the subject reference,
 // never the subject, and refuses tasks that are not done.
-func NewPayload(req erasure.Request, tasks []erasure.Task, issuer, eventLogHead string, issuedAt time.Time) (Payload, error) {
+func NewPayload(req erasure.Request, tasks []erasure.Task, opt Options, eventLogHead string, issuedAt time.Time) (Payload, error) {
 	if len(tasks) == 0 {
 		return Payload{}, fmt.Errorf("certificate: request %s has no tasks", req.ID)
 	}
 	p := Payload{
-		Schema: SchemaV1, CertificateID: erasure.NewID(), RequestID: req.ID, Issuer: issuer,
+		Schema: SchemaV1, CertificateID: erasure.NewID(), RequestID: req.ID, Issuer: opt.Issuer, Retained: []Retained{},
 		Jurisdiction: string(req.Jurisdiction), Subject: req.SubjectRef, Outcome: string(req.Status),
 		ReceivedAt: timeText(req.ReceivedAt), DueAt: timeText(req.DueAt), CompletedAt: timeText(req.CompletedAt),
 		IssuedAt: timeText(issuedAt), DeadlineMet: !req.CompletedAt.After(req.DueAt), EventLogHead: eventLogHead,
@@ -102,6 +143,15 @@ func NewPayload(req erasure.Request, tasks []erasure.Task, issuer, eventLogHead 
 		})
 	}
 	sort.Slice(p.Systems, func(i, j int) bool { return p.Systems[i].Connector < p.Systems[j].Connector })
+	for _, s := range p.Systems {
+		if s.Outcome == string(erasure.TaskExempted) {
+			p.Retained = append(p.Retained, Retained{Connector: s.Connector, Basis: s.ExemptionBasis})
+		}
+	}
+	if opt.BackupRetention > 0 {
+		p.BackupPurgeBy = req.CompletedAt.Add(opt.BackupRetention).UTC().Format(time.DateOnly)
+	}
+	p.Statement = statement(p)
 	return p, nil
 }
 
@@ -126,6 +176,19 @@ type Document struct {
 	Payload     string          `json:"payload"`
 	Signature   string          `json:"signature"`
 	Certificate json.RawMessage `json:"certificate,omitempty"`
+	// Log proves the certificate is in the transparency log.
+	Log *LogProof `json:"log,omitempty"`
+}
+
+// LogProof places a certificate in the transparency log: its leaf index,
+// the inclusion proof, and the signed checkpoint of the tree it was first
+// included in. The leaf is translog.CertificateLeaf of the JWS.
+type LogProof struct {
+	Origin     string   `json:"origin"`
+	Index      int64    `json:"index"`
+	TreeSize   int64    `json:"tree_size"`
+	Proof      []string `json:"inclusion_proof"`
+	Checkpoint string   `json:"checkpoint"`
 }
 
 // JSON returns the document as indented JSON, for files and HTTP.
@@ -196,3 +259,21 @@ func canonicalJSON(v any) ([]byte, error) {
 	}
 	return Canonicalize(b)
 }
+
+// VerifyCommitment reports whether email and nonce (as the person was given
+// it) open the subject commitment of a certificate: proof that the
+// certificate is about them, which holds even if the organisation's hash key
+// leaks.
+func VerifyCommitment(p Payload, email string, nonce []byte) bool {
+	e, err := (erasure.Subject{Email: email}).Normalize()
+	if err != nil || p.Subject.Commitment == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(erasure.Commit(nonce, e.Email)), []byte(p.Subject.Commitment)) == 1
+}
+
+// SchemaJSON is the JSON Schema (2020-12) of the payload, served at
+// /v1/schemas/certificate-v1.json.
+//
+//go:embed schema/certificate-v1.schema.json
+var SchemaJSON []byte

@@ -16,6 +16,10 @@ import (
 
 	"github.com/lethe-dev/lethe/internal/certificate"
 	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
+	"github.com/lethe-dev/lethe/internal/store/sqlite"
+	"github.com/lethe-dev/lethe/internal/translog"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 func TestCanonicalizeRFC8785(t *testing.T) {
@@ -49,6 +53,8 @@ func TestCanonicalizeRFC8785(t *testing.T) {
 	}
 }
 
+var testNonce = bytes.Repeat([]byte{9}, 32)
+
 func fixture(t *testing.T) (erasure.Request, []erasure.Task) {
 	t.Helper()
 	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -57,8 +63,10 @@ func fixture(t *testing.T) (erasure.Request, []erasure.Task) {
 		t.Fatal(err)
 	}
 	subject := erasure.Subject{Email: "alice@example.com", Phone: "+447700900123"}
+	ref := h.Ref(subject)
+	ref.Commitment = erasure.Commit(testNonce, subject.Email)
 	req := erasure.Request{ID: erasure.NewID(), Status: erasure.RequestCompleted, Jurisdiction: erasure.GDPR,
-		Subject: subject, SubjectRef: h.Ref(subject), ReceivedAt: at, DueAt: erasure.GDPR.DueDate(at), CompletedAt: at.Add(time.Hour)}
+		Subject: subject, SubjectRef: ref, ReceivedAt: at, DueAt: erasure.GDPR.DueDate(at), CompletedAt: at.Add(time.Hour)}
 	tasks := []erasure.Task{
 		{Connector: "shop-db", ConnectorType: "sql", Status: erasure.TaskErased, Attempt: 2, RecordsErased: 5, Verified: "clean",
 			Evidence: []erasure.Evidence{{Kind: "statement", Value: "customers: 1 row"}}, CompletedAt: at.Add(time.Hour)},
@@ -67,28 +75,53 @@ func fixture(t *testing.T) (erasure.Request, []erasure.Task) {
 	return req, tasks
 }
 
-func sign(t *testing.T) (*certificate.Signer, []byte, certificate.JWKS) {
+const testOrigin = "test.example/log"
+
+// issue issues a certificate for the fixture through the real Issuer: a
+// signature and a leaf in a transparency log kept in a SQLite store.
+func issue(t *testing.T) (*certificate.Signer, []byte, certificate.JWKS) {
 	t.Helper()
 	priv, err := certificate.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return issueWith(t, priv, openStore(t), certificate.Options{Issuer: "Example Ltd", BackupRetention: 35 * 24 * time.Hour})
+}
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+func issueWith(t *testing.T, priv ed25519.PrivateKey, st store.Store, opt certificate.Options) (*certificate.Signer, []byte, certificate.JWKS) {
+	t.Helper()
 	s := certificate.NewSigner(priv)
+	ls, err := translog.NewLogSigner(testOrigin, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss := &certificate.Issuer{Signer: s, Log: translog.NewLog(testOrigin, ls), Options: opt}
 	req, tasks := fixture(t)
-	p, err := certificate.NewPayload(req, tasks, "Example Ltd", "head", req.CompletedAt)
+	var c store.Certificate
+	err = st.InTx(context.Background(), func(tx store.Tx) error {
+		var err error
+		c, err = iss.Issue(context.Background(), tx, req, tasks, strings.Repeat("ab", 32), req.CompletedAt)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := s.Sign(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, d.JSON(), certificate.JWKS{Keys: []certificate.JWK{s.PublicJWK()}}
+	return s, c.Document, certificate.JWKS{Keys: []certificate.JWK{s.PublicJWK()}}
 }
 
 func TestSignVerify(t *testing.T) {
 	t.Parallel()
-	s, doc, keys := sign(t)
+	s, doc, keys := issue(t)
 	v, err := certificate.Verify(doc, keys)
 	if err != nil {
 		t.Fatalf("a fresh certificate does not verify: %v", err)
@@ -140,7 +173,7 @@ func setField(t *testing.T, doc []byte, field string, value any) []byte {
 
 func TestTamperingFails(t *testing.T) {
 	t.Parallel()
-	s, doc, keys := sign(t)
+	s, doc, keys := issue(t)
 	payload, _ := base64.RawURLEncoding.DecodeString(docField(t, doc, "payload"))
 	forged := bytes.Replace(payload, []byte(`"records_erased":5`), []byte(`"records_erased":9`), 1)
 	hdr := func(h string) string { return base64.RawURLEncoding.EncodeToString([]byte(h)) }
@@ -197,7 +230,7 @@ func TestNonCanonicalPayloadRefused(t *testing.T) {
 // public key taken from the JWK's x. No package code is used.
 func TestStandardJWSVerification(t *testing.T) {
 	t.Parallel()
-	_, doc, keys := sign(t)
+	_, doc, keys := issue(t)
 	var jws struct{ Protected, Payload, Signature string }
 	if err := json.Unmarshal(doc, &jws); err != nil {
 		t.Fatal(err)
@@ -222,7 +255,7 @@ func TestStandardJWSVerification(t *testing.T) {
 
 func TestKeyRotationAndKeySets(t *testing.T) {
 	t.Parallel()
-	old, doc, oldKeys := sign(t)
+	old, doc, oldKeys := issue(t)
 	newPriv, _ := certificate.GenerateKey()
 	rotated := certificate.JWKS{Keys: []certificate.JWK{certificate.NewSigner(newPriv).PublicJWK(), old.PublicJWK()}}
 	if _, err := certificate.Verify(doc, rotated); err != nil {
@@ -285,16 +318,147 @@ func TestNewPayloadRefusesUnfinishedTasks(t *testing.T) {
 	t.Parallel()
 	req, tasks := fixture(t)
 	tasks[1].Status = erasure.TaskRunning
-	if _, err := certificate.NewPayload(req, tasks, "x", "h", time.Now()); err == nil {
+	if _, err := certificate.NewPayload(req, tasks, certificate.Options{}, "h", time.Now()); err == nil {
 		t.Error("a payload was made with a running task")
 	}
-	if _, err := certificate.NewPayload(req, nil, "x", "h", time.Now()); err == nil {
+	if _, err := certificate.NewPayload(req, nil, certificate.Options{}, "h", time.Now()); err == nil {
 		t.Error("a payload was made with no tasks")
 	}
 	req, tasks = fixture(t)
 	req.CompletedAt = req.DueAt.Add(time.Second)
-	p, err := certificate.NewPayload(req, tasks, "x", "h", time.Now())
+	p, err := certificate.NewPayload(req, tasks, certificate.Options{}, "h", time.Now())
 	if err != nil || p.DeadlineMet {
 		t.Errorf("a late completion is marked deadline met: %v", err)
+	}
+}
+
+func TestLogProofTamperingFails(t *testing.T) {
+	t.Parallel()
+	_, doc, keys := issue(t)
+	var d map[string]any
+	if err := json.Unmarshal(doc, &d); err != nil {
+		t.Fatal(err)
+	}
+	edit := func(f func(log map[string]any)) []byte {
+		var c map[string]any
+		_ = json.Unmarshal(doc, &c)
+		f(c["log"].(map[string]any))
+		b, _ := json.Marshal(c)
+		return b
+	}
+	checkpoint := d["log"].(map[string]any)["checkpoint"].(string)
+	for name, bad := range map[string][]byte{
+		"no log":    setField(t, doc, "log", nil),
+		"index":     edit(func(l map[string]any) { l["index"] = 1 }),
+		"tree size": edit(func(l map[string]any) { l["tree_size"] = 5 }),
+		"proof hash": edit(func(l map[string]any) {
+			l["inclusion_proof"] = []string{base64.StdEncoding.EncodeToString(make([]byte, 32))}
+		}),
+		"checkpoint root": edit(func(l map[string]any) { l["checkpoint"] = strings.Replace(checkpoint, "\n1\n", "\n2\n", 1) }),
+		"checkpoint sig":  edit(func(l map[string]any) { l["checkpoint"] = checkpoint[:len(checkpoint)-6] + "AAAA=\n" }),
+		"other origin":    edit(func(l map[string]any) { l["origin"] = "evil.example/log" }),
+	} {
+		if _, err := certificate.Verify(bad, keys); err == nil {
+			t.Errorf("%s: a tampered log proof verifies", name)
+		}
+	}
+	if _, err := certificate.VerifyFor(doc, keys, "another.example/log"); err == nil {
+		t.Error("a certificate from another log verifies with the origin pinned")
+	}
+	v, err := certificate.VerifyFor(doc, keys, testOrigin)
+	if err != nil || v.Log.Index != 0 || v.Log.Checkpoint.Size != 1 {
+		t.Errorf("log position = %+v, %v", v.Log, err)
+	}
+}
+
+// TestEveryByteMatters flips each byte of the signed parts of a
+// certificate and checks that verification fails.
+func TestEveryByteMatters(t *testing.T) {
+	t.Parallel()
+	_, doc, keys := issue(t)
+	var d map[string]any
+	_ = json.Unmarshal(doc, &d)
+	for _, field := range []string{"protected", "payload", "signature"} {
+		v := d[field].(string)
+		for i := 0; i < len(v); i += max(1, len(v)/97) {
+			c := []byte(v)
+			c[i] = flip(c[i])
+			if _, err := certificate.Verify(setField(t, doc, field, string(c)), keys); err == nil {
+				t.Fatalf("%s with byte %d changed still verifies", field, i)
+			}
+		}
+	}
+}
+
+func flip(b byte) byte {
+	if b == 'A' {
+		return 'B'
+	}
+	return 'A'
+}
+
+func TestPayloadMatchesPublishedSchema(t *testing.T) {
+	t.Parallel()
+	_, doc, keys := issue(t)
+	v, err := certificate.Verify(doc, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(v.Payload)
+	schema, err := jsonschema.UnmarshalJSON(bytes.NewReader(certificate.SchemaJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource(certificate.SchemaV1, schema); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile(certificate.SchemaV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, _ := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
+	if err := sch.Validate(inst); err != nil {
+		t.Errorf("the payload does not match its schema: %v", err)
+	}
+	var loose map[string]any
+	_ = json.Unmarshal(payload, &loose)
+	loose["surprise"] = true
+	if sch.Validate(loose) == nil {
+		t.Error("the schema accepts unknown members")
+	}
+	if v.Payload.BackupPurgeBy != "2026-06-05" || !strings.Contains(v.Payload.Statement, "by 2026-06-05") {
+		t.Errorf("backup purge-by %q, statement %q", v.Payload.BackupPurgeBy, v.Payload.Statement)
+	}
+}
+
+func TestCommitment(t *testing.T) {
+	t.Parallel()
+	_, doc, keys := issue(t)
+	v, _ := certificate.Verify(doc, keys)
+	if !certificate.VerifyCommitment(v.Payload, " Alice@Example.com ", testNonce) {
+		t.Error("the person's email and nonce do not open the commitment")
+	}
+	if certificate.VerifyCommitment(v.Payload, "bob@example.com", testNonce) || certificate.VerifyCommitment(v.Payload, "alice@example.com", make([]byte, 32)) {
+		t.Error("a wrong email or nonce opens the commitment")
+	}
+}
+
+func TestRotatedKeysStillVerify(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	oldKey, _ := certificate.GenerateKey()
+	newKey, _ := certificate.GenerateKey()
+	_, oldDoc, oldSet := issueWith(t, oldKey, st, certificate.Options{Issuer: "X"})
+	_, newDoc, newSet := issueWith(t, newKey, st, certificate.Options{Issuer: "X"})
+	both := certificate.JWKS{Keys: append(newSet.Keys, oldSet.Keys...)}
+	for name, doc := range map[string][]byte{"old": oldDoc, "new": newDoc} {
+		if _, err := certificate.Verify(doc, both); err != nil {
+			t.Errorf("%s certificate after rotation: %v", name, err)
+		}
+	}
+	if _, err := certificate.Verify(oldDoc, newSet); err == nil {
+		t.Error("an old certificate verifies without its key")
 	}
 }

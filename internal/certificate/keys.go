@@ -58,6 +58,17 @@ func (s JWKS) Key(kid string) (ed25519.PublicKey, bool) {
 	return nil, false
 }
 
+// PublicKeys returns every usable key of the set.
+func (s JWKS) PublicKeys() []ed25519.PublicKey {
+	var out []ed25519.PublicKey
+	for _, k := range s.Keys {
+		if pub, ok := s.Key(k.Kid); ok {
+			out = append(out, pub)
+		}
+	}
+	return out
+}
+
 // GenerateKey makes a new Ed25519 signing key.
 func GenerateKey() (ed25519.PrivateKey, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)

@@ -8,19 +8,40 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/lethe-dev/lethe/internal/translog"
 )
 
 // Verified is a certificate that passed Verify.
 type Verified struct {
 	Payload Payload
 	KeyID   string
+	// Log is where the certificate stands in the transparency log.
+	Log LogPosition
+}
+
+// LogPosition is a verified place in the transparency log.
+type LogPosition struct {
+	Origin     string
+	Index      int64
+	Checkpoint translog.Checkpoint
+	// SignedCheckpoint is the checkpoint note as the certificate carries it.
+	SignedCheckpoint []byte
 }
 
 // Verify checks a certificate file against a key set: the header, the key,
 // the Ed25519 signature, that the payload is in canonical form, that the
-// readable copy (if any) says the same as the signed payload, and that the
-// payload is well formed. The error says, for a person, what is wrong.
+// readable copy (if any) says the same as the signed payload, that the
+// payload is well formed, and that the certificate is in the transparency
+// log: the inclusion proof leads to the root of a checkpoint signed by a key
+// in the set. The error says, for a person, what is wrong.
 func Verify(doc []byte, keys JWKS) (Verified, error) {
+	return VerifyFor(doc, keys, "")
+}
+
+// VerifyFor is Verify with the log's origin pinned: a certificate placed in
+// another log is refused. An empty origin accepts the certificate's.
+func VerifyFor(doc []byte, keys JWKS, origin string) (Verified, error) {
 	d, err := ParseDocument(doc)
 	if err != nil {
 		return Verified{}, err
@@ -76,7 +97,33 @@ func Verify(doc []byte, keys JWKS) (Verified, error) {
 	if err := p.check(); err != nil {
 		return Verified{}, err
 	}
-	return Verified{Payload: p, KeyID: h.Kid}, nil
+	pos, err := verifyLog(d, keys, origin)
+	if err != nil {
+		return Verified{}, err
+	}
+	return Verified{Payload: p, KeyID: h.Kid, Log: pos}, nil
+}
+
+func verifyLog(d Document, keys JWKS, origin string) (LogPosition, error) {
+	l := d.Log
+	if l == nil {
+		return LogPosition{}, errors.New("the certificate carries no transparency log proof: it cannot be shown to have been published")
+	}
+	if origin != "" && l.Origin != origin {
+		return LogPosition{}, fmt.Errorf("the certificate is in log %q, not %q", l.Origin, origin)
+	}
+	cp, _, err := translog.OpenCheckpoint([]byte(l.Checkpoint), l.Origin, keys.PublicKeys())
+	if err != nil {
+		return LogPosition{}, fmt.Errorf("log checkpoint: %w", err)
+	}
+	if cp.Size != l.TreeSize {
+		return LogPosition{}, fmt.Errorf("the proof is for a tree of %d, the checkpoint for %d", l.TreeSize, cp.Size)
+	}
+	leaf := translog.CertificateLeaf(d.Protected, d.Payload, d.Signature)
+	if err := translog.VerifyInclusion(translog.InclusionProof{Index: l.Index, TreeSize: l.TreeSize, Hashes: l.Proof}, leaf, cp.Root); err != nil {
+		return LogPosition{}, err
+	}
+	return LogPosition{Origin: l.Origin, Index: l.Index, Checkpoint: cp, SignedCheckpoint: []byte(l.Checkpoint)}, nil
 }
 
 func (p Payload) check() error {
@@ -130,6 +177,11 @@ func (v Verified) Summary() string {
 	fmt.Fprintf(&b, "  Outcome       %s\n", p.Outcome)
 	fmt.Fprintf(&b, "  Signed by     key %s\n", v.KeyID)
 	fmt.Fprintf(&b, "  Event log     head %s\n", p.EventLogHead)
+	fmt.Fprintf(&b, "  Transparency  leaf %d of log %s, in its checkpoint of %d entries signed %s\n",
+		v.Log.Index, v.Log.Origin, v.Log.Checkpoint.Size, v.Log.Checkpoint.Time.Format(time.RFC3339))
+	if p.BackupPurgeBy != "" {
+		fmt.Fprintf(&b, "  Backups       purged by %s\n", p.BackupPurgeBy)
+	}
 	fmt.Fprintf(&b, "Systems (%d):\n", len(p.Systems))
 	for _, s := range p.Systems {
 		var what string

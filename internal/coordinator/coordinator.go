@@ -31,10 +31,11 @@ type Connector struct {
 	MaxAttempts int // 0: Config.MaxAttempts
 }
 
-// Certifier signs the certificate of a completed request. req.Status is
-// already final; eventHead is the hash of the request's last event.
+// Certifier signs the certificate of a completed request, within tx (it
+// appends to the transparency log there). req.Status is already final;
+// eventHead is the hash of the request's last event.
 type Certifier interface {
-	Issue(ctx context.Context, req erasure.Request, tasks []erasure.Task, eventHead string, issuedAt time.Time) (store.Certificate, error)
+	Issue(ctx context.Context, tx store.Tx, req erasure.Request, tasks []erasure.Task, eventHead string, issuedAt time.Time) (store.Certificate, error)
 }
 
 // Config tunes retries and polls.

@@ -18,7 +18,7 @@ import (
 
 type fakeCertifier struct{ issued int }
 
-func (f *fakeCertifier) Issue(_ context.Context, req erasure.Request, tasks []erasure.Task, head string, at time.Time) (store.Certificate, error) {
+func (f *fakeCertifier) Issue(_ context.Context, _ store.Tx, req erasure.Request, tasks []erasure.Task, head string, at time.Time) (store.Certificate, error) {
 	f.issued++
 	return store.Certificate{RequestID: req.ID, ID: erasure.NewID(), KeyID: "k", Document: []byte(`{"head":"` + head + `"}`), IssuedAt: at}, nil
 }

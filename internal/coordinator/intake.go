@@ -2,7 +2,9 @@ package coordinator
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"unicode/utf8"
 
 	"github.com/lethe-dev/lethe/internal/bus"
@@ -49,9 +51,18 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 		return req, false, erasure.Errorf(erasure.EUnavailable, "no connectors are configured: nothing could be erased")
 	}
 	now := c.clock()
+	ref := c.hasher.Ref(subject)
+	var nonce []byte
+	if subject.Email != "" {
+		nonce = make([]byte, 32)
+		if _, err := rand.Read(nonce); err != nil {
+			return req, false, fmt.Errorf("commitment nonce: %w", err)
+		}
+		ref.Commitment = erasure.Commit(nonce, subject.Email)
+	}
 	req = erasure.Request{
 		ID: erasure.NewID(), Status: erasure.RequestReceived, Jurisdiction: j,
-		Subject: subject, SubjectRef: c.hasher.Ref(subject), Source: in.Source,
+		Subject: subject, SubjectRef: ref, CommitmentNonce: nonce, Source: in.Source,
 		IdempotencyKey: in.IdempotencyKey, CreatedBy: in.Actor,
 		ReceivedAt: now, DueAt: erasure.Timestamp(j.DueDate(now)), UpdatedAt: now,
 	}

@@ -194,7 +194,7 @@ func (c *Coordinator) advanceRequest(ctx context.Context, tx store.Tx, req *eras
 	if err != nil || !next.Final() {
 		return false, err
 	}
-	cert, err := c.certifier.Issue(ctx, *req, tasks, ev.Hash, now)
+	cert, err := c.certifier.Issue(ctx, tx, *req, tasks, ev.Hash, now)
 	if err != nil {
 		return false, fmt.Errorf("issue certificate: %w", err)
 	}

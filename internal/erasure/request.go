@@ -15,6 +15,10 @@ type Request struct {
 	// Subject is personal data; see Subject.
 	Subject    Subject
 	SubjectRef SubjectRef
+	// CommitmentNonce is given to the person (never put in a
+	// certificate): with it and their email they can recompute
+	// SubjectRef.Commitment.
+	CommitmentNonce []byte
 	// Source says how the request came in: "api", "portal", "cli".
 	Source string
 	// IdempotencyKey, when the client sent one, makes filing the same

@@ -222,6 +222,21 @@ type IdentifierHash struct {
 type SubjectRef struct {
 	KeyID       string           `json:"key_id"`
 	Identifiers []IdentifierHash `json:"identifiers"`
+	// Commitment binds the email to a random nonce only the person is
+	// given (see Commit), so they can prove a certificate is theirs even
+	// if the organisation's hash key leaks. Empty without an email.
+	Commitment string `json:"commitment,omitempty"`
+}
+
+// Commit returns the commitment to an email under nonce:
+// "sha256:" + hex SHA-256("lethe-commitment/v1" 0x00 nonce 0x00 email).
+func Commit(nonce []byte, email string) string {
+	h := sha256.New()
+	h.Write([]byte("lethe-commitment/v1\x00"))
+	h.Write(nonce)
+	h.Write([]byte{0})
+	h.Write([]byte(email))
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // Hasher computes keyed hashes (HMAC-SHA256 with an organisation secret) of

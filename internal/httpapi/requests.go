@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -23,19 +24,22 @@ type createRequestBody struct {
 // requestView is a request as the API shows it. Subject identifiers are
 // shown to roles that act on requests; auditors see the keyed hashes only.
 type requestView struct {
-	ID             string             `json:"id"`
-	Status         string             `json:"status"`
-	Jurisdiction   string             `json:"jurisdiction"`
-	Source         string             `json:"source"`
-	CreatedBy      string             `json:"created_by"`
-	ReceivedAt     time.Time          `json:"received_at"`
-	DueAt          time.Time          `json:"due_at"`
-	CompletedAt    *time.Time         `json:"completed_at,omitempty"`
-	Overdue        bool               `json:"overdue"`
-	Subject        *erasure.Subject   `json:"subject,omitempty"`
-	SubjectRef     erasure.SubjectRef `json:"subject_ref"`
-	Tasks          []taskView         `json:"tasks,omitempty"`
-	CertificateURL string             `json:"certificate_url,omitempty"`
+	ID           string             `json:"id"`
+	Status       string             `json:"status"`
+	Jurisdiction string             `json:"jurisdiction"`
+	Source       string             `json:"source"`
+	CreatedBy    string             `json:"created_by"`
+	ReceivedAt   time.Time          `json:"received_at"`
+	DueAt        time.Time          `json:"due_at"`
+	CompletedAt  *time.Time         `json:"completed_at,omitempty"`
+	Overdue      bool               `json:"overdue"`
+	Subject      *erasure.Subject   `json:"subject,omitempty"`
+	SubjectRef   erasure.SubjectRef `json:"subject_ref"`
+	// CommitmentNonce (base64url) is for the data subject only: with it and
+	// their email they can prove a certificate is about them.
+	CommitmentNonce string     `json:"commitment_nonce,omitempty"`
+	Tasks           []taskView `json:"tasks,omitempty"`
+	CertificateURL  string     `json:"certificate_url,omitempty"`
 }
 
 type taskView struct {
@@ -70,6 +74,9 @@ func (s *server) view(r *http.Request, req erasure.Request, tasks []erasure.Task
 	if canWrite(principalFrom(r).Role) {
 		subject := req.Subject
 		v.Subject = &subject
+		if len(req.CommitmentNonce) > 0 {
+			v.CommitmentNonce = base64.RawURLEncoding.EncodeToString(req.CommitmentNonce)
+		}
 	}
 	if req.Status == erasure.RequestCompleted || req.Status == erasure.RequestCompletedWithExemptions {
 		v.CertificateURL = "/v1/requests/" + req.ID + "/certificate"

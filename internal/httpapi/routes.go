@@ -8,6 +8,14 @@ func (s *server) routes(mux *http.ServeMux) {
 	s.probeRoutes(mux)
 	mux.Handle("GET /openapi.json", s.openAPI())
 	mux.Handle("GET /v1/keys", s.keys())
+	mux.Handle("GET /v1/schemas/certificate-v1.json", s.certificateSchema())
+	mux.Handle("GET /v1/certificates/{id}", s.publicCertificate())
+	mux.Handle("GET /v1/log/checkpoint", s.getCheckpoint())
+	mux.Handle("GET /v1/log/proof/inclusion", s.inclusionProof())
+	mux.Handle("GET /v1/log/proof/consistency", s.consistencyProof())
+	mux.Handle("GET /v1/log/entries", s.listLogEntries())
+	mux.Handle("GET /audit", s.auditPage())
+	mux.Handle("GET /audit/{file}", s.auditAsset())
 
 	mux.Handle("POST /v1/requests", s.authorize(canWrite, s.createRequest()))
 	mux.Handle("GET /v1/requests", s.authorize(canRead, s.listRequests()))
@@ -17,6 +25,8 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/requests/{id}/cancel", s.authorize(canWrite, s.cancelRequest()))
 	mux.Handle("POST /v1/requests/{id}/tasks/{connector}/retry", s.authorize(canWrite, s.retryTask()))
 	mux.Handle("GET /v1/connectors", s.authorize(canRead, s.listConnectors()))
+	mux.Handle("POST /v1/audit/search", s.authorize(canRead, s.searchSubject()))
+	mux.Handle("GET /v1/audit/requests", s.authorize(canRead, s.exportRequests()))
 
 	mux.Handle("/", s.notFound())
 }

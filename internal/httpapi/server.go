@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/coordinator"
+	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/store"
 	"github.com/lethe-dev/lethe/internal/telemetry"
+	"github.com/lethe-dev/lethe/internal/translog"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 )
@@ -42,6 +44,12 @@ type Deps struct {
 	// Ready reports whether dependencies (store, NATS) are usable.
 	Ready func(ctx context.Context) error
 	Clock func() time.Time
+	// Hasher hashes identifiers an auditor searches for.
+	Hasher *erasure.Hasher
+	// LogReader proves from the transparency log.
+	LogReader *translog.Reader
+	// CertificateSchema is the JSON Schema of certificate payloads.
+	CertificateSchema []byte
 }
 
 type server struct {

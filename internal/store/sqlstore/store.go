@@ -67,7 +67,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
 func (s *Store) Close() { s.conn.Close() }
 
 const requestCols = `id, status, jurisdiction, subject, subject_ref, source, idempotency_key,
-	created_by, received_at, due_at, completed_at, updated_at`
+	created_by, received_at, due_at, completed_at, updated_at, commitment_nonce`
 
 const taskCols = `id, request_id, connector, connector_type, status, attempt, records_erased,
 	job_ref, next_attempt_at, next_poll_at, last_error, evidence, verified,
@@ -147,7 +147,7 @@ func (s *Store) queryRequests(ctx context.Context, q Querier, query string, args
 		var r erasure.Request
 		var subject, ref []byte
 		if err := rows.Scan(&r.ID, &r.Status, &r.Jurisdiction, &subject, &ref, &r.Source, &r.IdempotencyKey,
-			&r.CreatedBy, timeCol{&r.ReceivedAt}, timeCol{&r.DueAt}, timeCol{&r.CompletedAt}, timeCol{&r.UpdatedAt}); err != nil {
+			&r.CreatedBy, timeCol{&r.ReceivedAt}, timeCol{&r.DueAt}, timeCol{&r.CompletedAt}, timeCol{&r.UpdatedAt}, &r.CommitmentNonce); err != nil {
 			return nil, fmt.Errorf("scan request: %w", err)
 		}
 		if err := json.Unmarshal(subject, &r.Subject); err != nil {
@@ -392,10 +392,14 @@ func (t *tx) InsertRequest(ctx context.Context, r erasure.Request) error {
 	if err != nil {
 		return fmt.Errorf("encode subject ref: %w", err)
 	}
+	nonce := r.CommitmentNonce
+	if nonce == nil {
+		nonce = []byte{}
+	}
 	_, err = t.exec(ctx, `INSERT INTO requests (`+requestCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		r.ID, string(r.Status), string(r.Jurisdiction), string(subject), string(ref), r.Source, r.IdempotencyKey,
-		r.CreatedBy, t.time(r.ReceivedAt), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt))
+		r.CreatedBy, t.time(r.ReceivedAt), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt), nonce)
 	if err != nil {
 		if t.s.d.IsUniqueViolation(err) {
 			return erasure.Errorf(erasure.EConflict, "a request with this id or idempotency key exists")

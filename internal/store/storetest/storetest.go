@@ -59,16 +59,17 @@ func ctx(t *testing.T) context.Context {
 
 func newRequest(i int) erasure.Request {
 	return erasure.Request{
-		ID:           erasure.NewID(),
-		Status:       erasure.RequestInProgress,
-		Jurisdiction: erasure.GDPR,
-		Subject:      erasure.Subject{Email: fmt.Sprintf("person%d@example.com", i), UserIDs: map[string]string{"shop": fmt.Sprint(i)}},
-		SubjectRef:   erasure.SubjectRef{KeyID: "k1", Identifiers: []erasure.IdentifierHash{{Kind: "email", Hash: fmt.Sprintf("h%d", i)}}},
-		Source:       "api",
-		CreatedBy:    "api:test",
-		ReceivedAt:   t0,
-		DueAt:        erasure.GDPR.DueDate(t0),
-		UpdatedAt:    t0,
+		ID:              erasure.NewID(),
+		Status:          erasure.RequestInProgress,
+		Jurisdiction:    erasure.GDPR,
+		Subject:         erasure.Subject{Email: fmt.Sprintf("person%d@example.com", i), UserIDs: map[string]string{"shop": fmt.Sprint(i)}},
+		SubjectRef:      erasure.SubjectRef{KeyID: "k1", Identifiers: []erasure.IdentifierHash{{Kind: "email", Hash: fmt.Sprintf("h%d", i)}}, Commitment: "sha256:c"},
+		CommitmentNonce: []byte{1, 2, 3, byte(i)},
+		Source:          "api",
+		CreatedBy:       "api:test",
+		ReceivedAt:      t0,
+		DueAt:           erasure.GDPR.DueDate(t0),
+		UpdatedAt:       t0,
 	}
 }
 

@@ -1,0 +1,148 @@
+// The auditor page: loads a certificate (by id, link or upload), verifies
+// it with verify.js against /v1/keys, and describes it in plain language.
+import { verifyCertificate, verifyCommitment } from "./verify.js";
+
+const $ = (id) => document.getElementById(id);
+let current = null;
+
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  Object.assign(e, props);
+  for (const c of children) e.append(c);
+  return e;
+}
+
+const outcomeText = {
+  erased: (s) => `erased ${s.records_erased} record${s.records_erased === 1 ? "" : "s"}`,
+  not_found: () => "held nothing about the person",
+  exempted: (s) => `kept, exempted under ${s.exemption_basis || "a recorded legal basis"}`,
+};
+
+function when(iso) {
+  return iso ? new Date(iso).toUTCString() : "—";
+}
+
+function describe(p) {
+  const dl = el("dl");
+  const row = (k, v) => dl.append(el("dt", { textContent: k }), el("dd", { textContent: v }));
+  row("Issued by", p.issuer);
+  row("Request", p.request_id);
+  row("Law", p.jurisdiction.toUpperCase());
+  row("Received", when(p.received_at));
+  row("Due", when(p.due_at));
+  row("Completed", when(p.completed_at) + (p.deadline_met ? " — deadline met" : " — DEADLINE MISSED"));
+  row("Backups", p.backup_purge_by ? `not altered; purged by ${p.backup_purge_by}` : "not covered");
+  row("Certificate", p.certificate_id);
+
+  const table = el("table");
+  table.append(el("thead", {}, el("tr", {}, el("th", { textContent: "System" }), el("th", { textContent: "Outcome" }),
+    el("th", { textContent: "Checked afterwards" }), el("th", { textContent: "Evidence" }))));
+  const body = el("tbody");
+  for (const s of p.systems) {
+    const ev = el("ul", { className: "evidence" });
+    for (const e of s.evidence) ev.append(el("li", { textContent: `${e.kind}: ${e.value}` }));
+    body.append(el("tr", {},
+      el("td", { textContent: `${s.connector} (${s.type})` }),
+      el("td", { textContent: (outcomeText[s.outcome] || (() => s.outcome))(s) + `, ${when(s.completed_at)}` }),
+      el("td", { textContent: s.verification === "clean" ? "yes: nothing found" : "no lookup available" }),
+      el("td", {}, ev)));
+  }
+  table.append(body);
+  const retained = p.retained.length
+    ? el("p", { textContent: "Kept under a legal basis: " + p.retained.map((r) => `${r.connector} (${r.basis})`).join(", ") })
+    : el("p", { textContent: "Nothing was kept under a legal exemption." });
+  return [dl, el("h3", { textContent: "Systems" }), table, retained, el("p", { className: "statement", textContent: p.statement })];
+}
+
+async function show(text) {
+  $("result").hidden = false;
+  $("verdict").textContent = "Checking…";
+  $("verdict").className = "verdict";
+  $("checks").replaceChildren();
+  $("details").replaceChildren();
+  const jwks = await (await fetch("/v1/keys")).json();
+  const r = await verifyCertificate(text, jwks);
+  current = r;
+  $("verdict").textContent = r.valid
+    ? "Valid: signed by the organisation and published in its transparency log."
+    : "Not valid: " + r.reason;
+  $("verdict").className = "verdict " + (r.valid ? "ok" : "bad");
+  for (const c of r.checks) $("checks").append(el("li", { className: c.ok ? "ok" : "bad", textContent: c.text }));
+  if (r.payload) $("details").append(...describe(r.payload));
+}
+
+async function loadByID(id) {
+  const res = await fetch("/v1/certificates/" + encodeURIComponent(id.trim()));
+  if (!res.ok) {
+    $("result").hidden = false;
+    $("verdict").className = "verdict bad";
+    $("verdict").textContent = res.status === 404 ? "No certificate with that id." : "Could not load the certificate.";
+    $("checks").replaceChildren();
+    $("details").replaceChildren();
+    return;
+  }
+  await show(await res.text());
+}
+
+$("by-id").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const id = $("cert-id").value;
+  history.replaceState(null, "", "?certificate=" + encodeURIComponent(id.trim()));
+  loadByID(id);
+});
+
+$("cert-file").addEventListener("change", async () => {
+  const f = $("cert-file").files[0];
+  if (f) await show(await f.text());
+});
+
+$("commitment").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const ok = current && current.valid && (await verifyCommitment(current.payload, $("c-email").value, $("c-nonce").value.trim()));
+  $("c-result").textContent = ok
+    ? "Yes: this certificate is about this email address."
+    : "No match: this email and code do not open this certificate's commitment.";
+});
+
+function authHeaders() {
+  return { Authorization: "Bearer " + $("token").value.trim(), "Content-Type": "application/json" };
+}
+
+$("search").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const out = $("search-result");
+  out.textContent = "Searching…";
+  const res = await fetch("/v1/audit/search", { method: "POST", headers: authHeaders(), body: JSON.stringify({ email: $("s-email").value }) });
+  const body = await res.json();
+  if (!res.ok) { out.textContent = body.error ? body.error.message : "Search failed."; return; }
+  if (!body.results.length) { out.textContent = "No requests refer to this email."; return; }
+  const list = el("ul");
+  for (const r of body.results) {
+    const item = el("li", { textContent: `Request ${r.request_id}: ${r.status}, received ${when(r.received_at)}, deadline ${r.deadline}. ` });
+    if (r.certificate_id) {
+      const a = el("a", { href: "?certificate=" + r.certificate_id, textContent: "Open its certificate" });
+      item.append(a);
+    }
+    list.append(item);
+  }
+  out.replaceChildren(list);
+});
+
+$("export").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const q = new URLSearchParams({ from: $("e-from").value, to: $("e-to").value, format: $("e-format").value });
+  const res = await fetch("/v1/audit/requests?" + q, { headers: authHeaders() });
+  if (!res.ok) { $("export-result").textContent = (await res.json()).error.message; return; }
+  const blob = await res.blob();
+  const a = el("a", { href: URL.createObjectURL(blob), download: `lethe-requests-${q.get("from")}-to-${q.get("to")}.${q.get("format")}` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  $("export-result").textContent = "Downloaded.";
+});
+
+const fromLink = new URLSearchParams(location.search).get("certificate");
+if (fromLink) {
+  $("cert-id").value = fromLink;
+  loadByID(fromLink);
+}

@@ -1,0 +1,165 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/certificate"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
+	"github.com/lethe-dev/lethe/internal/store/sqlite"
+	"github.com/lethe-dev/lethe/internal/translog"
+)
+
+// issueForTest issues a real certificate (signature and log proof) and
+// returns it with its key set and the commitment nonce.
+func issueForTest(t *testing.T) (doc []byte, jwks []byte, nonce []byte) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	priv, _ := certificate.GenerateKey()
+	signer := certificate.NewSigner(priv)
+	ls, _ := translog.NewLogSigner("test.example/log", priv)
+	iss := &certificate.Issuer{Signer: signer, Log: translog.NewLog("test.example/log", ls), Options: certificate.Options{Issuer: "Example Ltd"}}
+	h, _ := erasure.NewHasher(bytes.Repeat([]byte{3}, 32))
+	nonce = bytes.Repeat([]byte{7}, 32)
+	subject := erasure.Subject{Email: "alice@example.com"}
+	ref := h.Ref(subject)
+	ref.Commitment = erasure.Commit(nonce, subject.Email)
+	at := time.Date(2026, 2, 1, 10, 0, 0, 0, time.UTC)
+	req := erasure.Request{ID: erasure.NewID(), Status: erasure.RequestCompleted, Jurisdiction: erasure.GDPR, SubjectRef: ref,
+		ReceivedAt: at, DueAt: erasure.GDPR.DueDate(at), CompletedAt: at.Add(time.Hour)}
+	tasks := []erasure.Task{{Connector: "shop-db", ConnectorType: "sql", Status: erasure.TaskErased, Attempt: 1, RecordsErased: 3,
+		Verified: "clean", Evidence: []erasure.Evidence{{Kind: "statement", Value: "customers: 1 row ünïcödé €"}}, CompletedAt: at.Add(time.Hour)}}
+	// A few leaves before ours, so the proof is not trivial.
+	for i := range 5 {
+		_ = st.InTx(context.Background(), func(tx store.Tx) error {
+			_, err := iss.Log.Append(context.Background(), tx, translog.KindCertificate, erasure.NewID(), []byte{byte(i)}, at)
+			return err
+		})
+	}
+	var c store.Certificate
+	err = st.InTx(context.Background(), func(tx store.Tx) error {
+		var err error
+		c, err = iss.Issue(context.Background(), tx, req, tasks, strings.Repeat("0", 64), at.Add(time.Hour))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ = json.Marshal(certificate.JWKS{Keys: []certificate.JWK{signer.PublicJWK()}})
+	return c.Document, jwks, nonce
+}
+
+// TestBrowserVerifierInNode runs web/verify.js, the code the auditor page
+// runs, under Node.js against certificates made by the Go side.
+func TestBrowserVerifierInNode(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("Node.js is required to test the in-browser verifier (apt-get install nodejs); .ci/run installs it")
+	}
+	doc, jwks, nonce := issueForTest(t)
+	var d map[string]any
+	_ = json.Unmarshal(doc, &d)
+	tamper := func(f func(map[string]any)) []byte {
+		var c map[string]any
+		_ = json.Unmarshal(doc, &c)
+		f(c)
+		b, _ := json.Marshal(c)
+		return b
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(d["payload"].(string))
+	cases := map[string]struct {
+		doc      []byte
+		valid    bool
+		failedAt string
+	}{
+		"good": {doc, true, ""},
+		"payload edited": {tamper(func(c map[string]any) {
+			c["payload"] = base64.RawURLEncoding.EncodeToString(bytes.Replace(payload, []byte(`"records_erased":3`), []byte(`"records_erased":4`), 1))
+		}), false, "signature"},
+		"readable edited": {tamper(func(c map[string]any) { c["certificate"].(map[string]any)["issuer"] = "Other" }), false, "copy"},
+		"proof edited":    {tamper(func(c map[string]any) { c["log"].(map[string]any)["index"] = 2 }), false, "log"},
+		"checkpoint edited": {tamper(func(c map[string]any) {
+			l := c["log"].(map[string]any)
+			l["checkpoint"] = strings.Replace(l["checkpoint"].(string), "\n6\n", "\n7\n", 1)
+		}), false, "log"},
+		"unknown key": {tamper(func(c map[string]any) {
+			c["protected"] = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"EdDSA","kid":"nope","typ":"lethe-certificate+jws"}`))
+		}), false, "key"},
+		"not a certificate": {[]byte("hello"), false, "format"},
+	}
+	dir := t.TempDir()
+	webDir, _ := filepath.Abs("web")
+	runner := `import { verifyCertificate, verifyCommitment } from ` + jsonString("file://"+webDir+"/verify.js") + `;
+import { readFileSync } from "node:fs";
+const [doc, jwks, email, nonce] = process.argv.slice(2);
+const r = await verifyCertificate(readFileSync(doc, "utf8"), JSON.parse(readFileSync(jwks, "utf8")));
+r.mine = r.payload ? await verifyCommitment(r.payload, email, nonce) : false;
+console.log(JSON.stringify(r));`
+	writeTestFile(t, filepath.Join(dir, "run.mjs"), []byte(runner))
+	writeTestFile(t, filepath.Join(dir, "jwks.json"), jwks)
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			docPath := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".json")
+			writeTestFile(t, docPath, tc.doc)
+			out, err := exec.Command(node, filepath.Join(dir, "run.mjs"), docPath, filepath.Join(dir, "jwks.json"),
+				"Alice@Example.com", base64.RawURLEncoding.EncodeToString(nonce)).CombinedOutput()
+			if err != nil {
+				t.Fatalf("node: %v\n%s", err, out)
+			}
+			var r struct {
+				Valid  bool   `json:"valid"`
+				Reason string `json:"reason"`
+				Mine   bool   `json:"mine"`
+				Checks []struct {
+					ID string `json:"id"`
+					OK bool   `json:"ok"`
+				} `json:"checks"`
+				Log struct {
+					Index    int64 `json:"index"`
+					TreeSize int64 `json:"treeSize"`
+				} `json:"log"`
+			}
+			if err := json.Unmarshal(out, &r); err != nil {
+				t.Fatalf("output: %s", out)
+			}
+			if r.Valid != tc.valid {
+				t.Fatalf("valid = %v (%s), want %v", r.Valid, r.Reason, tc.valid)
+			}
+			if tc.valid {
+				if r.Log.Index != 5 || r.Log.TreeSize != 6 || !r.Mine {
+					t.Errorf("log position %+v, commitment opened %v", r.Log, r.Mine)
+				}
+				return
+			}
+			last := r.Checks[len(r.Checks)-1]
+			if last.OK || last.ID != tc.failedAt {
+				t.Errorf("failed at %+v, want %s (%s)", last, tc.failedAt, r.Reason)
+			}
+		})
+	}
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func writeTestFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
