@@ -27,8 +27,12 @@ Usage:
                     only the connector workers for the named instances
   lethe migrate --config lethe.yaml
                     apply the database schema
-  lethe cert verify FILE [--key PUBLIC_KEY.pem | --jwks FILE_OR_URL]
-                    check a certificate offline
+  lethe cert verify FILE (--key PUBLIC_KEY.pem | --jwks FILE_OR_URL) [--origin O]
+                    [--log URL] [--email E --nonce N]
+                    check a certificate offline: signature, key, transparency log;
+                    with --log also that the log still holds it
+  lethe witness --log URL --name NAME --key WITNESS.key --state STATE.json
+                    check the log only grows and countersign its checkpoint
   lethe keygen  --out DIR
                     make a signing key, a subject hash key and an admin token
   lethe config check --config lethe.yaml
@@ -73,6 +77,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return 2
 		}
 		return runCertVerify(ctx, e, rest[1:])
+	case "witness":
+		err = runWitness(ctx, e, rest)
 	case "keygen":
 		err = runKeygen(e, rest)
 	case "config":

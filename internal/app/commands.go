@@ -10,11 +10,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/internal/certificate"
@@ -124,55 +122,6 @@ func runConfigCheck(ctx context.Context, e env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, "config ok")
 	return nil
-}
-
-// runCertVerify checks a certificate offline: exit 0 and a summary when it
-// is valid, 1 and the reason when it is not, 2 on a usage mistake.
-func runCertVerify(ctx context.Context, e env, args []string) int {
-	fs := flag.NewFlagSet("cert verify", flag.ContinueOnError)
-	keyFile := fs.String("key", "", "public key file (PEM) or JWKS file")
-	jwks := fs.String("jwks", "", "JWKS file or https:// URL (e.g. https://lethe.example.com/v1/keys)")
-	pos, err := parseFlags(fs, args, e.stderr)
-	if err != nil {
-		return 2
-	}
-	if len(pos) != 1 || (*keyFile == "") == (*jwks == "") {
-		fmt.Fprintln(e.stderr, "usage: lethe cert verify FILE (--key PUBLIC_KEY.pem | --jwks FILE_OR_URL)")
-		return 2
-	}
-	doc, err := readFileOrStdin(pos[0])
-	if err != nil {
-		fmt.Fprintln(e.stderr, "lethe:", err)
-		return 1
-	}
-	var keys certificate.JWKS
-	if *keyFile != "" {
-		b, err := os.ReadFile(*keyFile)
-		if err == nil {
-			keys, err = certificate.ParseKeySet(b)
-		}
-		if err != nil {
-			fmt.Fprintln(e.stderr, "lethe: --key:", err)
-			return 1
-		}
-	} else {
-		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		keys, err = certificate.LoadKeySet(lctx, *jwks, &http.Client{Timeout: 30 * time.Second})
-		if err != nil {
-			fmt.Fprintln(e.stderr, "lethe: --jwks:", err)
-			return 1
-		}
-	}
-	v, err := certificate.Verify(doc, keys)
-	if err != nil {
-		fmt.Fprintln(e.stdout, "INVALID:", err)
-		return 1
-	}
-	fmt.Fprintln(e.stdout, "VALID: the signature checks out against the given key.")
-	fmt.Fprintln(e.stdout)
-	fmt.Fprint(e.stdout, v.Summary())
-	return 0
 }
 
 func readFileOrStdin(path string) ([]byte, error) {

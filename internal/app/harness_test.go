@@ -186,11 +186,17 @@ connectors:%s`, in.addr, in.storeURL, natsURL, filepath.Join(dir, "keys", "signi
 // /healthz. Logs go to the returned buffer.
 func (in *instance) serve(t testing.TB) *syncBuffer {
 	t.Helper()
-	return in.serveArgs(t)
+	return in.serveArgs(t).syncBuffer
+}
+
+// serving is a running `lethe serve`.
+type serving struct {
+	*syncBuffer
+	stop func()
 }
 
 // serveArgs is serve with extra flags.
-func (in *instance) serveArgs(t testing.TB, flags ...string) *syncBuffer {
+func (in *instance) serveArgs(t testing.TB, flags ...string) *serving {
 	t.Helper()
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -199,7 +205,12 @@ func (in *instance) serveArgs(t testing.TB, flags ...string) *syncBuffer {
 	go func() {
 		done <- app.Run(ctx, args, os.Getenv, io.Discard, logs)
 	}()
-	t.Cleanup(func() {
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		cancel()
 		select {
 		case code := <-done:
@@ -209,9 +220,15 @@ func (in *instance) serveArgs(t testing.TB, flags ...string) *syncBuffer {
 		case <-time.After(30 * time.Second):
 			t.Error("lethe serve did not stop within 30s of cancellation")
 		}
-	})
+	}
+	t.Cleanup(stop)
 	waitHealthy(t, "http://"+in.addr, done, logs)
-	return logs
+	return &serving{logs, stop}
+}
+
+func stopServe(t testing.TB, s *serving) {
+	t.Helper()
+	s.stop()
 }
 
 func waitHealthy(t testing.TB, base string, done <-chan int, logs *syncBuffer) {

@@ -1,0 +1,173 @@
+package app
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/certificate"
+	"github.com/lethe-dev/lethe/internal/translog"
+)
+
+// runCertVerify checks a certificate offline: exit 0 and a summary when it
+// is valid, 1 and the reason when it is not, 2 on a usage mistake.
+func runCertVerify(ctx context.Context, e env, args []string) int {
+	fs := flag.NewFlagSet("cert verify", flag.ContinueOnError)
+	keyFile := fs.String("key", "", "public key file (PEM) or JWKS file")
+	jwks := fs.String("jwks", "", "JWKS file or https:// URL (e.g. https://lethe.example.com/v1/keys)")
+	origin := fs.String("origin", "", "the transparency log's origin to require (default: the certificate's)")
+	logURL := fs.String("log", "", "Lethe's base URL: also check the certificate is still in the log's latest checkpoint")
+	email := fs.String("email", "", "with --nonce: check the certificate is about this email")
+	nonce := fs.String("nonce", "", "the proof code the data subject was given")
+	pos, err := parseFlags(fs, args, e.stderr)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 || (*keyFile == "") == (*jwks == "") || (*email == "") != (*nonce == "") {
+		fmt.Fprintln(e.stderr, "usage: lethe cert verify FILE (--key PUBLIC_KEY.pem | --jwks FILE_OR_URL) [--origin O] [--log URL] [--email E --nonce N]")
+		return 2
+	}
+	doc, err := readFileOrStdin(pos[0])
+	if err != nil {
+		fmt.Fprintln(e.stderr, "lethe:", err)
+		return 1
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	keys, err := loadKeys(ctx, *keyFile, *jwks, client)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "lethe:", err)
+		return 1
+	}
+	v, err := certificate.VerifyFor(doc, keys, *origin)
+	if err != nil {
+		fmt.Fprintln(e.stdout, "INVALID:", err)
+		return 1
+	}
+	fmt.Fprintln(e.stdout, "VALID: signed by a known key and included in the transparency log.")
+	fmt.Fprintln(e.stdout)
+	fmt.Fprint(e.stdout, v.Summary())
+	if *logURL != "" {
+		latest, err := newLogClient(*logURL, client).checkStillIncluded(ctx, v.Log, keys)
+		if err != nil {
+			fmt.Fprintln(e.stdout, "INVALID: the log no longer holds this certificate:", err)
+			return 1
+		}
+		fmt.Fprintf(e.stdout, "\nStill in the log: its checkpoint of %d entries is consistent with the latest, of %d.\n", v.Log.Checkpoint.Size, latest.Size)
+	}
+	if *email != "" {
+		n, err := base64.RawURLEncoding.DecodeString(strings.TrimSpace(*nonce))
+		if err != nil || !certificate.VerifyCommitment(v.Payload, *email, n) {
+			fmt.Fprintln(e.stdout, "\nNOT THEIRS: this email and proof code do not open the certificate's subject commitment.")
+			return 1
+		}
+		fmt.Fprintln(e.stdout, "\nThis certificate is about that email: the proof code opens its subject commitment.")
+	}
+	return 0
+}
+
+func loadKeys(ctx context.Context, keyFile, jwks string, client *http.Client) (certificate.JWKS, error) {
+	if keyFile != "" {
+		b, err := os.ReadFile(keyFile)
+		if err != nil {
+			return certificate.JWKS{}, fmt.Errorf("--key: %w", err)
+		}
+		keys, err := certificate.ParseKeySet(b)
+		if err != nil {
+			return certificate.JWKS{}, fmt.Errorf("--key: %w", err)
+		}
+		return keys, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	keys, err := certificate.LoadKeySet(ctx, jwks, client)
+	if err != nil {
+		return certificate.JWKS{}, fmt.Errorf("--jwks: %w", err)
+	}
+	return keys, nil
+}
+
+// logClient reads a Lethe transparency log over HTTP.
+type logClient struct {
+	base   string
+	client *http.Client
+}
+
+func newLogClient(base string, client *http.Client) *logClient {
+	return &logClient{base: strings.TrimSuffix(base, "/"), client: client}
+}
+
+func (c *logClient) get(ctx context.Context, path string, q url.Values) ([]byte, error) {
+	u := c.base + path
+	if q != nil {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %s", u, resp.Status)
+	}
+	return b, nil
+}
+
+// latest fetches and verifies the log's latest checkpoint.
+func (c *logClient) latest(ctx context.Context, origin string, keys []ed25519.PublicKey) (translog.Checkpoint, []byte, error) {
+	signed, err := c.get(ctx, "/v1/log/checkpoint", nil)
+	if err != nil {
+		return translog.Checkpoint{}, nil, err
+	}
+	if origin == "" {
+		origin, _, _ = strings.Cut(string(signed), "\n")
+	}
+	cp, _, err := translog.OpenCheckpoint(signed, origin, keys)
+	return cp, signed, err
+}
+
+// consistent checks that the log grew from old to cp without rewriting.
+func (c *logClient) consistent(ctx context.Context, old, cp translog.Checkpoint) error {
+	if cp.Size < old.Size {
+		return fmt.Errorf("the log shrank from %d to %d entries", old.Size, cp.Size)
+	}
+	b, err := c.get(ctx, "/v1/log/proof/consistency", url.Values{"from": {fmt.Sprint(old.Size)}, "to": {fmt.Sprint(cp.Size)}})
+	if err != nil {
+		return err
+	}
+	var p translog.ConsistencyProof
+	if err := json.Unmarshal(b, &p); err != nil {
+		return fmt.Errorf("consistency proof: %w", err)
+	}
+	if p.From != old.Size || p.To != cp.Size {
+		return errors.New("the log answered a proof for other sizes")
+	}
+	return translog.VerifyConsistency(p, old.Root, cp.Root)
+}
+
+// checkStillIncluded checks that the certificate's checkpoint is a prefix of
+// the log's latest: the certificate was not withdrawn or back-dated.
+func (c *logClient) checkStillIncluded(ctx context.Context, pos certificate.LogPosition, keys certificate.JWKS) (translog.Checkpoint, error) {
+	cp, _, err := c.latest(ctx, pos.Origin, keys.PublicKeys())
+	if err != nil {
+		return cp, err
+	}
+	return cp, c.consistent(ctx, pos.Checkpoint, cp)
+}
