@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -151,6 +152,28 @@ func TestTransparency(t *testing.T) {
 		t.Errorf("cert verify with another person's code = %d:\n%s", code, out.String())
 	}
 
+	// The same certificate verifies with standard tools and no Lethe code
+	// (docs/verify-without-lethe.md); tampered copies do not.
+	verifier := standaloneVerifier(t)
+	jwksFile := filepath.Join(dir, "keys.json")
+	_, jwksBody, _ := getBody(t, base+"/v1/keys", "")
+	writeFile(t, jwksFile, jwksBody)
+	if out, err := exec.Command("node", verifier, certFile, jwksFile).CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "VALID") {
+		t.Errorf("standalone verifier on a good certificate: %v\n%s", err, out)
+	}
+	good := mustRead(t, certFile)
+	for name, bad := range map[string][]byte{
+		"payload":    tamperPayload(t, good),
+		"checkpoint": bytes.Replace(good, []byte(`\n2\n`), []byte(`\n3\n`), 1),
+	} {
+		path := filepath.Join(dir, "tampered-"+name+".json")
+		writeFile(t, path, bad)
+		out, err := exec.Command("node", verifier, path, jwksFile).CombinedOutput()
+		if err == nil || !strings.HasPrefix(string(out), "INVALID") {
+			t.Errorf("standalone verifier accepted a tampered %s: %s", name, out)
+		}
+	}
+
 	// Auditors find a person's certificates from the email, hashed on the fly.
 	var found struct {
 		Results []struct {
@@ -250,6 +273,26 @@ func TestTransparency(t *testing.T) {
 		t.Errorf("witness against a rewritten log = %d: %s", code, out.String())
 	}
 	checkNoIdentifiers(t, logs.String(), append(emails, "nobody@example.com"))
+}
+
+// standaloneVerifier returns the path of tools/verify-certificate/verify.mjs,
+// installing its one dependency (jose, from the npm registry) if needed.
+func standaloneVerifier(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("../../tools/verify-certificate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatal("Node.js is required to test verification without Lethe (apt-get install nodejs npm); .ci/run installs it")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "jose")); err != nil {
+		out, err := exec.Command("npm", "ci", "--prefix", dir, "--no-audit", "--no-fund").CombinedOutput()
+		if err != nil {
+			t.Fatalf("npm ci in tools/verify-certificate: %v\n%s", err, out)
+		}
+	}
+	return filepath.Join(dir, "verify.mjs")
 }
 
 // rewrittenLog serves a log signed with the instance's real key and origin

@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// Verify a Lethe erasure certificate with standard tools only: the `jose`
+// library for the JWS (RFC 7515, EdDSA over Ed25519) and Node's built-in
+// crypto for the transparency log (RFC 9162 inclusion proof, C2SP signed
+// checkpoint). Nothing here comes from Lethe; docs/verify-without-lethe.md
+// explains each step.
+//
+//   npm ci && node verify.mjs certificate.json keys.json
+//
+// keys.json is the organisation's JWKS (GET /v1/keys). Exit status 0: valid.
+import { flattenedVerify, importJWK } from "jose";
+import { createHash, createPublicKey, verify } from "node:crypto";
+import { readFileSync } from "node:fs";
+
+const sha256 = (...parts) => {
+  const h = createHash("sha256");
+  for (const p of parts) h.update(p);
+  return h.digest();
+};
+
+function fail(message) {
+  console.log("INVALID: " + message);
+  process.exit(1);
+}
+
+const [certPath, jwksPath] = process.argv.slice(2);
+if (!certPath || !jwksPath) {
+  console.error("usage: node verify.mjs CERTIFICATE.json JWKS.json");
+  process.exit(2);
+}
+const cert = JSON.parse(readFileSync(certPath, "utf8"));
+const jwks = JSON.parse(readFileSync(jwksPath, "utf8"));
+
+// Step 1: the signature. The certificate is a flattened JSON JWS; its
+// protected header names the key (kid) in the organisation's JWKS.
+const header = JSON.parse(Buffer.from(cert.protected, "base64url").toString("utf8"));
+const jwk = jwks.keys.find((k) => k.kid === header.kid);
+if (!jwk) fail(`key ${header.kid} is not in the key set`);
+let payload;
+try {
+  const key = await importJWK(jwk, "EdDSA");
+  ({ payload } = await flattenedVerify(
+    { protected: cert.protected, payload: cert.payload, signature: cert.signature },
+    key,
+    { algorithms: ["EdDSA"] },
+  ));
+} catch (e) {
+  fail("the JWS signature does not verify: " + e.message);
+}
+const claims = JSON.parse(new TextDecoder().decode(payload));
+
+// Step 2: the log leaf is a domain-separated digest of the compact JWS.
+const compact = `${cert.protected}.${cert.payload}.${cert.signature}`;
+const leaf = Buffer.from("lethe-log/v1 certificate " + sha256(compact).toString("base64url") + "\n");
+const leafHash = sha256(Buffer.from([0x00]), leaf); // RFC 6962 leaf hash
+
+// Step 3: the inclusion proof (RFC 9162 section 2.1.3.2) gives the root of
+// the tree of tree_size leaves.
+const log = cert.log;
+if (!log) fail("no transparency log proof");
+let fn = log.index, sn = log.tree_size - 1, r = leafHash;
+for (const p of log.inclusion_proof.map((h) => Buffer.from(h, "base64"))) {
+  if (sn === 0) fail("inclusion proof too long");
+  if (fn % 2 === 1 || fn === sn) {
+    r = sha256(Buffer.from([0x01]), p, r);
+    while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+  } else {
+    r = sha256(Buffer.from([0x01]), r, p);
+  }
+  fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
+}
+if (sn !== 0) fail("inclusion proof too short");
+
+// Step 4: the checkpoint (C2SP tlog-checkpoint) states the tree size and
+// root; its signature line is "— <origin> base64(key hash || Ed25519
+// signature)", the key hash being SHA-256(origin "\n" 0x01 public key)[:4].
+const [body, sigs] = log.checkpoint.split("\n\n");
+const lines = body.split("\n");
+if (lines[0] !== log.origin) fail("checkpoint for another log");
+if (Number(lines[1]) !== log.tree_size) fail("checkpoint size differs from the proof's");
+if (!Buffer.from(lines[2], "base64").equals(r)) fail("the inclusion proof does not lead to the checkpoint's root");
+let signedBy = null;
+for (const line of sigs.split("\n")) {
+  const m = /^\u2014 (\S+) (\S+)$/.exec(line);
+  if (!m || m[1] !== log.origin) continue;
+  const raw = Buffer.from(m[2], "base64");
+  for (const k of jwks.keys) {
+    const pub = Buffer.from(k.x, "base64url");
+    const keyHash = sha256(Buffer.from(log.origin + "\n"), Buffer.from([0x01]), pub).subarray(0, 4);
+    if (!keyHash.equals(raw.subarray(0, 4))) continue;
+    const key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: k.x }, format: "jwk" });
+    if (verify(null, Buffer.from(body + "\n"), key, raw.subarray(4))) signedBy = k.kid;
+  }
+}
+if (!signedBy) fail("the checkpoint is not signed by a key in the key set");
+
+console.log(`VALID: certificate ${claims.certificate_id} for request ${claims.request_id}`);
+console.log(`  issued by ${claims.issuer}, signed with key ${header.kid}`);
+console.log(`  completed ${claims.completed_at}, deadline ${claims.deadline_met ? "met" : "MISSED"}`);
+for (const s of claims.systems) console.log(`  ${s.connector}: ${s.outcome}, ${s.records_erased} record(s)`);
+console.log(`  leaf ${log.index} of log ${log.origin}, checkpoint of ${log.tree_size} signed with key ${signedBy}`);
