@@ -55,7 +55,7 @@ func TestCanonicalizeRFC8785(t *testing.T) {
 
 var testNonce = bytes.Repeat([]byte{9}, 32)
 
-func fixture(t *testing.T) (erasure.Request, []erasure.Task) {
+func fixture(t testing.TB) (erasure.Request, []erasure.Task) {
 	t.Helper()
 	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	h, err := erasure.NewHasher(bytes.Repeat([]byte{7}, 32))
@@ -88,7 +88,7 @@ func issue(t *testing.T) (*certificate.Signer, []byte, certificate.JWKS) {
 	return issueWith(t, priv, openStore(t), certificate.Options{Issuer: "Example Ltd", BackupRetention: 35 * 24 * time.Hour})
 }
 
-func openStore(t *testing.T) store.Store {
+func openStore(t testing.TB) store.Store {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"))
 	if err != nil {
