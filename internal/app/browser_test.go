@@ -1,0 +1,134 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/lethe-dev/lethe/internal/testenv"
+)
+
+// screenshotDir is where browser tests leave screenshots of the pages they
+// visit (README, "Screenshots").
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("LETHE_SCREENSHOTS")
+	if dir == "" {
+		dir, _ = filepath.Abs("../../screenshots")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// browser starts headless Chromium (Debian's chromium package).
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("Chromium is required for the browser tests (apt-get install chromium); .ci/run installs it")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path),
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.WindowSize(1100, 1400))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// TestAuditPageInBrowser opens a certificate on the auditor page in a real
+// browser, by link and by upload, and checks the verdict the page reaches
+// with WebCrypto, and the "is this about me?" check.
+func TestAuditPageInBrowser(t *testing.T) {
+	ns := testenv.NATS(t)
+	tg := newTarget(t)
+	in := newInstance(t, ns.ClientURL(), tg.connectorsYAML(), "certificates: {backup_retention: 720h}")
+	in.serve(t)
+	base := "http://" + in.addr
+	tg.seed(t, "alice@example.com")
+	var f filed
+	call(t, "POST", base+"/v1/requests", in.agentToken, `{"subject":{"email":"alice@example.com"},"jurisdiction":"gdpr"}`, &f)
+	waitStatus(t, base, in.agentToken, f.ID, 30*time.Second, "completed")
+	doc := getCertificate(t, base, in.agentToken, f.ID)
+	var certID string
+	fmt.Sscanf(string(doc[strings.Index(string(doc), `"certificate_id": "`)+len(`"certificate_id": "`):]), "%36s", &certID)
+
+	ctx := browser(t)
+	shots := screenshotDir(t)
+	text := func(sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return v
+	}
+	screenshot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		writeFile(t, filepath.Join(shots, name), png)
+	}
+	do := func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	do(chromedp.Navigate(base+"/audit?certificate="+certID), chromedp.WaitVisible(chromedp.CSS("#details table")))
+	verdict, checks, details := text("#verdict"), text("#checks"), text("#details")
+	screenshot("audit-certificate.png")
+	if !strings.HasPrefix(verdict, "Valid") {
+		t.Errorf("verdict %q", verdict)
+	}
+	for _, want := range []string{"signature is valid", "published keys", "transparency log", "evidence matches"} {
+		if !strings.Contains(checks, want) {
+			t.Errorf("checks lack %q:\n%s", want, checks)
+		}
+	}
+	for _, want := range []string{"shop-db (sql)", "erased 4 records", "deadline met", "purged by"} {
+		if !strings.Contains(details, want) {
+			t.Errorf("details lack %q:\n%s", want, details)
+		}
+	}
+	if strings.Contains(details, "alice") {
+		t.Error("the page shows the person's email")
+	}
+
+	// Is it mine? The person's email and proof code open the commitment.
+	do(chromedp.Click(chromedp.CSS("#mine summary")),
+		chromedp.SendKeys(chromedp.CSS("#c-email"), "alice@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#c-nonce"), f.CommitmentNonce),
+		chromedp.Click(chromedp.CSS("#commitment button")),
+		chromedp.Sleep(500*time.Millisecond))
+	if mine := text("#c-result"); !strings.HasPrefix(mine, "Yes") {
+		t.Errorf("commitment check = %q", mine)
+	}
+
+	// Upload a tampered copy: the page says it is not valid, and why.
+	tampered := filepath.Join(t.TempDir(), "tampered.json")
+	writeFile(t, tampered, tamperPayload(t, doc))
+	do(chromedp.Navigate(base+"/audit"),
+		chromedp.SetUploadFiles(chromedp.CSS("#cert-file"), []string{tampered}),
+		chromedp.WaitVisible(chromedp.CSS("#verdict.bad")))
+	screenshot("audit-tampered.png")
+	if v := text("#verdict"); !strings.Contains(v, "altered") {
+		t.Errorf("tampered verdict %q", v)
+	}
+}
