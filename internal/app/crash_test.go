@@ -19,6 +19,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/store/postgres"
 	"github.com/lethe-dev/lethe/internal/testenv"
+	"github.com/lethe-dev/lethe/internal/translog"
 )
 
 // crashPoints stop the process abruptly at the risky moments of the flow:
@@ -148,6 +149,35 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	if rows, files := tg.remaining(t, "bystander@example.com"); rows != 4 || files != 2 {
 		t.Errorf("bystander lost data: %d rows, %d files", rows, files)
+	}
+	// The transparency log holds the key activation and each certificate
+	// exactly once, and its latest checkpoint extends every certificate's.
+	size, err := st.LogSize(ctx)
+	if err != nil || size != n+1 {
+		t.Errorf("log size %d (%v), want %d: a certificate was logged twice or not at all", size, err, n+1)
+	}
+	latest, err := st.LatestCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, _, err := translog.OpenCheckpoint(latest.Note, "lethe.local/log", keys.PublicKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := translog.NewReader(st)
+	for _, s := range subjects {
+		c, _ := st.Certificate(ctx, ids[s])
+		v, err := certificate.Verify(c.Document, keys)
+		if err != nil {
+			continue // reported above
+		}
+		p, err := reader.Consistency(ctx, v.Log.Checkpoint.Size, cp.Size)
+		if err == nil {
+			err = translog.VerifyConsistency(p, v.Log.Checkpoint.Root, cp.Root)
+		}
+		if err != nil {
+			t.Errorf("%s: its checkpoint is not a prefix of the latest: %v", s, err)
+		}
 	}
 	checkNoIdentifiers(t, sup.allLogs.String(), subjects)
 }
