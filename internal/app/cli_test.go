@@ -85,19 +85,8 @@ func TestWorkerProcess(t *testing.T) {
 	cfg := strings.Replace(string(mustRead(t, in.configPath)), in.addr, workerAddr, 1)
 	workerConfig := filepath.Join(in.dir, "worker.yaml")
 	writeFile(t, workerConfig, []byte(cfg))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
 	logs := &syncBuffer{}
-	go func() {
-		done <- app.Run(ctx, []string{"lethe", "worker", "--config", workerConfig}, os.Getenv, &bytes.Buffer{}, logs)
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("worker exited %d\n%s", code, logs.String())
-		}
-	}()
-	waitHealthy(t, "http://"+workerAddr, done, logs)
+	runInProcess(t, []string{"lethe", "worker", "--config", workerConfig}, &syncBuffer{}, logs, "http://"+workerAddr)
 	resp, err := http.Get("http://" + workerAddr + "/v1/keys")
 	if err != nil {
 		t.Fatal(err)

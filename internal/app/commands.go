@@ -22,23 +22,30 @@ import (
 
 func sha256Sum(s string) [32]byte { return sha256.Sum256([]byte(s)) }
 
-func loadConfig(fs *flag.FlagSet, path string) (*config.Config, error) {
-	if path == "" {
-		fmt.Fprintln(fs.Output(), "lethe "+fs.Name()+": --config is required")
+// configCommand parses the flags of a subcommand that reads a config file:
+// --config plus whatever flags adds, and loads and validates the config.
+func configCommand(name string, e env, args []string, flags func(*flag.FlagSet)) (*config.Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	path := fs.String("config", "", "config file (see config/lethe.example.yaml)")
+	if flags != nil {
+		flags(fs)
+	}
+	if _, err := parseFlags(fs, args, e.stderr); err != nil {
+		return nil, err
+	}
+	if *path == "" {
+		fmt.Fprintln(e.stderr, "lethe "+name+": --config is required")
 		return nil, errUsage
 	}
-	return config.Load(path)
+	return config.Load(*path)
 }
 
 func runServe(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	path := fs.String("config", "", "config file (see config/lethe.example.yaml)")
-	noMigrate := fs.Bool("no-migrate", false, "do not apply database migrations at start-up")
-	noWorkers := fs.Bool("no-workers", false, "run no connectors here; `lethe worker` processes run them")
-	if _, err := parseFlags(fs, args, e.stderr); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(fs, *path)
+	var noMigrate, noWorkers *bool
+	cfg, err := configCommand("serve", e, args, func(fs *flag.FlagSet) {
+		noMigrate = fs.Bool("no-migrate", false, "do not apply database migrations at start-up")
+		noWorkers = fs.Bool("no-workers", false, "run no connectors here; `lethe worker` processes run them")
+	})
 	if err != nil {
 		return err
 	}
@@ -46,13 +53,10 @@ func runServe(ctx context.Context, e env, args []string) error {
 }
 
 func runWorker(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	path := fs.String("config", "", "config file")
-	names := fs.String("connectors", "", "comma-separated connector instances to run (default: all)")
-	if _, err := parseFlags(fs, args, e.stderr); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(fs, *path)
+	var names *string
+	cfg, err := configCommand("worker", e, args, func(fs *flag.FlagSet) {
+		names = fs.String("connectors", "", "comma-separated connector instances to run (default: all)")
+	})
 	if err != nil {
 		return err
 	}
@@ -66,12 +70,7 @@ func runWorker(ctx context.Context, e env, args []string) error {
 }
 
 func runMigrate(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	path := fs.String("config", "", "config file")
-	if _, err := parseFlags(fs, args, e.stderr); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(fs, *path)
+	cfg, err := configCommand("migrate", e, args, nil)
 	if err != nil {
 		return err
 	}
@@ -92,12 +91,7 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 }
 
 func runConfigCheck(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
-	path := fs.String("config", "", "config file")
-	if _, err := parseFlags(fs, args, e.stderr); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(fs, *path)
+	cfg, err := configCommand("config check", e, args, nil)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"context"
 	"database/sql"
 	"os"
 	"path/filepath"
@@ -9,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-dev/lethe/internal/app"
 	"github.com/lethe-dev/lethe/internal/certificate"
 	_ "modernc.org/sqlite"
 )
@@ -18,30 +16,8 @@ import (
 func runDev(t *testing.T, dir string) (base string, stdout *syncBuffer, stop func()) {
 	t.Helper()
 	addr := freeAddr(t)
-	stdout, logs := &syncBuffer{}, &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- app.Run(ctx, []string{"lethe", "dev", "--addr", addr, "--data-dir", dir}, os.Getenv, stdout, logs)
-	}()
-	waitHealthy(t, "http://"+addr, done, logs)
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("lethe dev exited %d\n%s", code, logs.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("lethe dev did not stop")
-		}
-	}
-	t.Cleanup(stop)
+	stdout = &syncBuffer{}
+	stop = runInProcess(t, []string{"lethe", "dev", "--addr", addr, "--data-dir", dir}, stdout, &syncBuffer{}, "http://"+addr)
 	return "http://" + addr, stdout, stop
 }
 

@@ -199,14 +199,21 @@ type serving struct {
 func (in *instance) serveArgs(t testing.TB, flags ...string) *serving {
 	t.Helper()
 	logs := &syncBuffer{}
+	stop := runInProcess(t, append([]string{"lethe", "serve", "--config", in.configPath}, flags...), &syncBuffer{}, logs, "http://"+in.addr)
+	return &serving{logs, stop}
+}
+
+// runInProcess runs the lethe command in this process until stop (or the
+// end of the test), once it answers /healthz at base.
+func runInProcess(t testing.TB, args []string, stdout, logs *syncBuffer, base string) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	args := append([]string{"lethe", "serve", "--config", in.configPath}, flags...)
 	go func() {
-		done <- app.Run(ctx, args, os.Getenv, io.Discard, logs)
+		done <- app.Run(ctx, args, os.Getenv, stdout, logs)
 	}()
 	stopped := false
-	stop := func() {
+	stop = func() {
 		if stopped {
 			return
 		}
@@ -215,15 +222,15 @@ func (in *instance) serveArgs(t testing.TB, flags ...string) *serving {
 		select {
 		case code := <-done:
 			if code != 0 {
-				t.Errorf("lethe serve exited %d\n%s", code, logs.String())
+				t.Errorf("lethe %s exited %d\n%s", args[1], code, logs.String())
 			}
 		case <-time.After(30 * time.Second):
-			t.Error("lethe serve did not stop within 30s of cancellation")
+			t.Errorf("lethe %s did not stop within 30s of cancellation", args[1])
 		}
 	}
 	t.Cleanup(stop)
-	waitHealthy(t, "http://"+in.addr, done, logs)
-	return &serving{logs, stop}
+	waitHealthy(t, base, done, logs)
+	return stop
 }
 
 func stopServe(t testing.TB, s *serving) {
