@@ -30,6 +30,8 @@ type Config struct {
 	NATS         NATS         `yaml:"nats"`
 	Signing      Signing      `yaml:"signing"`
 	Certificates Certificates `yaml:"certificates"`
+	Encryption   Encryption   `yaml:"encryption"`
+	Retention    Retention    `yaml:"retention"`
 	Subject      Subject      `yaml:"subject"`
 	Auth         Auth         `yaml:"auth"`
 	Tasks        Tasks        `yaml:"tasks"`
@@ -79,6 +81,40 @@ type Certificates struct {
 	// data expires. Zero: certificates say backups are not covered.
 	BackupRetention time.Duration `yaml:"backup_retention"`
 }
+
+// Encryption holds the key-encryption keys (KEKs) that wrap each request's
+// data key.
+type Encryption struct {
+	// Keys: the first wraps new data keys; all of them unwrap. To rotate,
+	// put a new key first, let Lethe re-wrap (`lethe rewrap`), then remove
+	// the old one.
+	Keys []KEK `yaml:"keys"`
+}
+
+// KEK is one key-encryption key: 32 random bytes, hex or base64.
+type KEK struct {
+	ID  string `yaml:"id"`
+	Key Secret `yaml:"key"`
+}
+
+// Retention says how long Lethe keeps what it holds.
+type Retention struct {
+	// ShredAfter: identifiers are crypto-shredded this long after a
+	// request is final (default 720h = 30 days, for re-checks).
+	ShredAfter time.Duration `yaml:"shred_after"`
+	// KeepRequests: request records and certificates are purged this long
+	// after the request is final (default and minimum 17520h = 2 years;
+	// CCPA requires 24 months).
+	KeepRequests time.Duration `yaml:"keep_requests"`
+	// UnverifiedAfter: portal requests whose email was never verified
+	// expire this long after they came in (default 72h).
+	UnverifiedAfter time.Duration `yaml:"unverified_after"`
+	// SweepInterval: how often these are looked for (default 1m).
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+}
+
+// MinKeepRequests is CCPA's 24 months of request records.
+const MinKeepRequests = 2 * 365 * 24 * time.Hour
 
 // Subject configures how subjects are referenced without being revealed.
 type Subject struct {
@@ -233,6 +269,10 @@ func (c *Config) setDefaults() {
 			c.Certificates.LogOrigin = strings.TrimSuffix(u.Host+u.Path, "/") + "/log"
 		}
 	}
+	def(&c.Retention.ShredAfter, 30*24*time.Hour)
+	def(&c.Retention.KeepRequests, MinKeepRequests)
+	def(&c.Retention.UnverifiedAfter, 72*time.Hour)
+	def(&c.Retention.SweepInterval, time.Minute)
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -280,6 +320,28 @@ func (c *Config) Validate() error {
 	}
 	if c.Certificates.BackupRetention < 0 {
 		bad("certificates.backup_retention", "must not be negative")
+	}
+	if len(c.Encryption.Keys) == 0 {
+		bad("encryption.keys", "at least one key-encryption key is required (`lethe keygen` makes one)")
+	}
+	kekIDs := map[string]bool{}
+	for i, k := range c.Encryption.Keys {
+		key := fmt.Sprintf("encryption.keys[%d]", i)
+		if k.ID == "" || strings.ContainsAny(k.ID, ": \t") {
+			bad(key+".id", "is required, without ':' or spaces")
+		} else if kekIDs[k.ID] {
+			bad(key+".id", "%q is used twice", k.ID)
+		}
+		kekIDs[k.ID] = true
+		if !k.Key.IsSet() {
+			bad(key+".key", "is required")
+		}
+	}
+	if c.Retention.KeepRequests < MinKeepRequests {
+		bad("retention.keep_requests", "must be at least 17520h (24 months): CCPA requires request records to be kept that long")
+	}
+	if c.Retention.ShredAfter < 0 || c.Retention.ShredAfter > c.Retention.KeepRequests {
+		bad("retention.shred_after", "must be between 0 and retention.keep_requests")
 	}
 	if c.Tasks.MaxAttempts < 1 {
 		bad("tasks.max_attempts", "must be at least 1")

@@ -41,11 +41,13 @@ store: {driver: sqlite, url: /tmp/x.db}
 nats: {url: "nats://127.0.0.1:4222"}
 signing: {key: {env: K}}
 subject: {hash_key: {env: H}}
+encryption: {keys: [{id: k1, key: {env: KEK}}]}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != ":8080" || c.Tasks.MaxAttempts != 8 || c.NATS.AckWait != time.Minute || c.Log.Format != "json" {
+	if c.Listen != ":8080" || c.Tasks.MaxAttempts != 8 || c.NATS.AckWait != time.Minute || c.Log.Format != "json" ||
+		c.Retention.ShredAfter != 720*time.Hour || c.Retention.KeepRequests != config.MinKeepRequests || c.Certificates.LogOrigin != "lethe.local/log" {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 }
@@ -62,6 +64,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{`connectors: [{name: a, type: sql}, {name: a, type: sql}]`, `"a" is used twice`},
 		{`tasks: {retry_initial: 2h, retry_max: 1m}`, "tasks.retry_max"},
 		{`signing: {key: {env: A, file: B}}`, "a secret is"},
+		{`retention: {keep_requests: 8760h}`, "retention.keep_requests"},
+		{`encryption: {keys: [{id: "a b", key: x}]}`, "encryption.keys[0].id"},
+		{`nats: {url: x}`, "encryption.keys"},
 	} {
 		_, err := config.Parse([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

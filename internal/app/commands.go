@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/internal/certificate"
@@ -152,6 +153,7 @@ func runKeygen(e env, args []string) error {
 		{"signing.key", k.signingPEM, 0o600},
 		{"signing.pub.pem", k.publicPEM, 0o644},
 		{"subject-hash.key", []byte(k.hashKey + "\n"), 0o600},
+		{"kek.key", []byte(k.kek + "\n"), 0o600},
 		{"admin.token", []byte(k.adminToken + "\n"), 0o600},
 	}
 	for _, f := range files {
@@ -165,27 +167,32 @@ func runKeygen(e env, args []string) error {
 		}
 	}
 	sum := sha256Sum(k.adminToken)
-	fmt.Fprintf(e.stdout, `Wrote signing.key, signing.pub.pem, subject-hash.key and admin.token to %s.
-Keep signing.key and subject-hash.key secret and backed up: without the hash key
-no certificate can be matched to a person again.
+	fmt.Fprintf(e.stdout, `Wrote signing.key, signing.pub.pem, subject-hash.key, kek.key and admin.token to %s.
+Keep them secret. Back up signing.key and subject-hash.key: without the hash key
+no certificate can be matched to a person again. kek.key encrypts the data keys
+of live requests: lose it and their identifiers are gone.
 
 In the config:
   signing:
     key: {file: %s}
   subject:
     hash_key: {file: %s}
+  encryption:
+    keys:
+      - {id: kek-%s, key: {file: %s}}
   auth:
     tokens:
       - name: admin
         role: admin
         sha256: %s
-`, *out, filepath.Join(*out, "signing.key"), filepath.Join(*out, "subject-hash.key"), hex.EncodeToString(sum[:]))
+`, *out, filepath.Join(*out, "signing.key"), filepath.Join(*out, "subject-hash.key"), time.Now().UTC().Format("20060102"),
+		filepath.Join(*out, "kek.key"), hex.EncodeToString(sum[:]))
 	return nil
 }
 
 type keyMaterial struct {
-	signingPEM, publicPEM []byte
-	hashKey, adminToken   string
+	signingPEM, publicPEM    []byte
+	hashKey, adminToken, kek string
 }
 
 func newKeys() (keyMaterial, error) {
@@ -201,6 +208,7 @@ func newKeys() (keyMaterial, error) {
 		return k, err
 	}
 	k.hashKey = hex.EncodeToString(randomBytes(32))
+	k.kek = hex.EncodeToString(randomBytes(32))
 	k.adminToken = randomToken()
 	return k, nil
 }

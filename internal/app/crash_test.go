@@ -85,7 +85,7 @@ func TestCrashRecovery(t *testing.T) {
 
 	// Check the outcome in the store itself.
 	ctx := context.Background()
-	st, err := postgres.Open(ctx, in.storeURL, postgres.Options{})
+	st, err := postgres.Open(ctx, in.storeURL, postgres.Options{Keys: in.keyRing(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

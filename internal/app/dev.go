@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,7 +42,11 @@ func runDev(ctx context.Context, e env, args []string) error {
 	if _, err := demo.Seed(ctx, dir); err != nil {
 		return err
 	}
-	ns, err := startEmbeddedNATS(*natsAddr, filepath.Join(dir, "nats"))
+	natsKey, err := os.ReadFile(filepath.Join(dir, "nats.key"))
+	if err != nil {
+		return err
+	}
+	ns, err := startEmbeddedNATS(*natsAddr, filepath.Join(dir, "nats"), strings.TrimSpace(string(natsKey)))
 	if err != nil {
 		return err
 	}
@@ -60,7 +65,7 @@ func runDev(ctx context.Context, e env, args []string) error {
 
 // devSecrets are made once per data dir and kept, so certificates and
 // tokens survive restarts.
-var devSecrets = []string{"signing.key", "subject-hash.key", "admin.token", "agent.token", "auditor.token"}
+var devSecrets = []string{"signing.key", "subject-hash.key", "kek.key", "nats.key", "admin.token", "agent.token", "auditor.token"}
 
 func ensureDevSecrets(dir string) error {
 	missing := false
@@ -77,7 +82,8 @@ func ensureDevSecrets(dir string) error {
 		return err
 	}
 	bodies := map[string]string{
-		"signing.key": string(k.signingPEM), "subject-hash.key": k.hashKey + "\n", "admin.token": k.adminToken + "\n",
+		"signing.key": string(k.signingPEM), "subject-hash.key": k.hashKey + "\n", "kek.key": k.kek + "\n",
+		"nats.key": hex.EncodeToString(randomBytes(32)) + "\n", "admin.token": k.adminToken + "\n",
 		"agent.token": randomToken() + "\n", "auditor.token": randomToken() + "\n",
 	}
 	for _, f := range devSecrets {
@@ -92,7 +98,9 @@ func ensureDevSecrets(dir string) error {
 	return nil
 }
 
-func startEmbeddedNATS(addr, storeDir string) (*server.Server, error) {
+// startEmbeddedNATS starts NATS with JetStream, its store encrypted at rest
+// with key, so task messages never reach the disk in clear.
+func startEmbeddedNATS(addr, storeDir, key string) (*server.Server, error) {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--nats-addr: %w", err)
@@ -107,6 +115,7 @@ func startEmbeddedNATS(addr, storeDir string) (*server.Server, error) {
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "lethe-dev", Host: host, Port: port,
 		JetStream: true, StoreDir: storeDir, NoSigs: true, NoLog: true,
+		JetStreamKey: key, JetStreamCipher: server.ChaCha,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
@@ -133,6 +142,9 @@ signing:
   key: {file: ` + q("signing.key") + `}
 subject:
   hash_key: {file: ` + q("subject-hash.key") + `}
+encryption:
+  keys:
+    - {id: dev, key: {file: ` + q("kek.key") + `}}
 auth:
   tokens:
     - {name: admin, role: admin, token: {file: ` + q("admin.token") + `}}

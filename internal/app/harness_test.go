@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/lethe-dev/lethe/internal/app"
+	"github.com/lethe-dev/lethe/internal/seal"
 	"github.com/lethe-dev/lethe/internal/testenv"
 )
 
@@ -165,6 +167,7 @@ store: {driver: postgres, url: %q}
 nats: {url: %q, ack_wait: 2s}
 signing: {key: {file: %q}}
 subject: {hash_key: {file: %q}}
+encryption: {keys: [{id: test, key: {file: %q}}]}
 auth:
   tokens:
     - {name: admin, role: admin, token: %q}
@@ -173,7 +176,7 @@ auth:
 tasks: {retry_initial: 200ms, retry_max: 1s, poll_interval: 200ms, scheduler_interval: 100ms, timeout: 20s}
 log: {level: debug}
 %s
-connectors:%s`, in.addr, in.storeURL, natsURL, filepath.Join(dir, "keys", "signing.key"), filepath.Join(dir, "keys", "subject-hash.key"),
+connectors:%s`, in.addr, in.storeURL, natsURL, filepath.Join(dir, "keys", "signing.key"), filepath.Join(dir, "keys", "subject-hash.key"), filepath.Join(dir, "keys", "kek.key"),
 		in.adminToken, in.agentToken, in.auditToken, extra, connectorsYAML)
 	in.configPath = filepath.Join(dir, "lethe.yaml")
 	if err := os.WriteFile(in.configPath, []byte(cfg), 0o600); err != nil {
@@ -365,4 +368,23 @@ func postWithKey(t *testing.T, url, token, body, key string) posted {
 	var r apiRequest
 	_ = json.NewDecoder(resp.Body).Decode(&r)
 	return posted{resp.StatusCode, r.ID}
+}
+
+// keyRing is the instance's key-encryption key ring, to read its store
+// directly.
+func (in *instance) keyRing(t testing.TB) *seal.KeyRing {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(in.dir, "keys", "kek.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := seal.NewKeyRing(seal.KEK{ID: "test", Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/failpoint"
 	"github.com/lethe-dev/lethe/internal/httpapi"
+	"github.com/lethe-dev/lethe/internal/seal"
 	"github.com/lethe-dev/lethe/internal/store"
 	"github.com/lethe-dev/lethe/internal/store/postgres"
 	"github.com/lethe-dev/lethe/internal/store/sqlite"
@@ -61,6 +62,7 @@ type runtime struct {
 	hasher    *erasure.Hasher
 	auth      *httpapi.TokenAuth
 	tlog      *translog.Log
+	keys      *seal.KeyRing
 	instances []worker.Instance
 	nc        *nats.Conn
 	js        jetstream.JetStream
@@ -87,7 +89,10 @@ func (rt *runtime) setUp(ctx context.Context, r roles) error {
 	if rt.crash, err = failpoint.Parse(rt.env.getenv("LETHE_FAILPOINTS"), rt.env.stderr); err != nil {
 		return err
 	}
-	if rt.store, err = openStore(ctx, rt.cfg, rt.env.getenv, r.migrate, log); err != nil {
+	if rt.keys, err = loadKeyRing(rt.cfg.Encryption, rt.env.getenv); err != nil {
+		return err
+	}
+	if rt.store, err = openStore(ctx, rt.cfg, rt.env.getenv, rt.keys, r.migrate, log); err != nil {
 		return err
 	}
 	if err := rt.setUpSigning(ctx, r.api); err != nil {
@@ -239,14 +244,35 @@ func (rt *runtime) handler(coord *coordinator.Coordinator) http.Handler {
 	})
 }
 
-func openStore(ctx context.Context, cfg *config.Config, getenv func(string) string, migrate bool, log *zap.Logger) (store.Store, error) {
+// loadKeyRing builds the key-encryption key ring from the config.
+func loadKeyRing(c config.Encryption, getenv func(string) string) (*seal.KeyRing, error) {
+	var keks []seal.KEK
+	for i, k := range c.Keys {
+		text, err := k.Key.Reveal(getenv)
+		if err != nil {
+			return nil, fmt.Errorf("config: encryption.keys[%d].key: %w", i, err)
+		}
+		b, err := decodeKey(text)
+		if err != nil {
+			return nil, fmt.Errorf("config: encryption.keys[%d].key: %w", i, err)
+		}
+		keks = append(keks, seal.KEK{ID: k.ID, Key: b})
+	}
+	ring, err := seal.NewKeyRing(keks...)
+	if err != nil {
+		return nil, fmt.Errorf("config: encryption.keys: %w", err)
+	}
+	return ring, nil
+}
+
+func openStore(ctx context.Context, cfg *config.Config, getenv func(string) string, keys seal.Wrapper, migrate bool, log *zap.Logger) (store.Store, error) {
 	url, err := cfg.Store.URL.Reveal(getenv)
 	if err != nil {
 		return nil, fmt.Errorf("config: store.url: %w", err)
 	}
 	switch cfg.Store.Driver {
 	case "sqlite":
-		return sqlite.Open(ctx, url)
+		return sqlite.Open(ctx, url, keys)
 	default:
 		if migrate {
 			n, err := postgres.Migrate(ctx, url)
@@ -257,7 +283,7 @@ func openStore(ctx context.Context, cfg *config.Config, getenv func(string) stri
 				log.Info("database migrated", zap.Int("migrations", n))
 			}
 		}
-		return postgres.Open(ctx, url, postgres.Options{MaxConns: int32(cfg.Store.MaxConns)})
+		return postgres.Open(ctx, url, postgres.Options{MaxConns: int32(cfg.Store.MaxConns), Keys: keys})
 	}
 }
 

@@ -303,7 +303,7 @@ func rewrittenLog(t *testing.T, in *instance, size int) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "fake.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "fake.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

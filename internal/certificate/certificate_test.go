@@ -90,7 +90,7 @@ func issue(t *testing.T) (*certificate.Signer, []byte, certificate.JWKS) {
 
 func openStore(t testing.TB) store.Store {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

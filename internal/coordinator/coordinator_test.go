@@ -14,6 +14,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/store"
 	"github.com/lethe-dev/lethe/internal/store/sqlite"
+	"github.com/lethe-dev/lethe/internal/testenv"
 )
 
 type fakeCertifier struct{ issued int }
@@ -51,7 +52,7 @@ type bundle struct {
 // (3 attempts) and "crm" (default 8).
 func setup(t *testing.T) bundle {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"), testenv.KeyRing())
 	if err != nil {
 		t.Fatal(err)
 	}

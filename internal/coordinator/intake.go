@@ -32,8 +32,9 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 	if len(in.IdempotencyKey) > maxIdempotencyKey || !utf8.ValidString(in.IdempotencyKey) {
 		return req, false, erasure.Invalid("Idempotency-Key", "at most %d bytes of text", maxIdempotencyKey)
 	}
-	if in.IdempotencyKey != "" {
-		if existing, err := c.store.RequestByIdempotencyKey(ctx, in.IdempotencyKey); err == nil {
+	idemKey := erasure.HashIdempotencyKey(in.IdempotencyKey)
+	if idemKey != "" {
+		if existing, err := c.store.RequestByIdempotencyKey(ctx, idemKey); err == nil {
 			return existing, false, nil
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return req, false, err
@@ -63,7 +64,7 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 	req = erasure.Request{
 		ID: erasure.NewID(), Status: erasure.RequestReceived, Jurisdiction: j,
 		Subject: subject, SubjectRef: ref, CommitmentNonce: nonce, Source: in.Source,
-		IdempotencyKey: in.IdempotencyKey, CreatedBy: in.Actor,
+		IdempotencyKey: idemKey, CreatedBy: in.Actor,
 		ReceivedAt: now, DueAt: erasure.Timestamp(j.DueDate(now)), UpdatedAt: now,
 	}
 	kinds := make([]string, 0, 3)
@@ -103,9 +104,9 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 		req = r
 		return nil
 	})
-	if erasure.ErrorCode(err) == erasure.EConflict && in.IdempotencyKey != "" {
+	if erasure.ErrorCode(err) == erasure.EConflict && idemKey != "" {
 		// Someone filed the same key between our check and our insert.
-		existing, gerr := c.store.RequestByIdempotencyKey(ctx, in.IdempotencyKey)
+		existing, gerr := c.store.RequestByIdempotencyKey(ctx, idemKey)
 		if gerr == nil {
 			return existing, false, nil
 		}

@@ -1,6 +1,8 @@
 package erasure
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,6 +21,9 @@ type Request struct {
 	// certificate): with it and their email they can recompute
 	// SubjectRef.Commitment.
 	CommitmentNonce []byte
+	// ShreddedAt is when the request's data key was destroyed; from then
+	// on Subject and CommitmentNonce are gone for good.
+	ShreddedAt time.Time
 	// Source says how the request came in: "api", "portal", "cli".
 	Source string
 	// IdempotencyKey, when the client sent one, makes filing the same
@@ -66,6 +71,16 @@ type Task struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	CompletedAt time.Time
+}
+
+// HashIdempotencyKey is how a client's Idempotency-Key is stored: clients
+// may put anything in it, an email included.
+func HashIdempotencyKey(key string) string {
+	if key == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte("lethe-idempotency\x00" + key))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // NewID returns a new time-ordered unique id (UUIDv7).

@@ -23,7 +23,7 @@ import (
 // returns it with its key set and the commitment nonce.
 func issueForTest(t *testing.T) (doc []byte, jwks []byte, nonce []byte) {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

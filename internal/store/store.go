@@ -44,6 +44,17 @@ type Store interface {
 	// identifier with one of these keyed hashes, newest first.
 	RequestsBySubjectHash(ctx context.Context, hashes []string) ([]erasure.Request, error)
 
+	// Suppressed returns the suppression entries for these keyed hashes.
+	Suppressed(ctx context.Context, hashes []string) ([]Suppression, error)
+	// SuppressionsSince lists the entries made at or after since.
+	SuppressionsSince(ctx context.Context, since time.Time) ([]Suppression, error)
+	// RewrapDataKeys re-wraps up to limit data keys that the active
+	// key-encryption key did not wrap, and reports how many it did and how
+	// many such keys remain.
+	RewrapDataKeys(ctx context.Context, limit int) (done, remaining int, err error)
+	// Purge returns what is left of a purged request.
+	Purge(ctx context.Context, requestID string) (Purge, error)
+
 	// The transparency log, read side.
 	LogSize(ctx context.Context) (int64, error)
 	LogHashes(ctx context.Context, ids []int64) ([][]byte, error)
@@ -99,6 +110,37 @@ type Tx interface {
 	AppendLog(ctx context.Context, e LogEntry, firstHash int64, hashes [][]byte) error
 	LogEntryByRef(ctx context.Context, kind, ref string) (LogEntry, error)
 	InsertCheckpoint(ctx context.Context, c Checkpoint) error
+
+	// ShredRequest destroys the request's data key and encrypted
+	// identifiers: from then on only keyed hashes remain.
+	ShredRequest(ctx context.Context, id string, at time.Time) error
+	// AddSuppressions puts a request's identifier hashes on the
+	// suppression list.
+	AddSuppressions(ctx context.Context, requestID string, ids []erasure.IdentifierHash, at time.Time) error
+	// PurgeRequest deletes a request with its tasks, events and
+	// certificate, leaving p as its record.
+	PurgeRequest(ctx context.Context, p Purge) error
+}
+
+// Suppression says that a person with this identifier hash was erased.
+type Suppression struct {
+	Hash      string
+	Kind      string
+	RequestID string
+	CreatedAt time.Time
+}
+
+// Purge is what remains of a request purged under the retention policy.
+type Purge struct {
+	RequestID     string
+	Status        erasure.RequestStatus
+	Jurisdiction  erasure.Jurisdiction
+	ReceivedAt    time.Time
+	DueAt         time.Time
+	CompletedAt   time.Time
+	CertificateID string
+	LogIndex      int64 // -1 when there was no certificate
+	PurgedAt      time.Time
 }
 
 // LogEntry is one leaf of the transparency log.
@@ -156,6 +198,10 @@ type RequestFilter struct {
 	// ReceivedFrom and ReceivedTo keep requests received in [from, to)
 	// (zero: unbounded).
 	ReceivedFrom, ReceivedTo time.Time
+	// CompletedBefore keeps requests completed before this time.
+	CompletedBefore time.Time
+	// Unshredded keeps requests whose data key still exists.
+	Unshredded bool
 	// Limit defaults to 50 and is capped at MaxLimit.
 	Limit int
 }

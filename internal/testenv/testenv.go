@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
+	"github.com/lethe-dev/lethe/internal/seal"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -169,4 +170,13 @@ func Must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(fmt.Errorf("setup: %w", err))
 	}
+}
+
+// KeyRing returns a key-encryption key ring with a fixed test key.
+func KeyRing() *seal.KeyRing {
+	r, err := seal.NewKeyRing(seal.KEK{ID: "test", Key: []byte("lethe-test-key-encryption-key-32")})
+	if err != nil {
+		panic(err)
+	}
+	return r
 }

@@ -218,7 +218,7 @@ func TestCosignature(t *testing.T) {
 
 func newLog(t *testing.T) (*translog.Log, store.Store, ed25519.PrivateKey) {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

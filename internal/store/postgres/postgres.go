@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lethe-dev/lethe/internal/seal"
 	"github.com/lethe-dev/lethe/internal/store/sqlstore"
 )
 
@@ -50,6 +51,8 @@ func sqlState(err error) string {
 // Options tune the pool.
 type Options struct {
 	MaxConns int32
+	// Keys wrap the data keys that encrypt request identifiers.
+	Keys seal.Wrapper
 }
 
 // Open connects to PostgreSQL at url. It does not migrate; call Migrate.
@@ -58,7 +61,7 @@ func Open(ctx context.Context, url string, opt Options) (*sqlstore.Store, error)
 	if err != nil {
 		return nil, err
 	}
-	return sqlstore.New(pgConn{pool}, dialect), nil
+	return sqlstore.New(pgConn{pool}, dialect, opt.Keys), nil
 }
 
 func connect(ctx context.Context, url string, opt Options) (*pgxpool.Pool, error) {

@@ -21,7 +21,7 @@ func open(t *testing.T) (store.Store, string) {
 	if _, err := postgres.Migrate(ctx, url); err != nil {
 		t.Fatal(err)
 	}
-	s, err := postgres.Open(ctx, url, postgres.Options{MaxConns: 8})
+	s, err := postgres.Open(ctx, url, postgres.Options{MaxConns: 8, Keys: testenv.KeyRing()})
 	if err != nil {
 		t.Fatal(err)
 	}

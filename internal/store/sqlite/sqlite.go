@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/lethe-dev/lethe/internal/seal"
 	"github.com/lethe-dev/lethe/internal/store/sqlstore"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -41,15 +42,17 @@ func code(err error) int {
 }
 
 // Open opens (creating if needed) the database file at path and applies the
-// embedded migrations.
-func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
+// embedded migrations. keys wrap the data keys of request identifiers.
+func Open(ctx context.Context, path string, keys seal.Wrapper) (*sqlstore.Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: store path %q must be a plain file path", path)
 	}
 	// WAL lets readers run beside the one writer; immediate transactions
 	// take the write lock up front so two writers queue instead of failing
 	// half-way; the busy timeout is how long they queue.
-	dsn := "file:" + path + "?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	// secure_delete zeroes deleted content, so a shredded data key does not
+	// linger in free pages.
+	dsn := "file:" + path + "?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=secure_delete(1)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
@@ -69,5 +72,5 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	return sqlstore.New(conn, dialect), nil
+	return sqlstore.New(conn, dialect, keys), nil
 }

@@ -11,11 +11,12 @@ import (
 	"github.com/lethe-dev/lethe/internal/store"
 	"github.com/lethe-dev/lethe/internal/store/sqlite"
 	"github.com/lethe-dev/lethe/internal/store/storetest"
+	"github.com/lethe-dev/lethe/internal/testenv"
 )
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"))
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"), testenv.KeyRing())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -26,7 +27,7 @@ func TestConformance(t *testing.T) {
 func TestReopenKeepsDataAndEventsAreAppendOnly(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "lethe.db")
-	s, err := sqlite.Open(ctx, path)
+	s, err := sqlite.Open(ctx, path, testenv.KeyRing())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestReopenKeepsDataAndEventsAreAppendOnly(t *testing.T) {
 	}
 	s.Close()
 
-	s, err = sqlite.Open(ctx, path) // migrations must not run twice
+	s, err = sqlite.Open(ctx, path, testenv.KeyRing()) // migrations must not run twice
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestReopenKeepsDataAndEventsAreAppendOnly(t *testing.T) {
 }
 
 func TestRejectsURIPaths(t *testing.T) {
-	if _, err := sqlite.Open(context.Background(), "x.db?mode=ro"); err == nil {
+	if _, err := sqlite.Open(context.Background(), "x.db?mode=ro", nil); err == nil {
 		t.Error("a path with a query string was accepted")
 	}
 }

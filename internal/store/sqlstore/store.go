@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/seal"
 	"github.com/lethe-dev/lethe/internal/store"
 )
 
@@ -17,11 +18,14 @@ type Store struct {
 	conn Conn
 	d    *Dialect
 	rw   *rewriter
+	keys seal.Wrapper
 }
 
-// New returns a Store over conn. Migrate must have run.
-func New(conn Conn, d *Dialect) *Store {
-	return &Store{conn: conn, d: d, rw: &rewriter{d: d}}
+// New returns a Store over conn whose request identifiers are encrypted
+// with data keys wrapped by keys. Migrate must have run. keys may be nil for
+// a store that never holds requests (tests of other tables).
+func New(conn Conn, d *Dialect, keys seal.Wrapper) *Store {
+	return &Store{conn: conn, d: d, rw: &rewriter{d: d}, keys: keys}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -66,8 +70,8 @@ func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
 // Close implements store.Store.
 func (s *Store) Close() { s.conn.Close() }
 
-const requestCols = `id, status, jurisdiction, subject, subject_ref, source, idempotency_key,
-	created_by, received_at, due_at, completed_at, updated_at, commitment_nonce`
+const requestCols = `id, status, jurisdiction, subject_enc, data_key, shredded_at, subject_ref, source,
+	idempotency_key, created_by, received_at, due_at, completed_at, updated_at`
 
 const taskCols = `id, request_id, connector, connector_type, status, attempt, records_erased,
 	job_ref, next_attempt_at, next_poll_at, last_error, evidence, verified,
@@ -123,6 +127,12 @@ func (s *Store) Requests(ctx context.Context, f store.RequestFilter) ([]erasure.
 	if !f.ReceivedTo.IsZero() {
 		where = append(where, "received_at < "+arg(s.d.TimeArg(f.ReceivedTo)))
 	}
+	if !f.CompletedBefore.IsZero() {
+		where = append(where, "completed_at < "+arg(s.d.TimeArg(f.CompletedBefore)))
+	}
+	if f.Unshredded {
+		where = append(where, "data_key IS NOT NULL")
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 50
@@ -145,16 +155,18 @@ func (s *Store) queryRequests(ctx context.Context, q Querier, query string, args
 	var out []erasure.Request
 	for rows.Next() {
 		var r erasure.Request
-		var subject, ref []byte
-		if err := rows.Scan(&r.ID, &r.Status, &r.Jurisdiction, &subject, &ref, &r.Source, &r.IdempotencyKey,
-			&r.CreatedBy, timeCol{&r.ReceivedAt}, timeCol{&r.DueAt}, timeCol{&r.CompletedAt}, timeCol{&r.UpdatedAt}, &r.CommitmentNonce); err != nil {
+		var sealed, dataKey, ref []byte
+		if err := rows.Scan(&r.ID, &r.Status, &r.Jurisdiction, &sealed, &dataKey, timeCol{&r.ShreddedAt}, &ref, &r.Source,
+			&r.IdempotencyKey, &r.CreatedBy, timeCol{&r.ReceivedAt}, timeCol{&r.DueAt}, timeCol{&r.CompletedAt}, timeCol{&r.UpdatedAt}); err != nil {
 			return nil, fmt.Errorf("scan request: %w", err)
-		}
-		if err := json.Unmarshal(subject, &r.Subject); err != nil {
-			return nil, fmt.Errorf("request %s subject: %w", r.ID, err)
 		}
 		if err := json.Unmarshal(ref, &r.SubjectRef); err != nil {
 			return nil, fmt.Errorf("request %s subject ref: %w", r.ID, err)
+		}
+		if dataKey != nil {
+			if err := s.open(ctx, &r, sealed, dataKey); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, r)
 	}
@@ -384,22 +396,18 @@ func (t *tx) exec(ctx context.Context, query string, args ...any) (int64, error)
 }
 
 func (t *tx) InsertRequest(ctx context.Context, r erasure.Request) error {
-	subject, err := json.Marshal(r.Subject)
+	sealed, dataKey, err := t.s.seal(ctx, r)
 	if err != nil {
-		return fmt.Errorf("encode subject: %w", err)
+		return err
 	}
 	ref, err := json.Marshal(r.SubjectRef)
 	if err != nil {
 		return fmt.Errorf("encode subject ref: %w", err)
 	}
-	nonce := r.CommitmentNonce
-	if nonce == nil {
-		nonce = []byte{}
-	}
 	_, err = t.exec(ctx, `INSERT INTO requests (`+requestCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		r.ID, string(r.Status), string(r.Jurisdiction), string(subject), string(ref), r.Source, r.IdempotencyKey,
-		r.CreatedBy, t.time(r.ReceivedAt), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt), nonce)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		r.ID, string(r.Status), string(r.Jurisdiction), sealed, dataKey, nil, string(ref), r.Source, r.IdempotencyKey,
+		r.CreatedBy, t.time(r.ReceivedAt), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt))
 	if err != nil {
 		if t.s.d.IsUniqueViolation(err) {
 			return erasure.Errorf(erasure.EConflict, "a request with this id or idempotency key exists")

@@ -52,7 +52,3 @@ CREATE TABLE subject_hashes (
     PRIMARY KEY (hash, request_id)
 );
 CREATE INDEX requests_received ON requests (received_at);
-
--- The nonce behind the subject commitment on the certificate; it is given
--- to the data subject and is personal data like the subject itself.
-ALTER TABLE requests ADD COLUMN commitment_nonce bytea NOT NULL DEFAULT ''::bytea;

@@ -5,10 +5,15 @@ CREATE TABLE requests (
     id              text PRIMARY KEY,
     status          text NOT NULL,
     jurisdiction    text NOT NULL,
-    subject         text NOT NULL,          -- identifiers: personal data
+    -- The identifiers (and the commitment nonce), AES-256-GCM under the
+    -- request's own data key; the data key, wrapped by a key-encryption key
+    -- from the config. Shredding sets both to NULL.
+    subject_enc     blob,
+    data_key        blob,
+    shredded_at     integer,
     subject_ref     text NOT NULL,          -- keyed hashes only
     source          text NOT NULL,
-    idempotency_key text NOT NULL DEFAULT '',
+    idempotency_key text NOT NULL DEFAULT '', -- SHA-256 of the client's key
     created_by      text NOT NULL,
     received_at     integer NOT NULL,
     due_at          integer NOT NULL,
@@ -56,10 +61,14 @@ CREATE TABLE events (
     PRIMARY KEY (request_id, seq)
 );
 
+-- Retention purges (and only they) mark their transaction here to delete a
+-- request's events; the row never outlives that transaction.
+CREATE TABLE purge_mode (on_purpose integer PRIMARY KEY);
+
 -- The event log is append-only: the database itself refuses edits.
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'lethe: events are append-only'); END;
-CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events WHEN NOT EXISTS (SELECT 1 FROM purge_mode)
 BEGIN SELECT RAISE(ABORT, 'lethe: events are append-only'); END;
 
 CREATE TABLE outbox (

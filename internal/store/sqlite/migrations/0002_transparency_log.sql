@@ -51,5 +51,3 @@ CREATE TABLE subject_hashes (
     PRIMARY KEY (hash, request_id)
 );
 CREATE INDEX requests_received ON requests (received_at);
-
-ALTER TABLE requests ADD COLUMN commitment_nonce blob NOT NULL DEFAULT x'';

@@ -1,0 +1,25 @@
+-- Suppression list: keyed hashes of the identifiers of every person whose
+-- erasure completed (see the PostgreSQL migration for details).
+CREATE TABLE suppressions (
+    hash       text NOT NULL,
+    kind       text NOT NULL,
+    request_id text NOT NULL,
+    created_at integer NOT NULL,
+    PRIMARY KEY (hash, request_id)
+);
+CREATE INDEX suppressions_created ON suppressions (created_at);
+
+-- What is left of a request purged at the end of its retention period.
+CREATE TABLE purges (
+    request_id     text PRIMARY KEY,
+    status         text NOT NULL,
+    jurisdiction   text NOT NULL,
+    received_at    integer NOT NULL,
+    due_at         integer NOT NULL,
+    completed_at   integer,
+    certificate_id text NOT NULL DEFAULT '',
+    log_index      integer,
+    purged_at      integer NOT NULL
+);
+
+CREATE INDEX requests_completed ON requests (completed_at) WHERE completed_at IS NOT NULL;
