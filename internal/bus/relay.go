@@ -2,6 +2,8 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -89,8 +91,13 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 		if err != nil || len(msgs) == 0 {
 			return err
 		}
+		reqs, err := lockRequests(ctx, tx, msgs)
+		if err != nil {
+			return err
+		}
+		out := r.hydrate(msgs, reqs)
 		r.Crash.Hit("relay.before_publish")
-		if err := r.publish(ctx, msgs); err != nil {
+		if err := r.publish(ctx, out); err != nil {
 			return err
 		}
 		r.Crash.Hit("relay.after_publish")
@@ -101,10 +108,10 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 		if err := tx.DeleteOutbox(ctx, ids); err != nil {
 			return err
 		}
-		if err := r.markDispatched(ctx, tx, msgs); err != nil {
+		if err := r.markDispatched(ctx, tx, out); err != nil {
 			return err
 		}
-		published = len(msgs)
+		published = len(out)
 		return nil
 	})
 	if err != nil {
@@ -114,6 +121,59 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 		r.Published(published)
 	}
 	return published, nil
+}
+
+// lockRequests locks, in id order (so two relays never wait on each other
+// in a cycle), the requests whose tasks the messages carry.
+func lockRequests(ctx context.Context, tx store.Tx, msgs []store.OutboxMessage) (map[string]erasure.Request, error) {
+	var ids []string
+	for _, m := range msgs {
+		if m.TaskID != "" && !slices.Contains(ids, m.RequestID) {
+			ids = append(ids, m.RequestID)
+		}
+	}
+	slices.Sort(ids)
+	reqs := make(map[string]erasure.Request, len(ids))
+	for _, id := range ids {
+		req, err := tx.LockRequest(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // purged: its messages go nowhere
+		}
+		if err != nil {
+			return nil, err
+		}
+		reqs[id] = req
+	}
+	return reqs, nil
+}
+
+// hydrate puts the subject's identifiers into task messages. The outbox
+// holds task messages without them, so the database never holds
+// identifiers outside the request's encrypted envelope. Messages whose
+// request is gone or shredded are dropped.
+func (r *Relay) hydrate(msgs []store.OutboxMessage, reqs map[string]erasure.Request) []store.OutboxMessage {
+	out := make([]store.OutboxMessage, 0, len(msgs))
+	for _, m := range msgs {
+		if m.TaskID == "" {
+			out = append(out, m)
+			continue
+		}
+		req, ok := reqs[m.RequestID]
+		var t Task
+		if !ok || !req.ShreddedAt.IsZero() || json.Unmarshal(m.Payload, &t) != nil {
+			r.Log.Warn("outbox relay: dropped a task message whose request is gone, shredded or unreadable",
+				zap.String("request_id", m.RequestID), zap.String("task_id", m.TaskID))
+			continue
+		}
+		t.Subject = req.Subject
+		payload, err := json.Marshal(t)
+		if err != nil {
+			continue
+		}
+		m.Payload = payload
+		out = append(out, m)
+	}
+	return out
 }
 
 func (r *Relay) publish(ctx context.Context, msgs []store.OutboxMessage) error {
@@ -142,8 +202,7 @@ func (r *Relay) publish(ctx context.Context, msgs []store.OutboxMessage) error {
 }
 
 // markDispatched moves the tasks whose messages went out from queued to
-// dispatched, request by request in id order so that two relays never lock
-// the same requests in opposite orders.
+// dispatched. The requests are already locked (lockRequests).
 func (r *Relay) markDispatched(ctx context.Context, tx store.Tx, msgs []store.OutboxMessage) error {
 	byRequest := map[string]map[string]int{} // request → task → attempt
 	for _, m := range msgs {
@@ -162,9 +221,6 @@ func (r *Relay) markDispatched(ctx context.Context, tx store.Tx, msgs []store.Ou
 	slices.Sort(reqs)
 	now := r.Clock()
 	for _, reqID := range reqs {
-		if _, err := tx.LockRequest(ctx, reqID); err != nil {
-			return err
-		}
 		tasks, err := tx.Tasks(ctx, reqID)
 		if err != nil {
 			return err

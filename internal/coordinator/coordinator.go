@@ -143,11 +143,12 @@ func (c *Coordinator) retryDelay(attempt int, retryAfter time.Duration) time.Dur
 }
 
 // taskMessage builds the outbox message that sends task to its connector.
+// It carries no identifiers: the relay adds them from the request's
+// encrypted envelope as it publishes.
 func taskMessage(req erasure.Request, t erasure.Task, kind string, now time.Time) (store.OutboxMessage, error) {
 	payload, err := json.Marshal(bus.Task{
 		V: bus.Version, Kind: kind, TaskID: t.ID, RequestID: req.ID, Connector: t.Connector,
-		Attempt: t.Attempt, Jurisdiction: string(req.Jurisdiction), Subject: req.Subject,
-		JobRef: t.JobRef, IssuedAt: now,
+		Attempt: t.Attempt, Jurisdiction: string(req.Jurisdiction), JobRef: t.JobRef, IssuedAt: now,
 	})
 	if err != nil {
 		return store.OutboxMessage{}, fmt.Errorf("encode task: %w", err)
