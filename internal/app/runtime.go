@@ -160,6 +160,7 @@ func (rt *runtime) serve(ctx context.Context, r roles) error {
 		g.Go(func() error { return relay.Run(ctx) })
 		g.Go(func() error { return coord.RunResults(ctx, results, 8) })
 		g.Go(func() error { return coord.RunScheduler(ctx) })
+		g.Go(func() error { return coord.RunHousekeeping(ctx) })
 	}
 	if len(rt.instances) > 0 {
 		w := &worker.Worker{JS: rt.js, Topology: rt.topology(), Log: rt.log.Named("worker"),
@@ -207,6 +208,8 @@ func (rt *runtime) coordinator() *coordinator.Coordinator {
 		Connectors: cns, MaxAttempts: t.MaxAttempts, RetryInitial: t.RetryInitial, RetryMax: t.RetryMax,
 		PollInterval: t.PollInterval, PollLease: t.Timeout + time.Minute, SchedulerInterval: t.SchedulerInterval,
 		RedispatchAfter: t.RedispatchAfter,
+		Retention: coordinator.Retention{ShredAfter: rt.cfg.Retention.ShredAfter, KeepRequests: rt.cfg.Retention.KeepRequests,
+			UnverifiedAfter: rt.cfg.Retention.UnverifiedAfter, SweepInterval: rt.cfg.Retention.SweepInterval},
 	})
 }
 

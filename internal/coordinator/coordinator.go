@@ -53,6 +53,15 @@ type Config struct {
 	// RedispatchAfter: a dispatched task with no result for this long is
 	// sent again, in case its message was lost (default 30m).
 	RedispatchAfter time.Duration
+	Retention       Retention
+}
+
+// Retention says when identifiers are shredded and records purged.
+type Retention struct {
+	ShredAfter      time.Duration // after a request is final (default 30 days)
+	KeepRequests    time.Duration // after a request is final (default 2 years)
+	UnverifiedAfter time.Duration // after an unverified request came in (default 72h)
+	SweepInterval   time.Duration // default 1m
 }
 
 // Coordinator is safe for concurrent use, and several processes may run one
@@ -98,6 +107,10 @@ func New(d Deps, cfg Config) *Coordinator {
 	def(&cfg.PollLease, 10*time.Minute)
 	def(&cfg.SchedulerInterval, time.Second)
 	def(&cfg.RedispatchAfter, 30*time.Minute)
+	def(&cfg.Retention.ShredAfter, 30*24*time.Hour)
+	def(&cfg.Retention.KeepRequests, 2*365*24*time.Hour)
+	def(&cfg.Retention.UnverifiedAfter, 72*time.Hour)
+	def(&cfg.Retention.SweepInterval, time.Minute)
 	if d.Clock == nil {
 		d.Clock = erasure.SystemClock
 	}

@@ -63,6 +63,7 @@ func setup(t *testing.T) bundle {
 	c := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: cert, Clock: clk.now}, coordinator.Config{
 		Connectors:   []coordinator.Connector{{Name: "db", Type: "sql", MaxAttempts: 3}, {Name: "crm", Type: "hubspot"}},
 		RetryInitial: time.Second, RetryMax: time.Minute, PollInterval: time.Minute, RedispatchAfter: time.Hour,
+		Retention: coordinator.Retention{ShredAfter: time.Hour, KeepRequests: 24 * time.Hour, UnverifiedAfter: time.Hour},
 	})
 	return bundle{c: c, store: st, cert: cert, clock: clk}
 }
@@ -351,5 +352,95 @@ func TestCancel(t *testing.T) {
 	}
 	if _, err := b.c.Cancel(context.Background(), req.ID, "api:ops", "again"); erasure.ErrorCode(err) != erasure.EConflict {
 		t.Errorf("second cancel: %v", err)
+	}
+}
+
+func complete(t *testing.T, b bundle) erasure.Request {
+	t.Helper()
+	req, ts := file(t, b)
+	apply(t, b, result(ts["db"], bus.KindErase, bus.ResultErased))
+	apply(t, b, result(ts["crm"], bus.KindErase, bus.ResultNotFound))
+	r, _ := b.store.Request(context.Background(), req.ID)
+	if r.Status != erasure.RequestCompleted {
+		t.Fatalf("request %s", r.Status)
+	}
+	return r
+}
+
+func TestCompletionSuppressesAndShredNowDestroysIdentifiers(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	inProgress, _ := file(t, b)
+	req := complete(t, b)
+	var hashes []string
+	for _, id := range req.SubjectRef.Identifiers {
+		hashes = append(hashes, id.Hash)
+	}
+	if sup, _ := b.store.Suppressed(ctx, hashes); len(sup) == 0 {
+		t.Error("a completed erasure is not on the suppression list")
+	}
+	if _, err := b.c.Shred(ctx, inProgress.ID, "api:ops", "test"); erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("shredding a request in progress: %v", err)
+	}
+	if _, err := b.c.Shred(ctx, req.ID, "api:ops", ""); erasure.ErrorField(err) != "reason" {
+		t.Errorf("shred without a reason: %v", err)
+	}
+	if _, err := b.c.Shred(ctx, req.ID, "api:ops", "the person asked"); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := b.store.Request(ctx, req.ID)
+	if r.Subject.Email != "" || r.CommitmentNonce != nil || r.ShreddedAt.IsZero() || r.SubjectRef.Commitment == "" {
+		t.Errorf("after shredding: %+v", r)
+	}
+	events, _ := b.store.Events(ctx, req.ID)
+	if err := erasure.VerifyChain(events); err != nil || events[len(events)-1].Type != erasure.EventShredded || events[len(events)-1].Actor != "api:ops" {
+		t.Errorf("shred event: %v %+v", err, events[len(events)-1])
+	}
+	if _, err := b.c.Shred(ctx, req.ID, "api:ops", "again"); erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("second shred: %v", err)
+	}
+}
+
+func TestHousekeeping(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	done := complete(t, b)
+	// An unverified portal request (the portal files them).
+	unverified := erasure.Request{ID: erasure.NewID(), Status: erasure.RequestUnverified, Jurisdiction: erasure.GDPR,
+		Subject: erasure.Subject{Email: "maybe@example.com"}, Source: "portal", CreatedBy: "portal",
+		ReceivedAt: b.clock.now(), DueAt: b.clock.now().Add(30 * 24 * time.Hour), UpdatedAt: b.clock.now()}
+	if err := b.store.InTx(ctx, func(tx store.Tx) error { return tx.InsertRequest(ctx, unverified) }); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.advance(30 * time.Minute)
+	if h, err := b.c.Housekeep(ctx); err != nil || h != (coordinator.Housekeeping{}) {
+		t.Fatalf("sweep inside every grace period did %+v, %v", h, err)
+	}
+	b.clock.advance(time.Hour)
+	h, err := b.c.Housekeep(ctx)
+	if err != nil || h.Shredded != 1 || h.Expired != 1 || h.Purged != 0 {
+		t.Fatalf("sweep after an hour and a half = %+v, %v", h, err)
+	}
+	r, _ := b.store.Request(ctx, done.ID)
+	u, _ := b.store.Request(ctx, unverified.ID)
+	if r.ShreddedAt.IsZero() || u.Status != erasure.RequestCancelled || u.ShreddedAt.IsZero() || u.Subject.Email != "" {
+		t.Errorf("completed shredded %v; unverified %s, shredded %v", !r.ShreddedAt.IsZero(), u.Status, !u.ShreddedAt.IsZero())
+	}
+	if h, _ := b.c.Housekeep(ctx); h != (coordinator.Housekeeping{}) {
+		t.Errorf("a second sweep did %+v", h)
+	}
+	b.clock.advance(25 * time.Hour)
+	if h, err := b.c.Housekeep(ctx); err != nil || h.Purged != 2 {
+		t.Fatalf("sweep after the retention period = %+v, %v", h, err)
+	}
+	if _, err := b.store.Request(ctx, done.ID); err == nil {
+		t.Error("a request past retention is still there")
+	}
+	p, err := b.store.Purge(ctx, done.ID)
+	if err != nil || p.Status != erasure.RequestCompleted || p.CertificateID == "" || p.LogIndex != 0 {
+		t.Errorf("purge record %+v, %v", p, err)
+	}
+	if sup, _ := b.store.Suppressed(ctx, []string{done.SubjectRef.Identifiers[0].Hash}); len(sup) != 1 {
+		t.Error("the suppression entry went with the purge")
 	}
 }

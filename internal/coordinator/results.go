@@ -201,6 +201,11 @@ func (c *Coordinator) advanceRequest(ctx context.Context, tx store.Tx, req *eras
 	if err := tx.InsertCertificate(ctx, cert); err != nil {
 		return false, err
 	}
+	// The person is erased: keep their keyed hashes so they are not
+	// re-created and are erased again after a backup restore.
+	if err := tx.AddSuppressions(ctx, req.ID, req.SubjectRef.Identifiers, now); err != nil {
+		return false, err
+	}
 	sum := sha256.Sum256(cert.Document)
 	_, err = tx.AppendEvent(ctx, erasure.NewEvent(req.ID, "", erasure.EventCertificateIssue, erasure.ActorCoordinator, "",
 		map[string]string{"certificate_id": cert.ID, "key_id": cert.KeyID, "sha256": hex.EncodeToString(sum[:])}, now))

@@ -20,6 +20,8 @@ const (
 	EventTaskPoll         = "task.poll_scheduled"
 	EventTaskResult       = "task.result" // Data: the connector's report
 	EventCertificateIssue = "certificate.issued"
+	EventShredded         = "request.shredded"
+	EventReplayErased     = "replay.erased" // erased again after a backup restore
 )
 
 // Actors that are not people.
@@ -28,6 +30,7 @@ const (
 	ActorCoordinator = "coordinator"
 	ActorRelay       = "relay"
 	ActorScheduler   = "scheduler"
+	ActorRetention   = "retention"
 )
 
 // Event is one entry of a request's append-only log. Each event's Hash

@@ -68,6 +68,8 @@ func canRead(Role) bool { return true }
 
 func canWrite(r Role) bool { return r == RoleAdmin || r == RoleAgent }
 
+func canAdmin(r Role) bool { return r == RoleAdmin }
+
 type principalKey struct{}
 
 // principalFrom returns the caller authorize let through.

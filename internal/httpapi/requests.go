@@ -32,6 +32,7 @@ type requestView struct {
 	ReceivedAt   time.Time          `json:"received_at"`
 	DueAt        time.Time          `json:"due_at"`
 	CompletedAt  *time.Time         `json:"completed_at,omitempty"`
+	ShreddedAt   *time.Time         `json:"shredded_at,omitempty"`
 	Overdue      bool               `json:"overdue"`
 	Subject      *erasure.Subject   `json:"subject,omitempty"`
 	SubjectRef   erasure.SubjectRef `json:"subject_ref"`
@@ -69,9 +70,10 @@ func (s *server) view(r *http.Request, req erasure.Request, tasks []erasure.Task
 	v := requestView{
 		ID: req.ID, Status: string(req.Status), Jurisdiction: string(req.Jurisdiction), Source: req.Source,
 		CreatedBy: req.CreatedBy, ReceivedAt: req.ReceivedAt, DueAt: req.DueAt, CompletedAt: timePtr(req.CompletedAt),
-		Overdue: req.Overdue(s.Clock()), SubjectRef: req.SubjectRef,
+		ShreddedAt: timePtr(req.ShreddedAt),
+		Overdue:    req.Overdue(s.Clock()), SubjectRef: req.SubjectRef,
 	}
-	if canWrite(principalFrom(r).Role) {
+	if canWrite(principalFrom(r).Role) && req.ShreddedAt.IsZero() {
 		subject := req.Subject
 		v.Subject = &subject
 		if len(req.CommitmentNonce) > 0 {
@@ -313,6 +315,13 @@ type reasonBody struct {
 func (s *server) cancelRequest() http.Handler {
 	return s.action(http.StatusOK, func(ctx context.Context, id, actor, reason string, r *http.Request) error {
 		_, err := s.Coordinator.Cancel(ctx, id, actor, reason)
+		return err
+	})
+}
+
+func (s *server) shredRequest() http.Handler {
+	return s.action(http.StatusOK, func(ctx context.Context, id, actor, reason string, r *http.Request) error {
+		_, err := s.Coordinator.Shred(ctx, id, actor, reason)
 		return err
 	})
 }

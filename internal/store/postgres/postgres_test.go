@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/seal"
 	"github.com/lethe-dev/lethe/internal/store"
 	"github.com/lethe-dev/lethe/internal/store/postgres"
 	"github.com/lethe-dev/lethe/internal/store/storetest"
@@ -31,6 +32,20 @@ func open(t *testing.T) (store.Store, string) {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, _ := open(t)
+		return s
+	})
+}
+
+func TestKeyRotation(t *testing.T) {
+	url := testenv.PostgresSchema(t)
+	if _, err := postgres.Migrate(context.Background(), url); err != nil {
+		t.Fatal(err)
+	}
+	storetest.KeyRotation(t, func(t *testing.T, keys seal.Wrapper) store.Store {
+		s, err := postgres.Open(context.Background(), url, postgres.Options{Keys: keys})
+		if err != nil {
+			t.Fatal(err)
+		}
 		return s
 	})
 }

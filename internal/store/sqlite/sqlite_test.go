@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/seal"
 	"github.com/lethe-dev/lethe/internal/store"
 	"github.com/lethe-dev/lethe/internal/store/sqlite"
 	"github.com/lethe-dev/lethe/internal/store/storetest"
@@ -17,6 +18,17 @@ import (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"), testenv.KeyRing())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestKeyRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lethe.db")
+	storetest.KeyRotation(t, func(t *testing.T, keys seal.Wrapper) store.Store {
+		s, err := sqlite.Open(context.Background(), path, keys)
 		if err != nil {
 			t.Fatal(err)
 		}

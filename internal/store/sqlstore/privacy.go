@@ -72,8 +72,8 @@ func (t *tx) ShredRequest(ctx context.Context, id string, at time.Time) error {
 
 func (t *tx) AddSuppressions(ctx context.Context, requestID string, ids []erasure.IdentifierHash, at time.Time) error {
 	for _, id := range ids {
-		if _, err := t.exec(ctx, `INSERT INTO suppressions (hash, kind, request_id, created_at) VALUES ($1, $2, $3, $4)`,
-			id.Hash, id.Kind, requestID, t.time(at)); err != nil && !t.s.d.IsUniqueViolation(err) {
+		if _, err := t.exec(ctx, `INSERT INTO suppressions (hash, kind, request_id, created_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (hash, request_id) DO NOTHING`, id.Hash, id.Kind, requestID, t.time(at)); err != nil {
 			return fmt.Errorf("add suppression: %w", err)
 		}
 	}

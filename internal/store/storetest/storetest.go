@@ -39,6 +39,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SubjectHashesAndCertificateLookups", subjectLookups},
 		{"LogAppendAndRead", logAppend},
 		{"ConcurrentLogAppendsSerialise", concurrentLog},
+		{"ShredDestroysIdentifiers", shred},
+		{"Suppressions", suppressions},
+		{"PurgeDeletesEverythingButItsRecord", purge},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -663,5 +666,102 @@ func concurrentLog(t *testing.T, s store.Store) {
 		if e.Index != int64(i) {
 			t.Errorf("entry %d has index %d", i, e.Index)
 		}
+	}
+}
+
+func shred(t *testing.T, s store.Store) {
+	r, other := newRequest(1), newRequest(2)
+	insert(t, s, r)
+	insert(t, s, other)
+	at := t0.Add(time.Hour)
+	mustTx(t, s, func(tx store.Tx) error { return tx.ShredRequest(ctx(t), r.ID, at) })
+	got, err := s.Request(ctx(t), r.ID)
+	if err != nil {
+		t.Fatalf("a shredded request cannot be read: %v", err)
+	}
+	if got.Subject.Email != "" || len(got.Subject.UserIDs) != 0 || got.CommitmentNonce != nil || !got.ShreddedAt.Equal(at) {
+		t.Errorf("after shredding: subject %+v, nonce %v, shredded at %v", got.Subject, got.CommitmentNonce, got.ShreddedAt)
+	}
+	if len(got.SubjectRef.Identifiers) == 0 {
+		t.Error("shredding removed the keyed hashes; they must stay")
+	}
+	if o, _ := s.Request(ctx(t), other.ID); o.Subject.Email != other.Subject.Email {
+		t.Error("shredding touched another request")
+	}
+	unshredded, _ := s.Requests(ctx(t), store.RequestFilter{Unshredded: true})
+	if len(unshredded) != 1 || unshredded[0].ID != other.ID {
+		t.Errorf("unshredded filter found %d requests", len(unshredded))
+	}
+	err = s.InTx(ctx(t), func(tx store.Tx) error { return tx.ShredRequest(ctx(t), erasure.NewID(), at) })
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("shred of a missing request: %v", err)
+	}
+}
+
+func suppressions(t *testing.T, s store.Store) {
+	a, b := newRequest(1), newRequest(2)
+	insert(t, s, a)
+	insert(t, s, b)
+	mustTx(t, s, func(tx store.Tx) error {
+		if err := tx.AddSuppressions(ctx(t), a.ID, a.SubjectRef.Identifiers, t0); err != nil {
+			return err
+		}
+		// Twice is harmless.
+		if err := tx.AddSuppressions(ctx(t), a.ID, a.SubjectRef.Identifiers, t0); err != nil {
+			return err
+		}
+		return tx.AddSuppressions(ctx(t), b.ID, b.SubjectRef.Identifiers, t0.Add(48*time.Hour))
+	})
+	got, err := s.Suppressed(ctx(t), []string{"h1", "nope"})
+	if err != nil || len(got) != 1 || got[0].RequestID != a.ID || got[0].Kind != "email" || !got[0].CreatedAt.Equal(t0) {
+		t.Errorf("suppressed = %+v, %v", got, err)
+	}
+	since, err := s.SuppressionsSince(ctx(t), t0.Add(time.Hour))
+	if err != nil || len(since) != 1 || since[0].RequestID != b.ID {
+		t.Errorf("since = %+v, %v", since, err)
+	}
+}
+
+func purge(t *testing.T, s store.Store) {
+	r, keep := newRequest(1), newRequest(2)
+	insert(t, s, r, newTask(r, "db"))
+	insert(t, s, keep, newTask(keep, "db"))
+	mustTx(t, s, func(tx store.Tx) error {
+		for _, id := range []string{r.ID, keep.ID} {
+			if _, err := tx.AppendEvent(ctx(t), erasure.NewEvent(id, "", "x", "t", "", nil, t0)); err != nil {
+				return err
+			}
+			if err := tx.InsertCertificate(ctx(t), store.Certificate{RequestID: id, ID: erasure.NewID(), KeyID: "k", Document: []byte("{}"), IssuedAt: t0, LogIndex: 3}); err != nil {
+				return err
+			}
+		}
+		return tx.AddSuppressions(ctx(t), r.ID, r.SubjectRef.Identifiers, t0)
+	})
+	p := store.Purge{RequestID: r.ID, Status: erasure.RequestCompleted, Jurisdiction: erasure.GDPR, ReceivedAt: t0, DueAt: t0.Add(time.Hour),
+		CompletedAt: t0.Add(time.Minute), CertificateID: "c1", LogIndex: 3, PurgedAt: t0.Add(1000 * time.Hour)}
+	mustTx(t, s, func(tx store.Tx) error { return tx.PurgeRequest(ctx(t), p) })
+	if _, err := s.Request(ctx(t), r.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("purged request still there: %v", err)
+	}
+	if ev, _ := s.Events(ctx(t), r.ID); len(ev) != 0 {
+		t.Errorf("%d events of a purged request remain", len(ev))
+	}
+	if _, err := s.Certificate(ctx(t), r.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("certificate of a purged request: %v", err)
+	}
+	got, err := s.Purge(ctx(t), r.ID)
+	if err != nil || !reflect.DeepEqual(got, p) {
+		t.Errorf("purge record = %+v, %v; want %+v", got, err, p)
+	}
+	if sup, _ := s.Suppressed(ctx(t), []string{"h1"}); len(sup) != 1 {
+		t.Error("purging dropped the suppression entry; it must stay")
+	}
+	// Other requests are untouched, and outside a purge events stay
+	// append-only.
+	if ev, _ := s.Events(ctx(t), keep.ID); len(ev) != 1 {
+		t.Errorf("%d events of another request remain, want 1", len(ev))
+	}
+	if ts, _ := s.Tasks(ctx(t), keep.ID); len(ts) != 1 {
+		t.Error("purge removed another request's task")
 	}
 }
