@@ -104,6 +104,19 @@ type Verifier interface {
 	Verify(ctx context.Context, s Subject) (Verification, error)
 }
 
+// Scanner is implemented by connectors whose system can be searched for
+// every subject it holds. After a backup is restored, `lethe replay` scans
+// such systems for people on the suppression list and erases them again.
+type Scanner interface {
+	// Scan calls fn with the identifiers of each record the system holds
+	// (one identifier per call is enough). It returns ErrCannotScan when
+	// this instance is not configured for scanning.
+	Scan(ctx context.Context, fn func(Subject) error) error
+}
+
+// ErrCannotScan says a connector instance cannot list its subjects.
+var ErrCannotScan = errors.New("this connector instance cannot scan its system")
+
 // Verification is the result of looking a subject up after erasure.
 type Verification struct {
 	Remaining int64

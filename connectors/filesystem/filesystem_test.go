@@ -506,3 +506,30 @@ func TestConfigValidation(t *testing.T) {
 		}
 	})
 }
+
+func TestScanReadsIdentifiersFromNames(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	seed(t, root, subject(1))
+	seed(t, root, subject(2))
+	write(t, root, "exports/not.an.email.csv")
+	write(t, root, "unrelated/subject9@example.com.csv")
+	c := newConnector(t, root, shopPaths...)
+	var got []string
+	err := c.(connectors.Scanner).Scan(context.Background(), func(s connectors.Subject) error {
+		got = append(got, s.Email+"|"+s.UserIDs[instance])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(got, " ")
+	for _, want := range []string{"subject1@example.com|", "subject2@example.com|", "|u1", "|u2", "not.an.email|"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("scan found %q, missing %q", joined, want)
+		}
+	}
+	if strings.Contains(joined, "subject9") {
+		t.Error("scan read a name outside every template")
+	}
+}

@@ -59,6 +59,17 @@ type Config struct {
 	Statements []Statement `yaml:"statements"`
 	// Verify queries each return one count of what remains.
 	Verify []Statement `yaml:"verify"`
+	// Scan queries each return one column of identifiers of one kind
+	// (email, phone or user_id), so `lethe replay` can find people who were
+	// erased and came back with a restored backup. Optional.
+	Scan []ScanQuery `yaml:"scan"`
+}
+
+// ScanQuery lists identifiers held in the database.
+type ScanQuery struct {
+	Name string `yaml:"name"`
+	SQL  string `yaml:"sql"`
+	Kind string `yaml:"kind"`
 }
 
 // Statement is one named SQL statement with :email, :phone or :user_id
@@ -92,6 +103,16 @@ func (c *Config) Validate() error {
 	}
 	if _, err := compile(c.Driver, "verify", "verify", c.Verify); err != nil {
 		errs = append(errs, err)
+	}
+	for i, q := range c.Scan {
+		switch q.Kind {
+		case phEmail, phPhone, phUserID:
+		default:
+			errs = append(errs, fmt.Errorf("scan[%d].kind: must be email, phone or user_id", i))
+		}
+		if strings.TrimSpace(q.SQL) == "" {
+			errs = append(errs, fmt.Errorf("scan[%d].sql: required: a query returning one column of identifiers", i))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -148,6 +169,7 @@ type conn struct {
 	userSystem string
 	statements []stmt
 	verify     []stmt
+	scan       []ScanQuery
 }
 
 // verifyingConn adds Verify; it is only built when verify queries exist, so
@@ -175,7 +197,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{db: db, driver: cfg.Driver, userSystem: cfg.UserIDSystem, statements: statements, verify: verify}
+	c := &conn{db: db, driver: cfg.Driver, userSystem: cfg.UserIDSystem, statements: statements, verify: verify, scan: cfg.Scan}
 	if c.userSystem == "" {
 		c.userSystem = name
 	}
@@ -540,4 +562,54 @@ func diagnoseSQLite(e *sqlite.Error) (bool, string) {
 		return true, with("check the file in dsn and its permissions")
 	}
 	return true, fmt.Sprintf("SQLite error %d", e.Code())
+}
+
+// Scan implements connectors.Scanner with the configured scan queries.
+func (c *conn) Scan(ctx context.Context, fn func(connectors.Subject) error) error {
+	if len(c.scan) == 0 {
+		return connectors.ErrCannotScan
+	}
+	for _, q := range c.scan {
+		if err := c.scanOne(ctx, q, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *conn) scanOne(ctx context.Context, q ScanQuery, fn func(connectors.Subject) error) error {
+	name := q.Name
+	if name == "" {
+		name = q.SQL
+	}
+	rows, err := c.db.QueryContext(ctx, q.SQL)
+	if err != nil {
+		return classify(err, "scan "+name, connectors.Subject{})
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v sql.NullString
+		if err := rows.Scan(&v); err != nil {
+			return classify(err, "scan "+name, connectors.Subject{})
+		}
+		if !v.Valid || v.String == "" {
+			continue
+		}
+		var s connectors.Subject
+		switch q.Kind {
+		case phEmail:
+			s.Email = v.String
+		case phPhone:
+			s.Phone = v.String
+		case phUserID:
+			s.UserIDs = map[string]string{c.userSystem: v.String}
+		}
+		if err := fn(s); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return classify(err, "scan "+name, connectors.Subject{})
+	}
+	return nil
 }

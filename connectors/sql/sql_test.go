@@ -605,3 +605,52 @@ func TestBuildDoesNotConnect(t *testing.T) {
 		testenv.Must(t, c.(io.Closer).Close())
 	}
 }
+
+func TestScanListsIdentifiers(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, b *backend) {
+		a := connectors.Subject{Email: "scan-a@example.com", Phone: "+447700900111"}
+		c := connectors.Subject{Email: "scan-c@example.com"}
+		b.seed(t, a)
+		b.seed(t, c)
+		conn := b.build(t, "shop", b.dsn, `statements: [{sql: "DELETE FROM newsletter_signups WHERE email = :email"}]
+scan:
+  - {name: customers, sql: "SELECT email FROM customers", kind: email}
+  - {name: phones, sql: "SELECT phone FROM customers", kind: phone}
+  - {name: ids, sql: "SELECT id FROM customers", kind: user_id}`)
+		sc, ok := conn.(connectors.Scanner)
+		if !ok {
+			t.Fatal("the sql connector is not a Scanner")
+		}
+		var got []string
+		err := sc.Scan(ctxFor(t), func(s connectors.Subject) error {
+			got = append(got, fmt.Sprintf("%s|%s|%s", s.Email, s.Phone, s.UserIDs["shop"]))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		joined := strings.Join(got, " ")
+		for _, want := range []string{"scan-a@example.com||", "scan-c@example.com||", "|+447700900111|", "||0", "||1"} {
+			if !strings.Contains(joined, want) {
+				t.Errorf("scan found %q, missing %q", joined, want)
+			}
+		}
+		if len(got) != 5 { // two emails, one phone (NULL skipped), two ids
+			t.Errorf("scan found %d identifiers, want 5: %v", len(got), got)
+		}
+		plain := b.build(t, "shop", b.dsn, `statements: [{sql: "DELETE FROM customers WHERE email = :email"}]`)
+		if err := plain.(connectors.Scanner).Scan(ctxFor(t), func(connectors.Subject) error { return nil }); !errors.Is(err, connectors.ErrCannotScan) {
+			t.Errorf("scan without scan queries: %v", err)
+		}
+	})
+}
+
+func TestScanConfigValidation(t *testing.T) {
+	_, err := connectortest.TryBuild("sql", "shop", `driver: sqlite
+dsn: /tmp/x.db
+statements: [{sql: "DELETE FROM t WHERE email = :email"}]
+scan: [{sql: "SELECT email FROM t", kind: name}, {kind: email}]`)
+	if err == nil || !strings.Contains(err.Error(), "scan[0].kind") || !strings.Contains(err.Error(), "scan[1].sql") {
+		t.Errorf("bad scan config: %v", err)
+	}
+}

@@ -31,6 +31,11 @@ Usage:
                     [--log URL] [--email E --nonce N]
                     check a certificate offline: signature, key, transparency log;
                     with --log also that the log still holds it
+  lethe replay  --config lethe.yaml --since YYYY-MM-DD [--dry-run]
+                    after restoring a backup taken on that date, erase again the people
+                    erased since (found through the suppression list)
+  lethe rewrap  --config lethe.yaml
+                    re-wrap every data key with the first (newest) key-encryption key
   lethe witness --log URL --name NAME --key WITNESS.key --state STATE.json
                     check the log only grows and countersign its checkpoint
   lethe keygen  --out DIR
@@ -77,6 +82,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return 2
 		}
 		return runCertVerify(ctx, e, rest[1:])
+	case "replay":
+		err = runReplay(ctx, e, rest)
+	case "rewrap":
+		err = runRewrap(ctx, e, rest)
 	case "witness":
 		err = runWitness(ctx, e, rest)
 	case "keygen":
