@@ -218,7 +218,9 @@ type header struct {
 	Typ string `json:"typ"`
 }
 
-var b64 = base64.RawURLEncoding
+// b64 is base64url without padding, strict: a character with bits that
+// decode to nothing is refused, so every character of a certificate counts.
+var b64 = base64.RawURLEncoding.Strict()
 
 // Signer signs certificates with one Ed25519 key.
 type Signer struct {

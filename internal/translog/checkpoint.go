@@ -64,6 +64,26 @@ func ParseBody(text string) (Checkpoint, error) {
 	return c, nil
 }
 
+// canonicalSignatures refuses signature lines whose base64 is not in its
+// one canonical form (stray low bits in the last character), so that every
+// byte of a checkpoint matters.
+func canonicalSignatures(signed []byte) error {
+	_, sigs, ok := strings.Cut(string(signed), "\n\n")
+	if !ok {
+		return errors.New("not a signed checkpoint")
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(sigs, "\n"), "\n") {
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue // note.Open reports malformed lines
+		}
+		if _, err := base64.StdEncoding.Strict().DecodeString(line[i+1:]); err != nil {
+			return errors.New("the checkpoint has a signature line that is not canonical base64")
+		}
+	}
+	return nil
+}
+
 // LogSigner signs checkpoints with an Ed25519 key under the log's origin.
 // It implements note.Signer.
 type LogSigner struct {
@@ -130,6 +150,9 @@ func OpenCheckpoint(signed []byte, origin string, keys []ed25519.PublicKey, witn
 	}
 	for _, w := range witnesses {
 		vs = append(vs, w)
+	}
+	if err := canonicalSignatures(signed); err != nil {
+		return Checkpoint{}, nil, err
 	}
 	n, err := note.Open(signed, note.VerifierList(vs...))
 	if err != nil {
