@@ -59,6 +59,10 @@ type NATS struct {
 	// AckWait is how long a task may run without a progress signal before
 	// JetStream redelivers it to another worker (default 60s).
 	AckWait time.Duration `yaml:"ack_wait"`
+	// TaskMaxAge bounds how long a task message, which carries the
+	// subject's identifiers, may wait in NATS (default 24h). An expired
+	// task is sent again from the store (tasks.redispatch_after).
+	TaskMaxAge time.Duration `yaml:"task_max_age"`
 }
 
 // Signing holds the certificate signing keys.
@@ -158,7 +162,8 @@ type Tasks struct {
 	// Timeout bounds one Erase, Poll or Verify call (default 5m).
 	Timeout time.Duration `yaml:"timeout"`
 	// RedispatchAfter: a task dispatched with no result for this long is
-	// sent again, in case its message was lost (default 30m).
+	// sent again: its message expired (nats.task_max_age) or was lost.
+	// Default: nats.task_max_age plus one hour.
 	RedispatchAfter time.Duration `yaml:"redispatch_after"`
 }
 
@@ -262,7 +267,8 @@ func (c *Config) setDefaults() {
 	def(&c.Tasks.PollInterval, time.Minute)
 	def(&c.Tasks.SchedulerInterval, time.Second)
 	def(&c.Tasks.Timeout, 5*time.Minute)
-	def(&c.Tasks.RedispatchAfter, 30*time.Minute)
+	def(&c.NATS.TaskMaxAge, 24*time.Hour)
+	def(&c.Tasks.RedispatchAfter, c.NATS.TaskMaxAge+time.Hour)
 	if c.Certificates.LogOrigin == "" {
 		c.Certificates.LogOrigin = "lethe.local/log"
 		if u, err := url.Parse(c.PublicURL); err == nil && u.Host != "" {
@@ -346,8 +352,8 @@ func (c *Config) Validate() error {
 	if c.Tasks.MaxAttempts < 1 {
 		bad("tasks.max_attempts", "must be at least 1")
 	}
-	if c.Tasks.RedispatchAfter <= c.Tasks.Timeout+c.NATS.AckWait {
-		bad("tasks.redispatch_after", "must be longer than tasks.timeout plus nats.ack_wait")
+	if c.Tasks.RedispatchAfter <= c.NATS.TaskMaxAge || c.Tasks.RedispatchAfter <= c.Tasks.Timeout+c.NATS.AckWait {
+		bad("tasks.redispatch_after", "must be longer than nats.task_max_age, and than tasks.timeout plus nats.ack_wait: a message still queued must not be sent twice")
 	}
 	if c.Tasks.RetryMax < c.Tasks.RetryInitial {
 		bad("tasks.retry_max", "must not be less than tasks.retry_initial")

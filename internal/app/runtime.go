@@ -125,7 +125,7 @@ func (rt *runtime) setUp(ctx context.Context, r roles) error {
 }
 
 func (rt *runtime) topology() bus.Topology {
-	return bus.Topology{Replicas: rt.cfg.NATS.Replicas, AckWait: rt.cfg.NATS.AckWait}
+	return bus.Topology{Replicas: rt.cfg.NATS.Replicas, AckWait: rt.cfg.NATS.AckWait, TaskMaxAge: rt.cfg.NATS.TaskMaxAge}
 }
 
 func (rt *runtime) close() {

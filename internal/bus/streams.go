@@ -16,6 +16,9 @@ type Topology struct {
 	// AckWait is how long a worker may hold a message without a progress
 	// signal before JetStream hands it to another worker.
 	AckWait time.Duration
+	// TaskMaxAge bounds how long a task message, with its identifiers,
+	// stays in the stream (0: no limit).
+	TaskMaxAge time.Duration
 }
 
 // duplicateWindow is how long JetStream remembers a Nats-Msg-Id. A relay
@@ -28,7 +31,7 @@ const duplicateWindow = 10 * time.Minute
 // linger in NATS.
 func (t Topology) EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	for _, sc := range []jetstream.StreamConfig{
-		{Name: TasksStream, Subjects: []string{taskPrefix + ">"}, Description: "Lethe erasure tasks, one subject per connector instance"},
+		{Name: TasksStream, Subjects: []string{taskPrefix + ">"}, Description: "Lethe erasure tasks, one subject per connector instance", MaxAge: t.TaskMaxAge},
 		{Name: ResultsStream, Subjects: []string{resultPrefix + ">"}, Description: "Lethe connector results for the coordinator"},
 	} {
 		sc.Retention = jetstream.WorkQueuePolicy

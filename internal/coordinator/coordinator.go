@@ -51,7 +51,7 @@ type Config struct {
 	// SchedulerInterval is how often due retries and polls are sought.
 	SchedulerInterval time.Duration // default 1s
 	// RedispatchAfter: a dispatched task with no result for this long is
-	// sent again, in case its message was lost (default 30m).
+	// sent again: its message expired or was lost (default 25h).
 	RedispatchAfter time.Duration
 	Retention       Retention
 }
@@ -106,7 +106,7 @@ func New(d Deps, cfg Config) *Coordinator {
 	def(&cfg.PollInterval, time.Minute)
 	def(&cfg.PollLease, 10*time.Minute)
 	def(&cfg.SchedulerInterval, time.Second)
-	def(&cfg.RedispatchAfter, 30*time.Minute)
+	def(&cfg.RedispatchAfter, 25*time.Hour)
 	def(&cfg.Retention.ShredAfter, 30*24*time.Hour)
 	def(&cfg.Retention.KeepRequests, 2*365*24*time.Hour)
 	def(&cfg.Retention.UnverifiedAfter, 72*time.Hour)
