@@ -166,6 +166,10 @@ func (s *server) loadRequest(w http.ResponseWriter, r *http.Request) (erasure.Re
 	req, err := s.Store.Request(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		err = erasure.Errorf(erasure.ENotFound, "no request with id %q", id)
+		if p, perr := s.Store.Purge(r.Context(), id); perr == nil {
+			err = erasure.Errorf(erasure.ENotFound, "request %s was purged on %s at the end of its retention period",
+				id, p.PurgedAt.Format(time.DateOnly))
+		}
 	}
 	if err != nil {
 		s.fail(w, r, err)
