@@ -79,14 +79,10 @@ func (s *server) searchSubject() http.Handler {
 			s.fail(w, r, erasure.Invalid("email", "give an email or a phone number"))
 			return
 		}
-		subj, err := erasure.Subject{Email: body.Email, Phone: body.Phone}.Normalize()
+		hashes, err := s.keyedHashes(erasure.Subject{Email: body.Email, Phone: body.Phone})
 		if err != nil {
 			s.fail(w, r, err)
 			return
-		}
-		var hashes []string
-		for _, id := range s.Hasher.Ref(subj).Identifiers {
-			hashes = append(hashes, id.Hash)
 		}
 		reqs, err := s.Store.RequestsBySubjectHash(r.Context(), hashes)
 		if err != nil {
@@ -100,6 +96,20 @@ func (s *server) searchSubject() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"results": rows})
 	})
+}
+
+// keyedHashes normalises identifiers typed in by a person and hashes them
+// with the organisation's key. The identifiers go no further.
+func (s *server) keyedHashes(subj erasure.Subject) ([]string, error) {
+	subj, err := subj.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	var hashes []string
+	for _, id := range s.Hasher.Ref(subj).Identifiers {
+		hashes = append(hashes, id.Hash)
+	}
+	return hashes, nil
 }
 
 const maxExport = 100_000

@@ -43,14 +43,10 @@ func (s *server) checkSuppression() http.Handler {
 			}
 			subj.UserIDs = map[string]string{q.System: q.UserID}
 		}
-		subj, err := subj.Normalize()
+		hashes, err := s.keyedHashes(subj)
 		if err != nil {
 			s.fail(w, r, err)
 			return
-		}
-		var hashes []string
-		for _, id := range s.Hasher.Ref(subj).Identifiers {
-			hashes = append(hashes, id.Hash)
 		}
 		found, err := s.Store.Suppressed(r.Context(), hashes)
 		if err != nil {
