@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/erasure"
@@ -112,6 +113,17 @@ type Scanner interface {
 	// (one identifier per call is enough). It returns ErrCannotScan when
 	// this instance is not configured for scanning.
 	Scan(ctx context.Context, fn func(Subject) error) error
+}
+
+// Callbacker is implemented by connectors whose system reports a job's
+// progress by calling Lethe back, at POST /v1/connectors/{name}/callback
+// (Poll stays the fallback). Callback must authenticate the request (a
+// signature over the raw body, say) before trusting anything in it; an
+// error refuses the callback with 403.
+type Callbacker interface {
+	// Callback returns the job the callback is about (the JobRef an Erase
+	// returned) and its outcome: StatusRunning while the job goes on.
+	Callback(ctx context.Context, header http.Header, body []byte) (jobRef string, out Outcome, err error)
 }
 
 // ErrCannotScan says a connector instance cannot list its subjects.
