@@ -1,0 +1,120 @@
+package vendorhttp_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+)
+
+func TestClassification(t *testing.T) {
+	f := fakevendor.New(t)
+	f.Handle("GET /ok", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer k" {
+			t.Error("auth not set")
+		}
+		fakevendor.JSON(w, 200, map[string]int{"n": 1})
+	})
+	f.Handle("GET /gone", func(w http.ResponseWriter, r *http.Request) { fakevendor.JSON(w, 404, map[string]any{}) })
+	c := &vendorhttp.Client{Vendor: "Acme", Auth: func(r *http.Request) { r.Header.Set("Authorization", "Bearer k") }, ResetHeader: "X-RateLimit-Reset"}
+	get := func(path string, ok ...int) (*vendorhttp.Response, error) {
+		req, _ := http.NewRequest("GET", f.URL+path+"?email=alice@example.com", nil)
+		return c.Do(context.Background(), req, "contact lookup", ok...)
+	}
+	r, err := get("/ok")
+	var v struct{ N int }
+	if err != nil || r.JSON(&v) != nil || v.N != 1 {
+		t.Fatalf("ok: %v %+v", err, v)
+	}
+	if r, err := get("/gone", 404); err != nil || r.Status != 404 {
+		t.Errorf("a 404 the caller handles: %v", err)
+	}
+
+	for name, tc := range map[string]struct {
+		fault     fakevendor.Fault
+		permanent bool
+		after     time.Duration
+	}{
+		"429 retry-after":  {fakevendor.TooMany(7 * time.Second), false, 7 * time.Second},
+		"500":              {fakevendor.Status(500), false, 0},
+		"503":              {fakevendor.Status(503), false, 0},
+		"401":              {fakevendor.Status(401), true, 0},
+		"403":              {fakevendor.Status(403), true, 0},
+		"400":              {fakevendor.Status(400), true, 0},
+		"404 not expected": {fakevendor.Status(404), true, 0},
+		"429 reset header": {func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-RateLimit-Reset", "30")
+			fakevendor.JSON(w, 429, map[string]any{})
+		}, false, 30 * time.Second},
+	} {
+		f.Inject(1, tc.fault)
+		_, err := get("/ok")
+		perm, after := connectors.Classify(err)
+		if err == nil || perm != tc.permanent || after != tc.after {
+			t.Errorf("%s: %v → permanent %v, after %v; want %v, %v", name, err, perm, after, tc.permanent, tc.after)
+		}
+		if err != nil && (strings.Contains(err.Error(), "alice") || strings.Contains(err.Error(), f.URL)) {
+			t.Errorf("%s: the error quotes the URL: %v", name, err)
+		}
+	}
+	f.Inject(1, fakevendor.Malformed())
+	r, err = get("/ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm, _ := connectors.Classify(r.JSON(&v)); perm {
+		t.Error("a malformed body is permanent; it should be retried")
+	}
+}
+
+func TestTransportErrorsDoNotQuoteTheURL(t *testing.T) {
+	c := &vendorhttp.Client{Vendor: "Acme", HTTP: &http.Client{Timeout: 200 * time.Millisecond}}
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:1/contacts/alice@example.com", nil)
+	_, err := c.Do(context.Background(), req, "lookup")
+	if err == nil || strings.Contains(err.Error(), "alice") {
+		t.Errorf("transport error %v must exist and not quote the URL", err)
+	}
+	if perm, _ := connectors.Classify(err); perm {
+		t.Error("an unreachable vendor is permanent")
+	}
+	f := fakevendor.New(t)
+	f.Always(fakevendor.Hang(5 * time.Second))
+	req, _ = http.NewRequest("GET", f.URL+"/contacts/alice@example.com", nil)
+	_, err = c.Do(context.Background(), req, "lookup")
+	if err == nil || strings.Contains(err.Error(), "alice") || !strings.Contains(err.Error(), "timed out") {
+		t.Errorf("timeout error: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Do(ctx, req, "lookup"); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: %v", err)
+	}
+}
+
+func TestParseRetryAfterAndReset(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		v    string
+		f    func(string, time.Time) time.Duration
+		want time.Duration
+	}{
+		{"120", vendorhttp.ParseRetryAfter, 2 * time.Minute},
+		{"Thu, 01 Jan 2026 12:00:30 GMT", vendorhttp.ParseRetryAfter, 30 * time.Second},
+		{"soon", vendorhttp.ParseRetryAfter, 0},
+		{"", vendorhttp.ParseRetryAfter, 0},
+		{"1767268860", vendorhttp.ParseReset, time.Minute}, // unix seconds
+		{"45", vendorhttp.ParseReset, 45 * time.Second},
+		{"Thu, 01 Jan 2026 12:01:00 +0000", vendorhttp.ParseReset, time.Minute}, // RFC 5322, as Segment sends
+		{"1", vendorhttp.ParseReset, time.Second},
+	} {
+		if got := tc.f(tc.v, now); got != tc.want {
+			t.Errorf("%q = %v, want %v", tc.v, got, tc.want)
+		}
+	}
+}
