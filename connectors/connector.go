@@ -126,6 +126,12 @@ type Callbacker interface {
 	Callback(ctx context.Context, header http.Header, body []byte) (jobRef string, out Outcome, err error)
 }
 
+// Outsider is implemented by connectors that run in another process (type
+// external): Lethe tracks their tasks but runs no worker for them.
+type Outsider interface {
+	RunsOutside()
+}
+
 // ErrCannotScan says a connector instance cannot list its subjects.
 var ErrCannotScan = errors.New("this connector instance cannot scan its system")
 

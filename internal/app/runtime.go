@@ -104,7 +104,8 @@ func (rt *runtime) setUp(ctx context.Context, r roles) error {
 	if rt.auth, err = loadTokens(rt.cfg.Auth, rt.env.getenv); err != nil {
 		return err
 	}
-	if !r.noWorkers {
+	// API processes build every connector too: some take vendor callbacks.
+	if !r.noWorkers || r.api {
 		if rt.instances, err = buildConnectors(ctx, rt.cfg, r.workers, rt.env.getenv, log); err != nil {
 			return err
 		}
@@ -162,7 +163,7 @@ func (rt *runtime) serve(ctx context.Context, r roles) error {
 		g.Go(func() error { return coord.RunScheduler(ctx) })
 		g.Go(func() error { return coord.RunHousekeeping(ctx) })
 	}
-	if len(rt.instances) > 0 {
+	if len(rt.instances) > 0 && !r.noWorkers {
 		w := &worker.Worker{JS: rt.js, Topology: rt.topology(), Log: rt.log.Named("worker"),
 			Metrics: rt.metrics, Crash: rt.crash, Timeout: rt.cfg.Tasks.Timeout}
 		g.Go(func() error { return w.Run(ctx, rt.instances) })
@@ -213,6 +214,17 @@ func (rt *runtime) coordinator() *coordinator.Coordinator {
 	})
 }
 
+// callbacks are the connector instances that take vendor callbacks.
+func (rt *runtime) callbacks() map[string]connectors.Callbacker {
+	m := map[string]connectors.Callbacker{}
+	for _, in := range rt.instances {
+		if cb, ok := in.Connector.(connectors.Callbacker); ok {
+			m[in.Name] = cb
+		}
+	}
+	return m
+}
+
 func (rt *runtime) handler(coord *coordinator.Coordinator) http.Handler {
 	jwks, _ := json.MarshalIndent(rt.jwks, "", "  ")
 	var infos []httpapi.ConnectorInfo
@@ -235,6 +247,7 @@ func (rt *runtime) handler(coord *coordinator.Coordinator) http.Handler {
 		Store: rt.store, Coordinator: coord, Auth: rt.auth, Metrics: rt.metrics, Log: rt.log.Named("http"),
 		JWKS: func() []byte { return jwks }, Connectors: infos,
 		Hasher: rt.hasher, LogReader: translog.NewReader(rt.store), CertificateSchema: certificate.SchemaJSON,
+		Callbacks: rt.callbacks(),
 		Ready: func(ctx context.Context) error {
 			if err := rt.store.Ping(ctx); err != nil {
 				return errors.New("store unreachable")

@@ -2,7 +2,13 @@ package app_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -89,4 +95,65 @@ func (s *script) Poll(_ context.Context, jobRef string) (connectors.Outcome, err
 		return connectors.Running(jobRef, 100*time.Millisecond), nil
 	}
 	return connectors.Erased(7, connectors.Evidence{Kind: "job", Value: jobRef + " done"}), nil
+}
+
+// A connector whose vendor calls back, authenticated by an HMAC of the body.
+type callbackConfig struct {
+	Secret string `yaml:"secret"`
+}
+
+type callbacker struct {
+	cfg  callbackConfig
+	mu   sync.Mutex
+	jobs map[string]string // job → email hash stand-in
+}
+
+var callbackers = struct {
+	sync.Mutex
+	m map[string]*callbacker
+}{m: map[string]*callbacker{}}
+
+func init() {
+	connectors.Register("test_callback", "test connector with signed callbacks", connectors.Limits{Concurrency: 2},
+		func(_ context.Context, name string, cfg callbackConfig, _ connectors.Deps) (connectors.Connector, error) {
+			c := &callbacker{cfg: cfg, jobs: map[string]string{}}
+			callbackers.Lock()
+			callbackers.m[name] = c
+			callbackers.Unlock()
+			return c, nil
+		})
+}
+
+func (c *callbacker) Erase(_ context.Context, s connectors.Subject) (connectors.Outcome, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	job := fmt.Sprintf("job-%d", len(c.jobs)+1)
+	c.jobs[job] = s.Email
+	return connectors.Running(job, time.Hour), nil
+}
+
+func (c *callbacker) Poll(_ context.Context, job string) (connectors.Outcome, error) {
+	return connectors.Running(job, time.Hour), nil
+}
+
+func (c *callbacker) Callback(_ context.Context, h http.Header, body []byte) (string, connectors.Outcome, error) {
+	m := hmac.New(sha256.New, []byte(c.cfg.Secret))
+	m.Write(body)
+	if !hmac.Equal([]byte(hex.EncodeToString(m.Sum(nil))), []byte(h.Get("X-Signature"))) {
+		return "", connectors.Outcome{}, errors.New("bad signature")
+	}
+	var msg struct{ Job, Status string }
+	if err := json.Unmarshal(body, &msg); err != nil {
+		return "", connectors.Outcome{}, err
+	}
+	if msg.Status == "done" {
+		return msg.Job, connectors.Erased(2, connectors.Evidence{Kind: "job", Value: msg.Job + " done"}), nil
+	}
+	return msg.Job, connectors.Running(msg.Job, time.Hour), nil
+}
+
+func (c *callbacker) lastJob() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprintf("job-%d", len(c.jobs))
 }

@@ -2,6 +2,9 @@ package coordinator
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/lethe-dev/lethe/internal/bus"
@@ -105,4 +108,103 @@ func (c *Coordinator) RetryTask(ctx context.Context, requestID, connector, actor
 	}
 	c.nudge()
 	return task, nil
+}
+
+// Completion is a person's report that they finished a task by hand.
+type Completion struct {
+	// Outcome is erased or not_found.
+	Outcome  string
+	Records  int64
+	Evidence []erasure.Evidence
+	// Reason says what was done; it goes into the event log.
+	Reason string
+}
+
+const maxEvidence = 20
+
+// CompleteTask records that a person finished a task by hand (a manual
+// connector's task, or any task that cannot finish on its own), with their
+// evidence. The person is the actor of the event; the request moves on and
+// may complete.
+func (c *Coordinator) CompleteTask(ctx context.Context, requestID, connector, actor string, in Completion) (erasure.Task, error) {
+	reason, err := checkReason(in.Reason)
+	if err != nil {
+		return erasure.Task{}, err
+	}
+	if in.Outcome != bus.ResultErased && in.Outcome != bus.ResultNotFound {
+		return erasure.Task{}, erasure.Invalid("outcome", "must be erased or not_found")
+	}
+	if in.Records < 0 || (in.Outcome == bus.ResultErased && in.Records == 0) {
+		return erasure.Task{}, erasure.Invalid("records", "must be positive when records were erased")
+	}
+	if len(in.Evidence) > maxEvidence {
+		return erasure.Task{}, erasure.Invalid("evidence", "at most %d items", maxEvidence)
+	}
+	for i, ev := range in.Evidence {
+		if strings.TrimSpace(ev.Kind) == "" || len(ev.Kind) > 100 || len(ev.Value) > 1000 {
+			return erasure.Task{}, erasure.Invalid(fmt.Sprintf("evidence[%d]", i), "needs a kind (at most 100 characters) and a value (at most 1000)")
+		}
+	}
+	var task erasure.Task
+	var certified bool
+	err = c.store.InTx(ctx, func(tx store.Tx) error {
+		req, err := tx.LockRequest(ctx, requestID)
+		if err != nil {
+			return err
+		}
+		if req.Status.Final() {
+			return erasure.Errorf(erasure.EConflict, "the request is already %s", req.Status)
+		}
+		tasks, err := tx.Tasks(ctx, requestID)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(tasks, func(t erasure.Task) bool { return t.Connector == connector })
+		if i < 0 {
+			return erasure.Errorf(erasure.ENotFound, "the request has no task for connector %q", connector)
+		}
+		task = tasks[i]
+		if task.Status.Done() {
+			return erasure.Errorf(erasure.EConflict, "the task is already %s", task.Status)
+		}
+		now := c.clock()
+		evidence := []erasure.Evidence{{Kind: "completed_by", Value: actor}}
+		for _, ev := range in.Evidence {
+			// Staff may paste what a system showed them: keep identifiers out.
+			evidence = append(evidence, erasure.Evidence{Kind: req.Subject.Redact(ev.Kind), Value: req.Subject.Redact(ev.Value)})
+		}
+		c.applyToTask(&task, req, bus.Result{Status: in.Outcome, Records: in.Records, Evidence: evidence}, now)
+		task.LastError = ""
+		if err := tx.UpdateTask(ctx, task); err != nil {
+			return err
+		}
+		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, task.ID, erasure.EventTaskResult, actor, reason,
+			map[string]any{"connector": task.Connector, "kind": "manual", "status": task.Status, "records": in.Records, "evidence": evidence}, now)); err != nil {
+			return err
+		}
+		certified, err = c.advanceRequest(ctx, tx, &req, now)
+		return err
+	})
+	if err != nil {
+		return erasure.Task{}, err
+	}
+	if certified {
+		c.metrics.CertificateIssued()
+	}
+	c.log.Info("task completed by hand", zap.String("request_id", requestID), zap.String("connector", connector), zap.String("actor", actor))
+	return task, nil
+}
+
+// ApplyCallback records what a vendor reported by calling back about job
+// jobRef of connector (its signature already checked by the connector).
+func (c *Coordinator) ApplyCallback(ctx context.Context, connector, jobRef, status string, records int64, evidence []erasure.Evidence) (Applied, error) {
+	t, err := c.store.TaskByJobRef(ctx, connector, jobRef)
+	if errors.Is(err, store.ErrNotFound) {
+		return AppliedNoOp, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return c.ApplyResult(ctx, bus.Result{V: bus.Version, Kind: bus.KindPoll, TaskID: t.ID, RequestID: t.RequestID, Connector: connector,
+		Attempt: t.Attempt, Status: status, Records: records, JobRef: jobRef, Evidence: evidence})
 }

@@ -351,23 +351,28 @@ func (s *server) action(status int, do func(ctx context.Context, id, actor, reas
 			s.fail(w, r, err)
 			return
 		}
-		err = do(r.Context(), id, principalFrom(r).Actor(), body.Reason, r)
-		if errors.Is(err, store.ErrNotFound) {
-			err = erasure.Errorf(erasure.ENotFound, "no request with id %q", id)
-		}
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		req, ok := s.loadRequest(w, r)
-		if !ok {
-			return
-		}
-		tasks, err := s.Store.Tasks(r.Context(), id)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		writeJSON(w, status, s.view(r, req, tasks))
+		s.answerWithRequest(w, r, id, status, do(r.Context(), id, principalFrom(r).Actor(), body.Reason, r))
 	})
+}
+
+// answerWithRequest ends a staff action: the error if it failed, else the
+// request as it now stands.
+func (s *server) answerWithRequest(w http.ResponseWriter, r *http.Request, id string, status int, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		err = erasure.Errorf(erasure.ENotFound, "no request with id %q", id)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	req, ok := s.loadRequest(w, r)
+	if !ok {
+		return
+	}
+	tasks, err := s.Store.Tasks(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, status, s.view(r, req, tasks))
 }

@@ -25,6 +25,8 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/requests/{id}/cancel", s.authorize(canWrite, s.cancelRequest()))
 	mux.Handle("POST /v1/requests/{id}/tasks/{connector}/retry", s.authorize(canWrite, s.retryTask()))
 	mux.Handle("POST /v1/requests/{id}/shred", s.authorize(canAdmin, s.shredRequest()))
+	mux.Handle("POST /v1/requests/{id}/tasks/{connector}/complete", s.authorize(canWrite, s.completeTask()))
+	mux.Handle("POST /v1/connectors/{name}/callback", s.connectorCallback())
 	mux.Handle("GET /v1/suppressions/check", s.authorize(canRead, s.checkSuppression()))
 	mux.Handle("POST /v1/suppressions/check", s.authorize(canRead, s.checkSuppression()))
 	mux.Handle("GET /v1/connectors", s.authorize(canRead, s.listConnectors()))

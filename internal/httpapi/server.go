@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/internal/coordinator"
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/store"
@@ -50,6 +51,8 @@ type Deps struct {
 	LogReader *translog.Reader
 	// CertificateSchema is the JSON Schema of certificate payloads.
 	CertificateSchema []byte
+	// Callbacks are the connector instances that take vendor callbacks.
+	Callbacks map[string]connectors.Callbacker
 }
 
 type server struct {

@@ -26,6 +26,9 @@ type Store interface {
 	RequestByIdempotencyKey(ctx context.Context, key string) (erasure.Request, error)
 	Requests(ctx context.Context, f RequestFilter) ([]erasure.Request, error)
 	Tasks(ctx context.Context, requestID string) ([]erasure.Task, error)
+	// TaskByJobRef finds the task of a connector instance waiting on a
+	// vendor job (for callbacks).
+	TaskByJobRef(ctx context.Context, connector, jobRef string) (erasure.Task, error)
 	Events(ctx context.Context, requestID string) ([]erasure.Event, error)
 	Certificate(ctx context.Context, requestID string) (Certificate, error)
 	// DueTasks lists tasks whose retry or poll time has come, and

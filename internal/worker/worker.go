@@ -70,6 +70,9 @@ func (w *Worker) Run(ctx context.Context, instances []Instance) error {
 	}
 	runners := make([]*runner, 0, len(instances))
 	for _, in := range instances {
+		if _, outside := in.Connector.(connectors.Outsider); outside {
+			continue // another process consumes its tasks
+		}
 		cons, err := w.Topology.WorkerConsumer(ctx, w.JS, in.Name, in.Concurrency)
 		if err != nil {
 			return err

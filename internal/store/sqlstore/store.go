@@ -207,6 +207,18 @@ func (s *Store) queryTasks(ctx context.Context, q Querier, query string, args ..
 	return out, nil
 }
 
+// TaskByJobRef implements store.Store.
+func (s *Store) TaskByJobRef(ctx context.Context, connector, jobRef string) (erasure.Task, error) {
+	ts, err := s.queryTasks(ctx, s.conn, `SELECT `+taskCols+` FROM tasks WHERE connector = $1 AND job_ref = $2 ORDER BY created_at DESC LIMIT 1`, connector, jobRef)
+	if err != nil {
+		return erasure.Task{}, err
+	}
+	if len(ts) == 0 || jobRef == "" {
+		return erasure.Task{}, fmt.Errorf("task: %w", store.ErrNotFound)
+	}
+	return ts[0], nil
+}
+
 // Events implements store.Store.
 func (s *Store) Events(ctx context.Context, requestID string) ([]erasure.Event, error) {
 	return s.queryEvents(ctx, s.conn, `SELECT `+eventCols+` FROM events WHERE request_id = $1 ORDER BY seq`, requestID)

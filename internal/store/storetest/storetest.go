@@ -231,6 +231,9 @@ func tasksRoundTrip(t *testing.T, s store.Store) {
 	if len(got[0].Evidence) != 0 {
 		t.Errorf("fresh task has evidence %v", got[0].Evidence)
 	}
+	if _, err := s.TaskByJobRef(ctx(t), b.Connector, "job-7"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("task by an unknown job ref: %v", err)
+	}
 	b.Status = erasure.TaskErased
 	b.Attempt = 3
 	b.RecordsErased = 42
@@ -243,6 +246,12 @@ func tasksRoundTrip(t *testing.T, s store.Store) {
 	b.UpdatedAt = t0.Add(time.Hour)
 	b.CompletedAt = t0.Add(time.Hour)
 	mustTx(t, s, func(tx store.Tx) error { return tx.UpdateTask(ctx(t), b) })
+	if got, err := s.TaskByJobRef(ctx(t), b.Connector, "job-7"); err != nil || got.ID != b.ID {
+		t.Errorf("task by job ref = %v, %v", got.ID, err)
+	}
+	if _, err := s.TaskByJobRef(ctx(t), a.Connector, "job-7"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("job refs belong to one connector: %v", err)
+	}
 	mustTx(t, s, func(tx store.Tx) error {
 		got, err := tx.Task(ctx(t), b.ID)
 		if err != nil {

@@ -25,3 +25,6 @@ CREATE TABLE purges (
 );
 
 CREATE INDEX requests_completed ON requests (completed_at) WHERE completed_at IS NOT NULL;
+
+-- Callbacks find the task waiting on a vendor job.
+CREATE INDEX tasks_job_ref ON tasks (connector, job_ref) WHERE job_ref <> '';

@@ -1,0 +1,75 @@
+package httpapi
+
+import (
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/lethe-dev/lethe/internal/coordinator"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"go.uber.org/zap"
+)
+
+type completeBody struct {
+	Outcome  string             `json:"outcome"`
+	Records  int64              `json:"records"`
+	Evidence []erasure.Evidence `json:"evidence"`
+	Reason   string             `json:"reason"`
+}
+
+// completeTask records that a person finished a task by hand, with evidence.
+func (s *server) completeTask() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := requestID(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		var body completeBody
+		if err := decode(w, r, &body); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		_, err = s.Coordinator.CompleteTask(r.Context(), id, r.PathValue("connector"), principalFrom(r).Actor(), coordinator.Completion{
+			Outcome: body.Outcome, Records: body.Records, Evidence: body.Evidence, Reason: body.Reason})
+		s.answerWithRequest(w, r, id, http.StatusOK, err)
+	})
+}
+
+const maxCallback = 1 << 20
+
+// connectorCallback takes a vendor's report about a job. It needs no API
+// token: the connector authenticates the callback (a signature over the raw
+// body) before anything in it is trusted.
+func (s *server) connectorCallback() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		cb, ok := s.Callbacks[name]
+		if !ok {
+			s.fail(w, r, erasure.Errorf(erasure.ENotFound, "no connector %q takes callbacks", truncateID(name)))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCallback))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				s.fail(w, r, erasure.Errorf(erasure.ETooLarge, "the callback is larger than %d bytes", maxCallback))
+				return
+			}
+			s.fail(w, r, erasure.Errorf(erasure.EInvalid, "cannot read the callback"))
+			return
+		}
+		jobRef, out, err := cb.Callback(r.Context(), r.Header, body)
+		if err != nil {
+			s.Log.Warn("callback refused", zap.String("connector", name), zap.Error(err))
+			s.fail(w, r, erasure.Errorf(erasure.EForbidden, "the callback could not be authenticated"))
+			return
+		}
+		applied, err := s.Coordinator.ApplyCallback(r.Context(), name, jobRef, string(out.Status), out.Records, out.Evidence)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": string(applied)})
+	})
+}
