@@ -189,3 +189,47 @@ func TestExternalConnectorProcess(t *testing.T) {
 		t.Errorf("the example logged an identifier: %s", logs.String())
 	}
 }
+
+// TestStaffActionsOverHTTP: extend the deadline, exempt a system on a legal
+// basis; the certificate lists what was retained and why.
+func TestStaffActionsOverHTTP(t *testing.T) {
+	ns := testenv.NATS(t)
+	in := newInstance(t, ns.ClientURL(), `
+  - {name: paper, type: manual, config: {instructions: "Shred it."}}
+  - {name: crm, type: test_script, config: {}}`, "")
+	in.serve(t)
+	base := "http://" + in.addr
+	r := fileRequest(t, base, in.agentToken, "staff@example.com")
+	var got apiRequest
+	var e apiError
+	newDue := time.Now().UTC().AddDate(0, 2, 0).Format(time.RFC3339)
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/extend", in.auditToken, `{"reason":"x","due_at":"`+newDue+`"}`, nil); code != 403 {
+		t.Errorf("auditor extend = %d", code)
+	}
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/extend", in.agentToken, `{"reason":"many systems"}`, &e); code != 400 || e.Error.Field != "due_at" {
+		t.Errorf("extend without a date = %d %+v", code, e)
+	}
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/extend", in.agentToken, `{"reason":"many systems","due_at":"`+newDue+`"}`, &got); code != 200 || got.DueAt[:10] != newDue[:10] {
+		t.Errorf("extend = %d, due %s", code, got.DueAt)
+	}
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/tasks/paper/exempt", in.agentToken, `{"reason":"tax law","basis":"nope"}`, &e); code != 400 || e.Error.Field != "basis" {
+		t.Errorf("exempt with a bad basis = %d %+v", code, e)
+	}
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/tasks/paper/exempt", in.agentToken, `{"reason":"invoices must be kept 10 years","basis":"art17-3-b"}`, nil); code != 200 {
+		t.Fatalf("exempt = %d", code)
+	}
+	waitStatus(t, base, in.agentToken, r.ID, 20*time.Second, "completed_with_exemptions")
+	var keys certificate.JWKS
+	call(t, "GET", base+"/v1/keys", "", "", &keys)
+	v, err := certificate.Verify(getCertificate(t, base, in.agentToken, r.ID), keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Payload.Retained) != 1 || v.Payload.Retained[0].Connector != "paper" || !strings.Contains(v.Payload.Retained[0].Basis, "Art. 17(3)(b)") ||
+		!strings.Contains(v.Payload.Statement, "listed under retained") || v.Payload.Outcome != "completed_with_exemptions" {
+		t.Errorf("certificate retained %+v, statement %q", v.Payload.Retained, v.Payload.Statement)
+	}
+	if !strings.Contains(v.Summary(), "kept under Art. 17(3)(b)") {
+		t.Errorf("summary:\n%s", v.Summary())
+	}
+}

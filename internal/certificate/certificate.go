@@ -136,10 +136,14 @@ func NewPayload(req erasure.Request, tasks []erasure.Task, opt Options, eventLog
 		if verification == "" {
 			verification = "not_available"
 		}
+		basis := t.ExemptionBasis
+		if d, ok := req.Jurisdiction.ExemptionBasis(basis); ok {
+			basis = d
+		}
 		p.Systems = append(p.Systems, System{
 			Connector: t.Connector, Type: t.ConnectorType, Outcome: string(t.Status), RecordsErased: t.RecordsErased,
 			Attempts: t.Attempt, CompletedAt: timeText(t.CompletedAt), Verification: verification,
-			Evidence: ev, EvidenceDigest: digest,
+			Evidence: ev, EvidenceDigest: digest, ExemptionBasis: basis,
 		})
 	}
 	sort.Slice(p.Systems, func(i, j int) bool { return p.Systems[i].Connector < p.Systems[j].Connector })

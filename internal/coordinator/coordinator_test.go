@@ -444,3 +444,115 @@ func TestHousekeeping(t *testing.T) {
 		t.Error("the suppression entry went with the purge")
 	}
 }
+
+func TestApprovalVerificationAndDenial(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	hold := func(status erasure.RequestStatus) erasure.Request {
+		req, _, err := b.c.File(ctx, coordinator.FileInput{Subject: erasure.Subject{Email: "held@example.com"}, Jurisdiction: "gdpr",
+			Source: "portal", Actor: "portal", Hold: status})
+		if err != nil || req.Status != status {
+			t.Fatalf("file held as %s: %v %s", status, err, req.Status)
+		}
+		if ts, _ := b.store.Tasks(ctx, req.ID); len(ts) != 0 {
+			t.Fatalf("a held request has %d tasks", len(ts))
+		}
+		return req
+	}
+	// Unverified → verified → pending approval → approved: tasks start.
+	u := hold(erasure.RequestUnverified)
+	if _, err := b.c.Approve(ctx, u.ID, "api:ops", "ok"); erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("approving an unverified request: %v", err)
+	}
+	if r, err := b.c.Verified(ctx, u.ID, true); err != nil || r.Status != erasure.RequestPendingApproval {
+		t.Fatalf("verified = %s, %v", r.Status, err)
+	}
+	if r, _ := b.c.Verified(ctx, u.ID, true); r.Status != erasure.RequestPendingApproval {
+		t.Error("a second verification changed the request")
+	}
+	if _, err := b.c.Approve(ctx, u.ID, "api:ops", ""); erasure.ErrorField(err) != "reason" {
+		t.Errorf("approve without a reason: %v", err)
+	}
+	r, err := b.c.Approve(ctx, u.ID, "api:ops", "identity checked")
+	if err != nil || r.Status != erasure.RequestInProgress {
+		t.Fatalf("approve = %s, %v", r.Status, err)
+	}
+	if ts := tasks(t, b, u.ID); len(ts) != 2 || ts["db"].Status != erasure.TaskQueued {
+		t.Errorf("approved request tasks = %+v", ts)
+	}
+	if msgs := outbox(t, b); len(msgs) != 2 {
+		t.Errorf("approval queued %d messages, want 2", len(msgs))
+	}
+	// Verified without approval policy: straight to work.
+	v := hold(erasure.RequestUnverified)
+	if r, err := b.c.Verified(ctx, v.ID, false); err != nil || r.Status != erasure.RequestInProgress {
+		t.Errorf("verified without approval = %s, %v", r.Status, err)
+	}
+	// Deny before work starts; not after.
+	d := hold(erasure.RequestPendingApproval)
+	if r, err := b.c.Deny(ctx, d.ID, "api:ops", "we hold no account for this address and could not verify the requester"); err != nil || r.Status != erasure.RequestDenied {
+		t.Errorf("deny = %s, %v", r.Status, err)
+	}
+	if _, err := b.c.Deny(ctx, u.ID, "api:ops", "too late"); erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("denying a request in progress: %v", err)
+	}
+}
+
+func TestExtendOnceWithinTheLaw(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	req, _ := file(t, b)
+	due := req.DueAt
+	if _, err := b.c.Extend(ctx, req.ID, "api:ops", "complex request", due.AddDate(0, 3, 0)); erasure.ErrorField(err) != "due_at" {
+		t.Errorf("extending by three months: %v", err)
+	}
+	if _, err := b.c.Extend(ctx, req.ID, "api:ops", "complex request", due.Add(-time.Hour)); erasure.ErrorField(err) != "due_at" {
+		t.Errorf("an extension that shortens: %v", err)
+	}
+	r, err := b.c.Extend(ctx, req.ID, "api:ops", "many systems hold data", due.AddDate(0, 2, 0))
+	if err != nil || !r.DueAt.Equal(due.AddDate(0, 2, 0)) || r.ExtendedAt.IsZero() {
+		t.Fatalf("extend = %+v, %v", r, err)
+	}
+	if _, err := b.c.Extend(ctx, req.ID, "api:ops", "again", r.DueAt.Add(time.Hour)); erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("a second extension: %v", err)
+	}
+	late, _ := file(t, b)
+	b.clock.advance(31 * 24 * time.Hour)
+	if _, err := b.c.Extend(ctx, late.ID, "api:ops", "late", late.DueAt.AddDate(0, 1, 0)); erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("extending after the deadline: %v", err)
+	}
+	events, _ := b.store.Events(ctx, req.ID)
+	if events[len(events)-1].Type != erasure.EventExtended || events[len(events)-1].Reason != "many systems hold data" {
+		t.Errorf("extension event %+v", events[len(events)-1])
+	}
+}
+
+func TestExemptionCompletesWithExemptions(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	req, ts := file(t, b)
+	if _, err := b.c.Exempt(ctx, req.ID, "crm", "because", "api:ops", "legal hold"); erasure.ErrorField(err) != "basis" {
+		t.Errorf("an unknown basis: %v", err)
+	}
+	if _, err := b.c.Exempt(ctx, req.ID, "crm", "1798.105-d-8", "api:ops", "legal hold"); erasure.ErrorField(err) != "basis" {
+		t.Errorf("a CCPA basis on a GDPR request: %v", err)
+	}
+	if _, err := b.c.Exempt(ctx, req.ID, "crm", "art17-3-e", "api:ops", "litigation pending"); err != nil {
+		t.Fatal(err)
+	}
+	if k := tasks(t, b, req.ID)["crm"]; k.Status != erasure.TaskExempted || k.ExemptionBasis != "art17-3-e" {
+		t.Errorf("exempted task %+v", k)
+	}
+	// A late result for the exempted task is ignored.
+	if a := apply(t, b, result(ts["crm"], bus.KindErase, bus.ResultErased)); a != coordinator.AppliedStale {
+		t.Errorf("result for an exempted task: %s", a)
+	}
+	apply(t, b, result(ts["db"], bus.KindErase, bus.ResultErased))
+	r, _ := b.store.Request(ctx, req.ID)
+	if r.Status != erasure.RequestCompletedWithExemptions || b.cert.issued != 1 {
+		t.Errorf("request %s, certificates %d", r.Status, b.cert.issued)
+	}
+	if _, err := b.c.Exempt(ctx, req.ID, "db", "art17-3-e", "api:ops", "x"); erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("exempting in a final request: %v", err)
+	}
+}

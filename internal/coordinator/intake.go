@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/lethe-dev/lethe/internal/bus"
@@ -21,6 +22,10 @@ type FileInput struct {
 	Actor        string // who filed it, for the event log
 	// IdempotencyKey makes a retried submission return the first request.
 	IdempotencyKey string
+	// Hold files the request in this status without starting it:
+	// unverified (the portal, until the person proves the email) or
+	// pending_approval (staff must approve). Empty: start at once.
+	Hold erasure.RequestStatus
 }
 
 const maxIdempotencyKey = 200
@@ -51,6 +56,9 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 	if len(c.cfg.Connectors) == 0 {
 		return req, false, erasure.Errorf(erasure.EUnavailable, "no connectors are configured: nothing could be erased")
 	}
+	if in.Hold != "" && in.Hold != erasure.RequestUnverified && in.Hold != erasure.RequestPendingApproval {
+		return req, false, fmt.Errorf("coordinator: cannot hold a new request as %s", in.Hold)
+	}
 	now := c.clock()
 	ref := c.hasher.Ref(subject)
 	var nonce []byte
@@ -80,26 +88,13 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 			map[string]any{"source": in.Source, "jurisdiction": j, "due_at": r.DueAt, "identifiers": kinds}, now)); err != nil {
 			return err
 		}
-		if _, err := setStatus(ctx, tx, &r, erasure.RequestInProgress, in.Actor, "", now); err != nil {
+		if in.Hold != "" {
+			_, err := setStatus(ctx, tx, &r, in.Hold, in.Actor, "", now)
+			req = r
 			return err
 		}
-		for _, cn := range c.cfg.Connectors {
-			t := erasure.Task{ID: erasure.NewID(), RequestID: r.ID, Connector: cn.Name, ConnectorType: cn.Type,
-				Status: erasure.TaskQueued, Attempt: 1, CreatedAt: now, UpdatedAt: now}
-			if err := tx.InsertTask(ctx, t); err != nil {
-				return err
-			}
-			if _, err := tx.AppendEvent(ctx, erasure.NewEvent(r.ID, t.ID, erasure.EventTaskCreated, in.Actor, "",
-				map[string]any{"connector": cn.Name, "type": cn.Type, "attempt": 1}, now)); err != nil {
-				return err
-			}
-			m, err := taskMessage(r, t, bus.KindErase, now)
-			if err != nil {
-				return err
-			}
-			if err := tx.Enqueue(ctx, m); err != nil {
-				return err
-			}
+		if err := c.start(ctx, tx, &r, in.Actor, "", now); err != nil {
+			return err
 		}
 		req = r
 		return nil
@@ -120,4 +115,31 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 	c.metrics.RequestFiled(string(j), in.Source)
 	c.nudge()
 	return req, true, nil
+}
+
+// start moves a request to in_progress and sends one task to every
+// connector instance.
+func (c *Coordinator) start(ctx context.Context, tx store.Tx, r *erasure.Request, actor, reason string, now time.Time) error {
+	if _, err := setStatus(ctx, tx, r, erasure.RequestInProgress, actor, reason, now); err != nil {
+		return err
+	}
+	for _, cn := range c.cfg.Connectors {
+		t := erasure.Task{ID: erasure.NewID(), RequestID: r.ID, Connector: cn.Name, ConnectorType: cn.Type,
+			Status: erasure.TaskQueued, Attempt: 1, CreatedAt: now, UpdatedAt: now}
+		if err := tx.InsertTask(ctx, t); err != nil {
+			return err
+		}
+		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(r.ID, t.ID, erasure.EventTaskCreated, actor, "",
+			map[string]any{"connector": cn.Name, "type": cn.Type, "attempt": 1}, now)); err != nil {
+			return err
+		}
+		m, err := taskMessage(*r, t, bus.KindErase, now)
+		if err != nil {
+			return err
+		}
+		if err := tx.Enqueue(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -21,6 +21,8 @@ const (
 	EventTaskResult       = "task.result" // Data: the connector's report
 	EventCertificateIssue = "certificate.issued"
 	EventShredded         = "request.shredded"
+	EventExtended         = "request.extended"
+	EventTaskExempted     = "task.exempted"
 	EventReplayErased     = "replay.erased" // erased again after a backup restore
 )
 

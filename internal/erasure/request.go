@@ -24,6 +24,8 @@ type Request struct {
 	// ShreddedAt is when the request's data key was destroyed; from then
 	// on Subject and CommitmentNonce are gone for good.
 	ShreddedAt time.Time
+	// ExtendedAt is when the deadline was extended (once at most).
+	ExtendedAt time.Time
 	// Source says how the request came in: "api", "portal", "cli".
 	Source string
 	// IdempotencyKey, when the client sent one, makes filing the same
@@ -67,8 +69,10 @@ type Task struct {
 	Evidence      []Evidence
 	// Verified says what the post-erasure lookup found: "clean", or ""
 	// when the connector cannot look the subject up.
-	Verified    string
-	CreatedAt   time.Time
+	Verified string
+	// ExemptionBasis is the legal basis (see Exemptions) of an exempted task.
+	ExemptionBasis string
+	CreatedAt      time.Time
 	UpdatedAt   time.Time
 	CompletedAt time.Time
 }

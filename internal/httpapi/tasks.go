@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/lethe-dev/lethe/internal/coordinator"
 	"github.com/lethe-dev/lethe/internal/erasure"
@@ -71,5 +73,67 @@ func (s *server) connectorCallback() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": string(applied)})
+	})
+}
+
+func (s *server) approveRequest() http.Handler {
+	return s.action(http.StatusOK, func(ctx context.Context, id, actor, reason string, _ *http.Request) error {
+		_, err := s.Coordinator.Approve(ctx, id, actor, reason)
+		return err
+	})
+}
+
+func (s *server) denyRequest() http.Handler {
+	return s.action(http.StatusOK, func(ctx context.Context, id, actor, reason string, _ *http.Request) error {
+		_, err := s.Coordinator.Deny(ctx, id, actor, reason)
+		return err
+	})
+}
+
+type extendBody struct {
+	Reason string    `json:"reason"`
+	DueAt  time.Time `json:"due_at"`
+}
+
+func (s *server) extendRequest() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := requestID(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		var body extendBody
+		if err := decode(w, r, &body); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if body.DueAt.IsZero() {
+			s.fail(w, r, erasure.Invalid("due_at", "is required: the new deadline, RFC 3339"))
+			return
+		}
+		_, err = s.Coordinator.Extend(r.Context(), id, principalFrom(r).Actor(), body.Reason, body.DueAt)
+		s.answerWithRequest(w, r, id, http.StatusOK, err)
+	})
+}
+
+type exemptBody struct {
+	Reason string `json:"reason"`
+	Basis  string `json:"basis"`
+}
+
+func (s *server) exemptTask() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := requestID(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		var body exemptBody
+		if err := decode(w, r, &body); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		_, err = s.Coordinator.Exempt(r.Context(), id, r.PathValue("connector"), body.Basis, principalFrom(r).Actor(), body.Reason)
+		s.answerWithRequest(w, r, id, http.StatusOK, err)
 	})
 }

@@ -71,11 +71,11 @@ func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
 func (s *Store) Close() { s.conn.Close() }
 
 const requestCols = `id, status, jurisdiction, subject_enc, data_key, shredded_at, subject_ref, source,
-	idempotency_key, created_by, received_at, due_at, completed_at, updated_at`
+	idempotency_key, created_by, received_at, due_at, completed_at, updated_at, extended_at`
 
 const taskCols = `id, request_id, connector, connector_type, status, attempt, records_erased,
 	job_ref, next_attempt_at, next_poll_at, last_error, evidence, verified,
-	created_at, updated_at, completed_at`
+	created_at, updated_at, completed_at, exemption_basis`
 
 const eventCols = `request_id, seq, type, task_id, actor, reason, data, at, prev_hash, hash`
 
@@ -157,7 +157,8 @@ func (s *Store) queryRequests(ctx context.Context, q Querier, query string, args
 		var r erasure.Request
 		var sealed, dataKey, ref []byte
 		if err := rows.Scan(&r.ID, &r.Status, &r.Jurisdiction, &sealed, &dataKey, timeCol{&r.ShreddedAt}, &ref, &r.Source,
-			&r.IdempotencyKey, &r.CreatedBy, timeCol{&r.ReceivedAt}, timeCol{&r.DueAt}, timeCol{&r.CompletedAt}, timeCol{&r.UpdatedAt}); err != nil {
+			&r.IdempotencyKey, &r.CreatedBy, timeCol{&r.ReceivedAt}, timeCol{&r.DueAt}, timeCol{&r.CompletedAt}, timeCol{&r.UpdatedAt},
+			timeCol{&r.ExtendedAt}); err != nil {
 			return nil, fmt.Errorf("scan request: %w", err)
 		}
 		if err := json.Unmarshal(ref, &r.SubjectRef); err != nil {
@@ -193,7 +194,7 @@ func (s *Store) queryTasks(ctx context.Context, q Querier, query string, args ..
 		var evidence []byte
 		if err := rows.Scan(&t.ID, &t.RequestID, &t.Connector, &t.ConnectorType, &t.Status, &t.Attempt,
 			&t.RecordsErased, &t.JobRef, timeCol{&t.NextAttemptAt}, timeCol{&t.NextPollAt}, &t.LastError,
-			&evidence, &t.Verified, timeCol{&t.CreatedAt}, timeCol{&t.UpdatedAt}, timeCol{&t.CompletedAt}); err != nil {
+			&evidence, &t.Verified, timeCol{&t.CreatedAt}, timeCol{&t.UpdatedAt}, timeCol{&t.CompletedAt}, &t.ExemptionBasis); err != nil {
 			return nil, fmt.Errorf("scan task: %w", err)
 		}
 		if err := json.Unmarshal(evidence, &t.Evidence); err != nil {
@@ -417,9 +418,9 @@ func (t *tx) InsertRequest(ctx context.Context, r erasure.Request) error {
 		return fmt.Errorf("encode subject ref: %w", err)
 	}
 	_, err = t.exec(ctx, `INSERT INTO requests (`+requestCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		r.ID, string(r.Status), string(r.Jurisdiction), sealed, dataKey, nil, string(ref), r.Source, r.IdempotencyKey,
-		r.CreatedBy, t.time(r.ReceivedAt), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt))
+		r.CreatedBy, t.time(r.ReceivedAt), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt), t.time(r.ExtendedAt))
 	if err != nil {
 		if t.s.d.IsUniqueViolation(err) {
 			return erasure.Errorf(erasure.EConflict, "a request with this id or idempotency key exists")
@@ -446,8 +447,8 @@ func (t *tx) LockRequest(ctx context.Context, id string) (erasure.Request, error
 }
 
 func (t *tx) UpdateRequest(ctx context.Context, r erasure.Request) error {
-	n, err := t.exec(ctx, `UPDATE requests SET status = $2, due_at = $3, completed_at = $4, updated_at = $5 WHERE id = $1`,
-		r.ID, string(r.Status), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt))
+	n, err := t.exec(ctx, `UPDATE requests SET status = $2, due_at = $3, completed_at = $4, updated_at = $5, extended_at = $6 WHERE id = $1`,
+		r.ID, string(r.Status), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt), t.time(r.ExtendedAt))
 	if err != nil {
 		return fmt.Errorf("update request: %w", err)
 	}
@@ -463,10 +464,10 @@ func (t *tx) InsertTask(ctx context.Context, k erasure.Task) error {
 		return err
 	}
 	_, err = t.exec(ctx, `INSERT INTO tasks (`+taskCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
 		k.ID, k.RequestID, k.Connector, k.ConnectorType, string(k.Status), k.Attempt, k.RecordsErased,
 		k.JobRef, t.time(k.NextAttemptAt), t.time(k.NextPollAt), k.LastError, evidence, k.Verified,
-		t.time(k.CreatedAt), t.time(k.UpdatedAt), t.time(k.CompletedAt))
+		t.time(k.CreatedAt), t.time(k.UpdatedAt), t.time(k.CompletedAt), k.ExemptionBasis)
 	if err != nil {
 		if t.s.d.IsUniqueViolation(err) {
 			return erasure.Errorf(erasure.EConflict, "the request already has a task for connector %s", k.Connector)
@@ -509,9 +510,9 @@ func (t *tx) UpdateTask(ctx context.Context, k erasure.Task) error {
 	}
 	n, err := t.exec(ctx, `UPDATE tasks SET status = $2, attempt = $3, records_erased = $4, job_ref = $5,
 		next_attempt_at = $6, next_poll_at = $7, last_error = $8, evidence = $9, verified = $10,
-		updated_at = $11, completed_at = $12 WHERE id = $1`,
+		updated_at = $11, completed_at = $12, exemption_basis = $13 WHERE id = $1`,
 		k.ID, string(k.Status), k.Attempt, k.RecordsErased, k.JobRef, t.time(k.NextAttemptAt), t.time(k.NextPollAt),
-		k.LastError, evidence, k.Verified, t.time(k.UpdatedAt), t.time(k.CompletedAt))
+		k.LastError, evidence, k.Verified, t.time(k.UpdatedAt), t.time(k.CompletedAt), k.ExemptionBasis)
 	if err != nil {
 		return fmt.Errorf("update task: %w", err)
 	}

@@ -119,6 +119,7 @@ func requestRoundTrip(t *testing.T, s store.Store) {
 	r.CompletedAt = t0.Add(time.Hour)
 	r.UpdatedAt = r.CompletedAt
 	r.DueAt = r.DueAt.Add(24 * time.Hour)
+	r.ExtendedAt = t0.Add(30 * time.Minute)
 	mustTx(t, s, func(tx store.Tx) error {
 		locked, err := tx.LockRequest(ctx(t), r.ID)
 		if err != nil {
@@ -243,6 +244,7 @@ func tasksRoundTrip(t *testing.T, s store.Store) {
 	b.LastError = "timeout"
 	b.Evidence = []erasure.Evidence{{Kind: "statement", Value: "customers: 1 row"}}
 	b.Verified = "clean"
+	b.ExemptionBasis = "art17-3-e"
 	b.UpdatedAt = t0.Add(time.Hour)
 	b.CompletedAt = t0.Add(time.Hour)
 	mustTx(t, s, func(tx store.Tx) error { return tx.UpdateTask(ctx(t), b) })
