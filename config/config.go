@@ -20,6 +20,8 @@ import (
 
 // Config is the whole configuration of a Lethe process.
 type Config struct {
+	// devMail: lethe dev catches mail, so the portal needs no SMTP server.
+	devMail bool
 	// Organisation is the issuer named on certificates.
 	Organisation string `yaml:"organisation"`
 	// Listen is the HTTP address, e.g. ":8080".
@@ -32,6 +34,9 @@ type Config struct {
 	Certificates Certificates `yaml:"certificates"`
 	Encryption   Encryption   `yaml:"encryption"`
 	Retention    Retention    `yaml:"retention"`
+	Portal       Portal       `yaml:"portal"`
+	Console      Console      `yaml:"console"`
+	SMTP         SMTP         `yaml:"smtp"`
 	Subject      Subject      `yaml:"subject"`
 	Auth         Auth         `yaml:"auth"`
 	Tasks        Tasks        `yaml:"tasks"`
@@ -115,6 +120,65 @@ type Retention struct {
 	UnverifiedAfter time.Duration `yaml:"unverified_after"`
 	// SweepInterval: how often these are looked for (default 1m).
 	SweepInterval time.Duration `yaml:"sweep_interval"`
+}
+
+// Portal is the public page where people ask for erasure.
+type Portal struct {
+	// Enabled serves /portal (default false).
+	Enabled bool `yaml:"enabled"`
+	// RequireApproval makes portal requests wait for staff approval after
+	// the email is verified (default false).
+	RequireApproval bool `yaml:"require_approval"`
+	// DefaultJurisdiction preselected on the form: gdpr (default) or ccpa.
+	DefaultJurisdiction string `yaml:"default_jurisdiction"`
+	// AskPhone and AskCustomerNumber add optional fields to the form; the
+	// customer number is sent to connectors as user_ids[CustomerSystem].
+	AskPhone          bool   `yaml:"ask_phone"`
+	AskCustomerNumber bool   `yaml:"ask_customer_number"`
+	CustomerSystem    string `yaml:"customer_system"`
+	// CodeTTL is how long an emailed verification code works (default 30m);
+	// CodeAttempts how many wrong codes end it (default 5).
+	CodeTTL      time.Duration `yaml:"code_ttl"`
+	CodeAttempts int           `yaml:"code_attempts"`
+	// PerAddressPerHour and PerEmailPerDay limit submissions (defaults 10
+	// and 3).
+	PerAddressPerHour int `yaml:"per_address_per_hour"`
+	PerEmailPerDay    int `yaml:"per_email_per_day"`
+}
+
+// Console is the staff console.
+type Console struct {
+	// Users who can sign in. Password hashes are bcrypt (`lethe passwd`).
+	Users []ConsoleUser `yaml:"users"`
+	// SessionTTL (default 8h).
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// InsecureCookies drops the Secure flag, for plain-http development
+	// only (default false; lethe dev sets it).
+	InsecureCookies bool `yaml:"insecure_cookies"`
+}
+
+// ConsoleUser is one staff member.
+type ConsoleUser struct {
+	Name         string `yaml:"name"`
+	Role         string `yaml:"role"`
+	PasswordHash Secret `yaml:"password_hash"`
+}
+
+// SMTP sends emails to data subjects.
+type SMTP struct {
+	// Host and Port of the mail server; empty Host: no email (lethe dev
+	// catches mail instead).
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// TLS: starttls (default), tls (implicit, port 465) or none (only for
+	// a relay on localhost).
+	TLS string `yaml:"tls"`
+	// CAFile trusts a private CA for the server certificate.
+	CAFile   string `yaml:"ca_file"`
+	Username string `yaml:"username"`
+	Password Secret `yaml:"password"`
+	// From is the sender, e.g. "Example Ltd Privacy <privacy@example.com>".
+	From string `yaml:"from"`
 }
 
 // MinKeepRequests is CCPA's 24 months of request records.
@@ -229,7 +293,16 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes and validates config YAML, filling in defaults.
 func Parse(b []byte) (*Config, error) {
-	var c Config
+	return parse(b, false)
+}
+
+// ParseDev is Parse for `lethe dev`, which catches mail itself.
+func ParseDev(b []byte) (*Config, error) {
+	return parse(b, true)
+}
+
+func parse(b []byte, devMail bool) (*Config, error) {
+	c := Config{devMail: devMail}
 	if err := DecodeYAML(b, &c); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -279,6 +352,32 @@ func (c *Config) setDefaults() {
 	def(&c.Retention.KeepRequests, MinKeepRequests)
 	def(&c.Retention.UnverifiedAfter, 72*time.Hour)
 	def(&c.Retention.SweepInterval, time.Minute)
+	if c.Portal.DefaultJurisdiction == "" {
+		c.Portal.DefaultJurisdiction = "gdpr"
+	}
+	if c.Portal.CustomerSystem == "" {
+		c.Portal.CustomerSystem = "customer"
+	}
+	def(&c.Portal.CodeTTL, 30*time.Minute)
+	if c.Portal.CodeAttempts == 0 {
+		c.Portal.CodeAttempts = 5
+	}
+	if c.Portal.PerAddressPerHour == 0 {
+		c.Portal.PerAddressPerHour = 10
+	}
+	if c.Portal.PerEmailPerDay == 0 {
+		c.Portal.PerEmailPerDay = 3
+	}
+	def(&c.Console.SessionTTL, 8*time.Hour)
+	if c.SMTP.TLS == "" {
+		c.SMTP.TLS = "starttls"
+	}
+	if c.SMTP.Port == 0 {
+		c.SMTP.Port = map[string]int{"tls": 465}[c.SMTP.TLS]
+		if c.SMTP.Port == 0 {
+			c.SMTP.Port = 587
+		}
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -349,6 +448,36 @@ func (c *Config) Validate() error {
 	if c.Retention.ShredAfter < 0 || c.Retention.ShredAfter > c.Retention.KeepRequests {
 		bad("retention.shred_after", "must be between 0 and retention.keep_requests")
 	}
+	if c.Portal.DefaultJurisdiction != "gdpr" && c.Portal.DefaultJurisdiction != "ccpa" {
+		bad("portal.default_jurisdiction", "must be gdpr or ccpa")
+	}
+	if c.Portal.Enabled && c.SMTP.Host == "" && !c.devMail {
+		bad("smtp.host", "is required when the portal is enabled: people must receive their verification code")
+	}
+	if c.SMTP.Host != "" && c.SMTP.From == "" {
+		bad("smtp.from", "is required with smtp.host")
+	}
+	switch c.SMTP.TLS {
+	case "starttls", "tls", "none":
+	default:
+		bad("smtp.tls", "must be starttls, tls or none")
+	}
+	users := map[string]bool{}
+	for i, u := range c.Console.Users {
+		key := fmt.Sprintf("console.users[%d]", i)
+		if u.Name == "" || users[u.Name] {
+			bad(key+".name", "is required and must be unique")
+		}
+		users[u.Name] = true
+		switch u.Role {
+		case "admin", "agent", "auditor":
+		default:
+			bad(key+".role", "must be admin, agent or auditor")
+		}
+		if !u.PasswordHash.IsSet() {
+			bad(key+".password_hash", "is required (`lethe passwd` makes one)")
+		}
+	}
 	if c.Tasks.MaxAttempts < 1 {
 		bad("tasks.max_attempts", "must be at least 1")
 	}
@@ -407,3 +536,6 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// DevMail reports whether mail is caught in-process (lethe dev).
+func (c *Config) DevMail() bool { return c.devMail }

@@ -58,6 +58,17 @@ type Store interface {
 	// Purge returns what is left of a purged request.
 	Purge(ctx context.Context, requestID string) (Purge, error)
 
+	// PortalByStatus finds a portal request by its status link's hash.
+	PortalByStatus(ctx context.Context, statusHash string) (PortalRequest, error)
+	// PortalRequest returns the portal side of a request.
+	PortalRequest(ctx context.Context, requestID string) (PortalRequest, error)
+
+	// Console sessions.
+	CreateSession(ctx context.Context, s Session) error
+	Session(ctx context.Context, idHash string, now time.Time) (Session, error)
+	DeleteSession(ctx context.Context, idHash string) error
+	DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error)
+
 	// The transparency log, read side.
 	LogSize(ctx context.Context) (int64, error)
 	LogHashes(ctx context.Context, ids []int64) ([][]byte, error)
@@ -123,6 +134,34 @@ type Tx interface {
 	// PurgeRequest deletes a request with its tasks, events and
 	// certificate, leaving p as its record.
 	PurgeRequest(ctx context.Context, p Purge) error
+
+	InsertPortalRequest(ctx context.Context, p PortalRequest) error
+	// LockPortalByHandle finds a portal request by its handle's hash and
+	// locks it (code attempts are counted under the lock).
+	LockPortalByHandle(ctx context.Context, handleHash string) (PortalRequest, error)
+	UpdatePortalRequest(ctx context.Context, p PortalRequest) error
+}
+
+// PortalRequest is the portal's side of a request filed there.
+type PortalRequest struct {
+	RequestID     string
+	HandleHash    string
+	StatusHash    string
+	Lang          string
+	CodeHash      string
+	CodeExpiresAt time.Time
+	CodeAttempts  int
+	VerifiedAt    time.Time
+}
+
+// Session is a signed-in staff member.
+type Session struct {
+	IDHash    string
+	User      string
+	Role      string
+	CSRF      string
+	CreatedAt time.Time
+	ExpiresAt time.Time
 }
 
 // Suppression says that a person with this identifier hash was erased.

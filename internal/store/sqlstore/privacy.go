@@ -100,6 +100,7 @@ func (t *tx) PurgeRequest(ctx context.Context, p store.Purge) error {
 		`DELETE FROM tasks WHERE request_id = $1`,
 		`DELETE FROM certificates WHERE request_id = $1`,
 		`DELETE FROM subject_hashes WHERE request_id = $1`,
+		`DELETE FROM portal_requests WHERE request_id = $1`,
 		`DELETE FROM outbox WHERE request_id = $1`,
 		`DELETE FROM requests WHERE id = $1`,
 	} {

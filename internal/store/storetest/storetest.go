@@ -42,6 +42,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ShredDestroysIdentifiers", shred},
 		{"Suppressions", suppressions},
 		{"PurgeDeletesEverythingButItsRecord", purge},
+		{"PortalRequests", portal},
+		{"Sessions", sessions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -774,5 +776,69 @@ func purge(t *testing.T, s store.Store) {
 	}
 	if ts, _ := s.Tasks(ctx(t), keep.ID); len(ts) != 1 {
 		t.Error("purge removed another request's task")
+	}
+}
+
+func portal(t *testing.T, s store.Store) {
+	r := newRequest(1)
+	insert(t, s, r)
+	p := store.PortalRequest{RequestID: r.ID, HandleHash: "h", StatusHash: "s", Lang: "he", CodeHash: "c", CodeExpiresAt: t0.Add(time.Hour)}
+	mustTx(t, s, func(tx store.Tx) error { return tx.InsertPortalRequest(ctx(t), p) })
+	mustTx(t, s, func(tx store.Tx) error {
+		got, err := tx.LockPortalByHandle(ctx(t), "h")
+		if err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got, p) {
+			t.Errorf("portal request read back %+v, want %+v", got, p)
+		}
+		got.CodeAttempts, got.VerifiedAt = 2, t0.Add(time.Minute)
+		return tx.UpdatePortalRequest(ctx(t), got)
+	})
+	got, err := s.PortalByStatus(ctx(t), "s")
+	if err != nil || got.CodeAttempts != 2 || !got.VerifiedAt.Equal(t0.Add(time.Minute)) {
+		t.Errorf("by status = %+v, %v", got, err)
+	}
+	if byID, err := s.PortalRequest(ctx(t), r.ID); err != nil || byID.Lang != "he" {
+		t.Errorf("by request = %+v, %v", byID, err)
+	}
+	if _, err := s.PortalByStatus(ctx(t), "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown status link: %v", err)
+	}
+	err = s.InTx(ctx(t), func(tx store.Tx) error { _, err := tx.LockPortalByHandle(ctx(t), "nope"); return err })
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown handle: %v", err)
+	}
+	// Purging the request takes its portal row with it.
+	mustTx(t, s, func(tx store.Tx) error {
+		return tx.PurgeRequest(ctx(t), store.Purge{RequestID: r.ID, Status: erasure.RequestCancelled, Jurisdiction: erasure.GDPR,
+			ReceivedAt: t0, DueAt: t0, LogIndex: -1, PurgedAt: t0})
+	})
+	if _, err := s.PortalByStatus(ctx(t), "s"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("portal row outlived its request: %v", err)
+	}
+}
+
+func sessions(t *testing.T, s store.Store) {
+	x := store.Session{IDHash: "sid", User: "ann", Role: "agent", CSRF: "tok", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	if err := s.CreateSession(ctx(t), x); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Session(ctx(t), "sid", t0.Add(time.Minute))
+	if err != nil || !reflect.DeepEqual(got, x) {
+		t.Errorf("session = %+v, %v", got, err)
+	}
+	if _, err := s.Session(ctx(t), "sid", t0.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an expired session: %v", err)
+	}
+	if n, err := s.DeleteExpiredSessions(ctx(t), t0.Add(2*time.Hour)); err != nil || n != 1 {
+		t.Errorf("deleted %d expired sessions, %v", n, err)
+	}
+	_ = s.CreateSession(ctx(t), x)
+	if err := s.DeleteSession(ctx(t), "sid"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Session(ctx(t), "sid", t0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a deleted session: %v", err)
 	}
 }
