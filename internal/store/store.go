@@ -58,8 +58,6 @@ type Store interface {
 	// Purge returns what is left of a purged request.
 	Purge(ctx context.Context, requestID string) (Purge, error)
 
-	// PortalByStatus finds a portal request by its status link's hash.
-	PortalByStatus(ctx context.Context, statusHash string) (PortalRequest, error)
 	// PortalRequest returns the portal side of a request.
 	PortalRequest(ctx context.Context, requestID string) (PortalRequest, error)
 
@@ -136,17 +134,15 @@ type Tx interface {
 	PurgeRequest(ctx context.Context, p Purge) error
 
 	InsertPortalRequest(ctx context.Context, p PortalRequest) error
-	// LockPortalByHandle finds a portal request by its handle's hash and
-	// locks it (code attempts are counted under the lock).
-	LockPortalByHandle(ctx context.Context, handleHash string) (PortalRequest, error)
+	// LockPortal reads a portal request and locks it (code attempts are
+	// counted under the lock).
+	LockPortal(ctx context.Context, requestID string) (PortalRequest, error)
 	UpdatePortalRequest(ctx context.Context, p PortalRequest) error
 }
 
 // PortalRequest is the portal's side of a request filed there.
 type PortalRequest struct {
 	RequestID     string
-	HandleHash    string
-	StatusHash    string
 	Lang          string
 	CodeHash      string
 	CodeExpiresAt time.Time

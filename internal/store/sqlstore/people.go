@@ -8,7 +8,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/store"
 )
 
-const portalCols = `request_id, handle_hash, status_hash, lang, code_hash, code_expires_at, code_attempts, verified_at`
+const portalCols = `request_id, lang, code_hash, code_expires_at, code_attempts, verified_at`
 
 func (s *Store) queryPortal(ctx context.Context, q Querier, query string, args ...any) (store.PortalRequest, error) {
 	rows, err := q.Query(ctx, s.rw.q(query), args...)
@@ -23,13 +23,8 @@ func (s *Store) queryPortal(ctx context.Context, q Querier, query string, args .
 		return store.PortalRequest{}, fmt.Errorf("portal request: %w", store.ErrNotFound)
 	}
 	var p store.PortalRequest
-	err = rows.Scan(&p.RequestID, &p.HandleHash, &p.StatusHash, &p.Lang, &p.CodeHash, timeCol{&p.CodeExpiresAt}, &p.CodeAttempts, timeCol{&p.VerifiedAt})
+	err = rows.Scan(&p.RequestID, &p.Lang, &p.CodeHash, timeCol{&p.CodeExpiresAt}, &p.CodeAttempts, timeCol{&p.VerifiedAt})
 	return p, err
-}
-
-// PortalByStatus implements store.Store.
-func (s *Store) PortalByStatus(ctx context.Context, statusHash string) (store.PortalRequest, error) {
-	return s.queryPortal(ctx, s.conn, `SELECT `+portalCols+` FROM portal_requests WHERE status_hash = $1`, statusHash)
 }
 
 // PortalRequest implements store.Store.
@@ -38,16 +33,16 @@ func (s *Store) PortalRequest(ctx context.Context, requestID string) (store.Port
 }
 
 func (t *tx) InsertPortalRequest(ctx context.Context, p store.PortalRequest) error {
-	_, err := t.exec(ctx, `INSERT INTO portal_requests (`+portalCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		p.RequestID, p.HandleHash, p.StatusHash, p.Lang, p.CodeHash, t.time(p.CodeExpiresAt), p.CodeAttempts, t.time(p.VerifiedAt))
+	_, err := t.exec(ctx, `INSERT INTO portal_requests (`+portalCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+		p.RequestID, p.Lang, p.CodeHash, t.time(p.CodeExpiresAt), p.CodeAttempts, t.time(p.VerifiedAt))
 	if err != nil {
 		return fmt.Errorf("insert portal request: %w", err)
 	}
 	return nil
 }
 
-func (t *tx) LockPortalByHandle(ctx context.Context, handleHash string) (store.PortalRequest, error) {
-	return t.s.queryPortal(ctx, t.q, `SELECT `+portalCols+` FROM portal_requests WHERE handle_hash = $1`+t.s.d.ForUpdate, handleHash)
+func (t *tx) LockPortal(ctx context.Context, requestID string) (store.PortalRequest, error) {
+	return t.s.queryPortal(ctx, t.q, `SELECT `+portalCols+` FROM portal_requests WHERE request_id = $1`+t.s.d.ForUpdate, requestID)
 }
 
 func (t *tx) UpdatePortalRequest(ctx context.Context, p store.PortalRequest) error {

@@ -782,10 +782,10 @@ func purge(t *testing.T, s store.Store) {
 func portal(t *testing.T, s store.Store) {
 	r := newRequest(1)
 	insert(t, s, r)
-	p := store.PortalRequest{RequestID: r.ID, HandleHash: "h", StatusHash: "s", Lang: "he", CodeHash: "c", CodeExpiresAt: t0.Add(time.Hour)}
+	p := store.PortalRequest{RequestID: r.ID, Lang: "he", CodeHash: "c", CodeExpiresAt: t0.Add(time.Hour)}
 	mustTx(t, s, func(tx store.Tx) error { return tx.InsertPortalRequest(ctx(t), p) })
 	mustTx(t, s, func(tx store.Tx) error {
-		got, err := tx.LockPortalByHandle(ctx(t), "h")
+		got, err := tx.LockPortal(ctx(t), r.ID)
 		if err != nil {
 			return err
 		}
@@ -795,26 +795,23 @@ func portal(t *testing.T, s store.Store) {
 		got.CodeAttempts, got.VerifiedAt = 2, t0.Add(time.Minute)
 		return tx.UpdatePortalRequest(ctx(t), got)
 	})
-	got, err := s.PortalByStatus(ctx(t), "s")
-	if err != nil || got.CodeAttempts != 2 || !got.VerifiedAt.Equal(t0.Add(time.Minute)) {
-		t.Errorf("by status = %+v, %v", got, err)
+	got, err := s.PortalRequest(ctx(t), r.ID)
+	if err != nil || got.CodeAttempts != 2 || !got.VerifiedAt.Equal(t0.Add(time.Minute)) || got.Lang != "he" {
+		t.Errorf("portal request = %+v, %v", got, err)
 	}
-	if byID, err := s.PortalRequest(ctx(t), r.ID); err != nil || byID.Lang != "he" {
-		t.Errorf("by request = %+v, %v", byID, err)
+	if _, err := s.PortalRequest(ctx(t), erasure.NewID()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown portal request: %v", err)
 	}
-	if _, err := s.PortalByStatus(ctx(t), "nope"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("unknown status link: %v", err)
-	}
-	err = s.InTx(ctx(t), func(tx store.Tx) error { _, err := tx.LockPortalByHandle(ctx(t), "nope"); return err })
+	err = s.InTx(ctx(t), func(tx store.Tx) error { _, err := tx.LockPortal(ctx(t), erasure.NewID()); return err })
 	if !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("unknown handle: %v", err)
+		t.Errorf("lock an unknown portal request: %v", err)
 	}
 	// Purging the request takes its portal row with it.
 	mustTx(t, s, func(tx store.Tx) error {
 		return tx.PurgeRequest(ctx(t), store.Purge{RequestID: r.ID, Status: erasure.RequestCancelled, Jurisdiction: erasure.GDPR,
 			ReceivedAt: t0, DueAt: t0, LogIndex: -1, PurgedAt: t0})
 	})
-	if _, err := s.PortalByStatus(ctx(t), "s"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.PortalRequest(ctx(t), r.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("portal row outlived its request: %v", err)
 	}
 }

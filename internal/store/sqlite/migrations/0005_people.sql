@@ -1,11 +1,8 @@
--- The portal: each request filed there has an unguessable handle (its
--- verification page) and status link, both stored as SHA-256 only, the
--- person's language for emails, and the emailed code (hashed) with its
--- expiry and wrong attempts.
+-- The portal: the person's language for emails, and the emailed code
+-- (hashed) with its expiry and wrong attempts. The links a person is given
+-- are derived from the request id with a keyed MAC, so none is stored.
 CREATE TABLE portal_requests (
     request_id      text PRIMARY KEY REFERENCES requests (id),
-    handle_hash     text NOT NULL UNIQUE,
-    status_hash     text NOT NULL UNIQUE,
     lang            text NOT NULL,
     code_hash       text NOT NULL,
     code_expires_at integer NOT NULL,
