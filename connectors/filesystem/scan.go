@@ -121,4 +121,3 @@ func extract(p string, res []*regexp.Regexp, names [][]string) (map[string]strin
 	}
 	return values, true
 }
-

@@ -73,8 +73,8 @@ type Task struct {
 	// ExemptionBasis is the legal basis (see Exemptions) of an exempted task.
 	ExemptionBasis string
 	CreatedAt      time.Time
-	UpdatedAt   time.Time
-	CompletedAt time.Time
+	UpdatedAt      time.Time
+	CompletedAt    time.Time
 }
 
 // HashIdempotencyKey is how a client's Idempotency-Key is stored: clients
