@@ -413,7 +413,7 @@ statements:
   - name: newsletter
     sql: DELETE FROM newsletter_signups WHERE email = :email
   - name: orders
-    sql: UPDATE orders SET email = NULL, shipping_address = NULL WHERE customer_id = :user_id OR email = :email
+    sql: UPDATE orders SET email = NULL, shipping_address = NULL, customer_id = NULL WHERE customer_id = :user_id OR email = :email
   - name: customers
     sql: DELETE FROM customers WHERE id = :user_id OR email = :email
 `)
