@@ -17,7 +17,8 @@ import (
 // Canonicalize returns the RFC 8785 (JSON Canonicalization Scheme) form of
 // a JSON document: object members sorted by their UTF-16 code units, no
 // insignificant white space, strings and numbers serialised as ECMAScript
-// does. Duplicate member names and invalid UTF-8 are refused.
+// does. Duplicate member names, invalid UTF-8 and escaped lone surrogates
+// (not I-JSON, RFC 7493 §2.1) are refused.
 func Canonicalize(b []byte) ([]byte, error) {
 	if !utf8.Valid(b) {
 		return nil, errors.New("canonical json: invalid UTF-8")
@@ -31,7 +32,56 @@ func Canonicalize(b []byte) ([]byte, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("canonical json: data after the top-level value")
 	}
+	// encoding/json turns "\ud800" into U+FFFD without a word; two
+	// different inputs must not canonicalise to one output.
+	if err := checkSurrogates(b); err != nil {
+		return nil, fmt.Errorf("canonical json: %w", err)
+	}
 	return out.Bytes(), nil
+}
+
+// checkSurrogates refuses a \u escape of a UTF-16 surrogate that is not
+// half of a pair. b is known to be valid JSON.
+func checkSurrogates(b []byte) error {
+	inString := false
+	for i := 0; i < len(b); i++ {
+		if b[i] == '"' {
+			inString = !inString
+			continue
+		}
+		if !inString || b[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character
+		if b[i] != 'u' {
+			continue
+		}
+		r := escapedUnit(b, i+1)
+		i += 4
+		if !utf16.IsSurrogate(r) {
+			continue
+		}
+		if r < 0xdc00 && i+6 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
+			if lo := escapedUnit(b, i+3); lo >= 0xdc00 && lo <= 0xdfff {
+				i += 6
+				continue
+			}
+		}
+		return fmt.Errorf("lone surrogate \\u%04x in a string", r)
+	}
+	return nil
+}
+
+// escapedUnit reads the four hex digits of a \u escape at b[i:].
+func escapedUnit(b []byte, i int) rune {
+	if i+4 > len(b) {
+		return -1
+	}
+	v, err := strconv.ParseUint(string(b[i:i+4]), 16, 16)
+	if err != nil {
+		return -1
+	}
+	return rune(v)
 }
 
 func canonValue(dec *json.Decoder, out *bytes.Buffer) error {

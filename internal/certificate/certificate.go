@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -106,7 +107,8 @@ type System struct {
 func timeText(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // NewPayload describes a completed request. It uses the subject reference,
-// never the subject, and refuses tasks that are not done.
+// never the subject, and refuses tasks that are not done and a request
+// whose status is not the one its tasks imply.
 func NewPayload(req erasure.Request, tasks []erasure.Task, opt Options, eventLogHead string, issuedAt time.Time) (Payload, error) {
 	if len(tasks) == 0 {
 		return Payload{}, fmt.Errorf("certificate: request %s has no tasks", req.ID)
@@ -145,6 +147,9 @@ func NewPayload(req erasure.Request, tasks []erasure.Task, opt Options, eventLog
 			Attempts: t.Attempt, CompletedAt: timeText(t.CompletedAt), Verification: verification,
 			Evidence: ev, EvidenceDigest: digest, ExemptionBasis: basis,
 		})
+	}
+	if want := erasure.Aggregate(tasks); req.Status != want {
+		return Payload{}, fmt.Errorf("certificate: request %s is %s, but its tasks make it %s", req.ID, req.Status, want)
 	}
 	sort.Slice(p.Systems, func(i, j int) bool { return p.Systems[i].Connector < p.Systems[j].Connector })
 	for _, s := range p.Systems {
@@ -220,11 +225,23 @@ type header struct {
 	Alg string `json:"alg"`
 	Kid string `json:"kid"`
 	Typ string `json:"typ"`
+	// Crit is never set by Lethe; RFC 7515 §4.1.11 makes a verifier refuse
+	// extensions it does not understand.
+	Crit []string `json:"crit,omitempty"`
 }
 
 // b64 is base64url without padding, strict: a character with bits that
 // decode to nothing is refused, so every character of a certificate counts.
 var b64 = base64.RawURLEncoding.Strict()
+
+// decodeB64 decodes one base64url part. Go's decoder skips CR and LF even
+// in strict mode; no JWS part holds them, so they are refused as well.
+func decodeB64(s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, errors.New("line break in base64url")
+	}
+	return b64.DecodeString(s)
+}
 
 // Signer signs certificates with one Ed25519 key.
 type Signer struct {

@@ -462,3 +462,135 @@ func TestRotatedKeysStillVerify(t *testing.T) {
 		t.Error("an old certificate verifies without its key")
 	}
 }
+
+// TestJWKThumbprintRFC8037 checks the key id against RFC 8037 Appendix A:
+// the Ed25519 key of A.1/A.2 has the RFC 7638 thumbprint given in A.3.
+func TestJWKThumbprintRFC8037(t *testing.T) {
+	t.Parallel()
+	seed := mustDecode(t, "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
+	jwk := certificate.NewSigner(ed25519.NewKeyFromSeed(seed)).PublicJWK()
+	want := certificate.JWK{Kty: "OKP", Crv: "Ed25519", X: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+		Kid: "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k", Use: "sig", Alg: "EdDSA"}
+	if jwk != want {
+		t.Errorf("JWK = %+v\nwant %+v", jwk, want)
+	}
+}
+
+// signRaw signs header and payload bytes as they are, the way a careless or
+// hostile signer holding a trusted key could.
+func signRaw(priv ed25519.PrivateKey, header, payload []byte) []byte {
+	enc := base64.RawURLEncoding
+	h, p := enc.EncodeToString(header), enc.EncodeToString(payload)
+	doc, _ := json.Marshal(map[string]string{"protected": h, "payload": p, "signature": enc.EncodeToString(ed25519.Sign(priv, []byte(h+"."+p)))})
+	return doc
+}
+
+// TestSignedButWrong covers documents that a trusted key did sign but that
+// are still not valid certificates.
+func TestSignedButWrong(t *testing.T) {
+	t.Parallel()
+	priv, _ := certificate.GenerateKey()
+	s := certificate.NewSigner(priv)
+	keys := certificate.JWKS{Keys: []certificate.JWK{s.PublicJWK()}}
+	req, tasks := fixture(t)
+	good, err := certificate.NewPayload(req, tasks, certificate.Options{Issuer: "X"}, "h", req.CompletedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := func(edit func(p *certificate.Payload)) []byte {
+		p := good
+		p.Systems = append([]certificate.System(nil), good.Systems...)
+		edit(&p)
+		d, err := s.Sign(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.JSON()
+	}
+	payload, _ := json.Marshal(good)
+	canonical, _ := certificate.Canonicalize(payload)
+	kid := s.KeyID()
+	for _, tc := range []struct {
+		name string
+		doc  []byte
+		want string
+	}{
+		// Every payload check passed; only the log proof is missing.
+		{"no log proof", signed(func(*certificate.Payload) {}), "no transparency log proof"},
+		{"crit header", signRaw(priv, []byte(`{"alg":"EdDSA","crit":["exp"],"exp":1,"kid":"`+kid+`","typ":"lethe-certificate+jws"}`), canonical), "critical"},
+		{"other typ", signRaw(priv, []byte(`{"alg":"EdDSA","kid":"`+kid+`","typ":"JWT"}`), canonical), "not a Lethe certificate"},
+		{"no kid", signRaw(priv, []byte(`{"alg":"EdDSA","typ":"lethe-certificate+jws"}`), canonical), "no key id"},
+		{"not canonical", signRaw(priv, []byte(`{"alg":"EdDSA","kid":"`+kid+`","typ":"lethe-certificate+jws"}`), payload), "not canonical"},
+		{"newer schema", signed(func(p *certificate.Payload) { p.Schema = "https://lethe.dev/schemas/certificate/v2" }), "unknown certificate schema"},
+		{"outcome against systems", signed(func(p *certificate.Payload) { p.Outcome = "completed_with_exemptions" }), "outcome"},
+		{"unfinished system", signed(func(p *certificate.Payload) { p.Systems[0].Outcome = "failed" }), "does not finish an erasure"},
+		{"no systems", signed(func(p *certificate.Payload) { p.Systems = nil }), "lists no systems"},
+		{"bad time", signed(func(p *certificate.Payload) { p.DueAt = "next week" }), "due_at is not a time"},
+		{"evidence digest", signed(func(p *certificate.Payload) { p.Systems[1].EvidenceDigest = "sha256:00" }), "evidence does not match"},
+		{"no request id", signed(func(p *certificate.Payload) { p.RequestID = "" }), "request or certificate id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := certificate.Verify(tc.doc, keys)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Verify = %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestBase64LineBreaksRefused(t *testing.T) {
+	t.Parallel()
+	_, doc, keys := issue(t)
+	sig := docField(t, doc, "signature")
+	if _, err := certificate.Verify(setField(t, doc, "signature", sig[:40]+"\n"+sig[40:]), keys); err == nil || !strings.Contains(err.Error(), "signature is not base64url") {
+		t.Errorf("Verify = %v, want the signature refused", err)
+	}
+}
+
+func TestExemptedSystem(t *testing.T) {
+	t.Parallel()
+	req, tasks := fixture(t)
+	tasks[1].Status, tasks[1].ExemptionBasis = erasure.TaskExempted, "art17-3-e"
+	if _, err := certificate.NewPayload(req, tasks, certificate.Options{}, "h", req.CompletedAt); err == nil {
+		t.Error("a request marked completed was certified with an exempted task")
+	}
+	req.Status = erasure.RequestCompletedWithExemptions
+	p, err := certificate.NewPayload(req, tasks, certificate.Options{Issuer: "X"}, "h", req.CompletedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Outcome != "completed_with_exemptions" || len(p.Retained) != 1 || p.Retained[0].Connector != "files" ||
+		!strings.HasPrefix(p.Retained[0].Basis, "Art. 17(3)(e)") || !strings.Contains(p.Statement, "listed under retained") {
+		t.Errorf("payload = %+v", p)
+	}
+	sum := certificate.Verified{Payload: p}.Summary()
+	if !strings.Contains(sum, "files (filesystem): kept under Art. 17(3)(e)") {
+		t.Errorf("summary does not say what was kept:\n%s", sum)
+	}
+	req.Status = erasure.RequestInProgress
+	if _, err := certificate.NewPayload(req, tasks, certificate.Options{}, "h", req.CompletedAt); err == nil {
+		t.Error("a request still in progress was certified")
+	}
+}
+
+func TestLoadKeySetLimits(t *testing.T) {
+	t.Parallel()
+	huge := append([]byte(`{"keys":[`), bytes.Repeat([]byte(" "), 1<<20)...)
+	path := filepath.Join(t.TempDir(), "huge.json")
+	if err := os.WriteFile(path, huge, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(huge)
+	}))
+	defer srv.Close()
+	for _, source := range []string{path, srv.URL, srv.URL + "/missing", filepath.Join(t.TempDir(), "none.json")} {
+		if _, err := certificate.LoadKeySet(context.Background(), source, nil); err == nil {
+			t.Errorf("LoadKeySet(%s) succeeded", source)
+		}
+	}
+}

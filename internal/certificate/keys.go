@@ -46,7 +46,7 @@ func (s JWKS) Key(kid string) (ed25519.PublicKey, bool) {
 		if k.Kid != kid || k.Kty != "OKP" || k.Crv != "Ed25519" {
 			continue
 		}
-		pub, err := b64.DecodeString(k.X)
+		pub, err := decodeB64(k.X)
 		if err != nil || len(pub) != ed25519.PublicKeySize {
 			return nil, false
 		}
@@ -158,15 +158,24 @@ func ParseKeySet(b []byte) (JWKS, error) {
 
 const maxKeySet = 1 << 20
 
-// LoadKeySet reads a key set from a file or from an http(s) URL serving a
-// JWKS (such as Lethe's /v1/keys).
+// LoadKeySet reads a key set (see ParseKeySet) from a file or from an
+// http(s) URL serving a JWKS, such as Lethe's /v1/keys; at most 1 MiB. A nil
+// client is http.DefaultClient.
 func LoadKeySet(ctx context.Context, source string, client *http.Client) (JWKS, error) {
 	if !strings.HasPrefix(source, "http://") && !strings.HasPrefix(source, "https://") {
-		b, err := os.ReadFile(source)
+		f, err := os.Open(source)
 		if err != nil {
-			return JWKS{}, err
+			return JWKS{}, fmt.Errorf("read keys: %w", err)
+		}
+		defer f.Close()
+		b, err := readLimited(f)
+		if err != nil {
+			return JWKS{}, fmt.Errorf("read keys: %w", err)
 		}
 		return ParseKeySet(b)
+	}
+	if client == nil {
+		client = http.DefaultClient
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, source, nil)
 	if err != nil {
@@ -180,12 +189,20 @@ func LoadKeySet(ctx context.Context, source string, client *http.Client) (JWKS, 
 	if resp.StatusCode != http.StatusOK {
 		return JWKS{}, fmt.Errorf("fetch keys: %s answered %s", source, resp.Status)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxKeySet+1))
+	b, err := readLimited(resp.Body)
 	if err != nil {
 		return JWKS{}, fmt.Errorf("fetch keys: %w", err)
 	}
-	if len(b) > maxKeySet {
-		return JWKS{}, errors.New("fetch keys: the key set is larger than 1 MiB")
-	}
 	return ParseKeySet(b)
+}
+
+func readLimited(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxKeySet+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxKeySet {
+		return nil, errors.New("the key set is larger than 1 MiB")
+	}
+	return b, nil
 }

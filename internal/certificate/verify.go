@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/translog"
 )
 
@@ -46,7 +47,7 @@ func VerifyFor(doc []byte, keys JWKS, origin string) (Verified, error) {
 	if err != nil {
 		return Verified{}, err
 	}
-	hdrJSON, err := b64.DecodeString(d.Protected)
+	hdrJSON, err := decodeB64(d.Protected)
 	if err != nil {
 		return Verified{}, errors.New("the protected header is not base64url")
 	}
@@ -60,6 +61,9 @@ func VerifyFor(doc []byte, keys JWKS, origin string) (Verified, error) {
 	if h.Typ != Type {
 		return Verified{}, fmt.Errorf("the type is %q, not a Lethe certificate", h.Typ)
 	}
+	if len(h.Crit) > 0 {
+		return Verified{}, fmt.Errorf("the header marks %q as critical; Lethe certificates use no header extensions", h.Crit)
+	}
 	if h.Kid == "" {
 		return Verified{}, errors.New("the header names no key id")
 	}
@@ -67,14 +71,14 @@ func VerifyFor(doc []byte, keys JWKS, origin string) (Verified, error) {
 	if !ok {
 		return Verified{}, fmt.Errorf("key id %s is not in the key set: the certificate was signed by a key you do not trust", h.Kid)
 	}
-	sig, err := b64.DecodeString(d.Signature)
+	sig, err := decodeB64(d.Signature)
 	if err != nil {
 		return Verified{}, errors.New("the signature is not base64url")
 	}
 	if !ed25519.Verify(pub, []byte(d.Protected+"."+d.Payload), sig) {
 		return Verified{}, errors.New("signature does not match: the certificate was altered or signed by another key")
 	}
-	payload, err := b64.DecodeString(d.Payload)
+	payload, err := decodeB64(d.Payload)
 	if err != nil {
 		return Verified{}, errors.New("the payload is not base64url")
 	}
@@ -87,6 +91,17 @@ func VerifyFor(doc []byte, keys JWKS, origin string) (Verified, error) {
 		if err != nil || !bytes.Equal(readable, payload) {
 			return Verified{}, errors.New("readable copy differs from the signed payload: it was edited; trust only the signed payload")
 		}
+	}
+	// The schema first: a newer certificate should say so, not fail on
+	// the first member this version does not know.
+	var version struct {
+		Schema string `json:"schema"`
+	}
+	if err := json.Unmarshal(payload, &version); err != nil {
+		return Verified{}, fmt.Errorf("the payload is not a JSON object: %w", err)
+	}
+	if version.Schema != SchemaV1 {
+		return Verified{}, fmt.Errorf("unknown certificate schema %q: this verifier reads %s", version.Schema, SchemaV1)
 	}
 	var p Payload
 	dec := json.NewDecoder(bytes.NewReader(payload))
@@ -127,9 +142,6 @@ func verifyLog(d Document, keys JWKS, origin string) (LogPosition, error) {
 }
 
 func (p Payload) check() error {
-	if p.Schema != SchemaV1 {
-		return fmt.Errorf("unknown certificate schema %q", p.Schema)
-	}
 	if p.RequestID == "" || p.CertificateID == "" {
 		return errors.New("the payload lacks a request or certificate id")
 	}
@@ -141,15 +153,21 @@ func (p Payload) check() error {
 	if len(p.Systems) == 0 {
 		return errors.New("the payload lists no systems")
 	}
+	outcome := erasure.RequestCompleted
 	for _, s := range p.Systems {
 		switch s.Outcome {
-		case "erased", "not_found", "exempted":
+		case "erased", "not_found":
+		case "exempted":
+			outcome = erasure.RequestCompletedWithExemptions
 		default:
 			return fmt.Errorf("system %s has outcome %q, which does not finish an erasure", s.Connector, s.Outcome)
 		}
 		if d, err := evidenceDigest(s.Evidence); err != nil || d != s.EvidenceDigest {
 			return fmt.Errorf("system %s: the evidence does not match its digest", s.Connector)
 		}
+	}
+	if p.Outcome != string(outcome) {
+		return fmt.Errorf("the outcome is %q but the systems add up to %q", p.Outcome, outcome)
 	}
 	return nil
 }
