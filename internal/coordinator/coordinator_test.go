@@ -464,10 +464,10 @@ func TestApprovalVerificationAndDenial(t *testing.T) {
 	if _, err := b.c.Approve(ctx, u.ID, "api:ops", "ok"); erasure.ErrorCode(err) != erasure.EConflict {
 		t.Errorf("approving an unverified request: %v", err)
 	}
-	if r, err := b.c.Verified(ctx, u.ID, true); err != nil || r.Status != erasure.RequestPendingApproval {
+	if r, _, err := b.c.Verified(ctx, u.ID, true, nil); err != nil || r.Status != erasure.RequestPendingApproval {
 		t.Fatalf("verified = %s, %v", r.Status, err)
 	}
-	if r, _ := b.c.Verified(ctx, u.ID, true); r.Status != erasure.RequestPendingApproval {
+	if r, _, _ := b.c.Verified(ctx, u.ID, true, nil); r.Status != erasure.RequestPendingApproval {
 		t.Error("a second verification changed the request")
 	}
 	if _, err := b.c.Approve(ctx, u.ID, "api:ops", ""); erasure.ErrorField(err) != "reason" {
@@ -485,7 +485,7 @@ func TestApprovalVerificationAndDenial(t *testing.T) {
 	}
 	// Verified without approval policy: straight to work.
 	v := hold(erasure.RequestUnverified)
-	if r, err := b.c.Verified(ctx, v.ID, false); err != nil || r.Status != erasure.RequestInProgress {
+	if r, _, err := b.c.Verified(ctx, v.ID, false, nil); err != nil || r.Status != erasure.RequestInProgress {
 		t.Errorf("verified without approval = %s, %v", r.Status, err)
 	}
 	// Deny before work starts; not after.

@@ -26,6 +26,10 @@ type FileInput struct {
 	// unverified (the portal, until the person proves the email) or
 	// pending_approval (staff must approve). Empty: start at once.
 	Hold erasure.RequestStatus
+	// Also runs in the filing transaction after the request is stored
+	// (the portal stores its side of the request with it): an error
+	// files nothing.
+	Also func(ctx context.Context, tx store.Tx, req erasure.Request) error
 }
 
 const maxIdempotencyKey = 200
@@ -83,6 +87,11 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 		r := req
 		if err := tx.InsertRequest(ctx, r); err != nil {
 			return err
+		}
+		if in.Also != nil {
+			if err := in.Also(ctx, tx, r); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(r.ID, "", erasure.EventRequestReceived, in.Actor, "",
 			map[string]any{"source": in.Source, "jurisdiction": j, "due_at": r.DueAt, "identifiers": kinds}, now)); err != nil {

@@ -62,15 +62,26 @@ func (c *Coordinator) Deny(ctx context.Context, id, actor, reason string) (erasu
 
 // Verified moves a portal request whose email was proven on: to
 // pending_approval when staff must approve, else straight to in_progress.
-func (c *Coordinator) Verified(ctx context.Context, id string, needsApproval bool) (erasure.Request, error) {
+// prove, when not nil, runs first under the request's lock (the portal
+// checks the emailed code and counts the attempt there); when it reports
+// false, what it wrote is committed and the request stays as it was.
+// proven reports whether the request is verified now (or was before).
+func (c *Coordinator) Verified(ctx context.Context, id string, needsApproval bool, prove func(ctx context.Context, tx store.Tx, req erasure.Request) (bool, error)) (req erasure.Request, proven bool, err error) {
 	const actor = "portal"
-	var req erasure.Request
-	err := c.store.InTx(ctx, func(tx store.Tx) error {
+	err = c.store.InTx(ctx, func(tx store.Tx) error {
 		var err error
+		proven = false
 		req, err = tx.LockRequest(ctx, id)
 		if err != nil {
 			return err
 		}
+		if prove != nil {
+			ok, err := prove(ctx, tx, req)
+			if err != nil || !ok {
+				return err
+			}
+		}
+		proven = true
 		if req.Status != erasure.RequestUnverified {
 			return nil // verified before: nothing to do
 		}
@@ -82,10 +93,10 @@ func (c *Coordinator) Verified(ctx context.Context, id string, needsApproval boo
 		return c.start(ctx, tx, &req, actor, "the email address was verified", now)
 	})
 	if err != nil {
-		return erasure.Request{}, err
+		return erasure.Request{}, false, err
 	}
 	c.nudge()
-	return req, nil
+	return req, proven, nil
 }
 
 // Extend pushes the deadline out once, as the law allows (GDPR: up to two
