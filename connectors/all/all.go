@@ -3,8 +3,17 @@
 package all
 
 import (
+	_ "github.com/lethe-dev/lethe/connectors/amplitude"  // Amplitude user privacy deletions
 	_ "github.com/lethe-dev/lethe/connectors/external"   // connectors in their own process
 	_ "github.com/lethe-dev/lethe/connectors/filesystem" // local file trees
+	_ "github.com/lethe-dev/lethe/connectors/hubspot"    // HubSpot CRM (GDPR delete)
+	_ "github.com/lethe-dev/lethe/connectors/mailchimp"  // Mailchimp audiences
 	_ "github.com/lethe-dev/lethe/connectors/manual"     // tasks a person completes
+	_ "github.com/lethe-dev/lethe/connectors/mixpanel"   // Mixpanel GDPR/CCPA deletions
+	_ "github.com/lethe-dev/lethe/connectors/s3"         // S3-compatible object stores
+	_ "github.com/lethe-dev/lethe/connectors/salesforce" // Salesforce (Bulk API 2.0 hard delete)
+	_ "github.com/lethe-dev/lethe/connectors/segment"    // Segment regulations
+	_ "github.com/lethe-dev/lethe/connectors/sendgrid"   // SendGrid Marketing Campaigns contacts
 	_ "github.com/lethe-dev/lethe/connectors/sql"        // PostgreSQL, MySQL/MariaDB, SQLite
+	_ "github.com/lethe-dev/lethe/connectors/webhook"    // in-house systems over OpenDSR 2.0
 )

@@ -1,0 +1,379 @@
+// Package amplitude is the amplitude connector: it asks Amplitude's User
+// Privacy API to delete a person's events and user properties. Amplitude
+// batches deletion requests into a job that runs 10 to 13 days later, so
+// Erase schedules and Poll follows the job until it is done.
+package amplitude
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+)
+
+const (
+	defaultBaseURL      = "https://amplitude.com"
+	defaultPollInterval = 24 * time.Hour
+	defaultRequester    = "lethe"
+	deletionsPath       = "/api/2/deletions/users"
+	searchPath          = "/api/2/usersearch"
+	dayLayout           = "2006-01-02"
+	vendor              = "Amplitude"
+)
+
+func init() {
+	// Amplitude allows the User Privacy API one request a second.
+	connectors.Register("amplitude", "Amplitude: a User Privacy API deletion of a user's events and properties (runs 10–13 days later)",
+		connectors.Limits{Concurrency: 2, RatePerSecond: 1, Burst: 1}, build)
+}
+
+// Config is the `config:` block of an amplitude instance.
+//
+//	api_key: {env: AMPLITUDE_API_KEY}
+//	secret_key: {env: AMPLITUDE_SECRET_KEY}
+//	base_url: https://analytics.eu.amplitude.com   # default https://amplitude.com
+//	user_id_system: app
+//	amplitude_id_system: amplitude
+//	requester: privacy@example.com
+//	poll_interval: 24h
+type Config struct {
+	// APIKey and SecretKey are the project's keys (Basic authentication).
+	APIKey    config.Secret `yaml:"api_key"`
+	SecretKey config.Secret `yaml:"secret_key"`
+	// BaseURL is https://amplitude.com by default,
+	// https://analytics.eu.amplitude.com for EU data residency.
+	BaseURL string `yaml:"base_url"`
+	// UserIDSystem is the subject.user_ids key holding the Amplitude
+	// user_id; default: the instance name.
+	UserIDSystem string `yaml:"user_id_system"`
+	// AmplitudeIDSystem, if set, is the subject.user_ids key holding the
+	// person's numeric Amplitude ID, deleted too.
+	AmplitudeIDSystem string `yaml:"amplitude_id_system"`
+	// Requester is recorded by Amplitude for its audit ("lethe" by default).
+	Requester string `yaml:"requester"`
+	// PollInterval is how long to wait between status checks (default 24h).
+	PollInterval time.Duration `yaml:"poll_interval"`
+}
+
+// Validate fills in defaults and reports every problem at once, each
+// naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	if !c.APIKey.IsSet() {
+		errs = append(errs, errors.New("api_key: required: the project's API key ({env: NAME} or {file: PATH})"))
+	}
+	if !c.SecretKey.IsSet() {
+		errs = append(errs, errors.New("secret_key: required: the project's secret key ({env: NAME} or {file: PATH})"))
+	}
+	if c.BaseURL == "" {
+		c.BaseURL = defaultBaseURL
+	}
+	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		errs = append(errs, errors.New("base_url: must be an http(s) URL without a query, e.g. "+defaultBaseURL))
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	for key, v := range map[string]string{"user_id_system": c.UserIDSystem, "amplitude_id_system": c.AmplitudeIDSystem} {
+		if v != "" && !connectors.InstanceNameRe.MatchString(v) {
+			errs = append(errs, fmt.Errorf("%s: must be lower-case letters, digits, '-' or '_'", key))
+		}
+	}
+	if c.AmplitudeIDSystem != "" && c.AmplitudeIDSystem == c.UserIDSystem {
+		errs = append(errs, errors.New("amplitude_id_system: must differ from user_id_system"))
+	}
+	c.Requester = strings.TrimSpace(c.Requester)
+	if c.Requester == "" {
+		c.Requester = defaultRequester
+	}
+	if len(c.Requester) > 254 {
+		errs = append(errs, errors.New("requester: at most 254 characters"))
+	}
+	switch {
+	case c.PollInterval == 0:
+		c.PollInterval = defaultPollInterval
+	case c.PollInterval < 0:
+		errs = append(errs, errors.New("poll_interval: must be positive, e.g. 24h"))
+	}
+	return errors.Join(errs...)
+}
+
+type connector struct {
+	base      string
+	system    string
+	ampSystem string
+	requester string
+	poll      time.Duration
+	api       *vendorhttp.Client
+}
+
+func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
+	key, err := cfg.APIKey.Reveal(deps.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("api_key: %w", err)
+	}
+	secret, err := cfg.SecretKey.Reveal(deps.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("secret_key: %w", err)
+	}
+	hc := deps.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: time.Minute}
+	}
+	c := &connector{base: cfg.BaseURL, system: cfg.UserIDSystem, ampSystem: cfg.AmplitudeIDSystem,
+		requester: cfg.Requester, poll: cfg.PollInterval,
+		api: &vendorhttp.Client{HTTP: hc, Vendor: vendor,
+			Auth: func(r *http.Request) { r.SetBasicAuth(key, secret) }}}
+	if c.system == "" {
+		c.system = name
+	}
+	return c, nil
+}
+
+// jobRef is what Poll needs: the day Amplitude's deletion job runs and
+// the Amplitude IDs it scheduled, as short hashes: the ref is stored and
+// logged, and an Amplitude ID identifies the person.
+type jobRef struct {
+	Day string   `json:"day"`
+	IDs []string `json:"ids"`
+}
+
+func (j jobRef) String() string {
+	b, _ := json.Marshal(j)
+	return string(b)
+}
+
+func parseJobRef(s string) (jobRef, error) {
+	var j jobRef
+	if err := json.Unmarshal([]byte(s), &j); err != nil || len(j.IDs) == 0 || !validDay(j.Day) {
+		return jobRef{}, connectors.Permanentf("malformed amplitude job reference; erase the person again to schedule a new deletion")
+	}
+	return j, nil
+}
+
+func validDay(s string) bool {
+	_, err := time.Parse(dayLayout, s)
+	return err == nil
+}
+
+// idHash is how the job ref remembers an Amplitude ID.
+func idHash(id ampID) string {
+	sum := sha256.Sum256([]byte("lethe/amplitude-id/" + string(id)))
+	return hex.EncodeToString(sum[:8])
+}
+
+// ampID is an Amplitude ID; Amplitude sends numbers, read as text so no
+// precision is lost.
+type ampID string
+
+func (a *ampID) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err == nil {
+		*a = ampID(n.String())
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*a = ampID(s)
+	return nil
+}
+
+// entry is one user in a deletion job.
+type entry struct {
+	AmplitudeID    ampID  `json:"amplitude_id"`
+	RequestedOnDay string `json:"requested_on_day"`
+}
+
+// job is a deletion job as Amplitude lists it.
+type job struct {
+	Day          string  `json:"day"`
+	Status       string  `json:"status"`
+	AmplitudeIDs []entry `json:"amplitude_ids"`
+}
+
+// Erase schedules the deletion of the subject's user id (and Amplitude ID
+// when configured). Ids Amplitude does not know are ignored; when it knows
+// none, the subject is not found.
+func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
+	if err := ctx.Err(); err != nil {
+		return connectors.Outcome{}, err
+	}
+	body := map[string]any{"requester": c.requester, "ignore_invalid_id": "true"} // booleans as strings, as documented
+	userID := s.UserIDs[c.system]
+	if userID != "" {
+		body["user_ids"] = []string{userID}
+	}
+	if c.ampSystem != "" {
+		if v := s.UserIDs[c.ampSystem]; v != "" {
+			n, err := strconv.ParseUint(v, 10, 63)
+			if err != nil {
+				return connectors.Outcome{}, connectors.Permanentf("the subject's id for %s is not a numeric Amplitude ID", c.ampSystem)
+			}
+			body["amplitude_ids"] = []uint64{n}
+		}
+	}
+	if body["user_ids"] == nil && body["amplitude_ids"] == nil {
+		return connectors.NotFound(connectors.Evidence{Kind: "amplitude", Value: "skipped: the subject has no user id for " + c.describeSystems()}), nil
+	}
+	req, err := vendorhttp.JSONRequest(http.MethodPost, c.base+deletionsPath, body)
+	if err != nil {
+		return connectors.Outcome{}, err
+	}
+	resp, err := c.api.Do(ctx, req, "schedule deletion", http.StatusNotFound)
+	if err != nil {
+		return connectors.Outcome{}, atLeastASecond(resp, err)
+	}
+	if resp.Status == http.StatusNotFound {
+		return connectors.Outcome{}, connectors.Permanentf("Amplitude schedule deletion: 404 Not Found: check base_url (e.g. %s, or https://analytics.eu.amplitude.com)", defaultBaseURL)
+	}
+	var j job
+	if err := resp.JSON(&j); err != nil {
+		return connectors.Outcome{}, err
+	}
+	if len(j.AmplitudeIDs) == 0 {
+		return connectors.NotFound(connectors.Evidence{Kind: "amplitude_deletion", Value: "Amplitude knows no user under the subject's ids; nothing scheduled"}), nil
+	}
+	if !validDay(j.Day) {
+		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("%s schedule deletion: status %d without a job day", vendor, resp.Status), 0)
+	}
+	ref := jobRef{Day: j.Day}
+	for _, e := range j.AmplitudeIDs {
+		if h := idHash(e.AmplitudeID); !slices.Contains(ref.IDs, h) {
+			ref.IDs = append(ref.IDs, h)
+		}
+	}
+	return connectors.Running(ref.String(), c.poll, connectors.Evidence{Kind: "amplitude_deletion",
+		Value: fmt.Sprintf("job of %s: %s, %s scheduled", j.Day, j.Status, plural(len(ref.IDs), "Amplitude ID"))}), nil
+}
+
+func (c *connector) describeSystems() string {
+	if c.ampSystem == "" {
+		return c.system
+	}
+	return c.system + " or " + c.ampSystem
+}
+
+// Poll lists the deletion jobs of the ref's day and finds the scheduled
+// Amplitude IDs in them.
+func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
+	j, err := parseJobRef(ref)
+	if err != nil {
+		return connectors.Outcome{}, err
+	}
+	q := url.Values{"start_day": {j.Day}, "end_day": {j.Day}}
+	req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+deletionsPath+"?"+q.Encode(), nil)
+	if err != nil {
+		return connectors.Outcome{}, err
+	}
+	resp, err := c.api.Do(ctx, req, "list deletion jobs")
+	if err != nil {
+		return connectors.Outcome{}, atLeastASecond(resp, err)
+	}
+	var jobs []job
+	if err := resp.JSON(&jobs); err != nil {
+		return connectors.Outcome{}, err
+	}
+	want := map[string]bool{}
+	for _, h := range j.IDs {
+		want[h] = true
+	}
+	var found int
+	status := ""
+	for _, jb := range jobs {
+		if jb.Day != j.Day {
+			continue
+		}
+		for _, e := range jb.AmplitudeIDs {
+			if want[idHash(e.AmplitudeID)] {
+				want[idHash(e.AmplitudeID)] = false
+				found++
+				status = jb.Status
+			}
+		}
+	}
+	if found == 0 {
+		return connectors.Outcome{}, connectors.Permanentf("Amplitude's deletion job of %s no longer holds this request: it was removed from staging; erase the person again if that was a mistake", j.Day)
+	}
+	ev := []connectors.Evidence{{Kind: "amplitude_deletion", Value: fmt.Sprintf("job of %s: %s, %s", j.Day, status, plural(found, "Amplitude ID"))}}
+	switch strings.ToLower(status) {
+	case "staging", "submitted":
+		return connectors.Running(j.String(), c.poll, ev...), nil
+	case "done":
+		return connectors.Erased(int64(found), ev...), nil
+	}
+	return connectors.Outcome{Evidence: ev}, connectors.Retryable(fmt.Errorf("%s deletion job of %s has status %q", vendor, j.Day, status), 0)
+}
+
+// Verify searches Amplitude for the subject's user id (or Amplitude ID).
+func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
+	if err := ctx.Err(); err != nil {
+		return connectors.Verification{}, err
+	}
+	var ids []string
+	if v := s.UserIDs[c.system]; v != "" {
+		ids = append(ids, v)
+	}
+	if v := s.UserIDs[c.ampSystem]; c.ampSystem != "" && v != "" {
+		ids = append(ids, v)
+	}
+	if len(ids) == 0 {
+		return connectors.Verification{Evidence: []connectors.Evidence{{Kind: "amplitude_search", Value: "not looked up: the subject has no user id for " + c.describeSystems()}}}, nil
+	}
+	seen := map[ampID]bool{}
+	for _, id := range ids {
+		req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+searchPath+"?user="+url.QueryEscape(id), nil)
+		if err != nil {
+			return connectors.Verification{}, err
+		}
+		resp, err := c.api.Do(ctx, req, "user search")
+		if err != nil {
+			return connectors.Verification{}, atLeastASecond(resp, err)
+		}
+		var body struct {
+			Matches *[]struct {
+				AmplitudeID ampID `json:"amplitude_id"`
+			} `json:"matches"`
+		}
+		if err := resp.JSON(&body); err != nil {
+			return connectors.Verification{}, err
+		}
+		if body.Matches == nil {
+			return connectors.Verification{}, connectors.Retryable(fmt.Errorf("%s user search: status %d without matches", vendor, resp.Status), 0)
+		}
+		for _, m := range *body.Matches {
+			seen[m.AmplitudeID] = true
+		}
+	}
+	return connectors.Verification{Remaining: int64(len(seen)), Evidence: []connectors.Evidence{{Kind: "amplitude_search",
+		Value: "after erasure: " + plural(len(seen), "matching user")}}}, nil
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// atLeastASecond gives a 429 that named no delay the one second the
+// documented rate implies, so the runtime pauses the instance instead of
+// hammering the API.
+func atLeastASecond(resp *vendorhttp.Response, err error) error {
+	var ce *connectors.Error
+	if resp != nil && resp.Status == http.StatusTooManyRequests && errors.As(err, &ce) && !ce.Permanent && ce.RetryAfter <= 0 {
+		return connectors.Retryable(ce.Err, time.Second)
+	}
+	return err
+}

@@ -1,0 +1,458 @@
+package hubspot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+	_ "time/tzdata" // the time-zone test must not depend on the host's zoneinfo
+
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+)
+
+const token = "pat-eu1-test-token"
+
+func TestConformance(t *testing.T) {
+	f := newFakeHubSpot(t, token)
+	connectortest.Run(t, connectortest.Harness{
+		New:   func(t *testing.T) connectors.Connector { return connectortest.Build(t, "hubspot", "crm", f.config()) },
+		Seed:  func(t *testing.T, s connectors.Subject) int64 { f.add(s.Email); return 1 },
+		Count: func(t *testing.T, s connectors.Subject) int64 { return f.count(s.Email) },
+		Faulty: func(t *testing.T, fault connectortest.Fault) connectors.Connector {
+			g := newFakeHubSpot(t, token)
+			cfg := g.config()
+			switch fault {
+			case connectortest.FaultUnavailable:
+				g.Always(hubspotInternal)
+			case connectortest.FaultRateLimited:
+				g.Always(hubspotTooMany("SECONDLY", 0)) // HubSpot sends no Retry-After
+			case connectortest.FaultUnauthorized:
+				cfg = "base_url: " + g.URL + "\naccess_token: pat-revoked\n"
+			case connectortest.FaultMisconfigured:
+				// A base_url with a wrong path prefix: 404s that are not
+				// HubSpot's "no such contact".
+				cfg = "base_url: " + g.URL + "/hubspot-proxy\naccess_token: " + token + "\n"
+			}
+			return connectortest.Build(t, "hubspot", "crm", cfg)
+		},
+	})
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"no token", "base_url: https://api.hubapi.com\n", "access_token: required"},
+		{"unknown key", "access_token: x\napi_key: y\n", "api_key"},
+		{"relative base_url", "access_token: x\nbase_url: api.hubapi.com\n", "base_url: must be an absolute URL"},
+		{"plain http", "access_token: x\nbase_url: http://api.hubapi.com\n", "base_url: must use https"},
+		{"ftp", "access_token: x\nbase_url: ftp://api.hubapi.com\n", "base_url: scheme"},
+		{"query", "access_token: x\nbase_url: https://api.hubapi.com/?a=b\n", "base_url: must not have a query"},
+		{"user_id_system", "access_token: x\nuser_id_system: Big CRM\n", "user_id_system:"},
+		{"time zone", "access_token: x\naccount_time_zone: Mars/Olympus\n", "account_time_zone:"},
+		{"empty env", "access_token: {env: LETHE_TEST_UNSET_HUBSPOT}\n", "access_token: environment variable LETHE_TEST_UNSET_HUBSPOT"},
+		{"secret both", "access_token: {env: A, file: B}\n", "secret is a string"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := connectortest.TryBuild("hubspot", "crm", tc.yaml)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("defaults", func(t *testing.T) {
+		c := connectortest.Build(t, "hubspot", "crm", "access_token: x\n").(*conn)
+		if c.base != DefaultBaseURL || c.system != "crm" || c.loc != time.UTC {
+			t.Errorf("defaults: base %q, system %q, zone %v", c.base, c.system, c.loc)
+		}
+		c = connectortest.Build(t, "hubspot", "crm", "access_token: x\nbase_url: http://127.0.0.1:8080/\naccount_time_zone: Europe/Berlin\nuser_id_system: hs\n").(*conn)
+		if c.base != "http://127.0.0.1:8080" || c.system != "hs" || c.loc.String() != "Europe/Berlin" {
+			t.Errorf("set: base %q, system %q, zone %v", c.base, c.system, c.loc)
+		}
+	})
+	t.Run("token not in errors", func(t *testing.T) {
+		_, err := connectortest.TryBuild("hubspot", "crm", "access_token: pat-secret-value\nbase_url: nope\n")
+		if err == nil || strings.Contains(err.Error(), "pat-secret-value") {
+			t.Fatalf("error = %v; want an error without the token", err)
+		}
+	})
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestRequestsMatchContract checks what HubSpot is sent, byte for byte
+// where it matters.
+func TestRequestsMatchContract(t *testing.T) {
+	t.Parallel()
+	f := newFakeHubSpot(t, token)
+	f.add("jane.doe+news@example.com")
+	c := connectortest.Build(t, "hubspot", "crm", f.config())
+	s := connectors.Subject{Email: "jane.doe+news@example.com"}
+	out, err := c.Erase(ctxFor(t), s)
+	if err != nil || out.Status != connectors.StatusErased || out.Records != 1 {
+		t.Fatalf("Erase = %+v, %v", out, err)
+	}
+	v, err := c.(connectors.Verifier).Verify(ctxFor(t), s)
+	if err != nil || v.Remaining != 0 {
+		t.Fatalf("Verify = %+v, %v", v, err)
+	}
+	calls := f.Calls()
+	if len(calls) != 3 {
+		t.Fatalf("%d calls, want lookup, delete, lookup: %+v", len(calls), calls)
+	}
+	for i, want := range []struct{ method, path, query string }{
+		{"GET", "/crm/v3/objects/contacts/jane.doe+news@example.com", "idProperty=email"},
+		{"POST", "/crm/v3/objects/contacts/gdpr-delete", ""},
+		{"GET", "/crm/v3/objects/contacts/jane.doe+news@example.com", "idProperty=email"},
+	} {
+		got := calls[i]
+		if got.Method != want.method || got.Path != want.path || got.Query != want.query {
+			t.Errorf("call %d = %s %s?%s, want %s %s?%s", i, got.Method, got.Path, got.Query, want.method, want.path, want.query)
+		}
+		if a := got.Header.Get("Authorization"); a != "Bearer "+token {
+			t.Errorf("call %d Authorization = %q", i, a)
+		}
+	}
+	if got := calls[0].Status; got != 200 {
+		t.Errorf("lookup answered %d", got)
+	}
+	if got := calls[1].Status; got != 204 {
+		t.Errorf("GDPR delete answered %d", got)
+	}
+	if ct := calls[1].Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("GDPR delete Content-Type = %q", ct)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(calls[1].Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body) != 2 || body["objectId"] != s.Email || body["idProperty"] != "email" {
+		t.Errorf("GDPR delete body = %s", calls[1].Body)
+	}
+	if calls[2].Status != 404 {
+		t.Errorf("post-erasure lookup answered %d, want 404", calls[2].Status)
+	}
+	// Evidence names counts, statuses and correlation ids, never the email.
+	var sawDelete bool
+	for _, ev := range out.Evidence {
+		if strings.Contains(ev.Value, "jane") {
+			t.Errorf("evidence %s quotes the email: %s", ev.Kind, ev.Value)
+		}
+		if ev.Kind == "gdpr_delete" && strings.HasPrefix(ev.Value, "204, correlationId ") {
+			sawDelete = true
+		}
+	}
+	if !sawDelete {
+		t.Errorf("no gdpr_delete evidence with the correlation id: %+v", out.Evidence)
+	}
+}
+
+func TestHostileEmailIsPathEscaped(t *testing.T) {
+	t.Parallel()
+	f := newFakeHubSpot(t, token)
+	f.add("victim@example.com")
+	c := connectortest.Build(t, "hubspot", "crm", f.config())
+	// Unescaped, this would read /crm/v3/objects/contacts/1001 (the victim).
+	hostile := connectors.Subject{Email: "../1001?x=@example.com"}
+	out, err := c.Erase(ctxFor(t), hostile)
+	if err != nil || out.Status != connectors.StatusNotFound {
+		t.Fatalf("Erase = %+v, %v; want not_found", out, err)
+	}
+	if n := f.count("victim@example.com"); n != 1 {
+		t.Fatalf("the victim lost their contact")
+	}
+	calls := f.Calls()
+	if len(calls) != 1 || calls[0].Path != "/crm/v3/objects/contacts/../1001?x=@example.com" || calls[0].Query != "idProperty=email" {
+		t.Errorf("lookup = %+v", calls)
+	}
+}
+
+func TestUnknownEmailIsNotBlocklisted(t *testing.T) {
+	t.Parallel()
+	f := newFakeHubSpot(t, token)
+	c := connectortest.Build(t, "hubspot", "crm", f.config())
+	out, err := c.Erase(ctxFor(t), connectors.Subject{Email: "never@example.com"})
+	if err != nil || out.Status != connectors.StatusNotFound {
+		t.Fatalf("Erase = %+v, %v", out, err)
+	}
+	for _, call := range f.Calls() {
+		if call.Method == http.MethodPost {
+			t.Errorf("a GDPR delete was sent for a person HubSpot does not hold")
+		}
+	}
+	if b := f.blocklisted(); len(b) != 0 {
+		t.Errorf("blocklisted %v", b)
+	}
+}
+
+func TestEraseByRecordID(t *testing.T) {
+	t.Parallel()
+	f := newFakeHubSpot(t, token)
+	c := connectortest.Build(t, "hubspot", "crm", f.config("user_id_system: hs"))
+	ctx := ctxFor(t)
+
+	t.Run("id only", func(t *testing.T) {
+		id := f.add("by-id@example.com")
+		out, err := c.Erase(ctx, connectors.Subject{UserIDs: map[string]string{"hs": id}})
+		if err != nil || out.Status != connectors.StatusErased || out.Records != 1 {
+			t.Fatalf("Erase = %+v, %v", out, err)
+		}
+		if f.count("by-id@example.com") != 0 {
+			t.Fatal("contact remains")
+		}
+		calls := f.Calls()
+		last := calls[len(calls)-2:]
+		if last[0].Path != "/crm/v3/objects/contacts/"+id || last[0].Query != "" {
+			t.Errorf("lookup = %s?%s", last[0].Path, last[0].Query)
+		}
+		if string(last[1].Body) != `{"objectId":"`+id+`"}` {
+			t.Errorf("GDPR delete body = %s", last[1].Body)
+		}
+		for _, ev := range out.Evidence {
+			if strings.Contains(ev.Value, id) {
+				t.Errorf("evidence quotes the record id: %+v", ev)
+			}
+		}
+	})
+	t.Run("id and email of one contact", func(t *testing.T) {
+		id := f.add("both@example.com")
+		out, err := c.Erase(ctx, connectors.Subject{Email: "both@example.com", UserIDs: map[string]string{"hs": id}})
+		if err != nil || out.Records != 1 {
+			t.Fatalf("Erase = %+v, %v; want one contact deleted once", out, err)
+		}
+	})
+	t.Run("id and email of two contacts", func(t *testing.T) {
+		id := f.add("old@example.com")
+		f.add("new@example.com")
+		out, err := c.Erase(ctx, connectors.Subject{Email: "new@example.com", UserIDs: map[string]string{"hs": id}})
+		if err != nil || out.Records != 2 || f.count("old@example.com")+f.count("new@example.com") != 0 {
+			t.Fatalf("Erase = %+v, %v; want both contacts deleted", out, err)
+		}
+	})
+	t.Run("not a record id", func(t *testing.T) {
+		before := len(f.Calls())
+		_, err := c.Erase(ctx, connectors.Subject{UserIDs: map[string]string{"hs": "12 OR 1=1"}})
+		if perm, _ := connectors.Classify(err); !perm || strings.Contains(err.Error(), "OR 1=1") {
+			t.Fatalf("err = %v; want permanent without the id", err)
+		}
+		if len(f.Calls()) != before {
+			t.Error("a refused id was sent to HubSpot")
+		}
+	})
+	t.Run("no identifiers", func(t *testing.T) {
+		out, err := c.Erase(ctx, connectors.Subject{Phone: "+447700900123"})
+		if err != nil || out.Status != connectors.StatusNotFound || len(out.Evidence) != 1 || out.Evidence[0].Kind != "skipped" {
+			t.Fatalf("Erase = %+v, %v", out, err)
+		}
+	})
+}
+
+// eraseLikeRuntime retries retryable errors as the runtime does (without
+// sleeping the delay), returning each error met.
+func eraseLikeRuntime(t *testing.T, c connectors.Connector, s connectors.Subject, attempts int) (connectors.Outcome, []error) {
+	t.Helper()
+	var errs []error
+	for range attempts {
+		out, err := c.Erase(ctxFor(t), s)
+		if err == nil {
+			return out, errs
+		}
+		errs = append(errs, err)
+		if perm, _ := connectors.Classify(err); perm {
+			t.Fatalf("permanent error: %v", err)
+		}
+	}
+	t.Fatalf("no success after %d attempts: %v", attempts, errs)
+	return connectors.Outcome{}, nil
+}
+
+func TestRateLimits(t *testing.T) {
+	t.Parallel()
+	s := connectors.Subject{Email: "limited@example.com"}
+
+	t.Run("429 storm then success", func(t *testing.T) {
+		f := newFakeHubSpot(t, token)
+		f.add(s.Email)
+		f.Inject(4, hubspotTooMany("SECONDLY", 0))
+		c := connectortest.Build(t, "hubspot", "crm", f.config())
+		out, errs := eraseLikeRuntime(t, c, s, 6)
+		if len(errs) != 4 || out.Records != 1 || f.count(s.Email) != 0 {
+			t.Fatalf("after %d errors: %+v", len(errs), out)
+		}
+		for _, err := range errs {
+			if _, after := connectors.Classify(err); after != time.Second {
+				t.Errorf("SECONDLY 429 retry after %v, want 1s: %v", after, err)
+			}
+			if !strings.Contains(err.Error(), "policy SECONDLY") || !strings.Contains(err.Error(), "correlationId ") {
+				t.Errorf("error lacks policy or correlation id: %v", err)
+			}
+		}
+	})
+	t.Run("Retry-After wins", func(t *testing.T) {
+		f := newFakeHubSpot(t, token)
+		f.Inject(1, hubspotTooMany("SECONDLY", 7))
+		c := connectortest.Build(t, "hubspot", "crm", f.config())
+		_, err := c.Erase(ctxFor(t), s)
+		if perm, after := connectors.Classify(err); perm || after != 7*time.Second {
+			t.Fatalf("permanent %v, after %v: %v", perm, after, err)
+		}
+	})
+	t.Run("daily limit waits for midnight in the account's zone", func(t *testing.T) {
+		f := newFakeHubSpot(t, token)
+		f.Always(hubspotTooMany("DAILY", 0))
+		now := time.Date(2025, 3, 10, 22, 30, 0, 0, time.UTC)
+		for zone, want := range map[string]time.Duration{
+			"":                 1*time.Hour + 31*time.Minute, // midnight UTC, plus a minute
+			"America/New_York": 5*time.Hour + 31*time.Minute, // 18:30 EDT: midnight is 04:00 UTC
+			"Europe/Berlin":    31 * time.Minute,             // 23:30 CET
+			"Asia/Kolkata":     20*time.Hour + time.Minute,   // 04:00 IST: the next midnight is 18:30 UTC
+		} {
+			cfg := f.config()
+			if zone != "" {
+				cfg += "account_time_zone: " + zone + "\n"
+			}
+			c := connectortest.Build(t, "hubspot", "crm", cfg).(*conn)
+			c.now = func() time.Time { return now }
+			_, err := c.Erase(ctxFor(t), s)
+			perm, after := connectors.Classify(err)
+			if perm || after != want {
+				t.Errorf("zone %q: permanent %v, after %v, want %v: %v", zone, perm, after, want, err)
+			}
+			if !strings.Contains(err.Error(), "daily API limit") {
+				t.Errorf("zone %q: error does not say the daily limit: %v", zone, err)
+			}
+		}
+	})
+	t.Run("the fake's own limiter", func(t *testing.T) {
+		f := newFakeHubSpot(t, token)
+		f.RateLimit(1, 2, hubspotTooMany("SECONDLY", 0))
+		c := connectortest.Build(t, "hubspot", "crm", f.config()).(*conn)
+		var limited int
+		for range 5 {
+			_, err := c.Verify(ctxFor(t), s)
+			if err != nil {
+				if perm, after := connectors.Classify(err); perm || after <= 0 {
+					t.Errorf("429 classified permanent %v after %v", perm, after)
+				}
+				limited++
+			}
+		}
+		if limited == 0 || f.Limited() != limited {
+			t.Errorf("limited %d times, the fake says %d", limited, f.Limited())
+		}
+	})
+}
+
+func TestFaults(t *testing.T) {
+	t.Parallel()
+	s := connectors.Subject{Email: "faults@example.com"}
+	for _, tc := range []struct {
+		name      string
+		fault     fakevendor.Fault
+		permanent bool
+		want      string
+	}{
+		{"5xx", hubspotInternal, false, "502"},
+		{"503 bare", fakevendor.Status(503), false, "503"},
+		{"malformed body", fakevendor.Malformed(), false, "unreadable"},
+		{"timeout", fakevendor.Hang(5 * time.Second), false, ""},
+		{"revoked token", hubspotUnauthorized, true, "check access_token"},
+		{"missing scopes", hubspotMissingScopes, true, "crm.objects.contacts.write"},
+		{"not the HubSpot API", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(404)
+			_, _ = w.Write([]byte("<h1>Not Found</h1>"))
+		}, true, "check base_url"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeHubSpot(t, token)
+			f.add(s.Email)
+			f.Inject(1, tc.fault)
+			c := connectortest.Build(t, "hubspot", "crm", f.config())
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			_, err := c.Erase(ctx, s)
+			if err == nil {
+				t.Fatal("Erase succeeded")
+			}
+			if perm, _ := connectors.Classify(err); perm != tc.permanent {
+				t.Errorf("permanent = %v, want %v: %v", perm, tc.permanent, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "faults@") || strings.Contains(err.Error(), f.URL) {
+				t.Errorf("error quotes the email or URL: %v", err)
+			}
+			if f.count(s.Email) != 1 {
+				t.Error("the contact went despite the error")
+			}
+			// The fault was one-off: a retry succeeds.
+			out, err := c.Erase(ctxFor(t), s)
+			if tc.permanent {
+				return
+			}
+			if err != nil || out.Records != 1 {
+				t.Errorf("retry = %+v, %v", out, err)
+			}
+		})
+	}
+	t.Run("gdpr delete fails after lookup", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeHubSpot(t, token)
+		f.add(s.Email)
+		c := connectortest.Build(t, "hubspot", "crm", f.config())
+		// Let the lookup through, fail the delete.
+		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+			r.SetPathValue("contactId", strings.TrimPrefix(r.URL.Path, "/crm/v3/objects/contacts/"))
+			f.get(w, r)
+		})
+		f.Inject(1, hubspotInternal)
+		_, err := c.Erase(ctxFor(t), s)
+		if perm, _ := connectors.Classify(err); err == nil || perm {
+			t.Fatalf("err = %v; want retryable", err)
+		}
+		var ce *connectors.Error
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), "GDPR delete") {
+			t.Errorf("error does not name the GDPR delete: %v", err)
+		}
+	})
+}
+
+func TestTwoInstancesSideBySide(t *testing.T) {
+	t.Parallel()
+	a, b := newFakeHubSpot(t, "pat-a"), newFakeHubSpot(t, "pat-b")
+	s := connectors.Subject{Email: "twice@example.com"}
+	a.add(s.Email)
+	b.add(s.Email)
+	ca := connectortest.Build(t, "hubspot", "crm-eu", a.config())
+	cb := connectortest.Build(t, "hubspot", "crm-us", b.config())
+	out, err := ca.Erase(ctxFor(t), s)
+	if err != nil || out.Records != 1 {
+		t.Fatalf("Erase A = %+v, %v", out, err)
+	}
+	if a.count(s.Email) != 0 || b.count(s.Email) != 1 {
+		t.Fatalf("after erasing in A: A holds %d, B holds %d", a.count(s.Email), b.count(s.Email))
+	}
+	if v, err := cb.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 1 {
+		t.Fatalf("Verify B = %+v, %v", v, err)
+	}
+	for name, f := range map[string]*fakeHubSpot{"A": a, "B": b} {
+		for _, call := range f.Calls() {
+			if call.Header.Get("Authorization") != "Bearer "+f.token {
+				t.Errorf("%s received %q", name, call.Header.Get("Authorization"))
+			}
+		}
+	}
+}

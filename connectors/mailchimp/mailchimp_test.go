@@ -1,0 +1,520 @@
+package mailchimp_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	_ "github.com/lethe-dev/lethe/connectors/mailchimp"
+	"go.uber.org/zap"
+)
+
+const (
+	testKey  = "0123456789abcdef0123456789abcdef-us6"
+	instance = "newsletter"
+)
+
+var audiences = []string{"a1b2c3d4e5", "f6a7b8c9d0", "0a0b0c0d0e"}
+
+func configYAML(base, key string, lists ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "api_key: %q\nbase_url: %q\n", key, base)
+	if len(lists) == 0 {
+		b.WriteString("all_lists: true\n")
+		return b.String()
+	}
+	b.WriteString("lists:\n")
+	for _, l := range lists {
+		fmt.Fprintf(&b, "  - %q\n", l)
+	}
+	return b.String()
+}
+
+func newConnector(t testing.TB, f *fakeMailchimp, lists ...string) connectors.Connector {
+	t.Helper()
+	return connectortest.Build(t, "mailchimp", instance, configYAML(f.URL, f.key, lists...))
+}
+
+// buildWith builds through the registry with the runtime's dependencies
+// (an HTTP client, an environment), as Lethe does at start-up.
+func buildWith(t testing.TB, yamlConfig string, deps connectors.Deps) (connectors.Connector, error) {
+	t.Helper()
+	def, ok := connectors.Lookup("mailchimp")
+	if !ok {
+		t.Fatal("mailchimp is not registered")
+	}
+	if deps.Logger == nil {
+		deps.Logger = zap.NewNop()
+	}
+	if deps.Getenv == nil {
+		deps.Getenv = func(string) string { return "" }
+	}
+	decode := func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) }
+	return def.Build(context.Background(), instance, decode, deps)
+}
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func subject(i int) connectors.Subject {
+	return connectors.Subject{Email: fmt.Sprintf("subject%d@example.com", i)}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey, audiences...)
+	connectortest.Run(t, connectortest.Harness{
+		New: func(t *testing.T) connectors.Connector { return newConnector(t, f, audiences...) },
+		// The subject is in two of the three configured audiences.
+		Seed: func(t *testing.T, s connectors.Subject) int64 {
+			f.add(s.Email, audiences[0], audiences[1])
+			return 2
+		},
+		Count: func(t *testing.T, s connectors.Subject) int64 { return f.count(s.Email) },
+		Faulty: func(t *testing.T, fault connectortest.Fault) connectors.Connector {
+			bad := newFake(t, testKey, audiences...)
+			switch fault {
+			case connectortest.FaultUnavailable:
+				bad.Always(unavailable)
+			case connectortest.FaultRateLimited:
+				// Mailchimp's 429 usually has no header; a proxy or a
+				// future API may send Retry-After, which must be honoured.
+				bad.Always(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Retry-After", "3")
+					tooManyConnections(w, r)
+				})
+			case connectortest.FaultUnauthorized:
+				return connectortest.Build(t, "mailchimp", instance,
+					configYAML(bad.URL, "ffffffffffffffffffffffffffffffff-us6", audiences...))
+			case connectortest.FaultMisconfigured:
+				return newConnector(t, bad, "nosuchlist")
+			}
+			return newConnector(t, bad, audiences...)
+		},
+	})
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	const secret = "0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"no api key", "lists: [a1b2c3d4e5]\n", "api_key: required"},
+		{"no lists", "api_key: k-us6\n", "lists: required"},
+		{"empty lists", "api_key: k-us6\nlists: []\n", "lists: required"},
+		{"lists and all_lists", "api_key: k-us6\nall_lists: true\nlists: [a1b2c3d4e5]\n", "lists: leave it out"},
+		{"bad list id", "api_key: k-us6\nlists: [\"../x\"]\n", "lists[0]: \"../x\" is not an audience id"},
+		{"duplicate list", "api_key: k-us6\nlists: [a1b2c3d4e5, a1b2c3d4e5]\n", "lists[1]: \"a1b2c3d4e5\" is listed twice"},
+		{"key without data centre", "api_key: " + secret + "\nlists: [a1b2c3d4e5]\n", "api_key: does not end in a data centre"},
+		{"bad base url", "api_key: k\nbase_url: ftp://example.com\nlists: [a1b2c3d4e5]\n", "base_url: must be an http(s) URL"},
+		{"base url without host", "api_key: k\nbase_url: /3.0\nlists: [a1b2c3d4e5]\n", "base_url: must be an http(s) URL"},
+		{"base url with credentials", "api_key: k\nbase_url: https://u:p@example.com\nlists: [a1b2c3d4e5]\n", "base_url: must not carry credentials"},
+		{"base url with version", "api_key: k\nbase_url: https://us6.api.mailchimp.com/3.0/\nlists: [a1b2c3d4e5]\n", "base_url: leave out /3.0"},
+		{"unknown key", "api_key: k-us6\nlists: [a1b2c3d4e5]\nlist: x\n", "field list not found"},
+		{"env key unset", "api_key: {env: MAILCHIMP_KEY}\nlists: [a1b2c3d4e5]\n", "api_key: environment variable MAILCHIMP_KEY is empty"},
+		{"env key without data centre", "api_key: {env: SECRET}\nlists: [a1b2c3d4e5]\n", "api_key: does not end in a data centre"},
+		{"ok", "api_key: k-us6\nlists: [a1b2c3d4e5]\n", ""},
+		{"ok all lists", "api_key: {env: MAILCHIMP_KEY_SET}\nall_lists: true\n", ""},
+		{"ok base url without data centre", "api_key: " + secret + "\nbase_url: https://mailchimp-proxy.internal\nlists: [a1b2c3d4e5]\n", ""},
+	}
+	env := map[string]string{"SECRET": secret, "MAILCHIMP_KEY_SET": secret + "-us6"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := buildWith(t, tt.yaml, connectors.Deps{Getenv: func(k string) string { return env[k] }})
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.want != "" && err == nil:
+				t.Fatalf("no error, want one containing %q", tt.want)
+			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
+				t.Fatalf("error %q does not contain %q", err, tt.want)
+			}
+			if err != nil && strings.Contains(err.Error(), secret) {
+				t.Errorf("error quotes the API key: %v", err)
+			}
+		})
+	}
+}
+
+// roundTripper answers every request without a network.
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestBaseURLComesFromTheKeysDataCentre(t *testing.T) {
+	t.Parallel()
+	var got []string
+	client := &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+		got = append(got, r.Method+" "+r.URL.String())
+		return &http.Response{StatusCode: http.StatusNoContent, Body: io.NopCloser(strings.NewReader("")), Header: http.Header{}}, nil
+	})}
+	c, err := buildWith(t, "api_key: {env: MC_KEY}\nlists: [a1b2c3d4e5]\n", connectors.Deps{
+		HTTPClient: client,
+		Getenv:     func(k string) string { return map[string]string{"MC_KEY": "0123456789abcdef-us21"}[k] },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Erase(ctx(t), connectors.Subject{Email: "Alice@Example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// md5("alice@example.com")
+	want := "POST https://us21.api.mailchimp.com/3.0/lists/a1b2c3d4e5/members/c160f8cc69a4f0bf2b0362752353d060/actions/delete-permanent"
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("requests = %q, want [%q]", got, want)
+	}
+	if out.Status != connectors.StatusErased || out.Records != 1 {
+		t.Errorf("outcome = %q with %d records, want erased 1", out.Status, out.Records)
+	}
+}
+
+var (
+	deletePath = regexp.MustCompile(`^/3\.0/lists/[a-z0-9]+/members/[0-9a-f]{32}/actions/delete-permanent$`)
+	memberPath = regexp.MustCompile(`^/3\.0/lists/[a-z0-9]+/members/[0-9a-f]{32}$`)
+)
+
+func TestRequestsFollowTheDocumentedContract(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey, audiences...)
+	s := subject(1)
+	f.add(s.Email, audiences[0], audiences[2])
+	c := newConnector(t, f, audiences...)
+	out, err := c.Erase(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Status != connectors.StatusErased || out.Records != 2 {
+		t.Fatalf("outcome = %q with %d records, want erased 2", out.Status, out.Records)
+	}
+	for _, l := range []string{audiences[0], audiences[2]} {
+		if !f.wasForgotten(l, s.Email) {
+			t.Errorf("audience %s: the member was not deleted permanently", l)
+		}
+	}
+	v, err := c.(connectors.Verifier).Verify(ctx(t), s)
+	if err != nil || v.Remaining != 0 {
+		t.Fatalf("Verify = %d remaining, %v; want 0", v.Remaining, err)
+	}
+	hash := hashOf(s.Email)
+	var deletes, lookups int
+	for _, call := range f.Calls() {
+		user, pass, ok := (&http.Request{Header: call.Header}).BasicAuth()
+		if !ok || user == "" || pass != testKey {
+			t.Errorf("%s %s: not Basic auth with the API key as password", call.Method, call.Path)
+		}
+		if !strings.HasPrefix(call.Path, "/3.0/lists/") {
+			t.Errorf("%s %s: not under /3.0/lists/", call.Method, call.Path)
+		}
+		switch {
+		case call.Method == http.MethodPost && deletePath.MatchString(call.Path):
+			deletes++
+			if len(call.Body) != 0 {
+				t.Errorf("delete-permanent sent a body: %q", call.Body)
+			}
+			if !strings.Contains(call.Path, "/members/"+hash+"/") {
+				t.Errorf("delete-permanent path does not use the subscriber hash of the lower-cased address: %s", call.Path)
+			}
+		case call.Method == http.MethodGet && memberPath.MatchString(call.Path):
+			lookups++
+		case call.Method == http.MethodGet && regexp.MustCompile(`^/3\.0/lists/[a-z0-9]+$`).MatchString(call.Path):
+			// the audience check after a 404
+		case call.Method == http.MethodDelete:
+			t.Errorf("plain DELETE %s only archives the member; delete-permanent is required", call.Path)
+		default:
+			t.Errorf("unexpected request %s %s", call.Method, call.Path)
+		}
+		if strings.Contains(call.Path+call.Query, "@") {
+			t.Errorf("%s %s: the address itself is in the URL", call.Method, call.Path)
+		}
+	}
+	if deletes != 3 || lookups != 3 {
+		t.Errorf("%d delete-permanent and %d member lookups, want 3 of each (one per audience)", deletes, lookups)
+	}
+	for _, ev := range append(out.Evidence, v.Evidence...) {
+		if strings.Contains(ev.Value, hash) || strings.Contains(ev.Kind, hash) {
+			t.Errorf("evidence %q carries the subscriber hash", ev.Value)
+		}
+	}
+}
+
+func TestAllListsEnumeratesEveryAudience(t *testing.T) {
+	t.Parallel()
+	// 1,001 audiences: two pages of the documented maximum of 1,000.
+	ids := make([]string, 1001)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("aud%07d", i)
+	}
+	f := newFake(t, testKey, ids...)
+	s := subject(2)
+	f.add(s.Email, ids[3], ids[1000])
+	f.add(subject(3).Email, ids[3])
+	c := newConnector(t, f) // all_lists: true
+	out, err := c.Erase(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Status != connectors.StatusErased || out.Records != 2 {
+		t.Fatalf("outcome = %q with %d records, want erased 2", out.Status, out.Records)
+	}
+	if n := f.count(s.Email); n != 0 {
+		t.Errorf("%d audiences still hold the subject", n)
+	}
+	if n := f.count(subject(3).Email); n != 1 {
+		t.Errorf("another subject lost data: %d of 1 audiences left", n)
+	}
+	var pages []string
+	for _, call := range f.Calls() {
+		if call.Path == "/3.0/lists" {
+			pages = append(pages, call.Method+" "+call.Query)
+		}
+	}
+	want := []string{"GET count=1000&fields=lists.id", "GET count=1000&fields=lists.id&offset=1000"}
+	if fmt.Sprint(pages) != fmt.Sprint(want) {
+		t.Errorf("audience listing = %q, want %q", pages, want)
+	}
+}
+
+func TestUnknownAudienceIsPermanentAndTheOthersAreStillErased(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey, audiences...)
+	s := subject(4)
+	f.add(s.Email, audiences[0], audiences[1])
+	c := newConnector(t, f, audiences[0], "nosuchlist", audiences[1])
+	_, err := c.Erase(ctx(t), s)
+	if perm, _ := connectors.Classify(err); err == nil || !perm {
+		t.Fatalf("Erase = %v, want a permanent error", err)
+	}
+	if !strings.Contains(err.Error(), "nosuchlist") || !strings.Contains(err.Error(), "lists") {
+		t.Errorf("error does not tell staff which audience to fix: %v", err)
+	}
+	if strings.Contains(err.Error(), s.Email) || strings.Contains(err.Error(), hashOf(s.Email)) {
+		t.Errorf("error carries the subject: %v", err)
+	}
+	if n := f.count(s.Email); n != 0 {
+		t.Errorf("the existing audiences still hold the subject (%d)", n)
+	}
+}
+
+func TestAudienceIsLookedUpOnceAfterA404(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey, audiences[0])
+	c := newConnector(t, f, audiences[0])
+	for i := range 3 {
+		out, err := c.Erase(ctx(t), subject(10+i))
+		if err != nil || out.Status != connectors.StatusNotFound {
+			t.Fatalf("Erase = %q, %v; want not_found", out.Status, err)
+		}
+	}
+	var checks int
+	for _, call := range f.Calls() {
+		if call.Path == "/3.0/lists/"+audiences[0] {
+			checks++
+		}
+	}
+	if checks != 1 {
+		t.Errorf("the audience was looked up %d times, want once", checks)
+	}
+}
+
+func TestMalformedBodyIsRetryable(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey, audiences...)
+	s := subject(5)
+	f.add(s.Email, audiences[1])
+	c := newConnector(t, f) // all_lists: the listing is the one JSON body read
+	f.Inject(1, fakevendor.Malformed())
+	_, err := c.Erase(ctx(t), s)
+	if perm, _ := connectors.Classify(err); err == nil || perm {
+		t.Fatalf("Erase after a malformed body = %v, want a retryable error", err)
+	}
+	out, err := c.Erase(ctx(t), s)
+	if err != nil || out.Records != 1 {
+		t.Fatalf("retry = %d records, %v; want 1", out.Records, err)
+	}
+}
+
+func TestRateLimitStormThenSuccess(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey, audiences...)
+	s := subject(6)
+	f.add(s.Email, audiences[0], audiences[1])
+	c := newConnector(t, f, audiences...)
+	f.Inject(5, tooManyConnections)
+	var (
+		out      connectors.Outcome
+		err      error
+		attempts int
+	)
+	for attempts = 1; attempts <= 10; attempts++ {
+		out, err = c.Erase(ctx(t), s)
+		if err == nil {
+			break
+		}
+		perm, after := connectors.Classify(err)
+		if perm || after != 0 {
+			t.Fatalf("429 without headers = permanent %v, retry after %v; want retryable, the runtime's backoff deciding: %v", perm, after, err)
+		}
+		if !strings.Contains(err.Error(), "429") {
+			t.Errorf("error does not say it was rate limited: %v", err)
+		}
+	}
+	if err != nil {
+		t.Fatalf("still failing after %d attempts: %v", attempts, err)
+	}
+	if attempts != 6 {
+		t.Errorf("succeeded on attempt %d, want 6 (after 5 refusals)", attempts)
+	}
+	if out.Records != 2 || f.count(s.Email) != 0 {
+		t.Errorf("erased %d records, %d left; want 2 and 0", out.Records, f.count(s.Email))
+	}
+}
+
+func TestSimultaneousConnectionLimit(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey, audiences[0])
+	f.latency = 100 * time.Millisecond
+	const n = 16
+	for i := range n {
+		f.add(subject(100+i).Email, audiences[0])
+	}
+	c := newConnector(t, f, audiences[0])
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { _, errs[i] = c.Erase(ctx(t), subject(100+i)) })
+	}
+	wg.Wait()
+	throttled := 0
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		if perm, _ := connectors.Classify(err); perm {
+			t.Errorf("erase %d: throttling classified permanent: %v", i, err)
+		}
+		throttled++
+		if _, err := c.Erase(ctx(t), subject(100+i)); err != nil { // the runtime's retry
+			t.Errorf("erase %d: retry failed: %v", i, err)
+		}
+	}
+	if throttled == 0 {
+		t.Errorf("%d simultaneous requests were all accepted; the fake must throttle above 10", n)
+	}
+	for i := range n {
+		if left := f.count(subject(100 + i).Email); left != 0 {
+			t.Errorf("subject %d: %d audiences left", i, left)
+		}
+	}
+}
+
+func TestServerErrorsAndTimeoutsAreRetryable(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey, audiences...)
+	s := subject(7)
+	f.add(s.Email, audiences[0])
+	c, err := buildWith(t, configYAML(f.URL, testKey, audiences...), connectors.Deps{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, fault := range map[string]fakevendor.Fault{
+		"500":     fakevendor.Status(http.StatusInternalServerError),
+		"503":     unavailable,
+		"timeout": fakevendor.Hang(2 * time.Second),
+	} {
+		f.Inject(1, fault)
+		_, err := c.Erase(ctx(t), s)
+		if perm, _ := connectors.Classify(err); err == nil || perm {
+			t.Errorf("%s: Erase = %v, want a retryable error", name, err)
+			continue
+		}
+		for _, secret := range []string{s.Email, hashOf(s.Email), testKey, f.URL} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("%s: error quotes %q: %v", name, secret, err)
+			}
+		}
+	}
+	if n := f.count(s.Email); n != 1 {
+		t.Fatalf("failed attempts changed the data: %d audiences hold the subject", n)
+	}
+	if out, err := c.Erase(ctx(t), s); err != nil || out.Records != 1 {
+		t.Fatalf("Erase after the faults = %d records, %v; want 1", out.Records, err)
+	}
+}
+
+func TestRefusedKeyIsPermanentWithAMessageForStaff(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey, audiences...)
+	const wrong = "ffffffffffffffffffffffffffffffff-us6"
+	c := connectortest.Build(t, "mailchimp", instance, configYAML(f.URL, wrong, audiences...))
+	_, err := c.Erase(ctx(t), subject(8))
+	if perm, _ := connectors.Classify(err); err == nil || !perm {
+		t.Fatalf("Erase = %v, want a permanent error", err)
+	}
+	if !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "API key") {
+		t.Errorf("message does not point staff at the API key: %v", err)
+	}
+	if strings.Contains(err.Error(), wrong) {
+		t.Errorf("error quotes the key: %v", err)
+	}
+}
+
+func TestTwoInstancesSideBySide(t *testing.T) {
+	t.Parallel()
+	keyB := "fedcba9876543210fedcba9876543210-eu1"
+	a, b := newFake(t, testKey, audiences[0]), newFake(t, keyB, "bbbbbbbbbb")
+	s := subject(9)
+	a.add(s.Email, audiences[0])
+	b.add(s.Email, "bbbbbbbbbb")
+	ca := newConnector(t, a, audiences[0])
+	cb := connectortest.Build(t, "mailchimp", "shop-newsletter", configYAML(b.URL, keyB, "bbbbbbbbbb"))
+	if out, err := ca.Erase(ctx(t), s); err != nil || out.Records != 1 {
+		t.Fatalf("instance A: %d records, %v", out.Records, err)
+	}
+	if a.count(s.Email) != 0 || b.count(s.Email) != 1 {
+		t.Fatalf("after A: A holds %d, B holds %d; want 0 and 1", a.count(s.Email), b.count(s.Email))
+	}
+	if out, err := cb.Erase(ctx(t), s); err != nil || out.Records != 1 {
+		t.Fatalf("instance B: %d records, %v", out.Records, err)
+	}
+	for name, fk := range map[string]*fakeMailchimp{"A": a, "B": b} {
+		for _, call := range fk.Calls() {
+			if _, pass, _ := (&http.Request{Header: call.Header}).BasicAuth(); pass != fk.key {
+				t.Errorf("instance %s's server received another key", name)
+			}
+			if call.Status == http.StatusUnauthorized {
+				t.Errorf("instance %s: a request was refused", name)
+			}
+		}
+	}
+}
+
+func TestSubjectWithoutEmailIsNotFound(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey, audiences...)
+	c := newConnector(t, f, audiences...)
+	out, err := c.Erase(ctx(t), connectors.Subject{Phone: "+447700900123"})
+	if err != nil || out.Status != connectors.StatusNotFound {
+		t.Fatalf("Erase = %q, %v; want not_found", out.Status, err)
+	}
+	if len(out.Evidence) == 0 || !strings.Contains(out.Evidence[0].Value, "no email") {
+		t.Errorf("evidence does not say why: %v", out.Evidence)
+	}
+	if n := len(f.Calls()); n != 0 {
+		t.Errorf("%d requests sent for a subject without an email", n)
+	}
+}

@@ -1,0 +1,538 @@
+package s3_test
+
+import (
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+)
+
+// fakeS3 is the subset of the S3 REST API the connector uses, path-style
+// (/{bucket}?…), answering with S3's XML bodies and error codes:
+//
+//	GET  /{bucket}?versioning                          GetBucketVersioning
+//	GET  /{bucket}?versions&prefix=&key-marker=&version-id-marker=&max-keys=   ListObjectVersions
+//	GET  /{bucket}?list-type=2&prefix=&continuation-token=&max-keys=          ListObjectsV2
+//	POST /{bucket}?delete   <Delete><Object><Key/><VersionId/></Object>…<Quiet/></Delete>
+//
+// Signatures are not checked, but every request must carry a SigV4
+// Authorization header naming a known access key. Versions are listed
+// newest first per key and markers are positions, as S3 does, so a page
+// may be deleted before the next is asked for.
+type fakeS3 struct {
+	*fakevendor.Server
+
+	mu      sync.Mutex
+	buckets map[string]*fakeBucket
+	seq     int
+	keys    map[string]bool // access key ids accepted
+	batches []int           // size of each DeleteObjects request
+	// pageSize caps list pages (S3: 1,000; it may return fewer).
+	pageSize int
+	// failDelete, if set, makes DeleteObjects report a per-key error for
+	// the entries it returns a code for.
+	failDelete func(key string) (code, message string)
+}
+
+type fakeBucket struct {
+	versioning string                    // "", "Enabled" or "Suspended"
+	objects    map[string][]*fakeVersion // newest first
+}
+
+type fakeVersion struct {
+	id     string // "null" for versions written while versioning was off
+	seq    int    // order of writing, for markers
+	marker bool
+	lock   string // "", "governance", "compliance", "legal-hold"
+}
+
+// newFake starts a fake S3 accepting the given access key ids.
+func newFake(t testing.TB, accessKeys ...string) *fakeS3 {
+	f := &fakeS3{Server: fakevendor.New(t), buckets: map[string]*fakeBucket{}, keys: map[string]bool{}, pageSize: 1000}
+	for _, k := range accessKeys {
+		f.keys[k] = true
+	}
+	f.RequireAuth(f.authorized, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			s3Error(w, http.StatusForbidden, "AccessDenied", "Access Denied")
+			return
+		}
+		s3Error(w, http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+	})
+	// S3's documented rate: 5,500 reads and 3,500 writes per second per
+	// prefix; over it, 503 SlowDown.
+	f.RateLimit(3500, 3500, slowDown(""))
+	for _, p := range []string{"/{bucket}", "/{bucket}/{$}"} {
+		f.Handle("GET "+p, f.route)
+		f.Handle("POST "+p, f.route)
+	}
+	return f
+}
+
+func (f *fakeS3) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	rest, ok := strings.CutPrefix(h, "AWS4-HMAC-SHA256 Credential=")
+	if !ok {
+		return false
+	}
+	akid, _, _ := strings.Cut(rest, "/")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.keys[akid]
+}
+
+// route answers a request as S3 would; faults can call it to let a
+// request through (and then spoil its answer).
+func (f *fakeS3) route(w http.ResponseWriter, r *http.Request) {
+	name := strings.Trim(r.URL.Path, "/")
+	q := r.URL.Query()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.buckets[name]
+	if !ok {
+		s3Error(w, http.StatusNotFound, "NoSuchBucket", "The specified bucket does not exist")
+		return
+	}
+	switch {
+	case r.Method == http.MethodGet && q.Has("versioning"):
+		writeXML(w, http.StatusOK, versioningConfiguration{Status: b.versioning})
+	case r.Method == http.MethodGet && q.Has("versions"):
+		f.listVersions(w, name, b, q)
+	case r.Method == http.MethodGet && q.Get("list-type") == "2":
+		f.listV2(w, name, b, q)
+	case r.Method == http.MethodPost && q.Has("delete"):
+		f.deleteObjects(w, r, b)
+	default:
+		s3Error(w, http.StatusNotImplemented, "NotImplemented", "A header or query you provided implies functionality that is not implemented.")
+	}
+}
+
+// --- XML bodies ---
+
+type versioningConfiguration struct {
+	XMLName xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ VersioningConfiguration"`
+	Status  string   `xml:"Status,omitempty"`
+}
+
+type listVersionsResult struct {
+	XMLName             xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ ListVersionsResult"`
+	Name                string
+	Prefix              string
+	KeyMarker           string
+	VersionIdMarker     string
+	MaxKeys             int
+	IsTruncated         bool
+	NextKeyMarker       string `xml:",omitempty"`
+	NextVersionIdMarker string `xml:",omitempty"`
+	Entries             []any  // xmlVersion and xmlDeleteMarker, in S3's order
+}
+
+type xmlVersion struct {
+	XMLName      xml.Name `xml:"Version"`
+	Key          string
+	VersionId    string
+	IsLatest     bool
+	LastModified string
+	ETag         string
+	Size         int
+	StorageClass string
+}
+
+type xmlDeleteMarker struct {
+	XMLName      xml.Name `xml:"DeleteMarker"`
+	Key          string
+	VersionId    string
+	IsLatest     bool
+	LastModified string
+}
+
+type listBucketResult struct {
+	XMLName               xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ ListBucketResult"`
+	Name                  string
+	Prefix                string
+	KeyCount              int
+	MaxKeys               int
+	IsTruncated           bool
+	ContinuationToken     string `xml:",omitempty"`
+	NextContinuationToken string `xml:",omitempty"`
+	Contents              []xmlObject
+}
+
+type xmlObject struct {
+	Key          string
+	LastModified string
+	ETag         string
+	Size         int
+	StorageClass string
+}
+
+type deleteRequest struct {
+	XMLName xml.Name `xml:"Delete"`
+	Objects []struct {
+		Key       string
+		VersionId string
+	} `xml:"Object"`
+	Quiet bool
+}
+
+type deleteResult struct {
+	XMLName xml.Name     `xml:"http://s3.amazonaws.com/doc/2006-03-01/ DeleteResult"`
+	Deleted []xmlDeleted `xml:"Deleted"`
+	Errors  []xmlDelErr  `xml:"Error"`
+}
+
+type xmlDeleted struct {
+	Key                   string
+	VersionId             string `xml:",omitempty"`
+	DeleteMarker          bool   `xml:",omitempty"`
+	DeleteMarkerVersionId string `xml:",omitempty"`
+}
+
+type xmlDelErr struct {
+	Key       string
+	VersionId string `xml:",omitempty"`
+	Code      string
+	Message   string
+}
+
+type xmlError struct {
+	XMLName   xml.Name `xml:"Error"`
+	Code      string
+	Message   string
+	RequestId string
+	HostId    string
+}
+
+const lastModified = "2024-05-01T10:00:00.000Z"
+
+func writeXML(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/xml")
+	w.Header().Set("x-amz-request-id", "FAKEREQUEST0001")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, xml.Header)
+	_ = xml.NewEncoder(w).Encode(v)
+}
+
+func s3Error(w http.ResponseWriter, status int, code, message string) {
+	writeXML(w, status, xmlError{Code: code, Message: message, RequestId: "FAKEREQUEST0001", HostId: "fakehost"})
+}
+
+// --- faults, as S3 and S3-compatible stores send them ---
+
+// slowDown is S3's throttling answer: 503 SlowDown, with no Retry-After
+// unless retryAfter is set (some S3-compatible stores send one).
+func slowDown(retryAfter string) fakevendor.Fault {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		s3Error(w, http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate.")
+	}
+}
+
+func s3Fault(status int, code string) fakevendor.Fault {
+	return func(w http.ResponseWriter, r *http.Request) { s3Error(w, status, code, "injected "+code) }
+}
+
+// malformedXML answers 200 with a cut-off body.
+func malformedXML(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/xml")
+	_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><ListVersionsResult><Name>b</Na`)
+}
+
+// --- handlers ---
+
+func (f *fakeS3) maxKeys(q map[string][]string) int {
+	n, err := strconv.Atoi(first(q["max-keys"]))
+	if err != nil || n <= 0 || n > f.pageSize {
+		return f.pageSize
+	}
+	return n
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
+
+func (b *fakeBucket) sortedKeys(prefix string) []string {
+	var keys []string
+	for k := range b.objects {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (f *fakeS3) listVersions(w http.ResponseWriter, name string, b *fakeBucket, q map[string][]string) {
+	prefix, keyMarker, idMarker := first(q["prefix"]), first(q["key-marker"]), first(q["version-id-marker"])
+	limit := f.maxKeys(q)
+	res := listVersionsResult{Name: name, Prefix: prefix, KeyMarker: keyMarker, VersionIdMarker: idMarker, MaxKeys: limit}
+	type pos struct{ key, id string }
+	var all []pos
+	for _, k := range b.sortedKeys(prefix) {
+		if k < keyMarker || (k == keyMarker && idMarker == "") {
+			continue
+		}
+		// After a version id marker, only older versions of that key:
+		// markers are positions, valid even once that version is deleted.
+		after := -1
+		if k == keyMarker {
+			after = markerSeq(idMarker, b.objects[k])
+		}
+		for _, v := range b.objects[k] {
+			if after >= 0 && v.seq >= after {
+				continue
+			}
+			all = append(all, pos{k, v.id})
+			if len(res.Entries) < limit {
+				latest := b.objects[k][0] == v
+				if v.marker {
+					res.Entries = append(res.Entries, xmlDeleteMarker{Key: k, VersionId: v.id, IsLatest: latest, LastModified: lastModified})
+				} else {
+					res.Entries = append(res.Entries, xmlVersion{Key: k, VersionId: v.id, IsLatest: latest, LastModified: lastModified,
+						ETag: `"d41d8cd98f00b204e9800998ecf8427e"`, Size: 13, StorageClass: "STANDARD"})
+				}
+			}
+		}
+	}
+	if len(all) > limit {
+		res.IsTruncated = true
+		res.NextKeyMarker, res.NextVersionIdMarker = all[limit-1].key, all[limit-1].id
+	}
+	writeXML(w, http.StatusOK, res)
+}
+
+// markerSeq returns the position of version id marker: the seq it was
+// written with, parsed from the id, since the version may be gone.
+func markerSeq(id string, versions []*fakeVersion) int {
+	if n, ok := strings.CutPrefix(id, "fv-"); ok {
+		if s, err := strconv.Atoi(strings.SplitN(n, "-", 2)[0]); err == nil {
+			return s
+		}
+	}
+	for _, v := range versions {
+		if v.id == id {
+			return v.seq
+		}
+	}
+	return 0 // an unknown or deleted "null" version: nothing older is left
+}
+
+func (f *fakeS3) listV2(w http.ResponseWriter, name string, b *fakeBucket, q map[string][]string) {
+	prefix := first(q["prefix"])
+	limit := f.maxKeys(q)
+	after := first(q["start-after"])
+	token := first(q["continuation-token"])
+	if token != "" {
+		k, err := base64.StdEncoding.DecodeString(token)
+		if err != nil {
+			s3Error(w, http.StatusBadRequest, "InvalidArgument", "The continuation token provided is incorrect")
+			return
+		}
+		after = string(k)
+	}
+	res := listBucketResult{Name: name, Prefix: prefix, MaxKeys: limit, ContinuationToken: token}
+	var visible []string
+	for _, k := range b.sortedKeys(prefix) {
+		if k > after && !b.objects[k][0].marker {
+			visible = append(visible, k)
+		}
+	}
+	for i, k := range visible {
+		if i == limit {
+			res.IsTruncated = true
+			res.NextContinuationToken = base64.StdEncoding.EncodeToString([]byte(visible[i-1]))
+			break
+		}
+		res.Contents = append(res.Contents, xmlObject{Key: k, LastModified: lastModified, ETag: `"d41d8cd98f00b204e9800998ecf8427e"`, Size: 13, StorageClass: "STANDARD"})
+	}
+	res.KeyCount = len(res.Contents)
+	writeXML(w, http.StatusOK, res)
+}
+
+func (f *fakeS3) deleteObjects(w http.ResponseWriter, r *http.Request, b *fakeBucket) {
+	body, _ := io.ReadAll(r.Body)
+	// S3 wants an integrity header: Content-MD5 (older stores insist on
+	// it) or one of the newer x-amz-checksum-* headers.
+	md := r.Header.Get("Content-MD5")
+	if md == "" && !hasChecksumHeader(r.Header) {
+		s3Error(w, http.StatusBadRequest, "InvalidRequest", "Missing required header for this request: Content-MD5")
+		return
+	}
+	if sum := md5.Sum(body); md != "" && md != base64.StdEncoding.EncodeToString(sum[:]) {
+		s3Error(w, http.StatusBadRequest, "BadDigest", "The Content-MD5 you specified did not match what we received.")
+		return
+	}
+	var req deleteRequest
+	if err := xml.Unmarshal(body, &req); err != nil || len(req.Objects) == 0 || len(req.Objects) > 1000 {
+		s3Error(w, http.StatusBadRequest, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema")
+		return
+	}
+	f.batches = append(f.batches, len(req.Objects))
+	bypass := strings.EqualFold(r.Header.Get("x-amz-bypass-governance-retention"), "true")
+	var res deleteResult
+	for _, o := range req.Objects {
+		if f.failDelete != nil {
+			if code, msg := f.failDelete(o.Key); code != "" {
+				res.Errors = append(res.Errors, xmlDelErr{Key: o.Key, VersionId: o.VersionId, Code: code, Message: msg})
+				continue
+			}
+		}
+		versions := b.objects[o.Key]
+		if o.VersionId == "" && b.versioning != "" {
+			// A plain delete in a versioned bucket only hides the data.
+			f.seq++
+			m := &fakeVersion{id: f.newID(), seq: f.seq, marker: true}
+			if b.versioning == "Suspended" {
+				m.id = "null"
+				versions = slices.DeleteFunc(versions, func(v *fakeVersion) bool { return v.id == "null" })
+			}
+			b.objects[o.Key] = append([]*fakeVersion{m}, versions...)
+			res.Deleted = append(res.Deleted, xmlDeleted{Key: o.Key, DeleteMarker: true, DeleteMarkerVersionId: m.id})
+			continue
+		}
+		id := o.VersionId
+		if id == "" {
+			id = "null"
+		}
+		i := slices.IndexFunc(versions, func(v *fakeVersion) bool { return v.id == id })
+		if i < 0 { // missing keys and versions report as deleted
+			res.Deleted = append(res.Deleted, xmlDeleted{Key: o.Key, VersionId: o.VersionId})
+			continue
+		}
+		v := versions[i]
+		if v.lock == "compliance" || v.lock == "legal-hold" || (v.lock == "governance" && !bypass) {
+			res.Errors = append(res.Errors, xmlDelErr{Key: o.Key, VersionId: o.VersionId, Code: "AccessDenied",
+				Message: "Access Denied because object protected by object lock."})
+			continue
+		}
+		versions = slices.Delete(versions, i, i+1)
+		if len(versions) == 0 {
+			delete(b.objects, o.Key)
+		} else {
+			b.objects[o.Key] = versions
+		}
+		res.Deleted = append(res.Deleted, xmlDeleted{Key: o.Key, VersionId: o.VersionId, DeleteMarker: v.marker})
+	}
+	if req.Quiet {
+		res.Deleted = nil
+	}
+	writeXML(w, http.StatusOK, res)
+}
+
+func hasChecksumHeader(h http.Header) bool {
+	for k := range h {
+		if strings.HasPrefix(strings.ToLower(k), "x-amz-checksum-") {
+			return true
+		}
+	}
+	return false
+}
+
+// newID makes an opaque-looking version id that still tells its position.
+func (f *fakeS3) newID() string {
+	sum := md5.Sum([]byte(strconv.Itoa(f.seq)))
+	return fmt.Sprintf("fv-%d-%s", f.seq, base64.RawURLEncoding.EncodeToString(sum[:6]))
+}
+
+// --- test-side access to the store, bypassing the API ---
+
+// bucket creates a bucket; versioning is "", "Enabled" or "Suspended".
+func (f *fakeS3) bucket(name, versioning string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.buckets[name] = &fakeBucket{versioning: versioning, objects: map[string][]*fakeVersion{}}
+}
+
+func (f *fakeS3) setVersioning(name, versioning string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.buckets[name].versioning = versioning
+}
+
+// put writes an object: a new version when versioning is enabled, else
+// it replaces the "null" version.
+func (f *fakeS3) put(bucket, key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b := f.buckets[bucket]
+	f.seq++
+	v := &fakeVersion{id: "null", seq: f.seq}
+	versions := b.objects[key]
+	if b.versioning == "Enabled" {
+		v.id = f.newID()
+	} else {
+		versions = slices.DeleteFunc(versions, func(v *fakeVersion) bool { return v.id == "null" })
+	}
+	b.objects[key] = append([]*fakeVersion{v}, versions...)
+}
+
+// hide adds a delete marker, as a plain DELETE does in a versioned bucket.
+func (f *fakeS3) hide(bucket, key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	b := f.buckets[bucket]
+	b.objects[key] = append([]*fakeVersion{{id: f.newID(), seq: f.seq, marker: true}}, b.objects[key]...)
+}
+
+// lock puts the newest version of key under Object Lock.
+func (f *fakeS3) lock(bucket, key, mode string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.buckets[bucket].objects[key][0].lock = mode
+}
+
+// count returns how many keys (with any version or delete marker) match
+// one of keys exactly or start with one of prefixes, and how many
+// versions and delete markers they hold.
+func (f *fakeS3) count(bucket string, keys, prefixes []string) (objects, versions, markers int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, vs := range f.buckets[bucket].objects {
+		if !slices.Contains(keys, k) && !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(k, p) }) {
+			continue
+		}
+		objects++
+		for _, v := range vs {
+			if v.marker {
+				markers++
+			} else {
+				versions++
+			}
+		}
+	}
+	return objects, versions, markers
+}
+
+func (f *fakeS3) deleteBatches() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.batches)
+}
+
+func (f *fakeS3) setPageSize(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pageSize = n
+}
+
+func (f *fakeS3) setFailDelete(fn func(key string) (code, message string)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failDelete = fn
+}

@@ -1,0 +1,813 @@
+package s3_test
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/xml"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	_ "github.com/lethe-dev/lethe/connectors/s3"
+	"go.uber.org/zap"
+)
+
+// instance is the connector instance name, and so the default user_id system.
+const instance = "shop-files"
+
+const (
+	akid   = "AKIDSHOPFILES"
+	secret = "wJalrXUtnFEMI-s3cr3t-value"
+)
+
+// setup is one fake store with one bucket, and how to build connectors
+// against it.
+type setup struct {
+	f      *fakeS3
+	bucket string
+}
+
+func newSetup(t testing.TB, versioning string) setup {
+	f := newFake(t, akid)
+	f.bucket("shop-files", versioning)
+	return setup{f: f, bucket: "shop-files"}
+}
+
+// yaml is the connector config for the shop's templates; extra lines are
+// appended (they must not repeat a key).
+func (s setup) yaml(extra ...string) string {
+	return s.yamlWith(akid, s.bucket, extra...)
+}
+
+func (s setup) yamlWith(accessKey, bucket string, extra ...string) string {
+	return fmt.Sprintf(`bucket: %s
+base_url: %s
+use_path_style: true
+region: eu-west-1
+access_key_id: %s
+secret_access_key: %s
+keys: ["exports/{email}.csv", "avatars/{user_id}.png"]
+prefixes: ["uploads/{email}/"]
+`, bucket, s.f.URL, accessKey, secret) + strings.Join(extra, "\n")
+}
+
+func (s setup) connector(t testing.TB, extra ...string) connectors.Connector {
+	t.Helper()
+	return connectortest.Build(t, "s3", instance, s.yaml(extra...))
+}
+
+func subject(i int) connectors.Subject {
+	return connectors.Subject{
+		Email:   fmt.Sprintf("subject%d@example.com", i),
+		UserIDs: map[string]string{instance: fmt.Sprintf("u%d", i)},
+	}
+}
+
+func keysOf(s connectors.Subject) (keys, prefixes []string) {
+	return []string{"exports/" + s.Email + ".csv", "avatars/" + s.UserIDs[instance] + ".png"}, []string{"uploads/" + s.Email + "/"}
+}
+
+// seed stores what the shop keeps about s: an export written twice, two
+// uploads (one since hidden by a plain delete, which in a versioned bucket
+// keeps the data under a delete marker) and an avatar. Four objects.
+func (s setup) seed(t testing.TB, sub connectors.Subject) int64 {
+	f := s.f
+	f.put(s.bucket, "exports/"+sub.Email+".csv")
+	f.put(s.bucket, "exports/"+sub.Email+".csv")
+	f.put(s.bucket, "uploads/"+sub.Email+"/invoice.pdf")
+	f.put(s.bucket, "uploads/"+sub.Email+"/photos/me.jpg")
+	if f.buckets[s.bucket].versioning != "" {
+		f.hide(s.bucket, "uploads/"+sub.Email+"/photos/me.jpg")
+	}
+	f.put(s.bucket, "avatars/"+sub.UserIDs[instance]+".png")
+	return 4
+}
+
+func (s setup) remaining(sub connectors.Subject) int64 {
+	keys, prefixes := keysOf(sub)
+	n, _, _ := s.f.count(s.bucket, keys, prefixes)
+	return int64(n)
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	for _, versioning := range []string{"Enabled", "", "Suspended"} {
+		name := "versioning=" + versioning
+		if versioning == "" {
+			name = "unversioned"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := newSetup(t, versioning)
+			connectortest.Run(t, connectortest.Harness{
+				New:     func(t *testing.T) connectors.Connector { return s.connector(t) },
+				Seed:    func(t *testing.T, sub connectors.Subject) int64 { return s.seed(t, sub) },
+				Count:   func(t *testing.T, sub connectors.Subject) int64 { return s.remaining(sub) },
+				Subject: subject,
+				Hostile: []connectors.Subject{
+					{Email: "o'brien'--@example.com"},
+					{Email: "%@example.com"},
+					{Email: "*@example.com"},
+					{Email: "subject60"},                          // a prefix of a bystander's email
+					{UserIDs: map[string]string{instance: "u60"}}, // a prefix of a bystander's id
+					{Email: "../uploads/subject600@example.com"},
+					{Email: "subject600@example.com/../x"},
+					{Email: ".."},
+					{UserIDs: map[string]string{instance: "u600/../u601"}},
+					{UserIDs: map[string]string{instance: `u600\..\u601`}},
+					{Email: "subject600@example.com\n"},
+					{}, // no identifiers at all: every template is skipped
+				},
+				Faulty: func(t *testing.T, fault connectortest.Fault) connectors.Connector {
+					return s.faulty(t, fault)
+				},
+			})
+		})
+	}
+}
+
+// faulty returns a connector to a fake of its own producing fault.
+func (s setup) faulty(t *testing.T, fault connectortest.Fault) connectors.Connector {
+	bad := newSetup(t, "Enabled")
+	switch fault {
+	case connectortest.FaultUnavailable:
+		bad.f.Always(s3Fault(http.StatusInternalServerError, "InternalError"))
+	case connectortest.FaultRateLimited:
+		bad.f.Always(slowDown(""))
+	case connectortest.FaultUnauthorized:
+		return connectortest.Build(t, "s3", instance, bad.yamlWith("AKIDREVOKED", bad.bucket))
+	case connectortest.FaultMisconfigured:
+		return connectortest.Build(t, "s3", instance, bad.yamlWith(akid, "no-such-bucket"))
+	}
+	return bad.connector(t)
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func evidence(ev []connectors.Evidence) string {
+	var b strings.Builder
+	for _, e := range ev {
+		fmt.Fprintf(&b, "%s=%s; ", e.Kind, e.Value)
+	}
+	return b.String()
+}
+
+// leaks fails the test when text carries an identifier of sub, a key or
+// the secret.
+func leaks(t *testing.T, what, text string, sub connectors.Subject) {
+	t.Helper()
+	for _, v := range []string{sub.Email, sub.UserIDs[instance], secret, "exports/subject", "uploads/subject"} {
+		for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v)} {
+			if v != "" && strings.Contains(strings.ToLower(text), strings.ToLower(form)) {
+				t.Errorf("%s carries %q: %s", what, form, text)
+			}
+		}
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	const creds = "access_key_id: AKID\nsecret_access_key: " + secret + "\n"
+	tests := []struct {
+		name, yaml, want string // want: "" when valid, else text the error must contain
+	}{
+		{"valid aws", "bucket: b1\nregion: eu-west-1\n" + creds + "keys: [\"exports/{email}.csv\"]\n", ""},
+		{"valid minio", "bucket: b1\nbase_url: http://minio:9000\nuse_path_style: true\n" + creds + "prefixes: [\"u/{user_id}/\"]\nversioning: unversioned\n", ""},
+		{"valid secrets from env", "bucket: b1\nregion: eu-west-1\naccess_key_id: {env: X}\nsecret_access_key: {file: /run/s}\nkeys: [\"{phone}.txt\"]\n", "access_key_id: environment variable X"},
+		{"no bucket", "region: eu-west-1\n" + creds + "keys: [\"{email}\"]\n", "bucket: required"},
+		{"bucket is a URL", "bucket: s3://b1/x\nregion: eu-west-1\n" + creds + "keys: [\"{email}\"]\n", "bucket: must be a bucket name"},
+		{"no region for aws", "bucket: b1\n" + creds + "keys: [\"{email}\"]\n", "region: required"},
+		{"bad base_url", "bucket: b1\nbase_url: minio:9000\n" + creds + "keys: [\"{email}\"]\n", "base_url: must be an http(s) URL"},
+		{"credentials in base_url", "bucket: b1\nbase_url: https://u:p@minio\n" + creds + "keys: [\"{email}\"]\n", "base_url: must not carry credentials"},
+		{"no access key", "bucket: b1\nregion: r\nsecret_access_key: x\nkeys: [\"{email}\"]\n", "access_key_id: required"},
+		{"no secret", "bucket: b1\nregion: r\naccess_key_id: x\nkeys: [\"{email}\"]\n", "secret_access_key: required"},
+		{"bad versioning", "bucket: b1\nregion: r\n" + creds + "keys: [\"{email}\"]\nversioning: maybe\n", "versioning: \"maybe\""},
+		{"no templates", "bucket: b1\nregion: r\n" + creds, "keys, prefixes: at least one"},
+		{"key without placeholder", "bucket: b1\nregion: r\n" + creds + "keys: [\"exports/all.csv\"]\n", "keys[0]: \"exports/all.csv\" has no placeholder"},
+		{"prefix without placeholder", "bucket: b1\nregion: r\n" + creds + "prefixes: [\"uploads/\"]\n", "prefixes[0]: \"uploads/\" has no placeholder"},
+		{"unknown placeholder", "bucket: b1\nregion: r\n" + creds + "keys: [\"{name}.csv\"]\n", "keys[0]: \"{name}.csv\": unknown placeholder {name}"},
+		{"unclosed brace", "bucket: b1\nregion: r\n" + creds + "keys: [\"{email.csv\"]\n", "unclosed"},
+		{"stray brace", "bucket: b1\nregion: r\n" + creds + "keys: [\"{email}}.csv\"]\n", "stray"},
+		{"adjacent placeholders", "bucket: b1\nregion: r\n" + creds + "keys: [\"{email}{phone}.csv\"]\n", "touch"},
+		{"key ends in slash", "bucket: b1\nregion: r\n" + creds + "keys: [\"uploads/{email}/\"]\n", "keys[0]: \"uploads/{email}/\" ends with \"/\""},
+		{"leading slash", "bucket: b1\nregion: r\n" + creds + "keys: [\"/x/{email}\"]\n", "starts with \"/\""},
+		{"dot dot segment", "bucket: b1\nregion: r\n" + creds + "keys: [\"a/../{email}\"]\n", "\"..\" segment"},
+		{"prefix could widen", "bucket: b1\nregion: r\n" + creds + "prefixes: [\"uploads/{email}\"]\n", "prefixes[0]: \"uploads/{email}\": a prefix needs a \"/\" right after {email}"},
+		{"prefix could widen mid-way", "bucket: b1\nregion: r\n" + creds + "prefixes: [\"uploads/{user_id}-{email}/\"]\n", "right after {user_id}"},
+		{"duplicate", "bucket: b1\nregion: r\n" + creds + "keys: [\"{email}\", \"{email}\"]\n", "keys[1]: \"{email}\" is listed twice"},
+		{"unknown field", "bucket: b1\nregion: r\n" + creds + "keys: [\"{email}\"]\nendpoint: http://x\n", "endpoint"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := connectortest.TryBuild("s3", instance, tc.yaml)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("valid config refused: %v", err)
+			case tc.want != "" && err == nil:
+				t.Fatalf("config accepted; want an error containing %q", tc.want)
+			case err != nil && !strings.Contains(err.Error(), tc.want):
+				t.Errorf("error = %v\nwant it to contain %q", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), secret) {
+				t.Errorf("error shows the secret: %v", err)
+			}
+		})
+	}
+}
+
+// build constructs a connector as the runtime does, with its deps.
+func build(t *testing.T, yamlConfig string, deps connectors.Deps) connectors.Connector {
+	t.Helper()
+	def, ok := connectors.Lookup("s3")
+	if !ok {
+		t.Fatal("s3 is not registered")
+	}
+	if deps.Logger == nil {
+		deps.Logger = zap.NewNop()
+	}
+	c, err := def.Build(context.Background(), instance, func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) }, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestCredentialsFromEnvironment(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, "Enabled")
+	sub := subject(1)
+	s.seed(t, sub)
+	y := strings.NewReplacer("access_key_id: "+akid, "access_key_id: {env: SHOP_S3_KEY}", "secret_access_key: "+secret, "secret_access_key: {env: SHOP_S3_SECRET}").Replace(s.yaml())
+	env := map[string]string{"SHOP_S3_KEY": akid, "SHOP_S3_SECRET": secret}
+	c := build(t, y, connectors.Deps{Getenv: func(k string) string { return env[k] }})
+	out, err := c.Erase(ctxFor(t), sub)
+	if err != nil || out.Records != 4 {
+		t.Fatalf("Erase = %+v, %v", out, err)
+	}
+}
+
+func TestVersionedBucketIsErasedForReal(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, "")
+	sub := subject(1)
+	key := "exports/" + sub.Email + ".csv"
+	s.f.put(s.bucket, key) // written before versioning: VersionId "null"
+	s.f.setVersioning(s.bucket, "Enabled")
+	s.f.put(s.bucket, key)
+	s.f.put(s.bucket, key)
+	s.f.hide(s.bucket, key)                              // a plain delete: data kept under a marker
+	s.f.hide(s.bucket, "uploads/"+sub.Email+"/gone.pdf") // a marker alone still names the person
+	s.f.put(s.bucket, "uploads/"+sub.Email+"/a.pdf")
+	s.f.put(s.bucket, "uploads/"+sub.Email+"/b.pdf")
+	s.f.put(s.bucket, "exports/"+sub.Email+".csv.bak") // another key the key template must not reach
+	c := s.connector(t)
+
+	out, err := c.Erase(ctxFor(t), sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Status != connectors.StatusErased || out.Records != 4 {
+		t.Errorf("Erase = %q with %d records, want erased with 4 objects", out.Status, out.Records)
+	}
+	keys, prefixes := keysOf(sub)
+	if n, v, m := s.f.count(s.bucket, keys, prefixes); n+v+m != 0 {
+		t.Errorf("left %d objects, %d versions, %d delete markers", n, v, m)
+	}
+	if n, _, _ := s.f.count(s.bucket, []string{key + ".bak"}, nil); n != 1 {
+		t.Error("the key template erased a longer key that merely starts with it")
+	}
+	ev := evidence(out.Evidence)
+	for _, want := range []string{
+		"bucket=shop-files (versioning: Enabled)",
+		"key=exports/{email}.csv: 1 object (3 versions, 1 delete marker)",
+		"key=avatars/{user_id}.png: 0 objects (0 versions, 0 delete markers)",
+		"prefix=uploads/{email}/: 3 objects (2 versions, 1 delete marker)",
+	} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("evidence lacks %q:\n%s", want, ev)
+		}
+	}
+	leaks(t, "evidence", ev, sub)
+
+	v, err := c.(connectors.Verifier).Verify(ctxFor(t), sub)
+	if err != nil || v.Remaining != 0 {
+		t.Errorf("Verify = %d remaining, %v", v.Remaining, err)
+	}
+	if ev := evidence(v.Evidence); !strings.Contains(ev, "exports/{email}.csv: 0 objects remaining (0 versions, 0 delete markers)") {
+		t.Errorf("Verify evidence: %s", ev)
+	}
+	// Every deletion named a version: none can have left a marker.
+	for _, call := range s.f.Calls() {
+		if call.Method == http.MethodPost {
+			for _, o := range parseDelete(t, call.Body).Objects {
+				if o.VersionId == "" {
+					t.Errorf("DeleteObjects without a VersionId in a versioned bucket")
+				}
+			}
+		}
+	}
+}
+
+func TestVerifySeesHiddenVersions(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, "Enabled")
+	sub := subject(2)
+	key := "exports/" + sub.Email + ".csv"
+	s.f.put(s.bucket, key)
+	s.f.hide(s.bucket, key)
+	v, err := s.connector(t).(connectors.Verifier).Verify(ctxFor(t), sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Remaining != 1 {
+		t.Errorf("Verify = %d remaining; an object behind a delete marker is still there", v.Remaining)
+	}
+	ev := evidence(v.Evidence)
+	if !strings.Contains(ev, "exports/{email}.csv: 1 object remaining (1 version, 1 delete marker)") {
+		t.Errorf("evidence: %s", ev)
+	}
+	leaks(t, "evidence", ev, sub)
+}
+
+func TestBatchesNeverExceedAThousand(t *testing.T) {
+	t.Parallel()
+	t.Run("1500 versions of one key", func(t *testing.T) {
+		t.Parallel()
+		s := newSetup(t, "Enabled")
+		s.f.setPageSize(300) // S3 may return short pages: batches still fill up to 1,000
+		sub := subject(3)
+		for range 1500 {
+			s.f.put(s.bucket, "exports/"+sub.Email+".csv")
+		}
+		out, err := s.connector(t).Erase(ctxFor(t), sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Records != 1 || !strings.Contains(evidence(out.Evidence), "1 object (1500 versions, 0 delete markers)") {
+			t.Errorf("Erase = %d records, evidence %s", out.Records, evidence(out.Evidence))
+		}
+		checkBatches(t, s, 1500)
+		if b := s.f.deleteBatches(); len(b) != 2 {
+			t.Errorf("DeleteObjects batches %v; want 1,000 then 500", b)
+		}
+	})
+	t.Run("1500 objects under a prefix", func(t *testing.T) {
+		t.Parallel()
+		s := newSetup(t, "")
+		sub := subject(4)
+		for i := range 1500 {
+			s.f.put(s.bucket, fmt.Sprintf("uploads/%s/%04d.jpg", sub.Email, i))
+		}
+		out, err := s.connector(t).Erase(ctxFor(t), sub)
+		if err != nil || out.Records != 1500 {
+			t.Fatalf("Erase = %d records, %v", out.Records, err)
+		}
+		checkBatches(t, s, 1500)
+	})
+}
+
+func checkBatches(t *testing.T, s setup, total int) {
+	t.Helper()
+	batches := s.f.deleteBatches()
+	sum := 0
+	for _, n := range batches {
+		if n > 1000 {
+			t.Errorf("a DeleteObjects request carried %d keys; S3 takes at most 1,000", n)
+		}
+		sum += n
+	}
+	if sum != total || len(batches) < 2 {
+		t.Errorf("DeleteObjects batches %v, want %d entries in at least 2 requests", batches, total)
+	}
+	if n, _, _ := s.f.count(s.bucket, nil, []string{""}); n != 0 {
+		t.Errorf("%d objects left", n)
+	}
+}
+
+func parseDelete(t *testing.T, body []byte) deleteRequest {
+	t.Helper()
+	var d deleteRequest
+	if err := xml.Unmarshal(body, &d); err != nil {
+		t.Fatalf("DeleteObjects body is not a <Delete> document: %v\n%s", err, body)
+	}
+	return d
+}
+
+// TestRequestsFollowTheS3API checks what the store receives: path-style
+// bucket URLs, the documented queries, SigV4 credentials, and DeleteObjects
+// bodies with Quiet, at most 1,000 objects and a valid Content-MD5.
+func TestRequestsFollowTheS3API(t *testing.T) {
+	t.Parallel()
+	for _, versioning := range []string{"Enabled", ""} {
+		t.Run("versioning="+versioning, func(t *testing.T) {
+			t.Parallel()
+			s := newSetup(t, versioning)
+			sub := subject(5)
+			s.seed(t, sub)
+			if _, err := s.connector(t).Erase(ctxFor(t), sub); err != nil {
+				t.Fatal(err)
+			}
+			var ops []string
+			for _, call := range s.f.Calls() {
+				q, _ := url.ParseQuery(call.Query)
+				if strings.Trim(call.Path, "/") != s.bucket {
+					t.Errorf("%s %s: want path-style /%s", call.Method, call.Path, s.bucket)
+				}
+				auth := call.Header.Get("Authorization")
+				if !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential="+akid+"/") || !strings.Contains(auth, "/eu-west-1/s3/aws4_request") {
+					t.Errorf("Authorization = %q, want SigV4 for %s in eu-west-1", auth, akid)
+				}
+				if strings.Contains(auth, secret) {
+					t.Error("the secret key travelled in the Authorization header")
+				}
+				if call.Header.Get("X-Amz-Date") == "" || call.Header.Get("X-Amz-Content-Sha256") == "" {
+					t.Errorf("%s lacks X-Amz-Date or X-Amz-Content-Sha256", call.Method)
+				}
+				switch {
+				case call.Method == http.MethodGet && q.Has("versioning"):
+					ops = append(ops, "GetBucketVersioning")
+				case call.Method == http.MethodGet && q.Has("versions"):
+					ops = append(ops, "ListObjectVersions "+q.Get("prefix"))
+				case call.Method == http.MethodGet && q.Get("list-type") == "2":
+					ops = append(ops, "ListObjectsV2 "+q.Get("prefix"))
+				case call.Method == http.MethodPost && q.Has("delete"):
+					ops = append(ops, "DeleteObjects")
+					sum := md5.Sum(call.Body)
+					if got := call.Header.Get("Content-MD5"); got != base64.StdEncoding.EncodeToString(sum[:]) {
+						t.Errorf("Content-MD5 = %q, want the body's", got)
+					}
+					d := parseDelete(t, call.Body)
+					if !d.Quiet || len(d.Objects) == 0 || len(d.Objects) > 1000 {
+						t.Errorf("DeleteObjects: quiet %v with %d objects", d.Quiet, len(d.Objects))
+					}
+					for _, o := range d.Objects {
+						if (o.VersionId != "") != (versioning != "") {
+							t.Errorf("DeleteObjects object has VersionId %q in a bucket with versioning %q", o.VersionId, versioning)
+						}
+					}
+				default:
+					t.Errorf("unexpected call %s %s?%s", call.Method, call.Path, call.Query)
+				}
+			}
+			list := "ListObjectVersions "
+			if versioning == "" {
+				list = "ListObjectsV2 "
+			}
+			want := []string{
+				"GetBucketVersioning",
+				list + "exports/" + sub.Email + ".csv", "DeleteObjects",
+				list + "avatars/" + sub.UserIDs[instance] + ".png", "DeleteObjects",
+				list + "uploads/" + sub.Email + "/", "DeleteObjects",
+			}
+			if !slices.Equal(ops, want) {
+				t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(ops, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+func TestIdentifierRefusedBeforeAnyCall(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, "Enabled")
+	c := s.connector(t)
+	for _, sub := range []connectors.Subject{
+		{Email: "a/b@example.com"},
+		{Email: "a..b@example.com"},
+		{Email: "a@example.com", UserIDs: map[string]string{instance: "../u1"}},
+		{Email: "a\x00@example.com"},
+	} {
+		_, err := c.Erase(ctxFor(t), sub)
+		if perm, _ := connectors.Classify(err); err == nil || !perm {
+			t.Errorf("Erase = %v, want a permanent refusal", err)
+		}
+		if _, err := c.(connectors.Verifier).Verify(ctxFor(t), sub); err == nil {
+			t.Error("Verify accepted a refused identifier")
+		}
+	}
+	if n := len(s.f.Calls()); n != 0 {
+		t.Errorf("the store received %d requests for refused subjects", n)
+	}
+}
+
+// TestErrorsAreClassified covers the store's answers one by one. The
+// connector is set to a versioned bucket so its first call is the listing,
+// whose URL holds the subject's email: no message may quote it.
+func TestErrorsAreClassified(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		fault      fakevendor.Fault
+		permanent  bool
+		retryAfter time.Duration
+		want       string
+	}{
+		{"500 InternalError", s3Fault(500, "InternalError"), false, 0, "500 InternalError"},
+		{"503 SlowDown", slowDown(""), false, 2 * time.Second, "503 SlowDown: the store asks to slow down"},
+		{"503 SlowDown with Retry-After", slowDown("7"), false, 7 * time.Second, "503 SlowDown"},
+		{"429 from an S3-compatible store", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "3")
+			s3Error(w, http.StatusTooManyRequests, "TooManyRequests", "slow down")
+		}, false, 3 * time.Second, "429 TooManyRequests"},
+		{"503 without a body", fakevendor.Status(503), false, 2 * time.Second, "503"},
+		{"403 AccessDenied", s3Fault(403, "AccessDenied"), true, 0, "403 AccessDenied: the credentials were refused"},
+		{"403 SignatureDoesNotMatch", s3Fault(403, "SignatureDoesNotMatch"), true, 0, "credentials were refused"},
+		{"403 InvalidAccessKeyId", s3Fault(403, "InvalidAccessKeyId"), true, 0, "credentials were refused"},
+		{"404 NoSuchBucket", s3Fault(404, "NoSuchBucket"), true, 0, "the bucket does not exist"},
+		{"301 PermanentRedirect", s3Fault(301, "PermanentRedirect"), true, 0, "another region"},
+		{"400 InvalidArgument", s3Fault(400, "InvalidArgument"), true, 0, "refused the request"},
+		{"malformed body", malformedXML, false, 0, "unreadable response"},
+		{"hostile error code", s3Fault(400, "subject9@example.com"), true, 0, "unrecognised error code"},
+	}
+	sub := subject(9)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSetup(t, "Enabled")
+			s.seed(t, sub)
+			s.f.Always(tc.fault)
+			_, err := s.connector(t, "versioning: versioned").Erase(ctxFor(t), sub)
+			if err == nil {
+				t.Fatal("Erase succeeded")
+			}
+			perm, after := connectors.Classify(err)
+			if perm != tc.permanent || after != tc.retryAfter {
+				t.Errorf("permanent %v, retry after %v; want %v, %v: %v", perm, after, tc.permanent, tc.retryAfter, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q lacks %q", err, tc.want)
+			}
+			leaks(t, "error", err.Error(), sub)
+			if n := s.remaining(sub); n != 4 {
+				t.Errorf("a failed erase removed data: %d of 4 objects left", n)
+			}
+		})
+	}
+}
+
+func TestVersioningNotImplemented(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, "Enabled")
+	s.f.Always(s3Fault(501, "NotImplemented"))
+	_, err := s.connector(t).Erase(ctxFor(t), subject(1))
+	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "set versioning: versioned or unversioned") {
+		t.Errorf("Erase = %v; want a permanent error pointing at the versioning setting", err)
+	}
+}
+
+func TestTimeoutIsRetryable(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, "Enabled")
+	sub := subject(1)
+	s.f.Always(fakevendor.Hang(5 * time.Second))
+	c := build(t, s.yaml("versioning: versioned"), connectors.Deps{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
+	start := time.Now()
+	_, err := c.Erase(ctxFor(t), sub)
+	if perm, _ := connectors.Classify(err); err == nil || perm || !strings.Contains(err.Error(), "timed out") {
+		t.Errorf("Erase = %v; want a retryable timeout", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Erase took %v; the SDK must not retry on its own", d)
+	}
+	leaks(t, "error", err.Error(), sub)
+	if strings.Contains(err.Error(), "127.0.0.1") {
+		t.Errorf("error quotes the URL: %v", err)
+	}
+}
+
+// eraseWithRetries plays the runtime: retry retryable errors until the
+// erase succeeds, pausing a tenth of what was asked for (at least 10ms).
+func eraseWithRetries(t *testing.T, c connectors.Connector, sub connectors.Subject, attempts int) (connectors.Outcome, int) {
+	t.Helper()
+	for i := range attempts {
+		out, err := c.Erase(ctxFor(t), sub)
+		if err == nil {
+			return out, i
+		}
+		perm, after := connectors.Classify(err)
+		if perm {
+			t.Fatalf("attempt %d: permanent: %v", i+1, err)
+		}
+		if strings.Contains(err.Error(), "SlowDown") && after <= 0 {
+			t.Errorf("SlowDown without a pause: %v", err)
+		}
+		time.Sleep(max(after/10, 10*time.Millisecond))
+	}
+	t.Fatalf("no success after %d attempts", attempts)
+	return connectors.Outcome{}, 0
+}
+
+func TestSlowDownStormThenSuccess(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, "Enabled")
+	sub := subject(1)
+	s.seed(t, sub)
+	s.f.Inject(6, slowDown(""))
+	out, failures := eraseWithRetries(t, s.connector(t), sub, 20)
+	if failures != 6 || out.Status != connectors.StatusErased || out.Records != 4 {
+		t.Errorf("after %d failures: %q with %d records; want 6 failures then 4 records", failures, out.Status, out.Records)
+	}
+	if n := s.remaining(sub); n != 0 {
+		t.Errorf("%d objects left", n)
+	}
+}
+
+func TestRateLimitedMidErase(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, "Enabled")
+	sub := subject(1)
+	s.seed(t, sub)
+	// Throttled partway through the erase (it takes 7 calls); each retry
+	// picks up where the last stopped, after a pause of 200ms.
+	s.f.RateLimit(40, 5, slowDown(""))
+	_, failures := eraseWithRetries(t, s.connector(t), sub, 100)
+	if s.f.Limited() == 0 || failures == 0 {
+		t.Errorf("the rate limit was never met (%d refusals, %d failures); the test proves nothing", s.f.Limited(), failures)
+	}
+	if n := s.remaining(sub); n != 0 {
+		t.Errorf("%d objects left", n)
+	}
+}
+
+func TestMalformedResponses(t *testing.T) {
+	t.Parallel()
+	t.Run("listing", func(t *testing.T) {
+		t.Parallel()
+		s := newSetup(t, "Enabled")
+		sub := subject(1)
+		s.seed(t, sub)
+		s.f.Inject(1, malformedXML)
+		out, failures := eraseWithRetries(t, s.connector(t, "versioning: versioned"), sub, 5)
+		if failures != 1 || out.Records != 4 {
+			t.Errorf("%d failures, %d records; want 1 and 4", failures, out.Records)
+		}
+	})
+	t.Run("delete result", func(t *testing.T) {
+		t.Parallel()
+		s := newSetup(t, "Enabled")
+		sub := subject(1)
+		s.seed(t, sub)
+		// The listing goes through; the delete happens but its answer is garbage.
+		s.f.Inject(1, s.f.route)
+		s.f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+			s.f.route(discard{}, r)
+			w.Header().Set("Content-Type", "application/xml")
+			_, _ = w.Write([]byte("<DeleteResult><Error><Key>"))
+		})
+		c := s.connector(t, "versioning: versioned")
+		_, err := c.Erase(ctxFor(t), sub)
+		if perm, _ := connectors.Classify(err); err == nil || perm {
+			t.Fatalf("Erase = %v; want retryable", err)
+		}
+		if _, failures := eraseWithRetries(t, c, sub, 5); failures != 0 {
+			t.Errorf("retry failed %d times", failures)
+		}
+		if n := s.remaining(sub); n != 0 {
+			t.Errorf("%d objects left", n)
+		}
+	})
+}
+
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}
+
+func TestPerKeyDeleteErrors(t *testing.T) {
+	t.Parallel()
+	t.Run("InternalError is retried", func(t *testing.T) {
+		t.Parallel()
+		s := newSetup(t, "Enabled")
+		sub := subject(1)
+		s.seed(t, sub)
+		failed := false
+		s.f.setFailDelete(func(key string) (string, string) {
+			if strings.HasPrefix(key, "uploads/") && !failed {
+				failed = true
+				return "InternalError", "We encountered an internal error. Please try again."
+			}
+			return "", ""
+		})
+		c := s.connector(t)
+		_, err := c.Erase(ctxFor(t), sub)
+		if perm, _ := connectors.Classify(err); err == nil || perm || !strings.Contains(err.Error(), "1 deletion failed (InternalError)") {
+			t.Fatalf("Erase = %v; want a retryable per-key failure", err)
+		}
+		leaks(t, "error", err.Error(), sub)
+		if _, failures := eraseWithRetries(t, c, sub, 3); failures != 0 {
+			t.Errorf("retry failed %d times", failures)
+		}
+		if n := s.remaining(sub); n != 0 {
+			t.Errorf("%d objects left", n)
+		}
+	})
+	t.Run("AccessDenied is permanent", func(t *testing.T) {
+		t.Parallel()
+		s := newSetup(t, "Enabled")
+		sub := subject(1)
+		s.seed(t, sub)
+		s.f.setFailDelete(func(string) (string, string) { return "AccessDenied", "Access Denied" })
+		_, err := s.connector(t).Erase(ctxFor(t), sub)
+		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "s3:DeleteObjectVersion") {
+			t.Errorf("Erase = %v; want a permanent error naming the permission", err)
+		}
+		leaks(t, "error", err.Error(), sub)
+	})
+	t.Run("Object Lock keeps a version", func(t *testing.T) {
+		t.Parallel()
+		s := newSetup(t, "Enabled")
+		sub := subject(1)
+		s.seed(t, sub)
+		s.f.lock(s.bucket, "exports/"+sub.Email+".csv", "compliance")
+		_, err := s.connector(t).Erase(ctxFor(t), sub)
+		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "1 version under [exports/{email}.csv] protected by Object Lock") {
+			t.Fatalf("Erase = %v; want a permanent Object Lock error", err)
+		}
+		leaks(t, "error", err.Error(), sub)
+		keys, prefixes := keysOf(sub)
+		if n, v, m := s.f.count(s.bucket, keys, prefixes); n != 1 || v != 1 || m != 0 {
+			t.Errorf("left %d objects, %d versions, %d markers; want only the locked version", n, v, m)
+		}
+	})
+	t.Run("governance retention bypassed when configured", func(t *testing.T) {
+		t.Parallel()
+		s := newSetup(t, "Enabled")
+		sub := subject(1)
+		s.seed(t, sub)
+		s.f.lock(s.bucket, "exports/"+sub.Email+".csv", "governance")
+		if _, err := s.connector(t).Erase(ctxFor(t), sub); err == nil {
+			t.Fatal("governance retention was bypassed without bypass_governance_retention")
+		}
+		out, err := s.connector(t, "bypass_governance_retention: true").Erase(ctxFor(t), sub)
+		if err != nil || out.Records != 1 {
+			t.Fatalf("Erase with bypass = %d records, %v; want the locked object", out.Records, err)
+		}
+		var last fakevendor.Call
+		for _, c := range s.f.Calls() {
+			if c.Method == http.MethodPost {
+				last = c
+			}
+		}
+		if last.Header.Get("X-Amz-Bypass-Governance-Retention") != "true" {
+			t.Error("the last DeleteObjects did not send x-amz-bypass-governance-retention")
+		}
+	})
+}
+
+func TestTwoInstancesSideBySide(t *testing.T) {
+	t.Parallel()
+	a, b := newFake(t, "AKIDALPHA"), newFake(t, "AKIDBETA")
+	a.bucket("alpha", "Enabled")
+	b.bucket("beta", "")
+	sa, sb := setup{f: a, bucket: "alpha"}, setup{f: b, bucket: "beta"}
+	ca := connectortest.Build(t, "s3", "alpha-files", sa.yamlWith("AKIDALPHA", "alpha", "user_id_system: "+instance))
+	cb := connectortest.Build(t, "s3", "beta-files", sb.yamlWith("AKIDBETA", "beta", "user_id_system: "+instance))
+	sub := subject(1)
+	sa.seed(t, sub)
+	sb.seed(t, sub)
+
+	out, err := ca.Erase(ctxFor(t), sub)
+	if err != nil || out.Records != 4 {
+		t.Fatalf("alpha Erase = %d records, %v", out.Records, err)
+	}
+	if sa.remaining(sub) != 0 || sb.remaining(sub) != 4 {
+		t.Errorf("after erasing alpha: alpha %d, beta %d objects left; want 0 and 4", sa.remaining(sub), sb.remaining(sub))
+	}
+	if n := len(b.Calls()); n != 0 {
+		t.Errorf("the alpha instance sent %d requests to beta's store", n)
+	}
+	out, err = cb.Erase(ctxFor(t), sub)
+	if err != nil || out.Records != 4 || sb.remaining(sub) != 0 {
+		t.Fatalf("beta Erase = %d records, %v", out.Records, err)
+	}
+	for _, call := range a.Calls() {
+		if !strings.Contains(call.Header.Get("Authorization"), "Credential=AKIDALPHA/") {
+			t.Errorf("alpha's store got credentials %q", call.Header.Get("Authorization"))
+		}
+	}
+	for _, call := range b.Calls() {
+		if !strings.Contains(call.Header.Get("Authorization"), "Credential=AKIDBETA/") {
+			t.Errorf("beta's store got credentials %q", call.Header.Get("Authorization"))
+		}
+	}
+	// Alpha's key is unknown to beta's store: refused, permanently.
+	wrong := connectortest.Build(t, "s3", "wrong", sb.yamlWith("AKIDALPHA", "beta"))
+	_, err = wrong.Erase(ctxFor(t), sub)
+	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "InvalidAccessKeyId") {
+		t.Errorf("Erase with another instance's key = %v; want permanent InvalidAccessKeyId", err)
+	}
+}

@@ -1,0 +1,618 @@
+package salesforce
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+)
+
+const token = "00D5g000004ABCD!AQ4AQtest-token"
+
+func TestConformance(t *testing.T) {
+	f := newFakeSalesforce(t, token)
+	cfg := f.config("objects: [Contact, Lead]")
+	connectortest.Run(t, connectortest.Harness{
+		New: func(t *testing.T) connectors.Connector { return connectortest.Build(t, "salesforce", "sfdc", cfg) },
+		Seed: func(t *testing.T, s connectors.Subject) int64 {
+			f.add("Contact", s.Email)
+			f.add("Lead", s.Email)
+			return 2
+		},
+		Count: func(t *testing.T, s connectors.Subject) int64 { return f.count(s.Email) },
+		Faulty: func(t *testing.T, fault connectortest.Fault) connectors.Connector {
+			g := newFakeSalesforce(t, token)
+			cfg := g.config()
+			switch fault {
+			case connectortest.FaultUnavailable:
+				g.Always(sfUnavailable)
+			case connectortest.FaultRateLimited:
+				g.dailyAllocation(0) // used up: 403 REQUEST_LIMIT_EXCEEDED
+			case connectortest.FaultUnauthorized:
+				cfg = "base_url: " + g.URL + "\naccess_token: expired-token\n"
+			case connectortest.FaultMisconfigured:
+				cfg = g.config("api_version: v45.0") // an API version the org does not serve
+			}
+			return connectortest.Build(t, "salesforce", "sfdc", cfg)
+		},
+	})
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	const base = "base_url: https://acme.my.salesforce.com\naccess_token: x\n"
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"no base_url", "access_token: x\n", "base_url: required"},
+		{"no token", "base_url: https://acme.my.salesforce.com\n", "access_token: required"},
+		{"plain http", "access_token: x\nbase_url: http://acme.my.salesforce.com\n", "base_url: must use https"},
+		{"relative", "access_token: x\nbase_url: acme.my.salesforce.com\n", "base_url: must be an absolute URL"},
+		{"version without v", base + "api_version: \"60.0\"\n", "api_version: \"60.0\" is not a version"},
+		{"old version", base + "api_version: v39.0\n", "api_version: Bulk API 2.0 hard deletes need v41.0"},
+		{"unknown object", base + "objects: [Contact, Account]\n", "objects[1]: \"Account\" is not one of Contact, Lead"},
+		{"lower-case object", base + "objects: [contact]\n", "objects[0]:"},
+		{"duplicate object", base + "objects: [Lead, Lead]\n", "objects[1]: Lead is listed twice"},
+		{"negative poll", base + "poll_interval: -1s\n", "poll_interval: must not be negative"},
+		{"bad duration", base + "poll_interval: soon\n", "line 3: cannot unmarshal"},
+		{"unknown key", base + "instance_url: https://x\n", "instance_url"},
+		{"empty env", "base_url: https://acme.my.salesforce.com\naccess_token: {env: LETHE_TEST_UNSET_SF}\n", "access_token: environment variable LETHE_TEST_UNSET_SF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := connectortest.TryBuild("salesforce", "sfdc", tc.yaml)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("defaults", func(t *testing.T) {
+		c := connectortest.Build(t, "salesforce", "sfdc", "base_url: https://acme.my.salesforce.com/\naccess_token: x\n").(*conn)
+		if c.api != "https://acme.my.salesforce.com/services/data/v60.0" || len(c.objects) != 1 || c.objects[0] != "Contact" || c.poll != 30*time.Second {
+			t.Errorf("defaults: api %q, objects %v, poll %v", c.api, c.objects, c.poll)
+		}
+	})
+	t.Run("token not in errors", func(t *testing.T) {
+		_, err := connectortest.TryBuild("salesforce", "sfdc", "access_token: 00Dsecret!value\nbase_url: ftp://x\n")
+		if err == nil || strings.Contains(err.Error(), "00Dsecret") {
+			t.Fatalf("error = %v; want an error without the token", err)
+		}
+	})
+}
+
+func TestSOQLString(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"a@example.com":              `'a@example.com'`,
+		"o'brien@example.com":        `'o\'brien@example.com'`,
+		`back\slash@example.com`:     `'back\\slash@example.com'`,
+		`x\'or'1'='1@example.com`:    `'x\\\'or\'1\'=\'1@example.com'`,
+		"%_@example.com":             `'%_@example.com'`, // literal under =, not LIKE
+		"tab\there\nnl\"q@example.x": `'tab\there\nnl\"q@example.x'`,
+	} {
+		got, err := soqlString(in)
+		if err != nil || got != want {
+			t.Errorf("soqlString(%q) = %s, %v; want %s", in, got, err, want)
+		}
+		// The fake parses what Salesforce would and must read the input back.
+		_, back, ok := parseSOQL("SELECT Id FROM Contact WHERE Email = " + got)
+		if !ok || back != in {
+			t.Errorf("%s reads back as %q (ok %v)", got, back, ok)
+		}
+	}
+	if _, err := soqlString("nul\x00@example.com"); err == nil {
+		t.Error("a NUL byte was accepted")
+	} else if perm, _ := connectors.Classify(err); !perm || strings.Contains(err.Error(), "nul") {
+		t.Errorf("err = %v; want permanent without the email", err)
+	}
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// erase runs Erase and polls to the end, as the runtime would.
+func erase(t *testing.T, c connectors.Connector, s connectors.Subject) (connectors.Outcome, error) {
+	t.Helper()
+	return connectortest.EraseAndWait(ctxFor(t), c, s, 5*time.Second)
+}
+
+// TestRequestsMatchContract checks the calls Salesforce receives.
+func TestRequestsMatchContract(t *testing.T) {
+	t.Parallel()
+	f := newFakeSalesforce(t, token)
+	s := connectors.Subject{Email: "o'brien@example.com"}
+	id := f.add("Contact", s.Email)
+	f.add("Contact", "brien@example.com")
+	c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+	out, err := c.Erase(ctxFor(t), s)
+	if err != nil || out.Status != connectors.StatusRunning || out.PollAfter != 5*time.Millisecond {
+		t.Fatalf("Erase = %+v, %v; want running with the configured poll interval", out, err)
+	}
+	calls := f.Calls()
+	if len(calls) != 4 {
+		t.Fatalf("%d calls, want query, create, upload, close: %+v", len(calls), calls)
+	}
+	const api = "/services/data/v60.0"
+	for i, want := range []struct {
+		method, path, contentType string
+		status                    int
+	}{
+		{"GET", api + "/query", "", 200},
+		{"POST", api + "/jobs/ingest", "application/json", 200},
+		{"PUT", api + "/jobs/ingest/{job}/batches", "text/csv", 201},
+		{"PATCH", api + "/jobs/ingest/{job}", "application/json", 200},
+	} {
+		got := calls[i]
+		jobPath := strings.Replace(want.path, "{job}", "7505g0000000000000", 1)
+		if got.Method != want.method || got.Path != jobPath || got.Status != want.status {
+			t.Errorf("call %d = %s %s → %d, want %s %s → %d", i, got.Method, got.Path, got.Status, want.method, jobPath, want.status)
+		}
+		if got.Header.Get("Content-Type") != want.contentType {
+			t.Errorf("call %d Content-Type = %q, want %q", i, got.Header.Get("Content-Type"), want.contentType)
+		}
+		if got.Header.Get("Authorization") != "Bearer "+token {
+			t.Errorf("call %d Authorization = %q", i, got.Header.Get("Authorization"))
+		}
+	}
+	if q := calls[0].Query; q != "q=SELECT+Id+FROM+Contact+WHERE+Email+%3D+%27o%5C%27brien%40example.com%27" {
+		t.Errorf("query string = %s", q)
+	}
+	var job map[string]string
+	if err := json.Unmarshal(calls[1].Body, &job); err != nil {
+		t.Fatal(err)
+	}
+	if len(job) != 4 || job["object"] != "Contact" || job["operation"] != "hardDelete" || job["contentType"] != "CSV" || job["lineEnding"] != "LF" {
+		t.Errorf("create job body = %s", calls[1].Body)
+	}
+	if string(calls[2].Body) != "Id\n"+id+"\n" {
+		t.Errorf("CSV = %q", calls[2].Body)
+	}
+	if string(calls[3].Body) != `{"state":"UploadComplete"}` {
+		t.Errorf("close body = %s", calls[3].Body)
+	}
+	if strings.Contains(out.JobRef, "brien") || strings.Contains(out.JobRef, id) {
+		t.Errorf("job ref %s holds the person's identifiers", out.JobRef)
+	}
+
+	if _, err := connectortest.EraseAndWait(ctxFor(t), pollOnly{c}, s, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if f.count(s.Email) != 0 || f.count("brien@example.com") != 1 {
+		t.Errorf("after the job: %d left of the subject, %d of the bystander", f.count(s.Email), f.count("brien@example.com"))
+	}
+	for _, call := range f.Calls()[4:] {
+		if call.Method != "GET" || call.Path != api+"/jobs/ingest/7505g0000000000000" {
+			t.Errorf("poll = %s %s", call.Method, call.Path)
+		}
+	}
+}
+
+// pollOnly turns a connector's Erase into a poll of a job already started,
+// for EraseAndWait.
+type pollOnly struct{ connectors.Connector }
+
+func (p pollOnly) Erase(ctx context.Context, _ connectors.Subject) (connectors.Outcome, error) {
+	return connectors.Running(`{"v":1,"jobs":[{"object":"Contact","id":"7505g0000000000000"}]}`, time.Millisecond), nil
+}
+
+func (p pollOnly) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
+	return p.Connector.(connectors.Poller).Poll(ctx, ref)
+}
+
+func TestJobPolledToCompletionByAnotherProcess(t *testing.T) {
+	t.Parallel()
+	f := newFakeSalesforce(t, token)
+	f.stepsToComplete = 3
+	s := connectors.Subject{Email: "async@example.com"}
+	f.add("Contact", s.Email)
+	f.add("Contact", s.Email)
+	f.add("Lead", s.Email)
+	cfg := f.config("objects: [Contact, Lead]")
+	out, err := connectortest.Build(t, "salesforce", "sfdc", cfg).Erase(ctxFor(t), s)
+	if err != nil || out.Status != connectors.StatusRunning {
+		t.Fatalf("Erase = %+v, %v", out, err)
+	}
+	// Another process, built from the same config, polls the stored ref.
+	other := connectortest.Build(t, "salesforce", "sfdc", cfg).(connectors.Poller)
+	var states []connectors.Status
+	ref := out.JobRef
+	for range 10 {
+		out, err = other.Poll(ctxFor(t), ref)
+		if err != nil {
+			t.Fatalf("Poll: %v", err)
+		}
+		states = append(states, out.Status)
+		if out.Status != connectors.StatusRunning {
+			break
+		}
+		if out.JobRef != ref {
+			t.Fatalf("the ref changed: %s", out.JobRef)
+		}
+		if !strings.Contains(out.Evidence[0].Value, "InProgress") {
+			t.Errorf("running evidence = %+v", out.Evidence)
+		}
+	}
+	if len(states) != 3 || out.Status != connectors.StatusErased || out.Records != 3 {
+		t.Fatalf("states %v, final %+v", states, out)
+	}
+	want := []string{"Contact hardDelete job 7505g0000000000000: JobComplete, 2 processed, 0 failed",
+		"Lead hardDelete job 7505g0000000000001: JobComplete, 1 processed, 0 failed"}
+	if len(out.Evidence) != 2 || out.Evidence[0].Value != want[0] || out.Evidence[1].Value != want[1] {
+		t.Errorf("evidence = %+v", out.Evidence)
+	}
+	v, err := other.(connectors.Verifier).Verify(ctxFor(t), s)
+	if err != nil || v.Remaining != 0 || len(v.Evidence) != 2 {
+		t.Errorf("Verify = %+v, %v", v, err)
+	}
+}
+
+func TestJobEndings(t *testing.T) {
+	t.Parallel()
+	s := connectors.Subject{Email: "ending@example.com"}
+	for _, tc := range []struct {
+		name        string
+		setup       func(f *fakeSalesforce)
+		permanent   bool
+		want        string
+		leftRecords int64
+	}{
+		{"job failed", func(f *fakeSalesforce) { f.endState = "Failed" }, false, "job 7505g0000000000000 failed", 1},
+		{"job aborted", func(f *fakeSalesforce) { f.endState = "Aborted" }, true, "job 7505g0000000000000 was aborted", 1},
+		{"record cannot be deleted", func(f *fakeSalesforce) { f.recordError = "DELETE_FAILED" }, true, "1 of 1 records were not deleted (DELETE_FAILED: 1)", 1},
+		{"row lock", func(f *fakeSalesforce) { f.recordError = "UNABLE_TO_LOCK_ROW" }, false, "(UNABLE_TO_LOCK_ROW: 1)", 1},
+		{"malformed status", func(*fakeSalesforce) {}, false, "", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeSalesforce(t, token)
+			tc.setup(f)
+			f.add("Contact", s.Email)
+			c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+			if tc.name == "malformed status" {
+				out, err := c.Erase(ctxFor(t), s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.Inject(1, fakevendor.Malformed())
+				_, err = c.(connectors.Poller).Poll(ctxFor(t), out.JobRef)
+				if perm, _ := connectors.Classify(err); err == nil || perm {
+					t.Fatalf("a malformed job status = %v; want retryable", err)
+				}
+				return
+			}
+			_, err := erase(t, c, s)
+			if err == nil {
+				t.Fatal("the job's end was reported as success")
+			}
+			perm, _ := connectors.Classify(err)
+			if perm != tc.permanent || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v (permanent %v); want permanent %v, mentioning %q", err, perm, tc.permanent, tc.want)
+			}
+			if strings.Contains(err.Error(), "ending@") {
+				t.Errorf("error quotes the email: %v", err)
+			}
+			if n := f.count(s.Email); n != tc.leftRecords {
+				t.Errorf("%d records left, want %d", n, tc.leftRecords)
+			}
+		})
+	}
+	t.Run("records already deleted by a concurrent job", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeSalesforce(t, token)
+		f.add("Contact", s.Email)
+		c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+		first, err := c.Erase(ctxFor(t), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, err := c.Erase(ctxFor(t), s) // a redelivered task, before the first job ran
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := connectortest.EraseAndWait(ctxFor(t), refPoller{c, first.JobRef}, s, 5*time.Second)
+		if err != nil || a.Records != 1 {
+			t.Fatalf("first job: %+v, %v", a, err)
+		}
+		b, err := connectortest.EraseAndWait(ctxFor(t), refPoller{c, second.JobRef}, s, 5*time.Second)
+		if err != nil || b.Status != connectors.StatusNotFound || !strings.Contains(b.Evidence[0].Value, "1 already deleted") {
+			t.Fatalf("second job: %+v, %v; want not_found", b, err)
+		}
+	})
+	t.Run("job gone after seven days", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeSalesforce(t, token)
+		c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+		_, err := c.(connectors.Poller).Poll(ctxFor(t), `{"v":1,"jobs":[{"object":"Contact","id":"7505g0000099999999"}]}`)
+		if perm, _ := connectors.Classify(err); err == nil || perm || !strings.Contains(err.Error(), "no longer exists") {
+			t.Fatalf("err = %v; want retryable (erase again)", err)
+		}
+	})
+	t.Run("bad ref", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeSalesforce(t, token)
+		c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+		for _, ref := range []string{"", "750x", `{"v":1,"jobs":[]}`, `{"v":1,"jobs":[{"object":"Contact","id":"../../x"}]}`, `{"v":1,"jobs":[{"object":"User","id":"7505g0000099999999"}]}`} {
+			_, err := c.(connectors.Poller).Poll(ctxFor(t), ref)
+			if perm, _ := connectors.Classify(err); !perm {
+				t.Errorf("Poll(%q) = %v; want permanent", ref, err)
+			}
+		}
+		if len(f.Calls()) != 0 {
+			t.Error("a bad ref reached Salesforce")
+		}
+	})
+}
+
+// refPoller polls a given job ref as if Erase had just returned it.
+type refPoller struct {
+	connectors.Connector
+	ref string
+}
+
+func (p refPoller) Erase(context.Context, connectors.Subject) (connectors.Outcome, error) {
+	return connectors.Running(p.ref, time.Millisecond), nil
+}
+
+func (p refPoller) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
+	return p.Connector.(connectors.Poller).Poll(ctx, ref)
+}
+
+func TestRecycleBin(t *testing.T) {
+	t.Parallel()
+	f := newFakeSalesforce(t, token)
+	s := connectors.Subject{Email: "recycled@example.com"}
+	id := f.add("Contact", s.Email)
+	// A plain REST delete, as a person in Salesforce might have done: the
+	// record is in the Recycle Bin, which the fake still counts.
+	req, _ := http.NewRequest(http.MethodDelete, f.URL+"/services/data/v60.0/sobjects/Contact/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("soft delete: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if f.count(s.Email) != 1 {
+		t.Fatal("the fake does not keep soft-deleted records")
+	}
+	// A documented limit: SOQL does not return Recycle Bin records, so
+	// they are not found (Salesforce purges them after about 15 days).
+	out, err := erase(t, connectortest.Build(t, "salesforce", "sfdc", f.config()), s)
+	if err != nil || out.Status != connectors.StatusNotFound {
+		t.Fatalf("Erase of a recycled record = %+v, %v", out, err)
+	}
+	t.Run("no permission", func(t *testing.T) {
+		f := newFakeSalesforce(t, token)
+		f.noHardDelete = true
+		f.add("Contact", s.Email)
+		_, err := erase(t, connectortest.Build(t, "salesforce", "sfdc", f.config()), s)
+		if perm, _ := connectors.Classify(err); !perm || !strings.Contains(err.Error(), `"Bulk API Hard Delete"`) || !strings.Contains(err.Error(), "INVALIDJOB") {
+			t.Fatalf("err = %v; want permanent naming the permission", err)
+		}
+		if f.count(s.Email) != 1 {
+			t.Error("records went without the permission")
+		}
+	})
+}
+
+func TestPaging(t *testing.T) {
+	t.Parallel()
+	f := newFakeSalesforce(t, token)
+	f.pageSize = 2
+	s := connectors.Subject{Email: "many@example.com"}
+	for range 5 {
+		f.add("Contact", s.Email)
+	}
+	c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+	out, err := erase(t, c, s)
+	if err != nil || out.Records != 5 || f.count(s.Email) != 0 {
+		t.Fatalf("Erase = %+v, %v; %d left", out, err, f.count(s.Email))
+	}
+	var more int
+	for _, call := range f.Calls() {
+		if strings.HasPrefix(call.Path, "/services/data/v60.0/query/") {
+			more++
+		}
+	}
+	if more != 2 {
+		t.Errorf("%d nextRecordsUrl reads, want 2", more)
+	}
+}
+
+func TestLimitsAndFaults(t *testing.T) {
+	t.Parallel()
+	s := connectors.Subject{Email: "limits@example.com"}
+
+	t.Run("daily limit is retryable after a long wait", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeSalesforce(t, token)
+		f.add("Contact", s.Email)
+		f.dailyAllocation(2)
+		c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+		_, err := c.Erase(ctxFor(t), s) // query and job creation pass, the upload is refused
+		perm, after := connectors.Classify(err)
+		if perm || after != time.Hour || !strings.Contains(err.Error(), "REQUEST_LIMIT_EXCEEDED") {
+			t.Fatalf("err = %v (permanent %v, after %v); want retryable after 1h", err, perm, after)
+		}
+		if f.Limited() == 0 {
+			t.Error("the fake's allocation did not trip")
+		}
+	})
+	t.Run("concurrent request limit waits a minute", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeSalesforce(t, token)
+		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+			sfErrors(w, 403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")
+		})
+		_, err := connectortest.Build(t, "salesforce", "sfdc", f.config()).Erase(ctxFor(t), s)
+		if perm, after := connectors.Classify(err); perm || after != time.Minute {
+			t.Fatalf("err = %v; want retryable after a minute", err)
+		}
+	})
+	t.Run("limit storm then success", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeSalesforce(t, token)
+		f.add("Contact", s.Email)
+		f.Inject(3, sfLimitExceeded)
+		f.Inject(2, fakevendor.TooMany(2*time.Second)) // a proxy in front of Salesforce
+		c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+		var errs []error
+		for range 10 {
+			out, err := erase(t, c, s)
+			if err == nil {
+				if out.Records != 1 || f.count(s.Email) != 0 {
+					t.Fatalf("Erase = %+v", out)
+				}
+				break
+			}
+			if perm, after := connectors.Classify(err); perm || after <= 0 {
+				t.Fatalf("err = %v; want retryable with a delay", err)
+			}
+			errs = append(errs, err)
+		}
+		if len(errs) != 5 {
+			t.Errorf("%d errors before success, want 5", len(errs))
+		}
+	})
+	for _, tc := range []struct {
+		name      string
+		fault     fakevendor.Fault
+		permanent bool
+		want      string
+	}{
+		{"5xx", sfUnavailable, false, "503"},
+		{"malformed query answer", fakevendor.Malformed(), false, "unreadable"},
+		{"timeout", fakevendor.Hang(5 * time.Second), false, ""},
+		{"expired token", sfUnauthorized, true, "INVALID_SESSION_ID"},
+		{"no permission", func(w http.ResponseWriter, r *http.Request) {
+			sfErrors(w, 403, "INSUFFICIENT_ACCESS", "insufficient access rights on object id")
+		}, true, "INSUFFICIENT_ACCESS"},
+		{"malformed query", func(w http.ResponseWriter, r *http.Request) {
+			sfErrors(w, 400, "MALFORMED_QUERY", "unexpected token: "+r.URL.Query().Get("q"))
+		}, true, "MALFORMED_QUERY"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeSalesforce(t, token)
+			f.add("Contact", s.Email)
+			f.Inject(1, tc.fault)
+			c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			_, err := c.Erase(ctx, s)
+			if err == nil {
+				t.Fatal("Erase succeeded")
+			}
+			if perm, _ := connectors.Classify(err); perm != tc.permanent {
+				t.Errorf("permanent = %v, want %v: %v", perm, tc.permanent, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "limits") || strings.Contains(err.Error(), f.URL) {
+				t.Errorf("error %q: want %q, no email, no URL", err, tc.want)
+			}
+			if !tc.permanent {
+				if out, err := erase(t, c, s); err != nil || out.Records != 1 {
+					t.Errorf("retry = %+v, %v", out, err)
+				}
+			}
+		})
+	}
+	t.Run("upload fails: the job is aborted", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeSalesforce(t, token)
+		f.add("Contact", s.Email)
+		c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+		// Query and create pass; the upload meets a 500.
+		f.Inject(2, passThrough(f))
+		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+			sfErrors(w, 500, "UNKNOWN_EXCEPTION", "An unexpected error occurred")
+		})
+		_, err := c.Erase(ctxFor(t), s)
+		if perm, _ := connectors.Classify(err); err == nil || perm || !strings.Contains(err.Error(), "job 7505g0000000000000") {
+			t.Fatalf("err = %v; want retryable naming the job", err)
+		}
+		if st := f.job("7505g0000000000000").state; st != "Aborted" {
+			t.Errorf("the unused job is %s, want Aborted", st)
+		}
+		if out, err := erase(t, c, s); err != nil || out.Records != 1 {
+			t.Errorf("retry = %+v, %v", out, err)
+		}
+	})
+}
+
+// passThrough is a fault that answers as the fake normally would.
+func passThrough(f *fakeSalesforce) fakevendor.Fault {
+	return func(w http.ResponseWriter, r *http.Request) {
+		// Route by hand: faults bypass the fake's mux.
+		const api = "/services/data/v60.0"
+		r.SetPathValue("version", "v60.0")
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == api+"/query":
+			f.query(w, r)
+		case r.Method == http.MethodPost && r.URL.Path == api+"/jobs/ingest":
+			f.createJob(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	}
+}
+
+func TestTwoInstancesSideBySide(t *testing.T) {
+	t.Parallel()
+	a, b := newFakeSalesforce(t, "token-a"), newFakeSalesforce(t, "token-b")
+	s := connectors.Subject{Email: "both-orgs@example.com"}
+	a.add("Contact", s.Email)
+	b.add("Contact", s.Email)
+	ca := connectortest.Build(t, "salesforce", "sfdc-eu", a.config())
+	cb := connectortest.Build(t, "salesforce", "sfdc-us", b.config("api_version: v62.0"))
+	out, err := erase(t, ca, s)
+	if err != nil || out.Records != 1 {
+		t.Fatalf("Erase A = %+v, %v", out, err)
+	}
+	if a.count(s.Email) != 0 || b.count(s.Email) != 1 {
+		t.Fatalf("A holds %d, B holds %d", a.count(s.Email), b.count(s.Email))
+	}
+	if v, err := cb.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 1 {
+		t.Fatalf("Verify B = %+v, %v", v, err)
+	}
+	for name, f := range map[string]*fakeSalesforce{"A": a, "B": b} {
+		for _, call := range f.Calls() {
+			if call.Header.Get("Authorization") != "Bearer "+f.token {
+				t.Errorf("%s received %q", name, call.Header.Get("Authorization"))
+			}
+			if name == "B" && !strings.HasPrefix(call.Path, "/services/data/v62.0/") {
+				t.Errorf("B received %s", call.Path)
+			}
+		}
+	}
+}
+
+func TestTokenFileIsReadPerCall(t *testing.T) {
+	t.Parallel()
+	f := newFakeSalesforce(t, "first-token")
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte("first-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := connectortest.Build(t, "salesforce", "sfdc", "base_url: "+f.URL+"\naccess_token: {file: "+path+"}\n").(connectors.Verifier)
+	s := connectors.Subject{Email: "rotate@example.com"}
+	if _, err := c.Verify(ctxFor(t), s); err != nil {
+		t.Fatal(err)
+	}
+	// The token is refreshed by another process; the old one expires.
+	f.setToken("second-token")
+	if err := os.WriteFile(path, []byte("second-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Verify(ctxFor(t), s); err != nil {
+		t.Fatalf("after the refresh: %v", err)
+	}
+}

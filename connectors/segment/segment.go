@@ -1,0 +1,434 @@
+// Package segment is the segment connector: it asks Segment, through its
+// Public API, to delete and suppress a person known by their userId. Segment
+// carries the regulation out in its own systems and forwards it to the
+// connected destinations over days, so Erase starts a job and Poll follows
+// it.
+package segment
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+)
+
+const (
+	defaultBaseURL         = "https://api.segmentapis.com"
+	defaultProfilesBaseURL = "https://profiles.segment.com"
+	defaultPollInterval    = 6 * time.Hour
+	defaultRegulationType  = "SUPPRESS_WITH_DELETE"
+	// mediaType selects version 1 of the Public API.
+	mediaType = "application/vnd.segment.v1+json"
+	vendor    = "Segment"
+)
+
+// regulationTypes are the deleting regulation types the Public API accepts.
+var regulationTypes = []string{"SUPPRESS_WITH_DELETE", "DELETE_ONLY", "SUPPRESS_WITH_DELETE_INTERNAL", "DELETE_INTERNAL"}
+
+func init() {
+	// Segment's Public API allows 600 requests a minute per token.
+	connectors.Register("segment", "Segment: delete and suppress a userId in Segment and its destinations (a regulation)",
+		connectors.Limits{Concurrency: 4, RatePerSecond: 10, Burst: 10}, build)
+}
+
+// Config is the `config:` block of a segment instance.
+//
+//	token: {env: SEGMENT_PUBLIC_API_TOKEN}
+//	base_url: https://eu1.api.segmentapis.com   # default https://api.segmentapis.com
+//	user_id_system: app
+//	poll_interval: 6h
+//	profiles:                                  # optional, with Unify
+//	  space_id: spa_123
+//	  token: {env: SEGMENT_PROFILES_TOKEN}
+type Config struct {
+	// Token is a Public API token allowed to create deletion requests
+	// (Workspace Owner); sent as a Bearer token.
+	Token config.Secret `yaml:"token"`
+	// BaseURL is the Public API, https://api.segmentapis.com by default
+	// (https://eu1.api.segmentapis.com for EU workspaces).
+	BaseURL string `yaml:"base_url"`
+	// UserIDSystem is the subject.user_ids key holding the Segment userId;
+	// default: the instance name.
+	UserIDSystem string `yaml:"user_id_system"`
+	// RegulationType is SUPPRESS_WITH_DELETE (default), DELETE_ONLY,
+	// SUPPRESS_WITH_DELETE_INTERNAL or DELETE_INTERNAL.
+	RegulationType string `yaml:"regulation_type"`
+	// PollInterval is how long to wait between status checks (default 6h).
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// Profiles, when set, looks the person up in Unify before and after
+	// the regulation: without it Lethe cannot tell "erased" from "Segment
+	// never saw them", and cannot verify.
+	Profiles *ProfilesConfig `yaml:"profiles"`
+}
+
+// ProfilesConfig is the optional Unify Profile API lookup.
+type ProfilesConfig struct {
+	SpaceID string        `yaml:"space_id"`
+	Token   config.Secret `yaml:"token"`
+	// BaseURL is https://profiles.segment.com by default
+	// (https://profiles.euw1.segment.com for EU spaces).
+	BaseURL string `yaml:"base_url"`
+}
+
+var spaceIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Validate fills in defaults and reports every problem at once, each
+// naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	if !c.Token.IsSet() {
+		errs = append(errs, errors.New("token: required: a Public API token ({env: NAME} or {file: PATH})"))
+	}
+	if c.BaseURL == "" {
+		c.BaseURL = defaultBaseURL
+	}
+	if err := checkBaseURL(c.BaseURL); err != nil {
+		errs = append(errs, fmt.Errorf("base_url: %w", err))
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	if c.UserIDSystem != "" && !connectors.InstanceNameRe.MatchString(c.UserIDSystem) {
+		errs = append(errs, errors.New("user_id_system: must be lower-case letters, digits, '-' or '_'"))
+	}
+	if c.RegulationType == "" {
+		c.RegulationType = defaultRegulationType
+	}
+	if !contains(regulationTypes, c.RegulationType) {
+		errs = append(errs, fmt.Errorf("regulation_type: %q is not one of %s", c.RegulationType, strings.Join(regulationTypes, ", ")))
+	}
+	switch {
+	case c.PollInterval == 0:
+		c.PollInterval = defaultPollInterval
+	case c.PollInterval < 0:
+		errs = append(errs, errors.New("poll_interval: must be positive, e.g. 6h"))
+	}
+	if p := c.Profiles; p != nil {
+		if !spaceIDRe.MatchString(p.SpaceID) {
+			errs = append(errs, errors.New("profiles.space_id: required: the Unify space id (letters, digits, '_' or '-')"))
+		}
+		if !p.Token.IsSet() {
+			errs = append(errs, errors.New("profiles.token: required: a Profile API access token"))
+		}
+		if p.BaseURL == "" {
+			p.BaseURL = defaultProfilesBaseURL
+		}
+		if err := checkBaseURL(p.BaseURL); err != nil {
+			errs = append(errs, fmt.Errorf("profiles.base_url: %w", err))
+		}
+		p.BaseURL = strings.TrimRight(p.BaseURL, "/")
+	}
+	return errors.Join(errs...)
+}
+
+func checkBaseURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("must be an http(s) URL without a query, e.g. " + defaultBaseURL)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// connector is an instance without a profile lookup.
+type connector struct {
+	base     string
+	system   string
+	regType  string
+	poll     time.Duration
+	api      *vendorhttp.Client
+	profiles *profiles
+}
+
+// verifying adds Verify; it is built only with a profile lookup, so the
+// runtime knows when no post-erasure lookup is possible.
+type verifying struct{ *connector }
+
+// profiles looks users up in a Unify space.
+type profiles struct {
+	base  string
+	space string
+	api   *vendorhttp.Client
+}
+
+func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
+	token, err := cfg.Token.Reveal(deps.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("token: %w", err)
+	}
+	hc := deps.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: time.Minute}
+	}
+	c := &connector{
+		base: cfg.BaseURL, system: cfg.UserIDSystem, regType: cfg.RegulationType, poll: cfg.PollInterval,
+		api: &vendorhttp.Client{HTTP: hc, Vendor: "Segment", ResetHeader: "X-RateLimit-Reset",
+			Auth: func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }},
+	}
+	if c.system == "" {
+		c.system = name
+	}
+	if cfg.Profiles == nil {
+		return c, nil
+	}
+	ptoken, err := cfg.Profiles.Token.Reveal(deps.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("profiles.token: %w", err)
+	}
+	c.profiles = &profiles{base: cfg.Profiles.BaseURL, space: cfg.Profiles.SpaceID,
+		api: &vendorhttp.Client{HTTP: hc, Vendor: "Segment Profile API",
+			// The access token is the user name, the password is empty.
+			Auth: func(r *http.Request) { r.SetBasicAuth(ptoken, "") }}}
+	return verifying{c}, nil
+}
+
+// Profile lookup results kept in the job ref.
+const (
+	profileFound = "found"
+	profileNone  = "none"
+)
+
+// jobRef is what Poll needs, stored by the runtime while the regulation
+// runs: Segment's regulation id and what the profile lookup found before
+// it (empty without a lookup). It holds no identifier of the person.
+type jobRef struct {
+	Regulation string `json:"regulation"`
+	Profile    string `json:"profile,omitempty"`
+}
+
+func (j jobRef) String() string {
+	b, _ := json.Marshal(j)
+	return string(b)
+}
+
+func parseJobRef(s string) (jobRef, error) {
+	var j jobRef
+	if err := json.Unmarshal([]byte(s), &j); err != nil || j.Regulation == "" {
+		return jobRef{}, connectors.Permanentf("malformed segment job reference; erase the person again to start a new regulation")
+	}
+	return j, nil
+}
+
+// Erase creates a regulation for the subject's userId. A subject without
+// one is not found: Segment erases by userId only.
+func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
+	if err := ctx.Err(); err != nil {
+		return connectors.Outcome{}, err
+	}
+	id := s.UserIDs[c.system]
+	if id == "" {
+		return connectors.NotFound(connectors.Evidence{Kind: "segment", Value: "skipped: the subject has no user id for " + c.system + " (Segment erases by userId)"}), nil
+	}
+	var ev []connectors.Evidence
+	ref := jobRef{}
+	if c.profiles != nil {
+		found, err := c.profiles.lookup(ctx, id)
+		if err != nil {
+			return connectors.Outcome{}, err
+		}
+		ref.Profile = profileNone
+		if found {
+			ref.Profile = profileFound
+		}
+		ev = append(ev, connectors.Evidence{Kind: "segment_profile", Value: "before erasure: " + describeProfile(found)})
+	}
+	req, err := vendorhttp.JSONRequest(http.MethodPost, c.base+"/regulations", map[string]any{
+		"regulationType": c.regType,
+		"subjectType":    "USER_ID",
+		"subjectIds":     []string{id},
+	})
+	if err != nil {
+		return connectors.Outcome{}, err
+	}
+	req.Header.Set("Content-Type", mediaType)
+	req.Header.Set("Accept", mediaType+", application/json")
+	resp, err := c.api.Do(ctx, req, "create regulation", http.StatusNotFound)
+	if err != nil {
+		return connectors.Outcome{}, err
+	}
+	if resp.Status == http.StatusNotFound {
+		return connectors.Outcome{}, connectors.Permanentf("Segment create regulation: 404 Not Found: check base_url (it must be the Public API, e.g. %s)", defaultBaseURL)
+	}
+	var body struct {
+		Data struct {
+			RegulateID string `json:"regulateId"`
+		} `json:"data"`
+	}
+	if err := resp.JSON(&body); err != nil {
+		return connectors.Outcome{}, err
+	}
+	if body.Data.RegulateID == "" {
+		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("%s create regulation: status %d without a regulateId", vendor, resp.Status), 0)
+	}
+	ref.Regulation = body.Data.RegulateID
+	ev = append(ev, connectors.Evidence{Kind: "segment_regulation", Value: ref.Regulation + ": created (" + c.regType + ")"})
+	return connectors.Running(ref.String(), c.poll, ev...), nil
+}
+
+// regulation is the part of GET /regulations/{id} the connector reads.
+type regulation struct {
+	ID            string `json:"id"`
+	OverallStatus string `json:"overallStatus"`
+	FinishedAt    string `json:"finishedAt"`
+	StreamStatus  []struct {
+		DestinationStatus []destination `json:"destinationStatus"`
+	} `json:"streamStatus"`
+}
+
+type destination struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	// ErrString is Segment's reason for a failure. It is left out of
+	// evidence and errors: a destination's message may echo the userId.
+	ErrString  string `json:"errString"`
+	FinishedAt string `json:"finishedAt"`
+}
+
+// Poll reads the regulation and judges it destination by destination.
+func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
+	j, err := parseJobRef(ref)
+	if err != nil {
+		return connectors.Outcome{}, err
+	}
+	req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+"/regulations/"+url.PathEscape(j.Regulation), nil)
+	if err != nil {
+		return connectors.Outcome{}, err
+	}
+	req.Header.Set("Accept", mediaType+", application/json")
+	resp, err := c.api.Do(ctx, req, "get regulation", http.StatusNotFound)
+	if err != nil {
+		return connectors.Outcome{}, err
+	}
+	if resp.Status == http.StatusNotFound {
+		return connectors.Outcome{}, connectors.Permanentf("Segment regulation %s not found: it was deleted, or token and base_url belong to another workspace", j.Regulation)
+	}
+	var body struct {
+		Data struct {
+			Regulation regulation `json:"regulation"`
+		} `json:"data"`
+	}
+	if err := resp.JSON(&body); err != nil {
+		return connectors.Outcome{}, err
+	}
+	return c.judge(j, body.Data.Regulation)
+}
+
+func (c *connector) judge(j jobRef, r regulation) (connectors.Outcome, error) {
+	var dests []destination
+	for _, s := range r.StreamStatus {
+		dests = append(dests, s.DestinationStatus...)
+	}
+	overall := r.OverallStatus
+	head := j.Regulation + ": " + overall
+	if r.FinishedAt != "" {
+		head += " at " + r.FinishedAt
+	}
+	ev := []connectors.Evidence{{Kind: "segment_regulation", Value: head}}
+	var failed, refused []string
+	for _, d := range dests {
+		v := d.Name + ": " + d.Status
+		if d.FinishedAt != "" {
+			v += " at " + d.FinishedAt
+		}
+		ev = append(ev, connectors.Evidence{Kind: "segment_destination", Value: v})
+		switch d.Status {
+		case "FAILED", "PARTIAL_SUCCESS":
+			failed = append(failed, d.Name)
+		case "INVALID", "NOT_SUPPORTED":
+			refused = append(refused, d.Name)
+		}
+	}
+	partial := connectors.Outcome{Evidence: ev}
+	switch overall {
+	case "INITIALIZED", "RUNNING":
+		return connectors.Running(j.String(), c.poll, ev...), nil
+	case "FINISHED", "PARTIAL_SUCCESS", "FAILED":
+		if len(failed) > 0 {
+			// A new regulation sends the deletion to the destinations again.
+			return partial, connectors.Retryable(fmt.Errorf("%s regulation %s %s: deletion failed at %s (Segment's reasons are in the workspace under Privacy)", vendor,
+				j.Regulation, overall, strings.Join(failed, ", ")), 0)
+		}
+		if overall == "FAILED" && len(dests) == 0 {
+			return partial, connectors.Retryable(fmt.Errorf("%s regulation %s FAILED", vendor, j.Regulation), 0)
+		}
+		if overall != "FINISHED" && len(refused) > 0 {
+			return partial, connectors.Permanentf("Segment regulation %s %s: %s cannot delete users through Segment: erase there by other means or record an exemption",
+				j.Regulation, overall, strings.Join(refused, ", "))
+		}
+		if j.Profile == profileNone {
+			return connectors.NotFound(ev...), nil
+		}
+		return connectors.Erased(1, ev...), nil
+	case "INVALID", "NOT_SUPPORTED":
+		return partial, connectors.Permanentf("Segment regulation %s is %s: Segment refused it; check regulation_type and that user_id_system holds Segment userIds", j.Regulation, overall)
+	}
+	return partial, connectors.Retryable(fmt.Errorf("%s regulation %s has an unknown status %q", vendor, j.Regulation, overall), 0)
+}
+
+// Verify looks the person's profile up in Unify.
+func (v verifying) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
+	if err := ctx.Err(); err != nil {
+		return connectors.Verification{}, err
+	}
+	id := s.UserIDs[v.system]
+	if id == "" {
+		return connectors.Verification{Evidence: []connectors.Evidence{{Kind: "segment_profile", Value: "not looked up: the subject has no user id for " + v.system}}}, nil
+	}
+	found, err := v.profiles.lookup(ctx, id)
+	if err != nil {
+		return connectors.Verification{}, err
+	}
+	out := connectors.Verification{Evidence: []connectors.Evidence{{Kind: "segment_profile", Value: "after erasure: " + describeProfile(found)}}}
+	if found {
+		out.Remaining = 1
+	}
+	return out, nil
+}
+
+// lookup reports whether the space holds a profile for the userId.
+func (p *profiles) lookup(ctx context.Context, userID string) (bool, error) {
+	u := p.base + "/v1/spaces/" + url.PathEscape(p.space) + "/collections/users/profiles/" +
+		url.PathEscape("user_id:"+userID) + "/traits?limit=1"
+	req, err := vendorhttp.JSONRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := p.api.Do(ctx, req, "profile lookup", http.StatusNotFound)
+	if err != nil {
+		return false, atLeastASecond(resp, err)
+	}
+	return resp.Status != http.StatusNotFound, nil
+}
+
+func describeProfile(found bool) string {
+	if found {
+		return "a profile was found"
+	}
+	return "no profile"
+}
+
+// atLeastASecond gives a 429 that named no delay (the Profile API sends
+// none) a delay of one second, so the runtime pauses the instance instead of
+// hammering the vendor.
+func atLeastASecond(resp *vendorhttp.Response, err error) error {
+	var ce *connectors.Error
+	if resp != nil && resp.Status == http.StatusTooManyRequests && errors.As(err, &ce) && !ce.Permanent && ce.RetryAfter <= 0 {
+		return connectors.Retryable(ce.Err, time.Second)
+	}
+	return err
+}

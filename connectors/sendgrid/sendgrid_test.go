@@ -1,0 +1,534 @@
+package sendgrid_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	_ "github.com/lethe-dev/lethe/connectors/sendgrid"
+	"go.uber.org/zap"
+)
+
+const (
+	testKey  = "SG.test-key.0123456789abcdef"
+	instance = "mailing"
+)
+
+func configYAML(base, key string) string {
+	return fmt.Sprintf("api_key: %q\nbase_url: %q\npoll_interval: 10ms\n", key, base)
+}
+
+func newConnector(t testing.TB, f *fakeSendGrid) connectors.Connector {
+	t.Helper()
+	return connectortest.Build(t, "sendgrid", instance, configYAML(f.URL, f.key))
+}
+
+// buildWith builds through the registry with the runtime's dependencies.
+func buildWith(t testing.TB, yamlConfig string, deps connectors.Deps) (connectors.Connector, error) {
+	t.Helper()
+	def, ok := connectors.Lookup("sendgrid")
+	if !ok {
+		t.Fatal("sendgrid is not registered")
+	}
+	if deps.Logger == nil {
+		deps.Logger = zap.NewNop()
+	}
+	if deps.Getenv == nil {
+		deps.Getenv = func(string) string { return "" }
+	}
+	decode := func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) }
+	return def.Build(context.Background(), instance, decode, deps)
+}
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func subject(i int) connectors.Subject {
+	return connectors.Subject{Email: fmt.Sprintf("subject%d@example.com", i)}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey)
+	connectortest.Run(t, connectortest.Harness{
+		New:   func(t *testing.T) connectors.Connector { return newConnector(t, f) },
+		Seed:  func(t *testing.T, s connectors.Subject) int64 { f.add(s.Email); return 1 },
+		Count: func(t *testing.T, s connectors.Subject) int64 { return f.held(s.Email) },
+		Faulty: func(t *testing.T, fault connectortest.Fault) connectors.Connector {
+			bad := newFake(t, testKey)
+			switch fault {
+			case connectortest.FaultUnavailable:
+				bad.Always(func(w http.ResponseWriter, r *http.Request) {
+					sgError(w, http.StatusServiceUnavailable, "", "service unavailable")
+				})
+			case connectortest.FaultRateLimited:
+				bad.Always(tooMany)
+			case connectortest.FaultUnauthorized:
+				return connectortest.Build(t, "sendgrid", instance, configYAML(bad.URL, "SG.revoked"))
+			case connectortest.FaultMisconfigured:
+				// A base_url that does not lead to the API answers 404,
+				// which must not pass for "no such contact".
+				return connectortest.Build(t, "sendgrid", instance, configYAML(bad.URL+"/sendgrid", testKey))
+			}
+			return newConnector(t, bad)
+		},
+	})
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"no api key", "base_url: https://api.sendgrid.com\n", "api_key: required"},
+		{"empty", "", "api_key: required"},
+		{"bad base url", "api_key: k\nbase_url: api.sendgrid.com\n", "base_url: must be an http(s) URL"},
+		{"base url with query", "api_key: k\nbase_url: https://api.sendgrid.com?x=1\n", "base_url: must not carry"},
+		{"base url with version", "api_key: k\nbase_url: https://api.sendgrid.com/v3\n", "base_url: leave out /v3"},
+		{"negative poll interval", "api_key: k\npoll_interval: -1s\n", "poll_interval: must not be negative"},
+		{"bad poll interval", "api_key: k\npoll_interval: soon\n", "cannot unmarshal !!str `soon` into time.Duration"},
+		{"unknown key", "api_key: k\nlists: [a]\n", "field lists not found"},
+		{"env key unset", "api_key: {env: SENDGRID_KEY}\n", "api_key: environment variable SENDGRID_KEY is empty"},
+		{"secret both ways", "api_key: {env: A, file: /b}\n", "a secret is a string"},
+		{"ok", "api_key: k\n", ""},
+		{"ok eu", "api_key: {env: SENDGRID_KEY_SET}\nbase_url: https://api.eu.sendgrid.com\npoll_interval: 5m\n", ""},
+	}
+	env := map[string]string{"SENDGRID_KEY_SET": testKey}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := buildWith(t, tt.yaml, connectors.Deps{Getenv: func(k string) string { return env[k] }})
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.want != "" && err == nil:
+				t.Fatalf("no error, want one containing %q", tt.want)
+			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
+				t.Fatalf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestDefaultBaseURL(t *testing.T) {
+	t.Parallel()
+	var got []string
+	client := &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+		got = append(got, r.Method+" "+r.URL.String())
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{},
+			Body: io.NopCloser(strings.NewReader(`{"result":{}}`))}, nil
+	})}
+	c, err := buildWith(t, "api_key: k\n", connectors.Deps{HTTPClient: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Erase(ctx(t), subject(1)); err != nil {
+		t.Fatal(err)
+	}
+	want := "POST https://api.sendgrid.com/v3/marketing/contacts/search/emails"
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("requests = %q, want [%q]", got, want)
+	}
+}
+
+func TestEraseStartsAJobThatIsPolledToCompletion(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey)
+	f.setJobs(3, "completed")
+	s := subject(2)
+	f.add(s.Email)
+	f.add(subject(3).Email)
+	out, err := newConnector(t, f).Erase(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Status != connectors.StatusRunning || out.JobRef == "" || out.PollAfter != 10*time.Millisecond {
+		t.Fatalf("Erase = %q, job %q, poll after %v; want running with a job and the configured interval", out.Status, out.JobRef, out.PollAfter)
+	}
+	if f.held(s.Email) != 1 {
+		t.Fatal("the contact went before the job ran; the fake must be asynchronous")
+	}
+	// The ref is stored and polled later, perhaps by another process: a
+	// fresh instance must be able to poll it.
+	p := newConnector(t, f).(connectors.Poller)
+	var pending int
+	for {
+		out, err = p.Poll(ctx(t), out.JobRef)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Status != connectors.StatusRunning {
+			break
+		}
+		if pending++; pending > 10 {
+			t.Fatal("job never finished")
+		}
+	}
+	if pending != 3 {
+		t.Errorf("job reported pending %d times, want 3", pending)
+	}
+	if out.Status != connectors.StatusErased || out.Records != 1 {
+		t.Errorf("final Poll = %q with %d records, want erased 1", out.Status, out.Records)
+	}
+	if f.held(s.Email) != 0 || f.held(subject(3).Email) != 1 {
+		t.Errorf("after the job: subject holds %d, bystander %d; want 0 and 1", f.held(s.Email), f.held(subject(3).Email))
+	}
+	ev := fmt.Sprint(out.Evidence)
+	if !regexp.MustCompile(`completed, requested 1, deleted 1, errored 0, finished \d{4}-`).MatchString(ev) {
+		t.Errorf("evidence lacks the job's final counts: %s", ev)
+	}
+	if !strings.Contains(ev, strings.TrimPrefix(out.JobRef, "contacts-delete:")) {
+		t.Errorf("evidence lacks the job id: %s", ev)
+	}
+}
+
+func TestFailedJobsAreRetryableErrors(t *testing.T) {
+	t.Parallel()
+	for _, outcome := range []string{"failed", "errored", "partial"} {
+		t.Run(outcome, func(t *testing.T) {
+			t.Parallel()
+			f := newFake(t, testKey)
+			f.setJobs(0, outcome)
+			s := subject(4)
+			f.add(s.Email)
+			c := newConnector(t, f)
+			out, err := c.Erase(ctx(t), s)
+			if err != nil || out.Status != connectors.StatusRunning {
+				t.Fatalf("Erase = %q, %v; want running", out.Status, err)
+			}
+			jobID := strings.TrimPrefix(out.JobRef, "contacts-delete:")
+			out, err = c.(connectors.Poller).Poll(ctx(t), out.JobRef)
+			if err == nil {
+				t.Fatalf("a %s job was reported as %q", outcome, out.Status)
+			}
+			if perm, _ := connectors.Classify(err); perm {
+				t.Errorf("a %s job is permanent; a new attempt can succeed: %v", outcome, err)
+			}
+			if !strings.Contains(err.Error(), jobID) {
+				t.Errorf("error does not name job %q: %v", jobID, err)
+			}
+			if strings.Contains(err.Error(), s.Email) {
+				t.Errorf("error carries the subject: %v", err)
+			}
+			// The runtime retries with a new Erase: it searches again and
+			// starts a fresh job, which now succeeds.
+			f.setJobs(0, "completed")
+			out, err = connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.held(s.Email) != 0 {
+				t.Errorf("the retry left the contact (outcome %q)", out.Status)
+			}
+		})
+	}
+}
+
+func TestPollErrors(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey)
+	c := newConnector(t, f).(connectors.Poller)
+	tests := []struct {
+		name, ref string
+		fault     fakevendor.Fault
+		permanent bool
+	}{
+		{"unknown job", "contacts-delete:00000000-0000-4000-8000-000000000000", nil, false},
+		{"not our ref", "something-else:1", nil, true},
+		{"ref escaping the path", "contacts-delete:../../count", nil, true},
+		{"malformed body", "contacts-delete:00000000-0000-4000-8000-000000000000", fakevendor.Malformed(), false},
+		{"server error", "contacts-delete:00000000-0000-4000-8000-000000000000", fakevendor.Status(500), false},
+		{"rate limited", "contacts-delete:00000000-0000-4000-8000-000000000000", tooMany, false},
+	}
+	for _, tt := range tests {
+		if tt.fault != nil {
+			f.Inject(1, tt.fault)
+		}
+		_, err := c.Poll(ctx(t), tt.ref)
+		if err == nil {
+			t.Errorf("%s: Poll succeeded", tt.name)
+			continue
+		}
+		if perm, _ := connectors.Classify(err); perm != tt.permanent {
+			t.Errorf("%s: permanent = %v, want %v: %v", tt.name, perm, tt.permanent, err)
+		}
+	}
+	for _, call := range f.Calls() {
+		if call.Path != "/v3/marketing/contacts/imports/00000000-0000-4000-8000-000000000000" {
+			t.Errorf("unexpected request %s %s", call.Method, call.Path)
+		}
+	}
+}
+
+func TestMalformedBodiesAreRetryable(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey)
+	s := subject(5)
+	f.add(s.Email)
+	c := newConnector(t, f)
+	for i := range 2 { // the search, then the delete
+		if i == 1 {
+			f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+				// let the search through, break the delete's answer
+				f.Inject(1, fakevendor.Malformed())
+				f.search(w, r)
+			})
+		} else {
+			f.Inject(1, fakevendor.Malformed())
+		}
+		_, err := c.Erase(ctx(t), s)
+		if perm, _ := connectors.Classify(err); err == nil || perm {
+			t.Errorf("malformed body %d: Erase = %v, want a retryable error", i, err)
+		}
+	}
+	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
+	if err != nil || out.Status != connectors.StatusErased {
+		t.Fatalf("after the faults: %q, %v", out.Status, err)
+	}
+}
+
+func TestRateLimitStormThenSuccess(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey)
+	s := subject(6)
+	f.add(s.Email)
+	c := newConnector(t, f)
+	f.Inject(4, tooMany)
+	var attempts int
+	for attempts = 1; ; attempts++ {
+		out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
+		if err == nil {
+			if out.Status != connectors.StatusErased || out.Records != 1 {
+				t.Fatalf("outcome %q with %d records, want erased 1", out.Status, out.Records)
+			}
+			break
+		}
+		perm, after := connectors.Classify(err)
+		if perm || after <= 0 || after > 3*time.Second {
+			t.Fatalf("429 = permanent %v, retry after %v; want retryable after the X-RateLimit-Reset time: %v", perm, after, err)
+		}
+		if attempts > 10 {
+			t.Fatal("never succeeded")
+		}
+	}
+	if attempts != 5 {
+		t.Errorf("succeeded on attempt %d, want 5 (after 4 refusals)", attempts)
+	}
+}
+
+func TestVendorRateLimitIsSignalledWithItsResetTime(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey)
+	f.RateLimit(1, 2, tooMany)
+	c := newConnector(t, f)
+	var limited error
+	for i := range 5 {
+		if _, err := c.Erase(ctx(t), subject(20+i)); err != nil {
+			limited = err
+			break
+		}
+	}
+	if limited == nil {
+		t.Fatal("five quick calls were all allowed; the fake's rate limit did not bite")
+	}
+	if perm, after := connectors.Classify(limited); perm || after <= 0 {
+		t.Errorf("rate limit = permanent %v, retry after %v; want retryable with a delay: %v", perm, after, limited)
+	}
+	if f.Limited() == 0 {
+		t.Error("the fake counted no refusals")
+	}
+}
+
+func TestRequestsFollowTheDocumentedContract(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey)
+	s := connectors.Subject{Email: "Mixed.Case@Example.com"}
+	id := f.add(s.Email)
+	c := newConnector(t, f)
+	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
+	if err != nil || out.Records != 1 {
+		t.Fatalf("Erase = %d records, %v", out.Records, err)
+	}
+	if v, err := c.(connectors.Verifier).Verify(ctx(t), s); err != nil || v.Remaining != 0 {
+		t.Fatalf("Verify = %d remaining, %v", v.Remaining, err)
+	}
+	var searches, deletes, polls, counts int
+	for _, call := range f.Calls() {
+		if got := call.Header.Get("Authorization"); got != "Bearer "+testKey {
+			t.Errorf("%s %s: Authorization is not the Bearer API key", call.Method, call.Path)
+		}
+		switch {
+		case call.Method == http.MethodPost && call.Path == "/v3/marketing/contacts/search/emails":
+			searches++
+			if ct := call.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("search Content-Type = %q", ct)
+			}
+			var body map[string][]string
+			if err := json.Unmarshal(call.Body, &body); err != nil || len(body) != 1 || fmt.Sprint(body["emails"]) != "[mixed.case@example.com]" {
+				t.Errorf("search body = %s, want {\"emails\":[\"mixed.case@example.com\"]}", call.Body)
+			}
+		case call.Method == http.MethodDelete && call.Path == "/v3/marketing/contacts":
+			deletes++
+			if call.Query != "ids="+id {
+				t.Errorf("delete query = %q, want ids=%s", call.Query, id)
+			}
+			if len(call.Body) != 0 {
+				t.Errorf("delete sent a body: %s", call.Body)
+			}
+			if call.Status != http.StatusAccepted {
+				t.Errorf("delete answered %d, want 202", call.Status)
+			}
+		case call.Method == http.MethodGet && strings.HasPrefix(call.Path, "/v3/marketing/contacts/imports/"):
+			polls++
+		case call.Method == http.MethodGet && call.Path == "/v3/marketing/contacts/count":
+			counts++
+		default:
+			t.Errorf("unexpected request %s %s?%s", call.Method, call.Path, call.Query)
+		}
+		if strings.Contains(strings.ToLower(call.Path+call.Query), "example.com") {
+			t.Errorf("%s %s: the address is in the URL", call.Method, call.Path)
+		}
+	}
+	// search + verify search; one delete; pending twice then completed;
+	// the verify's 404 is trusted after the first search reached the API.
+	if searches != 2 || deletes != 1 || polls != 3 || counts != 0 {
+		t.Errorf("searches %d, deletes %d, polls %d, counts %d; want 2, 1, 3, 0", searches, deletes, polls, counts)
+	}
+}
+
+func TestWrongBaseURLIsCheckedOnceThenTrusted(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey)
+	c := newConnector(t, f)
+	for i := range 3 {
+		out, err := c.Erase(ctx(t), subject(30+i))
+		if err != nil || out.Status != connectors.StatusNotFound {
+			t.Fatalf("Erase of an unknown subject = %q, %v", out.Status, err)
+		}
+	}
+	var counts int
+	for _, call := range f.Calls() {
+		if call.Path == "/v3/marketing/contacts/count" {
+			counts++
+		}
+	}
+	if counts != 1 {
+		t.Errorf("the API was probed %d times, want once", counts)
+	}
+
+	wrong := connectortest.Build(t, "sendgrid", instance, configYAML(f.URL+"/proxy", testKey))
+	_, err := wrong.Erase(ctx(t), subject(30))
+	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "base_url") {
+		t.Errorf("wrong base_url: Erase = %v, want a permanent error naming base_url", err)
+	}
+}
+
+func TestServerErrorsAndTimeoutsAreRetryable(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey)
+	s := subject(8)
+	f.add(s.Email)
+	c, err := buildWith(t, configYAML(f.URL, testKey), connectors.Deps{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, fault := range map[string]fakevendor.Fault{
+		"500":     fakevendor.Status(http.StatusInternalServerError),
+		"502":     fakevendor.Status(http.StatusBadGateway),
+		"timeout": fakevendor.Hang(2 * time.Second),
+	} {
+		f.Inject(1, fault)
+		_, err := c.Erase(ctx(t), s)
+		if perm, _ := connectors.Classify(err); err == nil || perm {
+			t.Errorf("%s: Erase = %v, want a retryable error", name, err)
+			continue
+		}
+		for _, secret := range []string{s.Email, testKey, f.URL} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("%s: error quotes %q: %v", name, secret, err)
+			}
+		}
+	}
+	if f.held(s.Email) != 1 {
+		t.Fatal("failed attempts changed the data")
+	}
+}
+
+func TestRefusedKeyIsPermanentWithAMessageForStaff(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey)
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		f.Inject(1, func(w http.ResponseWriter, r *http.Request) { sgError(w, status, "", "access forbidden") })
+		_, err := newConnector(t, f).Erase(ctx(t), subject(9))
+		if perm, _ := connectors.Classify(err); err == nil || !perm {
+			t.Fatalf("%d: Erase = %v, want a permanent error", status, err)
+		}
+		if !strings.Contains(err.Error(), "API key") || strings.Contains(err.Error(), testKey) {
+			t.Errorf("%d: message should point at the API key without quoting it: %v", status, err)
+		}
+	}
+}
+
+func TestTwoInstancesSideBySide(t *testing.T) {
+	t.Parallel()
+	const keyB = "SG.other-account.fedcba"
+	a, b := newFake(t, testKey), newFake(t, keyB)
+	s := subject(10)
+	a.add(s.Email)
+	b.add(s.Email)
+	ca := newConnector(t, a)
+	cb := connectortest.Build(t, "sendgrid", "mailing-eu", configYAML(b.URL, keyB))
+	outA, err := connectortest.EraseAndWait(ctx(t), ca, s, 5*time.Second)
+	if err != nil || outA.Records != 1 {
+		t.Fatalf("instance A: %d records, %v", outA.Records, err)
+	}
+	if a.held(s.Email) != 0 || b.held(s.Email) != 1 {
+		t.Fatalf("after A: A holds %d, B holds %d; want 0 and 1", a.held(s.Email), b.held(s.Email))
+	}
+	// Each instance polls its own job on its own account.
+	if _, err := cb.(connectors.Poller).Poll(ctx(t), outA.JobRef); err == nil {
+		t.Error("instance B knew instance A's job")
+	}
+	if out, err := connectortest.EraseAndWait(ctx(t), cb, s, 5*time.Second); err != nil || out.Records != 1 {
+		t.Fatalf("instance B: %d records, %v", out.Records, err)
+	}
+	for name, fk := range map[string]*fakeSendGrid{"A": a, "B": b} {
+		for _, call := range fk.Calls() {
+			if call.Header.Get("Authorization") != "Bearer "+fk.key {
+				t.Errorf("instance %s's server received another key", name)
+			}
+		}
+	}
+}
+
+func TestSubjectWithoutEmailIsNotFound(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, testKey)
+	c := newConnector(t, f)
+	out, err := c.Erase(ctx(t), connectors.Subject{Phone: "+447700900123"})
+	if err != nil || out.Status != connectors.StatusNotFound {
+		t.Fatalf("Erase = %q, %v; want not_found", out.Status, err)
+	}
+	if len(out.Evidence) == 0 || !strings.Contains(out.Evidence[0].Value, "no email") {
+		t.Errorf("evidence does not say why: %v", out.Evidence)
+	}
+	if n := len(f.Calls()); n != 0 {
+		t.Errorf("%d requests sent for a subject without an email", n)
+	}
+}

@@ -1,0 +1,177 @@
+package webhook
+
+import (
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/lethe-dev/lethe/connectors"
+)
+
+// Callback headers of OpenDSR.
+const (
+	headerDomain    = "X-OpenDSR-Processor-Domain"
+	headerSignature = "X-OpenDSR-Signature"
+)
+
+// minRSABits refuses keys anyone could forge signatures for.
+const minRSABits = 2048
+
+// publicKey is an Ed25519 or RSA key callbacks are signed with.
+type publicKey struct {
+	ed  ed25519.PublicKey
+	rsa *rsa.PublicKey
+}
+
+func (k publicKey) verify(msg, sig []byte) bool {
+	if k.ed != nil {
+		return ed25519.Verify(k.ed, msg, sig)
+	}
+	sum := sha256.Sum256(msg)
+	return rsa.VerifyPKCS1v15(k.rsa, crypto.SHA256, sum[:], sig) == nil
+}
+
+// verifyAny reports whether any of keys verifies sig over msg; several
+// keys let a processor rotate its key without refused callbacks.
+func verifyAny(keys []publicKey, msg, sig []byte) bool {
+	for _, k := range keys {
+		if k.verify(msg, sig) {
+			return true
+		}
+	}
+	return false
+}
+
+// loadPublicKeys reads every key in s: PEM text, or the path of a PEM file.
+func loadPublicKeys(s string) ([]publicKey, error) {
+	data := []byte(s)
+	if !strings.Contains(s, "-----BEGIN") {
+		b, err := os.ReadFile(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("neither PEM text nor a readable PEM file: %w", err)
+		}
+		data = b
+	}
+	var keys []publicKey
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		k, err := parseKey(block)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no PEM block found: expected -----BEGIN PUBLIC KEY-----")
+	}
+	return keys, nil
+}
+
+func parseKey(b *pem.Block) (publicKey, error) {
+	var pub any
+	var err error
+	switch b.Type {
+	case "PUBLIC KEY":
+		pub, err = x509.ParsePKIXPublicKey(b.Bytes)
+	case "RSA PUBLIC KEY":
+		pub, err = x509.ParsePKCS1PublicKey(b.Bytes)
+	case "CERTIFICATE":
+		var cert *x509.Certificate
+		if cert, err = x509.ParseCertificate(b.Bytes); err == nil {
+			pub = cert.PublicKey
+		}
+	default:
+		if strings.Contains(b.Type, "PRIVATE KEY") {
+			return publicKey{}, errors.New("this is a private key: configure the processor's public key, and keep the private key with the processor")
+		}
+		return publicKey{}, fmt.Errorf("a %q PEM block is not a public key or certificate", b.Type)
+	}
+	if err != nil {
+		return publicKey{}, fmt.Errorf("unreadable %s: %w", strings.ToLower(b.Type), err)
+	}
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		return publicKey{ed: k}, nil
+	case *rsa.PublicKey:
+		if k.N.BitLen() < minRSABits {
+			return publicKey{}, fmt.Errorf("the RSA key has %d bits; at least %d are required", k.N.BitLen(), minRSABits)
+		}
+		return publicKey{rsa: k}, nil
+	}
+	return publicKey{}, fmt.Errorf("a %T key is not supported: use Ed25519 or RSA (PKCS#1 v1.5, SHA-256)", pub)
+}
+
+// decodeSignature reads base64 in any of its common spellings.
+func decodeSignature(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, errors.New("not base64")
+}
+
+// Callback takes a processor's signed status change. The signature is
+// checked over the raw body before any of it is read.
+//
+// A "cancelled" callback (or any status Lethe cannot take as a result)
+// reports the job still running: Callbacker has no failure outcome, so the
+// next Poll confirms the cancellation and fails the task with the reason.
+func (c *connector) Callback(_ context.Context, h http.Header, body []byte) (string, connectors.Outcome, error) {
+	if c.keys == nil {
+		return "", connectors.Outcome{}, errors.New("this instance takes no callbacks: processor_domain and processor_public_key are not configured")
+	}
+	domain := strings.TrimSpace(h.Get(headerDomain))
+	if domain == "" {
+		return "", connectors.Outcome{}, errors.New("unsigned callback: no " + headerDomain + " header")
+	}
+	if !strings.EqualFold(domain, c.domain) {
+		return "", connectors.Outcome{}, errors.New("callback from a processor domain other than processor_domain " + c.domain)
+	}
+	sigText := h.Get(headerSignature)
+	if sigText == "" {
+		return "", connectors.Outcome{}, errors.New("unsigned callback: no " + headerSignature + " header")
+	}
+	sig, err := decodeSignature(sigText)
+	if err != nil {
+		return "", connectors.Outcome{}, errors.New(headerSignature + " is not base64")
+	}
+	if !verifyAny(c.keys, body, sig) {
+		return "", connectors.Outcome{}, errors.New("the callback's signature does not verify with processor_public_key")
+	}
+	var st statusResponse
+	if err := json.Unmarshal(body, &st); err != nil {
+		return "", connectors.Outcome{}, errors.New("the signed callback is not a JSON object")
+	}
+	id, err := requestID(strings.ToLower(st.SubjectRequestID))
+	if err != nil {
+		return "", connectors.Outcome{}, errors.New("the signed callback has no valid subject_request_id")
+	}
+	if st.status() == "cancelled" {
+		return id, connectors.Running(id, 0, connectors.Evidence{Kind: "callback", Value: "processor reported cancelled"}), nil
+	}
+	out, err := c.outcome(id, st)
+	if err != nil {
+		// Authentic but not a result Lethe can take (an unknown status,
+		// a bad count): refusing it would tell the processor its signature
+		// failed. The next Poll reports the problem instead.
+		return id, connectors.Running(id, 0), nil
+	}
+	return id, out, nil
+}

@@ -1,0 +1,449 @@
+// Package webhook is the connector for in-house systems and processors that
+// speak OpenDSR 2.0: Lethe files an erasure request with the processor,
+// polls its status and accepts the processor's signed status callbacks.
+package webhook
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+)
+
+func init() {
+	// OpenDSR documents no rate limit; in-house services and processors
+	// are usually small, so Lethe stays gentle unless the config says more.
+	connectors.Register("webhook", "Erasure requests to in-house systems and processors over OpenDSR 2.0",
+		connectors.Limits{Concurrency: 4, RatePerSecond: 5, Burst: 5}, build)
+}
+
+// Defaults of the config.
+const (
+	defaultRegulation   = "gdpr"
+	defaultFormat       = formatRaw
+	defaultPhoneType    = "phone"
+	defaultUserIDType   = "controller_customer_id"
+	defaultPollInterval = time.Hour
+
+	formatRaw    = "raw"
+	formatSHA256 = "sha256"
+
+	apiVersion = "2.0"
+)
+
+// Config is the `config:` block of a webhook connector instance.
+//
+//	base_url: https://dsr.billing.internal/opendsr
+//	token: {env: BILLING_DSR_TOKEN}
+//	callback_url: https://lethe.example.com/v1/connectors/billing/callback
+//	processor_domain: billing.internal
+//	processor_public_key: {file: /etc/lethe/billing-dsr.pem}
+type Config struct {
+	// BaseURL is where the processor serves OpenDSR (POST {base_url}/requests).
+	// OpenDSR has no central service, so it is required.
+	BaseURL string `yaml:"base_url"`
+	// Token, if set, is sent as `Authorization: Bearer <token>`.
+	Token config.Secret `yaml:"token"`
+	// Regulation is gdpr (default) or ccpa.
+	Regulation string `yaml:"regulation"`
+	// IdentityFormat is raw (default) or sha256: the hex SHA-256 of each
+	// normalised identifier, for processors that match on hashes.
+	IdentityFormat string `yaml:"identity_format"`
+	// PhoneType is the identity_type sent for the phone number (default
+	// "phone"; OpenDSR names none).
+	PhoneType string `yaml:"phone_type"`
+	// UserIDType is the identity_type sent for the subject's user id
+	// (default controller_customer_id).
+	UserIDType string `yaml:"user_id_type"`
+	// UserIDSystem is the subject.user_ids key holding that id (default:
+	// the instance name).
+	UserIDSystem string `yaml:"user_id_system"`
+	// CallbackURL is sent as status_callback_urls: Lethe's
+	// /v1/connectors/<name>/callback as the processor can reach it.
+	CallbackURL string `yaml:"callback_url"`
+	// ProcessorDomain must equal the X-OpenDSR-Processor-Domain of callbacks.
+	ProcessorDomain string `yaml:"processor_domain"`
+	// ProcessorPublicKey verifies callbacks (and the receipt signature):
+	// PEM (PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE; Ed25519 or RSA),
+	// inline, {file: PATH}, {env: NAME}, or a plain path to a PEM file.
+	ProcessorPublicKey config.Secret `yaml:"processor_public_key"`
+	// PollInterval is how long to wait between status polls (default 1h).
+	PollInterval time.Duration `yaml:"poll_interval"`
+}
+
+var (
+	identityTypeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	domainRe       = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$`)
+)
+
+// Validate reports every problem in the config at once, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.BaseURL == "" {
+		errs = append(errs, errors.New("base_url: required: where the processor serves OpenDSR, such as https://dsr.example.com/opendsr"))
+	} else if err := checkURL("base_url", c.BaseURL); err != nil {
+		errs = append(errs, err)
+	} else if strings.HasSuffix(strings.TrimRight(c.BaseURL, "/"), "/requests") {
+		errs = append(errs, errors.New("base_url: leave out /requests; Lethe adds it"))
+	}
+	switch c.Regulation {
+	case "", "gdpr", "ccpa":
+	default:
+		errs = append(errs, fmt.Errorf("regulation: %q is not gdpr or ccpa", c.Regulation))
+	}
+	switch c.IdentityFormat {
+	case "", formatRaw, formatSHA256:
+	case "md5", "sha1":
+		errs = append(errs, fmt.Errorf("identity_format: %s hashes of emails and phone numbers are easily reversed; use sha256 or raw", c.IdentityFormat))
+	default:
+		errs = append(errs, fmt.Errorf("identity_format: %q is not raw or sha256", c.IdentityFormat))
+	}
+	if c.PhoneType != "" && !identityTypeRe.MatchString(c.PhoneType) {
+		errs = append(errs, errors.New("phone_type: must be lower-case letters, digits or '_', such as phone"))
+	}
+	if c.UserIDType != "" && !identityTypeRe.MatchString(c.UserIDType) {
+		errs = append(errs, errors.New("user_id_type: must be lower-case letters, digits or '_', such as controller_customer_id"))
+	}
+	if c.UserIDSystem != "" && !connectors.InstanceNameRe.MatchString(c.UserIDSystem) {
+		errs = append(errs, errors.New("user_id_system: must be lower-case letters, digits, '-' or '_'"))
+	}
+	if c.CallbackURL != "" {
+		if err := checkURL("callback_url", c.CallbackURL); err != nil {
+			errs = append(errs, err)
+		}
+		if c.ProcessorDomain == "" || !c.ProcessorPublicKey.IsSet() {
+			errs = append(errs, errors.New("callback_url: needs processor_domain and processor_public_key, or Lethe could not check who sends the callbacks"))
+		}
+	}
+	if c.ProcessorDomain != "" && !domainRe.MatchString(c.ProcessorDomain) {
+		errs = append(errs, errors.New("processor_domain: must be a host name such as dsr.example.com, without a scheme or path"))
+	}
+	if c.ProcessorDomain != "" && !c.ProcessorPublicKey.IsSet() {
+		errs = append(errs, errors.New("processor_public_key: required with processor_domain: the key callbacks are signed with"))
+	}
+	if c.ProcessorPublicKey.IsSet() && c.ProcessorDomain == "" {
+		errs = append(errs, errors.New("processor_domain: required with processor_public_key: the domain callbacks name in X-OpenDSR-Processor-Domain"))
+	}
+	if c.PollInterval < 0 {
+		errs = append(errs, errors.New("poll_interval: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func checkURL(key, s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%s: must be an http(s) URL", key)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%s: must not carry credentials, a query or a fragment", key)
+	}
+	return nil
+}
+
+// connector is one instance; everything it needs lives here, so instances
+// side by side never share state.
+type connector struct {
+	http         *vendorhttp.Client
+	base         string
+	regulation   string
+	format       string
+	phoneType    string
+	userIDType   string
+	userIDSystem string
+	callbackURL  string
+	domain       string
+	keys         []publicKey // nil: callbacks are refused
+	pollInterval time.Duration
+}
+
+func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
+	getenv := deps.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var token string
+	if cfg.Token.IsSet() {
+		var err error
+		if token, err = cfg.Token.Reveal(getenv); err != nil {
+			return nil, fmt.Errorf("token: %w", err)
+		}
+	}
+	var keys []publicKey
+	if cfg.ProcessorPublicKey.IsSet() {
+		pem, err := cfg.ProcessorPublicKey.Reveal(getenv)
+		if err != nil {
+			return nil, fmt.Errorf("processor_public_key: %w", err)
+		}
+		if keys, err = loadPublicKeys(pem); err != nil {
+			return nil, fmt.Errorf("processor_public_key: %w", err)
+		}
+	}
+	hc := deps.HTTPClient
+	if hc == nil { // the runtime always passes one; this is for tools and tests
+		hc = &http.Client{Timeout: time.Minute}
+	}
+	c := &connector{
+		http: &vendorhttp.Client{
+			HTTP:   hc,
+			Vendor: "OpenDSR processor",
+			Auth: func(r *http.Request) {
+				if token != "" {
+					r.Header.Set("Authorization", "Bearer "+token)
+				}
+			},
+		},
+		base:         strings.TrimRight(cfg.BaseURL, "/"),
+		regulation:   or(cfg.Regulation, defaultRegulation),
+		format:       or(cfg.IdentityFormat, defaultFormat),
+		phoneType:    or(cfg.PhoneType, defaultPhoneType),
+		userIDType:   or(cfg.UserIDType, defaultUserIDType),
+		userIDSystem: or(cfg.UserIDSystem, name),
+		callbackURL:  cfg.CallbackURL,
+		domain:       cfg.ProcessorDomain,
+		keys:         keys,
+		pollInterval: cfg.PollInterval,
+	}
+	if c.pollInterval == 0 {
+		c.pollInterval = defaultPollInterval
+	}
+	return c, nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// identity is one entry of subject_identities.
+type identity struct {
+	Type   string `json:"identity_type"`
+	Value  string `json:"identity_value"`
+	Format string `json:"identity_format"`
+}
+
+// createRequest is the body of POST /requests.
+type createRequest struct {
+	SubjectRequestID   string     `json:"subject_request_id"`
+	SubjectRequestType string     `json:"subject_request_type"`
+	Regulation         string     `json:"regulation"`
+	SubjectIdentities  []identity `json:"subject_identities"`
+	SubmittedTime      string     `json:"submitted_time"`
+	APIVersion         string     `json:"api_version"`
+	StatusCallbackURLs []string   `json:"status_callback_urls"`
+}
+
+// createResponse is the processor's 201 answer.
+type createResponse struct {
+	ControllerID           string `json:"controller_id"`
+	ExpectedCompletionTime string `json:"expected_completion_time"`
+	ReceivedTime           string `json:"received_time"`
+	EncodedRequest         string `json:"encoded_request"`
+	SubjectRequestID       string `json:"subject_request_id"`
+	ProcessorSignature     string `json:"processor_signature"`
+}
+
+// statusResponse is GET /requests/{id}, and the body of a callback.
+type statusResponse struct {
+	SubjectRequestID       string `json:"subject_request_id"`
+	RequestStatus          string `json:"request_status"`
+	Status                 string `json:"status"` // some processors name it so
+	ExpectedCompletionTime string `json:"expected_completion_time"`
+	// Records is Lethe's extension: how many records the processor
+	// erased; 0 means it held nothing about the subject.
+	Records *int64 `json:"records"`
+}
+
+func (s statusResponse) status() string {
+	if s.RequestStatus != "" {
+		return s.RequestStatus
+	}
+	return s.Status
+}
+
+// identities lists what the processor is sent about s, hashed when so
+// configured.
+func (c *connector) identities(s connectors.Subject) []identity {
+	var ids []identity
+	add := func(typ, v string) {
+		if v == "" {
+			return
+		}
+		if c.format == formatSHA256 {
+			sum := sha256.Sum256([]byte(v))
+			v = hex.EncodeToString(sum[:])
+		}
+		ids = append(ids, identity{Type: typ, Value: v, Format: c.format})
+	}
+	add("email", strings.ToLower(strings.TrimSpace(s.Email)))
+	add(c.phoneType, strings.TrimSpace(s.Phone))
+	add(c.userIDType, strings.TrimSpace(s.UserIDs[c.userIDSystem]))
+	return ids
+}
+
+// Erase files an erasure request with the processor. Every call files a new
+// one (OpenDSR requests are cheap and a repeat finds nothing to erase).
+func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
+	ids := c.identities(s)
+	if len(ids) == 0 {
+		return connectors.NotFound(connectors.Evidence{Kind: "skipped", Value: "the subject has no email, phone or " + c.userIDSystem + " user id to send"}), nil
+	}
+	id, err := uuid.NewRandom()
+	if err != nil {
+		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("generate a subject_request_id: %w", err), 0)
+	}
+	body := createRequest{
+		SubjectRequestID:   id.String(),
+		SubjectRequestType: "erasure",
+		Regulation:         c.regulation,
+		SubjectIdentities:  ids,
+		SubmittedTime:      time.Now().UTC().Format(time.RFC3339),
+		APIVersion:         apiVersion,
+		StatusCallbackURLs: []string{},
+	}
+	if c.callbackURL != "" {
+		body.StatusCallbackURLs = []string{c.callbackURL}
+	}
+	req, err := vendorhttp.JSONRequest(http.MethodPost, c.base+"/requests", body)
+	if err != nil {
+		return connectors.Outcome{}, err
+	}
+	resp, err := c.http.Do(ctx, req, "create request", http.StatusNotFound)
+	if err != nil {
+		return connectors.Outcome{}, err
+	}
+	if resp.Status == http.StatusNotFound {
+		return connectors.Outcome{}, connectors.Permanentf("OpenDSR processor create request: 404 Not Found: no OpenDSR endpoint at base_url + /requests; check base_url")
+	}
+	var created createResponse
+	if err := resp.JSON(&created); err != nil {
+		return connectors.Outcome{}, err
+	}
+	if created.SubjectRequestID != "" && !strings.EqualFold(created.SubjectRequestID, body.SubjectRequestID) {
+		// The request was filed, but the answer is about another one:
+		// polling our id could report someone else's result.
+		return connectors.Outcome{}, connectors.Permanentf("OpenDSR processor create request: the answer names a different subject_request_id than the one sent")
+	}
+	ev := []connectors.Evidence{{Kind: "subject_request_id", Value: body.SubjectRequestID}}
+	ev = appendTime(ev, "expected_completion_time", created.ExpectedCompletionTime)
+	ev = appendTime(ev, "received_time", created.ReceivedTime)
+	if c.keys != nil {
+		ev = append(ev, connectors.Evidence{Kind: "processor_signature", Value: c.receipt(created)})
+	}
+	return connectors.Running(body.SubjectRequestID, c.pollInterval, ev...), nil
+}
+
+// receipt checks the processor's signature over encoded_request, the
+// processor's proof it received the request. It is evidence, not a
+// condition: processors differ in what exactly they sign.
+func (c *connector) receipt(r createResponse) string {
+	switch {
+	case r.ProcessorSignature == "":
+		return "absent"
+	case r.EncodedRequest == "":
+		return "not checked: no encoded_request"
+	}
+	sig, err := decodeSignature(r.ProcessorSignature)
+	if err != nil {
+		return "not valid base64"
+	}
+	if verifyAny(c.keys, []byte(r.EncodedRequest), sig) {
+		return "verified"
+	}
+	if raw, err := decodeSignature(r.EncodedRequest); err == nil && verifyAny(c.keys, raw, sig) {
+		return "verified"
+	}
+	return "did not verify with processor_public_key"
+}
+
+// Poll asks the processor how the request is going. The job ref is the
+// subject_request_id alone: the config supplies the rest.
+func (c *connector) Poll(ctx context.Context, jobRef string) (connectors.Outcome, error) {
+	id, err := requestID(jobRef)
+	if err != nil {
+		return connectors.Outcome{}, connectors.Permanent(err)
+	}
+	req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+"/requests/"+id, nil)
+	if err != nil {
+		return connectors.Outcome{}, err
+	}
+	resp, err := c.http.Do(ctx, req, "request status", http.StatusNotFound)
+	if err != nil {
+		return connectors.Outcome{}, err
+	}
+	if resp.Status == http.StatusNotFound {
+		return connectors.Outcome{}, connectors.Permanentf("OpenDSR processor request status: 404 Not Found: the processor does not know request %s (check base_url, or whether it was deleted)", id)
+	}
+	var st statusResponse
+	if err := resp.JSON(&st); err != nil {
+		return connectors.Outcome{}, err
+	}
+	if st.SubjectRequestID != "" && !strings.EqualFold(st.SubjectRequestID, id) {
+		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("OpenDSR processor request status: the answer is about another request than %s", id), 0)
+	}
+	return c.outcome(id, st)
+}
+
+// outcome turns a request's status (polled or called back) into an Outcome.
+func (c *connector) outcome(id string, st statusResponse) (connectors.Outcome, error) {
+	ev := []connectors.Evidence{{Kind: "subject_request_id", Value: id}}
+	switch status := st.status(); status {
+	case "pending", "in_progress":
+		return connectors.Running(id, c.pollInterval), nil
+	case "completed":
+		n := int64(1) // OpenDSR reports no count: one request fulfilled
+		if st.Records != nil {
+			if *st.Records < 0 {
+				return connectors.Outcome{}, connectors.Permanentf("OpenDSR processor: request %s completed with a negative records count", id)
+			}
+			n = *st.Records
+		}
+		ev = append(ev,
+			connectors.Evidence{Kind: "request_status", Value: status},
+			connectors.Evidence{Kind: "records", Value: strconv.FormatInt(n, 10)})
+		return connectors.Erased(n, ev...), nil
+	case "cancelled":
+		return connectors.Outcome{Evidence: ev}, connectors.Permanentf("the processor cancelled the request %s; ask its operators why, then retry the task", id)
+	case "":
+		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("OpenDSR processor: the status of request %s has no request_status", id), 0)
+	default:
+		// The value comes from the processor: it is not quoted.
+		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("OpenDSR processor: request %s has a request_status that is not pending, in_progress, completed or cancelled", id), 0)
+	}
+}
+
+// requestID checks a job ref (or a callback's id) is a subject_request_id
+// Lethe could have issued, so it cannot change the URL path.
+func requestID(ref string) (string, error) {
+	u, err := uuid.Parse(ref)
+	if err != nil || u.String() != strings.ToLower(ref) {
+		return "", errors.New("the job reference is not an OpenDSR subject_request_id (a UUID)")
+	}
+	return u.String(), nil
+}
+
+// appendTime adds a processor-supplied time to evidence, re-formatted so
+// that nothing but a time can slip in; an unreadable one is left out.
+func appendTime(ev []connectors.Evidence, kind, v string) []connectors.Evidence {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return ev
+	}
+	return append(ev, connectors.Evidence{Kind: kind, Value: t.UTC().Format(time.RFC3339)})
+}

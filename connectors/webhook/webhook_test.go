@@ -1,0 +1,567 @@
+package webhook
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+)
+
+const testToken = "tok-billing-123"
+
+func newConnector(t *testing.T, p *processor, extra ...string) *connector {
+	t.Helper()
+	c, ok := connectortest.Build(t, "webhook", fakeInstance, p.config(extra...)).(*connector)
+	if !ok {
+		t.Fatal("webhook builds a *connector")
+	}
+	return c
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestConformance(t *testing.T) {
+	p := newProcessor(t, testToken)
+	connectortest.Run(t, connectortest.Harness{
+		New:   func(t *testing.T) connectors.Connector { return newConnector(t, p) },
+		Seed:  p.seed,
+		Count: p.count,
+		Faulty: func(t *testing.T, f connectortest.Fault) connectors.Connector {
+			switch f {
+			case connectortest.FaultUnavailable:
+				q := newProcessor(t, testToken)
+				q.Always(fakevendor.Status(http.StatusServiceUnavailable))
+				return newConnector(t, q)
+			case connectortest.FaultRateLimited:
+				q := newProcessor(t, testToken)
+				q.Always(q.tooMany)
+				return newConnector(t, q)
+			case connectortest.FaultUnauthorized:
+				return connectortest.Build(t, "webhook", fakeInstance, strings.Replace(p.config(), testToken, "wrong-token", 1))
+			case connectortest.FaultMisconfigured:
+				// A base_url with no OpenDSR endpoint behind it.
+				return connectortest.Build(t, "webhook", fakeInstance, strings.Replace(p.config(), p.URL, p.URL+"/not-opendsr", 1))
+			}
+			return nil
+		},
+		PollTimeout: 5 * time.Second,
+	})
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	privDER, _ := x509MarshalPKCS8(priv)
+	privFile := filepath.Join(dir, "private.pem")
+	writePEM(t, privFile, "PRIVATE KEY", privDER)
+	pubFile := filepath.Join(dir, "public.pem")
+	writePEM(t, pubFile, "PUBLIC KEY", mustPKIX(t, priv.Public()))
+	weakFile := filepath.Join(dir, "weak.pem")
+	writePEM(t, weakFile, "PUBLIC KEY", mustPKIX(t, &weakRSAKey(t).PublicKey))
+
+	tests := []struct {
+		name string
+		yaml string
+		want string // substring of the error; "" means valid
+	}{
+		{"minimal", "base_url: https://dsr.example.com/opendsr", ""},
+		{"full", `
+base_url: https://dsr.example.com
+token: abc
+regulation: ccpa
+identity_format: sha256
+phone_type: phone_number
+user_id_type: account_id
+user_id_system: shop
+callback_url: https://lethe.example.com/v1/connectors/billing/callback
+processor_domain: dsr.example.com
+processor_public_key: {file: ` + pubFile + `}
+poll_interval: 30m`, ""},
+		{"key as a plain path", "base_url: https://d.example.com\nprocessor_domain: d.example.com\nprocessor_public_key: " + pubFile, ""},
+		{"no base_url", "regulation: gdpr", "base_url: required"},
+		{"base_url not a URL", "base_url: dsr.example.com", "base_url: must be an http(s) URL"},
+		{"base_url with credentials", "base_url: https://u:p@dsr.example.com", "base_url: must not carry credentials"},
+		{"base_url with /requests", "base_url: https://dsr.example.com/requests", "base_url: leave out /requests"},
+		{"bad regulation", "base_url: https://d.example.com\nregulation: lgpd", "regulation:"},
+		{"weak hash", "base_url: https://d.example.com\nidentity_format: md5", "identity_format: md5"},
+		{"unknown format", "base_url: https://d.example.com\nidentity_format: base64", "identity_format:"},
+		{"bad user_id_type", "base_url: https://d.example.com\nuser_id_type: Customer-ID", "user_id_type:"},
+		{"bad phone_type", "base_url: https://d.example.com\nphone_type: 'phone number'", "phone_type:"},
+		{"bad user_id_system", "base_url: https://d.example.com\nuser_id_system: Shop DB", "user_id_system:"},
+		{"callback without key", "base_url: https://d.example.com\ncallback_url: https://l.example.com/cb", "callback_url: needs processor_domain and processor_public_key"},
+		{"bad callback_url", "base_url: https://d.example.com\ncallback_url: ftp://l.example.com\nprocessor_domain: d.example.com\nprocessor_public_key: " + pubFile, "callback_url: must be an http(s) URL"},
+		{"domain without key", "base_url: https://d.example.com\nprocessor_domain: d.example.com", "processor_public_key: required"},
+		{"key without domain", "base_url: https://d.example.com\nprocessor_public_key: " + pubFile, "processor_domain: required"},
+		{"domain with scheme", "base_url: https://d.example.com\nprocessor_domain: https://d.example.com\nprocessor_public_key: " + pubFile, "processor_domain: must be a host name"},
+		{"negative poll", "base_url: https://d.example.com\npoll_interval: -1m", "poll_interval:"},
+		{"private key", "base_url: https://d.example.com\nprocessor_domain: d.example.com\nprocessor_public_key: " + privFile, "this is a private key"},
+		{"missing key file", "base_url: https://d.example.com\nprocessor_domain: d.example.com\nprocessor_public_key: {file: " + filepath.Join(dir, "nope.pem") + "}", "processor_public_key:"},
+		{"not PEM", "base_url: https://d.example.com\nprocessor_domain: d.example.com\nprocessor_public_key: '-----BEGIN nonsense'", "processor_public_key: no PEM block"},
+		{"weak RSA key", "base_url: https://d.example.com\nprocessor_domain: d.example.com\nprocessor_public_key: " + weakFile, "at least 2048"},
+		{"token from an empty env", "base_url: https://d.example.com\ntoken: {env: NOPE}", "token: environment variable NOPE"},
+		{"unknown key", "base_url: https://d.example.com\nurl: x", "field url not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := connectortest.TryBuild("webhook", "billing", tt.yaml)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("valid config refused: %v", err)
+			case tt.want != "" && err == nil:
+				t.Fatalf("config accepted; want an error containing %q", tt.want)
+			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
+				t.Fatalf("error %q does not contain %q", err, tt.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "abc") {
+				t.Errorf("error quotes the token: %v", err)
+			}
+		})
+	}
+}
+
+func TestPollsJobToCompletion(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	p.setCompleteAfter(3)
+	s := connectors.Subject{Email: "ada@example.com"}
+	p.seed(t, s)
+	c := newConnector(t, p, "poll_interval: 90m") // Running carries the configured interval
+	out, err := c.Erase(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Status != connectors.StatusRunning || !uuidV4Re.MatchString(out.JobRef) || out.PollAfter != 90*time.Minute {
+		t.Fatalf("Erase = %+v, want running with a UUID v4 job ref and poll after 90m", out)
+	}
+	if ev := evidence(out); ev["subject_request_id"] != out.JobRef || ev["expected_completion_time"] == "" || ev["received_time"] == "" {
+		t.Errorf("Erase evidence = %v", out.Evidence)
+	}
+	if ev := evidence(out); ev["processor_signature"] != "verified" {
+		t.Errorf("receipt signature = %q, want verified", ev["processor_signature"])
+	}
+	var statuses []connectors.Status
+	for range 3 {
+		// A fresh connector each time: the job ref alone must be enough.
+		out, err = newConnector(t, p).Poll(ctx(t), out.JobRef)
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses = append(statuses, out.Status)
+	}
+	want := []connectors.Status{connectors.StatusRunning, connectors.StatusRunning, connectors.StatusErased}
+	if !slices.Equal(statuses, want) {
+		t.Fatalf("poll statuses = %v, want %v", statuses, want)
+	}
+	if out.Records != seededRecords {
+		t.Errorf("records = %d, want %d", out.Records, seededRecords)
+	}
+	ev := evidence(out)
+	if ev["request_status"] != "completed" || ev["records"] != "3" || !uuidV4Re.MatchString(ev["subject_request_id"]) {
+		t.Errorf("final evidence = %v", out.Evidence)
+	}
+	if n := p.count(t, s); n != 0 {
+		t.Errorf("%d records left", n)
+	}
+}
+
+func TestCancelledRequestIsPermanent(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	p.setCancelAll()
+	s := connectors.Subject{Email: "bob@example.com"}
+	p.seed(t, s)
+	_, err := connectortest.EraseAndWait(ctx(t), newConnector(t, p), s, 5*time.Second)
+	if err == nil {
+		t.Fatal("a cancelled request was reported as success")
+	}
+	if perm, _ := connectors.Classify(err); !perm || !strings.Contains(err.Error(), "the processor cancelled the request") {
+		t.Errorf("err = %v, want permanent 'the processor cancelled the request'", err)
+	}
+	if strings.Contains(err.Error(), s.Email) {
+		t.Errorf("error quotes the subject: %v", err)
+	}
+	if p.count(t, s) != seededRecords {
+		t.Error("a cancelled request erased data")
+	}
+}
+
+func TestCancelledThroughDeleteEndpoint(t *testing.T) {
+	t.Parallel()
+	// DELETE /requests/{id} is OpenDSR's cancel: a request someone
+	// cancels at the processor ends the task with a permanent error.
+	p := newProcessor(t, testToken)
+	c := newConnector(t, p)
+	out, err := c.Erase(ctx(t), connectors.Subject{Email: "carol@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, p.URL+"/requests/"+out.JobRef, nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("DELETE = %d", resp.StatusCode)
+	}
+	_, err = c.Poll(ctx(t), out.JobRef)
+	if perm, _ := connectors.Classify(err); err == nil || !perm {
+		t.Fatalf("Poll of a cancelled request = %v, want permanent", err)
+	}
+}
+
+func TestPollErrors(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	c := newConnector(t, p)
+	// Unknown to the processor: 404, permanent.
+	_, err := c.Poll(ctx(t), "6f1c1a3e-3c5d-4b8e-9a0f-2d7c5b9e8a11")
+	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "does not know request") {
+		t.Errorf("Poll of an unknown request = %v, want permanent", err)
+	}
+	// A job ref that is not a UUID never reaches the processor.
+	before := len(p.Calls())
+	for _, ref := range []string{"", "../discovery", "6f1c1a3e-3c5d-4b8e-9a0f-2d7c5b9e8a11/../x", "{6f1c1a3e-3c5d-4b8e-9a0f-2d7c5b9e8a11}"} {
+		if _, err := c.Poll(ctx(t), ref); err == nil {
+			t.Errorf("Poll(%q) succeeded", ref)
+		} else if perm, _ := connectors.Classify(err); !perm {
+			t.Errorf("Poll(%q) = %v, want permanent", ref, err)
+		}
+	}
+	if n := len(p.Calls()) - before; n != 0 {
+		t.Errorf("bad job refs reached the processor %d times", n)
+	}
+}
+
+func TestMalformedBodiesAreRetryable(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	c := newConnector(t, p)
+	s := connectors.Subject{Email: "dan@example.com"}
+	p.Inject(1, fakevendor.Malformed())
+	_, err := c.Erase(ctx(t), s)
+	if perm, _ := connectors.Classify(err); err == nil || perm {
+		t.Fatalf("malformed create answer = %v, want retryable", err)
+	}
+	out, err := c.Erase(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Inject(1, fakevendor.Malformed())
+	_, err = c.Poll(ctx(t), out.JobRef)
+	if perm, _ := connectors.Classify(err); err == nil || perm {
+		t.Fatalf("malformed status answer = %v, want retryable", err)
+	}
+	// A status that is JSON but not OpenDSR.
+	p.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+		fakevendor.JSON(w, http.StatusOK, map[string]any{"request_status": "exploded"})
+	})
+	_, err = c.Poll(ctx(t), out.JobRef)
+	if perm, _ := connectors.Classify(err); err == nil || perm || strings.Contains(err.Error(), "exploded") {
+		t.Fatalf("unknown status = %v, want retryable without quoting it", err)
+	}
+}
+
+func TestRateLimitStormThenSuccess(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	s := connectors.Subject{Email: "eve@example.com"}
+	p.seed(t, s)
+	c := newConnector(t, p)
+	p.Inject(4, p.tooMany)
+	for i := range 4 {
+		_, err := c.Erase(ctx(t), s)
+		perm, after := connectors.Classify(err)
+		if err == nil || perm || after != time.Second {
+			t.Fatalf("attempt %d under a 429 storm = %v (permanent %v, after %v), want retryable after 1s", i, err, perm, after)
+		}
+	}
+	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
+	if err != nil || out.Status != connectors.StatusErased || out.Records != seededRecords {
+		t.Fatalf("after the storm: %+v, %v", out, err)
+	}
+}
+
+func TestRateLimitIsTheFakesOwn(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	p.RateLimit(1, 1, p.tooMany)
+	c := newConnector(t, p)
+	var limited error
+	for range 3 {
+		if _, err := c.Erase(ctx(t), connectors.Subject{Email: "frank@example.com"}); err != nil {
+			limited = err
+		}
+	}
+	if _, after := connectors.Classify(limited); limited == nil || after != time.Second || p.Limited() == 0 {
+		t.Fatalf("three requests at once against 1/s: err %v after %v, limited %d", limited, after, p.Limited())
+	}
+}
+
+func TestServerErrorsAndTimeoutsAreRetryable(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	c := newConnector(t, p)
+	s := connectors.Subject{Email: "gina@example.com"}
+	p.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		fakevendor.JSON(w, http.StatusBadGateway, map[string]any{})
+	})
+	_, err := c.Erase(ctx(t), s)
+	if perm, after := connectors.Classify(err); err == nil || perm || after != 7*time.Second {
+		t.Fatalf("502 = %v, want retryable after 7s", err)
+	}
+	p.Inject(1, fakevendor.Hang(5*time.Second))
+	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = c.Erase(short, s)
+	if perm, _ := connectors.Classify(err); err == nil || perm {
+		t.Fatalf("timeout = %v, want retryable", err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Errorf("Erase waited %v for a hanging processor", time.Since(start))
+	}
+}
+
+func TestRefusedRequestIsPermanent(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	p.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+		p.fail(w, http.StatusBadRequest, "unsupported identity for ada@example.com")
+	})
+	_, err := newConnector(t, p).Erase(ctx(t), connectors.Subject{Email: "ada@example.com"})
+	if perm, _ := connectors.Classify(err); err == nil || !perm {
+		t.Fatalf("400 = %v, want permanent", err)
+	}
+	if strings.Contains(err.Error(), "ada@") {
+		t.Errorf("error quotes the processor's body: %v", err)
+	}
+}
+
+func TestRequestMatchesContract(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	const cb = "https://lethe.example.com/v1/connectors/billing/callback"
+	c := newConnector(t, p, "callback_url: "+cb)
+	c.base = p.URL + "/opendsr" // as if base_url had a path
+	s := connectors.Subject{Email: "hal@example.com", Phone: "+447700900123", UserIDs: map[string]string{fakeInstance: "cus_42", "other": "x9"}}
+	out, err := c.Erase(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Poll(ctx(t), out.JobRef); err != nil {
+		t.Fatal(err)
+	}
+	calls := p.Calls()
+	if len(calls) != 2 {
+		t.Fatalf("%d calls, want create and status", len(calls))
+	}
+	create, status := calls[0], calls[1]
+	if create.Method != http.MethodPost || create.Path != "/opendsr/requests" || create.Status != http.StatusCreated {
+		t.Errorf("create = %s %s → %d", create.Method, create.Path, create.Status)
+	}
+	if status.Method != http.MethodGet || status.Path != "/opendsr/requests/"+out.JobRef || len(status.Body) != 0 || status.Status != http.StatusOK {
+		t.Errorf("status = %s %s → %d", status.Method, status.Path, status.Status)
+	}
+	for _, call := range calls {
+		if call.Header.Get("Authorization") != "Bearer "+testToken || call.Header.Get("Accept") != "application/json" {
+			t.Errorf("%s headers: Authorization %q, Accept %q", call.Method, call.Header.Get("Authorization"), call.Header.Get("Accept"))
+		}
+	}
+	if ct := create.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(create.Body, &fields); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{}
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	if len(keys) != 7 {
+		t.Errorf("body keys = %v, want the 7 of OpenDSR", keys)
+	}
+	b := p.created(t)[0]
+	if b.SubjectRequestID != out.JobRef || b.SubjectRequestType != "erasure" || b.Regulation != "gdpr" || b.APIVersion != "2.0" {
+		t.Errorf("body = %+v", b)
+	}
+	if at, err := time.Parse(time.RFC3339, b.SubmittedTime); err != nil || time.Since(at) > time.Minute {
+		t.Errorf("submitted_time = %q", b.SubmittedTime)
+	}
+	if len(b.StatusCallbackURLs) != 1 || b.StatusCallbackURLs[0] != cb {
+		t.Errorf("status_callback_urls = %v", b.StatusCallbackURLs)
+	}
+	want := []identity{
+		{"email", "hal@example.com", "raw"},
+		{"phone", "+447700900123", "raw"},
+		{"controller_customer_id", "cus_42", "raw"},
+	}
+	if !slices.Equal(b.SubjectIdentities, want) {
+		t.Errorf("subject_identities = %+v, want %+v", b.SubjectIdentities, want)
+	}
+}
+
+func TestNoCallbackURLSendsEmptyList(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	if _, err := newConnector(t, p).Erase(ctx(t), connectors.Subject{Email: "ian@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(p.Calls()[0].Body), `"status_callback_urls":[]`) {
+		t.Errorf("body = %s", p.Calls()[0].Body)
+	}
+}
+
+func TestSHA256Identities(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	s := connectors.Subject{Email: "jo@example.com", Phone: "+33612345678"}
+	p.seed(t, s)
+	c := newConnector(t, p, "identity_format: sha256", "regulation: ccpa")
+	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
+	if err != nil || out.Status != connectors.StatusErased || out.Records != seededRecords {
+		t.Fatalf("hashed erase = %+v, %v", out, err)
+	}
+	body := string(p.Calls()[0].Body)
+	if strings.Contains(body, "jo@example.com") || strings.Contains(body, "612345678") {
+		t.Errorf("raw identifiers sent with identity_format sha256: %s", body)
+	}
+	b := p.created(t)[0]
+	if b.Regulation != "ccpa" {
+		t.Errorf("regulation = %q", b.Regulation)
+	}
+	types := []string{"email", "phone"}
+	if len(b.SubjectIdentities) != len(types) {
+		t.Fatalf("identities = %+v", b.SubjectIdentities)
+	}
+	for i, id := range b.SubjectIdentities {
+		v := s.Email
+		if i == 1 {
+			v = s.Phone
+		}
+		if id.Type != types[i] || id.Format != "sha256" || id.Value != sha256Hex(v) {
+			t.Errorf("identity %d = %+v, want %s of the normalised value", i, id, types[i])
+		}
+	}
+}
+
+func TestRecordsDefaultToOneWithoutTheExtension(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	p.setOmitRecords()
+	out, err := connectortest.EraseAndWait(ctx(t), newConnector(t, p), connectors.Subject{Email: "kim@example.com"}, 5*time.Second)
+	if err != nil || out.Status != connectors.StatusErased || out.Records != 1 {
+		t.Fatalf("completed without records = %+v, %v; want erased with 1", out, err)
+	}
+}
+
+func TestSubjectWithoutUsableIdentifiers(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	out, err := newConnector(t, p).Erase(ctx(t), connectors.Subject{UserIDs: map[string]string{"shop": "42"}})
+	if err != nil || out.Status != connectors.StatusNotFound {
+		t.Fatalf("= %+v, %v; want not_found", out, err)
+	}
+	if len(p.Calls()) != 0 {
+		t.Error("an empty request reached the processor")
+	}
+}
+
+func TestReceiptSignatureFromAnotherKey(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	other := newProcessor(t, testToken) // same contract, another key
+	c := newConnector(t, p)
+	c.keys = newConnector(t, other).keys
+	out, err := c.Erase(ctx(t), connectors.Subject{Email: "lee@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := evidence(out)["processor_signature"]; got != "did not verify with processor_public_key" {
+		t.Errorf("receipt = %q", got)
+	}
+}
+
+func TestTwoInstancesSideBySide(t *testing.T) {
+	t.Parallel()
+	eu, us := newProcessor(t, "token-eu"), newProcessor(t, "token-us")
+	tokenFile := filepath.Join(t.TempDir(), "us-token")
+	if err := os.WriteFile(tokenFile, []byte("token-us\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ceu := connectortest.Build(t, "webhook", "billing-eu", eu.config())
+	cus := connectortest.Build(t, "webhook", "billing-us", strings.Replace(us.config(), "token: token-us", "token: {file: "+tokenFile+"}", 1))
+	a, b := connectors.Subject{Email: "mia@example.com"}, connectors.Subject{Email: "ned@example.com"}
+	eu.seed(t, a)
+	us.seed(t, b)
+	for _, x := range []struct {
+		c connectors.Connector
+		s connectors.Subject
+	}{{ceu, a}, {cus, b}, {ceu, b}} {
+		if _, err := connectortest.EraseAndWait(ctx(t), x.c, x.s, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if eu.count(t, a) != 0 || us.count(t, b) != 0 {
+		t.Error("an instance did not erase at its own processor")
+	}
+	if n := len(us.created(t)); n != 1 {
+		t.Errorf("the US processor got %d requests, want 1", n)
+	}
+	if n := len(eu.created(t)); n != 2 {
+		t.Errorf("the EU processor got %d requests, want 2", n)
+	}
+	for _, call := range us.Calls() {
+		if call.Header.Get("Authorization") != "Bearer token-us" {
+			t.Errorf("US processor saw %q", call.Header.Get("Authorization"))
+		}
+	}
+	for _, call := range eu.Calls() {
+		if call.Header.Get("Authorization") != "Bearer token-eu" {
+			t.Errorf("EU processor saw %q", call.Header.Get("Authorization"))
+		}
+	}
+}
+
+func TestCancelledContextSendsNothing(t *testing.T) {
+	t.Parallel()
+	p := newProcessor(t, testToken)
+	c := newConnector(t, p)
+	cctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Erase(cctx, connectors.Subject{Email: "ola@example.com"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(p.Calls()) != 0 {
+		t.Error("a request was sent with a cancelled context")
+	}
+}
+
+func evidence(out connectors.Outcome) map[string]string {
+	m := map[string]string{}
+	for _, e := range out.Evidence {
+		m[e.Kind] = e.Value
+	}
+	return m
+}
