@@ -27,7 +27,32 @@ const (
 	resultPrefix  = "lethe.result."
 	// CoordinatorConsumer is the durable consumer of all results.
 	CoordinatorConsumer = "coordinator"
+	NoticesStream       = "LETHE_NOTICES"
+	noticePrefix        = "lethe.notice."
+	// NotifierConsumer is the durable consumer of notices.
+	NotifierConsumer = "notifier"
 )
+
+// NoticeSubject is where notices of one kind are published.
+func NoticeSubject(kind string) string { return noticePrefix + kind }
+
+// Kinds of notice: what the person is told by email.
+const (
+	NoticeReceived  = "received"  // the email was verified; erasure started or awaits approval
+	NoticeCompleted = "completed" // done: the certificate and the proof code
+	NoticeExtended  = "extended"  // the deadline was extended, with the reason
+	NoticeDenied    = "denied"    // the request was refused, with the reason
+)
+
+// Notice asks the notifier to email the person about their request. It
+// holds no personal data: the notifier reads the address from the
+// request's encrypted envelope when it sends.
+type Notice struct {
+	V         int       `json:"v"`
+	Kind      string    `json:"kind"`
+	RequestID string    `json:"request_id"`
+	IssuedAt  time.Time `json:"issued_at"`
+}
 
 // TaskSubject is where a connector instance's work is published.
 func TaskSubject(connector string) string { return taskPrefix + connector }

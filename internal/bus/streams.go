@@ -26,13 +26,18 @@ type Topology struct {
 // window causes no duplicate; after it, consumers' idempotency does.
 const duplicateWindow = 10 * time.Minute
 
-// EnsureStreams creates or updates the task and result streams. Both are
+// noticeMaxAge: an email that could not be sent for a week is dropped
+// (the person's status page still shows everything).
+const noticeMaxAge = 7 * 24 * time.Hour
+
+// EnsureStreams creates or updates the task, result and notice streams. All are
 // work queues: a message is gone once acknowledged, so identifiers do not
 // linger in NATS.
 func (t Topology) EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: TasksStream, Subjects: []string{taskPrefix + ">"}, Description: "Lethe erasure tasks, one subject per connector instance", MaxAge: t.TaskMaxAge},
 		{Name: ResultsStream, Subjects: []string{resultPrefix + ">"}, Description: "Lethe connector results for the coordinator"},
+		{Name: NoticesStream, Subjects: []string{noticePrefix + ">"}, Description: "Lethe emails to data subjects, to send", MaxAge: noticeMaxAge},
 	} {
 		sc.Retention = jetstream.WorkQueuePolicy
 		sc.Storage = jetstream.FileStorage
@@ -77,6 +82,23 @@ func (t Topology) CoordinatorConsumer(ctx context.Context, js jetstream.JetStrea
 	})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator consumer: %w", err)
+	}
+	return c, nil
+}
+
+// NotifierConsumer creates or updates the durable consumer of notices.
+func (t Topology) NotifierConsumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
+	c, err := js.CreateOrUpdateConsumer(ctx, NoticesStream, jetstream.ConsumerConfig{
+		Durable:       NotifierConsumer,
+		Description:   "Lethe notifier: emails data subjects about their requests",
+		FilterSubject: noticePrefix + ">",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       2 * time.Minute,
+		MaxAckPending: 16,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("notifier consumer: %w", err)
 	}
 	return c, nil
 }

@@ -54,6 +54,10 @@ type Config struct {
 	// sent again: its message expired or was lost (default 25h).
 	RedispatchAfter time.Duration
 	Retention       Retention
+	// Notify queues a notice (an email to the person) when a portal
+	// request is verified, completed, extended or denied. Set it when a
+	// notifier runs.
+	Notify bool
 }
 
 // Retention says when identifiers are shredded and records purged.
@@ -173,6 +177,22 @@ func taskMessage(req erasure.Request, t erasure.Task, kind string, now time.Time
 }
 
 // setStatus moves req to status with its event.
+// notice queues an email to the person about their request, for requests
+// filed on the portal (the API's callers tell people themselves).
+func (c *Coordinator) notice(ctx context.Context, tx store.Tx, req erasure.Request, kind string, now time.Time) error {
+	if !c.cfg.Notify || req.Source != "portal" {
+		return nil
+	}
+	payload, err := json.Marshal(bus.Notice{V: bus.Version, Kind: kind, RequestID: req.ID, IssuedAt: now})
+	if err != nil {
+		return err
+	}
+	return tx.Enqueue(ctx, store.OutboxMessage{
+		MsgID: req.ID + ":notice:" + kind, Subject: bus.NoticeSubject(kind),
+		Payload: payload, RequestID: req.ID, CreatedAt: now,
+	})
+}
+
 func setStatus(ctx context.Context, tx store.Tx, req *erasure.Request, to erasure.RequestStatus, actor, reason string, now time.Time) (erasure.Event, error) {
 	if !req.Status.CanTransition(to) {
 		return erasure.Event{}, erasure.Errorf(erasure.EConflict, "a %s request cannot become %s", req.Status, to)

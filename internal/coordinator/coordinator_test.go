@@ -50,7 +50,7 @@ type bundle struct {
 
 // setup returns a coordinator over a SQLite store with two connectors, "db"
 // (3 attempts) and "crm" (default 8).
-func setup(t *testing.T) bundle {
+func setup(t *testing.T, opts ...func(*coordinator.Config)) bundle {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "lethe.db"), testenv.KeyRing())
 	if err != nil {
@@ -60,11 +60,15 @@ func setup(t *testing.T) bundle {
 	h, _ := erasure.NewHasher(bytes.Repeat([]byte{1}, 32))
 	clk := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
 	cert := &fakeCertifier{}
-	c := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: cert, Clock: clk.now}, coordinator.Config{
+	cfg := coordinator.Config{
 		Connectors:   []coordinator.Connector{{Name: "db", Type: "sql", MaxAttempts: 3}, {Name: "crm", Type: "hubspot"}},
 		RetryInitial: time.Second, RetryMax: time.Minute, PollInterval: time.Minute, RedispatchAfter: time.Hour,
 		Retention: coordinator.Retention{ShredAfter: time.Hour, KeepRequests: 24 * time.Hour, UnverifiedAfter: time.Hour},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: cert, Clock: clk.now}, cfg)
 	return bundle{c: c, store: st, cert: cert, clock: clk}
 }
 

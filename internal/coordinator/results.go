@@ -209,7 +209,10 @@ func (c *Coordinator) advanceRequest(ctx context.Context, tx store.Tx, req *eras
 	sum := sha256.Sum256(cert.Document)
 	_, err = tx.AppendEvent(ctx, erasure.NewEvent(req.ID, "", erasure.EventCertificateIssue, erasure.ActorCoordinator, "",
 		map[string]string{"certificate_id": cert.ID, "key_id": cert.KeyID, "sha256": hex.EncodeToString(sum[:])}, now))
-	return err == nil, err
+	if err != nil {
+		return false, err
+	}
+	return true, c.notice(ctx, tx, *req, bus.NoticeCompleted, now)
 }
 
 // RunResults applies results from the coordinator's durable consumer until

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/lethe-dev/lethe/internal/bus"
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/store"
 	"go.uber.org/zap"
@@ -48,15 +49,17 @@ func (c *Coordinator) Approve(ctx context.Context, id, actor, reason string) (er
 func (c *Coordinator) Deny(ctx context.Context, id, actor, reason string) (erasure.Request, error) {
 	return c.lockedAction(ctx, id, actor, reason, "request denied", func(tx store.Tx, req *erasure.Request, reason string, now time.Time) error {
 		switch req.Status {
-		case erasure.RequestReceived, erasure.RequestUnverified, erasure.RequestPendingApproval:
+		case erasure.RequestReceived, erasure.RequestPendingApproval:
 		default:
-			return erasure.Errorf(erasure.EConflict, "a %s request cannot be denied; cancel it instead", req.Status)
+			return erasure.Errorf(erasure.EConflict, "a %s request cannot be denied; cancel it instead (an unverified one expires by itself)", req.Status)
 		}
 		if _, err := tx.DeleteRequestOutbox(ctx, req.ID); err != nil {
 			return err
 		}
-		_, err := setStatus(ctx, tx, req, erasure.RequestDenied, actor, reason, now)
-		return err
+		if _, err := setStatus(ctx, tx, req, erasure.RequestDenied, actor, reason, now); err != nil {
+			return err
+		}
+		return c.notice(ctx, tx, *req, bus.NoticeDenied, now)
 	})
 }
 
@@ -88,9 +91,13 @@ func (c *Coordinator) Verified(ctx context.Context, id string, needsApproval boo
 		now := c.clock()
 		if needsApproval {
 			_, err = setStatus(ctx, tx, &req, erasure.RequestPendingApproval, actor, "the email address was verified", now)
+		} else {
+			err = c.start(ctx, tx, &req, actor, "the email address was verified", now)
+		}
+		if err != nil {
 			return err
 		}
-		return c.start(ctx, tx, &req, actor, "the email address was verified", now)
+		return c.notice(ctx, tx, req, bus.NoticeReceived, now)
 	})
 	if err != nil {
 		return erasure.Request{}, false, err
@@ -124,9 +131,11 @@ func (c *Coordinator) Extend(ctx context.Context, id, actor, reason string, newD
 		if err := tx.UpdateRequest(ctx, *req); err != nil {
 			return err
 		}
-		_, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, "", erasure.EventExtended, actor, reason,
-			map[string]any{"from": from, "to": newDue}, now))
-		return err
+		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, "", erasure.EventExtended, actor, reason,
+			map[string]any{"from": from, "to": newDue}, now)); err != nil {
+			return err
+		}
+		return c.notice(ctx, tx, *req, bus.NoticeExtended, now)
 	})
 }
 
