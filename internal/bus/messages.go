@@ -167,3 +167,18 @@ func DecodeResult(b []byte) (Result, error) {
 	}
 	return r, nil
 }
+
+// DecodeNotice parses and checks a notice message.
+func DecodeNotice(b []byte) (Notice, error) {
+	var n Notice
+	if err := json.Unmarshal(b, &n); err != nil {
+		return n, fmt.Errorf("notice message: %w", err)
+	}
+	switch {
+	case n.V != Version:
+		return n, fmt.Errorf("notice message: unsupported version %d", n.V)
+	case n.RequestID == "" || n.Kind == "":
+		return n, fmt.Errorf("notice message: kind and request_id are required")
+	}
+	return n, nil
+}
