@@ -1,0 +1,148 @@
+package portal
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/i18n"
+	"github.com/lethe-dev/lethe/internal/store"
+)
+
+// systemLine is one system's outcome. Whoever holds the status link is the
+// person the request is about, so naming the systems is fine here.
+type systemLine struct {
+	Name    string
+	Outcome string
+	Done    bool
+}
+
+type statusPage struct {
+	base
+	// Closed requests (cancelled, expired, shredded, purged) show one
+	// neutral sentence and the certificate, if any; nothing else is left.
+	Closed      bool
+	State       string
+	Received    string
+	Due         string
+	Extended    string
+	Systems     []systemLine
+	Certificate string
+}
+
+// Status shows where a request stands: GET /portal/status/{token}.
+func (p *Portal) Status() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := p.parseToken(purposeStatus, r.PathValue("token"))
+		if !ok {
+			p.notFound(w, r)
+			return
+		}
+		ctx := r.Context()
+		req, pr, purge, err := p.lookup(ctx, id)
+		if err != nil {
+			p.failed(w, r, id, err)
+			return
+		}
+		b := p.bundle(r, pr.Lang)
+		var page statusPage
+		switch {
+		case purge != nil:
+			page.Closed, page.State, page.Certificate = true, b.T("status.closed"), certificateLink(purge.CertificateID)
+		case req.Status == erasure.RequestCancelled:
+			page.Closed, page.State = true, b.T("status.state.cancelled")
+		case !req.ShreddedAt.IsZero():
+			page.Closed, page.State = true, b.T("status.closed")
+			page.Certificate, err = p.certificate(ctx, id)
+		default:
+			err = p.fillStatus(ctx, b, req, &page)
+		}
+		if err != nil {
+			p.logError("read a request's status", id, err)
+			p.message(w, r, http.StatusInternalServerError, pr.Lang, "portal.error.generic")
+			return
+		}
+		page.base = p.base(w, r, b, "status.heading")
+		p.render(w, http.StatusOK, "status", page)
+	})
+}
+
+func (p *Portal) fillStatus(ctx context.Context, b *i18n.Bundle, req erasure.Request, page *statusPage) error {
+	tasks, err := p.store.Tasks(ctx, req.ID)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(tasks, func(a, b erasure.Task) int { return strings.Compare(a.Connector, b.Connector) })
+	done := 0
+	for _, t := range tasks {
+		line := systemLine{Name: t.Connector, Outcome: b.T("status.system.pending"), Done: t.Status.Done()}
+		if t.Status.Done() {
+			done++
+			line.Outcome = b.T("status.system." + string(t.Status))
+		}
+		page.Systems = append(page.Systems, line)
+	}
+	key := "status.state." + string(req.Status)
+	if b.T(key) == key { // received: a moment before it is held or started
+		key = "status.state.in_progress"
+	}
+	page.State = b.T(key, "done", strconv.Itoa(done), "total", strconv.Itoa(len(tasks)))
+	page.Received = b.T("status.received", "date", day(b, req.ReceivedAt))
+	page.Due = b.T("status.due", "date", day(b, req.DueAt))
+	if !req.ExtendedAt.IsZero() {
+		events, err := p.store.Events(ctx, req.ID)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			if e.Type == erasure.EventExtended {
+				page.Extended = b.T("status.extended", "date", day(b, req.DueAt), "reason", e.Reason)
+			}
+		}
+	}
+	if req.Status == erasure.RequestCompleted || req.Status == erasure.RequestCompletedWithExemptions {
+		page.Certificate, err = p.certificate(ctx, req.ID)
+	}
+	return err
+}
+
+// certificate returns the link to a request's certificate, "" when it has
+// none.
+func (p *Portal) certificate(ctx context.Context, requestID string) (string, error) {
+	c, err := p.store.Certificate(ctx, requestID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return certificateLink(c.ID), nil
+}
+
+// certificateLink opens the certificate on the audit page, which checks
+// its signature and log proof in the browser.
+func certificateLink(id string) string {
+	if id == "" {
+		return ""
+	}
+	return "/audit?" + url.Values{"certificate": {id}}.Encode()
+}
+
+// day is a date in the page's language, "1 June 2026", from the
+// date.format and date.month.N messages the emails use too; ISO 8601 for a
+// language without them.
+func day(b *i18n.Bundle, t time.Time) string {
+	t = t.UTC()
+	month := "date.month." + strconv.Itoa(int(t.Month()))
+	format, name := b.T("date.format"), b.T(month)
+	if format == "date.format" || name == month {
+		return t.Format(time.DateOnly)
+	}
+	return b.T("date.format", "day", strconv.Itoa(t.Day()), "month", name, "year", strconv.Itoa(t.Year()))
+}
