@@ -1,0 +1,407 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/coordinator"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
+	"go.uber.org/zap"
+)
+
+// requestView is what the request page shows of a request. It has no
+// Subject field on purpose: identifiers never reach a template.
+type requestView struct {
+	ID, Status, Jurisdiction, Source, CreatedBy string
+	ReceivedAt, DueAt, ExtendedAt, CompletedAt  time.Time
+	ShreddedAt                                  time.Time
+	Overdue                                     bool
+	IdentifierKinds                             []string
+}
+
+type taskView struct {
+	Connector, Type, Status, LastError, Verified, JobRef string
+	Attempt                                              int
+	Records                                              int64
+	Evidence                                             []erasure.Evidence
+	Basis, BasisText                                     string
+	NextAttemptAt, CompletedAt                           time.Time
+	// Configured is false when the connector instance is no longer in
+	// the configuration.
+	Configured bool
+}
+
+type eventView struct {
+	At                                   time.Time
+	Type, Connector, Actor, Reason, Data string
+}
+
+type certView struct {
+	ID       string
+	IssuedAt time.Time
+	LogIndex int64
+	Link     string
+}
+
+type basisOption struct{ Code, Text string }
+
+// actionForms are the forms that make sense for the request's state.
+type actionForms struct {
+	Approve, Deny, Cancel bool
+	// Extend: the date input's bounds; ExtendNote says why there is no form.
+	Extend     bool
+	ExtendMin  string
+	ExtendMax  string
+	ExtendNote string
+	Exempt     []string
+	Bases      []basisOption
+	Retry      []string
+	Complete   []string
+	// Any is false for a final request: nothing can be done.
+	Any bool
+}
+
+type requestData struct {
+	Req     requestView
+	Tasks   []taskView
+	Events  []eventView
+	Cert    *certView
+	Actions *actionForms
+	// Failed names the form whose action failed; Values are what it sent,
+	// to fill it in again.
+	Failed string
+	Values url.Values
+}
+
+// Refill returns what the failed form sent in field, for the form of
+// action; "" for any other form.
+func (d requestData) Refill(action, field string) string {
+	if d.Failed != action {
+		return ""
+	}
+	return d.Values.Get(field)
+}
+
+// Request shows one request: summary, tasks, timeline, certificate and
+// the actions the viewer may take: GET /console/requests/{id}.
+func (c *Console) Request() http.Handler {
+	return c.authed(canRead, func(w http.ResponseWriter, r *http.Request, s session) {
+		id := r.PathValue("id")
+		page := pageData{Title: "Request", Flash: flashes[r.URL.Query().Get("done")]}.withSession(&s)
+		c.showRequest(w, r, s, id, page, http.StatusOK, "", nil)
+	})
+}
+
+func (c *Console) showRequest(w http.ResponseWriter, r *http.Request, s session, id string, page pageData, status int, failed string, values url.Values) {
+	if !erasure.ValidID(id) {
+		c.errorPage(w, r, &s, http.StatusNotFound, "There is no request with this id.")
+		return
+	}
+	data, err := c.requestData(r.Context(), id, s)
+	if errors.Is(err, store.ErrNotFound) {
+		c.errorPage(w, r, &s, http.StatusNotFound, "There is no request with this id. It may have been purged after its retention period.")
+		return
+	}
+	if err != nil {
+		c.internalError(w, r, &s, err)
+		return
+	}
+	data.Failed, data.Values = failed, values
+	page.Title = "Request " + id
+	page.Content = data
+	c.render(w, r, status, "request", page)
+}
+
+func (c *Console) requestData(ctx context.Context, id string, s session) (requestData, error) {
+	req, err := c.store.Request(ctx, id)
+	if err != nil {
+		return requestData{}, err
+	}
+	tasks, err := c.store.Tasks(ctx, id)
+	if err != nil {
+		return requestData{}, err
+	}
+	events, err := c.store.Events(ctx, id)
+	if err != nil {
+		return requestData{}, err
+	}
+	var cert *certView
+	switch crt, err := c.store.Certificate(ctx, id); {
+	case err == nil:
+		cert = &certView{ID: crt.ID, IssuedAt: crt.IssuedAt, LogIndex: crt.LogIndex, Link: "/audit?certificate=" + url.QueryEscape(crt.ID)}
+	case !errors.Is(err, store.ErrNotFound):
+		return requestData{}, err
+	}
+	now := c.clock()
+	d := requestData{Cert: cert, Req: requestView{ID: req.ID, Status: string(req.Status), Jurisdiction: string(req.Jurisdiction),
+		Source: req.Source, CreatedBy: req.CreatedBy, ReceivedAt: req.ReceivedAt, DueAt: req.DueAt,
+		ExtendedAt: req.ExtendedAt, CompletedAt: req.CompletedAt, ShreddedAt: req.ShreddedAt, Overdue: req.Overdue(now)}}
+	for _, ih := range req.SubjectRef.Identifiers {
+		d.Req.IdentifierKinds = append(d.Req.IdentifierKinds, ih.Kind)
+	}
+	byTask := map[string]string{}
+	for _, t := range tasks {
+		byTask[t.ID] = t.Connector
+		tv := taskView{Connector: t.Connector, Type: t.ConnectorType, Status: string(t.Status), LastError: t.LastError,
+			Verified: t.Verified, JobRef: t.JobRef, Attempt: t.Attempt, Records: t.RecordsErased, Evidence: t.Evidence,
+			Basis: t.ExemptionBasis, CompletedAt: t.CompletedAt, Configured: slices.Contains(c.connectors, t.Connector)}
+		if t.Status == erasure.TaskFailed {
+			tv.NextAttemptAt = t.NextAttemptAt
+		}
+		if t.ExemptionBasis != "" {
+			tv.BasisText, _ = req.Jurisdiction.ExemptionBasis(t.ExemptionBasis)
+		}
+		d.Tasks = append(d.Tasks, tv)
+	}
+	for _, e := range events {
+		d.Events = append(d.Events, eventView{At: e.At, Type: e.Type, Connector: byTask[e.TaskID], Actor: e.Actor,
+			Reason: e.Reason, Data: eventDetails(e.Data)})
+	}
+	if s.canAct() {
+		d.Actions = c.actionsFor(req, tasks, now)
+	}
+	return d, nil
+}
+
+// eventDetails shows an event's data (which holds no personal data) in
+// one short line.
+func eventDetails(data json.RawMessage) string {
+	var b bytes.Buffer
+	if len(data) == 0 || json.Compact(&b, data) != nil || b.String() == "{}" || b.String() == "null" {
+		return ""
+	}
+	const max = 300
+	out := b.String()
+	if len(out) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(out[cut]) {
+			cut--
+		}
+		out = out[:cut] + "…"
+	}
+	return out
+}
+
+// actionsFor offers what the coordinator would accept now; it decides
+// again when the form comes back.
+func (c *Console) actionsFor(req erasure.Request, tasks []erasure.Task, now time.Time) *actionForms {
+	a := &actionForms{}
+	if req.Status.Final() {
+		return a
+	}
+	a.Approve = req.Status == erasure.RequestPendingApproval
+	a.Deny = req.Status == erasure.RequestReceived || req.Status == erasure.RequestPendingApproval
+	a.Cancel = true
+	switch {
+	case !req.ExtendedAt.IsZero():
+		a.ExtendNote = "The deadline was extended on " + when(req.ExtendedAt) + "; the law allows one extension."
+	case now.After(req.DueAt):
+		a.ExtendNote = "The deadline has passed: an extension had to be decided before it."
+	default:
+		a.Extend = true
+		a.ExtendMin = req.DueAt.AddDate(0, 0, 1).Format(time.DateOnly)
+		a.ExtendMax = req.Jurisdiction.MaxExtension(req.DueAt).Format(time.DateOnly)
+	}
+	for _, t := range tasks {
+		if t.Status.Done() {
+			continue
+		}
+		a.Exempt = append(a.Exempt, t.Connector)
+		if t.Status == erasure.TaskDead && slices.Contains(c.connectors, t.Connector) {
+			a.Retry = append(a.Retry, t.Connector)
+		}
+		if t.Status == erasure.TaskDead || t.ConnectorType == "manual" {
+			a.Complete = append(a.Complete, t.Connector)
+		}
+	}
+	for _, code := range req.Jurisdiction.ExemptionCodes() {
+		text, _ := req.Jurisdiction.ExemptionBasis(code)
+		a.Bases = append(a.Bases, basisOption{Code: code, Text: text})
+	}
+	a.Any = true
+	return a
+}
+
+// Actions a form may post, with the message shown after it worked.
+var flashes = map[string]string{
+	"approve":  "Approved: erasure has started in every system.",
+	"deny":     "Denied. The reason is sent to the person.",
+	"extend":   "The deadline was extended.",
+	"exempt":   "The system was exempted; its data is kept on the legal basis given.",
+	"retry":    "The task was sent to its system again.",
+	"complete": "The task was recorded as done by hand.",
+	"cancel":   "The request was cancelled.",
+}
+
+var connectorNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Act carries out one action on a request: POST
+// /console/requests/{id}/{action}, action one of approve, deny, extend,
+// exempt, retry, complete, cancel. Every form needs a reason. Afterwards
+// the browser goes back to the request page (303) with a message; a
+// refused action shows the page again with the reason it was refused.
+func (c *Console) Act() http.Handler {
+	return c.authed(canAct, func(w http.ResponseWriter, r *http.Request, s session) {
+		id, action := r.PathValue("id"), r.PathValue("action")
+		if _, ok := flashes[action]; !ok || !erasure.ValidID(id) {
+			c.errorPage(w, r, &s, http.StatusNotFound, "There is no such action.")
+			return
+		}
+		err := c.act(r.Context(), id, action, s, r.PostForm)
+		if err == nil {
+			c.log.Info("console action", zap.String("action", action), zap.String("request_id", id), zap.String("user", s.User))
+			http.Redirect(w, r, "/console/requests/"+id+"?done="+action, http.StatusSeeOther)
+			return
+		}
+		code := erasure.ErrorCode(err)
+		if code == erasure.EInternal {
+			c.internalError(w, r, &s, err)
+			return
+		}
+		status := map[string]int{erasure.EInvalid: http.StatusUnprocessableEntity, erasure.EConflict: http.StatusConflict,
+			erasure.ENotFound: http.StatusNotFound, erasure.EForbidden: http.StatusForbidden,
+			erasure.EUnavailable: http.StatusServiceUnavailable, erasure.ETooLarge: http.StatusRequestEntityTooLarge}[code]
+		if status == 0 {
+			status = http.StatusBadRequest
+		}
+		page := pageData{Error: "Not done: " + userMessage(err)}.withSession(&s)
+		values := url.Values{}
+		for _, k := range []string{"reason", "due", "connector", "basis", "outcome", "records", "evidence"} {
+			if v := r.PostForm.Get(k); v != "" {
+				values.Set(k, v)
+			}
+		}
+		c.showRequest(w, r, s, id, page, status, action, values)
+	})
+}
+
+func (c *Console) act(ctx context.Context, id, action string, s session, f url.Values) error {
+	actor, reason := s.actor(), f.Get("reason")
+	connector := func() (string, error) {
+		name := f.Get("connector")
+		if !connectorNameRe.MatchString(name) {
+			return "", erasure.Invalid("connector", "choose a system from the list")
+		}
+		return name, nil
+	}
+	var err error
+	switch action {
+	case "approve":
+		_, err = c.coord.Approve(ctx, id, actor, reason)
+	case "deny":
+		_, err = c.coord.Deny(ctx, id, actor, reason)
+	case "cancel":
+		_, err = c.coord.Cancel(ctx, id, actor, reason)
+	case "extend":
+		day, perr := time.Parse(time.DateOnly, strings.TrimSpace(f.Get("due")))
+		if perr != nil {
+			return erasure.Invalid("due_at", "give a date such as 2026-08-31")
+		}
+		req, rerr := c.store.Request(ctx, id)
+		if rerr != nil {
+			return rerr
+		}
+		// The deadline keeps its time of day: the last allowed day is then
+		// exactly the legal limit.
+		due := req.DueAt.UTC()
+		newDue := time.Date(day.Year(), day.Month(), day.Day(), due.Hour(), due.Minute(), due.Second(), due.Nanosecond(), time.UTC)
+		_, err = c.coord.Extend(ctx, id, actor, reason, newDue)
+	case "exempt":
+		name, cerr := connector()
+		if cerr != nil {
+			return cerr
+		}
+		_, err = c.coord.Exempt(ctx, id, name, f.Get("basis"), actor, reason)
+	case "retry":
+		name, cerr := connector()
+		if cerr != nil {
+			return cerr
+		}
+		_, err = c.coord.RetryTask(ctx, id, name, actor, reason)
+	case "complete":
+		name, cerr := connector()
+		if cerr != nil {
+			return cerr
+		}
+		in, cerr := completion(f)
+		if cerr != nil {
+			return cerr
+		}
+		_, err = c.coord.CompleteTask(ctx, id, name, actor, in)
+	}
+	return err
+}
+
+// completion reads the complete form. Evidence is one item per line,
+// "kind: value"; a line without a colon is a note.
+func completion(f url.Values) (coordinator.Completion, error) {
+	in := coordinator.Completion{Outcome: f.Get("outcome"), Reason: f.Get("reason")}
+	if in.Outcome != bus.ResultErased && in.Outcome != bus.ResultNotFound {
+		return in, erasure.Invalid("outcome", "choose erased or nothing found")
+	}
+	if s := strings.TrimSpace(f.Get("records")); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return in, erasure.Invalid("records", "give a whole number, 0 or more")
+		}
+		in.Records = n
+	}
+	for line := range strings.Lines(f.Get("evidence")) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		kind, value, ok := strings.Cut(line, ":")
+		if !ok {
+			kind, value = "note", line
+		}
+		in.Evidence = append(in.Evidence, erasure.Evidence{Kind: strings.TrimSpace(kind), Value: strings.TrimSpace(value)})
+	}
+	return in, nil
+}
+
+var fieldLabels = map[string]string{
+	"reason": "Reason", "due_at": "New deadline", "basis": "Legal basis", "connector": "System",
+	"outcome": "Outcome", "records": "Records erased", "evidence": "Evidence", "q": "Search",
+	"status": "Status", "within": "Due within", "before": "Page",
+}
+
+// userMessage is an error as a person reads it: the field's label, then
+// the coordinator's message (never internals: see erasure.ErrorMessage).
+func userMessage(err error) string {
+	msg := strings.TrimSuffix(erasure.ErrorMessage(err), ".")
+	field := erasure.ErrorField(err)
+	if field == "" {
+		return capitalise(msg) + "."
+	}
+	label, ok := fieldLabels[field]
+	if !ok && strings.HasPrefix(field, "evidence[") {
+		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(field, "evidence["), "]"))
+		label, ok = "Evidence item "+strconv.Itoa(n+1), true
+	}
+	if !ok {
+		label = field
+	}
+	return label + ": " + msg + "."
+}
+
+func capitalise(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + s[n:]
+}
