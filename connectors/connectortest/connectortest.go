@@ -9,6 +9,12 @@
 //			Count: func(t *testing.T, s connectors.Subject) int64 { return countRows(t, db, s) },
 //		})
 //	}
+//
+// A connector to a vendor API runs it against the vendor's fake (a
+// Vendor, in connectors/<vendor>/<vendor>fake), which tests elsewhere can
+// start too:
+//
+//	connectortest.Run(t, connectortest.VendorHarness("hubspot", hubspotfake.Start(t, hubspotfake.Options{})))
 package connectortest
 
 import (

@@ -13,34 +13,32 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	"github.com/lethe-dev/lethe/connectors/hubspot/hubspotfake"
 )
 
-const token = "pat-eu1-test-token"
+const token = hubspotfake.DefaultToken
 
 func TestConformance(t *testing.T) {
-	f := newFakeHubSpot(t, token)
-	connectortest.Run(t, connectortest.Harness{
-		New:   func(t *testing.T) connectors.Connector { return connectortest.Build(t, "hubspot", "crm", f.config()) },
-		Seed:  func(t *testing.T, s connectors.Subject) int64 { f.add(s.Email); return 1 },
-		Count: func(t *testing.T, s connectors.Subject) int64 { return f.count(s.Email) },
-		Faulty: func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-			g := newFakeHubSpot(t, token)
-			cfg := g.config()
-			switch fault {
-			case connectortest.FaultUnavailable:
-				g.Always(hubspotInternal)
-			case connectortest.FaultRateLimited:
-				g.Always(hubspotTooMany("SECONDLY", 0)) // HubSpot sends no Retry-After
-			case connectortest.FaultUnauthorized:
-				cfg = "base_url: " + g.URL + "\naccess_token: pat-revoked\n"
-			case connectortest.FaultMisconfigured:
-				// A base_url with a wrong path prefix: 404s that are not
-				// HubSpot's "no such contact".
-				cfg = "base_url: " + g.URL + "/hubspot-proxy\naccess_token: " + token + "\n"
-			}
-			return connectortest.Build(t, "hubspot", "crm", cfg)
-		},
-	})
+	f := hubspotfake.Start(t, hubspotfake.Options{})
+	h := connectortest.VendorHarness("hubspot", f)
+	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
+		g := hubspotfake.Start(t, hubspotfake.Options{})
+		cfg := g.Config()
+		switch fault {
+		case connectortest.FaultUnavailable:
+			g.Always(hubspotfake.Internal)
+		case connectortest.FaultRateLimited:
+			g.Always(hubspotfake.TooMany("SECONDLY", 0)) // HubSpot sends no Retry-After
+		case connectortest.FaultUnauthorized:
+			cfg = g.ConfigWith("access_token: pat-revoked")
+		case connectortest.FaultMisconfigured:
+			// A base_url with a wrong path prefix: 404s that are not
+			// HubSpot's "no such contact".
+			cfg = g.ConfigWith("base_url: " + g.URL() + "/hubspot-proxy")
+		}
+		return connectortest.Build(t, "hubspot", "crm", cfg)
+	}
+	connectortest.Run(t, h)
 }
 
 func TestConfigValidation(t *testing.T) {
@@ -94,9 +92,9 @@ func ctxFor(t *testing.T) context.Context {
 // where it matters.
 func TestRequestsMatchContract(t *testing.T) {
 	t.Parallel()
-	f := newFakeHubSpot(t, token)
-	f.add("jane.doe+news@example.com")
-	c := connectortest.Build(t, "hubspot", "crm", f.config())
+	f := hubspotfake.Start(t, hubspotfake.Options{})
+	f.Add("jane.doe+news@example.com")
+	c := connectortest.Build(t, "hubspot", "crm", f.Config())
 	s := connectors.Subject{Email: "jane.doe+news@example.com"}
 	out, err := c.Erase(ctxFor(t), s)
 	if err != nil || out.Status != connectors.StatusErased || out.Records != 1 {
@@ -159,16 +157,16 @@ func TestRequestsMatchContract(t *testing.T) {
 
 func TestHostileEmailIsPathEscaped(t *testing.T) {
 	t.Parallel()
-	f := newFakeHubSpot(t, token)
-	f.add("victim@example.com")
-	c := connectortest.Build(t, "hubspot", "crm", f.config())
+	f := hubspotfake.Start(t, hubspotfake.Options{})
+	f.Add("victim@example.com")
+	c := connectortest.Build(t, "hubspot", "crm", f.Config())
 	// Unescaped, this would read /crm/v3/objects/contacts/1001 (the victim).
 	hostile := connectors.Subject{Email: "../1001?x=@example.com"}
 	out, err := c.Erase(ctxFor(t), hostile)
 	if err != nil || out.Status != connectors.StatusNotFound {
 		t.Fatalf("Erase = %+v, %v; want not_found", out, err)
 	}
-	if n := f.count("victim@example.com"); n != 1 {
+	if n := f.CountEmail("victim@example.com"); n != 1 {
 		t.Fatalf("the victim lost their contact")
 	}
 	calls := f.Calls()
@@ -179,8 +177,8 @@ func TestHostileEmailIsPathEscaped(t *testing.T) {
 
 func TestUnknownEmailIsNotBlocklisted(t *testing.T) {
 	t.Parallel()
-	f := newFakeHubSpot(t, token)
-	c := connectortest.Build(t, "hubspot", "crm", f.config())
+	f := hubspotfake.Start(t, hubspotfake.Options{})
+	c := connectortest.Build(t, "hubspot", "crm", f.Config())
 	out, err := c.Erase(ctxFor(t), connectors.Subject{Email: "never@example.com"})
 	if err != nil || out.Status != connectors.StatusNotFound {
 		t.Fatalf("Erase = %+v, %v", out, err)
@@ -190,24 +188,24 @@ func TestUnknownEmailIsNotBlocklisted(t *testing.T) {
 			t.Errorf("a GDPR delete was sent for a person HubSpot does not hold")
 		}
 	}
-	if b := f.blocklisted(); len(b) != 0 {
+	if b := f.Blocklisted(); len(b) != 0 {
 		t.Errorf("blocklisted %v", b)
 	}
 }
 
 func TestEraseByRecordID(t *testing.T) {
 	t.Parallel()
-	f := newFakeHubSpot(t, token)
-	c := connectortest.Build(t, "hubspot", "crm", f.config("user_id_system: hs"))
+	f := hubspotfake.Start(t, hubspotfake.Options{})
+	c := connectortest.Build(t, "hubspot", "crm", f.ConfigWith("user_id_system: hs"))
 	ctx := ctxFor(t)
 
 	t.Run("id only", func(t *testing.T) {
-		id := f.add("by-id@example.com")
+		id := f.Add("by-id@example.com")
 		out, err := c.Erase(ctx, connectors.Subject{UserIDs: map[string]string{"hs": id}})
 		if err != nil || out.Status != connectors.StatusErased || out.Records != 1 {
 			t.Fatalf("Erase = %+v, %v", out, err)
 		}
-		if f.count("by-id@example.com") != 0 {
+		if f.CountEmail("by-id@example.com") != 0 {
 			t.Fatal("contact remains")
 		}
 		calls := f.Calls()
@@ -225,17 +223,17 @@ func TestEraseByRecordID(t *testing.T) {
 		}
 	})
 	t.Run("id and email of one contact", func(t *testing.T) {
-		id := f.add("both@example.com")
+		id := f.Add("both@example.com")
 		out, err := c.Erase(ctx, connectors.Subject{Email: "both@example.com", UserIDs: map[string]string{"hs": id}})
 		if err != nil || out.Records != 1 {
 			t.Fatalf("Erase = %+v, %v; want one contact deleted once", out, err)
 		}
 	})
 	t.Run("id and email of two contacts", func(t *testing.T) {
-		id := f.add("old@example.com")
-		f.add("new@example.com")
+		id := f.Add("old@example.com")
+		f.Add("new@example.com")
 		out, err := c.Erase(ctx, connectors.Subject{Email: "new@example.com", UserIDs: map[string]string{"hs": id}})
-		if err != nil || out.Records != 2 || f.count("old@example.com")+f.count("new@example.com") != 0 {
+		if err != nil || out.Records != 2 || f.CountEmail("old@example.com")+f.CountEmail("new@example.com") != 0 {
 			t.Fatalf("Erase = %+v, %v; want both contacts deleted", out, err)
 		}
 	})
@@ -281,12 +279,12 @@ func TestRateLimits(t *testing.T) {
 	s := connectors.Subject{Email: "limited@example.com"}
 
 	t.Run("429 storm then success", func(t *testing.T) {
-		f := newFakeHubSpot(t, token)
-		f.add(s.Email)
-		f.Inject(4, hubspotTooMany("SECONDLY", 0))
-		c := connectortest.Build(t, "hubspot", "crm", f.config())
+		f := hubspotfake.Start(t, hubspotfake.Options{})
+		f.Add(s.Email)
+		f.Inject(4, hubspotfake.TooMany("SECONDLY", 0))
+		c := connectortest.Build(t, "hubspot", "crm", f.Config())
 		out, errs := eraseLikeRuntime(t, c, s, 6)
-		if len(errs) != 4 || out.Records != 1 || f.count(s.Email) != 0 {
+		if len(errs) != 4 || out.Records != 1 || f.CountEmail(s.Email) != 0 {
 			t.Fatalf("after %d errors: %+v", len(errs), out)
 		}
 		for _, err := range errs {
@@ -299,17 +297,17 @@ func TestRateLimits(t *testing.T) {
 		}
 	})
 	t.Run("Retry-After wins", func(t *testing.T) {
-		f := newFakeHubSpot(t, token)
-		f.Inject(1, hubspotTooMany("SECONDLY", 7))
-		c := connectortest.Build(t, "hubspot", "crm", f.config())
+		f := hubspotfake.Start(t, hubspotfake.Options{})
+		f.Inject(1, hubspotfake.TooMany("SECONDLY", 7))
+		c := connectortest.Build(t, "hubspot", "crm", f.Config())
 		_, err := c.Erase(ctxFor(t), s)
 		if perm, after := connectors.Classify(err); perm || after != 7*time.Second {
 			t.Fatalf("permanent %v, after %v: %v", perm, after, err)
 		}
 	})
 	t.Run("daily limit waits for midnight in the account's zone", func(t *testing.T) {
-		f := newFakeHubSpot(t, token)
-		f.Always(hubspotTooMany("DAILY", 0))
+		f := hubspotfake.Start(t, hubspotfake.Options{})
+		f.Always(hubspotfake.TooMany("DAILY", 0))
 		now := time.Date(2025, 3, 10, 22, 30, 0, 0, time.UTC)
 		for zone, want := range map[string]time.Duration{
 			"":                 1*time.Hour + 31*time.Minute, // midnight UTC, plus a minute
@@ -317,7 +315,7 @@ func TestRateLimits(t *testing.T) {
 			"Europe/Berlin":    31 * time.Minute,             // 23:30 CET
 			"Asia/Kolkata":     20*time.Hour + time.Minute,   // 04:00 IST: the next midnight is 18:30 UTC
 		} {
-			cfg := f.config()
+			cfg := f.Config()
 			if zone != "" {
 				cfg += "account_time_zone: " + zone + "\n"
 			}
@@ -334,9 +332,8 @@ func TestRateLimits(t *testing.T) {
 		}
 	})
 	t.Run("the fake's own limiter", func(t *testing.T) {
-		f := newFakeHubSpot(t, token)
-		f.RateLimit(1, 2, hubspotTooMany("SECONDLY", 0))
-		c := connectortest.Build(t, "hubspot", "crm", f.config()).(*conn)
+		f := hubspotfake.Start(t, hubspotfake.Options{RateLimit: 1, Burst: 2})
+		c := connectortest.Build(t, "hubspot", "crm", f.Config()).(*conn)
 		var limited int
 		for range 5 {
 			_, err := c.Verify(ctxFor(t), s)
@@ -350,6 +347,17 @@ func TestRateLimits(t *testing.T) {
 		if limited == 0 || f.Limited() != limited {
 			t.Errorf("limited %d times, the fake says %d", limited, f.Limited())
 		}
+		// Options.RateLimit answers as HubSpot does, and every refusal
+		// is counted.
+		var refused int
+		for _, call := range f.Calls() {
+			if call.Status == http.StatusTooManyRequests {
+				refused++
+			}
+		}
+		if refused != f.Limited() || f.Requests() != 5 || len(f.Calls()) != 5 {
+			t.Errorf("%d calls answered 429, the fake counted %d refusals of %d requests (%d recorded)", refused, f.Limited(), f.Requests(), len(f.Calls()))
+		}
 	})
 }
 
@@ -362,12 +370,12 @@ func TestFaults(t *testing.T) {
 		permanent bool
 		want      string
 	}{
-		{"5xx", hubspotInternal, false, "502"},
+		{"5xx", hubspotfake.Internal, false, "502"},
 		{"503 bare", fakevendor.Status(503), false, "503"},
 		{"malformed body", fakevendor.Malformed(), false, "unreadable"},
 		{"timeout", fakevendor.Hang(5 * time.Second), false, ""},
-		{"revoked token", hubspotUnauthorized, true, "check access_token"},
-		{"missing scopes", hubspotMissingScopes, true, "crm.objects.contacts.write"},
+		{"revoked token", hubspotfake.Unauthorized, true, "check access_token"},
+		{"missing scopes", hubspotfake.MissingScopes, true, "crm.objects.contacts.write"},
 		{"not the HubSpot API", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			w.WriteHeader(404)
@@ -376,10 +384,10 @@ func TestFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeHubSpot(t, token)
-			f.add(s.Email)
+			f := hubspotfake.Start(t, hubspotfake.Options{})
+			f.Add(s.Email)
 			f.Inject(1, tc.fault)
-			c := connectortest.Build(t, "hubspot", "crm", f.config())
+			c := connectortest.Build(t, "hubspot", "crm", f.Config())
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
 			_, err := c.Erase(ctx, s)
@@ -392,10 +400,10 @@ func TestFaults(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not mention %q", err, tc.want)
 			}
-			if strings.Contains(err.Error(), "faults@") || strings.Contains(err.Error(), f.URL) {
+			if strings.Contains(err.Error(), "faults@") || strings.Contains(err.Error(), f.URL()) {
 				t.Errorf("error quotes the email or URL: %v", err)
 			}
-			if f.count(s.Email) != 1 {
+			if f.CountEmail(s.Email) != 1 {
 				t.Error("the contact went despite the error")
 			}
 			// The fault was one-off: a retry succeeds.
@@ -410,15 +418,12 @@ func TestFaults(t *testing.T) {
 	}
 	t.Run("gdpr delete fails after lookup", func(t *testing.T) {
 		t.Parallel()
-		f := newFakeHubSpot(t, token)
-		f.add(s.Email)
-		c := connectortest.Build(t, "hubspot", "crm", f.config())
+		f := hubspotfake.Start(t, hubspotfake.Options{})
+		f.Add(s.Email)
+		c := connectortest.Build(t, "hubspot", "crm", f.Config())
 		// Let the lookup through, fail the delete.
-		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
-			r.SetPathValue("contactId", strings.TrimPrefix(r.URL.Path, "/crm/v3/objects/contacts/"))
-			f.get(w, r)
-		})
-		f.Inject(1, hubspotInternal)
+		f.Inject(1, f.PassThrough())
+		f.Inject(1, hubspotfake.Internal)
 		_, err := c.Erase(ctxFor(t), s)
 		if perm, _ := connectors.Classify(err); err == nil || perm {
 			t.Fatalf("err = %v; want retryable", err)
@@ -432,25 +437,27 @@ func TestFaults(t *testing.T) {
 
 func TestTwoInstancesSideBySide(t *testing.T) {
 	t.Parallel()
-	a, b := newFakeHubSpot(t, "pat-a"), newFakeHubSpot(t, "pat-b")
+	a, b := hubspotfake.Start(t, hubspotfake.Options{}), hubspotfake.Start(t, hubspotfake.Options{})
+	a.SetToken("pat-a")
+	b.SetToken("pat-b")
 	s := connectors.Subject{Email: "twice@example.com"}
-	a.add(s.Email)
-	b.add(s.Email)
-	ca := connectortest.Build(t, "hubspot", "crm-eu", a.config())
-	cb := connectortest.Build(t, "hubspot", "crm-us", b.config())
+	a.Add(s.Email)
+	b.Add(s.Email)
+	ca := connectortest.Build(t, "hubspot", "crm-eu", a.Config())
+	cb := connectortest.Build(t, "hubspot", "crm-us", b.Config())
 	out, err := ca.Erase(ctxFor(t), s)
 	if err != nil || out.Records != 1 {
 		t.Fatalf("Erase A = %+v, %v", out, err)
 	}
-	if a.count(s.Email) != 0 || b.count(s.Email) != 1 {
-		t.Fatalf("after erasing in A: A holds %d, B holds %d", a.count(s.Email), b.count(s.Email))
+	if a.CountEmail(s.Email) != 0 || b.CountEmail(s.Email) != 1 {
+		t.Fatalf("after erasing in A: A holds %d, B holds %d", a.CountEmail(s.Email), b.CountEmail(s.Email))
 	}
 	if v, err := cb.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 1 {
 		t.Fatalf("Verify B = %+v, %v", v, err)
 	}
-	for name, f := range map[string]*fakeHubSpot{"A": a, "B": b} {
+	for name, f := range map[string]*hubspotfake.Fake{"A": a, "B": b} {
 		for _, call := range f.Calls() {
-			if call.Header.Get("Authorization") != "Bearer "+f.token {
+			if call.Header.Get("Authorization") != "Bearer "+f.Token() {
 				t.Errorf("%s received %q", name, call.Header.Get("Authorization"))
 			}
 		}

@@ -16,33 +16,21 @@ import (
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 	_ "github.com/lethe-dev/lethe/connectors/mailchimp"
+	"github.com/lethe-dev/lethe/connectors/mailchimp/mailchimpfake"
 	"go.uber.org/zap"
 )
 
 const (
-	testKey  = "0123456789abcdef0123456789abcdef-us6"
+	testKey  = mailchimpfake.DefaultKey
 	instance = "newsletter"
 )
 
-var audiences = []string{"a1b2c3d4e5", "f6a7b8c9d0", "0a0b0c0d0e"}
+// audiences are those every fake starts with.
+var audiences = mailchimpfake.Audiences()
 
-func configYAML(base, key string, lists ...string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "api_key: %q\nbase_url: %q\n", key, base)
-	if len(lists) == 0 {
-		b.WriteString("all_lists: true\n")
-		return b.String()
-	}
-	b.WriteString("lists:\n")
-	for _, l := range lists {
-		fmt.Fprintf(&b, "  - %q\n", l)
-	}
-	return b.String()
-}
-
-func newConnector(t testing.TB, f *fakeMailchimp, lists ...string) connectors.Connector {
+func newConnector(t testing.TB, f *mailchimpfake.Fake, lists ...string) connectors.Connector {
 	t.Helper()
-	return connectortest.Build(t, "mailchimp", instance, configYAML(f.URL, f.key, lists...))
+	return connectortest.Build(t, "mailchimp", instance, mailchimpfake.ConfigFor(f.URL(), f.Key(), lists...))
 }
 
 // buildWith builds through the registry with the runtime's dependencies
@@ -75,36 +63,30 @@ func subject(i int) connectors.Subject {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey, audiences...)
-	connectortest.Run(t, connectortest.Harness{
-		New: func(t *testing.T) connectors.Connector { return newConnector(t, f, audiences...) },
-		// The subject is in two of the three configured audiences.
-		Seed: func(t *testing.T, s connectors.Subject) int64 {
-			f.add(s.Email, audiences[0], audiences[1])
-			return 2
-		},
-		Count: func(t *testing.T, s connectors.Subject) int64 { return f.count(s.Email) },
-		Faulty: func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-			bad := newFake(t, testKey, audiences...)
-			switch fault {
-			case connectortest.FaultUnavailable:
-				bad.Always(unavailable)
-			case connectortest.FaultRateLimited:
-				// Mailchimp's 429 usually has no header; a proxy or a
-				// future API may send Retry-After, which must be honoured.
-				bad.Always(func(w http.ResponseWriter, r *http.Request) {
-					w.Header().Set("Retry-After", "3")
-					tooManyConnections(w, r)
-				})
-			case connectortest.FaultUnauthorized:
-				return connectortest.Build(t, "mailchimp", instance,
-					configYAML(bad.URL, "ffffffffffffffffffffffffffffffff-us6", audiences...))
-			case connectortest.FaultMisconfigured:
-				return newConnector(t, bad, "nosuchlist")
-			}
-			return newConnector(t, bad, audiences...)
-		},
-	})
+	f := mailchimpfake.Start(t, mailchimpfake.Options{})
+	// The subject is in two of the three configured audiences.
+	h := connectortest.VendorHarness("mailchimp", f)
+	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
+		bad := mailchimpfake.Start(t, mailchimpfake.Options{})
+		switch fault {
+		case connectortest.FaultUnavailable:
+			bad.Always(mailchimpfake.Unavailable)
+		case connectortest.FaultRateLimited:
+			// Mailchimp's 429 usually has no header; a proxy or a
+			// future API may send Retry-After, which must be honoured.
+			bad.Always(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Retry-After", "3")
+				mailchimpfake.TooManyConnections(w, r)
+			})
+		case connectortest.FaultUnauthorized:
+			return connectortest.Build(t, "mailchimp", instance,
+				mailchimpfake.ConfigFor(bad.URL(), "ffffffffffffffffffffffffffffffff-us6", audiences...))
+		case connectortest.FaultMisconfigured:
+			return newConnector(t, bad, "nosuchlist")
+		}
+		return newConnector(t, bad, audiences...)
+	}
+	connectortest.Run(t, h)
 }
 
 func TestConfigValidation(t *testing.T) {
@@ -190,9 +172,9 @@ var (
 
 func TestRequestsFollowTheDocumentedContract(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey, audiences...)
+	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	s := subject(1)
-	f.add(s.Email, audiences[0], audiences[2])
+	f.Add(s.Email, audiences[0], audiences[2])
 	c := newConnector(t, f, audiences...)
 	out, err := c.Erase(ctx(t), s)
 	if err != nil {
@@ -202,7 +184,7 @@ func TestRequestsFollowTheDocumentedContract(t *testing.T) {
 		t.Fatalf("outcome = %q with %d records, want erased 2", out.Status, out.Records)
 	}
 	for _, l := range []string{audiences[0], audiences[2]} {
-		if !f.wasForgotten(l, s.Email) {
+		if !f.Forgotten(l, s.Email) {
 			t.Errorf("audience %s: the member was not deleted permanently", l)
 		}
 	}
@@ -210,7 +192,7 @@ func TestRequestsFollowTheDocumentedContract(t *testing.T) {
 	if err != nil || v.Remaining != 0 {
 		t.Fatalf("Verify = %d remaining, %v; want 0", v.Remaining, err)
 	}
-	hash := hashOf(s.Email)
+	hash := mailchimpfake.SubscriberHash(s.Email)
 	var deletes, lookups int
 	for _, call := range f.Calls() {
 		user, pass, ok := (&http.Request{Header: call.Header}).BasicAuth()
@@ -259,10 +241,13 @@ func TestAllListsEnumeratesEveryAudience(t *testing.T) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("aud%07d", i)
 	}
-	f := newFake(t, testKey, ids...)
+	f := mailchimpfake.Start(t, mailchimpfake.Options{})
+	for _, id := range ids {
+		f.AddAudience(id)
+	}
 	s := subject(2)
-	f.add(s.Email, ids[3], ids[1000])
-	f.add(subject(3).Email, ids[3])
+	f.Add(s.Email, ids[3], ids[1000])
+	f.Add(subject(3).Email, ids[3])
 	c := newConnector(t, f) // all_lists: true
 	out, err := c.Erase(ctx(t), s)
 	if err != nil {
@@ -271,10 +256,10 @@ func TestAllListsEnumeratesEveryAudience(t *testing.T) {
 	if out.Status != connectors.StatusErased || out.Records != 2 {
 		t.Fatalf("outcome = %q with %d records, want erased 2", out.Status, out.Records)
 	}
-	if n := f.count(s.Email); n != 0 {
+	if n := f.CountEmail(s.Email); n != 0 {
 		t.Errorf("%d audiences still hold the subject", n)
 	}
-	if n := f.count(subject(3).Email); n != 1 {
+	if n := f.CountEmail(subject(3).Email); n != 1 {
 		t.Errorf("another subject lost data: %d of 1 audiences left", n)
 	}
 	var pages []string
@@ -291,9 +276,9 @@ func TestAllListsEnumeratesEveryAudience(t *testing.T) {
 
 func TestUnknownAudienceIsPermanentAndTheOthersAreStillErased(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey, audiences...)
+	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	s := subject(4)
-	f.add(s.Email, audiences[0], audiences[1])
+	f.Add(s.Email, audiences[0], audiences[1])
 	c := newConnector(t, f, audiences[0], "nosuchlist", audiences[1])
 	_, err := c.Erase(ctx(t), s)
 	if perm, _ := connectors.Classify(err); err == nil || !perm {
@@ -302,17 +287,17 @@ func TestUnknownAudienceIsPermanentAndTheOthersAreStillErased(t *testing.T) {
 	if !strings.Contains(err.Error(), "nosuchlist") || !strings.Contains(err.Error(), "lists") {
 		t.Errorf("error does not tell staff which audience to fix: %v", err)
 	}
-	if strings.Contains(err.Error(), s.Email) || strings.Contains(err.Error(), hashOf(s.Email)) {
+	if strings.Contains(err.Error(), s.Email) || strings.Contains(err.Error(), mailchimpfake.SubscriberHash(s.Email)) {
 		t.Errorf("error carries the subject: %v", err)
 	}
-	if n := f.count(s.Email); n != 0 {
+	if n := f.CountEmail(s.Email); n != 0 {
 		t.Errorf("the existing audiences still hold the subject (%d)", n)
 	}
 }
 
 func TestAudienceIsLookedUpOnceAfterA404(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey, audiences[0])
+	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	c := newConnector(t, f, audiences[0])
 	for i := range 3 {
 		out, err := c.Erase(ctx(t), subject(10+i))
@@ -333,9 +318,9 @@ func TestAudienceIsLookedUpOnceAfterA404(t *testing.T) {
 
 func TestMalformedBodyIsRetryable(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey, audiences...)
+	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	s := subject(5)
-	f.add(s.Email, audiences[1])
+	f.Add(s.Email, audiences[1])
 	c := newConnector(t, f) // all_lists: the listing is the one JSON body read
 	f.Inject(1, fakevendor.Malformed())
 	_, err := c.Erase(ctx(t), s)
@@ -350,11 +335,11 @@ func TestMalformedBodyIsRetryable(t *testing.T) {
 
 func TestRateLimitStormThenSuccess(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey, audiences...)
+	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	s := subject(6)
-	f.add(s.Email, audiences[0], audiences[1])
+	f.Add(s.Email, audiences[0], audiences[1])
 	c := newConnector(t, f, audiences...)
-	f.Inject(5, tooManyConnections)
+	f.Inject(5, mailchimpfake.TooManyConnections)
 	var (
 		out      connectors.Outcome
 		err      error
@@ -379,18 +364,18 @@ func TestRateLimitStormThenSuccess(t *testing.T) {
 	if attempts != 6 {
 		t.Errorf("succeeded on attempt %d, want 6 (after 5 refusals)", attempts)
 	}
-	if out.Records != 2 || f.count(s.Email) != 0 {
-		t.Errorf("erased %d records, %d left; want 2 and 0", out.Records, f.count(s.Email))
+	if out.Records != 2 || f.CountEmail(s.Email) != 0 {
+		t.Errorf("erased %d records, %d left; want 2 and 0", out.Records, f.CountEmail(s.Email))
 	}
 }
 
 func TestSimultaneousConnectionLimit(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey, audiences[0])
-	f.latency = 100 * time.Millisecond
+	f := mailchimpfake.Start(t, mailchimpfake.Options{})
+	f.SetLatency(100 * time.Millisecond)
 	const n = 16
 	for i := range n {
-		f.add(subject(100+i).Email, audiences[0])
+		f.Add(subject(100+i).Email, audiences[0])
 	}
 	c := newConnector(t, f, audiences[0])
 	errs := make([]error, n)
@@ -416,7 +401,7 @@ func TestSimultaneousConnectionLimit(t *testing.T) {
 		t.Errorf("%d simultaneous requests were all accepted; the fake must throttle above 10", n)
 	}
 	for i := range n {
-		if left := f.count(subject(100 + i).Email); left != 0 {
+		if left := f.CountEmail(subject(100 + i).Email); left != 0 {
 			t.Errorf("subject %d: %d audiences left", i, left)
 		}
 	}
@@ -424,16 +409,16 @@ func TestSimultaneousConnectionLimit(t *testing.T) {
 
 func TestServerErrorsAndTimeoutsAreRetryable(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey, audiences...)
+	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	s := subject(7)
-	f.add(s.Email, audiences[0])
-	c, err := buildWith(t, configYAML(f.URL, testKey, audiences...), connectors.Deps{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
+	f.Add(s.Email, audiences[0])
+	c, err := buildWith(t, mailchimpfake.ConfigFor(f.URL(), testKey, audiences...), connectors.Deps{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, fault := range map[string]fakevendor.Fault{
 		"500":     fakevendor.Status(http.StatusInternalServerError),
-		"503":     unavailable,
+		"503":     mailchimpfake.Unavailable,
 		"timeout": fakevendor.Hang(2 * time.Second),
 	} {
 		f.Inject(1, fault)
@@ -442,13 +427,13 @@ func TestServerErrorsAndTimeoutsAreRetryable(t *testing.T) {
 			t.Errorf("%s: Erase = %v, want a retryable error", name, err)
 			continue
 		}
-		for _, secret := range []string{s.Email, hashOf(s.Email), testKey, f.URL} {
+		for _, secret := range []string{s.Email, mailchimpfake.SubscriberHash(s.Email), testKey, f.URL()} {
 			if strings.Contains(err.Error(), secret) {
 				t.Errorf("%s: error quotes %q: %v", name, secret, err)
 			}
 		}
 	}
-	if n := f.count(s.Email); n != 1 {
+	if n := f.CountEmail(s.Email); n != 1 {
 		t.Fatalf("failed attempts changed the data: %d audiences hold the subject", n)
 	}
 	if out, err := c.Erase(ctx(t), s); err != nil || out.Records != 1 {
@@ -458,9 +443,9 @@ func TestServerErrorsAndTimeoutsAreRetryable(t *testing.T) {
 
 func TestRefusedKeyIsPermanentWithAMessageForStaff(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey, audiences...)
+	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	const wrong = "ffffffffffffffffffffffffffffffff-us6"
-	c := connectortest.Build(t, "mailchimp", instance, configYAML(f.URL, wrong, audiences...))
+	c := connectortest.Build(t, "mailchimp", instance, mailchimpfake.ConfigFor(f.URL(), wrong, audiences...))
 	_, err := c.Erase(ctx(t), subject(8))
 	if perm, _ := connectors.Classify(err); err == nil || !perm {
 		t.Fatalf("Erase = %v, want a permanent error", err)
@@ -476,24 +461,26 @@ func TestRefusedKeyIsPermanentWithAMessageForStaff(t *testing.T) {
 func TestTwoInstancesSideBySide(t *testing.T) {
 	t.Parallel()
 	keyB := "fedcba9876543210fedcba9876543210-eu1"
-	a, b := newFake(t, testKey, audiences[0]), newFake(t, keyB, "bbbbbbbbbb")
+	a, b := mailchimpfake.Start(t, mailchimpfake.Options{}), mailchimpfake.Start(t, mailchimpfake.Options{})
+	b.SetKey(keyB)
+	b.AddAudience("bbbbbbbbbb")
 	s := subject(9)
-	a.add(s.Email, audiences[0])
-	b.add(s.Email, "bbbbbbbbbb")
+	a.Add(s.Email, audiences[0])
+	b.Add(s.Email, "bbbbbbbbbb")
 	ca := newConnector(t, a, audiences[0])
-	cb := connectortest.Build(t, "mailchimp", "shop-newsletter", configYAML(b.URL, keyB, "bbbbbbbbbb"))
+	cb := connectortest.Build(t, "mailchimp", "shop-newsletter", mailchimpfake.ConfigFor(b.URL(), keyB, "bbbbbbbbbb"))
 	if out, err := ca.Erase(ctx(t), s); err != nil || out.Records != 1 {
 		t.Fatalf("instance A: %d records, %v", out.Records, err)
 	}
-	if a.count(s.Email) != 0 || b.count(s.Email) != 1 {
-		t.Fatalf("after A: A holds %d, B holds %d; want 0 and 1", a.count(s.Email), b.count(s.Email))
+	if a.CountEmail(s.Email) != 0 || b.CountEmail(s.Email) != 1 {
+		t.Fatalf("after A: A holds %d, B holds %d; want 0 and 1", a.CountEmail(s.Email), b.CountEmail(s.Email))
 	}
 	if out, err := cb.Erase(ctx(t), s); err != nil || out.Records != 1 {
 		t.Fatalf("instance B: %d records, %v", out.Records, err)
 	}
-	for name, fk := range map[string]*fakeMailchimp{"A": a, "B": b} {
+	for name, fk := range map[string]*mailchimpfake.Fake{"A": a, "B": b} {
 		for _, call := range fk.Calls() {
-			if _, pass, _ := (&http.Request{Header: call.Header}).BasicAuth(); pass != fk.key {
+			if _, pass, _ := (&http.Request{Header: call.Header}).BasicAuth(); pass != fk.Key() {
 				t.Errorf("instance %s's server received another key", name)
 			}
 			if call.Status == http.StatusUnauthorized {
@@ -505,7 +492,7 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 
 func TestSubjectWithoutEmailIsNotFound(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey, audiences...)
+	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	c := newConnector(t, f, audiences...)
 	out, err := c.Erase(ctx(t), connectors.Subject{Phone: "+447700900123"})
 	if err != nil || out.Status != connectors.StatusNotFound {

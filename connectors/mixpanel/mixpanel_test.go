@@ -7,154 +7,19 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	"github.com/lethe-dev/lethe/connectors/mixpanel/mixpanelfake"
 )
 
-// fakeMixpanel is Mixpanel's GDPR API v3 as documented: POST
-// /api/app/data-deletions/v3.0/?token=<project token> with a Bearer token
-// and {"distinct_ids","compliance_type"}, answered in either documented
-// shape; GET /api/app/data-deletions/v3.0/{id}?token= with results.status
-// advancing PENDING → STAGING → STARTED → SUCCESS (NOT_FOUND when it held
-// nothing) over polls; one request a second, then 429.
-type fakeMixpanel struct {
-	*fakevendor.Server
-	project, token string
-
-	mu        sync.Mutex
-	users     map[string]int64 // distinct_id → records
-	tasks     map[string]*fakeTask
-	next      int
-	listShape bool   // answer a create with the guide's [{tracking_id, status}]
-	final     string // a final status forced for every task
-}
-
-type fakeTask struct {
-	ids        []string
-	compliance string
-	held       bool // some distinct_id had data when the task was filed
-	polls      int
-}
-
-// newFake starts a fake with Mixpanel's rate (1 a second) and the given
-// burst; the conformance suite needs a large one, rate-limit tests 1.
-func newFake(t *testing.T, burst int) *fakeMixpanel {
-	f := &fakeMixpanel{Server: fakevendor.New(t), project: "proj_token", token: "gdpr_token",
-		users: map[string]int64{}, tasks: map[string]*fakeTask{}}
-	f.RateLimit(1, burst, tooMany)
-	f.RequireAuth(func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+f.token },
-		func(w http.ResponseWriter, r *http.Request) {
-			fakevendor.JSON(w, http.StatusUnauthorized, map[string]string{"status": "error", "error": "Unauthorized"})
-		})
-	f.Handle("POST /api/app/data-deletions/v3.0/{$}", f.create)
-	f.Handle("GET /api/app/data-deletions/v3.0/{id}", f.status)
-	return f
-}
-
-// tooMany is Mixpanel's 429; it names no delay.
-func tooMany(w http.ResponseWriter, r *http.Request) {
-	fakevendor.JSON(w, http.StatusTooManyRequests, map[string]string{"status": "error", "error": "Too many requests"})
-}
-
-func (f *fakeMixpanel) projectOK(w http.ResponseWriter, r *http.Request) bool {
-	if r.URL.Query().Get("token") != f.project {
-		fakevendor.JSON(w, http.StatusBadRequest, map[string]string{"status": "error", "error": "invalid project token"})
-		return false
-	}
-	return true
-}
-
-func (f *fakeMixpanel) create(w http.ResponseWriter, r *http.Request) {
-	if !f.projectOK(w, r) {
-		return
-	}
-	var body struct {
-		DistinctIDs    []string `json:"distinct_ids"`
-		ComplianceType string   `json:"compliance_type"`
-	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil || len(body.DistinctIDs) == 0 || len(body.DistinctIDs) > 1999 ||
-		(body.ComplianceType != "" && body.ComplianceType != "GDPR" && body.ComplianceType != "CCPA") {
-		fakevendor.JSON(w, http.StatusBadRequest, map[string]string{"status": "error", "error": "invalid request"})
-		return
-	}
-	f.mu.Lock()
-	f.next++
-	id := fmt.Sprintf("t-%04d", f.next)
-	task := &fakeTask{ids: body.DistinctIDs, compliance: body.ComplianceType}
-	for _, d := range body.DistinctIDs {
-		task.held = task.held || f.users[d] > 0
-	}
-	f.tasks[id] = task
-	list := f.listShape
-	f.mu.Unlock()
-	if list {
-		fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": []map[string]string{{"tracking_id": id, "status": "PENDING"}}})
-		return
-	}
-	fakevendor.JSON(w, http.StatusCreated, map[string]any{"status": "ok", "results": map[string]string{"task_id": id}})
-}
-
-func (f *fakeMixpanel) status(w http.ResponseWriter, r *http.Request) {
-	if !f.projectOK(w, r) {
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	task, ok := f.tasks[r.PathValue("id")]
-	if !ok {
-		fakevendor.JSON(w, http.StatusNotFound, map[string]string{"status": "error", "error": "task not found"})
-		return
-	}
-	task.polls++
-	running := []string{"PENDING", "STAGING", "STARTED"}
-	st := "SUCCESS"
-	switch {
-	case task.polls <= len(running):
-		st = running[task.polls-1]
-	case f.final != "":
-		st = f.final
-	case !task.held:
-		st = "NOT_FOUND"
-	}
-	if st == "SUCCESS" {
-		for _, d := range task.ids {
-			delete(f.users, d)
-		}
-	}
-	fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": map[string]string{"status": st, "result": ""}})
-}
-
-func (f *fakeMixpanel) seed(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.users[id] = 1
-}
-
-func (f *fakeMixpanel) count(id string) int64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.users[id]
-}
-
-func (f *fakeMixpanel) set(fn func(f *fakeMixpanel)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(f)
-}
-
-func (f *fakeMixpanel) yaml(extra ...string) string {
-	y := fmt.Sprintf("project_token: %s\ntoken: %s\nbase_url: %s\n", f.project, f.token, f.URL)
-	if !strings.Contains(strings.Join(extra, "\n"), "poll_interval:") {
-		y += "poll_interval: 2ms\n"
-	}
-	return y + strings.Join(extra, "\n")
+// yaml is a config for an instance against f, reading distinct_ids under
+// the instance's name (the connector's default), with extra lines set.
+func yaml(f *mixpanelfake.Fake, extra ...string) string {
+	return f.ConfigWith(append([]string{"user_id_system:"}, extra...)...)
 }
 
 func subject(i int) connectors.Subject {
@@ -166,43 +31,42 @@ func withUserID(id string) connectors.Subject {
 }
 
 func TestConformance(t *testing.T) {
-	f := newFake(t, 10000)
-	connectortest.Run(t, connectortest.Harness{
-		New:     func(t *testing.T) connectors.Connector { return connectortest.Build(t, "mixpanel", "mp", f.yaml()) },
-		Seed:    func(t *testing.T, s connectors.Subject) int64 { f.seed(s.UserIDs["mp"]); return 1 },
-		Count:   func(t *testing.T, s connectors.Subject) int64 { return f.count(s.UserIDs["mp"]) },
-		Subject: subject,
-		Hostile: []connectors.Subject{
-			withUserID("user-60%"), withUserID("*"), withUserID("../t-0001"), withUserID("user-600?token=x"),
-			withUserID("user-600' OR '1'='1"), withUserID("user-600\",\"user-601"),
-		},
-		Faulty: func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-			g := newFake(t, 10000)
-			g.seed("user-800")
-			cfg := g.yaml()
-			switch fault {
-			case connectortest.FaultUnavailable:
-				g.Always(fakevendor.Status(http.StatusBadGateway))
-			case connectortest.FaultRateLimited:
-				g.Always(tooMany)
-			case connectortest.FaultUnauthorized:
-				cfg = strings.Replace(cfg, "token: "+g.token, "token: expired", 1)
-			case connectortest.FaultMisconfigured:
-				cfg = strings.Replace(cfg, "base_url: "+g.URL+"\n", "base_url: "+g.URL+"/api/2.0\n", 1)
-			}
-			return connectortest.Build(t, "mixpanel", "mp", cfg)
-		},
-	})
+	f := mixpanelfake.Start(t, mixpanelfake.Options{})
+	h := connectortest.VendorHarness("mixpanel", f)
+	hostile := func(id string) connectors.Subject {
+		return connectors.Subject{UserIDs: map[string]string{connectortest.UserIDSystem: id}}
+	}
+	h.Hostile = []connectors.Subject{
+		hostile("user-60%"), hostile("*"), hostile("../t-0001"), hostile("user-600?token=x"),
+		hostile("user-600' OR '1'='1"), hostile("user-600\",\"user-601"),
+	}
+	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
+		g := mixpanelfake.Start(t, mixpanelfake.Options{})
+		g.AddUser("user-800")
+		cfg := g.Config()
+		switch fault {
+		case connectortest.FaultUnavailable:
+			g.Always(fakevendor.Status(http.StatusBadGateway))
+		case connectortest.FaultRateLimited:
+			g.Always(mixpanelfake.TooMany)
+		case connectortest.FaultUnauthorized:
+			cfg = g.ConfigWith("token: expired")
+		case connectortest.FaultMisconfigured:
+			cfg = g.ConfigWith("base_url: " + g.URL() + "/api/2.0")
+		}
+		return connectortest.Build(t, "mixpanel", "mp", cfg)
+	}
+	connectortest.Run(t, h)
 }
 
 func TestConformanceByEmail(t *testing.T) {
-	f := newFake(t, 10000)
+	f := mixpanelfake.Start(t, mixpanelfake.Options{})
 	connectortest.Run(t, connectortest.Harness{
 		New: func(t *testing.T) connectors.Connector {
-			return connectortest.Build(t, "mixpanel", "mp", f.yaml("identify_by: email"))
+			return connectortest.Build(t, "mixpanel", "mp", yaml(f, "identify_by: email"))
 		},
-		Seed:  func(t *testing.T, s connectors.Subject) int64 { f.seed(s.Email); return 1 },
-		Count: func(t *testing.T, s connectors.Subject) int64 { return f.count(s.Email) },
+		Seed:  func(t *testing.T, s connectors.Subject) int64 { f.AddUser(s.Email); return 1 },
+		Count: func(t *testing.T, s connectors.Subject) int64 { return f.CountUser(s.Email) },
 	})
 }
 
@@ -262,10 +126,12 @@ func TestTaskPolledToCompletion(t *testing.T) {
 	for _, list := range []bool{false, true} {
 		t.Run(fmt.Sprintf("list answer %v", list), func(t *testing.T) {
 			t.Parallel()
-			f := newFake(t, 100)
-			f.set(func(f *fakeMixpanel) { f.listShape = list })
-			f.seed("user-1")
-			c := connectortest.Build(t, "mixpanel", "mp", f.yaml("poll_interval: 3h"))
+			f := mixpanelfake.Start(t, mixpanelfake.Options{})
+			if list {
+				f.AnswerCreateAsList()
+			}
+			f.AddUser("user-1")
+			c := connectortest.Build(t, "mixpanel", "mp", yaml(f, "poll_interval: 3h"))
 			ctx := ctxFor(t)
 			out, err := c.Erase(ctx, subject(1))
 			if err != nil {
@@ -288,8 +154,8 @@ func TestTaskPolledToCompletion(t *testing.T) {
 			if strings.Join(states, "|") != want {
 				t.Errorf("states = %s", strings.Join(states, "|"))
 			}
-			if out.Status != connectors.StatusErased || out.Records != 1 || f.count("user-1") != 0 {
-				t.Errorf("final = %q %d, %d left", out.Status, out.Records, f.count("user-1"))
+			if out.Status != connectors.StatusErased || out.Records != 1 || f.CountUser("user-1") != 0 {
+				t.Errorf("final = %q %d, %d left", out.Status, out.Records, f.CountUser("user-1"))
 			}
 		})
 	}
@@ -297,7 +163,7 @@ func TestTaskPolledToCompletion(t *testing.T) {
 
 func TestSubjectWithoutDistinctIDIsNotFound(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, 100)
+	f := mixpanelfake.Start(t, mixpanelfake.Options{})
 	for _, tc := range []struct {
 		extra string
 		s     connectors.Subject
@@ -306,7 +172,7 @@ func TestSubjectWithoutDistinctIDIsNotFound(t *testing.T) {
 		{"", connectors.Subject{Email: "a@example.com"}, "no user id for mp"},
 		{"identify_by: email", connectors.Subject{UserIDs: map[string]string{"mp": "1"}}, "no email"},
 	} {
-		out, err := connectortest.Build(t, "mixpanel", "mp", f.yaml(tc.extra)).Erase(ctxFor(t), tc.s)
+		out, err := connectortest.Build(t, "mixpanel", "mp", yaml(f, tc.extra)).Erase(ctxFor(t), tc.s)
 		if err != nil || out.Status != connectors.StatusNotFound || !strings.Contains(evidence(out.Evidence), tc.why) {
 			t.Errorf("Erase = %q %s, %v", out.Status, evidence(out.Evidence), err)
 		}
@@ -329,10 +195,10 @@ func TestFailedTasks(t *testing.T) {
 	} {
 		t.Run(tc.final, func(t *testing.T) {
 			t.Parallel()
-			f := newFake(t, 100)
-			f.set(func(f *fakeMixpanel) { f.final = tc.final })
-			f.seed("user-2")
-			c := connectortest.Build(t, "mixpanel", "mp", f.yaml())
+			f := mixpanelfake.Start(t, mixpanelfake.Options{})
+			f.EndTasksAs(tc.final)
+			f.AddUser("user-2")
+			c := connectortest.Build(t, "mixpanel", "mp", yaml(f))
 			out, err := connectortest.EraseAndWait(ctxFor(t), c, subject(2), 5*time.Second)
 			if err == nil {
 				t.Fatalf("a %s task was reported as %q", tc.final, out.Status)
@@ -350,8 +216,8 @@ func TestFailedTasks(t *testing.T) {
 	}
 	t.Run("unknown task", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, 100)
-		_, err := connectortest.Build(t, "mixpanel", "mp", f.yaml()).(connectors.Poller).Poll(ctxFor(t), `{"task":"t-9999"}`)
+		f := mixpanelfake.Start(t, mixpanelfake.Options{})
+		_, err := connectortest.Build(t, "mixpanel", "mp", yaml(f)).(connectors.Poller).Poll(ctxFor(t), `{"task":"t-9999"}`)
 		if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "t-9999 not found") {
 			t.Errorf("Poll = %v", err)
 		}
@@ -360,8 +226,8 @@ func TestFailedTasks(t *testing.T) {
 
 func TestMalformedAnswersAreRetryable(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, 100)
-	c := connectortest.Build(t, "mixpanel", "mp", f.yaml())
+	f := mixpanelfake.Start(t, mixpanelfake.Options{})
+	c := connectortest.Build(t, "mixpanel", "mp", yaml(f))
 	ctx := ctxFor(t)
 	for name, fault := range map[string]fakevendor.Fault{
 		"not json": fakevendor.Malformed(),
@@ -399,9 +265,9 @@ func TestRateLimit(t *testing.T) {
 	t.Parallel()
 	t.Run("storm then success", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, 100)
-		c := connectortest.Build(t, "mixpanel", "mp", f.yaml())
-		f.Inject(4, tooMany)
+		f := mixpanelfake.Start(t, mixpanelfake.Options{})
+		c := connectortest.Build(t, "mixpanel", "mp", yaml(f))
+		f.Inject(4, mixpanelfake.TooMany)
 		for i := range 4 {
 			_, err := c.Erase(ctxFor(t), subject(4))
 			if perm, after := connectors.Classify(err); err == nil || perm || after != time.Second {
@@ -414,8 +280,8 @@ func TestRateLimit(t *testing.T) {
 	})
 	t.Run("one a second", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, 1)
-		c := connectortest.Build(t, "mixpanel", "mp", f.yaml())
+		f := mixpanelfake.Start(t, mixpanelfake.Options{RateLimit: 1, Burst: 1})
+		c := connectortest.Build(t, "mixpanel", "mp", yaml(f))
 		if _, err := c.Erase(ctxFor(t), subject(5)); err != nil {
 			t.Fatal(err)
 		}
@@ -429,8 +295,8 @@ func TestRateLimit(t *testing.T) {
 	})
 	t.Run("Retry-After wins", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, 100)
-		c := connectortest.Build(t, "mixpanel", "mp", f.yaml())
+		f := mixpanelfake.Start(t, mixpanelfake.Options{})
+		c := connectortest.Build(t, "mixpanel", "mp", yaml(f))
 		f.Inject(1, fakevendor.TooMany(7*time.Second))
 		_, err := c.Erase(ctxFor(t), subject(5))
 		if _, after := connectors.Classify(err); after != 7*time.Second {
@@ -441,8 +307,8 @@ func TestRateLimit(t *testing.T) {
 
 func TestTimeoutIsRetryable(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, 100)
-	c := connectortest.Build(t, "mixpanel", "mp", f.yaml())
+	f := mixpanelfake.Start(t, mixpanelfake.Options{})
+	c := connectortest.Build(t, "mixpanel", "mp", yaml(f))
 	f.Inject(1, fakevendor.Hang(5*time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -455,22 +321,22 @@ func TestTimeoutIsRetryable(t *testing.T) {
 
 func TestTwoInstancesSideBySide(t *testing.T) {
 	t.Parallel()
-	us, eu := newFake(t, 100), newFake(t, 100)
-	eu.project, eu.token = "proj_eu", "gdpr_eu"
-	us.seed("user-7")
-	eu.seed("user-7")
-	a := connectortest.Build(t, "mixpanel", "mixpanel-us", us.yaml("user_id_system: mp"))
-	b := connectortest.Build(t, "mixpanel", "mixpanel-eu", eu.yaml("user_id_system: mp", "compliance_type: CCPA"))
+	us, eu := mixpanelfake.Start(t, mixpanelfake.Options{}), mixpanelfake.Start(t, mixpanelfake.Options{})
+	eu.SetTokens("proj_eu", "gdpr_eu")
+	us.AddUser("user-7")
+	eu.AddUser("user-7")
+	a := connectortest.Build(t, "mixpanel", "mixpanel-us", yaml(us, "user_id_system: mp"))
+	b := connectortest.Build(t, "mixpanel", "mixpanel-eu", yaml(eu, "user_id_system: mp", "compliance_type: CCPA"))
 	if _, err := connectortest.EraseAndWait(ctxFor(t), a, subject(7), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if us.count("user-7") != 0 || eu.count("user-7") != 1 {
-		t.Fatalf("after the US erase: us %d, eu %d", us.count("user-7"), eu.count("user-7"))
+	if us.CountUser("user-7") != 0 || eu.CountUser("user-7") != 1 {
+		t.Fatalf("after the US erase: us %d, eu %d", us.CountUser("user-7"), eu.CountUser("user-7"))
 	}
 	if _, err := connectortest.EraseAndWait(ctxFor(t), b, subject(7), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if eu.count("user-7") != 0 {
+	if eu.CountUser("user-7") != 0 {
 		t.Error("the EU instance did not erase")
 	}
 	if got := eu.Calls()[0]; got.Query != "token=proj_eu" || got.Header.Get("Authorization") != "Bearer gdpr_eu" || !strings.Contains(string(got.Body), `"CCPA"`) {
@@ -480,10 +346,10 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 
 func TestRequestsFollowTheContract(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, 100)
-	f.project = "proj&x=1"
-	f.seed("user/8")
-	c := connectortest.Build(t, "mixpanel", "mp", f.yaml())
+	f := mixpanelfake.Start(t, mixpanelfake.Options{})
+	f.SetTokens("proj&x=1", mixpanelfake.DefaultToken)
+	f.AddUser("user/8")
+	c := connectortest.Build(t, "mixpanel", "mp", yaml(f))
 	if out, err := connectortest.EraseAndWait(ctxFor(t), c, withUserID("user/8"), 5*time.Second); err != nil || out.Status != connectors.StatusErased {
 		t.Fatalf("EraseAndWait = %q, %v", out.Status, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 	_ "github.com/lethe-dev/lethe/connectors/s3"
+	"github.com/lethe-dev/lethe/connectors/s3/s3fake"
 	"go.uber.org/zap"
 )
 
@@ -32,13 +33,18 @@ const (
 // setup is one fake store with one bucket, and how to build connectors
 // against it.
 type setup struct {
-	f      *fakeS3
+	f      *s3fake.Fake
 	bucket string
 }
 
 func newSetup(t testing.TB, versioning string) setup {
-	f := newFake(t, akid)
-	f.bucket("shop-files", versioning)
+	return newSetupWith(t, versioning, s3fake.Options{})
+}
+
+func newSetupWith(t testing.TB, versioning string, opt s3fake.Options) setup {
+	f := s3fake.Start(t, opt)
+	f.AllowAccessKey(akid)
+	f.AddBucket("shop-files", versioning)
 	return setup{f: f, bucket: "shop-files"}
 }
 
@@ -57,7 +63,7 @@ access_key_id: %s
 secret_access_key: %s
 keys: ["exports/{email}.csv", "avatars/{user_id}.png"]
 prefixes: ["uploads/{email}/"]
-`, bucket, s.f.URL, accessKey, secret) + strings.Join(extra, "\n")
+`, bucket, s.f.URL(), accessKey, secret) + strings.Join(extra, "\n")
 }
 
 func (s setup) connector(t testing.TB, extra ...string) connectors.Connector {
@@ -81,20 +87,20 @@ func keysOf(s connectors.Subject) (keys, prefixes []string) {
 // keeps the data under a delete marker) and an avatar. Four objects.
 func (s setup) seed(t testing.TB, sub connectors.Subject) int64 {
 	f := s.f
-	f.put(s.bucket, "exports/"+sub.Email+".csv")
-	f.put(s.bucket, "exports/"+sub.Email+".csv")
-	f.put(s.bucket, "uploads/"+sub.Email+"/invoice.pdf")
-	f.put(s.bucket, "uploads/"+sub.Email+"/photos/me.jpg")
-	if f.buckets[s.bucket].versioning != "" {
-		f.hide(s.bucket, "uploads/"+sub.Email+"/photos/me.jpg")
+	f.Put(s.bucket, "exports/"+sub.Email+".csv")
+	f.Put(s.bucket, "exports/"+sub.Email+".csv")
+	f.Put(s.bucket, "uploads/"+sub.Email+"/invoice.pdf")
+	f.Put(s.bucket, "uploads/"+sub.Email+"/photos/me.jpg")
+	if f.Versioning(s.bucket) != "" {
+		f.Hide(s.bucket, "uploads/"+sub.Email+"/photos/me.jpg")
 	}
-	f.put(s.bucket, "avatars/"+sub.UserIDs[instance]+".png")
+	f.Put(s.bucket, "avatars/"+sub.UserIDs[instance]+".png")
 	return 4
 }
 
 func (s setup) remaining(sub connectors.Subject) int64 {
 	keys, prefixes := keysOf(sub)
-	n, _, _ := s.f.count(s.bucket, keys, prefixes)
+	n, _, _ := s.f.CountKeys(s.bucket, keys, prefixes)
 	return int64(n)
 }
 
@@ -107,42 +113,40 @@ func TestConformance(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			s := newSetup(t, versioning)
-			connectortest.Run(t, connectortest.Harness{
-				New:     func(t *testing.T) connectors.Connector { return s.connector(t) },
-				Seed:    func(t *testing.T, sub connectors.Subject) int64 { return s.seed(t, sub) },
-				Count:   func(t *testing.T, sub connectors.Subject) int64 { return s.remaining(sub) },
-				Subject: subject,
-				Hostile: []connectors.Subject{
-					{Email: "o'brien'--@example.com"},
-					{Email: "%@example.com"},
-					{Email: "*@example.com"},
-					{Email: "subject60"},                          // a prefix of a bystander's email
-					{UserIDs: map[string]string{instance: "u60"}}, // a prefix of a bystander's id
-					{Email: "../uploads/subject600@example.com"},
-					{Email: "subject600@example.com/../x"},
-					{Email: ".."},
-					{UserIDs: map[string]string{instance: "u600/../u601"}},
-					{UserIDs: map[string]string{instance: `u600\..\u601`}},
-					{Email: "subject600@example.com\n"},
-					{}, // no identifiers at all: every template is skipped
-				},
-				Faulty: func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-					return s.faulty(t, fault)
-				},
-			})
+			f := s3fake.Start(t, s3fake.Options{})
+			f.SetVersioning(s3fake.DefaultBucket, versioning)
+			h := connectortest.VendorHarness("s3", f)
+			userID := func(id string) connectors.Subject {
+				return connectors.Subject{UserIDs: map[string]string{connectortest.UserIDSystem: id}}
+			}
+			h.Hostile = []connectors.Subject{
+				{Email: "o'brien'--@example.com"},
+				{Email: "%@example.com"},
+				{Email: "*@example.com"},
+				{Email: "subject60"}, // a prefix of a bystander's email
+				userID("user-60"),    // a prefix of a bystander's id
+				{Email: "../uploads/subject600@example.com"},
+				{Email: "subject600@example.com/../x"},
+				{Email: ".."},
+				userID("user-600/../user-601"),
+				userID(`user-600\..\user-601`),
+				{Email: "subject600@example.com\n"},
+				{}, // no identifiers at all: every template is skipped
+			}
+			h.Faulty = faulty
+			connectortest.Run(t, h)
 		})
 	}
 }
 
 // faulty returns a connector to a fake of its own producing fault.
-func (s setup) faulty(t *testing.T, fault connectortest.Fault) connectors.Connector {
+func faulty(t *testing.T, fault connectortest.Fault) connectors.Connector {
 	bad := newSetup(t, "Enabled")
 	switch fault {
 	case connectortest.FaultUnavailable:
-		bad.f.Always(s3Fault(http.StatusInternalServerError, "InternalError"))
+		bad.f.Always(s3fake.Fault(http.StatusInternalServerError, "InternalError"))
 	case connectortest.FaultRateLimited:
-		bad.f.Always(slowDown(""))
+		bad.f.Always(s3fake.SlowDown(""))
 	case connectortest.FaultUnauthorized:
 		return connectortest.Build(t, "s3", instance, bad.yamlWith("AKIDREVOKED", bad.bucket))
 	case connectortest.FaultMisconfigured:
@@ -265,15 +269,15 @@ func TestVersionedBucketIsErasedForReal(t *testing.T) {
 	s := newSetup(t, "")
 	sub := subject(1)
 	key := "exports/" + sub.Email + ".csv"
-	s.f.put(s.bucket, key) // written before versioning: VersionId "null"
-	s.f.setVersioning(s.bucket, "Enabled")
-	s.f.put(s.bucket, key)
-	s.f.put(s.bucket, key)
-	s.f.hide(s.bucket, key)                              // a plain delete: data kept under a marker
-	s.f.hide(s.bucket, "uploads/"+sub.Email+"/gone.pdf") // a marker alone still names the person
-	s.f.put(s.bucket, "uploads/"+sub.Email+"/a.pdf")
-	s.f.put(s.bucket, "uploads/"+sub.Email+"/b.pdf")
-	s.f.put(s.bucket, "exports/"+sub.Email+".csv.bak") // another key the key template must not reach
+	s.f.Put(s.bucket, key) // written before versioning: VersionId "null"
+	s.f.SetVersioning(s.bucket, "Enabled")
+	s.f.Put(s.bucket, key)
+	s.f.Put(s.bucket, key)
+	s.f.Hide(s.bucket, key)                              // a plain delete: data kept under a marker
+	s.f.Hide(s.bucket, "uploads/"+sub.Email+"/gone.pdf") // a marker alone still names the person
+	s.f.Put(s.bucket, "uploads/"+sub.Email+"/a.pdf")
+	s.f.Put(s.bucket, "uploads/"+sub.Email+"/b.pdf")
+	s.f.Put(s.bucket, "exports/"+sub.Email+".csv.bak") // another key the key template must not reach
 	c := s.connector(t)
 
 	out, err := c.Erase(ctxFor(t), sub)
@@ -284,10 +288,10 @@ func TestVersionedBucketIsErasedForReal(t *testing.T) {
 		t.Errorf("Erase = %q with %d records, want erased with 4 objects", out.Status, out.Records)
 	}
 	keys, prefixes := keysOf(sub)
-	if n, v, m := s.f.count(s.bucket, keys, prefixes); n+v+m != 0 {
+	if n, v, m := s.f.CountKeys(s.bucket, keys, prefixes); n+v+m != 0 {
 		t.Errorf("left %d objects, %d versions, %d delete markers", n, v, m)
 	}
-	if n, _, _ := s.f.count(s.bucket, []string{key + ".bak"}, nil); n != 1 {
+	if n, _, _ := s.f.CountKeys(s.bucket, []string{key + ".bak"}, nil); n != 1 {
 		t.Error("the key template erased a longer key that merely starts with it")
 	}
 	ev := evidence(out.Evidence)
@@ -327,8 +331,8 @@ func TestVerifySeesHiddenVersions(t *testing.T) {
 	s := newSetup(t, "Enabled")
 	sub := subject(2)
 	key := "exports/" + sub.Email + ".csv"
-	s.f.put(s.bucket, key)
-	s.f.hide(s.bucket, key)
+	s.f.Put(s.bucket, key)
+	s.f.Hide(s.bucket, key)
 	v, err := s.connector(t).(connectors.Verifier).Verify(ctxFor(t), sub)
 	if err != nil {
 		t.Fatal(err)
@@ -348,10 +352,10 @@ func TestBatchesNeverExceedAThousand(t *testing.T) {
 	t.Run("1500 versions of one key", func(t *testing.T) {
 		t.Parallel()
 		s := newSetup(t, "Enabled")
-		s.f.setPageSize(300) // S3 may return short pages: batches still fill up to 1,000
+		s.f.SetPageSize(300) // S3 may return short pages: batches still fill up to 1,000
 		sub := subject(3)
 		for range 1500 {
-			s.f.put(s.bucket, "exports/"+sub.Email+".csv")
+			s.f.Put(s.bucket, "exports/"+sub.Email+".csv")
 		}
 		out, err := s.connector(t).Erase(ctxFor(t), sub)
 		if err != nil {
@@ -361,7 +365,7 @@ func TestBatchesNeverExceedAThousand(t *testing.T) {
 			t.Errorf("Erase = %d records, evidence %s", out.Records, evidence(out.Evidence))
 		}
 		checkBatches(t, s, 1500)
-		if b := s.f.deleteBatches(); len(b) != 2 {
+		if b := s.f.DeleteBatches(); len(b) != 2 {
 			t.Errorf("DeleteObjects batches %v; want 1,000 then 500", b)
 		}
 	})
@@ -370,7 +374,7 @@ func TestBatchesNeverExceedAThousand(t *testing.T) {
 		s := newSetup(t, "")
 		sub := subject(4)
 		for i := range 1500 {
-			s.f.put(s.bucket, fmt.Sprintf("uploads/%s/%04d.jpg", sub.Email, i))
+			s.f.Put(s.bucket, fmt.Sprintf("uploads/%s/%04d.jpg", sub.Email, i))
 		}
 		out, err := s.connector(t).Erase(ctxFor(t), sub)
 		if err != nil || out.Records != 1500 {
@@ -382,7 +386,7 @@ func TestBatchesNeverExceedAThousand(t *testing.T) {
 
 func checkBatches(t *testing.T, s setup, total int) {
 	t.Helper()
-	batches := s.f.deleteBatches()
+	batches := s.f.DeleteBatches()
 	sum := 0
 	for _, n := range batches {
 		if n > 1000 {
@@ -393,14 +397,14 @@ func checkBatches(t *testing.T, s setup, total int) {
 	if sum != total || len(batches) < 2 {
 		t.Errorf("DeleteObjects batches %v, want %d entries in at least 2 requests", batches, total)
 	}
-	if n, _, _ := s.f.count(s.bucket, nil, []string{""}); n != 0 {
+	if n, _, _ := s.f.CountKeys(s.bucket, nil, []string{""}); n != 0 {
 		t.Errorf("%d objects left", n)
 	}
 }
 
-func parseDelete(t *testing.T, body []byte) deleteRequest {
+func parseDelete(t *testing.T, body []byte) s3fake.DeleteRequest {
 	t.Helper()
-	var d deleteRequest
+	var d s3fake.DeleteRequest
 	if err := xml.Unmarshal(body, &d); err != nil {
 		t.Fatalf("DeleteObjects body is not a <Delete> document: %v\n%s", err, body)
 	}
@@ -515,22 +519,22 @@ func TestErrorsAreClassified(t *testing.T) {
 		retryAfter time.Duration
 		want       string
 	}{
-		{"500 InternalError", s3Fault(500, "InternalError"), false, 0, "500 InternalError"},
-		{"503 SlowDown", slowDown(""), false, 2 * time.Second, "503 SlowDown: the store asks to slow down"},
-		{"503 SlowDown with Retry-After", slowDown("7"), false, 7 * time.Second, "503 SlowDown"},
+		{"500 InternalError", s3fake.Fault(500, "InternalError"), false, 0, "500 InternalError"},
+		{"503 SlowDown", s3fake.SlowDown(""), false, 2 * time.Second, "503 SlowDown: the store asks to slow down"},
+		{"503 SlowDown with Retry-After", s3fake.SlowDown("7"), false, 7 * time.Second, "503 SlowDown"},
 		{"429 from an S3-compatible store", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "3")
-			s3Error(w, http.StatusTooManyRequests, "TooManyRequests", "slow down")
+			s3fake.WriteError(w, http.StatusTooManyRequests, "TooManyRequests", "slow down")
 		}, false, 3 * time.Second, "429 TooManyRequests"},
 		{"503 without a body", fakevendor.Status(503), false, 2 * time.Second, "503"},
-		{"403 AccessDenied", s3Fault(403, "AccessDenied"), true, 0, "403 AccessDenied: the credentials were refused"},
-		{"403 SignatureDoesNotMatch", s3Fault(403, "SignatureDoesNotMatch"), true, 0, "credentials were refused"},
-		{"403 InvalidAccessKeyId", s3Fault(403, "InvalidAccessKeyId"), true, 0, "credentials were refused"},
-		{"404 NoSuchBucket", s3Fault(404, "NoSuchBucket"), true, 0, "the bucket does not exist"},
-		{"301 PermanentRedirect", s3Fault(301, "PermanentRedirect"), true, 0, "another region"},
-		{"400 InvalidArgument", s3Fault(400, "InvalidArgument"), true, 0, "refused the request"},
-		{"malformed body", malformedXML, false, 0, "unreadable response"},
-		{"hostile error code", s3Fault(400, "subject9@example.com"), true, 0, "unrecognised error code"},
+		{"403 AccessDenied", s3fake.Fault(403, "AccessDenied"), true, 0, "403 AccessDenied: the credentials were refused"},
+		{"403 SignatureDoesNotMatch", s3fake.Fault(403, "SignatureDoesNotMatch"), true, 0, "credentials were refused"},
+		{"403 InvalidAccessKeyId", s3fake.Fault(403, "InvalidAccessKeyId"), true, 0, "credentials were refused"},
+		{"404 NoSuchBucket", s3fake.Fault(404, "NoSuchBucket"), true, 0, "the bucket does not exist"},
+		{"301 PermanentRedirect", s3fake.Fault(301, "PermanentRedirect"), true, 0, "another region"},
+		{"400 InvalidArgument", s3fake.Fault(400, "InvalidArgument"), true, 0, "refused the request"},
+		{"malformed body", s3fake.MalformedXML, false, 0, "unreadable response"},
+		{"hostile error code", s3fake.Fault(400, "subject9@example.com"), true, 0, "unrecognised error code"},
 	}
 	sub := subject(9)
 	for _, tc := range tests {
@@ -561,7 +565,7 @@ func TestErrorsAreClassified(t *testing.T) {
 func TestVersioningNotImplemented(t *testing.T) {
 	t.Parallel()
 	s := newSetup(t, "Enabled")
-	s.f.Always(s3Fault(501, "NotImplemented"))
+	s.f.Always(s3fake.Fault(501, "NotImplemented"))
 	_, err := s.connector(t).Erase(ctxFor(t), subject(1))
 	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "set versioning: versioned or unversioned") {
 		t.Errorf("Erase = %v; want a permanent error pointing at the versioning setting", err)
@@ -615,7 +619,7 @@ func TestSlowDownStormThenSuccess(t *testing.T) {
 	s := newSetup(t, "Enabled")
 	sub := subject(1)
 	s.seed(t, sub)
-	s.f.Inject(6, slowDown(""))
+	s.f.Inject(6, s3fake.SlowDown(""))
 	out, failures := eraseWithRetries(t, s.connector(t), sub, 20)
 	if failures != 6 || out.Status != connectors.StatusErased || out.Records != 4 {
 		t.Errorf("after %d failures: %q with %d records; want 6 failures then 4 records", failures, out.Status, out.Records)
@@ -627,12 +631,11 @@ func TestSlowDownStormThenSuccess(t *testing.T) {
 
 func TestRateLimitedMidErase(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t, "Enabled")
-	sub := subject(1)
-	s.seed(t, sub)
 	// Throttled partway through the erase (it takes 7 calls); each retry
 	// picks up where the last stopped, after a pause of 200ms.
-	s.f.RateLimit(40, 5, slowDown(""))
+	s := newSetupWith(t, "Enabled", s3fake.Options{RateLimit: 40, Burst: 5})
+	sub := subject(1)
+	s.seed(t, sub)
 	_, failures := eraseWithRetries(t, s.connector(t), sub, 100)
 	if s.f.Limited() == 0 || failures == 0 {
 		t.Errorf("the rate limit was never met (%d refusals, %d failures); the test proves nothing", s.f.Limited(), failures)
@@ -649,7 +652,7 @@ func TestMalformedResponses(t *testing.T) {
 		s := newSetup(t, "Enabled")
 		sub := subject(1)
 		s.seed(t, sub)
-		s.f.Inject(1, malformedXML)
+		s.f.Inject(1, s3fake.MalformedXML)
 		out, failures := eraseWithRetries(t, s.connector(t, "versioning: versioned"), sub, 5)
 		if failures != 1 || out.Records != 4 {
 			t.Errorf("%d failures, %d records; want 1 and 4", failures, out.Records)
@@ -661,9 +664,9 @@ func TestMalformedResponses(t *testing.T) {
 		sub := subject(1)
 		s.seed(t, sub)
 		// The listing goes through; the delete happens but its answer is garbage.
-		s.f.Inject(1, s.f.route)
+		s.f.Inject(1, s.f.PassThrough())
 		s.f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
-			s.f.route(discard{}, r)
+			s.f.PassThrough()(discard{}, r)
 			w.Header().Set("Content-Type", "application/xml")
 			_, _ = w.Write([]byte("<DeleteResult><Error><Key>"))
 		})
@@ -695,7 +698,7 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 		sub := subject(1)
 		s.seed(t, sub)
 		failed := false
-		s.f.setFailDelete(func(key string) (string, string) {
+		s.f.FailDeletes(func(key string) (string, string) {
 			if strings.HasPrefix(key, "uploads/") && !failed {
 				failed = true
 				return "InternalError", "We encountered an internal error. Please try again."
@@ -720,7 +723,7 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 		s := newSetup(t, "Enabled")
 		sub := subject(1)
 		s.seed(t, sub)
-		s.f.setFailDelete(func(string) (string, string) { return "AccessDenied", "Access Denied" })
+		s.f.FailDeletes(func(string) (string, string) { return "AccessDenied", "Access Denied" })
 		_, err := s.connector(t).Erase(ctxFor(t), sub)
 		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "s3:DeleteObjectVersion") {
 			t.Errorf("Erase = %v; want a permanent error naming the permission", err)
@@ -732,14 +735,14 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 		s := newSetup(t, "Enabled")
 		sub := subject(1)
 		s.seed(t, sub)
-		s.f.lock(s.bucket, "exports/"+sub.Email+".csv", "compliance")
+		s.f.Lock(s.bucket, "exports/"+sub.Email+".csv", "compliance")
 		_, err := s.connector(t).Erase(ctxFor(t), sub)
 		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "1 version under [exports/{email}.csv] protected by Object Lock") {
 			t.Fatalf("Erase = %v; want a permanent Object Lock error", err)
 		}
 		leaks(t, "error", err.Error(), sub)
 		keys, prefixes := keysOf(sub)
-		if n, v, m := s.f.count(s.bucket, keys, prefixes); n != 1 || v != 1 || m != 0 {
+		if n, v, m := s.f.CountKeys(s.bucket, keys, prefixes); n != 1 || v != 1 || m != 0 {
 			t.Errorf("left %d objects, %d versions, %d markers; want only the locked version", n, v, m)
 		}
 	})
@@ -748,7 +751,7 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 		s := newSetup(t, "Enabled")
 		sub := subject(1)
 		s.seed(t, sub)
-		s.f.lock(s.bucket, "exports/"+sub.Email+".csv", "governance")
+		s.f.Lock(s.bucket, "exports/"+sub.Email+".csv", "governance")
 		if _, err := s.connector(t).Erase(ctxFor(t), sub); err == nil {
 			t.Fatal("governance retention was bypassed without bypass_governance_retention")
 		}
@@ -770,9 +773,11 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 
 func TestTwoInstancesSideBySide(t *testing.T) {
 	t.Parallel()
-	a, b := newFake(t, "AKIDALPHA"), newFake(t, "AKIDBETA")
-	a.bucket("alpha", "Enabled")
-	b.bucket("beta", "")
+	a, b := s3fake.Start(t, s3fake.Options{}), s3fake.Start(t, s3fake.Options{})
+	a.AllowAccessKey("AKIDALPHA")
+	b.AllowAccessKey("AKIDBETA")
+	a.AddBucket("alpha", "Enabled")
+	b.AddBucket("beta", "")
 	sa, sb := setup{f: a, bucket: "alpha"}, setup{f: b, bucket: "beta"}
 	ca := connectortest.Build(t, "s3", "alpha-files", sa.yamlWith("AKIDALPHA", "alpha", "user_id_system: "+instance))
 	cb := connectortest.Build(t, "s3", "beta-files", sb.yamlWith("AKIDBETA", "beta", "user_id_system: "+instance))

@@ -13,37 +13,36 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	"github.com/lethe-dev/lethe/connectors/salesforce/salesforcefake"
 )
 
-const token = "00D5g000004ABCD!AQ4AQtest-token"
+const token = salesforcefake.DefaultToken
 
 func TestConformance(t *testing.T) {
-	f := newFakeSalesforce(t, token)
-	cfg := f.config("objects: [Contact, Lead]")
-	connectortest.Run(t, connectortest.Harness{
-		New: func(t *testing.T) connectors.Connector { return connectortest.Build(t, "salesforce", "sfdc", cfg) },
-		Seed: func(t *testing.T, s connectors.Subject) int64 {
-			f.add("Contact", s.Email)
-			f.add("Lead", s.Email)
-			return 2
-		},
-		Count: func(t *testing.T, s connectors.Subject) int64 { return f.count(s.Email) },
-		Faulty: func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-			g := newFakeSalesforce(t, token)
-			cfg := g.config()
-			switch fault {
-			case connectortest.FaultUnavailable:
-				g.Always(sfUnavailable)
-			case connectortest.FaultRateLimited:
-				g.dailyAllocation(0) // used up: 403 REQUEST_LIMIT_EXCEEDED
-			case connectortest.FaultUnauthorized:
-				cfg = "base_url: " + g.URL + "\naccess_token: expired-token\n"
-			case connectortest.FaultMisconfigured:
-				cfg = g.config("api_version: v45.0") // an API version the org does not serve
-			}
-			return connectortest.Build(t, "salesforce", "sfdc", cfg)
-		},
-	})
+	f := salesforcefake.Start(t, salesforcefake.Options{})
+	h := connectortest.VendorHarness("salesforce", f) // Contacts and Leads
+	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
+		g := salesforcefake.Start(t, salesforcefake.Options{})
+		cfg := g.Config()
+		switch fault {
+		case connectortest.FaultUnavailable:
+			g.Always(salesforcefake.Unavailable)
+		case connectortest.FaultRateLimited:
+			g.DailyAllocation(0) // used up: 403 REQUEST_LIMIT_EXCEEDED
+		case connectortest.FaultUnauthorized:
+			cfg = g.ConfigWith("access_token: expired-token")
+		case connectortest.FaultMisconfigured:
+			cfg = g.ConfigWith("api_version: v45.0") // an API version the org does not serve
+		}
+		return connectortest.Build(t, "salesforce", "sfdc", cfg)
+	}
+	connectortest.Run(t, h)
+}
+
+// contactsConfig is a config against f for Contacts alone (the connector's
+// default objects), with extra lines set.
+func contactsConfig(f *salesforcefake.Fake, extra ...string) string {
+	return f.ConfigWith(append([]string{"objects:"}, extra...)...)
 }
 
 func TestConfigValidation(t *testing.T) {
@@ -102,7 +101,7 @@ func TestSOQLString(t *testing.T) {
 			t.Errorf("soqlString(%q) = %s, %v; want %s", in, got, err, want)
 		}
 		// The fake parses what Salesforce would and must read the input back.
-		_, back, ok := parseSOQL("SELECT Id FROM Contact WHERE Email = " + got)
+		_, back, ok := salesforcefake.ParseSOQL("SELECT Id FROM Contact WHERE Email = " + got)
 		if !ok || back != in {
 			t.Errorf("%s reads back as %q (ok %v)", got, back, ok)
 		}
@@ -129,11 +128,11 @@ func erase(t *testing.T, c connectors.Connector, s connectors.Subject) (connecto
 // TestRequestsMatchContract checks the calls Salesforce receives.
 func TestRequestsMatchContract(t *testing.T) {
 	t.Parallel()
-	f := newFakeSalesforce(t, token)
+	f := salesforcefake.Start(t, salesforcefake.Options{})
 	s := connectors.Subject{Email: "o'brien@example.com"}
-	id := f.add("Contact", s.Email)
-	f.add("Contact", "brien@example.com")
-	c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+	id := f.Add("Contact", s.Email)
+	f.Add("Contact", "brien@example.com")
+	c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 	out, err := c.Erase(ctxFor(t), s)
 	if err != nil || out.Status != connectors.StatusRunning || out.PollAfter != 5*time.Millisecond {
 		t.Fatalf("Erase = %+v, %v; want running with the configured poll interval", out, err)
@@ -187,8 +186,8 @@ func TestRequestsMatchContract(t *testing.T) {
 	if _, err := connectortest.EraseAndWait(ctxFor(t), pollOnly{c}, s, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if f.count(s.Email) != 0 || f.count("brien@example.com") != 1 {
-		t.Errorf("after the job: %d left of the subject, %d of the bystander", f.count(s.Email), f.count("brien@example.com"))
+	if f.CountEmail(s.Email) != 0 || f.CountEmail("brien@example.com") != 1 {
+		t.Errorf("after the job: %d left of the subject, %d of the bystander", f.CountEmail(s.Email), f.CountEmail("brien@example.com"))
 	}
 	for _, call := range f.Calls()[4:] {
 		if call.Method != "GET" || call.Path != api+"/jobs/ingest/7505g0000000000000" {
@@ -211,13 +210,12 @@ func (p pollOnly) Poll(ctx context.Context, ref string) (connectors.Outcome, err
 
 func TestJobPolledToCompletionByAnotherProcess(t *testing.T) {
 	t.Parallel()
-	f := newFakeSalesforce(t, token)
-	f.stepsToComplete = 3
+	f := salesforcefake.Start(t, salesforcefake.Options{Polls: 2})
 	s := connectors.Subject{Email: "async@example.com"}
-	f.add("Contact", s.Email)
-	f.add("Contact", s.Email)
-	f.add("Lead", s.Email)
-	cfg := f.config("objects: [Contact, Lead]")
+	f.Add("Contact", s.Email)
+	f.Add("Contact", s.Email)
+	f.Add("Lead", s.Email)
+	cfg := f.Config() // Contacts and Leads
 	out, err := connectortest.Build(t, "salesforce", "sfdc", cfg).Erase(ctxFor(t), s)
 	if err != nil || out.Status != connectors.StatusRunning {
 		t.Fatalf("Erase = %+v, %v", out, err)
@@ -261,23 +259,23 @@ func TestJobEndings(t *testing.T) {
 	s := connectors.Subject{Email: "ending@example.com"}
 	for _, tc := range []struct {
 		name        string
-		setup       func(f *fakeSalesforce)
+		setup       func(f *salesforcefake.Fake)
 		permanent   bool
 		want        string
 		leftRecords int64
 	}{
-		{"job failed", func(f *fakeSalesforce) { f.endState = "Failed" }, false, "job 7505g0000000000000 failed", 1},
-		{"job aborted", func(f *fakeSalesforce) { f.endState = "Aborted" }, true, "job 7505g0000000000000 was aborted", 1},
-		{"record cannot be deleted", func(f *fakeSalesforce) { f.recordError = "DELETE_FAILED" }, true, "1 of 1 records were not deleted (DELETE_FAILED: 1)", 1},
-		{"row lock", func(f *fakeSalesforce) { f.recordError = "UNABLE_TO_LOCK_ROW" }, false, "(UNABLE_TO_LOCK_ROW: 1)", 1},
-		{"malformed status", func(*fakeSalesforce) {}, false, "", 1},
+		{"job failed", func(f *salesforcefake.Fake) { f.EndJobsAs("Failed") }, false, "job 7505g0000000000000 failed", 1},
+		{"job aborted", func(f *salesforcefake.Fake) { f.EndJobsAs("Aborted") }, true, "job 7505g0000000000000 was aborted", 1},
+		{"record cannot be deleted", func(f *salesforcefake.Fake) { f.FailRecords("DELETE_FAILED") }, true, "1 of 1 records were not deleted (DELETE_FAILED: 1)", 1},
+		{"row lock", func(f *salesforcefake.Fake) { f.FailRecords("UNABLE_TO_LOCK_ROW") }, false, "(UNABLE_TO_LOCK_ROW: 1)", 1},
+		{"malformed status", func(*salesforcefake.Fake) {}, false, "", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeSalesforce(t, token)
+			f := salesforcefake.Start(t, salesforcefake.Options{})
 			tc.setup(f)
-			f.add("Contact", s.Email)
-			c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+			f.Add("Contact", s.Email)
+			c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 			if tc.name == "malformed status" {
 				out, err := c.Erase(ctxFor(t), s)
 				if err != nil {
@@ -301,16 +299,16 @@ func TestJobEndings(t *testing.T) {
 			if strings.Contains(err.Error(), "ending@") {
 				t.Errorf("error quotes the email: %v", err)
 			}
-			if n := f.count(s.Email); n != tc.leftRecords {
+			if n := f.CountEmail(s.Email); n != tc.leftRecords {
 				t.Errorf("%d records left, want %d", n, tc.leftRecords)
 			}
 		})
 	}
 	t.Run("records already deleted by a concurrent job", func(t *testing.T) {
 		t.Parallel()
-		f := newFakeSalesforce(t, token)
-		f.add("Contact", s.Email)
-		c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		f.Add("Contact", s.Email)
+		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 		first, err := c.Erase(ctxFor(t), s)
 		if err != nil {
 			t.Fatal(err)
@@ -330,8 +328,8 @@ func TestJobEndings(t *testing.T) {
 	})
 	t.Run("job gone after seven days", func(t *testing.T) {
 		t.Parallel()
-		f := newFakeSalesforce(t, token)
-		c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 		_, err := c.(connectors.Poller).Poll(ctxFor(t), `{"v":1,"jobs":[{"object":"Contact","id":"7505g0000099999999"}]}`)
 		if perm, _ := connectors.Classify(err); err == nil || perm || !strings.Contains(err.Error(), "no longer exists") {
 			t.Fatalf("err = %v; want retryable (erase again)", err)
@@ -339,8 +337,8 @@ func TestJobEndings(t *testing.T) {
 	})
 	t.Run("bad ref", func(t *testing.T) {
 		t.Parallel()
-		f := newFakeSalesforce(t, token)
-		c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 		for _, ref := range []string{"", "750x", `{"v":1,"jobs":[]}`, `{"v":1,"jobs":[{"object":"Contact","id":"../../x"}]}`, `{"v":1,"jobs":[{"object":"User","id":"7505g0000099999999"}]}`} {
 			_, err := c.(connectors.Poller).Poll(ctxFor(t), ref)
 			if perm, _ := connectors.Classify(err); !perm {
@@ -369,36 +367,36 @@ func (p refPoller) Poll(ctx context.Context, ref string) (connectors.Outcome, er
 
 func TestRecycleBin(t *testing.T) {
 	t.Parallel()
-	f := newFakeSalesforce(t, token)
+	f := salesforcefake.Start(t, salesforcefake.Options{})
 	s := connectors.Subject{Email: "recycled@example.com"}
-	id := f.add("Contact", s.Email)
+	id := f.Add("Contact", s.Email)
 	// A plain REST delete, as a person in Salesforce might have done: the
 	// record is in the Recycle Bin, which the fake still counts.
-	req, _ := http.NewRequest(http.MethodDelete, f.URL+"/services/data/v60.0/sobjects/Contact/"+id, nil)
+	req, _ := http.NewRequest(http.MethodDelete, f.URL()+"/services/data/v60.0/sobjects/Contact/"+id, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 204 {
 		t.Fatalf("soft delete: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	if f.count(s.Email) != 1 {
+	if f.CountEmail(s.Email) != 1 {
 		t.Fatal("the fake does not keep soft-deleted records")
 	}
 	// A documented limit: SOQL does not return Recycle Bin records, so
 	// they are not found (Salesforce purges them after about 15 days).
-	out, err := erase(t, connectortest.Build(t, "salesforce", "sfdc", f.config()), s)
+	out, err := erase(t, connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f)), s)
 	if err != nil || out.Status != connectors.StatusNotFound {
 		t.Fatalf("Erase of a recycled record = %+v, %v", out, err)
 	}
 	t.Run("no permission", func(t *testing.T) {
-		f := newFakeSalesforce(t, token)
-		f.noHardDelete = true
-		f.add("Contact", s.Email)
-		_, err := erase(t, connectortest.Build(t, "salesforce", "sfdc", f.config()), s)
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		f.DenyHardDelete()
+		f.Add("Contact", s.Email)
+		_, err := erase(t, connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f)), s)
 		if perm, _ := connectors.Classify(err); !perm || !strings.Contains(err.Error(), `"Bulk API Hard Delete"`) || !strings.Contains(err.Error(), "INVALIDJOB") {
 			t.Fatalf("err = %v; want permanent naming the permission", err)
 		}
-		if f.count(s.Email) != 1 {
+		if f.CountEmail(s.Email) != 1 {
 			t.Error("records went without the permission")
 		}
 	})
@@ -406,16 +404,16 @@ func TestRecycleBin(t *testing.T) {
 
 func TestPaging(t *testing.T) {
 	t.Parallel()
-	f := newFakeSalesforce(t, token)
-	f.pageSize = 2
+	f := salesforcefake.Start(t, salesforcefake.Options{})
+	f.SetPageSize(2)
 	s := connectors.Subject{Email: "many@example.com"}
 	for range 5 {
-		f.add("Contact", s.Email)
+		f.Add("Contact", s.Email)
 	}
-	c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+	c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 	out, err := erase(t, c, s)
-	if err != nil || out.Records != 5 || f.count(s.Email) != 0 {
-		t.Fatalf("Erase = %+v, %v; %d left", out, err, f.count(s.Email))
+	if err != nil || out.Records != 5 || f.CountEmail(s.Email) != 0 {
+		t.Fatalf("Erase = %+v, %v; %d left", out, err, f.CountEmail(s.Email))
 	}
 	var more int
 	for _, call := range f.Calls() {
@@ -434,10 +432,10 @@ func TestLimitsAndFaults(t *testing.T) {
 
 	t.Run("daily limit is retryable after a long wait", func(t *testing.T) {
 		t.Parallel()
-		f := newFakeSalesforce(t, token)
-		f.add("Contact", s.Email)
-		f.dailyAllocation(2)
-		c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		f.Add("Contact", s.Email)
+		f.DailyAllocation(2)
+		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 		_, err := c.Erase(ctxFor(t), s) // query and job creation pass, the upload is refused
 		perm, after := connectors.Classify(err)
 		if perm || after != time.Hour || !strings.Contains(err.Error(), "REQUEST_LIMIT_EXCEEDED") {
@@ -449,27 +447,27 @@ func TestLimitsAndFaults(t *testing.T) {
 	})
 	t.Run("concurrent request limit waits a minute", func(t *testing.T) {
 		t.Parallel()
-		f := newFakeSalesforce(t, token)
+		f := salesforcefake.Start(t, salesforcefake.Options{})
 		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
-			sfErrors(w, 403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")
+			salesforcefake.WriteErrors(w, 403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")
 		})
-		_, err := connectortest.Build(t, "salesforce", "sfdc", f.config()).Erase(ctxFor(t), s)
+		_, err := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f)).Erase(ctxFor(t), s)
 		if perm, after := connectors.Classify(err); perm || after != time.Minute {
 			t.Fatalf("err = %v; want retryable after a minute", err)
 		}
 	})
 	t.Run("limit storm then success", func(t *testing.T) {
 		t.Parallel()
-		f := newFakeSalesforce(t, token)
-		f.add("Contact", s.Email)
-		f.Inject(3, sfLimitExceeded)
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		f.Add("Contact", s.Email)
+		f.Inject(3, salesforcefake.LimitExceeded)
 		f.Inject(2, fakevendor.TooMany(2*time.Second)) // a proxy in front of Salesforce
-		c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 		var errs []error
 		for range 10 {
 			out, err := erase(t, c, s)
 			if err == nil {
-				if out.Records != 1 || f.count(s.Email) != 0 {
+				if out.Records != 1 || f.CountEmail(s.Email) != 0 {
 					t.Fatalf("Erase = %+v", out)
 				}
 				break
@@ -489,23 +487,23 @@ func TestLimitsAndFaults(t *testing.T) {
 		permanent bool
 		want      string
 	}{
-		{"5xx", sfUnavailable, false, "503"},
+		{"5xx", salesforcefake.Unavailable, false, "503"},
 		{"malformed query answer", fakevendor.Malformed(), false, "unreadable"},
 		{"timeout", fakevendor.Hang(5 * time.Second), false, ""},
-		{"expired token", sfUnauthorized, true, "INVALID_SESSION_ID"},
+		{"expired token", salesforcefake.Unauthorized, true, "INVALID_SESSION_ID"},
 		{"no permission", func(w http.ResponseWriter, r *http.Request) {
-			sfErrors(w, 403, "INSUFFICIENT_ACCESS", "insufficient access rights on object id")
+			salesforcefake.WriteErrors(w, 403, "INSUFFICIENT_ACCESS", "insufficient access rights on object id")
 		}, true, "INSUFFICIENT_ACCESS"},
 		{"malformed query", func(w http.ResponseWriter, r *http.Request) {
-			sfErrors(w, 400, "MALFORMED_QUERY", "unexpected token: "+r.URL.Query().Get("q"))
+			salesforcefake.WriteErrors(w, 400, "MALFORMED_QUERY", "unexpected token: "+r.URL.Query().Get("q"))
 		}, true, "MALFORMED_QUERY"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeSalesforce(t, token)
-			f.add("Contact", s.Email)
+			f := salesforcefake.Start(t, salesforcefake.Options{})
+			f.Add("Contact", s.Email)
 			f.Inject(1, tc.fault)
-			c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+			c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
 			_, err := c.Erase(ctx, s)
@@ -515,7 +513,7 @@ func TestLimitsAndFaults(t *testing.T) {
 			if perm, _ := connectors.Classify(err); perm != tc.permanent {
 				t.Errorf("permanent = %v, want %v: %v", perm, tc.permanent, err)
 			}
-			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "limits") || strings.Contains(err.Error(), f.URL) {
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "limits") || strings.Contains(err.Error(), f.URL()) {
 				t.Errorf("error %q: want %q, no email, no URL", err, tc.want)
 			}
 			if !tc.permanent {
@@ -527,19 +525,19 @@ func TestLimitsAndFaults(t *testing.T) {
 	}
 	t.Run("upload fails: the job is aborted", func(t *testing.T) {
 		t.Parallel()
-		f := newFakeSalesforce(t, token)
-		f.add("Contact", s.Email)
-		c := connectortest.Build(t, "salesforce", "sfdc", f.config())
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		f.Add("Contact", s.Email)
+		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 		// Query and create pass; the upload meets a 500.
-		f.Inject(2, passThrough(f))
+		f.Inject(2, f.PassThrough())
 		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
-			sfErrors(w, 500, "UNKNOWN_EXCEPTION", "An unexpected error occurred")
+			salesforcefake.WriteErrors(w, 500, "UNKNOWN_EXCEPTION", "An unexpected error occurred")
 		})
 		_, err := c.Erase(ctxFor(t), s)
 		if perm, _ := connectors.Classify(err); err == nil || perm || !strings.Contains(err.Error(), "job 7505g0000000000000") {
 			t.Fatalf("err = %v; want retryable naming the job", err)
 		}
-		if st := f.job("7505g0000000000000").state; st != "Aborted" {
+		if st := f.JobState("7505g0000000000000"); st != "Aborted" {
 			t.Errorf("the unused job is %s, want Aborted", st)
 		}
 		if out, err := erase(t, c, s); err != nil || out.Records != 1 {
@@ -548,44 +546,29 @@ func TestLimitsAndFaults(t *testing.T) {
 	})
 }
 
-// passThrough is a fault that answers as the fake normally would.
-func passThrough(f *fakeSalesforce) fakevendor.Fault {
-	return func(w http.ResponseWriter, r *http.Request) {
-		// Route by hand: faults bypass the fake's mux.
-		const api = "/services/data/v60.0"
-		r.SetPathValue("version", "v60.0")
-		switch {
-		case r.Method == http.MethodGet && r.URL.Path == api+"/query":
-			f.query(w, r)
-		case r.Method == http.MethodPost && r.URL.Path == api+"/jobs/ingest":
-			f.createJob(w, r)
-		default:
-			http.NotFound(w, r)
-		}
-	}
-}
-
 func TestTwoInstancesSideBySide(t *testing.T) {
 	t.Parallel()
-	a, b := newFakeSalesforce(t, "token-a"), newFakeSalesforce(t, "token-b")
+	a, b := salesforcefake.Start(t, salesforcefake.Options{}), salesforcefake.Start(t, salesforcefake.Options{})
+	a.SetToken("token-a")
+	b.SetToken("token-b")
 	s := connectors.Subject{Email: "both-orgs@example.com"}
-	a.add("Contact", s.Email)
-	b.add("Contact", s.Email)
-	ca := connectortest.Build(t, "salesforce", "sfdc-eu", a.config())
-	cb := connectortest.Build(t, "salesforce", "sfdc-us", b.config("api_version: v62.0"))
+	a.Add("Contact", s.Email)
+	b.Add("Contact", s.Email)
+	ca := connectortest.Build(t, "salesforce", "sfdc-eu", contactsConfig(a))
+	cb := connectortest.Build(t, "salesforce", "sfdc-us", contactsConfig(b, "api_version: v62.0"))
 	out, err := erase(t, ca, s)
 	if err != nil || out.Records != 1 {
 		t.Fatalf("Erase A = %+v, %v", out, err)
 	}
-	if a.count(s.Email) != 0 || b.count(s.Email) != 1 {
-		t.Fatalf("A holds %d, B holds %d", a.count(s.Email), b.count(s.Email))
+	if a.CountEmail(s.Email) != 0 || b.CountEmail(s.Email) != 1 {
+		t.Fatalf("A holds %d, B holds %d", a.CountEmail(s.Email), b.CountEmail(s.Email))
 	}
 	if v, err := cb.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 1 {
 		t.Fatalf("Verify B = %+v, %v", v, err)
 	}
-	for name, f := range map[string]*fakeSalesforce{"A": a, "B": b} {
+	for name, f := range map[string]*salesforcefake.Fake{"A": a, "B": b} {
 		for _, call := range f.Calls() {
-			if call.Header.Get("Authorization") != "Bearer "+f.token {
+			if call.Header.Get("Authorization") != "Bearer "+f.Token() {
 				t.Errorf("%s received %q", name, call.Header.Get("Authorization"))
 			}
 			if name == "B" && !strings.HasPrefix(call.Path, "/services/data/v62.0/") {
@@ -597,18 +580,19 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 
 func TestTokenFileIsReadPerCall(t *testing.T) {
 	t.Parallel()
-	f := newFakeSalesforce(t, "first-token")
+	f := salesforcefake.Start(t, salesforcefake.Options{})
+	f.SetToken("first-token")
 	path := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(path, []byte("first-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := connectortest.Build(t, "salesforce", "sfdc", "base_url: "+f.URL+"\naccess_token: {file: "+path+"}\n").(connectors.Verifier)
+	c := connectortest.Build(t, "salesforce", "sfdc", "base_url: "+f.URL()+"\naccess_token: {file: "+path+"}\n").(connectors.Verifier)
 	s := connectors.Subject{Email: "rotate@example.com"}
 	if _, err := c.Verify(ctxFor(t), s); err != nil {
 		t.Fatal(err)
 	}
 	// The token is refreshed by another process; the old one expires.
-	f.setToken("second-token")
+	f.SetToken("second-token")
 	if err := os.WriteFile(path, []byte("second-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,199 +13,18 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	"github.com/lethe-dev/lethe/connectors/segment/segmentfake"
 )
 
-// fakeSegment is Segment's Public API (regulations) and Profile API as
-// documented: POST /regulations → {"data":{"regulateId"}}, GET
-// /regulations/{id} → data.regulation with overallStatus and per
-// destination statuses advancing INITIALIZED → RUNNING → final over polls,
-// 600 requests a minute answered by 429 with X-RateLimit-Reset as an RFC
-// 5322 date, and profiles looked up by user_id:<id> (404 when none).
-type fakeSegment struct {
-	*fakevendor.Server                             // the Public API
-	prof                        *fakevendor.Server // the Profile API, another host
-	token, profilesToken, space string
-
-	mu           sync.Mutex
-	users        map[string]int64 // userId → records held (profile and events)
-	regs         map[string]*fakeRegulation
-	next         int
-	destinations []string
-	failAt       string // a destination whose deletion fails
-	refuseAt     string // a destination that cannot delete (NOT_SUPPORTED)
-	overall      string // a final overall status forced for every regulation
-}
-
-type fakeRegulation struct {
-	typ   string
-	ids   []string
-	polls int
-}
-
-// newFake starts a fake with Segment's rate (10 a second) and the given
-// burst; the conformance suite needs a large one, rate-limit tests 10.
-func newFake(t *testing.T, burst int) *fakeSegment {
-	f := &fakeSegment{Server: fakevendor.New(t), prof: fakevendor.New(t), token: "sgp_token", profilesToken: "prof_token", space: "spa_1",
-		users: map[string]int64{}, regs: map[string]*fakeRegulation{}, destinations: []string{"Amplitude", "Braze"}}
-	f.RateLimit(10, burst, tooMany)
-	f.RequireAuth(func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+f.token },
-		func(w http.ResponseWriter, r *http.Request) {
-			fakevendor.JSON(w, http.StatusUnauthorized, errorsBody("unauthorized", "Unauthorized"))
-		})
-	f.Handle("POST /regulations", f.createRegulation)
-	f.Handle("GET /regulations/{id}", f.getRegulation)
-	// The Profile API allows 100 requests a second; its 429 names no delay.
-	f.prof.RateLimit(100, burst, profilesTooMany)
-	f.prof.RequireAuth(func(r *http.Request) bool {
-		user, pass, ok := r.BasicAuth()
-		return ok && user == f.profilesToken && pass == ""
-	}, func(w http.ResponseWriter, r *http.Request) {
-		fakevendor.JSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]string{"code": "unauthorized", "message": "Unauthorized"}})
-	})
-	f.prof.Handle("GET /v1/spaces/{space}/collections/users/profiles/{ext}/traits", f.profileTraits)
-	return f
-}
-
-func profilesTooMany(w http.ResponseWriter, r *http.Request) {
-	fakevendor.JSON(w, http.StatusTooManyRequests, map[string]any{"error": map[string]string{"code": "too_many_requests", "message": "Too Many Requests"}})
-}
-
-// tooMany is Segment's 429: the reset is an RFC 5322 date.
-func tooMany(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-RateLimit-Remaining", "0")
-	w.Header().Set("X-RateLimit-Reset", time.Now().Add(3*time.Second).UTC().Format(time.RFC1123Z))
-	fakevendor.JSON(w, http.StatusTooManyRequests, errorsBody("too-many-requests", "Too many requests"))
-}
-
-func errorsBody(typ, msg string) map[string]any {
-	return map[string]any{"errors": []map[string]string{{"type": typ, "message": msg}}}
-}
-
-var acceptedTypes = []string{"DELETE_INTERNAL", "DELETE_ONLY", "SUPPRESS_ONLY", "SUPPRESS_WITH_DELETE", "SUPPRESS_WITH_DELETE_INTERNAL", "UNSUPPRESS"}
-
-func (f *fakeSegment) createRegulation(w http.ResponseWriter, r *http.Request) {
-	if ct := r.Header.Get("Content-Type"); ct != mediaType && ct != "application/json" {
-		fakevendor.JSON(w, http.StatusUnsupportedMediaType, errorsBody("unsupported-media-type", "Unsupported content type"))
-		return
+// yaml is a config for an instance against f, with a profile lookup
+// unless noProfiles, reading user ids under the instance's name (the
+// connector's default), with extra lines set.
+func yaml(f *segmentfake.Fake, noProfiles bool, extra ...string) string {
+	set := []string{"user_id_system:"}
+	if noProfiles {
+		set = append(set, "profiles:")
 	}
-	var body struct {
-		RegulationType string   `json:"regulationType"`
-		SubjectType    string   `json:"subjectType"`
-		SubjectIDs     []string `json:"subjectIds"`
-	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		fakevendor.JSON(w, http.StatusBadRequest, errorsBody("bad-request", "Invalid JSON"))
-		return
-	}
-	if !contains(acceptedTypes, body.RegulationType) || (body.SubjectType != "USER_ID" && body.SubjectType != "OBJECT_ID") ||
-		len(body.SubjectIDs) == 0 || len(body.SubjectIDs) > 5000 {
-		fakevendor.JSON(w, http.StatusUnprocessableEntity, errorsBody("validation", "Validation failure"))
-		return
-	}
-	f.mu.Lock()
-	f.next++
-	id := fmt.Sprintf("reg%04d", f.next)
-	f.regs[id] = &fakeRegulation{typ: body.RegulationType, ids: body.SubjectIDs}
-	f.mu.Unlock()
-	fakevendor.JSON(w, http.StatusOK, map[string]any{"data": map[string]string{"regulateId": id}})
-}
-
-func (f *fakeSegment) getRegulation(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	reg, ok := f.regs[r.PathValue("id")]
-	if !ok {
-		fakevendor.JSON(w, http.StatusNotFound, errorsBody("not-found", "Resource not found"))
-		return
-	}
-	reg.polls++
-	state := "INITIALIZED"
-	switch {
-	case reg.polls == 2:
-		state = "RUNNING"
-	case reg.polls >= 3:
-		state = "FINISHED"
-	}
-	overall := state
-	var dests []map[string]string
-	if state == "FINISHED" && f.overall != "" {
-		overall = f.overall // forced statuses carry no destinations
-	} else {
-		for _, name := range f.destinations {
-			d := map[string]string{"id": "dst_" + name, "name": name, "status": state, "errString": "", "finishedAt": ""}
-			if state == "FINISHED" {
-				d["finishedAt"] = "2026-01-02T03:04:05Z"
-				switch name {
-				case f.failAt:
-					d["status"] = "FAILED"
-					// Partners' messages can echo the user: the connector must not repeat them.
-					d["errString"] = "user " + strings.Join(reg.ids, ",") + " could not be deleted"
-					overall = "PARTIAL_SUCCESS"
-				case f.refuseAt:
-					d["status"] = "NOT_SUPPORTED"
-					overall = "PARTIAL_SUCCESS"
-				}
-			}
-			dests = append(dests, d)
-		}
-	}
-	if state == "FINISHED" && overall != "INVALID" && overall != "NOT_SUPPORTED" && strings.Contains(reg.typ, "DELETE") {
-		for _, id := range reg.ids {
-			delete(f.users, id)
-		}
-	}
-	rg := map[string]any{"id": r.PathValue("id"), "workspaceId": "ws_1", "overallStatus": overall,
-		"createdAt": "2026-01-01T00:00:00Z", "streamStatus": []map[string]any{{"id": "st_1", "status": overall, "destinationStatus": dests}}}
-	if state == "FINISHED" {
-		rg["finishedAt"] = "2026-01-02T03:04:05Z"
-	}
-	fakevendor.JSON(w, http.StatusOK, map[string]any{"data": map[string]any{"regulation": rg}})
-}
-
-func (f *fakeSegment) profileTraits(w http.ResponseWriter, r *http.Request) {
-	notFound := map[string]any{"error": map[string]string{"code": "not_found", "message": "Profile not found"}}
-	id, ok := strings.CutPrefix(r.PathValue("ext"), "user_id:")
-	f.mu.Lock()
-	n := f.users[id]
-	f.mu.Unlock()
-	if r.PathValue("space") != f.space || !ok || n == 0 {
-		fakevendor.JSON(w, http.StatusNotFound, notFound)
-		return
-	}
-	fakevendor.JSON(w, http.StatusOK, map[string]any{"traits": map[string]string{"plan": "pro"}, "cursor": map[string]any{"has_more": false}})
-}
-
-func (f *fakeSegment) seed(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.users[id] = 1
-}
-
-func (f *fakeSegment) count(id string) int64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.users[id]
-}
-
-func (f *fakeSegment) set(fn func(f *fakeSegment)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(f)
-}
-
-// yaml is a config for an instance against the fake, with a profile
-// lookup unless noProfiles; extra lines are appended.
-func (f *fakeSegment) yaml(noProfiles bool, extra ...string) string {
-	y := fmt.Sprintf("token: %s\nbase_url: %s\n", f.token, f.URL)
-	if !noProfiles {
-		y += fmt.Sprintf("profiles:\n  space_id: %s\n  token: %s\n  base_url: %s\n", f.space, f.profilesToken, f.prof.URL)
-	}
-	if !strings.Contains(strings.Join(extra, "\n"), "poll_interval:") {
-		y += "poll_interval: 2ms\n"
-	}
-	return y + strings.Join(extra, "\n")
+	return f.ConfigWith(append(set, extra...)...)
 }
 
 func subject(i int) connectors.Subject {
@@ -218,35 +36,29 @@ func withUserID(id string) connectors.Subject {
 }
 
 func TestConformance(t *testing.T) {
-	f := newFake(t, 10000)
-	connectortest.Run(t, connectortest.Harness{
-		New: func(t *testing.T) connectors.Connector {
-			return connectortest.Build(t, "segment", "app", f.yaml(false))
-		},
-		Seed:    func(t *testing.T, s connectors.Subject) int64 { f.seed(s.UserIDs["app"]); return 1 },
-		Count:   func(t *testing.T, s connectors.Subject) int64 { return f.count(s.UserIDs["app"]) },
-		Subject: subject,
-		Hostile: []connectors.Subject{
-			withUserID("user-60%"), withUserID("*"), withUserID("user_id:user-600"), withUserID("../regulations"),
-			withUserID("user-600/../user-601"), withUserID("user-600' OR '1'='1"), withUserID("user-600\",\"user-601"),
-		},
-		Faulty: func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-			g := newFake(t, 10000)
-			g.seed("user-800")
-			cfg := g.yaml(false)
-			switch fault {
-			case connectortest.FaultUnavailable:
-				g.Always(fakevendor.Status(http.StatusServiceUnavailable))
-			case connectortest.FaultRateLimited:
-				g.Always(tooMany)
-			case connectortest.FaultUnauthorized:
-				cfg = strings.Replace(cfg, "token: "+g.token, "token: revoked", 1)
-			case connectortest.FaultMisconfigured:
-				cfg = strings.Replace(cfg, "base_url: "+g.URL+"\n", "base_url: "+g.URL+"/v1beta/workspaces/acme\n", 1)
-			}
-			return connectortest.Build(t, "segment", "app", cfg)
-		},
-	})
+	f := segmentfake.Start(t, segmentfake.Options{})
+	h := connectortest.VendorHarness("segment", f)
+	h.Hostile = []connectors.Subject{
+		withUserID("user-60%"), withUserID("*"), withUserID("user_id:user-600"), withUserID("../regulations"),
+		withUserID("user-600/../user-601"), withUserID("user-600' OR '1'='1"), withUserID("user-600\",\"user-601"),
+	}
+	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
+		g := segmentfake.Start(t, segmentfake.Options{})
+		g.AddUser("user-800")
+		cfg := g.Config()
+		switch fault {
+		case connectortest.FaultUnavailable:
+			g.Always(fakevendor.Status(http.StatusServiceUnavailable))
+		case connectortest.FaultRateLimited:
+			g.Always(segmentfake.TooMany)
+		case connectortest.FaultUnauthorized:
+			cfg = g.ConfigWith("token: revoked")
+		case connectortest.FaultMisconfigured:
+			cfg = g.ConfigWith("base_url: " + g.URL() + "/v1beta/workspaces/acme")
+		}
+		return connectortest.Build(t, "segment", "app", cfg)
+	}
+	connectortest.Run(t, h)
 }
 
 func TestConfigValidation(t *testing.T) {
@@ -309,9 +121,9 @@ func evidence(ev []connectors.Evidence) string {
 
 func TestRegulationPolledToCompletion(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, 100)
-	f.seed("user-1")
-	c := connectortest.Build(t, "segment", "app", f.yaml(false, "poll_interval: 90m"))
+	f := segmentfake.Start(t, segmentfake.Options{})
+	f.AddUser("user-1")
+	c := connectortest.Build(t, "segment", "app", yaml(f, false, "poll_interval: 90m"))
 	ctx := ctxFor(t)
 	out, err := c.Erase(ctx, subject(1))
 	if err != nil {
@@ -355,23 +167,23 @@ func TestRegulationPolledToCompletion(t *testing.T) {
 
 func TestWithoutProfilesEveryFinishedRegulationIsErased(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, 100)
-	c := connectortest.Build(t, "segment", "app", f.yaml(true))
+	f := segmentfake.Start(t, segmentfake.Options{})
+	c := connectortest.Build(t, "segment", "app", yaml(f, true))
 	// Segment does not say whether it held anything: a finished regulation
 	// for a userId it never saw looks the same.
 	out, err := connectortest.EraseAndWait(ctxFor(t), c, subject(2), 5*time.Second)
 	if err != nil || out.Status != connectors.StatusErased || out.Records != 1 {
 		t.Fatalf("EraseAndWait = %q %d, %v; want erased 1", out.Status, out.Records, err)
 	}
-	if n := len(f.prof.Calls()); n != 0 {
+	if n := len(f.ProfileCalls()); n != 0 {
 		t.Errorf("an instance without profiles looked profiles up %d times", n)
 	}
 }
 
 func TestSubjectWithoutUserIDIsNotFound(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, 100)
-	c := connectortest.Build(t, "segment", "app", f.yaml(false))
+	f := segmentfake.Start(t, segmentfake.Options{})
+	c := connectortest.Build(t, "segment", "app", yaml(f, false))
 	out, err := c.Erase(ctxFor(t), connectors.Subject{Email: "a@example.com", UserIDs: map[string]string{"crm": "7"}})
 	if err != nil || out.Status != connectors.StatusNotFound {
 		t.Fatalf("Erase = %q, %v; want not_found", out.Status, err)
@@ -379,19 +191,19 @@ func TestSubjectWithoutUserIDIsNotFound(t *testing.T) {
 	if got := evidence(out.Evidence); !strings.Contains(got, "no user id for app") {
 		t.Errorf("evidence = %s", got)
 	}
-	if n := len(f.Calls()) + len(f.prof.Calls()); n != 0 {
+	if n := len(f.Calls()) + len(f.ProfileCalls()); n != 0 {
 		t.Errorf("%d calls to Segment for a subject it cannot know", n)
 	}
 }
 
 func TestUserIDSystem(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, 100)
-	f.seed("42")
-	c := connectortest.Build(t, "segment", "segment-eu", f.yaml(false, "user_id_system: app"))
+	f := segmentfake.Start(t, segmentfake.Options{})
+	f.AddUser("42")
+	c := connectortest.Build(t, "segment", "segment-eu", yaml(f, false, "user_id_system: app"))
 	out, err := connectortest.EraseAndWait(ctxFor(t), c, withUserID("42"), 5*time.Second)
-	if err != nil || out.Status != connectors.StatusErased || f.count("42") != 0 {
-		t.Fatalf("EraseAndWait = %q, %v; %d left", out.Status, err, f.count("42"))
+	if err != nil || out.Status != connectors.StatusErased || f.CountUser("42") != 0 {
+		t.Fatalf("EraseAndWait = %q, %v; %d left", out.Status, err, f.CountUser("42"))
 	}
 }
 
@@ -399,23 +211,23 @@ func TestFailedJobs(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name      string
-		setup     func(f *fakeSegment)
+		setup     func(f *segmentfake.Fake)
 		permanent bool
 		want      string
 	}{
-		{"a destination failed", func(f *fakeSegment) { f.failAt = "Braze" }, false, "PARTIAL_SUCCESS: deletion failed at Braze"},
-		{"a destination cannot delete", func(f *fakeSegment) { f.refuseAt = "Amplitude" }, true, "Amplitude cannot delete users through Segment"},
-		{"regulation failed", func(f *fakeSegment) { f.overall = "FAILED" }, false, "FAILED"},
-		{"regulation invalid", func(f *fakeSegment) { f.overall = "INVALID" }, true, "is INVALID: Segment refused it"},
-		{"regulation not supported", func(f *fakeSegment) { f.overall = "NOT_SUPPORTED" }, true, "is NOT_SUPPORTED"},
-		{"unknown status", func(f *fakeSegment) { f.overall = "EXPLODED" }, false, `unknown status "EXPLODED"`},
+		{"a destination failed", func(f *segmentfake.Fake) { f.FailAt("Braze") }, false, "PARTIAL_SUCCESS: deletion failed at Braze"},
+		{"a destination cannot delete", func(f *segmentfake.Fake) { f.RefuseAt("Amplitude") }, true, "Amplitude cannot delete users through Segment"},
+		{"regulation failed", func(f *segmentfake.Fake) { f.EndRegulationsAs("FAILED") }, false, "FAILED"},
+		{"regulation invalid", func(f *segmentfake.Fake) { f.EndRegulationsAs("INVALID") }, true, "is INVALID: Segment refused it"},
+		{"regulation not supported", func(f *segmentfake.Fake) { f.EndRegulationsAs("NOT_SUPPORTED") }, true, "is NOT_SUPPORTED"},
+		{"unknown status", func(f *segmentfake.Fake) { f.EndRegulationsAs("EXPLODED") }, false, `unknown status "EXPLODED"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFake(t, 100)
-			f.set(tc.setup)
-			f.seed("user-3")
-			c := connectortest.Build(t, "segment", "app", f.yaml(false))
+			f := segmentfake.Start(t, segmentfake.Options{})
+			tc.setup(f)
+			f.AddUser("user-3")
+			c := connectortest.Build(t, "segment", "app", yaml(f, false))
 			_, err := connectortest.EraseAndWait(ctxFor(t), c, subject(3), 5*time.Second)
 			if err == nil {
 				t.Fatal("a failed regulation was reported as success")
@@ -433,9 +245,9 @@ func TestFailedJobs(t *testing.T) {
 	}
 	t.Run("evidence kept with the error", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, 100)
-		f.set(func(f *fakeSegment) { f.failAt = "Braze" })
-		c := connectortest.Build(t, "segment", "app", f.yaml(true))
+		f := segmentfake.Start(t, segmentfake.Options{})
+		f.FailAt("Braze")
+		c := connectortest.Build(t, "segment", "app", yaml(f, true))
 		out, err := c.(connectors.Poller).Poll(ctxFor(t), `{"regulation":"reg0001"}`)
 		if err == nil || !strings.Contains(err.Error(), "not found") {
 			t.Fatalf("Poll of an unknown regulation = %v", err)
@@ -455,8 +267,8 @@ func TestFailedJobs(t *testing.T) {
 
 func TestMalformedAnswersAreRetryable(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, 100)
-	c := connectortest.Build(t, "segment", "app", f.yaml(true))
+	f := segmentfake.Start(t, segmentfake.Options{})
+	c := connectortest.Build(t, "segment", "app", yaml(f, true))
 	ctx := ctxFor(t)
 	f.Inject(1, fakevendor.Malformed())
 	if _, err := c.Erase(ctx, subject(5)); err == nil || func() bool { p, _ := connectors.Classify(err); return p }() {
@@ -485,9 +297,9 @@ func TestRateLimit(t *testing.T) {
 	t.Parallel()
 	t.Run("storm then success", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, 100)
-		c := connectortest.Build(t, "segment", "app", f.yaml(true))
-		f.Inject(3, tooMany)
+		f := segmentfake.Start(t, segmentfake.Options{})
+		c := connectortest.Build(t, "segment", "app", yaml(f, true))
+		f.Inject(3, segmentfake.TooMany)
 		for i := range 3 {
 			_, err := c.Erase(ctxFor(t), subject(6))
 			perm, after := connectors.Classify(err)
@@ -501,8 +313,8 @@ func TestRateLimit(t *testing.T) {
 	})
 	t.Run("600 a minute", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, 10)
-		c := connectortest.Build(t, "segment", "app", f.yaml(true))
+		f := segmentfake.Start(t, segmentfake.Options{RateLimit: 10, Burst: 10})
+		c := connectortest.Build(t, "segment", "app", yaml(f, true))
 		var limited error
 		for range 15 {
 			if _, err := c.Erase(ctxFor(t), subject(7)); err != nil {
@@ -519,9 +331,9 @@ func TestRateLimit(t *testing.T) {
 	})
 	t.Run("profile API 429 without a delay", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, 100)
-		c := connectortest.Build(t, "segment", "app", f.yaml(false))
-		f.prof.Inject(1, profilesTooMany)
+		f := segmentfake.Start(t, segmentfake.Options{})
+		c := connectortest.Build(t, "segment", "app", yaml(f, false))
+		f.InjectProfiles(1, segmentfake.ProfilesTooMany)
 		_, err := c.(connectors.Verifier).Verify(ctxFor(t), subject(7))
 		if perm, after := connectors.Classify(err); err == nil || perm || after != time.Second {
 			t.Fatalf("Verify = %v (retry after %v); want retryable after 1s", err, after)
@@ -531,8 +343,8 @@ func TestRateLimit(t *testing.T) {
 
 func TestTimeoutIsRetryable(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, 100)
-	c := connectortest.Build(t, "segment", "app", f.yaml(true))
+	f := segmentfake.Start(t, segmentfake.Options{})
+	c := connectortest.Build(t, "segment", "app", yaml(f, true))
 	f.Inject(1, fakevendor.Hang(5*time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -548,22 +360,22 @@ func TestTimeoutIsRetryable(t *testing.T) {
 
 func TestTwoInstancesSideBySide(t *testing.T) {
 	t.Parallel()
-	us, eu := newFake(t, 100), newFake(t, 100)
-	eu.token, eu.profilesToken = "sgp_eu", "prof_eu"
-	us.seed("user-9")
-	eu.seed("user-9")
-	a := connectortest.Build(t, "segment", "segment-us", us.yaml(false, "user_id_system: app"))
-	b := connectortest.Build(t, "segment", "segment-eu", eu.yaml(false, "user_id_system: app"))
+	us, eu := segmentfake.Start(t, segmentfake.Options{}), segmentfake.Start(t, segmentfake.Options{})
+	eu.SetTokens("sgp_eu", "prof_eu")
+	us.AddUser("user-9")
+	eu.AddUser("user-9")
+	a := connectortest.Build(t, "segment", "segment-us", yaml(us, false, "user_id_system: app"))
+	b := connectortest.Build(t, "segment", "segment-eu", yaml(eu, false, "user_id_system: app"))
 	if _, err := connectortest.EraseAndWait(ctxFor(t), a, subject(9), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if us.count("user-9") != 0 || eu.count("user-9") != 1 {
-		t.Fatalf("after erasing in the US instance: us %d, eu %d", us.count("user-9"), eu.count("user-9"))
+	if us.CountUser("user-9") != 0 || eu.CountUser("user-9") != 1 {
+		t.Fatalf("after erasing in the US instance: us %d, eu %d", us.CountUser("user-9"), eu.CountUser("user-9"))
 	}
 	if _, err := connectortest.EraseAndWait(ctxFor(t), b, subject(9), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if eu.count("user-9") != 0 {
+	if eu.CountUser("user-9") != 0 {
 		t.Error("the EU instance did not erase")
 	}
 	for _, call := range eu.Calls() {
@@ -575,14 +387,14 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 
 func TestRequestsFollowTheContract(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, 100)
-	f.seed("user/10")
-	c := connectortest.Build(t, "segment", "app", f.yaml(false, "regulation_type: DELETE_ONLY"))
+	f := segmentfake.Start(t, segmentfake.Options{})
+	f.AddUser("user/10")
+	c := connectortest.Build(t, "segment", "app", yaml(f, false, "regulation_type: DELETE_ONLY"))
 	// The slash must stay inside one path segment of the profile lookup.
 	if out, err := connectortest.EraseAndWait(ctxFor(t), c, withUserID("user/10"), 5*time.Second); err != nil || out.Status != connectors.StatusErased {
 		t.Fatalf("EraseAndWait = %q, %v; want erased", out.Status, err)
 	}
-	calls, lookups := f.Calls(), f.prof.Calls()
+	calls, lookups := f.Calls(), f.ProfileCalls()
 	if len(calls) < 2 || len(lookups) != 1 {
 		t.Fatalf("%d calls, %d lookups", len(calls), len(lookups))
 	}

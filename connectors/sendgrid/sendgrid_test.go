@@ -16,21 +16,18 @@ import (
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 	_ "github.com/lethe-dev/lethe/connectors/sendgrid"
+	"github.com/lethe-dev/lethe/connectors/sendgrid/sendgridfake"
 	"go.uber.org/zap"
 )
 
 const (
-	testKey  = "SG.test-key.0123456789abcdef"
+	testKey  = sendgridfake.DefaultKey
 	instance = "mailing"
 )
 
-func configYAML(base, key string) string {
-	return fmt.Sprintf("api_key: %q\nbase_url: %q\npoll_interval: 10ms\n", key, base)
-}
-
-func newConnector(t testing.TB, f *fakeSendGrid) connectors.Connector {
+func newConnector(t testing.TB, f *sendgridfake.Fake) connectors.Connector {
 	t.Helper()
-	return connectortest.Build(t, "sendgrid", instance, configYAML(f.URL, f.key))
+	return connectortest.Build(t, "sendgrid", instance, f.Config())
 }
 
 // buildWith builds through the registry with the runtime's dependencies.
@@ -62,30 +59,27 @@ func subject(i int) connectors.Subject {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey)
-	connectortest.Run(t, connectortest.Harness{
-		New:   func(t *testing.T) connectors.Connector { return newConnector(t, f) },
-		Seed:  func(t *testing.T, s connectors.Subject) int64 { f.add(s.Email); return 1 },
-		Count: func(t *testing.T, s connectors.Subject) int64 { return f.held(s.Email) },
-		Faulty: func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-			bad := newFake(t, testKey)
-			switch fault {
-			case connectortest.FaultUnavailable:
-				bad.Always(func(w http.ResponseWriter, r *http.Request) {
-					sgError(w, http.StatusServiceUnavailable, "", "service unavailable")
-				})
-			case connectortest.FaultRateLimited:
-				bad.Always(tooMany)
-			case connectortest.FaultUnauthorized:
-				return connectortest.Build(t, "sendgrid", instance, configYAML(bad.URL, "SG.revoked"))
-			case connectortest.FaultMisconfigured:
-				// A base_url that does not lead to the API answers 404,
-				// which must not pass for "no such contact".
-				return connectortest.Build(t, "sendgrid", instance, configYAML(bad.URL+"/sendgrid", testKey))
-			}
-			return newConnector(t, bad)
-		},
-	})
+	f := sendgridfake.Start(t, sendgridfake.Options{})
+	h := connectortest.VendorHarness("sendgrid", f)
+	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
+		bad := sendgridfake.Start(t, sendgridfake.Options{})
+		switch fault {
+		case connectortest.FaultUnavailable:
+			bad.Always(func(w http.ResponseWriter, r *http.Request) {
+				sendgridfake.WriteError(w, http.StatusServiceUnavailable, "", "service unavailable")
+			})
+		case connectortest.FaultRateLimited:
+			bad.Always(sendgridfake.TooMany)
+		case connectortest.FaultUnauthorized:
+			return connectortest.Build(t, "sendgrid", instance, sendgridfake.ConfigFor(bad.URL(), "SG.revoked"))
+		case connectortest.FaultMisconfigured:
+			// A base_url that does not lead to the API answers 404,
+			// which must not pass for "no such contact".
+			return connectortest.Build(t, "sendgrid", instance, sendgridfake.ConfigFor(bad.URL()+"/sendgrid", testKey))
+		}
+		return newConnector(t, bad)
+	}
+	connectortest.Run(t, h)
 }
 
 func TestConfigValidation(t *testing.T) {
@@ -149,11 +143,10 @@ func TestDefaultBaseURL(t *testing.T) {
 
 func TestEraseStartsAJobThatIsPolledToCompletion(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey)
-	f.setJobs(3, "completed")
+	f := sendgridfake.Start(t, sendgridfake.Options{Polls: 3})
 	s := subject(2)
-	f.add(s.Email)
-	f.add(subject(3).Email)
+	f.Add(s.Email)
+	f.Add(subject(3).Email)
 	out, err := newConnector(t, f).Erase(ctx(t), s)
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +154,7 @@ func TestEraseStartsAJobThatIsPolledToCompletion(t *testing.T) {
 	if out.Status != connectors.StatusRunning || out.JobRef == "" || out.PollAfter != 10*time.Millisecond {
 		t.Fatalf("Erase = %q, job %q, poll after %v; want running with a job and the configured interval", out.Status, out.JobRef, out.PollAfter)
 	}
-	if f.held(s.Email) != 1 {
+	if f.Count(s) != 1 {
 		t.Fatal("the contact went before the job ran; the fake must be asynchronous")
 	}
 	// The ref is stored and polled later, perhaps by another process: a
@@ -186,8 +179,8 @@ func TestEraseStartsAJobThatIsPolledToCompletion(t *testing.T) {
 	if out.Status != connectors.StatusErased || out.Records != 1 {
 		t.Errorf("final Poll = %q with %d records, want erased 1", out.Status, out.Records)
 	}
-	if f.held(s.Email) != 0 || f.held(subject(3).Email) != 1 {
-		t.Errorf("after the job: subject holds %d, bystander %d; want 0 and 1", f.held(s.Email), f.held(subject(3).Email))
+	if f.Count(s) != 0 || f.Count(subject(3)) != 1 {
+		t.Errorf("after the job: subject holds %d, bystander %d; want 0 and 1", f.Count(s), f.Count(subject(3)))
 	}
 	ev := fmt.Sprint(out.Evidence)
 	if !regexp.MustCompile(`completed, requested 1, deleted 1, errored 0, finished \d{4}-`).MatchString(ev) {
@@ -203,10 +196,10 @@ func TestFailedJobsAreRetryableErrors(t *testing.T) {
 	for _, outcome := range []string{"failed", "errored", "partial"} {
 		t.Run(outcome, func(t *testing.T) {
 			t.Parallel()
-			f := newFake(t, testKey)
-			f.setJobs(0, outcome)
+			f := sendgridfake.Start(t, sendgridfake.Options{Polls: -1})
+			f.EndJobsAs(outcome)
 			s := subject(4)
-			f.add(s.Email)
+			f.Add(s.Email)
 			c := newConnector(t, f)
 			out, err := c.Erase(ctx(t), s)
 			if err != nil || out.Status != connectors.StatusRunning {
@@ -228,12 +221,12 @@ func TestFailedJobsAreRetryableErrors(t *testing.T) {
 			}
 			// The runtime retries with a new Erase: it searches again and
 			// starts a fresh job, which now succeeds.
-			f.setJobs(0, "completed")
+			f.EndJobsAs("completed")
 			out, err = connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if f.held(s.Email) != 0 {
+			if f.Count(s) != 0 {
 				t.Errorf("the retry left the contact (outcome %q)", out.Status)
 			}
 		})
@@ -242,7 +235,7 @@ func TestFailedJobsAreRetryableErrors(t *testing.T) {
 
 func TestPollErrors(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey)
+	f := sendgridfake.Start(t, sendgridfake.Options{})
 	c := newConnector(t, f).(connectors.Poller)
 	tests := []struct {
 		name, ref string
@@ -254,7 +247,7 @@ func TestPollErrors(t *testing.T) {
 		{"ref escaping the path", "contacts-delete:../../count", nil, true},
 		{"malformed body", "contacts-delete:00000000-0000-4000-8000-000000000000", fakevendor.Malformed(), false},
 		{"server error", "contacts-delete:00000000-0000-4000-8000-000000000000", fakevendor.Status(500), false},
-		{"rate limited", "contacts-delete:00000000-0000-4000-8000-000000000000", tooMany, false},
+		{"rate limited", "contacts-delete:00000000-0000-4000-8000-000000000000", sendgridfake.TooMany, false},
 	}
 	for _, tt := range tests {
 		if tt.fault != nil {
@@ -278,16 +271,16 @@ func TestPollErrors(t *testing.T) {
 
 func TestMalformedBodiesAreRetryable(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey)
+	f := sendgridfake.Start(t, sendgridfake.Options{})
 	s := subject(5)
-	f.add(s.Email)
+	f.Add(s.Email)
 	c := newConnector(t, f)
 	for i := range 2 { // the search, then the delete
 		if i == 1 {
 			f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
 				// let the search through, break the delete's answer
 				f.Inject(1, fakevendor.Malformed())
-				f.search(w, r)
+				f.PassThrough()(w, r)
 			})
 		} else {
 			f.Inject(1, fakevendor.Malformed())
@@ -305,11 +298,11 @@ func TestMalformedBodiesAreRetryable(t *testing.T) {
 
 func TestRateLimitStormThenSuccess(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey)
+	f := sendgridfake.Start(t, sendgridfake.Options{})
 	s := subject(6)
-	f.add(s.Email)
+	f.Add(s.Email)
 	c := newConnector(t, f)
-	f.Inject(4, tooMany)
+	f.Inject(4, sendgridfake.TooMany)
 	var attempts int
 	for attempts = 1; ; attempts++ {
 		out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
@@ -334,8 +327,7 @@ func TestRateLimitStormThenSuccess(t *testing.T) {
 
 func TestVendorRateLimitIsSignalledWithItsResetTime(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey)
-	f.RateLimit(1, 2, tooMany)
+	f := sendgridfake.Start(t, sendgridfake.Options{RateLimit: 1, Burst: 2})
 	c := newConnector(t, f)
 	var limited error
 	for i := range 5 {
@@ -357,9 +349,9 @@ func TestVendorRateLimitIsSignalledWithItsResetTime(t *testing.T) {
 
 func TestRequestsFollowTheDocumentedContract(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey)
+	f := sendgridfake.Start(t, sendgridfake.Options{})
 	s := connectors.Subject{Email: "Mixed.Case@Example.com"}
-	id := f.add(s.Email)
+	id := f.Add(s.Email)
 	c := newConnector(t, f)
 	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
 	if err != nil || out.Records != 1 {
@@ -414,7 +406,7 @@ func TestRequestsFollowTheDocumentedContract(t *testing.T) {
 
 func TestWrongBaseURLIsCheckedOnceThenTrusted(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey)
+	f := sendgridfake.Start(t, sendgridfake.Options{})
 	c := newConnector(t, f)
 	for i := range 3 {
 		out, err := c.Erase(ctx(t), subject(30+i))
@@ -432,7 +424,7 @@ func TestWrongBaseURLIsCheckedOnceThenTrusted(t *testing.T) {
 		t.Errorf("the API was probed %d times, want once", counts)
 	}
 
-	wrong := connectortest.Build(t, "sendgrid", instance, configYAML(f.URL+"/proxy", testKey))
+	wrong := connectortest.Build(t, "sendgrid", instance, sendgridfake.ConfigFor(f.URL()+"/proxy", testKey))
 	_, err := wrong.Erase(ctx(t), subject(30))
 	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "base_url") {
 		t.Errorf("wrong base_url: Erase = %v, want a permanent error naming base_url", err)
@@ -441,10 +433,10 @@ func TestWrongBaseURLIsCheckedOnceThenTrusted(t *testing.T) {
 
 func TestServerErrorsAndTimeoutsAreRetryable(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey)
+	f := sendgridfake.Start(t, sendgridfake.Options{})
 	s := subject(8)
-	f.add(s.Email)
-	c, err := buildWith(t, configYAML(f.URL, testKey), connectors.Deps{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
+	f.Add(s.Email)
+	c, err := buildWith(t, f.Config(), connectors.Deps{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,22 +451,24 @@ func TestServerErrorsAndTimeoutsAreRetryable(t *testing.T) {
 			t.Errorf("%s: Erase = %v, want a retryable error", name, err)
 			continue
 		}
-		for _, secret := range []string{s.Email, testKey, f.URL} {
+		for _, secret := range []string{s.Email, testKey, f.URL()} {
 			if strings.Contains(err.Error(), secret) {
 				t.Errorf("%s: error quotes %q: %v", name, secret, err)
 			}
 		}
 	}
-	if f.held(s.Email) != 1 {
+	if f.Count(s) != 1 {
 		t.Fatal("failed attempts changed the data")
 	}
 }
 
 func TestRefusedKeyIsPermanentWithAMessageForStaff(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey)
+	f := sendgridfake.Start(t, sendgridfake.Options{})
 	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
-		f.Inject(1, func(w http.ResponseWriter, r *http.Request) { sgError(w, status, "", "access forbidden") })
+		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+			sendgridfake.WriteError(w, status, "", "access forbidden")
+		})
 		_, err := newConnector(t, f).Erase(ctx(t), subject(9))
 		if perm, _ := connectors.Classify(err); err == nil || !perm {
 			t.Fatalf("%d: Erase = %v, want a permanent error", status, err)
@@ -488,18 +482,19 @@ func TestRefusedKeyIsPermanentWithAMessageForStaff(t *testing.T) {
 func TestTwoInstancesSideBySide(t *testing.T) {
 	t.Parallel()
 	const keyB = "SG.other-account.fedcba"
-	a, b := newFake(t, testKey), newFake(t, keyB)
+	a, b := sendgridfake.Start(t, sendgridfake.Options{}), sendgridfake.Start(t, sendgridfake.Options{})
+	b.SetKey(keyB)
 	s := subject(10)
-	a.add(s.Email)
-	b.add(s.Email)
+	a.Add(s.Email)
+	b.Add(s.Email)
 	ca := newConnector(t, a)
-	cb := connectortest.Build(t, "sendgrid", "mailing-eu", configYAML(b.URL, keyB))
+	cb := connectortest.Build(t, "sendgrid", "mailing-eu", b.Config())
 	outA, err := connectortest.EraseAndWait(ctx(t), ca, s, 5*time.Second)
 	if err != nil || outA.Records != 1 {
 		t.Fatalf("instance A: %d records, %v", outA.Records, err)
 	}
-	if a.held(s.Email) != 0 || b.held(s.Email) != 1 {
-		t.Fatalf("after A: A holds %d, B holds %d; want 0 and 1", a.held(s.Email), b.held(s.Email))
+	if a.Count(s) != 0 || b.Count(s) != 1 {
+		t.Fatalf("after A: A holds %d, B holds %d; want 0 and 1", a.Count(s), b.Count(s))
 	}
 	// Each instance polls its own job on its own account.
 	if _, err := cb.(connectors.Poller).Poll(ctx(t), outA.JobRef); err == nil {
@@ -508,9 +503,9 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	if out, err := connectortest.EraseAndWait(ctx(t), cb, s, 5*time.Second); err != nil || out.Records != 1 {
 		t.Fatalf("instance B: %d records, %v", out.Records, err)
 	}
-	for name, fk := range map[string]*fakeSendGrid{"A": a, "B": b} {
+	for name, fk := range map[string]*sendgridfake.Fake{"A": a, "B": b} {
 		for _, call := range fk.Calls() {
-			if call.Header.Get("Authorization") != "Bearer "+fk.key {
+			if call.Header.Get("Authorization") != "Bearer "+fk.Key() {
 				t.Errorf("instance %s's server received another key", name)
 			}
 		}
@@ -519,7 +514,7 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 
 func TestSubjectWithoutEmailIsNotFound(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, testKey)
+	f := sendgridfake.Start(t, sendgridfake.Options{})
 	c := newConnector(t, f)
 	out, err := c.Erase(ctx(t), connectors.Subject{Phone: "+447700900123"})
 	if err != nil || out.Status != connectors.StatusNotFound {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
+	"github.com/lethe-dev/lethe/connectors/webhook/webhookfake"
 )
 
 const cbID = "0b9d6f1e-8a2c-4f3b-9c7d-1e2f3a4b5c6d"
@@ -83,7 +84,7 @@ func cbConnector(t *testing.T, keyConfig string) connectors.Callbacker {
 	c := connectortest.Build(t, "webhook", "billing", strings.Join([]string{
 		"base_url: https://dsr.billing.example",
 		"callback_url: https://lethe.example.com/v1/connectors/billing/callback",
-		"processor_domain: " + fakeDomain,
+		"processor_domain: " + webhookfake.Domain,
 		"processor_public_key: " + keyConfig,
 	}, "\n"))
 	cb, ok := c.(connectors.Callbacker)
@@ -114,7 +115,7 @@ func signRSA(t testing.TB, k *rsa.PrivateKey) func([]byte) []byte {
 
 func headers(sig []byte) http.Header {
 	h := http.Header{}
-	h.Set("X-OpenDSR-Processor-Domain", fakeDomain)
+	h.Set("X-OpenDSR-Processor-Domain", webhookfake.Domain)
 	h.Set("X-OpenDSR-Signature", base64.StdEncoding.EncodeToString(sig))
 	return h
 }
@@ -133,7 +134,7 @@ func TestCallbackSignatures(t *testing.T) {
 	pkcs1File := filepath.Join(t.TempDir(), "processor-pkcs1.pem")
 	writePEM(t, pkcs1File, "RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&rk.PublicKey))
 	// A self-signed certificate, as OpenDSR discovery publishes.
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: fakeDomain},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: webhookfake.Domain},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
 	certDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, edPub, edPriv)
 	if err != nil {
@@ -269,8 +270,7 @@ func TestCallbackStatuses(t *testing.T) {
 // connector checks them.
 func TestCallbacksFromTheFakeProcessor(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
-	p.setCompleteAfter(3)
+	p := webhookfake.Start(t, webhookfake.Options{Polls: 2})
 	var (
 		mu   sync.Mutex
 		got  []connectors.Outcome
@@ -293,18 +293,18 @@ func TestCallbacksFromTheFakeProcessor(t *testing.T) {
 	c = newConnector(t, p, "callback_url: "+lethe.URL+"/v1/connectors/billing/callback")
 
 	s := connectors.Subject{Email: "pat@example.com"}
-	p.seed(t, s)
+	p.Seed(s)
 	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
 	if err != nil || out.Status != connectors.StatusErased {
 		t.Fatalf("erase = %+v, %v", out, err)
 	}
-	jobRef := p.created(t)[0].SubjectRequestID
+	jobRef := created(t, p)[0].SubjectRequestID
 	mu.Lock()
 	defer mu.Unlock()
 	if len(got) != 2 {
 		t.Fatalf("%d callbacks taken, want in_progress and completed", len(got))
 	}
-	if got[0].Status != connectors.StatusRunning || got[1].Status != connectors.StatusErased || got[1].Records != seededRecords {
+	if got[0].Status != connectors.StatusRunning || got[1].Status != connectors.StatusErased || got[1].Records != webhookfake.Records {
 		t.Errorf("callbacks = %+v", got)
 	}
 	for _, r := range refs {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -17,13 +18,42 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	"github.com/lethe-dev/lethe/connectors/webhook/webhookfake"
 )
 
-const testToken = "tok-billing-123"
+const (
+	testToken    = webhookfake.DefaultToken
+	fakeInstance = "billing" // the connector instance the tests build
+)
 
-func newConnector(t *testing.T, p *processor, extra ...string) *connector {
+var uuidV4Re = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+// billingConfig is the config of a connector pointed at p, reading user
+// ids under the instance's name (the connector's default), with extra
+// lines set.
+func billingConfig(p *webhookfake.Fake, extra ...string) string {
+	return p.ConfigWith(append([]string{"user_id_system:"}, extra...)...)
+}
+
+// created returns the create requests p received, decoded.
+func created(t *testing.T, p *webhookfake.Fake) []createRequest {
 	t.Helper()
-	c, ok := connectortest.Build(t, "webhook", fakeInstance, p.config(extra...)).(*connector)
+	var out []createRequest
+	for _, c := range p.Calls() {
+		if c.Method == http.MethodPost && strings.HasSuffix(c.Path, "/requests") {
+			var b createRequest
+			if err := json.Unmarshal(c.Body, &b); err != nil {
+				t.Fatalf("create body: %v", err)
+			}
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func newConnector(t *testing.T, p *webhookfake.Fake, extra ...string) *connector {
+	t.Helper()
+	c, ok := connectortest.Build(t, "webhook", fakeInstance, billingConfig(p, extra...)).(*connector)
 	if !ok {
 		t.Fatal("webhook builds a *connector")
 	}
@@ -37,31 +67,28 @@ func ctx(t *testing.T) context.Context {
 }
 
 func TestConformance(t *testing.T) {
-	p := newProcessor(t, testToken)
-	connectortest.Run(t, connectortest.Harness{
-		New:   func(t *testing.T) connectors.Connector { return newConnector(t, p) },
-		Seed:  p.seed,
-		Count: p.count,
-		Faulty: func(t *testing.T, f connectortest.Fault) connectors.Connector {
-			switch f {
-			case connectortest.FaultUnavailable:
-				q := newProcessor(t, testToken)
-				q.Always(fakevendor.Status(http.StatusServiceUnavailable))
-				return newConnector(t, q)
-			case connectortest.FaultRateLimited:
-				q := newProcessor(t, testToken)
-				q.Always(q.tooMany)
-				return newConnector(t, q)
-			case connectortest.FaultUnauthorized:
-				return connectortest.Build(t, "webhook", fakeInstance, strings.Replace(p.config(), testToken, "wrong-token", 1))
-			case connectortest.FaultMisconfigured:
-				// A base_url with no OpenDSR endpoint behind it.
-				return connectortest.Build(t, "webhook", fakeInstance, strings.Replace(p.config(), p.URL, p.URL+"/not-opendsr", 1))
-			}
-			return nil
-		},
-		PollTimeout: 5 * time.Second,
-	})
+	p := webhookfake.Start(t, webhookfake.Options{})
+	h := connectortest.VendorHarness("webhook", p)
+	h.Faulty = func(t *testing.T, f connectortest.Fault) connectors.Connector {
+		switch f {
+		case connectortest.FaultUnavailable:
+			q := webhookfake.Start(t, webhookfake.Options{})
+			q.Always(fakevendor.Status(http.StatusServiceUnavailable))
+			return newConnector(t, q)
+		case connectortest.FaultRateLimited:
+			q := webhookfake.Start(t, webhookfake.Options{})
+			q.Always(webhookfake.TooMany)
+			return newConnector(t, q)
+		case connectortest.FaultUnauthorized:
+			return connectortest.Build(t, "webhook", fakeInstance, p.ConfigWith("token: wrong-token"))
+		case connectortest.FaultMisconfigured:
+			// A base_url with no OpenDSR endpoint behind it.
+			return connectortest.Build(t, "webhook", fakeInstance, p.ConfigWith("base_url: "+p.URL()+"/not-opendsr"))
+		}
+		return nil
+	}
+	h.PollTimeout = 5 * time.Second
+	connectortest.Run(t, h)
 }
 
 func TestConfigValidation(t *testing.T) {
@@ -139,10 +166,9 @@ poll_interval: 30m`, ""},
 
 func TestPollsJobToCompletion(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
-	p.setCompleteAfter(3)
+	p := webhookfake.Start(t, webhookfake.Options{Polls: 2})
 	s := connectors.Subject{Email: "ada@example.com"}
-	p.seed(t, s)
+	p.Seed(s)
 	c := newConnector(t, p, "poll_interval: 90m") // Running carries the configured interval
 	out, err := c.Erase(ctx(t), s)
 	if err != nil {
@@ -170,24 +196,24 @@ func TestPollsJobToCompletion(t *testing.T) {
 	if !slices.Equal(statuses, want) {
 		t.Fatalf("poll statuses = %v, want %v", statuses, want)
 	}
-	if out.Records != seededRecords {
-		t.Errorf("records = %d, want %d", out.Records, seededRecords)
+	if out.Records != webhookfake.Records {
+		t.Errorf("records = %d, want %d", out.Records, webhookfake.Records)
 	}
 	ev := evidence(out)
 	if ev["request_status"] != "completed" || ev["records"] != "3" || !uuidV4Re.MatchString(ev["subject_request_id"]) {
 		t.Errorf("final evidence = %v", out.Evidence)
 	}
-	if n := p.count(t, s); n != 0 {
+	if n := p.Count(s); n != 0 {
 		t.Errorf("%d records left", n)
 	}
 }
 
 func TestCancelledRequestIsPermanent(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
-	p.setCancelAll()
+	p := webhookfake.Start(t, webhookfake.Options{})
+	p.CancelAll()
 	s := connectors.Subject{Email: "bob@example.com"}
-	p.seed(t, s)
+	p.Seed(s)
 	_, err := connectortest.EraseAndWait(ctx(t), newConnector(t, p), s, 5*time.Second)
 	if err == nil {
 		t.Fatal("a cancelled request was reported as success")
@@ -198,7 +224,7 @@ func TestCancelledRequestIsPermanent(t *testing.T) {
 	if strings.Contains(err.Error(), s.Email) {
 		t.Errorf("error quotes the subject: %v", err)
 	}
-	if p.count(t, s) != seededRecords {
+	if p.Count(s) != webhookfake.Records {
 		t.Error("a cancelled request erased data")
 	}
 }
@@ -207,13 +233,13 @@ func TestCancelledThroughDeleteEndpoint(t *testing.T) {
 	t.Parallel()
 	// DELETE /requests/{id} is OpenDSR's cancel: a request someone
 	// cancels at the processor ends the task with a permanent error.
-	p := newProcessor(t, testToken)
+	p := webhookfake.Start(t, webhookfake.Options{})
 	c := newConnector(t, p)
 	out, err := c.Erase(ctx(t), connectors.Subject{Email: "carol@example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodDelete, p.URL+"/requests/"+out.JobRef, nil)
+	req, _ := http.NewRequest(http.MethodDelete, p.URL()+"/requests/"+out.JobRef, nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -231,7 +257,7 @@ func TestCancelledThroughDeleteEndpoint(t *testing.T) {
 
 func TestPollErrors(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
+	p := webhookfake.Start(t, webhookfake.Options{})
 	c := newConnector(t, p)
 	// Unknown to the processor: 404, permanent.
 	_, err := c.Poll(ctx(t), "6f1c1a3e-3c5d-4b8e-9a0f-2d7c5b9e8a11")
@@ -254,7 +280,7 @@ func TestPollErrors(t *testing.T) {
 
 func TestMalformedBodiesAreRetryable(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
+	p := webhookfake.Start(t, webhookfake.Options{})
 	c := newConnector(t, p)
 	s := connectors.Subject{Email: "dan@example.com"}
 	p.Inject(1, fakevendor.Malformed())
@@ -283,11 +309,11 @@ func TestMalformedBodiesAreRetryable(t *testing.T) {
 
 func TestRateLimitStormThenSuccess(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
+	p := webhookfake.Start(t, webhookfake.Options{})
 	s := connectors.Subject{Email: "eve@example.com"}
-	p.seed(t, s)
+	p.Seed(s)
 	c := newConnector(t, p)
-	p.Inject(4, p.tooMany)
+	p.Inject(4, webhookfake.TooMany)
 	for i := range 4 {
 		_, err := c.Erase(ctx(t), s)
 		perm, after := connectors.Classify(err)
@@ -296,15 +322,14 @@ func TestRateLimitStormThenSuccess(t *testing.T) {
 		}
 	}
 	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
-	if err != nil || out.Status != connectors.StatusErased || out.Records != seededRecords {
+	if err != nil || out.Status != connectors.StatusErased || out.Records != webhookfake.Records {
 		t.Fatalf("after the storm: %+v, %v", out, err)
 	}
 }
 
 func TestRateLimitIsTheFakesOwn(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
-	p.RateLimit(1, 1, p.tooMany)
+	p := webhookfake.Start(t, webhookfake.Options{RateLimit: 1, Burst: 1})
 	c := newConnector(t, p)
 	var limited error
 	for range 3 {
@@ -319,7 +344,7 @@ func TestRateLimitIsTheFakesOwn(t *testing.T) {
 
 func TestServerErrorsAndTimeoutsAreRetryable(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
+	p := webhookfake.Start(t, webhookfake.Options{})
 	c := newConnector(t, p)
 	s := connectors.Subject{Email: "gina@example.com"}
 	p.Inject(1, func(w http.ResponseWriter, r *http.Request) {
@@ -345,9 +370,9 @@ func TestServerErrorsAndTimeoutsAreRetryable(t *testing.T) {
 
 func TestRefusedRequestIsPermanent(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
+	p := webhookfake.Start(t, webhookfake.Options{})
 	p.Inject(1, func(w http.ResponseWriter, r *http.Request) {
-		p.fail(w, http.StatusBadRequest, "unsupported identity for ada@example.com")
+		webhookfake.WriteError(w, http.StatusBadRequest, "unsupported identity for ada@example.com")
 	})
 	_, err := newConnector(t, p).Erase(ctx(t), connectors.Subject{Email: "ada@example.com"})
 	if perm, _ := connectors.Classify(err); err == nil || !perm {
@@ -360,10 +385,10 @@ func TestRefusedRequestIsPermanent(t *testing.T) {
 
 func TestRequestMatchesContract(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
+	p := webhookfake.Start(t, webhookfake.Options{})
 	const cb = "https://lethe.example.com/v1/connectors/billing/callback"
 	c := newConnector(t, p, "callback_url: "+cb)
-	c.base = p.URL + "/opendsr" // as if base_url had a path
+	c.base = p.URL() + "/opendsr" // as if base_url had a path
 	s := connectors.Subject{Email: "hal@example.com", Phone: "+447700900123", UserIDs: map[string]string{fakeInstance: "cus_42", "other": "x9"}}
 	out, err := c.Erase(ctx(t), s)
 	if err != nil {
@@ -402,7 +427,7 @@ func TestRequestMatchesContract(t *testing.T) {
 	if len(keys) != 7 {
 		t.Errorf("body keys = %v, want the 7 of OpenDSR", keys)
 	}
-	b := p.created(t)[0]
+	b := created(t, p)[0]
 	if b.SubjectRequestID != out.JobRef || b.SubjectRequestType != "erasure" || b.Regulation != "gdpr" || b.APIVersion != "2.0" {
 		t.Errorf("body = %+v", b)
 	}
@@ -424,7 +449,7 @@ func TestRequestMatchesContract(t *testing.T) {
 
 func TestNoCallbackURLSendsEmptyList(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
+	p := webhookfake.Start(t, webhookfake.Options{})
 	if _, err := newConnector(t, p).Erase(ctx(t), connectors.Subject{Email: "ian@example.com"}); err != nil {
 		t.Fatal(err)
 	}
@@ -435,19 +460,19 @@ func TestNoCallbackURLSendsEmptyList(t *testing.T) {
 
 func TestSHA256Identities(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
+	p := webhookfake.Start(t, webhookfake.Options{})
 	s := connectors.Subject{Email: "jo@example.com", Phone: "+33612345678"}
-	p.seed(t, s)
+	p.Seed(s)
 	c := newConnector(t, p, "identity_format: sha256", "regulation: ccpa")
 	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
-	if err != nil || out.Status != connectors.StatusErased || out.Records != seededRecords {
+	if err != nil || out.Status != connectors.StatusErased || out.Records != webhookfake.Records {
 		t.Fatalf("hashed erase = %+v, %v", out, err)
 	}
 	body := string(p.Calls()[0].Body)
 	if strings.Contains(body, "jo@example.com") || strings.Contains(body, "612345678") {
 		t.Errorf("raw identifiers sent with identity_format sha256: %s", body)
 	}
-	b := p.created(t)[0]
+	b := created(t, p)[0]
 	if b.Regulation != "ccpa" {
 		t.Errorf("regulation = %q", b.Regulation)
 	}
@@ -468,8 +493,8 @@ func TestSHA256Identities(t *testing.T) {
 
 func TestRecordsDefaultToOneWithoutTheExtension(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
-	p.setOmitRecords()
+	p := webhookfake.Start(t, webhookfake.Options{})
+	p.OmitRecords()
 	out, err := connectortest.EraseAndWait(ctx(t), newConnector(t, p), connectors.Subject{Email: "kim@example.com"}, 5*time.Second)
 	if err != nil || out.Status != connectors.StatusErased || out.Records != 1 {
 		t.Fatalf("completed without records = %+v, %v; want erased with 1", out, err)
@@ -478,7 +503,7 @@ func TestRecordsDefaultToOneWithoutTheExtension(t *testing.T) {
 
 func TestSubjectWithoutUsableIdentifiers(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
+	p := webhookfake.Start(t, webhookfake.Options{})
 	out, err := newConnector(t, p).Erase(ctx(t), connectors.Subject{UserIDs: map[string]string{"shop": "42"}})
 	if err != nil || out.Status != connectors.StatusNotFound {
 		t.Fatalf("= %+v, %v; want not_found", out, err)
@@ -490,8 +515,8 @@ func TestSubjectWithoutUsableIdentifiers(t *testing.T) {
 
 func TestReceiptSignatureFromAnotherKey(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
-	other := newProcessor(t, testToken) // same contract, another key
+	p := webhookfake.Start(t, webhookfake.Options{})
+	other := webhookfake.Start(t, webhookfake.Options{}) // same contract, another key
 	c := newConnector(t, p)
 	c.keys = newConnector(t, other).keys
 	out, err := c.Erase(ctx(t), connectors.Subject{Email: "lee@example.com"})
@@ -505,16 +530,18 @@ func TestReceiptSignatureFromAnotherKey(t *testing.T) {
 
 func TestTwoInstancesSideBySide(t *testing.T) {
 	t.Parallel()
-	eu, us := newProcessor(t, "token-eu"), newProcessor(t, "token-us")
+	eu, us := webhookfake.Start(t, webhookfake.Options{}), webhookfake.Start(t, webhookfake.Options{})
+	eu.SetToken("token-eu")
+	us.SetToken("token-us")
 	tokenFile := filepath.Join(t.TempDir(), "us-token")
 	if err := os.WriteFile(tokenFile, []byte("token-us\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ceu := connectortest.Build(t, "webhook", "billing-eu", eu.config())
-	cus := connectortest.Build(t, "webhook", "billing-us", strings.Replace(us.config(), "token: token-us", "token: {file: "+tokenFile+"}", 1))
+	ceu := connectortest.Build(t, "webhook", "billing-eu", billingConfig(eu))
+	cus := connectortest.Build(t, "webhook", "billing-us", billingConfig(us, "token: {file: "+tokenFile+"}"))
 	a, b := connectors.Subject{Email: "mia@example.com"}, connectors.Subject{Email: "ned@example.com"}
-	eu.seed(t, a)
-	us.seed(t, b)
+	eu.Seed(a)
+	us.Seed(b)
 	for _, x := range []struct {
 		c connectors.Connector
 		s connectors.Subject
@@ -523,13 +550,13 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if eu.count(t, a) != 0 || us.count(t, b) != 0 {
+	if eu.Count(a) != 0 || us.Count(b) != 0 {
 		t.Error("an instance did not erase at its own processor")
 	}
-	if n := len(us.created(t)); n != 1 {
+	if n := len(created(t, us)); n != 1 {
 		t.Errorf("the US processor got %d requests, want 1", n)
 	}
-	if n := len(eu.created(t)); n != 2 {
+	if n := len(created(t, eu)); n != 2 {
 		t.Errorf("the EU processor got %d requests, want 2", n)
 	}
 	for _, call := range us.Calls() {
@@ -546,7 +573,7 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 
 func TestCancelledContextSendsNothing(t *testing.T) {
 	t.Parallel()
-	p := newProcessor(t, testToken)
+	p := webhookfake.Start(t, webhookfake.Options{})
 	c := newConnector(t, p)
 	cctx, cancel := context.WithCancel(context.Background())
 	cancel()

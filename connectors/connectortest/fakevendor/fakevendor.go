@@ -1,10 +1,12 @@
 // Package fakevendor is the base of the local fake vendor servers that
 // connector tests run against: a real HTTP server, with the vendor's rate
 // limit, injected faults (5xx, 429 storms, refused credentials, malformed
-// bodies, timeouts) and a record of what it was sent.
+// bodies, timeouts) and a record of what it was sent. Each vendor's fake
+// lives in its own importable package, connectors/<vendor>/<vendor>fake,
+// and embeds the server's Controls.
 //
 //	f := fakevendor.New(t)
-//	f.RateLimit(10, 10, func(w http.ResponseWriter) {
+//	f.RateLimit(10, 10, func(w http.ResponseWriter, r *http.Request) {
 //		w.Header().Set("Retry-After", "1")
 //		fakevendor.JSON(w, 429, map[string]string{"status": "error", "errorType": "RATE_LIMIT"})
 //	})
@@ -49,6 +51,7 @@ type Server struct {
 	tooMany  Fault
 	calls    []Call
 	limited  int
+	requests int
 	auth     func(*http.Request) bool
 	unauthed Fault
 }
@@ -111,6 +114,21 @@ func (s *Server) Limited() int {
 	return s.limited
 }
 
+// Requests counts the requests the fake received, refused ones included.
+func (s *Server) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+// PassThrough is a fault that answers as the fake's endpoints do, skipping
+// the credential check and the rate limit. Injected ahead of another
+// fault, it lets the first requests through:
+//
+//	f.Inject(1, f.PassThrough()) // the lookup succeeds
+//	f.Inject(1, fakevendor.Status(502)) // the delete fails
+func (s *Server) PassThrough() Fault { return s.mux.ServeHTTP }
+
 type recorder struct {
 	http.ResponseWriter
 	status int
@@ -135,6 +153,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytesReader(body))
 	rec := &recorder{ResponseWriter: w}
 	s.mu.Lock()
+	s.requests++
 	var f Fault
 	switch {
 	case s.always != nil:

@@ -1,4 +1,11 @@
-package salesforce
+// Package salesforcefake is a local Salesforce org for tests: SOQL
+// queries and Bulk API 2.0 ingest jobs as Salesforce documents them, the
+// org's API allocation and faults to inject.
+//
+//	f := salesforcefake.Start(t, salesforcefake.Options{})
+//	f.Seed(connectors.Subject{Email: "ada@example.com"})
+//	c := connectortest.Build(t, "salesforce", "sfdc", f.Config())
+package salesforcefake
 
 import (
 	"bytes"
@@ -13,10 +20,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
-// fakeSalesforce follows the REST query and Bulk API 2.0 ingest contract
+// DefaultToken is the access token a fake accepts until SetToken.
+const DefaultToken = "00D5g000004ABCD!AQ4AQtest-token"
+
+// Options tunes a fake.
+type Options struct {
+	// RateLimit, when > 0, refuses requests beyond this many per second
+	// (burst Burst, default 1) as Salesforce refuses requests over the
+	// org's API allocation: 403 REQUEST_LIMIT_EXCEEDED (Salesforce sends
+	// no 429), which the connector retries after an hour.
+	RateLimit float64
+	Burst     int
+	// Polls is how many job status reads answer InProgress before a
+	// closed ingest job runs: default 1; negative: none.
+	Polls int
+}
+
+// Fake follows the REST query and Bulk API 2.0 ingest contract
 // (docs/connectors/salesforce.md, VENDOR_APIS.md): Bearer tokens refused
 // with 401 INVALID_SESSION_ID; SOQL `SELECT Id FROM <object> WHERE Email =
 // '<literal>'` parsed as Salesforce would (a query it cannot parse is 400
@@ -25,11 +50,12 @@ import (
 // hardDelete removes records and delete only moves them to the Recycle
 // Bin; failed results as CSV; the rolling daily API allocation answered
 // with 403 REQUEST_LIMIT_EXCEEDED; unknown API versions 404 NOT_FOUND.
-type fakeSalesforce struct {
-	*fakevendor.Server
-	token string
+type Fake struct {
+	fakevendor.Controls
+	srv *fakevendor.Server
 
 	mu       sync.Mutex
+	token    string
 	records  map[string]*sfRecord // id → record
 	nextID   int
 	jobs     map[string]*sfJob
@@ -47,6 +73,8 @@ type fakeSalesforce struct {
 	noHardDelete bool
 }
 
+var _ connectortest.Vendor = (*Fake)(nil)
+
 type sfRecord struct {
 	object, email string
 	recycled      bool // in the Recycle Bin: IsDeleted, not returned by query
@@ -60,74 +88,113 @@ type sfJob struct {
 	failures                 [][]string
 }
 
-var versions = []string{"v58.0", "v59.0", "v60.0", "v61.0", "v62.0"}
+// versions are the API versions the org serves.
+func versions() []string { return []string{"v58.0", "v59.0", "v60.0", "v61.0", "v62.0"} }
 
-func newFakeSalesforce(t *testing.T, token string) *fakeSalesforce {
+// Start starts a fake that stops when the test ends.
+func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	f := &fakeSalesforce{Server: fakevendor.New(t), token: token, records: map[string]*sfRecord{}, nextID: 1,
-		jobs: map[string]*sfJob{}, cursors: map[string][]string{}, pageSize: 2000, stepsToComplete: 2}
-	f.RequireAuth(func(r *http.Request) bool {
+	srv := fakevendor.New(t)
+	f := &Fake{Controls: srv.Controls(), srv: srv, token: DefaultToken, records: map[string]*sfRecord{}, nextID: 1,
+		jobs: map[string]*sfJob{}, cursors: map[string][]string{}, pageSize: 2000,
+		stepsToComplete: fakevendor.Polls(opt.Polls, 1) + 1}
+	srv.RequireAuth(func(r *http.Request) bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return r.Header.Get("Authorization") == "Bearer "+f.token
-	}, sfUnauthorized)
-	f.dailyAllocation(100000)
-	f.Handle("GET /services/data/{version}/query", f.versioned(f.query))
-	f.Handle("GET /services/data/{version}/query/{locator}", f.versioned(f.queryMore))
-	f.Handle("POST /services/data/{version}/jobs/ingest", f.versioned(f.createJob))
-	f.Handle("PUT /services/data/{version}/jobs/ingest/{jobId}/batches", f.versioned(f.upload))
-	f.Handle("PATCH /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.patchJob))
-	f.Handle("GET /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.getJob))
-	f.Handle("GET /services/data/{version}/jobs/ingest/{jobId}/failedResults/{$}", f.versioned(f.failedResults))
-	f.Handle("DELETE /services/data/{version}/sobjects/{object}/{id}", f.versioned(f.softDelete))
+	}, Unauthorized)
+	if opt.RateLimit > 0 {
+		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), LimitExceeded)
+	}
+	srv.Handle("GET /services/data/{version}/query", f.versioned(f.query))
+	srv.Handle("GET /services/data/{version}/query/{locator}", f.versioned(f.queryMore))
+	srv.Handle("POST /services/data/{version}/jobs/ingest", f.versioned(f.createJob))
+	srv.Handle("PUT /services/data/{version}/jobs/ingest/{jobId}/batches", f.versioned(f.upload))
+	srv.Handle("PATCH /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.patchJob))
+	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.getJob))
+	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}/failedResults/{$}", f.versioned(f.failedResults))
+	srv.Handle("DELETE /services/data/{version}/sobjects/{object}/{id}", f.versioned(f.softDelete))
 	return f
 }
 
-// setToken changes the token the fake accepts (the old one expired).
-func (f *fakeSalesforce) setToken(token string) {
+// Token is the token the fake accepts.
+func (f *Fake) Token() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.token
+}
+
+// SetToken changes the token the fake accepts (the old one expired).
+func (f *Fake) SetToken(token string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.token = token
 }
 
-// dailyAllocation models the org's rolling 24-hour API request allocation.
-func (f *fakeSalesforce) dailyAllocation(n int) {
-	f.RateLimit(float64(n)/86400, n, sfLimitExceeded)
+// DailyAllocation models the org's rolling 24-hour API request
+// allocation: n requests, then 403 REQUEST_LIMIT_EXCEEDED (0: used up).
+// It replaces Options.RateLimit.
+func (f *Fake) DailyAllocation(n int) {
+	f.srv.RateLimit(float64(n)/86400, n, LimitExceeded)
 }
 
-func (f *fakeSalesforce) config(extra ...string) string {
-	return fmt.Sprintf("base_url: %s\naccess_token: %s\npoll_interval: 5ms\n%s", f.URL, f.token, strings.Join(extra, "\n"))
+// Config is a salesforce connector config against f, erasing Contacts and
+// Leads found by Email, polling every 5ms.
+func (f *Fake) Config() string {
+	return fmt.Sprintf("base_url: %s\naccess_token: %s\npoll_interval: 5ms\nobjects: [Contact, Lead]\n", f.URL(), f.Token())
 }
 
-func sfErrors(w http.ResponseWriter, status int, code, message string) {
+// ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).
+func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(f.Config(), lines...) }
+
+// Seed stores a Contact and a Lead with the subject's email (it needs one).
+func (f *Fake) Seed(s connectors.Subject) int64 {
+	if s.Email == "" {
+		panic("salesforcefake: Seed needs a subject with an email")
+	}
+	f.Add("Contact", s.Email)
+	f.Add("Lead", s.Email)
+	return 2
+}
+
+// Count is how many records hold the subject's email, those in the
+// Recycle Bin too: they are still there.
+func (f *Fake) Count(s connectors.Subject) int64 { return f.CountEmail(s.Email) }
+
+// WriteErrors writes Salesforce's error body: a list of one error.
+func WriteErrors(w http.ResponseWriter, status int, code, message string) {
 	fakevendor.JSON(w, status, []map[string]any{{"message": message, "errorCode": code}})
 }
 
-func sfUnauthorized(w http.ResponseWriter, r *http.Request) {
-	sfErrors(w, 401, "INVALID_SESSION_ID", "Session expired or invalid")
+// Unauthorized is Salesforce's 401 for an expired or unknown token.
+func Unauthorized(w http.ResponseWriter, r *http.Request) {
+	WriteErrors(w, 401, "INVALID_SESSION_ID", "Session expired or invalid")
 }
 
-func sfLimitExceeded(w http.ResponseWriter, r *http.Request) {
-	sfErrors(w, 403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+// LimitExceeded is Salesforce's answer once the org's API allocation is
+// used up: 403 REQUEST_LIMIT_EXCEEDED, not 429.
+func LimitExceeded(w http.ResponseWriter, r *http.Request) {
+	WriteErrors(w, 403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
 }
 
-func sfUnavailable(w http.ResponseWriter, r *http.Request) {
-	sfErrors(w, 503, "SERVER_UNAVAILABLE", "Server temporarily unavailable")
+// Unavailable is Salesforce's 503.
+func Unavailable(w http.ResponseWriter, r *http.Request) {
+	WriteErrors(w, 503, "SERVER_UNAVAILABLE", "Server temporarily unavailable")
 }
 
-func (f *fakeSalesforce) versioned(h http.HandlerFunc) http.HandlerFunc {
+func (f *Fake) versioned(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !slices.Contains(versions, r.PathValue("version")) {
-			sfErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
+		if !slices.Contains(versions(), r.PathValue("version")) {
+			WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
 			return
 		}
 		h(w, r)
 	}
 }
 
-// add stores a record and returns its id (003… for Contacts, 00Q… for
-// Leads, as Salesforce's key prefixes).
-func (f *fakeSalesforce) add(object, email string) string {
+// Add stores a record of object (Contact or Lead) and returns its id
+// (003… for Contacts, 00Q… for Leads, as Salesforce's key prefixes).
+func (f *Fake) Add(object, email string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	prefix := map[string]string{"Contact": "003", "Lead": "00Q"}[object]
@@ -137,9 +204,11 @@ func (f *fakeSalesforce) add(object, email string) string {
 	return id
 }
 
-// count counts the records with email, those in the Recycle Bin too: they
-// are still there.
-func (f *fakeSalesforce) count(email string) int64 {
+// CountEmail counts the records with email, those in the Recycle Bin too.
+func (f *Fake) CountEmail(email string) int64 {
+	if email == "" {
+		return 0
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var n int64
@@ -151,15 +220,50 @@ func (f *fakeSalesforce) count(email string) int64 {
 	return n
 }
 
-func (f *fakeSalesforce) job(id string) *sfJob {
+// JobState is the state of ingest job id ("" when there is none).
+func (f *Fake) JobState(id string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.jobs[id]
+	if j, ok := f.jobs[id]; ok {
+		return j.state
+	}
+	return ""
 }
 
-// parseSOQL understands exactly SELECT Id FROM <object> WHERE Email =
+// SetPageSize caps how many records a query page holds (default 2,000).
+func (f *Fake) SetPageSize(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pageSize = n
+}
+
+// EndJobsAs makes closed jobs end in state (Failed or Aborted) instead of
+// running; "" restores normal runs.
+func (f *Fake) EndJobsAs(state string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.endState = state
+}
+
+// FailRecords makes every record of a job fail with the sf__Error code
+// (such as DELETE_FAILED or UNABLE_TO_LOCK_ROW); "" restores success.
+func (f *Fake) FailRecords(code string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recordError = code
+}
+
+// DenyHardDelete takes the Bulk API Hard Delete permission away: hardDelete
+// jobs are refused.
+func (f *Fake) DenyHardDelete() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noHardDelete = true
+}
+
+// ParseSOQL understands exactly SELECT Id FROM <object> WHERE Email =
 // '<literal>', with SOQL's string escapes.
-func parseSOQL(q string) (object, email string, ok bool) {
+func ParseSOQL(q string) (object, email string, ok bool) {
 	rest, ok := strings.CutPrefix(q, "SELECT Id FROM ")
 	if !ok {
 		return "", "", false
@@ -190,15 +294,15 @@ func parseSOQL(q string) (object, email string, ok bool) {
 	return "", "", false
 }
 
-func (f *fakeSalesforce) query(w http.ResponseWriter, r *http.Request) {
-	object, email, ok := parseSOQL(r.URL.Query().Get("q"))
+func (f *Fake) query(w http.ResponseWriter, r *http.Request) {
+	object, email, ok := ParseSOQL(r.URL.Query().Get("q"))
 	if !ok {
 		// Salesforce's message quotes the query, and so the email.
-		sfErrors(w, 400, "MALFORMED_QUERY", "unexpected token in: "+r.URL.Query().Get("q"))
+		WriteErrors(w, 400, "MALFORMED_QUERY", "unexpected token in: "+r.URL.Query().Get("q"))
 		return
 	}
 	if object != "Contact" && object != "Lead" {
-		sfErrors(w, 400, "INVALID_TYPE", "sObject type '"+object+"' is not supported.")
+		WriteErrors(w, 400, "INVALID_TYPE", "sObject type '"+object+"' is not supported.")
 		return
 	}
 	f.mu.Lock()
@@ -213,14 +317,14 @@ func (f *fakeSalesforce) query(w http.ResponseWriter, r *http.Request) {
 	f.page(w, r, object, ids, len(ids))
 }
 
-func (f *fakeSalesforce) queryMore(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) queryMore(w http.ResponseWriter, r *http.Request) {
 	loc := r.PathValue("locator")
 	f.mu.Lock()
 	ids, ok := f.cursors[loc]
 	delete(f.cursors, loc)
 	f.mu.Unlock()
 	if !ok {
-		sfErrors(w, 400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+		WriteErrors(w, 400, "INVALID_QUERY_LOCATOR", "invalid query locator")
 		return
 	}
 	object, _, _ := strings.Cut(loc, "-")
@@ -229,7 +333,7 @@ func (f *fakeSalesforce) queryMore(w http.ResponseWriter, r *http.Request) {
 }
 
 // page answers one page of ids, keeping the rest behind a query locator.
-func (f *fakeSalesforce) page(w http.ResponseWriter, r *http.Request, object string, ids []string, total int) {
+func (f *Fake) page(w http.ResponseWriter, r *http.Request, object string, ids []string, total int) {
 	f.mu.Lock()
 	size := f.pageSize
 	body := map[string]any{"totalSize": total, "done": true}
@@ -253,7 +357,7 @@ func (f *fakeSalesforce) page(w http.ResponseWriter, r *http.Request, object str
 	fakevendor.JSON(w, 200, body)
 }
 
-func (f *fakeSalesforce) jobJSON(id string, j *sfJob, version string) map[string]any {
+func (f *Fake) jobJSON(id string, j *sfJob, version string) map[string]any {
 	return map[string]any{
 		"id": id, "operation": j.operation, "object": j.object, "createdById": "0055g00000AAAAAAAA",
 		"createdDate": time.Now().UTC().Format("2006-01-02T15:04:05.000+0000"), "state": j.state,
@@ -264,9 +368,9 @@ func (f *fakeSalesforce) jobJSON(id string, j *sfJob, version string) map[string
 	}
 }
 
-func (f *fakeSalesforce) createJob(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) createJob(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		sfErrors(w, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
+		WriteErrors(w, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
 		return
 	}
 	var body struct {
@@ -276,25 +380,25 @@ func (f *fakeSalesforce) createJob(w http.ResponseWriter, r *http.Request) {
 		LineEnding  string `json:"lineEnding"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		sfErrors(w, 400, "JSON_PARSER_ERROR", "cannot parse the request body")
+		WriteErrors(w, 400, "JSON_PARSER_ERROR", "cannot parse the request body")
 		return
 	}
 	switch {
 	case body.Object != "Contact" && body.Object != "Lead":
-		sfErrors(w, 400, "INVALIDJOB", "InvalidJob : Unable to find object: "+body.Object)
+		WriteErrors(w, 400, "INVALIDJOB", "InvalidJob : Unable to find object: "+body.Object)
 		return
 	case !slices.Contains([]string{"insert", "update", "upsert", "delete", "hardDelete"}, body.Operation):
-		sfErrors(w, 400, "INVALIDJOB", "InvalidJob : Invalid operation")
+		WriteErrors(w, 400, "INVALIDJOB", "InvalidJob : Invalid operation")
 		return
 	case body.ContentType != "CSV" || (body.LineEnding != "LF" && body.LineEnding != ""):
-		sfErrors(w, 400, "INVALIDJOB", "InvalidJob : unsupported content type or line ending")
+		WriteErrors(w, 400, "INVALIDJOB", "InvalidJob : unsupported content type or line ending")
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if body.Operation == "hardDelete" && f.noHardDelete {
 		// ⚠ The exact code is not documented; Salesforce refuses the job.
-		sfErrors(w, 400, "INVALIDJOB", "InvalidJob : hardDelete requires the Bulk API Hard Delete permission")
+		WriteErrors(w, 400, "INVALIDJOB", "InvalidJob : hardDelete requires the Bulk API Hard Delete permission")
 		return
 	}
 	id := fmt.Sprintf("7505g00000%08d", f.nextJob)
@@ -304,31 +408,31 @@ func (f *fakeSalesforce) createJob(w http.ResponseWriter, r *http.Request) {
 	fakevendor.JSON(w, 200, f.jobJSON(id, j, r.PathValue("version")))
 }
 
-func (f *fakeSalesforce) upload(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) upload(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Content-Type") != "text/csv" {
-		sfErrors(w, 400, "INVALIDCONTENTTYPE", "Content-Type must be text/csv")
+		WriteErrors(w, 400, "INVALIDCONTENTTYPE", "Content-Type must be text/csv")
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	j, ok := f.jobs[r.PathValue("jobId")]
 	if !ok {
-		sfErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
+		WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
 		return
 	}
 	if j.state != "Open" {
-		sfErrors(w, 409, "INVALIDJOBSTATE", "Job is not open for uploads")
+		WriteErrors(w, 409, "INVALIDJOBSTATE", "Job is not open for uploads")
 		return
 	}
 	var buf bytes.Buffer
 	_, _ = buf.ReadFrom(r.Body)
 	if bytes.Contains(buf.Bytes(), []byte("\r")) {
-		sfErrors(w, 400, "INVALIDJOB", "line ending CRLF does not match LF")
+		WriteErrors(w, 400, "INVALIDJOB", "line ending CRLF does not match LF")
 		return
 	}
 	rows, err := csv.NewReader(&buf).ReadAll()
 	if err != nil || len(rows) == 0 || len(rows[0]) != 1 || rows[0][0] != "Id" {
-		sfErrors(w, 400, "INVALIDJOB", "the CSV must have one column, Id")
+		WriteErrors(w, 400, "INVALIDJOB", "the CSV must have one column, Id")
 		return
 	}
 	for _, row := range rows[1:] {
@@ -337,12 +441,12 @@ func (f *fakeSalesforce) upload(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusCreated)
 }
 
-func (f *fakeSalesforce) patchJob(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) patchJob(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		State string `json:"state"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		sfErrors(w, 400, "JSON_PARSER_ERROR", "cannot parse the request body")
+		WriteErrors(w, 400, "JSON_PARSER_ERROR", "cannot parse the request body")
 		return
 	}
 	f.mu.Lock()
@@ -350,14 +454,14 @@ func (f *fakeSalesforce) patchJob(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("jobId")
 	j, ok := f.jobs[id]
 	if !ok {
-		sfErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
+		WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
 		return
 	}
 	switch {
 	case body.State == "UploadComplete" && j.state == "Open":
 	case body.State == "Aborted" && (j.state == "Open" || j.state == "UploadComplete"):
 	default:
-		sfErrors(w, 409, "INVALIDJOBSTATE", "cannot move the job from "+j.state+" to "+body.State)
+		WriteErrors(w, 409, "INVALIDJOBSTATE", "cannot move the job from "+j.state+" to "+body.State)
 		return
 	}
 	j.state = body.State
@@ -365,13 +469,13 @@ func (f *fakeSalesforce) patchJob(w http.ResponseWriter, r *http.Request) {
 }
 
 // getJob reports a job's state, advancing a closed job one step per read.
-func (f *fakeSalesforce) getJob(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) getJob(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := r.PathValue("jobId")
 	j, ok := f.jobs[id]
 	if !ok {
-		sfErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
+		WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
 		return
 	}
 	if j.state == "UploadComplete" || j.state == "InProgress" {
@@ -389,7 +493,7 @@ func (f *fakeSalesforce) getJob(w http.ResponseWriter, r *http.Request) {
 }
 
 // run processes a job's records; f.mu is held.
-func (f *fakeSalesforce) run(j *sfJob) {
+func (f *Fake) run(j *sfJob) {
 	if f.endState != "" {
 		j.state = f.endState
 		return
@@ -414,16 +518,16 @@ func (f *fakeSalesforce) run(j *sfJob) {
 	}
 }
 
-func (f *fakeSalesforce) failedResults(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) failedResults(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	j, ok := f.jobs[r.PathValue("jobId")]
 	if !ok {
-		sfErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
+		WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
 		return
 	}
 	if j.state != "JobComplete" && j.state != "Failed" && j.state != "Aborted" {
-		sfErrors(w, 409, "INVALIDJOBSTATE", "the job is not finished")
+		WriteErrors(w, 409, "INVALIDJOBSTATE", "the job is not finished")
 		return
 	}
 	w.Header().Set("Content-Type", "text/csv")
@@ -433,12 +537,12 @@ func (f *fakeSalesforce) failedResults(w http.ResponseWriter, r *http.Request) {
 }
 
 // softDelete is the plain REST delete: the record goes to the Recycle Bin.
-func (f *fakeSalesforce) softDelete(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) softDelete(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	rec, ok := f.records[r.PathValue("id")]
 	if !ok || rec.recycled {
-		sfErrors(w, 404, "ENTITY_IS_DELETED", "entity is deleted")
+		WriteErrors(w, 404, "ENTITY_IS_DELETED", "entity is deleted")
 		return
 	}
 	rec.recycled = true

@@ -1,4 +1,12 @@
-package s3_test
+// Package s3fake is a local S3-compatible store for tests: the few S3
+// REST calls the s3 connector makes, path-style, with S3's XML bodies and
+// error codes, versioned buckets, Object Lock, S3's throttling answer and
+// faults to inject.
+//
+//	f := s3fake.Start(t, s3fake.Options{})
+//	f.Seed(connectors.Subject{Email: "ada@example.com", UserIDs: map[string]string{"app": "u1"}})
+//	c := connectortest.Build(t, "s3", "files", f.Config())
+package s3fake
 
 import (
 	"crypto/md5"
@@ -13,10 +21,31 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
-// fakeS3 is the subset of the S3 REST API the connector uses, path-style
+// What every fake starts with: a versioned bucket, and one access key.
+const (
+	DefaultBucket    = "lethe-fake"
+	DefaultAccessKey = "AKIDLETHEFAKE"
+	// SecretKey is what Config sends; signatures are not checked.
+	SecretKey = "wJalrXUtnFEMI-fake-s3cr3t"
+)
+
+// Options tunes a fake.
+type Options struct {
+	// RateLimit, when > 0, refuses requests beyond this many per second
+	// (burst Burst, default 1) as S3 throttles: 503 SlowDown (not 429),
+	// no Retry-After.
+	RateLimit float64
+	Burst     int
+	// Polls is unused: S3 deletes synchronously.
+	Polls int
+}
+
+// Fake is the subset of the S3 REST API the connector uses, path-style
 // (/{bucket}?…), answering with S3's XML bodies and error codes:
 //
 //	GET  /{bucket}?versioning                          GetBucketVersioning
@@ -28,8 +57,8 @@ import (
 // Authorization header naming a known access key. Versions are listed
 // newest first per key and markers are positions, as S3 does, so a page
 // may be deleted before the next is asked for.
-type fakeS3 struct {
-	*fakevendor.Server
+type Fake struct {
+	fakevendor.Controls
 
 	mu      sync.Mutex
 	buckets map[string]*fakeBucket
@@ -43,6 +72,8 @@ type fakeS3 struct {
 	failDelete func(key string) (code, message string)
 }
 
+var _ connectortest.Vendor = (*Fake)(nil)
+
 type fakeBucket struct {
 	versioning string                    // "", "Enabled" or "Suspended"
 	objects    map[string][]*fakeVersion // newest first
@@ -55,30 +86,33 @@ type fakeVersion struct {
 	lock   string // "", "governance", "compliance", "legal-hold"
 }
 
-// newFake starts a fake S3 accepting the given access key ids.
-func newFake(t testing.TB, accessKeys ...string) *fakeS3 {
-	f := &fakeS3{Server: fakevendor.New(t), buckets: map[string]*fakeBucket{}, keys: map[string]bool{}, pageSize: 1000}
-	for _, k := range accessKeys {
-		f.keys[k] = true
-	}
-	f.RequireAuth(f.authorized, func(w http.ResponseWriter, r *http.Request) {
+// Start starts a fake holding DefaultBucket (versioning Enabled) and
+// accepting DefaultAccessKey, that stops when the test ends.
+func Start(t testing.TB, opt Options) *Fake {
+	t.Helper()
+	srv := fakevendor.New(t)
+	f := &Fake{Controls: srv.Controls(), buckets: map[string]*fakeBucket{}, keys: map[string]bool{DefaultAccessKey: true}, pageSize: 1000}
+	f.AddBucket(DefaultBucket, "Enabled")
+	srv.RequireAuth(f.authorized, func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") == "" {
-			s3Error(w, http.StatusForbidden, "AccessDenied", "Access Denied")
+			WriteError(w, http.StatusForbidden, "AccessDenied", "Access Denied")
 			return
 		}
-		s3Error(w, http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+		WriteError(w, http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
 	})
-	// S3's documented rate: 5,500 reads and 3,500 writes per second per
+	// S3's documented rate is 5,500 reads and 3,500 writes per second per
 	// prefix; over it, 503 SlowDown.
-	f.RateLimit(3500, 3500, slowDown(""))
+	if opt.RateLimit > 0 {
+		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), SlowDown(""))
+	}
 	for _, p := range []string{"/{bucket}", "/{bucket}/{$}"} {
-		f.Handle("GET "+p, f.route)
-		f.Handle("POST "+p, f.route)
+		srv.Handle("GET "+p, f.route)
+		srv.Handle("POST "+p, f.route)
 	}
 	return f
 }
 
-func (f *fakeS3) authorized(r *http.Request) bool {
+func (f *Fake) authorized(r *http.Request) bool {
 	h := r.Header.Get("Authorization")
 	rest, ok := strings.CutPrefix(h, "AWS4-HMAC-SHA256 Credential=")
 	if !ok {
@@ -92,14 +126,14 @@ func (f *fakeS3) authorized(r *http.Request) bool {
 
 // route answers a request as S3 would; faults can call it to let a
 // request through (and then spoil its answer).
-func (f *fakeS3) route(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) route(w http.ResponseWriter, r *http.Request) {
 	name := strings.Trim(r.URL.Path, "/")
 	q := r.URL.Query()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	b, ok := f.buckets[name]
 	if !ok {
-		s3Error(w, http.StatusNotFound, "NoSuchBucket", "The specified bucket does not exist")
+		WriteError(w, http.StatusNotFound, "NoSuchBucket", "The specified bucket does not exist")
 		return
 	}
 	switch {
@@ -112,7 +146,7 @@ func (f *fakeS3) route(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && q.Has("delete"):
 		f.deleteObjects(w, r, b)
 	default:
-		s3Error(w, http.StatusNotImplemented, "NotImplemented", "A header or query you provided implies functionality that is not implemented.")
+		WriteError(w, http.StatusNotImplemented, "NotImplemented", "A header or query you provided implies functionality that is not implemented.")
 	}
 }
 
@@ -175,7 +209,8 @@ type xmlObject struct {
 	StorageClass string
 }
 
-type deleteRequest struct {
+// DeleteRequest is the body of DeleteObjects.
+type DeleteRequest struct {
 	XMLName xml.Name `xml:"Delete"`
 	Objects []struct {
 		Key       string
@@ -222,36 +257,38 @@ func writeXML(w http.ResponseWriter, status int, v any) {
 	_ = xml.NewEncoder(w).Encode(v)
 }
 
-func s3Error(w http.ResponseWriter, status int, code, message string) {
+// WriteError writes S3's XML error document.
+func WriteError(w http.ResponseWriter, status int, code, message string) {
 	writeXML(w, status, xmlError{Code: code, Message: message, RequestId: "FAKEREQUEST0001", HostId: "fakehost"})
 }
 
 // --- faults, as S3 and S3-compatible stores send them ---
 
-// slowDown is S3's throttling answer: 503 SlowDown, with no Retry-After
+// SlowDown is S3's throttling answer: 503 SlowDown, with no Retry-After
 // unless retryAfter is set (some S3-compatible stores send one).
-func slowDown(retryAfter string) fakevendor.Fault {
+func SlowDown(retryAfter string) fakevendor.Fault {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if retryAfter != "" {
 			w.Header().Set("Retry-After", retryAfter)
 		}
-		s3Error(w, http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate.")
+		WriteError(w, http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate.")
 	}
 }
 
-func s3Fault(status int, code string) fakevendor.Fault {
-	return func(w http.ResponseWriter, r *http.Request) { s3Error(w, status, code, "injected "+code) }
+// Fault answers status with S3's error code.
+func Fault(status int, code string) fakevendor.Fault {
+	return func(w http.ResponseWriter, r *http.Request) { WriteError(w, status, code, "injected "+code) }
 }
 
-// malformedXML answers 200 with a cut-off body.
-func malformedXML(w http.ResponseWriter, r *http.Request) {
+// MalformedXML answers 200 with a cut-off body.
+func MalformedXML(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/xml")
 	_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><ListVersionsResult><Name>b</Na`)
 }
 
 // --- handlers ---
 
-func (f *fakeS3) maxKeys(q map[string][]string) int {
+func (f *Fake) maxKeys(q map[string][]string) int {
 	n, err := strconv.Atoi(first(q["max-keys"]))
 	if err != nil || n <= 0 || n > f.pageSize {
 		return f.pageSize
@@ -277,7 +314,7 @@ func (b *fakeBucket) sortedKeys(prefix string) []string {
 	return keys
 }
 
-func (f *fakeS3) listVersions(w http.ResponseWriter, name string, b *fakeBucket, q map[string][]string) {
+func (f *Fake) listVersions(w http.ResponseWriter, name string, b *fakeBucket, q map[string][]string) {
 	prefix, keyMarker, idMarker := first(q["prefix"]), first(q["key-marker"]), first(q["version-id-marker"])
 	limit := f.maxKeys(q)
 	res := listVersionsResult{Name: name, Prefix: prefix, KeyMarker: keyMarker, VersionIdMarker: idMarker, MaxKeys: limit}
@@ -332,7 +369,7 @@ func markerSeq(id string, versions []*fakeVersion) int {
 	return 0 // an unknown or deleted "null" version: nothing older is left
 }
 
-func (f *fakeS3) listV2(w http.ResponseWriter, name string, b *fakeBucket, q map[string][]string) {
+func (f *Fake) listV2(w http.ResponseWriter, name string, b *fakeBucket, q map[string][]string) {
 	prefix := first(q["prefix"])
 	limit := f.maxKeys(q)
 	after := first(q["start-after"])
@@ -340,7 +377,7 @@ func (f *fakeS3) listV2(w http.ResponseWriter, name string, b *fakeBucket, q map
 	if token != "" {
 		k, err := base64.StdEncoding.DecodeString(token)
 		if err != nil {
-			s3Error(w, http.StatusBadRequest, "InvalidArgument", "The continuation token provided is incorrect")
+			WriteError(w, http.StatusBadRequest, "InvalidArgument", "The continuation token provided is incorrect")
 			return
 		}
 		after = string(k)
@@ -364,22 +401,22 @@ func (f *fakeS3) listV2(w http.ResponseWriter, name string, b *fakeBucket, q map
 	writeXML(w, http.StatusOK, res)
 }
 
-func (f *fakeS3) deleteObjects(w http.ResponseWriter, r *http.Request, b *fakeBucket) {
+func (f *Fake) deleteObjects(w http.ResponseWriter, r *http.Request, b *fakeBucket) {
 	body, _ := io.ReadAll(r.Body)
 	// S3 wants an integrity header: Content-MD5 (older stores insist on
 	// it) or one of the newer x-amz-checksum-* headers.
 	md := r.Header.Get("Content-MD5")
 	if md == "" && !hasChecksumHeader(r.Header) {
-		s3Error(w, http.StatusBadRequest, "InvalidRequest", "Missing required header for this request: Content-MD5")
+		WriteError(w, http.StatusBadRequest, "InvalidRequest", "Missing required header for this request: Content-MD5")
 		return
 	}
 	if sum := md5.Sum(body); md != "" && md != base64.StdEncoding.EncodeToString(sum[:]) {
-		s3Error(w, http.StatusBadRequest, "BadDigest", "The Content-MD5 you specified did not match what we received.")
+		WriteError(w, http.StatusBadRequest, "BadDigest", "The Content-MD5 you specified did not match what we received.")
 		return
 	}
-	var req deleteRequest
+	var req DeleteRequest
 	if err := xml.Unmarshal(body, &req); err != nil || len(req.Objects) == 0 || len(req.Objects) > 1000 {
-		s3Error(w, http.StatusBadRequest, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema")
+		WriteError(w, http.StatusBadRequest, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema")
 		return
 	}
 	f.batches = append(f.batches, len(req.Objects))
@@ -444,29 +481,108 @@ func hasChecksumHeader(h http.Header) bool {
 }
 
 // newID makes an opaque-looking version id that still tells its position.
-func (f *fakeS3) newID() string {
+func (f *Fake) newID() string {
 	sum := md5.Sum([]byte(strconv.Itoa(f.seq)))
 	return fmt.Sprintf("fv-%d-%s", f.seq, base64.RawURLEncoding.EncodeToString(sum[:6]))
 }
 
 // --- test-side access to the store, bypassing the API ---
 
-// bucket creates a bucket; versioning is "", "Enabled" or "Suspended".
-func (f *fakeS3) bucket(name, versioning string) {
+// AllowAccessKey makes the fake accept requests signed with access key id.
+func (f *Fake) AllowAccessKey(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys[id] = true
+}
+
+// Config is an s3 connector config against DefaultBucket of f, with the
+// templates exports/{email}.csv, avatars/{user_id}.png and
+// uploads/{email}/ (a prefix). It reads {user_id} from UserIDs["app"]
+// (connectortest.UserIDSystem).
+func (f *Fake) Config() string {
+	return fmt.Sprintf(`bucket: %s
+base_url: %s
+use_path_style: true
+region: eu-west-1
+access_key_id: %s
+secret_access_key: %s
+keys: ["exports/{email}.csv", "avatars/{user_id}.png"]
+prefixes: ["uploads/{email}/"]
+user_id_system: %s
+`, DefaultBucket, f.URL(), DefaultAccessKey, SecretKey, connectortest.UserIDSystem)
+}
+
+// ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).
+func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(f.Config(), lines...) }
+
+// Seed stores, in DefaultBucket, what Config's templates name for the
+// subject: with an Email, an export written twice and two uploads (one
+// since hidden by a plain delete, which in a versioned bucket keeps the
+// data under a delete marker); with UserIDs["app"], an avatar. It needs
+// one of the two.
+func (f *Fake) Seed(s connectors.Subject) int64 {
+	id := s.UserIDs[connectortest.UserIDSystem]
+	if s.Email == "" && id == "" {
+		panic("s3fake: Seed needs a subject with an email or UserIDs[\"" + connectortest.UserIDSystem + "\"]")
+	}
+	var n int64
+	if s.Email != "" {
+		f.Put(DefaultBucket, "exports/"+s.Email+".csv")
+		f.Put(DefaultBucket, "exports/"+s.Email+".csv")
+		f.Put(DefaultBucket, "uploads/"+s.Email+"/invoice.pdf")
+		f.Put(DefaultBucket, "uploads/"+s.Email+"/photos/me.jpg")
+		if f.Versioning(DefaultBucket) != "" {
+			f.Hide(DefaultBucket, "uploads/"+s.Email+"/photos/me.jpg")
+		}
+		n += 3
+	}
+	if id != "" {
+		f.Put(DefaultBucket, "avatars/"+id+".png")
+		n++
+	}
+	return n
+}
+
+// Count is how many objects of DefaultBucket (with any version or delete
+// marker left) Config's templates name for the subject.
+func (f *Fake) Count(s connectors.Subject) int64 {
+	var keys, prefixes []string
+	if s.Email != "" {
+		keys = append(keys, "exports/"+s.Email+".csv")
+		prefixes = append(prefixes, "uploads/"+s.Email+"/")
+	}
+	if id := s.UserIDs[connectortest.UserIDSystem]; id != "" {
+		keys = append(keys, "avatars/"+id+".png")
+	}
+	n, _, _ := f.CountKeys(DefaultBucket, keys, prefixes)
+	return int64(n)
+}
+
+// AddBucket creates an empty bucket; versioning is "", "Enabled" or
+// "Suspended".
+func (f *Fake) AddBucket(name, versioning string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.buckets[name] = &fakeBucket{versioning: versioning, objects: map[string][]*fakeVersion{}}
 }
 
-func (f *fakeS3) setVersioning(name, versioning string) {
+// Versioning is the bucket's versioning status.
+func (f *Fake) Versioning(bucket string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.buckets[name].versioning = versioning
+	return f.buckets[bucket].versioning
 }
 
-// put writes an object: a new version when versioning is enabled, else
+// SetVersioning changes the bucket's versioning status.
+func (f *Fake) SetVersioning(bucket, versioning string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.buckets[bucket].versioning = versioning
+}
+
+// Put writes an object: a new version when versioning is enabled, else
 // it replaces the "null" version.
-func (f *fakeS3) put(bucket, key string) {
+func (f *Fake) Put(bucket, key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	b := f.buckets[bucket]
@@ -481,8 +597,8 @@ func (f *fakeS3) put(bucket, key string) {
 	b.objects[key] = append([]*fakeVersion{v}, versions...)
 }
 
-// hide adds a delete marker, as a plain DELETE does in a versioned bucket.
-func (f *fakeS3) hide(bucket, key string) {
+// Hide adds a delete marker, as a plain DELETE does in a versioned bucket.
+func (f *Fake) Hide(bucket, key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.seq++
@@ -490,17 +606,18 @@ func (f *fakeS3) hide(bucket, key string) {
 	b.objects[key] = append([]*fakeVersion{{id: f.newID(), seq: f.seq, marker: true}}, b.objects[key]...)
 }
 
-// lock puts the newest version of key under Object Lock.
-func (f *fakeS3) lock(bucket, key, mode string) {
+// Lock puts the newest version of key under Object Lock: mode is
+// governance, compliance or legal-hold.
+func (f *Fake) Lock(bucket, key, mode string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.buckets[bucket].objects[key][0].lock = mode
 }
 
-// count returns how many keys (with any version or delete marker) match
-// one of keys exactly or start with one of prefixes, and how many
+// CountKeys returns how many keys (with any version or delete marker)
+// match one of keys exactly or start with one of prefixes, and how many
 // versions and delete markers they hold.
-func (f *fakeS3) count(bucket string, keys, prefixes []string) (objects, versions, markers int) {
+func (f *Fake) CountKeys(bucket string, keys, prefixes []string) (objects, versions, markers int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for k, vs := range f.buckets[bucket].objects {
@@ -519,19 +636,23 @@ func (f *fakeS3) count(bucket string, keys, prefixes []string) (objects, version
 	return objects, versions, markers
 }
 
-func (f *fakeS3) deleteBatches() []int {
+// DeleteBatches is the number of objects each DeleteObjects request named.
+func (f *Fake) DeleteBatches() []int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.batches)
 }
 
-func (f *fakeS3) setPageSize(n int) {
+// SetPageSize caps list pages (S3: 1,000; it may return fewer).
+func (f *Fake) SetPageSize(n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pageSize = n
 }
 
-func (f *fakeS3) setFailDelete(fn func(key string) (code, message string)) {
+// FailDeletes makes DeleteObjects report a per-key error for each key fn
+// returns a code for (nil: none). fn runs with the fake's lock held.
+func (f *Fake) FailDeletes(fn func(key string) (code, message string)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failDelete = fn

@@ -1,4 +1,12 @@
-package webhook
+// Package webhookfake is a local OpenDSR 2.0 processor for tests: it
+// takes erasure requests, reports them pending, in progress and completed
+// over status polls, erases the people they name, and signs the status
+// callbacks it sends, with a rate-limit answer and faults to inject.
+//
+//	f := webhookfake.Start(t, webhookfake.Options{})
+//	f.Seed(connectors.Subject{Email: "ada@example.com"})
+//	c := connectortest.Build(t, "webhook", "billing", f.Config())
+package webhookfake
 
 import (
 	"bytes"
@@ -13,46 +21,88 @@ import (
 	"mime"
 	"net/http"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
-// The fake processor's identity, as callbacks name it.
+// The fake processor's identity, as callbacks name it, and its defaults.
 const (
-	fakeDomain       = "dsr.billing.example"
-	fakeControllerID = "lethe-test-controller"
-	fakeInstance     = "billing" // the connector instance the tests build
-	seededRecords    = 3
+	// Domain is the processor's domain: X-OpenDSR-Processor-Domain of
+	// its callbacks, processor_domain in Config.
+	Domain       = "dsr.billing.example"
+	ControllerID = "lethe-test-controller"
+	// DefaultToken is the Bearer token a fake accepts until SetToken.
+	DefaultToken = "tok-billing-123"
+	// Records is how many records Seed gives the processor per subject.
+	Records = 3
+)
+
+// OpenDSR's callback headers.
+const (
+	headerDomain    = "X-OpenDSR-Processor-Domain"
+	headerSignature = "X-OpenDSR-Signature"
 )
 
 var uuidV4Re = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
-// processor is a fake OpenDSR 2.0 processor: POST /requests files a
-// request, GET /requests/{id} reports it pending, then in_progress, then
-// (after completeAfter polls) completed, erasing the people it matched;
-// DELETE /requests/{id} cancels; GET /discovery describes it. It POSTs a
-// signed callback to the request's status_callback_urls on every change.
+// Options tunes a fake.
+type Options struct {
+	// RateLimit, when > 0, refuses requests beyond this many per second
+	// (burst Burst, default 1). OpenDSR defines no rate-limit answer; the
+	// fake answers as most HTTP services do: 429 with Retry-After: 1.
+	RateLimit float64
+	Burst     int
+	// Polls is how many status polls a request stays unfinished (pending,
+	// then in_progress) before it completes: default 1; negative: none.
+	Polls int
+}
+
+// Fake is a fake OpenDSR 2.0 processor: POST /requests files a request,
+// GET /requests/{id} reports it pending, then in_progress, then (after
+// Options.Polls polls) completed, erasing the people it matched; DELETE
+// /requests/{id} cancels; GET /discovery describes it. It POSTs a signed
+// callback to the request's status_callback_urls on every change.
 //
 // Lethe's extension: a completed status carries "records", how many
 // records were erased (0 when the processor held nothing about them).
-type processor struct {
-	*fakevendor.Server
-	token  string
+type Fake struct {
+	fakevendor.Controls
 	priv   ed25519.PrivateKey
 	pubPEM string
 
 	mu            sync.Mutex
+	token         string
 	completeAfter int
 	omitRecords   bool // leave "records" out, as a plain OpenDSR processor does
 	cancelAll     bool // cancel requests instead of completing them
 	people        []*person
 	requests      map[string]*dsr
+}
+
+var _ connectortest.Vendor = (*Fake)(nil)
+
+// identity is one entry of subject_identities.
+type identity struct {
+	Type   string `json:"identity_type"`
+	Value  string `json:"identity_value"`
+	Format string `json:"identity_format"`
+}
+
+// createRequest is the body of POST /requests.
+type createRequest struct {
+	SubjectRequestID   string     `json:"subject_request_id"`
+	SubjectRequestType string     `json:"subject_request_type"`
+	Regulation         string     `json:"regulation"`
+	SubjectIdentities  []identity `json:"subject_identities"`
+	SubmittedTime      string     `json:"submitted_time"`
+	APIVersion         string     `json:"api_version"`
+	StatusCallbackURLs []string   `json:"status_callback_urls"`
 }
 
 type person struct {
@@ -68,33 +118,36 @@ type dsr struct {
 	records  int64
 }
 
-func newProcessor(t testing.TB, token string) *processor {
+// Start starts a fake processor, with a fresh Ed25519 key, that stops
+// when the test ends.
+func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &processor{
-		Server: fakevendor.New(t), token: token, priv: priv, pubPEM: publicPEM(t, pub),
-		completeAfter: 2, requests: map[string]*dsr{},
+	srv := fakevendor.New(t)
+	p := &Fake{
+		Controls: srv.Controls(), token: DefaultToken, priv: priv, pubPEM: publicPEM(t, pub),
+		completeAfter: fakevendor.Polls(opt.Polls, 1) + 1, requests: map[string]*dsr{},
 	}
-	// OpenDSR names no rate limit; this one is generous enough for the
-	// suite, and tests that need 429s set a tighter one.
-	p.RateLimit(1000, 100, p.tooMany)
-	if token != "" {
-		p.RequireAuth(func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+token },
-			func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="opendsr"`)
-				p.fail(w, http.StatusUnauthorized, "invalid bearer token")
-			})
+	if opt.RateLimit > 0 {
+		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany)
 	}
-	p.Handle("GET /discovery", p.discovery)
-	p.Handle("POST /requests", p.create)
-	p.Handle("GET /requests/{id}", p.status)
-	p.Handle("DELETE /requests/{id}", p.cancel)
+	srv.RequireAuth(func(r *http.Request) bool {
+		token := p.Token()
+		return token == "" || r.Header.Get("Authorization") == "Bearer "+token
+	}, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="opendsr"`)
+		WriteError(w, http.StatusUnauthorized, "invalid bearer token")
+	})
+	srv.Handle("GET /discovery", p.discovery)
+	srv.Handle("POST /requests", p.create)
+	srv.Handle("GET /requests/{id}", p.status)
+	srv.Handle("DELETE /requests/{id}", p.cancel)
 	// The same under a path prefix, for base URLs such as https://host/opendsr.
-	p.Handle("POST /opendsr/requests", p.create)
-	p.Handle("GET /opendsr/requests/{id}", p.status)
+	srv.Handle("POST /opendsr/requests", p.create)
+	srv.Handle("GET /opendsr/requests/{id}", p.status)
 	return p
 }
 
@@ -107,69 +160,110 @@ func publicPEM(t testing.TB, pub any) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
-// tooMany is the fake's 429: OpenDSR defines no body, so it answers as
-// most HTTP services do, with Retry-After.
-func (p *processor) tooMany(w http.ResponseWriter, r *http.Request) {
+// TooMany is the fake's 429: OpenDSR defines no body, so it answers as
+// most HTTP services do, with Retry-After: 1.
+func TooMany(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Retry-After", "1")
-	p.fail(w, http.StatusTooManyRequests, "rate limit exceeded")
+	WriteError(w, http.StatusTooManyRequests, "rate limit exceeded")
 }
 
-func (p *processor) fail(w http.ResponseWriter, status int, msg string) {
+// WriteError writes the processor's error body.
+func WriteError(w http.ResponseWriter, status int, msg string) {
 	fakevendor.JSON(w, status, map[string]any{"error": map[string]any{"code": status, "message": msg}})
 }
 
-// config is the YAML of a connector pointed at p.
-func (p *processor) config(extra ...string) string {
-	lines := []string{"base_url: " + p.URL}
-	if !slices.ContainsFunc(extra, func(l string) bool { return strings.HasPrefix(l, "poll_interval:") }) {
-		lines = append(lines, "poll_interval: 10ms")
-	}
-	lines = append(lines, "processor_domain: "+fakeDomain, "processor_public_key: |")
+// Token is the Bearer token the fake accepts ("": any request).
+func (p *Fake) Token() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.token
+}
+
+// SetToken changes the Bearer token the fake accepts; "" accepts any
+// request, as a processor without authentication.
+func (p *Fake) SetToken(token string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.token = token
+}
+
+// PublicKeyPEM is the PEM of the key the processor signs with.
+func (p *Fake) PublicKeyPEM() string { return p.pubPEM }
+
+// Config is a webhook connector config against p, with its domain and
+// public key for callbacks, polling every 10ms. It sends the email, the
+// phone and UserIDs["app"] (connectortest.UserIDSystem) as
+// controller_customer_id.
+func (p *Fake) Config() string {
+	lines := []string{"base_url: " + p.URL(), "poll_interval: 10ms", "processor_domain: " + Domain, "processor_public_key: |"}
 	for l := range strings.SplitSeq(strings.TrimSpace(p.pubPEM), "\n") {
 		lines = append(lines, "  "+l)
 	}
-	if p.token != "" {
-		lines = append(lines, "token: "+p.token)
+	if token := p.Token(); token != "" {
+		lines = append(lines, "token: "+token)
 	}
-	return strings.Join(append(lines, extra...), "\n") + "\n"
+	lines = append(lines, "user_id_system: "+connectortest.UserIDSystem)
+	return strings.Join(lines, "\n") + "\n"
 }
 
-// seed gives the processor records about s.
-func (p *processor) seed(t *testing.T, s connectors.Subject) int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).
+func (p *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(p.Config(), lines...) }
+
+// Seed gives the processor Records records about the subject, known by
+// its email, phone and UserIDs["app"] (it needs one of them).
+func (p *Fake) Seed(s connectors.Subject) int64 {
 	ids := map[string]string{}
 	if s.Email != "" {
-		ids["email"] = s.Email
+		ids["email"] = strings.ToLower(s.Email) // as OpenDSR controllers normalise it
 	}
 	if s.Phone != "" {
 		ids["phone"] = s.Phone
 	}
-	if id := s.UserIDs[fakeInstance]; id != "" {
+	if id := s.UserIDs[connectortest.UserIDSystem]; id != "" {
 		ids["controller_customer_id"] = id
 	}
-	p.people = append(p.people, &person{ids: ids, records: seededRecords})
-	return seededRecords
+	if len(ids) == 0 {
+		panic("webhookfake: Seed needs a subject with an email, a phone or UserIDs[\"" + connectortest.UserIDSystem + "\"]")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.people = append(p.people, &person{ids: ids, records: Records})
+	return Records
 }
 
-// count is how many records about s the processor holds.
-func (p *processor) count(t *testing.T, s connectors.Subject) int64 {
+// Count is how many records about the subject the processor holds, found
+// by its email, phone or UserIDs["app"].
+func (p *Fake) Count(s connectors.Subject) int64 {
+	id := s.UserIDs[connectortest.UserIDSystem]
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var n int64
 	for _, ps := range p.people {
-		if (s.Email != "" && ps.ids["email"] == s.Email) || (s.Phone != "" && ps.ids["phone"] == s.Phone) {
+		if (s.Email != "" && ps.ids["email"] == strings.ToLower(s.Email)) || (s.Phone != "" && ps.ids["phone"] == s.Phone) ||
+			(id != "" && ps.ids["controller_customer_id"] == id) {
 			n += ps.records
 		}
 	}
 	return n
 }
 
-func (p *processor) setCompleteAfter(n int) { p.mu.Lock(); p.completeAfter = n; p.mu.Unlock() }
-func (p *processor) setOmitRecords()        { p.mu.Lock(); p.omitRecords = true; p.mu.Unlock() }
-func (p *processor) setCancelAll()          { p.mu.Lock(); p.cancelAll = true; p.mu.Unlock() }
+// OmitRecords leaves "records" out of completed statuses, as a plain
+// OpenDSR processor does.
+func (p *Fake) OmitRecords() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.omitRecords = true
+}
 
-func (p *processor) discovery(w http.ResponseWriter, r *http.Request) {
+// CancelAll makes the processor cancel requests instead of completing
+// them.
+func (p *Fake) CancelAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cancelAll = true
+}
+
+func (p *Fake) discovery(w http.ResponseWriter, r *http.Request) {
 	var ids []map[string]string
 	for _, typ := range []string{"email", "phone", "controller_customer_id"} {
 		for _, f := range []string{"raw", "sha256"} {
@@ -180,7 +274,7 @@ func (p *processor) discovery(w http.ResponseWriter, r *http.Request) {
 		"api_version":                     "2.0",
 		"supported_identities":            ids,
 		"supported_subject_request_types": []string{"erasure"},
-		"processor_certificate":           p.URL + "/cert.pem",
+		"processor_certificate":           p.URL() + "/cert.pem",
 	})
 }
 
@@ -228,22 +322,22 @@ func checkCreate(raw []byte, body *createRequest) string {
 	return ""
 }
 
-func (p *processor) create(w http.ResponseWriter, r *http.Request) {
+func (p *Fake) create(w http.ResponseWriter, r *http.Request) {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-		p.fail(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		WriteError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return
 	}
 	var raw bytes.Buffer
 	_, _ = raw.ReadFrom(r.Body)
 	var body createRequest
 	if msg := checkCreate(raw.Bytes(), &body); msg != "" {
-		p.fail(w, http.StatusBadRequest, msg)
+		WriteError(w, http.StatusBadRequest, msg)
 		return
 	}
 	p.mu.Lock()
 	if _, dup := p.requests[body.SubjectRequestID]; dup {
 		p.mu.Unlock()
-		p.fail(w, http.StatusConflict, "subject_request_id already used")
+		WriteError(w, http.StatusConflict, "subject_request_id already used")
 		return
 	}
 	now := time.Now().UTC()
@@ -251,7 +345,7 @@ func (p *processor) create(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	encoded := base64.StdEncoding.EncodeToString(raw.Bytes())
 	fakevendor.JSON(w, http.StatusCreated, map[string]any{
-		"controller_id":            fakeControllerID,
+		"controller_id":            ControllerID,
 		"expected_completion_time": now.Add(30 * 24 * time.Hour).Format(time.RFC3339),
 		"received_time":            now.Format(time.RFC3339),
 		"encoded_request":          encoded,
@@ -284,7 +378,7 @@ func matches(ps *person, ids []identity) bool {
 
 // advance moves a request on by one poll; the processor erases when it
 // completes. It reports whether the status changed.
-func (p *processor) advance(d *dsr) bool {
+func (p *Fake) advance(d *dsr) bool {
 	if d.status == "completed" || d.status == "cancelled" {
 		return false
 	}
@@ -310,9 +404,9 @@ func (p *processor) advance(d *dsr) bool {
 	return d.status != prev
 }
 
-func (p *processor) statusBody(id string, d *dsr) map[string]any {
+func (p *Fake) statusBody(id string, d *dsr) map[string]any {
 	m := map[string]any{
-		"controller_id":            fakeControllerID,
+		"controller_id":            ControllerID,
 		"expected_completion_time": d.received.Add(30 * 24 * time.Hour).Format(time.RFC3339),
 		"subject_request_id":       id,
 		"request_status":           d.status,
@@ -324,13 +418,13 @@ func (p *processor) statusBody(id string, d *dsr) map[string]any {
 	return m
 }
 
-func (p *processor) status(w http.ResponseWriter, r *http.Request) {
+func (p *Fake) status(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	p.mu.Lock()
 	d, ok := p.requests[id]
 	if !ok {
 		p.mu.Unlock()
-		p.fail(w, http.StatusNotFound, "no such request")
+		WriteError(w, http.StatusNotFound, "no such request")
 		return
 	}
 	changed := p.advance(d)
@@ -343,13 +437,13 @@ func (p *processor) status(w http.ResponseWriter, r *http.Request) {
 	fakevendor.JSON(w, http.StatusOK, body)
 }
 
-func (p *processor) cancel(w http.ResponseWriter, r *http.Request) {
+func (p *Fake) cancel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	p.mu.Lock()
 	d, ok := p.requests[id]
 	if !ok {
 		p.mu.Unlock()
-		p.fail(w, http.StatusNotFound, "no such request")
+		WriteError(w, http.StatusNotFound, "no such request")
 		return
 	}
 	changed := d.status == "pending" || d.status == "in_progress"
@@ -367,7 +461,7 @@ func (p *processor) cancel(w http.ResponseWriter, r *http.Request) {
 
 // callback POSTs a signed status change to each callback URL, as OpenDSR
 // processors do; failures are the receiver's problem.
-func (p *processor) callback(urls []string, status map[string]any) {
+func (p *Fake) callback(urls []string, status map[string]any) {
 	for _, u := range urls {
 		m := map[string]any{"status_callback_url": u}
 		for k, v := range status {
@@ -379,26 +473,10 @@ func (p *processor) callback(urls []string, status map[string]any) {
 			continue
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(headerDomain, fakeDomain)
+		req.Header.Set(headerDomain, Domain)
 		req.Header.Set(headerSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(p.priv, b)))
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
 	}
-}
-
-// created returns the create requests the fake received, decoded.
-func (p *processor) created(t *testing.T) []createRequest {
-	t.Helper()
-	var out []createRequest
-	for _, c := range p.Calls() {
-		if c.Method == http.MethodPost && strings.HasSuffix(c.Path, "/requests") {
-			var b createRequest
-			if err := json.Unmarshal(c.Body, &b); err != nil {
-				t.Fatalf("create body: %v", err)
-			}
-			out = append(out, b)
-		}
-	}
-	return out
 }

@@ -1,4 +1,11 @@
-package hubspot
+// Package hubspotfake is a local HubSpot CRM API for tests: contact
+// lookups and GDPR deletes as HubSpot documents them, with HubSpot's
+// rate-limit answer and faults to inject.
+//
+//	f := hubspotfake.Start(t, hubspotfake.Options{})
+//	f.Seed(connectors.Subject{Email: "ada@example.com"})
+//	c := connectortest.Build(t, "hubspot", "crm", f.Config())
+package hubspotfake
 
 import (
 	"encoding/json"
@@ -7,52 +14,107 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
-// fakeHubSpot follows HubSpot's contact lookup and GDPR delete contract
+// DefaultToken is the private app token a fake accepts until SetToken.
+const DefaultToken = "pat-eu1-test-token"
+
+// UserIDSystem is the subject.user_ids key Config names for HubSpot record
+// ids. It is not connectortest.UserIDSystem on purpose: an application's
+// user id is not a HubSpot record id (digits), which the connector refuses.
+const UserIDSystem = "hubspot"
+
+// Options tunes a fake.
+type Options struct {
+	// RateLimit, when > 0, refuses requests beyond this many per second
+	// (burst Burst, default 1) as HubSpot does: 429 with a RATE_LIMIT body
+	// (policy SECONDLY) and the X-HubSpot-RateLimit-* headers, no
+	// Retry-After.
+	RateLimit float64
+	Burst     int
+	// Polls is unused: HubSpot's GDPR delete is synchronous.
+	Polls int
+}
+
+// Fake follows HubSpot's contact lookup and GDPR delete contract
 // (docs/connectors/hubspot.md, VENDOR_APIS.md): Bearer private app
 // tokens, 404 OBJECT_NOT_FOUND bodies that quote what was looked up (as
 // HubSpot's do), 204 GDPR deletes that blocklist unknown emails, and
 // 429s with HubSpot's RATE_LIMIT body and X-HubSpot-RateLimit-* headers.
-type fakeHubSpot struct {
-	*fakevendor.Server
-	token string
+type Fake struct {
+	fakevendor.Controls
 
 	mu        sync.Mutex
+	token     string
 	contacts  map[string]string // record id → email
 	nextID    int
 	blocklist []string
 }
 
-// correlationSeq makes correlation ids unique across fakes.
-var correlationSeq atomic.Int64
+var _ connectortest.Vendor = (*Fake)(nil)
 
-func correlationID() string {
-	return fmt.Sprintf("0a1b2c3d-0000-4000-8000-%012d", correlationSeq.Add(1))
-}
+// correlationID is a fresh id, unique across fakes, as HubSpot's are.
+func correlationID() string { return uuid.NewString() }
 
-func newFakeHubSpot(t *testing.T, token string) *fakeHubSpot {
+// Start starts a fake that stops when the test ends.
+func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	f := &fakeHubSpot{Server: fakevendor.New(t), token: token, contacts: map[string]string{}, nextID: 1001}
-	f.RequireAuth(func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+f.token }, hubspotUnauthorized)
-	// Private apps: 100 requests per 10 seconds.
-	f.RateLimit(10, 100, hubspotTooMany("SECONDLY", 0))
-	f.Handle("GET /crm/v3/objects/contacts/{contactId}", f.get)
-	f.Handle("POST /crm/v3/objects/contacts/gdpr-delete", f.gdprDelete)
+	srv := fakevendor.New(t)
+	f := &Fake{Controls: srv.Controls(), token: DefaultToken, contacts: map[string]string{}, nextID: 1001}
+	srv.RequireAuth(func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+f.Token() }, Unauthorized)
+	if opt.RateLimit > 0 {
+		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany("SECONDLY", 0))
+	}
+	srv.Handle("GET /crm/v3/objects/contacts/{contactId}", f.get)
+	srv.Handle("POST /crm/v3/objects/contacts/gdpr-delete", f.gdprDelete)
 	return f
 }
 
-// config is a YAML config block for a connector against f.
-func (f *fakeHubSpot) config(extra ...string) string {
-	return fmt.Sprintf("base_url: %s\naccess_token: %s\n%s", f.URL, f.token, strings.Join(extra, "\n"))
+// Token is the token the fake accepts.
+func (f *Fake) Token() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.token
 }
 
-func (f *fakeHubSpot) add(email string) string {
+// SetToken changes the token the fake accepts (another HubSpot account).
+func (f *Fake) SetToken(token string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.token = token
+}
+
+// Config is a hubspot connector config against f. Subjects are found by
+// Email; a HubSpot record id would be read from UserIDs["hubspot"].
+func (f *Fake) Config() string {
+	return fmt.Sprintf("base_url: %s\naccess_token: %s\nuser_id_system: %s\n", f.URL(), f.Token(), UserIDSystem)
+}
+
+// ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).
+func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(f.Config(), lines...) }
+
+// Seed stores a contact with the subject's email (it needs one).
+func (f *Fake) Seed(s connectors.Subject) int64 {
+	if s.Email == "" {
+		panic("hubspotfake: Seed needs a subject with an email")
+	}
+	f.Add(s.Email)
+	return 1
+}
+
+// Count is how many contacts hold the subject's email.
+func (f *Fake) Count(s connectors.Subject) int64 { return f.CountEmail(s.Email) }
+
+// Add stores a contact and returns its record id.
+func (f *Fake) Add(email string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := strconv.Itoa(f.nextID)
@@ -61,7 +123,11 @@ func (f *fakeHubSpot) add(email string) string {
 	return id
 }
 
-func (f *fakeHubSpot) count(email string) int64 {
+// CountEmail is how many contacts hold email.
+func (f *Fake) CountEmail(email string) int64 {
+	if email == "" {
+		return 0
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var n int64
@@ -73,13 +139,14 @@ func (f *fakeHubSpot) count(email string) int64 {
 	return n
 }
 
-func (f *fakeHubSpot) blocklisted() []string {
+// Blocklisted lists the emails a GDPR delete blocklisted without a contact.
+func (f *Fake) Blocklisted() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.blocklist...)
 }
 
-func (f *fakeHubSpot) byEmail(email string) (string, bool) {
+func (f *Fake) byEmail(email string) (string, bool) {
 	for id, e := range f.contacts {
 		if e == strings.ToLower(email) {
 			return id, true
@@ -97,7 +164,7 @@ func hubspotError(w http.ResponseWriter, status int, category, message string, c
 }
 
 // get is GET /crm/v3/objects/contacts/{contactId}[?idProperty=email].
-func (f *fakeHubSpot) get(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) get(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("contactId")
 	f.mu.Lock()
 	var id string
@@ -130,7 +197,7 @@ func (f *fakeHubSpot) get(w http.ResponseWriter, r *http.Request) {
 }
 
 // gdprDelete is POST /crm/v3/objects/contacts/gdpr-delete.
-func (f *fakeHubSpot) gdprDelete(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) gdprDelete(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		hubspotError(w, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json", nil)
 		return
@@ -168,11 +235,11 @@ func (f *fakeHubSpot) gdprDelete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// hubspotTooMany answers as HubSpot does over a rate limit: 429 with
+// TooMany answers as HubSpot does over a rate limit: 429 with
 // {"status":"error","errorType":"RATE_LIMIT","policyName":…} and the
 // X-HubSpot-RateLimit-* headers; retryAfter > 0 adds a Retry-After (as a
 // proxy in front of HubSpot might).
-func hubspotTooMany(policy string, retryAfter int) fakevendor.Fault {
+func TooMany(policy string, retryAfter int) fakevendor.Fault {
 	return func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-HubSpot-RateLimit-Daily", "250000")
@@ -194,14 +261,17 @@ func hubspotTooMany(policy string, retryAfter int) fakevendor.Fault {
 	}
 }
 
-func hubspotUnauthorized(w http.ResponseWriter, r *http.Request) {
+// Unauthorized is HubSpot's 401 for a refused token.
+func Unauthorized(w http.ResponseWriter, r *http.Request) {
 	hubspotError(w, 401, "INVALID_AUTHENTICATION", "Authentication credentials not found.", nil)
 }
 
-func hubspotMissingScopes(w http.ResponseWriter, r *http.Request) {
+// MissingScopes is HubSpot's 403 for a private app without the scopes.
+func MissingScopes(w http.ResponseWriter, r *http.Request) {
 	hubspotError(w, 403, "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this call.", nil)
 }
 
-func hubspotInternal(w http.ResponseWriter, r *http.Request) {
+// Internal is a 502 from HubSpot.
+func Internal(w http.ResponseWriter, r *http.Request) {
 	hubspotError(w, 502, "", "internal error", nil)
 }

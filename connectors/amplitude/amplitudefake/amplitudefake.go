@@ -1,0 +1,364 @@
+// Package amplitudefake is a local Amplitude User Privacy API for tests:
+// deletion jobs as Amplitude documents them, staged for a day ahead and
+// advancing over status polls, with its rate-limit answer and faults to
+// inject.
+//
+//	f := amplitudefake.Start(t, amplitudefake.Options{})
+//	f.Seed(connectors.Subject{UserIDs: map[string]string{"app": "user-1"}})
+//	c := connectortest.Build(t, "amplitude", "amplitude", f.Config())
+package amplitudefake
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+)
+
+// Keys a fake accepts until SetKeys.
+const (
+	DefaultAPIKey    = "amp_key"
+	DefaultSecretKey = "amp_secret"
+)
+
+// dayLayout is how Amplitude writes days.
+const dayLayout = "2006-01-02"
+
+// Options tunes a fake.
+type Options struct {
+	// RateLimit, when > 0, refuses requests beyond this many per second
+	// (burst Burst, default 1) as Amplitude does: 429 naming no delay.
+	// Amplitude allows the User Privacy API one request a second.
+	RateLimit float64
+	Burst     int
+	// Polls is how many times a deletion job is listed unfinished
+	// (staging, then submitted) before it is done: default 2; negative:
+	// none.
+	Polls int
+}
+
+// Fake is Amplitude's User Privacy API (v1) as documented: POST
+// /api/2/deletions/users with Basic api_key:secret_key and {"user_ids",
+// "amplitude_ids","requester","ignore_invalid_id"} (booleans as strings)
+// puts the users into the staging job of a day 10 days ahead and answers
+// {"day","status":"staging","amplitude_ids":[…]}; GET with start_day and
+// end_day lists jobs, each moving staging → submitted → done as it is
+// listed (done erases its users); GET /api/2/usersearch?user= finds users.
+// Its today is 2026-03-01.
+type Fake struct {
+	fakevendor.Controls
+
+	mu                sync.Mutex
+	apiKey, secretKey string
+	polls             int
+	users             map[string]int64 // user_id → Amplitude ID
+	nextID            int64
+	jobs              []*fakeJob
+	today             time.Time
+	final             string // a final job status forced instead of done
+}
+
+var _ connectortest.Vendor = (*Fake)(nil)
+
+type fakeJob struct {
+	day     string
+	status  string
+	lists   int
+	entries []fakeEntry
+}
+
+type fakeEntry struct {
+	AmplitudeID    int64  `json:"amplitude_id"`
+	RequestedOnDay string `json:"requested_on_day"`
+	Requester      string `json:"requester"`
+	userID         string
+}
+
+// Start starts a fake that stops when the test ends.
+func Start(t testing.TB, opt Options) *Fake {
+	t.Helper()
+	srv := fakevendor.New(t)
+	f := &Fake{Controls: srv.Controls(), apiKey: DefaultAPIKey, secretKey: DefaultSecretKey, polls: fakevendor.Polls(opt.Polls, 2),
+		users: map[string]int64{}, nextID: 356896327775, today: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	if opt.RateLimit > 0 {
+		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany)
+	}
+	srv.RequireAuth(func(r *http.Request) bool {
+		u, p, ok := r.BasicAuth()
+		key, secret := f.Keys()
+		return ok && u == key && p == secret
+	}, func(w http.ResponseWriter, r *http.Request) {
+		fakevendor.JSON(w, http.StatusUnauthorized, map[string]string{"error": "Invalid API key or secret key"})
+	})
+	srv.Handle("POST /api/2/deletions/users", f.schedule)
+	srv.Handle("GET /api/2/deletions/users", f.list)
+	srv.Handle("GET /api/2/usersearch", f.search)
+	return f
+}
+
+// TooMany is Amplitude's 429; it names no delay.
+func TooMany(w http.ResponseWriter, r *http.Request) {
+	fakevendor.JSON(w, http.StatusTooManyRequests, map[string]string{"error": "Too many requests"})
+}
+
+func badRequest(w http.ResponseWriter, msg string) {
+	fakevendor.JSON(w, http.StatusBadRequest, map[string]string{"error": msg})
+}
+
+// stringBool reads a boolean Amplitude wants as a string ("true", "True").
+func stringBool(raw json.RawMessage) (value, ok bool) {
+	if raw == nil {
+		return false, true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return false, false
+	}
+	switch strings.ToLower(s) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
+func (f *Fake) schedule(w http.ResponseWriter, r *http.Request) {
+	var raw map[string]json.RawMessage
+	if json.NewDecoder(r.Body).Decode(&raw) != nil {
+		badRequest(w, "Invalid JSON body")
+		return
+	}
+	var userIDs []string
+	var ampIDs []int64
+	var requester string
+	for k, v := range raw {
+		var err error
+		switch k {
+		case "user_ids":
+			err = json.Unmarshal(v, &userIDs)
+		case "amplitude_ids":
+			err = json.Unmarshal(v, &ampIDs)
+		case "requester":
+			err = json.Unmarshal(v, &requester)
+		case "ignore_invalid_id", "ignore_invalid_ids", "delete_from_org", "include_mapped_user_ids":
+			if _, ok := stringBool(v); !ok {
+				badRequest(w, k+" must be the string True or False")
+				return
+			}
+		default:
+			badRequest(w, "Unknown parameter "+k)
+			return
+		}
+		if err != nil {
+			badRequest(w, "Invalid "+k)
+			return
+		}
+	}
+	ignore, _ := stringBool(raw["ignore_invalid_id"])
+	if alt, _ := stringBool(raw["ignore_invalid_ids"]); alt {
+		ignore = true
+	}
+	if len(userIDs)+len(ampIDs) == 0 || len(userIDs) > 100 || len(ampIDs) > 100 || requester == "" {
+		badRequest(w, "Invalid request")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	type found struct {
+		id   int64
+		user string
+	}
+	var ids []found
+	for _, u := range userIDs {
+		id, ok := f.users[u]
+		if !ok && !ignore {
+			badRequest(w, "Invalid user ids")
+			return
+		}
+		if ok {
+			ids = append(ids, found{id, u})
+		}
+	}
+	for _, a := range ampIDs {
+		user := ""
+		for u, id := range f.users {
+			if id == a {
+				user = u
+			}
+		}
+		if user == "" && !ignore {
+			badRequest(w, "Invalid amplitude ids")
+			return
+		}
+		if user != "" {
+			ids = append(ids, found{a, user})
+		}
+	}
+	// Requests join the staging job; once it is submitted, a new one.
+	var jb *fakeJob
+	if n := len(f.jobs); n > 0 && f.jobs[n-1].status == "staging" {
+		jb = f.jobs[n-1]
+	} else {
+		jb = &fakeJob{day: f.today.AddDate(0, 0, 10+n).Format(dayLayout), status: "staging"}
+		f.jobs = append(f.jobs, jb)
+	}
+	answer := []fakeEntry{}
+	for _, id := range ids {
+		i := slices.IndexFunc(jb.entries, func(e fakeEntry) bool { return e.AmplitudeID == id.id })
+		if i < 0 {
+			jb.entries = append(jb.entries, fakeEntry{AmplitudeID: id.id, RequestedOnDay: f.today.Format(dayLayout), Requester: requester, userID: id.user})
+			i = len(jb.entries) - 1
+		}
+		if !slices.ContainsFunc(answer, func(e fakeEntry) bool { return e.AmplitudeID == id.id }) {
+			answer = append(answer, jb.entries[i])
+		}
+	}
+	fakevendor.JSON(w, http.StatusOK, map[string]any{"day": jb.day, "status": jb.status, "amplitude_ids": answer})
+}
+
+func (f *Fake) list(w http.ResponseWriter, r *http.Request) {
+	start, err1 := time.Parse(dayLayout, r.URL.Query().Get("start_day"))
+	end, err2 := time.Parse(dayLayout, r.URL.Query().Get("end_day"))
+	if err1 != nil || err2 != nil || end.Before(start) || end.After(start.AddDate(0, 6, 0)) {
+		badRequest(w, "start_day and end_day are required (YYYY-MM-DD, at most six months apart)")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := []map[string]any{}
+	for _, jb := range f.jobs {
+		day, _ := time.Parse(dayLayout, jb.day)
+		if day.Before(start) || day.After(end) {
+			continue
+		}
+		jb.lists++
+		switch {
+		case jb.lists <= f.polls && jb.lists >= 2:
+			jb.status = "submitted"
+		case jb.lists <= f.polls:
+		case f.final != "":
+			jb.status = f.final
+		case jb.status != "done":
+			jb.status = "done"
+			for _, e := range jb.entries {
+				delete(f.users, e.userID)
+			}
+		}
+		out = append(out, map[string]any{"day": jb.day, "status": jb.status, "amplitude_ids": jb.entries})
+	}
+	fakevendor.JSON(w, http.StatusOK, out)
+}
+
+func (f *Fake) search(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query().Get("user")
+	if q == "" {
+		badRequest(w, "user is required")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	matches := []map[string]any{}
+	for u, id := range f.users {
+		if u == q || strconv.FormatInt(id, 10) == q {
+			matches = append(matches, map[string]any{"user_id": u, "amplitude_id": id, "platform": "Web", "country": "Germany", "last_seen": "2026-02-27"})
+		}
+	}
+	typ := "match_user_or_device_id"
+	if len(matches) == 0 {
+		typ = "nomatch"
+	}
+	fakevendor.JSON(w, http.StatusOK, map[string]any{"matches": matches, "type": typ})
+}
+
+// Keys are the API key and secret key the fake accepts.
+func (f *Fake) Keys() (apiKey, secretKey string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.apiKey, f.secretKey
+}
+
+// SetKeys changes the API key and secret key the fake accepts (another
+// project).
+func (f *Fake) SetKeys(apiKey, secretKey string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.apiKey, f.secretKey = apiKey, secretKey
+}
+
+// Config is an amplitude connector config against f, polling every 2ms.
+// It reads the Amplitude user_id from UserIDs["app"]
+// (connectortest.UserIDSystem).
+func (f *Fake) Config() string {
+	key, secret := f.Keys()
+	return fmt.Sprintf("api_key: %s\nsecret_key: %s\nbase_url: %s\npoll_interval: 2ms\nuser_id_system: %s\n",
+		key, secret, f.URL(), connectortest.UserIDSystem)
+}
+
+// ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).
+func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(f.Config(), lines...) }
+
+// Seed gives Amplitude a user with the subject's UserIDs["app"] as
+// user_id (it needs one).
+func (f *Fake) Seed(s connectors.Subject) int64 {
+	id := s.UserIDs[connectortest.UserIDSystem]
+	if id == "" {
+		panic("amplitudefake: Seed needs a subject with UserIDs[\"" + connectortest.UserIDSystem + "\"]")
+	}
+	f.AddUser(id)
+	return 1
+}
+
+// Count is whether (1) or not (0) Amplitude holds the subject's
+// UserIDs["app"].
+func (f *Fake) Count(s connectors.Subject) int64 {
+	return f.CountUser(s.UserIDs[connectortest.UserIDSystem])
+}
+
+// AddUser gives Amplitude a user and returns its Amplitude ID.
+func (f *Fake) AddUser(userID string) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nextID++
+	f.users[userID] = f.nextID
+	return f.nextID
+}
+
+// CountUser is whether (1) or not (0) Amplitude holds userID.
+func (f *Fake) CountUser(userID string) int64 {
+	if userID == "" {
+		return 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.users[userID]; ok {
+		return 1
+	}
+	return 0
+}
+
+// EndJobsAs forces the final status of every job instead of done.
+func (f *Fake) EndJobsAs(status string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.final = status
+}
+
+// Unstage removes every request from the jobs, as DELETE
+// /api/2/deletions/users/{amplitude_id}/{day} does for one.
+func (f *Fake) Unstage() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, jb := range f.jobs {
+		jb.entries = nil
+	}
+}

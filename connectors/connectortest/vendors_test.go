@@ -1,0 +1,190 @@
+package connectortest_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/connectors"
+	_ "github.com/lethe-dev/lethe/connectors/amplitude"
+	"github.com/lethe-dev/lethe/connectors/amplitude/amplitudefake"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	_ "github.com/lethe-dev/lethe/connectors/hubspot"
+	"github.com/lethe-dev/lethe/connectors/hubspot/hubspotfake"
+	_ "github.com/lethe-dev/lethe/connectors/mailchimp"
+	"github.com/lethe-dev/lethe/connectors/mailchimp/mailchimpfake"
+	_ "github.com/lethe-dev/lethe/connectors/mixpanel"
+	"github.com/lethe-dev/lethe/connectors/mixpanel/mixpanelfake"
+	_ "github.com/lethe-dev/lethe/connectors/s3"
+	"github.com/lethe-dev/lethe/connectors/s3/s3fake"
+	_ "github.com/lethe-dev/lethe/connectors/salesforce"
+	"github.com/lethe-dev/lethe/connectors/salesforce/salesforcefake"
+	_ "github.com/lethe-dev/lethe/connectors/segment"
+	"github.com/lethe-dev/lethe/connectors/segment/segmentfake"
+	_ "github.com/lethe-dev/lethe/connectors/sendgrid"
+	"github.com/lethe-dev/lethe/connectors/sendgrid/sendgridfake"
+	_ "github.com/lethe-dev/lethe/connectors/webhook"
+	"github.com/lethe-dev/lethe/connectors/webhook/webhookfake"
+)
+
+// vendor starts one fake vendor with a rate limit (0: none) and a number
+// of unfinished polls (0: its default).
+type vendor struct {
+	typ   string
+	async bool
+	// refusal is the status the vendor refuses requests over its rate
+	// limit with.
+	refusal int
+	start   func(t testing.TB, rate float64, polls int) connectortest.Vendor
+}
+
+func vendors() []vendor {
+	return []vendor{
+		{"hubspot", false, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
+			return hubspotfake.Start(t, hubspotfake.Options{RateLimit: rate, Polls: polls})
+		}},
+		{"salesforce", true, http.StatusForbidden, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
+			return salesforcefake.Start(t, salesforcefake.Options{RateLimit: rate, Polls: polls})
+		}},
+		{"mailchimp", false, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
+			return mailchimpfake.Start(t, mailchimpfake.Options{RateLimit: rate, Polls: polls})
+		}},
+		{"sendgrid", true, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
+			return sendgridfake.Start(t, sendgridfake.Options{RateLimit: rate, Polls: polls})
+		}},
+		{"segment", true, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
+			return segmentfake.Start(t, segmentfake.Options{RateLimit: rate, Polls: polls})
+		}},
+		{"mixpanel", true, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
+			return mixpanelfake.Start(t, mixpanelfake.Options{RateLimit: rate, Polls: polls})
+		}},
+		{"amplitude", true, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
+			return amplitudefake.Start(t, amplitudefake.Options{RateLimit: rate, Polls: polls})
+		}},
+		{"s3", false, http.StatusServiceUnavailable, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
+			return s3fake.Start(t, s3fake.Options{RateLimit: rate, Polls: polls})
+		}},
+		{"webhook", true, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
+			return webhookfake.Start(t, webhookfake.Options{RateLimit: rate, Polls: polls})
+		}},
+	}
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestAllFakesAtOnce is what an end-to-end test does: every fake up at
+// once, one subject (an email and a user id under UserIDSystem) seeded in
+// each, and one erasure fanned out to every connector, each built from
+// its fake's Config.
+func TestAllFakesAtOnce(t *testing.T) {
+	t.Parallel()
+	s := connectors.Subject{Email: "ada@example.com", UserIDs: map[string]string{connectortest.UserIDSystem: "u-42"}}
+	bystander := connectors.Subject{Email: "bob@example.com", UserIDs: map[string]string{connectortest.UserIDSystem: "u-43"}}
+	var wg sync.WaitGroup
+	for _, v := range vendors() {
+		f := v.start(t, 0, 0)
+		want, keep := f.Seed(s), f.Seed(bystander)
+		c := connectortest.Build(t, v.typ, v.typ, f.Config())
+		wg.Go(func() {
+			out, err := connectortest.EraseAndWait(ctxFor(t), c, s, 10*time.Second)
+			if err != nil || out.Status != connectors.StatusErased || out.Records != want {
+				t.Errorf("%s: Erase = %q with %d records, %v; want erased with %d", v.typ, out.Status, out.Records, err, want)
+			}
+			if n := f.Count(s); n != 0 {
+				t.Errorf("%s: %d records of the subject left", v.typ, n)
+			}
+			if n := f.Count(bystander); n != keep {
+				t.Errorf("%s: the bystander has %d records of %d", v.typ, n, keep)
+			}
+			if f.Requests() == 0 || f.Limited() != 0 {
+				t.Errorf("%s: %d requests, %d refused", v.typ, f.Requests(), f.Limited())
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestRateLimitOption checks that Options.RateLimit makes each fake
+// refuse as its vendor does, that the connector takes the refusal for a
+// reason to retry later, and that Limited counts it.
+func TestRateLimitOption(t *testing.T) {
+	t.Parallel()
+	for _, v := range vendors() {
+		t.Run(v.typ, func(t *testing.T) {
+			t.Parallel()
+			f := v.start(t, 0.001, 0) // one request, then none for 1,000s
+			c := connectortest.Build(t, v.typ, v.typ, f.Config())
+			var err error
+			for i := 0; err == nil && i < 3; i++ {
+				_, err = c.Erase(ctxFor(t), connectortest.VendorSubject(i))
+			}
+			if err == nil {
+				t.Fatal("three erasures against one request per 1,000s all succeeded")
+			}
+			if perm, after := connectors.Classify(err); perm {
+				t.Errorf("a rate-limit refusal is permanent: %v (after %v)", err, after)
+			}
+			if f.Limited() == 0 || f.Limited() >= f.Requests() {
+				t.Errorf("%d of %d requests refused", f.Limited(), f.Requests())
+			}
+			calls := f.(interface{ Calls() []fakevendor.Call }).Calls()
+			if p, ok := f.(interface{ ProfileCalls() []fakevendor.Call }); ok {
+				calls = append(calls, p.ProfileCalls()...)
+			}
+			refused := 0
+			for _, call := range calls {
+				if call.Status == v.refusal {
+					refused++
+				}
+			}
+			if refused != f.Limited() {
+				t.Errorf("%d requests answered %d, %d refused by the rate limit", refused, v.refusal, f.Limited())
+			}
+		})
+	}
+}
+
+// TestPollsOption checks that Options.Polls is how many polls an
+// asynchronous job stays unfinished, negative meaning none.
+func TestPollsOption(t *testing.T) {
+	t.Parallel()
+	for _, v := range vendors() {
+		if !v.async {
+			continue
+		}
+		for _, polls := range []int{-1, 3} {
+			t.Run(fmt.Sprintf("%s/polls=%d", v.typ, polls), func(t *testing.T) {
+				t.Parallel()
+				f := v.start(t, 0, polls)
+				s := connectortest.VendorSubject(1)
+				f.Seed(s)
+				c := connectortest.Build(t, v.typ, v.typ, f.Config())
+				out, err := c.Erase(ctxFor(t), s)
+				if err != nil || out.Status != connectors.StatusRunning {
+					t.Fatalf("Erase = %q, %v; want running", out.Status, err)
+				}
+				var n int
+				for out.Status == connectors.StatusRunning && n < 10 {
+					n++
+					if out, err = c.(connectors.Poller).Poll(ctxFor(t), out.JobRef); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if want := max(polls, 0) + 1; n != want || out.Status != connectors.StatusErased {
+					t.Errorf("Polls %d: %q after %d polls, want erased after %d", polls, out.Status, n, want)
+				}
+				if left := f.Count(s); left != 0 {
+					t.Errorf("%d records left", left)
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,294 @@
+// Package sendgridfake is a local SendGrid v3 Marketing Contacts API for
+// tests: contact searches and asynchronous delete jobs as SendGrid
+// documents them, its rate-limit answer and faults to inject.
+//
+//	f := sendgridfake.Start(t, sendgridfake.Options{})
+//	f.Seed(connectors.Subject{Email: "ada@example.com"})
+//	c := connectortest.Build(t, "sendgrid", "mailing", f.Config())
+package sendgridfake
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+)
+
+// DefaultKey is the API key a fake accepts until SetKey.
+const DefaultKey = "SG.test-key.0123456789abcdef"
+
+// Options tunes a fake.
+type Options struct {
+	// RateLimit, when > 0, refuses requests beyond this many per second
+	// (burst Burst, default 1) as SendGrid does: 429 with SendGrid's error
+	// body and X-RateLimit-Limit, -Remaining and -Reset (unix seconds),
+	// no Retry-After.
+	RateLimit float64
+	Burst     int
+	// Polls is how many status requests a delete job answers "pending"
+	// to before it runs: default 2; negative: none.
+	Polls int
+}
+
+// Fake is a local SendGrid v3 Marketing Contacts API, as documented:
+// Bearer auth; POST /v3/marketing/contacts/search/emails answering a
+// result map, or 404 when none of the addresses is a contact; DELETE
+// /v3/marketing/contacts?ids=… answering 202 {"job_id"} and deleting only
+// when the job runs; GET /v3/marketing/contacts/imports/{id} reporting
+// pending, then completed (or errored/failed) with counts; and a rate
+// limit answered by 429 with X-RateLimit-* headers (reset in epoch
+// seconds) and SendGrid's error body.
+type Fake struct {
+	fakevendor.Controls
+
+	mu       sync.Mutex
+	key      string
+	contacts map[string]string // contact id → lower-cased email
+	jobs     map[string]*job
+	nextID   int
+	// pending is how many status requests a job answers "pending" to.
+	pending int
+	// outcome is how jobs end: completed (default), errored, failed, or
+	// partial (completed with one contact errored).
+	outcome string
+}
+
+var _ connectortest.Vendor = (*Fake)(nil)
+
+type job struct {
+	ids                         []string
+	polls                       int
+	status                      string
+	requested, deleted, errored int
+	started, finished           time.Time
+}
+
+// Start starts a fake that stops when the test ends.
+func Start(t testing.TB, opt Options) *Fake {
+	t.Helper()
+	srv := fakevendor.New(t)
+	f := &Fake{
+		Controls: srv.Controls(),
+		key:      DefaultKey,
+		contacts: map[string]string{},
+		jobs:     map[string]*job{},
+		pending:  fakevendor.Polls(opt.Polls, 2),
+		outcome:  "completed",
+	}
+	srv.RequireAuth(func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+f.Key() },
+		func(w http.ResponseWriter, r *http.Request) {
+			WriteError(w, http.StatusUnauthorized, "", "authorization required")
+		})
+	// SendGrid documents no number for these endpoints.
+	if opt.RateLimit > 0 {
+		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany)
+	}
+	srv.Handle("POST /v3/marketing/contacts/search/emails", f.search)
+	srv.Handle("DELETE /v3/marketing/contacts", f.deleteContacts)
+	srv.Handle("GET /v3/marketing/contacts/imports/{id}", f.jobStatus)
+	srv.Handle("GET /v3/marketing/contacts/count", f.contactCount)
+	return f
+}
+
+// Key is the API key the fake accepts.
+func (f *Fake) Key() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.key
+}
+
+// SetKey changes the API key the fake accepts (another SendGrid account).
+func (f *Fake) SetKey(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.key = key
+}
+
+// Config is a sendgrid connector config against f, polling every 10ms.
+// Subjects are found by Email.
+func (f *Fake) Config() string { return ConfigFor(f.URL(), f.Key()) }
+
+// ConfigFor is a sendgrid connector config for a fake at base, with key.
+func ConfigFor(base, key string) string {
+	return fmt.Sprintf("api_key: %q\nbase_url: %q\npoll_interval: 10ms\n", key, base)
+}
+
+// Seed stores a contact with the subject's email (it needs one).
+func (f *Fake) Seed(s connectors.Subject) int64 {
+	if s.Email == "" {
+		panic("sendgridfake: Seed needs a subject with an email")
+	}
+	f.Add(s.Email)
+	return 1
+}
+
+// Count is how many contacts hold the subject's email.
+func (f *Fake) Count(s connectors.Subject) int64 {
+	if s.Email == "" {
+		return 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var n int64
+	for _, e := range f.contacts {
+		if e == strings.ToLower(s.Email) {
+			n++
+		}
+	}
+	return n
+}
+
+// WriteError writes SendGrid's error body; field may be empty.
+func WriteError(w http.ResponseWriter, status int, field, msg string) {
+	var f any
+	if field != "" {
+		f = field
+	}
+	fakevendor.JSON(w, status, map[string]any{"errors": []map[string]any{{"field": f, "message": msg}}})
+}
+
+// TooMany is SendGrid's 429: rate-limit headers, the reset in unix
+// seconds, and no Retry-After.
+func TooMany(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-RateLimit-Limit", "600")
+	w.Header().Set("X-RateLimit-Remaining", "0")
+	w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Unix()+2, 10))
+	WriteError(w, http.StatusTooManyRequests, "", "too many requests")
+}
+
+func (f *Fake) newID(prefix string) string {
+	f.nextID++
+	return fmt.Sprintf("%s-%04x-4000-8000-%012x", prefix, f.nextID, f.nextID)
+}
+
+// Add stores a contact for email and returns its id.
+func (f *Fake) Add(email string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := f.newID("c0ffee00")
+	f.contacts[id] = strings.ToLower(email)
+	return id
+}
+
+// EndJobsAs sets how delete jobs end when they run: completed (the
+// default), errored, failed, or partial (completed with one contact
+// errored).
+func (f *Fake) EndJobsAs(outcome string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.outcome = outcome
+}
+
+func (f *Fake) search(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Emails []string `json:"emails"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body.Emails) == 0 {
+		WriteError(w, http.StatusBadRequest, "emails", "emails is required")
+		return
+	}
+	if len(body.Emails) > 100 {
+		WriteError(w, http.StatusBadRequest, "emails", "a maximum of 100 emails may be searched at once")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	result := map[string]any{}
+	found := false
+	for _, e := range body.Emails {
+		var hit map[string]any
+		for id, ce := range f.contacts {
+			if ce == strings.ToLower(e) {
+				hit = map[string]any{"id": id, "email": ce, "first_name": "Ann", "list_ids": []string{}, "created_at": "2024-01-02T03:04:05Z"}
+			}
+		}
+		if hit == nil {
+			result[e] = map[string]any{"error": "contact not found"}
+			continue
+		}
+		found = true
+		result[e] = map[string]any{"contact": hit}
+	}
+	if !found {
+		WriteError(w, http.StatusNotFound, "", "No contacts found")
+		return
+	}
+	fakevendor.JSON(w, http.StatusOK, map[string]any{"result": result})
+}
+
+func (f *Fake) deleteContacts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	switch {
+	case q.Get("delete_all_contacts") == "true":
+		for id := range f.contacts {
+			ids = append(ids, id)
+		}
+	case q.Get("ids") != "":
+		ids = strings.Split(q.Get("ids"), ",")
+	default:
+		WriteError(w, http.StatusBadRequest, "ids", "either ids or delete_all_contacts must be set")
+		return
+	}
+	id := f.newID("5ee1ab00")
+	f.jobs[id] = &job{ids: ids, status: "pending", requested: len(ids), started: time.Now()}
+	fakevendor.JSON(w, http.StatusAccepted, map[string]any{"job_id": id})
+}
+
+// jobStatus advances the job one step per request: pending for f.pending
+// requests, then it runs and reports its outcome.
+func (f *Fake) jobStatus(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := r.PathValue("id")
+	j, ok := f.jobs[id]
+	if !ok {
+		WriteError(w, http.StatusNotFound, "", "job not found")
+		return
+	}
+	j.polls++
+	if j.status == "pending" && j.polls > f.pending {
+		j.status, j.finished = f.outcome, time.Now()
+		if f.outcome == "partial" {
+			j.status = "completed"
+		}
+		for i, cid := range j.ids {
+			_, exists := f.contacts[cid]
+			switch {
+			case f.outcome == "failed", (f.outcome == "errored" || f.outcome == "partial") && i == 0:
+				j.errored++
+			case exists:
+				delete(f.contacts, cid)
+				j.deleted++
+			}
+		}
+	}
+	res := map[string]any{
+		"id": id, "status": j.status, "job_type": "delete",
+		"results": map[string]any{
+			"requested_count": j.requested, "created_count": 0, "updated_count": 0,
+			"deleted_count": j.deleted, "errored_count": j.errored,
+		},
+		"started_at": j.started.UTC().Format(time.RFC3339),
+	}
+	if j.status != "pending" {
+		res["finished_at"] = j.finished.UTC().Format(time.RFC3339)
+	}
+	fakevendor.JSON(w, http.StatusOK, res)
+}
+
+func (f *Fake) contactCount(w http.ResponseWriter, _ *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fakevendor.JSON(w, http.StatusOK, map[string]any{"contact_count": len(f.contacts), "billable_count": len(f.contacts)})
+}
