@@ -1,6 +1,7 @@
 package erasure_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -205,5 +206,17 @@ func TestErrors(t *testing.T) {
 	}
 	if !erasure.ValidID(erasure.NewID()) || erasure.ValidID("1; DROP TABLE") || erasure.ValidID("") {
 		t.Error("ValidID is wrong")
+	}
+}
+
+func TestDeriveKey(t *testing.T) {
+	a, _ := erasure.NewHasher(bytes.Repeat([]byte{1}, 32))
+	b, _ := erasure.NewHasher(bytes.Repeat([]byte{2}, 32))
+	k := a.DeriveKey("portal")
+	if len(k) != 32 || !bytes.Equal(k, a.DeriveKey("portal")) {
+		t.Fatalf("derived key %x is not stable 32 bytes", k)
+	}
+	if bytes.Equal(k, a.DeriveKey("other")) || bytes.Equal(k, b.DeriveKey("portal")) || bytes.Equal(k, bytes.Repeat([]byte{1}, 32)) {
+		t.Error("derived keys collide across labels, keys or with the key itself")
 	}
 }

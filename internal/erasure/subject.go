@@ -280,3 +280,12 @@ func (h *Hasher) Ref(s Subject) SubjectRef {
 	}
 	return ref
 }
+
+// DeriveKey returns a 32-byte key for another purpose (the portal's links
+// and form tokens), derived from the hash key with label so that one
+// secret serves both and neither reveals the other.
+func (h *Hasher) DeriveKey(label string) []byte {
+	m := hmac.New(sha256.New, h.key)
+	m.Write([]byte("lethe-derived-key\x00" + label))
+	return m.Sum(nil)
+}
