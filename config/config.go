@@ -144,6 +144,10 @@ type Portal struct {
 	// and 3).
 	PerAddressPerHour int `yaml:"per_address_per_hour"`
 	PerEmailPerDay    int `yaml:"per_email_per_day"`
+	// TrustProxyHeader names the header (e.g. X-Forwarded-For) a reverse
+	// proxy in front of Lethe sets to the client's address, for the
+	// per-address limit. Empty (default): the connection's address.
+	TrustProxyHeader string `yaml:"trust_proxy_header"`
 }
 
 // Console is the staff console.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/internal/console"
 	"github.com/lethe-dev/lethe/internal/demo"
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -54,7 +55,7 @@ func runDev(ctx context.Context, e env, args []string) error {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	}()
-	cfg, err := config.Parse([]byte(devConfig(dir, *addr, ns.ClientURL())))
+	cfg, err := config.ParseDev([]byte(devConfig(dir, *addr, ns.ClientURL())))
 	if err != nil {
 		return fmt.Errorf("dev config: %w", err)
 	}
@@ -65,7 +66,8 @@ func runDev(ctx context.Context, e env, args []string) error {
 
 // devSecrets are made once per data dir and kept, so certificates and
 // tokens survive restarts.
-var devSecrets = []string{"signing.key", "subject-hash.key", "kek.key", "nats.key", "admin.token", "agent.token", "auditor.token"}
+var devSecrets = []string{"signing.key", "subject-hash.key", "kek.key", "nats.key", "admin.token", "agent.token", "auditor.token",
+	"console-admin.password", "console-admin.hash"}
 
 func ensureDevSecrets(dir string) error {
 	missing := false
@@ -81,7 +83,24 @@ func ensureDevSecrets(dir string) error {
 	if err != nil {
 		return err
 	}
+	password := randomToken()[:24]
+	hash, err := console.HashPassword(password)
+	if err != nil {
+		return err
+	}
+	// The console password and its hash are made as a pair: if either is
+	// missing, both are made again.
+	_, errPw := os.Stat(filepath.Join(dir, "console-admin.password"))
+	_, errHash := os.Stat(filepath.Join(dir, "console-admin.hash"))
+	if (errPw == nil) != (errHash == nil) {
+		for _, f := range []string{"console-admin.password", "console-admin.hash"} {
+			if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("dev secrets: %w", err)
+			}
+		}
+	}
 	bodies := map[string]string{
+		"console-admin.password": password + "\n", "console-admin.hash": hash + "\n",
 		"signing.key": string(k.signingPEM), "subject-hash.key": k.hashKey + "\n", "kek.key": k.kek + "\n",
 		"nats.key": hex.EncodeToString(randomBytes(32)) + "\n", "admin.token": k.adminToken + "\n",
 		"agent.token": randomToken() + "\n", "auditor.token": randomToken() + "\n",
@@ -132,6 +151,15 @@ func devConfig(dir, addr, natsURL string) string {
 	q := func(name string) string { return strconv.Quote(filepath.Join(dir, name)) }
 	return `organisation: Lethe dev
 listen: ` + strconv.Quote(addr) + `
+public_url: ` + strconv.Quote("http://"+addr) + `
+portal:
+  enabled: true
+  ask_customer_number: true
+  customer_system: shop
+console:
+  insecure_cookies: true
+  users:
+    - {name: admin, role: admin, password_hash: {file: ` + q("console-admin.hash") + `}}
 store:
   driver: sqlite
   url: ` + q("lethe.db") + `
@@ -180,6 +208,11 @@ Lethe dev is running.
   Demo data    %[7]s and %[8]s
   Customers    %[9]s
 
+  Portal       %[1]s/portal      (ask for erasure as a data subject)
+  Mailbox      %[1]s/dev/mailbox (the emails Lethe would send)
+  Console      %[1]s/console     (admin, password in %[11]s)
+  Auditors     %[1]s/audit
+
 File an erasure request for a demo customer:
 
   curl -s -X POST %[1]s/v1/requests \
@@ -192,5 +225,6 @@ Then follow it with GET %[1]s/v1/requests/<id> and fetch
 Stop with Ctrl-C; delete %[10]s to start over.
 
 `, base, strings.TrimSpace(string(token)), filepath.Join(dir, "admin.token"), natsURL, filepath.Join(dir, "nats"),
-		filepath.Join(dir, "lethe.db"), demo.ShopPath(dir), demo.FilesDir(dir), strings.Join(emails, ", "), dir)
+		filepath.Join(dir, "lethe.db"), demo.ShopPath(dir), demo.FilesDir(dir), strings.Join(emails, ", "), dir,
+		filepath.Join(dir, "console-admin.password"))
 }

@@ -21,10 +21,15 @@ import (
 	_ "github.com/lethe-dev/lethe/connectors/all" // register the built-in connectors
 	"github.com/lethe-dev/lethe/internal/bus"
 	"github.com/lethe-dev/lethe/internal/certificate"
+	"github.com/lethe-dev/lethe/internal/console"
 	"github.com/lethe-dev/lethe/internal/coordinator"
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/failpoint"
 	"github.com/lethe-dev/lethe/internal/httpapi"
+	"github.com/lethe-dev/lethe/internal/i18n"
+	"github.com/lethe-dev/lethe/internal/notifier"
+	"github.com/lethe-dev/lethe/internal/notify"
+	"github.com/lethe-dev/lethe/internal/portal"
 	"github.com/lethe-dev/lethe/internal/seal"
 	"github.com/lethe-dev/lethe/internal/store"
 	"github.com/lethe-dev/lethe/internal/store/postgres"
@@ -67,6 +72,11 @@ type runtime struct {
 	nc        *nats.Conn
 	js        jetstream.JetStream
 	metrics   *telemetry.Metrics
+	// The people's side (API processes): languages, email, the portal.
+	catalog *i18n.Catalog
+	mailer  notify.Mailer
+	catcher *notify.Catcher // lethe dev: mail is caught, not sent
+	portal  *portal.Portal
 }
 
 // run assembles a process from cfg and runs it until ctx ends or a part
@@ -103,6 +113,11 @@ func (rt *runtime) setUp(ctx context.Context, r roles) error {
 	}
 	if rt.auth, err = loadTokens(rt.cfg.Auth, rt.env.getenv); err != nil {
 		return err
+	}
+	if r.api {
+		if err := rt.setUpMail(); err != nil {
+			return err
+		}
 	}
 	// API processes build every connector too: some take vendor callbacks.
 	if !r.noWorkers || r.api {
@@ -172,7 +187,20 @@ func (rt *runtime) serve(ctx context.Context, r roles) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", rt.cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: rt.handler(coord), ReadHeaderTimeout: 10 * time.Second,
+	h, err := rt.handler(coord) // builds the portal the notifier links to
+	if err != nil {
+		return err
+	}
+	if coord != nil && rt.portal != nil {
+		notices, err := rt.topology().NotifierConsumer(ctx, rt.js)
+		if err != nil {
+			return err
+		}
+		n := &notifier.Notifier{Store: rt.store, Mailer: rt.mailer, Catalog: rt.catalog, Links: rt.portal,
+			BaseURL: rt.cfg.PublicURL, Org: rt.cfg.Organisation, Log: rt.log.Named("notifier")}
+		g.Go(func() error { return n.Run(ctx, notices) })
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -196,6 +224,69 @@ func (rt *runtime) serve(ctx context.Context, r roles) error {
 	return err
 }
 
+// setUpMail loads the languages and the mailer: SMTP when configured,
+// the dev mail catcher under lethe dev, none otherwise.
+func (rt *runtime) setUpMail() error {
+	var err error
+	if rt.catalog, err = i18n.Load(); err != nil {
+		return err
+	}
+	switch {
+	case rt.cfg.SMTP.Host != "":
+		s, err := notify.NewSMTP(rt.cfg.SMTP, rt.log.Named("smtp"))
+		if err != nil {
+			return fmt.Errorf("config: smtp: %w", err)
+		}
+		rt.mailer = s
+	case rt.cfg.DevMail():
+		rt.catcher = notify.NewCatcher(rt.log.Named("mail"))
+		rt.mailer = rt.catcher
+	}
+	return nil
+}
+
+// people builds the portal and the console, when configured.
+func (rt *runtime) people(coord *coordinator.Coordinator) (*console.Console, error) {
+	if rt.cfg.Portal.Enabled {
+		if rt.mailer == nil {
+			return nil, errors.New("config: portal.enabled needs smtp.host: the portal emails people a code")
+		}
+		mailer, org := rt.mailer, rt.cfg.Organisation
+		p, err := portal.New(portal.Deps{
+			Store: rt.store, Coordinator: coord, Hasher: rt.hasher, Catalog: rt.catalog, Config: rt.cfg.Portal,
+			LinkKey: rt.hasher.DeriveKey("portal links"), BaseURL: rt.cfg.PublicURL, Org: org,
+			InsecureCookies: rt.cfg.Console.InsecureCookies, TrustProxyHeader: rt.cfg.Portal.TrustProxyHeader,
+			Log: rt.log.Named("portal"),
+			SendCode: func(ctx context.Context, to string, b *i18n.Bundle, code, verifyURL, statusURL string, ttl time.Duration) error {
+				m, err := notify.Compose(b, notify.KindVerify, to, notify.Data{Org: org, Code: code,
+					Link: verifyURL, Status: statusURL, Minutes: max(1, int(ttl/time.Minute))})
+				if err != nil {
+					return err
+				}
+				return notify.Retry(ctx, mailer, m, 2)
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("portal: %w", err)
+		}
+		rt.portal = p
+	}
+	if len(rt.cfg.Console.Users) == 0 {
+		return nil, nil
+	}
+	names := make([]string, len(rt.cfg.Connectors))
+	for i, c := range rt.cfg.Connectors {
+		names[i] = c.Name
+	}
+	jwks, _ := json.MarshalIndent(rt.jwks, "", "  ")
+	con, err := console.New(console.Deps{Store: rt.store, Coordinator: coord, Hasher: rt.hasher, Config: rt.cfg.Console,
+		Connectors: names, JWKS: func() []byte { return jwks }, Log: rt.log.Named("console"), Getenv: rt.env.getenv})
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	return con, nil
+}
+
 func (rt *runtime) coordinator() *coordinator.Coordinator {
 	var cns []coordinator.Connector
 	for _, c := range rt.cfg.Connectors {
@@ -208,7 +299,7 @@ func (rt *runtime) coordinator() *coordinator.Coordinator {
 	}, coordinator.Config{
 		Connectors: cns, MaxAttempts: t.MaxAttempts, RetryInitial: t.RetryInitial, RetryMax: t.RetryMax,
 		PollInterval: t.PollInterval, PollLease: t.Timeout + time.Minute, SchedulerInterval: t.SchedulerInterval,
-		RedispatchAfter: t.RedispatchAfter,
+		RedispatchAfter: t.RedispatchAfter, Notify: rt.mailer != nil && rt.cfg.Portal.Enabled,
 		Retention: coordinator.Retention{ShredAfter: rt.cfg.Retention.ShredAfter, KeepRequests: rt.cfg.Retention.KeepRequests,
 			UnverifiedAfter: rt.cfg.Retention.UnverifiedAfter, SweepInterval: rt.cfg.Retention.SweepInterval},
 	})
@@ -225,7 +316,18 @@ func (rt *runtime) callbacks() map[string]connectors.Callbacker {
 	return m
 }
 
-func (rt *runtime) handler(coord *coordinator.Coordinator) http.Handler {
+func (rt *runtime) handler(coord *coordinator.Coordinator) (http.Handler, error) {
+	var con *console.Console
+	if coord != nil {
+		var err error
+		if con, err = rt.people(coord); err != nil {
+			return nil, err
+		}
+	}
+	var mailbox http.Handler
+	if rt.catcher != nil {
+		mailbox = rt.catcher.Handler()
+	}
 	jwks, _ := json.MarshalIndent(rt.jwks, "", "  ")
 	var infos []httpapi.ConnectorInfo
 	for _, c := range rt.cfg.Connectors {
@@ -244,6 +346,7 @@ func (rt *runtime) handler(coord *coordinator.Coordinator) http.Handler {
 		infos = append(infos, httpapi.ConnectorInfo{Name: c.Name, Type: c.Type, Concurrency: conc, RateLimit: rate, MaxAttempts: maxAttempts})
 	}
 	return httpapi.NewServer(httpapi.Deps{
+		Portal: rt.portal, Console: con, DevMailbox: mailbox,
 		Store: rt.store, Coordinator: coord, Auth: rt.auth, Metrics: rt.metrics, Log: rt.log.Named("http"),
 		JWKS: func() []byte { return jwks }, Connectors: infos,
 		Hasher: rt.hasher, LogReader: translog.NewReader(rt.store), CertificateSchema: certificate.SchemaJSON,
@@ -257,7 +360,7 @@ func (rt *runtime) handler(coord *coordinator.Coordinator) http.Handler {
 			}
 			return nil
 		},
-	})
+	}), nil
 }
 
 // loadKeyRing builds the key-encryption key ring from the config.

@@ -37,7 +37,46 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/audit/search", s.authorize(canRead, s.searchSubject()))
 	mux.Handle("GET /v1/audit/requests", s.authorize(canRead, s.exportRequests()))
 
+	if s.Portal != nil {
+		s.portalRoutes(mux)
+	}
+	if s.Console != nil {
+		s.consoleRoutes(mux)
+	}
+	if s.DevMailbox != nil {
+		mux.Handle("GET /dev/mailbox", s.DevMailbox)
+	}
+
 	mux.Handle("/", s.notFound())
+}
+
+// portalRoutes are the public request pages for data subjects
+// (internal/portal checks form tokens, origins and limits itself).
+func (s *server) portalRoutes(mux *http.ServeMux) {
+	p := s.Portal
+	mux.Handle("GET /portal", p.Form())
+	mux.Handle("POST /portal", p.Submit())
+	mux.Handle("GET /portal/verify/{token}", p.VerifyPage())
+	mux.Handle("POST /portal/verify/{token}", p.Verify())
+	mux.Handle("POST /portal/resend/{token}", p.Resend())
+	mux.Handle("GET /portal/status/{token}", p.Status())
+	mux.Handle("GET /portal/assets/{file}", p.Asset())
+}
+
+// consoleRoutes are the staff console's pages (internal/console checks
+// sessions, roles and CSRF tokens itself).
+func (s *server) consoleRoutes(mux *http.ServeMux) {
+	c := s.Console
+	mux.Handle("GET /console/login", c.LoginPage())
+	mux.Handle("POST /console/login", c.Login())
+	mux.Handle("POST /console/logout", c.Logout())
+	mux.Handle("GET /console", c.List())
+	mux.Handle("POST /console/search", c.Search())
+	mux.Handle("GET /console/requests/{id}", c.Request())
+	mux.Handle("POST /console/requests/{id}/{action}", c.Act())
+	mux.Handle("GET /console/keys", c.Keys())
+	mux.Handle("GET /console/assets/{file}", c.Asset())
+	mux.Handle("/console/", c.NotFound())
 }
 
 // probeRoutes are served by every process, workers included.

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/internal/console"
 	"github.com/lethe-dev/lethe/internal/coordinator"
 	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/portal"
 	"github.com/lethe-dev/lethe/internal/store"
 	"github.com/lethe-dev/lethe/internal/telemetry"
 	"github.com/lethe-dev/lethe/internal/translog"
@@ -53,6 +55,12 @@ type Deps struct {
 	CertificateSchema []byte
 	// Callbacks are the connector instances that take vendor callbacks.
 	Callbacks map[string]connectors.Callbacker
+	// Portal serves the public request pages (nil: portal disabled).
+	Portal *portal.Portal
+	// Console serves the staff console (nil: no console users).
+	Console *console.Console
+	// DevMailbox shows the mail lethe dev caught (nil outside dev).
+	DevMailbox http.Handler
 }
 
 type server struct {
