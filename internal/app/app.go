@@ -38,6 +38,9 @@ Usage:
                     re-wrap every data key with the first (newest) key-encryption key
   lethe witness --log URL --name NAME --key WITNESS.key --state STATE.json
                     check the log only grows and countersign its checkpoint
+  lethe passwd  --password-file FILE
+                    bcrypt a console password (from FILE; "-" reads standard input)
+                    for console.users[].password_hash
   lethe keygen  --out DIR
                     make a signing key, a subject hash key and an admin token
   lethe config check --config lethe.yaml
@@ -90,6 +93,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = runWitness(ctx, e, rest)
 	case "keygen":
 		err = runKeygen(e, rest)
+	case "passwd":
+		err = runPasswd(e, rest)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
 			fmt.Fprintln(stderr, "usage: lethe config check --config lethe.yaml")

@@ -1,12 +1,14 @@
 package app
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/internal/certificate"
+	"github.com/lethe-dev/lethe/internal/console"
 	"github.com/lethe-dev/lethe/internal/store/postgres"
 	"go.uber.org/zap"
 )
@@ -124,6 +127,40 @@ func readFileOrStdin(path string) ([]byte, error) {
 		return io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
 	}
 	return os.ReadFile(path)
+}
+
+// runPasswd prints the bcrypt hash of a console password read from a file
+// or standard input (its first line), so the password never appears on a
+// command line or in shell history.
+func runPasswd(e env, args []string) error {
+	fs := flag.NewFlagSet("passwd", flag.ContinueOnError)
+	file := fs.String("password-file", "", `file holding the password ("-": standard input)`)
+	if _, err := parseFlags(fs, args, e.stderr); err != nil {
+		return err
+	}
+	if *file == "" {
+		fmt.Fprint(e.stderr, "lethe passwd: --password-file is required (\"-\" reads standard input: read -rs PW; echo \"$PW\" | lethe passwd --password-file -)\n")
+		return errUsage
+	}
+	var r io.Reader = os.Stdin
+	if *file != "-" {
+		f, err := os.Open(*file)
+		if err != nil {
+			return fmt.Errorf("passwd: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("passwd: %w", err)
+	}
+	hash, err := console.HashPassword(strings.TrimRight(line, "\r\n"))
+	if err != nil {
+		return fmt.Errorf("passwd: %w", err)
+	}
+	fmt.Fprintln(e.stdout, hash)
+	return nil
 }
 
 // runKeygen writes a signing key, a subject hash key and an admin token

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -8,15 +9,18 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lethe-dev/lethe/internal/app"
 	"github.com/lethe-dev/lethe/internal/certificate"
 	"github.com/lethe-dev/lethe/internal/console"
 	"github.com/lethe-dev/lethe/internal/notify/smtptest"
 	"github.com/lethe-dev/lethe/internal/testenv"
+	"golang.org/x/crypto/bcrypt"
 )
 
 var (
@@ -227,5 +231,31 @@ func fixPublicURL(t *testing.T, in *instance) {
 	b = []byte(strings.Replace(string(b), `public_url: "http://"`, `public_url: "http://`+in.addr+`"`, 1))
 	if err := os.WriteFile(in.configPath, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestPasswd(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("correct horse battery\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errs strings.Builder
+	if code := app.Run(context.Background(), []string{"lethe", "passwd", "--password-file", pw}, os.Getenv, &out, &errs); code != 0 {
+		t.Fatalf("passwd exited %d: %s", code, errs.String())
+	}
+	hash := strings.TrimSpace(out.String())
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte("correct horse battery")) != nil || strings.Contains(hash, "horse") {
+		t.Errorf("passwd printed %q, not a bcrypt hash of the password", hash)
+	}
+	if err := os.WriteFile(pw, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errs.Reset()
+	if code := app.Run(context.Background(), []string{"lethe", "passwd", "--password-file", pw}, os.Getenv, io.Discard, &errs); code != 1 || strings.Contains(errs.String(), "short") {
+		t.Errorf("a short password: exit %d, %q", code, errs.String())
+	}
+	if code := app.Run(context.Background(), []string{"lethe", "passwd"}, os.Getenv, io.Discard, io.Discard); code != 2 {
+		t.Errorf("no --password-file: exit %d", code)
 	}
 }
