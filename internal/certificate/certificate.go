@@ -97,7 +97,8 @@ type System struct {
 	Attempts      int    `json:"attempts"`
 	CompletedAt   string `json:"completed_at"`
 	// Verification is "clean" when a lookup after erasure found nothing,
-	// "not_available" when the system offers no lookup.
+	// "not_available" when the system offers no lookup, "lookup_failed"
+	// when the lookup kept failing after the erasure succeeded.
 	Verification   string             `json:"verification"`
 	Evidence       []erasure.Evidence `json:"evidence"`
 	EvidenceDigest string             `json:"evidence_digest"`

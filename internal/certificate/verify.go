@@ -212,8 +212,11 @@ func (v Verified) Summary() string {
 			what = "kept under " + s.ExemptionBasis
 		}
 		check := "no lookup available"
-		if s.Verification == "clean" {
+		switch s.Verification {
+		case "clean":
 			check = "verified clean by a lookup afterwards"
+		case "lookup_failed":
+			check = "the lookup afterwards failed"
 		}
 		fmt.Fprintf(&b, "  %s (%s): %s, %s, %d attempt(s), done %s\n", s.Connector, s.Type, what, check, s.Attempts, s.CompletedAt)
 	}

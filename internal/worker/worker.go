@@ -275,7 +275,7 @@ func (r *runner) execute(ctx context.Context, t bus.Task, log *zap.Logger) bus.R
 		err = checkOutcome(out)
 	}
 	if err == nil && (out.Status == connectors.StatusErased || out.Status == connectors.StatusNotFound) {
-		res.Verification, err = r.verify(ctx, t, &out)
+		res.Verification, err = r.verifyAfter(ctx, t, &out, log)
 	}
 	res.FinishedAt = r.w.Clock()
 	if err != nil {
@@ -343,6 +343,47 @@ func checkOutcome(o connectors.Outcome) error {
 	return nil
 }
 
+// errRemaining marks a lookup that still finds the subject.
+var errRemaining = errors.New("post-erasure lookup still finds records")
+
+// verifyAfter runs the post-erasure lookup with the same quick retries and
+// Retry-After pauses as the erase. The erase has happened by then, so a
+// lookup that keeps failing must not fail the task: its retry would find
+// nothing and report the records as never there. The task then finishes
+// with verification "lookup_failed", which the certificate shows. Only a
+// lookup that still finds the subject fails the task.
+func (r *runner) verifyAfter(ctx context.Context, t bus.Task, out *connectors.Outcome, log *zap.Logger) (string, error) {
+	var verdict string
+	call := func() error {
+		if err := r.waitTurn(ctx); err != nil {
+			return backoff.Permanent(err)
+		}
+		var err error
+		verdict, err = r.verify(ctx, t, out)
+		if err == nil || errors.Is(err, errRemaining) {
+			return backoff.Permanent(err)
+		}
+		perm, after := connectors.Classify(err)
+		if after > 0 {
+			r.pause(after)
+		}
+		if perm || after > 5*time.Second {
+			return backoff.Permanent(err)
+		}
+		return err
+	}
+	quick := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxElapsedTime(20*time.Second))
+	err := backoff.Retry(call, backoff.WithContext(backoff.WithMaxRetries(quick, 4), ctx))
+	switch {
+	case err == nil:
+		return verdict, nil
+	case errors.Is(err, errRemaining), ctx.Err() != nil:
+		return "", err
+	}
+	log.Warn("post-erasure lookup failed; the task finishes without it", zap.String("error", t.Subject.Redact(err.Error())))
+	return "lookup_failed", nil
+}
+
 // verify looks the subject up again after erasure, when the connector can.
 func (r *runner) verify(ctx context.Context, t bus.Task, out *connectors.Outcome) (string, error) {
 	v, ok := r.in.Connector.(connectors.Verifier)
@@ -360,7 +401,7 @@ func (r *runner) verify(ctx context.Context, t bus.Task, out *connectors.Outcome
 	r.w.Metrics.ConnectorCall(r.in.Name, "verify", "ok", time.Since(start))
 	out.Evidence = append(out.Evidence, got.Evidence...)
 	if got.Remaining > 0 {
-		return "", connectors.Retryable(fmt.Errorf("post-erasure lookup still finds %d records", got.Remaining), 0)
+		return "", connectors.Retryable(fmt.Errorf("%w: %d", errRemaining, got.Remaining), 0)
 	}
 	return "clean", nil
 }

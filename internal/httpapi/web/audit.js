@@ -44,7 +44,7 @@ function describe(p) {
     body.append(el("tr", {},
       el("td", { textContent: `${s.connector} (${s.type})` }),
       el("td", { textContent: (outcomeText[s.outcome] || (() => s.outcome))(s) + `, ${when(s.completed_at)}` }),
-      el("td", { textContent: s.verification === "clean" ? "yes: nothing found" : "no lookup available" }),
+      el("td", { textContent: s.verification === "clean" ? "yes: nothing found" : s.verification === "lookup_failed" ? "the lookup failed" : "no lookup available" }),
       el("td", {}, ev)));
   }
   table.append(body);
