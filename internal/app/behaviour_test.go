@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -358,5 +360,59 @@ func TestRateLimit(t *testing.T) {
 	// 10 per second with a burst of 1: 8 calls span at least 0.7s.
 	if span := calls[len(calls)-1].Sub(calls[0]); span < 700*time.Millisecond {
 		t.Errorf("8 calls took %s; a 10/s limit needs at least 700ms", span)
+	}
+}
+
+// TestRateLimitAcrossReplicas: two processes running the same connector
+// instance share its rate limit; they do not get one each.
+func TestRateLimitAcrossReplicas(t *testing.T) {
+	ns := testenv.NATS(t)
+	a := newInstance(t, ns.ClientURL(), `
+  - {name: shared-limit, type: test_script, concurrency: 8, rate_per_second: 10, burst: 1, config: {}}`, "")
+	b := a.replica(t)
+	a.serve(t)
+	b.serve(t)
+	// File them all at once, so the filing does not space the calls out.
+	const n = 20
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := "http://" + []*instance{a, b}[i%2].addr
+			ids[i] = fileRequest(t, base, a.adminToken, fmt.Sprintf("shared%d@example.com", i)).ID
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		waitStatus(t, "http://"+a.addr, a.adminToken, id, 30*time.Second, "completed")
+	}
+	var calls []time.Time
+	var per []int
+	for _, s := range scriptsFor("shared-limit") {
+		c := s.Calls()
+		calls = append(calls, c...)
+		per = append(per, len(c))
+	}
+	slices.SortFunc(calls, func(x, y time.Time) int { return x.Compare(y) })
+	if len(calls) != n {
+		t.Fatalf("%d calls, want %d (per process: %v)", len(calls), n, per)
+	}
+	if len(per) != 2 || slices.Contains(per, 0) {
+		t.Fatalf("calls per process %v: both replicas should have worked", per)
+	}
+	// 10 per second with a burst of 1, shared: the calls are about 100ms
+	// apart and 20 of them span about 1.9s. With a limit per process they
+	// come in pairs (one from each replica) over half the time.
+	bunched := 0
+	for i := 1; i < len(calls); i++ {
+		if calls[i].Sub(calls[i-1]) < 50*time.Millisecond {
+			bunched++
+		}
+	}
+	if span := calls[len(calls)-1].Sub(calls[0]); bunched > 2 || span < 1800*time.Millisecond {
+		t.Errorf("%d calls over two replicas took %s, %d of them within 50ms of the one before; a shared 10/s limit spaces them 100ms apart (per process: %v)",
+			n, span, bunched, per)
 	}
 }

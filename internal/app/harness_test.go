@@ -185,6 +185,24 @@ connectors:%s`, in.addr, in.storeURL, natsURL, filepath.Join(dir, "keys", "signi
 	return in
 }
 
+// replica is a second process of the same installation: the same config,
+// store, NATS and keys, listening elsewhere.
+func (in *instance) replica(t testing.TB) *instance {
+	t.Helper()
+	r := *in
+	r.addr = freeAddr(t)
+	b, err := os.ReadFile(in.configPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), fmt.Sprintf("listen: %q", in.addr), fmt.Sprintf("listen: %q", r.addr), 1)
+	r.configPath = filepath.Join(t.TempDir(), "lethe.yaml")
+	if err := os.WriteFile(r.configPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
+
 // serve runs `lethe serve` in-process until the test ends and waits for
 // /healthz. Logs go to the returned buffer.
 func (in *instance) serve(t testing.TB) *syncBuffer {

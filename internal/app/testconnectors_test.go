@@ -41,13 +41,23 @@ type script struct {
 
 var scripts = struct {
 	sync.Mutex
-	m map[string]*script
-}{m: map[string]*script{}}
+	m   map[string]*script
+	all map[string][]*script // every process's instance, for replica tests
+}{m: map[string]*script{}, all: map[string][]*script{}}
 
+// scriptFor is the named instance built last.
 func scriptFor(name string) *script {
 	scripts.Lock()
 	defer scripts.Unlock()
 	return scripts.m[name]
+}
+
+// scriptsFor is every instance of that name built in this test binary:
+// one per in-process replica.
+func scriptsFor(name string) []*script {
+	scripts.Lock()
+	defer scripts.Unlock()
+	return append([]*script(nil), scripts.all[name]...)
 }
 
 func init() {
@@ -56,6 +66,7 @@ func init() {
 			s := &script{cfg: cfg}
 			scripts.Lock()
 			scripts.m[name] = s
+			scripts.all[name] = append(scripts.all[name], s)
 			scripts.Unlock()
 			return s, nil
 		})

@@ -24,10 +24,10 @@ import (
 	"github.com/lethe-dev/lethe/internal/bus"
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/failpoint"
+	"github.com/lethe-dev/lethe/internal/ratelimit"
 	"github.com/lethe-dev/lethe/internal/telemetry"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 )
 
 // Instance is one configured connector instance.
@@ -68,6 +68,10 @@ func (w *Worker) Run(ctx context.Context, instances []Instance) error {
 	if w.Clock == nil {
 		w.Clock = erasure.SystemClock
 	}
+	rates, err := ratelimit.EnsureBucket(ctx, w.JS, w.Topology.Replicas)
+	if err != nil {
+		return err
+	}
 	runners := make([]*runner, 0, len(instances))
 	for _, in := range instances {
 		if _, outside := in.Connector.(connectors.Outsider); outside {
@@ -77,7 +81,7 @@ func (w *Worker) Run(ctx context.Context, instances []Instance) error {
 		if err != nil {
 			return err
 		}
-		runners = append(runners, newRunner(w, in, cons))
+		runners = append(runners, newRunner(w, in, cons, rates))
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(runners))
@@ -104,28 +108,25 @@ func collect(ch <-chan error) []error {
 }
 
 type runner struct {
-	w       *Worker
-	in      Instance
-	cons    jetstream.Consumer
-	log     *zap.Logger
-	limiter *rate.Limiter
-
-	mu         sync.Mutex
-	pauseUntil time.Time // set by Retry-After: the whole instance waits
+	w    *Worker
+	in   Instance
+	cons jetstream.Consumer
+	log  *zap.Logger
+	// limiter holds the instance to its rate and to any Retry-After,
+	// across every process that runs it.
+	limiter *ratelimit.Limiter
 }
 
-func newRunner(w *Worker, in Instance, cons jetstream.Consumer) *runner {
+func newRunner(w *Worker, in Instance, cons jetstream.Consumer, rates jetstream.KeyValue) *runner {
 	if in.Concurrency <= 0 {
 		in.Concurrency = 4
 	}
-	r := &runner{w: w, in: in, cons: cons, log: w.Log.With(zap.String("connector", in.Name))}
-	if in.RatePerSecond > 0 {
-		r.limiter = rate.NewLimiter(rate.Limit(in.RatePerSecond), max(in.Burst, 1))
-	}
-	return r
+	return &runner{w: w, in: in, cons: cons, log: w.Log.With(zap.String("connector", in.Name)),
+		limiter: ratelimit.New(rates, in.Name, in.RatePerSecond, in.Burst, ratelimit.Options{})}
 }
 
 func (r *runner) run(ctx context.Context) error {
+	go r.limiter.Follow(ctx)
 	iter, err := r.cons.Messages(jetstream.PullMaxMessages(r.in.Concurrency))
 	if err != nil {
 		return fmt.Errorf("connector %s: %w", r.in.Name, err)
@@ -262,7 +263,7 @@ func (r *runner) execute(ctx context.Context, t bus.Task, log *zap.Logger) bus.R
 		}
 		perm, after := connectors.Classify(err)
 		if after > 0 {
-			r.pause(after)
+			r.pause(ctx, after)
 		}
 		if perm || after > 2*time.Second {
 			return backoff.Permanent(err) // long waits are the coordinator's
@@ -365,7 +366,7 @@ func (r *runner) verifyAfter(ctx context.Context, t bus.Task, out *connectors.Ou
 		}
 		perm, after := connectors.Classify(err)
 		if after > 0 {
-			r.pause(after)
+			r.pause(ctx, after)
 		}
 		if perm || after > 5*time.Second {
 			return backoff.Permanent(err)
@@ -411,28 +412,13 @@ func (r *runner) verify(ctx context.Context, t bus.Task, out *connectors.Outcome
 func (r *runner) waitTurn(ctx context.Context) error {
 	start := time.Now()
 	defer func() { r.w.Metrics.RateLimitWait(r.in.Name, time.Since(start)) }()
-	r.mu.Lock()
-	until := r.pauseUntil
-	r.mu.Unlock()
-	if d := time.Until(until); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	if r.limiter == nil {
-		return nil
-	}
 	return r.limiter.Wait(ctx)
 }
 
-// pause holds every task of the instance for d: a Retry-After is about the
-// account, not the one request that received it.
-func (r *runner) pause(d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if until := time.Now().Add(d); until.After(r.pauseUntil) {
-		r.pauseUntil = until
+// pause holds every task of the instance, in every process, for d: a
+// Retry-After is about the account, not the one request that received it.
+func (r *runner) pause(ctx context.Context, d time.Duration) {
+	if err := r.limiter.Pause(ctx, d); err != nil {
+		r.log.Warn("could not share a vendor's pause with other replicas", zap.Error(err))
 	}
 }

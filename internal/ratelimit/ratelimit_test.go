@@ -1,0 +1,228 @@
+package ratelimit_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/ratelimit"
+	"github.com/lethe-dev/lethe/internal/testenv"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// replica connects to the server as a separate process would: its own
+// connection, its own view of the bucket.
+func replica(t *testing.T, url string) jetstream.KeyValue {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := ratelimit.EnsureBucket(context.Background(), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// TestReplicasShareOneBudget: two processes reserving at the same instant
+// get distinct slots that together follow the rate and burst exactly, as
+// one limiter would hand them out.
+func TestReplicasShareOneBudget(t *testing.T) {
+	ns := testenv.NATS(t)
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	const rate, burst, each = 10, 3, 25
+	a := ratelimit.New(replica(t, ns.ClientURL()), "crm", rate, burst, ratelimit.Options{Clock: clock})
+	b := ratelimit.New(replica(t, ns.ClientURL()), "crm", rate, burst, ratelimit.Options{Clock: clock})
+	other := ratelimit.New(replica(t, ns.ClientURL()), "mail", rate, burst, ratelimit.Options{Clock: clock})
+
+	var mu sync.Mutex
+	var got []time.Duration
+	var wg sync.WaitGroup
+	for _, l := range []*ratelimit.Limiter{a, b} {
+		for range 5 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range each / 5 {
+					at, err := l.Reserve(context.Background())
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					got = append(got, at.Sub(now))
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	slices.Sort(got)
+	step := time.Second / rate
+	var want []time.Duration
+	for k := range 2 * each {
+		want = append(want, max(0, time.Duration(k-(burst-1))*step))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("slots handed out:\n got %v\nwant %v", got, want)
+	}
+	// Another instance has a budget of its own.
+	if at, err := other.Reserve(context.Background()); err != nil || !at.Equal(now) {
+		t.Fatalf("another instance's first slot: %v, %v", at, err)
+	}
+}
+
+// TestPauseReachesEveryReplica: a Retry-After seen by one process holds
+// the others' calls, limited or not.
+func TestPauseReachesEveryReplica(t *testing.T) {
+	ns := testenv.NATS(t)
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seen := ratelimit.New(replica(t, ns.ClientURL()), "crm", 5, 1, ratelimit.Options{Clock: clock})
+	limited := ratelimit.New(replica(t, ns.ClientURL()), "crm", 5, 1, ratelimit.Options{Clock: clock})
+	unlimited := ratelimit.New(replica(t, ns.ClientURL()), "crm", 0, 0, ratelimit.Options{Clock: clock})
+	go unlimited.Follow(ctx)
+
+	if at, err := limited.Reserve(ctx); err != nil || !at.Equal(now) {
+		t.Fatalf("first slot %v, %v", at, err)
+	}
+	if err := seen.Pause(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// A shorter pause later does not cut the longer one short.
+	if err := seen.Pause(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	at, err := limited.Reserve(ctx)
+	if err != nil || !at.Equal(now.Add(30*time.Second)) {
+		t.Fatalf("slot after another replica's pause: %v (%v), want %v", at, err, now.Add(30*time.Second))
+	}
+	at, _ = limited.Reserve(ctx)
+	if want := now.Add(30*time.Second + 200*time.Millisecond); !at.Equal(want) {
+		t.Fatalf("next slot %v, want %v", at, want)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		at, err := unlimited.Reserve(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at.Equal(now.Add(30 * time.Second)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an unlimited replica never learnt of the pause: %v", at)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestWaitSpacesCallsAcrossReplicas uses the real clock: two processes
+// making 11 calls at 50/s with no burst take at least 10 intervals.
+func TestWaitSpacesCallsAcrossReplicas(t *testing.T) {
+	ns := testenv.NATS(t)
+	ls := []*ratelimit.Limiter{
+		ratelimit.New(replica(t, ns.ClientURL()), "crm", 50, 1, ratelimit.Options{}),
+		ratelimit.New(replica(t, ns.ClientURL()), "crm", 50, 1, ratelimit.Options{}),
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 11 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ls[i%2].Wait(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("11 calls at 50/s across two replicas took %v, less than 10 intervals", d)
+	}
+}
+
+func TestWaitGivesUpWithItsContext(t *testing.T) {
+	ns := testenv.NATS(t)
+	l := ratelimit.New(replica(t, ns.ClientURL()), "crm", 0.1, 1, ratelimit.Options{})
+	if err := l.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := l.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a wait of 10s under a 50ms context: %v", err)
+	}
+}
+
+// TestDamagedEntryIsReplaced: an entry someone overwrote with garbage
+// does not block the instance.
+func TestDamagedEntryIsReplaced(t *testing.T) {
+	ns := testenv.NATS(t)
+	kv := replica(t, ns.ClientURL())
+	if _, err := kv.Put(context.Background(), "crm", []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	l := ratelimit.New(kv, "crm", 1, 1, ratelimit.Options{Clock: func() time.Time { return now }})
+	at, err := l.Reserve(context.Background())
+	if err != nil || !at.Equal(now) {
+		t.Fatalf("reserve over a damaged entry: %v, %v", at, err)
+	}
+	if at, _ := l.Reserve(context.Background()); !at.Equal(now.Add(time.Second)) {
+		t.Fatalf("second slot %v", at)
+	}
+}
+
+// TestUnreachableStoreIsAnError: with NATS gone for longer than the retry
+// window allows, Wait reports it instead of letting calls through.
+func TestUnreachableStoreIsAnError(t *testing.T) {
+	ns := testenv.NATS(t)
+	l := ratelimit.New(replica(t, ns.ClientURL()), "crm", 10, 1, ratelimit.Options{})
+	ns.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := l.Wait(ctx); err == nil {
+		t.Fatal("Wait succeeded with no NATS server")
+	}
+}
+
+// TestPauseStopsAWaitingCall: a call already holding a slot when another
+// process is told to slow down waits for the pause too.
+func TestPauseStopsAWaitingCall(t *testing.T) {
+	ns := testenv.NATS(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waiting := ratelimit.New(replica(t, ns.ClientURL()), "crm", 2, 1, ratelimit.Options{})
+	go waiting.Follow(ctx)
+	told := ratelimit.New(replica(t, ns.ClientURL()), "crm", 2, 1, ratelimit.Options{})
+	if err := waiting.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- waiting.Wait(ctx) }() // its slot is 500ms away
+	time.Sleep(20 * time.Millisecond)
+	if err := told.Pause(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("the waiting call went ahead after %v, inside another replica's 1s pause", d)
+	}
+}
