@@ -59,7 +59,9 @@ type NATS struct {
 	URL string `yaml:"url"`
 	// CredsFile is a NATS .creds file (JWT + nkey), if the cluster needs one.
 	CredsFile string `yaml:"creds_file"`
-	// Replicas for Lethe's streams: 1 for one server, 3 for a cluster.
+	// Replicas for Lethe's streams and its key-value bucket: 1 for one
+	// server, 3 (or 5) for a cluster. Default (0): 3 when the server Lethe
+	// connects to is in a cluster of three or more, else 1.
 	Replicas int `yaml:"replicas"`
 	// AckWait is how long a task may run without a progress signal before
 	// JetStream redelivers it to another worker (default 60s).
@@ -332,9 +334,6 @@ func (c *Config) setDefaults() {
 	if c.Store.MaxConns == 0 {
 		c.Store.MaxConns = 10
 	}
-	if c.NATS.Replicas == 0 {
-		c.NATS.Replicas = 1
-	}
 	def(&c.NATS.AckWait, 60*time.Second)
 	if c.Tasks.MaxAttempts == 0 {
 		c.Tasks.MaxAttempts = 8
@@ -415,8 +414,8 @@ func (c *Config) Validate() error {
 	if c.NATS.URL == "" {
 		bad("nats.url", "is required, e.g. nats://127.0.0.1:4222")
 	}
-	if c.NATS.Replicas != 1 && c.NATS.Replicas != 3 && c.NATS.Replicas != 5 {
-		bad("nats.replicas", "must be 1, 3 or 5")
+	if c.NATS.Replicas != 0 && c.NATS.Replicas != 1 && c.NATS.Replicas != 3 && c.NATS.Replicas != 5 {
+		bad("nats.replicas", "must be 1, 3 or 5 (or left out: 3 in a cluster of three or more, else 1)")
 	}
 	if !c.Signing.Key.IsSet() {
 		bad("signing.key", "is required (an Ed25519 PKCS#8 PEM key; `lethe keygen` makes one)")

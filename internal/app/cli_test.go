@@ -3,6 +3,8 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -80,6 +82,16 @@ func TestWorkerProcess(t *testing.T) {
 	in.serveArgs(t, "--no-workers")
 	base := "http://" + in.addr
 
+	// With no worker running, tasks queue up in NATS, and /metrics says
+	// how many per connector: what an autoscaler scales workers on.
+	var early []string
+	for i := range 3 {
+		email := fmt.Sprintf("queued%d@example.com", i)
+		tg.seed(t, email)
+		early = append(early, fileRequest(t, base, in.adminToken, email).ID)
+	}
+	waitMetric(t, base, `lethe_tasks_pending{connector="files"} 3`, `lethe_tasks_pending{connector="shop-db"} 3`)
+
 	// A second config for the worker: same store and NATS, another port.
 	workerAddr := freeAddr(t)
 	cfg := strings.Replace(string(mustRead(t, in.configPath)), in.addr, workerAddr, 1)
@@ -95,6 +107,10 @@ func TestWorkerProcess(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("a worker serves the API: /v1/keys = %d", resp.StatusCode)
 	}
+	for _, id := range early {
+		waitStatus(t, base, in.adminToken, id, 30*time.Second, "completed")
+	}
+	waitMetric(t, base, `lethe_tasks_pending{connector="files"} 0`, `lethe_tasks_pending{connector="shop-db"} 0`)
 	for i := range 6 {
 		email := "w" + string(rune('a'+i)) + "@example.com"
 		tg.seed(t, email)
@@ -109,4 +125,29 @@ func TestWorkerProcess(t *testing.T) {
 			t.Errorf("the worker process logged no task of %s", c)
 		}
 	}
+}
+
+// waitMetric waits until base's /metrics holds every one of lines.
+func waitMetric(t *testing.T, base string, lines ...string) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		last = string(b)
+		missing := false
+		for _, l := range lines {
+			if !strings.Contains(last, "\n"+l+"\n") {
+				missing = true
+			}
+		}
+		if !missing {
+			return
+		}
+	}
+	t.Fatalf("/metrics never showed %q:\n%s", lines, grepLines(last, "lethe_tasks_pending"))
 }

@@ -71,6 +71,7 @@ type runtime struct {
 	instances []worker.Instance
 	nc        *nats.Conn
 	js        jetstream.JetStream
+	replicas  int // of Lethe's streams and key-value bucket
 	metrics   *telemetry.Metrics
 	// The people's side (API processes): languages, email, the portal.
 	catalog *i18n.Catalog
@@ -132,16 +133,25 @@ func (rt *runtime) setUp(ctx context.Context, r roles) error {
 	if rt.js, err = jetstream.New(rt.nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	if rt.replicas = rt.cfg.NATS.Replicas; rt.replicas == 0 {
+		rt.replicas = bus.ClusterReplicas(rt.nc)
+	}
+	log.Info("nats connected", zap.String("cluster", rt.nc.ConnectedClusterName()), zap.Int("stream_replicas", rt.replicas))
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := rt.topology().EnsureStreams(setupCtx, rt.js); err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
+	names := make([]string, len(rt.cfg.Connectors))
+	for i, c := range rt.cfg.Connectors {
+		names[i] = c.Name
+	}
+	rt.metrics.WatchQueues(names, func(ctx context.Context) (map[string]uint64, error) { return bus.QueueDepth(ctx, rt.js) })
 	return nil
 }
 
 func (rt *runtime) topology() bus.Topology {
-	return bus.Topology{Replicas: rt.cfg.NATS.Replicas, AckWait: rt.cfg.NATS.AckWait, TaskMaxAge: rt.cfg.NATS.TaskMaxAge}
+	return bus.Topology{Replicas: rt.replicas, AckWait: rt.cfg.NATS.AckWait, TaskMaxAge: rt.cfg.NATS.TaskMaxAge}
 }
 
 func (rt *runtime) close() {

@@ -3,10 +3,22 @@ package bus
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// ClusterReplicas is the replica count for Lethe's streams when the
+// configuration leaves it open: 3 when the server nc is connected to is in
+// a cluster that has told the client of three or more servers, else 1.
+func ClusterReplicas(nc *nats.Conn) int {
+	if nc.ConnectedClusterName() != "" && len(nc.Servers()) >= 3 {
+		return 3
+	}
+	return 1
+}
 
 // Topology describes the streams and consumers Lethe needs. Setting it up is
 // idempotent: every process does it at start-up, concurrently if need be.
@@ -108,4 +120,23 @@ func (t Topology) ackWait() time.Duration {
 		return time.Minute
 	}
 	return t.AckWait
+}
+
+// QueueDepth counts the task messages in the task stream per connector
+// instance: waiting for a worker or being worked on, since a work queue
+// keeps a message until its worker acknowledges it.
+func QueueDepth(ctx context.Context, js jetstream.JetStream) (map[string]uint64, error) {
+	s, err := js.Stream(ctx, TasksStream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", TasksStream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(taskPrefix+">"))
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", TasksStream, err)
+	}
+	out := make(map[string]uint64, len(info.State.Subjects))
+	for subject, n := range info.State.Subjects {
+		out[strings.TrimPrefix(subject, taskPrefix)] = n
+	}
+	return out, nil
 }

@@ -156,6 +156,39 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(outboxDesc, prometheus.GaugeValue, float64(st.OutboxPending))
 }
 
+var queueDesc = prometheus.NewDesc("lethe_tasks_pending",
+	"Task messages in NATS per connector instance, waiting for a worker or being worked on: the queue depth to scale workers on.",
+	[]string{"connector"}, nil)
+
+// QueueDepth counts task messages per connector instance.
+type QueueDepth func(ctx context.Context) (map[string]uint64, error)
+
+// WatchQueues exports lethe_tasks_pending for the named connector
+// instances, read through depth at scrape time (0 when none are queued).
+func (m *Metrics) WatchQueues(connectors []string, depth QueueDepth) {
+	m.Registry.MustRegister(&queueCollector{names: connectors, depth: depth})
+}
+
+type queueCollector struct {
+	names []string
+	depth QueueDepth
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueDesc }
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	n, err := c.depth(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(queueDesc, err)
+		return
+	}
+	for _, name := range c.names {
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(n[name]), name)
+	}
+}
+
 // NewLogger builds a zap logger writing to w at level ("debug", "info",
 // "warn", "error") in format "json" or "console".
 func NewLogger(w io.Writer, level, format string) (*zap.Logger, error) {
