@@ -170,11 +170,18 @@ func (s *Store) RewrapDataKeys(ctx context.Context, limit int) (done, remaining 
 	if err := rows.Err(); err != nil {
 		return 0, 0, fmt.Errorf("rewrap: %w", err)
 	}
+	// Another replica may re-wrap or shred a key between the scan and the
+	// lock: only keys re-wrapped here count as done, and every key looked
+	// at is no longer remaining.
+	seen := 0
 	for _, id := range stale {
 		if done == limit {
 			break
 		}
+		seen++
+		did := false
 		err := s.InTx(ctx, func(txi store.Tx) error {
+			did = false
 			t := txi.(*tx)
 			rows, err := t.q.Query(ctx, s.rw.q(`SELECT data_key FROM requests WHERE id = $1 AND data_key IS NOT NULL`+s.d.ForUpdate), id)
 			if err != nil {
@@ -186,6 +193,9 @@ func (s *Store) RewrapDataKeys(ctx context.Context, limit int) (done, remaining 
 				err = rows.Scan(&wrapped)
 			}
 			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
 			if err != nil || !found || s.keys.Current(wrapped) {
 				return err // shredded or re-wrapped meanwhile
 			}
@@ -198,14 +208,17 @@ func (s *Store) RewrapDataKeys(ctx context.Context, limit int) (done, remaining 
 				return err
 			}
 			_, err = t.exec(ctx, `UPDATE requests SET data_key = $2 WHERE id = $1`, id, fresh)
+			did = err == nil
 			return err
 		})
 		if err != nil {
-			return done, len(stale) - done, fmt.Errorf("rewrap request %s: %w", id, err)
+			return done, len(stale) - seen + 1, fmt.Errorf("rewrap request %s: %w", id, err)
 		}
-		done++
+		if did {
+			done++
+		}
 	}
-	return done, len(stale) - done, nil
+	return done, len(stale) - seen, nil
 }
 
 // Purge implements store.Store.
