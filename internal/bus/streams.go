@@ -2,10 +2,13 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -38,6 +41,12 @@ type Topology struct {
 // window causes no duplicate; after it, consumers' idempotency does.
 const duplicateWindow = 10 * time.Minute
 
+// resultAckWait: applying a result is one short transaction, so a result
+// held by a replica that died goes to another within seconds. A slow
+// commit that outlives it is applied twice, which changes nothing: results
+// are applied idempotently.
+const resultAckWait = 10 * time.Second
+
 // noticeMaxAge: an email that could not be sent for a week is dropped
 // (the person's status page still shows everything).
 const noticeMaxAge = 7 * 24 * time.Hour
@@ -55,18 +64,89 @@ func (t Topology) EnsureStreams(ctx context.Context, js jetstream.JetStream) err
 		sc.Storage = jetstream.FileStorage
 		sc.Replicas = max(t.Replicas, 1)
 		sc.Duplicates = duplicateWindow
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if err := ensureStream(ctx, js, sc); err != nil {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
 }
 
+// ensureStream creates the stream, or updates it when its configuration
+// differs from sc. A start-up that finds it as wanted writes nothing, so
+// many replicas starting at once, or while a NATS node recovers, do not
+// queue changes on the cluster's metadata leader.
+func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+	return Retry(ctx, func(ctx context.Context) error {
+		s, err := js.Stream(ctx, sc.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, err = js.CreateStream(ctx, sc) // "already in use": another replica won; compare again
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if sameStream(s.CachedInfo().Config, sc) {
+			return nil
+		}
+		_, err = js.UpdateStream(ctx, sc)
+		return err
+	})
+}
+
+func sameStream(a, b jetstream.StreamConfig) bool {
+	return slices.Equal(a.Subjects, b.Subjects) && a.Description == b.Description && a.Retention == b.Retention &&
+		a.Storage == b.Storage && a.Replicas == b.Replicas && a.Duplicates == b.Duplicates && a.MaxAge == b.MaxAge
+}
+
+// ensureConsumer creates or updates a durable consumer, writing only when
+// its configuration differs from cc.
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cc jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	var c jetstream.Consumer
+	err := Retry(ctx, func(ctx context.Context) error {
+		var err error
+		c, err = js.Consumer(ctx, stream, cc.Durable)
+		if err == nil && sameConsumer(c.CachedInfo().Config, cc) {
+			return nil
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+		c, err = js.CreateOrUpdateConsumer(ctx, stream, cc)
+		return err
+	})
+	return c, err
+}
+
+func sameConsumer(a, b jetstream.ConsumerConfig) bool {
+	return a.Description == b.Description && a.FilterSubject == b.FilterSubject && a.AckPolicy == b.AckPolicy &&
+		a.AckWait == b.AckWait && a.MaxAckPending == b.MaxAckPending && a.MaxDeliver == b.MaxDeliver
+}
+
+// Retry runs op with a bounded time per attempt until it succeeds or ctx
+// ends: JetStream API calls go unanswered while a cluster elects a leader
+// or a node catches up after a restart, and succeed a few seconds later.
+func Retry(ctx context.Context, op func(context.Context) error) error {
+	b := backoff.WithContext(backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxInterval(2*time.Second),
+		backoff.WithMaxElapsedTime(0)), ctx)
+	var last error
+	err := backoff.Retry(func() error {
+		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		last = op(attempt)
+		return last
+	}, b)
+	if err != nil && last != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w (last attempt: %w)", ctx.Err(), last)
+	}
+	return err
+}
+
 // WorkerConsumer creates or updates the durable pull consumer of one
 // connector instance. At most concurrency messages are out at once, across
 // every process that consumes it.
 func (t Topology) WorkerConsumer(ctx context.Context, js jetstream.JetStream, connector string, concurrency int) (jetstream.Consumer, error) {
-	c, err := js.CreateOrUpdateConsumer(ctx, TasksStream, jetstream.ConsumerConfig{
+	c, err := ensureConsumer(ctx, js, TasksStream, jetstream.ConsumerConfig{
 		Durable:       WorkerConsumer(connector),
 		Description:   "Lethe worker for connector " + connector,
 		FilterSubject: TaskSubject(connector),
@@ -83,12 +163,12 @@ func (t Topology) WorkerConsumer(ctx context.Context, js jetstream.JetStream, co
 
 // CoordinatorConsumer creates or updates the durable consumer of results.
 func (t Topology) CoordinatorConsumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
-	c, err := js.CreateOrUpdateConsumer(ctx, ResultsStream, jetstream.ConsumerConfig{
+	c, err := ensureConsumer(ctx, js, ResultsStream, jetstream.ConsumerConfig{
 		Durable:       CoordinatorConsumer,
 		Description:   "Lethe coordinator: applies connector results",
 		FilterSubject: resultPrefix + ">",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       resultAckWait,
 		MaxAckPending: 256,
 		MaxDeliver:    -1,
 	})
@@ -100,7 +180,7 @@ func (t Topology) CoordinatorConsumer(ctx context.Context, js jetstream.JetStrea
 
 // NotifierConsumer creates or updates the durable consumer of notices.
 func (t Topology) NotifierConsumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
-	c, err := js.CreateOrUpdateConsumer(ctx, NoticesStream, jetstream.ConsumerConfig{
+	c, err := ensureConsumer(ctx, js, NoticesStream, jetstream.ConsumerConfig{
 		Durable:       NotifierConsumer,
 		Description:   "Lethe notifier: emails data subjects about their requests",
 		FilterSubject: noticePrefix + ">",
@@ -139,4 +219,12 @@ func QueueDepth(ctx context.Context, js jetstream.JetStream) (map[string]uint64,
 		out[strings.TrimPrefix(subject, taskPrefix)] = n
 	}
 	return out, nil
+}
+
+// PullOptions are the options every Lethe consumer pulls with: at most
+// batch messages ahead, and pull requests short enough (5s, with
+// heartbeats every 2.5s) that a client whose NATS node died, or whose
+// consumer moved to another leader, notices within seconds and asks again.
+func PullOptions(batch int) []jetstream.PullMessagesOpt {
+	return []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(max(batch, 1)), jetstream.PullExpiry(5 * time.Second)}
 }

@@ -220,7 +220,7 @@ func (c *Coordinator) advanceRequest(ctx context.Context, tx store.Tx, req *eras
 // applied now (store down) is redelivered later; one that can never be
 // (malformed) is terminated and logged.
 func (c *Coordinator) RunResults(ctx context.Context, cons jetstream.Consumer, workers int) error {
-	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * workers))
+	iter, err := cons.Messages(bus.PullOptions(2 * workers)...)
 	if err != nil {
 		return fmt.Errorf("results: %w", err)
 	}

@@ -173,7 +173,7 @@ func (n *Notifier) Run(ctx context.Context, cons jetstream.Consumer) error {
 	if n.RetryDelay <= 0 {
 		n.RetryDelay = time.Minute
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(8))
+	iter, err := cons.Messages(bus.PullOptions(8)...)
 	if err != nil {
 		return fmt.Errorf("notifier: %w", err)
 	}

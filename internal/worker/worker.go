@@ -127,7 +127,7 @@ func newRunner(w *Worker, in Instance, cons jetstream.Consumer, rates jetstream.
 
 func (r *runner) run(ctx context.Context) error {
 	go r.limiter.Follow(ctx)
-	iter, err := r.cons.Messages(jetstream.PullMaxMessages(r.in.Concurrency))
+	iter, err := r.cons.Messages(bus.PullOptions(r.in.Concurrency)...)
 	if err != nil {
 		return fmt.Errorf("connector %s: %w", r.in.Name, err)
 	}
