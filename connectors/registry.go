@@ -14,7 +14,8 @@ import (
 // Limits are a connector's default concurrency and rate; the config file can
 // override them per instance. Use the vendor's documented limits.
 type Limits struct {
-	// Concurrency is how many tasks run at once (default 4).
+	// Concurrency is how many tasks run at once in each process that
+	// runs the instance (default 4).
 	Concurrency int
 	// RatePerSecond caps calls to the system (0: no cap).
 	RatePerSecond float64

@@ -142,17 +142,22 @@ func Retry(ctx context.Context, op func(context.Context) error) error {
 	return err
 }
 
+// maxInFlight caps one connector instance's tasks in flight across all
+// processes. Each process runs at most its instance's concurrency; the
+// vendor is protected by the shared rate limit.
+const maxInFlight = 1000
+
 // WorkerConsumer creates or updates the durable pull consumer of one
-// connector instance. At most concurrency messages are out at once, across
-// every process that consumes it.
-func (t Topology) WorkerConsumer(ctx context.Context, js jetstream.JetStream, connector string, concurrency int) (jetstream.Consumer, error) {
+// connector instance, shared by every process that runs it: each pulls
+// only as many tasks as it has free slots.
+func (t Topology) WorkerConsumer(ctx context.Context, js jetstream.JetStream, connector string) (jetstream.Consumer, error) {
 	c, err := ensureConsumer(ctx, js, TasksStream, jetstream.ConsumerConfig{
 		Durable:       WorkerConsumer(connector),
 		Description:   "Lethe worker for connector " + connector,
 		FilterSubject: TaskSubject(connector),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       t.ackWait(),
-		MaxAckPending: max(concurrency, 1),
+		MaxAckPending: maxInFlight,
 		MaxDeliver:    -1,
 	})
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/failpoint"
 	"github.com/lethe-dev/lethe/internal/ratelimit"
 	"github.com/lethe-dev/lethe/internal/telemetry"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
@@ -77,7 +78,7 @@ func (w *Worker) Run(ctx context.Context, instances []Instance) error {
 		if _, outside := in.Connector.(connectors.Outsider); outside {
 			continue // another process consumes its tasks
 		}
-		cons, err := w.Topology.WorkerConsumer(ctx, w.JS, in.Name, in.Concurrency)
+		cons, err := w.Topology.WorkerConsumer(ctx, w.JS, in.Name)
 		if err != nil {
 			return err
 		}
@@ -127,14 +128,6 @@ func newRunner(w *Worker, in Instance, cons jetstream.Consumer, rates jetstream.
 
 func (r *runner) run(ctx context.Context) error {
 	go r.limiter.Follow(ctx)
-	iter, err := r.cons.Messages(bus.PullOptions(r.in.Concurrency)...)
-	if err != nil {
-		return fmt.Errorf("connector %s: %w", r.in.Name, err)
-	}
-	go func() {
-		<-ctx.Done()
-		iter.Stop()
-	}()
 	// Calls run under work, which outlives ctx by the grace period so a
 	// shutdown lets short erasures finish instead of redoing them.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -151,21 +144,71 @@ func (r *runner) run(ctx context.Context) error {
 			<-done
 		}
 	}()
-	for {
-		msg, err := iter.Next()
+	for ctx.Err() == nil {
+		// Take every free slot (waiting for one), then ask for that many
+		// tasks: a process never holds a task it cannot start yet, which
+		// would sit without progress signals while another process could
+		// run it.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		slots := 1
+	more:
+		for slots < r.in.Concurrency {
+			select {
+			case sem <- struct{}{}:
+				slots++
+			default:
+				break more
+			}
+		}
+		fctx, cancel := context.WithTimeout(ctx, fetchWait)
+		batch, err := r.cons.Fetch(slots, jetstream.FetchContext(fctx))
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			cancel()
+			release(sem, slots)
+			if ctx.Err() != nil {
 				return nil
 			}
-			r.log.Warn("fetch failed", zap.Error(err))
+			r.log.Warn("fetch failed; will retry", zap.Error(err))
+			sleepCtx(ctx, time.Second)
 			continue
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			r.handle(work, msg)
-		}()
+		for msg := range batch.Messages() {
+			slots--
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				r.handle(work, msg)
+			}()
+		}
+		cancel()
+		release(sem, slots)
+		if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			r.log.Debug("fetch ended early", zap.Error(err))
+		}
+	}
+	return nil
+}
+
+// fetchWait bounds one pull: short, so a process whose NATS server went
+// away asks another within seconds.
+const fetchWait = 5 * time.Second
+
+func release(sem chan struct{}, n int) {
+	for range n {
+		<-sem
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
