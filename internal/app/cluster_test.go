@@ -87,7 +87,7 @@ type proc struct {
 	exited chan struct{}
 }
 
-func startProc(t *testing.T, name, bin string, args, env []string) *proc {
+func startProc(t testing.TB, name, bin string, args, env []string) *proc {
 	t.Helper()
 	p := &proc{name: name, logs: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
@@ -225,7 +225,7 @@ func freePort(t *testing.T) int {
 
 // seedMany gives each person the same rows and files as target.seed, in
 // bulk.
-func (tg *target) seedMany(t *testing.T, emails []string) {
+func (tg *target) seedMany(t testing.TB, emails []string) {
 	t.Helper()
 	tx, err := tg.db.Begin()
 	if err != nil {
@@ -469,7 +469,7 @@ func streamLeader(js jetstream.JetStream, stream string) string {
 	return s.CachedInfo().Cluster.Leader
 }
 
-func waitProcHealthy(t *testing.T, p *proc, base string) {
+func waitProcHealthy(t testing.TB, p *proc, base string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

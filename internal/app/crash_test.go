@@ -192,7 +192,7 @@ func checkErasures(t *testing.T, in *instance, tg *target, ids map[string]string
 	}
 }
 
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "lethe")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/lethe-dev/lethe/cmd/lethe")

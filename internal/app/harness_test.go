@@ -59,7 +59,7 @@ type target struct {
 	files string
 }
 
-func newTarget(t *testing.T) *target {
+func newTarget(t testing.TB) *target {
 	t.Helper()
 	url := testenv.PostgresSchema(t)
 	db, err := sql.Open("pgx", url)
@@ -79,7 +79,7 @@ func newTarget(t *testing.T) *target {
 
 // seed creates a customer with one row in each table plus two orders and
 // two files; it returns the rows and files a full erasure removes.
-func (tg *target) seed(t *testing.T, email string) (rows, files int) {
+func (tg *target) seed(t testing.TB, email string) (rows, files int) {
 	t.Helper()
 	for _, q := range []string{
 		`INSERT INTO customers (email, name) VALUES ($1, 'Test Person')`,
@@ -103,7 +103,7 @@ func (tg *target) seed(t *testing.T, email string) (rows, files int) {
 }
 
 // remaining counts what is left of a customer.
-func (tg *target) remaining(t *testing.T, email string) (rows, files int) {
+func (tg *target) remaining(t testing.TB, email string) (rows, files int) {
 	t.Helper()
 	err := tg.db.QueryRow(`SELECT (SELECT count(*) FROM customers WHERE email = $1)
 		+ (SELECT count(*) FROM orders WHERE email = $1) + (SELECT count(*) FROM newsletter WHERE email = $1)`, email).Scan(&rows)

@@ -117,13 +117,20 @@ func TestFanOutToEveryVendor(t *testing.T) {
 // Mailchimp does), with the connector instance configured just under it
 // (0.9 R: the runtime takes a token per connector call — erase, poll,
 // post-erasure look-up — and two limiters at exactly the same rate drift
-// into each other).
+// into each other), run by one or by two `lethe serve` replicas.
 // It reports the share of R achieved over the whole backlog and how many
 // requests the fake refused: close to 1 and close to 0 mean Lethe uses
-// the vendor's allowance without a 429 storm.
+// the vendor's allowance without a 429 storm, however many replicas share
+// it (the limit is one budget across processes).
 //
 //	go test ./internal/app -run '^$' -bench VendorRate -benchtime 100x
 func BenchmarkVendorRate(b *testing.B) {
+	for _, replicas := range []int{1, 2} {
+		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) { benchVendorRate(b, replicas) })
+	}
+}
+
+func benchVendorRate(b *testing.B, replicas int) {
 	const rate = 20.0
 	ns := testenv.NATS(b)
 	f := mailchimpfake.Start(b, mailchimpfake.Options{RateLimit: rate, Burst: 1})
@@ -135,6 +142,9 @@ func BenchmarkVendorRate(b *testing.B) {
 	}
 	in := newInstance(b, ns.ClientURL(), cfg.String(), "")
 	in.serve(b)
+	for range replicas - 1 {
+		in.replica(b).serve(b)
+	}
 	base := "http://" + in.addr
 	for i := range b.N {
 		f.Add(fmt.Sprintf("rate%d@example.com", i), list)
