@@ -149,8 +149,9 @@ func lockRequests(ctx context.Context, tx store.Tx, msgs []store.OutboxMessage) 
 
 // hydrate puts the subject's identifiers into task messages. The outbox
 // holds task messages without them, so the database never holds
-// identifiers outside the request's encrypted envelope. Messages whose
-// request is gone or shredded are dropped.
+// identifiers outside the request's encrypted envelope. Task messages
+// whose request is gone, shredded or already final (cancelled while the
+// message waited) are dropped.
 func (r *Relay) hydrate(msgs []store.OutboxMessage, reqs map[string]erasure.Request) []store.OutboxMessage {
 	out := make([]store.OutboxMessage, 0, len(msgs))
 	for _, m := range msgs {
@@ -160,8 +161,8 @@ func (r *Relay) hydrate(msgs []store.OutboxMessage, reqs map[string]erasure.Requ
 		}
 		req, ok := reqs[m.RequestID]
 		var t Task
-		if !ok || !req.ShreddedAt.IsZero() || json.Unmarshal(m.Payload, &t) != nil {
-			r.Log.Warn("outbox relay: dropped a task message whose request is gone, shredded or unreadable",
+		if !ok || !req.ShreddedAt.IsZero() || req.Status.Final() || json.Unmarshal(m.Payload, &t) != nil {
+			r.Log.Warn("outbox relay: dropped a task message whose request is gone, final, shredded or unreadable",
 				zap.String("request_id", m.RequestID), zap.String("task_id", m.TaskID))
 			continue
 		}

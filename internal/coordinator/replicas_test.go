@@ -715,3 +715,65 @@ func TestReplicasRelayEachMessageOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelWhileARelayHoldsItsMessages: a relay in another replica has
+// claimed a request's task messages (it locks them before the request)
+// when staff cancel the request. The cancel must not wait for the relay,
+// which would be waiting for the request in turn, a deadlock; and the
+// relay must then drop the messages rather than send a cancelled erasure.
+func TestCancelWhileARelayHoldsItsMessages(t *testing.T) {
+	t.Parallel()
+	cl := newCluster(t, 2, testenv.KeyRing())
+	ctx := context.Background()
+	req := fileMany(t, cl.replicas[:1], "cancel", 1, "")[0]
+
+	claimed, cancelled := make(chan struct{}), make(chan struct{})
+	relayed := make(chan error, 1)
+	go func() {
+		relayed <- cl.replicas[1].store.InTx(ctx, func(tx store.Tx) error {
+			msgs, err := tx.ClaimOutbox(ctx, 10)
+			if err != nil || len(msgs) != 2 {
+				return fmt.Errorf("claimed %d messages: %v", len(msgs), err)
+			}
+			close(claimed)
+			select {
+			case <-cancelled:
+			case <-time.After(5 * time.Second):
+			}
+			got, err := tx.LockRequest(ctx, req.ID)
+			if err == nil && got.Status != erasure.RequestCancelled {
+				err = fmt.Errorf("the relay sees the request %s", got.Status)
+			}
+			return err
+		})
+	}()
+	<-claimed
+	start := time.Now()
+	if _, err := cl.replicas[0].c.Cancel(ctx, req.ID, "api:ops", "filed twice"); err != nil {
+		t.Fatal(err)
+	}
+	close(cancelled)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the cancel waited %s for the relay's claim", d)
+	}
+	if err := <-relayed; err != nil {
+		t.Fatal(err)
+	}
+
+	// The messages the cancel could not delete are the relay's to drop.
+	ns := testenv.NATS(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	testenv.Must(t, bus.Topology{}.EnsureStreams(ctx, js))
+	relay := bus.NewRelay(bus.Relay{Store: cl.replicas[1].store, JS: js, Log: zap.NewNop(), Clock: cl.clock.now})
+	if n, err := relay.Flush(ctx); err != nil || n != 0 {
+		t.Fatalf("the relay published %d task messages of a cancelled request (%v)", n, err)
+	}
+	if stats, _ := cl.replicas[0].store.Stats(ctx, cl.clock.now()); stats.OutboxPending != 0 {
+		t.Errorf("%d messages left in the outbox", stats.OutboxPending)
+	}
+}

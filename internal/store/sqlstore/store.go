@@ -334,6 +334,7 @@ func (s *Store) DueTasks(ctx context.Context, now, staleBefore time.Time, limit 
 		SELECT id, request_id, status, next_poll_at AS due FROM tasks WHERE status = 'running' AND next_poll_at <= $1
 		UNION ALL
 		SELECT id, request_id, status, updated_at AS due FROM tasks WHERE status = 'dispatched' AND updated_at <= $2
+			AND request_id NOT IN (SELECT id FROM requests WHERE status IN ('completed', 'completed_with_exemptions', 'denied', 'cancelled'))
 	) due ORDER BY due LIMIT ` + fmt.Sprint(limit))
 	rows, err := s.conn.Query(ctx, q, s.d.TimeArg(now), s.d.TimeArg(staleBefore))
 	if err != nil {
@@ -599,8 +600,12 @@ func (t *tx) DeleteOutbox(ctx context.Context, ids []int64) error {
 	return nil
 }
 
+// DeleteRequestOutbox skips rows a relay has claimed: the relay locks
+// them before the request, so waiting for them here, with the request
+// locked, would deadlock. The relay drops those itself once it sees the
+// request final.
 func (t *tx) DeleteRequestOutbox(ctx context.Context, requestID string) (int64, error) {
-	n, err := t.exec(ctx, `DELETE FROM outbox WHERE request_id = $1`, requestID)
+	n, err := t.exec(ctx, `DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE request_id = $1`+t.s.d.SkipLocked+`)`, requestID)
 	if err != nil {
 		return 0, fmt.Errorf("delete request outbox: %w", err)
 	}

@@ -492,6 +492,13 @@ func dueTasks(t *testing.T, s store.Store) {
 	pollDue.Status, pollDue.NextPollAt = erasure.TaskRunning, t0.Add(-time.Minute)
 	queued.NextAttemptAt = t0.Add(-time.Hour) // queued tasks are never due
 	insert(t, s, r, retryDue, retryLater, pollDue, queued, stale, fresh)
+	// A request cancelled while a task was out: its result will never
+	// come, and the task must not be listed again on every pass.
+	gone := newRequest(2)
+	gone.Status = erasure.RequestCancelled
+	orphan := newTask(gone, "a")
+	orphan.Status, orphan.UpdatedAt = erasure.TaskDispatched, t0.Add(-3*time.Hour)
+	insert(t, s, gone, orphan)
 	due, err := s.DueTasks(ctx(t), t0, t0.Add(-time.Hour), 10)
 	if err != nil {
 		t.Fatal(err)
