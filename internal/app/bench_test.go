@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,25 +34,12 @@ func BenchmarkPipeline(b *testing.B) {
 			base := "http://" + in.addr
 			b.ResetTimer()
 			start := time.Now()
-			var wg sync.WaitGroup
-			work := make(chan int)
-			for range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range work {
-						body := fmt.Sprintf(`{"subject":{"email":"bench%d@example.com"},"jurisdiction":"gdpr"}`, i)
-						if code := call(b, "POST", base+"/v1/requests", in.adminToken, body, nil); code != 201 {
-							b.Errorf("file: %d", code)
-						}
-					}
-				}()
-			}
-			for i := range b.N {
-				work <- i
-			}
-			close(work)
-			wg.Wait()
+			parallel(b.N, func(i int) {
+				body := fmt.Sprintf(`{"subject":{"email":"bench%d@example.com"},"jurisdiction":"gdpr"}`, i)
+				if code := call(b, "POST", base+"/v1/requests", in.adminToken, body, nil); code != 201 {
+					b.Errorf("file: %d", code)
+				}
+			})
 			filed := time.Since(start)
 			waitCertificates(b, base, b.N, 5*time.Minute)
 			elapsed := time.Since(start)

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -342,23 +341,6 @@ func TestCluster(t *testing.T) {
 	bases := []string{"http://" + a.addr, "http://" + b.addr}
 	ids := make([]string, n)
 	var filed atomic.Int32
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				id, err := fileAt(bases, in.adminToken, emails[i], i)
-				if err != nil {
-					t.Errorf("%s not filed: %v", emails[i], err)
-					continue
-				}
-				ids[i] = id
-				filed.Add(1)
-			}
-		}()
-	}
 	chaos := make(chan string, 1)
 	go func() {
 		for filed.Load() < int32(n/3) {
@@ -373,11 +355,15 @@ func TestCluster(t *testing.T) {
 		chaos <- leader
 	}()
 	start := time.Now()
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	parallel(n, func(i int) {
+		id, err := fileAt(bases, in.adminToken, emails[i], i)
+		if err != nil {
+			t.Errorf("%s not filed: %v", emails[i], err)
+			return
+		}
+		ids[i] = id
+		filed.Add(1)
+	})
 	leader := <-chaos
 	pa = serve(a, "serve-a")
 	t.Logf("%d requests filed in %s; killed serve-a and NATS node %s (the task stream's leader) at %d", n, time.Since(start).Round(time.Millisecond), leader, n/3)

@@ -185,6 +185,27 @@ connectors:%s`, in.addr, in.storeURL, natsURL, filepath.Join(dir, "keys", "signi
 	return in
 }
 
+// parallel calls fn(i) for every i in [0, n) from 8 goroutines, as 8
+// clients would, and waits for all of them.
+func parallel(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				fn(i)
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+}
+
 // replica is a second process of the same installation: the same config,
 // store, NATS and keys, listening elsewhere.
 func (in *instance) replica(t testing.TB) *instance {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -60,24 +59,11 @@ func BenchmarkReplicas(b *testing.B) {
 			cpu := startCPU(procs)
 			b.ResetTimer()
 			start := time.Now()
-			var wg sync.WaitGroup
-			work := make(chan int)
-			for range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range work {
-						if _, err := fileAt(bases, in.adminToken, emails[i], i); err != nil {
-							b.Error(err)
-						}
-					}
-				}()
-			}
-			for i := range b.N {
-				work <- i
-			}
-			close(work)
-			wg.Wait()
+			parallel(b.N, func(i int) {
+				if _, err := fileAt(bases, in.adminToken, emails[i], i); err != nil {
+					b.Error(err)
+				}
+			})
 			for {
 				var done int
 				if err := db.QueryRow(`SELECT count(*) FROM requests WHERE status = 'completed'`).Scan(&done); err != nil {
