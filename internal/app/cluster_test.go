@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -244,15 +243,7 @@ func (tg *target) seedMany(t testing.TB, emails []string) {
 		t.Fatal(err)
 	}
 	for _, e := range emails {
-		for _, p := range []string{"exports/" + e + ".csv", "uploads/" + e + "/a.png"} {
-			full := filepath.Join(tg.files, p)
-			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(full, []byte("data"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		tg.writeFiles(t, e)
 	}
 }
 

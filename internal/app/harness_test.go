@@ -90,6 +90,13 @@ func (tg *target) seed(t testing.TB, email string) (rows, files int) {
 			t.Fatal(err)
 		}
 	}
+	tg.writeFiles(t, email)
+	return 4, 2
+}
+
+// writeFiles gives the customer their two files.
+func (tg *target) writeFiles(t testing.TB, email string) {
+	t.Helper()
 	for _, p := range []string{"exports/" + email + ".csv", "uploads/" + email + "/a.png"} {
 		full := filepath.Join(tg.files, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -99,7 +106,6 @@ func (tg *target) seed(t testing.TB, email string) (rows, files int) {
 			t.Fatal(err)
 		}
 	}
-	return 4, 2
 }
 
 // remaining counts what is left of a customer.
