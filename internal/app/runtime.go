@@ -135,6 +135,9 @@ func (rt *runtime) setUp(ctx context.Context, r roles) error {
 	}
 	if rt.replicas = rt.cfg.NATS.Replicas; rt.replicas == 0 {
 		rt.replicas = bus.ClusterReplicas(rt.nc)
+		if rt.replicas == 1 && rt.nc.ConnectedClusterName() != "" {
+			log.Warn("the NATS server is in a cluster but told of fewer than three servers: Lethe's streams get one replica; list every server in nats.url or set nats.replicas")
+		}
 	}
 	log.Info("nats connected", zap.String("cluster", rt.nc.ConnectedClusterName()), zap.Int("stream_replicas", rt.replicas))
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
