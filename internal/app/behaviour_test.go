@@ -366,6 +366,7 @@ func TestRateLimit(t *testing.T) {
 // TestRateLimitAcrossReplicas: two processes running the same connector
 // instance share its rate limit; they do not get one each.
 func TestRateLimitAcrossReplicas(t *testing.T) {
+	forgetScripts("shared-limit")
 	ns := testenv.NATS(t)
 	a := newInstance(t, ns.ClientURL(), `
   - {name: shared-limit, type: test_script, concurrency: 8, rate_per_second: 10, burst: 1, config: {}}`, "")

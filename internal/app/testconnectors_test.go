@@ -52,8 +52,16 @@ func scriptFor(name string) *script {
 	return scripts.m[name]
 }
 
-// scriptsFor is every instance of that name built in this test binary:
-// one per in-process replica.
+// forgetScripts drops the instances of that name built so far, so a test
+// run again (-count) starts afresh.
+func forgetScripts(name string) {
+	scripts.Lock()
+	defer scripts.Unlock()
+	delete(scripts.all, name)
+}
+
+// scriptsFor is every instance of that name built in this test binary
+// since forgetScripts: one per in-process replica.
 func scriptsFor(name string) []*script {
 	scripts.Lock()
 	defer scripts.Unlock()
