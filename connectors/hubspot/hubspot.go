@@ -26,11 +26,10 @@ const DefaultBaseURL = "https://api.hubapi.com"
 
 func init() {
 	// HubSpot lets a private app make 100 requests per 10 seconds (190 on
-	// Professional and Enterprise). The runtime's rate counts tasks, and a
-	// task makes up to three calls (lookup, delete, post-erasure lookup):
-	// three tasks a second keeps Lethe under ten calls a second.
+	// Professional and Enterprise). The runtime's rate counts HubSpot
+	// requests (vendorhttp announces each); an erasure makes up to three.
 	connectors.Register("hubspot", "HubSpot CRM contacts, permanently deleted with HubSpot's GDPR delete",
-		connectors.Limits{Concurrency: 4, RatePerSecond: 3, Burst: 3}, build)
+		connectors.Limits{Concurrency: 4, RatePerSecond: 10, Burst: 10}, build)
 }
 
 // Config is the `config:` block of a hubspot connector instance.

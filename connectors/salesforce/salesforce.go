@@ -45,11 +45,12 @@ const dailyLimitWait = time.Hour
 func init() {
 	// Salesforce sets no per-second limit; it counts API requests per
 	// rolling 24 hours per org (shared with every other integration) and
-	// Bulk API batches (15,000 a day). An erasure makes four or five calls
-	// per object, and each poll one per job; one task a second leaves the
-	// org's allocation to its other users.
+	// Bulk API batches (15,000 a day). The runtime's rate counts Salesforce
+	// requests; an erasure makes four or five per object, each poll one
+	// per job. Two a second (at most 172,800 a day, and only while a
+	// backlog lasts) leaves most orgs' allocation to its other users.
 	connectors.Register("salesforce", "Salesforce Contacts and Leads, hard-deleted with a Bulk API 2.0 job (no Recycle Bin)",
-		connectors.Limits{Concurrency: 4, RatePerSecond: 1, Burst: 4}, build)
+		connectors.Limits{Concurrency: 4, RatePerSecond: 2, Burst: 4}, build)
 }
 
 // Config is the `config:` block of a salesforce connector instance.

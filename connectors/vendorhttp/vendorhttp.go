@@ -61,8 +61,11 @@ func (r *Response) JSON(v any) error {
 // Do sends req and reads the answer. Statuses the caller handles itself
 // (2xx, and those in ok) come back as a Response; the others come back as a
 // classified error that names op and the status, never the URL or body.
+// Every request waits its turn under the instance's rate limit
+// (connectors.WaitCall), so a connector making several requests per task
+// stays within the vendor's limit.
 func (c *Client) Do(ctx context.Context, req *http.Request, op string, ok ...int) (*Response, error) {
-	if err := ctx.Err(); err != nil {
+	if err := connectors.WaitCall(ctx); err != nil {
 		return nil, err
 	}
 	req = req.WithContext(ctx)

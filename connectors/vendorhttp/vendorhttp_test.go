@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,5 +117,30 @@ func TestParseRetryAfterAndReset(t *testing.T) {
 		if got := tc.f(tc.v, now); got != tc.want {
 			t.Errorf("%q = %v, want %v", tc.v, got, tc.want)
 		}
+	}
+}
+
+// TestEveryRequestWaitsItsTurn: each request goes through the runtime's
+// meter, and a meter that refuses (the task is being cancelled) stops the
+// request before it is sent.
+func TestEveryRequestWaitsItsTurn(t *testing.T) {
+	f := fakevendor.New(t)
+	var sent atomic.Int32
+	f.Handle("GET /ok", func(w http.ResponseWriter, r *http.Request) { sent.Add(1); fakevendor.JSON(w, 200, map[string]int{}) })
+	c := &vendorhttp.Client{Vendor: "Acme"}
+	turns := 0
+	ctx := connectors.WithMeter(context.Background(), func(ctx context.Context) error {
+		turns++
+		if turns > 3 {
+			return context.Canceled
+		}
+		return nil
+	})
+	for range 4 {
+		req, _ := http.NewRequest("GET", f.URL+"/ok", nil)
+		_, _ = c.Do(ctx, req, "lookup")
+	}
+	if turns != 4 || sent.Load() != 3 {
+		t.Fatalf("%d turns taken, %d requests sent; want 4 and 3", turns, sent.Load())
 	}
 }

@@ -363,6 +363,34 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestRateLimitCountsVendorRequests: a connector making three vendor
+// requests per erasure takes three turns under its rate limit, not one.
+func TestRateLimitCountsVendorRequests(t *testing.T) {
+	ns := testenv.NATS(t)
+	in := newInstance(t, ns.ClientURL(), `
+  - {name: chatty, type: test_script, concurrency: 4, rate_per_second: 10, burst: 1, config: {requests: 3}}`, "")
+	in.serve(t)
+	base := "http://" + in.addr
+	var ids []string
+	for i := range 4 {
+		ids = append(ids, fileRequest(t, base, in.adminToken, fmt.Sprintf("chatty%d@example.com", i)).ID)
+	}
+	for _, id := range ids {
+		waitStatus(t, base, in.adminToken, id, 30*time.Second, "completed")
+	}
+	reqs := scriptFor("chatty").Requests()
+	slices.SortFunc(reqs, func(x, y time.Time) int { return x.Compare(y) })
+	if len(reqs) != 12 {
+		t.Fatalf("%d vendor requests, want 12", len(reqs))
+	}
+	// 10 a second with a burst of 1: 12 requests span at least 1.1s
+	// (1.0s with some slack for timers). Counting erasures instead of
+	// requests, they would take 0.3s.
+	if span := reqs[len(reqs)-1].Sub(reqs[0]); span < time.Second {
+		t.Errorf("12 vendor requests took %s; a 10/s limit on requests needs at least 1.1s", span)
+	}
+}
+
 // TestRateLimitAcrossReplicas: two processes running the same connector
 // instance share its rate limit; they do not get one each.
 func TestRateLimitAcrossReplicas(t *testing.T) {

@@ -30,13 +30,17 @@ type scriptConfig struct {
 	// Leak: the error message echoes the subject's email, as careless
 	// vendors do.
 	Leak bool `yaml:"leak"`
+	// Requests: Erase makes this many vendor requests, each announced
+	// with connectors.WaitCall as vendorhttp does.
+	Requests int `yaml:"requests"`
 }
 
 type script struct {
-	cfg   scriptConfig
-	mu    sync.Mutex
-	calls []time.Time
-	polls int
+	cfg      scriptConfig
+	mu       sync.Mutex
+	calls    []time.Time
+	requests []time.Time
+	polls    int
 }
 
 var scripts = struct {
@@ -86,7 +90,22 @@ func (s *script) Calls() []time.Time {
 	return append([]time.Time(nil), s.calls...)
 }
 
+// Requests is when each vendor request began.
+func (s *script) Requests() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.requests...)
+}
+
 func (s *script) Erase(ctx context.Context, subj connectors.Subject) (connectors.Outcome, error) {
+	for range s.cfg.Requests {
+		if err := connectors.WaitCall(ctx); err != nil {
+			return connectors.Outcome{}, err
+		}
+		s.mu.Lock()
+		s.requests = append(s.requests, time.Now())
+		s.mu.Unlock()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = append(s.calls, time.Now())

@@ -115,9 +115,9 @@ func TestFanOutToEveryVendor(t *testing.T) {
 // BenchmarkVendorRate files a backlog of requests for one vendor whose
 // fake allows R requests a second (burst 1, answering 429 beyond it, as
 // Mailchimp does), with the connector instance configured just under it
-// (0.9 R: the runtime takes a token per connector call — erase, poll,
-// post-erasure look-up — and two limiters at exactly the same rate drift
-// into each other), run by one or by two `lethe serve` replicas.
+// (0.9 R: the runtime takes a token per vendor request, and two limiters
+// at exactly the same rate drift into each other), run by one or by two
+// `lethe serve` replicas.
 // It reports the share of R achieved over the whole backlog and how many
 // requests the fake refused: close to 1 and close to 0 mean Lethe uses
 // the vendor's allowance without a 429 storm, however many replicas share

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -346,8 +347,22 @@ func (r *runner) execute(ctx context.Context, t bus.Task, log *zap.Logger) bus.R
 	return res
 }
 
+// metered gives a connector call its meter: the runtime has taken the
+// turn for the call's first request (waitTurn), every further request
+// the connector announces with connectors.WaitCall takes one more.
+func (r *runner) metered(ctx context.Context) context.Context {
+	var first atomic.Bool
+	first.Store(true)
+	return connectors.WithMeter(ctx, func(ctx context.Context) error {
+		if first.CompareAndSwap(true, false) {
+			return ctx.Err()
+		}
+		return r.waitTurn(ctx)
+	})
+}
+
 func (r *runner) call(ctx context.Context, t bus.Task) (connectors.Outcome, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.w.Timeout)
+	ctx, cancel := context.WithTimeout(r.metered(ctx), r.w.Timeout)
 	defer cancel()
 	start := time.Now()
 	var out connectors.Outcome
@@ -434,7 +449,7 @@ func (r *runner) verify(ctx context.Context, t bus.Task, out *connectors.Outcome
 	if !ok {
 		return "not_available", nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.w.Timeout)
+	ctx, cancel := context.WithTimeout(r.metered(ctx), r.w.Timeout)
 	defer cancel()
 	start := time.Now()
 	got, err := v.Verify(ctx, t.Subject)
