@@ -732,8 +732,9 @@ func checkServing(l letheContainer, listen int32, p *problems) {
 // checkSecretsProvided runs `lethe config check` as container l would: its
 // config with the {file: …} secrets it reads taken from its volume mounts,
 // and its environment from the Secrets' examples (lethe-keys from `lethe
-// keygen`). A worker's config holds only the connectors it runs, since it
-// builds no other; migrate needs store.url only.
+// keygen`). A worker reads only NATS and the connectors it runs (`config
+// check --worker`), so it needs no keys, database URL or tokens; migrate
+// needs store.url only.
 func (b *bundle) checkSecretsProvided(l letheContainer, raw []byte, p *problems) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil || len(doc.Content) == 0 {
@@ -750,7 +751,11 @@ func (b *bundle) checkSecretsProvided(l letheContainer, raw []byte, p *problems)
 	}
 	defer os.RemoveAll(dir)
 	missing := map[string]error{}
-	walkSecrets(&doc, func(kind string, value *yaml.Node) {
+	reads := &doc
+	if l.cmd == "worker" {
+		reads = section(doc.Content[0], "connectors")
+	}
+	walkSecrets(reads, func(kind string, value *yaml.Node) {
 		if kind != "file" {
 			return
 		}
@@ -791,13 +796,11 @@ func (b *bundle) checkSecretsProvided(l letheContainer, raw []byte, p *problems)
 		}
 		return
 	}
-	if _, err := cfg.Store.URL.Reveal(getenv); err != nil {
+	check := []string{"lethe", "config", "check"}
+	if l.cmd == "worker" {
+		check = append(check, "--worker")
+	} else if _, err := cfg.Store.URL.Reveal(getenv); err != nil {
 		p.add("%s: store.url: %v", l, err)
-	}
-	for i, k := range cfg.Encryption.Keys {
-		if _, err := k.Key.Reveal(getenv); err != nil {
-			p.add("%s: encryption.keys[%d].key: %v", l, i, err)
-		}
 	}
 	file, err := writeTemp(dir, string(out))
 	if err != nil {
@@ -805,7 +808,7 @@ func (b *bundle) checkSecretsProvided(l letheContainer, raw []byte, p *problems)
 		return
 	}
 	var stdout, stderr bytes.Buffer
-	if code := app.Run(context.Background(), []string{"lethe", "config", "check", "--config", file}, getenv, &stdout, &stderr); code != 0 {
+	if code := app.Run(context.Background(), append(check, "--config", file), getenv, &stdout, &stderr); code != 0 {
 		p.add("%s: lethe config check: %s", l, strings.TrimSpace(stderr.String()))
 	}
 }
@@ -819,6 +822,17 @@ func walkSecrets(n *yaml.Node, f func(kind string, value *yaml.Node)) {
 	for _, c := range n.Content {
 		walkSecrets(c, f)
 	}
+}
+
+// section is the value of key in a config's top-level mapping (an empty
+// node if it has none).
+func section(root *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == key {
+			return root.Content[i+1]
+		}
+	}
+	return &yaml.Node{}
 }
 
 // keepConnectors drops from a config's connectors list those not in names.

@@ -23,8 +23,9 @@ Usage:
                     demo connectors and demo data
   lethe serve   --config lethe.yaml [--no-migrate] [--no-workers]
                     production: PostgreSQL and a NATS cluster
-  lethe worker  --config lethe.yaml --connectors a,b
-                    only the connector workers for the named instances
+  lethe worker  --config lethe.yaml [--connectors a,b]
+                    only the connector workers (all, or the named instances); reads
+                    NATS and the connectors' settings, no database, keys or tokens
   lethe migrate --config lethe.yaml
                     apply the database schema
   lethe cert verify FILE (--key PUBLIC_KEY.pem | --jwks FILE_OR_URL) [--origin O]
@@ -43,8 +44,9 @@ Usage:
                     for console.users[].password_hash
   lethe keygen  --out DIR
                     make a signing key, a subject hash key and an admin token
-  lethe config check --config lethe.yaml
-                    validate a config file and its connectors
+  lethe config check --config lethe.yaml [--worker [--connectors a,b]]
+                    validate a config file, its keys and its connectors; with --worker
+                    only what a worker reads (NATS and the connectors it runs)
   lethe version
 
 Environment: LETHE_FAILPOINTS (tests only).
@@ -97,7 +99,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = runPasswd(e, rest)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
-			fmt.Fprintln(stderr, "usage: lethe config check --config lethe.yaml")
+			fmt.Fprintln(stderr, "usage: lethe config check --config lethe.yaml [--worker [--connectors a,b]]")
 			return 2
 		}
 		err = runConfigCheck(ctx, e, rest[1:])

@@ -64,13 +64,18 @@ func runWorker(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	return run(ctx, e, cfg, roles{workers: splitNames(*names)})
+}
+
+// splitNames splits a --connectors list; empty means all.
+func splitNames(list string) []string {
 	var only []string
-	for _, n := range strings.Split(*names, ",") {
+	for _, n := range strings.Split(list, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			only = append(only, n)
 		}
 	}
-	return run(ctx, e, cfg, roles{workers: only})
+	return only
 }
 
 func runMigrate(ctx context.Context, e env, args []string) error {
@@ -95,20 +100,34 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 }
 
 func runConfigCheck(ctx context.Context, e env, args []string) error {
-	cfg, err := configCommand("config check", e, args, nil)
+	var worker *bool
+	var names *string
+	cfg, err := configCommand("config check", e, args, func(fs *flag.FlagSet) {
+		worker = fs.Bool("worker", false, "check only what `lethe worker` reads: NATS and the connectors")
+		names = fs.String("connectors", "", "with --worker: the connector instances it runs (default: all)")
+	})
 	if err != nil {
 		return err
 	}
-	if _, _, err := loadSigning(cfg.Signing, e.getenv); err != nil {
-		return err
+	if !*worker {
+		if _, _, err := loadSigning(cfg.Signing, e.getenv); err != nil {
+			return err
+		}
+		if _, err := loadHasher(cfg.Subject, e.getenv); err != nil {
+			return err
+		}
+		if _, err := loadTokens(cfg.Auth, e.getenv); err != nil {
+			return err
+		}
+		if _, err := loadKeyRing(cfg.Encryption, e.getenv); err != nil {
+			return err
+		}
 	}
-	if _, err := loadHasher(cfg.Subject, e.getenv); err != nil {
-		return err
+	var only []string
+	if *worker {
+		only = splitNames(*names)
 	}
-	if _, err := loadTokens(cfg.Auth, e.getenv); err != nil {
-		return err
-	}
-	instances, err := buildConnectors(ctx, cfg, nil, e.getenv, zap.NewNop())
+	instances, err := buildConnectors(ctx, cfg, only, e.getenv, zap.NewNop())
 	if err != nil {
 		return err
 	}

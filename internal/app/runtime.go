@@ -100,22 +100,26 @@ func (rt *runtime) setUp(ctx context.Context, r roles) error {
 	if rt.crash, err = failpoint.Parse(rt.env.getenv("LETHE_FAILPOINTS"), rt.env.stderr); err != nil {
 		return err
 	}
-	if rt.keys, err = loadKeyRing(rt.cfg.Encryption, rt.env.getenv); err != nil {
-		return err
-	}
-	if rt.store, err = openStore(ctx, rt.cfg, rt.env.getenv, rt.keys, r.migrate, log); err != nil {
-		return err
-	}
-	if err := rt.setUpSigning(ctx, r.api); err != nil {
-		return err
-	}
-	if rt.hasher, err = loadHasher(rt.cfg.Subject, rt.env.getenv); err != nil {
-		return err
-	}
-	if rt.auth, err = loadTokens(rt.cfg.Auth, rt.env.getenv); err != nil {
-		return err
-	}
+	// A worker-only process reads nothing but NATS and its connectors'
+	// settings: no database, no signing, hash or encryption keys, no API
+	// tokens, so a vendor's worker pod cannot forge certificates or read
+	// requests if it is compromised.
 	if r.api {
+		if rt.keys, err = loadKeyRing(rt.cfg.Encryption, rt.env.getenv); err != nil {
+			return err
+		}
+		if rt.store, err = openStore(ctx, rt.cfg, rt.env.getenv, rt.keys, r.migrate, log); err != nil {
+			return err
+		}
+		if err := rt.setUpSigning(ctx); err != nil {
+			return err
+		}
+		if rt.hasher, err = loadHasher(rt.cfg.Subject, rt.env.getenv); err != nil {
+			return err
+		}
+		if rt.auth, err = loadTokens(rt.cfg.Auth, rt.env.getenv); err != nil {
+			return err
+		}
 		if err := rt.setUpMail(); err != nil {
 			return err
 		}
@@ -365,7 +369,7 @@ func (rt *runtime) handler(coord *coordinator.Coordinator) (http.Handler, error)
 		Hasher: rt.hasher, LogReader: translog.NewReader(rt.store), CertificateSchema: certificate.SchemaJSON,
 		Callbacks: rt.callbacks(),
 		Ready: func(ctx context.Context) error {
-			if err := rt.store.Ping(ctx); err != nil {
+			if rt.store != nil && rt.store.Ping(ctx) != nil {
 				return errors.New("store unreachable")
 			}
 			if !rt.nc.IsConnected() {
@@ -420,9 +424,9 @@ func openStore(ctx context.Context, cfg *config.Config, getenv func(string) stri
 }
 
 // setUpSigning loads the keys, builds the certificate issuer and its
-// transparency log, and (for the API role) records the active key's
-// activation and the retired keys' retirement in the log.
-func (rt *runtime) setUpSigning(ctx context.Context, api bool) error {
+// transparency log, and records the active key's activation and the
+// retired keys' retirement in the log.
+func (rt *runtime) setUpSigning(ctx context.Context) error {
 	priv, jwks, err := loadSigning(rt.cfg.Signing, rt.env.getenv)
 	if err != nil {
 		return err
@@ -436,9 +440,6 @@ func (rt *runtime) setUpSigning(ctx context.Context, api bool) error {
 	rt.tlog = translog.NewLog(origin, logSigner)
 	rt.issuer = &certificate.Issuer{Signer: rt.signer, Log: rt.tlog, Options: certificate.Options{
 		Issuer: rt.cfg.Organisation, BackupRetention: rt.cfg.Certificates.BackupRetention}}
-	if !api {
-		return nil
-	}
 	active := rt.signer.PublicJWK()
 	var retired []translog.KeyEvent
 	for _, k := range jwks.Keys {
