@@ -1178,7 +1178,8 @@ func checkPostgres(b *bundle, p *problems) {
 	// autoscaler's maximum, plus the rollout's surge.
 	pods := map[string]int{}
 	for _, l := range ls {
-		if l.w.kind != "Deployment" || l.init {
+		// Workers open no connection to Lethe's database.
+		if l.w.kind != "Deployment" || l.init || l.cmd == "worker" {
 			continue
 		}
 		d := b.deployments[l.w.name]

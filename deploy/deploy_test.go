@@ -127,8 +127,8 @@ var mistakes = []struct {
 		"Dockerfile: want at least 2 FROM stages"},
 	{"image runs as root", []edit{{"Dockerfile", "USER 65532:65532", "USER root"}},
 		"Dockerfile: the final stage must set a numeric non-root USER"},
-	{"too few database connections", []edit{{"postgresql.conf", "max_connections = 200", "max_connections = 100"}},
-		"postgresql.conf: max_connections = 100 is less than the 183"},
+	{"too few database connections", []edit{{"postgresql.conf", "max_connections = 100", "max_connections = 40"}},
+		"postgresql.conf: max_connections = 40 is less than the 43"},
 	{"synchronous_commit off", []edit{{"postgresql.conf", "synchronous_commit = on", "synchronous_commit = off"}},
 		"postgresql.conf: synchronous_commit must be on"},
 }
