@@ -280,10 +280,10 @@ func fileAt(bases []string, token, email string, first int) (string, error) {
 // NATS nodes clustered on loopback, two `lethe serve` replicas and one
 // `lethe worker` process (the real binary) against one PostgreSQL. It
 // files requests at both replicas, kills one replica and the NATS node
-// leading the task stream with SIGKILL in the middle, restarts them, and
-// checks that every request reaches exactly one certificate, no task is
-// lost or completed twice, the data is gone and the transparency log is
-// consistent.
+// leading the task stream with SIGKILL a third of the way, and the worker
+// two thirds of the way, restarts them, and checks that every request
+// reaches exactly one certificate, no task is lost or completed twice, the
+// data is gone and the transparency log is consistent.
 func TestCluster(t *testing.T) {
 	n := 3000
 	if testing.Short() {
@@ -301,18 +301,21 @@ func TestCluster(t *testing.T) {
 	}
 	tg.seedMany(t, append(emails, "bystander@example.com"))
 
-	serve := func(i *instance, name string) *proc {
-		p := startProc(t, name, bin, []string{"serve", "--config", i.configPath}, nil)
+	var started []*proc // every Lethe process, killed ones too
+	lethe := func(i *instance, name string, args ...string) *proc {
+		p := startProc(t, name, bin, append(args, "--config", i.configPath), nil)
 		waitProcHealthy(t, p, "http://"+i.addr)
+		started = append(started, p)
 		return p
 	}
+	serve := func(i *instance, name string) *proc { return lethe(i, name, "serve") }
+	worker := func() *proc { return lethe(w, "worker", "worker", "--connectors", "shop-db") }
 	pa := serve(a, "serve-a")
 	pb := serve(b, "serve-b")
-	pw := startProc(t, "worker", bin, []string{"worker", "--config", w.configPath, "--connectors", "shop-db"}, nil)
-	waitProcHealthy(t, pw, "http://"+w.addr)
+	pw := worker()
 	logsOf := func() string {
 		var all strings.Builder
-		for _, p := range append([]*proc{pa, pb, pw}, cl.procs...) {
+		for _, p := range append(started, cl.procs...) {
 			all.WriteString(p.logs.String())
 		}
 		return all.String()
@@ -343,6 +346,10 @@ func TestCluster(t *testing.T) {
 		cl.procs[node].kill()
 		time.Sleep(2 * time.Second)
 		cl.start(node)
+		for filed.Load() < int32(2*n/3) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		pw.kill()
 		chaos <- leader
 	}()
 	start := time.Now()
@@ -357,7 +364,9 @@ func TestCluster(t *testing.T) {
 	})
 	leader := <-chaos
 	pa = serve(a, "serve-a")
-	t.Logf("%d requests filed in %s; killed serve-a and NATS node %s (the task stream's leader) at %d", n, time.Since(start).Round(time.Millisecond), leader, n/3)
+	pw = worker()
+	t.Logf("%d requests filed in %s; killed serve-a and NATS node %s (the task stream's leader) at %d, the worker at %d",
+		n, time.Since(start).Round(time.Millisecond), leader, n/3, 2*n/3)
 
 	// Wait for every request to complete.
 	db, err := sql.Open("pgx", in.storeURL)
