@@ -333,8 +333,9 @@ func (s *Store) DueTasks(ctx context.Context, now, staleBefore time.Time, limit 
 		UNION ALL
 		SELECT id, request_id, status, next_poll_at AS due FROM tasks WHERE status = 'running' AND next_poll_at <= $1
 		UNION ALL
-		SELECT id, request_id, status, updated_at AS due FROM tasks WHERE status = 'dispatched' AND updated_at <= $2
-			AND request_id NOT IN (SELECT id FROM requests WHERE status IN ('completed', 'completed_with_exemptions', 'denied', 'cancelled'))
+		SELECT t.id, t.request_id, t.status, t.updated_at AS due FROM tasks t JOIN requests r ON r.id = t.request_id
+			WHERE t.status = 'dispatched' AND t.updated_at <= $2
+			AND r.status NOT IN ('completed', 'completed_with_exemptions', 'denied', 'cancelled')
 	) due ORDER BY due LIMIT ` + fmt.Sprint(limit))
 	rows, err := s.conn.Query(ctx, q, s.d.TimeArg(now), s.d.TimeArg(staleBefore))
 	if err != nil {
