@@ -339,20 +339,27 @@ func drained(t *testing.T, js jetstream.JetStream) bool {
 	return true
 }
 
+// eraseMany files n requests (prefixN@example.com) one after the other and
+// waits for all of them to complete.
+func eraseMany(t *testing.T, in *instance, prefix string, n int) {
+	t.Helper()
+	base := "http://" + in.addr
+	var ids []string
+	for i := range n {
+		ids = append(ids, fileRequest(t, base, in.adminToken, fmt.Sprintf("%s%d@example.com", prefix, i)).ID)
+	}
+	for _, id := range ids {
+		waitStatus(t, base, in.adminToken, id, 30*time.Second, "completed")
+	}
+}
+
 // TestRateLimit: a connector's rate_per_second holds across all its tasks.
 func TestRateLimit(t *testing.T) {
 	ns := testenv.NATS(t)
 	in := newInstance(t, ns.ClientURL(), `
   - {name: limited, type: test_script, concurrency: 8, rate_per_second: 10, burst: 1, config: {}}`, "")
 	in.serve(t)
-	base := "http://" + in.addr
-	var ids []string
-	for i := range 8 {
-		ids = append(ids, fileRequest(t, base, in.adminToken, fmt.Sprintf("rate%d@example.com", i)).ID)
-	}
-	for _, id := range ids {
-		waitStatus(t, base, in.adminToken, id, 30*time.Second, "completed")
-	}
+	eraseMany(t, in, "rate", 8)
 	calls := scriptFor("limited").Calls()
 	if len(calls) != 8 {
 		t.Fatalf("%d calls, want 8", len(calls))
@@ -370,14 +377,7 @@ func TestRateLimitCountsVendorRequests(t *testing.T) {
 	in := newInstance(t, ns.ClientURL(), `
   - {name: chatty, type: test_script, concurrency: 4, rate_per_second: 10, burst: 1, config: {requests: 3}}`, "")
 	in.serve(t)
-	base := "http://" + in.addr
-	var ids []string
-	for i := range 4 {
-		ids = append(ids, fileRequest(t, base, in.adminToken, fmt.Sprintf("chatty%d@example.com", i)).ID)
-	}
-	for _, id := range ids {
-		waitStatus(t, base, in.adminToken, id, 30*time.Second, "completed")
-	}
+	eraseMany(t, in, "chatty", 4)
 	reqs := scriptFor("chatty").Requests()
 	slices.SortFunc(reqs, func(x, y time.Time) int { return x.Compare(y) })
 	if len(reqs) != 12 {
