@@ -36,8 +36,21 @@ type Definition struct {
 	Type     string
 	Summary  string
 	Defaults Limits
-	build    func(ctx context.Context, name string, decode func(any) error, deps Deps) (Connector, error)
+	// Callbacks: the type takes vendor callbacks (it implements
+	// Callbacker), so API processes build its instances even when they
+	// run no workers. Set with the TakesCallbacks option.
+	Callbacks bool
+	build     func(ctx context.Context, name string, decode func(any) error, deps Deps) (Connector, error)
 }
+
+// An Option adds to a type's registration.
+type Option func(*Definition)
+
+// TakesCallbacks marks a type whose connectors implement Callbacker: the
+// API processes, which receive the callbacks, build its instances (with
+// their credentials) even when connectors run in worker processes. Other
+// types' credentials stay out of the API processes.
+func TakesCallbacks() Option { return func(d *Definition) { d.Callbacks = true } }
 
 // Build decodes an instance's config with decode (which must reject unknown
 // fields), validates it and constructs the connector.
@@ -58,7 +71,7 @@ var typeNameRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 // Validate() error method it runs before build. Register panics on a
 // duplicate or malformed name: two connectors silently sharing a name would
 // send erasures to the wrong system.
-func Register[C any](typ, summary string, defaults Limits, build func(ctx context.Context, name string, cfg C, deps Deps) (Connector, error)) {
+func Register[C any](typ, summary string, defaults Limits, build func(ctx context.Context, name string, cfg C, deps Deps) (Connector, error), opts ...Option) {
 	if !typeNameRe.MatchString(typ) {
 		panic(fmt.Sprintf("connectors: invalid type name %q", typ))
 	}
@@ -67,7 +80,7 @@ func Register[C any](typ, summary string, defaults Limits, build func(ctx contex
 	if _, dup := registry.defs[typ]; dup {
 		panic(fmt.Sprintf("connectors: type %q registered twice", typ))
 	}
-	registry.defs[typ] = Definition{
+	def := Definition{
 		Type: typ, Summary: summary, Defaults: defaults,
 		build: func(ctx context.Context, name string, decode func(any) error, deps Deps) (Connector, error) {
 			var cfg C
@@ -86,6 +99,10 @@ func Register[C any](typ, summary string, defaults Limits, build func(ctx contex
 			return c, nil
 		},
 	}
+	for _, o := range opts {
+		o(&def)
+	}
+	registry.defs[typ] = def
 }
 
 // Lookup returns the definition of a registered type.

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/internal/app"
 	"github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
@@ -744,6 +745,19 @@ func (b *bundle) checkSecretsProvided(l letheContainer, raw []byte, p *problems)
 	if only := l.connectorsRun(); l.cmd == "worker" && only != nil {
 		keepConnectors(doc.Content[0], only)
 	}
+	apiOnly := l.cmd == "serve" && l.flags["no-workers"] == "true"
+	if apiOnly {
+		// serve --no-workers builds only the connectors taking callbacks.
+		if cfg, err := config.Parse(raw); err == nil {
+			var keep []string
+			for _, c := range cfg.Connectors {
+				if def, ok := connectors.Lookup(c.Type); ok && def.Callbacks {
+					keep = append(keep, c.Name)
+				}
+			}
+			keepConnectors(doc.Content[0], keep)
+		}
+	}
 	dir, err := os.MkdirTemp("", "lethe-deploy-")
 	if err != nil {
 		p.add("%v", err)
@@ -797,6 +811,9 @@ func (b *bundle) checkSecretsProvided(l letheContainer, raw []byte, p *problems)
 		return
 	}
 	check := []string{"lethe", "config", "check"}
+	if apiOnly {
+		check = append(check, "--no-workers")
+	}
 	if l.cmd == "worker" {
 		check = append(check, "--worker")
 	} else if _, err := cfg.Store.URL.Reveal(getenv); err != nil {

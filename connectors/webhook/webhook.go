@@ -28,7 +28,7 @@ func init() {
 	// OpenDSR documents no rate limit; in-house services and processors
 	// are usually small, so Lethe stays gentle unless the config says more.
 	connectors.Register("webhook", "Erasure requests to in-house systems and processors over OpenDSR 2.0",
-		connectors.Limits{Concurrency: 4, RatePerSecond: 5, Burst: 5}, build)
+		connectors.Limits{Concurrency: 4, RatePerSecond: 5, Burst: 5}, build, connectors.TakesCallbacks())
 }
 
 // Defaults of the config.

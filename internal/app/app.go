@@ -44,8 +44,9 @@ Usage:
                     for console.users[].password_hash
   lethe keygen  --out DIR
                     make a signing key, a subject hash key and an admin token
-  lethe config check --config lethe.yaml [--worker [--connectors a,b]]
-                    validate a config file, its keys and its connectors; with --worker
+  lethe config check --config lethe.yaml [--no-workers | --worker [--connectors a,b]]
+                    validate a config file, its keys and its connectors, as serve reads it
+                    (with --no-workers: only connectors taking callbacks); with --worker
                     only what a worker reads (NATS and the connectors it runs)
   lethe version
 
@@ -99,7 +100,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = runPasswd(e, rest)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
-			fmt.Fprintln(stderr, "usage: lethe config check --config lethe.yaml [--worker [--connectors a,b]]")
+			fmt.Fprintln(stderr, "usage: lethe config check --config lethe.yaml [--no-workers | --worker [--connectors a,b]]")
 			return 2
 		}
 		err = runConfigCheck(ctx, e, rest[1:])

@@ -160,3 +160,41 @@ func waitMetric(t *testing.T, base string, lines ...string) {
 	}
 	t.Fatalf("/metrics never showed %q:\n%s", lines, grepLines(last, "lethe_tasks_pending"))
 }
+
+// TestAPIWithoutWorkersHoldsNoConnectorCredentials: `lethe serve
+// --no-workers` builds only the connectors that take vendor callbacks, so
+// the other connectors' credentials need not be there at all; the
+// callbacks still reach the one that takes them.
+func TestAPIWithoutWorkersHoldsNoConnectorCredentials(t *testing.T) {
+	ns := testenv.NATS(t)
+	in := newInstance(t, ns.ClientURL(), `
+  - name: shop
+    type: sql
+    config:
+      driver: postgres
+      dsn: {env: LETHE_TEST_NEVER_SET_DSN}
+      statements: [{name: customers, sql: "DELETE FROM customers WHERE email = :email"}]
+  - {name: processor, type: test_callback, config: {secret: s3cret}}`, "")
+	if code, _, stderr := runCLI(t, "config", "check", "--config", in.configPath); code == 0 || !strings.Contains(stderr, "LETHE_TEST_NEVER_SET_DSN") {
+		t.Errorf("a full config check without the shop's DSN = %d %q", code, stderr)
+	}
+	if code, stdout, stderr := runCLI(t, "config", "check", "--no-workers", "--config", in.configPath); code != 0 || !strings.Contains(stdout, "connector processor (test_callback): ok") || strings.Contains(stdout, "connector shop") {
+		t.Errorf("config check --no-workers = %d %q %q", code, stdout, stderr)
+	}
+	in.serveArgs(t, "--no-workers")
+	base := "http://" + in.addr
+	req, _ := http.NewRequest("POST", base+"/v1/connectors/processor/callback", strings.NewReader(`{"job":"job-1","status":"done"}`))
+	req.Header.Set("X-Signature", "not-signed")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("an unsigned callback to the API process = %d, want 403 (its connector is built there)", resp.StatusCode)
+	}
+	r := fileRequest(t, base, in.adminToken, "api-only@example.com")
+	if len(r.Tasks) != 2 {
+		t.Errorf("request filed with %d tasks, want 2", len(r.Tasks))
+	}
+}

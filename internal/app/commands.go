@@ -100,11 +100,12 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 }
 
 func runConfigCheck(ctx context.Context, e env, args []string) error {
-	var worker *bool
+	var worker, noWorkers *bool
 	var names *string
 	cfg, err := configCommand("config check", e, args, func(fs *flag.FlagSet) {
 		worker = fs.Bool("worker", false, "check only what `lethe worker` reads: NATS and the connectors")
 		names = fs.String("connectors", "", "with --worker: the connector instances it runs (default: all)")
+		noWorkers = fs.Bool("no-workers", false, "check what `lethe serve --no-workers` reads: only connectors that take callbacks")
 	})
 	if err != nil {
 		return err
@@ -124,8 +125,11 @@ func runConfigCheck(ctx context.Context, e env, args []string) error {
 		}
 	}
 	var only []string
-	if *worker {
+	switch {
+	case *worker:
 		only = splitNames(*names)
+	case *noWorkers:
+		only = callbackConnectors(cfg)
 	}
 	instances, err := buildConnectors(ctx, cfg, only, e.getenv, zap.NewNop())
 	if err != nil {

@@ -124,11 +124,16 @@ func (rt *runtime) setUp(ctx context.Context, r roles) error {
 			return err
 		}
 	}
-	// API processes build every connector too: some take vendor callbacks.
-	if !r.noWorkers || r.api {
-		if rt.instances, err = buildConnectors(ctx, rt.cfg, r.workers, rt.env.getenv, log); err != nil {
-			return err
-		}
+	// Workers build the connectors they run. An API process that runs
+	// none (--no-workers) still builds those that take vendor callbacks,
+	// which arrive at its HTTP API, and only those: the other connectors'
+	// credentials stay with the workers.
+	only := r.workers
+	if r.api && r.noWorkers {
+		only = callbackConnectors(rt.cfg)
+	}
+	if rt.instances, err = buildConnectors(ctx, rt.cfg, only, rt.env.getenv, log); err != nil {
+		return err
 	}
 	rt.metrics = telemetry.NewMetrics(rt.store)
 	if rt.nc, err = connectNATS(rt.cfg.NATS, r.embedded, log); err != nil {
@@ -539,6 +544,18 @@ func loadTokens(a config.Auth, getenv func(string) string) (*httpapi.TokenAuth, 
 
 // buildConnectors constructs the configured connector instances (or only
 // those named in only) through the registry.
+// callbackConnectors names the configured instances whose type takes
+// vendor callbacks (never nil: an empty list builds none).
+func callbackConnectors(cfg *config.Config) []string {
+	names := []string{}
+	for _, c := range cfg.Connectors {
+		if def, ok := connectors.Lookup(c.Type); ok && def.Callbacks {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
+
 func buildConnectors(ctx context.Context, cfg *config.Config, only []string, getenv func(string) string, log *zap.Logger) ([]worker.Instance, error) {
 	var out []worker.Instance
 	var errs []error

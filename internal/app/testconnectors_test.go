@@ -159,7 +159,7 @@ func init() {
 			callbackers.m[name] = c
 			callbackers.Unlock()
 			return c, nil
-		})
+		}, connectors.TakesCallbacks())
 }
 
 func (c *callbacker) Erase(_ context.Context, s connectors.Subject) (connectors.Outcome, error) {
