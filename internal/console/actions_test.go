@@ -135,7 +135,7 @@ func TestExtend(t *testing.T) {
 
 	// After the deadline has passed, no extension.
 	late := e.file("late@example.com", "")
-	e.clock.advance(31 * 24 * time.Hour)
+	e.clock.Advance(31 * 24 * time.Hour)
 	b.login("ada", adminPW) // the session expired meanwhile
 	if p := b.get("/console/requests/" + late.ID); strings.Contains(p.body, "/extend\"") || !strings.Contains(p.body, "Overdue") {
 		t.Error("an overdue request offers an extension or is not marked")

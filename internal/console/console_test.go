@@ -72,22 +72,8 @@ func consoleConfig(roles map[string]string, insecure bool) config.Console {
 
 var defaultRoles = map[string]string{"ada": "admin", "bob": "agent", "cyd": "auditor"}
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// clock is the tests' settable clock.
+type clock = testenv.Clock
 
 // env is a console over a real SQLite store and coordinator, served by a
 // real TLS server.
@@ -130,7 +116,7 @@ func setup(t *testing.T, opts ...func(*options)) *env {
 	core, logs := observer.New(zapcore.DebugLevel)
 	log := zap.New(core)
 	h, _ := erasure.NewHasher(bytes.Repeat([]byte{1}, 32))
-	clk := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
+	clk := testenv.NewClock(time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC))
 	priv, _ := certificate.GenerateKey()
 	signer := certificate.NewSigner(priv)
 	ls, err := translog.NewLogSigner("test.example/log", priv)
@@ -140,7 +126,7 @@ func setup(t *testing.T, opts ...func(*options)) *env {
 	iss := &certificate.Issuer{Signer: signer, Log: translog.NewLog("test.example/log", ls), Options: certificate.Options{Issuer: "Example Ltd"}}
 	retired, _ := certificate.GenerateKey()
 	jwks, _ := json.Marshal(certificate.JWKS{Keys: []certificate.JWK{signer.PublicJWK(), certificate.NewSigner(retired).PublicJWK()}})
-	coord := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: iss, Clock: clk.now, Log: log.Named("coordinator")},
+	coord := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: iss, Clock: clk.Now, Log: log.Named("coordinator")},
 		coordinator.Config{
 			Connectors:   []coordinator.Connector{{Name: "shop-db", Type: "sql"}, {Name: "crm", Type: "hubspot"}, {Name: "paper", Type: "manual"}},
 			RetryInitial: time.Second, RetryMax: time.Minute, PollInterval: time.Minute, RedispatchAfter: time.Hour,
@@ -158,7 +144,7 @@ func (e *env) serve(cfg config.Console) *httptest.Server {
 	e.t.Helper()
 	c, err := console.New(console.Deps{Store: e.st, Coordinator: e.coord, Hasher: e.h, Config: cfg,
 		Connectors: e.connectors, JWKS: func() []byte { return e.jwks },
-		Log: e.log.Named("console"), Clock: e.clock.now})
+		Log: e.log.Named("console"), Clock: e.clock.Now})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -410,11 +396,11 @@ func TestLoginAndLogout(t *testing.T) {
 	}
 	e.addSecret(cookie)
 	// Only the SHA-256 of the id is stored.
-	s, err := e.st.Session(context.Background(), sessionHash(cookie), e.clock.now())
-	if err != nil || s.User != "ada" || s.Role != "admin" || len(s.CSRF) < 40 || !s.ExpiresAt.Equal(e.clock.now().Add(8*time.Hour)) {
+	s, err := e.st.Session(context.Background(), sessionHash(cookie), e.clock.Now())
+	if err != nil || s.User != "ada" || s.Role != "admin" || len(s.CSRF) < 40 || !s.ExpiresAt.Equal(e.clock.Now().Add(8*time.Hour)) {
 		t.Fatalf("stored session %+v, %v", s, err)
 	}
-	if _, err := e.st.Session(context.Background(), cookie, e.clock.now()); err == nil {
+	if _, err := e.st.Session(context.Background(), cookie, e.clock.Now()); err == nil {
 		t.Error("the session id itself is a store key")
 	}
 	if p := b.get("/console"); p.status != http.StatusOK || !strings.Contains(p.body, "ada") {
@@ -429,7 +415,7 @@ func TestLoginAndLogout(t *testing.T) {
 	if p.status != http.StatusSeeOther || p.location() != "/console/login" {
 		t.Fatalf("logout: %d %q", p.status, p.location())
 	}
-	if _, err := e.st.Session(context.Background(), sessionHash(cookie), e.clock.now()); err == nil {
+	if _, err := e.st.Session(context.Background(), sessionHash(cookie), e.clock.Now()); err == nil {
 		t.Error("the session survived logout in the store")
 	}
 	// Replaying the old cookie gets nowhere.
@@ -501,7 +487,7 @@ func TestLoginRateLimit(t *testing.T) {
 			t.Errorf("BOB after 5 failures: %d", p.status)
 		}
 		e.browser().login("ada", adminPW)
-		e.clock.advance(16 * time.Minute)
+		e.clock.Advance(16 * time.Minute)
 		b.login("bob", agentPW)
 	})
 	t.Run("per address", func(t *testing.T) {
@@ -515,7 +501,7 @@ func TestLoginRateLimit(t *testing.T) {
 		if p := e.browser().tryLogin("ada", adminPW, ""); p.status != http.StatusTooManyRequests {
 			t.Fatalf("after 20 failures from one address: %d", p.status)
 		}
-		e.clock.advance(15 * time.Minute)
+		e.clock.Advance(15 * time.Minute)
 		e.browser().login("ada", adminPW)
 	})
 }
@@ -562,11 +548,11 @@ func TestExpiredSession(t *testing.T) {
 	b := e.browser()
 	b.login("bob", agentPW)
 	cookie := b.cookie()
-	e.clock.advance(8*time.Hour - time.Second)
+	e.clock.Advance(8*time.Hour - time.Second)
 	if p := b.get("/console"); p.status != http.StatusOK {
 		t.Fatalf("before expiry: %d", p.status)
 	}
-	e.clock.advance(2 * time.Second)
+	e.clock.Advance(2 * time.Second)
 	p := b.get("/console?status=in_progress")
 	if p.status != http.StatusSeeOther || p.location() != "/console/login?next=%2Fconsole%3Fstatus%3Din_progress" {
 		t.Fatalf("expired session: %d %q", p.status, p.location())
@@ -583,7 +569,7 @@ func TestExpiredSession(t *testing.T) {
 	}
 	// The next login sweeps expired sessions from the store.
 	e.browser().login("ada", adminPW)
-	if n, _ := e.st.DeleteExpiredSessions(context.Background(), e.clock.now()); n != 0 {
+	if n, _ := e.st.DeleteExpiredSessions(context.Background(), e.clock.Now()); n != 0 {
 		t.Errorf("%d expired sessions were left after a login", n)
 	}
 }
@@ -622,7 +608,7 @@ func TestRoleChangeAppliesAtOnce(t *testing.T) {
 	if p := b3.get("/console"); p.status != http.StatusSeeOther || !strings.HasPrefix(p.location(), "/console/login") {
 		t.Errorf("removed bob: %d %q", p.status, p.location())
 	}
-	if _, err := e.st.Session(context.Background(), sessionHash(cookie), e.clock.now()); err == nil {
+	if _, err := e.st.Session(context.Background(), sessionHash(cookie), e.clock.Now()); err == nil {
 		t.Error("the removed user's session is still stored")
 	}
 	if p := b3.tryLogin("bob", agentPW, ""); p.status != http.StatusUnauthorized {
@@ -846,7 +832,7 @@ func TestHashPassword(t *testing.T) {
 	// A hash from HashPassword signs in, through an {env: …} secret, and
 	// an unknown name costs a bcrypt comparison at the configured cost.
 	e := setup(t)
-	c, err := console.New(console.Deps{Store: e.st, Coordinator: e.coord, Hasher: e.h, Clock: e.clock.now,
+	c, err := console.New(console.Deps{Store: e.st, Coordinator: e.coord, Hasher: e.h, Clock: e.clock.Now,
 		Getenv: func(k string) string { return map[string]string{"ADA_HASH": h}[k] },
 		Config: config.Console{Users: []config.ConsoleUser{{Name: "ada", Role: "admin", PasswordHash: config.Secret{Env: "ADA_HASH"}}}}})
 	if err != nil {

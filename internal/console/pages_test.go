@@ -42,16 +42,16 @@ func TestListFilters(t *testing.T) {
 	e := setup(t)
 	day := 24 * time.Hour
 	old := e.file("old@example.com", "") // due 2026-07-01
-	e.clock.advance(10 * day)
+	e.clock.Advance(10 * day)
 	dead := e.file("dead@example.com", "") // due 2026-07-11
 	e.result(e.tasks(dead.ID)["crm"], bus.ResultFailed, true)
-	e.clock.advance(10 * day)
+	e.clock.Advance(10 * day)
 	pending := e.file("pending@example.com", erasure.RequestPendingApproval) // due 2026-07-21
 	cancelled := e.file("cancelled@example.com", "")
 	if _, err := e.coord.Cancel(t.Context(), cancelled.ID, "api:test", "duplicate"); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.advance(15 * day) // 2026-07-06: old is overdue, dead is due in 5 days
+	e.clock.Advance(15 * day) // 2026-07-06: old is overdue, dead is due in 5 days
 
 	b := e.browser()
 	b.login("cyd", auditorPW)

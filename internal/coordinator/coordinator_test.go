@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,22 +23,8 @@ func (f *fakeCertifier) Issue(_ context.Context, _ store.Tx, req erasure.Request
 	return store.Certificate{RequestID: req.ID, ID: erasure.NewID(), KeyID: "k", Document: []byte(`{"head":"` + head + `"}`), IssuedAt: at}, nil
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// clock is the tests' settable clock.
+type clock = testenv.Clock
 
 type bundle struct {
 	c     *coordinator.Coordinator
@@ -58,7 +43,7 @@ func setup(t *testing.T, opts ...func(*coordinator.Config)) bundle {
 	}
 	t.Cleanup(st.Close)
 	h, _ := erasure.NewHasher(bytes.Repeat([]byte{1}, 32))
-	clk := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
+	clk := testenv.NewClock(time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC))
 	cert := &fakeCertifier{}
 	cfg := coordinator.Config{
 		Connectors:   []coordinator.Connector{{Name: "db", Type: "sql", MaxAttempts: 3}, {Name: "crm", Type: "hubspot"}},
@@ -68,7 +53,7 @@ func setup(t *testing.T, opts ...func(*coordinator.Config)) bundle {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	c := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: cert, Clock: clk.now}, cfg)
+	c := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: cert, Clock: clk.Now}, cfg)
 	return bundle{c: c, store: st, cert: cert, clock: clk}
 }
 
@@ -211,7 +196,7 @@ func TestRetriesThenDead(t *testing.T) {
 	if db.Status != erasure.TaskFailed || db.LastError != "503 for [redacted]" {
 		t.Fatalf("after a failure: %+v", db)
 	}
-	if wait := db.NextAttemptAt.Sub(b.clock.now()); wait < 30*time.Second {
+	if wait := db.NextAttemptAt.Sub(b.clock.Now()); wait < 30*time.Second {
 		t.Errorf("retry in %s, must honour Retry-After 30s", wait)
 	}
 	// Not due yet: nothing is scheduled.
@@ -219,7 +204,7 @@ func TestRetriesThenDead(t *testing.T) {
 		t.Errorf("scheduled %d before the retry time", n)
 	}
 	for attempt := 2; attempt <= 3; attempt++ {
-		b.clock.advance(2 * time.Minute)
+		b.clock.Advance(2 * time.Minute)
 		if n, err := b.c.ScheduleDue(context.Background()); n != 1 || err != nil {
 			t.Fatalf("attempt %d: scheduled %d, %v", attempt, n, err)
 		}
@@ -279,7 +264,7 @@ func TestAsynchronousJobIsPolled(t *testing.T) {
 	}
 	eventsBefore, _ := b.store.Events(context.Background(), req.ID)
 	for range 3 {
-		b.clock.advance(2 * time.Minute)
+		b.clock.Advance(2 * time.Minute)
 		if n, _ := b.c.ScheduleDue(context.Background()); n != 1 {
 			t.Fatalf("no poll scheduled")
 		}
@@ -319,11 +304,11 @@ func TestLostMessageIsRedispatched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.clock.advance(30 * time.Minute)
+	b.clock.Advance(30 * time.Minute)
 	if n, _ := b.c.ScheduleDue(context.Background()); n != 0 {
 		t.Errorf("redispatched %d tasks too early", n)
 	}
-	b.clock.advance(31 * time.Minute)
+	b.clock.Advance(31 * time.Minute)
 	if n, _ := b.c.ScheduleDue(context.Background()); n != 2 {
 		t.Errorf("redispatched %d tasks, want 2", n)
 	}
@@ -412,15 +397,15 @@ func TestHousekeeping(t *testing.T) {
 	// An unverified portal request (the portal files them).
 	unverified := erasure.Request{ID: erasure.NewID(), Status: erasure.RequestUnverified, Jurisdiction: erasure.GDPR,
 		Subject: erasure.Subject{Email: "maybe@example.com"}, Source: "portal", CreatedBy: "portal",
-		ReceivedAt: b.clock.now(), DueAt: b.clock.now().Add(30 * 24 * time.Hour), UpdatedAt: b.clock.now()}
+		ReceivedAt: b.clock.Now(), DueAt: b.clock.Now().Add(30 * 24 * time.Hour), UpdatedAt: b.clock.Now()}
 	if err := b.store.InTx(ctx, func(tx store.Tx) error { return tx.InsertRequest(ctx, unverified) }); err != nil {
 		t.Fatal(err)
 	}
-	b.clock.advance(30 * time.Minute)
+	b.clock.Advance(30 * time.Minute)
 	if h, err := b.c.Housekeep(ctx); err != nil || h != (coordinator.Housekeeping{}) {
 		t.Fatalf("sweep inside every grace period did %+v, %v", h, err)
 	}
-	b.clock.advance(time.Hour)
+	b.clock.Advance(time.Hour)
 	h, err := b.c.Housekeep(ctx)
 	if err != nil || h.Shredded != 1 || h.Expired != 1 || h.Purged != 0 {
 		t.Fatalf("sweep after an hour and a half = %+v, %v", h, err)
@@ -433,7 +418,7 @@ func TestHousekeeping(t *testing.T) {
 	if h, _ := b.c.Housekeep(ctx); h != (coordinator.Housekeeping{}) {
 		t.Errorf("a second sweep did %+v", h)
 	}
-	b.clock.advance(25 * time.Hour)
+	b.clock.Advance(25 * time.Hour)
 	if h, err := b.c.Housekeep(ctx); err != nil || h.Purged != 2 {
 		t.Fatalf("sweep after the retention period = %+v, %v", h, err)
 	}
@@ -521,7 +506,7 @@ func TestExtendOnceWithinTheLaw(t *testing.T) {
 		t.Errorf("a second extension: %v", err)
 	}
 	late, _ := file(t, b)
-	b.clock.advance(31 * 24 * time.Hour)
+	b.clock.Advance(31 * 24 * time.Hour)
 	if _, err := b.c.Extend(ctx, late.ID, "api:ops", "late", late.DueAt.AddDate(0, 1, 0)); erasure.ErrorCode(err) != erasure.EConflict {
 		t.Errorf("extending after the deadline: %v", err)
 	}

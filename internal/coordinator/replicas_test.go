@@ -60,7 +60,7 @@ func newCluster(t *testing.T, n int, keys *seal.KeyRing) *cluster {
 		t.Fatal(err)
 	}
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
-	cl := &cluster{url: url, clock: &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)},
+	cl := &cluster{url: url, clock: testenv.NewClock(time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)),
 		signer: certificate.NewSigner(priv), priv: priv}
 	for range n {
 		cl.replicas = append(cl.replicas, cl.open(t, keys))
@@ -83,7 +83,7 @@ func (cl *cluster) open(t *testing.T, keys *seal.KeyRing) replica {
 	tlog := translog.NewLog(logOrigin, ls)
 	issuer := &certificate.Issuer{Signer: cl.signer, Log: tlog, Options: certificate.Options{Issuer: "Example Ltd"}}
 	h, _ := erasure.NewHasher(bytes.Repeat([]byte{1}, 32))
-	c := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: issuer, Clock: cl.clock.now}, coordinator.Config{
+	c := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: issuer, Clock: cl.clock.Now}, coordinator.Config{
 		Connectors:   []coordinator.Connector{{Name: "db", Type: "sql", MaxAttempts: 3}, {Name: "crm", Type: "hubspot"}},
 		RetryInitial: time.Second, RetryMax: time.Minute, PollInterval: time.Minute, RedispatchAfter: time.Hour,
 		Retention: coordinator.Retention{ShredAfter: time.Hour, KeepRequests: 24 * time.Hour, UnverifiedAfter: time.Hour},
@@ -329,7 +329,7 @@ func TestReplicasScheduleEachRetryPollAndRedispatchOnce(t *testing.T) {
 	})
 	testenv.Must(t, st.InTx(ctx, func(tx store.Tx) error {
 		for _, k := range redispatch {
-			k.Status, k.UpdatedAt = erasure.TaskDispatched, cl.clock.now()
+			k.Status, k.UpdatedAt = erasure.TaskDispatched, cl.clock.Now()
 			if err := tx.UpdateTask(ctx, k); err != nil {
 				return err
 			}
@@ -343,8 +343,8 @@ func TestReplicasScheduleEachRetryPollAndRedispatchOnce(t *testing.T) {
 	schedule := func(ctx context.Context, i int) (int, error) { return cl.replicas[i].c.ScheduleDue(ctx) }
 
 	// Past every retry time, poll time and the redispatch limit.
-	cl.clock.advance(61 * time.Minute)
-	now := cl.clock.now()
+	cl.clock.Advance(61 * time.Minute)
+	now := cl.clock.Now()
 	if got, want := sum(together(t, 2, 3, schedule)), len(retry)+len(poll)+len(redispatch); got != want {
 		t.Errorf("the replicas report %d messages queued, want %d", got, want)
 	}
@@ -401,8 +401,8 @@ func TestReplicasScheduleEachRetryPollAndRedispatchOnce(t *testing.T) {
 		second[i] = tasks(t, bundle{store: st}, k.RequestID)["db"]
 	}
 	each(t, len(second), func(i int) error { return fail(second[i]) })
-	cl.clock.advance(11 * time.Minute)
-	now = cl.clock.now()
+	cl.clock.Advance(11 * time.Minute)
+	now = cl.clock.Now()
 	if got, want := sum(together(t, 2, 3, schedule)), len(retry)+len(poll); got != want {
 		t.Errorf("second pass: the replicas report %d messages queued, want %d", got, want)
 	}
@@ -469,7 +469,7 @@ func TestReplicasHousekeepEachRequestOnce(t *testing.T) {
 	}
 
 	// Past the grace period and the verification deadline.
-	cl.clock.advance(2 * time.Hour)
+	cl.clock.Advance(2 * time.Hour)
 	want := coordinator.Housekeeping{Shredded: len(done), Expired: len(unverified), Rewrapped: len(live)}
 	if got := total(together(t, 2, 3, sweep)); got != want {
 		t.Errorf("the replicas report %+v, want %+v", got, want)
@@ -508,7 +508,7 @@ func TestReplicasHousekeepEachRequestOnce(t *testing.T) {
 	}
 
 	// Past the retention period of both (220 requests: two passes).
-	cl.clock.advance(25 * time.Hour)
+	cl.clock.Advance(25 * time.Hour)
 	want = coordinator.Housekeeping{Purged: len(done) + len(unverified)}
 	if got := total(together(t, 2, 3, sweep)); got != want {
 		t.Errorf("the replicas report %+v, want %+v", got, want)
@@ -543,7 +543,7 @@ func TestReplicasIssueOneCertificatePerRequest(t *testing.T) {
 	jwk := cl.signer.PublicJWK()
 	active := translog.KeyEvent{Event: translog.KindKeyActivated, Kid: jwk.Kid, X: jwk.X}
 	added := together(t, 3, 1, func(ctx context.Context, i int) (int, error) {
-		return cl.replicas[i].log.RecordKeys(ctx, cl.replicas[i].store, active, nil, cl.clock.now())
+		return cl.replicas[i].log.RecordKeys(ctx, cl.replicas[i].store, active, nil, cl.clock.Now())
 	})
 	if sum(added) != 1 {
 		t.Errorf("the replicas added %d key leaves, want 1", sum(added))
@@ -670,7 +670,7 @@ func TestReplicasRelayEachMessageOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		testenv.Must(t, bus.Topology{}.EnsureStreams(ctx, js))
-		relays = append(relays, bus.NewRelay(bus.Relay{Store: r.store, JS: js, Log: zap.NewNop(), Clock: cl.clock.now, Batch: 20}))
+		relays = append(relays, bus.NewRelay(bus.Relay{Store: r.store, JS: js, Log: zap.NewNop(), Clock: cl.clock.Now, Batch: 20}))
 	}
 	reqs := fileMany(t, cl.replicas, "person", 150, "")
 	want := 2 * len(reqs)
@@ -689,7 +689,7 @@ func TestReplicasRelayEachMessageOnce(t *testing.T) {
 			if k > 0 {
 				continue
 			}
-			stats, err := cl.replicas[i].store.Stats(ctx, cl.clock.now())
+			stats, err := cl.replicas[i].store.Stats(ctx, cl.clock.Now())
 			if err != nil || stats.OutboxPending == 0 {
 				return n, err
 			}
@@ -769,11 +769,11 @@ func TestCancelWhileARelayHoldsItsMessages(t *testing.T) {
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
 	testenv.Must(t, bus.Topology{}.EnsureStreams(ctx, js))
-	relay := bus.NewRelay(bus.Relay{Store: cl.replicas[1].store, JS: js, Log: zap.NewNop(), Clock: cl.clock.now})
+	relay := bus.NewRelay(bus.Relay{Store: cl.replicas[1].store, JS: js, Log: zap.NewNop(), Clock: cl.clock.Now})
 	if n, err := relay.Flush(ctx); err != nil || n != 0 {
 		t.Fatalf("the relay published %d task messages of a cancelled request (%v)", n, err)
 	}
-	if stats, _ := cl.replicas[0].store.Stats(ctx, cl.clock.now()); stats.OutboxPending != 0 {
+	if stats, _ := cl.replicas[0].store.Stats(ctx, cl.clock.Now()); stats.OutboxPending != 0 {
 		t.Errorf("%d messages left in the outbox", stats.OutboxPending)
 	}
 }

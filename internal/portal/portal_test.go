@@ -44,22 +44,8 @@ func register(mux *http.ServeMux, p *portal.Portal) {
 	mux.Handle("GET /portal/assets/{file}", p.Asset())
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// clock is the tests' settable clock.
+type clock = testenv.Clock
 
 // sent is one email SendCode was asked to send.
 type sent struct {
@@ -121,13 +107,13 @@ func setup(t *testing.T, opts ...func(*portal.Deps)) *env {
 	}
 	t.Cleanup(st.Close)
 	h, _ := erasure.NewHasher(bytes.Repeat([]byte{1}, 32))
-	clk := &clock{t: time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)}
+	clk := testenv.NewClock(time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC))
 	core, logs := observer.New(zap.DebugLevel)
 	log := zap.New(core)
 	priv, _ := certificate.GenerateKey()
 	ls, _ := translog.NewLogSigner("test.example/log", priv)
 	iss := &certificate.Issuer{Signer: certificate.NewSigner(priv), Log: translog.NewLog("test.example/log", ls), Options: certificate.Options{Issuer: "Example Ltd"}}
-	coord := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: iss, Clock: clk.now, Log: log}, coordinator.Config{
+	coord := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: iss, Clock: clk.Now, Log: log}, coordinator.Config{
 		Connectors: []coordinator.Connector{{Name: "shop-db", Type: "sql"}, {Name: "crm", Type: "hubspot"}},
 		Retention:  coordinator.Retention{UnverifiedAfter: 72 * time.Hour, ShredAfter: time.Hour, KeepRequests: 24 * time.Hour},
 	})
@@ -144,7 +130,7 @@ func setup(t *testing.T, opts ...func(*portal.Deps)) *env {
 		Config: config.Portal{Enabled: true, DefaultJurisdiction: "gdpr", CustomerSystem: "customer",
 			CodeTTL: 30 * time.Minute, CodeAttempts: 5, PerAddressPerHour: 100, PerEmailPerDay: 3},
 		LinkKey: bytes.Repeat([]byte{9}, 32), BaseURL: srv.URL, Org: "Example Ltd",
-		SendCode: mb.send, Log: log, Clock: clk.now,
+		SendCode: mb.send, Log: log, Clock: clk.Now,
 	}
 	for _, o := range opts {
 		o(&d)
@@ -358,7 +344,7 @@ func TestSubmitConfirmAndFollow(t *testing.T) {
 	if req.Status != erasure.RequestUnverified || req.Source != "portal" || req.CreatedBy != "portal" || req.Jurisdiction != erasure.GDPR || req.Subject.Email != "person@example.com" {
 		t.Errorf("filed = %+v", req)
 	}
-	if pr.Lang != "en" || pr.CodeAttempts != 0 || !pr.VerifiedAt.IsZero() || !pr.CodeExpiresAt.Equal(e.clock.now().Add(30*time.Minute)) || strings.Contains(pr.CodeHash, m.Code) {
+	if pr.Lang != "en" || pr.CodeAttempts != 0 || !pr.VerifiedAt.IsZero() || !pr.CodeExpiresAt.Equal(e.clock.Now().Add(30*time.Minute)) || strings.Contains(pr.CodeHash, m.Code) {
 		t.Errorf("portal side = %+v", pr)
 	}
 	if ts, _ := e.st.Tasks(ctx, id); len(ts) != 0 {
@@ -385,7 +371,7 @@ func TestSubmitConfirmAndFollow(t *testing.T) {
 		t.Errorf("CSP = %q", s.header.Get("Content-Security-Policy"))
 	}
 	req, pr = e.request(t, id)
-	if req.Status != erasure.RequestInProgress || !pr.VerifiedAt.Equal(e.clock.now()) {
+	if req.Status != erasure.RequestInProgress || !pr.VerifiedAt.Equal(e.clock.Now()) {
 		t.Errorf("after confirming: %s, verified at %v", req.Status, pr.VerifiedAt)
 	}
 
@@ -486,7 +472,7 @@ func TestExpiredCodeAndResend(t *testing.T) {
 		t.Errorf("a resend within a minute sent a code: %d emails", n)
 	}
 
-	e.clock.advance(31 * time.Minute)
+	e.clock.Advance(31 * time.Minute)
 	p := b.confirm(v, first)
 	mustContain(t, p, "expired or was tried too many times")
 	if req, _ := e.request(t, id); req.Status != erasure.RequestUnverified {
@@ -506,7 +492,7 @@ func TestExpiredCodeAndResend(t *testing.T) {
 		t.Errorf("resent to %q", second.To)
 	}
 	_, pr := e.request(t, id)
-	if pr.CodeAttempts != 0 || !pr.CodeExpiresAt.Equal(e.clock.now().Add(30*time.Minute)) {
+	if pr.CodeAttempts != 0 || !pr.CodeExpiresAt.Equal(e.clock.Now().Add(30*time.Minute)) {
 		t.Errorf("after resend: %+v", pr)
 	}
 	if second.Code != first {
@@ -517,7 +503,7 @@ func TestExpiredCodeAndResend(t *testing.T) {
 		t.Fatalf("the new code: %d %s\n%s", s.status, s.url, text(s))
 	}
 	// A confirmed request sends no more codes.
-	e.clock.advance(2 * time.Minute)
+	e.clock.Advance(2 * time.Minute)
 	b.resend(v)
 	if n := e.mail.count(); n != 2 {
 		t.Errorf("a confirmed request sent another code: %d emails", n)
@@ -530,7 +516,7 @@ func TestResendWithinTheAddressLimit(t *testing.T) {
 	b := e.browser(t)
 	v := b.submit(map[string]string{"email": "person@example.com"})
 	for i := range 3 {
-		e.clock.advance(61 * time.Second)
+		e.clock.Advance(61 * time.Second)
 		b.resend(v)
 		want := min(i+2, 3)
 		if n := e.mail.count(); n != want {
@@ -645,7 +631,7 @@ func TestFormTokenIsRequired(t *testing.T) {
 	if p.status != http.StatusForbidden {
 		t.Errorf("code without a token: %d", p.status)
 	}
-	e.clock.advance(2 * time.Minute)
+	e.clock.Advance(2 * time.Minute)
 	sentBefore := e.mail.count()
 	if p := other.do(http.MethodPost, strings.Replace(v.url.Path, "/verify/", "/resend/", 1), url.Values{}); p.status != http.StatusForbidden {
 		t.Errorf("resend without a token: %d", p.status)
@@ -720,12 +706,12 @@ func TestPerAddressLimit(t *testing.T) {
 	if p := from("2001:db8:1:2::ffff").submit(map[string]string{"email": "p8@example.com"}); p.status != http.StatusTooManyRequests {
 		t.Errorf("another address in the same /64: %d", p.status)
 	}
-	e.clock.advance(time.Hour)
+	e.clock.Advance(time.Hour)
 	if p := a.submit(map[string]string{"email": "p9@example.com"}); p.status != http.StatusOK {
 		t.Errorf("an hour later: %d", p.status)
 	}
 	// Invalid forms are answered without counting.
-	e.clock.advance(time.Hour)
+	e.clock.Advance(time.Hour)
 	for range 3 {
 		a.submit(map[string]string{"email": "nope"})
 	}
@@ -777,7 +763,7 @@ func TestPerEmailLimitLooksLikeSuccess(t *testing.T) {
 	p := b.confirm(b.get(over.url.Path), "123456")
 	mustContain(t, p, "Tries left: 4.")
 	// …but no code ever reaches the address, not even on resend.
-	e.clock.advance(2 * time.Minute)
+	e.clock.Advance(2 * time.Minute)
 	b.resend(p)
 	if n := e.mail.count(); n != 2 {
 		t.Errorf("a resend over the limit sent: %d emails", n)
@@ -792,7 +778,7 @@ func TestPerEmailLimitLooksLikeSuccess(t *testing.T) {
 	if n := e.mail.count(); n != 4 {
 		t.Errorf("another address: %d emails", n)
 	}
-	e.clock.advance(24 * time.Hour)
+	e.clock.Advance(24 * time.Hour)
 	e.browser(t).submit(map[string]string{"email": "person@example.com"})
 	if n := e.mail.count(); n != 5 {
 		t.Errorf("a day later: %d emails", n)
@@ -1111,7 +1097,7 @@ func TestExpiredAndClosedRequests(t *testing.T) {
 	statusPath := strings.TrimPrefix(m.StatusURL, e.srv.URL)
 	mustContain(t, b.get(statusPath), "Waiting for you to confirm your email address.")
 
-	e.clock.advance(73 * time.Hour)
+	e.clock.Advance(73 * time.Hour)
 	if h, err := e.coord.Housekeep(ctx); err != nil || h.Expired != 1 {
 		t.Fatalf("housekeeping: %+v, %v", h, err)
 	}
@@ -1137,7 +1123,7 @@ func TestExpiredAndClosedRequests(t *testing.T) {
 	v2 := w.submit(map[string]string{"email": "done@example.com"})
 	s2 := w.confirm(v2, e.mail.last(t).Code)
 	id := requestID(t, s2.url.Path)
-	if _, err := e.coord.Extend(ctx, id, "api:ops", "one of our systems is an archive on tape", e.clock.now().AddDate(0, 2, 0)); err != nil {
+	if _, err := e.coord.Extend(ctx, id, "api:ops", "one of our systems is an archive on tape", e.clock.Now().AddDate(0, 2, 0)); err != nil {
 		t.Fatal(err)
 	}
 	ext := w.get(s2.url.Path)
@@ -1154,14 +1140,14 @@ func TestExpiredAndClosedRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.clock.advance(2 * time.Hour)
+	e.clock.Advance(2 * time.Hour)
 	if h, err := e.coord.Housekeep(ctx); err != nil || h.Shredded == 0 {
 		t.Fatalf("housekeeping: %+v, %v", h, err)
 	}
 	shredded := w.get(s2.url.Path)
 	mustContain(t, shredded, "This request is closed.", "/audit?certificate="+cert.ID)
 	mustNotContain(t, shredded, "shop-db", "Received")
-	e.clock.advance(25 * time.Hour)
+	e.clock.Advance(25 * time.Hour)
 	if h, err := e.coord.Housekeep(ctx); err != nil || h.Purged == 0 {
 		t.Fatalf("housekeeping: %+v, %v", h, err)
 	}
@@ -1194,7 +1180,7 @@ func TestNothingPersonalInLogs(t *testing.T) {
 	if failed.status != http.StatusOK || !strings.HasPrefix(failed.url.Path, "/portal/verify/") {
 		t.Errorf("a failed send changed the answer: %d %s", failed.status, failed.url)
 	}
-	e.clock.advance(2 * time.Minute)
+	e.clock.Advance(2 * time.Minute)
 	b.resend(e.browser(t).get(failed.url.Path))
 
 	entries := e.logs.All()
