@@ -151,51 +151,31 @@ const maxInFlight = 1000
 // connector instance, shared by every process that runs it: each pulls
 // only as many tasks as it has free slots.
 func (t Topology) WorkerConsumer(ctx context.Context, js jetstream.JetStream, connector string) (jetstream.Consumer, error) {
-	c, err := ensureConsumer(ctx, js, TasksStream, jetstream.ConsumerConfig{
-		Durable:       WorkerConsumer(connector),
-		Description:   "Lethe worker for connector " + connector,
-		FilterSubject: TaskSubject(connector),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       t.ackWait(),
-		MaxAckPending: maxInFlight,
-		MaxDeliver:    -1,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("consumer for connector %s: %w", connector, err)
-	}
-	return c, nil
+	return durable(ctx, js, TasksStream, WorkerConsumer(connector), "Lethe worker for connector "+connector,
+		TaskSubject(connector), t.ackWait(), maxInFlight)
 }
 
 // CoordinatorConsumer creates or updates the durable consumer of results.
 func (t Topology) CoordinatorConsumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
-	c, err := ensureConsumer(ctx, js, ResultsStream, jetstream.ConsumerConfig{
-		Durable:       CoordinatorConsumer,
-		Description:   "Lethe coordinator: applies connector results",
-		FilterSubject: resultPrefix + ">",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       resultAckWait,
-		MaxAckPending: 256,
-		MaxDeliver:    -1,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("coordinator consumer: %w", err)
-	}
-	return c, nil
+	return durable(ctx, js, ResultsStream, CoordinatorConsumer, "Lethe coordinator: applies connector results",
+		resultPrefix+">", resultAckWait, 256)
 }
 
 // NotifierConsumer creates or updates the durable consumer of notices.
 func (t Topology) NotifierConsumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
-	c, err := ensureConsumer(ctx, js, NoticesStream, jetstream.ConsumerConfig{
-		Durable:       NotifierConsumer,
-		Description:   "Lethe notifier: emails data subjects about their requests",
-		FilterSubject: noticePrefix + ">",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2 * time.Minute,
-		MaxAckPending: 16,
-		MaxDeliver:    -1,
+	return durable(ctx, js, NoticesStream, NotifierConsumer, "Lethe notifier: emails data subjects about their requests",
+		noticePrefix+">", 2*time.Minute, 16)
+}
+
+// durable ensures one of Lethe's durable pull consumers: explicit acks,
+// redelivered until acknowledged.
+func durable(ctx context.Context, js jetstream.JetStream, stream, name, description, filter string, ackWait time.Duration, maxAckPending int) (jetstream.Consumer, error) {
+	c, err := ensureConsumer(ctx, js, stream, jetstream.ConsumerConfig{
+		Durable: name, Description: description, FilterSubject: filter,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait, MaxAckPending: maxAckPending, MaxDeliver: -1,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("notifier consumer: %w", err)
+		return nil, fmt.Errorf("consumer %s: %w", name, err)
 	}
 	return c, nil
 }
