@@ -391,6 +391,52 @@ func TestRateLimitCountsVendorRequests(t *testing.T) {
 	}
 }
 
+// TestConcurrencyIsPerProcess: an instance's concurrency is how many tasks
+// each process runs at once, so a second replica doubles the work in
+// flight, and no process ever runs more than its share.
+func TestConcurrencyIsPerProcess(t *testing.T) {
+	forgetScripts("busy")
+	ns := testenv.NATS(t)
+	a := newInstance(t, ns.ClientURL(), `
+  - {name: busy, type: test_script, concurrency: 1, config: {busy: 300ms}}`, "")
+	b := a.replica(t)
+	a.serve(t)
+	b.serve(t)
+	parallel(8, func(i int) {
+		fileRequest(t, "http://"+[]*instance{a, b}[i%2].addr, a.adminToken, fmt.Sprintf("busy%d@example.com", i))
+	})
+	waitMetric(t, "http://"+a.addr, `lethe_requests{status="completed"} 8`)
+	// overlap is the most erasures running at one instant; the busiest
+	// instants include a start.
+	overlap := func(spans [][2]time.Time) int {
+		most := 0
+		for _, s := range spans {
+			n := 0
+			for _, o := range spans {
+				if !o[0].After(s[0]) && s[0].Before(o[1]) {
+					n++
+				}
+			}
+			most = max(most, n)
+		}
+		return most
+	}
+	var all [][2]time.Time
+	for i, s := range scriptsFor("busy") {
+		spans := s.Spans()
+		if n := overlap(spans); n > 1 {
+			t.Errorf("process %d ran %d tasks at once with concurrency 1", i, n)
+		}
+		all = append(all, spans...)
+	}
+	if len(all) != 8 {
+		t.Fatalf("%d erasures, want 8", len(all))
+	}
+	if n := overlap(all); n != 2 {
+		t.Errorf("two processes with concurrency 1 ran at most %d tasks at once, want 2", n)
+	}
+}
+
 // TestRateLimitAcrossReplicas: two processes running the same connector
 // instance share its rate limit; they do not get one each.
 func TestRateLimitAcrossReplicas(t *testing.T) {

@@ -33,6 +33,8 @@ type scriptConfig struct {
 	// Requests: Erase makes this many vendor requests, each announced
 	// with connectors.WaitCall as vendorhttp does.
 	Requests int `yaml:"requests"`
+	// Busy: Erase takes this long, and records when it ran.
+	Busy time.Duration `yaml:"busy"`
 }
 
 type script struct {
@@ -40,7 +42,15 @@ type script struct {
 	mu       sync.Mutex
 	calls    []time.Time
 	requests []time.Time
+	spans    [][2]time.Time // with Busy: when each Erase ran
 	polls    int
+}
+
+// Spans is when each Erase ran (with busy set).
+func (s *script) Spans() [][2]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][2]time.Time(nil), s.spans...)
 }
 
 var scripts = struct {
@@ -104,6 +114,17 @@ func (s *script) Erase(ctx context.Context, subj connectors.Subject) (connectors
 		}
 		s.mu.Lock()
 		s.requests = append(s.requests, time.Now())
+		s.mu.Unlock()
+	}
+	if s.cfg.Busy > 0 {
+		start := time.Now()
+		select {
+		case <-time.After(s.cfg.Busy):
+		case <-ctx.Done():
+			return connectors.Outcome{}, ctx.Err()
+		}
+		s.mu.Lock()
+		s.spans = append(s.spans, [2]time.Time{start, time.Now()})
 		s.mu.Unlock()
 	}
 	s.mu.Lock()
