@@ -222,6 +222,12 @@ func (rt *runtime) serve(ctx context.Context, r roles) error {
 			BaseURL: rt.cfg.PublicURL, Org: rt.cfg.Organisation, Log: rt.log.Named("notifier")}
 		g.Go(func() error { return n.Run(ctx, notices) })
 	}
+	// Announce before serving: whoever sees /healthz answer has the banner.
+	rt.log.Info("lethe started", zap.String("listen", ln.Addr().String()), zap.Bool("api", r.api),
+		zap.Int("connectors", len(rt.instances)), zap.String("store", rt.cfg.Store.Driver))
+	if r.onListening != nil {
+		r.onListening(ln.Addr())
+	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
 	g.Go(func() error {
@@ -236,11 +242,6 @@ func (rt *runtime) serve(ctx context.Context, r roles) error {
 		defer cancel()
 		return srv.Shutdown(shutdown)
 	})
-	rt.log.Info("lethe started", zap.String("listen", ln.Addr().String()), zap.Bool("api", r.api),
-		zap.Int("connectors", len(rt.instances)), zap.String("store", rt.cfg.Store.Driver))
-	if r.onListening != nil {
-		r.onListening(ln.Addr())
-	}
 	err = g.Wait()
 	rt.log.Info("lethe stopped")
 	return err
