@@ -44,6 +44,9 @@ func TestCLI(t *testing.T) {
 		{[]string{"keygen"}, 2, "--out is required"},
 		{[]string{"keygen", "--out", filepath.Join(in.dir, "keys")}, 1, "never overwrites"},
 		{[]string{"worker", "--config", in.configPath, "--connectors", "nope"}, 1, `no connector named "nope"`},
+		{[]string{"config", "check", "--worker", "--connectors", "nope", "--config", in.configPath}, 1, `no connector named "nope"`},
+		{[]string{"config", "check", "--worker", "--connectors", "files", "--config", in.configPath}, 0, "connector files (filesystem): ok"},
+		{[]string{"config", "check", "--bogus", "--config", in.configPath}, 2, "flag provided but not defined"},
 		{[]string{"version"}, 0, "lethe"},
 	} {
 		code, stdout, stderr := runCLI(t, tc.args...)
