@@ -45,7 +45,12 @@ type Status string
 const (
 	// StatusErased: the subject's records were removed.
 	StatusErased Status = "erased"
-	// StatusNotFound: the system held nothing about the subject. Counts as done.
+	// StatusNotFound: the system was searched by the subject's identifiers
+	// (the plan's Uses that the subject has) and held nothing. Counts as
+	// done. Never report it for a search that did not happen: a missing
+	// identifier is the runtime's to notice (Plan.Keys), and a system that
+	// holds the subject in a recoverable state (a recycle bin, an archive,
+	// a trash folder) still holds it.
 	StatusNotFound Status = "not_found"
 	// StatusRunning: an asynchronous vendor job was started (or is still
 	// going); the runtime will call Poll with JobRef after PollAfter.
@@ -57,6 +62,14 @@ type Outcome struct {
 	Status Status
 	// Records counts what was removed or anonymised (rows, objects, contacts).
 	Records int64
+	// Uncounted: the system reported the erasure done without saying what
+	// it removed (a vendor's deletion job that finished); Records is then
+	// meaningless and certificates say "unknown". Never invent a count.
+	Uncounted bool
+	// SearchedBy names the kinds of identifier the system was searched by,
+	// when the connector used fewer than its plan's Uses that the subject
+	// has. Empty: the runtime records those.
+	SearchedBy []Kind
 	// JobRef identifies a running vendor job; Poll receives it back.
 	JobRef string
 	// PollAfter is when to poll a running job; zero means the runtime default.
@@ -72,6 +85,14 @@ func Erased(n int64, ev ...Evidence) Outcome {
 		return Outcome{Status: StatusNotFound, Evidence: ev}
 	}
 	return Outcome{Status: StatusErased, Records: n, Evidence: ev}
+}
+
+// ErasedUncounted reports an erasure the system confirmed without a count:
+// a vendor's deletion job that finished.
+//
+//	return connectors.ErasedUncounted(connectors.Evidence{Kind: "job", Value: id + ": FINISHED"}), nil
+func ErasedUncounted(ev ...Evidence) Outcome {
+	return Outcome{Status: StatusErased, Uncounted: true, Evidence: ev}
 }
 
 // NotFound reports that the system held nothing about the subject.
@@ -102,6 +123,7 @@ type Poller interface {
 // after erasure.
 type Verifier interface {
 	// Verify returns how many records of s remain; zero means clean.
+	// Records in a recoverable state (recycle bin, archive, trash) remain.
 	Verify(ctx context.Context, s Subject) (Verification, error)
 }
 

@@ -41,6 +41,7 @@ type Definition struct {
 	// run no workers. Set with the TakesCallbacks option.
 	Callbacks bool
 	build     func(ctx context.Context, name string, decode func(any) error, deps Deps) (Connector, error)
+	plan      func(name string, decode func(any) error) (Plan, error)
 }
 
 // An Option adds to a type's registration.
@@ -51,6 +52,12 @@ type Option func(*Definition)
 // their credentials) even when connectors run in worker processes. Other
 // types' credentials stay out of the API processes.
 func TakesCallbacks() Option { return func(d *Definition) { d.Callbacks = true } }
+
+// Plan decodes and validates an instance's config and returns its plan
+// (see Plan), without building the connector or revealing its secrets.
+func (d Definition) Plan(name string, decode func(any) error) (Plan, error) {
+	return d.plan(name, decode)
+}
 
 // Build decodes an instance's config with decode (which must reject unknown
 // fields), validates it and constructs the connector.
@@ -80,17 +87,39 @@ func Register[C any](typ, summary string, defaults Limits, build func(ctx contex
 	if _, dup := registry.defs[typ]; dup {
 		panic(fmt.Sprintf("connectors: type %q registered twice", typ))
 	}
+	load := func(name string, decode func(any) error) (C, error) {
+		var cfg C
+		if err := decode(&cfg); err != nil {
+			return cfg, fmt.Errorf("connector %q (%s): config: %w", name, typ, err)
+		}
+		if v, ok := any(&cfg).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return cfg, fmt.Errorf("connector %q (%s): config: %w", name, typ, err)
+			}
+		}
+		return cfg, nil
+	}
 	def := Definition{
 		Type: typ, Summary: summary, Defaults: defaults,
-		build: func(ctx context.Context, name string, decode func(any) error, deps Deps) (Connector, error) {
-			var cfg C
-			if err := decode(&cfg); err != nil {
-				return nil, fmt.Errorf("connector %q (%s): config: %w", name, typ, err)
+		plan: func(name string, decode func(any) error) (Plan, error) {
+			cfg, err := load(name, decode)
+			if err != nil {
+				return Plan{}, err
 			}
-			if v, ok := any(&cfg).(interface{ Validate() error }); ok {
-				if err := v.Validate(); err != nil {
-					return nil, fmt.Errorf("connector %q (%s): config: %w", name, typ, err)
-				}
+			p := EmailPlan()
+			if pl, ok := any(&cfg).(Planner); ok {
+				p = pl.Plan(name)
+			}
+			p = p.Normalized()
+			if err := p.Check(); err != nil {
+				return Plan{}, fmt.Errorf("connector %q (%s): %w", name, typ, err)
+			}
+			return p, nil
+		},
+		build: func(ctx context.Context, name string, decode func(any) error, deps Deps) (Connector, error) {
+			cfg, err := load(name, decode)
+			if err != nil {
+				return nil, err
 			}
 			c, err := build(ctx, name, cfg, deps)
 			if err != nil {

@@ -65,7 +65,7 @@ func TestHasherAndRedact(t *testing.T) {
 	h2, _ := erasure.NewHasher([]byte(strings.Repeat("j", 32)))
 	s := erasure.Subject{Email: "alice@example.com", Phone: "+447700900123", UserIDs: map[string]string{"shop": "42"}}
 	ref := h1.Ref(s)
-	if len(ref.Identifiers) != 3 || ref.Identifiers[2].Kind != "user_id:shop" {
+	if len(ref.Identifiers) != 3 || ref.Identifiers[2].Kind != "user_ids.shop" {
 		t.Fatalf("ref = %+v", ref)
 	}
 	if ref.Identifiers[0].Hash != h1.Hash("email", "alice@example.com") {
@@ -73,6 +73,9 @@ func TestHasherAndRedact(t *testing.T) {
 	}
 	if ref.Identifiers[0].Hash == h2.Hash("email", "alice@example.com") || h1.KeyID() == h2.KeyID() {
 		t.Error("different keys give the same hash or key id")
+	}
+	if ref.Identifiers[2].Hash != h1.Hash("user_id:shop", "42") {
+		t.Error("a user id's hash changed with the spelling of its kind: hashes made before would no longer match")
 	}
 	if h1.Hash("email", "a") == h1.Hash("phone", "a") {
 		t.Error("the kind is not part of the hash")
@@ -218,5 +221,75 @@ func TestDeriveKey(t *testing.T) {
 	}
 	if bytes.Equal(k, a.DeriveKey("other")) || bytes.Equal(k, b.DeriveKey("portal")) || bytes.Equal(k, bytes.Repeat([]byte{1}, 32)) {
 		t.Error("derived keys collide across labels, keys or with the key itself")
+	}
+}
+
+func TestKinds(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"email", "phone", "user_ids.app", "user_ids.shop-db", " user_ids.a_1 "} {
+		if _, err := erasure.ParseKind(ok); err != nil {
+			t.Errorf("ParseKind(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "Email", "user_id:app", "user_ids.", "user_ids.App", "user_ids.a.b", "name", "user_ids.../x"} {
+		if _, err := erasure.ParseKind(bad); erasure.ErrorCode(err) != erasure.EInvalid {
+			t.Errorf("ParseKind(%q) = %v, want invalid", bad, err)
+		}
+	}
+	s := erasure.Subject{Email: "a@example.com"}.With(erasure.UserIDKind("app"), "u-1").With(erasure.Phone, "+447700900123")
+	if s.Get("user_ids.app") != "u-1" || !s.Has(erasure.Phone) || s.Has("user_ids.crm") {
+		t.Fatalf("With/Get/Has: %+v", s)
+	}
+	base := erasure.Subject{UserIDs: map[string]string{"shop": "1"}}
+	_ = base.With(erasure.UserIDKind("app"), "2")
+	if len(base.UserIDs) != 1 {
+		t.Error("With changed the subject it was called on")
+	}
+	if got := fmt.Sprint(s.Kinds()); got != "[email phone user_ids.app]" {
+		t.Errorf("Kinds = %s", got)
+	}
+	r, err := erasure.ParseRequirement("user_ids.crm|email|email")
+	if err != nil || r.String() != "user_ids.crm|email" {
+		t.Fatalf("ParseRequirement = %v, %v", r, err)
+	}
+	if !r.MetBy(erasure.Subject{Email: "a@example.com"}) || r.MetBy(erasure.Subject{Phone: "+447700900123"}) {
+		t.Error("MetBy")
+	}
+	if _, err := erasure.ParseRequirement("email|nope"); err == nil {
+		t.Error("a requirement with a bad kind was accepted")
+	}
+	if v, err := erasure.NormalizeValue(erasure.Email, " A@Example.com"); err != nil || v != "a@example.com" {
+		t.Errorf("NormalizeValue = %q, %v", v, err)
+	}
+	if _, err := erasure.NormalizeValue(erasure.Phone, "07700 900123"); err == nil {
+		t.Error("a phone without a country code was accepted")
+	}
+}
+
+func TestAggregatePhases(t *testing.T) {
+	t.Parallel()
+	task := func(phase string, st erasure.TaskStatus) erasure.Task { return erasure.Task{Phase: phase, Status: st} }
+	tests := []struct {
+		name  string
+		tasks []erasure.Task
+		want  erasure.RequestStatus
+	}{
+		{"resolvers done, no erasure yet", []erasure.Task{task(erasure.PhaseResolve, erasure.TaskResolved)}, erasure.RequestInProgress},
+		{"resolver dead", []erasure.Task{task(erasure.PhaseResolve, erasure.TaskDead)}, erasure.RequestNeedsAttention},
+		{"needs identifier", []erasure.Task{task(erasure.PhaseResolve, erasure.TaskResolved), task(erasure.PhaseErase, erasure.TaskErased), task(erasure.PhaseErase, erasure.TaskNeedsIdentifier)}, erasure.RequestNeedsAttention},
+		{"waiting for another system", []erasure.Task{task(erasure.PhaseErase, erasure.TaskErased), task(erasure.PhaseErase, erasure.TaskWaiting)}, erasure.RequestInProgress},
+		{"not applicable counts as done", []erasure.Task{task(erasure.PhaseResolve, erasure.TaskResolved), task(erasure.PhaseErase, erasure.TaskNotApplicable), task("", erasure.TaskNotFound)}, erasure.RequestCompleted},
+		{"exempted", []erasure.Task{task(erasure.PhaseErase, erasure.TaskExempted), task(erasure.PhaseErase, erasure.TaskErased)}, erasure.RequestCompletedWithExemptions},
+	}
+	for _, tc := range tests {
+		if got := erasure.Aggregate(tc.tasks); got != tc.want {
+			t.Errorf("%s: Aggregate = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	if erasure.TaskNeedsIdentifier.Done() || erasure.TaskWaiting.Done() || !erasure.TaskResolved.Done() || !erasure.TaskNotApplicable.Done() {
+		t.Error("Done() is wrong for the new statuses")
+	}
+	if erasure.TaskErased.CanTransition(erasure.TaskQueued) || !erasure.TaskResolved.CanTransition(erasure.TaskQueued) {
+		t.Error("a finished erasure may never run again; a resolver may look up again")
 	}
 }

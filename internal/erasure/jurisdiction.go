@@ -1,6 +1,7 @@
 package erasure
 
 import (
+	"sort"
 	"strings"
 	"time"
 )
@@ -65,4 +66,36 @@ func addMonths(t time.Time, n int) time.Time {
 		d = last
 	}
 	return time.Date(first.Year(), first.Month(), d, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
+}
+
+// ExtensionCategories are the kinds of reason a deadline may be extended
+// for, as the certificate records them (the reason's own words, told to
+// the person, stay in the event log): GDPR Art. 12(3) allows it "taking
+// into account the complexity and number of the requests"; CCPA
+// § 1798.130(a)(2) "when reasonably necessary".
+var ExtensionCategories = map[Jurisdiction]map[string]string{
+	GDPR: {
+		"complexity":         "Art. 12(3): the complexity of the request",
+		"number_of_requests": "Art. 12(3): the number of requests",
+	},
+	CCPA: {
+		"reasonably_necessary": "§ 1798.130(a)(2): reasonably necessary",
+	},
+}
+
+// ExtensionCategory returns the description of an extension category, and
+// whether the jurisdiction allows it.
+func (j Jurisdiction) ExtensionCategory(code string) (string, bool) {
+	d, ok := ExtensionCategories[j][code]
+	return d, ok
+}
+
+// ExtensionCodes lists a jurisdiction's extension categories, sorted.
+func (j Jurisdiction) ExtensionCodes() []string {
+	var out []string
+	for c := range ExtensionCategories[j] {
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	return out
 }

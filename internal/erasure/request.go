@@ -24,8 +24,15 @@ type Request struct {
 	// ShreddedAt is when the request's data key was destroyed; from then
 	// on Subject and CommitmentNonce are gone for good.
 	ShreddedAt time.Time
-	// ExtendedAt is when the deadline was extended (once at most).
-	ExtendedAt time.Time
+	// Sources says where each kind of identifier in Subject came from: the
+	// request, a resolver, staff. Kinds and system names only.
+	Sources Sources
+	// ExtendedAt is when the deadline was extended (once at most);
+	// OriginalDueAt is the deadline before it, and ExtensionCategory the
+	// kind of reason given (see ExtensionCategories).
+	ExtendedAt        time.Time
+	OriginalDueAt     time.Time
+	ExtensionCategory string
 	// Source says how the request came in: "api", "portal", "cli".
 	Source string
 	// IdempotencyKey, when the client sent one, makes filing the same
@@ -36,6 +43,15 @@ type Request struct {
 	DueAt          time.Time
 	CompletedAt    time.Time // zero until the request is final
 	UpdatedAt      time.Time
+}
+
+// FirstDueAt is the deadline the request was received with, before any
+// extension.
+func (r Request) FirstDueAt() time.Time {
+	if !r.OriginalDueAt.IsZero() {
+		return r.OriginalDueAt
+	}
+	return r.DueAt
 }
 
 // Overdue reports whether the request is past its deadline and not final.
@@ -57,10 +73,24 @@ type Task struct {
 	RequestID     string
 	Connector     string // instance name, e.g. "shop-db"
 	ConnectorType string // e.g. "sql"
-	Status        TaskStatus
+	// Phase is PhaseResolve for a resolver's look-up, PhaseErase (or
+	// empty, in tasks stored before phases) for an erasure.
+	Phase  string
+	Status TaskStatus
 	// Attempt counts dispatches: 1 for the first, +1 per retry.
 	Attempt       int
 	RecordsErased int64
+	// RecordsUnknown: the system reported the erasure done without saying
+	// how much it removed (a vendor job); RecordsErased means nothing then.
+	RecordsUnknown bool
+	// SearchedBy lists the kinds of identifier the system was searched
+	// (or, a resolver, looked up) by.
+	SearchedBy []Kind
+	// Found lists the kinds a resolver supplied (new or confirmed).
+	Found []Kind
+	// Reason explains a not_applicable or needs_identifier task in words
+	// (no personal data).
+	Reason string
 	// JobRef is the vendor's job id while an asynchronous job runs.
 	JobRef        string
 	NextAttemptAt time.Time // when a failed task is retried

@@ -60,22 +60,42 @@ type TaskStatus string
 
 // Task statuses.
 const (
+	TaskWaiting    TaskStatus = "waiting"    // held back: for a system it must follow (erase_after), or for identifiers to look up by
 	TaskQueued     TaskStatus = "queued"     // written, not yet on the bus
 	TaskDispatched TaskStatus = "dispatched" // published to the connector's stream
 	TaskRunning    TaskStatus = "running"    // an asynchronous vendor job is under way
 	TaskErased     TaskStatus = "erased"     // done: records removed
-	TaskNotFound   TaskStatus = "not_found"  // done: the system held nothing
+	TaskNotFound   TaskStatus = "not_found"  // done: looked up by the identifiers in SearchedBy, nothing there
 	TaskExempted   TaskStatus = "exempted"   // done: kept on an Art. 17(3) basis
-	TaskFailed     TaskStatus = "failed"     // will be retried at NextAttemptAt
-	TaskDead       TaskStatus = "dead"       // gave up; a person must act
+	TaskResolved   TaskStatus = "resolved"   // done (resolve phase): looked the person up; Found lists the kinds it supplied
+	// TaskNotApplicable: done, because staff (or the config, for an
+	// optional system) declared the system not applicable to this person;
+	// Reason says why.
+	TaskNotApplicable TaskStatus = "not_applicable"
+	// TaskNeedsIdentifier: the system erases by a kind of identifier the
+	// request does not have. Not done: a person adds the identifier,
+	// declares the system not applicable, or exempts it.
+	TaskNeedsIdentifier TaskStatus = "needs_identifier"
+	TaskFailed          TaskStatus = "failed" // will be retried at NextAttemptAt
+	TaskDead            TaskStatus = "dead"   // gave up; a person must act
+)
+
+// Phases of a request: every resolver looks the person up first, then
+// every system erases by the identifiers found.
+const (
+	PhaseResolve = "resolve"
+	PhaseErase   = "erase"
 )
 
 var taskTransitions = map[TaskStatus][]TaskStatus{
-	TaskQueued:     {TaskDispatched, TaskRunning, TaskErased, TaskNotFound, TaskFailed, TaskDead, TaskExempted},
-	TaskDispatched: {TaskRunning, TaskErased, TaskNotFound, TaskFailed, TaskDead, TaskExempted},
-	TaskRunning:    {TaskRunning, TaskErased, TaskNotFound, TaskFailed, TaskDead, TaskExempted},
-	TaskFailed:     {TaskQueued, TaskDead, TaskExempted},
-	TaskDead:       {TaskQueued, TaskExempted},
+	TaskWaiting:         {TaskQueued, TaskNotApplicable, TaskExempted},
+	TaskNeedsIdentifier: {TaskQueued, TaskWaiting, TaskNotApplicable, TaskExempted},
+	TaskQueued:          {TaskDispatched, TaskRunning, TaskErased, TaskNotFound, TaskResolved, TaskFailed, TaskDead, TaskExempted},
+	TaskDispatched:      {TaskRunning, TaskErased, TaskNotFound, TaskResolved, TaskFailed, TaskDead, TaskExempted},
+	TaskRunning:         {TaskRunning, TaskErased, TaskNotFound, TaskFailed, TaskDead, TaskExempted},
+	TaskResolved:        {TaskQueued}, // looked up again by identifiers found since
+	TaskFailed:          {TaskQueued, TaskDead, TaskExempted, TaskNotApplicable},
+	TaskDead:            {TaskQueued, TaskExempted, TaskNotApplicable},
 }
 
 // Valid reports whether s is a known status.
@@ -84,11 +104,19 @@ func (s TaskStatus) Valid() bool {
 	return ok || s.Done()
 }
 
-// Done reports whether the task is finished for good: erased, not found or
-// exempted. A request completes when all its tasks are done.
+// Done reports whether the task is finished: erased, not found, exempted,
+// not applicable, or (a resolver) resolved. A request completes when all
+// its tasks are done.
 func (s TaskStatus) Done() bool {
-	return s == TaskErased || s == TaskNotFound || s == TaskExempted
+	switch s {
+	case TaskErased, TaskNotFound, TaskExempted, TaskNotApplicable, TaskResolved:
+		return true
+	}
+	return false
 }
+
+// NeedsPerson reports whether only a person can move the task on.
+func (s TaskStatus) NeedsPerson() bool { return s == TaskDead || s == TaskNeedsIdentifier }
 
 // Active reports whether the task is out with a connector or waiting to be.
 func (s TaskStatus) Active() bool {
@@ -105,19 +133,29 @@ func (s TaskStatus) CanTransition(next TaskStatus) bool {
 	return false
 }
 
-// Aggregate derives a request's status from its tasks: completed when every
-// task is done, needs_attention when any is dead, in_progress otherwise.
+// Aggregate derives a request's status from its tasks: needs_attention
+// when any task waits for a person (dead, or needing an identifier),
+// completed when every task is done and the erase phase has begun (a
+// request whose resolvers are done but whose erase tasks are not yet made
+// is still in progress), in_progress otherwise.
 func Aggregate(tasks []Task) RequestStatus {
 	status := RequestCompleted
+	erasing := false
 	for _, t := range tasks {
+		if t.Phase != PhaseResolve {
+			erasing = true
+		}
 		switch {
-		case t.Status == TaskDead:
+		case t.Status.NeedsPerson():
 			return RequestNeedsAttention
 		case !t.Status.Done():
 			status = RequestInProgress
 		case t.Status == TaskExempted && status == RequestCompleted:
 			status = RequestCompletedWithExemptions
 		}
+	}
+	if !erasing {
+		return RequestInProgress
 	}
 	return status
 }

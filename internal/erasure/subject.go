@@ -12,8 +12,10 @@ import (
 	"unicode/utf8"
 )
 
-// Identifier kinds. A user id is always tied to the system that issued it,
-// so its kind is "user_id:<system>".
+// Identifier kinds. A user id is always tied to the namespace (the system)
+// that issued it, so its Kind is "user_ids.<namespace>" (see Kind);
+// KindUserID is the stem of the older "user_id:<namespace>" spelling that
+// keyed hashes are still computed over.
 const (
 	KindEmail  = "email"
 	KindPhone  = "phone"
@@ -163,7 +165,7 @@ func (s Subject) Identifiers() []Identifier {
 	}
 	sort.Strings(systems)
 	for _, sys := range systems {
-		ids = append(ids, Identifier{KindUserID + ":" + sys, s.UserIDs[sys]})
+		ids = append(ids, Identifier{string(UserIDKind(sys)), s.UserIDs[sys]})
 	}
 	return ids
 }
@@ -261,11 +263,13 @@ func NewHasher(key []byte) (*Hasher, error) {
 // KeyID names the key without revealing it.
 func (h *Hasher) KeyID() string { return h.keyID }
 
-// Hash returns the hex keyed hash of one normalised identifier.
+// Hash returns the hex keyed hash of one normalised identifier. A user id
+// kind may be written "user_ids.<ns>" or "user_id:<ns>": both give the
+// same hash.
 func (h *Hasher) Hash(kind, value string) string {
 	m := hmac.New(sha256.New, h.key)
 	m.Write([]byte("lethe-subject-v1\x00"))
-	m.Write([]byte(kind))
+	m.Write([]byte(hashKind(kind)))
 	m.Write([]byte{0})
 	m.Write([]byte(value))
 	return hex.EncodeToString(m.Sum(nil))
