@@ -87,7 +87,16 @@ type Tx interface {
 	InsertRequest(ctx context.Context, r erasure.Request) error
 	// LockRequest reads a request and locks it until the transaction ends.
 	LockRequest(ctx context.Context, id string) (erasure.Request, error)
+	// UpdateRequest stores r's status, times and identifier sources (not
+	// its identifiers: see UpdateSubject).
 	UpdateRequest(ctx context.Context, r erasure.Request) error
+	// UpdateSubject stores r.Subject (identifiers added by resolvers or
+	// staff), encrypted under the request's own data key. A shredded
+	// request gives an EConflict error.
+	UpdateSubject(ctx context.Context, r erasure.Request) error
+	// AddSubjectHashes makes the request findable by these keyed hashes
+	// too (identifiers added after filing).
+	AddSubjectHashes(ctx context.Context, requestID string, ids []erasure.IdentifierHash) error
 
 	InsertTask(ctx context.Context, t erasure.Task) error
 	Task(ctx context.Context, id string) (erasure.Task, error)

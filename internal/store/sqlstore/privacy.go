@@ -38,6 +38,48 @@ func (s *Store) seal(ctx context.Context, r erasure.Request) (sealed, wrapped []
 	return sealed, wrapped, nil
 }
 
+// UpdateSubject implements store.Tx: it encrypts r's identifiers again under
+// the request's own data key, so shredding that key still destroys them.
+func (t *tx) UpdateSubject(ctx context.Context, r erasure.Request) error {
+	if t.s.keys == nil {
+		return errors.New("store: no key-encryption key configured; cannot store identifiers")
+	}
+	rows, err := t.q.Query(ctx, t.s.rw.q(`SELECT data_key FROM requests WHERE id = $1`), r.ID)
+	if err != nil {
+		return fmt.Errorf("update subject: %w", err)
+	}
+	var wrapped []byte
+	found := rows.Next()
+	if found {
+		err = rows.Scan(&wrapped)
+	}
+	rows.Close()
+	switch {
+	case err != nil:
+		return fmt.Errorf("update subject: %w", err)
+	case !found:
+		return fmt.Errorf("update subject: %w", store.ErrNotFound)
+	case wrapped == nil:
+		return erasure.Errorf(erasure.EConflict, "the request's identifiers were shredded")
+	}
+	dek, err := t.s.keys.Unwrap(ctx, wrapped)
+	if err != nil {
+		return fmt.Errorf("request %s: %w", r.ID, err)
+	}
+	plain, err := json.Marshal(sealedSubject{Subject: r.Subject, CommitmentNonce: r.CommitmentNonce})
+	if err != nil {
+		return fmt.Errorf("encode subject: %w", err)
+	}
+	sealed, err := seal.Seal(dek, plain, []byte(r.ID))
+	if err != nil {
+		return fmt.Errorf("encrypt subject: %w", err)
+	}
+	if _, err := t.exec(ctx, `UPDATE requests SET subject_enc = $2 WHERE id = $1`, r.ID, sealed); err != nil {
+		return fmt.Errorf("update subject: %w", err)
+	}
+	return nil
+}
+
 // open decrypts a request's identifiers into r.
 func (s *Store) open(ctx context.Context, r *erasure.Request, sealed, wrapped []byte) error {
 	if s.keys == nil {

@@ -71,11 +71,13 @@ func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
 func (s *Store) Close() { s.conn.Close() }
 
 const requestCols = `id, status, jurisdiction, subject_enc, data_key, shredded_at, subject_ref, source,
-	idempotency_key, created_by, received_at, due_at, completed_at, updated_at, extended_at`
+	idempotency_key, created_by, received_at, due_at, completed_at, updated_at, extended_at,
+	sources, original_due_at, extension_category`
 
 const taskCols = `id, request_id, connector, connector_type, status, attempt, records_erased,
 	job_ref, next_attempt_at, next_poll_at, last_error, evidence, verified,
-	created_at, updated_at, completed_at, exemption_basis`
+	created_at, updated_at, completed_at, exemption_basis,
+	phase, searched_by, found, records_unknown, reason`
 
 const eventCols = `request_id, seq, type, task_id, actor, reason, data, at, prev_hash, hash`
 
@@ -156,17 +158,28 @@ func (s *Store) queryRequests(ctx context.Context, q Querier, query string, args
 	for rows.Next() {
 		var r erasure.Request
 		var sealed, dataKey, ref []byte
+		var sources string
 		if err := rows.Scan(&r.ID, &r.Status, &r.Jurisdiction, &sealed, &dataKey, timeCol{&r.ShreddedAt}, &ref, &r.Source,
 			&r.IdempotencyKey, &r.CreatedBy, timeCol{&r.ReceivedAt}, timeCol{&r.DueAt}, timeCol{&r.CompletedAt}, timeCol{&r.UpdatedAt},
-			timeCol{&r.ExtendedAt}); err != nil {
+			timeCol{&r.ExtendedAt}, &sources, timeCol{&r.OriginalDueAt}, &r.ExtensionCategory); err != nil {
 			return nil, fmt.Errorf("scan request: %w", err)
 		}
 		if err := json.Unmarshal(ref, &r.SubjectRef); err != nil {
 			return nil, fmt.Errorf("request %s subject ref: %w", r.ID, err)
 		}
+		if err := json.Unmarshal([]byte(sources), &r.Sources); err != nil {
+			return nil, fmt.Errorf("request %s sources: %w", r.ID, err)
+		}
 		if dataKey != nil {
 			if err := s.open(ctx, &r, sealed, dataKey); err != nil {
 				return nil, err
+			}
+		}
+		if len(r.Sources) == 0 {
+			// Stored before sources were: everything came with the request.
+			r.Sources = erasure.Sources{}
+			for _, id := range r.SubjectRef.Identifiers {
+				r.Sources[erasure.Kind(id.Kind)] = erasure.SourceRequest
 			}
 		}
 		out = append(out, r)
@@ -179,7 +192,7 @@ func (s *Store) queryRequests(ctx context.Context, q Querier, query string, args
 
 // Tasks implements store.Store.
 func (s *Store) Tasks(ctx context.Context, requestID string) ([]erasure.Task, error) {
-	return s.queryTasks(ctx, s.conn, `SELECT `+taskCols+` FROM tasks WHERE request_id = $1 ORDER BY connector`, requestID)
+	return s.queryTasks(ctx, s.conn, `SELECT `+taskCols+` FROM tasks WHERE request_id = $1 ORDER BY phase DESC, connector`, requestID)
 }
 
 func (s *Store) queryTasks(ctx context.Context, q Querier, query string, args ...any) ([]erasure.Task, error) {
@@ -192,13 +205,29 @@ func (s *Store) queryTasks(ctx context.Context, q Querier, query string, args ..
 	for rows.Next() {
 		var t erasure.Task
 		var evidence []byte
+		var searched, found string
+		var unknown int
 		if err := rows.Scan(&t.ID, &t.RequestID, &t.Connector, &t.ConnectorType, &t.Status, &t.Attempt,
 			&t.RecordsErased, &t.JobRef, timeCol{&t.NextAttemptAt}, timeCol{&t.NextPollAt}, &t.LastError,
-			&evidence, &t.Verified, timeCol{&t.CreatedAt}, timeCol{&t.UpdatedAt}, timeCol{&t.CompletedAt}, &t.ExemptionBasis); err != nil {
+			&evidence, &t.Verified, timeCol{&t.CreatedAt}, timeCol{&t.UpdatedAt}, timeCol{&t.CompletedAt}, &t.ExemptionBasis,
+			&t.Phase, &searched, &found, &unknown, &t.Reason); err != nil {
 			return nil, fmt.Errorf("scan task: %w", err)
 		}
+		t.RecordsUnknown = unknown != 0
 		if err := json.Unmarshal(evidence, &t.Evidence); err != nil {
 			return nil, fmt.Errorf("task %s evidence: %w", t.ID, err)
+		}
+		if err := json.Unmarshal([]byte(searched), &t.SearchedBy); err != nil {
+			return nil, fmt.Errorf("task %s searched_by: %w", t.ID, err)
+		}
+		if err := json.Unmarshal([]byte(found), &t.Found); err != nil {
+			return nil, fmt.Errorf("task %s found: %w", t.ID, err)
+		}
+		if len(t.SearchedBy) == 0 {
+			t.SearchedBy = nil
+		}
+		if len(t.Found) == 0 {
+			t.Found = nil
 		}
 		out = append(out, t)
 	}
@@ -419,27 +448,48 @@ func (t *tx) InsertRequest(ctx context.Context, r erasure.Request) error {
 	if err != nil {
 		return fmt.Errorf("encode subject ref: %w", err)
 	}
+	sources, err := encodeJSON(r.Sources, "{}")
+	if err != nil {
+		return err
+	}
 	_, err = t.exec(ctx, `INSERT INTO requests (`+requestCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
 		r.ID, string(r.Status), string(r.Jurisdiction), sealed, dataKey, nil, string(ref), r.Source, r.IdempotencyKey,
-		r.CreatedBy, t.time(r.ReceivedAt), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt), t.time(r.ExtendedAt))
+		r.CreatedBy, t.time(r.ReceivedAt), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt), t.time(r.ExtendedAt),
+		sources, t.time(r.OriginalDueAt), r.ExtensionCategory)
 	if err != nil {
 		if t.s.d.IsUniqueViolation(err) {
 			return erasure.Errorf(erasure.EConflict, "a request with this id or idempotency key exists")
 		}
 		return fmt.Errorf("insert request: %w", err)
 	}
+	return t.AddSubjectHashes(ctx, r.ID, r.SubjectRef.Identifiers)
+}
+
+func (t *tx) AddSubjectHashes(ctx context.Context, requestID string, ids []erasure.IdentifierHash) error {
 	seen := map[string]bool{}
-	for _, id := range r.SubjectRef.Identifiers {
+	for _, id := range ids {
 		if seen[id.Hash] {
 			continue
 		}
 		seen[id.Hash] = true
-		if _, err := t.exec(ctx, `INSERT INTO subject_hashes (hash, request_id) VALUES ($1, $2)`, id.Hash, r.ID); err != nil {
+		if _, err := t.exec(ctx, `INSERT INTO subject_hashes (hash, request_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, id.Hash, requestID); err != nil {
 			return fmt.Errorf("insert subject hash: %w", err)
 		}
 	}
 	return nil
+}
+
+// encodeJSON encodes v, or returns empty when v is nil.
+func encodeJSON(v any, empty string) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("encode: %w", err)
+	}
+	if string(b) == "null" {
+		return empty, nil
+	}
+	return string(b), nil
 }
 
 func (t *tx) time(v time.Time) any { return t.s.d.TimeArg(v) }
@@ -449,8 +499,14 @@ func (t *tx) LockRequest(ctx context.Context, id string) (erasure.Request, error
 }
 
 func (t *tx) UpdateRequest(ctx context.Context, r erasure.Request) error {
-	n, err := t.exec(ctx, `UPDATE requests SET status = $2, due_at = $3, completed_at = $4, updated_at = $5, extended_at = $6 WHERE id = $1`,
-		r.ID, string(r.Status), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt), t.time(r.ExtendedAt))
+	sources, err := encodeJSON(r.Sources, "{}")
+	if err != nil {
+		return err
+	}
+	n, err := t.exec(ctx, `UPDATE requests SET status = $2, due_at = $3, completed_at = $4, updated_at = $5, extended_at = $6,
+		sources = $7, original_due_at = $8, extension_category = $9 WHERE id = $1`,
+		r.ID, string(r.Status), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt), t.time(r.ExtendedAt),
+		sources, t.time(r.OriginalDueAt), r.ExtensionCategory)
 	if err != nil {
 		return fmt.Errorf("update request: %w", err)
 	}
@@ -465,18 +521,45 @@ func (t *tx) InsertTask(ctx context.Context, k erasure.Task) error {
 	if err != nil {
 		return err
 	}
+	searched, found, err := encodeKinds(k)
+	if err != nil {
+		return err
+	}
 	_, err = t.exec(ctx, `INSERT INTO tasks (`+taskCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`,
 		k.ID, k.RequestID, k.Connector, k.ConnectorType, string(k.Status), k.Attempt, k.RecordsErased,
 		k.JobRef, t.time(k.NextAttemptAt), t.time(k.NextPollAt), k.LastError, evidence, k.Verified,
-		t.time(k.CreatedAt), t.time(k.UpdatedAt), t.time(k.CompletedAt), k.ExemptionBasis)
+		t.time(k.CreatedAt), t.time(k.UpdatedAt), t.time(k.CompletedAt), k.ExemptionBasis,
+		phaseOf(k), searched, found, boolInt(k.RecordsUnknown), k.Reason)
 	if err != nil {
 		if t.s.d.IsUniqueViolation(err) {
-			return erasure.Errorf(erasure.EConflict, "the request already has a task for connector %s", k.Connector)
+			return erasure.Errorf(erasure.EConflict, "the request already has a %s task for connector %s", phaseOf(k), k.Connector)
 		}
 		return fmt.Errorf("insert task: %w", err)
 	}
 	return nil
+}
+
+func phaseOf(k erasure.Task) string {
+	if k.Phase == "" {
+		return erasure.PhaseErase
+	}
+	return k.Phase
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func encodeKinds(k erasure.Task) (searched, found string, err error) {
+	if searched, err = encodeJSON(k.SearchedBy, "[]"); err != nil {
+		return "", "", err
+	}
+	found, err = encodeJSON(k.Found, "[]")
+	return searched, found, err
 }
 
 func encodeEvidence(ev []erasure.Evidence) (string, error) {
@@ -502,7 +585,7 @@ func (t *tx) Task(ctx context.Context, id string) (erasure.Task, error) {
 }
 
 func (t *tx) Tasks(ctx context.Context, requestID string) ([]erasure.Task, error) {
-	return t.s.queryTasks(ctx, t.q, `SELECT `+taskCols+` FROM tasks WHERE request_id = $1 ORDER BY connector`, requestID)
+	return t.s.queryTasks(ctx, t.q, `SELECT `+taskCols+` FROM tasks WHERE request_id = $1 ORDER BY phase DESC, connector`, requestID)
 }
 
 func (t *tx) UpdateTask(ctx context.Context, k erasure.Task) error {
@@ -510,11 +593,17 @@ func (t *tx) UpdateTask(ctx context.Context, k erasure.Task) error {
 	if err != nil {
 		return err
 	}
+	searched, found, err := encodeKinds(k)
+	if err != nil {
+		return err
+	}
 	n, err := t.exec(ctx, `UPDATE tasks SET status = $2, attempt = $3, records_erased = $4, job_ref = $5,
 		next_attempt_at = $6, next_poll_at = $7, last_error = $8, evidence = $9, verified = $10,
-		updated_at = $11, completed_at = $12, exemption_basis = $13 WHERE id = $1`,
+		updated_at = $11, completed_at = $12, exemption_basis = $13,
+		searched_by = $14, found = $15, records_unknown = $16, reason = $17 WHERE id = $1`,
 		k.ID, string(k.Status), k.Attempt, k.RecordsErased, k.JobRef, t.time(k.NextAttemptAt), t.time(k.NextPollAt),
-		k.LastError, evidence, k.Verified, t.time(k.UpdatedAt), t.time(k.CompletedAt), k.ExemptionBasis)
+		k.LastError, evidence, k.Verified, t.time(k.UpdatedAt), t.time(k.CompletedAt), k.ExemptionBasis,
+		searched, found, boolInt(k.RecordsUnknown), k.Reason)
 	if err != nil {
 		return fmt.Errorf("update task: %w", err)
 	}

@@ -28,6 +28,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"NotFound", notFound},
 		{"RollbackLeavesNothing", rollback},
 		{"TasksRoundTrip", tasksRoundTrip},
+		{"SubjectUpdate", subjectUpdate},
 		{"EventChain", eventChain},
 		{"ConcurrentLockSerialises", concurrentLock},
 		{"Outbox", outbox},
@@ -70,6 +71,7 @@ func newRequest(i int) erasure.Request {
 		Subject:         erasure.Subject{Email: fmt.Sprintf("person%d@example.com", i), UserIDs: map[string]string{"shop": fmt.Sprint(i)}},
 		SubjectRef:      erasure.SubjectRef{KeyID: "k1", Identifiers: []erasure.IdentifierHash{{Kind: "email", Hash: fmt.Sprintf("h%d", i)}}, Commitment: "sha256:c"},
 		CommitmentNonce: []byte{1, 2, 3, byte(i)},
+		Sources:         erasure.Sources{erasure.Email: erasure.SourceRequest, "user_ids.shop": erasure.SourceRequest},
 		Source:          "api",
 		CreatedBy:       "api:test",
 		ReceivedAt:      t0,
@@ -80,7 +82,7 @@ func newRequest(i int) erasure.Request {
 
 func newTask(r erasure.Request, connector string) erasure.Task {
 	return erasure.Task{
-		ID: erasure.NewID(), RequestID: r.ID, Connector: connector, ConnectorType: "sql",
+		ID: erasure.NewID(), RequestID: r.ID, Connector: connector, ConnectorType: "sql", Phase: erasure.PhaseErase,
 		Status: erasure.TaskQueued, Attempt: 1, CreatedAt: t0, UpdatedAt: t0,
 	}
 }
@@ -120,8 +122,11 @@ func requestRoundTrip(t *testing.T, s store.Store) {
 	r.Status = erasure.RequestCompleted
 	r.CompletedAt = t0.Add(time.Hour)
 	r.UpdatedAt = r.CompletedAt
+	r.OriginalDueAt = r.DueAt
 	r.DueAt = r.DueAt.Add(24 * time.Hour)
 	r.ExtendedAt = t0.Add(30 * time.Minute)
+	r.ExtensionCategory = "complexity"
+	r.Sources["user_ids.app"] = "shop-db"
 	mustTx(t, s, func(tx store.Tx) error {
 		locked, err := tx.LockRequest(ctx(t), r.ID)
 		if err != nil {
@@ -247,6 +252,10 @@ func tasksRoundTrip(t *testing.T, s store.Store) {
 	b.Evidence = []erasure.Evidence{{Kind: "statement", Value: "customers: 1 row"}}
 	b.Verified = "clean"
 	b.ExemptionBasis = "art17-3-e"
+	b.SearchedBy = []erasure.Kind{erasure.Email, "user_ids.app"}
+	b.Found = []erasure.Kind{"user_ids.customer"}
+	b.RecordsUnknown = true
+	b.Reason = "not a customer"
 	b.UpdatedAt = t0.Add(time.Hour)
 	b.CompletedAt = t0.Add(time.Hour)
 	mustTx(t, s, func(tx store.Tx) error { return tx.UpdateTask(ctx(t), b) })
@@ -269,6 +278,67 @@ func tasksRoundTrip(t *testing.T, s store.Store) {
 	err = s.InTx(ctx(t), func(tx store.Tx) error { return tx.InsertTask(ctx(t), newTask(r, "a-db")) })
 	if erasure.ErrorCode(err) != erasure.EConflict {
 		t.Errorf("second task for one connector: %v, want a conflict", err)
+	}
+	// A connector may both resolve and erase: one task per phase.
+	res := newTask(r, "a-db")
+	res.Phase, res.Status, res.Found = erasure.PhaseResolve, erasure.TaskResolved, []erasure.Kind{"user_ids.app"}
+	res.Evidence = []erasure.Evidence{}
+	mustTx(t, s, func(tx store.Tx) error { return tx.InsertTask(ctx(t), res) })
+	res2 := newTask(r, "a-db")
+	res2.Phase = erasure.PhaseResolve
+	if err := s.InTx(ctx(t), func(tx store.Tx) error { return tx.InsertTask(ctx(t), res2) }); erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("second resolve task for one connector: %v, want a conflict", err)
+	}
+	got, err = s.Tasks(ctx(t), r.ID)
+	if err != nil || len(got) != 3 || got[0].Phase != erasure.PhaseResolve || got[1].Phase != erasure.PhaseErase {
+		t.Fatalf("tasks with phases = %+v, %v: want the resolver first", got, err)
+	}
+	if !reflect.DeepEqual(got[0], res) {
+		t.Errorf("resolve task read back\n%+v\nwant\n%+v", got[0], res)
+	}
+}
+
+// subjectUpdate: identifiers found after filing are stored encrypted under
+// the request's own data key (shredding still destroys them), and make the
+// request findable by their hashes.
+func subjectUpdate(t *testing.T, s store.Store) {
+	r := newRequest(1)
+	insert(t, s, r)
+	r.Subject = r.Subject.With("user_ids.app", "app-77").With(erasure.Phone, "+447700900077")
+	r.Sources["user_ids.app"], r.Sources[erasure.Phone] = "shop-db", "staff:ada"
+	mustTx(t, s, func(tx store.Tx) error {
+		if _, err := tx.LockRequest(ctx(t), r.ID); err != nil {
+			return err
+		}
+		if err := tx.UpdateSubject(ctx(t), r); err != nil {
+			return err
+		}
+		if err := tx.UpdateRequest(ctx(t), r); err != nil {
+			return err
+		}
+		return tx.AddSubjectHashes(ctx(t), r.ID, []erasure.IdentifierHash{{Kind: "user_ids.app", Hash: "happ"}, {Kind: "email", Hash: "h1"}})
+	})
+	got, err := s.Request(ctx(t), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, r) {
+		t.Fatalf("after UpdateSubject\n%+v\nwant\n%+v", got, r)
+	}
+	if found, _ := s.RequestsBySubjectHash(ctx(t), []string{"happ"}); len(found) != 1 || found[0].ID != r.ID {
+		t.Errorf("by the hash of a resolved identifier: %d requests", len(found))
+	}
+	mustTx(t, s, func(tx store.Tx) error { return tx.ShredRequest(ctx(t), r.ID, t0) })
+	if got, _ := s.Request(ctx(t), r.ID); got.Subject.Get("user_ids.app") != "" || got.Subject.Phone != "" {
+		t.Error("shredding left a resolved identifier readable")
+	}
+	err = s.InTx(ctx(t), func(tx store.Tx) error { return tx.UpdateSubject(ctx(t), r) })
+	if erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("UpdateSubject of a shredded request: %v, want a conflict", err)
+	}
+	err = s.InTx(ctx(t), func(tx store.Tx) error { return tx.UpdateSubject(ctx(t), newRequest(9)) })
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpdateSubject of a missing request: %v", err)
 	}
 }
 
