@@ -11,10 +11,12 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/lethe-dev/lethe/internal/erasure"
 	"gopkg.in/yaml.v3"
 )
 
@@ -41,7 +43,12 @@ type Config struct {
 	Auth         Auth         `yaml:"auth"`
 	Tasks        Tasks        `yaml:"tasks"`
 	Log          Log          `yaml:"log"`
-	Connectors   []Connector  `yaml:"connectors"`
+	// RequestIdentifiers are the kinds of identifier a request may come
+	// with (default email and phone; the portal's customer number kind is
+	// added when the portal asks for it). A system keyed on any other kind
+	// needs a resolver that supplies it.
+	RequestIdentifiers []string    `yaml:"request_identifiers"`
+	Connectors         []Connector `yaml:"connectors"`
 }
 
 // Store selects and reaches the state store.
@@ -258,6 +265,20 @@ type Connector struct {
 	Burst         int     `yaml:"burst"`
 	// MaxAttempts overrides tasks.max_attempts for this instance.
 	MaxAttempts int `yaml:"max_attempts"`
+	// Keys replaces the type's default of what the instance erases by:
+	// each entry a kind ("user_ids.app") or alternatives ("email|user_ids.crm").
+	Keys []string `yaml:"keys"`
+	// Optional, a reason, lets the instance's keys be missing for a
+	// person: its task is then not applicable, with this reason, instead
+	// of waiting for someone to add an identifier.
+	Optional string `yaml:"optional"`
+	// EraseAfter names instances whose erasure must be done before this
+	// one's starts.
+	EraseAfter []string `yaml:"erase_after"`
+	// AuthorityFor names kinds this instance (a resolver) issues: when it
+	// finds none for a person, systems keyed only on them hold nothing of
+	// the person and are not applicable.
+	AuthorityFor []string `yaml:"authority_for"`
 	// Config is the type's own configuration, decoded strictly by it.
 	Config yaml.Node `yaml:"config"`
 }
@@ -536,8 +557,111 @@ func (c *Config) Validate() error {
 		if cn.Concurrency < 0 || cn.RatePerSecond < 0 || cn.Burst < 0 || cn.MaxAttempts < 0 {
 			bad(key, "concurrency, rate_per_second, burst and max_attempts must not be negative")
 		}
+		for j, k := range cn.Keys {
+			if _, err := erasure.ParseRequirement(k); err != nil {
+				bad(fmt.Sprintf("%s.keys[%d]", key, j), "%s", erasure.ErrorMessage(err))
+			}
+		}
+		for j, k := range cn.AuthorityFor {
+			if _, err := erasure.ParseKind(k); err != nil {
+				bad(fmt.Sprintf("%s.authority_for[%d]", key, j), "%s", erasure.ErrorMessage(err))
+			}
+		}
+		if len(cn.Optional) > 500 || strings.ContainsAny(cn.Optional, "\n\r") {
+			bad(key+".optional", "a one-line reason of at most 500 characters")
+		}
+	}
+	for i, cn := range c.Connectors {
+		for j, after := range cn.EraseAfter {
+			k := fmt.Sprintf("connectors[%d].erase_after[%d]", i, j)
+			switch {
+			case after == cn.Name:
+				bad(k, "an instance cannot wait for itself")
+			case !names[after]:
+				bad(k, "no connector named %q", after)
+			}
+		}
+	}
+	if cycle := c.eraseAfterCycle(); cycle != "" {
+		bad("connectors", "erase_after goes round in a circle (%s): no erasure could ever start", cycle)
+	}
+	for i, k := range c.RequestIdentifiers {
+		if _, err := erasure.ParseKind(k); err != nil {
+			bad(fmt.Sprintf("request_identifiers[%d]", i), "%s", erasure.ErrorMessage(err))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// eraseAfterCycle returns the instances of an erase_after cycle, as
+// "a → b → a", or "".
+func (c *Config) eraseAfterCycle() string {
+	after := map[string][]string{}
+	for _, cn := range c.Connectors {
+		after[cn.Name] = cn.EraseAfter
+	}
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := map[string]int{}
+	var path []string
+	var visit func(n string) string
+	visit = func(n string) string {
+		switch state[n] {
+		case onPath:
+			i := 0
+			for path[i] != n {
+				i++
+			}
+			return strings.Join(append(append([]string{}, path[i:]...), n), " → ")
+		case done:
+			return ""
+		}
+		state[n] = onPath
+		path = append(path, n)
+		for _, m := range after[n] {
+			if _, ok := after[m]; !ok || m == n {
+				continue // reported on its own
+			}
+			if cycle := visit(m); cycle != "" {
+				return cycle
+			}
+		}
+		path = path[:len(path)-1]
+		state[n] = done
+		return ""
+	}
+	for _, cn := range c.Connectors {
+		if cycle := visit(cn.Name); cycle != "" {
+			return cycle
+		}
+	}
+	return ""
+}
+
+// RequestKinds lists the kinds a request may be filed with: the
+// configured request_identifiers (default email and phone) and, when the
+// portal asks for a customer number, its kind.
+func (c *Config) RequestKinds() []erasure.Kind {
+	list := c.RequestIdentifiers
+	if len(list) == 0 {
+		list = []string{string(erasure.Email), string(erasure.Phone)}
+	}
+	var out []erasure.Kind
+	for _, s := range list {
+		if k, err := erasure.ParseKind(s); err == nil && !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	if c.Portal.Enabled && c.Portal.AskCustomerNumber {
+		if k := erasure.UserIDKind(c.Portal.CustomerSystem); !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	erasure.SortKinds(out)
+	return out
 }
 
 // DevMail reports whether mail is caught in-process (lethe dev).

@@ -209,7 +209,7 @@ func TestStaffActionsOverHTTP(t *testing.T) {
 	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/extend", in.agentToken, `{"reason":"many systems"}`, &e); code != 400 || e.Error.Field != "due_at" {
 		t.Errorf("extend without a date = %d %+v", code, e)
 	}
-	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/extend", in.agentToken, `{"reason":"many systems","due_at":"`+newDue+`"}`, &got); code != 200 || got.DueAt[:10] != newDue[:10] {
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/extend", in.agentToken, `{"reason":"many systems","category":"complexity","due_at":"`+newDue+`"}`, &got); code != 200 || got.DueAt[:10] != newDue[:10] {
 		t.Errorf("extend = %d, due %s", code, got.DueAt)
 	}
 	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/tasks/paper/exempt", in.agentToken, `{"reason":"tax law","basis":"nope"}`, &e); code != 400 || e.Error.Field != "basis" {

@@ -65,8 +65,9 @@ func WorkerConsumer(connector string) string { return "worker-" + connector }
 
 // Kinds of task.
 const (
-	KindErase = "erase" // erase the subject
-	KindPoll  = "poll"  // check on the asynchronous job JobRef
+	KindErase   = "erase"   // erase the subject
+	KindPoll    = "poll"    // check on the asynchronous job JobRef
+	KindResolve = "resolve" // look the subject up and report further identifiers
 )
 
 // Task is the message a connector worker receives. It carries the subject's
@@ -90,6 +91,7 @@ const (
 	ResultNotFound = "not_found"
 	ResultRunning  = "running"
 	ResultFailed   = "failed"
+	ResultResolved = "resolved" // a resolve task's answer: Identifiers holds what was found
 )
 
 // Result is what a worker reports for one task message.
@@ -102,7 +104,15 @@ type Result struct {
 	Attempt   int    `json:"attempt"`
 	Status    string `json:"status"`
 	Records   int64  `json:"records"`
-	JobRef    string `json:"job_ref,omitempty"`
+	// RecordsUnknown: the system confirmed the erasure without a count.
+	RecordsUnknown bool `json:"records_unknown,omitempty"`
+	// SearchedBy names the kinds of identifier the system was searched
+	// (or, resolving, looked up) by.
+	SearchedBy []erasure.Kind `json:"searched_by,omitempty"`
+	// Identifiers is what a resolver found, by kind. Personal data, like
+	// a task's subject: a result is deleted from the stream once applied.
+	Identifiers map[erasure.Kind][]string `json:"identifiers,omitempty"`
+	JobRef      string                    `json:"job_ref,omitempty"`
 	// PollAfterSeconds: when to poll a running job again (0: default).
 	PollAfterSeconds int                `json:"poll_after_seconds,omitempty"`
 	Evidence         []erasure.Evidence `json:"evidence,omitempty"`
@@ -130,7 +140,7 @@ func DecodeTask(b []byte) (Task, error) {
 	switch {
 	case t.V != Version:
 		return t, fmt.Errorf("task message: unsupported version %d", t.V)
-	case t.Kind != KindErase && t.Kind != KindPoll:
+	case t.Kind != KindErase && t.Kind != KindPoll && t.Kind != KindResolve:
 		return t, fmt.Errorf("task message: unknown kind %q", t.Kind)
 	case t.TaskID == "" || t.RequestID == "" || t.Connector == "" || t.Attempt < 1:
 		return t, fmt.Errorf("task message: task_id, request_id, connector and attempt are required")
@@ -152,9 +162,22 @@ func DecodeResult(b []byte) (Result, error) {
 	case r.TaskID == "" || r.Attempt < 1:
 		return r, fmt.Errorf("result message: task_id and attempt are required")
 	}
+	if len(r.Identifiers) > 0 && r.Status != ResultResolved {
+		return r, fmt.Errorf("result message: only a resolved result carries identifiers")
+	}
 	switch r.Status {
 	case ResultErased, ResultNotFound:
+		if r.Kind == KindResolve {
+			return r, fmt.Errorf("result message: a resolve task answers resolved or failed, not %s", r.Status)
+		}
+	case ResultResolved:
+		if r.Kind != KindResolve {
+			return r, fmt.Errorf("result message: resolved answers a resolve task, not %q", r.Kind)
+		}
 	case ResultRunning:
+		if r.Kind == KindResolve {
+			return r, fmt.Errorf("result message: a resolve task cannot be running")
+		}
 		if r.JobRef == "" {
 			return r, fmt.Errorf("result message: running needs a job_ref")
 		}

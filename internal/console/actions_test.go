@@ -118,10 +118,10 @@ func TestExtend(t *testing.T) {
 		{"2026-09-02", "busy", "New deadline: must be after the current deadline (2026-07-01) and no later than 2026-09-01"},
 		{"2026-06-30", "busy", "New deadline: must be after"},
 	} {
-		refused(t, e, b.act(req.ID, "extend", url.Values{"due": {tc.due}, "reason": {tc.reason}}), req.ID, n, http.StatusUnprocessableEntity, tc.msg)
+		refused(t, e, b.act(req.ID, "extend", url.Values{"due": {tc.due}, "reason": {tc.reason}, "category": {"complexity"}}), req.ID, n, http.StatusUnprocessableEntity, tc.msg)
 	}
 	// The last allowed day is exactly the legal limit.
-	done(t, b, b.act(req.ID, "extend", url.Values{"due": {"2026-09-01"}, "reason": {"The request covers 40 systems."}}), req.ID, "extend", "extended")
+	done(t, b, b.act(req.ID, "extend", url.Values{"due": {"2026-09-01"}, "reason": {"The request covers 40 systems."}, "category": {"complexity"}}), req.ID, "extend", "extended")
 	r := e.request(req.ID)
 	if want := time.Date(2026, 9, 1, 9, 0, 0, 0, time.UTC); !r.DueAt.Equal(want) || r.ExtendedAt.IsZero() {
 		t.Fatalf("after extend: due %s, extended %s", r.DueAt, r.ExtendedAt)
@@ -131,7 +131,7 @@ func TestExtend(t *testing.T) {
 		t.Error("the page still offers an extension")
 	}
 	n = e.events(req.ID)
-	refused(t, e, b.act(req.ID, "extend", url.Values{"due": {"2026-09-01"}, "reason": {"again"}}), req.ID, n, http.StatusConflict, "already extended once")
+	refused(t, e, b.act(req.ID, "extend", url.Values{"due": {"2026-09-01"}, "reason": {"again"}, "category": {"complexity"}}), req.ID, n, http.StatusConflict, "already extended once")
 
 	// After the deadline has passed, no extension.
 	late := e.file("late@example.com", "")
@@ -141,7 +141,7 @@ func TestExtend(t *testing.T) {
 		t.Error("an overdue request offers an extension or is not marked")
 	}
 	n = e.events(late.ID)
-	refused(t, e, b.act(late.ID, "extend", url.Values{"due": {"2026-08-15"}, "reason": {"late"}}), late.ID, n, http.StatusConflict, "The deadline has passed")
+	refused(t, e, b.act(late.ID, "extend", url.Values{"due": {"2026-08-15"}, "reason": {"late"}, "category": {"complexity"}}), late.ID, n, http.StatusConflict, "The deadline has passed")
 }
 
 func TestExemptRetryCompleteAndCertificate(t *testing.T) {

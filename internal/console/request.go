@@ -318,7 +318,7 @@ func (c *Console) act(ctx context.Context, id, action string, s session, f url.V
 		// exactly the legal limit.
 		due := req.DueAt.UTC()
 		newDue := time.Date(day.Year(), day.Month(), day.Day(), due.Hour(), due.Minute(), due.Second(), due.Nanosecond(), time.UTC)
-		_, err = c.coord.Extend(ctx, id, actor, reason, newDue)
+		_, err = c.coord.Extend(ctx, id, actor, reason, f.Get("category"), newDue)
 	case "exempt":
 		name, cerr := connector()
 		if cerr != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/lethe-dev/lethe/internal/bus"
@@ -76,12 +75,7 @@ func (c *Coordinator) RetryTask(ctx context.Context, requestID, connector, actor
 		if err != nil {
 			return err
 		}
-		i := -1
-		for j, t := range tasks {
-			if t.Connector == connector {
-				i = j
-			}
-		}
+		i := pick(tasks, connector)
 		if i < 0 {
 			return erasure.Errorf(erasure.ENotFound, "the request has no task for connector %q", connector)
 		}
@@ -92,7 +86,7 @@ func (c *Coordinator) RetryTask(ctx context.Context, requestID, connector, actor
 		now := c.clock()
 		t.Attempt++
 		t.Status, t.UpdatedAt, t.LastError = erasure.TaskQueued, now, ""
-		if err := send(ctx, tx, req, *t, bus.KindErase, erasure.EventTaskRetry, actor, reason, now); err != nil {
+		if err := send(ctx, tx, req, *t, kindFor(*t), erasure.EventTaskRetry, actor, reason, now); err != nil {
 			return err
 		}
 		if next := erasure.Aggregate(tasks); next != req.Status {
@@ -159,13 +153,16 @@ func (c *Coordinator) CompleteTask(ctx context.Context, requestID, connector, ac
 		if err != nil {
 			return err
 		}
-		i := slices.IndexFunc(tasks, func(t erasure.Task) bool { return t.Connector == connector })
+		i := pick(tasks, connector)
 		if i < 0 {
 			return erasure.Errorf(erasure.ENotFound, "the request has no task for connector %q", connector)
 		}
 		task = tasks[i]
 		if task.Status.Done() {
 			return erasure.Errorf(erasure.EConflict, "the task is already %s", task.Status)
+		}
+		if task.Phase == erasure.PhaseResolve {
+			return erasure.Errorf(erasure.EConflict, "the system is still looking the person up; complete its erasure once that task exists")
 		}
 		now := c.clock()
 		evidence := []erasure.Evidence{{Kind: "completed_by", Value: actor}}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/internal/bus"
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/failpoint"
@@ -29,6 +30,17 @@ type Connector struct {
 	Name        string
 	Type        string
 	MaxAttempts int // 0: Config.MaxAttempts
+	// Plan: what the instance erases by and, a resolver, looks up by and
+	// gives. The zero plan needs no identifier.
+	Plan connectors.Plan
+	// Optional, a reason: when the request lacks the plan's keys the task
+	// is not applicable (with this reason) instead of needing an identifier.
+	Optional string
+	// EraseAfter names instances whose erasure must be done first.
+	EraseAfter []string
+	// AuthorityFor names kinds this resolver issues: when it finds none,
+	// systems keyed only on them are not applicable to the person.
+	AuthorityFor []erasure.Kind
 }
 
 // Certifier signs the certificate of a completed request, within tx (it

@@ -492,22 +492,31 @@ func TestExtendOnceWithinTheLaw(t *testing.T) {
 	ctx := context.Background()
 	req, _ := file(t, b)
 	due := req.DueAt
-	if _, err := b.c.Extend(ctx, req.ID, "api:ops", "complex request", due.AddDate(0, 3, 0)); erasure.ErrorField(err) != "due_at" {
+	if _, err := b.c.Extend(ctx, req.ID, "api:ops", "complex request", "", due.AddDate(0, 2, 0)); erasure.ErrorField(err) != "category" {
+		t.Errorf("an extension without the kind of reason: %v", err)
+	}
+	if _, err := b.c.Extend(ctx, req.ID, "api:ops", "complex request", "reasonably_necessary", due.AddDate(0, 2, 0)); erasure.ErrorField(err) != "category" {
+		t.Errorf("an extension with a CCPA reason under the GDPR: %v", err)
+	}
+	if _, err := b.c.Extend(ctx, req.ID, "api:ops", "complex request", "complexity", due.AddDate(0, 3, 0)); erasure.ErrorField(err) != "due_at" {
 		t.Errorf("extending by three months: %v", err)
 	}
-	if _, err := b.c.Extend(ctx, req.ID, "api:ops", "complex request", due.Add(-time.Hour)); erasure.ErrorField(err) != "due_at" {
+	if _, err := b.c.Extend(ctx, req.ID, "api:ops", "complex request", "complexity", due.Add(-time.Hour)); erasure.ErrorField(err) != "due_at" {
 		t.Errorf("an extension that shortens: %v", err)
 	}
-	r, err := b.c.Extend(ctx, req.ID, "api:ops", "many systems hold data", due.AddDate(0, 2, 0))
+	r, err := b.c.Extend(ctx, req.ID, "api:ops", "many systems hold data", "complexity", due.AddDate(0, 2, 0))
 	if err != nil || !r.DueAt.Equal(due.AddDate(0, 2, 0)) || r.ExtendedAt.IsZero() {
 		t.Fatalf("extend = %+v, %v", r, err)
 	}
-	if _, err := b.c.Extend(ctx, req.ID, "api:ops", "again", r.DueAt.Add(time.Hour)); erasure.ErrorCode(err) != erasure.EConflict {
+	if got, _ := b.store.Request(ctx, req.ID); !got.FirstDueAt().Equal(due) || got.ExtensionCategory != "complexity" || !got.DueAt.Equal(due.AddDate(0, 2, 0)) {
+		t.Errorf("stored: first due %s, category %q, due %s", got.FirstDueAt(), got.ExtensionCategory, got.DueAt)
+	}
+	if _, err := b.c.Extend(ctx, req.ID, "api:ops", "again", "complexity", r.DueAt.Add(time.Hour)); erasure.ErrorCode(err) != erasure.EConflict {
 		t.Errorf("a second extension: %v", err)
 	}
 	late, _ := file(t, b)
 	b.clock.Advance(31 * 24 * time.Hour)
-	if _, err := b.c.Extend(ctx, late.ID, "api:ops", "late", late.DueAt.AddDate(0, 1, 0)); erasure.ErrorCode(err) != erasure.EConflict {
+	if _, err := b.c.Extend(ctx, late.ID, "api:ops", "late", "complexity", late.DueAt.AddDate(0, 1, 0)); erasure.ErrorCode(err) != erasure.EConflict {
 		t.Errorf("extending after the deadline: %v", err)
 	}
 	events, _ := b.store.Events(ctx, req.ID)

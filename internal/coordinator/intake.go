@@ -8,7 +8,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/lethe-dev/lethe/internal/bus"
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/store"
 	"go.uber.org/zap"
@@ -73,9 +72,13 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 		}
 		ref.Commitment = erasure.Commit(nonce, subject.Email)
 	}
+	sources := erasure.Sources{}
+	for _, k := range subject.Kinds() {
+		sources[k] = erasure.SourceRequest
+	}
 	req = erasure.Request{
 		ID: erasure.NewID(), Status: erasure.RequestReceived, Jurisdiction: j,
-		Subject: subject, SubjectRef: ref, CommitmentNonce: nonce, Source: in.Source,
+		Subject: subject, SubjectRef: ref, CommitmentNonce: nonce, Source: in.Source, Sources: sources,
 		IdempotencyKey: idemKey, CreatedBy: in.Actor,
 		ReceivedAt: now, DueAt: erasure.Timestamp(j.DueDate(now)), UpdatedAt: now,
 	}
@@ -126,29 +129,11 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 	return req, true, nil
 }
 
-// start moves a request to in_progress and sends one task to every
-// connector instance.
+// start moves a request to in_progress and begins its work: the
+// resolvers look the person up first, then every instance erases.
 func (c *Coordinator) start(ctx context.Context, tx store.Tx, r *erasure.Request, actor, reason string, now time.Time) error {
 	if _, err := setStatus(ctx, tx, r, erasure.RequestInProgress, actor, reason, now); err != nil {
 		return err
 	}
-	for _, cn := range c.cfg.Connectors {
-		t := erasure.Task{ID: erasure.NewID(), RequestID: r.ID, Connector: cn.Name, ConnectorType: cn.Type,
-			Status: erasure.TaskQueued, Attempt: 1, CreatedAt: now, UpdatedAt: now}
-		if err := tx.InsertTask(ctx, t); err != nil {
-			return err
-		}
-		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(r.ID, t.ID, erasure.EventTaskCreated, actor, "",
-			map[string]any{"connector": cn.Name, "type": cn.Type, "attempt": 1}, now)); err != nil {
-			return err
-		}
-		m, err := taskMessage(*r, t, bus.KindErase, now)
-		if err != nil {
-			return err
-		}
-		if err := tx.Enqueue(ctx, m); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.begin(ctx, tx, r, actor, now)
 }

@@ -77,7 +77,7 @@ func TestPortalRequestsQueueNotices(t *testing.T) {
 		t.Errorf("after verification: %v", got)
 	}
 	// Extended: the reason goes to the person.
-	if _, err := b.c.Extend(ctx, a.ID, "api:ops", "a vendor is slow", a.DueAt.Add(30*24*time.Hour)); err != nil {
+	if _, err := b.c.Extend(ctx, a.ID, "api:ops", "a vendor is slow", "complexity", a.DueAt.Add(30*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if got := notices(t, b); !slices.Equal(got, []string{"extended " + a.ID}) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,7 +58,15 @@ func (c *Coordinator) ApplyResult(ctx context.Context, res bus.Result) (Applied,
 			return nil
 		}
 		now := c.clock()
-		changed := c.applyToTask(&task, req, res, now)
+		var changed bool
+		if task.Phase == erasure.PhaseResolve {
+			if err := c.applyResolve(ctx, tx, &req, &task, res, now); err != nil {
+				return err
+			}
+			changed = true
+		} else {
+			changed = c.applyToTask(&task, req, res, now)
+		}
 		if err := tx.UpdateTask(ctx, task); err != nil {
 			return err
 		}
@@ -71,6 +80,15 @@ func (c *Coordinator) ApplyResult(ctx context.Context, res bus.Result) (Applied,
 		}
 		if res.JobRef != "" {
 			data["job_ref"] = res.JobRef
+		}
+		if len(res.SearchedBy) > 0 {
+			data["searched_by"] = res.SearchedBy
+		}
+		if res.RecordsUnknown {
+			data["records_unknown"] = true
+		}
+		if task.Phase == erasure.PhaseResolve {
+			data["found"] = task.Found // kinds only: never the values
 		}
 		if res.Error != nil {
 			data["error"] = task.LastError
@@ -118,7 +136,7 @@ func accepts(t erasure.Task, res bus.Result) bool {
 	}
 	switch t.Status {
 	case erasure.TaskQueued, erasure.TaskDispatched:
-		return res.Kind == bus.KindErase
+		return res.Kind == kindFor(t)
 	case erasure.TaskRunning:
 		return res.Kind == bus.KindPoll
 	}
@@ -139,10 +157,16 @@ func (c *Coordinator) applyToTask(t *erasure.Task, req erasure.Request, res bus.
 	if res.Records > 0 {
 		t.RecordsErased = res.Records
 	}
+	if res.RecordsUnknown {
+		t.RecordsUnknown = true
+	}
+	if res.Kind == bus.KindErase && len(res.SearchedBy) > 0 {
+		t.SearchedBy = res.SearchedBy
+	}
 	switch res.Status {
 	case bus.ResultErased, bus.ResultNotFound:
 		t.Status = erasure.TaskErased
-		if res.Status == bus.ResultNotFound && t.RecordsErased == 0 {
+		if res.Status == bus.ResultNotFound && t.RecordsErased == 0 && !t.RecordsUnknown {
 			t.Status = erasure.TaskNotFound
 		}
 		t.Verified, t.LastError, t.CompletedAt = res.Verification, "", now
@@ -176,14 +200,57 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// advanceRequest moves the request to the state its tasks imply and, when
-// they are all done, issues the certificate.
+// applyResolve records a resolver's answer: what it found joins the
+// request's subject (see mergeResolution), and the resolver's task is
+// resolved, or dead when what it found cannot be merged.
+func (c *Coordinator) applyResolve(ctx context.Context, tx store.Tx, req *erasure.Request, t *erasure.Task, res bus.Result, now time.Time) error {
+	if res.Status != bus.ResultResolved {
+		c.applyToTask(t, *req, res, now)
+		return nil
+	}
+	t.UpdatedAt, t.NextAttemptAt = now, time.Time{}
+	if len(res.SearchedBy) > 0 {
+		t.SearchedBy = res.SearchedBy
+	}
+	m := c.mergeResolution(req, c.byName[t.Connector], res.Identifiers)
+	t.Found = m.found
+	for _, ev := range append(res.Evidence, m.notes...) {
+		if !slices.Contains(t.Evidence, ev) {
+			t.Evidence = append(t.Evidence, ev)
+		}
+	}
+	if len(m.added) > 0 {
+		if err := c.storeIdentifiers(ctx, tx, *req, m.added, erasure.EventIdentifiersResolved,
+			"connector:"+t.Connector, "", t.Connector, now); err != nil {
+			return err
+		}
+	}
+	if len(m.conflicts) > 0 {
+		t.Status = erasure.TaskDead
+		t.LastError = t.Connector + " found " + strings.Join(m.conflicts, " and ") +
+			": Lethe holds one identifier of each kind and will not pick one, as the other's data would be left unsearched. " +
+			"Correct the records and retry, or declare this look-up not applicable and handle the other record with its own request"
+		return nil
+	}
+	t.Status, t.LastError, t.CompletedAt = erasure.TaskResolved, "", now
+	return nil
+}
+
+// advanceRequest moves the request's phases on (see settle), then to the
+// state its tasks imply and, when they are all done, issues the
+// certificate.
 func (c *Coordinator) advanceRequest(ctx context.Context, tx store.Tx, req *erasure.Request, now time.Time) (certified bool, err error) {
 	if req.Status.Final() {
 		return false, nil // e.g. cancelled: tasks still record what happened
 	}
 	tasks, err := tx.Tasks(ctx, req.ID)
 	if err != nil {
+		return false, err
+	}
+	if err := c.settle(ctx, tx, req, tasks, now); err != nil {
+		return false, err
+	}
+	if tasks, err = tx.Tasks(ctx, req.ID); err != nil {
 		return false, err
 	}
 	next := erasure.Aggregate(tasks)
@@ -203,7 +270,9 @@ func (c *Coordinator) advanceRequest(ctx context.Context, tx store.Tx, req *eras
 	}
 	// The person is erased: keep their keyed hashes so they are not
 	// re-created and are erased again after a backup restore.
-	if err := tx.AddSuppressions(ctx, req.ID, req.SubjectRef.Identifiers, now); err != nil {
+	// The identifiers resolvers found are included: replay finds the person
+	// by any of them.
+	if err := tx.AddSuppressions(ctx, req.ID, c.hasher.Ref(req.Subject).Identifiers, now); err != nil {
 		return false, err
 	}
 	sum := sha256.Sum256(cert.Document)

@@ -75,7 +75,7 @@ func (c *Coordinator) scheduleOne(ctx context.Context, d store.DueTask) (bool, e
 			t.Attempt++
 			t.Status, t.NextAttemptAt, t.UpdatedAt = erasure.TaskQueued, time.Time{}, now
 			queued = true
-			return send(ctx, tx, req, t, bus.KindErase, erasure.EventTaskRetry, erasure.ActorScheduler, "", now)
+			return send(ctx, tx, req, t, kindFor(t), erasure.EventTaskRetry, erasure.ActorScheduler, "", now)
 		case t.Status == erasure.TaskRunning && !t.NextPollAt.After(now):
 			// Polls are not events: a job may be polled for days. The
 			// poll's result is recorded when it says something new.
@@ -87,7 +87,7 @@ func (c *Coordinator) scheduleOne(ctx context.Context, d store.DueTask) (bool, e
 			// store wiped or restored). Sending it again is safe.
 			t.UpdatedAt = now
 			queued = true
-			return send(ctx, tx, req, t, bus.KindErase, erasure.EventTaskRedispatch, erasure.ActorScheduler,
+			return send(ctx, tx, req, t, kindFor(t), erasure.EventTaskRedispatch, erasure.ActorScheduler,
 				"no result within "+c.cfg.RedispatchAfter.String(), now)
 		}
 		return nil // another replica got there first

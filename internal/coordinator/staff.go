@@ -2,7 +2,7 @@ package coordinator
 
 import (
 	"context"
-	"slices"
+	"strings"
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/bus"
@@ -108,9 +108,14 @@ func (c *Coordinator) Verified(ctx context.Context, id string, needsApproval boo
 
 // Extend pushes the deadline out once, as the law allows (GDPR: up to two
 // further months, decided and told to the person within the first month;
-// CCPA: up to 45 more days). The reason is the one the person is told.
-func (c *Coordinator) Extend(ctx context.Context, id, actor, reason string, newDue time.Time) (erasure.Request, error) {
+// CCPA: up to 45 more days). The reason is the one the person is told;
+// category is the kind of reason (erasure.ExtensionCategories), which the
+// certificate records beside both deadlines.
+func (c *Coordinator) Extend(ctx context.Context, id, actor, reason, category string, newDue time.Time) (erasure.Request, error) {
 	return c.lockedAction(ctx, id, actor, reason, "deadline extended", func(tx store.Tx, req *erasure.Request, reason string, now time.Time) error {
+		if _, ok := req.Jurisdiction.ExtensionCategory(category); !ok {
+			return erasure.Invalid("category", "the kind of reason for the extension under %s: one of %v", strings.ToUpper(string(req.Jurisdiction)), req.Jurisdiction.ExtensionCodes())
+		}
 		if req.Status.Final() {
 			return erasure.Errorf(erasure.EConflict, "the request is already %s", req.Status)
 		}
@@ -127,12 +132,13 @@ func (c *Coordinator) Extend(ctx context.Context, id, actor, reason string, newD
 				req.DueAt.Format(time.DateOnly), limit.Format(time.DateOnly))
 		}
 		from := req.DueAt
+		req.OriginalDueAt, req.ExtensionCategory = from, category
 		req.DueAt, req.ExtendedAt, req.UpdatedAt = newDue, now, now
 		if err := tx.UpdateRequest(ctx, *req); err != nil {
 			return err
 		}
 		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, "", erasure.EventExtended, actor, reason,
-			map[string]any{"from": from, "to": newDue}, now)); err != nil {
+			map[string]any{"from": from, "to": newDue, "category": category}, now)); err != nil {
 			return err
 		}
 		return c.notice(ctx, tx, *req, bus.NoticeExtended, now)
@@ -154,13 +160,16 @@ func (c *Coordinator) Exempt(ctx context.Context, id, connector, basis, actor, r
 		if err != nil {
 			return err
 		}
-		i := slices.IndexFunc(tasks, func(t erasure.Task) bool { return t.Connector == connector })
+		i := pick(tasks, connector)
 		if i < 0 {
 			return erasure.Errorf(erasure.ENotFound, "the request has no task for connector %q", connector)
 		}
 		t := tasks[i]
 		if t.Status.Done() {
 			return erasure.Errorf(erasure.EConflict, "the task is already %s", t.Status)
+		}
+		if t.Phase == erasure.PhaseResolve {
+			return erasure.Errorf(erasure.EConflict, "the person is still being looked up; exempt the system once its erasure task exists")
 		}
 		t.Status, t.ExemptionBasis, t.UpdatedAt, t.CompletedAt = erasure.TaskExempted, basis, now, now
 		t.NextAttemptAt, t.NextPollAt, t.LastError = time.Time{}, time.Time{}, ""
@@ -169,6 +178,105 @@ func (c *Coordinator) Exempt(ctx context.Context, id, connector, basis, actor, r
 		}
 		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, t.ID, erasure.EventTaskExempted, actor, reason,
 			map[string]any{"connector": connector, "basis": basis}, now)); err != nil {
+			return err
+		}
+		certified, err = c.advanceRequest(ctx, tx, req, now)
+		return err
+	})
+	if certified {
+		c.metrics.CertificateIssued()
+	}
+	return req, err
+}
+
+// maxAdded bounds one AddIdentifiers call.
+const maxAdded = 8
+
+// AddIdentifiers adds identifiers staff found for the person (a customer
+// number from a ticket, an app user id from the app's admin page), each
+// of a kind the request does not have yet. They are encrypted with the
+// rest of the subject and recorded as from "staff:<actor>"; resolvers that
+// look up by them are asked again, and tasks that needed them are sent.
+func (c *Coordinator) AddIdentifiers(ctx context.Context, id, actor, reason string, ids map[erasure.Kind]string) (erasure.Request, error) {
+	if len(ids) == 0 || len(ids) > maxAdded {
+		return erasure.Request{}, erasure.Invalid("identifiers", "between 1 and %d identifiers, by kind: {\"user_ids.app\": \"…\"}", maxAdded)
+	}
+	clean := map[erasure.Kind]string{}
+	for k, v := range ids {
+		kind, err := erasure.ParseKind(string(k))
+		if err != nil {
+			return erasure.Request{}, erasure.Invalid("identifiers", "%s", erasure.ErrorMessage(err))
+		}
+		n, err := erasure.NormalizeValue(kind, v)
+		if err != nil {
+			return erasure.Request{}, erasure.Invalid("identifiers."+string(kind), "%s", erasure.ErrorMessage(err))
+		}
+		clean[kind] = n
+	}
+	certified := false
+	req, err := c.lockedAction(ctx, id, actor, reason, "identifiers added", func(tx store.Tx, req *erasure.Request, reason string, now time.Time) error {
+		switch {
+		case req.Status.Final():
+			return erasure.Errorf(erasure.EConflict, "the request is already %s", req.Status)
+		case !req.ShreddedAt.IsZero():
+			return erasure.Errorf(erasure.EConflict, "the request's identifiers were shredded")
+		case req.Status == erasure.RequestUnverified || req.Status == erasure.RequestPendingApproval:
+			return erasure.Errorf(erasure.EConflict, "a %s request has not started; add identifiers once it is in progress", req.Status)
+		}
+		var added []erasure.Kind
+		for k, v := range clean {
+			if req.Subject.Has(k) {
+				return erasure.Errorf(erasure.EConflict, "the request already has %s (from %s); Lethe holds one identifier of each kind", k, req.Sources[k])
+			}
+			req.Subject = req.Subject.With(k, v)
+			if req.Sources == nil {
+				req.Sources = erasure.Sources{}
+			}
+			req.Sources[k] = "staff:" + actor
+			added = append(added, k)
+		}
+		erasure.SortKinds(added)
+		req.UpdatedAt = now
+		if err := c.storeIdentifiers(ctx, tx, *req, added, erasure.EventIdentifiersAdded, actor, reason, "staff:"+actor, now); err != nil {
+			return err
+		}
+		var err error
+		certified, err = c.advanceRequest(ctx, tx, req, now)
+		return err
+	})
+	if certified {
+		c.metrics.CertificateIssued()
+	}
+	return req, err
+}
+
+// NotApplicable declares that a system holds nothing of this person and
+// need not be searched (a shop database for someone who never bought
+// anything, a look-up that found two records): its task ends
+// not_applicable, and the certificate prints the reason. It is for tasks
+// that wait for a person — needing an identifier, dead — or that wait to
+// run; a finished task stays as it is.
+func (c *Coordinator) NotApplicable(ctx context.Context, id, connector, actor, reason string) (erasure.Request, error) {
+	certified := false
+	req, err := c.lockedAction(ctx, id, actor, reason, "task not applicable", func(tx store.Tx, req *erasure.Request, reason string, now time.Time) error {
+		if req.Status.Final() {
+			return erasure.Errorf(erasure.EConflict, "the request is already %s", req.Status)
+		}
+		tasks, err := tx.Tasks(ctx, req.ID)
+		if err != nil {
+			return err
+		}
+		i := pick(tasks, connector)
+		if i < 0 {
+			return erasure.Errorf(erasure.ENotFound, "the request has no task for connector %q", connector)
+		}
+		t := tasks[i]
+		switch t.Status {
+		case erasure.TaskNeedsIdentifier, erasure.TaskDead, erasure.TaskFailed, erasure.TaskWaiting:
+		default:
+			return erasure.Errorf(erasure.EConflict, "a %s task cannot be declared not applicable: only one that waits for an identifier, failed or gave up", t.Status)
+		}
+		if err := c.finishNotApplicable(ctx, tx, *req, &t, actor, reason, now); err != nil {
 			return err
 		}
 		certified, err = c.advanceRequest(ctx, tx, req, now)

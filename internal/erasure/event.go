@@ -24,6 +24,13 @@ const (
 	EventExtended         = "request.extended"
 	EventTaskExempted     = "task.exempted"
 	EventReplayErased     = "replay.erased" // erased again after a backup restore
+	// Identity resolution. Data names kinds and systems, never values.
+	EventIdentifiersResolved = "identifiers.resolved" // Data: {"kinds","from"}
+	EventIdentifiersAdded    = "identifiers.added"    // by staff; Data: {"kinds","from"}
+	EventTaskLookUpAgain     = "task.look_up_again"   // a resolver asked again, by identifiers found since
+	EventErasing             = "request.erasing"      // resolution done; Data: {"identifiers": [{kind, from}]}
+	EventTaskReleased        = "task.released"        // an erase task that waited (erase_after, an identifier) is sent
+	EventTaskNotApplicable   = "task.not_applicable"
 )
 
 // Actors that are not people.

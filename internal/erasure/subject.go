@@ -183,8 +183,13 @@ func (s Subject) Values() []string {
 // Redact replaces every identifier of s found in text with "[redacted]".
 // Connector errors may echo what they were sent; this keeps that out of logs
 // and the store.
-func (s Subject) Redact(text string) string {
-	for _, v := range s.Values() {
+func (s Subject) Redact(text string) string { return RedactValues(text, s.Values()...) }
+
+// RedactValues replaces every value found in text (ignoring case) with
+// "[redacted]": for identifiers that are not (yet) in a Subject, such as
+// those a resolver just found.
+func RedactValues(text string, values ...string) string {
+	for _, v := range values {
 		if len(v) < 3 {
 			continue
 		}

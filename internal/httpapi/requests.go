@@ -38,17 +38,36 @@ type requestView struct {
 	SubjectRef   erasure.SubjectRef `json:"subject_ref"`
 	// CommitmentNonce (base64url) is for the data subject only: with it and
 	// their email they can prove a certificate is about them.
-	CommitmentNonce string     `json:"commitment_nonce,omitempty"`
-	Tasks           []taskView `json:"tasks,omitempty"`
-	CertificateURL  string     `json:"certificate_url,omitempty"`
+	CommitmentNonce string `json:"commitment_nonce,omitempty"`
+	// Phase is "resolve" while resolvers look the person up, then
+	// "erase"; empty before the request starts.
+	Phase string `json:"phase,omitempty"`
+	// Identifiers lists the kinds the request has and where each came
+	// from (the values are in subject, for roles that may see them).
+	Identifiers     []erasure.Source `json:"identifiers"`
+	OriginalDueAt   *time.Time       `json:"original_due_at,omitempty"`
+	ExtensionReason string           `json:"extension_category,omitempty"`
+	Tasks           []taskView       `json:"tasks,omitempty"`
+	CertificateURL  string           `json:"certificate_url,omitempty"`
 }
 
 type taskView struct {
-	Connector     string             `json:"connector"`
-	Type          string             `json:"type"`
-	Status        string             `json:"status"`
-	Attempts      int                `json:"attempts"`
-	RecordsErased int64              `json:"records_erased"`
+	Connector string `json:"connector"`
+	Type      string `json:"type"`
+	// Phase is resolve (a look-up) or erase.
+	Phase         string `json:"phase"`
+	Status        string `json:"status"`
+	Attempts      int    `json:"attempts"`
+	RecordsErased int64  `json:"records_erased"`
+	// RecordsUnknown: the system confirmed the erasure without a count.
+	RecordsUnknown bool `json:"records_unknown,omitempty"`
+	// SearchedBy: the kinds of identifier the system was searched (or
+	// looked up) by, and where each came from.
+	SearchedBy []erasure.Source `json:"searched_by"`
+	// Found: the kinds a resolver supplied.
+	Found []erasure.Kind `json:"found,omitempty"`
+	// Reason explains a not_applicable or needs_identifier task.
+	Reason        string             `json:"reason,omitempty"`
 	JobRef        string             `json:"job_ref,omitempty"`
 	LastError     string             `json:"last_error,omitempty"`
 	NextAttemptAt *time.Time         `json:"next_attempt_at,omitempty"`
@@ -83,19 +102,40 @@ func (s *server) view(r *http.Request, req erasure.Request, tasks []erasure.Task
 	if req.Status == erasure.RequestCompleted || req.Status == erasure.RequestCompletedWithExemptions {
 		v.CertificateURL = "/v1/requests/" + req.ID + "/certificate"
 	}
+	v.Identifiers = req.Sources.List()
+	if !req.ExtendedAt.IsZero() {
+		v.OriginalDueAt, v.ExtensionReason = timePtr(req.FirstDueAt()), req.ExtensionCategory
+	}
 	for _, t := range tasks {
 		ev := t.Evidence
 		if ev == nil {
 			ev = []erasure.Evidence{}
 		}
+		phase := erasure.PhaseErase
+		if t.Phase == erasure.PhaseResolve {
+			phase = erasure.PhaseResolve
+		}
+		if v.Phase != erasure.PhaseErase {
+			v.Phase = phase
+		}
 		v.Tasks = append(v.Tasks, taskView{
-			Connector: t.Connector, Type: t.ConnectorType, Status: string(t.Status), Attempts: t.Attempt,
-			RecordsErased: t.RecordsErased, JobRef: t.JobRef, LastError: t.LastError,
+			Connector: t.Connector, Type: t.ConnectorType, Phase: phase, Status: string(t.Status), Attempts: t.Attempt,
+			RecordsErased: t.RecordsErased, RecordsUnknown: t.RecordsUnknown, SearchedBy: sourced(t.SearchedBy, req.Sources),
+			Found: t.Found, Reason: t.Reason, JobRef: t.JobRef, LastError: t.LastError,
 			NextAttemptAt: timePtr(t.NextAttemptAt), NextPollAt: timePtr(t.NextPollAt),
 			Verification: t.Verified, Evidence: ev, UpdatedAt: t.UpdatedAt, CompletedAt: timePtr(t.CompletedAt),
 		})
 	}
 	return v
+}
+
+// sourced pairs kinds with where the request got them.
+func sourced(kinds []erasure.Kind, from erasure.Sources) []erasure.Source {
+	out := make([]erasure.Source, len(kinds))
+	for i, k := range kinds {
+		out[i] = erasure.Source{Kind: k, From: from[k]}
+	}
+	return out
 }
 
 // fail writes err, logging it when it is not the caller's fault.

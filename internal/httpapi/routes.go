@@ -30,6 +30,8 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/requests/{id}/extend", s.authorize(canWrite, s.extendRequest()))
 	mux.Handle("POST /v1/requests/{id}/tasks/{connector}/exempt", s.authorize(canWrite, s.exemptTask()))
 	mux.Handle("POST /v1/requests/{id}/tasks/{connector}/complete", s.authorize(canWrite, s.completeTask()))
+	mux.Handle("POST /v1/requests/{id}/tasks/{connector}/not-applicable", s.authorize(canWrite, s.notApplicable()))
+	mux.Handle("POST /v1/requests/{id}/identifiers", s.authorize(canWrite, s.addIdentifiers()))
 	mux.Handle("POST /v1/connectors/{name}/callback", s.connectorCallback())
 	mux.Handle("GET /v1/suppressions/check", s.authorize(canRead, s.checkSuppression()))
 	mux.Handle("POST /v1/suppressions/check", s.authorize(canRead, s.checkSuppression()))

@@ -91,8 +91,9 @@ func (s *server) denyRequest() http.Handler {
 }
 
 type extendBody struct {
-	Reason string    `json:"reason"`
-	DueAt  time.Time `json:"due_at"`
+	Reason   string    `json:"reason"`
+	Category string    `json:"category"`
+	DueAt    time.Time `json:"due_at"`
 }
 
 func (s *server) extendRequest() http.Handler {
@@ -111,7 +112,7 @@ func (s *server) extendRequest() http.Handler {
 			s.fail(w, r, erasure.Invalid("due_at", "is required: the new deadline, RFC 3339"))
 			return
 		}
-		_, err = s.Coordinator.Extend(r.Context(), id, principalFrom(r).Actor(), body.Reason, body.DueAt)
+		_, err = s.Coordinator.Extend(r.Context(), id, principalFrom(r).Actor(), body.Reason, body.Category, body.DueAt)
 		s.answerWithRequest(w, r, id, http.StatusOK, err)
 	})
 }
@@ -135,5 +136,36 @@ func (s *server) exemptTask() http.Handler {
 		}
 		_, err = s.Coordinator.Exempt(r.Context(), id, r.PathValue("connector"), body.Basis, principalFrom(r).Actor(), body.Reason)
 		s.answerWithRequest(w, r, id, http.StatusOK, err)
+	})
+}
+
+type identifiersBody struct {
+	Identifiers map[erasure.Kind]string `json:"identifiers"`
+	Reason      string                  `json:"reason"`
+}
+
+// addIdentifiers adds identifiers staff found for the person.
+func (s *server) addIdentifiers() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := requestID(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		var body identifiersBody
+		if err := decode(w, r, &body); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		_, err = s.Coordinator.AddIdentifiers(r.Context(), id, principalFrom(r).Actor(), body.Reason, body.Identifiers)
+		s.answerWithRequest(w, r, id, http.StatusOK, err)
+	})
+}
+
+// notApplicable declares a system not applicable to the person.
+func (s *server) notApplicable() http.Handler {
+	return s.action(http.StatusOK, func(ctx context.Context, id, actor, reason string, r *http.Request) error {
+		_, err := s.Coordinator.NotApplicable(ctx, id, r.PathValue("connector"), actor, reason)
+		return err
 	})
 }

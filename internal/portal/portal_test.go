@@ -1123,7 +1123,7 @@ func TestExpiredAndClosedRequests(t *testing.T) {
 	v2 := w.submit(map[string]string{"email": "done@example.com"})
 	s2 := w.confirm(v2, e.mail.last(t).Code)
 	id := requestID(t, s2.url.Path)
-	if _, err := e.coord.Extend(ctx, id, "api:ops", "one of our systems is an archive on tape", e.clock.Now().AddDate(0, 2, 0)); err != nil {
+	if _, err := e.coord.Extend(ctx, id, "api:ops", "one of our systems is an archive on tape", "complexity", e.clock.Now().AddDate(0, 2, 0)); err != nil {
 		t.Fatal(err)
 	}
 	ext := w.get(s2.url.Path)

@@ -34,9 +34,12 @@ import (
 
 // Instance is one configured connector instance.
 type Instance struct {
-	Name          string
-	Type          string
-	Connector     connectors.Connector
+	Name      string
+	Type      string
+	Connector connectors.Connector
+	// Plan says what the instance is searched by and, for a resolver,
+	// what it looks people up by.
+	Plan          connectors.Plan
 	Concurrency   int
 	RatePerSecond float64 // 0: unlimited
 	Burst         int
@@ -291,31 +294,47 @@ func heartbeat(msg jetstream.Msg, t bus.Topology) (stop func()) {
 // before it is reported; longer waits are the coordinator's, persisted.
 const quickRetries = 2
 
-// execute runs the connector for one task and describes the outcome.
-func (r *runner) execute(ctx context.Context, t bus.Task, log *zap.Logger) bus.Result {
-	res := bus.Result{V: bus.Version, Kind: t.Kind, TaskID: t.TaskID, RequestID: t.RequestID,
-		Connector: r.in.Name, Attempt: t.Attempt, StartedAt: r.w.Clock()}
-	var out connectors.Outcome
+// retry runs fn with the instance's rate limit before each try and up to
+// tries quick in-process retries of transient failures. A pause the
+// system asks for holds the whole instance; waits longer than maxPause,
+// and permanent errors, are returned at once (long waits are the
+// coordinator's, persisted). done, when set, ends the retries early for
+// errors that retrying will not change.
+func (r *runner) retry(ctx context.Context, tries uint64, maxElapsed, maxPause time.Duration, done func(error) bool, fn func() error) error {
 	call := func() error {
 		if err := r.waitTurn(ctx); err != nil {
 			return backoff.Permanent(err)
 		}
-		var err error
-		out, err = r.call(ctx, t)
-		if err == nil {
-			return nil
+		err := fn()
+		if err == nil || (done != nil && done(err)) {
+			return backoff.Permanent(err)
 		}
 		perm, after := connectors.Classify(err)
 		if after > 0 {
 			r.pause(ctx, after)
 		}
-		if perm || after > 2*time.Second {
-			return backoff.Permanent(err) // long waits are the coordinator's
+		if perm || after > maxPause {
+			return backoff.Permanent(err)
 		}
 		return err
 	}
-	quick := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxElapsedTime(10*time.Second))
-	err := backoff.Retry(call, backoff.WithContext(backoff.WithMaxRetries(quick, quickRetries), ctx))
+	quick := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxElapsedTime(maxElapsed))
+	return backoff.Retry(call, backoff.WithContext(backoff.WithMaxRetries(quick, tries), ctx))
+}
+
+// execute runs the connector for one task and describes the outcome.
+func (r *runner) execute(ctx context.Context, t bus.Task, log *zap.Logger) bus.Result {
+	res := bus.Result{V: bus.Version, Kind: t.Kind, TaskID: t.TaskID, RequestID: t.RequestID,
+		Connector: r.in.Name, Attempt: t.Attempt, StartedAt: r.w.Clock()}
+	if t.Kind == bus.KindResolve {
+		return r.resolve(ctx, t, res, log)
+	}
+	var out connectors.Outcome
+	err := r.retry(ctx, quickRetries, 10*time.Second, 2*time.Second, nil, func() error {
+		var err error
+		out, err = r.call(ctx, t)
+		return err
+	})
 	if err == nil {
 		err = checkOutcome(out)
 	}
@@ -324,26 +343,91 @@ func (r *runner) execute(ctx context.Context, t bus.Task, log *zap.Logger) bus.R
 	}
 	res.FinishedAt = r.w.Clock()
 	if err != nil {
-		perm, after := connectors.Classify(err)
-		res.Status = bus.ResultFailed
-		res.Error = &bus.ResultError{
-			Message:           t.Subject.Redact(err.Error()),
-			Permanent:         perm,
-			RetryAfterSeconds: int((after + time.Second - 1) / time.Second),
-		}
+		r.failed(&res, err, t.Subject, log)
 		res.Evidence = out.Evidence
-		log.Warn("task failed", zap.Bool("permanent", perm), zap.Duration("retry_after", after),
-			zap.String("error", res.Error.Message))
 		return res
 	}
 	res.Status, res.Records, res.JobRef, res.Evidence = string(out.Status), out.Records, out.JobRef, out.Evidence
+	if out.Status == connectors.StatusErased && out.Uncounted {
+		res.Records, res.RecordsUnknown = 0, true
+	}
+	if t.Kind == bus.KindErase {
+		// What an erase was searched by; a later poll reports on that
+		// search, whatever identifiers the request has gained since.
+		res.SearchedBy = out.SearchedBy
+		if len(res.SearchedBy) == 0 {
+			res.SearchedBy = r.in.Plan.SearchedBy(t.Subject)
+		}
+	}
 	if res.JobRef == "" {
 		res.JobRef = t.JobRef // a finished poll names the job it polled
 	}
 	if out.Status == connectors.StatusRunning {
 		res.PollAfterSeconds = int(out.PollAfter / time.Second)
 	}
-	log.Info("task done", zap.String("status", res.Status), zap.Int64("records", res.Records))
+	log.Info("task done", zap.String("status", res.Status), zap.Int64("records", res.Records), zap.Bool("records_unknown", res.RecordsUnknown))
+	return res
+}
+
+// failed describes err in res, with every identifier redacted.
+func (r *runner) failed(res *bus.Result, err error, s connectors.Subject, log *zap.Logger, found ...string) {
+	perm, after := connectors.Classify(err)
+	msg := erasure.RedactValues(s.Redact(err.Error()), found...)
+	res.Status = bus.ResultFailed
+	res.Error = &bus.ResultError{
+		Message:           msg,
+		Permanent:         perm,
+		RetryAfterSeconds: int((after + time.Second - 1) / time.Second),
+	}
+	log.Warn("task failed", zap.String("kind", res.Kind), zap.Bool("permanent", perm), zap.Duration("retry_after", after),
+		zap.String("error", res.Error.Message))
+}
+
+// resolve looks the subject up and reports what the resolver found. The
+// identifiers go back to the coordinator in the result message; they are
+// never logged.
+func (r *runner) resolve(ctx context.Context, t bus.Task, res bus.Result, log *zap.Logger) bus.Result {
+	rs, ok := r.in.Connector.(connectors.Resolver)
+	var found connectors.Resolution
+	var err error
+	if !ok || !r.in.Plan.Resolves() {
+		err = connectors.Permanentf("connector %s (%s) cannot look people up", r.in.Name, r.in.Type)
+	} else {
+		err = r.retry(ctx, quickRetries, 10*time.Second, 2*time.Second, nil, func() error {
+			cctx, cancel := context.WithTimeout(r.metered(ctx), r.w.Timeout)
+			defer cancel()
+			start := time.Now()
+			var err error
+			found, err = rs.Resolve(cctx, t.Subject)
+			outcome := "ok"
+			if err != nil {
+				outcome = "error"
+			}
+			r.w.Metrics.ConnectorCall(r.in.Name, bus.KindResolve, outcome, time.Since(start))
+			return err
+		})
+	}
+	res.FinishedAt = r.w.Clock()
+	res.SearchedBy = r.in.Plan.LooksUpBy(t.Subject)
+	if err != nil {
+		r.failed(&res, err, t.Subject, log, found.Values()...)
+		return res
+	}
+	res.Status, res.Evidence = bus.ResultResolved, found.Evidence
+	for k, vs := range found.Found {
+		if len(vs) == 0 {
+			continue
+		}
+		if res.Identifiers == nil {
+			res.Identifiers = map[erasure.Kind][]string{}
+		}
+		res.Identifiers[k] = vs
+	}
+	kinds := make([]string, 0, len(res.Identifiers))
+	for k := range res.Identifiers {
+		kinds = append(kinds, string(k))
+	}
+	log.Info("looked up", zap.Strings("found_kinds", kinds))
 	return res
 }
 
@@ -413,26 +497,11 @@ var errRemaining = errors.New("post-erasure lookup still finds records")
 // lookup that still finds the subject fails the task.
 func (r *runner) verifyAfter(ctx context.Context, t bus.Task, out *connectors.Outcome, log *zap.Logger) (string, error) {
 	var verdict string
-	call := func() error {
-		if err := r.waitTurn(ctx); err != nil {
-			return backoff.Permanent(err)
-		}
+	err := r.retry(ctx, 4, 20*time.Second, 5*time.Second, func(err error) bool { return errors.Is(err, errRemaining) }, func() error {
 		var err error
 		verdict, err = r.verify(ctx, t, out)
-		if err == nil || errors.Is(err, errRemaining) {
-			return backoff.Permanent(err)
-		}
-		perm, after := connectors.Classify(err)
-		if after > 0 {
-			r.pause(ctx, after)
-		}
-		if perm || after > 5*time.Second {
-			return backoff.Permanent(err)
-		}
 		return err
-	}
-	quick := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxElapsedTime(20*time.Second))
-	err := backoff.Retry(call, backoff.WithContext(backoff.WithMaxRetries(quick, 4), ctx))
+	})
 	switch {
 	case err == nil:
 		return verdict, nil
