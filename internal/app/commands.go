@@ -141,6 +141,17 @@ func runConfigCheck(ctx context.Context, e env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "connector %s (%s): ok\n", in.Name, in.Type)
 	}
+	if !*worker {
+		// What each system erases by, and whether the request or a
+		// resolver can supply it.
+		plans, err := instancePlans(cfg)
+		if err != nil {
+			return err
+		}
+		if err := checkResolution(e.stdout, cfg, plans); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintln(e.stdout, "config ok")
 	return nil
 }

@@ -69,6 +69,7 @@ type runtime struct {
 	tlog      *translog.Log
 	keys      *seal.KeyRing
 	instances []worker.Instance
+	plans     map[string]connectors.Plan // every instance's, for the coordinator
 	nc        *nats.Conn
 	js        jetstream.JetStream
 	replicas  int // of Lethe's streams and key-value bucket
@@ -121,6 +122,9 @@ func (rt *runtime) setUp(ctx context.Context, r roles) error {
 			return err
 		}
 		if err := rt.setUpMail(); err != nil {
+			return err
+		}
+		if rt.plans, err = instancePlans(rt.cfg); err != nil {
 			return err
 		}
 	}
@@ -311,10 +315,7 @@ func (rt *runtime) people(coord *coordinator.Coordinator) (*console.Console, err
 }
 
 func (rt *runtime) coordinator() *coordinator.Coordinator {
-	var cns []coordinator.Connector
-	for _, c := range rt.cfg.Connectors {
-		cns = append(cns, coordinator.Connector{Name: c.Name, Type: c.Type, MaxAttempts: c.MaxAttempts})
-	}
+	cns := coordinatorConnectors(rt.cfg, rt.plans)
 	t := rt.cfg.Tasks
 	return coordinator.New(coordinator.Deps{
 		Store: rt.store, Hasher: rt.hasher, Certifier: rt.issuer,
@@ -570,11 +571,12 @@ func buildConnectors(ctx context.Context, cfg *config.Config, only []string, get
 		if only != nil && !slices.Contains(only, c.Name) {
 			continue
 		}
-		def, ok := connectors.Lookup(c.Type)
-		if !ok {
-			errs = append(errs, fmt.Errorf("config: connectors[%d].type: unknown type %q (known: %s)", i, c.Type, strings.Join(connectors.Types(), ", ")))
+		plan, err := instancePlan(i, c)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
+		def, _ := connectors.Lookup(c.Type)
 		conn, err := def.Build(ctx, c.Name, c.Decode, connectors.Deps{
 			Logger: log.Named("connector").With(zap.String("connector", c.Name)), HTTPClient: client, Getenv: getenv,
 		})
@@ -582,7 +584,12 @@ func buildConnectors(ctx context.Context, cfg *config.Config, only []string, get
 			errs = append(errs, fmt.Errorf("config: connectors[%d]: %w", i, err))
 			continue
 		}
-		in := worker.Instance{Name: c.Name, Type: c.Type, Connector: conn,
+		if _, ok := conn.(connectors.Resolver); plan.Resolves() && !ok {
+			if _, outside := conn.(connectors.Outsider); !outside {
+				errs = append(errs, fmt.Errorf("config: connectors[%d]: %s says it supplies %s but its connector cannot look people up", i, c.Name, kindsText(plan.Gives)))
+			}
+		}
+		in := worker.Instance{Name: c.Name, Type: c.Type, Connector: conn, Plan: plan,
 			Concurrency: c.Concurrency, RatePerSecond: c.RatePerSecond, Burst: c.Burst}
 		if in.Concurrency == 0 {
 			in.Concurrency = max(def.Defaults.Concurrency, 1)
