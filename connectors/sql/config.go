@@ -283,7 +283,7 @@ func compileResolve(drv, sys string, list []ResolveQuery) ([]resolveQuery, error
 			}
 			k, err := erasure.ParseKind(q.Kinds[col])
 			if err != nil {
-				bad = append(bad, fmt.Errorf("%s.kinds.%s: %w", at, name, err))
+				bad = append(bad, fmt.Errorf("%s.kinds.%s: %q is not an identifier kind: use email, phone or user_ids.<namespace>", at, name, q.Kinds[col]))
 				continue
 			}
 			if slices.ContainsFunc(rq.columns, func(c resultColumn) bool { return strings.EqualFold(c.name, name) }) {

@@ -30,15 +30,17 @@ func (c *conn) resolveNow(ctx context.Context, s connectors.Subject) (connectors
 	type run struct {
 		resolveQuery
 		args []any
+		at   int // its evidence, in config order
 	}
 	var runs []run
-	for _, q := range c.resolve {
+	r.Evidence = make([]connectors.Evidence, len(c.resolve))
+	for i, q := range c.resolve {
 		args, missing := bind(q.stmt, s)
 		if missing != "" {
-			r.Evidence = append(r.Evidence, connectors.Evidence{Kind: "resolve", Value: q.name + ": not run, no " + string(missing)})
+			r.Evidence[i] = connectors.Evidence{Kind: "resolve", Value: q.name + ": not run, no " + string(missing)}
 			continue
 		}
-		runs = append(runs, run{q, args})
+		runs = append(runs, run{q, args, i})
 	}
 	if len(runs) == 0 {
 		return r, nil
@@ -55,7 +57,7 @@ func (c *conn) resolveNow(ctx context.Context, s connectors.Subject) (connectors
 		if err != nil {
 			return connectors.Resolution{}, resolveError(err, "resolve "+q.name, s, r)
 		}
-		r.Evidence = append(r.Evidence, connectors.Evidence{Kind: "resolve", Value: q.name + ": " + rows(n)})
+		r.Evidence[q.at] = connectors.Evidence{Kind: "resolve", Value: q.name + ": " + rows(n)}
 	}
 	return r, nil
 }

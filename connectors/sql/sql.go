@@ -214,20 +214,21 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 	type run struct {
 		stmt
 		args []any
+		at   int // its evidence, in config order
 	}
 	var (
 		runs    []run
-		ev      []connectors.Evidence
+		ev      = make([]connectors.Evidence, len(c.statements))
 		lacking []connectors.Kind
 	)
-	for _, st := range c.statements {
+	for i, st := range c.statements {
 		args, missing := bind(st, s)
 		if missing != "" {
-			ev = append(ev, connectors.Evidence{Kind: "statement", Value: st.name + ": skipped, the subject has no " + string(missing)})
+			ev[i] = connectors.Evidence{Kind: "statement", Value: st.name + ": skipped, the subject has no " + string(missing)}
 			lacking = append(lacking, missing)
 			continue
 		}
-		runs = append(runs, run{st, args})
+		runs = append(runs, run{st, args, i})
 	}
 	if len(runs) == 0 {
 		// Nothing was searched: not_found would claim a search.
@@ -258,7 +259,7 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 		}
 		total += n
 		bound = append(bound, r.stmt)
-		ev = append(ev, connectors.Evidence{Kind: "statement", Value: r.name + ": " + rows(n)})
+		ev[r.at] = connectors.Evidence{Kind: "statement", Value: r.name + ": " + rows(n)}
 	}
 	if err := tx.Commit(); err != nil {
 		return connectors.Outcome{}, classify(err, "commit", s)

@@ -164,7 +164,9 @@ func appUserID(s connectors.Subject) string {
 }
 
 // legacyNo is the integer customer number seed stores for s.
-func legacyNo(s connectors.Subject) int64 { return int64(crc32.ChecksumIEEE([]byte("legacy " + s.Email))) }
+func legacyNo(s connectors.Subject) int64 {
+	return int64(crc32.ChecksumIEEE([]byte("legacy " + s.Email)))
+}
 
 // held counts rows still holding the subject's email; anonymised orders
 // do not.
@@ -700,27 +702,28 @@ func TestScanListsIdentifiers(t *testing.T) {
 scan:
   - {name: customers, sql: "SELECT email FROM customers", kind: email}
   - {name: phones, sql: "SELECT phone FROM customers", kind: phone}
-  - {name: ids, sql: "SELECT id FROM customers", kind: user_id}`)
+  - {name: ids, sql: "SELECT id FROM customers", kind: user_id}
+  - {name: app ids, sql: "SELECT app_user_id FROM customers", kind: user_ids.app}`)
 		sc, ok := conn.(connectors.Scanner)
 		if !ok {
 			t.Fatal("the sql connector is not a Scanner")
 		}
 		var got []string
 		err := sc.Scan(ctxFor(t), func(s connectors.Subject) error {
-			got = append(got, fmt.Sprintf("%s|%s|%s", s.Email, s.Phone, s.UserIDs["shop"]))
+			got = append(got, fmt.Sprintf("%s|%s|%s|%s", s.Email, s.Phone, s.UserIDs["shop"], s.UserIDs["app"]))
 			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		joined := strings.Join(got, " ")
-		for _, want := range []string{"scan-a@example.com||", "scan-c@example.com||", "|+447700900111|", "||0", "||1"} {
+		for _, want := range []string{"scan-a@example.com|||", "scan-c@example.com|||", "|+447700900111||", "||0|", "||1|", "|||" + appUserID(a), "|||" + appUserID(c)} {
 			if !strings.Contains(joined, want) {
 				t.Errorf("scan found %q, missing %q", joined, want)
 			}
 		}
-		if len(got) != 5 { // two emails, one phone (NULL skipped), two ids
-			t.Errorf("scan found %d identifiers, want 5: %v", len(got), got)
+		if len(got) != 7 { // two emails, one phone (NULL skipped), two ids, two app ids
+			t.Errorf("scan found %d identifiers, want 7: %v", len(got), got)
 		}
 		plain := b.build(t, "shop", b.dsn, `statements: [{sql: "DELETE FROM customers WHERE email = :email"}]`)
 		if err := plain.(connectors.Scanner).Scan(ctxFor(t), func(connectors.Subject) error { return nil }); !errors.Is(err, connectors.ErrCannotScan) {
