@@ -46,12 +46,14 @@ func (c *conn) resolveNow(ctx context.Context, s connectors.Subject) (connectors
 		return r, nil
 	}
 	// Read-only: PostgreSQL and MySQL refuse a write hidden in a resolve
-	// query; on MySQL it also keeps SHOW WARNINGS on our connection.
+	// query. The transaction is rolled back, never committed, so on SQLite
+	// (whose read-only transactions are not enforced) such a write is
+	// undone. On MySQL it also keeps SHOW WARNINGS on our connection.
 	tx, err := c.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return connectors.Resolution{}, classify(err, "resolve", s)
 	}
-	defer tx.Rollback() //nolint:errcheck // nothing to keep
+	defer tx.Rollback() //nolint:errcheck // never committed: nothing to keep
 	for _, q := range runs {
 		n, err := c.resolveOne(ctx, tx, q.resolveQuery, q.args, &r)
 		if err != nil {

@@ -133,6 +133,27 @@ func TestResolveErrors(t *testing.T) {
 	})
 }
 
+func TestResolveNeverCommits(t *testing.T) {
+	t.Parallel()
+	// SQLite does not enforce read-only transactions, and a CTE may lead
+	// into a DELETE; the resolve transaction is rolled back all the same.
+	b := newBackend(t, driverSQLite)
+	s := connectors.Subject{Email: "keep@example.com"}
+	b.seed(t, s)
+	r := b.build(t, "shop", b.dsn, shopStatements+`
+resolve:
+  - name: sneaky
+    sql: WITH x AS (SELECT 1) DELETE FROM newsletter_signups WHERE email = :email RETURNING id
+    kinds: {id: user_ids.x}
+`).(connectors.Resolver)
+	if _, err := r.Resolve(ctxFor(t), s); err != nil {
+		t.Logf("Resolve: %v", err)
+	}
+	if n := b.count(t, "SELECT count(*) FROM newsletter_signups WHERE email = ?", s.Email); n != 1 {
+		t.Errorf("a resolve query deleted a row: %d of 1 left", n)
+	}
+}
+
 func TestResolveFaults(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, b *backend) {
 		if b.driver == driverSQLite {
