@@ -81,7 +81,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	var erased int64
 	for _, s := range v.Payload.Systems {
-		erased += s.RecordsErased
+		erased += s.RecordsErased.N
 	}
 	if erased != 6 { // 4 rows + 2 files
 		t.Errorf("certificate counts %d records erased, want 6", erased)

@@ -99,8 +99,8 @@ func TestFanOutToEveryVendor(t *testing.T) {
 	listed := map[string]bool{}
 	for _, s := range v.Payload.Systems {
 		listed[s.Connector] = true
-		if s.Outcome != "erased" || s.RecordsErased != want[s.Connector] {
-			t.Errorf("certificate: %s %s %d records", s.Connector, s.Outcome, s.RecordsErased)
+		if s.Outcome != "erased" || s.RecordsErased.N != want[s.Connector] {
+			t.Errorf("certificate: %s %s %v records", s.Connector, s.Outcome, s.RecordsErased)
 		}
 	}
 	if len(listed) != len(vendors) {
