@@ -148,8 +148,8 @@ func (c *Config) Validate() error {
 // phone, the user id under user_id_system) and matches on any of them, so
 // any one is enough and all are used.
 func (c Config) Plan(name string) connectors.Plan {
-	any := connectors.Requirement{connectors.Email, connectors.Phone, connectors.UserIDKind(or(c.UserIDSystem, name))}
-	return connectors.Plan{Keys: []connectors.Requirement{any}, Uses: any}
+	oneOf := connectors.Requirement{connectors.Email, connectors.Phone, connectors.UserIDKind(or(c.UserIDSystem, name))}
+	return connectors.Plan{Keys: []connectors.Requirement{oneOf}, Uses: oneOf}
 }
 
 func checkURL(key, s string) error {
