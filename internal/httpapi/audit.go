@@ -12,21 +12,21 @@ import (
 
 // auditRow is one request as an audit file lists it. No identifiers.
 type auditRow struct {
-	RequestID      string     `json:"request_id"`
-	Status         string     `json:"status"`
-	Jurisdiction   string     `json:"jurisdiction"`
-	ReceivedAt     time.Time  `json:"received_at"`
-	OriginalDueAt  time.Time  `json:"original_due_at"` // the deadline it was received with
-	DueAt          time.Time  `json:"due_at"`          // the deadline now: the extended one, if extended
+	RequestID     string    `json:"request_id"`
+	Status        string    `json:"status"`
+	Jurisdiction  string    `json:"jurisdiction"`
+	ReceivedAt    time.Time `json:"received_at"`
+	OriginalDueAt time.Time `json:"original_due_at"` // the deadline it was received with
+	DueAt         time.Time `json:"due_at"`          // the deadline now: the extended one, if extended
 	// ExtendedAt and ExtensionCategory are set when the deadline was
 	// extended: when, and the kind of reason.
 	ExtendedAt        *time.Time `json:"extended_at,omitempty"`
 	ExtensionCategory string     `json:"extension_category,omitempty"`
-	CompletedAt    *time.Time `json:"completed_at,omitempty"`
-	Deadline       string     `json:"deadline"` // met, missed, open or overdue
-	CertificateID  string     `json:"certificate_id,omitempty"`
-	CertificateURL string     `json:"certificate_url,omitempty"`
-	LogIndex       *int64     `json:"log_index,omitempty"`
+	CompletedAt       *time.Time `json:"completed_at,omitempty"`
+	Deadline          string     `json:"deadline"` // met, missed, open or overdue
+	CertificateID     string     `json:"certificate_id,omitempty"`
+	CertificateURL    string     `json:"certificate_url,omitempty"`
+	LogIndex          *int64     `json:"log_index,omitempty"`
 }
 
 // deadline judges a request against its legal deadline.
