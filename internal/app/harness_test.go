@@ -386,6 +386,8 @@ type apiRequest struct {
 	CertificateURL string `json:"certificate_url"`
 	Tasks          []struct {
 		Connector     string `json:"connector"`
+		Phase         string `json:"phase"`
+		Reason        string `json:"reason"`
 		Status        string `json:"status"`
 		Attempts      int    `json:"attempts"`
 		RecordsErased int64  `json:"records_erased"`
