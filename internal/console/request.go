@@ -316,13 +316,13 @@ func (c *Console) needs(t erasure.Task) []string {
 var flashes = map[string]string{
 	"identifiers":    "The identifier was added; systems that needed it are searched.",
 	"not-applicable": "The system was declared not applicable to this person; the certificate gives the reason.",
-	"approve":  "Approved: erasure has started in every system.",
-	"deny":     "Denied. The reason is sent to the person.",
-	"extend":   "The deadline was extended.",
-	"exempt":   "The system was exempted; its data is kept on the legal basis given.",
-	"retry":    "The task was sent to its system again.",
-	"complete": "The task was recorded as done by hand.",
-	"cancel":   "The request was cancelled.",
+	"approve":        "Approved: erasure has started in every system.",
+	"deny":           "Denied. The reason is sent to the person.",
+	"extend":         "The deadline was extended.",
+	"exempt":         "The system was exempted; its data is kept on the legal basis given.",
+	"retry":          "The task was sent to its system again.",
+	"complete":       "The task was recorded as done by hand.",
+	"cancel":         "The request was cancelled.",
 }
 
 var connectorNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
