@@ -263,6 +263,7 @@ const maxArchived = 50
 // it for 90 days): it is GDPR-deleted by record id and looked up again,
 // and one that stays is a permanent error.
 func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
+	ctx = begin(ctx)
 	found, skipped, err := c.find(ctx, s, nil)
 	if err != nil {
 		return connectors.Outcome{}, err
@@ -379,6 +380,7 @@ func (c *conn) purgeArchived(ctx context.Context, s connectors.Subject, ct conta
 // Verify looks the subject up again, live and archived: every contact
 // still found remains (an archived one can be restored).
 func (c *conn) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
+	ctx = begin(ctx)
 	found, skipped, err := c.find(ctx, s, nil)
 	if err != nil {
 		return connectors.Verification{}, err
@@ -506,6 +508,7 @@ func (r *resolver) Resolve(ctx context.Context, s connectors.Subject) (connector
 	if s.Email == "" {
 		return res, nil
 	}
+	ctx = begin(ctx)
 	lookupBy := connectors.Subject{Email: s.Email} // by email only, as the plan says
 	var read int
 	found, _, err := r.find(ctx, lookupBy, r.props, func(b contactBody) {
@@ -588,15 +591,62 @@ func notFound(resp *vendorhttp.Response) (apiError, error) {
 // do sends req and adds HubSpot's own classification to errors: the
 // rate-limit policy of a 429, and the category and correlation id HubSpot
 // support asks for.
+//
+// A short rate limit (not the daily one) met after the call already got
+// answers is waited out here, up to maxInlineWaits times: an erasure
+// makes several requests, and giving up on the last one would throw the
+// others away and meet the same limit at the same point on every retry.
 func (c *conn) do(ctx context.Context, req *http.Request, op string, ok ...int) (*vendorhttp.Response, error) {
-	resp, err := c.http.Do(ctx, req, op, ok...)
-	if err == nil || resp == nil {
-		return resp, err
+	progress, _ := ctx.Value(progressKey{}).(*int)
+	for waits := 0; ; waits++ {
+		resp, err := c.http.Do(ctx, req, op, ok...)
+		if err == nil || resp == nil {
+			if err == nil && progress != nil {
+				*progress++
+			}
+			return resp, err
+		}
+		e := parseError(resp.Body)
+		if resp.Status != http.StatusTooManyRequests {
+			return nil, c.classify(op, resp, e, err)
+		}
+		limited := c.rateLimited(op, resp, e)
+		_, after := connectors.Classify(limited)
+		if progress == nil || *progress == 0 || waits >= maxInlineWaits || after > maxInlineWait || e.PolicyName == "DAILY" {
+			return nil, limited
+		}
+		select {
+		case <-time.After(after):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if req.GetBody != nil {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, limited
+			}
+			req = req.Clone(ctx)
+			req.Body = body
+		}
 	}
-	e := parseError(resp.Body)
-	if resp.Status == http.StatusTooManyRequests {
-		return nil, c.rateLimited(op, resp, e)
-	}
+}
+
+// Inline waits for a short rate limit (see do).
+const (
+	maxInlineWaits = 3
+	maxInlineWait  = 10 * time.Second
+)
+
+// progressKey marks a context whose call counts HubSpot's answers (see
+// do); begin starts the count.
+type progressKey struct{}
+
+func begin(ctx context.Context) context.Context {
+	return context.WithValue(ctx, progressKey{}, new(int))
+}
+
+// classify adds HubSpot's own classification to a refused request.
+func (c *conn) classify(op string, resp *vendorhttp.Response, e apiError, err error) error {
 	perm, after := connectors.Classify(err)
 	msg := errors.Unwrap(err).Error()
 	switch {
@@ -605,7 +655,7 @@ func (c *conn) do(ctx context.Context, req *http.Request, op string, ok ...int) 
 	case resp.Status == http.StatusForbidden:
 		msg = fmt.Sprintf("HubSpot %s: 403: the private app lacks a permission; it needs the crm.objects.contacts.read and crm.objects.contacts.write scopes", op)
 	}
-	return nil, &connectors.Error{Permanent: perm, RetryAfter: after, Err: errors.New(msg + details(e))}
+	return &connectors.Error{Permanent: perm, RetryAfter: after, Err: errors.New(msg + details(e))}
 }
 
 // rateLimited classifies a 429. The DAILY policy resets at midnight in the

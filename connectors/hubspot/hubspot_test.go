@@ -332,6 +332,50 @@ func TestRateLimits(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a short limit mid-erasure is waited out", func(t *testing.T) {
+		// Two requests a second, burst 2: the lookups pass, the delete
+		// is refused. Returning then would lose the lookups and meet the
+		// limit at the delete on every retry.
+		f := hubspotfake.Start(t, hubspotfake.Options{RateLimit: 2, Burst: 2})
+		f.Add(s.Email)
+		c := connectortest.Build(t, "hubspot", "crm", f.Config())
+		out, err := c.Erase(ctxFor(t), s)
+		if err != nil || out.Records != 1 || f.CountEmail(s.Email) != 0 {
+			t.Fatalf("Erase = %+v, %v", out, err)
+		}
+		if f.Limited() == 0 {
+			t.Error("the fake's limit never refused a request")
+		}
+	})
+	t.Run("a limit that lasts mid-erasure is returned", func(t *testing.T) {
+		f := hubspotfake.Start(t, hubspotfake.Options{})
+		f.Add(s.Email)
+		c := connectortest.Build(t, "hubspot", "crm", f.Config())
+		f.Inject(2, f.PassThrough())
+		f.Inject(4, hubspotfake.TooMany("SECONDLY", 0))
+		start := time.Now()
+		_, err := c.Erase(ctxFor(t), s)
+		if perm, after := connectors.Classify(err); err == nil || perm || after != time.Second {
+			t.Fatalf("err = %v; want retryable after 1s", err)
+		}
+		if d := time.Since(start); d < 3*time.Second {
+			t.Errorf("gave up after %v; three waits of 1s expected", d)
+		}
+		if f.CountEmail(s.Email) != 1 {
+			t.Error("the contact went")
+		}
+	})
+	t.Run("the daily limit mid-erasure is returned at once", func(t *testing.T) {
+		f := hubspotfake.Start(t, hubspotfake.Options{})
+		f.Add(s.Email)
+		c := connectortest.Build(t, "hubspot", "crm", f.Config())
+		f.Inject(2, f.PassThrough())
+		f.Inject(1, hubspotfake.TooMany("DAILY", 0))
+		start := time.Now()
+		if _, err := c.Erase(ctxFor(t), s); err == nil || time.Since(start) > time.Second {
+			t.Fatalf("err = %v after %v; want the daily limit at once", err, time.Since(start))
+		}
+	})
 	t.Run("Retry-After wins", func(t *testing.T) {
 		f := hubspotfake.Start(t, hubspotfake.Options{})
 		f.Inject(1, hubspotfake.TooMany("SECONDLY", 7))
