@@ -385,14 +385,15 @@ type apiRequest struct {
 	DueAt          string `json:"due_at"`
 	CertificateURL string `json:"certificate_url"`
 	Tasks          []struct {
-		Connector     string `json:"connector"`
-		Phase         string `json:"phase"`
-		Reason        string `json:"reason"`
-		Status        string `json:"status"`
-		Attempts      int    `json:"attempts"`
-		RecordsErased int64  `json:"records_erased"`
-		LastError     string `json:"last_error"`
-		Verification  string `json:"verification"`
+		Connector      string `json:"connector"`
+		Phase          string `json:"phase"`
+		Reason         string `json:"reason"`
+		Status         string `json:"status"`
+		Attempts       int    `json:"attempts"`
+		RecordsErased  int64  `json:"records_erased"`
+		RecordsUnknown bool   `json:"records_unknown"`
+		LastError      string `json:"last_error"`
+		Verification   string `json:"verification"`
 	} `json:"tasks"`
 }
 
