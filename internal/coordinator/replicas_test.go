@@ -291,6 +291,41 @@ func drain(t *testing.T, st store.Store) {
 	}
 }
 
+// applyEverywhere hands replica i the results deliveries[i], all replicas
+// at once, each applying with four workers as RunResults does, and returns
+// how many replicas applied each task's result as news.
+func applyEverywhere(t *testing.T, cl *cluster, deliveries [][]bus.Result) map[string]int {
+	t.Helper()
+	var mu sync.Mutex
+	applied := map[string]int{} // task id → replicas that applied its result
+	together(t, len(deliveries), 1, func(ctx context.Context, i int) (struct{}, error) {
+		next := make(chan bus.Result)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for res := range next {
+					a, err := cl.replicas[i].c.ApplyResult(ctx, res)
+					if err != nil {
+						t.Errorf("replica %d: %v", i, err)
+					}
+					if a == coordinator.AppliedNew {
+						mu.Lock()
+						applied[res.TaskID]++
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		for _, res := range deliveries[i] {
+			next <- res
+		}
+		close(next)
+		wg.Wait()
+		return struct{}{}, nil
+	})
+	return applied
+}
+
 func sum(ns []int) int {
 	s := 0
 	for _, n := range ns {
@@ -563,33 +598,7 @@ func TestReplicasIssueOneCertificatePerRequest(t *testing.T) {
 	shuffled := slices.Clone(results)
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 	deliveries := [][]bus.Result{results, results, shuffled}
-	var mu sync.Mutex
-	applied := map[string]int{} // task id → replicas that applied its result
-	together(t, 3, 1, func(ctx context.Context, i int) (struct{}, error) {
-		next := make(chan bus.Result)
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				for res := range next {
-					a, err := cl.replicas[i].c.ApplyResult(ctx, res)
-					if err != nil {
-						t.Errorf("replica %d: %v", i, err)
-					}
-					if a == coordinator.AppliedNew {
-						mu.Lock()
-						applied[res.TaskID]++
-						mu.Unlock()
-					}
-				}
-			})
-		}
-		for _, res := range deliveries[i] {
-			next <- res
-		}
-		close(next)
-		wg.Wait()
-		return struct{}{}, nil
-	})
+	applied := applyEverywhere(t, cl, deliveries)
 	for _, res := range results {
 		if applied[res.TaskID] != 1 {
 			t.Errorf("the result for task %s was applied %d times", res.TaskID, applied[res.TaskID])
@@ -682,25 +691,7 @@ func TestReplicasResolveEachRequestOnce(t *testing.T) {
 	shuffled := slices.Clone(results)
 	rand.New(rand.NewPCG(3, 4)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 	deliveries := [][]bus.Result{results, results, shuffled}
-	together(t, 3, 1, func(ctx context.Context, i int) (struct{}, error) {
-		next := make(chan bus.Result)
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				for res := range next {
-					if _, err := cl.replicas[i].c.ApplyResult(ctx, res); err != nil {
-						t.Errorf("replica %d: %v", i, err)
-					}
-				}
-			})
-		}
-		for _, res := range deliveries[i] {
-			next <- res
-		}
-		close(next)
-		wg.Wait()
-		return struct{}{}, nil
-	})
+	applyEverywhere(t, cl, deliveries)
 	msgs, total := pending(t, st)
 	if total != 3*len(reqs) {
 		t.Errorf("%d erase messages queued, want %d", total, 3*len(reqs))
