@@ -92,7 +92,7 @@ func TestNeedsIdentifierOverHTTP(t *testing.T) {
 	v := verified(t, base, in, r.ID)
 	lines := systems(v)
 	if s := lines["legacy"]; s.Outcome != "erased" || s.RecordsErased.N != 1 || len(s.SearchedBy) != 1 ||
-		s.SearchedBy[0] != (erasure.Source{Kind: "user_ids.legacy", From: "staff:api:agent"}) {
+		s.SearchedBy[0] != (erasure.Source{Kind: "user_ids.legacy", From: "staff"}) {
 		t.Errorf("legacy on the certificate: %+v", s)
 	}
 	if s := lines["app-events"]; s.Outcome != "erased" || s.SearchedBy[0] != (erasure.Source{Kind: "user_ids.app", From: "shop-db"}) {

@@ -225,7 +225,7 @@ func NewPayload(req erasure.Request, tasks []erasure.Task, opt Options, eventLog
 		Jurisdiction: string(req.Jurisdiction), Subject: req.SubjectRef, Outcome: string(req.Status),
 		ReceivedAt: timeText(req.ReceivedAt), DueAt: timeText(req.DueAt), OriginalDueAt: timeText(req.FirstDueAt()),
 		CompletedAt: timeText(req.CompletedAt), IssuedAt: timeText(issuedAt), DeadlineMet: !req.CompletedAt.After(req.DueAt),
-		EventLogHead: eventLogHead, Identifiers: req.Sources.List(),
+		EventLogHead: eventLogHead, Identifiers: publicSources(req.Sources.List()),
 	}
 	if !req.ExtendedAt.IsZero() {
 		basis, _ := req.Jurisdiction.ExtensionCategory(req.ExtensionCategory)
@@ -239,7 +239,7 @@ func NewPayload(req erasure.Request, tasks []erasure.Task, opt Options, eventLog
 		for i, k := range kinds {
 			out[i] = erasure.Source{Kind: k, From: req.Sources[k]}
 		}
-		return out
+		return publicSources(out)
 	}
 	for _, t := range tasks {
 		if !t.Status.Done() {
@@ -309,6 +309,17 @@ func NewPayload(req erasure.Request, tasks []erasure.Task, opt Options, eventLog
 	}
 	p.Statement = statement(p)
 	return p, nil
+}
+
+// publicSources says "staff" for identifiers staff added, without naming
+// the member of staff: certificates are public, the event log says who.
+func publicSources(ss []erasure.Source) []erasure.Source {
+	for i := range ss {
+		if strings.HasPrefix(ss[i].From, "staff:") {
+			ss[i].From = "staff"
+		}
+	}
+	return ss
 }
 
 func evidenceDigest(ev []erasure.Evidence) (string, error) {
