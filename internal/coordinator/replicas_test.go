@@ -50,10 +50,10 @@ type cluster struct {
 	// connectors, when set, replace the default db and crm.
 	connectors []coordinator.Connector
 	url        string
-	clock    *clock
-	signer   *certificate.Signer
-	priv     ed25519.PrivateKey
-	replicas []replica
+	clock      *clock
+	signer     *certificate.Signer
+	priv       ed25519.PrivateKey
+	replicas   []replica
 }
 
 func newCluster(t *testing.T, n int, keys *seal.KeyRing, cns ...coordinator.Connector) *cluster {
