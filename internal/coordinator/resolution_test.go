@@ -198,7 +198,7 @@ func TestResolversAskedAgainByWhatOthersFound(t *testing.T) {
 		t.Errorf("after a phone was added: %v (want the app erase from before and its resolver again)", got)
 	}
 	res = phaseTasks(t, b, r.ID, erasure.PhaseResolve)
-	if res["app"].Attempt != 3 || res["shop"].Attempt != 1 {
+	if res["app"].Attempt != 2 || res["shop"].Attempt != 1 {
 		t.Errorf("attempts: app %d, shop %d", res["app"].Attempt, res["shop"].Attempt)
 	}
 }
