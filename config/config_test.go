@@ -16,7 +16,7 @@ func TestExampleIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the documented example does not load: %v", err)
 	}
-	if c.Store.Driver != "postgres" || len(c.Connectors) != 2 || c.NATS.Replicas != 3 || c.Tasks.Timeout != 5*time.Minute {
+	if c.Store.Driver != "postgres" || len(c.Connectors) != 3 || c.NATS.Replicas != 3 || c.Tasks.Timeout != 5*time.Minute {
 		t.Errorf("example decoded wrongly: %+v", c)
 	}
 	type loose struct {
@@ -24,6 +24,7 @@ func TestExampleIsValid(t *testing.T) {
 		DSN        config.Secret `yaml:"dsn"`
 		Statements []any         `yaml:"statements"`
 		Verify     []any         `yaml:"verify"`
+		Resolve    []any         `yaml:"resolve"`
 	}
 	var l loose
 	if err := c.Connectors[0].Decode(&l); err != nil || l.Driver != "postgres" || l.DSN.Env != "SHOP_DATABASE_URL" {

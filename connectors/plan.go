@@ -23,6 +23,9 @@ const (
 // UserIDKind is the kind of the ids in namespace ns: "user_ids.<ns>".
 func UserIDKind(ns string) Kind { return erasure.UserIDKind(ns) }
 
+// ParseKind validates a kind written in config.
+func ParseKind(s string) (Kind, error) { return erasure.ParseKind(s) }
+
 // Plan says which identifiers a connector instance works with. Lethe reads
 // it from the instance's config alone, without building the connector or
 // reading its credentials (API processes run no connectors), to decide

@@ -108,6 +108,24 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// system is the subject.user_ids key holding the user_id.
+func (c Config) system(name string) string {
+	if c.UserIDSystem != "" {
+		return c.UserIDSystem
+	}
+	return name
+}
+
+// Plan: Amplitude erases by user_id, or by Amplitude ID when
+// amplitude_id_system is set; either one is enough.
+func (c Config) Plan(name string) connectors.Plan {
+	either := connectors.Requirement{connectors.UserIDKind(c.system(name))}
+	if c.AmplitudeIDSystem != "" {
+		either = append(either, connectors.UserIDKind(c.AmplitudeIDSystem))
+	}
+	return connectors.Plan{Keys: []connectors.Requirement{either}}
+}
+
 type connector struct {
 	base      string
 	system    string
@@ -130,13 +148,10 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	if hc == nil {
 		hc = &http.Client{Timeout: time.Minute}
 	}
-	c := &connector{base: cfg.BaseURL, system: cfg.UserIDSystem, ampSystem: cfg.AmplitudeIDSystem,
+	c := &connector{base: cfg.BaseURL, system: cfg.system(name), ampSystem: cfg.AmplitudeIDSystem,
 		requester: cfg.Requester, poll: cfg.PollInterval,
 		api: &vendorhttp.Client{HTTP: hc, Vendor: vendor,
 			Auth: func(r *http.Request) { r.SetBasicAuth(key, secret) }}}
-	if c.system == "" {
-		c.system = name
-	}
 	return c, nil
 }
 
@@ -225,7 +240,8 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		}
 	}
 	if body["user_ids"] == nil && body["amplitude_ids"] == nil {
-		return connectors.NotFound(connectors.Evidence{Kind: "amplitude", Value: "skipped: the subject has no user id for " + c.describeSystems()}), nil
+		// The plan makes the runtime wait for one; nothing was searched.
+		return connectors.Outcome{}, c.noID()
 	}
 	req, err := vendorhttp.JSONRequest(http.MethodPost, c.base+deletionsPath, body)
 	if err != nil {
@@ -256,6 +272,12 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	}
 	return connectors.Running(ref.String(), c.poll, connectors.Evidence{Kind: "amplitude_deletion",
 		Value: fmt.Sprintf("job of %s: %s, %s scheduled", j.Day, j.Status, plural(len(ref.IDs), "Amplitude ID"))}), nil
+}
+
+// noID refuses a subject without any id the plan names (the instance's
+// keys were changed): it is never reported not found or clean.
+func (c *connector) noID() error {
+	return connectors.Permanentf("the subject has no user id for %s: Amplitude erases and looks people up by those ids only (check the instance's keys)", c.describeSystems())
 }
 
 func (c *connector) describeSystems() string {
@@ -329,7 +351,7 @@ func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connector
 		ids = append(ids, v)
 	}
 	if len(ids) == 0 {
-		return connectors.Verification{Evidence: []connectors.Evidence{{Kind: "amplitude_search", Value: "not looked up: the subject has no user id for " + c.describeSystems()}}}, nil
+		return connectors.Verification{}, c.noID()
 	}
 	seen := map[ampID]bool{}
 	for _, id := range ids {

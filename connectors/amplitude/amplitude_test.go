@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/amplitude/amplitudefake"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
@@ -186,10 +187,37 @@ func TestAmplitudeIDs(t *testing.T) {
 	if _, err := c.Erase(ctx, only); err == nil || !isPermanent(err) || strings.Contains(err.Error(), "abc") {
 		t.Errorf("non-numeric Amplitude ID: %v; want a permanent error without the value", err)
 	}
+	// The plan makes the runtime wait for an id: without one nothing is
+	// searched, and that is never "not found" or "clean".
 	none := connectors.Subject{Email: "a@example.com"}
-	if out, err := c.Erase(ctx, none); err != nil || out.Status != connectors.StatusNotFound ||
-		!strings.Contains(evidence(out.Evidence), "no user id for amp or amplitude") {
-		t.Errorf("no ids: %q %s, %v", out.Status, evidence(out.Evidence), err)
+	if out, err := c.Erase(ctx, none); err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "no user id for amp or amplitude") {
+		t.Errorf("no ids: %q, %v; want a permanent error", out.Status, err)
+	}
+	if _, err := c.(connectors.Verifier).Verify(ctx, none); err == nil || !isPermanent(err) {
+		t.Errorf("Verify without ids = %v; want a permanent error", err)
+	}
+}
+
+func TestPlan(t *testing.T) {
+	t.Parallel()
+	def, _ := connectors.Lookup("amplitude")
+	// Plans are read without building the connector: the keys' variables
+	// are unset and never read.
+	const base = "api_key: {env: AMP_NEVER_READ}\nsecret_key: {env: AMP_NEVER_READ}\n"
+	for _, tc := range []struct{ name, instance, yaml, keys, uses string }{
+		{"user_id under the instance name", "amplitude-eu", base, "[user_ids.amplitude-eu]", "[user_ids.amplitude-eu]"},
+		{"user_id_system", "amplitude", base + "user_id_system: app\n", "[user_ids.app]", "[user_ids.app]"},
+		{"either id", "amplitude", base + "user_id_system: app\namplitude_id_system: amp-id\n", "[user_ids.app|user_ids.amp-id]", "[user_ids.amp-id user_ids.app]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := def.Plan(tc.instance, func(v any) error { return config.DecodeYAML([]byte(tc.yaml), v) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(p.Keys) != tc.keys || fmt.Sprint(p.Uses) != tc.uses || p.Resolves() {
+				t.Errorf("plan = keys %s uses %s resolves %v; want keys %s uses %s", p.Keys, p.Uses, p.Resolves(), tc.keys, tc.uses)
+			}
+		})
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -74,6 +75,19 @@ type Harness struct {
 	// PollTimeout bounds how long an asynchronous erase may take in the
 	// suite (default 10s).
 	PollTimeout time.Duration
+	// SeedRecoverable stores records about s in a state the system can
+	// restore them from — a recycle bin, an archive, a trash folder, a
+	// bucket's old versions, a soft-deleted row — by a path other than the
+	// connector, and returns how many. Count must count them: they are
+	// still held. The suite checks that such records never pass as erased,
+	// not found or verified clean. Set it, or say in NoRecoverableState why
+	// the system has no such state; a harness doing neither fails.
+	SeedRecoverable    func(t *testing.T, s connectors.Subject) int64
+	NoRecoverableState string
+	// Resolves says what a resolver (a connector implementing
+	// connectors.Resolver) must find for a subject Seed stored: the values
+	// by kind. Required for resolvers.
+	Resolves func(s connectors.Subject) map[connectors.Kind][]string
 }
 
 func (h *Harness) defaults() {
@@ -110,6 +124,10 @@ func Run(t *testing.T, h Harness) {
 	t.Run("CancelledContextErasesNothing", func(t *testing.T) { cancelled(t, h) })
 	t.Run("HostileIdentifiersTouchNothingElse", func(t *testing.T) { hostile(t, h) })
 	t.Run("ConcurrentErases", func(t *testing.T) { concurrent(t, h) })
+	t.Run("RecoverableIsNotErased", func(t *testing.T) { recoverable(t, h) })
+	if _, ok := h.New(t).(connectors.Resolver); ok {
+		t.Run("ResolveFindsOnlyTheSubject", func(t *testing.T) { resolve(t, h) })
+	}
 	if h.Faulty != nil {
 		t.Run("FaultsAreClassified", func(t *testing.T) { faults(t, h) })
 	}
@@ -162,8 +180,11 @@ func eraseRemovesOnlyTheSubject(t *testing.T, h Harness) {
 	if out.Status != connectors.StatusErased {
 		t.Fatalf("Erase status = %q, want %q", out.Status, connectors.StatusErased)
 	}
-	if out.Records != want {
+	if !out.Uncounted && out.Records != want {
 		t.Errorf("Erase reported %d records, seeded %d", out.Records, want)
+	}
+	if out.Uncounted && out.Records != 0 {
+		t.Errorf("Erase reported %d records and uncounted: an uncounted erasure carries no count", out.Records)
 	}
 	if n := h.Count(t, target); n != 0 {
 		t.Errorf("%d records of the subject remain after Erase", n)
@@ -351,6 +372,132 @@ func faults(t *testing.T, h Harness) {
 			}
 		})
 	}
+}
+
+// recoverable: records the system can restore still count as held. An
+// erase must purge them (or fail); a lookup must not call them clean.
+func recoverable(t *testing.T, h Harness) {
+	if h.SeedRecoverable == nil {
+		if h.NoRecoverableState == "" {
+			t.Fatal("the harness must set SeedRecoverable, or NoRecoverableState with the reason the system has no state records can be restored from")
+		}
+		t.Logf("no recoverable state: %s", h.NoRecoverableState)
+		return
+	}
+	s, bystander := h.Subject(900), h.Subject(901)
+	keep := h.Seed(t, bystander)
+	seeded := h.SeedRecoverable(t, s)
+	if seeded == 0 {
+		t.Fatal("SeedRecoverable must create records")
+	}
+	if n := h.Count(t, s); n < seeded {
+		t.Fatalf("Count finds %d of %d records in a recoverable state: it must count them, they are still held", n, seeded)
+	}
+	c := h.New(t)
+	ctx := ctxFor(t)
+	out, err := EraseAndWait(ctx, c, s, h.PollTimeout)
+	left := h.Count(t, s)
+	switch {
+	case err != nil:
+		t.Logf("Erase failed on recoverable records (acceptable: the task fails with evidence): %v", err)
+		if left == 0 {
+			t.Errorf("Erase failed but the records are gone: report what was purged")
+		}
+	case left > 0:
+		t.Errorf("Erase reported %q (%d records) while %d records remain restorable: recoverable is not erased", out.Status, out.Records, left)
+	case out.Status != connectors.StatusErased:
+		t.Errorf("Erase purged the recoverable records but reported %q: they were held", out.Status)
+	}
+	if v, ok := c.(connectors.Verifier); ok && left > 0 {
+		got, err := v.Verify(ctx, s)
+		if err == nil && got.Remaining == 0 {
+			t.Errorf("Verify calls the subject clean while %d records remain restorable", left)
+		}
+	}
+	if n := h.Count(t, bystander); n != keep {
+		t.Errorf("another subject lost data: %d records left of %d", n, keep)
+	}
+}
+
+// resolve: a resolver finds what was seeded for the subject, and nothing
+// for anyone else.
+func resolve(t *testing.T, h Harness) {
+	if h.Resolves == nil {
+		t.Fatal("the connector is a Resolver: the harness must set Resolves")
+	}
+	c := h.New(t).(connectors.Resolver)
+	target, bystander := h.Subject(1000), h.Subject(1001)
+	h.Seed(t, target)
+	h.Seed(t, bystander)
+	ctx := ctxFor(t)
+	got, err := c.Resolve(ctx, target)
+	if err != nil {
+		t.Fatalf("Resolve: %v", err)
+	}
+	want := h.Resolves(target)
+	if len(want) == 0 {
+		t.Fatal("harness Resolves must expect something for a seeded subject")
+	}
+	for k, vs := range want {
+		if fmt.Sprint(sorted(got.Found[k])) != fmt.Sprint(sorted(vs)) {
+			t.Errorf("Resolve found %s = %q, want %q", k, got.Found[k], vs)
+		}
+	}
+	for k := range got.Found {
+		if _, ok := want[k]; !ok {
+			t.Errorf("Resolve found kind %s the harness does not expect", k)
+		}
+	}
+	other := map[string]bool{}
+	for _, vs := range h.Resolves(bystander) {
+		for _, v := range vs {
+			other[v] = true
+		}
+	}
+	for _, v := range got.Values() {
+		if other[v] {
+			t.Errorf("Resolve of one subject returned another's identifier")
+		}
+	}
+	for _, ev := range got.Evidence {
+		for _, v := range append(target.Values(), got.Values()...) {
+			if containsFold(ev.Kind, v) || containsFold(ev.Value, v) {
+				t.Errorf("resolution evidence %q carries an identifier", ev.Kind)
+			}
+		}
+	}
+	unknown, err := c.Resolve(ctx, h.Subject(1002))
+	if err != nil {
+		t.Fatalf("Resolve of an unknown subject: %v (finding nothing is not an error)", err)
+	}
+	if len(unknown.Found) != 0 {
+		t.Errorf("Resolve of an unknown subject found %v", unknown.Found)
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Resolve(cctx, target); err == nil {
+		t.Error("Resolve with a cancelled context succeeded; it must return an error")
+	} else if perm, _ := connectors.Classify(err); perm {
+		t.Errorf("a cancelled Resolve was classified permanent: %v", err)
+	}
+	for _, s := range h.Hostile {
+		r, err := c.Resolve(ctx, s)
+		if err != nil {
+			if perm, _ := connectors.Classify(err); !perm {
+				t.Errorf("hostile subject refused with a retryable error: %v", err)
+			}
+			continue
+		}
+		if len(r.Found) != 0 {
+			t.Errorf("Resolve of a hostile identifier found %v", r.Found)
+		}
+	}
+}
+
+func sorted(vs []string) []string {
+	out := append([]string(nil), vs...)
+	slices.Sort(out)
+	return out
 }
 
 func checkEvidence(t *testing.T, out connectors.Outcome, s connectors.Subject) {

@@ -53,11 +53,32 @@ func VendorSubject(i int) connectors.Subject {
 //	h := connectortest.VendorHarness("hubspot", f)
 //	h.Faulty = …
 //	connectortest.Run(t, h)
+//
+// A fake whose vendor can restore deleted records implements
+// RecoverableVendor; one whose vendor cannot says so with
+// NoRecoverableState.
 func VendorHarness(typ string, v Vendor) Harness {
-	return Harness{
+	h := Harness{
 		New:     func(t *testing.T) connectors.Connector { return Build(t, typ, typ, v.Config()) },
 		Seed:    func(_ *testing.T, s connectors.Subject) int64 { return v.Seed(s) },
 		Count:   func(_ *testing.T, s connectors.Subject) int64 { return v.Count(s) },
 		Subject: VendorSubject,
 	}
+	if r, ok := v.(RecoverableVendor); ok {
+		h.SeedRecoverable = func(_ *testing.T, s connectors.Subject) int64 { return r.SeedRecoverable(s) }
+	}
+	if n, ok := v.(interface{ NoRecoverableState() string }); ok {
+		h.NoRecoverableState = n.NoRecoverableState()
+	}
+	return h
+}
+
+// RecoverableVendor is a fake of a vendor that keeps deleted records where
+// they can be restored (Salesforce's Recycle Bin, HubSpot's archived
+// contacts, Mailchimp's archived members).
+type RecoverableVendor interface {
+	Vendor
+	// SeedRecoverable stores records about s in that state and returns
+	// how many; Count counts them.
+	SeedRecoverable(connectors.Subject) int64
 }

@@ -95,7 +95,7 @@ func TestAllFakesAtOnce(t *testing.T) {
 		c := connectortest.Build(t, v.typ, v.typ, f.Config())
 		wg.Go(func() {
 			out, err := connectortest.EraseAndWait(ctxFor(t), c, s, 10*time.Second)
-			if err != nil || out.Status != connectors.StatusErased || out.Records != want {
+			if err != nil || out.Status != connectors.StatusErased || (!out.Uncounted && out.Records != want) {
 				t.Errorf("%s: Erase = %q with %d records, %v; want erased with %d", v.typ, out.Status, out.Records, err, want)
 			}
 			if n := f.Count(s); n != 0 {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/lethe-dev/lethe/connectors"
@@ -40,17 +41,12 @@ type Config struct {
 	Paths []string `yaml:"paths"`
 }
 
-// Validate checks the config at start-up.
+// Validate checks the config at start-up. It reads the config alone: the
+// root is checked when the connector is built, on the host that runs it
+// (API processes read the instance's plan without having the directory).
 func (c *Config) Validate() error {
 	if c.Root == "" {
 		return errors.New("root: required (the directory the files live under)")
-	}
-	fi, err := os.Stat(c.Root)
-	if err != nil {
-		return fmt.Errorf("root: %w", err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("root: %s is not a directory", c.Root)
 	}
 	if len(c.Paths) == 0 {
 		return errors.New("paths: at least one path template is required")
@@ -63,6 +59,40 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Plan: every kind of identifier the path templates name is needed, each
+// its own requirement ({user_id} is user_ids.<user_id_system>): with one
+// missing, the files named by it could not be found.
+func (c Config) Plan(name string) connectors.Plan {
+	system := c.UserIDSystem
+	if system == "" {
+		system = name
+	}
+	used := map[string]bool{}
+	for _, text := range c.Paths {
+		t, err := parseTemplate(text)
+		if err != nil {
+			continue // Validate has refused it
+		}
+		for _, seg := range t.segs {
+			for _, p := range seg {
+				used[p.placeholder] = true
+			}
+		}
+	}
+	var keys []connectors.Requirement
+	for _, p := range placeholders {
+		if !used[p] {
+			continue
+		}
+		k := connectors.Kind(p)
+		if p == "user_id" {
+			k = connectors.UserIDKind(system)
+		}
+		keys = append(keys, connectors.Requirement{k})
+	}
+	return connectors.Plan{Keys: keys}
+}
+
 type connector struct {
 	root      string
 	system    string
@@ -70,6 +100,13 @@ type connector struct {
 }
 
 func build(_ context.Context, name string, cfg Config, _ connectors.Deps) (connectors.Connector, error) {
+	fi, err := os.Stat(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("root: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("root: %s is not a directory", cfg.Root)
+	}
 	root, err := filepath.Abs(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("root: %w", err)
@@ -178,6 +215,12 @@ func (c *connector) prepare(ctx context.Context, s connectors.Subject) (*os.Root
 			return nil, nil, connectors.Permanent(fmt.Errorf("%s: %w", t.text, err))
 		}
 		exps[i] = expansion{t: t, segs: segs, missing: missing}
+	}
+	if !slices.ContainsFunc(exps, func(e expansion) bool { return e.missing == "" }) {
+		// The plan makes the runtime wait for every identifier the
+		// templates name; a search that did not happen is never "not
+		// found" or "clean".
+		return nil, nil, connectors.Permanentf("the subject has none of the identifiers the path templates name: nothing could be searched (check the instance's keys)")
 	}
 	root, err := os.OpenRoot(c.root)
 	if err != nil {

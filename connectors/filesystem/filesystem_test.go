@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	_ "github.com/lethe-dev/lethe/connectors/filesystem"
@@ -109,14 +110,18 @@ func remaining(t testing.TB, root string, s connectors.Subject) int64 {
 		files(t, filepath.Join(root, "avatars", s.UserIDs[instance]+".png"))
 }
 
+// noTrash is why a plain directory tree has no recoverable state.
+const noTrash = "a plain directory tree has no trash: Lethe unlinks files, never moves them; desktop trash folders (~/.local/share/Trash, .Trash-<uid>) are outside the root and volume snapshots are backups, not a state of the tree"
+
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	connectortest.Run(t, connectortest.Harness{
-		New:     func(t *testing.T) connectors.Connector { return newConnector(t, root, shopPaths...) },
-		Seed:    func(t *testing.T, s connectors.Subject) int64 { return seed(t, root, s) },
-		Count:   func(t *testing.T, s connectors.Subject) int64 { return remaining(t, root, s) },
-		Subject: subject,
+		NoRecoverableState: noTrash,
+		New:                func(t *testing.T) connectors.Connector { return newConnector(t, root, shopPaths...) },
+		Seed:               func(t *testing.T, s connectors.Subject) int64 { return seed(t, root, s) },
+		Count:              func(t *testing.T, s connectors.Subject) int64 { return remaining(t, root, s) },
+		Subject:            subject,
 		Hostile: []connectors.Subject{
 			userID("../../etc"), userID(".."), userID("."), userID("a/b"), userID(`a\b`),
 			userID("*"), userID("u60?"), userID("u60[01]"), userID("u6*"),
@@ -364,6 +369,10 @@ func TestUnsafeIdentifiersAreRefused(t *testing.T) {
 	}
 }
 
+// The plan makes the runtime wait for every identifier the templates name.
+// If the instance's keys were changed to need less, a template whose
+// placeholder the subject lacks is skipped; a subject with none of them is
+// refused: nothing was searched, which is never "not found" or "clean".
 func TestTemplateMissingAnIdentifierIsSkipped(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
@@ -371,13 +380,52 @@ func TestTemplateMissingAnIdentifierIsSkipped(t *testing.T) {
 	write(t, root, "avatars/ann.png")
 	c := newConnector(t, root, "phones/{phone}.txt", "avatars/{user_id}.png")
 
-	out := erase(t, c, connectors.Subject{Email: "ann@example.com", UserIDs: map[string]string{"other-system": "ann"}})
-
-	if out.Status != connectors.StatusNotFound || files(t, root) != 2 {
-		t.Errorf("Erase = %q, %d files left; want not_found with both files kept", out.Status, files(t, root))
+	none := connectors.Subject{Email: "ann@example.com", UserIDs: map[string]string{"other-system": "ann"}}
+	_, err := c.Erase(context.Background(), none)
+	checkPermanent(t, err, none, "nothing could be searched")
+	if _, err := c.(connectors.Verifier).Verify(context.Background(), none); err == nil {
+		t.Error("Verify of a subject nothing could be searched by succeeded; it must not call them clean")
 	}
-	if len(out.Evidence) != 2 || !strings.Contains(out.Evidence[0].Value, "skipped") || !strings.Contains(out.Evidence[1].Value, "skipped") {
-		t.Errorf("evidence %q does not record both templates as skipped", out.Evidence)
+	if files(t, root) != 2 {
+		t.Errorf("%d files left of 2", files(t, root))
+	}
+
+	out := erase(t, c, connectors.Subject{Phone: "+447700900123"})
+	if out.Status != connectors.StatusErased || out.Records != 1 || files(t, root) != 1 {
+		t.Errorf("Erase by phone alone = %q %d, %d files left; want the phone's file erased", out.Status, out.Records, files(t, root))
+	}
+	if len(out.Evidence) != 2 || !strings.Contains(out.Evidence[1].Value, "skipped") {
+		t.Errorf("evidence %q does not record the user id template as skipped", out.Evidence)
+	}
+}
+
+func TestPlan(t *testing.T) {
+	t.Parallel()
+	def, _ := connectors.Lookup("filesystem")
+	// The root need not exist where the plan is read (API processes).
+	root := filepath.Join(t.TempDir(), "not-mounted-here")
+	for _, tc := range []struct {
+		name  string
+		paths []string
+		extra string
+		keys  string
+	}{
+		{"the shop", shopPaths, "", "[email user_ids.shop-files]"},
+		{"user_id_system", []string{"avatars/{user_id}.*"}, "user_id_system: shop\n", "[user_ids.shop]"},
+		{"phone", []string{"calls/{phone}/"}, "", "[phone]"},
+		{"two in one path", []string{"{user_id}/{email}.json"}, "", "[email user_ids.shop-files]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			yaml := configYAML(root, tc.paths...) + tc.extra
+			p, err := def.Plan(instance, func(v any) error { return config.DecodeYAML([]byte(yaml), v) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Each kind is its own requirement: all are needed.
+			if fmt.Sprint(p.Keys) != tc.keys || fmt.Sprint(p.Uses) != tc.keys || len(p.Keys) != strings.Count(tc.keys, " ")+1 || p.Resolves() {
+				t.Errorf("plan = keys %s uses %s resolves %v; want %s", p.Keys, p.Uses, p.Resolves(), tc.keys)
+			}
+		})
 	}
 }
 

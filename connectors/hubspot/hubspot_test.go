@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 	_ "time/tzdata" // the time-zone test must not depend on the host's zoneinfo
 
+	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
@@ -41,6 +43,23 @@ func TestConformance(t *testing.T) {
 	connectortest.Run(t, h)
 }
 
+// TestConformanceResolver runs the suite against an instance with a
+// resolve block: it also looks people up.
+func TestConformanceResolver(t *testing.T) {
+	f := hubspotfake.Start(t, hubspotfake.Options{})
+	h := connectortest.VendorHarness("hubspot", f)
+	h.New = func(t *testing.T) connectors.Connector {
+		return connectortest.Build(t, "hubspot", "crm", f.ConfigWith(hubspotfake.ResolveConfig))
+	}
+	h.Resolves = func(s connectors.Subject) map[connectors.Kind][]string {
+		return map[connectors.Kind][]string{
+			connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]},
+			connectors.UserIDKind(hubspotfake.UserIDSystem):   f.RecordIDs(s.Email),
+		}
+	}
+	connectortest.Run(t, h)
+}
+
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -56,6 +75,10 @@ func TestConfigValidation(t *testing.T) {
 		{"time zone", "access_token: x\naccount_time_zone: Mars/Olympus\n", "account_time_zone:"},
 		{"empty env", "access_token: {env: LETHE_TEST_UNSET_HUBSPOT}\n", "access_token: environment variable LETHE_TEST_UNSET_HUBSPOT"},
 		{"secret both", "access_token: {env: A, file: B}\n", "secret is a string"},
+		{"empty resolve", "access_token: x\nresolve: {}\n", "resolve: name properties"},
+		{"resolve bad property", "access_token: x\nresolve:\n  properties: {\"user id,email\": user_ids.app}\n", "resolve.properties: \"user id,email\" is not"},
+		{"resolve bad kind", "access_token: x\nresolve:\n  properties: {app_user_id: app}\n", "resolve.properties.app_user_id: \"app\" is not an identifier kind"},
+		{"resolve unknown key", "access_token: x\nresolve:\n  fields: {a: email}\n", "fields"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := connectortest.TryBuild("hubspot", "crm", tc.yaml)
@@ -105,13 +128,15 @@ func TestRequestsMatchContract(t *testing.T) {
 		t.Fatalf("Verify = %+v, %v", v, err)
 	}
 	calls := f.Calls()
-	if len(calls) != 3 {
-		t.Fatalf("%d calls, want lookup, delete, lookup: %+v", len(calls), calls)
+	if len(calls) != 5 {
+		t.Fatalf("%d calls, want two lookups, delete, two lookups: %+v", len(calls), calls)
 	}
 	for i, want := range []struct{ method, path, query string }{
 		{"GET", "/crm/v3/objects/contacts/jane.doe+news@example.com", "idProperty=email"},
+		{"GET", "/crm/v3/objects/contacts/jane.doe+news@example.com", "archived=true&idProperty=email"},
 		{"POST", "/crm/v3/objects/contacts/gdpr-delete", ""},
 		{"GET", "/crm/v3/objects/contacts/jane.doe+news@example.com", "idProperty=email"},
+		{"GET", "/crm/v3/objects/contacts/jane.doe+news@example.com", "archived=true&idProperty=email"},
 	} {
 		got := calls[i]
 		if got.Method != want.method || got.Path != want.path || got.Query != want.query {
@@ -124,21 +149,24 @@ func TestRequestsMatchContract(t *testing.T) {
 	if got := calls[0].Status; got != 200 {
 		t.Errorf("lookup answered %d", got)
 	}
-	if got := calls[1].Status; got != 204 {
+	if got := calls[1].Status; got != 404 {
+		t.Errorf("archived lookup answered %d", got)
+	}
+	if got := calls[2].Status; got != 204 {
 		t.Errorf("GDPR delete answered %d", got)
 	}
-	if ct := calls[1].Header.Get("Content-Type"); ct != "application/json" {
+	if ct := calls[2].Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("GDPR delete Content-Type = %q", ct)
 	}
 	var body map[string]any
-	if err := json.Unmarshal(calls[1].Body, &body); err != nil {
+	if err := json.Unmarshal(calls[2].Body, &body); err != nil {
 		t.Fatal(err)
 	}
 	if len(body) != 2 || body["objectId"] != s.Email || body["idProperty"] != "email" {
-		t.Errorf("GDPR delete body = %s", calls[1].Body)
+		t.Errorf("GDPR delete body = %s", calls[2].Body)
 	}
-	if calls[2].Status != 404 {
-		t.Errorf("post-erasure lookup answered %d, want 404", calls[2].Status)
+	if calls[3].Status != 404 || calls[4].Status != 404 {
+		t.Errorf("post-erasure lookups answered %d and %d, want 404", calls[3].Status, calls[4].Status)
 	}
 	// Evidence names counts, statuses and correlation ids, never the email.
 	var sawDelete bool
@@ -170,8 +198,13 @@ func TestHostileEmailIsPathEscaped(t *testing.T) {
 		t.Fatalf("the victim lost their contact")
 	}
 	calls := f.Calls()
-	if len(calls) != 1 || calls[0].Path != "/crm/v3/objects/contacts/../1001?x=@example.com" || calls[0].Query != "idProperty=email" {
-		t.Errorf("lookup = %+v", calls)
+	if len(calls) != 2 {
+		t.Fatalf("calls = %+v, want two lookups", calls)
+	}
+	for i, q := range []string{"idProperty=email", "archived=true&idProperty=email"} {
+		if calls[i].Path != "/crm/v3/objects/contacts/../1001?x=@example.com" || calls[i].Query != q {
+			t.Errorf("lookup %d = %s?%s", i, calls[i].Path, calls[i].Query)
+		}
 	}
 }
 
@@ -209,12 +242,15 @@ func TestEraseByRecordID(t *testing.T) {
 			t.Fatal("contact remains")
 		}
 		calls := f.Calls()
-		last := calls[len(calls)-2:]
+		last := calls[len(calls)-3:]
 		if last[0].Path != "/crm/v3/objects/contacts/"+id || last[0].Query != "" {
 			t.Errorf("lookup = %s?%s", last[0].Path, last[0].Query)
 		}
-		if string(last[1].Body) != `{"objectId":"`+id+`"}` {
-			t.Errorf("GDPR delete body = %s", last[1].Body)
+		if last[1].Path != "/crm/v3/objects/contacts/"+id || last[1].Query != "archived=true" {
+			t.Errorf("archived lookup = %s?%s", last[1].Path, last[1].Query)
+		}
+		if string(last[2].Body) != `{"objectId":"`+id+`"}` {
+			t.Errorf("GDPR delete body = %s", last[2].Body)
 		}
 		for _, ev := range out.Evidence {
 			if strings.Contains(ev.Value, id) {
@@ -296,6 +332,50 @@ func TestRateLimits(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a short limit mid-erasure is waited out", func(t *testing.T) {
+		// Two requests a second, burst 2: the lookups pass, the delete
+		// is refused. Returning then would lose the lookups and meet the
+		// limit at the delete on every retry.
+		f := hubspotfake.Start(t, hubspotfake.Options{RateLimit: 2, Burst: 2})
+		f.Add(s.Email)
+		c := connectortest.Build(t, "hubspot", "crm", f.Config())
+		out, err := c.Erase(ctxFor(t), s)
+		if err != nil || out.Records != 1 || f.CountEmail(s.Email) != 0 {
+			t.Fatalf("Erase = %+v, %v", out, err)
+		}
+		if f.Limited() == 0 {
+			t.Error("the fake's limit never refused a request")
+		}
+	})
+	t.Run("a limit that lasts mid-erasure is returned", func(t *testing.T) {
+		f := hubspotfake.Start(t, hubspotfake.Options{})
+		f.Add(s.Email)
+		c := connectortest.Build(t, "hubspot", "crm", f.Config())
+		f.Inject(2, f.PassThrough())
+		f.Inject(4, hubspotfake.TooMany("SECONDLY", 0))
+		start := time.Now()
+		_, err := c.Erase(ctxFor(t), s)
+		if perm, after := connectors.Classify(err); err == nil || perm || after != time.Second {
+			t.Fatalf("err = %v; want retryable after 1s", err)
+		}
+		if d := time.Since(start); d < 3*time.Second {
+			t.Errorf("gave up after %v; three waits of 1s expected", d)
+		}
+		if f.CountEmail(s.Email) != 1 {
+			t.Error("the contact went")
+		}
+	})
+	t.Run("the daily limit mid-erasure is returned at once", func(t *testing.T) {
+		f := hubspotfake.Start(t, hubspotfake.Options{})
+		f.Add(s.Email)
+		c := connectortest.Build(t, "hubspot", "crm", f.Config())
+		f.Inject(2, f.PassThrough())
+		f.Inject(1, hubspotfake.TooMany("DAILY", 0))
+		start := time.Now()
+		if _, err := c.Erase(ctxFor(t), s); err == nil || time.Since(start) > time.Second {
+			t.Fatalf("err = %v after %v; want the daily limit at once", err, time.Since(start))
+		}
+	})
 	t.Run("Retry-After wins", func(t *testing.T) {
 		f := hubspotfake.Start(t, hubspotfake.Options{})
 		f.Inject(1, hubspotfake.TooMany("SECONDLY", 7))
@@ -355,7 +435,7 @@ func TestRateLimits(t *testing.T) {
 				refused++
 			}
 		}
-		if refused != f.Limited() || f.Requests() != 5 || len(f.Calls()) != 5 {
+		if refused != f.Limited() || f.Requests() != len(f.Calls()) || f.Requests() < 5 {
 			t.Errorf("%d calls answered 429, the fake counted %d refusals of %d requests (%d recorded)", refused, f.Limited(), f.Requests(), len(f.Calls()))
 		}
 	})
@@ -421,8 +501,8 @@ func TestFaults(t *testing.T) {
 		f := hubspotfake.Start(t, hubspotfake.Options{})
 		f.Add(s.Email)
 		c := connectortest.Build(t, "hubspot", "crm", f.Config())
-		// Let the lookup through, fail the delete.
-		f.Inject(1, f.PassThrough())
+		// Let the lookups through, fail the delete.
+		f.Inject(2, f.PassThrough())
 		f.Inject(1, hubspotfake.Internal)
 		_, err := c.Erase(ctxFor(t), s)
 		if perm, _ := connectors.Classify(err); err == nil || perm {
@@ -462,4 +542,182 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestPlan(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, yaml string
+		want       connectors.Plan
+	}{
+		{"default", "access_token: x\n", connectors.Plan{
+			Keys: []connectors.Requirement{{connectors.Email}},
+			Uses: []connectors.Kind{connectors.Email, "user_ids.crm"}}},
+		{"user_id_system", "access_token: x\nuser_id_system: hs\n", connectors.Plan{
+			Keys: []connectors.Requirement{{connectors.Email, "user_ids.hs"}},
+			Uses: []connectors.Kind{connectors.Email, "user_ids.hs"}}},
+		{"resolver", "access_token: x\nuser_id_system: hs\nresolve:\n  properties: {app_user_id: user_ids.app, mobilephone: phone}\n  record_id: true\n", connectors.Plan{
+			Keys:      []connectors.Requirement{{connectors.Email, "user_ids.hs"}},
+			Uses:      []connectors.Kind{connectors.Email, "user_ids.hs"},
+			ResolveBy: []connectors.Kind{connectors.Email},
+			Gives:     []connectors.Kind{connectors.Phone, "user_ids.app", "user_ids.hs"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			def, _ := connectors.Lookup("hubspot")
+			got, err := def.Plan("crm", func(v any) error { return config.DecodeYAML([]byte(tc.yaml), v) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want.Normalized()) {
+				t.Errorf("plan = %+v, want %+v", got, tc.want.Normalized())
+			}
+		})
+	}
+	// Only an instance with a resolve block is a resolver.
+	if _, ok := connectortest.Build(t, "hubspot", "crm", "access_token: x\n").(connectors.Resolver); ok {
+		t.Error("an instance without resolve is a resolver")
+	}
+}
+
+// TestArchivedContacts: a contact deleted the ordinary way sits in
+// HubSpot's recycle bin for 90 days; it is found, GDPR-deleted by id and
+// checked, or the task fails.
+func TestArchivedContacts(t *testing.T) {
+	t.Parallel()
+	s := connectors.Subject{Email: "binned@example.com"}
+
+	t.Run("purged with the live one", func(t *testing.T) {
+		t.Parallel()
+		f := hubspotfake.Start(t, hubspotfake.Options{})
+		// Two archived contacts and a live one, all with the email (the
+		// recycle bin can hold several), and a bystander.
+		f.Archive(f.Add(s.Email))
+		f.Archive(f.Add(s.Email))
+		f.Add(s.Email)
+		f.Archive(f.Add("other@example.com"))
+		c := connectortest.Build(t, "hubspot", "crm", f.Config())
+		v, err := c.(connectors.Verifier).Verify(ctxFor(t), s)
+		if err != nil || v.Remaining != 2 { // one live, one archived seen by a lookup
+			t.Fatalf("Verify before = %+v, %v", v, err)
+		}
+		out, err := c.Erase(ctxFor(t), s)
+		if err != nil || out.Status != connectors.StatusErased || out.Records != 3 {
+			t.Fatalf("Erase = %+v, %v; want 3 contacts", out, err)
+		}
+		if n := f.CountEmail(s.Email); n != 0 {
+			t.Errorf("%d contacts left", n)
+		}
+		if n := f.CountArchived("other@example.com"); n != 1 {
+			t.Errorf("the bystander's archived contact went")
+		}
+		var deletes []string
+		for _, call := range f.Calls() {
+			if call.Method == http.MethodPost {
+				deletes = append(deletes, string(call.Body))
+			}
+		}
+		want := []string{`{"idProperty":"email","objectId":"binned@example.com"}`, `{"objectId":"1001"}`, `{"objectId":"1002"}`}
+		if fmt.Sprint(deletes) != fmt.Sprint(want) {
+			t.Errorf("GDPR deletes = %v, want %v", deletes, want)
+		}
+		if v, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 0 {
+			t.Errorf("Verify after = %+v, %v", v, err)
+		}
+	})
+	t.Run("found by record id", func(t *testing.T) {
+		t.Parallel()
+		f := hubspotfake.Start(t, hubspotfake.Options{})
+		id := f.Add("id-only@example.com")
+		f.Archive(id)
+		c := connectortest.Build(t, "hubspot", "crm", f.ConfigWith("user_id_system: hs"))
+		out, err := c.Erase(ctxFor(t), connectors.Subject{UserIDs: map[string]string{"hs": id}})
+		if err != nil || out.Records != 1 || f.CountEmail("id-only@example.com") != 0 {
+			t.Fatalf("Erase = %+v, %v", out, err)
+		}
+	})
+	for _, reading := range []hubspotfake.ArchivedDelete{hubspotfake.ArchivedNotFound, hubspotfake.ArchivedIgnored} {
+		t.Run("HubSpot keeps it: "+string(reading), func(t *testing.T) {
+			t.Parallel()
+			f := hubspotfake.Start(t, hubspotfake.Options{})
+			f.AnswerArchivedDelete(reading)
+			f.Archive(f.Add(s.Email))
+			c := connectortest.Build(t, "hubspot", "crm", f.Config())
+			_, err := c.Erase(ctxFor(t), s)
+			if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "recycle bin") {
+				t.Fatalf("err = %v; want permanent naming the recycle bin", err)
+			}
+			if strings.Contains(err.Error(), "binned") {
+				t.Errorf("error quotes the email: %v", err)
+			}
+			if f.CountEmail(s.Email) != 1 {
+				t.Fatal("the archived contact went")
+			}
+			if v, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 1 {
+				t.Errorf("Verify = %+v, %v; the archived contact remains", v, err)
+			}
+		})
+	}
+}
+
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	f := hubspotfake.Start(t, hubspotfake.Options{})
+	s := connectors.Subject{Email: "resolve-me@example.com"}
+	live := f.Add(s.Email)
+	f.SetProperty(live, "app_user_id", "u-1")
+	f.SetProperty(live, "hs_additional_emails", "old@example.com; work@example.com")
+	binned := f.Add(s.Email)
+	f.SetProperty(binned, "app_user_id", "u-2") // a second account: both are reported
+	f.Archive(binned)
+	other := f.Add("someone-else@example.com")
+	f.SetProperty(other, "app_user_id", "u-3")
+	c := connectortest.Build(t, "hubspot", "crm", f.ConfigWith(
+		"resolve:\n  properties:\n    app_user_id: user_ids.app\n    hs_additional_emails: email\n  record_id: true"))
+	r, err := c.(connectors.Resolver).Resolve(ctxFor(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[connectors.Kind][]string{
+		"user_ids.app":     {"u-1", "u-2"},
+		"user_ids.hubspot": {live, binned},
+		connectors.Email:   {"old@example.com", "work@example.com"},
+	}
+	if fmt.Sprint(r.Found) != fmt.Sprint(want) {
+		t.Errorf("Found = %v, want %v", r.Found, want)
+	}
+	if len(r.Evidence) != 1 || r.Evidence[0].Value != "by email: 1 contact found, 1 archived contact found; 3 property values read" {
+		t.Errorf("evidence = %+v", r.Evidence)
+	}
+	for _, call := range f.Calls() {
+		if !strings.Contains(call.Query, "properties=app_user_id%2Chs_additional_emails") {
+			t.Errorf("lookup %s?%s does not ask for the properties", call.Path, call.Query)
+		}
+	}
+	t.Run("faults", func(t *testing.T) {
+		for _, tc := range []struct {
+			fault     fakevendor.Fault
+			permanent bool
+		}{
+			{hubspotfake.TooMany("SECONDLY", 0), false},
+			{hubspotfake.Internal, false},
+			{hubspotfake.Unauthorized, true},
+			{hubspotfake.MissingScopes, true},
+		} {
+			f.Inject(1, tc.fault)
+			_, err := c.(connectors.Resolver).Resolve(ctxFor(t), s)
+			perm, after := connectors.Classify(err)
+			if err == nil || perm != tc.permanent || (!perm && after < 0) {
+				t.Errorf("Resolve = %v (permanent %v); want permanent %v", err, perm, tc.permanent)
+			}
+			if err != nil && strings.Contains(err.Error(), "resolve-me") {
+				t.Errorf("error quotes the email: %v", err)
+			}
+		}
+	})
+	t.Run("no email", func(t *testing.T) {
+		r, err := c.(connectors.Resolver).Resolve(ctxFor(t), connectors.Subject{UserIDs: map[string]string{"hubspot": live}})
+		if err != nil || len(r.Found) != 0 {
+			t.Errorf("Resolve = %+v, %v; it looks up by email only", r, err)
+		}
+	})
 }

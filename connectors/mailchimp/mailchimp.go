@@ -48,6 +48,9 @@ type Config struct {
 	AllLists bool `yaml:"all_lists"`
 }
 
+// Plan: Mailchimp members are keyed by email only.
+func (c Config) Plan(string) connectors.Plan { return connectors.EmailPlan() }
+
 // listIDRe is what an audience id may look like; Mailchimp's are ten hex
 // digits. It keeps a configured (or listed) id from changing the URL path.
 var listIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -165,8 +168,9 @@ func noEmail() connectors.Evidence {
 	return connectors.Evidence{Kind: "mailchimp", Value: "skipped: the subject has no email address"}
 }
 
-// Erase permanently deletes the subject from every audience. Records is
-// the number of audiences it was deleted from. An unknown configured
+// Erase permanently deletes the subject from every audience, an archived
+// membership included (archiving keeps the member's data and lets it be
+// re-added). Records is the number of audiences it was deleted from. An unknown configured
 // audience does not stop the others from being erased; it is reported as
 // a permanent error afterwards.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {

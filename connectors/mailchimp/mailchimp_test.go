@@ -505,3 +505,46 @@ func TestSubjectWithoutEmailIsNotFound(t *testing.T) {
 		t.Errorf("%d requests sent for a subject without an email", n)
 	}
 }
+
+// TestArchivedMembersArePurged: a member archived before the request (a
+// plain DELETE, or "Archive" in the app) keeps its data and can come back:
+// it is held, so Erase deletes it permanently and Verify counts it until
+// then.
+func TestArchivedMembersArePurged(t *testing.T) {
+	t.Parallel()
+	f := mailchimpfake.Start(t, mailchimpfake.Options{})
+	s := subject(1)
+	f.Add(s.Email, audiences[0], audiences[1])
+	f.Archive(s.Email, audiences[0])
+	f.Add(subject(2).Email, audiences[0])
+	f.Archive(subject(2).Email, audiences[0])
+	c := newConnector(t, f, audiences...)
+	v, err := c.(connectors.Verifier).Verify(ctx(t), s)
+	if err != nil || v.Remaining != 2 {
+		t.Fatalf("Verify before = %+v, %v; the archived member remains", v, err)
+	}
+	out, err := c.Erase(ctx(t), s)
+	if err != nil || out.Status != connectors.StatusErased || out.Records != 2 {
+		t.Fatalf("Erase = %+v, %v; want 2 audiences", out, err)
+	}
+	if f.CountEmail(s.Email) != 0 || !f.Forgotten(audiences[0], s.Email) {
+		t.Errorf("the archived member was not deleted permanently")
+	}
+	if f.Status(subject(2).Email, audiences[0]) != "archived" {
+		t.Errorf("another archived member was touched")
+	}
+	if v, err := c.(connectors.Verifier).Verify(ctx(t), s); err != nil || v.Remaining != 0 {
+		t.Errorf("Verify after = %+v, %v", v, err)
+	}
+}
+
+func TestPlanIsEmail(t *testing.T) {
+	t.Parallel()
+	def, _ := connectors.Lookup("mailchimp")
+	p, err := def.Plan(instance, func(v any) error {
+		return config.DecodeYAML([]byte(mailchimpfake.ConfigFor("https://us6.api.mailchimp.com", testKey, audiences...)), v)
+	})
+	if err != nil || fmt.Sprint(p) != fmt.Sprint(connectors.EmailPlan().Normalized()) {
+		t.Errorf("plan = %+v, %v", p, err)
+	}
+}

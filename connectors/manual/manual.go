@@ -45,6 +45,13 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Plan: a person erases, so the task needs no identifier and never waits
+// for one; the email and phone, when the request has them, are what staff
+// search by (they see the request's identifiers on the task).
+func (c Config) Plan(string) connectors.Plan {
+	return connectors.Plan{Uses: []connectors.Kind{connectors.Email, connectors.Phone}}
+}
+
 type manual struct{ cfg Config }
 
 // jobRef marks a task waiting for a person.

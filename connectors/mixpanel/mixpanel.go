@@ -1,6 +1,8 @@
 // Package mixpanel is the mixpanel connector: it files a GDPR (or CCPA)
 // deletion task for a person's distinct_id with Mixpanel's GDPR API v3 and
 // follows the task, which Mixpanel may take up to 30 days to carry out.
+// Given a service account, it also finds the distinct_ids of the profiles
+// holding a person's email (Query API, /api/query/engage).
 package mixpanel
 
 import (
@@ -10,8 +12,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
@@ -22,7 +27,13 @@ const (
 	defaultBaseURL      = "https://mixpanel.com"
 	defaultPollInterval = 12 * time.Hour
 	deletionsPath       = "/api/app/data-deletions/v3.0/"
+	engagePath          = "/api/query/engage"
 	vendor              = "Mixpanel"
+	// queryRetryAfter is the pause after a Query API 429 that named no
+	// delay: the API allows 60 queries an hour.
+	queryRetryAfter = time.Minute
+	// maxEngagePages bounds the profiles read for one email (1,000 a page).
+	maxEngagePages = 10
 )
 
 // Ways to find the person's distinct_id.
@@ -46,6 +57,11 @@ func init() {
 //	identify_by: user_id
 //	user_id_system: app
 //	poll_interval: 12h
+//	resolve_by_email: true                 # find distinct_ids by email, with:
+//	query_api:
+//	  project_id: 123456
+//	  username: lethe.abc123.mp-service-account
+//	  secret: {env: MIXPANEL_SERVICE_ACCOUNT_SECRET}
 type Config struct {
 	// ProjectToken names the project (the token=… query parameter).
 	ProjectToken config.Secret `yaml:"project_token"`
@@ -65,6 +81,23 @@ type Config struct {
 	UserIDSystem string `yaml:"user_id_system"`
 	// PollInterval is how long to wait between status checks (default 12h).
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// ResolveByEmail looks up the profiles whose $email is the subject's
+	// email and reports their distinct_ids, before anything is erased.
+	// It needs QueryAPI.
+	ResolveByEmail bool `yaml:"resolve_by_email"`
+	// QueryAPI is the service account the Query API takes.
+	QueryAPI *QueryAPIConfig `yaml:"query_api"`
+}
+
+// QueryAPIConfig is a service account for Mixpanel's Query API (HTTP
+// Basic, username and secret), which must name the project.
+type QueryAPIConfig struct {
+	ProjectID int64 `yaml:"project_id"`
+	// WorkspaceID is the global data view's id, for projects with Data
+	// Views; optional.
+	WorkspaceID int64         `yaml:"workspace_id"`
+	Username    string        `yaml:"username"`
+	Secret      config.Secret `yaml:"secret"`
 }
 
 // Validate fills in defaults and reports every problem at once, each
@@ -110,7 +143,53 @@ func (c *Config) Validate() error {
 	case c.PollInterval < 0:
 		errs = append(errs, errors.New("poll_interval: must be positive, e.g. 12h"))
 	}
+	switch q := c.QueryAPI; {
+	case c.ResolveByEmail && c.IdentifyBy == byEmail:
+		errs = append(errs, errors.New("resolve_by_email: not used with identify_by: email (the distinct_id is the email already)"))
+	case c.ResolveByEmail && q == nil:
+		errs = append(errs, errors.New("resolve_by_email: needs query_api: a service account (project_id, username, secret) for the Query API"))
+	case !c.ResolveByEmail && q != nil:
+		errs = append(errs, errors.New("query_api: only used with resolve_by_email: true"))
+	}
+	if q := c.QueryAPI; q != nil {
+		if q.ProjectID <= 0 {
+			errs = append(errs, errors.New("query_api.project_id: required: the project's numeric id (Project Settings)"))
+		}
+		if q.WorkspaceID < 0 {
+			errs = append(errs, errors.New("query_api.workspace_id: must be a positive workspace id"))
+		}
+		if strings.TrimSpace(q.Username) == "" || strings.ContainsAny(q.Username, ":\r\n") {
+			errs = append(errs, errors.New("query_api.username: required: the service account's username (without ':')"))
+		}
+		if !q.Secret.IsSet() {
+			errs = append(errs, errors.New("query_api.secret: required: the service account's secret ({env: NAME} or {file: PATH})"))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// system is the subject.user_ids key holding the distinct_id.
+func (c Config) system(name string) string {
+	if c.UserIDSystem != "" {
+		return c.UserIDSystem
+	}
+	return name
+}
+
+// Plan: Mixpanel erases by distinct_id, which is the subject's email
+// (identify_by: email) or its user id; with resolve_by_email the instance
+// finds distinct_ids by email.
+func (c Config) Plan(name string) connectors.Plan {
+	if c.IdentifyBy == byEmail {
+		return connectors.EmailPlan()
+	}
+	id := connectors.UserIDKind(c.system(name))
+	p := connectors.Plan{Keys: []connectors.Requirement{{id}}}
+	if c.ResolveByEmail {
+		p.ResolveBy = []connectors.Kind{connectors.Email}
+		p.Gives = []connectors.Kind{id}
+	}
+	return p
 }
 
 type connector struct {
@@ -121,6 +200,13 @@ type connector struct {
 	system     string
 	poll       time.Duration
 	api        *vendorhttp.Client
+}
+
+// resolving adds Resolve: distinct_ids found by email with the Query API.
+type resolving struct {
+	*connector
+	projectID, workspaceID int64
+	query                  *vendorhttp.Client
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
@@ -137,13 +223,21 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		hc = &http.Client{Timeout: time.Minute}
 	}
 	c := &connector{base: cfg.BaseURL, project: project, compliance: cfg.ComplianceType, identifyBy: cfg.IdentifyBy,
-		system: cfg.UserIDSystem, poll: cfg.PollInterval,
+		system: cfg.system(name), poll: cfg.PollInterval,
 		api: &vendorhttp.Client{HTTP: hc, Vendor: vendor,
 			Auth: func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }}}
-	if c.system == "" {
-		c.system = name
+	if !cfg.ResolveByEmail {
+		return c, nil
 	}
-	return c, nil
+	q := cfg.QueryAPI
+	secret, err := q.Secret.Reveal(deps.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("query_api.secret: %w", err)
+	}
+	user := strings.TrimSpace(q.Username)
+	return resolving{connector: c, projectID: q.ProjectID, workspaceID: q.WorkspaceID,
+		query: &vendorhttp.Client{HTTP: hc, Vendor: "Mixpanel Query API",
+			Auth: func(r *http.Request) { r.SetBasicAuth(user, secret) }}}, nil
 }
 
 // jobRef is what Poll needs: Mixpanel's task (tracking) id. The project
@@ -190,7 +284,9 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	}
 	id, missing := c.distinctID(s)
 	if id == "" {
-		return connectors.NotFound(connectors.Evidence{Kind: "mixpanel", Value: "skipped: " + missing}), nil
+		// The plan makes the runtime wait for the identifier; without it
+		// nothing was searched, so this is never "not found".
+		return connectors.Outcome{}, connectors.Permanentf("%s: Mixpanel erases by distinct_id only (check the instance's keys)", missing)
 	}
 	req, err := vendorhttp.JSONRequest(http.MethodPost, c.url(deletionsPath), map[string]any{
 		"distinct_ids":    []string{id},
@@ -307,7 +403,8 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 	case "PENDING", "STAGING", "STARTED":
 		return connectors.Running(j.String(), c.poll, ev...), nil
 	case "SUCCESS":
-		return connectors.Erased(1, ev...), nil
+		// Mixpanel reports the task done, not what it deleted.
+		return connectors.ErasedUncounted(ev...), nil
 	case "NOT_FOUND":
 		// Mixpanel held nothing under the distinct_id.
 		return connectors.NotFound(ev...), nil
@@ -344,9 +441,116 @@ func taskStatus(results json.RawMessage) (string, error) {
 // one second the documented rate implies, so the runtime pauses the
 // instance instead of hammering the API.
 func atLeastASecond(resp *vendorhttp.Response, err error) error {
+	return retryAfter(resp, err, time.Second)
+}
+
+// Resolve finds the profiles whose $email is the subject's email and
+// reports every distinct_id among them (POST /api/query/engage with
+// where=properties["$email"] == "<email>"). None is an empty resolution.
+func (r resolving) Resolve(ctx context.Context, s connectors.Subject) (connectors.Resolution, error) {
+	if err := ctx.Err(); err != nil {
+		return connectors.Resolution{}, err
+	}
+	var res connectors.Resolution
+	if s.Email == "" {
+		res.Evidence = []connectors.Evidence{{Kind: "mixpanel_lookup", Value: "not looked up: the subject has no email"}}
+		return res, nil
+	}
+	where, err := emailWhere(s.Email)
+	if err != nil {
+		return connectors.Resolution{}, err
+	}
+	q := url.Values{"project_id": {strconv.FormatInt(r.projectID, 10)}}
+	if r.workspaceID > 0 {
+		q.Set("workspace_id", strconv.FormatInt(r.workspaceID, 10))
+	}
+	kind := connectors.UserIDKind(r.system)
+	var profiles, ignored int
+	session := ""
+	for page := 0; ; page++ {
+		if page == maxEngagePages {
+			return connectors.Resolution{}, connectors.Permanentf("Mixpanel Query API: more than %d pages of profiles hold this email; look their distinct_ids up in Mixpanel and add them to the request", maxEngagePages)
+		}
+		form := url.Values{"where": {where}, "output_properties": {`["$email"]`}}
+		if page > 0 {
+			form.Set("session_id", session)
+			form.Set("page", strconv.Itoa(page))
+		}
+		req, err := http.NewRequest(http.MethodPost, r.base+engagePath+"?"+q.Encode(), strings.NewReader(form.Encode()))
+		if err != nil {
+			return connectors.Resolution{}, connectors.Permanentf("the configured base_url is not a valid URL")
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := r.query.Do(ctx, req, "profile query")
+		if err != nil {
+			return connectors.Resolution{}, retryAfter(resp, err, queryRetryAfter)
+		}
+		var body struct {
+			Status    string `json:"status"`
+			Page      int    `json:"page"`
+			PageSize  int    `json:"page_size"`
+			SessionID string `json:"session_id"`
+			Results   []struct {
+				DistinctID flexID `json:"$distinct_id"`
+				Properties struct {
+					Email *string `json:"$email"`
+				} `json:"$properties"`
+			} `json:"results"`
+		}
+		if err := resp.JSON(&body); err != nil {
+			return connectors.Resolution{}, err
+		}
+		if body.Status != "" && body.Status != "ok" {
+			return connectors.Resolution{}, connectors.Retryable(fmt.Errorf("%s profile query: status %d answered a status other than ok", vendor, resp.Status), 0)
+		}
+		for _, p := range body.Results {
+			// The where expression should match only this email; a profile
+			// with another is never reported as the subject's.
+			if p.Properties.Email == nil || !strings.EqualFold(strings.TrimSpace(*p.Properties.Email), s.Email) {
+				ignored++
+				continue
+			}
+			profiles++
+			res.Add(kind, string(p.DistinctID))
+		}
+		if body.PageSize <= 0 || len(body.Results) < body.PageSize || body.SessionID == "" {
+			break
+		}
+		session = body.SessionID
+	}
+	v := plural(profiles, "profile") + " found by email"
+	if ignored > 0 {
+		v += fmt.Sprintf("; %s with another email ignored", plural(ignored, "profile"))
+	}
+	res.Evidence = []connectors.Evidence{{Kind: "mixpanel_lookup", Value: v}}
+	return res, nil
+}
+
+// emailWhere is the segmentation expression matching profiles by $email.
+// Mixpanel documents no escapes inside a string literal, so an email that
+// would need one (a double quote, a backslash) or holds a control
+// character is refused rather than guessed at.
+func emailWhere(email string) (string, error) {
+	for _, r := range email {
+		if r == '"' || r == '\\' || unicode.IsControl(r) || r == utf8.RuneError {
+			return "", connectors.Permanentf("Mixpanel profile query: the subject's email holds a quote, backslash or control character, which Mixpanel's where expressions cannot quote safely; find the distinct_id in Mixpanel by hand")
+		}
+	}
+	return `properties["$email"] == "` + email + `"`, nil
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// retryAfter gives a 429 that named no delay the pause d.
+func retryAfter(resp *vendorhttp.Response, err error, d time.Duration) error {
 	var ce *connectors.Error
 	if resp != nil && resp.Status == http.StatusTooManyRequests && errors.As(err, &ce) && !ce.Permanent && ce.RetryAfter <= 0 {
-		return connectors.Retryable(ce.Err, time.Second)
+		return connectors.Retryable(ce.Err, d)
 	}
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
@@ -17,8 +18,14 @@ import (
 )
 
 // yaml is a config for an instance against f, reading distinct_ids under
-// the instance's name (the connector's default), with extra lines set.
+// the instance's name (the connector's default), without the email
+// look-up, with extra lines set.
 func yaml(f *mixpanelfake.Fake, extra ...string) string {
+	return f.ConfigWith(append([]string{"user_id_system:", "resolve_by_email:", "query_api:"}, extra...)...)
+}
+
+// resolvingYAML is yaml with the email look-up.
+func resolvingYAML(f *mixpanelfake.Fake, extra ...string) string {
 	return f.ConfigWith(append([]string{"user_id_system:"}, extra...)...)
 }
 
@@ -56,6 +63,9 @@ func TestConformance(t *testing.T) {
 		}
 		return connectortest.Build(t, "mixpanel", "mp", cfg)
 	}
+	h.Resolves = func(s connectors.Subject) map[connectors.Kind][]string {
+		return map[connectors.Kind][]string{connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]}}
+	}
 	connectortest.Run(t, h)
 }
 
@@ -65,8 +75,9 @@ func TestConformanceByEmail(t *testing.T) {
 		New: func(t *testing.T) connectors.Connector {
 			return connectortest.Build(t, "mixpanel", "mp", yaml(f, "identify_by: email"))
 		},
-		Seed:  func(t *testing.T, s connectors.Subject) int64 { f.AddUser(s.Email); return 1 },
-		Count: func(t *testing.T, s connectors.Subject) int64 { return f.CountUser(s.Email) },
+		Seed:               func(t *testing.T, s connectors.Subject) int64 { f.AddUser(s.Email); return 1 },
+		Count:              func(t *testing.T, s connectors.Subject) int64 { return f.CountUser(s.Email) },
+		NoRecoverableState: f.NoRecoverableState(),
 	})
 }
 
@@ -85,6 +96,16 @@ func TestConfigValidation(t *testing.T) {
 		{"negative poll", "project_token: p\ntoken: t\npoll_interval: -5m\n", "poll_interval:"},
 		{"unknown key", "project_token: p\ntoken: t\napi_secret: s\n", "api_secret"},
 		{"token from empty env", "project_token: p\ntoken: {env: LETHE_TEST_UNSET_MIXPANEL}\n", "token: environment variable LETHE_TEST_UNSET_MIXPANEL"},
+		{"resolve without query api", "project_token: p\ntoken: t\nresolve_by_email: true\n", "resolve_by_email: needs query_api"},
+		{"resolve with identify by email", "project_token: p\ntoken: t\nidentify_by: email\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  username: u\n  secret: s\n", "resolve_by_email: not used with identify_by: email"},
+		{"query api unused", "project_token: p\ntoken: t\nquery_api:\n  project_id: 1\n  username: u\n  secret: s\n", "query_api: only used with resolve_by_email"},
+		{"query api without project", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  username: u\n  secret: s\n", "query_api.project_id: required"},
+		{"query api project not a number", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: abc\n  username: u\n  secret: s\n", "abc"},
+		{"query api without username", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  secret: s\n", "query_api.username: required"},
+		{"query api username with colon", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  username: a:b\n  secret: s\n", "query_api.username"},
+		{"query api without secret", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  username: u\n", "query_api.secret: required"},
+		{"query api negative workspace", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  workspace_id: -2\n  username: u\n  secret: s\n", "query_api.workspace_id"},
+		{"query api secret from empty env", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  username: u\n  secret: {env: LETHE_TEST_UNSET_MP_SA}\n", "query_api.secret: environment variable LETHE_TEST_UNSET_MP_SA"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := connectortest.TryBuild("mixpanel", "mp", tc.yaml)
@@ -154,14 +175,16 @@ func TestTaskPolledToCompletion(t *testing.T) {
 			if strings.Join(states, "|") != want {
 				t.Errorf("states = %s", strings.Join(states, "|"))
 			}
-			if out.Status != connectors.StatusErased || out.Records != 1 || f.CountUser("user-1") != 0 {
-				t.Errorf("final = %q %d, %d left", out.Status, out.Records, f.CountUser("user-1"))
+			if out.Status != connectors.StatusErased || !out.Uncounted || out.Records != 0 || f.CountUser("user-1") != 0 {
+				t.Errorf("final = %q %d (uncounted %v), %d left; want erased, uncounted: Mixpanel reports no count", out.Status, out.Records, out.Uncounted, f.CountUser("user-1"))
 			}
 		})
 	}
 }
 
-func TestSubjectWithoutDistinctIDIsNotFound(t *testing.T) {
+// The plan makes the runtime wait for the distinct_id; a subject without
+// it is refused, never "not found": nothing was searched.
+func TestSubjectWithoutDistinctIDIsRefused(t *testing.T) {
 	t.Parallel()
 	f := mixpanelfake.Start(t, mixpanelfake.Options{})
 	for _, tc := range []struct {
@@ -173,8 +196,8 @@ func TestSubjectWithoutDistinctIDIsNotFound(t *testing.T) {
 		{"identify_by: email", connectors.Subject{UserIDs: map[string]string{"mp": "1"}}, "no email"},
 	} {
 		out, err := connectortest.Build(t, "mixpanel", "mp", yaml(f, tc.extra)).Erase(ctxFor(t), tc.s)
-		if err != nil || out.Status != connectors.StatusNotFound || !strings.Contains(evidence(out.Evidence), tc.why) {
-			t.Errorf("Erase = %q %s, %v", out.Status, evidence(out.Evidence), err)
+		if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), tc.why) {
+			t.Errorf("Erase = %q, %v; want a permanent error saying %q", out.Status, err, tc.why)
 		}
 	}
 	if n := len(f.Calls()); n != 0 {
@@ -372,4 +395,241 @@ func TestRequestsFollowTheContract(t *testing.T) {
 	if poll.Method != http.MethodGet || poll.Path != "/api/app/data-deletions/v3.0/t-0001" || poll.Query != token || poll.Header.Get("Authorization") != "Bearer gdpr_token" {
 		t.Errorf("poll = %s %s?%s", poll.Method, poll.Path, poll.Query)
 	}
+}
+
+func plan(t *testing.T, name, yamlConfig string) connectors.Plan {
+	t.Helper()
+	def, ok := connectors.Lookup("mixpanel")
+	if !ok {
+		t.Fatal("mixpanel is not registered")
+	}
+	p, err := def.Plan(name, func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPlan(t *testing.T) {
+	t.Parallel()
+	// Plans are read without building the connector: the secrets'
+	// variables are unset and never read.
+	const base = "project_token: {env: MP_NEVER_READ}\ntoken: {env: MP_NEVER_READ}\n"
+	const query = "resolve_by_email: true\nquery_api:\n  project_id: 1\n  username: u\n  secret: {env: MP_SA_NEVER_READ}\n"
+	for _, tc := range []struct {
+		name, instance, yaml         string
+		keys, uses, resolveBy, gives string
+	}{
+		{"distinct_id under the instance name", "mixpanel-eu", base, "[user_ids.mixpanel-eu]", "[user_ids.mixpanel-eu]", "[]", "[]"},
+		{"user_id_system", "mixpanel", base + "user_id_system: app\n", "[user_ids.app]", "[user_ids.app]", "[]", "[]"},
+		{"identify by email", "mixpanel", base + "identify_by: email\n", "[email]", "[email]", "[]", "[]"},
+		{"resolve by email", "mixpanel", base + "user_id_system: app\n" + query, "[user_ids.app]", "[user_ids.app]", "[email]", "[user_ids.app]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := plan(t, tc.instance, tc.yaml)
+			for what, got := range map[string]string{
+				"keys": fmt.Sprint(p.Keys), "uses": fmt.Sprint(p.Uses), "resolve_by": fmt.Sprint(p.ResolveBy), "gives": fmt.Sprint(p.Gives),
+			} {
+				want := map[string]string{"keys": tc.keys, "uses": tc.uses, "resolve_by": tc.resolveBy, "gives": tc.gives}[what]
+				if got != want {
+					t.Errorf("%s = %s, want %s", what, got, want)
+				}
+			}
+		})
+	}
+	f := mixpanelfake.Start(t, mixpanelfake.Options{})
+	if _, ok := connectortest.Build(t, "mixpanel", "mp", yaml(f)).(connectors.Resolver); ok {
+		t.Error("an instance without resolve_by_email is a Resolver")
+	}
+	c, ok := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
+	if !ok {
+		t.Fatal("an instance with resolve_by_email is not a Resolver")
+	}
+	if _, ok := c.(connectors.Poller); !ok {
+		t.Error("a resolving instance does not poll")
+	}
+}
+
+func TestResolveByEmail(t *testing.T) {
+	t.Parallel()
+	kind := connectors.UserIDKind("mp")
+	t.Run("every profile holding the email, over pages", func(t *testing.T) {
+		t.Parallel()
+		f := mixpanelfake.Start(t, mixpanelfake.Options{})
+		f.SetPageSize(2)
+		for _, id := range []string{"d-1", "d-2", "d-3", "d-4", "d-5"} {
+			f.AddUser(id)
+			f.SetEmail(id, "ann@example.com")
+		}
+		f.AddUser("d-6")
+		f.SetEmail("d-6", "Ann@example.com") // Mixpanel compares exactly
+		f.AddUser("d-7")
+		f.SetEmail("d-7", "bob@example.com")
+		c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f, "query_api:\n  project_id: 4242\n  workspace_id: 77\n  username: "+
+			mixpanelfake.ServiceAccount+"\n  secret: "+mixpanelfake.ServiceSecret)).(connectors.Resolver)
+		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "ann@example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "[d-1 d-2 d-3 d-4 d-5]"; fmt.Sprint(got.Found[kind]) != want || len(got.Found) != 1 {
+			t.Errorf("Found = %v, want %s = %s", got.Found, kind, want)
+		}
+		if e := evidence(got.Evidence); e != "mixpanel_lookup=5 profiles found by email; " {
+			t.Errorf("evidence = %s", e)
+		}
+		calls := f.Calls()
+		if len(calls) != 3 {
+			t.Fatalf("%d queries, want 3 pages", len(calls))
+		}
+		first := calls[0]
+		if first.Method != http.MethodPost || first.Path != "/api/query/engage" || first.Query != "project_id=4242&workspace_id=77" {
+			t.Errorf("query = %s %s?%s", first.Method, first.Path, first.Query)
+		}
+		if u, p, ok := (&http.Request{Header: first.Header}).BasicAuth(); !ok || u != mixpanelfake.ServiceAccount || p != mixpanelfake.ServiceSecret {
+			t.Errorf("auth = %q %q %v", u, p, ok)
+		}
+		if ct := first.Header.Get("Content-Type"); ct != "application/x-www-form-urlencoded" {
+			t.Errorf("Content-Type = %q", ct)
+		}
+		form, _ := url.ParseQuery(string(first.Body))
+		if w := form.Get("where"); w != `properties["$email"] == "ann@example.com"` || form.Get("output_properties") != `["$email"]` || form.Has("page") {
+			t.Errorf("form = %v", form)
+		}
+		for i, call := range calls[1:] {
+			form, _ := url.ParseQuery(string(call.Body))
+			if form.Get("page") != fmt.Sprint(i+1) || form.Get("session_id") != "sess-ann@example.com" {
+				t.Errorf("page %d asked for with %v", i+1, form)
+			}
+		}
+	})
+	t.Run("nobody holds the email", func(t *testing.T) {
+		t.Parallel()
+		f := mixpanelfake.Start(t, mixpanelfake.Options{})
+		c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
+		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "nobody@example.com"})
+		if err != nil || len(got.Found) != 0 || evidence(got.Evidence) != "mixpanel_lookup=0 profiles found by email; " {
+			t.Errorf("Resolve = %v %s, %v", got.Found, evidence(got.Evidence), err)
+		}
+		got, err = c.Resolve(ctxFor(t), withUserID("d-1"))
+		if err != nil || len(got.Found) != 0 || len(f.Calls()) != 1 {
+			t.Errorf("Resolve without an email = %v, %v after %d queries; want nothing, no query", got.Found, err, len(f.Calls()))
+		}
+	})
+	t.Run("numeric distinct_ids and profiles with another email", func(t *testing.T) {
+		t.Parallel()
+		f := mixpanelfake.Start(t, mixpanelfake.Options{})
+		c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
+		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+			fakevendor.JSON(w, http.StatusOK, map[string]any{"page": 0, "page_size": 1000, "session_id": "s", "status": "ok", "total": 3,
+				"results": []map[string]any{
+					{"$distinct_id": 4, "$properties": map[string]any{"$email": "ann@example.com"}},
+					{"$distinct_id": "x-9", "$properties": map[string]any{"$email": "someone-else@example.com"}},
+					{"$distinct_id": "x-10", "$properties": map[string]any{}},
+				}})
+		})
+		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "ann@example.com"})
+		if err != nil || fmt.Sprint(got.Found[kind]) != "[4]" {
+			t.Fatalf("Resolve = %v, %v; want the one profile holding the email", got.Found, err)
+		}
+		if e := evidence(got.Evidence); e != "mixpanel_lookup=1 profile found by email; 2 profiles with another email ignored; " {
+			t.Errorf("evidence = %s", e)
+		}
+	})
+	t.Run("erased people are no longer found", func(t *testing.T) {
+		t.Parallel()
+		f := mixpanelfake.Start(t, mixpanelfake.Options{})
+		s := connectors.Subject{Email: "ann@example.com", UserIDs: map[string]string{"mp": "d-1"}}
+		f.AddUser("d-1")
+		f.SetEmail("d-1", s.Email)
+		c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f))
+		if _, err := connectortest.EraseAndWait(ctxFor(t), c, s, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.(connectors.Resolver).Resolve(ctxFor(t), s); err != nil || len(got.Found) != 0 {
+			t.Errorf("Resolve after erasure = %v, %v", got.Found, err)
+		}
+	})
+}
+
+func TestResolveHostileEmails(t *testing.T) {
+	t.Parallel()
+	f := mixpanelfake.Start(t, mixpanelfake.Options{})
+	for _, id := range []string{"user-600", "user-601"} {
+		f.AddUser(id)
+		f.SetEmail(id, "subject"+strings.TrimPrefix(id, "user-")+"@example.com")
+	}
+	c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
+	refused := []string{
+		`x" or properties["$email"] != "@example.com`, `subject600@example.com" or "1" == "1`,
+		`subject600@example.com\`, `\"@example.com`, "subject600@example.com\n", "subject600@example.com\x00",
+	}
+	for _, email := range refused {
+		n := len(f.Calls())
+		_, err := c.Resolve(ctxFor(t), connectors.Subject{Email: email})
+		if err == nil || !isPermanent(err) {
+			t.Errorf("%q: Resolve = %v; want a permanent refusal", email, err)
+		}
+		if len(f.Calls()) != n {
+			t.Errorf("%q was sent to Mixpanel", email)
+		}
+		if err != nil && strings.Contains(err.Error(), "subject600") {
+			t.Errorf("the refusal quotes the email: %v", err)
+		}
+	}
+	for _, email := range []string{"*@example.com", "%@example.com", "subject60%@example.com", "o'brien'--@example.com", "subject600@example.com'"} {
+		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: email})
+		if err != nil || len(got.Found) != 0 {
+			t.Errorf("%q: Resolve = %v, %v; want nothing found", email, got.Found, err)
+		}
+	}
+}
+
+func TestResolveFaults(t *testing.T) {
+	t.Parallel()
+	s := connectors.Subject{Email: "ann@example.com"}
+	for _, tc := range []struct {
+		name      string
+		fault     fakevendor.Fault
+		permanent bool
+		after     time.Duration
+	}{
+		{"429 without a delay", mixpanelfake.TooMany, false, time.Minute},
+		{"429 with Retry-After", fakevendor.TooMany(9 * time.Second), false, 9 * time.Second},
+		{"502", fakevendor.Status(http.StatusBadGateway), false, 0},
+		{"401", fakevendor.Status(http.StatusUnauthorized), true, 0},
+		{"400", fakevendor.Status(http.StatusBadRequest), true, 0},
+		{"malformed", fakevendor.Malformed(), false, 0},
+		{"status not ok", func(w http.ResponseWriter, r *http.Request) {
+			fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "error", "results": []any{}})
+		}, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := mixpanelfake.Start(t, mixpanelfake.Options{})
+			c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
+			f.Inject(1, tc.fault)
+			_, err := c.Resolve(ctxFor(t), s)
+			perm, after := connectors.Classify(err)
+			if err == nil || perm != tc.permanent || (tc.after > 0 && after != tc.after) {
+				t.Fatalf("Resolve = %v (permanent %v, after %v); want permanent %v after %v", err, perm, after, tc.permanent, tc.after)
+			}
+			if strings.Contains(err.Error(), s.Email) {
+				t.Errorf("error carries the email: %v", err)
+			}
+		})
+	}
+	t.Run("a rotated secret and another project", func(t *testing.T) {
+		t.Parallel()
+		f := mixpanelfake.Start(t, mixpanelfake.Options{})
+		c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
+		other := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f, "query_api:\n  project_id: 99\n  username: "+
+			mixpanelfake.ServiceAccount+"\n  secret: "+mixpanelfake.ServiceSecret)).(connectors.Resolver)
+		if _, err := other.Resolve(ctxFor(t), s); err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "403") {
+			t.Errorf("Resolve in a project the account cannot see = %v; want a permanent 403", err)
+		}
+		f.SetServiceSecret("rotated")
+		if _, err := c.Resolve(ctxFor(t), s); err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "401") {
+			t.Errorf("Resolve with a refused secret = %v; want a permanent 401", err)
+		}
+	})
 }

@@ -133,6 +133,44 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Plan: every kind of identifier the templates name is needed, each its
+// own requirement ({user_id} is user_ids.<user_id_system>): with one
+// missing, the objects named by it could not be found.
+func (c Config) Plan(name string) connectors.Plan {
+	system := c.UserIDSystem
+	if system == "" {
+		system = name
+	}
+	return connectors.Plan{Keys: templateKeys(c.Keys, c.Prefixes, system)}
+}
+
+// templateKeys is one requirement per placeholder the key and prefix
+// templates use, in the order email, phone, user id.
+func templateKeys(keys, prefixes []string, system string) []connectors.Requirement {
+	used := map[string]bool{}
+	for i, text := range append(slices.Clone(keys), prefixes...) {
+		t, err := parseTemplate(text, i >= len(keys))
+		if err != nil {
+			continue // Validate has refused it
+		}
+		for _, p := range t.parts {
+			used[p.placeholder] = true
+		}
+	}
+	var reqs []connectors.Requirement
+	for _, p := range placeholders {
+		if !used[p] {
+			continue
+		}
+		k := connectors.Kind(p)
+		if p == "user_id" {
+			k = connectors.UserIDKind(system)
+		}
+		reqs = append(reqs, connectors.Requirement{k})
+	}
+	return reqs
+}
+
 type connector struct {
 	api        *awss3.Client
 	bucket     string
@@ -241,6 +279,9 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
+	if err := c.searchable(exps); err != nil {
+		return connectors.Outcome{}, err
+	}
 	versioned, state, err := c.bucketVersioning(ctx)
 	if err != nil {
 		return connectors.Outcome{}, err
@@ -302,6 +343,9 @@ func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connector
 	if err != nil {
 		return connectors.Verification{}, err
 	}
+	if err := c.searchable(exps); err != nil {
+		return connectors.Verification{}, err
+	}
 	versioned, _, err := c.bucketVersioning(ctx)
 	if err != nil {
 		return connectors.Verification{}, err
@@ -320,6 +364,19 @@ func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connector
 		v.Evidence = append(v.Evidence, connectors.Evidence{Kind: e.t.kind(), Value: e.t.text + ": " + n.remaining()})
 	}
 	return v, nil
+}
+
+// searchable refuses a subject for whom no template could be expanded:
+// the plan makes the runtime wait for every identifier the templates
+// name, so this happens only when the instance's keys were changed, and
+// a search that did not happen is never "not found" or "clean".
+func (c *connector) searchable(exps []expansion) error {
+	for _, e := range exps {
+		if e.missing == "" {
+			return nil
+		}
+	}
+	return connectors.Permanentf("the subject has none of the identifiers the key and prefix templates name: nothing could be searched (check the instance's keys)")
 }
 
 func (c *connector) skipped(e expansion) connectors.Evidence {

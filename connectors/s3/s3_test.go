@@ -134,6 +134,12 @@ func TestConformance(t *testing.T) {
 				{}, // no identifiers at all: every template is skipped
 			}
 			h.Faulty = faulty
+			if versioning == "" {
+				// s3fake seeds old versions and delete markers; a bucket that
+				// was never versioned keeps neither.
+				h.SeedRecoverable = nil
+				h.NoRecoverableState = "a bucket that was never versioned keeps no old versions or delete markers: a deleted object is gone"
+			}
 			connectortest.Run(t, h)
 		})
 	}
@@ -816,3 +822,103 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 		t.Errorf("Erase with another instance's key = %v; want permanent InvalidAccessKeyId", err)
 	}
 }
+
+func TestPlan(t *testing.T) {
+	t.Parallel()
+	def, _ := connectors.Lookup("s3")
+	// Read without building: the credentials' variables are unset and
+	// never read.
+	const base = "bucket: shop\nregion: eu-west-1\naccess_key_id: {env: S3_NEVER_READ}\nsecret_access_key: {env: S3_NEVER_READ}\n"
+	for _, tc := range []struct{ name, yaml, keys string }{
+		{"email and user id", base + `keys: ["exports/{email}.csv", "avatars/{user_id}.png"]` + "\nprefixes: [\"uploads/{email}/\"]\n", "[email user_ids.shop-files]"},
+		{"user_id_system", base + "user_id_system: app\nkeys: [\"avatars/{user_id}.png\"]\n", "[user_ids.app]"},
+		{"phone in a prefix", base + "prefixes: [\"calls/{phone}/\"]\n", "[phone]"},
+		{"two in one template", base + "keys: [\"{user_id}/{phone}.txt\"]\n", "[phone user_ids.shop-files]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := def.Plan(instance, func(v any) error { return config.DecodeYAML([]byte(tc.yaml), v) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Each kind is its own requirement: all are needed.
+			if fmt.Sprint(p.Keys) != tc.keys || fmt.Sprint(p.Uses) != tc.keys || len(p.Keys) != strings.Count(tc.keys, " ")+1 || p.Resolves() {
+				t.Errorf("plan = keys %s uses %s resolves %v; want %s", p.Keys, p.Uses, p.Resolves(), tc.keys)
+			}
+		})
+	}
+}
+
+// The plan makes the runtime wait for every identifier the templates
+// name; a subject with none of them (the instance's keys were changed) is
+// refused before any call: nothing was searched.
+func TestNothingSearchableIsRefused(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, "Enabled")
+	c := s.connector(t)
+	sub := connectors.Subject{Phone: "+447700900123"}
+	if _, err := c.Erase(ctxFor(t), sub); err == nil || !isPermanent(err) {
+		t.Errorf("Erase = %v; want a permanent error", err)
+	}
+	if _, err := c.(connectors.Verifier).Verify(ctxFor(t), sub); err == nil || !isPermanent(err) {
+		t.Errorf("Verify = %v; want a permanent error, not clean", err)
+	}
+	if n := s.f.Requests(); n != 0 {
+		t.Errorf("%d requests for a subject nothing can be searched by", n)
+	}
+	// One identifier missing: its templates are skipped, the others searched.
+	s.seed(t, subject(3))
+	out, err := c.Erase(ctxFor(t), connectors.Subject{Email: subject(3).Email})
+	if err != nil || out.Status != connectors.StatusErased || out.Records != 3 {
+		t.Fatalf("Erase by email alone = %q %d, %v; want the 3 objects named by email", out.Status, out.Records, err)
+	}
+	if ev := evidence(out.Evidence); !strings.Contains(ev, "avatars/{user_id}.png: skipped, the subject has no user_id for shop-files") {
+		t.Errorf("evidence = %s", ev)
+	}
+}
+
+// An object deleted by a plain DELETE in a versioned bucket is restorable:
+// its data is a noncurrent version behind a delete marker. Verify counts
+// it, Erase purges the version and the marker.
+func TestDeletedObjectsAreRestorableUntilPurged(t *testing.T) {
+	t.Parallel()
+	for _, versioning := range []string{"Enabled", "Suspended"} {
+		t.Run(versioning, func(t *testing.T) {
+			t.Parallel()
+			f := s3fake.Start(t, s3fake.Options{})
+			f.SetVersioning(s3fake.DefaultBucket, versioning)
+			sub := connectortest.VendorSubject(5)
+			if n := f.SeedRecoverable(sub); n != 2 {
+				t.Fatalf("SeedRecoverable = %d, want 2", n)
+			}
+			key := "exports/" + sub.Email + ".csv"
+			if objects, versions, markers := f.CountKeys(s3fake.DefaultBucket, []string{key}, nil); objects != 1 || versions != 1 || markers != 1 {
+				t.Fatalf("seeded %d objects, %d versions, %d markers; want one version behind one marker", objects, versions, markers)
+			}
+			c := connectortest.Build(t, "s3", "s3", f.Config())
+			v, err := c.(connectors.Verifier).Verify(ctxFor(t), sub)
+			if err != nil || v.Remaining != 2 {
+				t.Fatalf("Verify = %d, %v; deleted but restorable objects remain", v.Remaining, err)
+			}
+			out, err := c.Erase(ctxFor(t), sub)
+			if err != nil || out.Status != connectors.StatusErased || out.Records != 2 {
+				t.Fatalf("Erase = %q %d, %v; want both objects erased", out.Status, out.Records, err)
+			}
+			if ev := evidence(out.Evidence); !strings.Contains(ev, "exports/{email}.csv: 1 object (1 version, 1 delete marker)") {
+				t.Errorf("evidence = %s", ev)
+			}
+			if n := f.Count(sub); n != 0 {
+				t.Errorf("%d objects left after the purge", n)
+			}
+		})
+	}
+	t.Run("never versioned", func(t *testing.T) {
+		t.Parallel()
+		f := s3fake.Start(t, s3fake.Options{})
+		f.SetVersioning(s3fake.DefaultBucket, "")
+		if n := f.SeedRecoverable(connectortest.VendorSubject(6)); n != 0 {
+			t.Errorf("SeedRecoverable in an unversioned bucket = %d, want 0", n)
+		}
+	})
+}
+
+func isPermanent(err error) bool { p, _ := connectors.Classify(err); return p }

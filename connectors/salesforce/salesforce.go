@@ -1,7 +1,10 @@
 // Package salesforce is the connector that permanently deletes a data
 // subject's Contact (and, if configured, Lead) records from Salesforce:
-// found by email with SOQL, then hard-deleted with a Bulk API 2.0 ingest
-// job, so nothing is left in the Recycle Bin.
+// found by email with SOQL queryAll, live records hard-deleted with a Bulk
+// API 2.0 ingest job and those already in the Recycle Bin emptied from it
+// with the SOAP API's emptyRecycleBin, so nothing is left restorable.
+// Configured to, it also looks the person up and reports fields the
+// records hold (an application's user id) and their record ids.
 package salesforce
 
 import (
@@ -9,6 +12,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +29,7 @@ import (
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+	"github.com/lethe-dev/lethe/internal/erasure"
 )
 
 // Defaults.
@@ -46,10 +51,11 @@ func init() {
 	// Salesforce sets no per-second limit; it counts API requests per
 	// rolling 24 hours per org (shared with every other integration) and
 	// Bulk API batches (15,000 a day). The runtime's rate counts Salesforce
-	// requests; an erasure makes four or five per object, each poll one
-	// per job. Two a second (at most 172,800 a day, and only while a
-	// backlog lasts) leaves most orgs' allocation to its other users.
-	connectors.Register("salesforce", "Salesforce Contacts and Leads, hard-deleted with a Bulk API 2.0 job (no Recycle Bin)",
+	// requests; an erasure makes four or five per object (one more to
+	// empty records from the Recycle Bin), each poll one per job. Two a
+	// second (at most 172,800 a day, and only while a backlog lasts)
+	// leaves most orgs' allocation to its other users.
+	connectors.Register("salesforce", "Salesforce Contacts and Leads, hard-deleted with a Bulk API 2.0 job and emptied from the Recycle Bin",
 		connectors.Limits{Concurrency: 4, RatePerSecond: 2, Burst: 4}, build)
 }
 
@@ -60,6 +66,9 @@ func init() {
 //	api_version: v60.0
 //	objects: [Contact, Lead]
 //	poll_interval: 30s
+//	resolve:
+//	  fields: {App_User_Id__c: user_ids.app}
+//	  record_ids: user_ids.sfdc
 type Config struct {
 	// BaseURL is the org's instance URL (its My Domain), as the OAuth
 	// token response names it in instance_url. Required.
@@ -75,6 +84,95 @@ type Config struct {
 	// PollInterval is how long to wait before asking about a bulk job;
 	// default 30s.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// Resolve, when set, makes the instance a resolver: it looks the
+	// person up by email and reports what the records hold.
+	Resolve *Resolve `yaml:"resolve"`
+}
+
+// Resolve is the `resolve:` block of a salesforce instance: what the
+// records found by email tell about the person.
+//
+//	fields: {App_User_Id__c: user_ids.app, MobilePhone: phone}
+//	record_ids: user_ids.sfdc
+//	objects: [Contact]
+type Resolve struct {
+	// Fields maps a field's API name to the kind of identifier it holds
+	// (email, phone or user_ids.<namespace>). Each field must exist on
+	// every object of Objects.
+	Fields map[string]string `yaml:"fields"`
+	// RecordIDs, a user_ids.<namespace> kind, reports the records' Ids
+	// (Contact 003…, Lead 00Q…) as ids in that namespace.
+	RecordIDs string `yaml:"record_ids"`
+	// Objects are those looked up; default the instance's objects.
+	Objects []string `yaml:"objects"`
+}
+
+// fieldRe is a field's API name (Email, App_User_Id__c, ns__Field__c): it
+// goes into SOQL unquoted, so nothing else may pass.
+var fieldRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,79}$`)
+
+// Plan: Salesforce is searched by email only (SOQL on Email). With
+// resolve, it looks people up by email and gives what resolve names.
+func (c Config) Plan(string) connectors.Plan {
+	p := connectors.EmailPlan()
+	if c.Resolve != nil {
+		p.ResolveBy = []connectors.Kind{connectors.Email}
+		for _, f := range c.Resolve.sortedFields() {
+			p.Gives = append(p.Gives, connectors.Kind(c.Resolve.Fields[f]))
+		}
+		if c.Resolve.RecordIDs != "" {
+			p.Gives = append(p.Gives, connectors.Kind(c.Resolve.RecordIDs))
+		}
+	}
+	return p
+}
+
+func (r *Resolve) sortedFields() []string {
+	fields := make([]string, 0, len(r.Fields))
+	for f := range r.Fields {
+		fields = append(fields, f)
+	}
+	sort.Strings(fields)
+	return fields
+}
+
+func (r *Resolve) validate(objects []string) []error {
+	var errs []error
+	if len(r.Fields) == 0 && r.RecordIDs == "" {
+		errs = append(errs, errors.New("resolve: name fields to read, or record_ids (or leave resolve out)"))
+	}
+	for _, f := range r.sortedFields() {
+		switch {
+		case !fieldRe.MatchString(f):
+			errs = append(errs, fmt.Errorf("resolve.fields: %q is not a field's API name (letters, digits and '_', such as App_User_Id__c)", f))
+			continue
+		case f == "Id" || f == "IsDeleted":
+			errs = append(errs, fmt.Errorf("resolve.fields.%s: use record_ids for record ids", f))
+			continue
+		}
+		k, err := erasure.ParseKind(r.Fields[f])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resolve.fields.%s: %q is not an identifier kind: use email, phone or user_ids.<namespace> (lower-case letters, digits, '-' or '_')", f, r.Fields[f]))
+			continue
+		}
+		r.Fields[f] = string(k)
+	}
+	if r.RecordIDs != "" {
+		if k, err := erasure.ParseKind(r.RecordIDs); err != nil || k.Namespace() == "" {
+			errs = append(errs, fmt.Errorf("resolve.record_ids: %q is not a user_ids.<namespace> kind (such as user_ids.sfdc)", r.RecordIDs))
+		}
+	}
+	if len(r.Objects) == 0 {
+		r.Objects = objects
+	}
+	for i, o := range r.Objects {
+		if !slices.Contains(objects, o) {
+			errs = append(errs, fmt.Errorf("resolve.objects[%d]: %q is not one of the instance's objects (%s)", i, o, strings.Join(objects, ", ")))
+		} else if slices.Index(r.Objects, o) != i {
+			errs = append(errs, fmt.Errorf("resolve.objects[%d]: %s is listed twice", i, o))
+		}
+	}
+	return errs
 }
 
 var apiVersionRe = regexp.MustCompile(`^v[1-9][0-9]\.[0-9]$`)
@@ -115,6 +213,9 @@ func (c *Config) Validate() error {
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultPollInterval
 	}
+	if c.Resolve != nil {
+		errs = append(errs, c.Resolve.validate(c.Objects)...)
+	}
 	return errors.Join(errs...)
 }
 
@@ -149,10 +250,21 @@ func isLoopback(host string) bool {
 
 type conn struct {
 	api     string // base URL + /services/data/vXX.X
+	soapURL string // base URL + /services/Soap/u/XX.X
 	base    string
 	objects []string
 	poll    time.Duration
 	http    *vendorhttp.Client
+	token   func() string
+}
+
+// resolver is a conn whose instance has a resolve block.
+type resolver struct {
+	*conn
+	fields    []string // API names, sorted
+	kinds     map[string]connectors.Kind
+	recordIDs connectors.Kind
+	objects   []string
 }
 
 func build(_ context.Context, _ string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
@@ -164,20 +276,37 @@ func build(_ context.Context, _ string, cfg Config, deps connectors.Deps) (conne
 	secret, getenv := cfg.AccessToken, deps.Getenv
 	c := &conn{base: strings.TrimRight(cfg.BaseURL, "/"), objects: cfg.Objects, poll: cfg.PollInterval}
 	c.api = c.base + "/services/data/" + cfg.APIVersion
-	c.http = &vendorhttp.Client{HTTP: deps.HTTPClient, Vendor: "Salesforce", Auth: func(r *http.Request) {
+	c.soapURL = c.base + "/services/Soap/u/" + strings.TrimPrefix(cfg.APIVersion, "v")
+	c.token = func() string {
 		// A token that cannot be read now is sent empty: Salesforce
-		// refuses it with 401, a permanent error asking to check it.
+		// refuses it, a permanent error asking to check it.
 		token, _ := secret.Reveal(getenv)
-		r.Header.Set("Authorization", "Bearer "+strings.TrimSpace(token))
+		return strings.TrimSpace(token)
+	}
+	c.http = &vendorhttp.Client{HTTP: deps.HTTPClient, Vendor: "Salesforce", Auth: func(r *http.Request) {
+		if !strings.Contains(r.URL.Path, "/services/Soap/") { // the SOAP API takes it in the envelope
+			r.Header.Set("Authorization", "Bearer "+c.token())
+		}
 	}}
-	return c, nil
+	if cfg.Resolve == nil {
+		return c, nil
+	}
+	r := &resolver{conn: c, fields: cfg.Resolve.sortedFields(), kinds: map[string]connectors.Kind{},
+		recordIDs: connectors.Kind(cfg.Resolve.RecordIDs), objects: cfg.Resolve.Objects}
+	for f, k := range cfg.Resolve.Fields {
+		r.kinds[f] = connectors.Kind(k)
+	}
+	return r, nil
 }
 
 // jobRef is what Poll needs to find the jobs an Erase started; it holds
-// Salesforce job ids only, nothing about the person.
+// Salesforce job ids and counts only, nothing about the person.
 type jobRef struct {
 	V    int      `json:"v"`
 	Jobs []refJob `json:"jobs"`
+	// Purged counts, per object, the records Erase emptied from the
+	// Recycle Bin: they are part of the erasure Poll reports.
+	Purged map[string]int64 `json:"purged,omitempty"`
 }
 
 type refJob struct {
@@ -202,14 +331,29 @@ func parseJobRef(s string) (jobRef, error) {
 			return jobRef{}, connectors.Permanentf("not a Salesforce job reference")
 		}
 	}
+	for o, n := range r.Purged {
+		if !slices.Contains(Objects, o) || n < 0 {
+			return jobRef{}, connectors.Permanentf("not a Salesforce job reference")
+		}
+	}
 	return r, nil
 }
 
 // sfIDRe matches Salesforce record and job ids.
 var sfIDRe = regexp.MustCompile(`^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$`)
 
-// Erase finds the subject's records and starts one hard-delete job per
-// object that has any; Poll reports the jobs' end.
+// records are the Ids found of one object: live, and in the Recycle Bin
+// (IsDeleted: restorable for about 15 days, or emptied from it and not
+// yet deleted physically — queryAll cannot tell which).
+type records struct{ live, recycled []string }
+
+func (r records) total() int { return len(r.live) + len(r.recycled) }
+
+// Erase finds the subject's records with queryAll, empties those in the
+// Recycle Bin from it (emptyRecycleBin), and starts one hard-delete job
+// per object with live records; Poll reports the jobs' end. A record that
+// cannot be emptied from the Recycle Bin fails the task permanently: it
+// can still be restored.
 func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
 	found, skipped, err := c.find(ctx, s)
 	if err != nil {
@@ -221,30 +365,68 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 	var evidence []connectors.Evidence
 	var total int
 	for _, o := range c.objects {
-		evidence = append(evidence, connectors.Evidence{Kind: "soql", Value: fmt.Sprintf("%s: %s found", o, plural(len(found[o]), "record"))})
-		total += len(found[o])
+		evidence = append(evidence, connectors.Evidence{Kind: "soql", Value: fmt.Sprintf("%s: %s found (%d in the Recycle Bin)", o, plural(found[o].total(), "record"), len(found[o].recycled))})
+		total += found[o].total()
 	}
 	if total == 0 {
 		return connectors.NotFound(evidence...), nil
 	}
 	ref := jobRef{V: 1}
+	var purged int64
+	var unpurged []error
 	for _, o := range c.objects {
-		if len(found[o]) == 0 {
+		if len(found[o].recycled) == 0 {
 			continue
 		}
-		id, err := c.startJob(ctx, o, found[o])
+		n, err := c.purge(ctx, o, found[o].recycled)
+		var pe *purgeError
+		switch {
+		case errors.As(err, &pe):
+			unpurged = append(unpurged, err)
+		case err != nil:
+			return connectors.Outcome{}, err
+		}
+		if n > 0 {
+			if ref.Purged == nil {
+				ref.Purged = map[string]int64{}
+			}
+			ref.Purged[o] = n
+			purged += n
+			evidence = append(evidence, purgedEvidence(o, n))
+		}
+	}
+	for _, o := range c.objects {
+		if len(found[o].live) == 0 {
+			continue
+		}
+		id, err := c.startJob(ctx, o, found[o].live)
 		if err != nil {
 			// Jobs already started run on; a retry finds what they
 			// have not deleted yet.
 			return connectors.Outcome{}, err
 		}
 		ref.Jobs = append(ref.Jobs, refJob{Object: o, ID: id})
-		evidence = append(evidence, connectors.Evidence{Kind: "bulk_job", Value: fmt.Sprintf("%s hardDelete job %s: UploadComplete, %s", o, id, plural(len(found[o]), "record"))})
+		evidence = append(evidence, connectors.Evidence{Kind: "bulk_job", Value: fmt.Sprintf("%s hardDelete job %s: UploadComplete, %s", o, id, plural(len(found[o].live), "record"))})
+	}
+	if len(unpurged) > 0 {
+		started := ""
+		if len(ref.Jobs) > 0 {
+			started = fmt.Sprintf("; hardDelete jobs were started for the live records (%d jobs)", len(ref.Jobs))
+		}
+		return connectors.Outcome{}, connectors.Permanent(fmt.Errorf("%w (%d emptied from it%s)", errors.Join(unpurged...), purged, started))
+	}
+	if len(ref.Jobs) == 0 {
+		return connectors.Erased(purged, evidence...), nil
 	}
 	return connectors.Running(ref.String(), c.poll, evidence...), nil
 }
 
-// Verify runs the SOQL lookups again: every record found remains.
+func purgedEvidence(object string, n int64) connectors.Evidence {
+	return connectors.Evidence{Kind: "recycle_bin", Value: fmt.Sprintf("%s: %s emptied from the Recycle Bin (emptyRecycleBin)", object, plural(int(n), "record"))}
+}
+
+// Verify runs the lookups again with queryAll: every record found
+// remains, those in the Recycle Bin too (they can be restored).
 func (c *conn) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
 	found, skipped, err := c.find(ctx, s)
 	if err != nil {
@@ -255,14 +437,15 @@ func (c *conn) Verify(ctx context.Context, s connectors.Subject) (connectors.Ver
 	}
 	var v connectors.Verification
 	for _, o := range c.objects {
-		v.Remaining += int64(len(found[o]))
-		v.Evidence = append(v.Evidence, connectors.Evidence{Kind: "soql_after_erase", Value: fmt.Sprintf("%s: %s found", o, plural(len(found[o]), "record"))})
+		v.Remaining += int64(found[o].total())
+		v.Evidence = append(v.Evidence, connectors.Evidence{Kind: "soql_after_erase", Value: fmt.Sprintf("%s: %s found with queryAll (%d deleted: in the Recycle Bin, or emptied from it and not yet deleted physically)", o, plural(found[o].total(), "record"), len(found[o].recycled))})
 	}
 	return v, nil
 }
 
-// find runs one SOQL query per configured object.
-func (c *conn) find(ctx context.Context, s connectors.Subject) (map[string][]string, *connectors.Evidence, error) {
+// find runs one queryAll per configured object: queryAll, unlike query,
+// returns records in the Recycle Bin, which are still held.
+func (c *conn) find(ctx context.Context, s connectors.Subject) (map[string]records, *connectors.Evidence, error) {
 	if s.Email == "" {
 		return nil, &connectors.Evidence{Kind: "skipped", Value: "the subject has no email"}, nil
 	}
@@ -273,15 +456,27 @@ func (c *conn) find(ctx context.Context, s connectors.Subject) (map[string][]str
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	found := map[string][]string{}
+	found := map[string]records{}
 	for _, o := range c.objects {
-		ids, err := c.query(ctx, "SELECT Id FROM "+o+" WHERE Email = "+lit)
+		rows, err := c.query(ctx, "queryAll", "SELECT Id, IsDeleted FROM "+o+" WHERE Email = "+lit)
 		if err != nil {
 			return nil, nil, err
 		}
-		found[o] = ids
+		found[o] = split(rows)
 	}
 	return found, nil, nil
+}
+
+func split(rows []row) records {
+	var r records
+	for _, row := range rows {
+		if row.deleted {
+			r.recycled = append(r.recycled, row.id)
+		} else {
+			r.live = append(r.live, row.id)
+		}
+	}
+	return r
 }
 
 // soqlString quotes v as a SOQL string literal: backslash and quotes are
@@ -323,50 +518,269 @@ func soqlString(v string) (string, error) {
 // page): far more than one person can have, fewer than a runaway loop.
 const maxPages = 50
 
-// query runs a SOQL query and returns the Ids of every record, following
-// nextRecordsUrl.
-func (c *conn) query(ctx context.Context, soql string) ([]string, error) {
-	next := c.api + "/query?q=" + url.QueryEscape(soql)
-	var ids []string
+// row is one record a query returned: its Id, IsDeleted and the other
+// fields asked for.
+type row struct {
+	id      string
+	deleted bool
+	fields  map[string]json.RawMessage
+}
+
+// query runs a SOQL query with the query or queryAll resource and returns
+// every record, following nextRecordsUrl.
+func (c *conn) query(ctx context.Context, resource, soql string) ([]row, error) {
+	next := c.api + "/" + resource + "?q=" + url.QueryEscape(soql)
+	op := "SOQL " + resource
+	var rows []row
 	for range maxPages {
 		req, err := vendorhttp.JSONRequest(http.MethodGet, next, nil)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.do(ctx, req, "SOQL query")
+		resp, err := c.do(ctx, req, op)
 		if err != nil {
 			return nil, err
 		}
 		var page struct {
-			TotalSize      *int   `json:"totalSize"`
-			Done           bool   `json:"done"`
-			NextRecordsURL string `json:"nextRecordsUrl"`
-			Records        []struct {
-				ID string `json:"Id"`
-			} `json:"records"`
+			TotalSize      *int                         `json:"totalSize"`
+			Done           bool                         `json:"done"`
+			NextRecordsURL string                       `json:"nextRecordsUrl"`
+			Records        []map[string]json.RawMessage `json:"records"`
 		}
 		if err := resp.JSON(&page); err != nil {
 			return nil, err
 		}
 		if page.TotalSize == nil {
-			return nil, connectors.Retryable(sfError("SOQL query: the answer has no totalSize"), 0)
+			return nil, connectors.Retryable(sfError("%s: the answer has no totalSize", op), 0)
 		}
-		for _, r := range page.Records {
-			if !sfIDRe.MatchString(r.ID) {
-				return nil, connectors.Retryable(sfError("SOQL query: a record without a valid Id"), 0)
+		for _, rec := range page.Records {
+			var r row
+			if json.Unmarshal(rec["Id"], &r.id) != nil || !sfIDRe.MatchString(r.id) {
+				return nil, connectors.Retryable(sfError("%s: a record without a valid Id", op), 0)
 			}
-			ids = append(ids, r.ID)
+			if d, ok := rec["IsDeleted"]; ok && json.Unmarshal(d, &r.deleted) != nil {
+				return nil, connectors.Retryable(sfError("%s: a record with an unreadable IsDeleted", op), 0)
+			}
+			r.fields = rec
+			rows = append(rows, r)
 		}
 		if page.Done || page.NextRecordsURL == "" {
-			return ids, nil
+			return rows, nil
 		}
 		if !strings.HasPrefix(page.NextRecordsURL, "/services/data/") {
-			return nil, connectors.Permanentf("Salesforce SOQL query: nextRecordsUrl is not under /services/data/")
+			return nil, connectors.Permanentf("Salesforce %s: nextRecordsUrl is not under /services/data/", op)
 		}
 		next = c.base + page.NextRecordsURL
 	}
-	return nil, connectors.Permanentf("Salesforce SOQL query: more than %d pages of records for one person", maxPages)
+	return nil, connectors.Permanentf("Salesforce %s: more than %d pages of records for one person", op, maxPages)
 }
+
+// maxPurge is how many ids one emptyRecycleBin call takes.
+const maxPurge = 200
+
+// purgeError says records stay in the Recycle Bin: restorable, so the
+// erasure is not done. It names the object, counts and status codes only.
+type purgeError struct {
+	object string
+	failed int
+	total  int
+	codes  map[string]int
+}
+
+func (e *purgeError) Error() string {
+	var list []string
+	for code, n := range e.codes {
+		list = append(list, fmt.Sprintf("%s: %d", code, n))
+	}
+	sort.Strings(list)
+	return fmt.Sprintf("Salesforce emptyRecycleBin: %d of %d %s records in the Recycle Bin (restorable) could not be emptied from it (%s); "+
+		"the integration user needs Modify All Data to empty other users' Recycle Bins, and records deleted with their parent (an Account's Contacts) go with the parent: "+
+		"empty them from the Recycle Bin in Salesforce (or restore and delete them again), then retry",
+		e.failed, e.total, e.object, strings.Join(list, ", "))
+}
+
+// purge empties ids (of object, all IsDeleted) from the Recycle Bin with
+// the SOAP API's emptyRecycleBin, 200 at a time, and returns how many
+// went. Records that did not are a *purgeError, after every batch was
+// tried.
+func (c *conn) purge(ctx context.Context, object string, ids []string) (int64, error) {
+	var purged int64
+	failed := &purgeError{object: object, total: len(ids), codes: map[string]int{}}
+	for batch := range slices.Chunk(ids, maxPurge) {
+		results, err := c.emptyRecycleBin(ctx, batch)
+		if err != nil {
+			return purged, err
+		}
+		for _, r := range results {
+			if r.Success {
+				purged++
+				continue
+			}
+			code := "unknown"
+			if len(r.Errors) > 0 && statusCodeRe.MatchString(r.Errors[0].StatusCode) {
+				code = r.Errors[0].StatusCode
+			}
+			failed.codes[code]++
+			failed.failed++
+		}
+	}
+	if failed.failed > 0 {
+		return purged, failed
+	}
+	return purged, nil
+}
+
+// purgeResult is one EmptyRecycleBinResult. An error's message can name
+// the record; only its statusCode is used.
+type purgeResult struct {
+	ID      string `xml:"id"`
+	Success bool   `xml:"success"`
+	Errors  []struct {
+		StatusCode string `xml:"statusCode"`
+	} `xml:"errors"`
+}
+
+// emptyRecycleBin calls the Partner SOAP API's emptyRecycleBin() at
+// /services/Soap/u/XX.X, the OAuth access token as the SessionHeader's
+// sessionId. REST has no equivalent.
+func (c *conn) emptyRecycleBin(ctx context.Context, ids []string) ([]purgeResult, error) {
+	var b bytes.Buffer
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:partner.soap.sforce.com">`)
+	b.WriteString(`<soapenv:Header><urn:SessionHeader><urn:sessionId>`)
+	if err := xml.EscapeText(&b, []byte(c.token())); err != nil {
+		return nil, connectors.Permanentf("access_token: cannot be written into a SOAP header")
+	}
+	b.WriteString(`</urn:sessionId></urn:SessionHeader></soapenv:Header><soapenv:Body><urn:emptyRecycleBin>`)
+	for _, id := range ids {
+		b.WriteString("<urn:ids>" + id + "</urn:ids>") // ids are checked alphanumeric
+	}
+	b.WriteString(`</urn:emptyRecycleBin></soapenv:Body></soapenv:Envelope>`)
+	req, err := http.NewRequest(http.MethodPost, c.soapURL, &b)
+	if err != nil {
+		return nil, connectors.Permanent(errors.New("the configured base URL is not a valid URL"))
+	}
+	req.Header.Set("Content-Type", "text/xml; charset=UTF-8")
+	req.Header.Set("SOAPAction", `""`)
+	req.Header.Set("Accept", "text/xml")
+	const op = "emptyRecycleBin"
+	resp, err := c.http.Do(ctx, req, op, http.StatusInternalServerError)
+	if err != nil {
+		return nil, err
+	}
+	var env struct {
+		Body struct {
+			Fault *struct {
+				Code string `xml:"faultcode"`
+			} `xml:"Fault"`
+			Response *struct {
+				Results []purgeResult `xml:"result"`
+			} `xml:"emptyRecycleBinResponse"`
+		} `xml:"Body"`
+	}
+	if err := xml.Unmarshal(resp.Body, &env); err != nil {
+		return nil, connectors.Retryable(sfError("%s: unreadable SOAP answer (status %d)", op, resp.Status), 0)
+	}
+	if f := env.Body.Fault; f != nil || resp.Status != http.StatusOK {
+		code := ""
+		if f != nil {
+			_, code, _ = strings.Cut(f.Code, ":")
+		}
+		return nil, soapFault(op, resp.Status, code)
+	}
+	if env.Body.Response == nil || len(env.Body.Response.Results) != len(ids) {
+		return nil, connectors.Retryable(sfError("%s: the answer does not have a result per record", op), 0)
+	}
+	for i, r := range env.Body.Response.Results {
+		if r.ID != "" && r.ID != ids[i] {
+			return nil, connectors.Retryable(sfError("%s: the results are not in the order of the records", op), 0)
+		}
+	}
+	return env.Body.Response.Results, nil
+}
+
+// soapFault classifies a SOAP API fault by its code (the faultstring can
+// quote what was sent).
+func soapFault(op string, status int, code string) error {
+	if !statusCodeRe.MatchString(code) {
+		code = ""
+	}
+	msg := fmt.Sprintf("Salesforce %s: SOAP fault %s (status %d)", op, code, status)
+	switch code {
+	case "INVALID_SESSION_ID":
+		return connectors.Permanentf("%s: the access token was refused or has expired; check access_token", msg)
+	case "REQUEST_LIMIT_EXCEEDED":
+		return connectors.Retryable(fmt.Errorf("%s: the org's API request limit is reached", msg), dailyLimitWait)
+	case "SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION", "":
+		return connectors.Retryable(errors.New(msg), 0)
+	case "API_DISABLED_FOR_ORG", "API_CURRENTLY_DISABLED", "INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY":
+		return connectors.Permanentf("%s: the user lacks a permission; it needs API Enabled and Modify All Data (or Delete on the records' objects) to empty the Recycle Bin", msg)
+	}
+	return connectors.Permanentf("%s: Salesforce refused the call", msg)
+}
+
+// Resolve looks the subject up by email with queryAll (records in the
+// Recycle Bin are theirs too, and hold ids that lead elsewhere) and
+// reports the configured fields and record ids. Finding nothing is no
+// error.
+func (r *resolver) Resolve(ctx context.Context, s connectors.Subject) (connectors.Resolution, error) {
+	var res connectors.Resolution
+	if s.Email == "" {
+		return res, nil
+	}
+	lit, err := soqlString(s.Email)
+	if err != nil {
+		return res, err
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	fields := append([]string{"Id", "IsDeleted"}, r.fields...)
+	for _, o := range r.objects {
+		rows, err := r.query(ctx, "queryAll", "SELECT "+strings.Join(fields, ", ")+" FROM "+o+" WHERE Email = "+lit)
+		if err != nil {
+			return connectors.Resolution{}, err
+		}
+		var read, deleted int
+		for _, row := range rows {
+			if row.deleted {
+				deleted++
+			}
+			if r.recordIDs != "" {
+				res.Add(r.recordIDs, row.id)
+			}
+			for _, f := range r.fields {
+				if v, ok := fieldValue(row.fields[f]); ok {
+					read++
+					res.Add(r.kinds[f], v)
+				}
+			}
+		}
+		res.Evidence = append(res.Evidence, connectors.Evidence{Kind: "salesforce_lookup",
+			Value: fmt.Sprintf("%s by email: %s found (%d in the Recycle Bin); %s read", o, plural(len(rows), "record"), deleted, plural(read, "field value"))})
+	}
+	return res, nil
+}
+
+// fieldValue reads a field as text: a string, or a number (an external id
+// field can be numeric). Null, empty and other types give nothing.
+func fieldValue(raw json.RawMessage) (string, bool) {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if len(raw) == 0 || dec.Decode(&v) != nil {
+		return "", false
+	}
+	switch v := v.(type) {
+	case string:
+		v = strings.TrimSpace(v)
+		return v, v != ""
+	case json.Number:
+		return v.String(), true
+	}
+	return "", false
+}
+
+var _ connectors.Resolver = (*resolver)(nil)
 
 // jobInfo is a Bulk API 2.0 ingest job as Salesforce describes it.
 type jobInfo struct {
@@ -475,11 +889,33 @@ func (c *conn) Poll(ctx context.Context, ref string) (connectors.Outcome, error)
 		deleted := info.NumberRecordsProcessed - info.NumberRecordsFailed
 		line := fmt.Sprintf("%s hardDelete job %s: JobComplete, %d processed, %d failed", j.Object, j.ID, info.NumberRecordsProcessed, info.NumberRecordsFailed)
 		if info.NumberRecordsFailed > 0 {
-			gone, err := c.failures(ctx, j, info)
+			deletedIDs, err := c.failures(ctx, j, info)
 			if err != nil {
 				return connectors.Outcome{}, err
 			}
-			line += fmt.Sprintf(" (%d already deleted)", gone)
+			// A record deleted since the lookup was deleted either by
+			// another job (gone) or the ordinary way: then it is in the
+			// Recycle Bin, restorable, and is emptied from it now.
+			binned, err := c.stillDeleted(ctx, j.Object, deletedIDs)
+			if err != nil {
+				return connectors.Outcome{}, err
+			}
+			var emptied int64
+			if len(binned) > 0 {
+				if emptied, err = c.purge(ctx, j.Object, binned); err != nil {
+					var pe *purgeError
+					if errors.As(err, &pe) {
+						err = connectors.Permanent(err)
+					}
+					return connectors.Outcome{}, err
+				}
+				erased += emptied
+			}
+			line += fmt.Sprintf(" (%d already deleted", len(deletedIDs))
+			if emptied > 0 {
+				line += fmt.Sprintf(", %d of them emptied from the Recycle Bin", emptied)
+			}
+			line += ")"
 		}
 		erased += max(deleted, 0)
 		evidence = append(evidence, connectors.Evidence{Kind: "bulk_job", Value: line})
@@ -487,7 +923,37 @@ func (c *conn) Poll(ctx context.Context, ref string) (connectors.Outcome, error)
 	if running {
 		return connectors.Running(ref, c.poll, evidence...), nil
 	}
+	for _, o := range Objects {
+		if n := r.Purged[o]; n > 0 {
+			erased += n
+			evidence = append(evidence, purgedEvidence(o, n))
+		}
+	}
 	return connectors.Erased(erased, evidence...), nil
+}
+
+// stillDeleted looks ids (of object) up with queryAll and returns those
+// it still finds deleted: in the Recycle Bin, or emptied from it and not
+// yet deleted physically. One it finds live again (restored meanwhile)
+// makes the erase start over.
+func (c *conn) stillDeleted(ctx context.Context, object string, ids []string) ([]string, error) {
+	var out []string
+	for batch := range slices.Chunk(ids, maxPurge) {
+		quoted := make([]string, len(batch))
+		for i, id := range batch {
+			quoted[i] = "'" + id + "'" // ids are checked alphanumeric
+		}
+		rows, err := c.query(ctx, "queryAll", "SELECT Id, IsDeleted FROM "+object+" WHERE Id IN ("+strings.Join(quoted, ", ")+")")
+		if err != nil {
+			return nil, err
+		}
+		r := split(rows)
+		if len(r.live) > 0 {
+			return nil, connectors.Retryable(sfError("%s: %s restored while its hardDelete job ran; the erase will be redone", object, plural(len(r.live), "record")), 0)
+		}
+		out = append(out, r.recycled...)
+	}
+	return out, nil
 }
 
 func (c *conn) job(ctx context.Context, j refJob) (jobInfo, error) {
@@ -514,26 +980,26 @@ func (c *conn) job(ctx context.Context, j refJob) (jobInfo, error) {
 	return info, nil
 }
 
-// failures reads why records of a completed job failed. Records that were
-// already deleted (another job got there first) are no failure; a row lock
+// failures reads why records of a completed job failed, and returns the
+// ids of those that were already deleted (ENTITY_IS_DELETED). A row lock
 // is worth retrying; anything else needs a person. Only Salesforce's
 // status codes are reported: its messages can quote the record's name.
-func (c *conn) failures(ctx context.Context, j refJob, info jobInfo) (alreadyGone int64, err error) {
+func (c *conn) failures(ctx context.Context, j refJob, info jobInfo) (alreadyDeleted []string, err error) {
 	req, err := http.NewRequest(http.MethodGet, c.api+"/jobs/ingest/"+j.ID+"/failedResults/", nil)
 	if err != nil {
-		return 0, connectors.Permanent(errors.New("the configured base URL is not a valid URL"))
+		return nil, connectors.Permanent(errors.New("the configured base URL is not a valid URL"))
 	}
 	req.Header.Set("Accept", "text/csv")
 	resp, err := c.do(ctx, req, "failed results")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	rd := csv.NewReader(bytes.NewReader(resp.Body))
 	rd.FieldsPerRecord = -1
 	header, err := rd.Read()
-	col := slices.Index(header, "sf__Error")
-	if err != nil || col < 0 {
-		return 0, connectors.Retryable(sfError("job %s: unreadable failed results", j.ID), 0)
+	col, idCol := slices.Index(header, "sf__Error"), slices.Index(header, "Id")
+	if err != nil || col < 0 || idCol < 0 {
+		return nil, connectors.Retryable(sfError("job %s: unreadable failed results", j.ID), 0)
 	}
 	codes := map[string]int{}
 	for {
@@ -541,31 +1007,38 @@ func (c *conn) failures(ctx context.Context, j refJob, info jobInfo) (alreadyGon
 		if err == io.EOF {
 			break
 		}
-		if err != nil || col >= len(row) {
-			return 0, connectors.Retryable(sfError("job %s: unreadable failed results", j.ID), 0)
+		if err != nil || col >= len(row) || idCol >= len(row) {
+			return nil, connectors.Retryable(sfError("job %s: unreadable failed results", j.ID), 0)
 		}
 		code, _, _ := strings.Cut(row[col], ":")
 		if !statusCodeRe.MatchString(code) {
 			code = "unknown"
 		}
+		if code == "ENTITY_IS_DELETED" {
+			if !sfIDRe.MatchString(row[idCol]) {
+				return nil, connectors.Retryable(sfError("job %s: a failed result without a valid Id", j.ID), 0)
+			}
+			alreadyDeleted = append(alreadyDeleted, row[idCol])
+			continue
+		}
 		codes[code]++
 	}
-	alreadyGone = int64(codes["ENTITY_IS_DELETED"])
-	delete(codes, "ENTITY_IS_DELETED")
 	if len(codes) == 0 {
-		return alreadyGone, nil
+		return alreadyDeleted, nil
 	}
 	var list []string
+	var failed int
 	for code, n := range codes {
 		list = append(list, fmt.Sprintf("%s: %d", code, n))
+		failed += n
 	}
 	sort.Strings(list)
 	err = sfError("%s hardDelete job %s: %d of %d records were not deleted (%s); see Setup > Bulk Data Load Jobs",
-		j.Object, j.ID, info.NumberRecordsFailed-alreadyGone, info.NumberRecordsProcessed, strings.Join(list, ", "))
+		j.Object, j.ID, failed, info.NumberRecordsProcessed, strings.Join(list, ", "))
 	if _, locked := codes["UNABLE_TO_LOCK_ROW"]; locked && len(codes) == 1 {
-		return 0, connectors.Retryable(err, 0)
+		return nil, connectors.Retryable(err, 0)
 	}
-	return 0, connectors.Permanent(err)
+	return nil, connectors.Permanent(err)
 }
 
 var statusCodeRe = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,79}$`)

@@ -3,13 +3,16 @@ package salesforce
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
@@ -39,6 +42,23 @@ func TestConformance(t *testing.T) {
 	connectortest.Run(t, h)
 }
 
+// TestConformanceResolver runs the suite against an instance with a
+// resolve block: it also looks people up.
+func TestConformanceResolver(t *testing.T) {
+	f := salesforcefake.Start(t, salesforcefake.Options{})
+	h := connectortest.VendorHarness("salesforce", f)
+	h.New = func(t *testing.T) connectors.Connector {
+		return connectortest.Build(t, "salesforce", "sfdc", f.ConfigWith(salesforcefake.ResolveConfig))
+	}
+	h.Resolves = func(s connectors.Subject) map[connectors.Kind][]string {
+		return map[connectors.Kind][]string{
+			connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]},
+			"user_ids.sfdc": f.RecordIDs(s.Email),
+		}
+	}
+	connectortest.Run(t, h)
+}
+
 // contactsConfig is a config against f for Contacts alone (the connector's
 // default objects), with extra lines set.
 func contactsConfig(f *salesforcefake.Fake, extra ...string) string {
@@ -64,6 +84,12 @@ func TestConfigValidation(t *testing.T) {
 		{"bad duration", base + "poll_interval: soon\n", "line 3: cannot unmarshal"},
 		{"unknown key", base + "instance_url: https://x\n", "instance_url"},
 		{"empty env", "base_url: https://acme.my.salesforce.com\naccess_token: {env: LETHE_TEST_UNSET_SF}\n", "access_token: environment variable LETHE_TEST_UNSET_SF"},
+		{"empty resolve", base + "resolve: {}\n", "resolve: name fields"},
+		{"hostile field", base + "resolve:\n  fields: {\"Email FROM User WHERE Id != null OR Email\": email}\n", "resolve.fields: \"Email FROM User"},
+		{"field Id", base + "resolve:\n  fields: {Id: user_ids.sfdc}\n", "resolve.fields.Id: use record_ids"},
+		{"bad kind", base + "resolve:\n  fields: {App_User_Id__c: user_id}\n", "resolve.fields.App_User_Id__c: \"user_id\" is not an identifier kind"},
+		{"record_ids not a user id", base + "resolve:\n  record_ids: email\n", "resolve.record_ids: \"email\" is not a user_ids"},
+		{"resolve object not erased", base + "resolve:\n  record_ids: user_ids.sfdc\n  objects: [Lead]\n", "resolve.objects[0]: \"Lead\" is not one of the instance's objects (Contact)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := connectortest.TryBuild("salesforce", "sfdc", tc.yaml)
@@ -101,9 +127,9 @@ func TestSOQLString(t *testing.T) {
 			t.Errorf("soqlString(%q) = %s, %v; want %s", in, got, err, want)
 		}
 		// The fake parses what Salesforce would and must read the input back.
-		_, back, ok := salesforcefake.ParseSOQL("SELECT Id FROM Contact WHERE Email = " + got)
-		if !ok || back != in {
-			t.Errorf("%s reads back as %q (ok %v)", got, back, ok)
+		q, ok := salesforcefake.ParseSOQL("SELECT Id, IsDeleted FROM Contact WHERE Email = " + got)
+		if !ok || q.Email != in {
+			t.Errorf("%s reads back as %q (ok %v)", got, q.Email, ok)
 		}
 	}
 	if _, err := soqlString("nul\x00@example.com"); err == nil {
@@ -146,7 +172,7 @@ func TestRequestsMatchContract(t *testing.T) {
 		method, path, contentType string
 		status                    int
 	}{
-		{"GET", api + "/query", "", 200},
+		{"GET", api + "/queryAll", "", 200},
 		{"POST", api + "/jobs/ingest", "application/json", 200},
 		{"PUT", api + "/jobs/ingest/{job}/batches", "text/csv", 201},
 		{"PATCH", api + "/jobs/ingest/{job}", "application/json", 200},
@@ -163,7 +189,7 @@ func TestRequestsMatchContract(t *testing.T) {
 			t.Errorf("call %d Authorization = %q", i, got.Header.Get("Authorization"))
 		}
 	}
-	if q := calls[0].Query; q != "q=SELECT+Id+FROM+Contact+WHERE+Email+%3D+%27o%5C%27brien%40example.com%27" {
+	if q := calls[0].Query; q != "q=SELECT+Id%2C+IsDeleted+FROM+Contact+WHERE+Email+%3D+%27o%5C%27brien%40example.com%27" {
 		t.Errorf("query string = %s", q)
 	}
 	var job map[string]string
@@ -365,29 +391,238 @@ func (p refPoller) Poll(ctx context.Context, ref string) (connectors.Outcome, er
 	return p.Connector.(connectors.Poller).Poll(ctx, ref)
 }
 
-func TestRecycleBin(t *testing.T) {
-	t.Parallel()
-	f := salesforcefake.Start(t, salesforcefake.Options{})
-	s := connectors.Subject{Email: "recycled@example.com"}
-	id := f.Add("Contact", s.Email)
-	// A plain REST delete, as a person in Salesforce might have done: the
-	// record is in the Recycle Bin, which the fake still counts.
-	req, _ := http.NewRequest(http.MethodDelete, f.URL()+"/services/data/v60.0/sobjects/Contact/"+id, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
+// softDelete deletes a record the ordinary way, through the REST API as a
+// person or another integration would: it goes to the Recycle Bin.
+func softDelete(t *testing.T, f *salesforcefake.Fake, object, id string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, f.URL()+"/services/data/v60.0/sobjects/"+object+"/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+f.Token())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 204 {
 		t.Fatalf("soft delete: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	if f.CountEmail(s.Email) != 1 {
+}
+
+// TestRecycleBin: the Salesforce fake with the contact in the Recycle Bin
+// before the request: afterwards queryAll finds nothing.
+func TestRecycleBin(t *testing.T) {
+	t.Parallel()
+	f := salesforcefake.Start(t, salesforcefake.Options{})
+	s := connectors.Subject{Email: "recycled@example.com"}
+	id := f.Add("Contact", s.Email)
+	softDelete(t, f, "Contact", id)
+	f.Add("Contact", "bystander@example.com")
+	if f.CountEmail(s.Email) != 1 || f.Recycled(s.Email) != 1 {
 		t.Fatal("the fake does not keep soft-deleted records")
 	}
-	// A documented limit: SOQL does not return Recycle Bin records, so
-	// they are not found (Salesforce purges them after about 15 days).
-	out, err := erase(t, connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f)), s)
-	if err != nil || out.Status != connectors.StatusNotFound {
-		t.Fatalf("Erase of a recycled record = %+v, %v", out, err)
+	c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
+	if v, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 1 {
+		t.Fatalf("Verify before = %+v, %v; a record in the Recycle Bin remains", v, err)
 	}
+	out, err := erase(t, c, s)
+	if err != nil || out.Status != connectors.StatusErased || out.Records != 1 {
+		t.Fatalf("Erase of a recycled record = %+v, %v; want erased, 1", out, err)
+	}
+	if n := f.QueryAllCount(s.Email); n != 0 {
+		t.Fatalf("queryAll still finds %d records", n)
+	}
+	if f.CountEmail("bystander@example.com") != 1 {
+		t.Error("the bystander lost a record")
+	}
+	if v, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 0 {
+		t.Errorf("Verify after = %+v, %v", v, err)
+	}
+	var soap []fakevendor.Call
+	for _, call := range f.Calls() {
+		if strings.HasPrefix(call.Path, "/services/Soap/") {
+			soap = append(soap, call)
+		}
+		if strings.HasPrefix(call.Path, "/services/data/v60.0/jobs/") {
+			t.Errorf("a job was started with no live record: %s %s", call.Method, call.Path)
+		}
+	}
+	if len(soap) != 1 {
+		t.Fatalf("%d SOAP calls, want one emptyRecycleBin", len(soap))
+	}
+	call := soap[0]
+	body := string(call.Body)
+	for _, want := range []string{"<urn:sessionId>" + token + "</urn:sessionId>", "<urn:emptyRecycleBin><urn:ids>" + id + "</urn:ids></urn:emptyRecycleBin>"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("emptyRecycleBin envelope lacks %s: %s", want, body)
+		}
+	}
+	if call.Path != "/services/Soap/u/60.0" || call.Header.Get("SOAPAction") == "" || !strings.HasPrefix(call.Header.Get("Content-Type"), "text/xml") || call.Status != 200 {
+		t.Errorf("emptyRecycleBin = %s (SOAPAction %q, Content-Type %q) → %d", call.Path, call.Header.Get("SOAPAction"), call.Header.Get("Content-Type"), call.Status)
+	}
+	if call.Header.Get("Authorization") != "" {
+		t.Errorf("the SOAP call carries the token in a header too")
+	}
+	want := []string{"Contact: 1 record found (1 in the Recycle Bin)", "Contact: 1 record emptied from the Recycle Bin (emptyRecycleBin)"}
+	if len(out.Evidence) != 2 || out.Evidence[0].Value != want[0] || out.Evidence[1].Value != want[1] {
+		t.Errorf("evidence = %+v, want %v", out.Evidence, want)
+	}
+
+	t.Run("with live records", func(t *testing.T) {
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		s := connectors.Subject{Email: "both@example.com"}
+		f.Add("Contact", s.Email)
+		f.Recycle(f.Add("Contact", s.Email))
+		f.Recycle(f.Add("Lead", s.Email))
+		f.Add("Lead", s.Email)
+		c := connectortest.Build(t, "salesforce", "sfdc", f.Config())
+		out, err := c.Erase(ctxFor(t), s)
+		if err != nil || out.Status != connectors.StatusRunning {
+			t.Fatalf("Erase = %+v, %v; want running", out, err)
+		}
+		if f.Recycled(s.Email) != 0 {
+			t.Error("the Recycle Bin was not emptied before the jobs")
+		}
+		out, err = connectortest.EraseAndWait(ctxFor(t), refPoller{c, out.JobRef}, s, 5*time.Second)
+		if err != nil || out.Status != connectors.StatusErased || out.Records != 4 {
+			t.Fatalf("Poll = %+v, %v; want 4 records (2 by jobs, 2 emptied)", out, err)
+		}
+		if n := f.QueryAllCount(s.Email); n != 0 {
+			t.Errorf("queryAll still finds %d records", n)
+		}
+		var emptied int
+		for _, ev := range out.Evidence {
+			if ev.Kind == "recycle_bin" {
+				emptied++
+			}
+		}
+		if emptied != 2 {
+			t.Errorf("evidence = %+v, want a recycle_bin line per object", out.Evidence)
+		}
+	})
+	t.Run("more than 200 in the Recycle Bin", func(t *testing.T) {
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		s := connectors.Subject{Email: "hoarded@example.com"}
+		for range 201 {
+			f.Recycle(f.Add("Contact", s.Email))
+		}
+		out, err := erase(t, connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f)), s)
+		if err != nil || out.Records != 201 || f.QueryAllCount(s.Email) != 0 {
+			t.Fatalf("Erase = %+v, %v; %d left", out, err, f.QueryAllCount(s.Email))
+		}
+		var calls int
+		for _, call := range f.Calls() {
+			if strings.HasPrefix(call.Path, "/services/Soap/") {
+				calls++
+			}
+		}
+		if calls != 2 {
+			t.Errorf("%d emptyRecycleBin calls, want 2 (200 ids at most)", calls)
+		}
+	})
+	t.Run("cannot be emptied", func(t *testing.T) {
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		f.FailPurge("INSUFFICIENT_ACCESS_OR_READONLY")
+		s := connectors.Subject{Email: "stuck@example.com"}
+		f.Recycle(f.Add("Contact", s.Email))
+		f.Add("Contact", s.Email)
+		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
+		_, err := erase(t, c, s)
+		perm, _ := connectors.Classify(err)
+		if err == nil || !perm {
+			t.Fatalf("err = %v; want permanent", err)
+		}
+		for _, want := range []string{"1 of 1 Contact records in the Recycle Bin", "INSUFFICIENT_ACCESS_OR_READONLY: 1", "Modify All Data", "hardDelete jobs were started"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q lacks %q", err, want)
+			}
+		}
+		if strings.Contains(err.Error(), "stuck") {
+			t.Errorf("error quotes the email: %v", err)
+		}
+		if f.Recycled(s.Email) != 1 {
+			t.Error("the record left the Recycle Bin")
+		}
+		if v, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining == 0 {
+			t.Errorf("Verify = %+v, %v; the record in the Recycle Bin remains", v, err)
+		}
+	})
+	t.Run("deleted the ordinary way while the job ran", func(t *testing.T) {
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		s := connectors.Subject{Email: "racing@example.com"}
+		id := f.Add("Contact", s.Email)
+		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
+		out, err := c.Erase(ctxFor(t), s)
+		if err != nil || out.Status != connectors.StatusRunning {
+			t.Fatalf("Erase = %+v, %v", out, err)
+		}
+		softDelete(t, f, "Contact", id) // the job meets ENTITY_IS_DELETED
+		out, err = connectortest.EraseAndWait(ctxFor(t), refPoller{c, out.JobRef}, s, 5*time.Second)
+		if err != nil || out.Status != connectors.StatusErased || out.Records != 1 {
+			t.Fatalf("Poll = %+v, %v; want the record emptied from the Recycle Bin", out, err)
+		}
+		if !strings.Contains(out.Evidence[0].Value, "1 already deleted, 1 of them emptied from the Recycle Bin") {
+			t.Errorf("evidence = %+v", out.Evidence)
+		}
+		if f.QueryAllCount(s.Email) != 0 {
+			t.Error("the record is still there")
+		}
+	})
+	t.Run("emptied records still listed by queryAll", func(t *testing.T) {
+		// Salesforce: emptied records "can be queried using queryAll()
+		// for some time, typically 24 hours". queryAll cannot tell them
+		// from restorable ones, so Verify stays on the safe side.
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		f.KeepPurgedQueryable()
+		s := connectors.Subject{Email: "lingering@example.com"}
+		f.Recycle(f.Add("Contact", s.Email))
+		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
+		if out, err := erase(t, c, s); err != nil || out.Records != 1 || f.CountEmail(s.Email) != 0 {
+			t.Fatalf("Erase = %+v, %v", out, err)
+		}
+		if v, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 1 || !strings.Contains(v.Evidence[0].Value, "not yet deleted physically") {
+			t.Errorf("Verify = %+v, %v; want the listed record counted", v, err)
+		}
+		_, err := erase(t, c, s)
+		if perm, _ := connectors.Classify(err); !perm || !strings.Contains(err.Error(), "ENTITY_IS_DELETED: 1") {
+			t.Errorf("a second Erase = %v; want permanent with the code", err)
+		}
+	})
+	t.Run("SOAP faults", func(t *testing.T) {
+		s := connectors.Subject{Email: "faulty@example.com"}
+		for _, tc := range []struct {
+			name      string
+			fault     fakevendor.Fault
+			permanent bool
+			after     time.Duration
+			want      string
+		}{
+			{"expired session", salesforcefake.Unauthorized, true, 0, "INVALID_SESSION_ID"},
+			{"daily limit", salesforcefake.LimitExceeded, false, time.Hour, "REQUEST_LIMIT_EXCEEDED"},
+			{"unknown exception", func(w http.ResponseWriter, r *http.Request) {
+				salesforcefake.WriteFault(w, "UNKNOWN_EXCEPTION", "An unexpected error occurred: faulty@example.com")
+			}, false, 0, "UNKNOWN_EXCEPTION"},
+			{"not SOAP", fakevendor.Malformed(), false, 0, "unreadable SOAP answer"},
+			{"503", salesforcefake.Unavailable, false, 0, "503"},
+			{"API disabled", func(w http.ResponseWriter, r *http.Request) {
+				salesforcefake.WriteFault(w, "API_DISABLED_FOR_ORG", "API is not enabled for this Organization or Partner")
+			}, true, 0, "API Enabled"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				f := salesforcefake.Start(t, salesforcefake.Options{})
+				f.Recycle(f.Add("Contact", s.Email))
+				c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
+				f.Inject(1, f.PassThrough()) // the queryAll
+				f.Inject(1, tc.fault)        // the emptyRecycleBin
+				_, err := c.Erase(ctxFor(t), s)
+				perm, after := connectors.Classify(err)
+				if err == nil || perm != tc.permanent || after != tc.after || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("err = %v (permanent %v, after %v); want permanent %v after %v, mentioning %q", err, perm, after, tc.permanent, tc.after, tc.want)
+				}
+				if strings.Contains(err.Error(), "faulty@") || strings.Contains(err.Error(), token) {
+					t.Errorf("error quotes the email or token: %v", err)
+				}
+				if f.Recycled(s.Email) != 1 {
+					t.Error("the record left the Recycle Bin despite the fault")
+				}
+			})
+		}
+	})
 	t.Run("no permission", func(t *testing.T) {
 		f := salesforcefake.Start(t, salesforcefake.Options{})
 		f.DenyHardDelete()
@@ -599,4 +834,115 @@ func TestTokenFileIsReadPerCall(t *testing.T) {
 	if _, err := c.Verify(ctxFor(t), s); err != nil {
 		t.Fatalf("after the refresh: %v", err)
 	}
+}
+
+func TestPlan(t *testing.T) {
+	t.Parallel()
+	const base = "base_url: https://acme.my.salesforce.com\naccess_token: x\nobjects: [Contact, Lead]\n"
+	for _, tc := range []struct {
+		name, yaml string
+		want       connectors.Plan
+	}{
+		{"email", base, connectors.EmailPlan()},
+		{"resolver", base + "resolve:\n  fields: {App_User_Id__c: user_ids.app, MobilePhone: phone}\n  record_ids: user_ids.sfdc\n", connectors.Plan{
+			Keys:      []connectors.Requirement{{connectors.Email}},
+			Uses:      []connectors.Kind{connectors.Email},
+			ResolveBy: []connectors.Kind{connectors.Email},
+			Gives:     []connectors.Kind{connectors.Phone, "user_ids.app", "user_ids.sfdc"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			def, _ := connectors.Lookup("salesforce")
+			got, err := def.Plan("sfdc", func(v any) error { return config.DecodeYAML([]byte(tc.yaml), v) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want.Normalized()) {
+				t.Errorf("plan = %+v, want %+v", got, tc.want.Normalized())
+			}
+		})
+	}
+	if _, ok := connectortest.Build(t, "salesforce", "sfdc", base).(connectors.Resolver); ok {
+		t.Error("an instance without resolve is a resolver")
+	}
+}
+
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	f := salesforcefake.Start(t, salesforcefake.Options{})
+	s := connectors.Subject{Email: "o'hara@example.com"}
+	a := f.Add("Contact", s.Email)
+	f.SetField(a, salesforcefake.AppUserIDField, "u-1")
+	b := f.Add("Contact", s.Email) // a duplicate Contact with another app id: both are reported
+	f.SetField(b, salesforcefake.AppUserIDField, "u-2")
+	binned := f.Add("Contact", s.Email)
+	f.SetField(binned, salesforcefake.AppUserIDField, "u-3")
+	f.Recycle(binned)
+	lead := f.Add("Lead", s.Email) // no app id: nothing read
+	other := f.Add("Contact", "hara@example.com")
+	f.SetField(other, salesforcefake.AppUserIDField, "u-9")
+	c := connectortest.Build(t, "salesforce", "sfdc", f.ConfigWith(salesforcefake.ResolveConfig))
+	r, err := c.(connectors.Resolver).Resolve(ctxFor(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[connectors.Kind][]string{
+		"user_ids.app":  {"u-1", "u-2", "u-3"},
+		"user_ids.sfdc": {a, b, binned, lead},
+	}
+	for k, vs := range want {
+		if fmt.Sprint(sorted(r.Found[k])) != fmt.Sprint(sorted(vs)) {
+			t.Errorf("Found[%s] = %v, want %v", k, r.Found[k], vs)
+		}
+	}
+	if len(r.Found) != 2 {
+		t.Errorf("Found = %v", r.Found)
+	}
+	wantEv := []string{"Contact by email: 3 records found (1 in the Recycle Bin); 3 field values read", "Lead by email: 1 record found (0 in the Recycle Bin); 0 field values read"}
+	if len(r.Evidence) != 2 || r.Evidence[0].Value != wantEv[0] || r.Evidence[1].Value != wantEv[1] {
+		t.Errorf("evidence = %+v, want %v", r.Evidence, wantEv)
+	}
+	for _, call := range f.Calls() {
+		if call.Path != "/services/data/v60.0/queryAll" || !strings.Contains(call.Query, "SELECT+Id%2C+IsDeleted%2C+App_User_Id__c+FROM+") {
+			t.Errorf("lookup = %s?%s", call.Path, call.Query)
+		}
+	}
+
+	t.Run("a field the org does not have", func(t *testing.T) {
+		c := connectortest.Build(t, "salesforce", "sfdc", f.ConfigWith("resolve:\n  fields: {Nope__c: user_ids.app}"))
+		_, err := c.(connectors.Resolver).Resolve(ctxFor(t), s)
+		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "INVALID_FIELD") {
+			t.Fatalf("err = %v; want permanent INVALID_FIELD", err)
+		}
+	})
+	t.Run("numbers and nulls", func(t *testing.T) {
+		for raw, want := range map[string]string{`"u-1"`: "u-1", `42`: "42", `null`: "", `""`: "", `true`: "", `{"a":1}`: "", `  " x "`: "x"} {
+			got, ok := fieldValue(json.RawMessage(raw))
+			if got != want || ok != (want != "") {
+				t.Errorf("fieldValue(%s) = %q, %v; want %q", raw, got, ok, want)
+			}
+		}
+	})
+	t.Run("faults", func(t *testing.T) {
+		for _, tc := range []struct {
+			fault     fakevendor.Fault
+			permanent bool
+		}{
+			{salesforcefake.LimitExceeded, false},
+			{salesforcefake.Unavailable, false},
+			{salesforcefake.Unauthorized, true},
+			{fakevendor.Malformed(), false},
+		} {
+			f.Inject(1, tc.fault)
+			_, err := c.(connectors.Resolver).Resolve(ctxFor(t), s)
+			if perm, _ := connectors.Classify(err); err == nil || perm != tc.permanent {
+				t.Errorf("Resolve = %v; want permanent %v", err, tc.permanent)
+			}
+		}
+	})
+}
+
+func sorted(vs []string) []string {
+	out := append([]string(nil), vs...)
+	slices.Sort(out)
+	return out
 }

@@ -2,7 +2,8 @@
 // Public API, to delete and suppress a person known by their userId. Segment
 // carries the regulation out in its own systems and forwards it to the
 // connected destinations over days, so Erase starts a job and Poll follows
-// it.
+// it. With the Unify Profile API configured it also finds a person's userIds
+// by email, before anything is erased.
 package segment
 
 import (
@@ -49,6 +50,7 @@ func init() {
 //	profiles:                                  # optional, with Unify
 //	  space_id: spa_123
 //	  token: {env: SEGMENT_PROFILES_TOKEN}
+//	  resolve_by_email: true                   # the default with profiles
 type Config struct {
 	// Token is a Public API token allowed to create deletion requests
 	// (Workspace Owner); sent as a Bearer token.
@@ -66,7 +68,8 @@ type Config struct {
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// Profiles, when set, looks the person up in Unify before and after
 	// the regulation: without it Lethe cannot tell "erased" from "Segment
-	// never saw them", and cannot verify.
+	// never saw them", and cannot verify. It also finds the userIds of a
+	// person known only by email (ResolveByEmail).
 	Profiles *ProfilesConfig `yaml:"profiles"`
 }
 
@@ -77,6 +80,36 @@ type ProfilesConfig struct {
 	// BaseURL is https://profiles.segment.com by default
 	// (https://profiles.euw1.segment.com for EU spaces).
 	BaseURL string `yaml:"base_url"`
+	// ResolveByEmail (default true) looks people up by email
+	// (email:<address>/external_ids) to find their userIds. Set false to
+	// keep email addresses out of Profile API URLs: Segment advises
+	// against looking profiles up by email, as URLs reach server logs.
+	ResolveByEmail *bool `yaml:"resolve_by_email"`
+}
+
+// resolves reports whether p finds userIds by email.
+func (p *ProfilesConfig) resolves() bool {
+	return p != nil && (p.ResolveByEmail == nil || *p.ResolveByEmail)
+}
+
+// system is the subject.user_ids key holding the userId.
+func (c Config) system(name string) string {
+	if c.UserIDSystem != "" {
+		return c.UserIDSystem
+	}
+	return name
+}
+
+// Plan: Segment erases by userId only. With the Profile API (and
+// resolve_by_email left on) the instance also finds userIds by email.
+func (c Config) Plan(name string) connectors.Plan {
+	id := connectors.UserIDKind(c.system(name))
+	p := connectors.Plan{Keys: []connectors.Requirement{{id}}}
+	if c.Profiles.resolves() {
+		p.ResolveBy = []connectors.Kind{connectors.Email}
+		p.Gives = []connectors.Kind{id}
+	}
+	return p
 }
 
 var spaceIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -159,6 +192,9 @@ type connector struct {
 // runtime knows when no post-erasure lookup is possible.
 type verifying struct{ *connector }
 
+// resolving adds Resolve: userIds found by email through the Profile API.
+type resolving struct{ verifying }
+
 // profiles looks users up in a Unify space.
 type profiles struct {
 	base  string
@@ -176,12 +212,9 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		hc = &http.Client{Timeout: time.Minute}
 	}
 	c := &connector{
-		base: cfg.BaseURL, system: cfg.UserIDSystem, regType: cfg.RegulationType, poll: cfg.PollInterval,
+		base: cfg.BaseURL, system: cfg.system(name), regType: cfg.RegulationType, poll: cfg.PollInterval,
 		api: &vendorhttp.Client{HTTP: hc, Vendor: "Segment", ResetHeader: "X-RateLimit-Reset",
 			Auth: func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }},
-	}
-	if c.system == "" {
-		c.system = name
 	}
 	if cfg.Profiles == nil {
 		return c, nil
@@ -194,6 +227,9 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		api: &vendorhttp.Client{HTTP: hc, Vendor: "Segment Profile API",
 			// The access token is the user name, the password is empty.
 			Auth: func(r *http.Request) { r.SetBasicAuth(ptoken, "") }}}
+	if cfg.Profiles.resolves() {
+		return resolving{verifying{c}}, nil
+	}
 	return verifying{c}, nil
 }
 
@@ -224,15 +260,16 @@ func parseJobRef(s string) (jobRef, error) {
 	return j, nil
 }
 
-// Erase creates a regulation for the subject's userId. A subject without
-// one is not found: Segment erases by userId only.
+// Erase creates a regulation for the subject's userId. The plan makes the
+// runtime wait for one; a subject without it is refused, never reported
+// not found: nothing was searched.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
 	if err := ctx.Err(); err != nil {
 		return connectors.Outcome{}, err
 	}
 	id := s.UserIDs[c.system]
 	if id == "" {
-		return connectors.NotFound(connectors.Evidence{Kind: "segment", Value: "skipped: the subject has no user id for " + c.system + " (Segment erases by userId)"}), nil
+		return connectors.Outcome{}, c.noUserID()
 	}
 	var ev []connectors.Evidence
 	ref := jobRef{}
@@ -373,7 +410,8 @@ func (c *connector) judge(j jobRef, r regulation) (connectors.Outcome, error) {
 		if j.Profile == profileNone {
 			return connectors.NotFound(ev...), nil
 		}
-		return connectors.Erased(1, ev...), nil
+		// Segment reports the regulation done, not what it removed.
+		return connectors.ErasedUncounted(ev...), nil
 	case "INVALID", "NOT_SUPPORTED":
 		return partial, connectors.Permanentf("Segment regulation %s is %s: Segment refused it; check regulation_type and that user_id_system holds Segment userIds", j.Regulation, overall)
 	}
@@ -387,7 +425,7 @@ func (v verifying) Verify(ctx context.Context, s connectors.Subject) (connectors
 	}
 	id := s.UserIDs[v.system]
 	if id == "" {
-		return connectors.Verification{Evidence: []connectors.Evidence{{Kind: "segment_profile", Value: "not looked up: the subject has no user id for " + v.system}}}, nil
+		return connectors.Verification{}, v.noUserID()
 	}
 	found, err := v.profiles.lookup(ctx, id)
 	if err != nil {
@@ -400,11 +438,42 @@ func (v verifying) Verify(ctx context.Context, s connectors.Subject) (connectors
 	return out, nil
 }
 
+// noUserID refuses a subject without the userId the plan requires: the
+// runtime should not have sent it (or the instance's keys were changed).
+func (c *connector) noUserID() error {
+	return connectors.Permanentf("the subject has no user id for %s: Segment erases and looks people up by userId only (check the instance's keys)", c.system)
+}
+
+// profileURL is the Profile API route for the profile known by external id
+// kind:value. The value is escaped byte by byte, '+' and '@' included:
+// Segment reads a bare '+' as a space and may answer 500 to other
+// punctuation.
+func (p *profiles) profileURL(kind, value, route string) string {
+	return p.base + "/v1/spaces/" + url.PathEscape(p.space) + "/collections/users/profiles/" +
+		kind + ":" + escapeID(value) + "/" + route
+}
+
+// escapeID percent-encodes every byte of v outside RFC 3986's unreserved
+// set, so no identifier can add a path segment, a query or a fragment.
+func escapeID(v string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
 // lookup reports whether the space holds a profile for the userId.
 func (p *profiles) lookup(ctx context.Context, userID string) (bool, error) {
-	u := p.base + "/v1/spaces/" + url.PathEscape(p.space) + "/collections/users/profiles/" +
-		url.PathEscape("user_id:"+userID) + "/traits?limit=1"
-	req, err := vendorhttp.JSONRequest(http.MethodGet, u, nil)
+	req, err := vendorhttp.JSONRequest(http.MethodGet, p.profileURL("user_id", userID, "traits?limit=1"), nil)
 	if err != nil {
 		return false, err
 	}
@@ -413,6 +482,78 @@ func (p *profiles) lookup(ctx context.Context, userID string) (bool, error) {
 		return false, atLeastASecond(resp, err)
 	}
 	return resp.Status != http.StatusNotFound, nil
+}
+
+// maxIDPages bounds how many pages of external ids Resolve reads for one
+// profile (100 a page).
+const maxIDPages = 20
+
+// Resolve finds the userIds of the profile the subject's email belongs to
+// (GET …/profiles/email:<address>/external_ids). No profile is an empty
+// resolution; several userIds on one profile are all reported.
+func (r resolving) Resolve(ctx context.Context, s connectors.Subject) (connectors.Resolution, error) {
+	if err := ctx.Err(); err != nil {
+		return connectors.Resolution{}, err
+	}
+	var res connectors.Resolution
+	if s.Email == "" {
+		res.Evidence = []connectors.Evidence{{Kind: "segment_lookup", Value: "not looked up: the subject has no email"}}
+		return res, nil
+	}
+	kind := connectors.UserIDKind(r.system)
+	next := ""
+	for page := 0; ; page++ {
+		if page == maxIDPages {
+			return connectors.Resolution{}, connectors.Permanentf("Segment Profile API: the profile found by email lists more than %d pages of external ids; look its userIds up in Segment and add them to the request", maxIDPages)
+		}
+		u := r.profiles.profileURL("email", s.Email, "external_ids?include=user_id&limit=100")
+		if next != "" {
+			u += "&next=" + url.QueryEscape(next)
+		}
+		req, err := vendorhttp.JSONRequest(http.MethodGet, u, nil)
+		if err != nil {
+			return connectors.Resolution{}, err
+		}
+		resp, err := r.profiles.api.Do(ctx, req, "external ids lookup", http.StatusNotFound)
+		if err != nil {
+			return connectors.Resolution{}, atLeastASecond(resp, err)
+		}
+		if resp.Status == http.StatusNotFound {
+			res.Evidence = []connectors.Evidence{{Kind: "segment_lookup", Value: "no profile found by email"}}
+			return res, nil
+		}
+		var body struct {
+			Data []struct {
+				Type string `json:"type"`
+				ID   string `json:"id"`
+			} `json:"data"`
+			Cursor struct {
+				HasMore bool   `json:"has_more"`
+				Next    string `json:"next"`
+			} `json:"cursor"`
+		}
+		if err := resp.JSON(&body); err != nil {
+			return connectors.Resolution{}, err
+		}
+		for _, d := range body.Data {
+			if d.Type == "user_id" {
+				res.Add(kind, d.ID)
+			}
+		}
+		if !body.Cursor.HasMore || body.Cursor.Next == "" || body.Cursor.Next == next {
+			break
+		}
+		next = body.Cursor.Next
+	}
+	res.Evidence = []connectors.Evidence{{Kind: "segment_lookup", Value: "profile found by email; " + plural(len(res.Found[kind]), "user id") + " read"}}
+	return res, nil
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func describeProfile(found bool) string {

@@ -58,6 +58,9 @@ func TestConformance(t *testing.T) {
 		}
 		return connectortest.Build(t, "segment", "app", cfg)
 	}
+	h.Resolves = func(s connectors.Subject) map[connectors.Kind][]string {
+		return map[connectors.Kind][]string{connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]}}
+	}
 	connectortest.Run(t, h)
 }
 
@@ -152,8 +155,8 @@ func TestRegulationPolledToCompletion(t *testing.T) {
 	if want := "reg0001: INITIALIZED|reg0001: RUNNING|reg0001: FINISHED at 2026-01-02T03:04:05Z"; strings.Join(states, "|") != want {
 		t.Errorf("states = %s, want %s", strings.Join(states, "|"), want)
 	}
-	if out.Status != connectors.StatusErased || out.Records != 1 {
-		t.Errorf("final = %q with %d records, want erased 1", out.Status, out.Records)
+	if out.Status != connectors.StatusErased || !out.Uncounted || out.Records != 0 {
+		t.Errorf("final = %q with %d records (uncounted %v), want erased, uncounted: Segment reports no count", out.Status, out.Records, out.Uncounted)
 	}
 	if got := evidence(out.Evidence); !strings.Contains(got, "segment_destination=Amplitude: FINISHED at 2026-01-02T03:04:05Z") ||
 		!strings.Contains(got, "segment_destination=Braze: FINISHED") {
@@ -165,34 +168,99 @@ func TestRegulationPolledToCompletion(t *testing.T) {
 	}
 }
 
-func TestWithoutProfilesEveryFinishedRegulationIsErased(t *testing.T) {
+func TestWithoutProfilesEveryFinishedRegulationIsErasedUncounted(t *testing.T) {
 	t.Parallel()
 	f := segmentfake.Start(t, segmentfake.Options{})
 	c := connectortest.Build(t, "segment", "app", yaml(f, true))
 	// Segment does not say whether it held anything: a finished regulation
-	// for a userId it never saw looks the same.
+	// for a userId it never saw looks the same. Lethe invents no count.
 	out, err := connectortest.EraseAndWait(ctxFor(t), c, subject(2), 5*time.Second)
-	if err != nil || out.Status != connectors.StatusErased || out.Records != 1 {
-		t.Fatalf("EraseAndWait = %q %d, %v; want erased 1", out.Status, out.Records, err)
+	if err != nil || out.Status != connectors.StatusErased || !out.Uncounted || out.Records != 0 {
+		t.Fatalf("EraseAndWait = %q %d (uncounted %v), %v; want erased, uncounted", out.Status, out.Records, out.Uncounted, err)
 	}
 	if n := len(f.ProfileCalls()); n != 0 {
 		t.Errorf("an instance without profiles looked profiles up %d times", n)
 	}
 }
 
-func TestSubjectWithoutUserIDIsNotFound(t *testing.T) {
+// The plan makes the runtime wait for a userId; a subject without one
+// (the instance's keys were changed) is refused, never "not found":
+// nothing was searched.
+func TestSubjectWithoutUserIDIsRefused(t *testing.T) {
 	t.Parallel()
 	f := segmentfake.Start(t, segmentfake.Options{})
 	c := connectortest.Build(t, "segment", "app", yaml(f, false))
-	out, err := c.Erase(ctxFor(t), connectors.Subject{Email: "a@example.com", UserIDs: map[string]string{"crm": "7"}})
-	if err != nil || out.Status != connectors.StatusNotFound {
-		t.Fatalf("Erase = %q, %v; want not_found", out.Status, err)
+	s := connectors.Subject{Email: "a@example.com", UserIDs: map[string]string{"crm": "7"}}
+	out, err := c.Erase(ctxFor(t), s)
+	if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "no user id for app") {
+		t.Fatalf("Erase = %q, %v; want a permanent error naming the missing user id", out.Status, err)
 	}
-	if got := evidence(out.Evidence); !strings.Contains(got, "no user id for app") {
-		t.Errorf("evidence = %s", got)
+	if _, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err == nil || !isPermanent(err) {
+		t.Errorf("Verify without a user id = %v; want a permanent error, not clean", err)
 	}
 	if n := len(f.Calls()) + len(f.ProfileCalls()); n != 0 {
 		t.Errorf("%d calls to Segment for a subject it cannot know", n)
+	}
+}
+
+func isPermanent(err error) bool { p, _ := connectors.Classify(err); return p }
+
+func plan(t *testing.T, name, yamlConfig string) connectors.Plan {
+	t.Helper()
+	def, ok := connectors.Lookup("segment")
+	if !ok {
+		t.Fatal("segment is not registered")
+	}
+	p, err := def.Plan(name, func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPlan(t *testing.T) {
+	t.Parallel()
+	const base = "token: {env: SEGMENT_TOKEN_NEVER_READ}\n"
+	profiles := "profiles:\n  space_id: spa_1\n  token: {env: SEGMENT_PROFILES_NEVER_READ}\n"
+	for _, tc := range []struct {
+		name, name2, yaml string
+		keys, resolveBy   string
+		gives             string
+	}{
+		{"user id under the instance name", "segment-eu", base, "[user_ids.segment-eu]", "[]", "[]"},
+		{"user_id_system", "segment", base + "user_id_system: app\n", "[user_ids.app]", "[]", "[]"},
+		{"profiles resolve by email", "segment", base + "user_id_system: app\n" + profiles, "[user_ids.app]", "[email]", "[user_ids.app]"},
+		{"resolve_by_email off", "segment", base + profiles + "  resolve_by_email: false\n", "[user_ids.segment]", "[]", "[]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Plans are read without building the connector: the tokens'
+			// variables are unset and never read.
+			p := plan(t, tc.name2, tc.yaml)
+			if got := fmt.Sprint(p.Keys); got != tc.keys {
+				t.Errorf("Keys = %s, want %s", got, tc.keys)
+			}
+			if got := fmt.Sprint(p.ResolveBy); got != tc.resolveBy {
+				t.Errorf("ResolveBy = %s, want %s", got, tc.resolveBy)
+			}
+			if got := fmt.Sprint(p.Gives); got != tc.gives {
+				t.Errorf("Gives = %s, want %s", got, tc.gives)
+			}
+			if got, want := fmt.Sprint(p.Uses), tc.keys; got != want {
+				t.Errorf("Uses = %s, want %s", got, want)
+			}
+		})
+	}
+	f := segmentfake.Start(t, segmentfake.Options{})
+	if _, ok := connectortest.Build(t, "segment", "app", f.ConfigWith("profiles:")).(connectors.Resolver); ok {
+		t.Error("an instance without profiles is a Resolver")
+	}
+	off := strings.Replace(f.Config(), "  base_url:", "  resolve_by_email: false\n  base_url:", 1)
+	c := connectortest.Build(t, "segment", "app", off)
+	if _, ok := c.(connectors.Resolver); ok {
+		t.Error("an instance with resolve_by_email: false is a Resolver")
+	}
+	if _, ok := c.(connectors.Verifier); !ok {
+		t.Error("an instance with profiles cannot verify")
 	}
 }
 
@@ -428,3 +496,158 @@ func TestRequestsFollowTheContract(t *testing.T) {
 }
 
 func secret(v string) config.Secret { return config.Secret{Value: v} }
+
+func TestResolveByEmail(t *testing.T) {
+	t.Parallel()
+	kind := connectors.UserIDKind("app")
+	t.Run("every userId of the profile, over pages", func(t *testing.T) {
+		t.Parallel()
+		f := segmentfake.Start(t, segmentfake.Options{})
+		f.CapExternalIDsPage(1)
+		for _, id := range []string{"u-1", "u-2", "u-3"} {
+			f.AddUser(id)
+			f.LinkEmail("ann+news@example.com", id)
+		}
+		f.AddUser("u-4")
+		f.LinkEmail("ann news@example.com", "u-4") // what a bare '+' would find
+		c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
+		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "ann+news@example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "[u-1 u-2 u-3]"; fmt.Sprint(got.Found[kind]) != want || len(got.Found) != 1 {
+			t.Errorf("Found = %v, want %s = %s", got.Found, kind, want)
+		}
+		if e := evidence(got.Evidence); e != "segment_lookup=profile found by email; 3 user ids read; " {
+			t.Errorf("evidence = %s", e)
+		}
+		calls := f.ProfileCalls()
+		if len(calls) != 3 {
+			t.Fatalf("%d lookups, want 3 pages", len(calls))
+		}
+		first := calls[0]
+		if first.Method != http.MethodGet || first.Path != "/v1/spaces/spa_1/collections/users/profiles/email:ann+news@example.com/external_ids" ||
+			first.Query != "include=user_id&limit=100" {
+			t.Errorf("lookup = %s %s?%s", first.Method, first.Path, first.Query)
+		}
+		if !strings.Contains(calls[1].Query, "next=map_1") || !strings.Contains(calls[2].Query, "next=map_2") {
+			t.Errorf("pages asked for with %q and %q", calls[1].Query, calls[2].Query)
+		}
+		if u, p, ok := (&http.Request{Header: first.Header}).BasicAuth(); !ok || u != "prof_token" || p != "" {
+			t.Errorf("lookup auth = %q %q %v", u, p, ok)
+		}
+	})
+	t.Run("no profile is nothing found", func(t *testing.T) {
+		t.Parallel()
+		f := segmentfake.Start(t, segmentfake.Options{})
+		f.AddUser("u-1")
+		c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
+		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "nobody@example.com"})
+		if err != nil || len(got.Found) != 0 || evidence(got.Evidence) != "segment_lookup=no profile found by email; " {
+			t.Errorf("Resolve = %v %s, %v", got.Found, evidence(got.Evidence), err)
+		}
+		got, err = c.Resolve(ctxFor(t), withUserID("u-1"))
+		if err != nil || len(got.Found) != 0 || len(f.ProfileCalls()) != 1 {
+			t.Errorf("Resolve without an email = %v, %v after %d lookups; want nothing, no lookup", got.Found, err, len(f.ProfileCalls()))
+		}
+	})
+	t.Run("a profile with an email but no userId", func(t *testing.T) {
+		t.Parallel()
+		f := segmentfake.Start(t, segmentfake.Options{})
+		f.LinkEmail("anon@example.com", "") // identified by email only
+		c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
+		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "anon@example.com"})
+		if err != nil || len(got.Found) != 0 {
+			t.Errorf("Resolve = %v, %v; want nothing found", got.Found, err)
+		}
+	})
+	t.Run("erased users are no longer found", func(t *testing.T) {
+		t.Parallel()
+		f := segmentfake.Start(t, segmentfake.Options{})
+		s := subject(11)
+		f.Seed(s)
+		c := connectortest.Build(t, "segment", "app", yaml(f, false))
+		if _, err := connectortest.EraseAndWait(ctxFor(t), c, s, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.(connectors.Resolver).Resolve(ctxFor(t), s)
+		if err != nil || len(got.Found) != 0 {
+			t.Errorf("Resolve after erasure = %v, %v", got.Found, err)
+		}
+	})
+}
+
+func TestResolveHostileEmails(t *testing.T) {
+	t.Parallel()
+	f := segmentfake.Start(t, segmentfake.Options{})
+	f.Seed(subject(600))
+	f.Seed(subject(601))
+	c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
+	for _, email := range []string{
+		"x/../../subject600@example.com", "subject600@example.com/../subject601@example.com",
+		"subject600@example.com?include=user_id", "subject600@example.com#frag", "%73ubject600@example.com",
+		"*@example.com", "subject60%@example.com", "subject600@example.com\"", "subject600@example.com:user_id",
+	} {
+		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: email})
+		if err != nil {
+			if !isPermanent(err) {
+				t.Errorf("%q: refused with a retryable error: %v", email, err)
+			}
+			continue
+		}
+		if len(got.Found) != 0 {
+			t.Errorf("%q found %v", email, got.Found)
+		}
+	}
+	for _, call := range f.ProfileCalls() {
+		if call.Status != http.StatusNotFound {
+			t.Errorf("a hostile lookup reached a profile: %s → %d", call.Path, call.Status)
+		}
+	}
+}
+
+func TestResolveFaults(t *testing.T) {
+	t.Parallel()
+	s := subject(12)
+	for _, tc := range []struct {
+		name      string
+		fault     fakevendor.Fault
+		permanent bool
+		after     time.Duration
+	}{
+		{"429 without a delay", segmentfake.ProfilesTooMany, false, time.Second},
+		{"429 with Retry-After", fakevendor.TooMany(4 * time.Second), false, 4 * time.Second},
+		{"503", fakevendor.Status(http.StatusServiceUnavailable), false, 0},
+		{"401", fakevendor.Status(http.StatusUnauthorized), true, 0},
+		{"400", fakevendor.Status(http.StatusBadRequest), true, 0},
+		{"malformed", fakevendor.Malformed(), false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := segmentfake.Start(t, segmentfake.Options{})
+			f.Seed(s)
+			c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
+			f.InjectProfiles(1, tc.fault)
+			_, err := c.Resolve(ctxFor(t), s)
+			perm, after := connectors.Classify(err)
+			if err == nil || perm != tc.permanent || (tc.after > 0 && after != tc.after) {
+				t.Fatalf("Resolve = %v (permanent %v, after %v); want permanent %v after %v", err, perm, after, tc.permanent, tc.after)
+			}
+			for _, v := range s.Values() {
+				if strings.Contains(err.Error(), v) {
+					t.Errorf("error carries an identifier: %v", err)
+				}
+			}
+		})
+	}
+	t.Run("another workspace's token", func(t *testing.T) {
+		t.Parallel()
+		f := segmentfake.Start(t, segmentfake.Options{})
+		f.Seed(s)
+		c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
+		f.SetTokens(segmentfake.DefaultToken, "rotated")
+		if _, err := c.Resolve(ctxFor(t), s); err == nil || !isPermanent(err) {
+			t.Errorf("Resolve with a refused token = %v; want permanent", err)
+		}
+	})
+}

@@ -65,6 +65,9 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Plan: SendGrid's contacts are found by email only.
+func (c Config) Plan(string) connectors.Plan { return connectors.EmailPlan() }
+
 func checkBaseURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -121,8 +124,11 @@ func build(_ context.Context, _ string, cfg Config, deps connectors.Deps) (conne
 	}, nil
 }
 
-func noEmail() connectors.Evidence {
-	return connectors.Evidence{Kind: "sendgrid", Value: "skipped: the subject has no email address"}
+// noEmail refuses a subject without an email: the plan makes the runtime
+// wait for one, and without it nothing is searched, which is never "not
+// found" or "clean".
+func noEmail() error {
+	return connectors.Permanentf("the subject has no email address: SendGrid contacts are found by email only (check the instance's keys)")
 }
 
 // jobPrefix marks a JobRef as a contacts delete job; the ref is
@@ -139,7 +145,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		return connectors.Outcome{}, err
 	}
 	if s.Email == "" {
-		return connectors.NotFound(noEmail()), nil
+		return connectors.Outcome{}, noEmail()
 	}
 	ids, err := c.search(ctx, s.Email)
 	if err != nil {
@@ -253,7 +259,7 @@ func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connector
 		return connectors.Verification{}, err
 	}
 	if s.Email == "" {
-		return connectors.Verification{Evidence: []connectors.Evidence{noEmail()}}, nil
+		return connectors.Verification{}, noEmail()
 	}
 	ids, err := c.search(ctx, s.Email)
 	if err != nil {

@@ -512,18 +512,35 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	}
 }
 
-func TestSubjectWithoutEmailIsNotFound(t *testing.T) {
+// The plan makes the runtime wait for an email; a subject without one (the
+// instance's keys were changed) is refused: nothing was searched, which is
+// never "not found" or "clean".
+func TestSubjectWithoutEmailIsRefused(t *testing.T) {
 	t.Parallel()
 	f := sendgridfake.Start(t, sendgridfake.Options{})
 	c := newConnector(t, f)
-	out, err := c.Erase(ctx(t), connectors.Subject{Phone: "+447700900123"})
-	if err != nil || out.Status != connectors.StatusNotFound {
-		t.Fatalf("Erase = %q, %v; want not_found", out.Status, err)
+	s := connectors.Subject{Phone: "+447700900123"}
+	out, err := c.Erase(ctx(t), s)
+	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "no email") {
+		t.Fatalf("Erase = %q, %v; want a permanent error saying there is no email", out.Status, err)
 	}
-	if len(out.Evidence) == 0 || !strings.Contains(out.Evidence[0].Value, "no email") {
-		t.Errorf("evidence does not say why: %v", out.Evidence)
+	if _, err := c.(connectors.Verifier).Verify(ctx(t), s); err == nil {
+		t.Error("Verify without an email succeeded; it must not call the subject clean")
 	}
 	if n := len(f.Calls()); n != 0 {
 		t.Errorf("%d requests sent for a subject without an email", n)
+	}
+}
+
+func TestPlan(t *testing.T) {
+	t.Parallel()
+	def, _ := connectors.Lookup("sendgrid")
+	// Read without building: the key's variable is unset and never read.
+	p, err := def.Plan(instance, func(v any) error { return config.DecodeYAML([]byte("api_key: {env: SG_NEVER_READ}\n"), v) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(p.Keys) != "[email]" || fmt.Sprint(p.Uses) != "[email]" || p.Resolves() {
+		t.Errorf("plan = keys %s uses %s resolves %v; want email only", p.Keys, p.Uses, p.Resolves())
 	}
 }

@@ -5,30 +5,71 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/lethe-dev/lethe/internal/erasure"
 )
 
 // Placeholder names a statement may use; each binds one identifier of the
-// subject.
+// subject. :user_ids.<namespace> binds Subject.UserIDs[namespace].
 const (
-	phEmail  = "email"
-	phPhone  = "phone"
-	phUserID = "user_id"
+	phEmail   = "email"
+	phPhone   = "phone"
+	phUserID  = "user_id"
+	phUserIDs = "user_ids"
 )
 
+// placeholders is how error messages name the placeholders.
+const placeholders = ":email, :phone, :user_id or :user_ids.<namespace>"
+
+// isPlaceholder reports whether name (after the colon) is a placeholder;
+// a "user_ids.<namespace>" name must have had its namespace checked.
 func isPlaceholder(name string) bool {
-	return name == phEmail || name == phPhone || name == phUserID
+	return name == phEmail || name == phPhone || name == phUserID || strings.HasPrefix(name, phUserIDs+".")
 }
 
-// rewrite turns the :email, :phone and :user_id placeholders of query into
-// the driver's own parameters ($1… for postgres, ? for mysql and sqlite) and
-// returns the new text with the placeholder that binds each parameter, in
-// order. String literals, quoted identifiers, comments and PostgreSQL ::casts
+// namespaceEnd returns the end of the namespace that starts at q[i], after
+// ":user_ids.": a run of identifier characters, dots (refused later, but
+// reported whole) and hyphens that join two such characters, so that
+// :user_ids.shop-db is one placeholder and :user_ids.app--x a placeholder
+// and a comment.
+func namespaceEnd(q string, i int) int {
+	for i < len(q) {
+		switch c := q[i]; {
+		case isIdent(c), c == '.':
+			i++
+		case c == '-' && i+1 < len(q) && isIdent(q[i+1]):
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// userIDsPlaceholder checks the namespace of a :user_ids.<namespace>
+// placeholder and returns the placeholder's name, "user_ids.<namespace>".
+func userIDsPlaceholder(ns string) (string, error) {
+	if ns == "" {
+		return "", errors.New(":user_ids needs a namespace, the key of subject.user_ids: :user_ids.<namespace>, e.g. :user_ids.app")
+	}
+	k, err := erasure.ParseKind(phUserIDs + "." + ns)
+	if err != nil {
+		return "", fmt.Errorf(":user_ids.%s: %q is not a user id namespace: use lower-case letters, digits, '-' or '_', starting with a letter or digit (the key of subject.user_ids)", ns, ns)
+	}
+	return string(k), nil
+}
+
+// rewrite turns the :email, :phone, :user_id and :user_ids.<namespace>
+// placeholders of query into the driver's own parameters ($1… for
+// postgres, ? for mysql and sqlite) and returns the new text with the
+// placeholder that binds each parameter, in order ("email", "phone",
+// "user_id", "user_ids.<namespace>"). String literals, quoted identifiers, comments and PostgreSQL ::casts
 // are copied untouched. Parameters written in the driver's own syntax are
 // refused: the connector supplies every argument, so a stray one would bind
 // nothing (or the wrong value).
 //
-//	rewrite("postgres", "DELETE FROM t WHERE a = :email OR b = :email")
-//	// "DELETE FROM t WHERE a = $1 OR b = $1", ["email"]
+//	rewrite("postgres", "DELETE FROM t WHERE a = :email OR b = :user_ids.app OR c = :email")
+//	// "DELETE FROM t WHERE a = $1 OR b = $2 OR c = $1", ["email", "user_ids.app"]
 func rewrite(driver, query string) (string, []string, error) {
 	var (
 		out    strings.Builder
@@ -64,7 +105,7 @@ func rewrite(driver, query string) (string, []string, error) {
 			end = skipBlockComment(q, i, driver == driverPostgres)
 		case c == '$' && driver == driverPostgres && (i == 0 || !isIdent(q[i-1])):
 			if isDigit(next) {
-				return "", nil, errors.New("positional parameters such as $1 are not allowed; use :email, :phone or :user_id")
+				return "", nil, errors.New("positional parameters such as $1 are not allowed; use " + placeholders)
 			}
 			end = skipDollarQuoted(q, i)
 		case c == ':' && next == ':':
@@ -75,6 +116,19 @@ func rewrite(driver, query string) (string, []string, error) {
 				j++
 			}
 			name := q[i+1 : j]
+			if strings.EqualFold(name, phUserIDs) {
+				if name != phUserIDs || j >= len(q) || q[j] != '.' {
+					return "", nil, fmt.Errorf(":%s is not a placeholder; write :user_ids.<namespace>, in lower case", name)
+				}
+				end := namespaceEnd(q, j+1)
+				var err error
+				if name, err = userIDsPlaceholder(q[j+1 : end]); err != nil {
+					return "", nil, err
+				}
+				j = end
+			} else if !isPlaceholder(name) && isPlaceholder(strings.ToLower(name)) {
+				return "", nil, fmt.Errorf(":%s is not a placeholder; placeholders are lower case: :%s", name, strings.ToLower(name))
+			}
 			switch {
 			case isPlaceholder(name) && driver == driverPostgres:
 				n, ok := pgNum[name]
@@ -89,16 +143,16 @@ func rewrite(driver, query string) (string, []string, error) {
 				out.WriteByte('?')
 			case driver == driverSQLite:
 				// SQLite would bind NULL to it, silently matching nothing.
-				return "", nil, fmt.Errorf(":%s is not a placeholder; use :email, :phone or :user_id", name)
+				return "", nil, fmt.Errorf(":%s is not a placeholder; use %s", name, placeholders)
 			default:
 				out.WriteString(q[i:j])
 			}
 			i = j
 			continue
 		case c == '?' && driver != driverPostgres:
-			return "", nil, errors.New("positional parameters (?) are not allowed; use :email, :phone or :user_id")
+			return "", nil, errors.New("positional parameters (?) are not allowed; use " + placeholders)
 		case (c == '@' || c == '$') && driver == driverSQLite && isIdent(next):
-			return "", nil, fmt.Errorf("%c-parameters are not allowed; use :email, :phone or :user_id", c)
+			return "", nil, fmt.Errorf("%c-parameters are not allowed; use %s", c, placeholders)
 		default:
 			out.WriteByte(c)
 			i++

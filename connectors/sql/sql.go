@@ -23,7 +23,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"modernc.org/sqlite"
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 )
 
@@ -39,142 +38,49 @@ func init() {
 		connectors.Limits{Concurrency: 4}, build)
 }
 
-// Config is the `config:` block of a sql connector instance.
-//
-//	driver: postgres
-//	dsn: {env: SHOP_DATABASE_URL}
-//	statements:
-//	  - name: customers
-//	    sql: DELETE FROM customers WHERE email = :email
-type Config struct {
-	// Driver is postgres, mysql or sqlite.
-	Driver string `yaml:"driver"`
-	// DSN is the connection string (a URL or key=value for postgres, a
-	// go-sql-driver DSN for mysql, a file path or file: URI for sqlite).
-	DSN config.Secret `yaml:"dsn"`
-	// UserIDSystem is the subject.user_ids key :user_id binds to; default:
-	// the instance name.
-	UserIDSystem string `yaml:"user_id_system"`
-	// Statements run in order in one transaction.
-	Statements []Statement `yaml:"statements"`
-	// Verify queries each return one count of what remains.
-	Verify []Statement `yaml:"verify"`
-	// Scan queries each return one column of identifiers of one kind
-	// (email, phone or user_id), so `lethe replay` can find people who were
-	// erased and came back with a restored backup. Optional.
-	Scan []ScanQuery `yaml:"scan"`
-}
-
-// ScanQuery lists identifiers held in the database.
-type ScanQuery struct {
-	Name string `yaml:"name"`
-	SQL  string `yaml:"sql"`
-	Kind string `yaml:"kind"`
-}
-
-// Statement is one named SQL statement with :email, :phone or :user_id
-// placeholders.
-type Statement struct {
-	Name string `yaml:"name"`
-	SQL  string `yaml:"sql"`
-}
-
-// Validate reports every problem in the config at once, each naming its key.
-func (c *Config) Validate() error {
-	var errs []error
-	switch c.Driver {
-	case driverPostgres, driverMySQL, driverSQLite:
-	case "":
-		errs = append(errs, errors.New("driver: required (postgres, mysql or sqlite)"))
-	default:
-		errs = append(errs, fmt.Errorf("driver: %q is not one of postgres, mysql, sqlite", c.Driver))
-	}
-	if !c.DSN.IsSet() {
-		errs = append(errs, errors.New("dsn: required (a string, {env: NAME} or {file: PATH})"))
-	}
-	if c.UserIDSystem != "" && !connectors.InstanceNameRe.MatchString(c.UserIDSystem) {
-		errs = append(errs, errors.New("user_id_system: must be lower-case letters, digits, '-' or '_'"))
-	}
-	if len(c.Statements) == 0 {
-		errs = append(errs, errors.New("statements: at least one statement is required"))
-	}
-	if _, err := compile(c.Driver, "statements", "statement", c.Statements); err != nil {
-		errs = append(errs, err)
-	}
-	if _, err := compile(c.Driver, "verify", "verify", c.Verify); err != nil {
-		errs = append(errs, err)
-	}
-	for i, q := range c.Scan {
-		switch q.Kind {
-		case phEmail, phPhone, phUserID:
-		default:
-			errs = append(errs, fmt.Errorf("scan[%d].kind: must be email, phone or user_id", i))
-		}
-		if strings.TrimSpace(q.SQL) == "" {
-			errs = append(errs, fmt.Errorf("scan[%d].sql: required: a query returning one column of identifiers", i))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// stmt is a Statement rewritten for its driver.
-type stmt struct {
-	name   string
-	query  string
-	params []string // placeholder bound to each driver parameter
-}
-
-// compile names and rewrites a list of statements; key is its config key.
-// With an unknown driver it checks only names and emptiness.
-func compile(drv, key, defaultName string, list []Statement) ([]stmt, error) {
-	var errs []error
-	seen := map[string]bool{}
-	out := make([]stmt, 0, len(list))
-	for i, s := range list {
-		at := fmt.Sprintf("%s[%d]", key, i)
-		name := strings.TrimSpace(s.Name)
-		if name == "" {
-			name = fmt.Sprintf("%s %d", defaultName, i+1)
-		}
-		if seen[name] {
-			errs = append(errs, fmt.Errorf("%s.name: %q is used twice", at, name))
-		}
-		seen[name] = true
-		if strings.TrimSpace(s.SQL) == "" {
-			errs = append(errs, fmt.Errorf("%s.sql: required", at))
-			continue
-		}
-		st := stmt{name: name}
-		switch drv {
-		case driverPostgres, driverMySQL, driverSQLite:
-			var err error
-			if st.query, st.params, err = rewrite(drv, s.SQL); err != nil {
-				errs = append(errs, fmt.Errorf("%s.sql: %w", at, err))
-				continue
-			}
-			if len(st.params) == 0 {
-				errs = append(errs, fmt.Errorf("%s.sql: has no :email, :phone or :user_id placeholder, so it would touch the same rows for every subject", at))
-				continue
-			}
-		}
-		out = append(out, st)
-	}
-	return out, errors.Join(errs...)
-}
-
-// conn is a connector instance without verify queries.
+// conn is a connector instance: it erases and scans. The types that
+// embed it add Verify and Resolve only when the config has verify or
+// resolve queries, so the runtime's type assertions tell the truth about
+// what the instance can do.
 type conn struct {
 	db         *sql.DB
 	driver     string
 	userSystem string
 	statements []stmt
 	verify     []stmt
+	resolve    []resolveQuery
 	scan       []ScanQuery
 }
 
-// verifyingConn adds Verify; it is only built when verify queries exist, so
-// the runtime knows when no post-erasure lookup is possible.
+// verifyingConn adds Verify: built only with verify queries, so the
+// runtime knows when no post-erasure lookup is possible.
 type verifyingConn struct{ *conn }
+
+// resolvingConn adds Resolve: built only with resolve queries.
+type resolvingConn struct{ *conn }
+
+// verifyingResolvingConn has both.
+type verifyingResolvingConn struct{ *conn }
+
+// Verify implements connectors.Verifier.
+func (c verifyingConn) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
+	return c.conn.verifyNow(ctx, s)
+}
+
+// Resolve implements connectors.Resolver.
+func (c resolvingConn) Resolve(ctx context.Context, s connectors.Subject) (connectors.Resolution, error) {
+	return c.conn.resolveNow(ctx, s)
+}
+
+// Verify implements connectors.Verifier.
+func (c verifyingResolvingConn) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
+	return c.conn.verifyNow(ctx, s)
+}
+
+// Resolve implements connectors.Resolver.
+func (c verifyingResolvingConn) Resolve(ctx context.Context, s connectors.Subject) (connectors.Resolution, error) {
+	return c.conn.resolveNow(ctx, s)
+}
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
 	getenv := deps.Getenv
@@ -185,11 +91,16 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	if err != nil {
 		return nil, fmt.Errorf("dsn: %w", err)
 	}
-	statements, err := compile(cfg.Driver, "statements", "statement", cfg.Statements)
+	sys := cfg.userSystem(name)
+	statements, err := compile(cfg.Driver, sys, "statements", "statement", cfg.Statements)
 	if err != nil {
 		return nil, err
 	}
-	verify, err := compile(cfg.Driver, "verify", "verify", cfg.Verify)
+	verify, err := compile(cfg.Driver, sys, "verify", "verify", cfg.Verify)
+	if err != nil {
+		return nil, err
+	}
+	resolve, err := compileResolve(cfg.Driver, sys, cfg.Resolve)
 	if err != nil {
 		return nil, err
 	}
@@ -197,14 +108,16 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{db: db, driver: cfg.Driver, userSystem: cfg.UserIDSystem, statements: statements, verify: verify, scan: cfg.Scan}
-	if c.userSystem == "" {
-		c.userSystem = name
+	c := &conn{db: db, driver: cfg.Driver, userSystem: sys, statements: statements, verify: verify, resolve: resolve, scan: cfg.Scan}
+	switch {
+	case len(verify) > 0 && len(resolve) > 0:
+		return verifyingResolvingConn{c}, nil
+	case len(verify) > 0:
+		return verifyingConn{c}, nil
+	case len(resolve) > 0:
+		return resolvingConn{c}, nil
 	}
-	if len(verify) == 0 {
-		return c, nil
-	}
-	return verifyingConn{c}, nil
+	return c, nil
 }
 
 // open prepares a connection pool without connecting: a database that is
@@ -278,20 +191,13 @@ func sqliteDSN(dsn string) string {
 // Close closes the connection pool.
 func (c *conn) Close() error { return c.db.Close() }
 
-// bind returns the arguments of st for s, or the identifier it lacks.
-func (c *conn) bind(st stmt, s connectors.Subject) (args []any, missing string) {
-	for _, p := range st.params {
-		var v string
-		switch p {
-		case phEmail:
-			v, missing = s.Email, "no email"
-		case phPhone:
-			v, missing = s.Phone, "no phone"
-		case phUserID:
-			v, missing = s.UserIDs[c.userSystem], "no user id for "+c.userSystem
-		}
+// bind returns the arguments of st for s, or the kind of identifier it
+// needs and s lacks.
+func bind(st stmt, s connectors.Subject) (args []any, missing connectors.Kind) {
+	for _, k := range st.kinds {
+		v := s.Get(k)
 		if v == "" {
-			return nil, missing
+			return nil, k
 		}
 		args = append(args, v)
 	}
@@ -299,7 +205,8 @@ func (c *conn) bind(st stmt, s connectors.Subject) (args []any, missing string) 
 }
 
 // Erase runs every statement the subject's identifiers allow, in one
-// transaction, and reports the rows they affected.
+// transaction, and reports the rows they affected and the kinds of
+// identifier they were bound to.
 func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
 	if err := ctx.Err(); err != nil {
 		return connectors.Outcome{}, classify(err, "erase", s)
@@ -307,21 +214,26 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 	type run struct {
 		stmt
 		args []any
+		at   int // its evidence, in config order
 	}
 	var (
-		runs []run
-		ev   []connectors.Evidence
+		runs    []run
+		ev      = make([]connectors.Evidence, len(c.statements))
+		lacking []connectors.Kind
 	)
-	for _, st := range c.statements {
-		args, missing := c.bind(st, s)
+	for i, st := range c.statements {
+		args, missing := bind(st, s)
 		if missing != "" {
-			ev = append(ev, connectors.Evidence{Kind: "statement", Value: st.name + ": skipped, the subject has " + missing})
+			ev[i] = connectors.Evidence{Kind: "statement", Value: st.name + ": skipped, the subject has no " + string(missing)}
+			lacking = append(lacking, missing)
 			continue
 		}
-		runs = append(runs, run{st, args})
+		runs = append(runs, run{st, args, i})
 	}
 	if len(runs) == 0 {
-		return connectors.NotFound(ev...), nil
+		// Nothing was searched: not_found would claim a search.
+		return connectors.Outcome{}, connectors.Permanentf("no statement can run: each needs an identifier the subject lacks (%s); "+
+			"the instance's keys must require what its statements use", kindList(lacking))
 	}
 
 	tx, err := c.db.BeginTx(ctx, nil)
@@ -329,7 +241,10 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 		return connectors.Outcome{}, classify(err, "begin transaction", s)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	var total int64
+	var (
+		total int64
+		bound []stmt
+	)
 	for _, r := range runs {
 		res, err := tx.ExecContext(ctx, r.query, r.args...)
 		if err != nil {
@@ -343,20 +258,35 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 			return connectors.Outcome{}, classify(err, "statement "+r.name, s)
 		}
 		total += n
-		ev = append(ev, connectors.Evidence{Kind: "statement", Value: r.name + ": " + rows(n)})
+		bound = append(bound, r.stmt)
+		ev[r.at] = connectors.Evidence{Kind: "statement", Value: r.name + ": " + rows(n)}
 	}
 	if err := tx.Commit(); err != nil {
 		return connectors.Outcome{}, classify(err, "commit", s)
 	}
-	return connectors.Erased(total, ev...), nil
+	out := connectors.Erased(total, ev...)
+	out.SearchedBy = kindsOf(bound)
+	return out, nil
 }
 
-// Verify runs the verify queries and sums their counts.
-func (c verifyingConn) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
+// kindList names kinds for a message: "email, phone".
+func kindList(ks []connectors.Kind) string {
+	ks = kindsOf([]stmt{{kinds: ks}})
+	names := make([]string, len(ks))
+	for i, k := range ks {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
+}
+
+// verifyNow runs the verify queries and sums their counts.
+func (c *conn) verifyNow(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
 	var v connectors.Verification
 	if err := ctx.Err(); err != nil {
 		return v, classify(err, "verify", s)
 	}
+	var lacking []connectors.Kind
+	ran := 0
 	// One connection, so that MySQL's warnings belong to our query.
 	db, err := c.db.Conn(ctx)
 	if err != nil {
@@ -364,9 +294,10 @@ func (c verifyingConn) Verify(ctx context.Context, s connectors.Subject) (connec
 	}
 	defer db.Close()
 	for _, st := range c.verify {
-		args, missing := c.bind(st, s)
+		args, missing := bind(st, s)
 		if missing != "" {
-			v.Evidence = append(v.Evidence, connectors.Evidence{Kind: "verify", Value: st.name + ": skipped, the subject has " + missing})
+			v.Evidence = append(v.Evidence, connectors.Evidence{Kind: "verify", Value: st.name + ": skipped, the subject has no " + string(missing)})
+			lacking = append(lacking, missing)
 			continue
 		}
 		var n sql.NullInt64
@@ -377,8 +308,13 @@ func (c verifyingConn) Verify(ctx context.Context, s connectors.Subject) (connec
 		if err != nil {
 			return connectors.Verification{}, classify(err, "verify "+st.name, s)
 		}
+		ran++
 		v.Remaining += n.Int64
 		v.Evidence = append(v.Evidence, connectors.Evidence{Kind: "verify", Value: st.name + ": " + rows(n.Int64)})
+	}
+	if ran == 0 {
+		// Zero remaining would certify a lookup that never happened.
+		return connectors.Verification{}, connectors.Permanentf("verify: no verify query can run: each needs an identifier the subject lacks (%s)", kindList(lacking))
 	}
 	return v, nil
 }
@@ -582,6 +518,10 @@ func (c *conn) scanOne(ctx context.Context, q ScanQuery, fn func(connectors.Subj
 	if name == "" {
 		name = q.SQL
 	}
+	kind, err := scanKind(q.Kind, c.userSystem)
+	if err != nil {
+		return connectors.Permanent(fmt.Errorf("scan %s: kind: %w", name, err))
+	}
 	rows, err := c.db.QueryContext(ctx, q.SQL)
 	if err != nil {
 		return classify(err, "scan "+name, connectors.Subject{})
@@ -595,15 +535,7 @@ func (c *conn) scanOne(ctx context.Context, q ScanQuery, fn func(connectors.Subj
 		if !v.Valid || v.String == "" {
 			continue
 		}
-		var s connectors.Subject
-		switch q.Kind {
-		case phEmail:
-			s.Email = v.String
-		case phPhone:
-			s.Phone = v.String
-		case phUserID:
-			s.UserIDs = map[string]string{c.userSystem: v.String}
-		}
+		s := connectors.Subject{}.With(kind, v.String)
 		if err := fn(s); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/url"
@@ -65,10 +66,16 @@ func newBackend(t *testing.T, drv string) *backend {
 	}
 	testenv.Must(t, err)
 	t.Cleanup(func() { b.db.Close() })
+	// deleted_at marks a soft-deleted row: the application hides it and
+	// can restore it, so it is still held.
+	timestamp := map[string]string{driverPostgres: "TIMESTAMPTZ", driverMySQL: "DATETIME", driverSQLite: "TEXT"}[drv]
 	for _, stmt := range []string{
-		`CREATE TABLE customers (id INTEGER PRIMARY KEY, email VARCHAR(254) NOT NULL, phone VARCHAR(32))`,
+		`CREATE TABLE customers (id INTEGER PRIMARY KEY, email VARCHAR(254) NOT NULL, phone VARCHAR(32),
+			app_user_id VARCHAR(64), legacy_no BIGINT, deleted_at ` + timestamp + ` NULL)`,
 		`CREATE INDEX customers_email ON customers (email)`,
+		`CREATE INDEX customers_app_user_id ON customers (app_user_id)`,
 		`CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, email VARCHAR(254), shipping_address VARCHAR(200),
+			deleted_at ` + timestamp + ` NULL,
 			FOREIGN KEY (customer_id) REFERENCES customers (id))`,
 		`CREATE INDEX orders_email ON orders (email)`,
 		`CREATE TABLE newsletter_signups (id INTEGER PRIMARY KEY, email VARCHAR(254) NOT NULL)`,
@@ -109,19 +116,56 @@ func (b *backend) count(t *testing.T, query string, args ...any) int64 {
 }
 
 // seed stores a customer with two orders and a newsletter signup, and
-// returns the customer id and the rows the standard statements touch.
+// returns the customer id and the rows the standard statements touch. The
+// customer's app user id is s.UserIDs["app"], or appUserID(s); its legacy
+// number is legacyNo(s).
 func (b *backend) seed(t *testing.T, s connectors.Subject) (id int64, rows int64) {
 	t.Helper()
-	id = b.next.Add(1) - 1 // customer ids 0, 1, 2, …
-	var phone any
-	if s.Phone != "" {
-		phone = s.Phone
-	}
-	b.exec(t, "INSERT INTO customers (id, email, phone) VALUES (?, ?, ?)", id, s.Email, phone)
+	id = b.insertCustomer(t, s, false)
 	b.exec(t, "INSERT INTO orders (id, customer_id, email, shipping_address) VALUES (?, ?, ?, '1 High Street'), (?, ?, ?, '2 Low Road')",
 		1000+2*id, id, s.Email, 1001+2*id, id, s.Email)
 	b.exec(t, "INSERT INTO newsletter_signups (id, email) VALUES (?, ?)", id, s.Email)
 	return id, 4
+}
+
+// seedSoftDeleted stores a customer and an order that the application
+// has soft-deleted (deleted_at set): hidden from its users, restorable by
+// clearing deleted_at. It returns the rows.
+func (b *backend) seedSoftDeleted(t *testing.T, s connectors.Subject) int64 {
+	t.Helper()
+	id := b.insertCustomer(t, s, true)
+	b.exec(t, "INSERT INTO orders (id, customer_id, email, shipping_address, deleted_at) VALUES (?, ?, ?, '3 Old Lane', CURRENT_TIMESTAMP)",
+		1000+2*id, id, s.Email)
+	return 2
+}
+
+func (b *backend) insertCustomer(t *testing.T, s connectors.Subject, deleted bool) int64 {
+	t.Helper()
+	id := b.next.Add(1) - 1 // customer ids 0, 1, 2, …
+	var phone any
+	if s.Phone != "" {
+		phone = s.Phone
+	}
+	deletedAt := "NULL"
+	if deleted {
+		deletedAt = "CURRENT_TIMESTAMP"
+	}
+	b.exec(t, "INSERT INTO customers (id, email, phone, app_user_id, legacy_no, deleted_at) VALUES (?, ?, ?, ?, ?, "+deletedAt+")",
+		id, s.Email, phone, appUserID(s), legacyNo(s))
+	return id
+}
+
+// appUserID is the app user id seed stores for s.
+func appUserID(s connectors.Subject) string {
+	if id := s.UserIDs["app"]; id != "" {
+		return id
+	}
+	return fmt.Sprintf("app-%08x", crc32.ChecksumIEEE([]byte(s.Email)))
+}
+
+// legacyNo is the integer customer number seed stores for s.
+func legacyNo(s connectors.Subject) int64 {
+	return int64(crc32.ChecksumIEEE([]byte("legacy " + s.Email)))
 }
 
 // held counts rows still holding the subject's email; anonymised orders
@@ -223,17 +267,53 @@ func (b *backend) unreachable(t *testing.T) string {
 	return filepath.Join(t.TempDir(), "no-such-dir", "shop.db") + "?mode=rw"
 }
 
+// shopResolve finds the ids the shop keeps beside the email; its second
+// query runs only for a subject whose app user id is known.
+const shopResolve = `
+resolve:
+  - name: customer ids
+    sql: SELECT app_user_id, legacy_no, phone FROM customers WHERE email = :email
+    kinds: {app_user_id: user_ids.app, legacy_no: user_ids.legacy, phone: phone}
+  - name: customer by app id
+    sql: SELECT id FROM customers WHERE app_user_id = :user_ids.app
+    kinds: {id: user_ids.customer}
+`
+
+// harness runs the conformance suite on b with the given statements and
+// queries. Soft-deleted rows are the database's recoverable state: the
+// shop statements and verify queries do not filter on deleted_at, so they
+// erase and count them.
+func (b *backend) harness(rest string) connectortest.Harness {
+	return connectortest.Harness{
+		New: func(t *testing.T) connectors.Connector { return b.build(t, "shop", b.dsn, rest) },
+		Seed: func(t *testing.T, s connectors.Subject) int64 {
+			_, n := b.seed(t, s)
+			return n
+		},
+		Count:           b.held,
+		Faulty:          b.faulty,
+		SeedRecoverable: b.seedSoftDeleted,
+	}
+}
+
 func TestConformance(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, b *backend) {
-		connectortest.Run(t, connectortest.Harness{
-			New: func(t *testing.T) connectors.Connector { return b.build(t, "shop", b.dsn, shopStatements+shopVerify) },
-			Seed: func(t *testing.T, s connectors.Subject) int64 {
-				_, n := b.seed(t, s)
-				return n
-			},
-			Count:  b.held,
-			Faulty: b.faulty,
-		})
+		connectortest.Run(t, b.harness(shopStatements+shopVerify))
+	})
+}
+
+func TestConformanceResolver(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, b *backend) {
+		h := b.harness(shopStatements + shopVerify + shopResolve)
+		// Seeded subjects have an email only: the phone column is NULL
+		// and the look-up by app id does not run.
+		h.Resolves = func(s connectors.Subject) map[connectors.Kind][]string {
+			return map[connectors.Kind][]string{
+				connectors.UserIDKind("app"):    {appUserID(s)},
+				connectors.UserIDKind("legacy"): {strconv.FormatInt(legacyNo(s), 10)},
+			}
+		}
+		connectortest.Run(t, h)
 	})
 }
 
@@ -374,11 +454,14 @@ statements:
 		}
 		want := []string{
 			"statement by phone: skipped, the subject has no phone",
-			"statement by id: skipped, the subject has no user id for shop-db",
+			"statement by id: skipped, the subject has no user_ids.shop-db",
 			"statement newsletter: 1 row",
 		}
 		if out.Records != 1 || !slices.Equal(values(out.Evidence), want) {
 			t.Errorf("Erase = %d records, %q; want 1, %q", out.Records, values(out.Evidence), want)
+		}
+		if fmt.Sprint(out.SearchedBy) != "[email]" {
+			t.Errorf("SearchedBy = %v, want [email]: the only kind a statement was bound to", out.SearchedBy)
 		}
 		if n := b.count(t, "SELECT count(*) FROM orders WHERE customer_id = ?", id); n != 2 {
 			t.Errorf("the :user_id statement ran for another system's id: %d orders left of 2", n)
@@ -390,10 +473,13 @@ statements:
 			t.Errorf("Erase by user id = %d records, %v; want the 2 orders", out.Records, err)
 		}
 
+		// No statement can run: not_found would claim a search that never
+		// happened. The database is not touched.
 		phoneOnly := connectors.Subject{Phone: "+447700900123"}
 		out, err = b.build(t, "shop", b.unreachable(t), shopStatements).Erase(ctxFor(t), phoneOnly)
-		if err != nil || out.Status != connectors.StatusNotFound {
-			t.Errorf("Erase with no usable identifier = %q, %v; want not_found without touching the database", out.Status, err)
+		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "no statement can run") ||
+			!strings.Contains(err.Error(), "(email)") || strings.Contains(err.Error(), phoneOnly.Phone) {
+			t.Errorf("Erase with no usable identifier = %q, %v; want a permanent error naming the kind the statements need", out.Status, err)
 		}
 	})
 }
@@ -552,7 +638,7 @@ func TestConfigValidation(t *testing.T) {
 		{"unknown key", "driver: sqlite\ndsn: x\nstatement:\n  - sql: DELETE FROM t WHERE e = :email\n",
 			[]string{"statement"}},
 		{"no placeholder", "driver: postgres\ndsn: x\nstatements:\n  - sql: DELETE FROM t WHERE e = :email\n  - sql: DELETE FROM sessions\n",
-			[]string{"statements[1].sql: has no :email, :phone or :user_id placeholder"}},
+			[]string{"statements[1].sql: has no :email, :phone, :user_id or :user_ids.<namespace> placeholder"}},
 		{"placeholder only in a literal", "driver: mysql\ndsn: x\nstatements:\n  - sql: DELETE FROM t WHERE note = ':email'\n",
 			[]string{"statements[0].sql: has no"}},
 		{"empty sql", "driver: mysql\ndsn: x\nstatements:\n  - name: a\n", []string{"statements[0].sql: required"}},
@@ -616,27 +702,28 @@ func TestScanListsIdentifiers(t *testing.T) {
 scan:
   - {name: customers, sql: "SELECT email FROM customers", kind: email}
   - {name: phones, sql: "SELECT phone FROM customers", kind: phone}
-  - {name: ids, sql: "SELECT id FROM customers", kind: user_id}`)
+  - {name: ids, sql: "SELECT id FROM customers", kind: user_id}
+  - {name: app ids, sql: "SELECT app_user_id FROM customers", kind: user_ids.app}`)
 		sc, ok := conn.(connectors.Scanner)
 		if !ok {
 			t.Fatal("the sql connector is not a Scanner")
 		}
 		var got []string
 		err := sc.Scan(ctxFor(t), func(s connectors.Subject) error {
-			got = append(got, fmt.Sprintf("%s|%s|%s", s.Email, s.Phone, s.UserIDs["shop"]))
+			got = append(got, fmt.Sprintf("%s|%s|%s|%s", s.Email, s.Phone, s.UserIDs["shop"], s.UserIDs["app"]))
 			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		joined := strings.Join(got, " ")
-		for _, want := range []string{"scan-a@example.com||", "scan-c@example.com||", "|+447700900111|", "||0", "||1"} {
+		for _, want := range []string{"scan-a@example.com|||", "scan-c@example.com|||", "|+447700900111||", "||0|", "||1|", "|||" + appUserID(a), "|||" + appUserID(c)} {
 			if !strings.Contains(joined, want) {
 				t.Errorf("scan found %q, missing %q", joined, want)
 			}
 		}
-		if len(got) != 5 { // two emails, one phone (NULL skipped), two ids
-			t.Errorf("scan found %d identifiers, want 5: %v", len(got), got)
+		if len(got) != 7 { // two emails, one phone (NULL skipped), two ids, two app ids
+			t.Errorf("scan found %d identifiers, want 7: %v", len(got), got)
 		}
 		plain := b.build(t, "shop", b.dsn, `statements: [{sql: "DELETE FROM customers WHERE email = :email"}]`)
 		if err := plain.(connectors.Scanner).Scan(ctxFor(t), func(connectors.Subject) error { return nil }); !errors.Is(err, connectors.ErrCannotScan) {

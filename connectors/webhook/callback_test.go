@@ -240,15 +240,16 @@ func TestCallbackStatuses(t *testing.T) {
 		status, extra string
 		want          connectors.Status
 		records       int64
+		uncounted     bool
 	}{
-		{"pending", "", connectors.StatusRunning, 0},
-		{"in_progress", "", connectors.StatusRunning, 0},
-		{"completed", "", connectors.StatusErased, 1},
-		{"completed", `,"records":0`, connectors.StatusNotFound, 0},
-		{"completed", `,"records":5`, connectors.StatusErased, 5},
+		{"pending", "", connectors.StatusRunning, 0, false},
+		{"in_progress", "", connectors.StatusRunning, 0, false},
+		{"completed", "", connectors.StatusErased, 0, true},
+		{"completed", `,"records":0`, connectors.StatusNotFound, 0, false},
+		{"completed", `,"records":5`, connectors.StatusErased, 5, false},
 		// Callbacker has no failure outcome: the next Poll reports it.
-		{"cancelled", "", connectors.StatusRunning, 0},
-		{"weird", "", connectors.StatusRunning, 0},
+		{"cancelled", "", connectors.StatusRunning, 0, false},
+		{"weird", "", connectors.StatusRunning, 0, false},
 	} {
 		body := statusJSON(tt.status, tt.extra)
 		ref, out, err := cb.Callback(ctx(t), headers(ed25519.Sign(edPriv, body)), body)
@@ -256,8 +257,9 @@ func TestCallbackStatuses(t *testing.T) {
 			t.Errorf("%s%s: %v", tt.status, tt.extra, err)
 			continue
 		}
-		if ref != cbID || out.Status != tt.want || out.Records != tt.records {
-			t.Errorf("%s%s = %q %s/%d, want %s/%d", tt.status, tt.extra, ref, out.Status, out.Records, tt.want, tt.records)
+		if ref != cbID || out.Status != tt.want || out.Records != tt.records || out.Uncounted != tt.uncounted {
+			t.Errorf("%s%s = %q %s/%d (uncounted %v), want %s/%d (uncounted %v)", tt.status, tt.extra, ref, out.Status, out.Records, out.Uncounted,
+				tt.want, tt.records, tt.uncounted)
 		}
 		if out.Status == connectors.StatusRunning && out.JobRef != cbID {
 			t.Errorf("%s: running without the job ref", tt.status)

@@ -144,6 +144,14 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Plan: the processor is sent every identity the subject has (email,
+// phone, the user id under user_id_system) and matches on any of them, so
+// any one is enough and all are used.
+func (c Config) Plan(name string) connectors.Plan {
+	oneOf := connectors.Requirement{connectors.Email, connectors.Phone, connectors.UserIDKind(or(c.UserIDSystem, name))}
+	return connectors.Plan{Keys: []connectors.Requirement{oneOf}, Uses: oneOf}
+}
+
 func checkURL(key, s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -266,7 +274,8 @@ type statusResponse struct {
 	Status                 string `json:"status"` // some processors name it so
 	ExpectedCompletionTime string `json:"expected_completion_time"`
 	// Records is Lethe's extension: how many records the processor
-	// erased; 0 means it held nothing about the subject.
+	// erased; 0 means it held nothing about the subject. Absent, the
+	// count is unknown.
 	Records *int64 `json:"records"`
 }
 
@@ -302,7 +311,8 @@ func (c *connector) identities(s connectors.Subject) []identity {
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
 	ids := c.identities(s)
 	if len(ids) == 0 {
-		return connectors.NotFound(connectors.Evidence{Kind: "skipped", Value: "the subject has no email, phone or " + c.userIDSystem + " user id to send"}), nil
+		// The plan makes the runtime wait for one; nothing was searched.
+		return connectors.Outcome{}, connectors.Permanentf("the subject has no email, phone or %s user id to send the processor (check the instance's keys)", c.userIDSystem)
 	}
 	id, err := uuid.NewRandom()
 	if err != nil {
@@ -407,17 +417,18 @@ func (c *connector) outcome(id string, st statusResponse) (connectors.Outcome, e
 	case "pending", "in_progress":
 		return connectors.Running(id, c.pollInterval), nil
 	case "completed":
-		n := int64(1) // OpenDSR reports no count: one request fulfilled
-		if st.Records != nil {
-			if *st.Records < 0 {
-				return connectors.Outcome{}, connectors.Permanentf("OpenDSR processor: request %s completed with a negative records count", id)
-			}
-			n = *st.Records
+		ev = append(ev, connectors.Evidence{Kind: "request_status", Value: status})
+		if st.Records == nil {
+			// Plain OpenDSR reports no count: the request is fulfilled,
+			// what it removed is unknown.
+			ev = append(ev, connectors.Evidence{Kind: "records", Value: "not reported"})
+			return connectors.ErasedUncounted(ev...), nil
 		}
-		ev = append(ev,
-			connectors.Evidence{Kind: "request_status", Value: status},
-			connectors.Evidence{Kind: "records", Value: strconv.FormatInt(n, 10)})
-		return connectors.Erased(n, ev...), nil
+		if *st.Records < 0 {
+			return connectors.Outcome{}, connectors.Permanentf("OpenDSR processor: request %s completed with a negative records count", id)
+		}
+		ev = append(ev, connectors.Evidence{Kind: "records", Value: strconv.FormatInt(*st.Records, 10)})
+		return connectors.Erased(*st.Records, ev...), nil
 	case "cancelled":
 		return connectors.Outcome{Evidence: ev}, connectors.Permanentf("the processor cancelled the request %s; ask its operators why, then retry the task", id)
 	case "":

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
@@ -491,25 +493,59 @@ func TestSHA256Identities(t *testing.T) {
 	}
 }
 
-func TestRecordsDefaultToOneWithoutTheExtension(t *testing.T) {
+// Plain OpenDSR reports a request completed without a count: the
+// erasure is uncounted, never an invented 1.
+func TestCompletedWithoutTheExtensionIsUncounted(t *testing.T) {
 	t.Parallel()
 	p := webhookfake.Start(t, webhookfake.Options{})
 	p.OmitRecords()
-	out, err := connectortest.EraseAndWait(ctx(t), newConnector(t, p), connectors.Subject{Email: "kim@example.com"}, 5*time.Second)
-	if err != nil || out.Status != connectors.StatusErased || out.Records != 1 {
-		t.Fatalf("completed without records = %+v, %v; want erased with 1", out, err)
+	s := connectors.Subject{Email: "kim@example.com"}
+	p.Seed(s)
+	out, err := connectortest.EraseAndWait(ctx(t), newConnector(t, p), s, 5*time.Second)
+	if err != nil || out.Status != connectors.StatusErased || !out.Uncounted || out.Records != 0 {
+		t.Fatalf("completed without records = %+v, %v; want erased, uncounted", out, err)
+	}
+	if !strings.Contains(fmt.Sprint(out.Evidence), "{records not reported}") {
+		t.Errorf("evidence = %v", out.Evidence)
+	}
+	if p.Count(s) != 0 {
+		t.Error("the processor kept the records")
 	}
 }
 
-func TestSubjectWithoutUsableIdentifiers(t *testing.T) {
+// The plan makes the runtime wait for an identity; a subject with none the
+// processor is sent (the instance's keys were changed) is refused, never
+// "not found": nothing was searched.
+func TestSubjectWithoutUsableIdentifiersIsRefused(t *testing.T) {
 	t.Parallel()
 	p := webhookfake.Start(t, webhookfake.Options{})
 	out, err := newConnector(t, p).Erase(ctx(t), connectors.Subject{UserIDs: map[string]string{"shop": "42"}})
-	if err != nil || out.Status != connectors.StatusNotFound {
-		t.Fatalf("= %+v, %v; want not_found", out, err)
+	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "no email, phone or billing user id") {
+		t.Fatalf("= %+v, %v; want a permanent error", out, err)
 	}
 	if len(p.Calls()) != 0 {
 		t.Error("an empty request reached the processor")
+	}
+}
+
+func TestPlan(t *testing.T) {
+	t.Parallel()
+	def, _ := connectors.Lookup("webhook")
+	for _, tc := range []struct{ name, instance, yaml, keys, uses string }{
+		{"user id under the instance name", "billing", "base_url: https://dsr.example.com\n",
+			"[email|phone|user_ids.billing]", "[email phone user_ids.billing]"},
+		{"user_id_system", "billing", "base_url: https://dsr.example.com\nuser_id_system: shop\ntoken: {env: WEBHOOK_NEVER_READ}\n",
+			"[email|phone|user_ids.shop]", "[email phone user_ids.shop]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := def.Plan(tc.instance, func(v any) error { return config.DecodeYAML([]byte(tc.yaml), v) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(p.Keys) != tc.keys || fmt.Sprint(p.Uses) != tc.uses || p.Resolves() {
+				t.Errorf("plan = keys %s uses %s resolves %v; want keys %s uses %s", p.Keys, p.Uses, p.Resolves(), tc.keys, tc.uses)
+			}
+		})
 	}
 }
 

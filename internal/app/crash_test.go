@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -26,20 +27,25 @@ import (
 // after a request is committed but before it is published, between
 // publishing and recording it, after a connector erased but before it
 // reported, after it reported but before it acknowledged, and on either
-// side of the commit that records a result and issues the certificate.
+// side of the commit that records a result and issues the certificate —
+// and after a resolver looked the person up but before it reported what it
+// found.
 const crashPoints = "intake.after_commit=0.1,relay.before_publish=0.05,relay.after_publish=0.15," +
-	"worker.after_erase=0.15,worker.after_report=0.1,coordinator.before_commit=0.1,coordinator.after_commit=0.1"
+	"worker.after_resolve=0.4,worker.after_erase=0.15,worker.after_report=0.1,coordinator.before_commit=0.1,coordinator.after_commit=0.1"
 
 // TestCrashRecovery runs the real binary against PostgreSQL and NATS, lets
 // failpoints and SIGKILL stop it at random points, restarts it each time,
 // and checks that every request still reaches exactly one certificate, no
 // task is lost or counted twice, the event chains hold and the data is
-// gone.
+// gone. Each request is resolved first (the shop finds the app user id an
+// events table is keyed by), so crashes strike during resolution too, and
+// the resolved ids must never reach a log.
 func TestCrashRecovery(t *testing.T) {
 	bin := buildBinary(t)
 	ns := testenv.NATS(t)
 	tg := newTarget(t)
-	in := newInstance(t, ns.ClientURL(), tg.connectorsYAML(), "")
+	tg.resolving = true
+	in := newInstance(t, ns.ClientURL(), tg.resolvingYAML(), "")
 	base := "http://" + in.addr
 
 	const n = 12
@@ -82,9 +88,16 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatal("the process never crashed: the test proved nothing")
 	}
 	t.Logf("%d requests completed through %d crashes (%d by SIGKILL)", n, sup.crashes, sup.kills.Load())
+	if !strings.Contains(sup.allLogs.String(), "failpoint worker.after_resolve: crashing") {
+		t.Error("no crash struck during resolution: the test proved nothing about it")
+	}
 
-	checkErasures(t, in, tg, ids, 6)
-	checkNoIdentifiers(t, sup.allLogs.String(), subjects)
+	checkErasures(t, in, tg, ids, 8)
+	secrets := append([]string(nil), subjects...)
+	for _, s := range subjects {
+		secrets = append(secrets, appUserID(s))
+	}
+	checkNoIdentifiers(t, sup.allLogs.String(), secrets)
 }
 
 // checkErasures checks, in the store itself, that every request in ids
@@ -125,7 +138,7 @@ func checkErasures(t *testing.T, in *instance, tg *target, ids map[string]string
 			case erasure.EventTaskResult:
 				var d struct{ Status string }
 				_ = json.Unmarshal(e.Data, &d)
-				if d.Status == "erased" || d.Status == "not_found" {
+				if d.Status == "erased" || d.Status == "not_found" || d.Status == "resolved" {
 					finals[e.TaskID]++
 				}
 			case erasure.EventCertificateIssue:
@@ -134,7 +147,19 @@ func checkErasures(t *testing.T, in *instance, tg *target, ids map[string]string
 		}
 		tasks, _ := st.Tasks(ctx, id)
 		var records int64
+		if tg.resolving && len(tasks) != 4 {
+			t.Errorf("%s: %d tasks, want the shop's look-up and three erasures", s, len(tasks))
+		}
 		for _, task := range tasks {
+			if task.Connector == "app-events" {
+				// Searched by the id the shop resolved. A crash after the
+				// erase makes the redelivered run find nothing; it says so.
+				redelivered := slices.ContainsFunc(task.Evidence, func(e erasure.Evidence) bool { return e.Kind == "redelivered" })
+				if fmt.Sprint(task.SearchedBy) != "[user_ids.app]" || !(task.Status == erasure.TaskErased && task.RecordsErased == 2 ||
+					task.Status == erasure.TaskNotFound && redelivered) {
+					t.Errorf("%s: app-events %s with %d records, searched by %v, evidence %v", s, task.Status, task.RecordsErased, task.SearchedBy, task.Evidence)
+				}
+			}
 			if finals[task.ID] != 1 {
 				t.Errorf("%s: task %s reached a final state %d times", s, task.Connector, finals[task.ID])
 			}
@@ -158,7 +183,11 @@ func checkErasures(t *testing.T, in *instance, tg *target, ids map[string]string
 			t.Errorf("%s: %d rows and %d files remain", s, rows, files)
 		}
 	}
-	if rows, files := tg.remaining(t, "bystander@example.com"); rows != 4 || files != 2 {
+	keep := 4
+	if tg.resolving {
+		keep = 6
+	}
+	if rows, files := tg.remaining(t, "bystander@example.com"); rows != keep || files != 2 {
 		t.Errorf("bystander lost data: %d rows, %d files", rows, files)
 	}
 	// The transparency log holds the key activation and each certificate

@@ -205,7 +205,7 @@ Lethe dev is running.
                (also in %[3]s; agent.token and auditor.token beside it)
   NATS         %[4]s (embedded JetStream, data in %[5]s)
   Store        %[6]s (SQLite)
-  Demo data    %[7]s and %[8]s
+  Demo data    %[7]s, %[12]s and %[8]s
   Customers    %[9]s
 
   Portal       %[1]s/portal      (ask for erasure as a data subject)
@@ -226,5 +226,5 @@ Stop with Ctrl-C; delete %[10]s to start over.
 
 `, base, strings.TrimSpace(string(token)), filepath.Join(dir, "admin.token"), natsURL, filepath.Join(dir, "nats"),
 		filepath.Join(dir, "lethe.db"), demo.ShopPath(dir), demo.FilesDir(dir), strings.Join(emails, ", "), dir,
-		filepath.Join(dir, "console-admin.password"))
+		filepath.Join(dir, "console-admin.password"), demo.AnalyticsPath(dir))
 }

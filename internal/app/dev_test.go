@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/certificate"
+	"github.com/lethe-dev/lethe/internal/demo"
+	"github.com/lethe-dev/lethe/internal/erasure"
 	_ "modernc.org/sqlite"
 )
 
@@ -73,10 +75,38 @@ func TestDevMode(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "files/uploads/bob@example.com")); err != nil {
 		t.Errorf("bob's files are gone: %v", err)
 	}
+	// The analytics store knows alice only by the app user id the shop
+	// keeps: Lethe found it there, erased by it, and says so.
+	analytics, err := sql.Open("sqlite", filepath.Join(dir, "analytics.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer analytics.Close()
+	var left, bobs int
+	_ = analytics.QueryRow(`SELECT count(*) FROM events WHERE app_user_id = ?`, demo.Customers[0].AppUserID()).Scan(&left)
+	_ = analytics.QueryRow(`SELECT count(*) FROM events WHERE app_user_id = ?`, demo.Customers[1].AppUserID()).Scan(&bobs)
+	if left != 0 || bobs == 0 {
+		t.Errorf("analytics events: alice %d (want 0), bob %d (want some)", left, bobs)
+	}
 	var keys certificate.JWKS
 	call(t, "GET", base+"/v1/keys", "", "", &keys)
-	if _, err := certificate.Verify(getCertificate(t, base, token, r.ID), keys); err != nil {
-		t.Errorf("dev certificate does not verify: %v", err)
+	v, err := certificate.Verify(getCertificate(t, base, token, r.ID), keys)
+	if err != nil {
+		t.Fatalf("dev certificate does not verify: %v", err)
+	}
+	systems := map[string]certificate.System{}
+	for _, s := range v.Payload.Systems {
+		systems[s.Connector] = s
+	}
+	an := systems["analytics"]
+	if an.Outcome != "erased" || len(an.SearchedBy) != 1 || an.SearchedBy[0] != (erasure.Source{Kind: "user_ids.app", From: "shop-db"}) {
+		t.Errorf("certificate line for analytics: %+v", an)
+	}
+	if len(v.Payload.Resolution) != 1 || v.Payload.Resolution[0].Connector != "shop-db" || len(v.Payload.Resolution[0].Found) != 3 {
+		t.Errorf("certificate resolution: %+v", v.Payload.Resolution)
+	}
+	if sum := v.Summary(); !strings.Contains(sum, "searched by user_ids.app (shop-db)") {
+		t.Errorf("summary does not show the resolved id's kind and source:\n%s", sum)
 	}
 	stop()
 

@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
@@ -57,6 +58,9 @@ type target struct {
 	url   string // PostgreSQL URL with search_path on the shop schema
 	db    *sql.DB
 	files string
+	// resolving: customers also have an app user id, which only the shop
+	// knows and an app events table is keyed by (resolvingYAML).
+	resolving bool
 }
 
 func newTarget(t testing.TB) *target {
@@ -68,9 +72,10 @@ func newTarget(t testing.TB) *target {
 	}
 	t.Cleanup(func() { db.Close() })
 	_, err = db.Exec(`
-		CREATE TABLE customers (id serial PRIMARY KEY, email text UNIQUE NOT NULL, name text);
+		CREATE TABLE customers (id serial PRIMARY KEY, email text UNIQUE NOT NULL, name text, app_user_id text);
 		CREATE TABLE orders (id serial PRIMARY KEY, email text, address text, total int);
-		CREATE TABLE newsletter (email text NOT NULL);`)
+		CREATE TABLE newsletter (email text NOT NULL);
+		CREATE TABLE app_events (app_user_id text NOT NULL, name text NOT NULL);`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +83,12 @@ func newTarget(t testing.TB) *target {
 }
 
 // seed creates a customer with one row in each table plus two orders and
-// two files; it returns the rows and files a full erasure removes.
+// two files; it returns the rows and files a full erasure removes. A
+// resolving target also gives them an app user id and two app events.
 func (tg *target) seed(t testing.TB, email string) (rows, files int) {
 	t.Helper()
 	for _, q := range []string{
-		`INSERT INTO customers (email, name) VALUES ($1, 'Test Person')`,
+		`INSERT INTO customers (email, name, app_user_id) VALUES ($1, 'Test Person', 'app-' || md5($1))`,
 		`INSERT INTO orders (email, address, total) VALUES ($1, '1 Street', 10), ($1, '1 Street', 20)`,
 		`INSERT INTO newsletter (email) VALUES ($1)`,
 	} {
@@ -91,7 +97,19 @@ func (tg *target) seed(t testing.TB, email string) (rows, files int) {
 		}
 	}
 	tg.writeFiles(t, email)
-	return 4, 2
+	if !tg.resolving {
+		return 4, 2
+	}
+	if _, err := tg.db.Exec(`INSERT INTO app_events (app_user_id, name) VALUES ('app-' || md5($1), 'login'), ('app-' || md5($1), 'view')`, email); err != nil {
+		t.Fatal(err)
+	}
+	return 6, 2
+}
+
+// appUserID is the app user id a resolving target gives email.
+func appUserID(email string) string {
+	sum := md5.Sum([]byte(email))
+	return "app-" + hex.EncodeToString(sum[:])
 }
 
 // writeFiles gives the customer their two files.
@@ -112,7 +130,8 @@ func (tg *target) writeFiles(t testing.TB, email string) {
 func (tg *target) remaining(t testing.TB, email string) (rows, files int) {
 	t.Helper()
 	err := tg.db.QueryRow(`SELECT (SELECT count(*) FROM customers WHERE email = $1)
-		+ (SELECT count(*) FROM orders WHERE email = $1) + (SELECT count(*) FROM newsletter WHERE email = $1)`, email).Scan(&rows)
+		+ (SELECT count(*) FROM orders WHERE email = $1) + (SELECT count(*) FROM newsletter WHERE email = $1)
+		+ (SELECT count(*) FROM app_events WHERE app_user_id = $2)`, email, appUserID(email)).Scan(&rows)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +141,28 @@ func (tg *target) remaining(t testing.TB, email string) (rows, files int) {
 		}
 	}
 	return rows, files
+}
+
+// resolvingYAML adds to connectorsYAML a resolver and a system keyed only
+// by what it finds: the shop looks up the person's app user id by email,
+// and app-events erases by it (after the shop: erase_after).
+func (tg *target) resolvingYAML() string {
+	return strings.Replace(tg.connectorsYAML(), "    config:\n      driver: postgres\n", `    authority_for: [user_ids.app]
+    config:
+      driver: postgres
+      resolve:
+        - {name: customers, sql: "SELECT app_user_id FROM customers WHERE email = :email", kinds: {app_user_id: user_ids.app}}
+`, 1) + fmt.Sprintf(`  - name: app-events
+    type: sql
+    erase_after: [shop-db]
+    config:
+      driver: postgres
+      dsn: %q
+      statements:
+        - {name: events, sql: "DELETE FROM app_events WHERE app_user_id = :user_ids.app"}
+      verify:
+        - {name: events, sql: "SELECT count(*) FROM app_events WHERE app_user_id = :user_ids.app"}
+`, tg.url)
 }
 
 func (tg *target) connectorsYAML() string {
@@ -344,12 +385,15 @@ type apiRequest struct {
 	DueAt          string `json:"due_at"`
 	CertificateURL string `json:"certificate_url"`
 	Tasks          []struct {
-		Connector     string `json:"connector"`
-		Status        string `json:"status"`
-		Attempts      int    `json:"attempts"`
-		RecordsErased int64  `json:"records_erased"`
-		LastError     string `json:"last_error"`
-		Verification  string `json:"verification"`
+		Connector      string `json:"connector"`
+		Phase          string `json:"phase"`
+		Reason         string `json:"reason"`
+		Status         string `json:"status"`
+		Attempts       int    `json:"attempts"`
+		RecordsErased  int64  `json:"records_erased"`
+		RecordsUnknown bool   `json:"records_unknown"`
+		LastError      string `json:"last_error"`
+		Verification   string `json:"verification"`
 	} `json:"tasks"`
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/certificate"
+	"github.com/lethe-dev/lethe/internal/demo"
 )
 
 // TestShreddingLeavesNoIdentifiers runs `lethe dev` (SQLite store, embedded
@@ -23,7 +24,10 @@ func TestShreddingLeavesNoIdentifiers(t *testing.T) {
 	base, _, stop := runDev(t, dir)
 	admin := strings.TrimSpace(string(mustRead(t, filepath.Join(dir, "admin.token"))))
 	agent := strings.TrimSpace(string(mustRead(t, filepath.Join(dir, "agent.token"))))
-	secrets := []string{"alice@example.com", "carol@example.com", "+447700900003"}
+	// With what the shop database resolved for them: customer numbers and
+	// app user ids, personal data Lethe found and must keep as safe.
+	secrets := []string{"alice@example.com", "carol@example.com", "+447700900003", "+447700900001",
+		demo.Customers[0].AppUserID(), demo.Customers[0].CustomerNumber(0), demo.Customers[2].AppUserID(), demo.Customers[2].CustomerNumber(2)}
 
 	a := fileRequest(t, base, agent, "alice@example.com")
 	var c apiRequest
@@ -84,7 +88,7 @@ func TestShreddingLeavesNoIdentifiers(t *testing.T) {
 	}
 	stop()
 
-	// Every byte Lethe wrote, save the demo shop and files (the
+	// Every byte Lethe wrote, save the demo shop, analytics and files (the
 	// organisation's own data, which the connectors erased).
 	scanned := 0
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -92,7 +96,7 @@ func TestShreddingLeavesNoIdentifiers(t *testing.T) {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, path)
-		if strings.HasPrefix(rel, "shop.db") || strings.HasPrefix(rel, "files"+string(filepath.Separator)) {
+		if strings.HasPrefix(rel, "shop.db") || strings.HasPrefix(rel, "analytics.db") || strings.HasPrefix(rel, "files"+string(filepath.Separator)) {
 			return nil
 		}
 		b, err := os.ReadFile(path)

@@ -373,7 +373,7 @@ func (rt *runtime) handler(coord *coordinator.Coordinator) (http.Handler, error)
 		Portal: rt.portal, Console: con, DevMailbox: mailbox,
 		Store: rt.store, Coordinator: coord, Auth: rt.auth, Metrics: rt.metrics, Log: rt.log.Named("http"),
 		JWKS: func() []byte { return jwks }, Connectors: infos,
-		Hasher: rt.hasher, LogReader: translog.NewReader(rt.store), CertificateSchema: certificate.SchemaJSON,
+		Hasher: rt.hasher, LogReader: translog.NewReader(rt.store), CertificateSchemas: map[string][]byte{"v1": certificate.SchemaJSON, "v2": certificate.SchemaV2JSON},
 		Callbacks: rt.callbacks(),
 		Ready: func(ctx context.Context) error {
 			if rt.store != nil && rt.store.Ping(ctx) != nil {

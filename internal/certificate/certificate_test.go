@@ -65,12 +65,21 @@ func fixture(t testing.TB) (erasure.Request, []erasure.Task) {
 	subject := erasure.Subject{Email: "alice@example.com", Phone: "+447700900123"}
 	ref := h.Ref(subject)
 	ref.Commitment = erasure.Commit(testNonce, subject.Email)
+	subject = subject.With("user_ids.app", "app-77")
 	req := erasure.Request{ID: erasure.NewID(), Status: erasure.RequestCompleted, Jurisdiction: erasure.GDPR,
-		Subject: subject, SubjectRef: ref, ReceivedAt: at, DueAt: erasure.GDPR.DueDate(at), CompletedAt: at.Add(time.Hour)}
+		Subject: subject, SubjectRef: ref, ReceivedAt: at, DueAt: erasure.GDPR.DueDate(at), CompletedAt: at.Add(time.Hour),
+		Sources: erasure.Sources{erasure.Email: erasure.SourceRequest, erasure.Phone: erasure.SourceRequest, "user_ids.app": "shop-db"}}
 	tasks := []erasure.Task{
-		{Connector: "shop-db", ConnectorType: "sql", Status: erasure.TaskErased, Attempt: 2, RecordsErased: 5, Verified: "clean",
-			Evidence: []erasure.Evidence{{Kind: "statement", Value: "customers: 1 row"}}, CompletedAt: at.Add(time.Hour)},
-		{Connector: "files", ConnectorType: "filesystem", Status: erasure.TaskNotFound, Attempt: 1, CompletedAt: at.Add(time.Minute)},
+		{Connector: "shop-db", ConnectorType: "sql", Phase: erasure.PhaseResolve, Status: erasure.TaskResolved, Attempt: 1,
+			SearchedBy: []erasure.Kind{erasure.Email}, Found: []erasure.Kind{"user_ids.app"},
+			Evidence: []erasure.Evidence{{Kind: "resolve", Value: "customers: 1 row"}}, CompletedAt: at.Add(time.Second)},
+		{Connector: "shop-db", ConnectorType: "sql", Phase: erasure.PhaseErase, Status: erasure.TaskErased, Attempt: 2, RecordsErased: 5, Verified: "clean",
+			SearchedBy: []erasure.Kind{erasure.Email, erasure.Phone},
+			Evidence:   []erasure.Evidence{{Kind: "statement", Value: "customers: 1 row"}}, CompletedAt: at.Add(time.Hour)},
+		{Connector: "files", ConnectorType: "filesystem", Status: erasure.TaskNotFound, Attempt: 1, SearchedBy: []erasure.Kind{erasure.Email},
+			CompletedAt: at.Add(time.Minute)},
+		{Connector: "analytics", ConnectorType: "segment", Status: erasure.TaskErased, Attempt: 1, RecordsUnknown: true,
+			SearchedBy: []erasure.Kind{"user_ids.app"}, Evidence: []erasure.Evidence{{Kind: "regulation", Value: "r-1: FINISHED"}}, CompletedAt: at.Add(time.Hour)},
 	}
 	return req, tasks
 }
@@ -127,13 +136,25 @@ func TestSignVerify(t *testing.T) {
 		t.Fatalf("a fresh certificate does not verify: %v", err)
 	}
 	p := v.Payload
-	if v.KeyID != s.KeyID() || p.Issuer != "Example Ltd" || len(p.Systems) != 2 || p.Systems[0].Connector != "files" || !p.DeadlineMet {
+	if v.KeyID != s.KeyID() || p.Issuer != "Example Ltd" || len(p.Systems) != 3 || p.Systems[1].Connector != "files" || !p.DeadlineMet || p.Schema != certificate.SchemaV2 {
 		t.Errorf("payload read back wrong: %+v", v)
 	}
-	if p.Systems[0].Verification != "not_available" || p.Systems[1].RecordsErased != 5 {
+	if p.Systems[1].Verification != "not_available" || p.Systems[2].RecordsErased != (certificate.Records{N: 5}) || p.Systems[0].RecordsErased != (certificate.Records{Unknown: true}) {
 		t.Errorf("systems = %+v", p.Systems)
 	}
-	for _, pii := range []string{"alice", "example.com", "447700900123"} {
+	if got := p.Systems[2].SearchedBy; len(got) != 2 || got[1] != (erasure.Source{Kind: erasure.Phone, From: erasure.SourceRequest}) {
+		t.Errorf("shop-db searched by %v", got)
+	}
+	if len(p.Resolution) != 1 || p.Resolution[0].Found[0] != "user_ids.app" || p.Resolution[0].LookedUpBy[0].Kind != erasure.Email {
+		t.Errorf("resolution = %+v", p.Resolution)
+	}
+	if len(p.Identifiers) != 3 || p.Identifiers[2] != (erasure.Source{Kind: "user_ids.app", From: "shop-db"}) || p.OriginalDueAt != p.DueAt || p.Extension != nil {
+		t.Errorf("identifiers %v, original due %s, extension %v", p.Identifiers, p.OriginalDueAt, p.Extension)
+	}
+	if !bytes.Contains(doc, []byte(`\"records_erased\":\"unknown\"`)) && !bytes.Contains(doc, []byte(`"records_erased": "unknown"`)) {
+		t.Error(`an uncounted erasure is not written "unknown"`)
+	}
+	for _, pii := range []string{"alice", "example.com", "447700900123", "app-77"} {
 		if bytes.Contains(doc, []byte(pii)) {
 			t.Errorf("the certificate contains %q", pii)
 		}
@@ -142,7 +163,9 @@ func TestSignVerify(t *testing.T) {
 		}
 	}
 	sum := v.Summary()
-	for _, want := range []string{"shop-db (sql): erased 5 record(s)", "files (filesystem): held nothing", "deadline met", "GDPR"} {
+	for _, want := range []string{"shop-db (sql): erased 5 records (searched by email (request), phone (request))",
+		"files (filesystem): searched and held nothing (searched by email (request))", "analytics (segment): erased an unknown number of records",
+		"shop-db (sql): looked up by email (request), supplied user_ids.app", "user_ids.app (shop-db)", "deadline met", "GDPR"} {
 		if !strings.Contains(sum, want) {
 			t.Errorf("summary lacks %q:\n%s", want, sum)
 		}
@@ -405,19 +428,7 @@ func TestPayloadMatchesPublishedSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	payload, _ := json.Marshal(v.Payload)
-	schema, err := jsonschema.UnmarshalJSON(bytes.NewReader(certificate.SchemaJSON))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource(certificate.SchemaV1, schema); err != nil {
-		t.Fatal(err)
-	}
-	sch, err := c.Compile(certificate.SchemaV1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sch := compileSchema(t, certificate.SchemaV2, certificate.SchemaV2JSON)
 	inst, _ := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
 	if err := sch.Validate(inst); err != nil {
 		t.Errorf("the payload does not match its schema: %v", err)
@@ -430,6 +441,94 @@ func TestPayloadMatchesPublishedSchema(t *testing.T) {
 	}
 	if v.Payload.BackupPurgeBy != "2026-06-05" || !strings.Contains(v.Payload.Statement, "by 2026-06-05") {
 		t.Errorf("backup purge-by %q, statement %q", v.Payload.BackupPurgeBy, v.Payload.Statement)
+	}
+}
+
+func compileSchema(t *testing.T, id string, doc []byte) *jsonschema.Schema {
+	t.Helper()
+	schema, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource(id, schema); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch
+}
+
+// TestVersion1StillVerifies: a certificate issued before version 2 (made
+// by the release before it, kept in testdata) verifies, matches the v1
+// schema, and its summary says what v1 did not record.
+func TestVersion1StillVerifies(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("testdata/v1-certificate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := os.ReadFile("testdata/v1-keys.json")
+	keys, err := certificate.ParseKeySet(jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := certificate.Verify(doc, keys)
+	if err != nil {
+		t.Fatalf("a v1 certificate no longer verifies: %v", err)
+	}
+	if v.Payload.Schema != certificate.SchemaV1 || len(v.Payload.Systems) != 2 || v.Payload.Systems[0].RecordsErased.N == 0 {
+		t.Fatalf("v1 payload read as %+v", v.Payload)
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(docField(t, doc, "payload"))
+	inst, _ := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
+	if err := compileSchema(t, certificate.SchemaV1, certificate.SchemaJSON).Validate(inst); err != nil {
+		t.Errorf("the v1 payload does not match the v1 schema: %v", err)
+	}
+	if err := compileSchema(t, certificate.SchemaV2, certificate.SchemaV2JSON).Validate(inst); err == nil {
+		t.Error("the v2 schema accepts a v1 payload")
+	}
+	if sum := v.Summary(); !strings.Contains(sum, "erased") {
+		t.Errorf("summary:\n%s", sum)
+	}
+}
+
+func TestExtensionAndNotApplicable(t *testing.T) {
+	t.Parallel()
+	req, tasks := fixture(t)
+	first := req.DueAt
+	req.OriginalDueAt, req.DueAt = first, first.AddDate(0, 2, 0)
+	req.ExtendedAt, req.ExtensionCategory = req.ReceivedAt.Add(24*time.Hour), "number_of_requests"
+	req.CompletedAt = first.Add(24 * time.Hour) // after the first deadline, within the extended one
+	tasks[2].Status, tasks[2].SearchedBy, tasks[2].Reason = erasure.TaskNotApplicable, nil, "never a customer of the file store"
+	p, err := certificate.NewPayload(req, tasks, certificate.Options{Issuer: "X"}, "h", req.CompletedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.OriginalDueAt != first.Format(time.RFC3339) || p.DueAt != req.DueAt.Format(time.RFC3339) || !p.DeadlineMet {
+		t.Errorf("due %s (first %s), met %v", p.DueAt, p.OriginalDueAt, p.DeadlineMet)
+	}
+	if p.Extension == nil || p.Extension.Category != "number_of_requests" || !strings.Contains(p.Extension.Basis, "Art. 12(3)") {
+		t.Errorf("extension = %+v", p.Extension)
+	}
+	if len(p.NotApplicable) != 1 || p.NotApplicable[0].Reason != "never a customer of the file store" || p.Outcome != "completed" {
+		t.Errorf("not applicable = %+v, outcome %s", p.NotApplicable, p.Outcome)
+	}
+	priv, _ := certificate.GenerateKey()
+	s := certificate.NewSigner(priv)
+	d, _ := s.Sign(p)
+	_, err = certificate.Verify(d.JSON(), certificate.JWKS{Keys: []certificate.JWK{s.PublicJWK()}})
+	if err == nil || !strings.Contains(err.Error(), "no transparency log proof") {
+		t.Fatalf("every payload check should pass, leaving the missing log proof: %v", err)
+	}
+	v := certificate.Verified{Payload: p}
+	for _, want := range []string{"extended on", "from " + p.OriginalDueAt, "Art. 12(3): the number of requests", "not applicable: never a customer"} {
+		if sum := v.Summary(); !strings.Contains(sum, want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum)
+		}
 	}
 }
 
@@ -521,12 +620,23 @@ func TestSignedButWrong(t *testing.T) {
 		{"other typ", signRaw(priv, []byte(`{"alg":"EdDSA","kid":"`+kid+`","typ":"JWT"}`), canonical), "not a Lethe certificate"},
 		{"no kid", signRaw(priv, []byte(`{"alg":"EdDSA","typ":"lethe-certificate+jws"}`), canonical), "no key id"},
 		{"not canonical", signRaw(priv, []byte(`{"alg":"EdDSA","kid":"`+kid+`","typ":"lethe-certificate+jws"}`), payload), "not canonical"},
-		{"newer schema", signed(func(p *certificate.Payload) { p.Schema = "https://lethe.dev/schemas/certificate/v2" }), "unknown certificate schema"},
+		{"newer schema", signed(func(p *certificate.Payload) { p.Schema = "https://lethe.dev/schemas/certificate/v3" }), "unknown certificate schema"},
+		{"v1 with v2 members", signed(func(p *certificate.Payload) { p.Schema = certificate.SchemaV1 }), "holds members of v2"},
+		{"unknown count of nothing", signed(func(p *certificate.Payload) {
+			p.Systems[1].RecordsErased = certificate.Records{Unknown: true}
+		}), "unknown record count"},
+		{"negative records", signed(func(p *certificate.Payload) { p.Systems[1].RecordsErased = certificate.Records{N: -2} }), "negative record count"},
+		{"not applicable without reason", signed(func(p *certificate.Payload) { p.Systems[1].Outcome = "not_applicable" }), "not applicable without a reason"},
+		{"deadline moved silently", signed(func(p *certificate.Payload) { p.DueAt = "2027-01-01T00:00:00Z" }), "no extension is recorded"},
+		{"look-up evidence", signed(func(p *certificate.Payload) {
+			p.Resolution = append([]certificate.Lookup(nil), p.Resolution...)
+			p.Resolution[0].EvidenceDigest = "sha256:00"
+		}), "look-up by shop-db: the evidence"},
 		{"outcome against systems", signed(func(p *certificate.Payload) { p.Outcome = "completed_with_exemptions" }), "outcome"},
 		{"unfinished system", signed(func(p *certificate.Payload) { p.Systems[0].Outcome = "failed" }), "does not finish an erasure"},
 		{"no systems", signed(func(p *certificate.Payload) { p.Systems = nil }), "lists no systems"},
 		{"bad time", signed(func(p *certificate.Payload) { p.DueAt = "next week" }), "due_at is not a time"},
-		{"evidence digest", signed(func(p *certificate.Payload) { p.Systems[1].EvidenceDigest = "sha256:00" }), "evidence does not match"},
+		{"evidence digest", signed(func(p *certificate.Payload) { p.Systems[2].EvidenceDigest = "sha256:00" }), "evidence does not match"},
 		{"no request id", signed(func(p *certificate.Payload) { p.RequestID = "" }), "request or certificate id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -550,7 +660,7 @@ func TestBase64LineBreaksRefused(t *testing.T) {
 func TestExemptedSystem(t *testing.T) {
 	t.Parallel()
 	req, tasks := fixture(t)
-	tasks[1].Status, tasks[1].ExemptionBasis = erasure.TaskExempted, "art17-3-e"
+	tasks[2].Status, tasks[2].ExemptionBasis = erasure.TaskExempted, "art17-3-e"
 	if _, err := certificate.NewPayload(req, tasks, certificate.Options{}, "h", req.CompletedAt); err == nil {
 		t.Error("a request marked completed was certified with an exempted task")
 	}

@@ -100,8 +100,8 @@ func VerifyFor(doc []byte, keys JWKS, origin string) (Verified, error) {
 	if err := json.Unmarshal(payload, &version); err != nil {
 		return Verified{}, fmt.Errorf("the payload is not a JSON object: %w", err)
 	}
-	if version.Schema != SchemaV1 {
-		return Verified{}, fmt.Errorf("unknown certificate schema %q: this verifier reads %s", version.Schema, SchemaV1)
+	if version.Schema != SchemaV1 && version.Schema != SchemaV2 {
+		return Verified{}, fmt.Errorf("unknown certificate schema %q: this verifier reads %s and %s", version.Schema, SchemaV1, SchemaV2)
 	}
 	var p Payload
 	dec := json.NewDecoder(bytes.NewReader(payload))
@@ -145,10 +145,23 @@ func (p Payload) check() error {
 	if p.RequestID == "" || p.CertificateID == "" {
 		return errors.New("the payload lacks a request or certificate id")
 	}
-	for name, v := range map[string]string{"received_at": p.ReceivedAt, "due_at": p.DueAt, "completed_at": p.CompletedAt, "issued_at": p.IssuedAt} {
+	times := map[string]string{"received_at": p.ReceivedAt, "due_at": p.DueAt, "completed_at": p.CompletedAt, "issued_at": p.IssuedAt}
+	v2 := p.Schema == SchemaV2
+	if v2 {
+		times["original_due_at"] = p.OriginalDueAt
+		if p.Extension != nil {
+			times["extension.extended_at"] = p.Extension.ExtendedAt
+		}
+	} else if p.OriginalDueAt != "" || p.Extension != nil || p.Identifiers != nil || p.Resolution != nil || p.NotApplicable != nil {
+		return errors.New("the payload says schema v1 but holds members of v2")
+	}
+	for name, v := range times {
 		if _, err := time.Parse(time.RFC3339, v); err != nil {
 			return fmt.Errorf("the payload's %s is not a time", name)
 		}
+	}
+	if v2 && p.Extension == nil && p.OriginalDueAt != p.DueAt {
+		return errors.New("the deadline differs from the original one but no extension is recorded")
 	}
 	if len(p.Systems) == 0 {
 		return errors.New("the payload lists no systems")
@@ -159,11 +172,29 @@ func (p Payload) check() error {
 		case "erased", "not_found":
 		case "exempted":
 			outcome = erasure.RequestCompletedWithExemptions
+		case "not_applicable":
+			if !v2 || s.NotApplicableReason == "" {
+				return fmt.Errorf("system %s is not applicable without a reason (or in a v1 certificate)", s.Connector)
+			}
 		default:
 			return fmt.Errorf("system %s has outcome %q, which does not finish an erasure", s.Connector, s.Outcome)
 		}
+		if s.RecordsErased.Unknown && (!v2 || s.Outcome != "erased") {
+			return fmt.Errorf("system %s: an unknown record count belongs to an erasure (in a v2 certificate) only", s.Connector)
+		}
+		if s.RecordsErased.N < 0 {
+			return fmt.Errorf("system %s: a negative record count", s.Connector)
+		}
 		if d, err := evidenceDigest(s.Evidence); err != nil || d != s.EvidenceDigest {
 			return fmt.Errorf("system %s: the evidence does not match its digest", s.Connector)
+		}
+	}
+	for _, l := range p.Resolution {
+		if l.Outcome != "resolved" && l.Outcome != "not_applicable" {
+			return fmt.Errorf("look-up by %s has outcome %q", l.Connector, l.Outcome)
+		}
+		if d, err := evidenceDigest(l.Evidence); err != nil || d != l.EvidenceDigest {
+			return fmt.Errorf("look-up by %s: the evidence does not match its digest", l.Connector)
 		}
 	}
 	if p.Outcome != string(outcome) {
@@ -190,7 +221,11 @@ func (v Verified) Summary() string {
 	fmt.Fprintf(&b, "  Jurisdiction  %s\n", strings.ToUpper(p.Jurisdiction))
 	fmt.Fprintf(&b, "  Subject       keyed hashes of %s (hash key %s)\n", strings.Join(kinds, ", "), p.Subject.KeyID)
 	fmt.Fprintf(&b, "  Received      %s\n", p.ReceivedAt)
-	fmt.Fprintf(&b, "  Due           %s\n", p.DueAt)
+	if p.Extension != nil {
+		fmt.Fprintf(&b, "  Due           %s, extended on %s from %s (%s)\n", p.DueAt, p.Extension.ExtendedAt, p.OriginalDueAt, p.Extension.Basis)
+	} else {
+		fmt.Fprintf(&b, "  Due           %s\n", p.DueAt)
+	}
 	fmt.Fprintf(&b, "  Completed     %s (%s)\n", p.CompletedAt, deadline)
 	fmt.Fprintf(&b, "  Outcome       %s\n", p.Outcome)
 	fmt.Fprintf(&b, "  Signed by     key %s\n", v.KeyID)
@@ -200,16 +235,43 @@ func (v Verified) Summary() string {
 	if p.BackupPurgeBy != "" {
 		fmt.Fprintf(&b, "  Backups       purged by %s\n", p.BackupPurgeBy)
 	}
+	if len(p.Identifiers) > 0 {
+		fmt.Fprintf(&b, "Identifiers used (kinds only): %s\n", sourcesText(p.Identifiers))
+	}
+	if len(p.Resolution) > 0 {
+		fmt.Fprintf(&b, "Look-ups before erasure (%d):\n", len(p.Resolution))
+		for _, l := range p.Resolution {
+			what := "found nothing more"
+			if len(l.Found) > 0 {
+				parts := make([]string, len(l.Found))
+				for i, k := range l.Found {
+					parts[i] = string(k)
+				}
+				what = "supplied " + strings.Join(parts, ", ")
+			}
+			if l.Outcome == "not_applicable" {
+				what = "not looked up: " + l.Reason
+			}
+			fmt.Fprintf(&b, "  %s (%s): looked up by %s, %s\n", l.Connector, l.Type, sourcesText(l.LookedUpBy), what)
+		}
+	}
 	fmt.Fprintf(&b, "Systems (%d):\n", len(p.Systems))
 	for _, s := range p.Systems {
 		var what string
 		switch s.Outcome {
 		case "erased":
-			what = fmt.Sprintf("erased %d record(s)", s.RecordsErased)
+			what = "erased " + s.RecordsErased.String()
 		case "not_found":
-			what = "held nothing about the subject"
+			what = "searched and held nothing"
 		case "exempted":
 			what = "kept under " + s.ExemptionBasis
+		case "not_applicable":
+			what = "not searched, not applicable: " + s.NotApplicableReason
+		}
+		if len(s.SearchedBy) > 0 {
+			what += " (searched by " + sourcesText(s.SearchedBy) + ")"
+		} else if p.Schema == SchemaV1 && s.Outcome == "not_found" {
+			what += " (v1 certificate: the identifiers searched by are not recorded)"
 		}
 		check := "no lookup available"
 		switch s.Verification {
@@ -221,4 +283,17 @@ func (v Verified) Summary() string {
 		fmt.Fprintf(&b, "  %s (%s): %s, %s, %d attempt(s), done %s\n", s.Connector, s.Type, what, check, s.Attempts, s.CompletedAt)
 	}
 	return b.String()
+}
+
+// sourcesText writes kinds with where they came from: "email (request),
+// user_ids.app (shop-db)".
+func sourcesText(ss []erasure.Source) string {
+	if len(ss) == 0 {
+		return "nothing"
+	}
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = fmt.Sprintf("%s (%s)", s.Kind, s.From)
+	}
+	return strings.Join(parts, ", ")
 }

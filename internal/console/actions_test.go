@@ -108,6 +108,9 @@ func TestExtend(t *testing.T) {
 	if !strings.Contains(page.body, `min="2026-07-02" max="2026-09-01"`) {
 		t.Errorf("the date input's bounds are wrong:\n%s", page.body)
 	}
+	if got := selectOptions(page.body, "extend-category"); len(got) != 2 || !strings.Contains(got[0], "Art. 12(3)") {
+		t.Errorf("kinds of reason offered: %v", got)
+	}
 	n := e.events(req.ID)
 	for _, tc := range []struct {
 		due, reason, msg string
@@ -120,6 +123,7 @@ func TestExtend(t *testing.T) {
 	} {
 		refused(t, e, b.act(req.ID, "extend", url.Values{"due": {tc.due}, "reason": {tc.reason}, "category": {"complexity"}}), req.ID, n, http.StatusUnprocessableEntity, tc.msg)
 	}
+	refused(t, e, b.act(req.ID, "extend", url.Values{"due": {"2026-08-15"}, "reason": {"busy"}}), req.ID, n, http.StatusUnprocessableEntity, "Kind of reason: ")
 	// The last allowed day is exactly the legal limit.
 	done(t, b, b.act(req.ID, "extend", url.Values{"due": {"2026-09-01"}, "reason": {"The request covers 40 systems."}, "category": {"complexity"}}), req.ID, "extend", "extended")
 	r := e.request(req.ID)
@@ -291,5 +295,56 @@ func TestTaskOfARemovedConnector(t *testing.T) {
 	}
 	if got := selectOptions(p.body, "complete-connector"); !slices.Equal(got, []string{"crm", "paper"}) {
 		t.Errorf("complete is offered for %v", got)
+	}
+}
+
+// TestIdentifierAndNotApplicable: a system waiting for an identifier
+// shows what it needs; staff add it (never shown back), or declare the
+// system not applicable with a reason.
+func TestIdentifierAndNotApplicable(t *testing.T) {
+	e := setup(t, func(o *options) { o.legacy = true })
+	b := e.browser()
+	b.login("bob", agentPW)
+	req := e.file("legacy@example.com", "")
+	p := b.get("/console/requests/" + req.ID)
+	for _, want := range []string{"needs identifier: needs user_ids.legacy", `action="/console/requests/` + req.ID + `/identifiers"`,
+		"Systems are waiting for: <strong>user_ids.legacy</strong>", "email (request)"} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("request page lacks %q", want)
+		}
+	}
+	if got := selectOptions(p.body, "na-connector"); len(got) != 1 || got[0] != "legacy" {
+		t.Errorf("not applicable offered for %v", got)
+	}
+	const secret = "L-4711-secret"
+	e.addSecret(secret)
+	n := e.events(req.ID)
+	refused(t, e, b.act(req.ID, "identifiers", url.Values{"kind": {"legacy"}, "value": {secret}, "reason": {"ticket"}}), req.ID, n,
+		http.StatusUnprocessableEntity, "Kind of identifier: ")
+	bad := b.act(req.ID, "identifiers", url.Values{"kind": {"email"}, "value": {"nope"}, "reason": {"ticket"}})
+	refused(t, e, bad, req.ID, n, http.StatusUnprocessableEntity, "Identifier: not a valid email address")
+	refused(t, e, b.act(req.ID, "identifiers", url.Values{"kind": {"email"}, "value": {"x@example.com"}, "reason": {"ticket"}}), req.ID, n,
+		http.StatusConflict, "already has email")
+	miss := b.act(req.ID, "identifiers", url.Values{"kind": {"user_ids.legacy"}, "value": {secret}})
+	refused(t, e, miss, req.ID, n, http.StatusUnprocessableEntity, "Reason: is required")
+	if strings.Contains(miss.body, secret) {
+		t.Error("a refused form showed the identifier's value back")
+	}
+	done(t, b, b.act(req.ID, "identifiers", url.Values{"kind": {"user_ids.legacy"}, "value": {secret}, "reason": {"found in the old CRM"}}),
+		req.ID, "identifiers", "The identifier was added")
+	if task := e.tasks(req.ID)["legacy"]; task.Status != erasure.TaskQueued {
+		t.Errorf("after adding: legacy is %s", task.Status)
+	}
+	if p := b.get("/console/requests/" + req.ID); strings.Contains(p.body, secret) || !strings.Contains(p.body, "user_ids.legacy (staff:console:bob)") {
+		t.Error("the page shows the value, or not where the kind came from")
+	}
+
+	other := e.file("nolegacy@example.com", "")
+	n = e.events(other.ID)
+	refused(t, e, b.act(other.ID, "not-applicable", url.Values{"connector": {"legacy"}}), other.ID, n, http.StatusUnprocessableEntity, "Reason: is required")
+	refused(t, e, b.act(other.ID, "not-applicable", url.Values{"connector": {"crm"}, "reason": {"x"}}), other.ID, n, http.StatusConflict, "cannot be declared not applicable")
+	done(t, b, b.act(other.ID, "not-applicable", url.Values{"connector": {"legacy"}, "reason": {"joined in 2024"}}), other.ID, "not-applicable", "not applicable")
+	if task := e.tasks(other.ID)["legacy"]; task.Status != erasure.TaskNotApplicable || task.Reason != "joined in 2024" {
+		t.Errorf("legacy: %s %q", task.Status, task.Reason)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/internal/bus"
 	"github.com/lethe-dev/lethe/internal/certificate"
 	"github.com/lethe-dev/lethe/internal/console"
@@ -97,6 +98,8 @@ type env struct {
 type options struct {
 	roles    map[string]string
 	insecure bool
+	// legacy adds a fourth connector keyed by an id nothing supplies.
+	legacy bool
 }
 
 // setup returns a console with users ada (admin), bob (agent) and cyd
@@ -126,12 +129,19 @@ func setup(t *testing.T, opts ...func(*options)) *env {
 	iss := &certificate.Issuer{Signer: signer, Log: translog.NewLog("test.example/log", ls), Options: certificate.Options{Issuer: "Example Ltd"}}
 	retired, _ := certificate.GenerateKey()
 	jwks, _ := json.Marshal(certificate.JWKS{Keys: []certificate.JWK{signer.PublicJWK(), certificate.NewSigner(retired).PublicJWK()}})
+	cns := []coordinator.Connector{{Name: "shop-db", Type: "sql"}, {Name: "crm", Type: "hubspot"}, {Name: "paper", Type: "manual"}}
+	names := []string{"shop-db", "crm", "paper"}
+	if o.legacy {
+		cns = append(cns, coordinator.Connector{Name: "legacy", Type: "sql",
+			Plan: connectors.Plan{Keys: []connectors.Requirement{{connectors.UserIDKind("legacy")}}}.Normalized()})
+		names = append(names, "legacy")
+	}
 	coord := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: iss, Clock: clk.Now, Log: log.Named("coordinator")},
 		coordinator.Config{
-			Connectors:   []coordinator.Connector{{Name: "shop-db", Type: "sql"}, {Name: "crm", Type: "hubspot"}, {Name: "paper", Type: "manual"}},
+			Connectors:   cns,
 			RetryInitial: time.Second, RetryMax: time.Minute, PollInterval: time.Minute, RedispatchAfter: time.Hour,
 		})
-	e := &env{t: t, st: st, coord: coord, clock: clk, logs: logs, log: log, h: h, jwks: jwks, connectors: []string{"shop-db", "crm", "paper"}}
+	e := &env{t: t, st: st, coord: coord, clock: clk, logs: logs, log: log, h: h, jwks: jwks, connectors: names}
 	e.srv = e.serve(consoleConfig(o.roles, o.insecure))
 	e.addSecret(adminPW, agentPW, auditorPW)
 	t.Cleanup(e.checkLogs)

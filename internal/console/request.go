@@ -28,17 +28,29 @@ type requestView struct {
 	ID, Status, Jurisdiction, Source, CreatedBy string
 	ReceivedAt, DueAt, ExtendedAt, CompletedAt  time.Time
 	ShreddedAt                                  time.Time
-	Overdue                                     bool
-	IdentifierKinds                             []string
+	// OriginalDueAt and ExtensionText are set for an extended request.
+	OriginalDueAt time.Time
+	ExtensionText string
+	Overdue       bool
+	// Identifiers lists the kinds the request has and where each came
+	// from (kinds only).
+	Identifiers string
 }
 
 type taskView struct {
 	Connector, Type, Status, LastError, Verified, JobRef string
-	Attempt                                              int
-	Records                                              int64
-	Evidence                                             []erasure.Evidence
-	Basis, BasisText                                     string
-	NextAttemptAt, CompletedAt                           time.Time
+	// Phase is "look-up" for a resolver's task, "erasure" otherwise.
+	Phase   string
+	Attempt int
+	// Records is the count erased, or "unknown" when the system gave none.
+	Records string
+	// SearchedBy: the kinds searched (or looked up) by, with sources;
+	// Found: what a resolver supplied; Reason: why a task needs an
+	// identifier or is not applicable.
+	SearchedBy, Found, Reason  string
+	Evidence                   []erasure.Evidence
+	Basis, BasisText           string
+	NextAttemptAt, CompletedAt time.Time
 	// Configured is false when the connector instance is no longer in
 	// the configuration.
 	Configured bool
@@ -66,10 +78,16 @@ type actionForms struct {
 	ExtendMin  string
 	ExtendMax  string
 	ExtendNote string
+	Categories []basisOption
 	Exempt     []string
 	Bases      []basisOption
 	Retry      []string
 	Complete   []string
+	// NotApplicable lists tasks that may be declared not applicable;
+	// Needs, the kinds tasks wait for (offered in the identifier form).
+	NotApplicable []string
+	Identifiers   bool
+	Needs         []string
 	// Any is false for a final request: nothing can be done.
 	Any bool
 }
@@ -148,16 +166,35 @@ func (c *Console) requestData(ctx context.Context, id string, s session) (reques
 	now := c.clock()
 	d := requestData{Cert: cert, Req: requestView{ID: req.ID, Status: string(req.Status), Jurisdiction: string(req.Jurisdiction),
 		Source: req.Source, CreatedBy: req.CreatedBy, ReceivedAt: req.ReceivedAt, DueAt: req.DueAt,
-		ExtendedAt: req.ExtendedAt, CompletedAt: req.CompletedAt, ShreddedAt: req.ShreddedAt, Overdue: req.Overdue(now)}}
-	for _, ih := range req.SubjectRef.Identifiers {
-		d.Req.IdentifierKinds = append(d.Req.IdentifierKinds, ih.Kind)
+		ExtendedAt: req.ExtendedAt, CompletedAt: req.CompletedAt, ShreddedAt: req.ShreddedAt, Overdue: req.Overdue(now),
+		Identifiers: sourcesText(req.Sources.List())}}
+	if !req.ExtendedAt.IsZero() {
+		d.Req.OriginalDueAt = req.FirstDueAt()
+		d.Req.ExtensionText, _ = req.Jurisdiction.ExtensionCategory(req.ExtensionCategory)
 	}
 	byTask := map[string]string{}
 	for _, t := range tasks {
 		byTask[t.ID] = t.Connector
 		tv := taskView{Connector: t.Connector, Type: t.ConnectorType, Status: string(t.Status), LastError: t.LastError,
-			Verified: t.Verified, JobRef: t.JobRef, Attempt: t.Attempt, Records: t.RecordsErased, Evidence: t.Evidence,
-			Basis: t.ExemptionBasis, CompletedAt: t.CompletedAt, Configured: slices.Contains(c.connectors, t.Connector)}
+			Verified: t.Verified, JobRef: t.JobRef, Attempt: t.Attempt, Records: strconv.FormatInt(t.RecordsErased, 10), Evidence: t.Evidence,
+			Basis: t.ExemptionBasis, CompletedAt: t.CompletedAt, Configured: slices.Contains(c.connectors, t.Connector),
+			Phase: "erasure", Reason: t.Reason}
+		if t.RecordsUnknown {
+			tv.Records = "unknown"
+		}
+		if t.Phase == erasure.PhaseResolve {
+			tv.Phase, tv.Records = "look-up", "—"
+			var found []string
+			for _, k := range t.Found {
+				found = append(found, string(k))
+			}
+			tv.Found = strings.Join(found, ", ")
+		}
+		var by []erasure.Source
+		for _, k := range t.SearchedBy {
+			by = append(by, erasure.Source{Kind: k, From: req.Sources[k]})
+		}
+		tv.SearchedBy = sourcesText(by)
 		if t.Status == erasure.TaskFailed {
 			tv.NextAttemptAt = t.NextAttemptAt
 		}
@@ -174,6 +211,15 @@ func (c *Console) requestData(ctx context.Context, id string, s session) (reques
 		d.Actions = c.actionsFor(req, tasks, now)
 	}
 	return d, nil
+}
+
+// sourcesText writes kinds with where they came from.
+func sourcesText(ss []erasure.Source) string {
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = string(s.Kind) + " (" + s.From + ")"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // eventDetails shows an event's data (which holds no personal data) in
@@ -214,15 +260,35 @@ func (c *Console) actionsFor(req erasure.Request, tasks []erasure.Task, now time
 		a.Extend = true
 		a.ExtendMin = req.DueAt.AddDate(0, 0, 1).Format(time.DateOnly)
 		a.ExtendMax = req.Jurisdiction.MaxExtension(req.DueAt).Format(time.DateOnly)
+		for _, code := range req.Jurisdiction.ExtensionCodes() {
+			text, _ := req.Jurisdiction.ExtensionCategory(code)
+			a.Categories = append(a.Categories, basisOption{Code: code, Text: text})
+		}
 	}
+	started := req.Status == erasure.RequestInProgress || req.Status == erasure.RequestNeedsAttention
+	a.Identifiers = started && req.ShreddedAt.IsZero()
 	for _, t := range tasks {
 		if t.Status.Done() {
 			continue
 		}
-		a.Exempt = append(a.Exempt, t.Connector)
 		if t.Status == erasure.TaskDead && slices.Contains(c.connectors, t.Connector) {
 			a.Retry = append(a.Retry, t.Connector)
 		}
+		switch t.Status {
+		case erasure.TaskNeedsIdentifier, erasure.TaskDead, erasure.TaskFailed, erasure.TaskWaiting:
+			a.NotApplicable = append(a.NotApplicable, t.Connector)
+		}
+		if t.Status == erasure.TaskNeedsIdentifier {
+			for _, missing := range c.needs(t) {
+				if !slices.Contains(a.Needs, missing) {
+					a.Needs = append(a.Needs, missing)
+				}
+			}
+		}
+		if t.Phase == erasure.PhaseResolve {
+			continue // a look-up is not exempted nor done by hand
+		}
+		a.Exempt = append(a.Exempt, t.Connector)
 		if t.Status == erasure.TaskDead || t.ConnectorType == "manual" {
 			a.Complete = append(a.Complete, t.Connector)
 		}
@@ -235,15 +301,28 @@ func (c *Console) actionsFor(req erasure.Request, tasks []erasure.Task, now time
 	return a
 }
 
+// needs lists the kinds a needs_identifier task names in its reason.
+func (c *Console) needs(t erasure.Task) []string {
+	var out []string
+	for _, w := range strings.FieldsFunc(t.Reason, func(r rune) bool { return r == ' ' || r == ':' || r == ',' || r == ';' }) {
+		if k, err := erasure.ParseKind(w); err == nil && !slices.Contains(out, string(k)) {
+			out = append(out, string(k))
+		}
+	}
+	return out
+}
+
 // Actions a form may post, with the message shown after it worked.
 var flashes = map[string]string{
-	"approve":  "Approved: erasure has started in every system.",
-	"deny":     "Denied. The reason is sent to the person.",
-	"extend":   "The deadline was extended.",
-	"exempt":   "The system was exempted; its data is kept on the legal basis given.",
-	"retry":    "The task was sent to its system again.",
-	"complete": "The task was recorded as done by hand.",
-	"cancel":   "The request was cancelled.",
+	"identifiers":    "The identifier was added; systems that needed it are searched.",
+	"not-applicable": "The system was declared not applicable to this person; the certificate gives the reason.",
+	"approve":        "Approved: erasure has started in every system.",
+	"deny":           "Denied. The reason is sent to the person.",
+	"extend":         "The deadline was extended.",
+	"exempt":         "The system was exempted; its data is kept on the legal basis given.",
+	"retry":          "The task was sent to its system again.",
+	"complete":       "The task was recorded as done by hand.",
+	"cancel":         "The request was cancelled.",
 }
 
 var connectorNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -279,7 +358,8 @@ func (c *Console) Act() http.Handler {
 		}
 		page := pageData{Error: "Not done: " + userMessage(err)}.withSession(&s)
 		values := url.Values{}
-		for _, k := range []string{"reason", "due", "connector", "basis", "outcome", "records", "evidence"} {
+		// The identifier's value is not sent back to the page.
+		for _, k := range []string{"reason", "due", "connector", "basis", "outcome", "records", "evidence", "category", "kind"} {
 			if v := r.PostForm.Get(k); v != "" {
 				values.Set(k, v)
 			}
@@ -319,6 +399,19 @@ func (c *Console) act(ctx context.Context, id, action string, s session, f url.V
 		due := req.DueAt.UTC()
 		newDue := time.Date(day.Year(), day.Month(), day.Day(), due.Hour(), due.Minute(), due.Second(), due.Nanosecond(), time.UTC)
 		_, err = c.coord.Extend(ctx, id, actor, reason, f.Get("category"), newDue)
+	case "identifiers":
+		kind, err := erasure.ParseKind(f.Get("kind"))
+		if err != nil {
+			return erasure.Invalid("kind", "%s", erasure.ErrorMessage(err))
+		}
+		_, err = c.coord.AddIdentifiers(ctx, id, actor, reason, map[erasure.Kind]string{kind: f.Get("value")})
+		return err
+	case "not-applicable":
+		name, cerr := connector()
+		if cerr != nil {
+			return cerr
+		}
+		_, err = c.coord.NotApplicable(ctx, id, name, actor, reason)
 	case "exempt":
 		name, cerr := connector()
 		if cerr != nil {
@@ -374,7 +467,8 @@ func completion(f url.Values) (coordinator.Completion, error) {
 }
 
 var fieldLabels = map[string]string{
-	"reason": "Reason", "due_at": "New deadline", "basis": "Legal basis", "connector": "System",
+	"reason": "Reason", "due_at": "New deadline", "basis": "Legal basis", "connector": "System", "category": "Kind of reason",
+	"kind": "Kind of identifier", "identifiers": "Identifier",
 	"outcome": "Outcome", "records": "Records erased", "evidence": "Evidence", "q": "Search",
 	"status": "Status", "within": "Due within", "before": "Page",
 }
@@ -388,6 +482,9 @@ func userMessage(err error) string {
 		return capitalise(msg) + "."
 	}
 	label, ok := fieldLabels[field]
+	if !ok && strings.HasPrefix(field, "identifiers.") {
+		label, ok = "Identifier", true
+	}
 	if !ok && strings.HasPrefix(field, "evidence[") {
 		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(field, "evidence["), "]"))
 		label, ok = "Evidence item "+strconv.Itoa(n+1), true

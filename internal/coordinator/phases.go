@@ -136,10 +136,13 @@ func (c *Coordinator) settle(ctx context.Context, tx store.Tx, r *erasure.Reques
 			if len(by) == 0 || subset(by, t.SearchedBy) {
 				continue
 			}
-			t.Attempt++
+			event, reason := erasure.EventTaskReleased, "an identifier to look the person up by turned up"
+			if t.Status == erasure.TaskResolved {
+				t.Attempt++ // a new attempt: an answer to the last one is stale
+				event, reason = erasure.EventTaskLookUpAgain, "new identifiers to look the person up by"
+			}
 			t.Status, t.SearchedBy, t.UpdatedAt, t.LastError = erasure.TaskQueued, by, now, ""
-			if err := send(ctx, tx, *r, *t, bus.KindResolve, erasure.EventTaskLookUpAgain, erasure.ActorCoordinator,
-				"new identifiers to look the person up by", now); err != nil {
+			if err := send(ctx, tx, *r, *t, bus.KindResolve, event, erasure.ActorCoordinator, reason, now); err != nil {
 				return err
 			}
 			busy = true

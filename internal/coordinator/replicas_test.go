@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/internal/bus"
 	"github.com/lethe-dev/lethe/internal/certificate"
 	"github.com/lethe-dev/lethe/internal/coordinator"
@@ -46,14 +47,16 @@ type replica struct {
 // cluster is a fresh schema and the replicas running against it, sharing a
 // fake clock, a configuration and a signing key as a deployment would.
 type cluster struct {
-	url      string
-	clock    *clock
-	signer   *certificate.Signer
-	priv     ed25519.PrivateKey
-	replicas []replica
+	// connectors, when set, replace the default db and crm.
+	connectors []coordinator.Connector
+	url        string
+	clock      *clock
+	signer     *certificate.Signer
+	priv       ed25519.PrivateKey
+	replicas   []replica
 }
 
-func newCluster(t *testing.T, n int, keys *seal.KeyRing) *cluster {
+func newCluster(t *testing.T, n int, keys *seal.KeyRing, cns ...coordinator.Connector) *cluster {
 	t.Helper()
 	url := testenv.PostgresSchema(t)
 	if _, err := postgres.Migrate(context.Background(), url); err != nil {
@@ -61,7 +64,7 @@ func newCluster(t *testing.T, n int, keys *seal.KeyRing) *cluster {
 	}
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
 	cl := &cluster{url: url, clock: testenv.NewClock(time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)),
-		signer: certificate.NewSigner(priv), priv: priv}
+		signer: certificate.NewSigner(priv), priv: priv, connectors: cns}
 	for range n {
 		cl.replicas = append(cl.replicas, cl.open(t, keys))
 	}
@@ -83,8 +86,12 @@ func (cl *cluster) open(t *testing.T, keys *seal.KeyRing) replica {
 	tlog := translog.NewLog(logOrigin, ls)
 	issuer := &certificate.Issuer{Signer: cl.signer, Log: tlog, Options: certificate.Options{Issuer: "Example Ltd"}}
 	h, _ := erasure.NewHasher(bytes.Repeat([]byte{1}, 32))
+	cns := cl.connectors
+	if cns == nil {
+		cns = []coordinator.Connector{{Name: "db", Type: "sql", MaxAttempts: 3}, {Name: "crm", Type: "hubspot"}}
+	}
 	c := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: issuer, Clock: cl.clock.Now}, coordinator.Config{
-		Connectors:   []coordinator.Connector{{Name: "db", Type: "sql", MaxAttempts: 3}, {Name: "crm", Type: "hubspot"}},
+		Connectors:   cns,
 		RetryInitial: time.Second, RetryMax: time.Minute, PollInterval: time.Minute, RedispatchAfter: time.Hour,
 		Retention: coordinator.Retention{ShredAfter: time.Hour, KeepRequests: 24 * time.Hour, UnverifiedAfter: time.Hour},
 	})
@@ -282,6 +289,41 @@ func drain(t *testing.T, st store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// applyEverywhere hands replica i the results deliveries[i], all replicas
+// at once, each applying with four workers as RunResults does, and returns
+// how many replicas applied each task's result as news.
+func applyEverywhere(t *testing.T, cl *cluster, deliveries [][]bus.Result) map[string]int {
+	t.Helper()
+	var mu sync.Mutex
+	applied := map[string]int{} // task id → replicas that applied its result
+	together(t, len(deliveries), 1, func(ctx context.Context, i int) (struct{}, error) {
+		next := make(chan bus.Result)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for res := range next {
+					a, err := cl.replicas[i].c.ApplyResult(ctx, res)
+					if err != nil {
+						t.Errorf("replica %d: %v", i, err)
+					}
+					if a == coordinator.AppliedNew {
+						mu.Lock()
+						applied[res.TaskID]++
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		for _, res := range deliveries[i] {
+			next <- res
+		}
+		close(next)
+		wg.Wait()
+		return struct{}{}, nil
+	})
+	return applied
 }
 
 func sum(ns []int) int {
@@ -556,33 +598,7 @@ func TestReplicasIssueOneCertificatePerRequest(t *testing.T) {
 	shuffled := slices.Clone(results)
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 	deliveries := [][]bus.Result{results, results, shuffled}
-	var mu sync.Mutex
-	applied := map[string]int{} // task id → replicas that applied its result
-	together(t, 3, 1, func(ctx context.Context, i int) (struct{}, error) {
-		next := make(chan bus.Result)
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				for res := range next {
-					a, err := cl.replicas[i].c.ApplyResult(ctx, res)
-					if err != nil {
-						t.Errorf("replica %d: %v", i, err)
-					}
-					if a == coordinator.AppliedNew {
-						mu.Lock()
-						applied[res.TaskID]++
-						mu.Unlock()
-					}
-				}
-			})
-		}
-		for _, res := range deliveries[i] {
-			next <- res
-		}
-		close(next)
-		wg.Wait()
-		return struct{}{}, nil
-	})
+	applied := applyEverywhere(t, cl, deliveries)
 	for _, res := range results {
 		if applied[res.TaskID] != 1 {
 			t.Errorf("the result for task %s was applied %d times", res.TaskID, applied[res.TaskID])
@@ -648,6 +664,58 @@ func TestReplicasIssueOneCertificatePerRequest(t *testing.T) {
 	root, rerr := translog.NewReader(st).Root(ctx, size)
 	if err != nil || rerr != nil || cp.Size != size || !bytes.Equal(cp.Root, root[:]) {
 		t.Errorf("latest checkpoint %d, root matches %v; %v %v", cp.Size, bytes.Equal(cp.Root, root[:]), err, rerr)
+	}
+}
+
+// TestReplicasResolveEachRequestOnce: every resolver's answer reaches
+// three replicas at once; each request still gains its identifiers once,
+// ends resolution once and gets one erase task per system with one message
+// each.
+func TestReplicasResolveEachRequestOnce(t *testing.T) {
+	t.Parallel()
+	app := erasure.UserIDKind("app")
+	cl := newCluster(t, 3, testenv.KeyRing(),
+		coordinator.Connector{Name: "shop", Type: "sql", Plan: connectors.Plan{Keys: []connectors.Requirement{{erasure.Email}},
+			ResolveBy: []erasure.Kind{erasure.Email}, Gives: []erasure.Kind{app}}.Normalized()},
+		coordinator.Connector{Name: "crm", Type: "hubspot", Plan: connectors.Plan{Keys: []connectors.Requirement{{erasure.Email}},
+			ResolveBy: []erasure.Kind{erasure.Email}, Gives: []erasure.Kind{erasure.UserIDKind("crm")}}.Normalized()},
+		coordinator.Connector{Name: "analytics", Type: "sql", Plan: connectors.Plan{Keys: []connectors.Requirement{{app}}}.Normalized()})
+	st := cl.replicas[0].store
+	reqs := fileMany(t, cl.replicas, "found", 80, "")
+	drain(t, st)
+	var results []bus.Result
+	for i, req := range reqs {
+		ts := phaseTasks(t, bundle{store: st}, req.ID, erasure.PhaseResolve)
+		results = append(results, resolved(ts["shop"], map[erasure.Kind][]string{app: {fmt.Sprintf("app-%03d", i)}}), resolved(ts["crm"], nil))
+	}
+	shuffled := slices.Clone(results)
+	rand.New(rand.NewPCG(3, 4)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	deliveries := [][]bus.Result{results, results, shuffled}
+	applyEverywhere(t, cl, deliveries)
+	msgs, total := pending(t, st)
+	if total != 3*len(reqs) {
+		t.Errorf("%d erase messages queued, want %d", total, 3*len(reqs))
+	}
+	for i, req := range reqs {
+		evs := events(t, st, req.ID)
+		if n := count(t, evs, erasure.EventErasing, "", nil); n != 1 {
+			t.Errorf("request %d ended resolution %d times", i, n)
+		}
+		if n := count(t, evs, erasure.EventIdentifiersResolved, "", map[string]any{"from": "shop"}); n != 1 {
+			t.Errorf("request %d: %d identifiers.resolved events", i, n)
+		}
+		erase := phaseTasks(t, bundle{store: st}, req.ID, erasure.PhaseErase)
+		if len(erase) != 3 || erase["analytics"].Status != erasure.TaskQueued {
+			t.Errorf("request %d: erase tasks %v", i, erase)
+		}
+		for _, k := range erase {
+			if got := msgs[k.ID]; len(got) != 1 || got[0] != "erase 1" {
+				t.Errorf("request %d, %s: messages %v", i, k.Connector, got)
+			}
+		}
+		if r, _ := st.Request(context.Background(), req.ID); r.Subject.Get(app) != fmt.Sprintf("app-%03d", i) {
+			t.Errorf("request %d: app id %q", i, r.Subject.Get(app))
+		}
 	}
 }
 

@@ -57,6 +57,7 @@ func (c *Coordinator) ApplyResult(ctx context.Context, res bus.Result) (Applied,
 		if !accepts(task, res) {
 			return nil
 		}
+		res.Evidence = redactEvidence(res, req.Subject)
 		now := c.clock()
 		var changed bool
 		if task.Phase == erasure.PhaseResolve {
@@ -126,6 +127,21 @@ func (c *Coordinator) ApplyResult(ctx context.Context, res bus.Result) (Applied,
 		c.log.Info("certificate issued", zap.String("request_id", res.RequestID))
 	}
 	return applied, nil
+}
+
+// redactEvidence keeps identifiers out of a result's evidence, which the
+// event log and the certificate carry: Lethe's own connectors never put
+// them there, but a connector in another process might.
+func redactEvidence(res bus.Result, s erasure.Subject) []erasure.Evidence {
+	values := s.Values()
+	for _, vs := range res.Identifiers {
+		values = append(values, vs...)
+	}
+	out := make([]erasure.Evidence, len(res.Evidence))
+	for i, ev := range res.Evidence {
+		out[i] = erasure.Evidence{Kind: erasure.RedactValues(ev.Kind, values...), Value: erasure.RedactValues(ev.Value, values...)}
+	}
+	return out
 }
 
 // accepts reports whether res is news for task: for its current attempt,

@@ -1,15 +1,21 @@
 // Package demo creates the demonstration data `lethe dev` erases: a SQLite
-// "shop" database with customers, their orders and newsletter sign-ups, and
-// a directory of per-customer files (exports and uploads).
+// "shop" database with customers, their orders and newsletter sign-ups, a
+// directory of per-customer files (exports and uploads), and an
+// "analytics" database that knows people only by the app user id the shop
+// keeps beside their email — so the quick start shows Lethe finding that
+// id before it erases.
 package demo
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	_ "modernc.org/sqlite" // the demo shop is a SQLite file
 )
@@ -19,6 +25,17 @@ type Customer struct {
 	Email string
 	Phone string
 	Name  string
+}
+
+// CustomerNumber is the customer number the shop gave c (the portal asks
+// for it as user_ids.shop).
+func (c Customer) CustomerNumber(i int) string { return fmt.Sprintf("C-%05d", 10001+i) }
+
+// AppUserID is the id the shop's app knows c by: all the analytics
+// database holds of them.
+func (c Customer) AppUserID() string {
+	sum := sha256.Sum256([]byte("lethe-demo-app\x00" + c.Email))
+	return "usr_" + hex.EncodeToString(sum[:6])
 }
 
 // Customers are the demo data subjects; the README lists their emails.
@@ -32,11 +49,13 @@ var Customers = []Customer{
 
 const schema = `
 CREATE TABLE customers (
-    id      INTEGER PRIMARY KEY,
-    email   TEXT NOT NULL UNIQUE,
-    phone   TEXT,
-    name    TEXT NOT NULL,
-    address TEXT
+    id          INTEGER PRIMARY KEY,
+    email       TEXT NOT NULL UNIQUE,
+    phone       TEXT,
+    name        TEXT NOT NULL,
+    address     TEXT,
+    customer_no TEXT,
+    app_user_id TEXT
 );
 CREATE TABLE orders (
     id               INTEGER PRIMARY KEY,
@@ -52,8 +71,24 @@ CREATE TABLE newsletter_signups (
     signed_up TEXT NOT NULL
 );`
 
+const analyticsSchema = `
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY,
+    app_user_id TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    at          TEXT NOT NULL
+);
+CREATE TABLE profiles (
+    app_user_id TEXT PRIMARY KEY,
+    plan        TEXT NOT NULL,
+    last_seen   TEXT NOT NULL
+);`
+
 // ShopPath and FilesDir are where the demo data lives under a data dir.
 func ShopPath(dataDir string) string { return filepath.Join(dataDir, "shop.db") }
+
+// AnalyticsPath is the demo analytics database.
+func AnalyticsPath(dataDir string) string { return filepath.Join(dataDir, "analytics.db") }
 
 // FilesDir is the root of the demo customer files.
 func FilesDir(dataDir string) string { return filepath.Join(dataDir, "files") }
@@ -64,8 +99,12 @@ func FilesDir(dataDir string) string { return filepath.Join(dataDir, "files") }
 func Seed(ctx context.Context, dataDir string) (bool, error) {
 	shop := ShopPath(dataDir)
 	if _, err := os.Stat(shop); err == nil {
-		return false, nil
+		// A data dir from before the analytics demo: give it one.
+		return false, upgrade(ctx, dataDir)
 	} else if !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	if err := seedAnalytics(ctx, dataDir, Customers); err != nil {
 		return false, err
 	}
 	tmp := shop + ".tmp"
@@ -99,8 +138,8 @@ func seedShop(ctx context.Context, path string) error {
 	}
 	for i, c := range Customers {
 		id := i + 1
-		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (id, email, phone, name, address) VALUES (?, ?, ?, ?, ?)`,
-			id, c.Email, c.Phone, c.Name, fmt.Sprintf("%d Demo Street, Exampleton", id)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (id, email, phone, name, address, customer_no, app_user_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			id, c.Email, c.Phone, c.Name, fmt.Sprintf("%d Demo Street, Exampleton", id), c.CustomerNumber(i), c.AppUserID()); err != nil {
 			return fmt.Errorf("demo shop: %w", err)
 		}
 		for o := 0; o <= i%3; o++ {
@@ -120,6 +159,90 @@ func seedShop(ctx context.Context, path string) error {
 		return fmt.Errorf("demo shop: %w", err)
 	}
 	return nil
+}
+
+// seedAnalytics creates the analytics database (unless it exists) with
+// events and a profile for each of customers, under their app user id.
+func seedAnalytics(ctx context.Context, dataDir string, customers []Customer) error {
+	path := AnalyticsPath(dataDir)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	tmp := path + ".tmp"
+	_ = os.Remove(tmp)
+	db, err := sql.Open("sqlite", "file:"+tmp)
+	if err != nil {
+		return fmt.Errorf("demo analytics: %w", err)
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("demo analytics: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, analyticsSchema); err != nil {
+		return fmt.Errorf("demo analytics schema: %w", err)
+	}
+	for i, c := range customers {
+		for e, name := range []string{"signed_up", "viewed_product", "added_to_cart"}[:1+i%3] {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO events (app_user_id, name, at) VALUES (?, ?, ?)`,
+				c.AppUserID(), name, fmt.Sprintf("2026-0%d-0%dT12:00:00Z", e+1, i+1)); err != nil {
+				return fmt.Errorf("demo analytics: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO profiles (app_user_id, plan, last_seen) VALUES (?, ?, ?)`,
+			c.AppUserID(), []string{"free", "pro"}[i%2], "2026-11-30"); err != nil {
+			return fmt.Errorf("demo analytics: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("demo analytics: %w", err)
+	}
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("demo analytics: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("demo analytics: %w", err)
+	}
+	return nil
+}
+
+// upgrade brings a data dir made by an earlier Lethe up to this demo: the
+// shop's customers get their customer numbers and app user ids, and the
+// analytics database is made for the customers still in the shop (the
+// ones erased stay erased).
+func upgrade(ctx context.Context, dataDir string) error {
+	db, err := sql.Open("sqlite", "file:"+ShopPath(dataDir)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fmt.Errorf("demo shop: %w", err)
+	}
+	defer db.Close()
+	var cols string
+	if err := db.QueryRowContext(ctx, `SELECT group_concat(name) FROM pragma_table_info('customers')`).Scan(&cols); err != nil {
+		return fmt.Errorf("demo shop: %w", err)
+	}
+	var still []Customer
+	for i, c := range Customers {
+		if !strings.Contains(cols, "app_user_id") {
+			if i == 0 {
+				if _, err := db.ExecContext(ctx, `ALTER TABLE customers ADD COLUMN customer_no TEXT; ALTER TABLE customers ADD COLUMN app_user_id TEXT`); err != nil {
+					return fmt.Errorf("demo shop: %w", err)
+				}
+			}
+			if _, err := db.ExecContext(ctx, `UPDATE customers SET customer_no = ?, app_user_id = ? WHERE email = ?`,
+				c.CustomerNumber(i), c.AppUserID(), c.Email); err != nil {
+				return fmt.Errorf("demo shop: %w", err)
+			}
+		}
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM customers WHERE email = ?`, c.Email).Scan(&n); err != nil {
+			return fmt.Errorf("demo shop: %w", err)
+		}
+		if n > 0 {
+			still = append(still, c)
+		}
+	}
+	return seedAnalytics(ctx, dataDir, still)
 }
 
 func seedFiles(root string) error {
@@ -143,15 +266,27 @@ func seedFiles(root string) error {
 }
 
 // ConnectorsYAML is the connectors section of the dev config: the shop
-// database through the sql connector and the files through filesystem.
+// database through the sql connector (it also looks people up: their
+// customer number, phone and app user id, from their email), the files
+// through filesystem, and the analytics database, keyed by the app user id
+// only the shop knows.
 func ConnectorsYAML(dataDir string) string {
 	return fmt.Sprintf(`
   - name: shop-db
     type: sql
     concurrency: 2
+    # It erases by email; phone is searched too once it is known. The
+    # shop issues app user ids: when it has none for a person, nothing
+    # keyed by one holds anything of them.
+    keys: [email]
+    authority_for: [user_ids.app]
     config:
       driver: sqlite
-      dsn: %q
+      dsn: %[1]q
+      resolve:
+        - name: customers
+          sql: SELECT customer_no, phone, app_user_id FROM customers WHERE email = :email
+          kinds: {customer_no: user_ids.shop, phone: phone, app_user_id: user_ids.app}
       statements:
         - name: newsletter_signups
           sql: DELETE FROM newsletter_signups WHERE email = :email
@@ -172,9 +307,26 @@ func ConnectorsYAML(dataDir string) string {
     type: filesystem
     concurrency: 2
     config:
-      root: %q
+      root: %[2]q
       paths:
         - exports/{email}.csv
         - uploads/{email}/
-`, "file:"+ShopPath(dataDir)+"?_pragma=busy_timeout(10000)", FilesDir(dataDir))
+  - name: analytics
+    type: sql
+    concurrency: 2
+    config:
+      driver: sqlite
+      dsn: %[3]q
+      statements:
+        - name: events
+          sql: DELETE FROM events WHERE app_user_id = :user_ids.app
+        - name: profiles
+          sql: DELETE FROM profiles WHERE app_user_id = :user_ids.app
+      verify:
+        - name: events
+          sql: SELECT count(*) FROM events WHERE app_user_id = :user_ids.app
+        - name: profiles
+          sql: SELECT count(*) FROM profiles WHERE app_user_id = :user_ids.app
+`, "file:"+ShopPath(dataDir)+"?_pragma=busy_timeout(10000)", FilesDir(dataDir),
+		"file:"+AnalyticsPath(dataDir)+"?_pragma=busy_timeout(10000)")
 }

@@ -12,16 +12,21 @@ import (
 
 // auditRow is one request as an audit file lists it. No identifiers.
 type auditRow struct {
-	RequestID      string     `json:"request_id"`
-	Status         string     `json:"status"`
-	Jurisdiction   string     `json:"jurisdiction"`
-	ReceivedAt     time.Time  `json:"received_at"`
-	DueAt          time.Time  `json:"due_at"`
-	CompletedAt    *time.Time `json:"completed_at,omitempty"`
-	Deadline       string     `json:"deadline"` // met, missed, open or overdue
-	CertificateID  string     `json:"certificate_id,omitempty"`
-	CertificateURL string     `json:"certificate_url,omitempty"`
-	LogIndex       *int64     `json:"log_index,omitempty"`
+	RequestID     string    `json:"request_id"`
+	Status        string    `json:"status"`
+	Jurisdiction  string    `json:"jurisdiction"`
+	ReceivedAt    time.Time `json:"received_at"`
+	OriginalDueAt time.Time `json:"original_due_at"` // the deadline it was received with
+	DueAt         time.Time `json:"due_at"`          // the deadline now: the extended one, if extended
+	// ExtendedAt and ExtensionCategory are set when the deadline was
+	// extended: when, and the kind of reason.
+	ExtendedAt        *time.Time `json:"extended_at,omitempty"`
+	ExtensionCategory string     `json:"extension_category,omitempty"`
+	CompletedAt       *time.Time `json:"completed_at,omitempty"`
+	Deadline          string     `json:"deadline"` // met, missed, open or overdue
+	CertificateID     string     `json:"certificate_id,omitempty"`
+	CertificateURL    string     `json:"certificate_url,omitempty"`
+	LogIndex          *int64     `json:"log_index,omitempty"`
 }
 
 // deadline judges a request against its legal deadline.
@@ -50,7 +55,8 @@ func (s *server) auditRows(r *http.Request, reqs []erasure.Request) ([]auditRow,
 	rows := make([]auditRow, 0, len(reqs))
 	for _, q := range reqs {
 		row := auditRow{RequestID: q.ID, Status: string(q.Status), Jurisdiction: string(q.Jurisdiction),
-			ReceivedAt: q.ReceivedAt, DueAt: q.DueAt, CompletedAt: timePtr(q.CompletedAt), Deadline: deadline(q, now)}
+			ReceivedAt: q.ReceivedAt, OriginalDueAt: q.FirstDueAt(), DueAt: q.DueAt, ExtendedAt: timePtr(q.ExtendedAt),
+			ExtensionCategory: q.ExtensionCategory, CompletedAt: timePtr(q.CompletedAt), Deadline: deadline(q, now)}
 		if c, ok := certs[q.ID]; ok {
 			idx := c.LogIndex
 			row.CertificateID, row.CertificateURL, row.LogIndex = c.ID, "/v1/certificates/"+c.ID, &idx
@@ -173,17 +179,22 @@ func (s *server) exportRequests() http.Handler {
 		}
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"request_id", "status", "jurisdiction", "received_at", "due_at", "completed_at", "deadline", "certificate_id", "log_index"})
-		for _, row := range rows {
-			completed, logIndex := "", ""
-			if row.CompletedAt != nil {
-				completed = row.CompletedAt.Format(time.RFC3339)
+		_ = cw.Write([]string{"request_id", "status", "jurisdiction", "received_at", "original_due_at", "due_at",
+			"extended_at", "extension_category", "completed_at", "deadline", "certificate_id", "log_index"})
+		text := func(t *time.Time) string {
+			if t == nil {
+				return ""
 			}
+			return t.Format(time.RFC3339)
+		}
+		for _, row := range rows {
+			logIndex := ""
 			if row.LogIndex != nil {
 				logIndex = strconv.FormatInt(*row.LogIndex, 10)
 			}
 			_ = cw.Write([]string{row.RequestID, row.Status, row.Jurisdiction, row.ReceivedAt.Format(time.RFC3339),
-				row.DueAt.Format(time.RFC3339), completed, row.Deadline, row.CertificateID, logIndex})
+				row.OriginalDueAt.Format(time.RFC3339), row.DueAt.Format(time.RFC3339), text(row.ExtendedAt), row.ExtensionCategory,
+				text(row.CompletedAt), row.Deadline, row.CertificateID, logIndex})
 		}
 		cw.Flush()
 	})

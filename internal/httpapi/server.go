@@ -51,8 +51,9 @@ type Deps struct {
 	Hasher *erasure.Hasher
 	// LogReader proves from the transparency log.
 	LogReader *translog.Reader
-	// CertificateSchema is the JSON Schema of certificate payloads.
-	CertificateSchema []byte
+	// CertificateSchemas are the JSON Schemas of certificate payloads, by
+	// version ("v1", "v2").
+	CertificateSchemas map[string][]byte
 	// Callbacks are the connector instances that take vendor callbacks.
 	Callbacks map[string]connectors.Callbacker
 	// Portal serves the public request pages (nil: portal disabled).

@@ -159,10 +159,10 @@ func (s *server) publicCertificate() http.Handler {
 	})
 }
 
-func (s *server) certificateSchema() http.Handler {
+func (s *server) certificateSchema(version string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/schema+json")
 		w.Header().Set("Cache-Control", "public, max-age=3600")
-		_, _ = w.Write(s.CertificateSchema)
+		_, _ = w.Write(s.CertificateSchemas[version])
 	})
 }

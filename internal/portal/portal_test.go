@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/internal/bus"
 	"github.com/lethe-dev/lethe/internal/certificate"
 	"github.com/lethe-dev/lethe/internal/coordinator"
@@ -1230,5 +1231,40 @@ func TestNewChecksItsDeps(t *testing.T) {
 		if _, err := portal.New(d); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestStatusWhileResolving: while resolvers look the person up, the status
+// page says so and counts only the systems that will erase.
+func TestStatusWhileResolving(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	app := erasure.UserIDKind("app")
+	coord := coordinator.New(coordinator.Deps{Store: e.st, Hasher: mustHasher(t), Certifier: nil, Clock: e.clock.Now}, coordinator.Config{
+		Connectors: []coordinator.Connector{
+			{Name: "shop-db", Type: "sql", Plan: connectors.Plan{Keys: []connectors.Requirement{{erasure.Email}},
+				ResolveBy: []erasure.Kind{erasure.Email}, Gives: []erasure.Kind{app}}.Normalized()},
+			{Name: "analytics", Type: "sql", Plan: connectors.Plan{Keys: []connectors.Requirement{{app}}}.Normalized()},
+		}})
+	req, _, err := coord.File(context.Background(), coordinator.FileInput{Subject: erasure.Subject{Email: "found@example.com"},
+		Jurisdiction: "gdpr", Source: "portal", Actor: "portal",
+		Also: func(ctx context.Context, tx store.Tx, r erasure.Request) error {
+			return tx.InsertPortalRequest(ctx, store.PortalRequest{RequestID: r.ID, Lang: "en", CodeHash: "x", CodeExpiresAt: e.clock.Now(), VerifiedAt: e.clock.Now()})
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := strings.TrimPrefix(e.portal.StatusURL(req.ID), e.srv.URL)
+	b := e.browser(t)
+	if p := b.get(status); !strings.Contains(p.body, "We are finding where our systems hold your data.") || strings.Contains(p.body, "shop-db") {
+		t.Errorf("status while resolving:\n%s", p.body)
+	}
+	tasks, _ := e.st.Tasks(context.Background(), req.ID)
+	if _, err := coord.ApplyResult(context.Background(), bus.Result{V: 1, Kind: bus.KindResolve, TaskID: tasks[0].ID, RequestID: req.ID,
+		Connector: "shop-db", Attempt: 1, Status: bus.ResultResolved, Identifiers: map[erasure.Kind][]string{app: {"u-9"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if p := b.get(status); !strings.Contains(p.body, "0 of 2 systems finished") {
+		t.Errorf("status once erasing:\n%s", p.body)
 	}
 }

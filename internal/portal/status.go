@@ -79,8 +79,13 @@ func (p *Portal) fillStatus(ctx context.Context, b *i18n.Bundle, req erasure.Req
 		return err
 	}
 	slices.SortFunc(tasks, func(a, b erasure.Task) int { return strings.Compare(a.Connector, b.Connector) })
-	done := 0
+	done, total, resolving := 0, 0, false
 	for _, t := range tasks {
+		if t.Phase == erasure.PhaseResolve {
+			resolving = resolving || t.Status.Active()
+			continue // looking the person up is not a system's erasure
+		}
+		total++
 		line := systemLine{Name: t.Connector, Outcome: b.T("status.system.pending"), Done: t.Status.Done()}
 		if t.Status.Done() {
 			done++
@@ -89,10 +94,13 @@ func (p *Portal) fillStatus(ctx context.Context, b *i18n.Bundle, req erasure.Req
 		page.Systems = append(page.Systems, line)
 	}
 	key := "status.state." + string(req.Status)
-	if b.T(key) == key { // received: a moment before it is held or started
+	switch {
+	case b.T(key) == key: // received: a moment before it is held or started
 		key = "status.state.in_progress"
+	case req.Status == erasure.RequestInProgress && (resolving || total == 0):
+		key = "status.state.resolving"
 	}
-	page.State = b.T(key, "done", strconv.Itoa(done), "total", strconv.Itoa(len(tasks)))
+	page.State = b.T(key, "done", strconv.Itoa(done), "total", strconv.Itoa(total))
 	page.Received = b.T("status.received", "date", day(b, req.ReceivedAt))
 	page.Due = b.T("status.due", "date", day(b, req.DueAt))
 	if !req.ExtendedAt.IsZero() {

@@ -231,11 +231,21 @@ func (r *runner) handle(ctx context.Context, msg jetstream.Msg) {
 	stop := heartbeat(msg, r.w.Topology)
 	res := r.execute(ctx, task, log)
 	stop()
+	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 && res.Status == bus.ResultNotFound {
+		// The same task ran before and did not report (a crash, a lost
+		// connection): that run may have erased what this one did not find.
+		res.Evidence = append(res.Evidence, erasure.Evidence{Kind: "redelivered",
+			Value: fmt.Sprintf("delivery %d of this task: an earlier, interrupted run may have removed records this search no longer found", meta.NumDelivered)})
+	}
 	if ctx.Err() != nil {
 		_ = msg.Nak() // shutting down: someone else will do it
 		return
 	}
-	r.w.Crash.Hit("worker.after_erase")
+	if task.Kind == bus.KindResolve {
+		r.w.Crash.Hit("worker.after_resolve")
+	} else {
+		r.w.Crash.Hit("worker.after_erase")
+	}
 	body, err := json.Marshal(res)
 	if err != nil {
 		log.Error("encode result", zap.Error(err))

@@ -96,6 +96,21 @@ if (!signedBy) fail("the checkpoint is not signed by a key in the key set");
 
 console.log(`VALID: certificate ${claims.certificate_id} for request ${claims.request_id}`);
 console.log(`  issued by ${claims.issuer}, signed with key ${header.kid}`);
-console.log(`  completed ${claims.completed_at}, deadline ${claims.deadline_met ? "met" : "MISSED"}`);
-for (const s of claims.systems) console.log(`  ${s.connector}: ${s.outcome}, ${s.records_erased} record(s)`);
+// Step 5: the payload version. Version 2 adds what each system was
+// searched by, the look-ups before erasure and the original deadline.
+const schemas = ["https://lethe.dev/schemas/certificate/v1", "https://lethe.dev/schemas/certificate/v2"];
+if (!schemas.includes(claims.schema)) fail(`unknown certificate schema ${claims.schema}`);
+const sources = (l) => (l && l.length ? l.map((s) => `${s.kind} from ${s.from}`).join(", ") : "not recorded");
+console.log(`  completed ${claims.completed_at}, deadline ${claims.deadline_met ? "met" : "MISSED"} (due ${claims.due_at})`);
+if (claims.extension) {
+  console.log(`  deadline extended on ${claims.extension.extended_at} from ${claims.original_due_at}: ${claims.extension.basis}`);
+}
+for (const l of claims.resolution || []) {
+  console.log(`  look-up ${l.connector}: ${l.outcome}, by ${sources(l.looked_up_by)}, found ${l.found.join(", ") || "nothing more"}`);
+}
+for (const s of claims.systems) {
+  const records = s.records_erased === "unknown" ? "an unknown number of" : s.records_erased;
+  const what = s.outcome === "not_applicable" ? `not applicable: ${s.not_applicable_reason}` : `${records} record(s), searched by ${sources(s.searched_by)}`;
+  console.log(`  ${s.connector}: ${s.outcome}, ${what}`);
+}
 console.log(`  leaf ${log.index} of log ${log.origin}, checkpoint of ${log.tree_size} signed with key ${signedBy}`);

@@ -318,6 +318,12 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 	return 1
 }
 
+// NoRecoverableState is why Amplitude keeps nothing a deleted user can be
+// restored from.
+func (f *Fake) NoRecoverableState() string {
+	return "Amplitude's deletion job removes a user's events and properties for good; until the job runs the data is simply still there (the task is running), and Amplitude documents no way to restore deleted users"
+}
+
 // Count is whether (1) or not (0) Amplitude holds the subject's
 // UserIDs["app"].
 func (f *Fake) Count(s connectors.Subject) int64 {

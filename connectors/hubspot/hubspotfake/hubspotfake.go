@@ -1,6 +1,7 @@
 // Package hubspotfake is a local HubSpot CRM API for tests: contact
-// lookups and GDPR deletes as HubSpot documents them, with HubSpot's
-// rate-limit answer and faults to inject.
+// lookups (live and archived) and GDPR deletes as HubSpot documents them,
+// archived contacts (HubSpot's recycle bin), HubSpot's rate-limit answer
+// and faults to inject.
 //
 //	f := hubspotfake.Start(t, hubspotfake.Options{})
 //	f.Seed(connectors.Subject{Email: "ada@example.com"})
@@ -11,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +34,31 @@ const DefaultToken = "pat-eu1-test-token"
 // user id is not a HubSpot record id (digits), which the connector refuses.
 const UserIDSystem = "hubspot"
 
+// AppUserIDProperty is the contact property Seed stores the subject's
+// connectortest.UserIDSystem id in, for resolver tests.
+const AppUserIDProperty = "app_user_id"
+
+// ResolveConfig is a resolve block reading AppUserIDProperty as
+// user_ids.<connectortest.UserIDSystem> and the record id as
+// user_ids.<UserIDSystem>; add it with ConfigWith.
+const ResolveConfig = "resolve:\n  properties:\n    " + AppUserIDProperty + ": user_ids." + connectortest.UserIDSystem + "\n  record_id: true"
+
+// ArchivedDelete is how a fake answers a GDPR delete of an archived
+// contact by record id. HubSpot does not document it (⚠): the fake can
+// play each reading.
+type ArchivedDelete string
+
+// Readings of a GDPR delete of an archived contact.
+const (
+	// ArchivedPurged: the contact leaves the recycle bin for good (the
+	// default).
+	ArchivedPurged ArchivedDelete = "purged"
+	// ArchivedNotFound: 404 OBJECT_NOT_FOUND, the contact stays archived.
+	ArchivedNotFound ArchivedDelete = "not_found"
+	// ArchivedIgnored: 204, but the contact stays archived.
+	ArchivedIgnored ArchivedDelete = "ignored"
+)
+
 // Options tunes a fake.
 type Options struct {
 	// RateLimit, when > 0, refuses requests beyond this many per second
@@ -49,17 +76,27 @@ type Options struct {
 // tokens, 404 OBJECT_NOT_FOUND bodies that quote what was looked up (as
 // HubSpot's do), 204 GDPR deletes that blocklist unknown emails, and
 // 429s with HubSpot's RATE_LIMIT body and X-HubSpot-RateLimit-* headers.
+// A plain DELETE archives a contact: it goes to the recycle bin, where
+// reads see it only with archived=true (and then only it), and Count
+// still counts it; an email stays unique among live contacts only.
 type Fake struct {
 	fakevendor.Controls
 
-	mu        sync.Mutex
-	token     string
-	contacts  map[string]string // record id → email
-	nextID    int
-	blocklist []string
+	mu             sync.Mutex
+	token          string
+	contacts       map[string]*hsContact // record id → contact
+	nextID         int
+	blocklist      []string
+	archivedDelete ArchivedDelete
 }
 
-var _ connectortest.Vendor = (*Fake)(nil)
+type hsContact struct {
+	email    string
+	props    map[string]string
+	archived bool
+}
+
+var _ connectortest.RecoverableVendor = (*Fake)(nil)
 
 // correlationID is a fresh id, unique across fakes, as HubSpot's are.
 func correlationID() string { return uuid.NewString() }
@@ -68,14 +105,23 @@ func correlationID() string { return uuid.NewString() }
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
 	srv := fakevendor.New(t)
-	f := &Fake{Controls: srv.Controls(), token: DefaultToken, contacts: map[string]string{}, nextID: 1001}
+	f := &Fake{Controls: srv.Controls(), token: DefaultToken, contacts: map[string]*hsContact{}, nextID: 1001, archivedDelete: ArchivedPurged}
 	srv.RequireAuth(func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+f.Token() }, Unauthorized)
 	if opt.RateLimit > 0 {
 		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany("SECONDLY", 0))
 	}
 	srv.Handle("GET /crm/v3/objects/contacts/{contactId}", f.get)
+	srv.Handle("DELETE /crm/v3/objects/contacts/{contactId}", f.archive)
 	srv.Handle("POST /crm/v3/objects/contacts/gdpr-delete", f.gdprDelete)
 	return f
+}
+
+// AnswerArchivedDelete sets how a GDPR delete of an archived contact is
+// answered (default ArchivedPurged).
+func (f *Fake) AnswerArchivedDelete(a ArchivedDelete) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.archivedDelete = a
 }
 
 // Token is the token the fake accepts.
@@ -101,29 +147,59 @@ func (f *Fake) Config() string {
 // ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).
 func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(f.Config(), lines...) }
 
-// Seed stores a contact with the subject's email (it needs one).
+// Seed stores a contact with the subject's email (it needs one) and, in
+// AppUserIDProperty, its connectortest.UserIDSystem id if it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
 	if s.Email == "" {
 		panic("hubspotfake: Seed needs a subject with an email")
 	}
-	f.Add(s.Email)
+	id := f.Add(s.Email)
+	if v := s.UserIDs[connectortest.UserIDSystem]; v != "" {
+		f.SetProperty(id, AppUserIDProperty, v)
+	}
 	return 1
 }
 
-// Count is how many contacts hold the subject's email.
+// SeedRecoverable stores an archived contact with the subject's email: a
+// contact someone deleted the ordinary way, restorable from HubSpot's
+// recycle bin for 90 days.
+func (f *Fake) SeedRecoverable(s connectors.Subject) int64 {
+	if s.Email == "" {
+		panic("hubspotfake: SeedRecoverable needs a subject with an email")
+	}
+	f.Archive(f.Add(s.Email))
+	return 1
+}
+
+// Count is how many contacts hold the subject's email, archived ones
+// included: HubSpot can restore them.
 func (f *Fake) Count(s connectors.Subject) int64 { return f.CountEmail(s.Email) }
 
-// Add stores a contact and returns its record id.
+// Add stores a live contact and returns its record id.
 func (f *Fake) Add(email string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := strconv.Itoa(f.nextID)
 	f.nextID++
-	f.contacts[id] = strings.ToLower(email)
+	f.contacts[id] = &hsContact{email: strings.ToLower(email), props: map[string]string{}}
 	return id
 }
 
-// CountEmail is how many contacts hold email.
+// SetProperty sets a property of contact id.
+func (f *Fake) SetProperty(id, name, value string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.contacts[id].props[name] = value
+}
+
+// Archive moves contact id to the recycle bin, as a plain DELETE does.
+func (f *Fake) Archive(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.contacts[id].archived = true
+}
+
+// CountEmail is how many contacts hold email, archived ones included.
 func (f *Fake) CountEmail(email string) int64 {
 	if email == "" {
 		return 0
@@ -131,12 +207,48 @@ func (f *Fake) CountEmail(email string) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var n int64
-	for _, e := range f.contacts {
-		if strings.EqualFold(e, email) {
+	for _, c := range f.contacts {
+		if strings.EqualFold(c.email, email) {
 			n++
 		}
 	}
 	return n
+}
+
+// CountArchived is how many archived contacts hold email.
+func (f *Fake) CountArchived(email string) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var n int64
+	for _, c := range f.contacts {
+		if c.archived && strings.EqualFold(c.email, email) {
+			n++
+		}
+	}
+	return n
+}
+
+// RecordIDs lists the record ids of the contacts holding email, archived
+// ones included, in order.
+func (f *Fake) RecordIDs(email string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for id, c := range f.contacts {
+		if strings.EqualFold(c.email, email) {
+			ids = append(ids, id)
+		}
+	}
+	sortIDs(ids)
+	return ids
+}
+
+func sortIDs(ids []string) {
+	slices.SortFunc(ids, func(a, b string) int {
+		x, _ := strconv.Atoi(a)
+		y, _ := strconv.Atoi(b)
+		return x - y
+	})
 }
 
 // Blocklisted lists the emails a GDPR delete blocklisted without a contact.
@@ -146,13 +258,20 @@ func (f *Fake) Blocklisted() []string {
 	return append([]string(nil), f.blocklist...)
 }
 
-func (f *Fake) byEmail(email string) (string, bool) {
-	for id, e := range f.contacts {
-		if e == strings.ToLower(email) {
-			return id, true
+// byEmail finds the contact with email among the live (or the archived)
+// ones: the oldest, when the recycle bin holds several.
+func (f *Fake) byEmail(email string, archived bool) (string, bool) {
+	var ids []string
+	for id, c := range f.contacts {
+		if c.archived == archived && c.email == strings.ToLower(email) {
+			ids = append(ids, id)
 		}
 	}
-	return "", false
+	if len(ids) == 0 {
+		return "", false
+	}
+	sortIDs(ids)
+	return ids[0], true
 }
 
 func hubspotError(w http.ResponseWriter, status int, category, message string, context map[string][]string) {
@@ -163,37 +282,72 @@ func hubspotError(w http.ResponseWriter, status int, category, message string, c
 	})
 }
 
-// get is GET /crm/v3/objects/contacts/{contactId}[?idProperty=email].
+// get is GET /crm/v3/objects/contacts/{contactId}[?idProperty=email]
+// [&archived=true][&properties=a,b]: live contacts, or with archived=true
+// archived ones only.
 func (f *Fake) get(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("contactId")
+	q := r.URL.Query()
+	archived := q.Get("archived") == "true"
+	if a := q.Get("archived"); a != "" && a != "true" && a != "false" {
+		hubspotError(w, 400, "VALIDATION_ERROR", "archived must be true or false", nil)
+		return
+	}
 	f.mu.Lock()
 	var id string
 	var ok bool
-	switch r.URL.Query().Get("idProperty") {
+	switch q.Get("idProperty") {
 	case "email":
-		id, ok = f.byEmail(key)
+		id, ok = f.byEmail(key, archived)
 	case "", "hs_object_id":
-		_, ok = f.contacts[key]
+		c := f.contacts[key]
+		ok = c != nil && c.archived == archived
 		id = key
 	default:
 		f.mu.Unlock()
-		hubspotError(w, 400, "VALIDATION_ERROR", "Property "+r.URL.Query().Get("idProperty")+" is not a unique identifier", nil)
+		hubspotError(w, 400, "VALIDATION_ERROR", "Property "+q.Get("idProperty")+" is not a unique identifier", nil)
 		return
 	}
-	email := f.contacts[id]
-	f.mu.Unlock()
 	if !ok {
+		f.mu.Unlock()
 		// HubSpot's 404 quotes the key it was given: the email.
 		hubspotError(w, 404, "OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.", map[string][]string{"id": {key}})
 		return
 	}
-	w.Header().Set("X-HubSpot-Correlation-Id", correlationID())
+	c := f.contacts[id]
 	now := time.Now().UTC().Format(time.RFC3339)
-	fakevendor.JSON(w, 200, map[string]any{
-		"id":         id,
-		"properties": map[string]string{"email": email, "hs_object_id": id, "createdate": now, "lastmodifieddate": now},
-		"createdAt":  now, "updatedAt": now, "archived": false,
-	})
+	props := map[string]any{"email": c.email, "hs_object_id": id, "createdate": now, "lastmodifieddate": now}
+	if list := q.Get("properties"); list != "" {
+		for p := range strings.SplitSeq(list, ",") {
+			// A property the contact has no value for comes back null;
+			// one that does not exist is left out.
+			if v, ok := c.props[p]; ok {
+				props[p] = v
+			} else if p == AppUserIDProperty || p == "hs_additional_emails" {
+				props[p] = nil
+			}
+		}
+	}
+	body := map[string]any{"id": id, "properties": props, "createdAt": now, "updatedAt": now, "archived": c.archived}
+	if c.archived {
+		body["archivedAt"] = now
+	}
+	f.mu.Unlock()
+	w.Header().Set("X-HubSpot-Correlation-Id", correlationID())
+	fakevendor.JSON(w, 200, body)
+}
+
+// archive is DELETE /crm/v3/objects/contacts/{contactId}: the contact goes
+// to the recycle bin.
+func (f *Fake) archive(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.contacts[r.PathValue("contactId")]
+	if c != nil {
+		c.archived = true
+	}
+	// HubSpot answers 204 for an id it does not hold too.
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // gdprDelete is POST /crm/v3/objects/contacts/gdpr-delete.
@@ -216,17 +370,22 @@ func (f *Fake) gdprDelete(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	switch body.IDProperty {
 	case "email":
-		if id, ok := f.byEmail(*body.ObjectID); ok {
+		// ⚠ By email, only a live contact is deleted (the fake's
+		// reading); an archived one with that email stays.
+		if id, ok := f.byEmail(*body.ObjectID, false); ok {
 			delete(f.contacts, id)
 		} else {
 			f.blocklist = append(f.blocklist, strings.ToLower(*body.ObjectID))
 		}
 	case "":
-		if _, ok := f.contacts[*body.ObjectID]; !ok {
+		c, ok := f.contacts[*body.ObjectID]
+		if !ok || (c.archived && f.archivedDelete == ArchivedNotFound) {
 			hubspotError(w, 404, "OBJECT_NOT_FOUND", "Object not found", map[string][]string{"id": {*body.ObjectID}})
 			return
 		}
-		delete(f.contacts, *body.ObjectID)
+		if !c.archived || f.archivedDelete == ArchivedPurged {
+			delete(f.contacts, *body.ObjectID)
+		}
 	default:
 		hubspotError(w, 400, "VALIDATION_ERROR", "idProperty must be email", nil)
 		return

@@ -65,7 +65,7 @@ type Fake struct {
 	latency   time.Duration
 }
 
-var _ connectortest.Vendor = (*Fake)(nil)
+var _ connectortest.RecoverableVendor = (*Fake)(nil)
 
 type member struct {
 	email  string
@@ -150,6 +150,20 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 	a := Audiences()
 	f.Add(s.Email, a[0], a[1])
 	return 2
+}
+
+// SeedRecoverable archives the subject's email (it needs one) in the
+// first of the Audiences, as Mailchimp's plain DELETE (or "Archive" in the
+// app) does: the member's data stays and it can be re-added; Count counts
+// it.
+func (f *Fake) SeedRecoverable(s connectors.Subject) int64 {
+	if s.Email == "" {
+		panic("mailchimpfake: SeedRecoverable needs a subject with an email")
+	}
+	a := Audiences()
+	f.Add(s.Email, a[0])
+	f.Archive(s.Email, a[0])
+	return 1
 }
 
 // Count is how many audiences hold the subject's email, archived members
@@ -251,6 +265,23 @@ func (f *Fake) Add(email string, lists ...string) {
 		}
 		f.lists[l][SubscriberHash(email)] = &member{email: email, status: "subscribed"}
 	}
+}
+
+// Archive archives email's membership of list (it must be a member).
+func (f *Fake) Archive(email, list string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists[list][SubscriberHash(email)].status = "archived"
+}
+
+// Status is email's member status in list ("" when not a member).
+func (f *Fake) Status(email, list string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m := f.lists[list][SubscriberHash(email)]; m != nil {
+		return m.status
+	}
+	return ""
 }
 
 // CountEmail is how many audiences hold email, archived members included.
@@ -359,6 +390,9 @@ func (f *Fake) archiveMember(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// deletePermanent removes the member whatever its status, archived
+// included (⚠ Mailchimp documents the action for list members without
+// excluding archived ones).
 func (f *Fake) deletePermanent(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

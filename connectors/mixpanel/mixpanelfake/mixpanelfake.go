@@ -1,6 +1,7 @@
 // Package mixpanelfake is a local Mixpanel GDPR API (v3) for tests:
 // deletion tasks as Mixpanel documents them, advancing over status polls,
-// with its rate-limit answer and faults to inject.
+// the Query API's profile query (/api/query/engage) with a service
+// account, its rate-limit answer and faults to inject.
 //
 //	f := mixpanelfake.Start(t, mixpanelfake.Options{})
 //	f.Seed(connectors.Subject{UserIDs: map[string]string{"app": "user-1"}})
@@ -10,7 +11,11 @@ package mixpanelfake
 import (
 	"encoding/json"
 	"fmt"
+	"mime"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -19,10 +24,14 @@ import (
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
-// Tokens a fake accepts until SetTokens.
+// Tokens a fake accepts until SetTokens, and its Query API service
+// account and project id.
 const (
 	DefaultProjectToken = "proj_token"
 	DefaultToken        = "gdpr_token"
+	ServiceAccount      = "lethe.test.mp-service-account"
+	ServiceSecret       = "sa_secret"
+	ProjectID           = 4242
 )
 
 // Options tunes a fake.
@@ -43,18 +52,26 @@ type Options struct {
 // and {"distinct_ids","compliance_type"}, answered in either documented
 // shape; GET /api/app/data-deletions/v3.0/{id}?token= with results.status
 // advancing PENDING → STAGING → STARTED → SUCCESS (NOT_FOUND when it held
-// nothing) over polls.
+// nothing) over polls. And the Query API's POST
+// /api/query/engage?project_id= (service account, HTTP Basic), a form with
+// where (only properties["$email"] == "<literal>" is understood; a literal
+// holding a backslash is refused, Mixpanel documents no escapes),
+// output_properties, session_id and page, answering {page, page_size,
+// session_id, status, total, results:[{$distinct_id, $properties}]}.
 type Fake struct {
 	fakevendor.Controls
 
 	mu             sync.Mutex
 	project, token string
 	polls          int
-	users          map[string]int64 // distinct_id → records
+	users          map[string]int64  // distinct_id → records
+	emails         map[string]string // distinct_id → the profile's $email
+	pageSize       int
 	tasks          map[string]*fakeTask
 	next           int
 	listShape      bool   // answer a create with the guide's [{tracking_id, status}]
 	final          string // a final status forced for every task
+	saSecret       string
 }
 
 var _ connectortest.Vendor = (*Fake)(nil)
@@ -70,12 +87,17 @@ type fakeTask struct {
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
 	srv := fakevendor.New(t)
-	f := &Fake{Controls: srv.Controls(), project: DefaultProjectToken, token: DefaultToken,
-		polls: fakevendor.Polls(opt.Polls, 3), users: map[string]int64{}, tasks: map[string]*fakeTask{}}
+	f := &Fake{Controls: srv.Controls(), project: DefaultProjectToken, token: DefaultToken, saSecret: ServiceSecret,
+		polls: fakevendor.Polls(opt.Polls, 3), users: map[string]int64{}, emails: map[string]string{}, pageSize: 1000,
+		tasks: map[string]*fakeTask{}}
 	if opt.RateLimit > 0 {
 		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany)
 	}
 	srv.RequireAuth(func(r *http.Request) bool {
+		if r.URL.Path == "/api/query/engage" {
+			user, pass, ok := r.BasicAuth()
+			return ok && user == ServiceAccount && pass == f.serviceSecret()
+		}
 		_, token := f.Tokens()
 		return r.Header.Get("Authorization") == "Bearer "+token
 	}, func(w http.ResponseWriter, r *http.Request) {
@@ -83,7 +105,127 @@ func Start(t testing.TB, opt Options) *Fake {
 	})
 	srv.Handle("POST /api/app/data-deletions/v3.0/{$}", f.create)
 	srv.Handle("GET /api/app/data-deletions/v3.0/{id}", f.status)
+	srv.Handle("POST /api/query/engage", f.engage)
 	return f
+}
+
+// serviceSecret is the service account secret the fake accepts.
+func (f *Fake) serviceSecret() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.saSecret
+}
+
+// SetServiceSecret changes the service account secret the fake accepts
+// (a rotated secret).
+func (f *Fake) SetServiceSecret(secret string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.saSecret = secret
+}
+
+// SetPageSize changes how many profiles a page of the profile query holds
+// (Mixpanel: 1,000).
+func (f *Fake) SetPageSize(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pageSize = n
+}
+
+// emailWhere reads the one where expression the fake understands:
+// properties["$email"] (or user["$email"]) == "<literal>".
+func emailWhere(where string) (email string, ok bool) {
+	where = strings.TrimSpace(where)
+	for _, prefix := range []string{`properties["$email"]`, `user["$email"]`} {
+		rest, found := strings.CutPrefix(where, prefix)
+		if !found {
+			continue
+		}
+		rest, found = strings.CutPrefix(strings.TrimSpace(rest), "==")
+		if !found {
+			return "", false
+		}
+		rest = strings.TrimSpace(rest)
+		if len(rest) < 2 || rest[0] != '"' || rest[len(rest)-1] != '"' {
+			return "", false
+		}
+		lit := rest[1 : len(rest)-1]
+		if strings.ContainsAny(lit, `"\`) {
+			return "", false
+		}
+		return lit, true
+	}
+	return "", false
+}
+
+func (f *Fake) engage(w http.ResponseWriter, r *http.Request) {
+	bad := func(msg string) {
+		fakevendor.JSON(w, http.StatusBadRequest, map[string]string{"status": "error", "error": msg})
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		bad("request body must be form encoded")
+		return
+	}
+	switch pid := r.URL.Query().Get("project_id"); pid {
+	case "":
+		bad("project_id is required when authenticating with a service account")
+		return
+	case strconv.Itoa(ProjectID):
+	default:
+		fakevendor.JSON(w, http.StatusForbidden, map[string]string{"status": "error", "error": "service account has no access to this project"})
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		bad("unreadable form")
+		return
+	}
+	email, ok := emailWhere(r.PostForm.Get("where"))
+	if !ok {
+		bad("invalid where expression")
+		return
+	}
+	var props []string
+	if v := r.PostForm.Get("output_properties"); v != "" && json.Unmarshal([]byte(v), &props) != nil {
+		bad("output_properties must be a JSON array")
+		return
+	}
+	page := 0
+	if v := r.PostForm.Get("page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			bad("page must be a number")
+			return
+		}
+		page = n
+	}
+	if page > 0 && r.PostForm.Get("session_id") != "sess-"+email {
+		bad("page above 0 requires the session_id of the first page")
+		return
+	}
+	f.mu.Lock()
+	var ids []string
+	for id, e := range f.emails {
+		if e == email { // Mixpanel compares strings exactly
+			ids = append(ids, id)
+		}
+	}
+	size := f.pageSize
+	f.mu.Unlock()
+	slices.Sort(ids)
+	results := []map[string]any{}
+	for _, id := range ids[min(page*size, len(ids)):min((page+1)*size, len(ids))] {
+		p := map[string]any{"$email": email, "$first_name": "Ada", "$last_seen": "2026-02-27T10:00:00"}
+		if props != nil {
+			for k := range p {
+				if !slices.Contains(props, k) {
+					delete(p, k)
+				}
+			}
+		}
+		results = append(results, map[string]any{"$distinct_id": id, "$properties": p})
+	}
+	fakevendor.JSON(w, http.StatusOK, map[string]any{"page": page, "page_size": size, "session_id": "sess-" + email,
+		"status": "ok", "total": len(results), "results": results})
 }
 
 // TooMany is Mixpanel's 429; it names no delay.
@@ -156,6 +298,7 @@ func (f *Fake) status(w http.ResponseWriter, r *http.Request) {
 	if st == "SUCCESS" {
 		for _, d := range task.ids {
 			delete(f.users, d)
+			delete(f.emails, d)
 		}
 	}
 	fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": map[string]string{"status": st, "result": ""}})
@@ -177,25 +320,46 @@ func (f *Fake) SetTokens(project, token string) {
 }
 
 // Config is a mixpanel connector config against f, polling every 2ms. It
-// reads the distinct_id from UserIDs["app"] (connectortest.UserIDSystem).
+// reads the distinct_id from UserIDs["app"] (connectortest.UserIDSystem)
+// and finds distinct_ids by email with the fake's service account.
 func (f *Fake) Config() string {
 	project, token := f.Tokens()
-	return fmt.Sprintf("project_token: %s\ntoken: %s\nbase_url: %s\npoll_interval: 2ms\nuser_id_system: %s\n",
-		project, token, f.URL(), connectortest.UserIDSystem)
+	return fmt.Sprintf("project_token: %s\ntoken: %s\nbase_url: %s\npoll_interval: 2ms\nuser_id_system: %s\n"+
+		"resolve_by_email: true\nquery_api:\n  project_id: %d\n  username: %s\n  secret: %s\n",
+		project, token, f.URL(), connectortest.UserIDSystem, ProjectID, ServiceAccount, ServiceSecret)
 }
 
-// ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).
+// ConfigWith is Config with top-level keys set (fakevendor.MergeYAML);
+// "resolve_by_email:" and "query_api:" leave the look-up out.
 func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(f.Config(), lines...) }
 
 // Seed gives Mixpanel events and a profile for the subject's
-// UserIDs["app"] as distinct_id (it needs one).
+// UserIDs["app"] as distinct_id (it needs one), the profile's $email
+// being the subject's email when it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
 	id := s.UserIDs[connectortest.UserIDSystem]
 	if id == "" {
 		panic("mixpanelfake: Seed needs a subject with UserIDs[\"" + connectortest.UserIDSystem + "\"]")
 	}
 	f.AddUser(id)
+	if s.Email != "" {
+		f.SetEmail(id, s.Email)
+	}
 	return 1
+}
+
+// NoRecoverableState is why Mixpanel keeps nothing a deleted user can be
+// restored from.
+func (f *Fake) NoRecoverableState() string {
+	return "Mixpanel's deletion API deletes a distinct_id's events and profile permanently; it documents no way to restore them"
+}
+
+// SetEmail sets the $email property of distinctID's profile (AddUser it
+// first). Several profiles may hold one email.
+func (f *Fake) SetEmail(distinctID, email string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.emails[distinctID] = email
 }
 
 // Count is what Mixpanel holds about the subject's UserIDs["app"].

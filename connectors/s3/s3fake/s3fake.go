@@ -72,7 +72,7 @@ type Fake struct {
 	failDelete func(key string) (code, message string)
 }
 
-var _ connectortest.Vendor = (*Fake)(nil)
+var _ connectortest.RecoverableVendor = (*Fake)(nil)
 
 type fakeBucket struct {
 	versioning string                    // "", "Enabled" or "Suspended"
@@ -541,6 +541,42 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 		n++
 	}
 	return n
+}
+
+// SeedRecoverable stores, in DefaultBucket, objects Config's templates
+// name for the subject that were deleted the way a plain DELETE deletes in
+// a versioned bucket: the current version is a delete marker, the data a
+// noncurrent version, restorable by deleting the marker or copying the
+// version back. With an Email, an export; with UserIDs["app"], an avatar.
+// It returns how many objects (keys): none in a bucket that was never
+// versioned, where a delete removes the object for good.
+func (f *Fake) SeedRecoverable(s connectors.Subject) int64 {
+	var keys []string
+	if s.Email != "" {
+		keys = append(keys, "exports/"+s.Email+".csv")
+	}
+	if id := s.UserIDs[connectortest.UserIDSystem]; id != "" {
+		keys = append(keys, "avatars/"+id+".png")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b := f.buckets[DefaultBucket]
+	if b.versioning == "" {
+		return 0
+	}
+	for _, key := range keys {
+		// The version was written while versioning was enabled: it has an
+		// id, and survives a delete even in a bucket suspended since.
+		f.seq++
+		v := &fakeVersion{id: f.newID(), seq: f.seq}
+		f.seq++
+		m := &fakeVersion{id: f.newID(), seq: f.seq, marker: true}
+		if b.versioning == "Suspended" {
+			m.id = "null" // a delete in a suspended bucket leaves a null marker
+		}
+		b.objects[key] = append([]*fakeVersion{m, v}, b.objects[key]...)
+	}
+	return int64(len(keys))
 }
 
 // Count is how many objects of DefaultBucket (with any version or delete

@@ -1,5 +1,6 @@
 // Package salesforcefake is a local Salesforce org for tests: SOQL
-// queries and Bulk API 2.0 ingest jobs as Salesforce documents them, the
+// queries (query and queryAll), Bulk API 2.0 ingest jobs, the Recycle Bin
+// and the SOAP API's emptyRecycleBin as Salesforce documents them, the
 // org's API allocation and faults to inject.
 //
 //	f := salesforcefake.Start(t, salesforcefake.Options{})
@@ -11,10 +12,12 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
+	"io"
 	"net/http"
+	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +30,15 @@ import (
 
 // DefaultToken is the access token a fake accepts until SetToken.
 const DefaultToken = "00D5g000004ABCD!AQ4AQtest-token"
+
+// AppUserIDField is a custom field every fake org has on Contact and Lead;
+// Seed stores the subject's connectortest.UserIDSystem id in it.
+const AppUserIDField = "App_User_Id__c"
+
+// ResolveConfig is a resolve block reading AppUserIDField as
+// user_ids.<connectortest.UserIDSystem> and the record ids as
+// user_ids.sfdc; add it with ConfigWith.
+const ResolveConfig = "resolve:\n  fields:\n    " + AppUserIDField + ": user_ids." + connectortest.UserIDSystem + "\n  record_ids: user_ids.sfdc"
 
 // Options tunes a fake.
 type Options struct {
@@ -43,13 +55,18 @@ type Options struct {
 
 // Fake follows the REST query and Bulk API 2.0 ingest contract
 // (docs/connectors/salesforce.md, VENDOR_APIS.md): Bearer tokens refused
-// with 401 INVALID_SESSION_ID; SOQL `SELECT Id FROM <object> WHERE Email =
-// '<literal>'` parsed as Salesforce would (a query it cannot parse is 400
-// MALFORMED_QUERY), with paging through nextRecordsUrl; ingest jobs that go
-// Open → UploadComplete → InProgress → JobComplete over polls, where
-// hardDelete removes records and delete only moves them to the Recycle
-// Bin; failed results as CSV; the rolling daily API allocation answered
-// with 403 REQUEST_LIMIT_EXCEEDED; unknown API versions 404 NOT_FOUND.
+// with 401 INVALID_SESSION_ID; SOQL `SELECT <fields> FROM <object> WHERE
+// Email = '<literal>'` (or `WHERE Id IN ('…', …)`) parsed as Salesforce
+// would (a query it cannot parse is 400 MALFORMED_QUERY, an unknown field
+// 400 INVALID_FIELD), with paging through nextRecordsUrl; query leaves
+// out records in the Recycle Bin, queryAll returns them with IsDeleted
+// true; ingest jobs that go Open → UploadComplete → InProgress →
+// JobComplete over polls, where hardDelete removes live records and
+// delete only moves them to the Recycle Bin; failed results as CSV; the
+// SOAP API's emptyRecycleBin (POST /services/Soap/u/<version>, the
+// token in SessionHeader, at most 200 ids, a result per id); the rolling
+// daily API allocation answered with 403 REQUEST_LIMIT_EXCEEDED (a SOAP
+// fault on the SOAP API); unknown API versions 404 NOT_FOUND.
 type Fake struct {
 	fakevendor.Controls
 	srv *fakevendor.Server
@@ -60,7 +77,7 @@ type Fake struct {
 	nextID   int
 	jobs     map[string]*sfJob
 	nextJob  int
-	cursors  map[string][]string // query locator → remaining ids
+	cursors  map[string]cursor // query locator → the rest of a query
 	pageSize int
 	// stepsToComplete is how many status reads a closed job takes to
 	// reach JobComplete (the first moves it to InProgress).
@@ -71,13 +88,28 @@ type Fake struct {
 	recordError string
 	// noHardDelete: the user lacks the Bulk API Hard Delete permission.
 	noHardDelete bool
+	// purgeError makes emptyRecycleBin fail every id with this status code.
+	purgeError string
+	// keepPurged: records emptied from the Recycle Bin stay visible to
+	// queryAll (IsDeleted) until Salesforce deletes them physically.
+	keepPurged bool
+	fields     map[string][]string // object → custom fields
 }
 
-var _ connectortest.Vendor = (*Fake)(nil)
+var _ connectortest.RecoverableVendor = (*Fake)(nil)
 
 type sfRecord struct {
 	object, email string
+	fields        map[string]string
 	recycled      bool // in the Recycle Bin: IsDeleted, not returned by query
+	purged        bool // emptied from the Recycle Bin, not yet physically deleted
+}
+
+// cursor is what a query locator holds: the rows not yet returned.
+type cursor struct {
+	object string
+	total  int
+	rows   []map[string]any
 }
 
 type sfJob struct {
@@ -96,17 +128,29 @@ func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
 	srv := fakevendor.New(t)
 	f := &Fake{Controls: srv.Controls(), srv: srv, token: DefaultToken, records: map[string]*sfRecord{}, nextID: 1,
-		jobs: map[string]*sfJob{}, cursors: map[string][]string{}, pageSize: 2000,
-		stepsToComplete: fakevendor.Polls(opt.Polls, 1) + 1}
+		jobs: map[string]*sfJob{}, cursors: map[string]cursor{}, pageSize: 2000,
+		stepsToComplete: fakevendor.Polls(opt.Polls, 1) + 1,
+		fields:          map[string][]string{"Contact": {AppUserIDField}, "Lead": {AppUserIDField}}}
 	srv.RequireAuth(func(r *http.Request) bool {
 		f.mu.Lock()
-		defer f.mu.Unlock()
-		return r.Header.Get("Authorization") == "Bearer "+f.token
+		token := f.token
+		f.mu.Unlock()
+		if isSOAP(r) {
+			// The SOAP API takes the token as the SessionHeader's
+			// sessionId, not as a header.
+			b, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			var env soapRequest
+			return xml.Unmarshal(b, &env) == nil && env.Header.Session.ID == token
+		}
+		return r.Header.Get("Authorization") == "Bearer "+token
 	}, Unauthorized)
 	if opt.RateLimit > 0 {
 		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), LimitExceeded)
 	}
-	srv.Handle("GET /services/data/{version}/query", f.versioned(f.query))
+	srv.Handle("GET /services/data/{version}/query", f.versioned(f.query(false)))
+	srv.Handle("GET /services/data/{version}/queryAll", f.versioned(f.query(true)))
+	srv.Handle("POST /services/Soap/u/{version}", f.soap)
 	srv.Handle("GET /services/data/{version}/query/{locator}", f.versioned(f.queryMore))
 	srv.Handle("POST /services/data/{version}/jobs/ingest", f.versioned(f.createJob))
 	srv.Handle("PUT /services/data/{version}/jobs/ingest/{jobId}/batches", f.versioned(f.upload))
@@ -147,13 +191,30 @@ func (f *Fake) Config() string {
 // ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).
 func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(f.Config(), lines...) }
 
-// Seed stores a Contact and a Lead with the subject's email (it needs one).
+// Seed stores a Contact and a Lead with the subject's email (it needs one)
+// and, in AppUserIDField, its connectortest.UserIDSystem id if it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
 	if s.Email == "" {
 		panic("salesforcefake: Seed needs a subject with an email")
 	}
-	f.Add("Contact", s.Email)
-	f.Add("Lead", s.Email)
+	for _, o := range []string{"Contact", "Lead"} {
+		id := f.Add(o, s.Email)
+		if v := s.UserIDs[connectortest.UserIDSystem]; v != "" {
+			f.SetField(id, AppUserIDField, v)
+		}
+	}
+	return 2
+}
+
+// SeedRecoverable stores a Contact and a Lead with the subject's email in
+// the Recycle Bin, as a plain delete leaves them: restorable for about 15
+// days, invisible to query, returned by queryAll.
+func (f *Fake) SeedRecoverable(s connectors.Subject) int64 {
+	if s.Email == "" {
+		panic("salesforcefake: SeedRecoverable needs a subject with an email")
+	}
+	f.Recycle(f.Add("Contact", s.Email))
+	f.Recycle(f.Add("Lead", s.Email))
 	return 2
 }
 
@@ -161,19 +222,88 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 // Recycle Bin too: they are still there.
 func (f *Fake) Count(s connectors.Subject) int64 { return f.CountEmail(s.Email) }
 
+// SetField sets a custom field of record id.
+func (f *Fake) SetField(id, field, value string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.records[id].fields[field] = value
+}
+
+// Recycle moves record id to the Recycle Bin, as a plain delete does.
+func (f *Fake) Recycle(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.records[id].recycled = true
+}
+
+// QueryAllCount is how many records queryAll returns for email: live
+// ones, those in the Recycle Bin and, with KeepPurgedQueryable, those
+// emptied from it that Salesforce has not deleted physically yet.
+func (f *Fake) QueryAllCount(email string) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var n int64
+	for _, r := range f.records {
+		if strings.EqualFold(r.email, email) {
+			n++
+		}
+	}
+	return n
+}
+
+// FailPurge makes emptyRecycleBin fail every id with the status code
+// (such as INSUFFICIENT_ACCESS_OR_READONLY for a record in another user's
+// Recycle Bin, without Modify All Data); "" restores success.
+func (f *Fake) FailPurge(code string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.purgeError = code
+}
+
+// KeepPurgedQueryable models what Salesforce documents for
+// emptyRecycleBin: emptied records can still be returned by queryAll "for
+// some time, typically 24 hours". Count no longer counts them (they cannot
+// be restored); queryAll does; emptyRecycleBin refuses them (⚠ the code is
+// not documented: the fake answers ENTITY_IS_DELETED).
+func (f *Fake) KeepPurgedQueryable() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keepPurged = true
+}
+
+// purge removes a record for good, or (keepPurged) leaves it for queryAll
+// only; f.mu is held.
+func (f *Fake) purge(id string) {
+	if f.keepPurged {
+		f.records[id].purged = true
+		return
+	}
+	delete(f.records, id)
+}
+
 // WriteErrors writes Salesforce's error body: a list of one error.
 func WriteErrors(w http.ResponseWriter, status int, code, message string) {
 	fakevendor.JSON(w, status, []map[string]any{{"message": message, "errorCode": code}})
 }
 
-// Unauthorized is Salesforce's 401 for an expired or unknown token.
+// Unauthorized is Salesforce's 401 for an expired or unknown token (on
+// the SOAP API, a fault INVALID_SESSION_ID).
 func Unauthorized(w http.ResponseWriter, r *http.Request) {
+	if isSOAP(r) {
+		WriteFault(w, "INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader: Illegal Session")
+		return
+	}
 	WriteErrors(w, 401, "INVALID_SESSION_ID", "Session expired or invalid")
 }
 
 // LimitExceeded is Salesforce's answer once the org's API allocation is
-// used up: 403 REQUEST_LIMIT_EXCEEDED, not 429.
+// used up: 403 REQUEST_LIMIT_EXCEEDED, not 429 (on the SOAP API, a fault
+// REQUEST_LIMIT_EXCEEDED).
 func LimitExceeded(w http.ResponseWriter, r *http.Request) {
+	if isSOAP(r) {
+		WriteFault(w, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+		return
+	}
 	WriteErrors(w, 403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
 }
 
@@ -200,11 +330,12 @@ func (f *Fake) Add(object, email string) string {
 	prefix := map[string]string{"Contact": "003", "Lead": "00Q"}[object]
 	id := fmt.Sprintf("%s5g00%08dAAA", prefix, f.nextID)
 	f.nextID++
-	f.records[id] = &sfRecord{object: object, email: email}
+	f.records[id] = &sfRecord{object: object, email: email, fields: map[string]string{}}
 	return id
 }
 
-// CountEmail counts the records with email, those in the Recycle Bin too.
+// CountEmail counts the records with email, those in the Recycle Bin too
+// (not those emptied from it and waiting to be deleted physically).
 func (f *Fake) CountEmail(email string) int64 {
 	if email == "" {
 		return 0
@@ -213,7 +344,20 @@ func (f *Fake) CountEmail(email string) int64 {
 	defer f.mu.Unlock()
 	var n int64
 	for _, r := range f.records {
-		if strings.EqualFold(r.email, email) {
+		if strings.EqualFold(r.email, email) && !r.purged {
+			n++
+		}
+	}
+	return n
+}
+
+// Recycled counts the records with email in the Recycle Bin.
+func (f *Fake) Recycled(email string) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var n int64
+	for _, r := range f.records {
+		if strings.EqualFold(r.email, email) && r.recycled && !r.purged {
 			n++
 		}
 	}
@@ -261,97 +405,186 @@ func (f *Fake) DenyHardDelete() {
 	f.noHardDelete = true
 }
 
-// ParseSOQL understands exactly SELECT Id FROM <object> WHERE Email =
-// '<literal>', with SOQL's string escapes.
-func ParseSOQL(q string) (object, email string, ok bool) {
-	rest, ok := strings.CutPrefix(q, "SELECT Id FROM ")
+// Query is a SOQL query the fake understands.
+type Query struct {
+	Fields []string
+	Object string
+	// Email is the literal of WHERE Email = '…'; IDs those of WHERE Id
+	// IN ('…', …).
+	Email string
+	IDs   []string
+}
+
+var (
+	identRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
+	sfIDRe  = regexp.MustCompile(`^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$`)
+)
+
+// ParseSOQL understands exactly SELECT <field>, … FROM <object> WHERE
+// Email = '<literal>', with SOQL's string escapes, and SELECT <field>, …
+// FROM <object> WHERE Id IN ('<id>', …).
+func ParseSOQL(q string) (Query, bool) {
+	rest, ok := strings.CutPrefix(q, "SELECT ")
 	if !ok {
-		return "", "", false
+		return Query{}, false
 	}
-	object, rest, ok = strings.Cut(rest, " WHERE Email = '")
-	if !ok || strings.ContainsAny(object, " '") {
-		return "", "", false
+	list, rest, ok := strings.Cut(rest, " FROM ")
+	if !ok {
+		return Query{}, false
+	}
+	var out Query
+	for f := range strings.SplitSeq(list, ", ") {
+		if !identRe.MatchString(f) {
+			return Query{}, false
+		}
+		out.Fields = append(out.Fields, f)
+	}
+	object, cond, ok := strings.Cut(rest, " WHERE ")
+	if !ok || !identRe.MatchString(object) {
+		return Query{}, false
+	}
+	out.Object = object
+	if ids, ok := strings.CutPrefix(cond, "Id IN ("); ok {
+		ids, ok = strings.CutSuffix(ids, ")")
+		if !ok {
+			return Query{}, false
+		}
+		for id := range strings.SplitSeq(ids, ", ") {
+			v, ok := strings.CutPrefix(id, "'")
+			v, ok2 := strings.CutSuffix(v, "'")
+			if !ok || !ok2 || !sfIDRe.MatchString(v) {
+				return Query{}, false
+			}
+			out.IDs = append(out.IDs, v)
+		}
+		return out, true
+	}
+	lit, ok := strings.CutPrefix(cond, "Email = '")
+	if !ok {
+		return Query{}, false
 	}
 	var b strings.Builder
-	for i := 0; i < len(rest); i++ {
-		switch c := rest[i]; c {
+	for i := 0; i < len(lit); i++ {
+		switch c := lit[i]; c {
 		case '\\':
-			if i+1 == len(rest) {
-				return "", "", false
+			if i+1 == len(lit) {
+				return Query{}, false
 			}
 			i++
-			esc, known := map[byte]string{'\\': `\`, '\'': `'`, '"': `"`, 'n': "\n", 'r': "\r", 't': "\t", 'b': "\b", 'f': "\f"}[rest[i]]
+			esc, known := map[byte]string{'\\': `\`, '\'': `'`, '"': `"`, 'n': "\n", 'r': "\r", 't': "\t", 'b': "\b", 'f': "\f"}[lit[i]]
 			if !known {
-				return "", "", false // e.g. \_ and \% are for LIKE only
+				return Query{}, false // e.g. \_ and \% are for LIKE only
 			}
 			b.WriteString(esc)
 		case '\'':
-			return object, b.String(), i == len(rest)-1 // the literal must end the query
+			out.Email = b.String()
+			return out, i == len(lit)-1 // the literal must end the query
 		default:
 			b.WriteByte(c)
 		}
 	}
-	return "", "", false
+	return Query{}, false
 }
 
-func (f *Fake) query(w http.ResponseWriter, r *http.Request) {
-	object, email, ok := ParseSOQL(r.URL.Query().Get("q"))
-	if !ok {
-		// Salesforce's message quotes the query, and so the email.
-		WriteErrors(w, 400, "MALFORMED_QUERY", "unexpected token in: "+r.URL.Query().Get("q"))
-		return
-	}
-	if object != "Contact" && object != "Lead" {
-		WriteErrors(w, 400, "INVALID_TYPE", "sObject type '"+object+"' is not supported.")
-		return
-	}
-	f.mu.Lock()
-	var ids []string
-	for id, rec := range f.records {
-		if rec.object == object && !rec.recycled && strings.EqualFold(rec.email, email) {
-			ids = append(ids, id)
+// query answers the query resource, or (all) queryAll, which also returns
+// records in the Recycle Bin (and not yet physically deleted ones).
+func (f *Fake) query(all bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q, ok := ParseSOQL(r.URL.Query().Get("q"))
+		if !ok {
+			// Salesforce's message quotes the query, and so the email.
+			WriteErrors(w, 400, "MALFORMED_QUERY", "unexpected token in: "+r.URL.Query().Get("q"))
+			return
 		}
+		if q.Object != "Contact" && q.Object != "Lead" {
+			WriteErrors(w, 400, "INVALID_TYPE", "sObject type '"+q.Object+"' is not supported.")
+			return
+		}
+		f.mu.Lock()
+		for _, field := range q.Fields {
+			if !slices.Contains([]string{"Id", "IsDeleted", "Email"}, field) && !slices.Contains(f.fields[q.Object], field) {
+				f.mu.Unlock()
+				WriteErrors(w, 400, "INVALID_FIELD", "No such column '"+field+"' on entity '"+q.Object+"'.")
+				return
+			}
+		}
+		var ids []string
+		byID := map[string]map[string]any{}
+		for id, rec := range f.records {
+			match := strings.EqualFold(rec.email, q.Email)
+			if q.IDs != nil {
+				match = slices.Contains(q.IDs, id)
+			}
+			if rec.object != q.Object || !match || (!all && (rec.recycled || rec.purged)) {
+				continue
+			}
+			ids = append(ids, id)
+			row := map[string]any{}
+			for _, field := range q.Fields {
+				switch field {
+				case "Id":
+					row[field] = id
+				case "IsDeleted":
+					row[field] = rec.recycled || rec.purged
+				case "Email":
+					row[field] = rec.email
+				default:
+					if v, ok := rec.fields[field]; ok {
+						row[field] = v
+					} else {
+						row[field] = nil
+					}
+				}
+			}
+			byID[id] = row
+		}
+		slices.Sort(ids)
+		rows := make([]map[string]any, len(ids))
+		for i, id := range ids {
+			rows[i] = byID[id]
+		}
+		f.mu.Unlock()
+		f.page(w, r, cursor{object: q.Object, total: len(rows), rows: rows})
 	}
-	slices.Sort(ids)
-	f.mu.Unlock()
-	f.page(w, r, object, ids, len(ids))
 }
 
 func (f *Fake) queryMore(w http.ResponseWriter, r *http.Request) {
 	loc := r.PathValue("locator")
 	f.mu.Lock()
-	ids, ok := f.cursors[loc]
+	c, ok := f.cursors[loc]
 	delete(f.cursors, loc)
 	f.mu.Unlock()
 	if !ok {
 		WriteErrors(w, 400, "INVALID_QUERY_LOCATOR", "invalid query locator")
 		return
 	}
-	object, _, _ := strings.Cut(loc, "-")
-	total, _ := strconv.Atoi(strings.Split(loc, "-")[1])
-	f.page(w, r, object, ids, total)
+	f.page(w, r, c)
 }
 
-// page answers one page of ids, keeping the rest behind a query locator.
-func (f *Fake) page(w http.ResponseWriter, r *http.Request, object string, ids []string, total int) {
+// page answers one page of c's rows, keeping the rest behind a query
+// locator. The next page of a queryAll is read at …/query/<locator> too,
+// as Salesforce's nextRecordsUrl says.
+func (f *Fake) page(w http.ResponseWriter, r *http.Request, c cursor) {
 	f.mu.Lock()
 	size := f.pageSize
-	body := map[string]any{"totalSize": total, "done": true}
-	if len(ids) > size {
-		loc := fmt.Sprintf("%s-%d-%d", object, total, f.nextID)
+	body := map[string]any{"totalSize": c.total, "done": true}
+	rows := c.rows
+	if len(rows) > size {
+		loc := fmt.Sprintf("01g5g%013d-%d", f.nextID, c.total-len(rows)+size)
 		f.nextID++
-		f.cursors[loc] = ids[size:]
-		ids = ids[:size]
+		f.cursors[loc] = cursor{object: c.object, total: c.total, rows: rows[size:]}
+		rows = rows[:size]
 		body["done"] = false
 		body["nextRecordsUrl"] = "/services/data/" + r.PathValue("version") + "/query/" + loc
 	}
 	f.mu.Unlock()
-	records := make([]map[string]any, len(ids))
-	for i, id := range ids {
-		records[i] = map[string]any{
-			"attributes": map[string]string{"type": object, "url": "/services/data/" + r.PathValue("version") + "/sobjects/" + object + "/" + id},
-			"Id":         id,
+	records := make([]map[string]any, len(rows))
+	for i, row := range rows {
+		rec := map[string]any{"attributes": map[string]string{"type": c.object, "url": "/services/data/" + r.PathValue("version") + "/sobjects/" + c.object + "/" + fmt.Sprint(row["Id"])}}
+		for k, v := range row {
+			rec[k] = v
 		}
+		records[i] = rec
 	}
 	body["records"] = records
 	fakevendor.JSON(w, 200, body)
@@ -503,7 +736,10 @@ func (f *Fake) run(j *sfJob) {
 		j.processed++
 		rec, ok := f.records[id]
 		switch {
-		case !ok || rec.object != j.object || (rec.recycled && j.operation == "delete"):
+		case !ok || rec.object != j.object || rec.recycled || rec.purged:
+			// ⚠ Whether hardDelete purges a record already in the
+			// Recycle Bin is not documented; the fake takes the reading
+			// that leaves it there.
 			j.failed++
 			j.failures = append(j.failures, []string{id, "ENTITY_IS_DELETED:entity is deleted:--", id})
 		case f.recordError != "":
@@ -511,6 +747,9 @@ func (f *Fake) run(j *sfJob) {
 			// Salesforce's messages can name the person.
 			j.failures = append(j.failures, []string{"", f.recordError + ":cannot delete " + rec.email + ":--", id})
 		case j.operation == "hardDelete":
+			// ⚠ Salesforce says hard-deleted records "become
+			// immediately eligible for deletion"; the fake deletes them
+			// at once, even with KeepPurgedQueryable.
 			delete(f.records, id)
 		case j.operation == "delete":
 			rec.recycled = true
@@ -541,10 +780,109 @@ func (f *Fake) softDelete(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	rec, ok := f.records[r.PathValue("id")]
-	if !ok || rec.recycled {
+	if !ok || rec.recycled || rec.purged {
 		WriteErrors(w, 404, "ENTITY_IS_DELETED", "entity is deleted")
 		return
 	}
 	rec.recycled = true
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// isSOAP reports whether r is a call to the SOAP API.
+func isSOAP(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/services/Soap/") }
+
+// soapRequest is the part of a SOAP envelope the fake reads.
+type soapRequest struct {
+	Header struct {
+		Session struct {
+			ID string `xml:"sessionId"`
+		} `xml:"SessionHeader"`
+	} `xml:"Header"`
+	Body struct {
+		Empty *struct {
+			IDs []string `xml:"ids"`
+		} `xml:"emptyRecycleBin"`
+	} `xml:"Body"`
+}
+
+// WriteFault writes a SOAP fault as Salesforce's SOAP API does: HTTP 500
+// with faultcode sf:<code>.
+func WriteFault(w http.ResponseWriter, code, message string) {
+	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+	w.WriteHeader(http.StatusInternalServerError)
+	var msg bytes.Buffer
+	_ = xml.EscapeText(&msg, []byte(message))
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>sf:%s</faultcode><faultstring>%s: %s</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>`,
+		code, code, msg.String())
+}
+
+// soap is POST /services/Soap/u/{version}: the Partner SOAP API, of which
+// the fake knows emptyRecycleBin.
+func (f *Fake) soap(w http.ResponseWriter, r *http.Request) {
+	if !slices.Contains(versions(), "v"+r.PathValue("version")) {
+		WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
+		return
+	}
+	if r.Header.Get("SOAPAction") == "" || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/xml") {
+		w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode><faultstring>No SOAPAction header!</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>`)
+		return
+	}
+	var env soapRequest
+	if err := xml.NewDecoder(r.Body).Decode(&env); err != nil || env.Body.Empty == nil {
+		WriteFault(w, "INVALID_OPERATION", "the fake knows only emptyRecycleBin")
+		return
+	}
+	ids := env.Body.Empty.IDs
+	if len(ids) > 200 {
+		WriteFault(w, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call")
+		return
+	}
+	f.mu.Lock()
+	var results strings.Builder
+	for _, id := range ids {
+		rec, ok := f.records[id]
+		code, message := "", ""
+		switch {
+		case !sfIDRe.MatchString(id):
+			code, message = "MALFORMED_ID", "malformed id "+id
+		case !ok || rec.purged:
+			// ⚠ The code for an id no longer in the Recycle Bin is not
+			// documented.
+			code, message = "ENTITY_IS_DELETED", "entity is deleted"
+		case !rec.recycled:
+			code, message = "INVALID_ID_FIELD", "entity is not in the recycle bin"
+		case f.purgeError != "":
+			// Salesforce's messages can name the record.
+			code, message = f.purgeError, "cannot empty "+rec.email+" from the recycle bin"
+		default:
+			f.purge(id)
+		}
+		if code == "" {
+			fmt.Fprintf(&results, `<result><id>%s</id><success>true</success></result>`, id)
+			continue
+		}
+		var msg bytes.Buffer
+		_ = xml.EscapeText(&msg, []byte(message))
+		fmt.Fprintf(&results, `<result><errors><message>%s</message><statusCode>%s</statusCode></errors><id>%s</id><success>false</success></result>`, msg.String(), code, id)
+	}
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com"><soapenv:Header><LimitInfoHeader><limitInfo><current>27</current><limit>15000</limit><type>API REQUESTS</type></limitInfo></LimitInfoHeader></soapenv:Header><soapenv:Body><emptyRecycleBinResponse>%s</emptyRecycleBinResponse></soapenv:Body></soapenv:Envelope>`, results.String())
+}
+
+// RecordIDs lists the ids of the records holding email, those in the
+// Recycle Bin too, in order.
+func (f *Fake) RecordIDs(email string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for id, r := range f.records {
+		if strings.EqualFold(r.email, email) && !r.purged {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }

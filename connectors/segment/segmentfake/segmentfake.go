@@ -11,7 +11,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -52,7 +54,9 @@ type Options struct {
 // /regulations/{id} → data.regulation with overallStatus and per
 // destination statuses advancing INITIALIZED → RUNNING → final over polls,
 // 600 requests a minute answered by 429 with X-RateLimit-Reset as an RFC
-// 5322 date, and profiles looked up by user_id:<id> (404 when none).
+// 5322 date, and profiles looked up by user_id:<id> or email:<address>
+// (traits, external_ids; 404 when none). As Segment documents, a bare '+'
+// in a profile's external id reads as a space: clients must send %2B.
 type Fake struct {
 	fakevendor.Controls                    // the Public API
 	prof                *fakevendor.Server // the Profile API, another host
@@ -60,7 +64,9 @@ type Fake struct {
 	mu                          sync.Mutex
 	token, profilesToken, space string
 	polls                       int
-	users                       map[string]int64 // userId → records held (profile and events)
+	users                       map[string]int64    // userId → records held (profile and events)
+	emails                      map[string][]string // email → the userIds on its profile
+	idsCap                      int                 // at most this many external ids a page, whatever the limit
 	regs                        map[string]*fakeRegulation
 	next                        int
 	destinations                []string
@@ -85,7 +91,8 @@ func Start(t testing.TB, opt Options) *Fake {
 	srv := fakevendor.New(t)
 	f := &Fake{Controls: srv.Controls(), prof: fakevendor.New(t), token: DefaultToken, profilesToken: DefaultProfilesToken, space: SpaceID,
 		polls: fakevendor.Polls(opt.Polls, 2),
-		users: map[string]int64{}, regs: map[string]*fakeRegulation{}, destinations: []string{"Amplitude", "Braze"}}
+		users: map[string]int64{}, emails: map[string][]string{}, idsCap: 100,
+		regs: map[string]*fakeRegulation{}, destinations: []string{"Amplitude", "Braze"}}
 	if opt.RateLimit > 0 {
 		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany)
 		f.prof.RateLimit(opt.RateLimit, max(opt.Burst, 1), ProfilesTooMany)
@@ -106,6 +113,7 @@ func Start(t testing.TB, opt Options) *Fake {
 		fakevendor.JSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]string{"code": "unauthorized", "message": "Unauthorized"}})
 	})
 	f.prof.Handle("GET /v1/spaces/{space}/collections/users/profiles/{ext}/traits", f.profileTraits)
+	f.prof.Handle("GET /v1/spaces/{space}/collections/users/profiles/{ext}/external_ids", f.externalIDs)
 	return f
 }
 
@@ -202,7 +210,7 @@ func (f *Fake) getRegulation(w http.ResponseWriter, r *http.Request) {
 	}
 	if state == "FINISHED" && overall != "INVALID" && overall != "NOT_SUPPORTED" && strings.Contains(reg.typ, "DELETE") {
 		for _, id := range reg.ids {
-			delete(f.users, id)
+			f.removeUser(id)
 		}
 	}
 	rg := map[string]any{"id": r.PathValue("id"), "workspaceId": "ws_1", "overallStatus": overall,
@@ -213,17 +221,132 @@ func (f *Fake) getRegulation(w http.ResponseWriter, r *http.Request) {
 	fakevendor.JSON(w, http.StatusOK, map[string]any{"data": map[string]any{"regulation": rg}})
 }
 
+// removeUser deletes userID's data and takes it off the profiles of the
+// emails it was linked to (a profile left with no userId goes too).
+func (f *Fake) removeUser(userID string) {
+	delete(f.users, userID)
+	for email, ids := range f.emails {
+		ids = slices.DeleteFunc(ids, func(id string) bool { return id == userID })
+		if len(ids) == 0 {
+			delete(f.emails, email)
+		} else {
+			f.emails[email] = ids
+		}
+	}
+}
+
+func profileNotFound(w http.ResponseWriter) {
+	fakevendor.JSON(w, http.StatusNotFound, map[string]any{"error": map[string]string{"code": "not_found", "message": "Profile was not found."}})
+}
+
+// externalID reads the profile's external id "<type>:<value>" from the
+// escaped path, as the Profile API does: a bare '+' is a space.
+func externalID(r *http.Request) (typ, value string, ok bool) {
+	segs := strings.Split(r.URL.EscapedPath(), "/")
+	if len(segs) < 8 {
+		return "", "", false
+	}
+	raw, err := url.PathUnescape(strings.ReplaceAll(segs[7], "+", " "))
+	if err != nil {
+		return "", "", false
+	}
+	return strings.Cut(raw, ":")
+}
+
+// profileIDs returns the external ids of the profile known by typ:value,
+// or nil when there is none. Called with f.mu held.
+func (f *Fake) profileIDs(typ, value string) []map[string]string {
+	entry := func(t, id string) map[string]string {
+		return map[string]string{"source_id": "src_1", "collection": "users", "id": id, "type": t,
+			"created_at": "2026-01-01T00:00:00Z", "encoding": "none"}
+	}
+	switch typ {
+	case "user_id":
+		if f.users[value] == 0 {
+			return nil
+		}
+		out := []map[string]string{entry("user_id", value), entry("anonymous_id", "anon-"+value)}
+		for email, ids := range f.emails {
+			if slices.Contains(ids, value) {
+				out = append(out, entry("email", email))
+			}
+		}
+		return out
+	case "email":
+		ids := f.emails[value]
+		if len(ids) == 0 {
+			return nil
+		}
+		out := []map[string]string{entry("email", value)}
+		for _, id := range ids {
+			out = append(out, entry("user_id", id), entry("anonymous_id", "anon-"+id))
+		}
+		return out
+	}
+	return nil
+}
+
 func (f *Fake) profileTraits(w http.ResponseWriter, r *http.Request) {
-	notFound := map[string]any{"error": map[string]string{"code": "not_found", "message": "Profile not found"}}
-	id, ok := strings.CutPrefix(r.PathValue("ext"), "user_id:")
+	typ, value, ok := externalID(r)
 	f.mu.Lock()
-	n := f.users[id]
+	found := ok && r.PathValue("space") == f.space && f.profileIDs(typ, value) != nil
 	f.mu.Unlock()
-	if r.PathValue("space") != f.space || !ok || n == 0 {
-		fakevendor.JSON(w, http.StatusNotFound, notFound)
+	if !found {
+		profileNotFound(w)
 		return
 	}
 	fakevendor.JSON(w, http.StatusOK, map[string]any{"traits": map[string]string{"plan": "pro"}, "cursor": map[string]any{"has_more": false}})
+}
+
+// externalIDs is GET …/profiles/{ext}/external_ids: the profile's ids,
+// filtered by include, limit (1 to 100) a page, paged with next.
+func (f *Fake) externalIDs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 10 // the Profile API's default page
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			fakevendor.JSON(w, http.StatusBadRequest, map[string]any{"error": map[string]string{"code": "validation_error", "message": "limit must be between 1 and 100"}})
+			return
+		}
+		limit = n
+	}
+	f.mu.Lock()
+	limit = min(limit, f.idsCap)
+	f.mu.Unlock()
+	start := 0
+	if v := q.Get("next"); v != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(v, "map_"))
+		if err != nil || n < 0 {
+			fakevendor.JSON(w, http.StatusBadRequest, map[string]any{"error": map[string]string{"code": "invalid_request_error", "message": "invalid cursor"}})
+			return
+		}
+		start = n
+	}
+	typ, value, ok := externalID(r)
+	f.mu.Lock()
+	var ids []map[string]string
+	if ok && r.PathValue("space") == f.space {
+		ids = f.profileIDs(typ, value)
+	}
+	f.mu.Unlock()
+	if ids == nil {
+		profileNotFound(w)
+		return
+	}
+	if inc := q.Get("include"); inc != "" {
+		types := strings.Split(inc, ",")
+		ids = slices.DeleteFunc(ids, func(e map[string]string) bool { return !slices.Contains(types, e["type"]) })
+	}
+	page := []map[string]string{}
+	if start < len(ids) {
+		page = ids[start:min(start+limit, len(ids))]
+	}
+	cursor := map[string]any{"url": r.URL.Path, "has_more": start+limit < len(ids), "next": ""}
+	if start+limit < len(ids) {
+		cursor["next"] = fmt.Sprintf("map_%d", start+limit)
+	}
+	fakevendor.JSON(w, http.StatusOK, map[string]any{"data": page, "cursor": cursor})
 }
 
 // tokens is the credentials the fake accepts.
@@ -258,14 +381,25 @@ func (f *Fake) Config() string {
 func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(f.Config(), lines...) }
 
 // Seed gives Segment a profile and events for the subject's
-// UserIDs["app"] (it needs one).
+// UserIDs["app"] (it needs one), with the subject's email on the profile
+// when it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
 	id := s.UserIDs[connectortest.UserIDSystem]
 	if id == "" {
 		panic("segmentfake: Seed needs a subject with UserIDs[\"" + connectortest.UserIDSystem + "\"]")
 	}
 	f.AddUser(id)
+	if s.Email != "" {
+		f.LinkEmail(s.Email, id)
+	}
 	return 1
+}
+
+// NoRecoverableState is why Segment keeps nothing a deleted user can be
+// restored from: a regulation deletes permanently, deleted data cannot be
+// replayed, and UNSUPPRESS only lifts the block on new data.
+func (f *Fake) NoRecoverableState() string {
+	return "Segment deletes a regulated userId's data permanently; deleted data cannot be replayed, and UNSUPPRESS only lets new data in again"
 }
 
 // Count is what Segment holds about the subject's UserIDs["app"].
@@ -290,6 +424,27 @@ func (f *Fake) AddUser(userID string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.users[userID] = 1
+}
+
+// LinkEmail puts email on the profile of userID (AddUser it first), as
+// identity resolution does when the user is identified with that email:
+// the profile is then found by email:<address> too, and one email may
+// link several userIds.
+func (f *Fake) LinkEmail(email, userID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Contains(f.emails[email], userID) {
+		f.emails[email] = append(f.emails[email], userID)
+	}
+}
+
+// CapExternalIDsPage makes every page of external ids hold at most n,
+// whatever limit the client asks for (Segment: 10 by default, up to 100),
+// so that paging can be tested with a few ids.
+func (f *Fake) CapExternalIDsPage(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.idsCap = n
 }
 
 // CountUser is how many records (0 or 1) Segment holds for userID.

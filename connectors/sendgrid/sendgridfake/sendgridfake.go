@@ -98,6 +98,12 @@ func Start(t testing.TB, opt Options) *Fake {
 	return f
 }
 
+// NoRecoverableState is why SendGrid keeps no deleted contact that could
+// be restored.
+func (f *Fake) NoRecoverableState() string {
+	return "SendGrid deletes Marketing Campaigns contacts for good (it tells customers to export contacts as their backup) and documents no way to restore them"
+}
+
 // Key is the API key the fake accepts.
 func (f *Fake) Key() string {
 	f.mu.Lock()

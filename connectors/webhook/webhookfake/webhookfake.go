@@ -247,6 +247,11 @@ func (p *Fake) Count(s connectors.Subject) int64 {
 	return n
 }
 
+// NoRecoverableState is why a harness seeds no restorable records here.
+func (p *Fake) NoRecoverableState() string {
+	return "OpenDSR has no notion of a restorable state: a processor only reports a request pending, in progress, completed or cancelled, and whatever it keeps afterwards (backups, a trash) is its own, under its contract"
+}
+
 // OmitRecords leaves "records" out of completed statuses, as a plain
 // OpenDSR processor does.
 func (p *Fake) OmitRecords() {

@@ -13,10 +13,19 @@ function el(tag, props = {}, ...children) {
 }
 
 const outcomeText = {
-  erased: (s) => `erased ${s.records_erased} record${s.records_erased === 1 ? "" : "s"}`,
-  not_found: () => "held nothing about the person",
+  erased: (s) => s.records_erased === "unknown"
+    ? "erased; the system confirmed it without saying how many records"
+    : `erased ${s.records_erased} record${s.records_erased === 1 ? "" : "s"}`,
+  not_found: () => "searched; held nothing about the person",
   exempted: (s) => `kept, exempted under ${s.exemption_basis || "a recorded legal basis"}`,
+  not_applicable: (s) => `not searched: not applicable (${s.not_applicable_reason})`,
 };
+
+// sources writes kinds of identifier with where they came from.
+function sources(list, v1) {
+  if (!list || !list.length) return v1 ? "not recorded (a version 1 certificate)" : "—";
+  return list.map((s) => `${s.kind} (from ${s.from})`).join(", ");
+}
 
 function when(iso) {
   return iso ? new Date(iso).toUTCString() : "—";
@@ -28,15 +37,21 @@ function describe(p) {
   row("Issued by", p.issuer);
   row("Request", p.request_id);
   row("Law", p.jurisdiction.toUpperCase());
+  const v1 = p.schema.endsWith("/v1");
   row("Received", when(p.received_at));
-  row("Due", when(p.due_at));
+  if (p.extension) {
+    row("Due", `${when(p.due_at)}, extended on ${when(p.extension.extended_at)} from ${when(p.original_due_at)} (${p.extension.basis})`);
+  } else {
+    row("Due", when(p.due_at));
+  }
+  if (!v1) row("Identifiers used", sources(p.identifiers) + " — kinds only, never the values");
   row("Completed", when(p.completed_at) + (p.deadline_met ? " — deadline met" : " — DEADLINE MISSED"));
   row("Backups", p.backup_purge_by ? `not altered; purged by ${p.backup_purge_by}` : "not covered");
   row("Certificate", p.certificate_id);
 
   const table = el("table");
   table.append(el("thead", {}, el("tr", {}, el("th", { textContent: "System" }), el("th", { textContent: "Outcome" }),
-    el("th", { textContent: "Checked afterwards" }), el("th", { textContent: "Evidence" }))));
+    el("th", { textContent: "Searched by" }), el("th", { textContent: "Checked afterwards" }), el("th", { textContent: "Evidence" }))));
   const body = el("tbody");
   for (const s of p.systems) {
     const ev = el("ul", { className: "evidence" });
@@ -44,14 +59,30 @@ function describe(p) {
     body.append(el("tr", {},
       el("td", { textContent: `${s.connector} (${s.type})` }),
       el("td", { textContent: (outcomeText[s.outcome] || (() => s.outcome))(s) + `, ${when(s.completed_at)}` }),
+      el("td", { textContent: s.outcome === "erased" || s.outcome === "not_found" ? sources(s.searched_by, v1) : "—" }),
       el("td", { textContent: s.verification === "clean" ? "yes: nothing found" : s.verification === "lookup_failed" ? "the lookup failed" : "no lookup available" }),
       el("td", {}, ev)));
   }
   table.append(body);
+  const parts = [dl];
+  if (p.resolution && p.resolution.length) {
+    const list = el("ul");
+    for (const l of p.resolution) {
+      const found = l.outcome === "not_applicable" ? `not looked up: ${l.reason}`
+        : l.found.length ? `supplied ${l.found.join(", ")}` : "found nothing more";
+      list.append(el("li", { textContent: `${l.connector} (${l.type}) looked the person up by ${sources(l.looked_up_by)}: ${found}.` }));
+    }
+    parts.push(el("h3", { textContent: "Looked up before erasure" }), list);
+  }
   const retained = p.retained.length
     ? el("p", { textContent: "Kept under a legal basis: " + p.retained.map((r) => `${r.connector} (${r.basis})`).join(", ") })
     : el("p", { textContent: "Nothing was kept under a legal exemption." });
-  return [dl, el("h3", { textContent: "Systems" }), table, retained, el("p", { className: "statement", textContent: p.statement })];
+  parts.push(el("h3", { textContent: "Systems" }), table, retained);
+  if (p.not_applicable && p.not_applicable.length) {
+    parts.push(el("p", { textContent: "Not applicable to this person: " + p.not_applicable.map((n) => `${n.connector} (${n.reason})`).join(", ") }));
+  }
+  parts.push(el("p", { className: "statement", textContent: p.statement }));
+  return parts;
 }
 
 async function show(text) {

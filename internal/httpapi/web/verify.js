@@ -4,8 +4,11 @@
 // readable copy says what was signed, the evidence digests, and that the
 // certificate is in the transparency log: the inclusion proof (RFC 9162)
 // leads to the root of a checkpoint (C2SP signed note) signed by a known key.
+// It reads payload schemas v1 and v2.
 
 const enc = new TextEncoder();
+
+export const SCHEMAS = ["https://lethe.dev/schemas/certificate/v1", "https://lethe.dev/schemas/certificate/v2"];
 const subtle = globalThis.crypto.subtle;
 
 function b64urlToBytes(s) {
@@ -171,8 +174,9 @@ export async function verifyCertificate(text, jwks, options = {}) {
   if (doc.certificate !== undefined && canonical(doc.certificate) !== payloadText) {
     return fail("copy", "The readable copy in the file differs from what was signed: it was edited.");
   }
+  if (!SCHEMAS.includes(payload.schema)) return fail("schema", `Unknown certificate schema ${payload.schema}: this verifier reads versions 1 and 2.`);
   result.payload = payload;
-  for (const s of payload.systems || []) {
+  for (const s of [...(payload.systems || []), ...(payload.resolution || [])]) {
     const digest = "sha256:" + hex(await sha256(enc.encode(canonical(s.evidence))));
     if (digest !== s.evidence_digest) return fail("evidence", `The evidence of ${s.connector} does not match its digest.`);
   }
