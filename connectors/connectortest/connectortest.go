@@ -528,11 +528,33 @@ func Build(t testing.TB, typ, name, yamlConfig string) connectors.Connector {
 
 // TryBuild is Build returning the error, for testing config validation.
 func TryBuild(typ, name, yamlConfig string) (connectors.Connector, error) {
+	return TryBuildWith(typ, name, yamlConfig, connectors.Deps{})
+}
+
+// BuildWith builds like Build with the runtime's dependencies deps (an
+// HTTP client, an environment), as Lethe does at start-up; a nil Logger
+// or Getenv is filled in (Getenv: an empty environment).
+func BuildWith(t testing.TB, typ, name, yamlConfig string, deps connectors.Deps) connectors.Connector {
+	t.Helper()
+	c, err := TryBuildWith(typ, name, yamlConfig, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TryBuildWith is BuildWith returning the error.
+func TryBuildWith(typ, name, yamlConfig string, deps connectors.Deps) (connectors.Connector, error) {
 	def, ok := connectors.Lookup(typ)
 	if !ok {
 		return nil, fmt.Errorf("connector type %q is not registered", typ)
 	}
 	decode := func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) }
-	deps := connectors.Deps{Logger: zap.NewNop(), Getenv: func(string) string { return "" }}
+	if deps.Logger == nil {
+		deps.Logger = zap.NewNop()
+	}
+	if deps.Getenv == nil {
+		deps.Getenv = func(string) string { return "" }
+	}
 	return def.Build(context.Background(), name, decode, deps)
 }

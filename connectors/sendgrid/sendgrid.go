@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+	"github.com/lethe-dev/lethe/connectors/vendorkit"
 )
 
 // DefaultBaseURL is SendGrid's global API; EU subusers use
@@ -48,39 +48,18 @@ type Config struct {
 	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
-// Validate reports every problem in the config at once, each naming its key.
+// Validate fills in defaults and reports every problem in the config at
+// once, each naming its key.
 func (c *Config) Validate() error {
-	var errs []error
-	if !c.APIKey.IsSet() {
-		errs = append(errs, errors.New("api_key: required (a string, {env: NAME} or {file: PATH})"))
-	}
-	if c.BaseURL != "" {
-		if err := checkBaseURL(c.BaseURL); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if c.PollInterval < 0 {
-		errs = append(errs, errors.New("poll_interval: must not be negative"))
-	}
-	return errors.Join(errs...)
+	var p vendorkit.Problems
+	p.Secret("api_key", c.APIKey, "a SendGrid API key with the Marketing scope")
+	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Default: DefaultBaseURL, Example: "https://api.eu.sendgrid.com", Version: "/v3"})
+	p.Interval("poll_interval", &c.PollInterval, time.Minute)
+	return p.Err()
 }
 
 // Plan: SendGrid's contacts are found by email only.
 func (c Config) Plan(string) connectors.Plan { return connectors.EmailPlan() }
-
-func checkBaseURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return errors.New("base_url: must be an http(s) URL such as https://api.eu.sendgrid.com")
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return errors.New("base_url: must not carry credentials, a query or a fragment")
-	}
-	if strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/v3") {
-		return errors.New("base_url: leave out /v3; Lethe adds the API version")
-	}
-	return nil
-}
 
 type connector struct {
 	http *vendorhttp.Client
@@ -92,36 +71,13 @@ type connector struct {
 }
 
 func build(_ context.Context, _ string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
-	getenv := deps.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	key, err := cfg.APIKey.Reveal(getenv)
+	key, err := vendorkit.Reveal(deps, "api_key", cfg.APIKey)
 	if err != nil {
-		return nil, fmt.Errorf("api_key: %w", err)
+		return nil, err
 	}
-	base := cfg.BaseURL
-	if base == "" {
-		base = DefaultBaseURL
-	}
-	poll := cfg.PollInterval
-	if poll == 0 {
-		poll = time.Minute
-	}
-	hc := deps.HTTPClient
-	if hc == nil { // the runtime always passes one; this is for tools and tests
-		hc = &http.Client{Timeout: time.Minute}
-	}
-	return &connector{
-		http: &vendorhttp.Client{
-			HTTP:        hc,
-			Vendor:      "SendGrid",
-			Auth:        func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+key) },
-			ResetHeader: "X-RateLimit-Reset",
-		},
-		base: strings.TrimRight(base, "/") + "/v3/marketing/contacts",
-		poll: poll,
-	}, nil
+	api := vendorkit.Client(deps, "SendGrid", vendorkit.Bearer(key))
+	api.ResetHeader = "X-RateLimit-Reset"
+	return &connector{http: api, base: cfg.BaseURL + "/v3/marketing/contacts", poll: cfg.PollInterval}, nil
 }
 
 // noEmail refuses a subject without an email: the plan makes the runtime
@@ -176,15 +132,8 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("SendGrid delete contacts: status %d without a usable job_id", resp.Status), 0)
 	}
 	return connectors.Running(jobPrefix+job.JobID, c.poll,
-		connectors.Evidence{Kind: "search", Value: contacts(len(ids)) + " found"},
+		connectors.Evidence{Kind: "search", Value: connectors.Plural(len(ids), "contact") + " found"},
 		connectors.Evidence{Kind: "delete_job", Value: job.JobID + ": started"}), nil
-}
-
-func contacts(n int) string {
-	if n == 1 {
-		return "1 contact"
-	}
-	return fmt.Sprintf("%d contacts", n)
 }
 
 // Poll asks SendGrid how the delete job is doing. A job that errored or
@@ -269,7 +218,7 @@ func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connector
 	if len(ids) == 0 {
 		v.Evidence = []connectors.Evidence{{Kind: "lookup", Value: "contact not found"}}
 	} else {
-		v.Evidence = []connectors.Evidence{{Kind: "lookup", Value: contacts(len(ids)) + " still found"}}
+		v.Evidence = []connectors.Evidence{{Kind: "lookup", Value: connectors.Plural(len(ids), "contact") + " still found"}}
 	}
 	return v, nil
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 	_ "github.com/lethe-dev/lethe/connectors/sendgrid"
 	"github.com/lethe-dev/lethe/connectors/sendgrid/sendgridfake"
-	"go.uber.org/zap"
 )
 
 const (
@@ -31,20 +30,8 @@ func newConnector(t testing.TB, f *sendgridfake.Fake) connectors.Connector {
 }
 
 // buildWith builds through the registry with the runtime's dependencies.
-func buildWith(t testing.TB, yamlConfig string, deps connectors.Deps) (connectors.Connector, error) {
-	t.Helper()
-	def, ok := connectors.Lookup("sendgrid")
-	if !ok {
-		t.Fatal("sendgrid is not registered")
-	}
-	if deps.Logger == nil {
-		deps.Logger = zap.NewNop()
-	}
-	if deps.Getenv == nil {
-		deps.Getenv = func(string) string { return "" }
-	}
-	decode := func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) }
-	return def.Build(context.Background(), instance, decode, deps)
+func buildWith(_ testing.TB, yamlConfig string, deps connectors.Deps) (connectors.Connector, error) {
+	return connectortest.TryBuildWith("sendgrid", instance, yamlConfig, deps)
 }
 
 func ctx(t testing.TB) context.Context {
@@ -80,6 +67,21 @@ func TestConformance(t *testing.T) {
 		return newConnector(t, bad)
 	}
 	connectortest.Run(t, h)
+}
+
+func TestVendorCases(t *testing.T) {
+	t.Parallel()
+	connectortest.RunVendorCases(t, connectortest.VendorCases{
+		Type:  "sendgrid",
+		Start: func(t testing.TB) connectortest.FaultyVendor { return sendgridfake.Start(t, sendgridfake.Options{}) },
+		Unavailable: func(w http.ResponseWriter, r *http.Request) {
+			sendgridfake.WriteError(w, http.StatusServiceUnavailable, "", "service unavailable")
+		},
+		// SendGrid names the reset time (X-RateLimit-Reset, 2s ahead in
+		// the fake), never a Retry-After.
+		TooMany: sendgridfake.TooMany, MinRetryAfter: time.Millisecond, MaxRetryAfter: 3 * time.Second,
+		Refused: sendgridfake.Refused, Credential: "API key", Secrets: []string{testKey},
+	})
 }
 
 func TestConfigValidation(t *testing.T) {
@@ -269,62 +271,6 @@ func TestPollErrors(t *testing.T) {
 	}
 }
 
-func TestMalformedBodiesAreRetryable(t *testing.T) {
-	t.Parallel()
-	f := sendgridfake.Start(t, sendgridfake.Options{})
-	s := subject(5)
-	f.Add(s.Email)
-	c := newConnector(t, f)
-	for i := range 2 { // the search, then the delete
-		if i == 1 {
-			f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
-				// let the search through, break the delete's answer
-				f.Inject(1, fakevendor.Malformed())
-				f.PassThrough()(w, r)
-			})
-		} else {
-			f.Inject(1, fakevendor.Malformed())
-		}
-		_, err := c.Erase(ctx(t), s)
-		if perm, _ := connectors.Classify(err); err == nil || perm {
-			t.Errorf("malformed body %d: Erase = %v, want a retryable error", i, err)
-		}
-	}
-	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
-	if err != nil || out.Status != connectors.StatusErased {
-		t.Fatalf("after the faults: %q, %v", out.Status, err)
-	}
-}
-
-func TestRateLimitStormThenSuccess(t *testing.T) {
-	t.Parallel()
-	f := sendgridfake.Start(t, sendgridfake.Options{})
-	s := subject(6)
-	f.Add(s.Email)
-	c := newConnector(t, f)
-	f.Inject(4, sendgridfake.TooMany)
-	var attempts int
-	for attempts = 1; ; attempts++ {
-		out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
-		if err == nil {
-			if out.Status != connectors.StatusErased || out.Records != 1 {
-				t.Fatalf("outcome %q with %d records, want erased 1", out.Status, out.Records)
-			}
-			break
-		}
-		perm, after := connectors.Classify(err)
-		if perm || after <= 0 || after > 3*time.Second {
-			t.Fatalf("429 = permanent %v, retry after %v; want retryable after the X-RateLimit-Reset time: %v", perm, after, err)
-		}
-		if attempts > 10 {
-			t.Fatal("never succeeded")
-		}
-	}
-	if attempts != 5 {
-		t.Errorf("succeeded on attempt %d, want 5 (after 4 refusals)", attempts)
-	}
-}
-
 func TestVendorRateLimitIsSignalledWithItsResetTime(t *testing.T) {
 	t.Parallel()
 	f := sendgridfake.Start(t, sendgridfake.Options{RateLimit: 1, Burst: 2})
@@ -428,54 +374,6 @@ func TestWrongBaseURLIsCheckedOnceThenTrusted(t *testing.T) {
 	_, err := wrong.Erase(ctx(t), subject(30))
 	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "base_url") {
 		t.Errorf("wrong base_url: Erase = %v, want a permanent error naming base_url", err)
-	}
-}
-
-func TestServerErrorsAndTimeoutsAreRetryable(t *testing.T) {
-	t.Parallel()
-	f := sendgridfake.Start(t, sendgridfake.Options{})
-	s := subject(8)
-	f.Add(s.Email)
-	c, err := buildWith(t, f.Config(), connectors.Deps{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, fault := range map[string]fakevendor.Fault{
-		"500":     fakevendor.Status(http.StatusInternalServerError),
-		"502":     fakevendor.Status(http.StatusBadGateway),
-		"timeout": fakevendor.Hang(2 * time.Second),
-	} {
-		f.Inject(1, fault)
-		_, err := c.Erase(ctx(t), s)
-		if perm, _ := connectors.Classify(err); err == nil || perm {
-			t.Errorf("%s: Erase = %v, want a retryable error", name, err)
-			continue
-		}
-		for _, secret := range []string{s.Email, testKey, f.URL()} {
-			if strings.Contains(err.Error(), secret) {
-				t.Errorf("%s: error quotes %q: %v", name, secret, err)
-			}
-		}
-	}
-	if f.Count(s) != 1 {
-		t.Fatal("failed attempts changed the data")
-	}
-}
-
-func TestRefusedKeyIsPermanentWithAMessageForStaff(t *testing.T) {
-	t.Parallel()
-	f := sendgridfake.Start(t, sendgridfake.Options{})
-	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
-		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
-			sendgridfake.WriteError(w, status, "", "access forbidden")
-		})
-		_, err := newConnector(t, f).Erase(ctx(t), subject(9))
-		if perm, _ := connectors.Classify(err); err == nil || !perm {
-			t.Fatalf("%d: Erase = %v, want a permanent error", status, err)
-		}
-		if !strings.Contains(err.Error(), "API key") || strings.Contains(err.Error(), testKey) {
-			t.Errorf("%d: message should point at the API key without quoting it: %v", status, err)
-		}
 	}
 }
 

@@ -41,6 +41,10 @@ type Client struct {
 	// resets (unix seconds, or seconds from now when small), used when a
 	// 429 has no Retry-After.
 	ResetHeader string
+	// MinRetryAfter, if set, is the pause a 429 naming no delay asks for:
+	// a vendor's documented rate (one request a second) implies one, and
+	// without it the runtime would retry at once.
+	MinRetryAfter time.Duration
 }
 
 // Response is a vendor's answer, body read.
@@ -122,7 +126,11 @@ func (c *Client) statusError(op string, r *Response) error {
 	status := fmt.Sprintf("%s %s: %d %s", c.Vendor, op, r.Status, http.StatusText(r.Status))
 	switch {
 	case r.Status == http.StatusTooManyRequests:
-		return connectors.Retryable(fmt.Errorf("%s: rate limited", status), c.RetryAfter(r.Header))
+		after := c.RetryAfter(r.Header)
+		if after <= 0 {
+			after = c.MinRetryAfter
+		}
+		return connectors.Retryable(fmt.Errorf("%s: rate limited", status), after)
 	case r.Status >= 500:
 		return connectors.Retryable(fmt.Errorf("%s: the vendor failed", status), c.RetryAfter(r.Header))
 	case r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden:

@@ -144,3 +144,27 @@ func TestEveryRequestWaitsItsTurn(t *testing.T) {
 		t.Fatalf("%d turns taken, %d requests sent; want 4 and 3", turns, sent.Load())
 	}
 }
+
+// TestMinRetryAfter: a 429 naming no delay asks for MinRetryAfter; one
+// naming a delay keeps it; other statuses are untouched.
+func TestMinRetryAfter(t *testing.T) {
+	f := fakevendor.New(t)
+	f.Handle("GET /ok", func(w http.ResponseWriter, r *http.Request) { fakevendor.JSON(w, 200, map[string]int{}) })
+	c := &vendorhttp.Client{Vendor: "Acme", MinRetryAfter: time.Second}
+	for _, tc := range []struct {
+		name  string
+		fault fakevendor.Fault
+		want  time.Duration
+	}{
+		{"429 without a delay", fakevendor.TooMany(0), time.Second},
+		{"429 with Retry-After", fakevendor.TooMany(7 * time.Second), 7 * time.Second},
+		{"503", fakevendor.Status(503), 0},
+	} {
+		f.Inject(1, tc.fault)
+		req, _ := http.NewRequest("GET", f.URL+"/ok", nil)
+		_, err := c.Do(context.Background(), req, "lookup")
+		if perm, after := connectors.Classify(err); err == nil || perm || after != tc.want {
+			t.Errorf("%s: %v → permanent %v after %v; want retryable after %v", tc.name, err, perm, after, tc.want)
+		}
+	}
+}

@@ -43,6 +43,9 @@ type Fault func(w http.ResponseWriter, r *http.Request)
 type Server struct {
 	*httptest.Server
 	mux *http.ServeMux
+	// JobPolls is how many status polls the fake's asynchronous jobs
+	// stay unfinished (see Start and Options.Polls).
+	JobPolls int
 
 	mu       sync.Mutex
 	faults   []Fault

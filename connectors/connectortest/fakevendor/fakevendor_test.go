@@ -2,6 +2,7 @@ package fakevendor_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
@@ -75,5 +76,79 @@ func TestControlsCountRequestsAndRefusals(t *testing.T) {
 	}
 	if c.Requests() != 4 || c.Limited() != 1 {
 		t.Errorf("Requests %d, Limited %d; want 4 and 1", c.Requests(), c.Limited())
+	}
+}
+
+func TestStartAppliesOptionsAndAuth(t *testing.T) {
+	t.Parallel()
+	key := fakevendor.NewKey("k1")
+	refused := func(w http.ResponseWriter, r *http.Request) {
+		fakevendor.JSON(w, http.StatusUnauthorized, map[string]string{"error": "bad key"})
+	}
+	s := fakevendor.Start(t, fakevendor.Options{RateLimit: 0.001, Burst: 2}, fakevendor.Vendor{
+		TooMany: fakevendor.TooMany(0), Polls: 3, Auth: fakevendor.BearerAuth(key, refused)})
+	s.Handle("GET /ok", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	if s.JobPolls != 3 {
+		t.Errorf("JobPolls %d, want the vendor's default 3", s.JobPolls)
+	}
+	get := func(token string) int {
+		req, _ := http.NewRequest("GET", s.URL+"/ok", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get("wrong"); got != http.StatusUnauthorized {
+		t.Errorf("wrong token: %d", got)
+	}
+	key.Set("k2")
+	if got := []int{get("k1"), get("k2"), get("k2"), get("k2")}; got[0] != 401 || got[1] != 204 || got[2] != 204 || got[3] != 429 {
+		t.Errorf("statuses %v, want 401 (rotated), 204, 204 (burst 2), 429", got)
+	}
+	if s := fakevendor.Start(t, fakevendor.Options{Polls: -1}, fakevendor.Vendor{Polls: 3}); s.JobPolls != 0 {
+		t.Errorf("Polls -1: JobPolls %d", s.JobPolls)
+	}
+}
+
+func TestAuthSchemes(t *testing.T) {
+	t.Parallel()
+	user, pass, hdr := fakevendor.NewKey("u"), fakevendor.NewKey("p"), fakevendor.NewKey("h")
+	basic := fakevendor.BasicAuth(user, pass, nil)
+	header := fakevendor.HeaderAuth("X-Api-Key", hdr, nil)
+	req, _ := http.NewRequest("GET", "http://x", nil)
+	if basic.OK(req) || header.OK(req) {
+		t.Fatal("a request without credentials is accepted")
+	}
+	req.SetBasicAuth("u", "p")
+	req.Header.Set("X-Api-Key", "h")
+	if !basic.OK(req) || !header.OK(req) {
+		t.Fatal("the right credentials are refused")
+	}
+	pass.Set("p2")
+	if basic.OK(req) {
+		t.Error("a rotated password is still accepted")
+	}
+}
+
+func TestJobEndsOnceAfterItsPolls(t *testing.T) {
+	t.Parallel()
+	j := fakevendor.NewJob(2)
+	var got []string
+	for range 5 {
+		stage := j.Stage("pending", "staging", "running")
+		got = append(got, stage+map[bool]string{true: "+end", false: ""}[j.Poll()])
+	}
+	want := "pending staging running+end running running"
+	if s := strings.Join(got, " "); s != want {
+		t.Errorf("stages %q, want %q", s, want)
+	}
+	if j.Polled != 5 || !j.Ended {
+		t.Errorf("job %+v", j)
+	}
+	if k := fakevendor.NewJob(0); !k.Poll() || k.Poll() {
+		t.Error("a job with no unfinished polls must end on its first poll, once")
 	}
 }

@@ -25,18 +25,12 @@ import (
 // DefaultKey is the API key a fake accepts until SetKey.
 const DefaultKey = "SG.test-key.0123456789abcdef"
 
-// Options tunes a fake.
-type Options struct {
-	// RateLimit, when > 0, refuses requests beyond this many per second
-	// (burst Burst, default 1) as SendGrid does: 429 with SendGrid's error
-	// body and X-RateLimit-Limit, -Remaining and -Reset (unix seconds),
-	// no Retry-After.
-	RateLimit float64
-	Burst     int
-	// Polls is how many status requests a delete job answers "pending"
-	// to before it runs: default 2; negative: none.
-	Polls int
-}
+// Options tunes a fake: its rate limit answers as SendGrid does (429 with
+// SendGrid's error body and X-RateLimit-Limit, -Remaining and -Reset in
+// unix seconds, no Retry-After; SendGrid documents no number for these
+// endpoints), and a delete job answers "pending" to Polls status requests
+// (default 2) before it runs.
+type Options = fakevendor.Options
 
 // Fake is a local SendGrid v3 Marketing Contacts API, as documented:
 // Bearer auth; POST /v3/marketing/contacts/search/emails answering a
@@ -50,7 +44,7 @@ type Fake struct {
 	fakevendor.Controls
 
 	mu       sync.Mutex
-	key      string
+	key      *fakevendor.Key
 	contacts map[string]string // contact id → lower-cased email
 	jobs     map[string]*job
 	nextID   int
@@ -64,8 +58,8 @@ type Fake struct {
 var _ connectortest.Vendor = (*Fake)(nil)
 
 type job struct {
+	fakevendor.Job
 	ids                         []string
-	polls                       int
 	status                      string
 	requested, deleted, errored int
 	started, finished           time.Time
@@ -74,28 +68,19 @@ type job struct {
 // Start starts a fake that stops when the test ends.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	srv := fakevendor.New(t)
-	f := &Fake{
-		Controls: srv.Controls(),
-		key:      DefaultKey,
-		contacts: map[string]string{},
-		jobs:     map[string]*job{},
-		pending:  fakevendor.Polls(opt.Polls, 2),
-		outcome:  "completed",
-	}
-	srv.RequireAuth(func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+f.Key() },
-		func(w http.ResponseWriter, r *http.Request) {
-			WriteError(w, http.StatusUnauthorized, "", "authorization required")
-		})
-	// SendGrid documents no number for these endpoints.
-	if opt.RateLimit > 0 {
-		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany)
-	}
+	f := &Fake{key: fakevendor.NewKey(DefaultKey), contacts: map[string]string{}, jobs: map[string]*job{}, outcome: "completed"}
+	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 2, Auth: fakevendor.BearerAuth(f.key, Refused)})
+	f.Controls, f.pending = srv.Controls(), srv.JobPolls
 	srv.Handle("POST /v3/marketing/contacts/search/emails", f.search)
 	srv.Handle("DELETE /v3/marketing/contacts", f.deleteContacts)
 	srv.Handle("GET /v3/marketing/contacts/imports/{id}", f.jobStatus)
 	srv.Handle("GET /v3/marketing/contacts/count", f.contactCount)
 	return f
+}
+
+// Refused is SendGrid's answer to a key it does not accept.
+func Refused(w http.ResponseWriter, _ *http.Request) {
+	WriteError(w, http.StatusUnauthorized, "", "authorization required")
 }
 
 // NoRecoverableState is why SendGrid keeps no deleted contact that could
@@ -105,18 +90,10 @@ func (f *Fake) NoRecoverableState() string {
 }
 
 // Key is the API key the fake accepts.
-func (f *Fake) Key() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.key
-}
+func (f *Fake) Key() string { return f.key.Get() }
 
 // SetKey changes the API key the fake accepts (another SendGrid account).
-func (f *Fake) SetKey(key string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.key = key
-}
+func (f *Fake) SetKey(key string) { f.key.Set(key) }
 
 // Config is a sendgrid connector config against f, polling every 10ms.
 // Subjects are found by Email.
@@ -247,11 +224,11 @@ func (f *Fake) deleteContacts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := f.newID("5ee1ab00")
-	f.jobs[id] = &job{ids: ids, status: "pending", requested: len(ids), started: time.Now()}
+	f.jobs[id] = &job{Job: fakevendor.NewJob(f.pending), ids: ids, status: "pending", requested: len(ids), started: time.Now()}
 	fakevendor.JSON(w, http.StatusAccepted, map[string]any{"job_id": id})
 }
 
-// jobStatus advances the job one step per request: pending for f.pending
+// jobStatus advances the job one step per request: pending for Polls
 // requests, then it runs and reports its outcome.
 func (f *Fake) jobStatus(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
@@ -262,8 +239,7 @@ func (f *Fake) jobStatus(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, "", "job not found")
 		return
 	}
-	j.polls++
-	if j.status == "pending" && j.polls > f.pending {
+	if j.Poll() {
 		j.status, j.finished = f.outcome, time.Now()
 		if f.outcome == "partial" {
 			j.status = "completed"

@@ -1,0 +1,145 @@
+package fakevendor
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+)
+
+// Options tunes every fake the same way; a fake declares
+//
+//	type Options = fakevendor.Options
+//
+// so that tests write hubspotfake.Options{RateLimit: 1}.
+type Options struct {
+	// RateLimit, when > 0, refuses requests beyond this many per second
+	// (burst Burst, default 1) the vendor's way (Vendor.TooMany).
+	RateLimit float64
+	Burst     int
+	// Polls is how many status polls an asynchronous job stays
+	// unfinished before it ends: 0, the fake's default (Vendor.Polls);
+	// negative, none (the first poll finds it finished).
+	Polls int
+}
+
+// Vendor is how a fake's vendor answers what every fake does.
+type Vendor struct {
+	// TooMany answers a request over Options.RateLimit as the vendor does
+	// (its status, headers and body).
+	TooMany Fault
+	// Auth checks each request's credentials; the zero Auth checks none.
+	Auth Auth
+	// Polls is the default of Options.Polls.
+	Polls int
+}
+
+// Start starts a fake vendor server tuned by opt and answering as v
+// describes; it stops when the test ends. JobPolls is how many polls the
+// fake's jobs stay unfinished.
+//
+//	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 2,
+//		Auth: fakevendor.BearerAuth(f.key, refuse)})
+//	f.Controls = srv.Controls()
+//	srv.Handle("DELETE /v3/marketing/contacts", f.deleteContacts)
+func Start(t testing.TB, opt Options, v Vendor) *Server {
+	t.Helper()
+	s := New(t)
+	s.JobPolls = Polls(opt.Polls, v.Polls)
+	if opt.RateLimit > 0 {
+		s.RateLimit(opt.RateLimit, max(opt.Burst, 1), v.TooMany)
+	}
+	if v.Auth.OK != nil {
+		s.RequireAuth(v.Auth.OK, v.Auth.Refuse)
+	}
+	return s
+}
+
+// Auth is a vendor's credential check: OK accepts a request, Refuse
+// answers one it does not accept.
+type Auth struct {
+	OK     func(*http.Request) bool
+	Refuse Fault
+}
+
+// Key is a credential a fake accepts, which a test may change (a rotated
+// token, another account) while the fake runs.
+type Key struct {
+	mu sync.Mutex
+	v  string
+}
+
+// NewKey is a credential whose value is v.
+func NewKey(v string) *Key { return &Key{v: v} }
+
+// Get is the value accepted now.
+func (k *Key) Get() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.v
+}
+
+// Set changes the value accepted.
+func (k *Key) Set(v string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.v = v
+}
+
+// BearerAuth accepts "Authorization: Bearer <key>".
+func BearerAuth(key *Key, refuse Fault) Auth {
+	return Auth{OK: func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+key.Get() }, Refuse: refuse}
+}
+
+// BasicAuth accepts HTTP Basic credentials user:password.
+func BasicAuth(user, password *Key, refuse Fault) Auth {
+	return Auth{OK: func(r *http.Request) bool {
+		u, p, ok := r.BasicAuth()
+		return ok && u == user.Get() && p == password.Get()
+	}, Refuse: refuse}
+}
+
+// HeaderAuth accepts the key in the header name ("X-Api-Key").
+func HeaderAuth(name string, key *Key, refuse Fault) Auth {
+	return Auth{OK: func(r *http.Request) bool { return r.Header.Get(name) == key.Get() }, Refuse: refuse}
+}
+
+// Job is what every fake's asynchronous job shares: it stays unfinished
+// for a number of status polls, then ends. A fake embeds it in its job:
+//
+//	type job struct {
+//		fakevendor.Job
+//		ids []string
+//	}
+//	j := &job{Job: fakevendor.NewJob(srv.JobPolls), ids: ids}
+//	…
+//	if j.Poll() { // this poll ends the job: delete its contacts
+//	}
+type Job struct {
+	// Polled counts the status polls so far.
+	Polled int
+	// Unfinished is how many polls it stays unfinished for.
+	Unfinished int
+	// Ended is set by the poll that ends it.
+	Ended bool
+}
+
+// NewJob is a job unfinished for polls status polls.
+func NewJob(polls int) Job { return Job{Unfinished: polls} }
+
+// Poll counts a status poll and reports whether this poll ends the job
+// (true once, on the poll after the unfinished ones).
+func (j *Job) Poll() (ends bool) {
+	j.Polled++
+	if j.Ended || j.Polled <= j.Unfinished {
+		return false
+	}
+	j.Ended = true
+	return true
+}
+
+// Stage is the name of the unfinished stage a job has reached after its
+// polls: stages[0] before the first poll, each poll one further, staying
+// at the last.
+func (j *Job) Stage(stages ...string) string {
+	return stages[min(j.Polled, len(stages)-1)]
+}

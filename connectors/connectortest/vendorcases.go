@@ -1,0 +1,329 @@
+package connectortest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+)
+
+// FaultyVendor is a fake vendor faults can be injected into: every
+// <vendor>fake is one (it embeds fakevendor.Controls).
+type FaultyVendor interface {
+	Vendor
+	Inject(n int, f fakevendor.Fault)
+	PassThrough() fakevendor.Fault
+}
+
+// VendorCases are the cases every vendor connector runs against its fake,
+// table-driven, so that a connector's own test file holds only what is its
+// own. RunVendorCases first erases a subject with no fault to learn the
+// requests an erasure makes (polls included), then, for each of those
+// requests in turn, erases again from a fresh fake with that request
+// meeting each fault:
+//
+//   - unavailable (the vendor's own 5xx, a 500, a 502), a 429 naming no
+//     delay (the vendor's own), a 429 with Retry-After, a timeout, a
+//     malformed body: the erasure fails with a retryable error; a 429
+//     asks for the delay named, or the one the vendor's headers or
+//     documented rate imply;
+//   - refused credentials (the vendor's own refusal, a 403): a permanent
+//     error naming the credential;
+//   - a fault at the first request erases nothing; after each fault, an
+//     erasure without faults removes the subject; no error quotes the
+//     subject's identifiers, a credential or the fake's address.
+//
+// Then a storm of 429s followed by success, and, for vendors with
+// asynchronous jobs, what a job reference may hold.
+//
+//	connectortest.RunVendorCases(t, connectortest.VendorCases{
+//		Type:    "sendgrid",
+//		Start:   func(t testing.TB) connectortest.FaultyVendor { return sendgridfake.Start(t, sendgridfake.Options{}) },
+//		TooMany: sendgridfake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: 3 * time.Second,
+//		Refused: sendgridfake.Refused, Credential: "API key", Secrets: []string{sendgridfake.DefaultKey},
+//	})
+type VendorCases struct {
+	// Type is the connector type; instances are named after it and built
+	// from the fake's Config.
+	Type string
+	// Start starts a fresh fake.
+	Start func(t testing.TB) FaultyVendor
+	// Subject is the i-th subject seeded; default VendorSubject.
+	Subject func(i int) connectors.Subject
+
+	// Unavailable is how the vendor answers when it fails; default a 503.
+	Unavailable fakevendor.Fault
+	// TooMany is the vendor's own rate-limit answer, as the fake's rate
+	// limit sends it.
+	TooMany fakevendor.Fault
+	// MinRetryAfter and MaxRetryAfter bound the pause the connector asks
+	// for after TooMany (MaxRetryAfter 0: no upper bound). A vendor that
+	// names no delay and documents a rate needs MinRetryAfter > 0, or
+	// the runtime retries at once.
+	MinRetryAfter, MaxRetryAfter time.Duration
+	// Refused is how the vendor refuses credentials; default a 401.
+	Refused fakevendor.Fault
+	// Credential is what a refused-credentials error must name ("API
+	// key", "token").
+	Credential string
+	// Secrets are strings no error may quote (the fake's credentials).
+	Secrets []string
+
+	// Except leaves cases out, each with the reason: the key is a case
+	// name ("malformed"), or a case at one request ("malformed/2": the
+	// third request's body is not read).
+	Except map[string]string
+}
+
+// vendorFault is one fault of RunVendorCases and what it must lead to.
+type vendorFault struct {
+	name  string
+	fault fakevendor.Fault
+	// check judges the error of the erasure that met the fault; err is
+	// nil when the erasure went on.
+	check func(t *testing.T, err error)
+}
+
+// RunVendorCases runs the vendor cases of vc as subtests of t.
+func RunVendorCases(t *testing.T, vc VendorCases) {
+	t.Helper()
+	if vc.Subject == nil {
+		vc.Subject = VendorSubject
+	}
+	if vc.Unavailable == nil {
+		vc.Unavailable = fakevendor.Status(http.StatusServiceUnavailable)
+	}
+	if vc.Refused == nil {
+		vc.Refused = fakevendor.Status(http.StatusUnauthorized)
+	}
+	if vc.TooMany == nil || vc.Credential == "" {
+		t.Fatal("VendorCases needs TooMany and Credential")
+	}
+	steps := vc.countSteps(t)
+	for _, vf := range vc.faults() {
+		for step := range steps {
+			name := fmt.Sprintf("%s/%d", vf.name, step)
+			t.Run(name, func(t *testing.T) {
+				if why := vc.except(vf.name, name); why != "" {
+					t.Skip(why)
+				}
+				t.Parallel()
+				vc.faultAt(t, vf, step)
+			})
+		}
+	}
+	t.Run("rate_limit_storm", func(t *testing.T) {
+		if why := vc.except("rate_limit_storm", ""); why != "" {
+			t.Skip(why)
+		}
+		t.Parallel()
+		vc.storm(t)
+	})
+	t.Run("job_reference", func(t *testing.T) {
+		t.Parallel()
+		vc.jobRef(t)
+	})
+}
+
+func (vc VendorCases) except(names ...string) string {
+	for _, n := range names {
+		if why, ok := vc.Except[n]; ok && n != "" {
+			if why == "" {
+				return "left out without a reason"
+			}
+			return why
+		}
+	}
+	return ""
+}
+
+func (vc VendorCases) faults() []vendorFault {
+	retryable := func(want string) func(t *testing.T, err error) {
+		return func(t *testing.T, err error) {
+			if perm, _ := connectors.Classify(err); err == nil || perm {
+				t.Errorf("%s: the erasure ended with %v, want a retryable error", want, err)
+			}
+		}
+	}
+	refused := func(t *testing.T, err error) {
+		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), vc.Credential) {
+			t.Errorf("refused credentials: %v, want a permanent error naming the %s", err, vc.Credential)
+		}
+	}
+	faults := []vendorFault{
+		{"unavailable", vc.Unavailable, retryable("the vendor failing")},
+		{"status_500", fakevendor.Status(http.StatusInternalServerError), retryable("a 500")},
+		{"status_502", fakevendor.Status(http.StatusBadGateway), retryable("a 502")},
+		{"rate_limited", vc.TooMany, func(t *testing.T, err error) {
+			perm, after := connectors.Classify(err)
+			if err == nil || perm || after < vc.MinRetryAfter || (vc.MaxRetryAfter > 0 && after > vc.MaxRetryAfter) {
+				t.Errorf("the vendor's 429: %v (permanent %v, retry after %v); want retryable after %v to %v", err, perm, after, vc.MinRetryAfter, vc.MaxRetryAfter)
+			}
+		}},
+		{"retry_after", fakevendor.TooMany(7 * time.Second), func(t *testing.T, err error) {
+			if perm, after := connectors.Classify(err); err == nil || perm || after != 7*time.Second {
+				t.Errorf("a 429 with Retry-After: 7: %v (permanent %v, retry after %v); want retryable after 7s", err, perm, after)
+			}
+		}},
+		{"timeout", fakevendor.Hang(5 * time.Second), retryable("a vendor that does not answer")},
+		{"malformed", fakevendor.Malformed(), retryable("a malformed body")},
+		{"refused", vc.Refused, refused},
+		{"forbidden", fakevendor.Status(http.StatusForbidden), refused},
+	}
+	return faults
+}
+
+// build builds an instance against f whose HTTP client gives up after
+// 300ms, for the timeout case.
+func (vc VendorCases) build(t *testing.T, f FaultyVendor) connectors.Connector {
+	t.Helper()
+	c, err := TryBuildWith(vc.Type, vc.Type, f.Config(), connectors.Deps{HTTPClient: &http.Client{Timeout: 300 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// countSteps erases one subject without faults and counts its requests.
+func (vc VendorCases) countSteps(t *testing.T) int {
+	t.Helper()
+	f := vc.Start(t)
+	s := vc.Subject(900)
+	want := f.Seed(s)
+	out, err := EraseAndWait(ctxFor(t), vc.build(t, f), s, 10*time.Second)
+	if err != nil || out.Status != connectors.StatusErased || (!out.Uncounted && out.Records != want) || f.Count(s) != 0 {
+		t.Fatalf("an erasure without faults: %q with %d records, %v; %d left; want erased with %d", out.Status, out.Records, err, f.Count(s), want)
+	}
+	n := f.Requests()
+	if n == 0 {
+		t.Fatal("an erasure sent the fake no request")
+	}
+	return n
+}
+
+// erase runs an erasure (polls included) to its end, the first error or
+// the deadline.
+func erase(ctx context.Context, c connectors.Connector, s connectors.Subject) (connectors.Outcome, error) {
+	return EraseAndWait(ctx, c, s, 10*time.Second)
+}
+
+func (vc VendorCases) faultAt(t *testing.T, vf vendorFault, step int) {
+	f := vc.Start(t)
+	s := vc.Subject(step)
+	seeded := f.Seed(s)
+	c := vc.build(t, f)
+	if step > 0 {
+		f.Inject(step, f.PassThrough())
+	}
+	f.Inject(1, vf.fault)
+	out, err := erase(ctxFor(t), c, s)
+	if f.Requests() <= step {
+		t.Fatalf("the erasure stopped after %d requests: the fault at request %d was never met", f.Requests(), step)
+	}
+	vf.check(t, err)
+	vc.quotesNothing(t, f, s, err)
+	if n := f.Count(s); step == 0 && n != seeded {
+		t.Errorf("a fault at the first request left %d of %d records", n, seeded)
+	}
+	if err == nil && out.Status == connectors.StatusErased && f.Count(s) > 0 {
+		// It claimed an erasure the fake did not make: its Verify must
+		// say so, or the certificate would claim more than was done.
+		v, ok := c.(connectors.Verifier)
+		if !ok {
+			t.Fatalf("erased with %d records left, and no Verify to notice", f.Count(s))
+		}
+		if r, err := v.Verify(ctxFor(t), s); err == nil && r.Remaining == 0 {
+			t.Fatalf("erased with %d records left, and Verify finds none", f.Count(s))
+		}
+	}
+	// Retried without faults, the erasure completes.
+	if out, err := erase(ctxFor(t), c, s); err != nil || out.Status != connectors.StatusErased && out.Status != connectors.StatusNotFound {
+		t.Fatalf("retried after the fault: %q, %v", out.Status, err)
+	}
+	if n := f.Count(s); n != 0 {
+		t.Fatalf("retried after the fault: %d records left", n)
+	}
+}
+
+// quotesNothing fails if err quotes the subject, a credential or the
+// fake's address.
+func (vc VendorCases) quotesNothing(t *testing.T, f FaultyVendor, s connectors.Subject, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	secrets := append([]string{f.URL()}, vc.Secrets...)
+	for _, v := range s.Values() {
+		secrets = append(secrets, v)
+	}
+	for _, v := range secrets {
+		if v != "" && containsFold(err.Error(), v) {
+			t.Errorf("the error quotes %q: %v", v, err)
+		}
+	}
+}
+
+// storm: three of the vendor's 429s in a row, each failing an attempt
+// retryably; the fourth attempt erases.
+func (vc VendorCases) storm(t *testing.T) {
+	f := vc.Start(t)
+	s := vc.Subject(950)
+	want := f.Seed(s)
+	c := vc.build(t, f)
+	f.Inject(3, vc.TooMany)
+	for attempt := 1; ; attempt++ {
+		out, err := erase(ctxFor(t), c, s)
+		if err == nil {
+			if attempt != 4 || out.Status != connectors.StatusErased || (!out.Uncounted && out.Records != want) {
+				t.Fatalf("attempt %d: %q with %d records; want erased with %d on attempt 4", attempt, out.Status, out.Records, want)
+			}
+			break
+		}
+		if perm, _ := connectors.Classify(err); perm || attempt >= 4 {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+	}
+	if n := f.Count(s); n != 0 {
+		t.Fatalf("%d records left", n)
+	}
+}
+
+// jobRef: a job reference (stored and logged by the runtime) holds none
+// of the subject's identifiers, asks for a later poll, and a garbled one
+// is a permanent error.
+func (vc VendorCases) jobRef(t *testing.T) {
+	f := vc.Start(t)
+	s := vc.Subject(960)
+	f.Seed(s)
+	c := vc.build(t, f)
+	out, err := c.Erase(ctxFor(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := c.(connectors.Poller)
+	if out.Status != connectors.StatusRunning {
+		if ok {
+			t.Skip("the vendor answered at once")
+		}
+		t.Skip("the vendor has no asynchronous jobs")
+	}
+	for _, v := range s.Values() {
+		if containsFold(out.JobRef, v) {
+			t.Errorf("the job reference %q holds an identifier of the subject", out.JobRef)
+		}
+	}
+	if out.PollAfter <= 0 {
+		t.Errorf("a running job asks to be polled after %v", out.PollAfter)
+	}
+	for _, bad := range []string{"", "{", "not a reference"} {
+		_, err := p.Poll(ctxFor(t), bad)
+		if perm, _ := connectors.Classify(err); err == nil || !perm {
+			t.Errorf("Poll(%q) = %v, want a permanent error", bad, err)
+		}
+	}
+}
