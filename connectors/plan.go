@@ -130,20 +130,15 @@ func (p Plan) Missing(s Subject) []Requirement {
 
 // SearchedBy lists the kinds in Uses that s has: what the system is
 // searched by for s.
-func (p Plan) SearchedBy(s Subject) []Kind {
-	var out []Kind
-	for _, k := range p.Uses {
-		if s.Has(k) {
-			out = append(out, k)
-		}
-	}
-	return out
-}
+func (p Plan) SearchedBy(s Subject) []Kind { return had(p.Uses, s) }
 
 // LooksUpBy lists the kinds in ResolveBy that s has.
-func (p Plan) LooksUpBy(s Subject) []Kind {
+func (p Plan) LooksUpBy(s Subject) []Kind { return had(p.ResolveBy, s) }
+
+// had lists the kinds of ks that s has.
+func had(ks []Kind, s Subject) []Kind {
 	var out []Kind
-	for _, k := range p.ResolveBy {
+	for _, k := range ks {
 		if s.Has(k) {
 			out = append(out, k)
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -143,26 +144,12 @@ func identifierText(v any) (string, error) {
 			return "", errors.New("holds bytes that are not text; convert it in the query (hex(), encode(…, 'hex'), a cast to text)")
 		}
 		return string(v), nil
-	case int64:
-		return strconv.FormatInt(v, 10), nil
-	case int32:
-		return strconv.FormatInt(int64(v), 10), nil
-	case int16:
-		return strconv.FormatInt(int64(v), 10), nil
-	case int8:
-		return strconv.FormatInt(int64(v), 10), nil
-	case int:
-		return strconv.Itoa(v), nil
-	case uint64:
-		return strconv.FormatUint(v, 10), nil
-	case uint32:
-		return strconv.FormatUint(uint64(v), 10), nil
-	case uint16:
-		return strconv.FormatUint(uint64(v), 10), nil
-	case uint8:
-		return strconv.FormatUint(uint64(v), 10), nil
-	case uint:
-		return strconv.FormatUint(uint64(v), 10), nil
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return strconv.FormatInt(rv.Int(), 10), nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return strconv.FormatUint(rv.Uint(), 10), nil
 	}
 	return "", fmt.Errorf("holds values of type %T, which are not identifiers; cast it to text in the query", v)
 }

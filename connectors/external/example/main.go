@@ -30,27 +30,27 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// task is the contract's task message (the fields this connector uses).
-type task struct {
+// envelope is what the contract's task and result messages share.
+type envelope struct {
 	V         int    `json:"v"`
 	Kind      string `json:"kind"`
 	TaskID    string `json:"task_id"`
 	RequestID string `json:"request_id"`
 	Connector string `json:"connector"`
 	Attempt   int    `json:"attempt"`
-	Subject   struct {
+}
+
+// task is the contract's task message (the fields this connector uses).
+type task struct {
+	envelope
+	Subject struct {
 		Email string `json:"email"`
 	} `json:"subject"`
 }
 
 // result is the contract's result message.
 type result struct {
-	V            int          `json:"v"`
-	Kind         string       `json:"kind"`
-	TaskID       string       `json:"task_id"`
-	RequestID    string       `json:"request_id"`
-	Connector    string       `json:"connector"`
-	Attempt      int          `json:"attempt"`
+	envelope
 	Status       string       `json:"status"`
 	Records      int64        `json:"records"`
 	Evidence     []evidence   `json:"evidence,omitempty"`
@@ -120,12 +120,13 @@ func handle(ctx context.Context, js jetstream.JetStream, name, dir string, m jet
 		_ = m.Term() // not a version we know
 		return
 	}
-	res := result{V: 1, Kind: t.Kind, TaskID: t.TaskID, RequestID: t.RequestID, Connector: name, Attempt: t.Attempt, StartedAt: time.Now().UTC()}
+	res := result{envelope: t.envelope, StartedAt: time.Now().UTC()}
+	res.Connector = name
 	n, err := erase(dir, t.Subject.Email)
 	res.FinishedAt = time.Now().UTC()
 	switch {
 	case err != nil:
-		res.Status, res.Error = "failed", &resultError{Message: err.Error(), Permanent: errors.Is(err, errBadEmail)}
+		res.Status, res.Error = "failed", &resultError{Message: err.Error(), Permanent: errors.Is(err, errBadEmail) || errors.Is(err, errNoEmail)}
 	case n == 0:
 		res.Status, res.Verification = "not_found", "clean"
 	default:
@@ -147,12 +148,17 @@ func handle(ctx context.Context, js jetstream.JetStream, name, dir string, m jet
 	_ = m.Ack()
 }
 
-var errBadEmail = errors.New("the email cannot be a file name here")
+var (
+	errBadEmail = errors.New("the email cannot be a file name here")
+	// errNoEmail: the legacy CRM is searched by email only; without one
+	// nothing was searched, which is never "not found".
+	errNoEmail = errors.New("the task carries no email, and the legacy CRM is searched by email only")
+)
 
 // erase removes the customer's file; the email never reaches an error.
 func erase(dir, email string) (int64, error) {
 	if email == "" {
-		return 0, nil
+		return 0, errNoEmail
 	}
 	if strings.ContainsAny(email, `/\`) || strings.HasPrefix(email, ".") {
 		return 0, errBadEmail
