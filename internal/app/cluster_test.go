@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/httpapi"
+	"github.com/lethe-dev/lethe/internal/httpapi/openapicheck"
 	"github.com/lethe-dev/lethe/internal/ratelimit"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -33,7 +35,29 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(natsNodeEnv); spec != "" {
 		os.Exit(runNATSNode(spec))
 	}
-	os.Exit(m.Run())
+	os.Exit(checkOpenAPI(m))
+}
+
+// checkOpenAPI runs the tests with every HTTP exchange of the default
+// client checked against /openapi.json: a status, a field or a path the
+// document does not describe fails the run, so the description cannot
+// drift from the server.
+func checkOpenAPI(m *testing.M) int {
+	check := openapicheck.MustNew(httpapi.OpenAPIDocument())
+	// Lethe's answers carry its security headers; fake vendors' do not.
+	lethe := func(r *http.Response) bool {
+		return r.Header.Get("Referrer-Policy") == "no-referrer" && r.Header.Get("X-Content-Type-Options") == "nosniff"
+	}
+	http.DefaultTransport = check.Transport(http.DefaultTransport, lethe)
+	code := m.Run()
+	if v := check.Violations(); len(v) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: the API answered outside /openapi.json (%d exchanges checked, %d not described):\n  %s\n",
+			check.Checked(), len(v), strings.Join(v, "\n  "))
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
 }
 
 // natsNode describes one node of a test cluster on loopback.

@@ -140,3 +140,7 @@ func (s *server) listConnectors() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"connectors": s.Connectors})
 	})
 }
+
+// OpenAPIDocument is the API description served at /openapi.json, for
+// tests that check requests and responses against it.
+func OpenAPIDocument() []byte { return append([]byte(nil), openAPIDoc...) }
