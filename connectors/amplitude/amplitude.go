@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -21,6 +20,7 @@ import (
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+	"github.com/lethe-dev/lethe/connectors/vendorkit"
 )
 
 const (
@@ -70,51 +70,28 @@ type Config struct {
 // Validate fills in defaults and reports every problem at once, each
 // naming its key.
 func (c *Config) Validate() error {
-	var errs []error
-	if !c.APIKey.IsSet() {
-		errs = append(errs, errors.New("api_key: required: the project's API key ({env: NAME} or {file: PATH})"))
-	}
-	if !c.SecretKey.IsSet() {
-		errs = append(errs, errors.New("secret_key: required: the project's secret key ({env: NAME} or {file: PATH})"))
-	}
-	if c.BaseURL == "" {
-		c.BaseURL = defaultBaseURL
-	}
-	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		errs = append(errs, errors.New("base_url: must be an http(s) URL without a query, e.g. "+defaultBaseURL))
-	}
-	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
-	for key, v := range map[string]string{"user_id_system": c.UserIDSystem, "amplitude_id_system": c.AmplitudeIDSystem} {
-		if v != "" && !connectors.InstanceNameRe.MatchString(v) {
-			errs = append(errs, fmt.Errorf("%s: must be lower-case letters, digits, '-' or '_'", key))
-		}
-	}
+	var p vendorkit.Problems
+	p.Secret("api_key", c.APIKey, "the project's API key")
+	p.Secret("secret_key", c.SecretKey, "the project's secret key")
+	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Default: defaultBaseURL})
+	p.Namespace("user_id_system", c.UserIDSystem)
+	p.Namespace("amplitude_id_system", c.AmplitudeIDSystem)
 	if c.AmplitudeIDSystem != "" && c.AmplitudeIDSystem == c.UserIDSystem {
-		errs = append(errs, errors.New("amplitude_id_system: must differ from user_id_system"))
+		p.Add("amplitude_id_system", "must differ from user_id_system")
 	}
 	c.Requester = strings.TrimSpace(c.Requester)
 	if c.Requester == "" {
 		c.Requester = defaultRequester
 	}
 	if len(c.Requester) > 254 {
-		errs = append(errs, errors.New("requester: at most 254 characters"))
+		p.Add("requester", "at most 254 characters")
 	}
-	switch {
-	case c.PollInterval == 0:
-		c.PollInterval = defaultPollInterval
-	case c.PollInterval < 0:
-		errs = append(errs, errors.New("poll_interval: must be positive, e.g. 24h"))
-	}
-	return errors.Join(errs...)
+	p.Interval("poll_interval", &c.PollInterval, defaultPollInterval)
+	return p.Err()
 }
 
 // system is the subject.user_ids key holding the user_id.
-func (c Config) system(name string) string {
-	if c.UserIDSystem != "" {
-		return c.UserIDSystem
-	}
-	return name
-}
+func (c Config) system(name string) string { return vendorkit.System(c.UserIDSystem, name) }
 
 // Plan: Amplitude erases by user_id, or by Amplitude ID when
 // amplitude_id_system is set; either one is enough.
@@ -136,23 +113,19 @@ type connector struct {
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
-	key, err := cfg.APIKey.Reveal(deps.Getenv)
+	key, err := vendorkit.Reveal(deps, "api_key", cfg.APIKey)
 	if err != nil {
-		return nil, fmt.Errorf("api_key: %w", err)
+		return nil, err
 	}
-	secret, err := cfg.SecretKey.Reveal(deps.Getenv)
+	secret, err := vendorkit.Reveal(deps, "secret_key", cfg.SecretKey)
 	if err != nil {
-		return nil, fmt.Errorf("secret_key: %w", err)
+		return nil, err
 	}
-	hc := deps.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: time.Minute}
-	}
-	c := &connector{base: cfg.BaseURL, system: cfg.system(name), ampSystem: cfg.AmplitudeIDSystem,
-		requester: cfg.Requester, poll: cfg.PollInterval,
-		api: &vendorhttp.Client{HTTP: hc, Vendor: vendor,
-			Auth: func(r *http.Request) { r.SetBasicAuth(key, secret) }}}
-	return c, nil
+	api := vendorkit.Client(deps, vendor, vendorkit.Basic(key, secret))
+	// A 429 names no delay; the documented rate is one request a second.
+	api.MinRetryAfter = time.Second
+	return &connector{base: cfg.BaseURL, system: cfg.system(name), ampSystem: cfg.AmplitudeIDSystem,
+		requester: cfg.Requester, poll: cfg.PollInterval, api: api}, nil
 }
 
 // jobRef is what Poll needs: the day Amplitude's deletion job runs and
@@ -163,17 +136,12 @@ type jobRef struct {
 	IDs []string `json:"ids"`
 }
 
-func (j jobRef) String() string {
-	b, _ := json.Marshal(j)
-	return string(b)
-}
+func (j jobRef) String() string { return vendorkit.EncodeRef(j) }
 
 func parseJobRef(s string) (jobRef, error) {
 	var j jobRef
-	if err := json.Unmarshal([]byte(s), &j); err != nil || len(j.IDs) == 0 || !validDay(j.Day) {
-		return jobRef{}, connectors.Permanentf("malformed amplitude job reference; erase the person again to schedule a new deletion")
-	}
-	return j, nil
+	err := vendorkit.DecodeRef(s, &j, func() bool { return len(j.IDs) > 0 && validDay(j.Day) }, "amplitude")
+	return j, err
 }
 
 func validDay(s string) bool {
@@ -249,7 +217,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	}
 	resp, err := c.api.Do(ctx, req, "schedule deletion", http.StatusNotFound)
 	if err != nil {
-		return connectors.Outcome{}, atLeastASecond(resp, err)
+		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("Amplitude schedule deletion: 404 Not Found: check base_url (e.g. %s, or https://analytics.eu.amplitude.com)", defaultBaseURL)
@@ -271,7 +239,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		}
 	}
 	return connectors.Running(ref.String(), c.poll, connectors.Evidence{Kind: "amplitude_deletion",
-		Value: fmt.Sprintf("job of %s: %s, %s scheduled", j.Day, j.Status, plural(len(ref.IDs), "Amplitude ID"))}), nil
+		Value: fmt.Sprintf("job of %s: %s, %s scheduled", j.Day, j.Status, connectors.Plural(len(ref.IDs), "Amplitude ID"))}), nil
 }
 
 // noID refuses a subject without any id the plan names (the instance's
@@ -301,7 +269,7 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 	}
 	resp, err := c.api.Do(ctx, req, "list deletion jobs")
 	if err != nil {
-		return connectors.Outcome{}, atLeastASecond(resp, err)
+		return connectors.Outcome{}, err
 	}
 	var jobs []job
 	if err := resp.JSON(&jobs); err != nil {
@@ -328,7 +296,7 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 	if found == 0 {
 		return connectors.Outcome{}, connectors.Permanentf("Amplitude's deletion job of %s no longer holds this request: it was removed from staging; erase the person again if that was a mistake", j.Day)
 	}
-	ev := []connectors.Evidence{{Kind: "amplitude_deletion", Value: fmt.Sprintf("job of %s: %s, %s", j.Day, status, plural(found, "Amplitude ID"))}}
+	ev := []connectors.Evidence{{Kind: "amplitude_deletion", Value: fmt.Sprintf("job of %s: %s, %s", j.Day, status, connectors.Plural(found, "Amplitude ID"))}}
 	switch strings.ToLower(status) {
 	case "staging", "submitted":
 		return connectors.Running(j.String(), c.poll, ev...), nil
@@ -361,7 +329,7 @@ func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connector
 		}
 		resp, err := c.api.Do(ctx, req, "user search")
 		if err != nil {
-			return connectors.Verification{}, atLeastASecond(resp, err)
+			return connectors.Verification{}, err
 		}
 		var body struct {
 			Matches *[]struct {
@@ -379,23 +347,5 @@ func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connector
 		}
 	}
 	return connectors.Verification{Remaining: int64(len(seen)), Evidence: []connectors.Evidence{{Kind: "amplitude_search",
-		Value: "after erasure: " + plural(len(seen), "matching user")}}}, nil
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
-}
-
-// atLeastASecond gives a 429 that named no delay the one second the
-// documented rate implies, so the runtime pauses the instance instead of
-// hammering the API.
-func atLeastASecond(resp *vendorhttp.Response, err error) error {
-	var ce *connectors.Error
-	if resp != nil && resp.Status == http.StatusTooManyRequests && errors.As(err, &ce) && !ce.Permanent && ce.RetryAfter <= 0 {
-		return connectors.Retryable(ce.Err, time.Second)
-	}
-	return err
+		Value: "after erasure: " + connectors.Plural(len(seen), "matching user")}}}, nil
 }

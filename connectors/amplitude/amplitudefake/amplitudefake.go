@@ -33,18 +33,11 @@ const (
 // dayLayout is how Amplitude writes days.
 const dayLayout = "2006-01-02"
 
-// Options tunes a fake.
-type Options struct {
-	// RateLimit, when > 0, refuses requests beyond this many per second
-	// (burst Burst, default 1) as Amplitude does: 429 naming no delay.
-	// Amplitude allows the User Privacy API one request a second.
-	RateLimit float64
-	Burst     int
-	// Polls is how many times a deletion job is listed unfinished
-	// (staging, then submitted) before it is done: default 2; negative:
-	// none.
-	Polls int
-}
+// Options tunes a fake: its rate limit answers as Amplitude does (429
+// naming no delay; Amplitude allows the User Privacy API one request a
+// second), and a deletion job is listed unfinished (staging, then
+// submitted) Polls times (default 2) before it is done.
+type Options = fakevendor.Options
 
 // Fake is Amplitude's User Privacy API (v1) as documented: POST
 // /api/2/deletions/users with Basic api_key:secret_key and {"user_ids",
@@ -58,7 +51,7 @@ type Fake struct {
 	fakevendor.Controls
 
 	mu                sync.Mutex
-	apiKey, secretKey string
+	apiKey, secretKey *fakevendor.Key
 	polls             int
 	users             map[string]int64 // user_id → Amplitude ID
 	nextID            int64
@@ -86,23 +79,19 @@ type fakeEntry struct {
 // Start starts a fake that stops when the test ends.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	srv := fakevendor.New(t)
-	f := &Fake{Controls: srv.Controls(), apiKey: DefaultAPIKey, secretKey: DefaultSecretKey, polls: fakevendor.Polls(opt.Polls, 2),
+	f := &Fake{apiKey: fakevendor.NewKey(DefaultAPIKey), secretKey: fakevendor.NewKey(DefaultSecretKey),
 		users: map[string]int64{}, nextID: 356896327775, today: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
-	if opt.RateLimit > 0 {
-		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany)
-	}
-	srv.RequireAuth(func(r *http.Request) bool {
-		u, p, ok := r.BasicAuth()
-		key, secret := f.Keys()
-		return ok && u == key && p == secret
-	}, func(w http.ResponseWriter, r *http.Request) {
-		fakevendor.JSON(w, http.StatusUnauthorized, map[string]string{"error": "Invalid API key or secret key"})
-	})
+	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 2, Auth: fakevendor.BasicAuth(f.apiKey, f.secretKey, Refused)})
+	f.Controls, f.polls = srv.Controls(), srv.JobPolls
 	srv.Handle("POST /api/2/deletions/users", f.schedule)
 	srv.Handle("GET /api/2/deletions/users", f.list)
 	srv.Handle("GET /api/2/usersearch", f.search)
 	return f
+}
+
+// Refused is Amplitude's answer to keys it does not accept.
+func Refused(w http.ResponseWriter, _ *http.Request) {
+	fakevendor.JSON(w, http.StatusUnauthorized, map[string]string{"error": "Invalid API key or secret key"})
 }
 
 // TooMany is Amplitude's 429; it names no delay.
@@ -281,19 +270,11 @@ func (f *Fake) search(w http.ResponseWriter, r *http.Request) {
 }
 
 // Keys are the API key and secret key the fake accepts.
-func (f *Fake) Keys() (apiKey, secretKey string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.apiKey, f.secretKey
-}
+func (f *Fake) Keys() (apiKey, secretKey string) { return f.apiKey.Get(), f.secretKey.Get() }
 
 // SetKeys changes the API key and secret key the fake accepts (another
 // project).
-func (f *Fake) SetKeys(apiKey, secretKey string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.apiKey, f.secretKey = apiKey, secretKey
-}
+func (f *Fake) SetKeys(apiKey, secretKey string) { f.apiKey.Set(apiKey); f.secretKey.Set(secretKey) }
 
 // Config is an amplitude connector config against f, polling every 2ms.
 // It reads the Amplitude user_id from UserIDs["app"]
