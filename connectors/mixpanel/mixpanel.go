@@ -21,6 +21,7 @@ import (
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+	"github.com/lethe-dev/lethe/connectors/vendorkit"
 )
 
 const (
@@ -103,78 +104,42 @@ type QueryAPIConfig struct {
 // Validate fills in defaults and reports every problem at once, each
 // naming its key.
 func (c *Config) Validate() error {
-	var errs []error
-	if !c.ProjectToken.IsSet() {
-		errs = append(errs, errors.New("project_token: required: the project's token (Project Settings)"))
-	}
-	if !c.Token.IsSet() {
-		errs = append(errs, errors.New("token: required: the GDPR API OAuth token ({env: NAME} or {file: PATH})"))
-	}
-	if c.BaseURL == "" {
-		c.BaseURL = defaultBaseURL
-	}
-	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		errs = append(errs, errors.New("base_url: must be an http(s) URL without a query, e.g. "+defaultBaseURL))
-	}
-	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
-	switch c.ComplianceType {
-	case "":
-		c.ComplianceType = "GDPR"
-	case "GDPR", "CCPA":
-	default:
-		errs = append(errs, fmt.Errorf("compliance_type: %q is not GDPR or CCPA", c.ComplianceType))
-	}
-	switch c.IdentifyBy {
-	case "":
-		c.IdentifyBy = byUserID
-	case byUserID, byEmail:
-	default:
-		errs = append(errs, fmt.Errorf("identify_by: %q is not user_id or email", c.IdentifyBy))
-	}
-	if c.UserIDSystem != "" && !connectors.InstanceNameRe.MatchString(c.UserIDSystem) {
-		errs = append(errs, errors.New("user_id_system: must be lower-case letters, digits, '-' or '_'"))
-	}
+	var p vendorkit.Problems
+	p.Secret("project_token", c.ProjectToken, "the project's token (Project Settings)")
+	p.Secret("token", c.Token, "the GDPR API OAuth token")
+	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Default: defaultBaseURL})
+	p.OneOf("compliance_type", &c.ComplianceType, "GDPR", "CCPA")
+	p.OneOf("identify_by", &c.IdentifyBy, byUserID, byEmail)
+	p.Namespace("user_id_system", c.UserIDSystem)
 	if c.UserIDSystem != "" && c.IdentifyBy == byEmail {
-		errs = append(errs, errors.New("user_id_system: not used with identify_by: email"))
+		p.Add("user_id_system", "not used with identify_by: email")
 	}
-	switch {
-	case c.PollInterval == 0:
-		c.PollInterval = defaultPollInterval
-	case c.PollInterval < 0:
-		errs = append(errs, errors.New("poll_interval: must be positive, e.g. 12h"))
-	}
+	p.Interval("poll_interval", &c.PollInterval, defaultPollInterval)
 	switch q := c.QueryAPI; {
 	case c.ResolveByEmail && c.IdentifyBy == byEmail:
-		errs = append(errs, errors.New("resolve_by_email: not used with identify_by: email (the distinct_id is the email already)"))
+		p.Add("resolve_by_email", "not used with identify_by: email (the distinct_id is the email already)")
 	case c.ResolveByEmail && q == nil:
-		errs = append(errs, errors.New("resolve_by_email: needs query_api: a service account (project_id, username, secret) for the Query API"))
+		p.Add("resolve_by_email", "needs query_api: a service account (project_id, username, secret) for the Query API")
 	case !c.ResolveByEmail && q != nil:
-		errs = append(errs, errors.New("query_api: only used with resolve_by_email: true"))
+		p.Add("query_api", "only used with resolve_by_email: true")
 	}
 	if q := c.QueryAPI; q != nil {
 		if q.ProjectID <= 0 {
-			errs = append(errs, errors.New("query_api.project_id: required: the project's numeric id (Project Settings)"))
+			p.Add("query_api.project_id", "required: the project's numeric id (Project Settings)")
 		}
 		if q.WorkspaceID < 0 {
-			errs = append(errs, errors.New("query_api.workspace_id: must be a positive workspace id"))
+			p.Add("query_api.workspace_id", "must be a positive workspace id")
 		}
 		if strings.TrimSpace(q.Username) == "" || strings.ContainsAny(q.Username, ":\r\n") {
-			errs = append(errs, errors.New("query_api.username: required: the service account's username (without ':')"))
+			p.Add("query_api.username", "required: the service account's username (without ':')")
 		}
-		if !q.Secret.IsSet() {
-			errs = append(errs, errors.New("query_api.secret: required: the service account's secret ({env: NAME} or {file: PATH})"))
-		}
+		p.Secret("query_api.secret", q.Secret, "the service account's secret")
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }
 
 // system is the subject.user_ids key holding the distinct_id.
-func (c Config) system(name string) string {
-	if c.UserIDSystem != "" {
-		return c.UserIDSystem
-	}
-	return name
-}
+func (c Config) system(name string) string { return vendorkit.System(c.UserIDSystem, name) }
 
 // Plan: Mixpanel erases by distinct_id, which is the subject's email
 // (identify_by: email) or its user id; with resolve_by_email the instance
@@ -210,34 +175,30 @@ type resolving struct {
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
-	project, err := cfg.ProjectToken.Reveal(deps.Getenv)
+	project, err := vendorkit.Reveal(deps, "project_token", cfg.ProjectToken)
 	if err != nil {
-		return nil, fmt.Errorf("project_token: %w", err)
+		return nil, err
 	}
-	token, err := cfg.Token.Reveal(deps.Getenv)
+	token, err := vendorkit.Reveal(deps, "token", cfg.Token)
 	if err != nil {
-		return nil, fmt.Errorf("token: %w", err)
+		return nil, err
 	}
-	hc := deps.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: time.Minute}
-	}
+	api := vendorkit.Client(deps, vendor, vendorkit.Bearer(token))
+	// A 429 names no delay; the GDPR API allows one request a second.
+	api.MinRetryAfter = time.Second
 	c := &connector{base: cfg.BaseURL, project: project, compliance: cfg.ComplianceType, identifyBy: cfg.IdentifyBy,
-		system: cfg.system(name), poll: cfg.PollInterval,
-		api: &vendorhttp.Client{HTTP: hc, Vendor: vendor,
-			Auth: func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }}}
+		system: cfg.system(name), poll: cfg.PollInterval, api: api}
 	if !cfg.ResolveByEmail {
 		return c, nil
 	}
 	q := cfg.QueryAPI
-	secret, err := q.Secret.Reveal(deps.Getenv)
+	secret, err := vendorkit.Reveal(deps, "query_api.secret", q.Secret)
 	if err != nil {
-		return nil, fmt.Errorf("query_api.secret: %w", err)
+		return nil, err
 	}
-	user := strings.TrimSpace(q.Username)
-	return resolving{connector: c, projectID: q.ProjectID, workspaceID: q.WorkspaceID,
-		query: &vendorhttp.Client{HTTP: hc, Vendor: "Mixpanel Query API",
-			Auth: func(r *http.Request) { r.SetBasicAuth(user, secret) }}}, nil
+	query := vendorkit.Client(deps, "Mixpanel Query API", vendorkit.Basic(strings.TrimSpace(q.Username), secret))
+	query.MinRetryAfter = queryRetryAfter
+	return resolving{connector: c, projectID: q.ProjectID, workspaceID: q.WorkspaceID, query: query}, nil
 }
 
 // jobRef is what Poll needs: Mixpanel's task (tracking) id. The project
@@ -246,17 +207,12 @@ type jobRef struct {
 	Task string `json:"task"`
 }
 
-func (j jobRef) String() string {
-	b, _ := json.Marshal(j)
-	return string(b)
-}
+func (j jobRef) String() string { return vendorkit.EncodeRef(j) }
 
 func parseJobRef(s string) (jobRef, error) {
 	var j jobRef
-	if err := json.Unmarshal([]byte(s), &j); err != nil || j.Task == "" {
-		return jobRef{}, connectors.Permanentf("malformed mixpanel job reference; erase the person again to file a new deletion task")
-	}
-	return j, nil
+	err := vendorkit.DecodeRef(s, &j, func() bool { return j.Task != "" }, "mixpanel")
+	return j, err
 }
 
 // distinctID is the person's distinct_id, or "" and why it is missing.
@@ -297,7 +253,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	}
 	resp, err := c.api.Do(ctx, req, "create deletion task", http.StatusNotFound)
 	if err != nil {
-		return connectors.Outcome{}, atLeastASecond(resp, err)
+		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("Mixpanel create deletion task: 404 Not Found: check base_url (e.g. %s, or https://eu.mixpanel.com)", defaultBaseURL)
@@ -382,7 +338,7 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 	}
 	resp, err := c.api.Do(ctx, req, "deletion task status", http.StatusNotFound)
 	if err != nil {
-		return connectors.Outcome{}, atLeastASecond(resp, err)
+		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("Mixpanel deletion task %s not found: it was removed, or project_token and base_url name another project", j.Task)
@@ -437,13 +393,6 @@ func taskStatus(results json.RawMessage) (string, error) {
 	return list[0].Status, nil
 }
 
-// atLeastASecond gives a 429 that named no delay (Mixpanel sends none) the
-// one second the documented rate implies, so the runtime pauses the
-// instance instead of hammering the API.
-func atLeastASecond(resp *vendorhttp.Response, err error) error {
-	return retryAfter(resp, err, time.Second)
-}
-
 // Resolve finds the profiles whose $email is the subject's email and
 // reports every distinct_id among them (POST /api/query/engage with
 // where=properties["$email"] == "<email>"). None is an empty resolution.
@@ -483,7 +432,7 @@ func (r resolving) Resolve(ctx context.Context, s connectors.Subject) (connector
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		resp, err := r.query.Do(ctx, req, "profile query")
 		if err != nil {
-			return connectors.Resolution{}, retryAfter(resp, err, queryRetryAfter)
+			return connectors.Resolution{}, err
 		}
 		var body struct {
 			Status    string `json:"status"`
@@ -518,9 +467,9 @@ func (r resolving) Resolve(ctx context.Context, s connectors.Subject) (connector
 		}
 		session = body.SessionID
 	}
-	v := plural(profiles, "profile") + " found by email"
+	v := connectors.Plural(profiles, "profile") + " found by email"
 	if ignored > 0 {
-		v += fmt.Sprintf("; %s with another email ignored", plural(ignored, "profile"))
+		v += fmt.Sprintf("; %s with another email ignored", connectors.Plural(ignored, "profile"))
 	}
 	res.Evidence = []connectors.Evidence{{Kind: "mixpanel_lookup", Value: v}}
 	return res, nil
@@ -537,20 +486,4 @@ func emailWhere(email string) (string, error) {
 		}
 	}
 	return `properties["$email"] == "` + email + `"`, nil
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
-}
-
-// retryAfter gives a 429 that named no delay the pause d.
-func retryAfter(resp *vendorhttp.Response, err error, d time.Duration) error {
-	var ce *connectors.Error
-	if resp != nil && resp.Status == http.StatusTooManyRequests && errors.As(err, &ce) && !ce.Permanent && ce.RetryAfter <= 0 {
-		return connectors.Retryable(ce.Err, d)
-	}
-	return err
 }

@@ -34,18 +34,11 @@ const (
 	ProjectID           = 4242
 )
 
-// Options tunes a fake.
-type Options struct {
-	// RateLimit, when > 0, refuses requests beyond this many per second
-	// (burst Burst, default 1) as Mixpanel does: 429 naming no delay.
-	// Mixpanel allows the GDPR API one request a second.
-	RateLimit float64
-	Burst     int
-	// Polls is how many status polls a task stays unfinished (PENDING,
-	// STAGING, STARTED, then STARTED again) before it ends: default 3;
-	// negative: none.
-	Polls int
-}
+// Options tunes a fake: its rate limit answers as Mixpanel does (429
+// naming no delay; Mixpanel allows the GDPR API one request a second),
+// and a task stays unfinished (PENDING, STAGING, STARTED, then STARTED
+// again) for Polls status polls (default 3) before it ends.
+type Options = fakevendor.Options
 
 // Fake is Mixpanel's GDPR API v3 as documented: POST
 // /api/app/data-deletions/v3.0/?token=<project token> with a Bearer token
@@ -62,7 +55,7 @@ type Fake struct {
 	fakevendor.Controls
 
 	mu             sync.Mutex
-	project, token string
+	project, token *fakevendor.Key
 	polls          int
 	users          map[string]int64  // distinct_id → records
 	emails         map[string]string // distinct_id → the profile's $email
@@ -71,7 +64,7 @@ type Fake struct {
 	next           int
 	listShape      bool   // answer a create with the guide's [{tracking_id, status}]
 	final          string // a final status forced for every task
-	saSecret       string
+	saSecret       *fakevendor.Key
 }
 
 var _ connectortest.Vendor = (*Fake)(nil)
@@ -86,43 +79,35 @@ type fakeTask struct {
 // Start starts a fake that stops when the test ends.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	srv := fakevendor.New(t)
-	f := &Fake{Controls: srv.Controls(), project: DefaultProjectToken, token: DefaultToken, saSecret: ServiceSecret,
-		polls: fakevendor.Polls(opt.Polls, 3), users: map[string]int64{}, emails: map[string]string{}, pageSize: 1000,
-		tasks: map[string]*fakeTask{}}
-	if opt.RateLimit > 0 {
-		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany)
-	}
-	srv.RequireAuth(func(r *http.Request) bool {
-		if r.URL.Path == "/api/query/engage" {
-			user, pass, ok := r.BasicAuth()
-			return ok && user == ServiceAccount && pass == f.serviceSecret()
-		}
-		_, token := f.Tokens()
-		return r.Header.Get("Authorization") == "Bearer "+token
-	}, func(w http.ResponseWriter, r *http.Request) {
-		fakevendor.JSON(w, http.StatusUnauthorized, map[string]string{"status": "error", "error": "Unauthorized"})
-	})
+	f := &Fake{project: fakevendor.NewKey(DefaultProjectToken), token: fakevendor.NewKey(DefaultToken), saSecret: fakevendor.NewKey(ServiceSecret),
+		users: map[string]int64{}, emails: map[string]string{}, pageSize: 1000, tasks: map[string]*fakeTask{}}
+	gdpr := fakevendor.BearerAuth(f.token, nil)
+	query := fakevendor.BasicAuth(fakevendor.NewKey(ServiceAccount), f.saSecret, nil)
+	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 3, Auth: fakevendor.Auth{
+		// The Query API takes the service account; the GDPR API the token.
+		OK: func(r *http.Request) bool {
+			if r.URL.Path == "/api/query/engage" {
+				return query.OK(r)
+			}
+			return gdpr.OK(r)
+		},
+		Refuse: Refused,
+	}})
+	f.Controls, f.polls = srv.Controls(), srv.JobPolls
 	srv.Handle("POST /api/app/data-deletions/v3.0/{$}", f.create)
 	srv.Handle("GET /api/app/data-deletions/v3.0/{id}", f.status)
 	srv.Handle("POST /api/query/engage", f.engage)
 	return f
 }
 
-// serviceSecret is the service account secret the fake accepts.
-func (f *Fake) serviceSecret() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.saSecret
+// Refused is Mixpanel's answer to credentials it does not accept.
+func Refused(w http.ResponseWriter, _ *http.Request) {
+	fakevendor.JSON(w, http.StatusUnauthorized, map[string]string{"status": "error", "error": "Unauthorized"})
 }
 
 // SetServiceSecret changes the service account secret the fake accepts
 // (a rotated secret).
-func (f *Fake) SetServiceSecret(secret string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.saSecret = secret
-}
+func (f *Fake) SetServiceSecret(secret string) { f.saSecret.Set(secret) }
 
 // SetPageSize changes how many profiles a page of the profile query holds
 // (Mixpanel: 1,000).
@@ -305,19 +290,11 @@ func (f *Fake) status(w http.ResponseWriter, r *http.Request) {
 }
 
 // Tokens are the project token and the GDPR API token the fake accepts.
-func (f *Fake) Tokens() (project, token string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.project, f.token
-}
+func (f *Fake) Tokens() (project, token string) { return f.project.Get(), f.token.Get() }
 
 // SetTokens changes the project token and the GDPR API token the fake
 // accepts (another project).
-func (f *Fake) SetTokens(project, token string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.project, f.token = project, token
-}
+func (f *Fake) SetTokens(project, token string) { f.project.Set(project); f.token.Set(token) }
 
 // Config is a mixpanel connector config against f, polling every 2ms. It
 // reads the distinct_id from UserIDs["app"] (connectortest.UserIDSystem)
