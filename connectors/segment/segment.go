@@ -8,8 +8,6 @@ package segment
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -20,6 +18,7 @@ import (
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+	"github.com/lethe-dev/lethe/connectors/vendorkit"
 )
 
 const (
@@ -93,12 +92,7 @@ func (p *ProfilesConfig) resolves() bool {
 }
 
 // system is the subject.user_ids key holding the userId.
-func (c Config) system(name string) string {
-	if c.UserIDSystem != "" {
-		return c.UserIDSystem
-	}
-	return name
-}
+func (c Config) system(name string) string { return vendorkit.System(c.UserIDSystem, name) }
 
 // Plan: Segment erases by userId only. With the Profile API (and
 // resolve_by_email left on) the instance also finds userIds by email.
@@ -117,65 +111,20 @@ var spaceIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // Validate fills in defaults and reports every problem at once, each
 // naming its key.
 func (c *Config) Validate() error {
-	var errs []error
-	if !c.Token.IsSet() {
-		errs = append(errs, errors.New("token: required: a Public API token ({env: NAME} or {file: PATH})"))
-	}
-	if c.BaseURL == "" {
-		c.BaseURL = defaultBaseURL
-	}
-	if err := checkBaseURL(c.BaseURL); err != nil {
-		errs = append(errs, fmt.Errorf("base_url: %w", err))
-	}
-	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
-	if c.UserIDSystem != "" && !connectors.InstanceNameRe.MatchString(c.UserIDSystem) {
-		errs = append(errs, errors.New("user_id_system: must be lower-case letters, digits, '-' or '_'"))
-	}
-	if c.RegulationType == "" {
-		c.RegulationType = defaultRegulationType
-	}
-	if !contains(regulationTypes, c.RegulationType) {
-		errs = append(errs, fmt.Errorf("regulation_type: %q is not one of %s", c.RegulationType, strings.Join(regulationTypes, ", ")))
-	}
-	switch {
-	case c.PollInterval == 0:
-		c.PollInterval = defaultPollInterval
-	case c.PollInterval < 0:
-		errs = append(errs, errors.New("poll_interval: must be positive, e.g. 6h"))
-	}
-	if p := c.Profiles; p != nil {
-		if !spaceIDRe.MatchString(p.SpaceID) {
-			errs = append(errs, errors.New("profiles.space_id: required: the Unify space id (letters, digits, '_' or '-')"))
+	var p vendorkit.Problems
+	p.Secret("token", c.Token, "a Public API token")
+	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Default: defaultBaseURL})
+	p.Namespace("user_id_system", c.UserIDSystem)
+	p.OneOf("regulation_type", &c.RegulationType, regulationTypes...)
+	p.Interval("poll_interval", &c.PollInterval, defaultPollInterval)
+	if pc := c.Profiles; pc != nil {
+		if !spaceIDRe.MatchString(pc.SpaceID) {
+			p.Add("profiles.space_id", "required: the Unify space id (letters, digits, '_' or '-')")
 		}
-		if !p.Token.IsSet() {
-			errs = append(errs, errors.New("profiles.token: required: a Profile API access token"))
-		}
-		if p.BaseURL == "" {
-			p.BaseURL = defaultProfilesBaseURL
-		}
-		if err := checkBaseURL(p.BaseURL); err != nil {
-			errs = append(errs, fmt.Errorf("profiles.base_url: %w", err))
-		}
-		p.BaseURL = strings.TrimRight(p.BaseURL, "/")
+		p.Secret("profiles.token", pc.Token, "a Profile API access token")
+		p.BaseURL(&pc.BaseURL, vendorkit.URLRule{Key: "profiles.base_url", Default: defaultProfilesBaseURL})
 	}
-	return errors.Join(errs...)
-}
-
-func checkBaseURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return errors.New("must be an http(s) URL without a query, e.g. " + defaultBaseURL)
-	}
-	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return p.Err()
 }
 
 // connector is an instance without a profile lookup.
@@ -203,30 +152,25 @@ type profiles struct {
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
-	token, err := cfg.Token.Reveal(deps.Getenv)
+	token, err := vendorkit.Reveal(deps, "token", cfg.Token)
 	if err != nil {
-		return nil, fmt.Errorf("token: %w", err)
+		return nil, err
 	}
-	hc := deps.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: time.Minute}
-	}
-	c := &connector{
-		base: cfg.BaseURL, system: cfg.system(name), regType: cfg.RegulationType, poll: cfg.PollInterval,
-		api: &vendorhttp.Client{HTTP: hc, Vendor: "Segment", ResetHeader: "X-RateLimit-Reset",
-			Auth: func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }},
-	}
+	api := vendorkit.Client(deps, vendor, vendorkit.Bearer(token))
+	api.ResetHeader = "X-RateLimit-Reset"
+	c := &connector{base: cfg.BaseURL, system: cfg.system(name), regType: cfg.RegulationType, poll: cfg.PollInterval, api: api}
 	if cfg.Profiles == nil {
 		return c, nil
 	}
-	ptoken, err := cfg.Profiles.Token.Reveal(deps.Getenv)
+	ptoken, err := vendorkit.Reveal(deps, "profiles.token", cfg.Profiles.Token)
 	if err != nil {
-		return nil, fmt.Errorf("profiles.token: %w", err)
+		return nil, err
 	}
-	c.profiles = &profiles{base: cfg.Profiles.BaseURL, space: cfg.Profiles.SpaceID,
-		api: &vendorhttp.Client{HTTP: hc, Vendor: "Segment Profile API",
-			// The access token is the user name, the password is empty.
-			Auth: func(r *http.Request) { r.SetBasicAuth(ptoken, "") }}}
+	// The access token is the user name, the password is empty.
+	papi := vendorkit.Client(deps, "Segment Profile API", vendorkit.Basic(ptoken, ""))
+	// The Profile API's 429 names no delay.
+	papi.MinRetryAfter = time.Second
+	c.profiles = &profiles{base: cfg.Profiles.BaseURL, space: cfg.Profiles.SpaceID, api: papi}
 	if cfg.Profiles.resolves() {
 		return resolving{verifying{c}}, nil
 	}
@@ -247,17 +191,12 @@ type jobRef struct {
 	Profile    string `json:"profile,omitempty"`
 }
 
-func (j jobRef) String() string {
-	b, _ := json.Marshal(j)
-	return string(b)
-}
+func (j jobRef) String() string { return vendorkit.EncodeRef(j) }
 
 func parseJobRef(s string) (jobRef, error) {
 	var j jobRef
-	if err := json.Unmarshal([]byte(s), &j); err != nil || j.Regulation == "" {
-		return jobRef{}, connectors.Permanentf("malformed segment job reference; erase the person again to start a new regulation")
-	}
-	return j, nil
+	err := vendorkit.DecodeRef(s, &j, func() bool { return j.Regulation != "" }, "segment")
+	return j, err
 }
 
 // Erase creates a regulation for the subject's userId. The plan makes the
@@ -479,7 +418,7 @@ func (p *profiles) lookup(ctx context.Context, userID string) (bool, error) {
 	}
 	resp, err := p.api.Do(ctx, req, "profile lookup", http.StatusNotFound)
 	if err != nil {
-		return false, atLeastASecond(resp, err)
+		return false, err
 	}
 	return resp.Status != http.StatusNotFound, nil
 }
@@ -516,7 +455,7 @@ func (r resolving) Resolve(ctx context.Context, s connectors.Subject) (connector
 		}
 		resp, err := r.profiles.api.Do(ctx, req, "external ids lookup", http.StatusNotFound)
 		if err != nil {
-			return connectors.Resolution{}, atLeastASecond(resp, err)
+			return connectors.Resolution{}, err
 		}
 		if resp.Status == http.StatusNotFound {
 			res.Evidence = []connectors.Evidence{{Kind: "segment_lookup", Value: "no profile found by email"}}
@@ -545,15 +484,8 @@ func (r resolving) Resolve(ctx context.Context, s connectors.Subject) (connector
 		}
 		next = body.Cursor.Next
 	}
-	res.Evidence = []connectors.Evidence{{Kind: "segment_lookup", Value: "profile found by email; " + plural(len(res.Found[kind]), "user id") + " read"}}
+	res.Evidence = []connectors.Evidence{{Kind: "segment_lookup", Value: "profile found by email; " + connectors.Plural(len(res.Found[kind]), "user id") + " read"}}
 	return res, nil
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func describeProfile(found bool) string {
@@ -561,15 +493,4 @@ func describeProfile(found bool) string {
 		return "a profile was found"
 	}
 	return "no profile"
-}
-
-// atLeastASecond gives a 429 that named no delay (the Profile API sends
-// none) a delay of one second, so the runtime pauses the instance instead of
-// hammering the vendor.
-func atLeastASecond(resp *vendorhttp.Response, err error) error {
-	var ce *connectors.Error
-	if resp != nil && resp.Status == http.StatusTooManyRequests && errors.As(err, &ce) && !ce.Permanent && ce.RetryAfter <= 0 {
-		return connectors.Retryable(ce.Err, time.Second)
-	}
-	return err
 }

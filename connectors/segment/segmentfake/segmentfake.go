@@ -35,19 +35,16 @@ const (
 const mediaType = "application/vnd.segment.v1+json"
 
 // Options tunes a fake.
-type Options struct {
-	// RateLimit, when > 0, refuses requests beyond this many per second
-	// (burst Burst, default 1) on each of the two APIs, as Segment does:
-	// the Public API with 429, X-RateLimit-Remaining: 0 and
-	// X-RateLimit-Reset as an RFC 5322 date; the Profile API with a bare
-	// 429.
-	RateLimit float64
-	Burst     int
-	// Polls is how many status polls a regulation stays unfinished
-	// (INITIALIZED, then RUNNING) before it is FINISHED: default 2;
-	// negative: none.
-	Polls int
-}
+//
+// RateLimit, when > 0, refuses requests beyond this many per second
+// (burst Burst, default 1) on each of the two APIs, as Segment does:
+// the Public API with 429, X-RateLimit-Remaining: 0 and
+// X-RateLimit-Reset as an RFC 5322 date; the Profile API with a bare
+// 429.
+// Polls is how many status polls a regulation stays unfinished
+// (INITIALIZED, then RUNNING) before it is FINISHED: default 2;
+// negative: none.
+type Options = fakevendor.Options
 
 // Fake is Segment's Public API (regulations) and Profile API as
 // documented: POST /regulations → {"data":{"regulateId"}}, GET
@@ -61,18 +58,19 @@ type Fake struct {
 	fakevendor.Controls                    // the Public API
 	prof                *fakevendor.Server // the Profile API, another host
 
-	mu                          sync.Mutex
-	token, profilesToken, space string
-	polls                       int
-	users                       map[string]int64    // userId → records held (profile and events)
-	emails                      map[string][]string // email → the userIds on its profile
-	idsCap                      int                 // at most this many external ids a page, whatever the limit
-	regs                        map[string]*fakeRegulation
-	next                        int
-	destinations                []string
-	failAt                      string // a destination whose deletion fails
-	refuseAt                    string // a destination that cannot delete (NOT_SUPPORTED)
-	overall                     string // a final overall status forced for every regulation
+	mu                   sync.Mutex
+	token, profilesToken *fakevendor.Key
+	space                string
+	polls                int
+	users                map[string]int64    // userId → records held (profile and events)
+	emails               map[string][]string // email → the userIds on its profile
+	idsCap               int                 // at most this many external ids a page, whatever the limit
+	regs                 map[string]*fakeRegulation
+	next                 int
+	destinations         []string
+	failAt               string // a destination whose deletion fails
+	refuseAt             string // a destination that cannot delete (NOT_SUPPORTED)
+	overall              string // a final overall status forced for every regulation
 }
 
 var _ connectortest.Vendor = (*Fake)(nil)
@@ -88,33 +86,26 @@ type fakeRegulation struct {
 // second; Options.RateLimit models them.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	srv := fakevendor.New(t)
-	f := &Fake{Controls: srv.Controls(), prof: fakevendor.New(t), token: DefaultToken, profilesToken: DefaultProfilesToken, space: SpaceID,
-		polls: fakevendor.Polls(opt.Polls, 2),
+	f := &Fake{token: fakevendor.NewKey(DefaultToken), profilesToken: fakevendor.NewKey(DefaultProfilesToken), space: SpaceID,
 		users: map[string]int64{}, emails: map[string][]string{}, idsCap: 100,
 		regs: map[string]*fakeRegulation{}, destinations: []string{"Amplitude", "Braze"}}
-	if opt.RateLimit > 0 {
-		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany)
-		f.prof.RateLimit(opt.RateLimit, max(opt.Burst, 1), ProfilesTooMany)
-	}
-	srv.RequireAuth(func(r *http.Request) bool {
-		token, _ := f.tokens()
-		return r.Header.Get("Authorization") == "Bearer "+token
-	}, func(w http.ResponseWriter, r *http.Request) {
-		fakevendor.JSON(w, http.StatusUnauthorized, errorsBody("unauthorized", "Unauthorized"))
-	})
+	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 2, Auth: fakevendor.BearerAuth(f.token, Refused)})
+	f.Controls, f.polls = srv.Controls(), srv.JobPolls
+	// The Profile API: the access token is the user name, the password empty.
+	f.prof = fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: ProfilesTooMany,
+		Auth: fakevendor.BasicAuth(f.profilesToken, fakevendor.NewKey(""), func(w http.ResponseWriter, r *http.Request) {
+			fakevendor.JSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]string{"code": "unauthorized", "message": "Unauthorized"}})
+		})})
 	srv.Handle("POST /regulations", f.createRegulation)
 	srv.Handle("GET /regulations/{id}", f.getRegulation)
-	f.prof.RequireAuth(func(r *http.Request) bool {
-		user, pass, ok := r.BasicAuth()
-		_, token := f.tokens()
-		return ok && user == token && pass == ""
-	}, func(w http.ResponseWriter, r *http.Request) {
-		fakevendor.JSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]string{"code": "unauthorized", "message": "Unauthorized"}})
-	})
 	f.prof.Handle("GET /v1/spaces/{space}/collections/users/profiles/{ext}/traits", f.profileTraits)
 	f.prof.Handle("GET /v1/spaces/{space}/collections/users/profiles/{ext}/external_ids", f.externalIDs)
 	return f
+}
+
+// Refused is the Public API's answer to a token it does not accept.
+func Refused(w http.ResponseWriter, _ *http.Request) {
+	fakevendor.JSON(w, http.StatusUnauthorized, errorsBody("unauthorized", "Unauthorized"))
 }
 
 // ProfilesTooMany is the Profile API's 429: it names no delay.
@@ -350,18 +341,13 @@ func (f *Fake) externalIDs(w http.ResponseWriter, r *http.Request) {
 }
 
 // tokens is the credentials the fake accepts.
-func (f *Fake) tokens() (token, profilesToken string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.token, f.profilesToken
-}
+func (f *Fake) tokens() (token, profilesToken string) { return f.token.Get(), f.profilesToken.Get() }
 
 // SetTokens changes the Public API and Profile API tokens the fake
 // accepts (another workspace).
 func (f *Fake) SetTokens(token, profilesToken string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.token, f.profilesToken = token, profilesToken
+	f.token.Set(token)
+	f.profilesToken.Set(profilesToken)
 }
 
 // ProfilesURL is where the fake's Profile API listens.
