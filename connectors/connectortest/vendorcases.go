@@ -73,6 +73,9 @@ type VendorCases struct {
 	// Credential is what a refused-credentials error must name ("API
 	// key", "token").
 	Credential string
+	// Forbidden is what the error of a 403 must name; default Credential
+	// (a vendor whose 403 means a missing scope names the scopes).
+	Forbidden string
 	// Secrets are strings no error may quote (the fake's credentials).
 	Secrets []string
 
@@ -152,10 +155,16 @@ func (vc VendorCases) faults() []vendorFault {
 			}
 		}
 	}
-	refused := func(t *testing.T, err error) {
-		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), vc.Credential) {
-			t.Errorf("refused credentials: %v, want a permanent error naming the %s", err, vc.Credential)
+	refused := func(names string) func(t *testing.T, err error) {
+		return func(t *testing.T, err error) {
+			if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), names) {
+				t.Errorf("refused credentials: %v, want a permanent error naming the %s", err, names)
+			}
 		}
+	}
+	forbidden := vc.Forbidden
+	if forbidden == "" {
+		forbidden = vc.Credential
 	}
 	faults := []vendorFault{
 		{"unavailable", vc.Unavailable, retryable("the vendor failing")},
@@ -174,8 +183,8 @@ func (vc VendorCases) faults() []vendorFault {
 		}},
 		{"timeout", fakevendor.Hang(5 * time.Second), retryable("a vendor that does not answer")},
 		{"malformed", fakevendor.Malformed(), retryable("a malformed body")},
-		{"refused", vc.Refused, refused},
-		{"forbidden", fakevendor.Status(http.StatusForbidden), refused},
+		{"refused", vc.Refused, refused(vc.Credential)},
+		{"forbidden", fakevendor.Status(http.StatusForbidden), refused(forbidden)},
 	}
 	return faults
 }

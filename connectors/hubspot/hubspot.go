@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -22,6 +21,7 @@ import (
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+	"github.com/lethe-dev/lethe/connectors/vendorkit"
 	"github.com/lethe-dev/lethe/internal/erasure"
 )
 
@@ -84,12 +84,7 @@ type Resolve struct {
 var propertyRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,99}$`)
 
 // system is the user_ids namespace holding HubSpot record ids.
-func (c Config) system(name string) string {
-	if c.UserIDSystem != "" {
-		return c.UserIDSystem
-	}
-	return name
-}
+func (c Config) system(name string) string { return vendorkit.System(c.UserIDSystem, name) }
 
 // Plan: the instance erases by email, or by HubSpot record id when
 // user_id_system names where requests carry it; it searches by both.
@@ -121,81 +116,39 @@ func (r *Resolve) sortedProperties() []string {
 	return props
 }
 
-func (r *Resolve) validate() []error {
-	var errs []error
+func (r *Resolve) validate(p *vendorkit.Problems) {
 	if len(r.Properties) == 0 && !r.RecordID {
-		errs = append(errs, errors.New("resolve: name properties to read, or record_id: true (or leave resolve out)"))
+		p.Add("resolve", "name properties to read, or record_id: true (or leave resolve out)")
 	}
 	for _, prop := range r.sortedProperties() {
-		field := "resolve.properties." + prop
 		if !propertyRe.MatchString(prop) {
-			errs = append(errs, fmt.Errorf("resolve.properties: %q is not a HubSpot property's internal name (letters, digits and '_', such as app_user_id)", prop))
+			p.Add("resolve.properties", "%q is not a HubSpot property's internal name (letters, digits and '_', such as app_user_id)", prop)
 			continue
 		}
 		k, err := erasure.ParseKind(r.Properties[prop])
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q is not an identifier kind: use email, phone or user_ids.<namespace> (lower-case letters, digits, '-' or '_')", field, r.Properties[prop]))
+			p.Add("resolve.properties."+prop, "%q is not an identifier kind: use email, phone or user_ids.<namespace> (lower-case letters, digits, '-' or '_')", r.Properties[prop])
 			continue
 		}
 		r.Properties[prop] = string(k)
 	}
-	return errs
 }
 
 // Validate checks the config at start-up and fills in defaults.
 func (c *Config) Validate() error {
-	var errs []error
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
-	}
-	if err := checkBaseURL(c.BaseURL); err != nil {
-		errs = append(errs, fmt.Errorf("base_url: %w", err))
-	}
-	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
-	if !c.AccessToken.IsSet() {
-		errs = append(errs, errors.New("access_token: required: a private app token, as {env: NAME} or {file: PATH}"))
-	}
-	if c.UserIDSystem != "" && !connectors.InstanceNameRe.MatchString(c.UserIDSystem) {
-		errs = append(errs, errors.New("user_id_system: must be lower-case letters, digits, '-' or '_'"))
-	}
+	var p vendorkit.Problems
+	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Default: DefaultBaseURL})
+	p.Secret("access_token", c.AccessToken, "a private app token")
+	p.Namespace("user_id_system", c.UserIDSystem)
 	if c.AccountTimeZone != "" {
 		if _, err := time.LoadLocation(c.AccountTimeZone); err != nil {
-			errs = append(errs, fmt.Errorf("account_time_zone: %q is not a known IANA time zone (such as Europe/Berlin)", c.AccountTimeZone))
+			p.Add("account_time_zone", "%q is not a known IANA time zone (such as Europe/Berlin)", c.AccountTimeZone)
 		}
 	}
 	if c.Resolve != nil {
-		errs = append(errs, c.Resolve.validate()...)
+		c.Resolve.validate(&p)
 	}
-	return errors.Join(errs...)
-}
-
-// checkBaseURL accepts https URLs, and http only to this machine (a local
-// proxy or a test server): the token must not cross a network in clear.
-func checkBaseURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return errors.New("must be an absolute URL such as " + DefaultBaseURL)
-	}
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
-	case u.Scheme == "http":
-		return errors.New("must use https (http is allowed only to localhost)")
-	default:
-		return fmt.Errorf("scheme %q is not https", u.Scheme)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return errors.New("must not have a query, a fragment or user info")
-	}
-	return nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return p.Err()
 }
 
 type conn struct {
@@ -215,9 +168,9 @@ type resolver struct {
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
-	token, err := cfg.AccessToken.Reveal(deps.Getenv)
+	token, err := vendorkit.Reveal(deps, "access_token", cfg.AccessToken)
 	if err != nil {
-		return nil, fmt.Errorf("access_token: %w", err)
+		return nil, err
 	}
 	if token = strings.TrimSpace(token); token == "" {
 		return nil, errors.New("access_token: is empty")
@@ -228,12 +181,8 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 			return nil, fmt.Errorf("account_time_zone: %w", err)
 		}
 	}
-	c := &conn{base: strings.TrimRight(cfg.BaseURL, "/"), system: cfg.system(name), loc: loc, now: time.Now}
-	if c.base == "" {
-		c.base = DefaultBaseURL
-	}
-	c.http = &vendorhttp.Client{HTTP: deps.HTTPClient, Vendor: "HubSpot",
-		Auth: func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }}
+	c := &conn{base: cfg.BaseURL, system: cfg.system(name), loc: loc, now: time.Now,
+		http: vendorkit.Client(deps, "HubSpot", vendorkit.Bearer(token))}
 	if cfg.Resolve == nil {
 		return c, nil
 	}
@@ -272,7 +221,7 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 		return connectors.NotFound(*skipped), nil
 	}
 	live, archived := split(found)
-	evidence := []connectors.Evidence{{Kind: "lookup", Value: plural(len(live), "contact") + " found, " + plural(len(archived), "archived contact") + " found"}}
+	evidence := []connectors.Evidence{{Kind: "lookup", Value: connectors.Plural(len(live), "contact") + " found, " + connectors.Plural(len(archived), "archived contact") + " found"}}
 	var erased int64
 	for _, ct := range live {
 		ev, gone, err := c.gdprDelete(ctx, s, ct)
@@ -390,7 +339,7 @@ func (c *conn) Verify(ctx context.Context, s connectors.Subject) (connectors.Ver
 	}
 	live, archived := split(found)
 	return connectors.Verification{Remaining: int64(len(found)),
-		Evidence: []connectors.Evidence{{Kind: "lookup_after_erase", Value: plural(len(live), "contact") + " found, " + plural(len(archived), "archived contact") + " found"}}}, nil
+		Evidence: []connectors.Evidence{{Kind: "lookup_after_erase", Value: connectors.Plural(len(live), "contact") + " found, " + connectors.Plural(len(archived), "archived contact") + " found"}}}, nil
 }
 
 var recordIDRe = regexp.MustCompile(`^[0-9]{1,20}$`)
@@ -535,7 +484,7 @@ func (r *resolver) Resolve(ctx context.Context, s connectors.Subject) (connector
 	}
 	live, archived := split(found)
 	res.Evidence = []connectors.Evidence{{Kind: "hubspot_lookup", Value: fmt.Sprintf("by email: %s found, %s found; %s read",
-		plural(len(live), "contact"), plural(len(archived), "archived contact"), plural(read, "property value"))}}
+		connectors.Plural(len(live), "contact"), connectors.Plural(len(archived), "archived contact"), connectors.Plural(read, "property value"))}}
 	return res, nil
 }
 
@@ -724,11 +673,4 @@ func correlation(resp *vendorhttp.Response) string {
 		return ""
 	}
 	return ", correlationId " + id
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return strconv.Itoa(n) + " " + what + "s"
 }

@@ -18,6 +18,7 @@ package vendorkit
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -57,11 +58,15 @@ type URLRule struct {
 	// Version, if set, is an API version path the connector adds itself
 	// ("/v3"): a base_url ending in it is refused.
 	Version string
+	// AllowHTTP accepts plain http to any host. Without it http is only
+	// for this machine (a local proxy, a test server): credentials must
+	// not cross a network in clear.
+	AllowHTTP bool
 }
 
-// BaseURL checks *u against r: an http(s) URL with a host and no
-// credentials, query or fragment. It fills in the default and trims a
-// trailing slash.
+// BaseURL checks *u against r: an https URL (http to loopback only,
+// unless r.AllowHTTP) with a host and no credentials, query or fragment.
+// It fills in the default and trims a trailing slash.
 func (p *Problems) BaseURL(u *string, r URLRule) {
 	key, example := r.Key, r.Example
 	if key == "" {
@@ -81,12 +86,22 @@ func (p *Problems) BaseURL(u *string, r URLRule) {
 	switch {
 	case err != nil || (parsed.Scheme != "https" && parsed.Scheme != "http") || parsed.Host == "":
 		p.Add(key, "must be an http(s) URL such as %s", example)
+	case parsed.Scheme == "http" && !r.AllowHTTP && !isLoopback(parsed.Hostname()):
+		p.Add(key, "must use https (http is allowed only to localhost: credentials must not cross a network in clear)")
 	case parsed.User != nil || parsed.RawQuery != "" || parsed.Fragment != "" || strings.HasSuffix(*u, "?"):
 		p.Add(key, "must not carry credentials, a query or a fragment")
 	case r.Version != "" && strings.HasSuffix(strings.TrimRight(parsed.Path, "/"), r.Version):
 		p.Add(key, "leave out %s; Lethe adds the API version", r.Version)
 	}
 	*u = strings.TrimRight(*u, "/")
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Namespace checks a user id namespace (user_id_system and the like): it

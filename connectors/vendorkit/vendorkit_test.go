@@ -39,6 +39,8 @@ func TestProblems(t *testing.T) {
 		{"valid", fields{key: config.Secret{Value: "k"}}, rule, nil},
 		{"no key", fields{}, rule, []string{"api_key: required: the API key (a string, {env: NAME} or {file: PATH})"}},
 		{"not http", fields{key: config.Secret{Env: "K"}, base: "ftp://x"}, rule, []string{"base_url: must be an http(s) URL such as https://api.example.com"}},
+		{"plain http", fields{key: config.Secret{Env: "K"}, base: "http://api.example.com"}, rule, []string{"base_url: must use https (http is allowed only to localhost"}},
+		{"plain http allowed", fields{key: config.Secret{Env: "K"}, base: "http://minio:9000"}, vendorkit.URLRule{AllowHTTP: true}, nil},
 		{"no host", fields{key: config.Secret{Env: "K"}, base: "https://"}, rule, []string{"base_url: must be an http(s) URL"}},
 		{"credentials", fields{key: config.Secret{Env: "K"}, base: "https://u:p@x.example"}, rule, []string{"base_url: must not carry credentials"}},
 		{"query", fields{key: config.Secret{Env: "K"}, base: "https://x.example?a=1"}, rule, []string{"base_url: must not carry"}},
@@ -58,7 +60,7 @@ func TestProblems(t *testing.T) {
 				if err != nil {
 					t.Fatalf("error %v, want none", err)
 				}
-				if f.base != "https://api.example.com" || f.interval != time.Hour || f.mode != "gdpr" {
+				if (f.base != "https://api.example.com" && f.base != "http://minio:9000") || f.interval != time.Hour || f.mode != "gdpr" {
 					t.Errorf("defaults not filled in: %+v", f)
 				}
 				return
@@ -73,6 +75,15 @@ func TestProblems(t *testing.T) {
 			}
 		})
 	}
+	t.Run("http to loopback", func(t *testing.T) {
+		for _, u := range []string{"http://127.0.0.1:8080", "http://localhost/api", "http://[::1]:9"} {
+			var p vendorkit.Problems
+			p.BaseURL(&u, rule)
+			if p.Err() != nil {
+				t.Errorf("%s: %v", u, p.Err())
+			}
+		}
+	})
 	t.Run("trailing slash trimmed", func(t *testing.T) {
 		u := "https://x.example/api/"
 		var p vendorkit.Problems

@@ -59,17 +59,11 @@ const (
 	ArchivedIgnored ArchivedDelete = "ignored"
 )
 
-// Options tunes a fake.
-type Options struct {
-	// RateLimit, when > 0, refuses requests beyond this many per second
-	// (burst Burst, default 1) as HubSpot does: 429 with a RATE_LIMIT body
-	// (policy SECONDLY) and the X-HubSpot-RateLimit-* headers, no
-	// Retry-After.
-	RateLimit float64
-	Burst     int
-	// Polls is unused: HubSpot's GDPR delete is synchronous.
-	Polls int
-}
+// Options tunes a fake: its rate limit answers as HubSpot does (429 with
+// a RATE_LIMIT body, policy SECONDLY, and the X-HubSpot-RateLimit-*
+// headers, no Retry-After). Polls is unused: HubSpot's GDPR delete is
+// synchronous.
+type Options = fakevendor.Options
 
 // Fake follows HubSpot's contact lookup and GDPR delete contract
 // (docs/connectors/hubspot.md, VENDOR_APIS.md): Bearer private app
@@ -83,7 +77,7 @@ type Fake struct {
 	fakevendor.Controls
 
 	mu             sync.Mutex
-	token          string
+	token          *fakevendor.Key
 	contacts       map[string]*hsContact // record id → contact
 	nextID         int
 	blocklist      []string
@@ -104,12 +98,9 @@ func correlationID() string { return uuid.NewString() }
 // Start starts a fake that stops when the test ends.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	srv := fakevendor.New(t)
-	f := &Fake{Controls: srv.Controls(), token: DefaultToken, contacts: map[string]*hsContact{}, nextID: 1001, archivedDelete: ArchivedPurged}
-	srv.RequireAuth(func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+f.Token() }, Unauthorized)
-	if opt.RateLimit > 0 {
-		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany("SECONDLY", 0))
-	}
+	f := &Fake{token: fakevendor.NewKey(DefaultToken), contacts: map[string]*hsContact{}, nextID: 1001, archivedDelete: ArchivedPurged}
+	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany("SECONDLY", 0), Auth: fakevendor.BearerAuth(f.token, Unauthorized)})
+	f.Controls = srv.Controls()
 	srv.Handle("GET /crm/v3/objects/contacts/{contactId}", f.get)
 	srv.Handle("DELETE /crm/v3/objects/contacts/{contactId}", f.archive)
 	srv.Handle("POST /crm/v3/objects/contacts/gdpr-delete", f.gdprDelete)
@@ -125,18 +116,10 @@ func (f *Fake) AnswerArchivedDelete(a ArchivedDelete) {
 }
 
 // Token is the token the fake accepts.
-func (f *Fake) Token() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.token
-}
+func (f *Fake) Token() string { return f.token.Get() }
 
 // SetToken changes the token the fake accepts (another HubSpot account).
-func (f *Fake) SetToken(token string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.token = token
-}
+func (f *Fake) SetToken(token string) { f.token.Set(token) }
 
 // Config is a hubspot connector config against f. Subjects are found by
 // Email; a HubSpot record id would be read from UserIDs["hubspot"].
