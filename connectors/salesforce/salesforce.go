@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -29,6 +28,7 @@ import (
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+	"github.com/lethe-dev/lethe/connectors/vendorkit"
 	"github.com/lethe-dev/lethe/internal/erasure"
 )
 
@@ -179,73 +179,32 @@ var apiVersionRe = regexp.MustCompile(`^v[1-9][0-9]\.[0-9]$`)
 
 // Validate checks the config at start-up and fills in defaults.
 func (c *Config) Validate() error {
-	var errs []error
-	if c.BaseURL == "" {
-		errs = append(errs, errors.New("base_url: required: the org's instance URL, such as https://acme.my.salesforce.com"))
-	} else if err := checkBaseURL(c.BaseURL); err != nil {
-		errs = append(errs, fmt.Errorf("base_url: %w", err))
-	}
-	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
-	if !c.AccessToken.IsSet() {
-		errs = append(errs, errors.New("access_token: required: an OAuth access token, as {env: NAME} or {file: PATH}"))
-	}
+	var p vendorkit.Problems
+	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Example: "the org's instance URL, https://acme.my.salesforce.com"})
+	p.Secret("access_token", c.AccessToken, "an OAuth access token")
 	if c.APIVersion == "" {
 		c.APIVersion = DefaultAPIVersion
 	}
 	if !apiVersionRe.MatchString(c.APIVersion) {
-		errs = append(errs, fmt.Errorf("api_version: %q is not a version such as %s", c.APIVersion, DefaultAPIVersion))
+		p.Add("api_version", "%q is not a version such as %s", c.APIVersion, DefaultAPIVersion)
 	} else if v, _ := strconv.ParseFloat(c.APIVersion[1:], 64); v < 41 {
-		errs = append(errs, fmt.Errorf("api_version: Bulk API 2.0 hard deletes need v41.0 or later, not %s", c.APIVersion))
+		p.Add("api_version", "Bulk API 2.0 hard deletes need v41.0 or later, not %s", c.APIVersion)
 	}
 	if len(c.Objects) == 0 {
 		c.Objects = []string{"Contact"}
 	}
 	for i, o := range c.Objects {
 		if !slices.Contains(Objects, o) {
-			errs = append(errs, fmt.Errorf("objects[%d]: %q is not one of %s (names are case-sensitive)", i, o, strings.Join(Objects, ", ")))
+			p.Add(fmt.Sprintf("objects[%d]", i), "%q is not one of %s (names are case-sensitive)", o, strings.Join(Objects, ", "))
 		} else if slices.Index(c.Objects, o) != i {
-			errs = append(errs, fmt.Errorf("objects[%d]: %s is listed twice", i, o))
+			p.Add(fmt.Sprintf("objects[%d]", i), "%s is listed twice", o)
 		}
 	}
-	if c.PollInterval < 0 {
-		errs = append(errs, errors.New("poll_interval: must not be negative"))
-	}
-	if c.PollInterval == 0 {
-		c.PollInterval = DefaultPollInterval
-	}
+	p.Interval("poll_interval", &c.PollInterval, DefaultPollInterval)
 	if c.Resolve != nil {
-		errs = append(errs, c.Resolve.validate(c.Objects)...)
+		p.Include(c.Resolve.validate(c.Objects)...)
 	}
-	return errors.Join(errs...)
-}
-
-// checkBaseURL accepts https URLs, and http only to this machine (a local
-// proxy or a test server): the token must not cross a network in clear.
-func checkBaseURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return errors.New("must be an absolute URL such as https://acme.my.salesforce.com")
-	}
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
-	case u.Scheme == "http":
-		return errors.New("must use https (http is allowed only to localhost)")
-	default:
-		return fmt.Errorf("scheme %q is not https", u.Scheme)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return errors.New("must not have a query, a fragment or user info")
-	}
-	return nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return p.Err()
 }
 
 type conn struct {
@@ -270,11 +229,11 @@ type resolver struct {
 func build(_ context.Context, _ string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
 	// Revealed now to fail at start-up, and again on every call to pick
 	// up a refreshed token.
-	if _, err := cfg.AccessToken.Reveal(deps.Getenv); err != nil {
-		return nil, fmt.Errorf("access_token: %w", err)
+	if _, err := vendorkit.Reveal(deps, "access_token", cfg.AccessToken); err != nil {
+		return nil, err
 	}
-	secret, getenv := cfg.AccessToken, deps.Getenv
-	c := &conn{base: strings.TrimRight(cfg.BaseURL, "/"), objects: cfg.Objects, poll: cfg.PollInterval}
+	secret, getenv := cfg.AccessToken, vendorkit.Getenv(deps)
+	c := &conn{base: cfg.BaseURL, objects: cfg.Objects, poll: cfg.PollInterval}
 	c.api = c.base + "/services/data/" + cfg.APIVersion
 	c.soapURL = c.base + "/services/Soap/u/" + strings.TrimPrefix(cfg.APIVersion, "v")
 	c.token = func() string {
@@ -283,11 +242,11 @@ func build(_ context.Context, _ string, cfg Config, deps connectors.Deps) (conne
 		token, _ := secret.Reveal(getenv)
 		return strings.TrimSpace(token)
 	}
-	c.http = &vendorhttp.Client{HTTP: deps.HTTPClient, Vendor: "Salesforce", Auth: func(r *http.Request) {
+	c.http = vendorkit.Client(deps, "Salesforce", func(r *http.Request) {
 		if !strings.Contains(r.URL.Path, "/services/Soap/") { // the SOAP API takes it in the envelope
-			r.Header.Set("Authorization", "Bearer "+c.token())
+			vendorkit.Bearer(c.token())(r)
 		}
-	}}
+	})
 	if cfg.Resolve == nil {
 		return c, nil
 	}
@@ -365,7 +324,7 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 	var evidence []connectors.Evidence
 	var total int
 	for _, o := range c.objects {
-		evidence = append(evidence, connectors.Evidence{Kind: "soql", Value: fmt.Sprintf("%s: %s found (%d in the Recycle Bin)", o, plural(found[o].total(), "record"), len(found[o].recycled))})
+		evidence = append(evidence, connectors.Evidence{Kind: "soql", Value: fmt.Sprintf("%s: %s found (%d in the Recycle Bin)", o, connectors.Plural(found[o].total(), "record"), len(found[o].recycled))})
 		total += found[o].total()
 	}
 	if total == 0 {
@@ -406,7 +365,7 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 			return connectors.Outcome{}, err
 		}
 		ref.Jobs = append(ref.Jobs, refJob{Object: o, ID: id})
-		evidence = append(evidence, connectors.Evidence{Kind: "bulk_job", Value: fmt.Sprintf("%s hardDelete job %s: UploadComplete, %s", o, id, plural(len(found[o].live), "record"))})
+		evidence = append(evidence, connectors.Evidence{Kind: "bulk_job", Value: fmt.Sprintf("%s hardDelete job %s: UploadComplete, %s", o, id, connectors.Plural(len(found[o].live), "record"))})
 	}
 	if len(unpurged) > 0 {
 		started := ""
@@ -422,7 +381,7 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 }
 
 func purgedEvidence(object string, n int64) connectors.Evidence {
-	return connectors.Evidence{Kind: "recycle_bin", Value: fmt.Sprintf("%s: %s emptied from the Recycle Bin (emptyRecycleBin)", object, plural(int(n), "record"))}
+	return connectors.Evidence{Kind: "recycle_bin", Value: fmt.Sprintf("%s: %s emptied from the Recycle Bin (emptyRecycleBin)", object, connectors.Plural(int(n), "record"))}
 }
 
 // Verify runs the lookups again with queryAll: every record found
@@ -438,7 +397,7 @@ func (c *conn) Verify(ctx context.Context, s connectors.Subject) (connectors.Ver
 	var v connectors.Verification
 	for _, o := range c.objects {
 		v.Remaining += int64(found[o].total())
-		v.Evidence = append(v.Evidence, connectors.Evidence{Kind: "soql_after_erase", Value: fmt.Sprintf("%s: %s found with queryAll (%d deleted: in the Recycle Bin, or emptied from it and not yet deleted physically)", o, plural(found[o].total(), "record"), len(found[o].recycled))})
+		v.Evidence = append(v.Evidence, connectors.Evidence{Kind: "soql_after_erase", Value: fmt.Sprintf("%s: %s found with queryAll (%d deleted: in the Recycle Bin, or emptied from it and not yet deleted physically)", o, connectors.Plural(found[o].total(), "record"), len(found[o].recycled))})
 	}
 	return v, nil
 }
@@ -756,7 +715,7 @@ func (r *resolver) Resolve(ctx context.Context, s connectors.Subject) (connector
 			}
 		}
 		res.Evidence = append(res.Evidence, connectors.Evidence{Kind: "salesforce_lookup",
-			Value: fmt.Sprintf("%s by email: %s found (%d in the Recycle Bin); %s read", o, plural(len(rows), "record"), deleted, plural(read, "field value"))})
+			Value: fmt.Sprintf("%s by email: %s found (%d in the Recycle Bin); %s read", o, connectors.Plural(len(rows), "record"), deleted, connectors.Plural(read, "field value"))})
 	}
 	return res, nil
 }
@@ -949,7 +908,7 @@ func (c *conn) stillDeleted(ctx context.Context, object string, ids []string) ([
 		}
 		r := split(rows)
 		if len(r.live) > 0 {
-			return nil, connectors.Retryable(sfError("%s: %s restored while its hardDelete job ran; the erase will be redone", object, plural(len(r.live), "record")), 0)
+			return nil, connectors.Retryable(sfError("%s: %s restored while its hardDelete job ran; the erase will be redone", object, connectors.Plural(len(r.live), "record")), 0)
 		}
 		out = append(out, r.recycled...)
 	}
@@ -1103,11 +1062,4 @@ func (c *conn) do(ctx context.Context, req *http.Request, op string, ok ...int) 
 // sfError is an error about Salesforce, its name first.
 func sfError(format string, args ...any) error {
 	return fmt.Errorf("Salesforce "+format, args...)
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return strconv.Itoa(n) + " " + what + "s"
 }

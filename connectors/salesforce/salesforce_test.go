@@ -65,6 +65,24 @@ func contactsConfig(f *salesforcefake.Fake, extra ...string) string {
 	return f.ConfigWith(append([]string{"objects:"}, extra...)...)
 }
 
+func TestVendorCases(t *testing.T) {
+	t.Parallel()
+	connectortest.RunVendorCases(t, connectortest.VendorCases{
+		Type:  "salesforce",
+		Start: func(t testing.TB) connectortest.FaultyVendor { return salesforcefake.Start(t, salesforcefake.Options{}) },
+		// Salesforce refuses requests over the org's daily allocation
+		// with 403 REQUEST_LIMIT_EXCEEDED; the connector waits an hour.
+		TooMany: salesforcefake.LimitExceeded, MinRetryAfter: time.Hour, MaxRetryAfter: time.Hour,
+		Refused: salesforcefake.Unauthorized, Credential: "access_token", Forbidden: "permission", Secrets: []string{salesforcefake.DefaultToken},
+		Except: map[string]string{
+			// Requests: a queryAll per object; per object a job created,
+			// uploaded and closed; then the jobs' statuses.
+			"malformed/3": "the Contact job's upload answers 201 Created, whose body is not read (the job then reports what it processed)",
+			"malformed/6": "the Lead job's upload answers 201 Created, whose body is not read (the job then reports what it processed)",
+		},
+	})
+}
+
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	const base = "base_url: https://acme.my.salesforce.com\naccess_token: x\n"
@@ -74,7 +92,7 @@ func TestConfigValidation(t *testing.T) {
 		{"no base_url", "access_token: x\n", "base_url: required"},
 		{"no token", "base_url: https://acme.my.salesforce.com\n", "access_token: required"},
 		{"plain http", "access_token: x\nbase_url: http://acme.my.salesforce.com\n", "base_url: must use https"},
-		{"relative", "access_token: x\nbase_url: acme.my.salesforce.com\n", "base_url: must be an absolute URL"},
+		{"relative", "access_token: x\nbase_url: acme.my.salesforce.com\n", "base_url: must be an http(s) URL"},
 		{"version without v", base + "api_version: \"60.0\"\n", "api_version: \"60.0\" is not a version"},
 		{"old version", base + "api_version: v39.0\n", "api_version: Bulk API 2.0 hard deletes need v41.0"},
 		{"unknown object", base + "objects: [Contact, Account]\n", "objects[1]: \"Account\" is not one of Contact, Lead"},
@@ -722,9 +740,8 @@ func TestLimitsAndFaults(t *testing.T) {
 		permanent bool
 		want      string
 	}{
+		// A malformed answer and a timeout are vendor cases.
 		{"5xx", salesforcefake.Unavailable, false, "503"},
-		{"malformed query answer", fakevendor.Malformed(), false, "unreadable"},
-		{"timeout", fakevendor.Hang(5 * time.Second), false, ""},
 		{"expired token", salesforcefake.Unauthorized, true, "INVALID_SESSION_ID"},
 		{"no permission", func(w http.ResponseWriter, r *http.Request) {
 			salesforcefake.WriteErrors(w, 403, "INSUFFICIENT_ACCESS", "insufficient access rights on object id")

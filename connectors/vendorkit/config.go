@@ -36,6 +36,15 @@ func (p *Problems) Add(key, format string, args ...any) {
 	p.errs = append(p.errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 }
 
+// Include adds problems a helper found, each already naming its key.
+func (p *Problems) Include(errs ...error) {
+	for _, err := range errs {
+		if err != nil {
+			p.errs = append(p.errs, err)
+		}
+	}
+}
+
 // Err is every problem joined, or nil.
 func (p *Problems) Err() error { return errors.Join(p.errs...) }
 

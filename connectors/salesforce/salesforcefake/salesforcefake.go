@@ -40,18 +40,12 @@ const AppUserIDField = "App_User_Id__c"
 // user_ids.sfdc; add it with ConfigWith.
 const ResolveConfig = "resolve:\n  fields:\n    " + AppUserIDField + ": user_ids." + connectortest.UserIDSystem + "\n  record_ids: user_ids.sfdc"
 
-// Options tunes a fake.
-type Options struct {
-	// RateLimit, when > 0, refuses requests beyond this many per second
-	// (burst Burst, default 1) as Salesforce refuses requests over the
-	// org's API allocation: 403 REQUEST_LIMIT_EXCEEDED (Salesforce sends
-	// no 429), which the connector retries after an hour.
-	RateLimit float64
-	Burst     int
-	// Polls is how many job status reads answer InProgress before a
-	// closed ingest job runs: default 1; negative: none.
-	Polls int
-}
+// Options tunes a fake: its rate limit refuses requests as Salesforce
+// refuses those over the org's API allocation, 403 REQUEST_LIMIT_EXCEEDED
+// (Salesforce sends no 429), which the connector retries after an hour;
+// a closed ingest job answers InProgress to Polls status reads (default
+// 1) before it runs.
+type Options = fakevendor.Options
 
 // Fake follows the REST query and Bulk API 2.0 ingest contract
 // (docs/connectors/salesforce.md, VENDOR_APIS.md): Bearer tokens refused
@@ -72,7 +66,7 @@ type Fake struct {
 	srv *fakevendor.Server
 
 	mu       sync.Mutex
-	token    string
+	token    *fakevendor.Key
 	records  map[string]*sfRecord // id → record
 	nextID   int
 	jobs     map[string]*sfJob
@@ -126,28 +120,25 @@ func versions() []string { return []string{"v58.0", "v59.0", "v60.0", "v61.0", "
 // Start starts a fake that stops when the test ends.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	srv := fakevendor.New(t)
-	f := &Fake{Controls: srv.Controls(), srv: srv, token: DefaultToken, records: map[string]*sfRecord{}, nextID: 1,
+	f := &Fake{token: fakevendor.NewKey(DefaultToken), records: map[string]*sfRecord{}, nextID: 1,
 		jobs: map[string]*sfJob{}, cursors: map[string]cursor{}, pageSize: 2000,
-		stepsToComplete: fakevendor.Polls(opt.Polls, 1) + 1,
-		fields:          map[string][]string{"Contact": {AppUserIDField}, "Lead": {AppUserIDField}}}
-	srv.RequireAuth(func(r *http.Request) bool {
-		f.mu.Lock()
-		token := f.token
-		f.mu.Unlock()
-		if isSOAP(r) {
-			// The SOAP API takes the token as the SessionHeader's
-			// sessionId, not as a header.
-			b, _ := io.ReadAll(r.Body)
-			r.Body = io.NopCloser(bytes.NewReader(b))
-			var env soapRequest
-			return xml.Unmarshal(b, &env) == nil && env.Header.Session.ID == token
-		}
-		return r.Header.Get("Authorization") == "Bearer "+token
-	}, Unauthorized)
-	if opt.RateLimit > 0 {
-		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), LimitExceeded)
-	}
+		fields: map[string][]string{"Contact": {AppUserIDField}, "Lead": {AppUserIDField}}}
+	bearer := fakevendor.BearerAuth(f.token, nil)
+	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: LimitExceeded, Polls: 1, Auth: fakevendor.Auth{
+		OK: func(r *http.Request) bool {
+			if isSOAP(r) {
+				// The SOAP API takes the token as the SessionHeader's
+				// sessionId, not as a header.
+				b, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(b))
+				var env soapRequest
+				return xml.Unmarshal(b, &env) == nil && env.Header.Session.ID == f.token.Get()
+			}
+			return bearer.OK(r)
+		},
+		Refuse: Unauthorized,
+	}})
+	f.Controls, f.srv, f.stepsToComplete = srv.Controls(), srv, srv.JobPolls+1
 	srv.Handle("GET /services/data/{version}/query", f.versioned(f.query(false)))
 	srv.Handle("GET /services/data/{version}/queryAll", f.versioned(f.query(true)))
 	srv.Handle("POST /services/Soap/u/{version}", f.soap)
@@ -162,18 +153,10 @@ func Start(t testing.TB, opt Options) *Fake {
 }
 
 // Token is the token the fake accepts.
-func (f *Fake) Token() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.token
-}
+func (f *Fake) Token() string { return f.token.Get() }
 
 // SetToken changes the token the fake accepts (the old one expired).
-func (f *Fake) SetToken(token string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.token = token
-}
+func (f *Fake) SetToken(token string) { f.token.Set(token) }
 
 // DailyAllocation models the org's rolling 24-hour API request
 // allocation: n requests, then 403 REQUEST_LIMIT_EXCEEDED (0: used up).
