@@ -68,8 +68,10 @@ func contactsConfig(f *salesforcefake.Fake, extra ...string) string {
 func TestVendorCases(t *testing.T) {
 	t.Parallel()
 	connectortest.RunVendorCases(t, connectortest.VendorCases{
-		Type:  "salesforce",
-		Start: func(t testing.TB) connectortest.FaultyVendor { return salesforcefake.Start(t, salesforcefake.Options{}) },
+		Type: "salesforce",
+		Start: func(t testing.TB) connectortest.FaultyVendor {
+			return salesforcefake.Start(t, salesforcefake.Options{})
+		},
 		// Salesforce refuses requests over the org's daily allocation
 		// with 403 REQUEST_LIMIT_EXCEEDED; the connector waits an hour.
 		TooMany: salesforcefake.LimitExceeded, MinRetryAfter: time.Hour, MaxRetryAfter: time.Hour,
