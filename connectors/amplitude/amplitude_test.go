@@ -31,43 +31,23 @@ func withUserID(id string) connectors.Subject {
 	return connectors.Subject{UserIDs: map[string]string{"amp": id}}
 }
 
-func TestConformance(t *testing.T) {
-	f := amplitudefake.Start(t, amplitudefake.Options{})
-	h := connectortest.VendorHarness("amplitude", f)
-	hostile := func(id string) connectors.Subject {
-		return connectors.Subject{UserIDs: map[string]string{connectortest.UserIDSystem: id}}
-	}
-	h.Hostile = []connectors.Subject{
-		hostile("user-60%"), hostile("*"), hostile("user-600&user=user-601"), hostile("../deletions/users"),
-		hostile("user-600' OR '1'='1"), hostile("user-600\",\"user-601"), hostile("356896327776"),
-	}
-	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-		g := amplitudefake.Start(t, amplitudefake.Options{})
-		g.AddUser("user-800")
-		cfg := g.Config()
-		switch fault {
-		case connectortest.FaultUnavailable:
-			g.Always(fakevendor.Status(http.StatusInternalServerError))
-		case connectortest.FaultRateLimited:
-			g.Always(amplitudefake.TooMany)
-		case connectortest.FaultUnauthorized:
-			cfg = g.ConfigWith("secret_key: rotated")
-		case connectortest.FaultMisconfigured:
-			cfg = g.ConfigWith("base_url: " + g.URL() + "/analytics")
-		}
-		return connectortest.Build(t, "amplitude", "amp", cfg)
-	}
-	connectortest.Run(t, h)
-}
-
-func TestVendorCases(t *testing.T) {
+// TestVendor runs the conformance suite and the vendor cases against the
+// fake.
+func TestVendor(t *testing.T) {
 	t.Parallel()
-	connectortest.RunVendorCases(t, connectortest.VendorCases{
-		Type:  "amplitude",
-		Start: func(t testing.TB) connectortest.FaultyVendor { return amplitudefake.Start(t, amplitudefake.Options{}) },
-		// Amplitude's 429 names no delay; its documented rate is one a second.
-		TooMany: amplitudefake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-		Refused: amplitudefake.Refused, Credential: "API key", Secrets: []string{amplitudefake.DefaultAPIKey, amplitudefake.DefaultSecretKey},
+	connectortest.RunVendor(t, connectortest.VendorSuite{
+		VendorCases: connectortest.VendorCases{
+			Type:  "amplitude",
+			Start: func(t testing.TB) connectortest.FaultyVendor { return amplitudefake.Start(t, amplitudefake.Options{}) },
+			// Amplitude's 429 names no delay; its documented rate is one a second.
+			TooMany: amplitudefake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
+			Refused: amplitudefake.Refused, Credential: "API key", Secrets: []string{amplitudefake.DefaultAPIKey, amplitudefake.DefaultSecretKey},
+		},
+		Misconfigured: "base_url: {url}/analytics",
+		Hostile: []connectors.Subject{
+			connectortest.VendorUserID("user-60%"), connectortest.VendorUserID("*"), connectortest.VendorUserID("user-600&user=user-601"), connectortest.VendorUserID("../deletions/users"),
+			connectortest.VendorUserID("user-600' OR '1'='1"), connectortest.VendorUserID("user-600\",\"user-601"), connectortest.VendorUserID("356896327776"),
+		},
 	})
 }
 

@@ -82,3 +82,9 @@ type RecoverableVendor interface {
 	// how many; Count counts them.
 	SeedRecoverable(connectors.Subject) int64
 }
+
+// VendorUserID is a subject known only by a user id under UserIDSystem,
+// for hostile ids: VendorUserID("../users").
+func VendorUserID(id string) connectors.Subject {
+	return connectors.Subject{UserIDs: map[string]string{UserIDSystem: id}}
+}

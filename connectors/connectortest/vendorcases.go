@@ -18,6 +18,7 @@ import (
 type FaultyVendor interface {
 	Vendor
 	Inject(n int, f fakevendor.Fault)
+	Always(f fakevendor.Fault)
 	PassThrough() fakevendor.Fault
 	Calls() []fakevendor.Call
 }
@@ -100,12 +101,7 @@ func RunVendorCases(t *testing.T, vc VendorCases) {
 	if vc.Subject == nil {
 		vc.Subject = VendorSubject
 	}
-	if vc.Unavailable == nil {
-		vc.Unavailable = fakevendor.Status(http.StatusServiceUnavailable)
-	}
-	if vc.Refused == nil {
-		vc.Refused = fakevendor.Status(http.StatusUnauthorized)
-	}
+	vc.Unavailable, vc.Refused = vc.unavailable(), vc.refused()
 	if vc.TooMany == nil || vc.Credential == "" {
 		t.Fatal("VendorCases needs TooMany and Credential")
 	}
@@ -271,10 +267,7 @@ func (vc VendorCases) quotesNothing(t *testing.T, f FaultyVendor, s connectors.S
 	if err == nil {
 		return
 	}
-	secrets := append([]string{f.URL()}, vc.Secrets...)
-	for _, v := range s.Values() {
-		secrets = append(secrets, v)
-	}
+	secrets := append(append([]string{f.URL()}, vc.Secrets...), s.Values()...)
 	for _, v := range secrets {
 		if v != "" && containsFold(err.Error(), v) {
 			t.Errorf("the error quotes %q: %v", v, err)
@@ -340,4 +333,75 @@ func (vc VendorCases) jobRef(t *testing.T) {
 			t.Errorf("Poll(%q) = %v, want a permanent error", bad, err)
 		}
 	}
+}
+
+// VendorSuite is everything a vendor connector's test runs against its
+// fake in one call: the conformance suite (Run, with the harness of
+// VendorHarness and faults made from the vendor cases' answers) and the
+// vendor cases.
+//
+//	connectortest.RunVendor(t, connectortest.VendorSuite{
+//		VendorCases:   connectortest.VendorCases{Type: "sendgrid", Start: …, TooMany: …, Refused: …, Credential: "API key"},
+//		Misconfigured: "base_url: {url}/sendgrid",
+//	})
+type VendorSuite struct {
+	VendorCases
+	// Misconfigured is a config line (or block) merged into the fake's
+	// Config that points the instance where the vendor's API is not
+	// ("base_url: {url}/proxy", {url} standing for the fake's address);
+	// the erasure must fail permanently. Empty: the vendor cannot be
+	// misconfigured in a way it reports.
+	Misconfigured string
+	// Hostile are subjects whose identifiers try to break out of a URL,
+	// a query or a body (Harness.Hostile).
+	Hostile []connectors.Subject
+	// Resolves, for an instance that resolves, is what the resolver must
+	// find for a seeded subject (Harness.Resolves).
+	Resolves func(connectors.Subject) map[connectors.Kind][]string
+}
+
+// RunVendor runs the conformance suite and the vendor cases of vs.
+func RunVendor(t *testing.T, vs VendorSuite) {
+	t.Helper()
+	t.Run("conformance", func(t *testing.T) {
+		h := VendorHarness(vs.Type, vs.Start(t))
+		h.Hostile, h.Resolves = vs.Hostile, vs.Resolves
+		h.Faulty = vs.faulty
+		Run(t, h)
+	})
+	t.Run("cases", func(t *testing.T) { RunVendorCases(t, vs.VendorCases) })
+}
+
+// faulty is a Harness.Faulty made of the vendor's own answers.
+func (vs VendorSuite) faulty(t *testing.T, fault Fault) connectors.Connector {
+	f := vs.Start(t)
+	cfg := f.Config()
+	switch fault {
+	case FaultUnavailable:
+		f.Always(vs.unavailable())
+	case FaultRateLimited:
+		f.Always(vs.TooMany)
+	case FaultUnauthorized:
+		f.Always(vs.refused())
+	case FaultMisconfigured:
+		if vs.Misconfigured == "" {
+			return nil
+		}
+		cfg = fakevendor.MergeYAML(cfg, strings.ReplaceAll(vs.Misconfigured, "{url}", f.URL()))
+	}
+	return Build(t, vs.Type, vs.Type, cfg)
+}
+
+func (vc VendorCases) unavailable() fakevendor.Fault {
+	if vc.Unavailable != nil {
+		return vc.Unavailable
+	}
+	return fakevendor.Status(http.StatusServiceUnavailable)
+}
+
+func (vc VendorCases) refused() fakevendor.Fault {
+	if vc.Refused != nil {
+		return vc.Refused
+	}
+	return fakevendor.Status(http.StatusUnauthorized)
 }

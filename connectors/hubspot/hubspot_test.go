@@ -20,27 +20,27 @@ import (
 
 const token = hubspotfake.DefaultToken
 
-func TestConformance(t *testing.T) {
-	f := hubspotfake.Start(t, hubspotfake.Options{})
-	h := connectortest.VendorHarness("hubspot", f)
-	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-		g := hubspotfake.Start(t, hubspotfake.Options{})
-		cfg := g.Config()
-		switch fault {
-		case connectortest.FaultUnavailable:
-			g.Always(hubspotfake.Internal)
-		case connectortest.FaultRateLimited:
-			g.Always(hubspotfake.TooMany("SECONDLY", 0)) // HubSpot sends no Retry-After
-		case connectortest.FaultUnauthorized:
-			cfg = g.ConfigWith("access_token: pat-revoked")
-		case connectortest.FaultMisconfigured:
-			// A base_url with a wrong path prefix: 404s that are not
-			// HubSpot's "no such contact".
-			cfg = g.ConfigWith("base_url: " + g.URL() + "/hubspot-proxy")
-		}
-		return connectortest.Build(t, "hubspot", "crm", cfg)
-	}
-	connectortest.Run(t, h)
+// TestVendor runs the conformance suite and the vendor cases against the
+// fake.
+func TestVendor(t *testing.T) {
+	t.Parallel()
+	connectortest.RunVendor(t, connectortest.VendorSuite{
+		VendorCases: connectortest.VendorCases{
+			Type:  "hubspot",
+			Start: func(t testing.TB) connectortest.FaultyVendor { return hubspotfake.Start(t, hubspotfake.Options{}) },
+			// HubSpot's SECONDLY 429 names no delay; a second waits it out.
+			TooMany: hubspotfake.TooMany("SECONDLY", 0), MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
+			Refused: hubspotfake.Unauthorized, Credential: "access_token", Forbidden: "scopes", Secrets: []string{hubspotfake.DefaultToken},
+			Except: map[string]string{
+				"malformed/2": "the GDPR delete answers 204 No Content, whose body is not read (Verify finds a contact it left)",
+				// TestRateLimits: a short limit met after the lookups is
+				// waited out, so that the lookups are not lost.
+				"rate_limited/1": "waited out after the lookups (TestRateLimits)", "rate_limited/2": "waited out after the lookups (TestRateLimits)",
+				"retry_after/1": "waited out after the lookups (TestRateLimits)", "retry_after/2": "waited out after the lookups (TestRateLimits)",
+			},
+		},
+		Misconfigured: "base_url: {url}/hubspot-proxy", // 404s that are not HubSpot's "no such contact"
+	})
 }
 
 // TestConformanceResolver runs the suite against an instance with a
@@ -58,24 +58,6 @@ func TestConformanceResolver(t *testing.T) {
 		}
 	}
 	connectortest.Run(t, h)
-}
-
-func TestVendorCases(t *testing.T) {
-	t.Parallel()
-	connectortest.RunVendorCases(t, connectortest.VendorCases{
-		Type:  "hubspot",
-		Start: func(t testing.TB) connectortest.FaultyVendor { return hubspotfake.Start(t, hubspotfake.Options{}) },
-		// HubSpot's SECONDLY 429 names no delay; a second waits it out.
-		TooMany: hubspotfake.TooMany("SECONDLY", 0), MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-		Refused: hubspotfake.Unauthorized, Credential: "access_token", Forbidden: "scopes", Secrets: []string{hubspotfake.DefaultToken},
-		Except: map[string]string{
-			"malformed/2": "the GDPR delete answers 204 No Content, whose body is not read (Verify finds a contact it left)",
-			// TestRateLimits: a short limit met after the lookups is
-			// waited out, so that the lookups are not lost.
-			"rate_limited/1": "waited out after the lookups (TestRateLimits)", "rate_limited/2": "waited out after the lookups (TestRateLimits)",
-			"retry_after/1": "waited out after the lookups (TestRateLimits)", "retry_after/2": "waited out after the lookups (TestRateLimits)",
-		},
-	})
 }
 
 func TestConfigValidation(t *testing.T) {

@@ -37,46 +37,27 @@ func withUserID(id string) connectors.Subject {
 	return connectors.Subject{UserIDs: map[string]string{"mp": id}}
 }
 
-func TestConformance(t *testing.T) {
-	f := mixpanelfake.Start(t, mixpanelfake.Options{})
-	h := connectortest.VendorHarness("mixpanel", f)
-	hostile := func(id string) connectors.Subject {
-		return connectors.Subject{UserIDs: map[string]string{connectortest.UserIDSystem: id}}
-	}
-	h.Hostile = []connectors.Subject{
-		hostile("user-60%"), hostile("*"), hostile("../t-0001"), hostile("user-600?token=x"),
-		hostile("user-600' OR '1'='1"), hostile("user-600\",\"user-601"),
-	}
-	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-		g := mixpanelfake.Start(t, mixpanelfake.Options{})
-		g.AddUser("user-800")
-		cfg := g.Config()
-		switch fault {
-		case connectortest.FaultUnavailable:
-			g.Always(fakevendor.Status(http.StatusBadGateway))
-		case connectortest.FaultRateLimited:
-			g.Always(mixpanelfake.TooMany)
-		case connectortest.FaultUnauthorized:
-			cfg = g.ConfigWith("token: expired")
-		case connectortest.FaultMisconfigured:
-			cfg = g.ConfigWith("base_url: " + g.URL() + "/api/2.0")
-		}
-		return connectortest.Build(t, "mixpanel", "mp", cfg)
-	}
-	h.Resolves = func(s connectors.Subject) map[connectors.Kind][]string {
-		return map[connectors.Kind][]string{connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]}}
-	}
-	connectortest.Run(t, h)
-}
-
-func TestVendorCases(t *testing.T) {
+// TestVendor runs the conformance suite and the vendor cases against the
+// fake.
+func TestVendor(t *testing.T) {
 	t.Parallel()
-	connectortest.RunVendorCases(t, connectortest.VendorCases{
-		Type:  "mixpanel",
-		Start: func(t testing.TB) connectortest.FaultyVendor { return mixpanelfake.Start(t, mixpanelfake.Options{}) },
-		// Mixpanel's 429 names no delay; the GDPR API allows one a second.
-		TooMany: mixpanelfake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-		Refused: mixpanelfake.Refused, Credential: "token", Secrets: []string{mixpanelfake.DefaultToken, mixpanelfake.DefaultProjectToken},
+	connectortest.RunVendor(t, connectortest.VendorSuite{
+		VendorCases: connectortest.VendorCases{
+			Type:  "mixpanel",
+			Start: func(t testing.TB) connectortest.FaultyVendor { return mixpanelfake.Start(t, mixpanelfake.Options{}) },
+			// Mixpanel's 429 names no delay; the GDPR API allows one a second.
+			TooMany: mixpanelfake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
+			Refused: mixpanelfake.Refused, Credential: "token", Secrets: []string{mixpanelfake.DefaultToken, mixpanelfake.DefaultProjectToken},
+		},
+		Misconfigured: "base_url: {url}/api/2.0",
+		Hostile: []connectors.Subject{
+			connectortest.VendorUserID("user-60%"), connectortest.VendorUserID("*"), connectortest.VendorUserID("../t-0001"), connectortest.VendorUserID("user-600?token=x"),
+			connectortest.VendorUserID("user-600' OR '1'='1"), connectortest.VendorUserID("user-600\",\"user-601"),
+		},
+		// It resolves: the Profile API or Query API finds the user id by email.
+		Resolves: func(s connectors.Subject) map[connectors.Kind][]string {
+			return map[connectors.Kind][]string{connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]}}
+		},
 	})
 }
 

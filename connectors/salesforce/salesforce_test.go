@@ -21,25 +21,29 @@ import (
 
 const token = salesforcefake.DefaultToken
 
-func TestConformance(t *testing.T) {
-	f := salesforcefake.Start(t, salesforcefake.Options{})
-	h := connectortest.VendorHarness("salesforce", f) // Contacts and Leads
-	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-		g := salesforcefake.Start(t, salesforcefake.Options{})
-		cfg := g.Config()
-		switch fault {
-		case connectortest.FaultUnavailable:
-			g.Always(salesforcefake.Unavailable)
-		case connectortest.FaultRateLimited:
-			g.DailyAllocation(0) // used up: 403 REQUEST_LIMIT_EXCEEDED
-		case connectortest.FaultUnauthorized:
-			cfg = g.ConfigWith("access_token: expired-token")
-		case connectortest.FaultMisconfigured:
-			cfg = g.ConfigWith("api_version: v45.0") // an API version the org does not serve
-		}
-		return connectortest.Build(t, "salesforce", "sfdc", cfg)
-	}
-	connectortest.Run(t, h)
+// TestVendor runs the conformance suite and the vendor cases against the
+// fake.
+func TestVendor(t *testing.T) {
+	t.Parallel()
+	connectortest.RunVendor(t, connectortest.VendorSuite{
+		VendorCases: connectortest.VendorCases{
+			Type: "salesforce",
+			Start: func(t testing.TB) connectortest.FaultyVendor {
+				return salesforcefake.Start(t, salesforcefake.Options{})
+			},
+			// Salesforce refuses requests over the org's daily allocation
+			// with 403 REQUEST_LIMIT_EXCEEDED; the connector waits an hour.
+			TooMany: salesforcefake.LimitExceeded, MinRetryAfter: time.Hour, MaxRetryAfter: time.Hour,
+			Refused: salesforcefake.Unauthorized, Credential: "access_token", Forbidden: "permission", Secrets: []string{salesforcefake.DefaultToken},
+			Except: map[string]string{
+				// Requests: a queryAll per object; per object a job created,
+				// uploaded and closed; then the jobs' statuses.
+				"malformed/3": "the Contact job's upload answers 201 Created, whose body is not read (the job then reports what it processed)",
+				"malformed/6": "the Lead job's upload answers 201 Created, whose body is not read (the job then reports what it processed)",
+			},
+		},
+		Misconfigured: "api_version: v45.0", // an API version the org does not serve
+	})
 }
 
 // TestConformanceResolver runs the suite against an instance with a
@@ -63,26 +67,6 @@ func TestConformanceResolver(t *testing.T) {
 // default objects), with extra lines set.
 func contactsConfig(f *salesforcefake.Fake, extra ...string) string {
 	return f.ConfigWith(append([]string{"objects:"}, extra...)...)
-}
-
-func TestVendorCases(t *testing.T) {
-	t.Parallel()
-	connectortest.RunVendorCases(t, connectortest.VendorCases{
-		Type: "salesforce",
-		Start: func(t testing.TB) connectortest.FaultyVendor {
-			return salesforcefake.Start(t, salesforcefake.Options{})
-		},
-		// Salesforce refuses requests over the org's daily allocation
-		// with 403 REQUEST_LIMIT_EXCEEDED; the connector waits an hour.
-		TooMany: salesforcefake.LimitExceeded, MinRetryAfter: time.Hour, MaxRetryAfter: time.Hour,
-		Refused: salesforcefake.Unauthorized, Credential: "access_token", Forbidden: "permission", Secrets: []string{salesforcefake.DefaultToken},
-		Except: map[string]string{
-			// Requests: a queryAll per object; per object a job created,
-			// uploaded and closed; then the jobs' statuses.
-			"malformed/3": "the Contact job's upload answers 201 Created, whose body is not read (the job then reports what it processed)",
-			"malformed/6": "the Lead job's upload answers 201 Created, whose body is not read (the job then reports what it processed)",
-		},
-	})
 }
 
 func TestConfigValidation(t *testing.T) {

@@ -35,43 +35,27 @@ func withUserID(id string) connectors.Subject {
 	return connectors.Subject{UserIDs: map[string]string{"app": id}}
 }
 
-func TestConformance(t *testing.T) {
-	f := segmentfake.Start(t, segmentfake.Options{})
-	h := connectortest.VendorHarness("segment", f)
-	h.Hostile = []connectors.Subject{
-		withUserID("user-60%"), withUserID("*"), withUserID("user_id:user-600"), withUserID("../regulations"),
-		withUserID("user-600/../user-601"), withUserID("user-600' OR '1'='1"), withUserID("user-600\",\"user-601"),
-	}
-	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-		g := segmentfake.Start(t, segmentfake.Options{})
-		g.AddUser("user-800")
-		cfg := g.Config()
-		switch fault {
-		case connectortest.FaultUnavailable:
-			g.Always(fakevendor.Status(http.StatusServiceUnavailable))
-		case connectortest.FaultRateLimited:
-			g.Always(segmentfake.TooMany)
-		case connectortest.FaultUnauthorized:
-			cfg = g.ConfigWith("token: revoked")
-		case connectortest.FaultMisconfigured:
-			cfg = g.ConfigWith("base_url: " + g.URL() + "/v1beta/workspaces/acme")
-		}
-		return connectortest.Build(t, "segment", "app", cfg)
-	}
-	h.Resolves = func(s connectors.Subject) map[connectors.Kind][]string {
-		return map[connectors.Kind][]string{connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]}}
-	}
-	connectortest.Run(t, h)
-}
-
-func TestVendorCases(t *testing.T) {
+// TestVendor runs the conformance suite and the vendor cases against the
+// fake.
+func TestVendor(t *testing.T) {
 	t.Parallel()
-	connectortest.RunVendorCases(t, connectortest.VendorCases{
-		Type:  "segment",
-		Start: func(t testing.TB) connectortest.FaultyVendor { return segmentfake.Start(t, segmentfake.Options{}) },
-		// The Public API names the reset as a date (3s ahead in the fake).
-		TooMany: segmentfake.TooMany, MinRetryAfter: time.Millisecond, MaxRetryAfter: 3 * time.Second,
-		Refused: segmentfake.Refused, Credential: "token", Secrets: []string{segmentfake.DefaultToken, segmentfake.DefaultProfilesToken},
+	connectortest.RunVendor(t, connectortest.VendorSuite{
+		VendorCases: connectortest.VendorCases{
+			Type:  "segment",
+			Start: func(t testing.TB) connectortest.FaultyVendor { return segmentfake.Start(t, segmentfake.Options{}) },
+			// The Public API names the reset as a date (3s ahead in the fake).
+			TooMany: segmentfake.TooMany, MinRetryAfter: time.Millisecond, MaxRetryAfter: 3 * time.Second,
+			Refused: segmentfake.Refused, Credential: "token", Secrets: []string{segmentfake.DefaultToken, segmentfake.DefaultProfilesToken},
+		},
+		Misconfigured: "base_url: {url}/v1beta/workspaces/acme",
+		Hostile: []connectors.Subject{
+			connectortest.VendorUserID("user-60%"), connectortest.VendorUserID("*"), connectortest.VendorUserID("user_id:user-600"), connectortest.VendorUserID("../regulations"),
+			connectortest.VendorUserID("user-600/../user-601"), connectortest.VendorUserID("user-600' OR '1'='1"), connectortest.VendorUserID("user-600\",\"user-601"),
+		},
+		// It resolves: the Profile API or Query API finds the user id by email.
+		Resolves: func(s connectors.Subject) map[connectors.Kind][]string {
+			return map[connectors.Kind][]string{connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]}}
+		},
 	})
 }
 

@@ -44,43 +44,23 @@ func subject(i int) connectors.Subject {
 	return connectors.Subject{Email: fmt.Sprintf("subject%d@example.com", i)}
 }
 
-func TestConformance(t *testing.T) {
+// TestVendor runs the conformance suite and the vendor cases against the
+// fake.
+func TestVendor(t *testing.T) {
 	t.Parallel()
-	f := sendgridfake.Start(t, sendgridfake.Options{})
-	h := connectortest.VendorHarness("sendgrid", f)
-	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-		bad := sendgridfake.Start(t, sendgridfake.Options{})
-		switch fault {
-		case connectortest.FaultUnavailable:
-			bad.Always(func(w http.ResponseWriter, r *http.Request) {
+	connectortest.RunVendor(t, connectortest.VendorSuite{
+		VendorCases: connectortest.VendorCases{
+			Type:  "sendgrid",
+			Start: func(t testing.TB) connectortest.FaultyVendor { return sendgridfake.Start(t, sendgridfake.Options{}) },
+			Unavailable: func(w http.ResponseWriter, r *http.Request) {
 				sendgridfake.WriteError(w, http.StatusServiceUnavailable, "", "service unavailable")
-			})
-		case connectortest.FaultRateLimited:
-			bad.Always(sendgridfake.TooMany)
-		case connectortest.FaultUnauthorized:
-			return connectortest.Build(t, "sendgrid", instance, sendgridfake.ConfigFor(bad.URL(), "SG.revoked"))
-		case connectortest.FaultMisconfigured:
-			// A base_url that does not lead to the API answers 404,
-			// which must not pass for "no such contact".
-			return connectortest.Build(t, "sendgrid", instance, sendgridfake.ConfigFor(bad.URL()+"/sendgrid", testKey))
-		}
-		return newConnector(t, bad)
-	}
-	connectortest.Run(t, h)
-}
-
-func TestVendorCases(t *testing.T) {
-	t.Parallel()
-	connectortest.RunVendorCases(t, connectortest.VendorCases{
-		Type:  "sendgrid",
-		Start: func(t testing.TB) connectortest.FaultyVendor { return sendgridfake.Start(t, sendgridfake.Options{}) },
-		Unavailable: func(w http.ResponseWriter, r *http.Request) {
-			sendgridfake.WriteError(w, http.StatusServiceUnavailable, "", "service unavailable")
+			},
+			// SendGrid names the reset time (X-RateLimit-Reset, 2s ahead in
+			// the fake), never a Retry-After.
+			TooMany: sendgridfake.TooMany, MinRetryAfter: time.Millisecond, MaxRetryAfter: 3 * time.Second,
+			Refused: sendgridfake.Refused, Credential: "API key", Secrets: []string{testKey},
 		},
-		// SendGrid names the reset time (X-RateLimit-Reset, 2s ahead in
-		// the fake), never a Retry-After.
-		TooMany: sendgridfake.TooMany, MinRetryAfter: time.Millisecond, MaxRetryAfter: 3 * time.Second,
-		Refused: sendgridfake.Refused, Credential: "API key", Secrets: []string{testKey},
+		Misconfigured: "base_url: {url}/sendgrid", // 404s that must not pass for "no such contact"
 	})
 }
 
