@@ -53,9 +53,7 @@ func TestVendor(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name, yaml, want string
-	}{
+	connectortest.RunConfigCases(t, "amplitude", nil, nil, connectortest.ConfigCases{
 		{"no keys", "base_url: https://amplitude.com\n", "api_key: required"},
 		{"no secret", "api_key: k\n", "secret_key: required"},
 		{"bad base url", "api_key: k\nsecret_key: s\nbase_url: https://\n", "base_url: must be an http(s) URL"},
@@ -66,14 +64,7 @@ func TestConfigValidation(t *testing.T) {
 		{"negative poll", "api_key: k\nsecret_key: s\npoll_interval: -1s\n", "poll_interval:"},
 		{"unknown key", "api_key: k\nsecret_key: s\ndelete_from_org: true\n", "delete_from_org"},
 		{"key from empty env", "api_key: {env: LETHE_TEST_UNSET_AMPLITUDE}\nsecret_key: s\n", "api_key: environment variable LETHE_TEST_UNSET_AMPLITUDE"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := connectortest.TryBuild("amplitude", "amp", tc.yaml)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error = %v, want one containing %q", err, tc.want)
-			}
-		})
-	}
+	})
 	t.Run("defaults", func(t *testing.T) {
 		var cfg Config
 		cfg.APIKey.Value, cfg.SecretKey.Value = "k", "s"

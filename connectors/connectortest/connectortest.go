@@ -558,3 +558,38 @@ func TryBuildWith(typ, name, yamlConfig string, deps connectors.Deps) (connector
 	}
 	return def.Build(context.Background(), name, decode, deps)
 }
+
+// ConfigCases are config blocks and what building an instance from each
+// must say: an error containing Want, or none when Want is empty.
+type ConfigCases []struct{ Name, YAML, Want string }
+
+// RunConfigCases builds an instance of typ from each case, as subtests,
+// with env as the environment ({env: NAME} secrets). No error may quote
+// a value of secrets.
+//
+//	connectortest.RunConfigCases(t, "sendgrid", nil, []string{key}, connectortest.ConfigCases{
+//		{"no api key", "base_url: https://api.sendgrid.com\n", "api_key: required"},
+//		{"ok", "api_key: k\n", ""},
+//	})
+func RunConfigCases(t *testing.T, typ string, env map[string]string, secrets []string, cases ConfigCases) {
+	t.Helper()
+	deps := connectors.Deps{Getenv: func(k string) string { return env[k] }}
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			_, err := TryBuildWith(typ, typ, tc.YAML, deps)
+			switch {
+			case tc.Want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.Want != "" && err == nil:
+				t.Fatalf("no error, want one containing %q", tc.Want)
+			case tc.Want != "" && !strings.Contains(err.Error(), tc.Want):
+				t.Fatalf("error %q does not contain %q", err, tc.Want)
+			}
+			for _, s := range secrets {
+				if err != nil && strings.Contains(err.Error(), s) {
+					t.Errorf("the error quotes a secret: %v", err)
+				}
+			}
+		})
+	}
+}

@@ -62,9 +62,7 @@ func TestConformanceResolver(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name, yaml, want string
-	}{
+	connectortest.RunConfigCases(t, "hubspot", nil, nil, connectortest.ConfigCases{
 		{"no token", "base_url: https://api.hubapi.com\n", "access_token: required"},
 		{"unknown key", "access_token: x\napi_key: y\n", "api_key"},
 		{"relative base_url", "access_token: x\nbase_url: api.hubapi.com\n", "base_url: must be an http(s) URL"},
@@ -79,14 +77,7 @@ func TestConfigValidation(t *testing.T) {
 		{"resolve bad property", "access_token: x\nresolve:\n  properties: {\"user id,email\": user_ids.app}\n", "resolve.properties: \"user id,email\" is not"},
 		{"resolve bad kind", "access_token: x\nresolve:\n  properties: {app_user_id: app}\n", "resolve.properties.app_user_id: \"app\" is not an identifier kind"},
 		{"resolve unknown key", "access_token: x\nresolve:\n  fields: {a: email}\n", "fields"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := connectortest.TryBuild("hubspot", "crm", tc.yaml)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error = %v, want one containing %q", err, tc.want)
-			}
-		})
-	}
+	})
 	t.Run("defaults", func(t *testing.T) {
 		c := connectortest.Build(t, "hubspot", "crm", "access_token: x\n").(*conn)
 		if c.base != DefaultBaseURL || c.system != "crm" || c.loc != time.UTC {

@@ -75,9 +75,7 @@ func TestConformanceByEmail(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name, yaml, want string
-	}{
+	connectortest.RunConfigCases(t, "mixpanel", nil, nil, connectortest.ConfigCases{
 		{"no tokens", "base_url: https://mixpanel.com\n", "project_token: required"},
 		{"no gdpr token", "project_token: p\n", "token: required"},
 		{"bad base url", "project_token: p\ntoken: t\nbase_url: mixpanel.com\n", "base_url: must be an http(s) URL"},
@@ -98,14 +96,7 @@ func TestConfigValidation(t *testing.T) {
 		{"query api without secret", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  username: u\n", "query_api.secret: required"},
 		{"query api negative workspace", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  workspace_id: -2\n  username: u\n  secret: s\n", "query_api.workspace_id"},
 		{"query api secret from empty env", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  username: u\n  secret: {env: LETHE_TEST_UNSET_MP_SA}\n", "query_api.secret: environment variable LETHE_TEST_UNSET_MP_SA"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := connectortest.TryBuild("mixpanel", "mp", tc.yaml)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error = %v, want one containing %q", err, tc.want)
-			}
-		})
-	}
+	})
 	t.Run("defaults", func(t *testing.T) {
 		var cfg Config
 		cfg.ProjectToken.Value, cfg.Token.Value = "p", "t"

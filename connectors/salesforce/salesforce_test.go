@@ -72,9 +72,7 @@ func contactsConfig(f *salesforcefake.Fake, extra ...string) string {
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	const base = "base_url: https://acme.my.salesforce.com\naccess_token: x\n"
-	for _, tc := range []struct {
-		name, yaml, want string
-	}{
+	connectortest.RunConfigCases(t, "salesforce", nil, nil, connectortest.ConfigCases{
 		{"no base_url", "access_token: x\n", "base_url: required"},
 		{"no token", "base_url: https://acme.my.salesforce.com\n", "access_token: required"},
 		{"plain http", "access_token: x\nbase_url: http://acme.my.salesforce.com\n", "base_url: must use https"},
@@ -94,14 +92,7 @@ func TestConfigValidation(t *testing.T) {
 		{"bad kind", base + "resolve:\n  fields: {App_User_Id__c: user_id}\n", "resolve.fields.App_User_Id__c: \"user_id\" is not an identifier kind"},
 		{"record_ids not a user id", base + "resolve:\n  record_ids: email\n", "resolve.record_ids: \"email\" is not a user_ids"},
 		{"resolve object not erased", base + "resolve:\n  record_ids: user_ids.sfdc\n  objects: [Lead]\n", "resolve.objects[0]: \"Lead\" is not one of the instance's objects (Contact)"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := connectortest.TryBuild("salesforce", "sfdc", tc.yaml)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error = %v, want one containing %q", err, tc.want)
-			}
-		})
-	}
+	})
 	t.Run("defaults", func(t *testing.T) {
 		c := connectortest.Build(t, "salesforce", "sfdc", "base_url: https://acme.my.salesforce.com/\naccess_token: x\n").(*conn)
 		if c.api != "https://acme.my.salesforce.com/services/data/v60.0" || len(c.objects) != 1 || c.objects[0] != "Contact" || c.poll != 30*time.Second {

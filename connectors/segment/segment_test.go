@@ -61,9 +61,7 @@ func TestVendor(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name, yaml, want string
-	}{
+	connectortest.RunConfigCases(t, "segment", nil, nil, connectortest.ConfigCases{
 		{"no token", "base_url: https://api.segmentapis.com\n", "token: required"},
 		{"bad base url", "token: x\nbase_url: ftp://example.com\n", "base_url: must be an http(s) URL"},
 		{"base url with query", "token: x\nbase_url: https://example.com/?a=b\n", "base_url:"},
@@ -76,14 +74,7 @@ func TestConfigValidation(t *testing.T) {
 		{"profiles without token", "token: x\nprofiles:\n  space_id: spa_1\n", "profiles.token: required"},
 		{"profiles bad space", "token: x\nprofiles:\n  space_id: ../x\n  token: y\n", "profiles.space_id"},
 		{"token from empty env", "token: {env: LETHE_TEST_UNSET_SEGMENT}\n", "token: environment variable LETHE_TEST_UNSET_SEGMENT"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := connectortest.TryBuild("segment", "app", tc.yaml)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error = %v, want one containing %q", err, tc.want)
-			}
-		})
-	}
+	})
 	t.Run("defaults", func(t *testing.T) {
 		cfg := Config{Token: secret("x")}
 		if err := cfg.Validate(); err != nil {

@@ -66,9 +66,8 @@ func TestVendor(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name, yaml, want string
-	}{
+	env := map[string]string{"SENDGRID_KEY_SET": testKey}
+	connectortest.RunConfigCases(t, "sendgrid", env, []string{testKey}, connectortest.ConfigCases{
 		{"no api key", "base_url: https://api.sendgrid.com\n", "api_key: required"},
 		{"empty", "", "api_key: required"},
 		{"bad base url", "api_key: k\nbase_url: api.sendgrid.com\n", "base_url: must be an http(s) URL"},
@@ -81,21 +80,7 @@ func TestConfigValidation(t *testing.T) {
 		{"secret both ways", "api_key: {env: A, file: /b}\n", "a secret is a string"},
 		{"ok", "api_key: k\n", ""},
 		{"ok eu", "api_key: {env: SENDGRID_KEY_SET}\nbase_url: https://api.eu.sendgrid.com\npoll_interval: 5m\n", ""},
-	}
-	env := map[string]string{"SENDGRID_KEY_SET": testKey}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := buildWith(t, tt.yaml, connectors.Deps{Getenv: func(k string) string { return env[k] }})
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("unexpected error: %v", err)
-			case tt.want != "" && err == nil:
-				t.Fatalf("no error, want one containing %q", tt.want)
-			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
-				t.Fatalf("error %q does not contain %q", err, tt.want)
-			}
-		})
-	}
+	})
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)
