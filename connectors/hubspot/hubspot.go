@@ -28,15 +28,6 @@ import (
 // DefaultBaseURL is HubSpot's API host.
 const DefaultBaseURL = "https://api.hubapi.com"
 
-func init() {
-	// HubSpot lets a private app make 100 requests per 10 seconds (190 on
-	// Professional and Enterprise). The runtime's rate counts HubSpot
-	// requests (vendorhttp announces each); an erasure makes four to six,
-	// more for archived contacts.
-	connectors.Register("hubspot", "HubSpot CRM contacts, permanently deleted with HubSpot's GDPR delete",
-		connectors.Limits{Concurrency: 4, RatePerSecond: 10, Burst: 10}, build)
-}
-
 // Config is the `config:` block of a hubspot connector instance.
 //
 //	access_token: {env: HUBSPOT_TOKEN}
@@ -165,6 +156,15 @@ type resolver struct {
 	props    []string // property internal names, sorted
 	kinds    map[string]connectors.Kind
 	recordID bool
+}
+
+func init() {
+	// HubSpot lets a private app make 100 requests per 10 seconds (190 on
+	// Professional and Enterprise). The runtime's rate counts HubSpot
+	// requests (vendorhttp announces each); an erasure makes four to six,
+	// more for archived contacts.
+	connectors.Register("hubspot", "HubSpot CRM contacts, permanently deleted with HubSpot's GDPR delete",
+		connectors.Limits{Concurrency: 4, RatePerSecond: 10, Burst: 10}, build)
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {

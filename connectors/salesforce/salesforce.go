@@ -47,18 +47,6 @@ var Objects = []string{"Contact", "Lead"}
 // hour frees some without hammering the org.
 const dailyLimitWait = time.Hour
 
-func init() {
-	// Salesforce sets no per-second limit; it counts API requests per
-	// rolling 24 hours per org (shared with every other integration) and
-	// Bulk API batches (15,000 a day). The runtime's rate counts Salesforce
-	// requests; an erasure makes four or five per object (one more to
-	// empty records from the Recycle Bin), each poll one per job. Two a
-	// second (at most 172,800 a day, and only while a backlog lasts)
-	// leaves most orgs' allocation to its other users.
-	connectors.Register("salesforce", "Salesforce Contacts and Leads, hard-deleted with a Bulk API 2.0 job and emptied from the Recycle Bin",
-		connectors.Limits{Concurrency: 4, RatePerSecond: 2, Burst: 4}, build)
-}
-
 // Config is the `config:` block of a salesforce connector instance.
 //
 //	base_url: https://acme.my.salesforce.com
@@ -224,6 +212,18 @@ type resolver struct {
 	kinds     map[string]connectors.Kind
 	recordIDs connectors.Kind
 	objects   []string
+}
+
+func init() {
+	// Salesforce sets no per-second limit; it counts API requests per
+	// rolling 24 hours per org (shared with every other integration) and
+	// Bulk API batches (15,000 a day). The runtime's rate counts Salesforce
+	// requests; an erasure makes four or five per object (one more to
+	// empty records from the Recycle Bin), each poll one per job. Two a
+	// second (at most 172,800 a day, and only while a backlog lasts)
+	// leaves most orgs' allocation to its other users.
+	connectors.Register("salesforce", "Salesforce Contacts and Leads, hard-deleted with a Bulk API 2.0 job and emptied from the Recycle Bin",
+		connectors.Limits{Concurrency: 4, RatePerSecond: 2, Burst: 4}, build)
 }
 
 func build(_ context.Context, _ string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {

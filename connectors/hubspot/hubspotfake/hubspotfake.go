@@ -109,11 +109,7 @@ func Start(t testing.TB, opt Options) *Fake {
 
 // AnswerArchivedDelete sets how a GDPR delete of an archived contact is
 // answered (default ArchivedPurged).
-func (f *Fake) AnswerArchivedDelete(a ArchivedDelete) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.archivedDelete = a
-}
+func (f *Fake) AnswerArchivedDelete(a ArchivedDelete) { f.locked(func() { f.archivedDelete = a }) }
 
 // Token is the token the fake accepts.
 func (f *Fake) Token() string { return f.token.Get() }
@@ -133,10 +129,7 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // Seed stores a contact with the subject's email (it needs one) and, in
 // AppUserIDProperty, its connectortest.UserIDSystem id if it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
-	if s.Email == "" {
-		panic("hubspotfake: Seed needs a subject with an email")
-	}
-	id := f.Add(s.Email)
+	id := f.Add(email(s, "Seed"))
 	if v := s.UserIDs[connectortest.UserIDSystem]; v != "" {
 		f.SetProperty(id, AppUserIDProperty, v)
 	}
@@ -147,11 +140,16 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 // contact someone deleted the ordinary way, restorable from HubSpot's
 // recycle bin for 90 days.
 func (f *Fake) SeedRecoverable(s connectors.Subject) int64 {
-	if s.Email == "" {
-		panic("hubspotfake: SeedRecoverable needs a subject with an email")
-	}
-	f.Archive(f.Add(s.Email))
+	f.Archive(f.Add(email(s, "SeedRecoverable")))
 	return 1
+}
+
+// email is the subject's email, which what (Seed) needs.
+func email(s connectors.Subject, what string) string {
+	if s.Email == "" {
+		panic("hubspotfake: " + what + " needs a subject with an email")
+	}
+	return s.Email
 }
 
 // Count is how many contacts hold the subject's email, archived ones
@@ -170,45 +168,20 @@ func (f *Fake) Add(email string) string {
 
 // SetProperty sets a property of contact id.
 func (f *Fake) SetProperty(id, name, value string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.contacts[id].props[name] = value
+	f.locked(func() { f.contacts[id].props[name] = value })
 }
 
 // Archive moves contact id to the recycle bin, as a plain DELETE does.
-func (f *Fake) Archive(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.contacts[id].archived = true
-}
+func (f *Fake) Archive(id string) { f.locked(func() { f.contacts[id].archived = true }) }
 
 // CountEmail is how many contacts hold email, archived ones included.
-func (f *Fake) CountEmail(email string) int64 {
-	if email == "" {
-		return 0
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var n int64
-	for _, c := range f.contacts {
-		if strings.EqualFold(c.email, email) {
-			n++
-		}
-	}
-	return n
-}
+func (f *Fake) CountEmail(email string) int64 { return int64(len(f.RecordIDs(email))) }
 
 // CountArchived is how many archived contacts hold email.
 func (f *Fake) CountArchived(email string) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var n int64
-	for _, c := range f.contacts {
-		if c.archived && strings.EqualFold(c.email, email) {
-			n++
-		}
-	}
-	return n
+	return int64(len(f.ids(email, func(c *hsContact) bool { return c.archived })))
 }
 
 // RecordIDs lists the record ids of the contacts holding email, archived
@@ -216,22 +189,31 @@ func (f *Fake) CountArchived(email string) int64 {
 func (f *Fake) RecordIDs(email string) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.ids(email, func(*hsContact) bool { return true })
+}
+
+// locked runs fn with f.mu held.
+func (f *Fake) locked(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn()
+}
+
+// ids lists the record ids of the contacts holding email that keep
+// accepts, oldest first; f.mu is held.
+func (f *Fake) ids(email string, keep func(*hsContact) bool) []string {
 	var ids []string
 	for id, c := range f.contacts {
-		if strings.EqualFold(c.email, email) {
+		if email != "" && strings.EqualFold(c.email, email) && keep(c) {
 			ids = append(ids, id)
 		}
 	}
-	sortIDs(ids)
-	return ids
-}
-
-func sortIDs(ids []string) {
 	slices.SortFunc(ids, func(a, b string) int {
 		x, _ := strconv.Atoi(a)
 		y, _ := strconv.Atoi(b)
 		return x - y
 	})
+	return ids
 }
 
 // Blocklisted lists the emails a GDPR delete blocklisted without a contact.
@@ -244,16 +226,10 @@ func (f *Fake) Blocklisted() []string {
 // byEmail finds the contact with email among the live (or the archived)
 // ones: the oldest, when the recycle bin holds several.
 func (f *Fake) byEmail(email string, archived bool) (string, bool) {
-	var ids []string
-	for id, c := range f.contacts {
-		if c.archived == archived && c.email == strings.ToLower(email) {
-			ids = append(ids, id)
-		}
-	}
+	ids := f.ids(email, func(c *hsContact) bool { return c.archived == archived })
 	if len(ids) == 0 {
 		return "", false
 	}
-	sortIDs(ids)
 	return ids[0], true
 }
 

@@ -177,11 +177,8 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // Seed stores a Contact and a Lead with the subject's email (it needs one)
 // and, in AppUserIDField, its connectortest.UserIDSystem id if it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
-	if s.Email == "" {
-		panic("salesforcefake: Seed needs a subject with an email")
-	}
 	for _, o := range []string{"Contact", "Lead"} {
-		id := f.Add(o, s.Email)
+		id := f.Add(o, email(s, "Seed"))
 		if v := s.UserIDs[connectortest.UserIDSystem]; v != "" {
 			f.SetField(id, AppUserIDField, v)
 		}
@@ -193,12 +190,17 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 // the Recycle Bin, as a plain delete leaves them: restorable for about 15
 // days, invisible to query, returned by queryAll.
 func (f *Fake) SeedRecoverable(s connectors.Subject) int64 {
-	if s.Email == "" {
-		panic("salesforcefake: SeedRecoverable needs a subject with an email")
-	}
-	f.Recycle(f.Add("Contact", s.Email))
+	f.Recycle(f.Add("Contact", email(s, "SeedRecoverable")))
 	f.Recycle(f.Add("Lead", s.Email))
 	return 2
+}
+
+// email is the subject's email, which what (Seed) needs.
+func email(s connectors.Subject, what string) string {
+	if s.Email == "" {
+		panic("salesforcefake: " + what + " needs a subject with an email")
+	}
+	return s.Email
 }
 
 // Count is how many records hold the subject's email, those in the
@@ -207,52 +209,52 @@ func (f *Fake) Count(s connectors.Subject) int64 { return f.CountEmail(s.Email) 
 
 // SetField sets a custom field of record id.
 func (f *Fake) SetField(id, field, value string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.records[id].fields[field] = value
+	f.locked(func() { f.records[id].fields[field] = value })
 }
 
 // Recycle moves record id to the Recycle Bin, as a plain delete does.
-func (f *Fake) Recycle(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.records[id].recycled = true
-}
+func (f *Fake) Recycle(id string) { f.locked(func() { f.records[id].recycled = true }) }
 
 // QueryAllCount is how many records queryAll returns for email: live
 // ones, those in the Recycle Bin and, with KeepPurgedQueryable, those
 // emptied from it that Salesforce has not deleted physically yet.
 func (f *Fake) QueryAllCount(email string) int64 {
+	return int64(len(f.ids(email, func(*sfRecord) bool { return true })))
+}
+
+// locked runs fn with f.mu held.
+func (f *Fake) locked(fn func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var n int64
-	for _, r := range f.records {
-		if strings.EqualFold(r.email, email) {
-			n++
+	fn()
+}
+
+// ids lists, in order, the ids of the records holding email that keep
+// accepts.
+func (f *Fake) ids(email string, keep func(*sfRecord) bool) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for id, r := range f.records {
+		if email != "" && strings.EqualFold(r.email, email) && keep(r) {
+			ids = append(ids, id)
 		}
 	}
-	return n
+	slices.Sort(ids)
+	return ids
 }
 
 // FailPurge makes emptyRecycleBin fail every id with the status code
 // (such as INSUFFICIENT_ACCESS_OR_READONLY for a record in another user's
 // Recycle Bin, without Modify All Data); "" restores success.
-func (f *Fake) FailPurge(code string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.purgeError = code
-}
+func (f *Fake) FailPurge(code string) { f.locked(func() { f.purgeError = code }) }
 
 // KeepPurgedQueryable models what Salesforce documents for
 // emptyRecycleBin: emptied records can still be returned by queryAll "for
 // some time, typically 24 hours". Count no longer counts them (they cannot
 // be restored); queryAll does; emptyRecycleBin refuses them (⚠ the code is
 // not documented: the fake answers ENTITY_IS_DELETED).
-func (f *Fake) KeepPurgedQueryable() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.keepPurged = true
-}
+func (f *Fake) KeepPurgedQueryable() { f.locked(func() { f.keepPurged = true }) }
 
 // purge removes a record for good, or (keepPurged) leaves it for queryAll
 // only; f.mu is held.
@@ -298,7 +300,7 @@ func Unavailable(w http.ResponseWriter, r *http.Request) {
 func (f *Fake) versioned(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !slices.Contains(versions(), r.PathValue("version")) {
-			WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
+			notFound(w)
 			return
 		}
 		h(w, r)
@@ -319,32 +321,11 @@ func (f *Fake) Add(object, email string) string {
 
 // CountEmail counts the records with email, those in the Recycle Bin too
 // (not those emptied from it and waiting to be deleted physically).
-func (f *Fake) CountEmail(email string) int64 {
-	if email == "" {
-		return 0
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var n int64
-	for _, r := range f.records {
-		if strings.EqualFold(r.email, email) && !r.purged {
-			n++
-		}
-	}
-	return n
-}
+func (f *Fake) CountEmail(email string) int64 { return int64(len(f.RecordIDs(email))) }
 
 // Recycled counts the records with email in the Recycle Bin.
 func (f *Fake) Recycled(email string) int64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var n int64
-	for _, r := range f.records {
-		if strings.EqualFold(r.email, email) && r.recycled && !r.purged {
-			n++
-		}
-	}
-	return n
+	return int64(len(f.ids(email, func(r *sfRecord) bool { return r.recycled && !r.purged })))
 }
 
 // JobState is the state of ingest job id ("" when there is none).
@@ -358,35 +339,19 @@ func (f *Fake) JobState(id string) string {
 }
 
 // SetPageSize caps how many records a query page holds (default 2,000).
-func (f *Fake) SetPageSize(n int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.pageSize = n
-}
+func (f *Fake) SetPageSize(n int) { f.locked(func() { f.pageSize = n }) }
 
 // EndJobsAs makes closed jobs end in state (Failed or Aborted) instead of
 // running; "" restores normal runs.
-func (f *Fake) EndJobsAs(state string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.endState = state
-}
+func (f *Fake) EndJobsAs(state string) { f.locked(func() { f.endState = state }) }
 
 // FailRecords makes every record of a job fail with the sf__Error code
 // (such as DELETE_FAILED or UNABLE_TO_LOCK_ROW); "" restores success.
-func (f *Fake) FailRecords(code string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.recordError = code
-}
+func (f *Fake) FailRecords(code string) { f.locked(func() { f.recordError = code }) }
 
 // DenyHardDelete takes the Bulk API Hard Delete permission away: hardDelete
 // jobs are refused.
-func (f *Fake) DenyHardDelete() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.noHardDelete = true
-}
+func (f *Fake) DenyHardDelete() { f.locked(func() { f.noHardDelete = true }) }
 
 // Query is a SOQL query the fake understands.
 type Query struct {
@@ -631,9 +596,8 @@ func (f *Fake) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	j, ok := f.jobs[r.PathValue("jobId")]
+	_, j, ok := f.job(w, r)
 	if !ok {
-		WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
 		return
 	}
 	if j.state != "Open" {
@@ -667,10 +631,8 @@ func (f *Fake) patchJob(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	id := r.PathValue("jobId")
-	j, ok := f.jobs[id]
+	id, j, ok := f.job(w, r)
 	if !ok {
-		WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
 		return
 	}
 	switch {
@@ -684,14 +646,28 @@ func (f *Fake) patchJob(w http.ResponseWriter, r *http.Request) {
 	fakevendor.JSON(w, 200, f.jobJSON(id, j, r.PathValue("version")))
 }
 
+// job finds the job of r's {jobId}, or answers 404 NOT_FOUND; f.mu is
+// held.
+func (f *Fake) job(w http.ResponseWriter, r *http.Request) (string, *sfJob, bool) {
+	id := r.PathValue("jobId")
+	j, ok := f.jobs[id]
+	if !ok {
+		notFound(w)
+	}
+	return id, j, ok
+}
+
+// notFound is Salesforce's 404 for an unknown resource (or API version).
+func notFound(w http.ResponseWriter) {
+	WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
+}
+
 // getJob reports a job's state, advancing a closed job one step per read.
 func (f *Fake) getJob(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	id := r.PathValue("jobId")
-	j, ok := f.jobs[id]
+	id, j, ok := f.job(w, r)
 	if !ok {
-		WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
 		return
 	}
 	if j.state == "UploadComplete" || j.state == "InProgress" {
@@ -743,9 +719,8 @@ func (f *Fake) run(j *sfJob) {
 func (f *Fake) failedResults(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	j, ok := f.jobs[r.PathValue("jobId")]
+	_, j, ok := f.job(w, r)
 	if !ok {
-		WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
 		return
 	}
 	if j.state != "JobComplete" && j.state != "Failed" && j.state != "Aborted" {
@@ -803,7 +778,7 @@ func WriteFault(w http.ResponseWriter, code, message string) {
 // the fake knows emptyRecycleBin.
 func (f *Fake) soap(w http.ResponseWriter, r *http.Request) {
 	if !slices.Contains(versions(), "v"+r.PathValue("version")) {
-		WriteErrors(w, 404, "NOT_FOUND", "The requested resource does not exist")
+		notFound(w)
 		return
 	}
 	if r.Header.Get("SOAPAction") == "" || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/xml") {
@@ -858,14 +833,5 @@ func (f *Fake) soap(w http.ResponseWriter, r *http.Request) {
 // RecordIDs lists the ids of the records holding email, those in the
 // Recycle Bin too, in order.
 func (f *Fake) RecordIDs(email string) []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var ids []string
-	for id, r := range f.records {
-		if strings.EqualFold(r.email, email) && !r.purged {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	return ids
+	return f.ids(email, func(r *sfRecord) bool { return !r.purged })
 }
