@@ -12,15 +12,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+	"github.com/lethe-dev/lethe/connectors/vendorkit"
 )
 
 func init() {
@@ -59,50 +58,34 @@ var dataCentreRe = regexp.MustCompile(`^[a-z]{2,}[0-9]{1,3}$`)
 
 // Validate reports every problem in the config at once, each naming its key.
 func (c *Config) Validate() error {
-	var errs []error
-	if !c.APIKey.IsSet() {
-		errs = append(errs, errors.New("api_key: required (a string, {env: NAME} or {file: PATH})"))
-	} else if c.APIKey.Value != "" && c.BaseURL == "" {
+	var p vendorkit.Problems
+	p.Secret("api_key", c.APIKey, "a Mailchimp API key")
+	if c.APIKey.Value != "" && c.BaseURL == "" {
 		if _, err := dataCentreURL(c.APIKey.Value); err != nil {
-			errs = append(errs, err)
+			p.Include(err)
 		}
 	}
 	if c.BaseURL != "" {
-		if err := checkBaseURL(c.BaseURL); err != nil {
-			errs = append(errs, err)
-		}
+		p.BaseURL(&c.BaseURL, vendorkit.URLRule{Example: "https://us6.api.mailchimp.com", Version: "/3.0"})
 	}
 	switch {
 	case len(c.Lists) == 0 && !c.AllLists:
-		errs = append(errs, errors.New("lists: required: the audience ids to erase from (Audience → Settings → Audience ID), or all_lists: true"))
+		p.Add("lists", "required: the audience ids to erase from (Audience → Settings → Audience ID), or all_lists: true")
 	case len(c.Lists) > 0 && c.AllLists:
-		errs = append(errs, errors.New("lists: leave it out with all_lists: true, which erases from every audience"))
+		p.Add("lists", "leave it out with all_lists: true, which erases from every audience")
 	}
 	seen := map[string]bool{}
 	for i, id := range c.Lists {
+		key := fmt.Sprintf("lists[%d]", i)
 		switch {
 		case !listIDRe.MatchString(id):
-			errs = append(errs, fmt.Errorf("lists[%d]: %q is not an audience id (letters and digits, such as a1b2c3d4e5)", i, id))
+			p.Add(key, "%q is not an audience id (letters and digits, such as a1b2c3d4e5)", id)
 		case seen[id]:
-			errs = append(errs, fmt.Errorf("lists[%d]: %q is listed twice", i, id))
+			p.Add(key, "%q is listed twice", id)
 		}
 		seen[id] = true
 	}
-	return errors.Join(errs...)
-}
-
-func checkBaseURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return errors.New("base_url: must be an http(s) URL such as https://us6.api.mailchimp.com")
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return errors.New("base_url: must not carry credentials, a query or a fragment")
-	}
-	if strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/3.0") {
-		return errors.New("base_url: leave out /3.0; Lethe adds the API version")
-	}
-	return nil
+	return p.Err()
 }
 
 // dataCentreURL derives the API's address from a key ending in its data
@@ -126,13 +109,9 @@ type connector struct {
 }
 
 func build(_ context.Context, _ string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
-	getenv := deps.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	key, err := cfg.APIKey.Reveal(getenv)
+	key, err := vendorkit.Reveal(deps, "api_key", cfg.APIKey)
 	if err != nil {
-		return nil, fmt.Errorf("api_key: %w", err)
+		return nil, err
 	}
 	base := cfg.BaseURL
 	if base == "" {
@@ -140,21 +119,9 @@ func build(_ context.Context, _ string, cfg Config, deps connectors.Deps) (conne
 			return nil, err
 		}
 	}
-	hc := deps.HTTPClient
-	if hc == nil { // the runtime always passes one; this is for tools and tests
-		hc = &http.Client{Timeout: time.Minute}
-	}
-	return &connector{
-		http: &vendorhttp.Client{
-			HTTP:   hc,
-			Vendor: "Mailchimp",
-			// Any user name; the key is the password.
-			Auth: func(r *http.Request) { r.SetBasicAuth("lethe", key) },
-		},
-		base:     strings.TrimRight(base, "/") + "/3.0",
-		lists:    cfg.Lists,
-		allLists: cfg.AllLists,
-	}, nil
+	// Any user name; the key is the password.
+	api := vendorkit.Client(deps, "Mailchimp", vendorkit.Basic("lethe", key))
+	return &connector{http: api, base: base + "/3.0", lists: cfg.Lists, allLists: cfg.AllLists}, nil
 }
 
 // subscriberHash is how Mailchimp names a member in URLs: the hex MD5 of
@@ -164,8 +131,11 @@ func subscriberHash(email string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func noEmail() connectors.Evidence {
-	return connectors.Evidence{Kind: "mailchimp", Value: "skipped: the subject has no email address"}
+// noEmail refuses a subject without an email: the plan makes the runtime
+// wait for one, and without it nothing was looked up, which is never "not
+// found" or "clean".
+func noEmail() error {
+	return connectors.Permanentf("the subject has no email address: Mailchimp members are found by email only (check the instance's keys)")
 }
 
 // Erase permanently deletes the subject from every audience, an archived
@@ -178,7 +148,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		return connectors.Outcome{}, err
 	}
 	if s.Email == "" {
-		return connectors.NotFound(noEmail()), nil
+		return connectors.Outcome{}, noEmail()
 	}
 	hash := subscriberHash(s.Email)
 	lists, ev, err := c.audiences(ctx)
@@ -315,8 +285,7 @@ func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connector
 		return v, err
 	}
 	if s.Email == "" {
-		v.Evidence = append(v.Evidence, noEmail())
-		return v, nil
+		return v, noEmail()
 	}
 	hash := subscriberHash(s.Email)
 	lists, _, err := c.audiences(ctx)

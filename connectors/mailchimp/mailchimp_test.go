@@ -14,10 +14,8 @@ import (
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
-	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 	_ "github.com/lethe-dev/lethe/connectors/mailchimp"
 	"github.com/lethe-dev/lethe/connectors/mailchimp/mailchimpfake"
-	"go.uber.org/zap"
 )
 
 const (
@@ -35,20 +33,8 @@ func newConnector(t testing.TB, f *mailchimpfake.Fake, lists ...string) connecto
 
 // buildWith builds through the registry with the runtime's dependencies
 // (an HTTP client, an environment), as Lethe does at start-up.
-func buildWith(t testing.TB, yamlConfig string, deps connectors.Deps) (connectors.Connector, error) {
-	t.Helper()
-	def, ok := connectors.Lookup("mailchimp")
-	if !ok {
-		t.Fatal("mailchimp is not registered")
-	}
-	if deps.Logger == nil {
-		deps.Logger = zap.NewNop()
-	}
-	if deps.Getenv == nil {
-		deps.Getenv = func(string) string { return "" }
-	}
-	decode := func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) }
-	return def.Build(context.Background(), instance, decode, deps)
+func buildWith(_ testing.TB, yamlConfig string, deps connectors.Deps) (connectors.Connector, error) {
+	return connectortest.TryBuildWith("mailchimp", instance, yamlConfig, deps)
 }
 
 func ctx(t testing.TB) context.Context {
@@ -61,40 +47,33 @@ func subject(i int) connectors.Subject {
 	return connectors.Subject{Email: fmt.Sprintf("subject%d@example.com", i)}
 }
 
-func TestConformance(t *testing.T) {
+// TestVendor runs the conformance suite and the vendor cases against the
+// fake; the subject is in two of the three configured audiences.
+func TestVendor(t *testing.T) {
 	t.Parallel()
-	f := mailchimpfake.Start(t, mailchimpfake.Options{})
-	// The subject is in two of the three configured audiences.
-	h := connectortest.VendorHarness("mailchimp", f)
-	h.Faulty = func(t *testing.T, fault connectortest.Fault) connectors.Connector {
-		bad := mailchimpfake.Start(t, mailchimpfake.Options{})
-		switch fault {
-		case connectortest.FaultUnavailable:
-			bad.Always(mailchimpfake.Unavailable)
-		case connectortest.FaultRateLimited:
-			// Mailchimp's 429 usually has no header; a proxy or a
-			// future API may send Retry-After, which must be honoured.
-			bad.Always(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Retry-After", "3")
-				mailchimpfake.TooManyConnections(w, r)
-			})
-		case connectortest.FaultUnauthorized:
-			return connectortest.Build(t, "mailchimp", instance,
-				mailchimpfake.ConfigFor(bad.URL(), "ffffffffffffffffffffffffffffffff-us6", audiences...))
-		case connectortest.FaultMisconfigured:
-			return newConnector(t, bad, "nosuchlist")
-		}
-		return newConnector(t, bad, audiences...)
-	}
-	connectortest.Run(t, h)
+	connectortest.RunVendor(t, connectortest.VendorSuite{
+		VendorCases: connectortest.VendorCases{
+			Type:        "mailchimp",
+			Start:       func(t testing.TB) connectortest.FaultyVendor { return mailchimpfake.Start(t, mailchimpfake.Options{}) },
+			Unavailable: mailchimpfake.Unavailable,
+			// Mailchimp's 429 names no delay and documents no rate: the
+			// runtime's backoff decides.
+			TooMany: mailchimpfake.TooManyConnections,
+			Refused: mailchimpfake.Refused, Credential: "API key", Secrets: []string{testKey},
+			Derived: func(s connectors.Subject) []string { return []string{mailchimpfake.SubscriberHash(s.Email)} },
+			Except: map[string]string{
+				"malformed": "a permanent delete answers 204 No Content, whose body is not read (Verify finds a member it left)",
+			},
+		},
+		Misconfigured: "lists: [nosuchlist]",
+	})
 }
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	const secret = "0123456789abcdef0123456789abcdef"
-	tests := []struct {
-		name, yaml, want string
-	}{
+	env := map[string]string{"SECRET": secret, "MAILCHIMP_KEY_SET": secret + "-us6"}
+	connectortest.RunConfigCases(t, "mailchimp", env, []string{secret}, connectortest.ConfigCases{
 		{"no api key", "lists: [a1b2c3d4e5]\n", "api_key: required"},
 		{"no lists", "api_key: k-us6\n", "lists: required"},
 		{"empty lists", "api_key: k-us6\nlists: []\n", "lists: required"},
@@ -112,24 +91,7 @@ func TestConfigValidation(t *testing.T) {
 		{"ok", "api_key: k-us6\nlists: [a1b2c3d4e5]\n", ""},
 		{"ok all lists", "api_key: {env: MAILCHIMP_KEY_SET}\nall_lists: true\n", ""},
 		{"ok base url without data centre", "api_key: " + secret + "\nbase_url: https://mailchimp-proxy.internal\nlists: [a1b2c3d4e5]\n", ""},
-	}
-	env := map[string]string{"SECRET": secret, "MAILCHIMP_KEY_SET": secret + "-us6"}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := buildWith(t, tt.yaml, connectors.Deps{Getenv: func(k string) string { return env[k] }})
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("unexpected error: %v", err)
-			case tt.want != "" && err == nil:
-				t.Fatalf("no error, want one containing %q", tt.want)
-			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
-				t.Fatalf("error %q does not contain %q", err, tt.want)
-			}
-			if err != nil && strings.Contains(err.Error(), secret) {
-				t.Errorf("error quotes the API key: %v", err)
-			}
-		})
-	}
+	})
 }
 
 // roundTripper answers every request without a network.
@@ -316,56 +278,16 @@ func TestAudienceIsLookedUpOnceAfterA404(t *testing.T) {
 	}
 }
 
-func TestMalformedBodyIsRetryable(t *testing.T) {
+// TestThrottlingNamesNoDelay: Mailchimp's 429 carries no Retry-After or
+// rate-limit header, so the runtime's backoff decides (a storm of them
+// then success is a vendor case).
+func TestThrottlingNamesNoDelay(t *testing.T) {
 	t.Parallel()
 	f := mailchimpfake.Start(t, mailchimpfake.Options{})
-	s := subject(5)
-	f.Add(s.Email, audiences[1])
-	c := newConnector(t, f) // all_lists: the listing is the one JSON body read
-	f.Inject(1, fakevendor.Malformed())
-	_, err := c.Erase(ctx(t), s)
-	if perm, _ := connectors.Classify(err); err == nil || perm {
-		t.Fatalf("Erase after a malformed body = %v, want a retryable error", err)
-	}
-	out, err := c.Erase(ctx(t), s)
-	if err != nil || out.Records != 1 {
-		t.Fatalf("retry = %d records, %v; want 1", out.Records, err)
-	}
-}
-
-func TestRateLimitStormThenSuccess(t *testing.T) {
-	t.Parallel()
-	f := mailchimpfake.Start(t, mailchimpfake.Options{})
-	s := subject(6)
-	f.Add(s.Email, audiences[0], audiences[1])
-	c := newConnector(t, f, audiences...)
-	f.Inject(5, mailchimpfake.TooManyConnections)
-	var (
-		out      connectors.Outcome
-		err      error
-		attempts int
-	)
-	for attempts = 1; attempts <= 10; attempts++ {
-		out, err = c.Erase(ctx(t), s)
-		if err == nil {
-			break
-		}
-		perm, after := connectors.Classify(err)
-		if perm || after != 0 {
-			t.Fatalf("429 without headers = permanent %v, retry after %v; want retryable, the runtime's backoff deciding: %v", perm, after, err)
-		}
-		if !strings.Contains(err.Error(), "429") {
-			t.Errorf("error does not say it was rate limited: %v", err)
-		}
-	}
-	if err != nil {
-		t.Fatalf("still failing after %d attempts: %v", attempts, err)
-	}
-	if attempts != 6 {
-		t.Errorf("succeeded on attempt %d, want 6 (after 5 refusals)", attempts)
-	}
-	if out.Records != 2 || f.CountEmail(s.Email) != 0 {
-		t.Errorf("erased %d records, %d left; want 2 and 0", out.Records, f.CountEmail(s.Email))
+	f.Inject(1, mailchimpfake.TooManyConnections)
+	_, err := newConnector(t, f, audiences...).Erase(ctx(t), subject(6))
+	if perm, after := connectors.Classify(err); err == nil || perm || after != 0 || !strings.Contains(err.Error(), "429") {
+		t.Fatalf("429 without headers = %v (permanent %v, retry after %v); want retryable naming 429, no delay", err, perm, after)
 	}
 }
 
@@ -407,57 +329,6 @@ func TestSimultaneousConnectionLimit(t *testing.T) {
 	}
 }
 
-func TestServerErrorsAndTimeoutsAreRetryable(t *testing.T) {
-	t.Parallel()
-	f := mailchimpfake.Start(t, mailchimpfake.Options{})
-	s := subject(7)
-	f.Add(s.Email, audiences[0])
-	c, err := buildWith(t, mailchimpfake.ConfigFor(f.URL(), testKey, audiences...), connectors.Deps{HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, fault := range map[string]fakevendor.Fault{
-		"500":     fakevendor.Status(http.StatusInternalServerError),
-		"503":     mailchimpfake.Unavailable,
-		"timeout": fakevendor.Hang(2 * time.Second),
-	} {
-		f.Inject(1, fault)
-		_, err := c.Erase(ctx(t), s)
-		if perm, _ := connectors.Classify(err); err == nil || perm {
-			t.Errorf("%s: Erase = %v, want a retryable error", name, err)
-			continue
-		}
-		for _, secret := range []string{s.Email, mailchimpfake.SubscriberHash(s.Email), testKey, f.URL()} {
-			if strings.Contains(err.Error(), secret) {
-				t.Errorf("%s: error quotes %q: %v", name, secret, err)
-			}
-		}
-	}
-	if n := f.CountEmail(s.Email); n != 1 {
-		t.Fatalf("failed attempts changed the data: %d audiences hold the subject", n)
-	}
-	if out, err := c.Erase(ctx(t), s); err != nil || out.Records != 1 {
-		t.Fatalf("Erase after the faults = %d records, %v; want 1", out.Records, err)
-	}
-}
-
-func TestRefusedKeyIsPermanentWithAMessageForStaff(t *testing.T) {
-	t.Parallel()
-	f := mailchimpfake.Start(t, mailchimpfake.Options{})
-	const wrong = "ffffffffffffffffffffffffffffffff-us6"
-	c := connectortest.Build(t, "mailchimp", instance, mailchimpfake.ConfigFor(f.URL(), wrong, audiences...))
-	_, err := c.Erase(ctx(t), subject(8))
-	if perm, _ := connectors.Classify(err); err == nil || !perm {
-		t.Fatalf("Erase = %v, want a permanent error", err)
-	}
-	if !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "API key") {
-		t.Errorf("message does not point staff at the API key: %v", err)
-	}
-	if strings.Contains(err.Error(), wrong) {
-		t.Errorf("error quotes the key: %v", err)
-	}
-}
-
 func TestTwoInstancesSideBySide(t *testing.T) {
 	t.Parallel()
 	keyB := "fedcba9876543210fedcba9876543210-eu1"
@@ -490,16 +361,18 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	}
 }
 
-func TestSubjectWithoutEmailIsNotFound(t *testing.T) {
+// TestSubjectWithoutEmailIsRefused: without an email nothing is looked
+// up, which is never "not found" or "clean".
+func TestSubjectWithoutEmailIsRefused(t *testing.T) {
 	t.Parallel()
 	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	c := newConnector(t, f, audiences...)
-	out, err := c.Erase(ctx(t), connectors.Subject{Phone: "+447700900123"})
-	if err != nil || out.Status != connectors.StatusNotFound {
-		t.Fatalf("Erase = %q, %v; want not_found", out.Status, err)
+	s := connectors.Subject{Phone: "+447700900123"}
+	if _, err := c.Erase(ctx(t), s); err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "no email") {
+		t.Fatalf("Erase = %v; want a permanent error saying there is no email", err)
 	}
-	if len(out.Evidence) == 0 || !strings.Contains(out.Evidence[0].Value, "no email") {
-		t.Errorf("evidence does not say why: %v", out.Evidence)
+	if _, err := c.(connectors.Verifier).Verify(ctx(t), s); err == nil || !isPermanent(err) {
+		t.Fatalf("Verify = %v; want a permanent error", err)
 	}
 	if n := len(f.Calls()); n != 0 {
 		t.Errorf("%d requests sent for a subject without an email", n)
@@ -548,3 +421,5 @@ func TestPlanIsEmail(t *testing.T) {
 		t.Errorf("plan = %+v, %v", p, err)
 	}
 }
+
+func isPermanent(err error) bool { p, _ := connectors.Classify(err); return p }

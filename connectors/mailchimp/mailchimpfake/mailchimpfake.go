@@ -35,17 +35,12 @@ func Audiences() []string { return []string{"a1b2c3d4e5", "f6a7b8c9d0", "0a0b0c0
 // maxConns is how many simultaneous connections Mailchimp takes.
 const maxConns = 10
 
-// Options tunes a fake.
-type Options struct {
-	// RateLimit, when > 0, also refuses requests beyond this many per
-	// second (burst Burst, default 1) with Mailchimp's throttling answer:
-	// 429 "Too Many Requests" without Retry-After or rate-limit headers.
-	// Mailchimp's own limit, 10 simultaneous connections, always applies.
-	RateLimit float64
-	Burst     int
-	// Polls is unused: Mailchimp's permanent delete is synchronous.
-	Polls int
-}
+// Options tunes a fake: its rate limit also refuses requests with
+// Mailchimp's throttling answer, 429 "Too Many Requests" without
+// Retry-After or rate-limit headers; Mailchimp's own limit, 10
+// simultaneous connections, always applies. Polls is unused: Mailchimp's
+// permanent delete is synchronous.
+type Options = fakevendor.Options
 
 // Fake is a local Mailchimp Marketing API (3.0) holding audiences and
 // their members, as documented: Basic auth with the API key as the
@@ -57,7 +52,7 @@ type Fake struct {
 	fakevendor.Controls
 
 	mu        sync.Mutex
-	key       string
+	key       *fakevendor.Key
 	lists     map[string]map[string]*member // audience id → subscriber hash → member
 	forgotten map[string]map[string]bool    // audience id → hashes deleted permanently
 	inflight  int
@@ -78,25 +73,16 @@ var hashRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // test ends.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	srv := fakevendor.New(t)
-	f := &Fake{
-		Controls:  srv.Controls(),
-		key:       DefaultKey,
-		lists:     map[string]map[string]*member{},
-		forgotten: map[string]map[string]bool{},
-	}
+	f := &Fake{key: fakevendor.NewKey(DefaultKey), lists: map[string]map[string]*member{}, forgotten: map[string]map[string]bool{}}
 	for _, l := range Audiences() {
 		f.AddAudience(l)
 	}
-	srv.RequireAuth(func(r *http.Request) bool {
-		_, pass, ok := r.BasicAuth()
-		return ok && pass == f.Key()
-	}, func(w http.ResponseWriter, r *http.Request) {
-		WriteProblem(w, http.StatusUnauthorized, "API Key Invalid", "Your API key may be invalid, or you've attempted to access the wrong datacenter.")
-	})
-	if opt.RateLimit > 0 {
-		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooManyConnections)
-	}
+	// Basic auth: any user name, the key as the password.
+	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooManyConnections, Auth: fakevendor.Auth{
+		OK:     func(r *http.Request) bool { _, pass, ok := r.BasicAuth(); return ok && pass == f.key.Get() },
+		Refuse: Refused,
+	}})
+	f.Controls = srv.Controls()
 	srv.Handle("GET /3.0/lists", f.throttled(f.getLists))
 	srv.Handle("GET /3.0/lists/{list}", f.throttled(f.getList))
 	srv.Handle("GET /3.0/lists/{list}/members/{hash}", f.throttled(f.getMember))
@@ -106,17 +92,14 @@ func Start(t testing.TB, opt Options) *Fake {
 }
 
 // Key is the API key the fake accepts.
-func (f *Fake) Key() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.key
-}
+func (f *Fake) Key() string { return f.key.Get() }
 
 // SetKey changes the API key the fake accepts (another Mailchimp account).
-func (f *Fake) SetKey(key string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.key = key
+func (f *Fake) SetKey(key string) { f.key.Set(key) }
+
+// Refused is Mailchimp's answer to a key it does not accept.
+func Refused(w http.ResponseWriter, _ *http.Request) {
+	WriteProblem(w, http.StatusUnauthorized, "API Key Invalid", "Your API key may be invalid, or you've attempted to access the wrong datacenter.")
 }
 
 // Config is a mailchimp connector config against f, for the Audiences.
