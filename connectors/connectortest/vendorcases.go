@@ -366,6 +366,8 @@ type VendorSuite struct {
 	// Resolves, for an instance that resolves, is what the resolver must
 	// find for a seeded subject (Harness.Resolves).
 	Resolves func(connectors.Subject) map[connectors.Kind][]string
+	// PollTimeout bounds an asynchronous erasure (Harness.PollTimeout).
+	PollTimeout time.Duration
 }
 
 // RunVendor runs the conformance suite and the vendor cases of vs.
@@ -373,7 +375,7 @@ func RunVendor(t *testing.T, vs VendorSuite) {
 	t.Helper()
 	t.Run("conformance", func(t *testing.T) {
 		h := VendorHarness(vs.Type, vs.Start(t))
-		h.Hostile, h.Resolves = vs.Hostile, vs.Resolves
+		h.Hostile, h.Resolves, h.PollTimeout = vs.Hostile, vs.Resolves, vs.PollTimeout
 		h.Faulty = vs.faulty
 		Run(t, h)
 	})

@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,6 +20,7 @@ import (
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/vendorhttp"
+	"github.com/lethe-dev/lethe/connectors/vendorkit"
 )
 
 func init() {
@@ -34,7 +33,6 @@ func init() {
 // Defaults of the config.
 const (
 	defaultRegulation   = "gdpr"
-	defaultFormat       = formatRaw
 	defaultPhoneType    = "phone"
 	defaultUserIDType   = "controller_customer_id"
 	defaultPollInterval = time.Hour
@@ -92,56 +90,41 @@ var (
 
 // Validate reports every problem in the config at once, each naming its key.
 func (c *Config) Validate() error {
-	var errs []error
-	if c.BaseURL == "" {
-		errs = append(errs, errors.New("base_url: required: where the processor serves OpenDSR, such as https://dsr.example.com/opendsr"))
-	} else if err := checkURL("base_url", c.BaseURL); err != nil {
-		errs = append(errs, err)
-	} else if strings.HasSuffix(strings.TrimRight(c.BaseURL, "/"), "/requests") {
-		errs = append(errs, errors.New("base_url: leave out /requests; Lethe adds it"))
-	}
-	switch c.Regulation {
-	case "", "gdpr", "ccpa":
-	default:
-		errs = append(errs, fmt.Errorf("regulation: %q is not gdpr or ccpa", c.Regulation))
-	}
+	var p vendorkit.Problems
+	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Example: "where the processor serves OpenDSR, https://dsr.example.com/opendsr", Version: "/requests"})
+	p.OneOf("regulation", &c.Regulation, defaultRegulation, "ccpa")
 	switch c.IdentityFormat {
-	case "", formatRaw, formatSHA256:
 	case "md5", "sha1":
-		errs = append(errs, fmt.Errorf("identity_format: %s hashes of emails and phone numbers are easily reversed; use sha256 or raw", c.IdentityFormat))
+		p.Add("identity_format", "%s hashes of emails and phone numbers are easily reversed; use sha256 or raw", c.IdentityFormat)
 	default:
-		errs = append(errs, fmt.Errorf("identity_format: %q is not raw or sha256", c.IdentityFormat))
+		p.OneOf("identity_format", &c.IdentityFormat, formatRaw, formatSHA256)
 	}
 	if c.PhoneType != "" && !identityTypeRe.MatchString(c.PhoneType) {
-		errs = append(errs, errors.New("phone_type: must be lower-case letters, digits or '_', such as phone"))
+		p.Add("phone_type", "must be lower-case letters, digits or '_', such as phone")
 	}
 	if c.UserIDType != "" && !identityTypeRe.MatchString(c.UserIDType) {
-		errs = append(errs, errors.New("user_id_type: must be lower-case letters, digits or '_', such as controller_customer_id"))
+		p.Add("user_id_type", "must be lower-case letters, digits or '_', such as controller_customer_id")
 	}
-	if c.UserIDSystem != "" && !connectors.InstanceNameRe.MatchString(c.UserIDSystem) {
-		errs = append(errs, errors.New("user_id_system: must be lower-case letters, digits, '-' or '_'"))
-	}
+	p.Namespace("user_id_system", c.UserIDSystem)
 	if c.CallbackURL != "" {
-		if err := checkURL("callback_url", c.CallbackURL); err != nil {
-			errs = append(errs, err)
-		}
+		// Lethe's own address: it carries no credential, so http (inside a
+		// cluster) is allowed.
+		p.BaseURL(&c.CallbackURL, vendorkit.URLRule{Key: "callback_url", AllowHTTP: true, Example: "https://lethe.example.com/v1/connectors/<name>/callback"})
 		if c.ProcessorDomain == "" || !c.ProcessorPublicKey.IsSet() {
-			errs = append(errs, errors.New("callback_url: needs processor_domain and processor_public_key, or Lethe could not check who sends the callbacks"))
+			p.Add("callback_url", "needs processor_domain and processor_public_key, or Lethe could not check who sends the callbacks")
 		}
 	}
 	if c.ProcessorDomain != "" && !domainRe.MatchString(c.ProcessorDomain) {
-		errs = append(errs, errors.New("processor_domain: must be a host name such as dsr.example.com, without a scheme or path"))
+		p.Add("processor_domain", "must be a host name such as dsr.example.com, without a scheme or path")
 	}
 	if c.ProcessorDomain != "" && !c.ProcessorPublicKey.IsSet() {
-		errs = append(errs, errors.New("processor_public_key: required with processor_domain: the key callbacks are signed with"))
+		p.Add("processor_public_key", "required with processor_domain: the key callbacks are signed with")
 	}
 	if c.ProcessorPublicKey.IsSet() && c.ProcessorDomain == "" {
-		errs = append(errs, errors.New("processor_domain: required with processor_public_key: the domain callbacks name in X-OpenDSR-Processor-Domain"))
+		p.Add("processor_domain", "required with processor_public_key: the domain callbacks name in X-OpenDSR-Processor-Domain")
 	}
-	if c.PollInterval < 0 {
-		errs = append(errs, errors.New("poll_interval: must not be negative"))
-	}
-	return errors.Join(errs...)
+	p.Interval("poll_interval", &c.PollInterval, defaultPollInterval)
+	return p.Err()
 }
 
 // Plan: the processor is sent every identity the subject has (email,
@@ -150,17 +133,6 @@ func (c *Config) Validate() error {
 func (c Config) Plan(name string) connectors.Plan {
 	oneOf := connectors.Requirement{connectors.Email, connectors.Phone, connectors.UserIDKind(or(c.UserIDSystem, name))}
 	return connectors.Plan{Keys: []connectors.Requirement{oneOf}, Uses: oneOf}
-}
-
-func checkURL(key, s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("%s: must be an http(s) URL", key)
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%s: must not carry credentials, a query or a fragment", key)
-	}
-	return nil
 }
 
 // connector is one instance; everything it needs lives here, so instances
@@ -180,44 +152,32 @@ type connector struct {
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
-	getenv := deps.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
 	var token string
 	if cfg.Token.IsSet() {
 		var err error
-		if token, err = cfg.Token.Reveal(getenv); err != nil {
-			return nil, fmt.Errorf("token: %w", err)
+		if token, err = vendorkit.Reveal(deps, "token", cfg.Token); err != nil {
+			return nil, err
 		}
 	}
 	var keys []publicKey
 	if cfg.ProcessorPublicKey.IsSet() {
-		pem, err := cfg.ProcessorPublicKey.Reveal(getenv)
+		pem, err := vendorkit.Reveal(deps, "processor_public_key", cfg.ProcessorPublicKey)
 		if err != nil {
-			return nil, fmt.Errorf("processor_public_key: %w", err)
+			return nil, err
 		}
 		if keys, err = loadPublicKeys(pem); err != nil {
 			return nil, fmt.Errorf("processor_public_key: %w", err)
 		}
 	}
-	hc := deps.HTTPClient
-	if hc == nil { // the runtime always passes one; this is for tools and tests
-		hc = &http.Client{Timeout: time.Minute}
+	auth := func(*http.Request) {}
+	if token != "" {
+		auth = vendorkit.Bearer(token)
 	}
 	c := &connector{
-		http: &vendorhttp.Client{
-			HTTP:   hc,
-			Vendor: "OpenDSR processor",
-			Auth: func(r *http.Request) {
-				if token != "" {
-					r.Header.Set("Authorization", "Bearer "+token)
-				}
-			},
-		},
-		base:         strings.TrimRight(cfg.BaseURL, "/"),
-		regulation:   or(cfg.Regulation, defaultRegulation),
-		format:       or(cfg.IdentityFormat, defaultFormat),
+		http:         vendorkit.Client(deps, "OpenDSR processor", auth),
+		base:         cfg.BaseURL,
+		regulation:   cfg.Regulation,
+		format:       cfg.IdentityFormat,
 		phoneType:    or(cfg.PhoneType, defaultPhoneType),
 		userIDType:   or(cfg.UserIDType, defaultUserIDType),
 		userIDSystem: or(cfg.UserIDSystem, name),
@@ -225,9 +185,6 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		domain:       cfg.ProcessorDomain,
 		keys:         keys,
 		pollInterval: cfg.PollInterval,
-	}
-	if c.pollInterval == 0 {
-		c.pollInterval = defaultPollInterval
 	}
 	return c, nil
 }

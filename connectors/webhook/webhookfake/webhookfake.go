@@ -51,17 +51,11 @@ const (
 
 var uuidV4Re = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
-// Options tunes a fake.
-type Options struct {
-	// RateLimit, when > 0, refuses requests beyond this many per second
-	// (burst Burst, default 1). OpenDSR defines no rate-limit answer; the
-	// fake answers as most HTTP services do: 429 with Retry-After: 1.
-	RateLimit float64
-	Burst     int
-	// Polls is how many status polls a request stays unfinished (pending,
-	// then in_progress) before it completes: default 1; negative: none.
-	Polls int
-}
+// Options tunes a fake: its rate limit answers as most HTTP services do
+// (OpenDSR defines no rate-limit answer), 429 with Retry-After: 1; a
+// request stays unfinished (pending, then in_progress) for Polls status
+// polls (default 1) before it completes.
+type Options = fakevendor.Options
 
 // Fake is a fake OpenDSR 2.0 processor: POST /requests files a request,
 // GET /requests/{id} reports it pending, then in_progress, then (after
@@ -77,7 +71,7 @@ type Fake struct {
 	pubPEM string
 
 	mu            sync.Mutex
-	token         string
+	token         *fakevendor.Key
 	completeAfter int
 	omitRecords   bool // leave "records" out, as a plain OpenDSR processor does
 	cancelAll     bool // cancel requests instead of completing them
@@ -126,21 +120,13 @@ func Start(t testing.TB, opt Options) *Fake {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := fakevendor.New(t)
-	p := &Fake{
-		Controls: srv.Controls(), token: DefaultToken, priv: priv, pubPEM: publicPEM(t, pub),
-		completeAfter: fakevendor.Polls(opt.Polls, 1) + 1, requests: map[string]*dsr{},
-	}
-	if opt.RateLimit > 0 {
-		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), TooMany)
-	}
-	srv.RequireAuth(func(r *http.Request) bool {
-		token := p.Token()
-		return token == "" || r.Header.Get("Authorization") == "Bearer "+token
-	}, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="opendsr"`)
-		WriteError(w, http.StatusUnauthorized, "invalid bearer token")
-	})
+	p := &Fake{token: fakevendor.NewKey(DefaultToken), priv: priv, pubPEM: publicPEM(t, pub), requests: map[string]*dsr{}}
+	bearer := fakevendor.BearerAuth(p.token, nil)
+	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 1, Auth: fakevendor.Auth{
+		OK:     func(r *http.Request) bool { return p.token.Get() == "" || bearer.OK(r) },
+		Refuse: Refused,
+	}})
+	p.Controls, p.completeAfter = srv.Controls(), srv.JobPolls+1
 	srv.Handle("GET /discovery", p.discovery)
 	srv.Handle("POST /requests", p.create)
 	srv.Handle("GET /requests/{id}", p.status)
@@ -173,18 +159,16 @@ func WriteError(w http.ResponseWriter, status int, msg string) {
 }
 
 // Token is the Bearer token the fake accepts ("": any request).
-func (p *Fake) Token() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.token
-}
+func (p *Fake) Token() string { return p.token.Get() }
 
 // SetToken changes the Bearer token the fake accepts; "" accepts any
 // request, as a processor without authentication.
-func (p *Fake) SetToken(token string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.token = token
+func (p *Fake) SetToken(token string) { p.token.Set(token) }
+
+// Refused is the processor's answer to a token it does not accept.
+func Refused(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="opendsr"`)
+	WriteError(w, http.StatusUnauthorized, "invalid bearer token")
 }
 
 // PublicKeyPEM is the PEM of the key the processor signs with.
