@@ -61,9 +61,7 @@ func TestVendor(t *testing.T) {
 			TooMany: mailchimpfake.TooManyConnections,
 			Refused: mailchimpfake.Refused, Credential: "API key", Secrets: []string{testKey},
 			Derived: func(s connectors.Subject) []string { return []string{mailchimpfake.SubscriberHash(s.Email)} },
-			Except: map[string]string{
-				"malformed": "a permanent delete answers 204 No Content, whose body is not read (Verify finds a member it left)",
-			},
+			Unread:  map[string]string{"malformed": "a permanent delete answers 204 No Content, whose body is not read"},
 		},
 		Misconfigured: "lists: [nosuchlist]",
 	})

@@ -7,13 +7,9 @@ package s3
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -23,6 +19,7 @@ import (
 
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/vendorkit"
 )
 
 func init() {
@@ -82,55 +79,46 @@ var bucketRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$`)
 
 // Validate checks the config at start-up.
 func (c *Config) Validate() error {
-	if c.Bucket == "" {
-		return errors.New("bucket: required (the bucket's name)")
-	}
-	if !bucketRe.MatchString(c.Bucket) {
-		return errors.New("bucket: must be a bucket name (letters, digits, '.', '-', '_'), not a URL or path")
+	var p vendorkit.Problems
+	switch {
+	case c.Bucket == "":
+		p.Add("bucket", "required (the bucket's name)")
+	case !bucketRe.MatchString(c.Bucket):
+		p.Add("bucket", "must be a bucket name (letters, digits, '.', '-', '_'), not a URL or path")
 	}
 	if c.BaseURL == "" && c.Region == "" {
-		return errors.New("region: required for AWS (e.g. eu-west-1); set base_url for other stores")
+		p.Add("region", "required for AWS (e.g. eu-west-1); set base_url for other stores")
 	}
 	if c.BaseURL != "" {
-		u, err := url.Parse(c.BaseURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return errors.New("base_url: must be an http(s) URL such as https://minio.internal:9000")
-		}
-		if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-			return errors.New("base_url: must not carry credentials, a query or a fragment")
-		}
+		// S3-compatible stores inside a cluster (MinIO) are often plain
+		// http; SigV4 never sends the secret key itself.
+		p.BaseURL(&c.BaseURL, vendorkit.URLRule{Example: "https://minio.internal:9000", AllowHTTP: true})
 	}
-	if !c.AccessKeyID.IsSet() {
-		return errors.New("access_key_id: required (a string, {env: NAME} or {file: PATH})")
-	}
-	if !c.SecretAccessKey.IsSet() {
-		return errors.New("secret_access_key: required (a string, {env: NAME} or {file: PATH})")
-	}
+	p.Secret("access_key_id", c.AccessKeyID, "the access key id")
+	p.Secret("secret_access_key", c.SecretAccessKey, "the secret access key")
 	switch c.Versioning {
 	case "", versioningAuto, versioningVersioned, versioningUnversioned:
 	default:
-		return fmt.Errorf("versioning: %q is not auto, versioned or unversioned", c.Versioning)
+		p.Add("versioning", "%q is not auto, versioned or unversioned", c.Versioning)
 	}
 	if len(c.Keys) == 0 && len(c.Prefixes) == 0 {
-		return errors.New("keys, prefixes: at least one key or prefix template is required")
+		p.Add("keys, prefixes", "at least one key or prefix template is required")
 	}
 	for i, k := range c.Keys {
 		if _, err := parseTemplate(k, false); err != nil {
-			return fmt.Errorf("keys[%d]: %w", i, err)
-		}
-		if slices.Contains(c.Keys[:i], k) {
-			return fmt.Errorf("keys[%d]: %q is listed twice", i, k)
-		}
-	}
-	for i, p := range c.Prefixes {
-		if _, err := parseTemplate(p, true); err != nil {
-			return fmt.Errorf("prefixes[%d]: %w", i, err)
-		}
-		if slices.Contains(c.Prefixes[:i], p) {
-			return fmt.Errorf("prefixes[%d]: %q is listed twice", i, p)
+			p.Add(fmt.Sprintf("keys[%d]", i), "%v", err)
+		} else if slices.Contains(c.Keys[:i], k) {
+			p.Add(fmt.Sprintf("keys[%d]", i), "%q is listed twice", k)
 		}
 	}
-	return nil
+	for i, pre := range c.Prefixes {
+		if _, err := parseTemplate(pre, true); err != nil {
+			p.Add(fmt.Sprintf("prefixes[%d]", i), "%v", err)
+		} else if slices.Contains(c.Prefixes[:i], pre) {
+			p.Add(fmt.Sprintf("prefixes[%d]", i), "%q is listed twice", pre)
+		}
+	}
+	return p.Err()
 }
 
 // Plan: every kind of identifier the templates name is needed, each its
@@ -181,26 +169,19 @@ type connector struct {
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
-	getenv := deps.Getenv
-	if getenv == nil {
-		getenv = func(string) string { return "" }
-	}
-	akid, err := cfg.AccessKeyID.Reveal(getenv)
+	akid, err := vendorkit.Reveal(deps, "access_key_id", cfg.AccessKeyID)
 	if err != nil {
-		return nil, fmt.Errorf("access_key_id: %w", err)
+		return nil, err
 	}
-	secret, err := cfg.SecretAccessKey.Reveal(getenv)
+	secret, err := vendorkit.Reveal(deps, "secret_access_key", cfg.SecretAccessKey)
 	if err != nil {
-		return nil, fmt.Errorf("secret_access_key: %w", err)
+		return nil, err
 	}
 	region := cfg.Region
 	if region == "" {
 		region = "us-east-1" // what MinIO and most S3-compatible stores expect
 	}
-	hc := deps.HTTPClient
-	if hc == nil { // the runtime always passes one; this is for tools and tests
-		hc = &http.Client{Timeout: time.Minute}
-	}
+	hc := vendorkit.HTTPClient(deps)
 	api := awss3.New(awss3.Options{
 		Region:       region,
 		Credentials:  credentials.NewStaticCredentialsProvider(akid, secret, ""),

@@ -188,6 +188,22 @@ func leaks(t *testing.T, what, text string, sub connectors.Subject) {
 	}
 }
 
+// TestVendorCases: each request of an erasure meets each fault the way S3
+// answers (throttling is 503 SlowDown, refused keys 403).
+func TestVendorCases(t *testing.T) {
+	t.Parallel()
+	connectortest.RunVendorCases(t, connectortest.VendorCases{
+		Type:        "s3",
+		Start:       func(t testing.TB) connectortest.FaultyVendor { return s3fake.Start(t, s3fake.Options{}) },
+		Unavailable: s3fake.SlowDown(""),
+		TooMany:     s3fake.SlowDown(""), MinRetryAfter: time.Millisecond,
+		Refused: s3fake.Refused, Credential: "access_key_id", Secrets: []string{s3fake.SecretKey},
+		// S3 answers XML: the AWS SDK reads a 200 with a JSON body as an
+		// empty answer (malformed XML is TestMalformedResponses).
+		Unread: map[string]string{"malformed": "the SDK reads a JSON body as an empty XML answer"},
+	})
+}
+
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	const creds = "access_key_id: AKID\nsecret_access_key: " + secret + "\n"

@@ -35,11 +35,11 @@ func TestVendor(t *testing.T) {
 			// with 403 REQUEST_LIMIT_EXCEEDED; the connector waits an hour.
 			TooMany: salesforcefake.LimitExceeded, MinRetryAfter: time.Hour, MaxRetryAfter: time.Hour,
 			Refused: salesforcefake.Unauthorized, Credential: "access_token", Forbidden: "permission", Secrets: []string{salesforcefake.DefaultToken},
-			Except: map[string]string{
+			Unread: map[string]string{
 				// Requests: a queryAll per object; per object a job created,
 				// uploaded and closed; then the jobs' statuses.
-				"malformed/3": "the Contact job's upload answers 201 Created, whose body is not read (the job then reports what it processed)",
-				"malformed/6": "the Lead job's upload answers 201 Created, whose body is not read (the job then reports what it processed)",
+				"malformed/3": "the Contact job's upload answers 201 Created, whose body is not read",
+				"malformed/6": "the Lead job's upload answers 201 Created, whose body is not read",
 			},
 		},
 		Misconfigured: "api_version: v45.0", // an API version the org does not serve

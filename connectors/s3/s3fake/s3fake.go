@@ -34,16 +34,11 @@ const (
 	SecretKey = "wJalrXUtnFEMI-fake-s3cr3t"
 )
 
-// Options tunes a fake.
-type Options struct {
-	// RateLimit, when > 0, refuses requests beyond this many per second
-	// (burst Burst, default 1) as S3 throttles: 503 SlowDown (not 429),
-	// no Retry-After.
-	RateLimit float64
-	Burst     int
-	// Polls is unused: S3 deletes synchronously.
-	Polls int
-}
+// Options tunes a fake: its rate limit refuses requests as S3 throttles,
+// 503 SlowDown (not 429), no Retry-After (S3 documents 5,500 reads and
+// 3,500 writes per second per prefix). Polls is unused: S3 deletes
+// synchronously.
+type Options = fakevendor.Options
 
 // Fake is the subset of the S3 REST API the connector uses, path-style
 // (/{bucket}?…), answering with S3's XML bodies and error codes:
@@ -90,26 +85,25 @@ type fakeVersion struct {
 // accepting DefaultAccessKey, that stops when the test ends.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	srv := fakevendor.New(t)
-	f := &Fake{Controls: srv.Controls(), buckets: map[string]*fakeBucket{}, keys: map[string]bool{DefaultAccessKey: true}, pageSize: 1000}
+	f := &Fake{buckets: map[string]*fakeBucket{}, keys: map[string]bool{DefaultAccessKey: true}, pageSize: 1000}
 	f.AddBucket(DefaultBucket, "Enabled")
-	srv.RequireAuth(f.authorized, func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") == "" {
-			WriteError(w, http.StatusForbidden, "AccessDenied", "Access Denied")
-			return
-		}
-		WriteError(w, http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
-	})
-	// S3's documented rate is 5,500 reads and 3,500 writes per second per
-	// prefix; over it, 503 SlowDown.
-	if opt.RateLimit > 0 {
-		srv.RateLimit(opt.RateLimit, max(opt.Burst, 1), SlowDown(""))
-	}
+	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: SlowDown(""), Auth: fakevendor.Auth{OK: f.authorized, Refuse: Refused}})
+	f.Controls = srv.Controls()
 	for _, p := range []string{"/{bucket}", "/{bucket}/{$}"} {
 		srv.Handle("GET "+p, f.route)
 		srv.Handle("POST "+p, f.route)
 	}
 	return f
+}
+
+// Refused is S3's answer to a request without credentials, or with an
+// access key it does not know.
+func Refused(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") == "" {
+		WriteError(w, http.StatusForbidden, "AccessDenied", "Access Denied")
+		return
+	}
+	WriteError(w, http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
 }
 
 func (f *Fake) authorized(r *http.Request) bool {
