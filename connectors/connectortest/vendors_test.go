@@ -42,35 +42,24 @@ type vendor struct {
 	start   func(t testing.TB, rate float64, polls int) connectortest.Vendor
 }
 
+// starter adapts a fake's Start: every fake takes fakevendor.Options.
+func starter[F connectortest.Vendor](start func(testing.TB, fakevendor.Options) F) func(testing.TB, float64, int) connectortest.Vendor {
+	return func(t testing.TB, rate float64, polls int) connectortest.Vendor {
+		return start(t, fakevendor.Options{RateLimit: rate, Polls: polls})
+	}
+}
+
 func vendors() []vendor {
 	return []vendor{
-		{"hubspot", false, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
-			return hubspotfake.Start(t, hubspotfake.Options{RateLimit: rate, Polls: polls})
-		}},
-		{"salesforce", true, http.StatusForbidden, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
-			return salesforcefake.Start(t, salesforcefake.Options{RateLimit: rate, Polls: polls})
-		}},
-		{"mailchimp", false, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
-			return mailchimpfake.Start(t, mailchimpfake.Options{RateLimit: rate, Polls: polls})
-		}},
-		{"sendgrid", true, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
-			return sendgridfake.Start(t, sendgridfake.Options{RateLimit: rate, Polls: polls})
-		}},
-		{"segment", true, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
-			return segmentfake.Start(t, segmentfake.Options{RateLimit: rate, Polls: polls})
-		}},
-		{"mixpanel", true, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
-			return mixpanelfake.Start(t, mixpanelfake.Options{RateLimit: rate, Polls: polls})
-		}},
-		{"amplitude", true, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
-			return amplitudefake.Start(t, amplitudefake.Options{RateLimit: rate, Polls: polls})
-		}},
-		{"s3", false, http.StatusServiceUnavailable, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
-			return s3fake.Start(t, s3fake.Options{RateLimit: rate, Polls: polls})
-		}},
-		{"webhook", true, http.StatusTooManyRequests, func(t testing.TB, rate float64, polls int) connectortest.Vendor {
-			return webhookfake.Start(t, webhookfake.Options{RateLimit: rate, Polls: polls})
-		}},
+		{"hubspot", false, http.StatusTooManyRequests, starter(hubspotfake.Start)},
+		{"salesforce", true, http.StatusForbidden, starter(salesforcefake.Start)},
+		{"mailchimp", false, http.StatusTooManyRequests, starter(mailchimpfake.Start)},
+		{"sendgrid", true, http.StatusTooManyRequests, starter(sendgridfake.Start)},
+		{"segment", true, http.StatusTooManyRequests, starter(segmentfake.Start)},
+		{"mixpanel", true, http.StatusTooManyRequests, starter(mixpanelfake.Start)},
+		{"amplitude", true, http.StatusTooManyRequests, starter(amplitudefake.Start)},
+		{"s3", false, http.StatusServiceUnavailable, starter(s3fake.Start)},
+		{"webhook", true, http.StatusTooManyRequests, starter(webhookfake.Start)},
 	}
 }
 
