@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/amplitude/amplitudefake"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
@@ -83,16 +82,6 @@ func ctxFor(t *testing.T) context.Context {
 	return ctx
 }
 
-func evidence(ev []connectors.Evidence) string {
-	var b strings.Builder
-	for _, e := range ev {
-		fmt.Fprintf(&b, "%s=%s; ", e.Kind, e.Value)
-	}
-	return b.String()
-}
-
-func isPermanent(err error) bool { p, _ := connectors.Classify(err); return p }
-
 func TestJobPolledToCompletion(t *testing.T) {
 	t.Parallel()
 	f := amplitudefake.Start(t, amplitudefake.Options{})
@@ -112,7 +101,7 @@ func TestJobPolledToCompletion(t *testing.T) {
 	if !strings.Contains(out.JobRef, `"day":"2026-03-11"`) {
 		t.Errorf("job ref %s does not hold the job's day", out.JobRef)
 	}
-	if got := evidence(out.Evidence); got != "amplitude_deletion=job of 2026-03-11: staging, 1 Amplitude ID scheduled; " {
+	if got := connectortest.EvidenceText(out.Evidence); got != "amplitude_deletion=job of 2026-03-11: staging, 1 Amplitude ID scheduled; " {
 		t.Errorf("evidence = %s", got)
 	}
 	var states []string
@@ -120,7 +109,7 @@ func TestJobPolledToCompletion(t *testing.T) {
 		if out, err = c.(connectors.Poller).Poll(ctx, out.JobRef); err != nil {
 			t.Fatal(err)
 		}
-		states = append(states, evidence(out.Evidence))
+		states = append(states, connectortest.EvidenceText(out.Evidence))
 	}
 	want := "amplitude_deletion=job of 2026-03-11: staging, 1 Amplitude ID; |" +
 		"amplitude_deletion=job of 2026-03-11: submitted, 1 Amplitude ID; |" +
@@ -132,7 +121,7 @@ func TestJobPolledToCompletion(t *testing.T) {
 		t.Errorf("final = %q %d, %d left", out.Status, out.Records, f.CountUser("user-1"))
 	}
 	v, err := c.(connectors.Verifier).Verify(ctx, subject(1))
-	if err != nil || v.Remaining != 0 || evidence(v.Evidence) != "amplitude_search=after erasure: 0 matching users; " {
+	if err != nil || v.Remaining != 0 || connectortest.EvidenceText(v.Evidence) != "amplitude_search=after erasure: 0 matching users; " {
 		t.Errorf("Verify = %+v, %v", v, err)
 	}
 }
@@ -166,23 +155,22 @@ func TestAmplitudeIDs(t *testing.T) {
 	}
 	// Only an Amplitude ID, and one that is not a number.
 	only := connectors.Subject{UserIDs: map[string]string{"amplitude": "abc"}}
-	if _, err := c.Erase(ctx, only); err == nil || !isPermanent(err) || strings.Contains(err.Error(), "abc") {
+	if _, err := c.Erase(ctx, only); err == nil || !connectortest.IsPermanent(err) || strings.Contains(err.Error(), "abc") {
 		t.Errorf("non-numeric Amplitude ID: %v; want a permanent error without the value", err)
 	}
 	// The plan makes the runtime wait for an id: without one nothing is
 	// searched, and that is never "not found" or "clean".
 	none := connectors.Subject{Email: "a@example.com"}
-	if out, err := c.Erase(ctx, none); err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "no user id for amp or amplitude") {
+	if out, err := c.Erase(ctx, none); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "no user id for amp or amplitude") {
 		t.Errorf("no ids: %q, %v; want a permanent error", out.Status, err)
 	}
-	if _, err := c.(connectors.Verifier).Verify(ctx, none); err == nil || !isPermanent(err) {
+	if _, err := c.(connectors.Verifier).Verify(ctx, none); err == nil || !connectortest.IsPermanent(err) {
 		t.Errorf("Verify without ids = %v; want a permanent error", err)
 	}
 }
 
 func TestPlan(t *testing.T) {
 	t.Parallel()
-	def, _ := connectors.Lookup("amplitude")
 	// Plans are read without building the connector: the keys' variables
 	// are unset and never read.
 	const base = "api_key: {env: AMP_NEVER_READ}\nsecret_key: {env: AMP_NEVER_READ}\n"
@@ -192,7 +180,7 @@ func TestPlan(t *testing.T) {
 		{"either id", "amplitude", base + "user_id_system: app\namplitude_id_system: amp-id\n", "[user_ids.app|user_ids.amp-id]", "[user_ids.amp-id user_ids.app]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := def.Plan(tc.instance, func(v any) error { return config.DecodeYAML([]byte(tc.yaml), v) })
+			p, err := connectortest.TryPlan("amplitude", tc.instance, tc.yaml)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -212,10 +200,10 @@ func TestFailedJobs(t *testing.T) {
 		f.AddUser("user-3")
 		c := connectortest.Build(t, "amplitude", "amp", yaml(f))
 		out, err := connectortest.EraseAndWait(ctxFor(t), c, subject(3), 5*time.Second)
-		if err == nil || isPermanent(err) || !strings.Contains(err.Error(), `status "failed"`) {
+		if err == nil || connectortest.IsPermanent(err) || !strings.Contains(err.Error(), `status "failed"`) {
 			t.Fatalf("EraseAndWait = %q, %v; want a retryable error naming the status", out.Status, err)
 		}
-		if got := evidence(out.Evidence); got != "amplitude_deletion=job of 2026-03-11: failed, 1 Amplitude ID; " {
+		if got := connectortest.EvidenceText(out.Evidence); got != "amplitude_deletion=job of 2026-03-11: failed, 1 Amplitude ID; " {
 			t.Errorf("evidence = %s", got)
 		}
 	})
@@ -231,7 +219,7 @@ func TestFailedJobs(t *testing.T) {
 		// What DELETE /api/2/deletions/users/{amplitude_id}/{day} does.
 		f.Unstage()
 		_, err = c.(connectors.Poller).Poll(ctxFor(t), out.JobRef)
-		if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "removed from staging") {
+		if err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "removed from staging") {
 			t.Fatalf("Poll = %v; want a permanent error", err)
 		}
 	})
@@ -239,7 +227,7 @@ func TestFailedJobs(t *testing.T) {
 		t.Parallel()
 		c := connectortest.Build(t, "amplitude", "amp", yaml(amplitudefake.Start(t, amplitudefake.Options{})))
 		for _, ref := range []string{"2026-03-11", `{"day":"yesterday","ids":["x"]}`, `{"day":"2026-03-11","ids":[]}`} {
-			if _, err := c.(connectors.Poller).Poll(ctxFor(t), ref); err == nil || !isPermanent(err) {
+			if _, err := c.(connectors.Poller).Poll(ctxFor(t), ref); err == nil || !connectortest.IsPermanent(err) {
 				t.Errorf("Poll(%s) = %v; want a permanent error", ref, err)
 			}
 		}
@@ -259,7 +247,7 @@ func TestMalformedAnswersAreRetryable(t *testing.T) {
 		},
 	} {
 		f.Inject(1, fault)
-		if _, err := c.Erase(ctx, subject(5)); err == nil || isPermanent(err) {
+		if _, err := c.Erase(ctx, subject(5)); err == nil || connectortest.IsPermanent(err) {
 			t.Errorf("%s: Erase = %v; want a retryable error", name, err)
 		}
 	}
@@ -273,7 +261,7 @@ func TestMalformedAnswersAreRetryable(t *testing.T) {
 	f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
 		fakevendor.JSON(w, 200, map[string]any{"type": "nomatch"})
 	})
-	if _, err := c.(connectors.Verifier).Verify(ctx, subject(5)); err == nil || isPermanent(err) {
+	if _, err := c.(connectors.Verifier).Verify(ctx, subject(5)); err == nil || connectortest.IsPermanent(err) {
 		t.Errorf("Verify without matches = %v; want a retryable error", err)
 	}
 }

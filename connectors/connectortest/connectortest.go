@@ -593,3 +593,43 @@ func RunConfigCases(t *testing.T, typ string, env map[string]string, secrets []s
 		})
 	}
 }
+
+// Ctx is a context for one step of a connector test: it ends with the
+// test, or after 20 seconds.
+func Ctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// IsPermanent reports whether err is classified permanent.
+func IsPermanent(err error) bool { p, _ := connectors.Classify(err); return p }
+
+// EvidenceText writes evidence as "kind=value; …", for comparisons.
+func EvidenceText(ev []connectors.Evidence) string {
+	var b strings.Builder
+	for _, e := range ev {
+		fmt.Fprintf(&b, "%s=%s; ", e.Kind, e.Value)
+	}
+	return b.String()
+}
+
+// TryPlan reads an instance's plan from its config as Lethe does (without
+// building the connector or revealing its secrets).
+func TryPlan(typ, name, yamlConfig string) (connectors.Plan, error) {
+	def, ok := connectors.Lookup(typ)
+	if !ok {
+		return connectors.Plan{}, fmt.Errorf("connector type %q is not registered", typ)
+	}
+	return def.Plan(name, func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) })
+}
+
+// Plan is TryPlan failing the test on an error.
+func Plan(t testing.TB, typ, name, yamlConfig string) connectors.Plan {
+	t.Helper()
+	p, err := TryPlan(typ, name, yamlConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	_ "github.com/lethe-dev/lethe/connectors/filesystem"
@@ -401,7 +400,6 @@ func TestTemplateMissingAnIdentifierIsSkipped(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	t.Parallel()
-	def, _ := connectors.Lookup("filesystem")
 	// The root need not exist where the plan is read (API processes).
 	root := filepath.Join(t.TempDir(), "not-mounted-here")
 	for _, tc := range []struct {
@@ -417,7 +415,7 @@ func TestPlan(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			yaml := configYAML(root, tc.paths...) + tc.extra
-			p, err := def.Plan(instance, func(v any) error { return config.DecodeYAML([]byte(yaml), v) })
+			p, err := connectortest.TryPlan("filesystem", instance, yaml)
 			if err != nil {
 				t.Fatal(err)
 			}

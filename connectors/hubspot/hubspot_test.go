@@ -11,7 +11,6 @@ import (
 	"time"
 	_ "time/tzdata" // the time-zone test must not depend on the host's zoneinfo
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
@@ -552,8 +551,7 @@ func TestPlan(t *testing.T) {
 			Gives:     []connectors.Kind{connectors.Phone, "user_ids.app", "user_ids.hs"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			def, _ := connectors.Lookup("hubspot")
-			got, err := def.Plan("crm", func(v any) error { return config.DecodeYAML([]byte(tc.yaml), v) })
+			got, err := connectortest.TryPlan("hubspot", "crm", tc.yaml)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,7 +1,6 @@
 package mailchimp_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	_ "github.com/lethe-dev/lethe/connectors/mailchimp"
@@ -35,12 +33,6 @@ func newConnector(t testing.TB, f *mailchimpfake.Fake, lists ...string) connecto
 // (an HTTP client, an environment), as Lethe does at start-up.
 func buildWith(_ testing.TB, yamlConfig string, deps connectors.Deps) (connectors.Connector, error) {
 	return connectortest.TryBuildWith("mailchimp", instance, yamlConfig, deps)
-}
-
-func ctx(t testing.TB) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return c
 }
 
 func subject(i int) connectors.Subject {
@@ -111,7 +103,7 @@ func TestBaseURLComesFromTheKeysDataCentre(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := c.Erase(ctx(t), connectors.Subject{Email: "Alice@Example.com"})
+	out, err := c.Erase(connectortest.Ctx(t), connectors.Subject{Email: "Alice@Example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +128,7 @@ func TestRequestsFollowTheDocumentedContract(t *testing.T) {
 	s := subject(1)
 	f.Add(s.Email, audiences[0], audiences[2])
 	c := newConnector(t, f, audiences...)
-	out, err := c.Erase(ctx(t), s)
+	out, err := c.Erase(connectortest.Ctx(t), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +140,7 @@ func TestRequestsFollowTheDocumentedContract(t *testing.T) {
 			t.Errorf("audience %s: the member was not deleted permanently", l)
 		}
 	}
-	v, err := c.(connectors.Verifier).Verify(ctx(t), s)
+	v, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s)
 	if err != nil || v.Remaining != 0 {
 		t.Fatalf("Verify = %d remaining, %v; want 0", v.Remaining, err)
 	}
@@ -209,7 +201,7 @@ func TestAllListsEnumeratesEveryAudience(t *testing.T) {
 	f.Add(s.Email, ids[3], ids[1000])
 	f.Add(subject(3).Email, ids[3])
 	c := newConnector(t, f) // all_lists: true
-	out, err := c.Erase(ctx(t), s)
+	out, err := c.Erase(connectortest.Ctx(t), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +232,7 @@ func TestUnknownAudienceIsPermanentAndTheOthersAreStillErased(t *testing.T) {
 	s := subject(4)
 	f.Add(s.Email, audiences[0], audiences[1])
 	c := newConnector(t, f, audiences[0], "nosuchlist", audiences[1])
-	_, err := c.Erase(ctx(t), s)
+	_, err := c.Erase(connectortest.Ctx(t), s)
 	if perm, _ := connectors.Classify(err); err == nil || !perm {
 		t.Fatalf("Erase = %v, want a permanent error", err)
 	}
@@ -260,7 +252,7 @@ func TestAudienceIsLookedUpOnceAfterA404(t *testing.T) {
 	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	c := newConnector(t, f, audiences[0])
 	for i := range 3 {
-		out, err := c.Erase(ctx(t), subject(10+i))
+		out, err := c.Erase(connectortest.Ctx(t), subject(10+i))
 		if err != nil || out.Status != connectors.StatusNotFound {
 			t.Fatalf("Erase = %q, %v; want not_found", out.Status, err)
 		}
@@ -283,7 +275,7 @@ func TestThrottlingNamesNoDelay(t *testing.T) {
 	t.Parallel()
 	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	f.Inject(1, mailchimpfake.TooManyConnections)
-	_, err := newConnector(t, f, audiences...).Erase(ctx(t), subject(6))
+	_, err := newConnector(t, f, audiences...).Erase(connectortest.Ctx(t), subject(6))
 	if perm, after := connectors.Classify(err); err == nil || perm || after != 0 || !strings.Contains(err.Error(), "429") {
 		t.Fatalf("429 without headers = %v (permanent %v, retry after %v); want retryable naming 429, no delay", err, perm, after)
 	}
@@ -301,7 +293,7 @@ func TestSimultaneousConnectionLimit(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { _, errs[i] = c.Erase(ctx(t), subject(100+i)) })
+		wg.Go(func() { _, errs[i] = c.Erase(connectortest.Ctx(t), subject(100+i)) })
 	}
 	wg.Wait()
 	throttled := 0
@@ -313,7 +305,7 @@ func TestSimultaneousConnectionLimit(t *testing.T) {
 			t.Errorf("erase %d: throttling classified permanent: %v", i, err)
 		}
 		throttled++
-		if _, err := c.Erase(ctx(t), subject(100+i)); err != nil { // the runtime's retry
+		if _, err := c.Erase(connectortest.Ctx(t), subject(100+i)); err != nil { // the runtime's retry
 			t.Errorf("erase %d: retry failed: %v", i, err)
 		}
 	}
@@ -338,13 +330,13 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	b.Add(s.Email, "bbbbbbbbbb")
 	ca := newConnector(t, a, audiences[0])
 	cb := connectortest.Build(t, "mailchimp", "shop-newsletter", mailchimpfake.ConfigFor(b.URL(), keyB, "bbbbbbbbbb"))
-	if out, err := ca.Erase(ctx(t), s); err != nil || out.Records != 1 {
+	if out, err := ca.Erase(connectortest.Ctx(t), s); err != nil || out.Records != 1 {
 		t.Fatalf("instance A: %d records, %v", out.Records, err)
 	}
 	if a.CountEmail(s.Email) != 0 || b.CountEmail(s.Email) != 1 {
 		t.Fatalf("after A: A holds %d, B holds %d; want 0 and 1", a.CountEmail(s.Email), b.CountEmail(s.Email))
 	}
-	if out, err := cb.Erase(ctx(t), s); err != nil || out.Records != 1 {
+	if out, err := cb.Erase(connectortest.Ctx(t), s); err != nil || out.Records != 1 {
 		t.Fatalf("instance B: %d records, %v", out.Records, err)
 	}
 	for name, fk := range map[string]*mailchimpfake.Fake{"A": a, "B": b} {
@@ -366,10 +358,10 @@ func TestSubjectWithoutEmailIsRefused(t *testing.T) {
 	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	c := newConnector(t, f, audiences...)
 	s := connectors.Subject{Phone: "+447700900123"}
-	if _, err := c.Erase(ctx(t), s); err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "no email") {
+	if _, err := c.Erase(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "no email") {
 		t.Fatalf("Erase = %v; want a permanent error saying there is no email", err)
 	}
-	if _, err := c.(connectors.Verifier).Verify(ctx(t), s); err == nil || !isPermanent(err) {
+	if _, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) {
 		t.Fatalf("Verify = %v; want a permanent error", err)
 	}
 	if n := len(f.Calls()); n != 0 {
@@ -390,11 +382,11 @@ func TestArchivedMembersArePurged(t *testing.T) {
 	f.Add(subject(2).Email, audiences[0])
 	f.Archive(subject(2).Email, audiences[0])
 	c := newConnector(t, f, audiences...)
-	v, err := c.(connectors.Verifier).Verify(ctx(t), s)
+	v, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s)
 	if err != nil || v.Remaining != 2 {
 		t.Fatalf("Verify before = %+v, %v; the archived member remains", v, err)
 	}
-	out, err := c.Erase(ctx(t), s)
+	out, err := c.Erase(connectortest.Ctx(t), s)
 	if err != nil || out.Status != connectors.StatusErased || out.Records != 2 {
 		t.Fatalf("Erase = %+v, %v; want 2 audiences", out, err)
 	}
@@ -404,20 +396,15 @@ func TestArchivedMembersArePurged(t *testing.T) {
 	if f.Status(subject(2).Email, audiences[0]) != "archived" {
 		t.Errorf("another archived member was touched")
 	}
-	if v, err := c.(connectors.Verifier).Verify(ctx(t), s); err != nil || v.Remaining != 0 {
+	if v, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err != nil || v.Remaining != 0 {
 		t.Errorf("Verify after = %+v, %v", v, err)
 	}
 }
 
 func TestPlanIsEmail(t *testing.T) {
 	t.Parallel()
-	def, _ := connectors.Lookup("mailchimp")
-	p, err := def.Plan(instance, func(v any) error {
-		return config.DecodeYAML([]byte(mailchimpfake.ConfigFor("https://us6.api.mailchimp.com", testKey, audiences...)), v)
-	})
+	p, err := connectortest.TryPlan("mailchimp", instance, mailchimpfake.ConfigFor("https://us6.api.mailchimp.com", testKey, audiences...))
 	if err != nil || fmt.Sprint(p) != fmt.Sprint(connectors.EmailPlan().Normalized()) {
 		t.Errorf("plan = %+v, %v", p, err)
 	}
 }
-
-func isPermanent(err error) bool { p, _ := connectors.Classify(err); return p }

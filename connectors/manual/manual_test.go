@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	_ "github.com/lethe-dev/lethe/connectors/manual"
@@ -16,11 +15,7 @@ const cfg = "instructions: Shred the paper file in the Leeds archive.\n"
 
 func TestPlan(t *testing.T) {
 	t.Parallel()
-	def, ok := connectors.Lookup("manual")
-	if !ok {
-		t.Fatal("manual is not registered")
-	}
-	p, err := def.Plan("paper-archive", func(v any) error { return config.DecodeYAML([]byte(cfg), v) })
+	p, err := connectortest.TryPlan("manual", "paper-archive", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

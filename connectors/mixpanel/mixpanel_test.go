@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
@@ -115,16 +114,6 @@ func ctxFor(t *testing.T) context.Context {
 	return ctx
 }
 
-func evidence(ev []connectors.Evidence) string {
-	var b strings.Builder
-	for _, e := range ev {
-		fmt.Fprintf(&b, "%s=%s; ", e.Kind, e.Value)
-	}
-	return b.String()
-}
-
-func isPermanent(err error) bool { p, _ := connectors.Classify(err); return p }
-
 func TestTaskPolledToCompletion(t *testing.T) {
 	t.Parallel()
 	for _, list := range []bool{false, true} {
@@ -144,7 +133,7 @@ func TestTaskPolledToCompletion(t *testing.T) {
 			if out.Status != connectors.StatusRunning || out.PollAfter != 3*time.Hour || out.JobRef != `{"task":"t-0001"}` {
 				t.Fatalf("Erase = %q %q after %v", out.Status, out.JobRef, out.PollAfter)
 			}
-			if got := evidence(out.Evidence); got != "mixpanel_task=t-0001: created (GDPR); " {
+			if got := connectortest.EvidenceText(out.Evidence); got != "mixpanel_task=t-0001: created (GDPR); " {
 				t.Errorf("evidence = %s", got)
 			}
 			var states []string
@@ -152,7 +141,7 @@ func TestTaskPolledToCompletion(t *testing.T) {
 				if out, err = c.(connectors.Poller).Poll(ctx, out.JobRef); err != nil {
 					t.Fatal(err)
 				}
-				states = append(states, evidence(out.Evidence))
+				states = append(states, connectortest.EvidenceText(out.Evidence))
 			}
 			want := "mixpanel_task=t-0001: PENDING; |mixpanel_task=t-0001: STAGING; |mixpanel_task=t-0001: STARTED; |mixpanel_task=t-0001: SUCCESS; "
 			if strings.Join(states, "|") != want {
@@ -179,7 +168,7 @@ func TestSubjectWithoutDistinctIDIsRefused(t *testing.T) {
 		{"identify_by: email", connectors.Subject{UserIDs: map[string]string{"mp": "1"}}, "no email"},
 	} {
 		out, err := connectortest.Build(t, "mixpanel", "mp", yaml(f, tc.extra)).Erase(ctxFor(t), tc.s)
-		if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), tc.why) {
+		if err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), tc.why) {
 			t.Errorf("Erase = %q, %v; want a permanent error saying %q", out.Status, err, tc.why)
 		}
 	}
@@ -209,10 +198,10 @@ func TestFailedTasks(t *testing.T) {
 			if err == nil {
 				t.Fatalf("a %s task was reported as %q", tc.final, out.Status)
 			}
-			if isPermanent(err) != tc.permanent || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error = %v (permanent %v), want %q permanent %v", err, isPermanent(err), tc.want, tc.permanent)
+			if connectortest.IsPermanent(err) != tc.permanent || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v (permanent %v), want %q permanent %v", err, connectortest.IsPermanent(err), tc.want, tc.permanent)
 			}
-			if got := evidence(out.Evidence); got != "mixpanel_task=t-0001: "+tc.final+"; " {
+			if got := connectortest.EvidenceText(out.Evidence); got != "mixpanel_task=t-0001: "+tc.final+"; " {
 				t.Errorf("evidence = %s", got)
 			}
 			if strings.Contains(err.Error(), "user-2") {
@@ -224,7 +213,7 @@ func TestFailedTasks(t *testing.T) {
 		t.Parallel()
 		f := mixpanelfake.Start(t, mixpanelfake.Options{})
 		_, err := connectortest.Build(t, "mixpanel", "mp", yaml(f)).(connectors.Poller).Poll(ctxFor(t), `{"task":"t-9999"}`)
-		if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "t-9999 not found") {
+		if err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "t-9999 not found") {
 			t.Errorf("Poll = %v", err)
 		}
 	})
@@ -245,7 +234,7 @@ func TestMalformedAnswersAreRetryable(t *testing.T) {
 		},
 	} {
 		f.Inject(1, fault)
-		if _, err := c.Erase(ctx, subject(3)); err == nil || isPermanent(err) {
+		if _, err := c.Erase(ctx, subject(3)); err == nil || connectortest.IsPermanent(err) {
 			t.Errorf("%s: Erase = %v; want a retryable error", name, err)
 		}
 	}
@@ -257,11 +246,11 @@ func TestMalformedAnswersAreRetryable(t *testing.T) {
 		"no status": func(w http.ResponseWriter, r *http.Request) { fakevendor.JSON(w, 200, map[string]any{"status": "ok"}) },
 	} {
 		f.Inject(1, fault)
-		if _, err := c.(connectors.Poller).Poll(ctx, out.JobRef); err == nil || isPermanent(err) {
+		if _, err := c.(connectors.Poller).Poll(ctx, out.JobRef); err == nil || connectortest.IsPermanent(err) {
 			t.Errorf("%s: Poll = %v; want a retryable error", name, err)
 		}
 	}
-	if _, err := c.(connectors.Poller).Poll(ctx, "t-0001"); err == nil || !isPermanent(err) {
+	if _, err := c.(connectors.Poller).Poll(ctx, "t-0001"); err == nil || !connectortest.IsPermanent(err) {
 		t.Errorf("malformed job ref: %v; want a permanent error", err)
 	}
 }
@@ -340,19 +329,6 @@ func TestRequestsFollowTheContract(t *testing.T) {
 	}
 }
 
-func plan(t *testing.T, name, yamlConfig string) connectors.Plan {
-	t.Helper()
-	def, ok := connectors.Lookup("mixpanel")
-	if !ok {
-		t.Fatal("mixpanel is not registered")
-	}
-	p, err := def.Plan(name, func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestPlan(t *testing.T) {
 	t.Parallel()
 	// Plans are read without building the connector: the secrets'
@@ -369,7 +345,7 @@ func TestPlan(t *testing.T) {
 		{"resolve by email", "mixpanel", base + "user_id_system: app\n" + query, "[user_ids.app]", "[user_ids.app]", "[email]", "[user_ids.app]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := plan(t, tc.instance, tc.yaml)
+			p := connectortest.Plan(t, "mixpanel", tc.instance, tc.yaml)
 			for what, got := range map[string]string{
 				"keys": fmt.Sprint(p.Keys), "uses": fmt.Sprint(p.Uses), "resolve_by": fmt.Sprint(p.ResolveBy), "gives": fmt.Sprint(p.Gives),
 			} {
@@ -417,7 +393,7 @@ func TestResolveByEmail(t *testing.T) {
 		if want := "[d-1 d-2 d-3 d-4 d-5]"; fmt.Sprint(got.Found[kind]) != want || len(got.Found) != 1 {
 			t.Errorf("Found = %v, want %s = %s", got.Found, kind, want)
 		}
-		if e := evidence(got.Evidence); e != "mixpanel_lookup=5 profiles found by email; " {
+		if e := connectortest.EvidenceText(got.Evidence); e != "mixpanel_lookup=5 profiles found by email; " {
 			t.Errorf("evidence = %s", e)
 		}
 		calls := f.Calls()
@@ -450,8 +426,8 @@ func TestResolveByEmail(t *testing.T) {
 		f := mixpanelfake.Start(t, mixpanelfake.Options{})
 		c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
 		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "nobody@example.com"})
-		if err != nil || len(got.Found) != 0 || evidence(got.Evidence) != "mixpanel_lookup=0 profiles found by email; " {
-			t.Errorf("Resolve = %v %s, %v", got.Found, evidence(got.Evidence), err)
+		if err != nil || len(got.Found) != 0 || connectortest.EvidenceText(got.Evidence) != "mixpanel_lookup=0 profiles found by email; " {
+			t.Errorf("Resolve = %v %s, %v", got.Found, connectortest.EvidenceText(got.Evidence), err)
 		}
 		got, err = c.Resolve(ctxFor(t), withUserID("d-1"))
 		if err != nil || len(got.Found) != 0 || len(f.Calls()) != 1 {
@@ -474,7 +450,7 @@ func TestResolveByEmail(t *testing.T) {
 		if err != nil || fmt.Sprint(got.Found[kind]) != "[4]" {
 			t.Fatalf("Resolve = %v, %v; want the one profile holding the email", got.Found, err)
 		}
-		if e := evidence(got.Evidence); e != "mixpanel_lookup=1 profile found by email; 2 profiles with another email ignored; " {
+		if e := connectortest.EvidenceText(got.Evidence); e != "mixpanel_lookup=1 profile found by email; 2 profiles with another email ignored; " {
 			t.Errorf("evidence = %s", e)
 		}
 	})
@@ -509,7 +485,7 @@ func TestResolveHostileEmails(t *testing.T) {
 	for _, email := range refused {
 		n := len(f.Calls())
 		_, err := c.Resolve(ctxFor(t), connectors.Subject{Email: email})
-		if err == nil || !isPermanent(err) {
+		if err == nil || !connectortest.IsPermanent(err) {
 			t.Errorf("%q: Resolve = %v; want a permanent refusal", email, err)
 		}
 		if len(f.Calls()) != n {
@@ -567,11 +543,11 @@ func TestResolveFaults(t *testing.T) {
 		c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
 		other := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f, "query_api:\n  project_id: 99\n  username: "+
 			mixpanelfake.ServiceAccount+"\n  secret: "+mixpanelfake.ServiceSecret)).(connectors.Resolver)
-		if _, err := other.Resolve(ctxFor(t), s); err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "403") {
+		if _, err := other.Resolve(ctxFor(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "403") {
 			t.Errorf("Resolve in a project the account cannot see = %v; want a permanent 403", err)
 		}
 		f.SetServiceSecret("rotated")
-		if _, err := c.Resolve(ctxFor(t), s); err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "401") {
+		if _, err := c.Resolve(ctxFor(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "401") {
 			t.Errorf("Resolve with a refused secret = %v; want a permanent 401", err)
 		}
 	})

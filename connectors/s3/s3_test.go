@@ -167,14 +167,6 @@ func ctxFor(t *testing.T) context.Context {
 	return ctx
 }
 
-func evidence(ev []connectors.Evidence) string {
-	var b strings.Builder
-	for _, e := range ev {
-		fmt.Fprintf(&b, "%s=%s; ", e.Kind, e.Value)
-	}
-	return b.String()
-}
-
 // leaks fails the test when text carries an identifier of sub, a key or
 // the secret.
 func leaks(t *testing.T, what, text string, sub connectors.Subject) {
@@ -316,7 +308,7 @@ func TestVersionedBucketIsErasedForReal(t *testing.T) {
 	if n, _, _ := s.f.CountKeys(s.bucket, []string{key + ".bak"}, nil); n != 1 {
 		t.Error("the key template erased a longer key that merely starts with it")
 	}
-	ev := evidence(out.Evidence)
+	ev := connectortest.EvidenceText(out.Evidence)
 	for _, want := range []string{
 		"bucket=shop-files (versioning: Enabled)",
 		"key=exports/{email}.csv: 1 object (3 versions, 1 delete marker)",
@@ -333,7 +325,7 @@ func TestVersionedBucketIsErasedForReal(t *testing.T) {
 	if err != nil || v.Remaining != 0 {
 		t.Errorf("Verify = %d remaining, %v", v.Remaining, err)
 	}
-	if ev := evidence(v.Evidence); !strings.Contains(ev, "exports/{email}.csv: 0 objects remaining (0 versions, 0 delete markers)") {
+	if ev := connectortest.EvidenceText(v.Evidence); !strings.Contains(ev, "exports/{email}.csv: 0 objects remaining (0 versions, 0 delete markers)") {
 		t.Errorf("Verify evidence: %s", ev)
 	}
 	// Every deletion named a version: none can have left a marker.
@@ -362,7 +354,7 @@ func TestVerifySeesHiddenVersions(t *testing.T) {
 	if v.Remaining != 1 {
 		t.Errorf("Verify = %d remaining; an object behind a delete marker is still there", v.Remaining)
 	}
-	ev := evidence(v.Evidence)
+	ev := connectortest.EvidenceText(v.Evidence)
 	if !strings.Contains(ev, "exports/{email}.csv: 1 object remaining (1 version, 1 delete marker)") {
 		t.Errorf("evidence: %s", ev)
 	}
@@ -383,8 +375,8 @@ func TestBatchesNeverExceedAThousand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out.Records != 1 || !strings.Contains(evidence(out.Evidence), "1 object (1500 versions, 0 delete markers)") {
-			t.Errorf("Erase = %d records, evidence %s", out.Records, evidence(out.Evidence))
+		if out.Records != 1 || !strings.Contains(connectortest.EvidenceText(out.Evidence), "1 object (1500 versions, 0 delete markers)") {
+			t.Errorf("Erase = %d records, evidence %s", out.Records, connectortest.EvidenceText(out.Evidence))
 		}
 		checkBatches(t, s, 1500)
 		if b := s.f.DeleteBatches(); len(b) != 2 {
@@ -841,7 +833,6 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	t.Parallel()
-	def, _ := connectors.Lookup("s3")
 	// Read without building: the credentials' variables are unset and
 	// never read.
 	const base = "bucket: shop\nregion: eu-west-1\naccess_key_id: {env: S3_NEVER_READ}\nsecret_access_key: {env: S3_NEVER_READ}\n"
@@ -852,7 +843,7 @@ func TestPlan(t *testing.T) {
 		{"two in one template", base + "keys: [\"{user_id}/{phone}.txt\"]\n", "[phone user_ids.shop-files]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := def.Plan(instance, func(v any) error { return config.DecodeYAML([]byte(tc.yaml), v) })
+			p, err := connectortest.TryPlan("s3", instance, tc.yaml)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -872,10 +863,10 @@ func TestNothingSearchableIsRefused(t *testing.T) {
 	s := newSetup(t, "Enabled")
 	c := s.connector(t)
 	sub := connectors.Subject{Phone: "+447700900123"}
-	if _, err := c.Erase(ctxFor(t), sub); err == nil || !isPermanent(err) {
+	if _, err := c.Erase(ctxFor(t), sub); err == nil || !connectortest.IsPermanent(err) {
 		t.Errorf("Erase = %v; want a permanent error", err)
 	}
-	if _, err := c.(connectors.Verifier).Verify(ctxFor(t), sub); err == nil || !isPermanent(err) {
+	if _, err := c.(connectors.Verifier).Verify(ctxFor(t), sub); err == nil || !connectortest.IsPermanent(err) {
 		t.Errorf("Verify = %v; want a permanent error, not clean", err)
 	}
 	if n := s.f.Requests(); n != 0 {
@@ -887,7 +878,7 @@ func TestNothingSearchableIsRefused(t *testing.T) {
 	if err != nil || out.Status != connectors.StatusErased || out.Records != 3 {
 		t.Fatalf("Erase by email alone = %q %d, %v; want the 3 objects named by email", out.Status, out.Records, err)
 	}
-	if ev := evidence(out.Evidence); !strings.Contains(ev, "avatars/{user_id}.png: skipped, the subject has no user_id for shop-files") {
+	if ev := connectortest.EvidenceText(out.Evidence); !strings.Contains(ev, "avatars/{user_id}.png: skipped, the subject has no user_id for shop-files") {
 		t.Errorf("evidence = %s", ev)
 	}
 }
@@ -919,7 +910,7 @@ func TestDeletedObjectsAreRestorableUntilPurged(t *testing.T) {
 			if err != nil || out.Status != connectors.StatusErased || out.Records != 2 {
 				t.Fatalf("Erase = %q %d, %v; want both objects erased", out.Status, out.Records, err)
 			}
-			if ev := evidence(out.Evidence); !strings.Contains(ev, "exports/{email}.csv: 1 object (1 version, 1 delete marker)") {
+			if ev := connectortest.EvidenceText(out.Evidence); !strings.Contains(ev, "exports/{email}.csv: 1 object (1 version, 1 delete marker)") {
 				t.Errorf("evidence = %s", ev)
 			}
 			if n := f.Count(sub); n != 0 {
@@ -936,5 +927,3 @@ func TestDeletedObjectsAreRestorableUntilPurged(t *testing.T) {
 		}
 	})
 }
-
-func isPermanent(err error) bool { p, _ := connectors.Classify(err); return p }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
@@ -845,8 +844,7 @@ func TestPlan(t *testing.T) {
 			Gives:     []connectors.Kind{connectors.Phone, "user_ids.app", "user_ids.sfdc"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			def, _ := connectors.Lookup("salesforce")
-			got, err := def.Plan("sfdc", func(v any) error { return config.DecodeYAML([]byte(tc.yaml), v) })
+			got, err := connectortest.TryPlan("salesforce", "sfdc", tc.yaml)
 			if err != nil {
 				t.Fatal(err)
 			}

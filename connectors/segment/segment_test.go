@@ -100,13 +100,6 @@ func ctxFor(t *testing.T) context.Context {
 }
 
 // evidence joins an outcome's evidence for assertions.
-func evidence(ev []connectors.Evidence) string {
-	var b strings.Builder
-	for _, e := range ev {
-		fmt.Fprintf(&b, "%s=%s; ", e.Kind, e.Value)
-	}
-	return b.String()
-}
 
 func TestRegulationPolledToCompletion(t *testing.T) {
 	t.Parallel()
@@ -124,7 +117,7 @@ func TestRegulationPolledToCompletion(t *testing.T) {
 	if strings.Contains(out.JobRef, "user-1") {
 		t.Errorf("job ref %q holds the user id", out.JobRef)
 	}
-	if got := evidence(out.Evidence); !strings.Contains(got, "before erasure: a profile was found") || !strings.Contains(got, "reg0001: created (SUPPRESS_WITH_DELETE)") {
+	if got := connectortest.EvidenceText(out.Evidence); !strings.Contains(got, "before erasure: a profile was found") || !strings.Contains(got, "reg0001: created (SUPPRESS_WITH_DELETE)") {
 		t.Errorf("evidence = %s", got)
 	}
 	p := c.(connectors.Poller)
@@ -144,12 +137,12 @@ func TestRegulationPolledToCompletion(t *testing.T) {
 	if out.Status != connectors.StatusErased || !out.Uncounted || out.Records != 0 {
 		t.Errorf("final = %q with %d records (uncounted %v), want erased, uncounted: Segment reports no count", out.Status, out.Records, out.Uncounted)
 	}
-	if got := evidence(out.Evidence); !strings.Contains(got, "segment_destination=Amplitude: FINISHED at 2026-01-02T03:04:05Z") ||
+	if got := connectortest.EvidenceText(out.Evidence); !strings.Contains(got, "segment_destination=Amplitude: FINISHED at 2026-01-02T03:04:05Z") ||
 		!strings.Contains(got, "segment_destination=Braze: FINISHED") {
 		t.Errorf("evidence = %s", got)
 	}
 	v, err := c.(connectors.Verifier).Verify(ctx, subject(1))
-	if err != nil || v.Remaining != 0 || evidence(v.Evidence) != "segment_profile=after erasure: no profile; " {
+	if err != nil || v.Remaining != 0 || connectortest.EvidenceText(v.Evidence) != "segment_profile=after erasure: no profile; " {
 		t.Errorf("Verify = %+v, %v", v, err)
 	}
 }
@@ -178,30 +171,15 @@ func TestSubjectWithoutUserIDIsRefused(t *testing.T) {
 	c := connectortest.Build(t, "segment", "app", yaml(f, false))
 	s := connectors.Subject{Email: "a@example.com", UserIDs: map[string]string{"crm": "7"}}
 	out, err := c.Erase(ctxFor(t), s)
-	if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "no user id for app") {
+	if err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "no user id for app") {
 		t.Fatalf("Erase = %q, %v; want a permanent error naming the missing user id", out.Status, err)
 	}
-	if _, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err == nil || !isPermanent(err) {
+	if _, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err == nil || !connectortest.IsPermanent(err) {
 		t.Errorf("Verify without a user id = %v; want a permanent error, not clean", err)
 	}
 	if n := len(f.Calls()) + len(f.ProfileCalls()); n != 0 {
 		t.Errorf("%d calls to Segment for a subject it cannot know", n)
 	}
-}
-
-func isPermanent(err error) bool { p, _ := connectors.Classify(err); return p }
-
-func plan(t *testing.T, name, yamlConfig string) connectors.Plan {
-	t.Helper()
-	def, ok := connectors.Lookup("segment")
-	if !ok {
-		t.Fatal("segment is not registered")
-	}
-	p, err := def.Plan(name, func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func TestPlan(t *testing.T) {
@@ -221,7 +199,7 @@ func TestPlan(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// Plans are read without building the connector: the tokens'
 			// variables are unset and never read.
-			p := plan(t, tc.name2, tc.yaml)
+			p := connectortest.Plan(t, "segment", tc.name2, tc.yaml)
 			if got := fmt.Sprint(p.Keys); got != tc.keys {
 				t.Errorf("Keys = %s, want %s", got, tc.keys)
 			}
@@ -310,11 +288,11 @@ func TestFailedJobs(t *testing.T) {
 			t.Errorf("unknown regulation classified retryable: %v", err)
 		}
 		out, err = connectortest.EraseAndWait(ctxFor(t), c, subject(4), 5*time.Second)
-		if err == nil || !strings.Contains(evidence(out.Evidence), "segment_destination=Braze: FAILED") {
-			t.Errorf("evidence with the failure = %s (%v)", evidence(out.Evidence), err)
+		if err == nil || !strings.Contains(connectortest.EvidenceText(out.Evidence), "segment_destination=Braze: FAILED") {
+			t.Errorf("evidence with the failure = %s (%v)", connectortest.EvidenceText(out.Evidence), err)
 		}
-		if strings.Contains(evidence(out.Evidence), "user-4") {
-			t.Errorf("evidence carries the user id: %s", evidence(out.Evidence))
+		if strings.Contains(connectortest.EvidenceText(out.Evidence), "user-4") {
+			t.Errorf("evidence carries the user id: %s", connectortest.EvidenceText(out.Evidence))
 		}
 	})
 }
@@ -460,7 +438,7 @@ func TestResolveByEmail(t *testing.T) {
 		if want := "[u-1 u-2 u-3]"; fmt.Sprint(got.Found[kind]) != want || len(got.Found) != 1 {
 			t.Errorf("Found = %v, want %s = %s", got.Found, kind, want)
 		}
-		if e := evidence(got.Evidence); e != "segment_lookup=profile found by email; 3 user ids read; " {
+		if e := connectortest.EvidenceText(got.Evidence); e != "segment_lookup=profile found by email; 3 user ids read; " {
 			t.Errorf("evidence = %s", e)
 		}
 		calls := f.ProfileCalls()
@@ -485,8 +463,8 @@ func TestResolveByEmail(t *testing.T) {
 		f.AddUser("u-1")
 		c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
 		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "nobody@example.com"})
-		if err != nil || len(got.Found) != 0 || evidence(got.Evidence) != "segment_lookup=no profile found by email; " {
-			t.Errorf("Resolve = %v %s, %v", got.Found, evidence(got.Evidence), err)
+		if err != nil || len(got.Found) != 0 || connectortest.EvidenceText(got.Evidence) != "segment_lookup=no profile found by email; " {
+			t.Errorf("Resolve = %v %s, %v", got.Found, connectortest.EvidenceText(got.Evidence), err)
 		}
 		got, err = c.Resolve(ctxFor(t), withUserID("u-1"))
 		if err != nil || len(got.Found) != 0 || len(f.ProfileCalls()) != 1 {
@@ -532,7 +510,7 @@ func TestResolveHostileEmails(t *testing.T) {
 	} {
 		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: email})
 		if err != nil {
-			if !isPermanent(err) {
+			if !connectortest.IsPermanent(err) {
 				t.Errorf("%q: refused with a retryable error: %v", email, err)
 			}
 			continue
@@ -588,7 +566,7 @@ func TestResolveFaults(t *testing.T) {
 		f.Seed(s)
 		c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
 		f.SetTokens(segmentfake.DefaultToken, "rotated")
-		if _, err := c.Resolve(ctxFor(t), s); err == nil || !isPermanent(err) {
+		if _, err := c.Resolve(ctxFor(t), s); err == nil || !connectortest.IsPermanent(err) {
 			t.Errorf("Resolve with a refused token = %v; want permanent", err)
 		}
 	})

@@ -1,7 +1,6 @@
 package sendgrid_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
@@ -32,12 +30,6 @@ func newConnector(t testing.TB, f *sendgridfake.Fake) connectors.Connector {
 // buildWith builds through the registry with the runtime's dependencies.
 func buildWith(_ testing.TB, yamlConfig string, deps connectors.Deps) (connectors.Connector, error) {
 	return connectortest.TryBuildWith("sendgrid", instance, yamlConfig, deps)
-}
-
-func ctx(t testing.TB) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return c
 }
 
 func subject(i int) connectors.Subject {
@@ -99,7 +91,7 @@ func TestDefaultBaseURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Erase(ctx(t), subject(1)); err != nil {
+	if _, err := c.Erase(connectortest.Ctx(t), subject(1)); err != nil {
 		t.Fatal(err)
 	}
 	want := "POST https://api.sendgrid.com/v3/marketing/contacts/search/emails"
@@ -114,7 +106,7 @@ func TestEraseStartsAJobThatIsPolledToCompletion(t *testing.T) {
 	s := subject(2)
 	f.Add(s.Email)
 	f.Add(subject(3).Email)
-	out, err := newConnector(t, f).Erase(ctx(t), s)
+	out, err := newConnector(t, f).Erase(connectortest.Ctx(t), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +121,7 @@ func TestEraseStartsAJobThatIsPolledToCompletion(t *testing.T) {
 	p := newConnector(t, f).(connectors.Poller)
 	var pending int
 	for {
-		out, err = p.Poll(ctx(t), out.JobRef)
+		out, err = p.Poll(connectortest.Ctx(t), out.JobRef)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,12 +160,12 @@ func TestFailedJobsAreRetryableErrors(t *testing.T) {
 			s := subject(4)
 			f.Add(s.Email)
 			c := newConnector(t, f)
-			out, err := c.Erase(ctx(t), s)
+			out, err := c.Erase(connectortest.Ctx(t), s)
 			if err != nil || out.Status != connectors.StatusRunning {
 				t.Fatalf("Erase = %q, %v; want running", out.Status, err)
 			}
 			jobID := strings.TrimPrefix(out.JobRef, "contacts-delete:")
-			out, err = c.(connectors.Poller).Poll(ctx(t), out.JobRef)
+			out, err = c.(connectors.Poller).Poll(connectortest.Ctx(t), out.JobRef)
 			if err == nil {
 				t.Fatalf("a %s job was reported as %q", outcome, out.Status)
 			}
@@ -189,7 +181,7 @@ func TestFailedJobsAreRetryableErrors(t *testing.T) {
 			// The runtime retries with a new Erase: it searches again and
 			// starts a fresh job, which now succeeds.
 			f.EndJobsAs("completed")
-			out, err = connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
+			out, err = connectortest.EraseAndWait(connectortest.Ctx(t), c, s, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -220,7 +212,7 @@ func TestPollErrors(t *testing.T) {
 		if tt.fault != nil {
 			f.Inject(1, tt.fault)
 		}
-		_, err := c.Poll(ctx(t), tt.ref)
+		_, err := c.Poll(connectortest.Ctx(t), tt.ref)
 		if err == nil {
 			t.Errorf("%s: Poll succeeded", tt.name)
 			continue
@@ -242,7 +234,7 @@ func TestVendorRateLimitIsSignalledWithItsResetTime(t *testing.T) {
 	c := newConnector(t, f)
 	var limited error
 	for i := range 5 {
-		if _, err := c.Erase(ctx(t), subject(20+i)); err != nil {
+		if _, err := c.Erase(connectortest.Ctx(t), subject(20+i)); err != nil {
 			limited = err
 			break
 		}
@@ -264,11 +256,11 @@ func TestRequestsFollowTheDocumentedContract(t *testing.T) {
 	s := connectors.Subject{Email: "Mixed.Case@Example.com"}
 	id := f.Add(s.Email)
 	c := newConnector(t, f)
-	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
+	out, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, s, 5*time.Second)
 	if err != nil || out.Records != 1 {
 		t.Fatalf("Erase = %d records, %v", out.Records, err)
 	}
-	if v, err := c.(connectors.Verifier).Verify(ctx(t), s); err != nil || v.Remaining != 0 {
+	if v, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err != nil || v.Remaining != 0 {
 		t.Fatalf("Verify = %d remaining, %v", v.Remaining, err)
 	}
 	var searches, deletes, polls, counts int
@@ -320,7 +312,7 @@ func TestWrongBaseURLIsCheckedOnceThenTrusted(t *testing.T) {
 	f := sendgridfake.Start(t, sendgridfake.Options{})
 	c := newConnector(t, f)
 	for i := range 3 {
-		out, err := c.Erase(ctx(t), subject(30+i))
+		out, err := c.Erase(connectortest.Ctx(t), subject(30+i))
 		if err != nil || out.Status != connectors.StatusNotFound {
 			t.Fatalf("Erase of an unknown subject = %q, %v", out.Status, err)
 		}
@@ -336,7 +328,7 @@ func TestWrongBaseURLIsCheckedOnceThenTrusted(t *testing.T) {
 	}
 
 	wrong := connectortest.Build(t, "sendgrid", instance, sendgridfake.ConfigFor(f.URL()+"/proxy", testKey))
-	_, err := wrong.Erase(ctx(t), subject(30))
+	_, err := wrong.Erase(connectortest.Ctx(t), subject(30))
 	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "base_url") {
 		t.Errorf("wrong base_url: Erase = %v, want a permanent error naming base_url", err)
 	}
@@ -352,7 +344,7 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	b.Add(s.Email)
 	ca := newConnector(t, a)
 	cb := connectortest.Build(t, "sendgrid", "mailing-eu", b.Config())
-	outA, err := connectortest.EraseAndWait(ctx(t), ca, s, 5*time.Second)
+	outA, err := connectortest.EraseAndWait(connectortest.Ctx(t), ca, s, 5*time.Second)
 	if err != nil || outA.Records != 1 {
 		t.Fatalf("instance A: %d records, %v", outA.Records, err)
 	}
@@ -360,10 +352,10 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 		t.Fatalf("after A: A holds %d, B holds %d; want 0 and 1", a.Count(s), b.Count(s))
 	}
 	// Each instance polls its own job on its own account.
-	if _, err := cb.(connectors.Poller).Poll(ctx(t), outA.JobRef); err == nil {
+	if _, err := cb.(connectors.Poller).Poll(connectortest.Ctx(t), outA.JobRef); err == nil {
 		t.Error("instance B knew instance A's job")
 	}
-	if out, err := connectortest.EraseAndWait(ctx(t), cb, s, 5*time.Second); err != nil || out.Records != 1 {
+	if out, err := connectortest.EraseAndWait(connectortest.Ctx(t), cb, s, 5*time.Second); err != nil || out.Records != 1 {
 		t.Fatalf("instance B: %d records, %v", out.Records, err)
 	}
 	for name, fk := range map[string]*sendgridfake.Fake{"A": a, "B": b} {
@@ -383,11 +375,11 @@ func TestSubjectWithoutEmailIsRefused(t *testing.T) {
 	f := sendgridfake.Start(t, sendgridfake.Options{})
 	c := newConnector(t, f)
 	s := connectors.Subject{Phone: "+447700900123"}
-	out, err := c.Erase(ctx(t), s)
+	out, err := c.Erase(connectortest.Ctx(t), s)
 	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "no email") {
 		t.Fatalf("Erase = %q, %v; want a permanent error saying there is no email", out.Status, err)
 	}
-	if _, err := c.(connectors.Verifier).Verify(ctx(t), s); err == nil {
+	if _, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err == nil {
 		t.Error("Verify without an email succeeded; it must not call the subject clean")
 	}
 	if n := len(f.Calls()); n != 0 {
@@ -397,9 +389,8 @@ func TestSubjectWithoutEmailIsRefused(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	t.Parallel()
-	def, _ := connectors.Lookup("sendgrid")
 	// Read without building: the key's variable is unset and never read.
-	p, err := def.Plan(instance, func(v any) error { return config.DecodeYAML([]byte("api_key: {env: SG_NEVER_READ}\n"), v) })
+	p, err := connectortest.TryPlan("sendgrid", instance, "api_key: {env: SG_NEVER_READ}\n")
 	if err != nil {
 		t.Fatal(err)
 	}

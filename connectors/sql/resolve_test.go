@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 )
@@ -309,18 +308,6 @@ func TestInterfacesFollowTheConfig(t *testing.T) {
 }
 
 // plan reads an instance's plan as Lethe does, from its config alone.
-func plan(t *testing.T, name, yaml string) connectors.Plan {
-	t.Helper()
-	def, ok := connectors.Lookup("sql")
-	if !ok {
-		t.Fatal("sql is not registered")
-	}
-	p, err := def.Plan(name, func(v any) error { return config.DecodeYAML([]byte(yaml), v) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // requirements writes keys as "email; phone|user_ids.app".
 func requirements(keys []connectors.Requirement) string {
@@ -356,7 +343,7 @@ verify:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := plan(t, tt.instance, tt.yaml)
+			p := connectortest.Plan(t, "sql", tt.instance, tt.yaml)
 			for _, c := range []struct{ what, got, want string }{
 				{"Keys", requirements(p.Keys), tt.keys},
 				{"Uses", fmt.Sprint(p.Uses), tt.uses},

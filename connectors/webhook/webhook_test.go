@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
@@ -463,7 +462,6 @@ func TestSubjectWithoutUsableIdentifiersIsRefused(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	t.Parallel()
-	def, _ := connectors.Lookup("webhook")
 	for _, tc := range []struct{ name, instance, yaml, keys, uses string }{
 		{"user id under the instance name", "billing", "base_url: https://dsr.example.com\n",
 			"[email|phone|user_ids.billing]", "[email phone user_ids.billing]"},
@@ -471,7 +469,7 @@ func TestPlan(t *testing.T) {
 			"[email|phone|user_ids.shop]", "[email phone user_ids.shop]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := def.Plan(tc.instance, func(v any) error { return config.DecodeYAML([]byte(tc.yaml), v) })
+			p, err := connectortest.TryPlan("webhook", tc.instance, tc.yaml)
 			if err != nil {
 				t.Fatal(err)
 			}
