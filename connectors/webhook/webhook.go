@@ -91,7 +91,8 @@ var (
 // Validate reports every problem in the config at once, each naming its key.
 func (c *Config) Validate() error {
 	var p vendorkit.Problems
-	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Example: "where the processor serves OpenDSR, https://dsr.example.com/opendsr", Version: "/requests"})
+	// http is accepted for in-cluster processors (docs/connectors/webhook.md).
+	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Example: "where the processor serves OpenDSR, https://dsr.example.com/opendsr", Version: "/requests", AllowHTTP: true})
 	p.OneOf("regulation", &c.Regulation, defaultRegulation, "ccpa")
 	switch c.IdentityFormat {
 	case "md5", "sha1":
