@@ -189,6 +189,11 @@ type Throttle struct {
 	UpdatedAt time.Time
 }
 
+// ThrottleIdle is how long housekeeping keeps a throttle nobody updated:
+// longer than any Backoff.Forget and than an unverified portal request
+// lives, so that nothing still counted or pointed at is forgotten.
+const ThrottleIdle = 7 * 24 * time.Hour
+
 // Backoff turns counted failures into growing delays: the first Free
 // failures cost nothing, each one after that doubles the wait before the
 // next try, from Base up to Max, and failures are forgotten Forget after
