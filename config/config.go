@@ -146,7 +146,9 @@ type Portal struct {
 	AskCustomerNumber bool   `yaml:"ask_customer_number"`
 	CustomerSystem    string `yaml:"customer_system"`
 	// CodeTTL is how long an emailed verification code works (default 30m);
-	// CodeAttempts how many wrong codes end it (default 5).
+	// CodeAttempts how many wrong codes end it (default 5), and how many
+	// wrong codes an email address may make, across all its requests,
+	// before each further one waits (1m, doubling up to 1h).
 	CodeTTL      time.Duration `yaml:"code_ttl"`
 	CodeAttempts int           `yaml:"code_attempts"`
 	// PerAddressPerHour and PerEmailPerDay limit submissions (defaults 10
@@ -168,6 +170,12 @@ type Console struct {
 	// InsecureCookies drops the Secure flag, for plain-http development
 	// only (default false; lethe dev sets it).
 	InsecureCookies bool `yaml:"insecure_cookies"`
+	// TrustProxyHeader names the header (e.g. X-Forwarded-For) a reverse
+	// proxy in front of Lethe sets to the client's address; failed
+	// sign-ins are slowed down per account and client address. Empty
+	// (default): the connection's address, which behind a proxy is the
+	// proxy's for everyone.
+	TrustProxyHeader string `yaml:"trust_proxy_header"`
 }
 
 // ConsoleUser is one staff member.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/coordinator"
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/store"
+	"github.com/lethe-dev/lethe/internal/telemetry"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -78,9 +80,11 @@ type Deps struct {
 	Connectors []string
 	// JWKS returns the public signing keys; the first signs new
 	// certificates. Nil: the keys page says there are none.
-	JWKS  func() []byte
-	Log   *zap.Logger
-	Clock func() time.Time
+	JWKS func() []byte
+	// Metrics counts failed sign-ins (nil: not counted).
+	Metrics *telemetry.Metrics
+	Log     *zap.Logger
+	Clock   func() time.Time
 	// Getenv reveals password hashes given as {env: NAME} (default
 	// os.Getenv).
 	Getenv func(string) string
@@ -111,16 +115,32 @@ type Console struct {
 	secure    bool
 	pages     map[string]*template.Template
 	cop       *http.CrossOriginProtection
-	byName    *limiter // failed sign-ins per user name
-	byAddr    *limiter // failed sign-ins per client address
+	metrics   *telemetry.Metrics
+	// throttleKey keys the hashes failed sign-ins are counted under, so
+	// the store holds no name or client address in clear.
+	throttleKey []byte
+	proxyHeader string
 }
 
-// Sign-in limits: this many failures within the window refuse further
-// attempts until the window ends.
-const (
-	failuresPerName = 5
-	failuresPerAddr = 20
-	failureWindow   = 15 * time.Minute
+// Failed sign-ins are counted in the store, so every replica sees them,
+// under three keys. Each is slowed down, never locked out: after the free
+// failures every further one doubles the wait before the next try, from a
+// second up to 15 minutes, and failures are forgotten an hour after the
+// last.
+//
+//   - per account and client address: 5 free failures. Someone guessing
+//     admin's password from one address slows down that address only.
+//   - per client address, whatever the account: 20 free failures.
+//   - per account, from anywhere: past 50 failures (a guess from many
+//     addresses) every address that has failed for the account waits from
+//     its first failure on. An address that has not failed is never held
+//     back, so the right password from a clean client still works.
+var (
+	pairBackoff        = store.Backoff{Free: 5, Base: time.Second, Max: 15 * time.Minute, Forget: time.Hour}
+	pairBackoffAttack  = store.Backoff{Free: 1, Base: time.Second, Max: 15 * time.Minute, Forget: time.Hour}
+	clientBackoff      = store.Backoff{Free: 20, Base: time.Second, Max: 15 * time.Minute, Forget: time.Hour}
+	accountBackoff     = store.Backoff{Forget: time.Hour}
+	accountUnderAttack = 50
 )
 
 // New returns a console. It fails when a user's password hash cannot be
@@ -142,7 +162,8 @@ func New(d Deps) (*Console, error) {
 		store: d.Store, coord: d.Coordinator, hasher: d.Hasher, connectors: slices.Clone(d.Connectors),
 		jwks: d.JWKS, log: d.Log, clock: d.Clock, users: map[string]user{},
 		ttl: d.Config.SessionTTL, secure: !d.Config.InsecureCookies,
-		byName: newLimiter(failuresPerName, failureWindow), byAddr: newLimiter(failuresPerAddr, failureWindow),
+		metrics: d.Metrics, throttleKey: d.Hasher.DeriveKey("console sign-in throttles"),
+		proxyHeader: http.CanonicalHeaderKey(strings.TrimSpace(d.Config.TrustProxyHeader)),
 	}
 	if c.ttl <= 0 {
 		c.ttl = 8 * time.Hour

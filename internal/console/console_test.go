@@ -29,6 +29,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/store"
 	"github.com/lethe-dev/lethe/internal/store/sqlite"
+	"github.com/lethe-dev/lethe/internal/telemetry"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/internal/translog"
 	"go.uber.org/zap"
@@ -88,6 +89,8 @@ type env struct {
 	h     *erasure.Hasher
 	jwks  []byte
 	srv   *httptest.Server
+	// metrics are the console's, to read lethe_login_failures_total.
+	metrics *telemetry.Metrics
 	// connectors are the configured instance names the console is told.
 	connectors []string
 	// secrets must appear in no log line.
@@ -100,7 +103,11 @@ type options struct {
 	insecure bool
 	// legacy adds a fourth connector keyed by an id nothing supplies.
 	legacy bool
+	// proxy trusts X-Forwarded-For for the client address (browser.from).
+	proxy bool
 }
+
+func withProxy(o *options) { o.proxy = true }
 
 // setup returns a console with users ada (admin), bob (agent) and cyd
 // (auditor), and three connectors: shop-db (sql), crm (hubspot) and
@@ -142,7 +149,12 @@ func setup(t *testing.T, opts ...func(*options)) *env {
 			RetryInitial: time.Second, RetryMax: time.Minute, PollInterval: time.Minute, RedispatchAfter: time.Hour,
 		})
 	e := &env{t: t, st: st, coord: coord, clock: clk, logs: logs, log: log, h: h, jwks: jwks, connectors: names}
-	e.srv = e.serve(consoleConfig(o.roles, o.insecure))
+	e.metrics = telemetry.NewMetrics(nil)
+	cfg := consoleConfig(o.roles, o.insecure)
+	if o.proxy {
+		cfg.TrustProxyHeader = "X-Forwarded-For"
+	}
+	e.srv = e.serve(cfg)
 	e.addSecret(adminPW, agentPW, auditorPW)
 	t.Cleanup(e.checkLogs)
 	return e
@@ -153,7 +165,7 @@ func setup(t *testing.T, opts ...func(*options)) *env {
 func (e *env) serve(cfg config.Console) *httptest.Server {
 	e.t.Helper()
 	c, err := console.New(console.Deps{Store: e.st, Coordinator: e.coord, Hasher: e.h, Config: cfg,
-		Connectors: e.connectors, JWKS: func() []byte { return e.jwks },
+		Connectors: e.connectors, JWKS: func() []byte { return e.jwks }, Metrics: e.metrics,
 		Log: e.log.Named("console"), Clock: e.clock.Now})
 	if err != nil {
 		e.t.Fatal(err)
@@ -266,6 +278,8 @@ type browser struct {
 	e   *env
 	srv *httptest.Server
 	c   *http.Client
+	// from is the client address a trusting proxy reports (withProxy).
+	from string
 	// seen is every URL asked for, every Location and every body
 	// received, to check that no identifier ever travels in them.
 	seen []string
@@ -292,6 +306,9 @@ func (p page) location() string { return p.header.Get("Location") }
 
 func (b *browser) do(req *http.Request) page {
 	b.e.t.Helper()
+	if b.from != "" {
+		req.Header.Set("X-Forwarded-For", b.from)
+	}
 	resp, err := b.c.Do(req)
 	if err != nil {
 		b.e.t.Fatal(err)
@@ -478,7 +495,7 @@ func TestWrongPasswordAndUnknownUserLookTheSame(t *testing.T) {
 }
 
 func TestLoginRateLimit(t *testing.T) {
-	t.Run("per name", func(t *testing.T) {
+	t.Run("per account and address", func(t *testing.T) {
 		e := setup(t)
 		b := e.browser()
 		for i := range 5 {
@@ -486,10 +503,10 @@ func TestLoginRateLimit(t *testing.T) {
 				t.Fatalf("failure %d: %d", i, p.status)
 			}
 		}
-		// Now even the right password is refused, without saying whether
-		// it was right.
+		// Now even the right password waits, without saying whether it
+		// was right.
 		p := b.tryLogin("bob", agentPW, "")
-		if p.status != http.StatusTooManyRequests || b.cookie() != "" || p.header.Get("Retry-After") == "" {
+		if p.status != http.StatusTooManyRequests || b.cookie() != "" || p.header.Get("Retry-After") != "1" {
 			t.Fatalf("after 5 failures: %d, Retry-After %q", p.status, p.header.Get("Retry-After"))
 		}
 		// Case does not get round the limit; other names are not limited.
@@ -497,8 +514,21 @@ func TestLoginRateLimit(t *testing.T) {
 			t.Errorf("BOB after 5 failures: %d", p.status)
 		}
 		e.browser().login("ada", adminPW)
-		e.clock.Advance(16 * time.Minute)
+		// The waits grow: a second, then two.
+		e.clock.Advance(time.Second)
+		if p := b.tryLogin("bob", "guess number 6", ""); p.status != http.StatusUnauthorized {
+			t.Fatalf("a try after the wait: %d", p.status)
+		}
+		e.clock.Advance(time.Second)
+		if p := b.tryLogin("bob", agentPW, ""); p.status != http.StatusTooManyRequests || p.header.Get("Retry-After") != "1" {
+			t.Fatalf("a second after the 6th failure: %d, Retry-After %q", p.status, p.header.Get("Retry-After"))
+		}
+		e.clock.Advance(time.Second)
 		b.login("bob", agentPW)
+		// Signed in, the client's failures are forgotten.
+		if p := e.browser().tryLogin("bob", "one more typo", ""); p.status != http.StatusUnauthorized {
+			t.Errorf("a typo after signing in: %d", p.status)
+		}
 	})
 	t.Run("per address", func(t *testing.T) {
 		e := setup(t)
@@ -511,9 +541,164 @@ func TestLoginRateLimit(t *testing.T) {
 		if p := e.browser().tryLogin("ada", adminPW, ""); p.status != http.StatusTooManyRequests {
 			t.Fatalf("after 20 failures from one address: %d", p.status)
 		}
-		e.clock.Advance(15 * time.Minute)
+		e.clock.Advance(time.Second)
 		e.browser().login("ada", adminPW)
 	})
+}
+
+// loginFailures reads lethe_login_failures_total{reason}.
+func (e *env) loginFailures(reason string) float64 {
+	e.t.Helper()
+	mfs, err := e.metrics.Registry.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "lethe_login_failures_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestAttackerHammeringAdminDoesNotLockOutTheRealAdmin is the attack of
+// issue 14: wrong passwords for ada, as fast as they go, from one address.
+// The attacker is slowed down; ada, from her own address, signs in at
+// once, and the failures are logged (without the password or the address)
+// and counted.
+func TestAttackerHammeringAdminDoesNotLockOutTheRealAdmin(t *testing.T) {
+	e := setup(t, withProxy)
+	attacker := e.browser()
+	attacker.from = "198.51.100.7"
+	e.addSecret(attacker.from, "hunter2")
+	tried, refused := 0, 0
+	for range 60 {
+		switch p := attacker.tryLogin("ada", "hunter2", ""); p.status {
+		case http.StatusUnauthorized:
+			tried++
+		case http.StatusTooManyRequests:
+			refused++
+			if !strings.Contains(p.body, "Too many failed sign-ins from here") || p.header.Get("Retry-After") == "" {
+				t.Fatalf("a throttled try: %q, Retry-After %q", p.body, p.header.Get("Retry-After"))
+			}
+		default:
+			t.Fatalf("an attacker's try: %d", p.status)
+		}
+	}
+	if tried != 5 || refused != 55 {
+		t.Errorf("60 tries: %d checked, %d refused; want 5 checked", tried, refused)
+	}
+	admin := e.browser()
+	admin.from = "203.0.113.9"
+	e.addSecret(admin.from)
+	admin.login("ada", adminPW)
+	// The attacker's own right guess would still wait: the throttle does
+	// not tell a right password from a wrong one.
+	if p := attacker.tryLogin("ada", adminPW, ""); p.status != http.StatusTooManyRequests {
+		t.Errorf("the right password from the throttled address: %d", p.status)
+	}
+	if got := e.loginFailures("wrong_password"); got != 5 {
+		t.Errorf("lethe_login_failures_total{reason=wrong_password} = %v, want 5", got)
+	}
+	if got := e.loginFailures("throttled"); got != 56 {
+		t.Errorf("lethe_login_failures_total{reason=throttled} = %v, want 56", got)
+	}
+	if n := e.logs.FilterMessage("console: sign-in failed").FilterField(zap.String("user", "ada")).Len(); n != 5 {
+		t.Errorf("%d failures logged, want 5", n)
+	}
+}
+
+// TestAttackFromManyAddressesSlowsOnlyThoseThatFailed: wrong passwords for
+// ada from 60 addresses, one each. Past the per-account bound each of those
+// addresses waits from its first failure, but an address that has not
+// failed, ada's, is never held back.
+func TestAttackFromManyAddressesSlowsOnlyThoseThatFailed(t *testing.T) {
+	e := setup(t, withProxy)
+	var bots []*browser
+	for i := range 60 {
+		b := e.browser()
+		b.from = fmt.Sprintf("198.51.100.%d", i+1)
+		e.addSecret(b.from)
+		if p := b.tryLogin("ada", fmt.Sprintf("guess %d", i), ""); p.status != http.StatusUnauthorized {
+			t.Fatalf("bot %d: %d", i, p.status)
+		}
+		bots = append(bots, b)
+	}
+	if p := bots[0].tryLogin("ada", "another guess", ""); p.status != http.StatusTooManyRequests {
+		t.Errorf("a bot's second try with the account under attack: %d, want 429", p.status)
+	}
+	admin := e.browser()
+	admin.from = "203.0.113.9"
+	admin.login("ada", adminPW)
+	// Other accounts are not under attack.
+	bob := e.browser()
+	bob.from = bots[1].from
+	bob.login("bob", agentPW)
+}
+
+// TestParallelGuessesPassOneCheckAtATime: tries sent all at once from one
+// address cannot all slip past the check while the first passwords are
+// still being compared (a user with a real bcrypt cost makes that take a
+// while).
+func TestParallelGuessesPassOneCheckAtATime(t *testing.T) {
+	e := setup(t)
+	h, err := bcrypt.GenerateFromPassword([]byte("slow password 12"), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := consoleConfig(defaultRoles, false)
+	cfg.Users = append(cfg.Users, config.ConsoleUser{Name: "dee", Role: "admin", PasswordHash: config.Secret{Value: string(h)}})
+	srv := e.serve(cfg)
+	const n = 20
+	type try struct {
+		b    *browser
+		csrf string
+	}
+	tries := make([]try, n)
+	for i := range tries {
+		b := e.browserOn(srv)
+		tries[i] = try{b, csrfIn(t, b.get("/console/login").body)}
+	}
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for _, x := range tries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodPost, x.b.srv.URL+"/console/login",
+				strings.NewReader(url.Values{"csrf": {x.csrf}, "name": {"dee"}, "password": {"parallel guess"}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := x.b.c.Do(req)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	checked := 0
+	for s := range statuses {
+		switch s {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("a parallel try: %d", s)
+		}
+	}
+	if checked != 5 {
+		t.Errorf("%d parallel tries were checked, want 5", checked)
+	}
 }
 
 func TestSessionFixation(t *testing.T) {

@@ -2,7 +2,6 @@ package console
 
 import (
 	"testing"
-	"time"
 
 	"github.com/lethe-dev/lethe/internal/erasure"
 )
@@ -36,42 +35,6 @@ func TestSafeNext(t *testing.T) {
 		if got := safeNext(next); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", next, got, want)
 		}
-	}
-}
-
-func TestLimiter(t *testing.T) {
-	l := newLimiter(2, time.Minute)
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l.fail("a", now)
-	if l.blocked("a", now) != 0 {
-		t.Fatal("blocked after one failure of two")
-	}
-	l.fail("a", now.Add(10*time.Second))
-	if got := l.blocked("a", now.Add(20*time.Second)); got != 40*time.Second {
-		t.Fatalf("blocked for %s, want 40s", got)
-	}
-	if l.blocked("b", now) != 0 {
-		t.Fatal("another key is blocked")
-	}
-	if l.blocked("a", now.Add(time.Minute)) != 0 {
-		t.Fatal("still blocked after the window")
-	}
-	l.fail("a", now)
-	l.fail("a", now)
-	l.reset("a")
-	if l.blocked("a", now) != 0 {
-		t.Fatal("blocked after a reset")
-	}
-}
-
-func TestLimiterIsBounded(t *testing.T) {
-	l := newLimiter(1, time.Minute)
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i := range maxKeys + 10 {
-		l.fail(string(rune(i)), now)
-	}
-	if len(l.m) > maxKeys {
-		t.Fatalf("%d keys held, at most %d", len(l.m), maxKeys)
 	}
 }
 

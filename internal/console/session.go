@@ -1,19 +1,20 @@
 package console
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"net"
+	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 
@@ -182,14 +183,132 @@ func safeNext(next string) string {
 }
 
 // clientAddr is the address failed sign-ins are counted against: the TCP
-// peer. Behind a reverse proxy this is the proxy, so the per-address limit
-// then counts everyone together; the per-name limit still applies.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
+// peer, or the last entry of the trusted proxy header when one is set
+// (the entry our proxy added; earlier ones come from the client). IPv6
+// addresses count by their /64, which one subscriber usually holds.
+// Without a trusted header behind a proxy, everyone has the proxy's
+// address: the per-account-and-address limit is then per account.
+func (c *Console) clientAddr(r *http.Request) string {
+	var addr netip.Addr
+	if c.proxyHeader != "" {
+		if vs := r.Header.Values(c.proxyHeader); len(vs) > 0 {
+			parts := strings.Split(vs[len(vs)-1], ",")
+			addr, _ = netip.ParseAddr(strings.TrimSpace(parts[len(parts)-1]))
+		}
+	}
+	if !addr.IsValid() {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			addr = ap.Addr()
+		} else if a, err := netip.ParseAddr(r.RemoteAddr); err == nil {
+			addr = a
+		}
+	}
+	if !addr.IsValid() {
 		return r.RemoteAddr
 	}
-	return host
+	addr = addr.Unmap().WithZone("")
+	if addr.Is6() {
+		prefix, _ := addr.Prefix(64)
+		return prefix.String()
+	}
+	return addr.String()
+}
+
+// throttleKeys are the store keys a sign-in's failures count under: a
+// keyed hash of the account (the name as typed, folded) alone, of the
+// client address alone, and of both.
+type throttleKeys struct{ account, client, pair string }
+
+func (c *Console) throttleKeys(nameKey, addr string) throttleKeys {
+	h := func(parts ...string) string {
+		m := hmac.New(sha256.New, c.throttleKey)
+		m.Write([]byte(strings.Join(parts, "\x00")))
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	return throttleKeys{
+		account: "login.account:" + h("account", nameKey),
+		client:  "login.client:" + h("client", addr),
+		pair:    "login.pair:" + h("pair", nameKey, addr),
+	}
+}
+
+// clientRef is a short keyed hash of the client address, for logs: it
+// ties failures from one client together without naming it.
+func (c *Console) clientRef(addr string) string {
+	m := hmac.New(sha256.New, c.throttleKey)
+	m.Write([]byte("log\x00" + addr))
+	return hex.EncodeToString(m.Sum(nil))[:16]
+}
+
+// admit decides whether a sign-in may be tried now. When it may, the try
+// is counted as a failure of the client (for the account and overall)
+// before the password is checked, so that tries sent in parallel cannot
+// all pass one check; a right password takes it back (forgive). When it
+// may not, wait says for how long, and nothing is counted: waiting out
+// the delay always works.
+func (c *Console) admit(ctx context.Context, k throttleKeys, now time.Time) (wait time.Duration, err error) {
+	account, err := c.store.Throttle(ctx, k.account)
+	if err != nil {
+		return 0, err
+	}
+	pairPolicy := pairBackoff
+	if accountBackoff.Count(account, now) >= accountUnderAttack {
+		pairPolicy = pairBackoffAttack
+	}
+	err = c.store.InTx(ctx, func(tx store.Tx) error {
+		wait = 0
+		pair, err := tx.LockThrottle(ctx, k.pair)
+		if err != nil {
+			return err
+		}
+		client, err := tx.LockThrottle(ctx, k.client)
+		if err != nil {
+			return err
+		}
+		if wait = max(pairPolicy.Wait(pair, now), clientBackoff.Wait(client, now)); wait > 0 {
+			return nil
+		}
+		pairPolicy.Fail(&pair, now)
+		clientBackoff.Fail(&client, now)
+		if err := tx.UpdateThrottle(ctx, pair); err != nil {
+			return err
+		}
+		return tx.UpdateThrottle(ctx, client)
+	})
+	return wait, err
+}
+
+// failed counts a wrong password against the account, from anywhere.
+func (c *Console) failed(ctx context.Context, k throttleKeys, now time.Time) error {
+	return c.store.InTx(ctx, func(tx store.Tx) error {
+		account, err := tx.LockThrottle(ctx, k.account)
+		if err != nil {
+			return err
+		}
+		accountBackoff.Fail(&account, now)
+		return tx.UpdateThrottle(ctx, account)
+	})
+}
+
+// forgive takes back the try admit counted, after the right password: the
+// client's failures for this account are forgotten.
+func (c *Console) forgive(ctx context.Context, k throttleKeys, now time.Time) error {
+	return c.store.InTx(ctx, func(tx store.Tx) error {
+		pair, err := tx.LockThrottle(ctx, k.pair)
+		if err != nil {
+			return err
+		}
+		pair.Failures, pair.LastAt, pair.UpdatedAt = 0, time.Time{}, now
+		if err := tx.UpdateThrottle(ctx, pair); err != nil {
+			return err
+		}
+		client, err := tx.LockThrottle(ctx, k.client)
+		if err != nil {
+			return err
+		}
+		client.Failures, client.UpdatedAt = max(0, client.Failures-1), now
+		return tx.UpdateThrottle(ctx, client)
+	})
 }
 
 // LoginPage serves the sign-in form: GET /console/login.
@@ -252,30 +371,46 @@ func (c *Console) Login() http.Handler {
 		if len(nameKey) > maxNameLen {
 			nameKey = nameKey[:maxNameLen]
 		}
-		addr := clientAddr(r)
+		addr := c.clientAddr(r)
+		ctx := r.Context()
 		now := c.clock()
-		if wait := max(c.byName.blocked(nameKey, now), c.byAddr.blocked(addr, now)); wait > 0 {
-			c.log.Warn("console: sign-in refused: too many failures")
-			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+1)))
-			form.Error = "Too many failed sign-ins. Wait a few minutes and try again."
+		keys := c.throttleKeys(nameKey, addr)
+		wait, err := c.admit(ctx, keys, now)
+		if err != nil {
+			c.internalError(w, r, nil, err)
+			return
+		}
+		if wait > 0 {
+			c.metrics.LoginFailure("throttled")
+			c.log.Warn("console: sign-in refused: too many failures from this client", zap.String("client", c.clientRef(addr)),
+				zap.Duration("wait", wait))
+			secs := int(math.Ceil(wait.Seconds()))
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			form.Error = "Too many failed sign-ins from here. Wait " + waitText(wait) + " and try again."
 			c.render(w, r, http.StatusTooManyRequests, "login", pageData{Title: "Sign in", Content: form})
 			return
 		}
 		u, known := c.userFor(name)
 		if !c.checkPassword(u, known, pw) {
-			c.byName.fail(nameKey, now)
-			c.byAddr.fail(addr, now)
+			if err := c.failed(ctx, keys, now); err != nil {
+				c.internalError(w, r, nil, err)
+				return
+			}
 			if known {
-				c.log.Info("console: sign-in failed", zap.String("user", u.name))
+				c.metrics.LoginFailure("wrong_password")
+				c.log.Info("console: sign-in failed", zap.String("user", u.name), zap.String("client", c.clientRef(addr)))
 			} else {
 				// The name typed may be anything, a password included: not logged.
-				c.log.Info("console: sign-in failed for an unknown name")
+				c.metrics.LoginFailure("unknown_name")
+				c.log.Info("console: sign-in failed for an unknown name", zap.String("client", c.clientRef(addr)))
 			}
 			form.Error = wrongLogin
 			c.render(w, r, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Content: form})
 			return
 		}
-		c.byName.reset(nameKey)
+		if err := c.forgive(ctx, keys, now); err != nil {
+			c.log.Warn("console: forget the failures of a signed-in client", zap.Error(err))
+		}
 		if err := c.startSession(w, r, u); err != nil {
 			c.internalError(w, r, nil, err)
 			return
@@ -284,6 +419,14 @@ func (c *Console) Login() http.Handler {
 		c.log.Info("console: signed in", zap.String("user", u.name), zap.String("role", u.role))
 		http.Redirect(w, r, next, http.StatusSeeOther)
 	}))
+}
+
+// waitText says how long to wait, in seconds or whole minutes.
+func waitText(d time.Duration) string {
+	if d < time.Minute {
+		return strconv.Itoa(int(math.Ceil(d.Seconds()))) + " seconds"
+	}
+	return strconv.Itoa(int(math.Ceil(d.Minutes()))) + " minutes"
 }
 
 // checkPassword compares pw with u's hash, or with the dummy hash when the
@@ -348,79 +491,4 @@ func (c *Console) Logout() http.Handler {
 		c.log.Info("console: signed out", zap.String("user", s.User))
 		http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 	})
-}
-
-// limiter counts failures per key in fixed windows, in memory. Each
-// replica counts its own.
-type limiter struct {
-	mu     sync.Mutex
-	max    int
-	window time.Duration
-	m      map[string]*window
-}
-
-type window struct {
-	start time.Time
-	n     int
-}
-
-// maxKeys bounds the limiter's memory; past it, ended windows are dropped,
-// then arbitrary ones.
-const maxKeys = 100_000
-
-func newLimiter(max int, w time.Duration) *limiter {
-	return &limiter{max: max, window: w, m: map[string]*window{}}
-}
-
-// blocked returns how long key must wait, 0 if it may try now.
-func (l *limiter) blocked(key string, now time.Time) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	w, ok := l.m[key]
-	if !ok {
-		return 0
-	}
-	end := w.start.Add(l.window)
-	if !now.Before(end) {
-		delete(l.m, key)
-		return 0
-	}
-	if w.n >= l.max {
-		return end.Sub(now)
-	}
-	return 0
-}
-
-func (l *limiter) fail(key string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	w, ok := l.m[key]
-	if !ok || !now.Before(w.start.Add(l.window)) {
-		if len(l.m) >= maxKeys {
-			l.prune(now)
-		}
-		w = &window{start: now}
-		l.m[key] = w
-	}
-	w.n++
-}
-
-func (l *limiter) reset(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.m, key)
-}
-
-func (l *limiter) prune(now time.Time) {
-	for k, w := range l.m {
-		if !now.Before(w.start.Add(l.window)) {
-			delete(l.m, k)
-		}
-	}
-	for k := range l.m {
-		if len(l.m) < maxKeys {
-			break
-		}
-		delete(l.m, k)
-	}
 }

@@ -60,13 +60,16 @@ func (c *Coordinator) shred(ctx context.Context, tx store.Tx, req *erasure.Reque
 // Housekeeping is what one sweep did.
 type Housekeeping struct {
 	Shredded, Expired, Purged, Rewrapped int
+	// Throttles is how many idle failure counters were forgotten.
+	Throttles int64
 }
 
 // Housekeep runs one retention sweep: shred the identifiers of requests
 // final for longer than the grace period, expire unverified requests,
-// purge requests past the retention period, and re-wrap data keys still
-// under an older key-encryption key. Replicas may run it at once: each
-// request is re-checked under its lock.
+// purge requests past the retention period, re-wrap data keys still under
+// an older key-encryption key, and forget failure counters idle for
+// store.ThrottleIdle. Replicas may run it at once: each request is
+// re-checked under its lock.
 func (c *Coordinator) Housekeep(ctx context.Context) (Housekeeping, error) {
 	var h Housekeeping
 	now := c.clock()
@@ -138,9 +141,12 @@ func (c *Coordinator) Housekeep(ctx context.Context) (Housekeeping, error) {
 	if h.Rewrapped, _, err = c.store.RewrapDataKeys(ctx, 200); err != nil {
 		return h, fmt.Errorf("rewrap: %w", err)
 	}
+	if h.Throttles, err = c.store.DeleteThrottles(ctx, now.Add(-store.ThrottleIdle)); err != nil {
+		return h, fmt.Errorf("throttles: %w", err)
+	}
 	if h != (Housekeeping{}) {
 		c.log.Info("retention sweep", zap.Int("shredded", h.Shredded), zap.Int("expired", h.Expired),
-			zap.Int("purged", h.Purged), zap.Int("rewrapped", h.Rewrapped))
+			zap.Int("purged", h.Purged), zap.Int("rewrapped", h.Rewrapped), zap.Int64("throttles", h.Throttles))
 	}
 	return h, nil
 }

@@ -186,7 +186,41 @@ func (p *Portal) deliver(ctx context.Context, req erasure.Request, b *i18n.Bundl
 			zap.String("error_type", fmt.Sprintf("%T", err)), zap.String("error_code", erasure.ErrorCode(err)))
 		return
 	}
+	p.markSent(ctx, req, code)
 	p.log.Info("verification code sent", zap.String("request_id", req.ID))
+}
+
+// markSent records that code went out for req: from now on it may be
+// tried, and it replaces every earlier code sent to the same address (the
+// address's throttle points at req). A code replaced meanwhile by a resend
+// is left alone.
+func (p *Portal) markSent(ctx context.Context, req erasure.Request, code string) {
+	key := p.addressKey(req)
+	err := p.store.InTx(ctx, func(tx store.Tx) error {
+		pr, err := tx.LockPortal(ctx, req.ID)
+		if err != nil {
+			return err
+		}
+		if pr.CodeHash != p.codeHash(req.ID, code) {
+			return nil
+		}
+		now := p.now()
+		pr.CodeSentAt = now
+		if err := tx.UpdatePortalRequest(ctx, pr); err != nil {
+			return err
+		}
+		th, err := tx.LockThrottle(ctx, key)
+		if err != nil {
+			return err
+		}
+		th.Ref, th.UpdatedAt = req.ID, now
+		return tx.UpdateThrottle(ctx, th)
+	})
+	if err != nil {
+		// The person has a code that will be refused; asking for a new
+		// one tries again.
+		p.logError("record a sent verification code", req.ID, err)
+	}
 }
 
 // mayEmail reports whether req is within the per-email limit: fewer than

@@ -43,6 +43,20 @@ const (
 	resendEvery = time.Minute
 	// emailWindow is the period PerEmailPerDay counts over.
 	emailWindow = 24 * time.Hour
+	// guessesPerClientPerHour bounds the codes one client address may
+	// try, whatever requests they are for.
+	guessesPerClientPerHour = 30
+)
+
+// Wrong codes per email address, across all its requests and every
+// replica: the first CodeAttempts cost nothing, then each one doubles the
+// wait before the next try, from a minute up to an hour; they are
+// forgotten a day after the last. About 30 guesses a day at most, against
+// a million codes, and the person is slowed down, never locked out.
+const (
+	guessDelay  = time.Minute
+	guessMax    = time.Hour
+	guessForget = 24 * time.Hour
 )
 
 // Deps are the portal's collaborators and settings.
@@ -94,6 +108,8 @@ type Portal struct {
 	pages       map[string]*template.Template
 	origins     *http.CrossOriginProtection
 	perAddress  *limiter
+	perClient   *limiter // guesses per client address
+	guesses     store.Backoff
 }
 
 // New checks d and returns the portal. Zero settings in d.Config take the
@@ -148,6 +164,8 @@ func New(d Deps) (*Portal, error) {
 		secure: !d.InsecureCookies, proxyHeader: http.CanonicalHeaderKey(strings.TrimSpace(d.TrustProxyHeader)),
 		log: d.Log.Named("portal"), clock: d.Clock, origins: http.NewCrossOriginProtection(),
 		perAddress: newLimiter(cfg.PerAddressPerHour, time.Hour),
+		perClient:  newLimiter(guessesPerClientPerHour, time.Hour),
+		guesses:    store.Backoff{Free: cfg.CodeAttempts, Base: guessDelay, Max: guessMax, Forget: guessForget},
 	}
 	// Behind a proxy that rewrites Host, the public origin is still ours.
 	if err := p.origins.AddTrustedOrigin(base.Scheme + "://" + base.Host); err != nil {
@@ -199,6 +217,15 @@ func (p *Portal) parseToken(purpose, tok string) (string, bool) {
 // so a hash cannot be moved to another one.
 func (p *Portal) codeHash(requestID, code string) string {
 	return hex.EncodeToString(p.mac("code", requestID, code))
+}
+
+// addressKey is the throttle key of a request's email address: its keyed
+// hash, as the request's subject hashes hold it; "" without an address.
+func (p *Portal) addressKey(req erasure.Request) string {
+	if req.Subject.Email == "" {
+		return ""
+	}
+	return "portal.email:" + p.hasher.Hash(erasure.KindEmail, req.Subject.Email)
 }
 
 // StatusURL is the absolute link where a person follows their request; the

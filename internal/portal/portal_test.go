@@ -754,7 +754,8 @@ func TestPerEmailLimitLooksLikeSuccess(t *testing.T) {
 	if shape(pages[2]) != shape(pages[0]) {
 		t.Errorf("the answer over the limit differs:\n%s\n---\n%s", shape(pages[2]), shape(pages[0]))
 	}
-	// It behaves like any request: it is there, wrong codes count down…
+	// It is filed like any request, but since its code was never sent no
+	// guess is tried: the person is told what to do instead.
 	over := pages[2]
 	id := requestID(t, over.url.Path)
 	if req, _ := e.request(t, id); req.Status != erasure.RequestUnverified {
@@ -762,7 +763,10 @@ func TestPerEmailLimitLooksLikeSuccess(t *testing.T) {
 	}
 	b := e.browser(t)
 	p := b.confirm(b.get(over.url.Path), "123456")
-	mustContain(t, p, "Tries left: 4.")
+	if p.status != http.StatusConflict {
+		t.Errorf("a guess for a code never sent: %d, want 409", p.status)
+	}
+	mustContain(t, p, "No code has been emailed for this request")
 	// …but no code ever reaches the address, not even on resend.
 	e.clock.Advance(2 * time.Minute)
 	b.resend(p)
@@ -1266,5 +1270,146 @@ func TestStatusWhileResolving(t *testing.T) {
 	}
 	if p := b.get(status); !strings.Contains(p.body, "0 of 2 systems finished") {
 		t.Errorf("status once erasing:\n%s", p.body)
+	}
+}
+
+// TestGuessesAcrossRequestsForOneAddressStopAtTheLimit is the attack of
+// issue 14: file request after request for someone else's address, each
+// with a fresh code and fresh tries, from a new client address each time,
+// and guess. The address's budget is shared by all its requests: five
+// wrong codes in all, then growing waits; an earlier code is dead once a
+// newer one is sent; and the owner, once the wait is over, still gets in.
+func TestGuessesAcrossRequestsForOneAddressStopAtTheLimit(t *testing.T) {
+	t.Parallel()
+	e := setup(t, func(d *portal.Deps) {
+		d.TrustProxyHeader = "X-Forwarded-For"
+		d.Config.PerEmailPerDay = 1000 // every code is sent: the guess limit alone must hold
+	})
+	const victim = "victim@example.com"
+	tried, slowed := 0, 0
+	var first, last page
+	for i := range 20 {
+		b := e.browser(t)
+		b.header.Set("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i+1))
+		v := b.submit(map[string]string{"email": victim})
+		if i == 0 {
+			first = v
+		}
+		last = v
+		code := e.mail.last(t).Code
+		for range 2 {
+			p := b.confirm(v, wrongCode(code))
+			switch {
+			case strings.Contains(text(p), "Tries left"):
+				tried++
+			case p.status == http.StatusTooManyRequests:
+				slowed++
+				if p.header.Get("Retry-After") == "" {
+					t.Error("a slowed guess without Retry-After")
+				}
+				mustContain(t, p, "Too many wrong codes were entered for this address. Please wait")
+			default:
+				t.Fatalf("guess %d: %d %s", i, p.status, text(p))
+			}
+		}
+	}
+	if tried != 5 || slowed != 35 {
+		t.Errorf("40 guesses over 20 requests: %d tried, %d slowed; want 5 tried", tried, slowed)
+	}
+	// The first request's code was replaced by every later one.
+	b := e.browser(t)
+	b.header.Set("X-Forwarded-For", "203.0.113.1")
+	if p := b.confirm(b.get(first.url.Path), "123456"); p.status != http.StatusConflict {
+		t.Errorf("a guess for a replaced code: %d, want 409", p.status)
+	} else {
+		mustContain(t, p, "A newer code was sent to this address")
+	}
+	// The waits grow: a minute after the fifth failure one more try, then
+	// two minutes.
+	guess := func() int { return b.confirm(b.get(last.url.Path), wrongCode(e.mail.last(t).Code)).status }
+	e.clock.Advance(time.Minute)
+	if s := guess(); s != http.StatusUnprocessableEntity {
+		t.Errorf("a guess after the first wait: %d, want it tried (422)", s)
+	}
+	e.clock.Advance(time.Minute)
+	if s := guess(); s != http.StatusTooManyRequests {
+		t.Errorf("a guess a minute after the sixth failure: %d, want 429", s)
+	}
+	// Even the right code waits: otherwise the wait would not hold
+	// guesses back.
+	right := e.mail.last(t).Code
+	if p := b.confirm(b.get(last.url.Path), right); p.status != http.StatusTooManyRequests {
+		t.Errorf("the right code during the wait: %d, want 429", p.status)
+	}
+	id := requestID(t, last.url.Path)
+	if req, _ := e.request(t, id); req.Status != erasure.RequestUnverified {
+		t.Fatalf("the request moved on: %s", req.Status)
+	}
+	// The owner, after the wait, is not locked out.
+	e.clock.Advance(time.Minute)
+	if p := b.confirm(b.get(last.url.Path), right); p.status != http.StatusOK || !strings.HasPrefix(p.url.Path, "/portal/status/") {
+		t.Errorf("the right code after the wait: %d %s", p.status, p.url.Path)
+	}
+	// The address's wrong guesses are in the store, keyed by its hash.
+	for _, entry := range e.logs.All() {
+		if strings.Contains(fmt.Sprint(entry.Context), victim) || strings.Contains(entry.Message, victim) {
+			t.Errorf("the address was logged: %s %v", entry.Message, entry.Context)
+		}
+	}
+}
+
+// TestGuessesForACodeNeverSentAreRefused: a request whose code the mail
+// server refused accepts no guess, and says to ask for a new code; the
+// new code works.
+func TestGuessesForACodeNeverSentAreRefused(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.mail.fail = errors.New("down")
+	b := e.browser(t)
+	v := b.submit(map[string]string{"email": "person@example.com"})
+	for _, code := range []string{"000000", "123456", "999999"} {
+		p := b.confirm(v, code)
+		if p.status != http.StatusConflict {
+			t.Fatalf("a guess for a code never sent: %d", p.status)
+		}
+		mustContain(t, p, "No code has been emailed for this request", "Ask for a new code below")
+	}
+	_, pr := e.request(t, requestID(t, v.url.Path))
+	if pr.CodeAttempts != 0 {
+		t.Errorf("refused guesses counted as tries: %d", pr.CodeAttempts)
+	}
+	e.mail.mu.Lock()
+	e.mail.fail = nil
+	e.mail.mu.Unlock()
+	e.clock.Advance(2 * time.Minute)
+	b.resend(b.get(v.url.Path))
+	p := b.confirm(b.get(v.url.Path), e.mail.last(t).Code)
+	if !strings.HasPrefix(p.url.Path, "/portal/status/") {
+		t.Errorf("the resent code: %d %s", p.status, text(p))
+	}
+}
+
+// TestGuessesPerClientAddressAreLimited: one client guessing for many
+// addresses (each within its own budget) is held to the per-client limit.
+func TestGuessesPerClientAddressAreLimited(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	b := e.browser(t)
+	var pages []page
+	for i := range 8 {
+		pages = append(pages, b.submit(map[string]string{"email": fmt.Sprintf("p%d@example.com", i)}))
+	}
+	refused := 0
+	for i := range 32 {
+		v := pages[i%len(pages)]
+		if p := b.confirm(b.get(v.url.Path), "000000"); p.status == http.StatusTooManyRequests {
+			refused++
+			if p.header.Get("Retry-After") == "" {
+				t.Error("no Retry-After")
+			}
+		}
+	}
+	if refused != 2 {
+		t.Errorf("32 guesses from one client: %d refused, want 2 (the limit is 30 an hour)", refused)
 	}
 }

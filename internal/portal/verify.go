@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/hmac"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/i18n"
@@ -123,9 +125,12 @@ const (
 	verdictMissing verdict = iota // no portal request
 	verdictOK
 	verdictWrong
-	verdictSpent  // expired, or out of tries
-	verdictUsed   // confirmed before, and this code does not (or no longer) open the status
-	verdictClosed // the request ended before it was confirmed
+	verdictSpent    // expired, or out of tries
+	verdictUsed     // confirmed before, and this code does not (or no longer) open the status
+	verdictClosed   // the request ended before it was confirmed
+	verdictNotSent  // no code was emailed for the request: none is tried
+	verdictReplaced // a newer code went to the same address
+	verdictSlow     // too many wrong codes for the address: wait
 )
 
 // Verify checks the emailed code: POST /portal/verify/{token}. The right
@@ -158,10 +163,16 @@ func (p *Portal) Verify() http.Handler {
 			p.renderVerify(w, r, b, http.StatusUnprocessableEntity, tok, page)
 			return
 		}
+		if !p.perClient.allow(p.clientKey(r), p.clock()) {
+			w.Header().Set("Retry-After", strconv.Itoa(p.perClient.retryAfter()))
+			p.message(w, r, http.StatusTooManyRequests, "", "portal.error.too_many")
+			return
+		}
 		var v verdict
 		left := 0
+		var wait time.Duration
 		prove := func(ctx context.Context, tx store.Tx, req erasure.Request) (bool, error) {
-			v, left = verdictMissing, 0
+			v, left, wait = verdictMissing, 0, 0
 			pr, err := tx.LockPortal(ctx, req.ID)
 			if errors.Is(err, store.ErrNotFound) {
 				return false, nil
@@ -181,10 +192,43 @@ func (p *Portal) Verify() http.Handler {
 				}
 				return false, nil
 			}
+			// Until the request is confirmed, a code is only tried if it
+			// was emailed, is the last one sent to its address, and the
+			// address is not waiting out its wrong guesses.
+			var th store.Throttle
+			if !verified {
+				if pr.CodeSentAt.IsZero() {
+					v = verdictNotSent
+					return false, nil
+				}
+				key := p.addressKey(req)
+				if key == "" {
+					v = verdictNotSent
+					return false, nil
+				}
+				th, err = tx.LockThrottle(ctx, key)
+				if err != nil {
+					return false, err
+				}
+				if th.Ref != req.ID {
+					v = verdictReplaced
+					return false, nil
+				}
+				if wait = p.guesses.Wait(th, p.now()); wait > 0 {
+					v = verdictSlow
+					return false, nil
+				}
+			}
 			if !hmac.Equal([]byte(p.codeHash(req.ID, code)), []byte(pr.CodeHash)) {
 				pr.CodeAttempts++
 				if err := tx.UpdatePortalRequest(ctx, pr); err != nil {
 					return false, err
+				}
+				if !verified {
+					p.guesses.Fail(&th, p.now())
+					if err := tx.UpdateThrottle(ctx, th); err != nil {
+						return false, err
+					}
 				}
 				left = p.cfg.CodeAttempts - pr.CodeAttempts
 				switch {
@@ -200,6 +244,12 @@ func (p *Portal) Verify() http.Handler {
 			if !verified {
 				pr.VerifiedAt = p.now()
 				if err := tx.UpdatePortalRequest(ctx, pr); err != nil {
+					return false, err
+				}
+				// The address is proven theirs: its wrong guesses are
+				// forgotten.
+				th.Failures, th.LastAt, th.UpdatedAt = 0, time.Time{}, p.now()
+				if err := tx.UpdateThrottle(ctx, th); err != nil {
 					return false, err
 				}
 			}
@@ -230,6 +280,16 @@ func (p *Portal) Verify() http.Handler {
 				Error: b.T("verify.error.wrong", "left", strconv.Itoa(left))})
 		case v == verdictSpent:
 			p.renderVerify(w, r, b, http.StatusUnprocessableEntity, tok, verifyPage{State: stateOpen, Error: b.T("verify.error.spent")})
+		case v == verdictNotSent:
+			p.renderVerify(w, r, b, http.StatusConflict, tok, verifyPage{State: stateOpen, Error: b.T("verify.error.not_sent")})
+		case v == verdictReplaced:
+			p.renderVerify(w, r, b, http.StatusConflict, tok, verifyPage{State: stateOpen, Error: b.T("verify.error.replaced")})
+		case v == verdictSlow:
+			p.log.Info("portal code refused: too many wrong codes for the address", zap.String("request_id", id),
+				zap.Duration("wait", wait))
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			p.renderVerify(w, r, b, http.StatusTooManyRequests, tok, verifyPage{State: stateOpen,
+				Error: b.T("verify.error.slow", "minutes", strconv.Itoa(int(math.Ceil(wait.Minutes()))))})
 		case v == verdictUsed:
 			p.renderVerify(w, r, b, http.StatusOK, tok, verifyPage{State: stateUsed})
 		case v == verdictClosed:
@@ -307,6 +367,7 @@ func (p *Portal) resend(r *http.Request, id string, b *i18n.Bundle) {
 			return err
 		}
 		pr.CodeHash, pr.CodeExpiresAt, pr.CodeAttempts = p.codeHash(id, c), now.Add(p.cfg.CodeTTL), 0
+		pr.CodeSentAt = time.Time{} // not until it is
 		if err := tx.UpdatePortalRequest(ctx, pr); err != nil {
 			return err
 		}
@@ -326,6 +387,7 @@ func (p *Portal) resend(r *http.Request, id string, b *i18n.Bundle) {
 		p.log.Warn("verification code not sent", zap.String("request_id", id), zap.String("error_code", erasure.ErrorCode(err)))
 		return
 	}
+	p.markSent(ctx, req, code)
 	p.log.Info("verification code sent again", zap.String("request_id", id))
 }
 

@@ -61,6 +61,12 @@ type Store interface {
 	// PortalRequest returns the portal side of a request.
 	PortalRequest(ctx context.Context, requestID string) (PortalRequest, error)
 
+	// Throttle reads the failures counted against key; a key never
+	// counted gives a zero Throttle with that Key.
+	Throttle(ctx context.Context, key string) (Throttle, error)
+	// DeleteThrottles forgets keys not updated since before.
+	DeleteThrottles(ctx context.Context, before time.Time) (int64, error)
+
 	// Console sessions.
 	CreateSession(ctx context.Context, s Session) error
 	Session(ctx context.Context, idHash string, now time.Time) (Session, error)
@@ -147,6 +153,13 @@ type Tx interface {
 	// counted under the lock).
 	LockPortal(ctx context.Context, requestID string) (PortalRequest, error)
 	UpdatePortalRequest(ctx context.Context, p PortalRequest) error
+
+	// LockThrottle reads key's failures and locks them until the
+	// transaction ends, so that replicas count one at a time; a key never
+	// counted gives a zero Throttle with that Key.
+	LockThrottle(ctx context.Context, key string) (Throttle, error)
+	// UpdateThrottle stores t (creating its row if need be).
+	UpdateThrottle(ctx context.Context, t Throttle) error
 }
 
 // PortalRequest is the portal's side of a request filed there.
@@ -156,7 +169,76 @@ type PortalRequest struct {
 	CodeHash      string
 	CodeExpiresAt time.Time
 	CodeAttempts  int
-	VerifiedAt    time.Time
+	// CodeSentAt is when the current code was emailed; zero when it never
+	// was (held back by the per-email limit, or the mail failed).
+	CodeSentAt time.Time
+	VerifiedAt time.Time
+}
+
+// Throttle is the failures counted against one key, shared by every
+// replica. Key is a keyed hash: never an email address, a name or a
+// client address in clear.
+type Throttle struct {
+	Key      string
+	Failures int
+	// LastAt is the last failure counted (zero: none).
+	LastAt time.Time
+	// Ref is what the key last pointed at: for a portal address, the
+	// request whose code was sent last.
+	Ref       string
+	UpdatedAt time.Time
+}
+
+// ThrottleIdle is how long housekeeping keeps a throttle nobody updated:
+// longer than any Backoff.Forget and than an unverified portal request
+// lives, so that nothing still counted or pointed at is forgotten.
+const ThrottleIdle = 7 * 24 * time.Hour
+
+// Backoff turns counted failures into growing delays: the first Free
+// failures cost nothing, each one after that doubles the wait before the
+// next try, from Base up to Max, and failures are forgotten Forget after
+// the last one. Nobody is locked out for good: the wait always ends.
+type Backoff struct {
+	Free   int
+	Base   time.Duration
+	Max    time.Duration
+	Forget time.Duration
+}
+
+// Count returns the failures of t still remembered at now.
+func (b Backoff) Count(t Throttle, now time.Time) int {
+	if t.LastAt.IsZero() || !now.Before(t.LastAt.Add(b.Forget)) {
+		return 0
+	}
+	return t.Failures
+}
+
+// Delay is how long after the n-th failure the next try must wait.
+func (b Backoff) Delay(n int) time.Duration {
+	if n < b.Free || n <= 0 {
+		return 0
+	}
+	d := b.Base
+	for i := b.Free; i < n && d < b.Max; i++ {
+		d *= 2
+	}
+	return min(d, b.Max)
+}
+
+// Wait returns how long from now the key must wait before its next try
+// (0: it may try now).
+func (b Backoff) Wait(t Throttle, now time.Time) time.Duration {
+	n := b.Count(t, now)
+	if n == 0 {
+		return 0
+	}
+	return max(0, t.LastAt.Add(b.Delay(n)).Sub(now))
+}
+
+// Fail counts one failure at now.
+func (b Backoff) Fail(t *Throttle, now time.Time) {
+	t.Failures = b.Count(*t, now) + 1
+	t.LastAt, t.UpdatedAt = now, now
 }
 
 // Session is a signed-in staff member.

@@ -27,6 +27,7 @@ type Metrics struct {
 	certificates    prometheus.Counter
 	outboxPublished prometheus.Counter
 	taskLatency     *prometheus.HistogramVec
+	loginFailures   *prometheus.CounterVec
 }
 
 // NewMetrics registers Lethe's metrics, plus gauges read from st at scrape
@@ -61,9 +62,13 @@ func NewMetrics(st store.Store) *Metrics {
 			Name: "lethe_task_completion_seconds", Help: "Time from a task's creation to its final state.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 4, 12),
 		}, []string{"connector", "status"}),
+		loginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lethe_login_failures_total",
+			Help: "Console sign-ins refused, by reason: wrong_password, unknown_name, or throttled (too many failures from the client).",
+		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.requestsFiled, m.taskResults, m.taskRetries, m.connectorCalls, m.rateLimitWait,
-		m.certificates, m.outboxPublished, m.taskLatency,
+		m.certificates, m.outboxPublished, m.taskLatency, m.loginFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if st != nil {
 		reg.MustRegister(&storeCollector{st: st})
@@ -108,6 +113,15 @@ func (m *Metrics) ConnectorCall(connector, call, outcome string, d time.Duration
 func (m *Metrics) RateLimitWait(connector string, d time.Duration) {
 	if m != nil && d > 0 {
 		m.rateLimitWait.WithLabelValues(connector).Add(d.Seconds())
+	}
+}
+
+// LoginFailure counts a refused console sign-in. reason is one of
+// wrong_password, unknown_name and throttled; no name or address is a
+// label.
+func (m *Metrics) LoginFailure(reason string) {
+	if m != nil {
+		m.loginFailures.WithLabelValues(reason).Inc()
 	}
 }
 

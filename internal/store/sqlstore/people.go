@@ -8,7 +8,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/store"
 )
 
-const portalCols = `request_id, lang, code_hash, code_expires_at, code_attempts, verified_at`
+const portalCols = `request_id, lang, code_hash, code_expires_at, code_attempts, verified_at, code_sent_at`
 
 func (s *Store) queryPortal(ctx context.Context, q Querier, query string, args ...any) (store.PortalRequest, error) {
 	rows, err := q.Query(ctx, s.rw.q(query), args...)
@@ -23,7 +23,7 @@ func (s *Store) queryPortal(ctx context.Context, q Querier, query string, args .
 		return store.PortalRequest{}, fmt.Errorf("portal request: %w", store.ErrNotFound)
 	}
 	var p store.PortalRequest
-	err = rows.Scan(&p.RequestID, &p.Lang, &p.CodeHash, timeCol{&p.CodeExpiresAt}, &p.CodeAttempts, timeCol{&p.VerifiedAt})
+	err = rows.Scan(&p.RequestID, &p.Lang, &p.CodeHash, timeCol{&p.CodeExpiresAt}, &p.CodeAttempts, timeCol{&p.VerifiedAt}, timeCol{&p.CodeSentAt})
 	return p, err
 }
 
@@ -33,8 +33,8 @@ func (s *Store) PortalRequest(ctx context.Context, requestID string) (store.Port
 }
 
 func (t *tx) InsertPortalRequest(ctx context.Context, p store.PortalRequest) error {
-	_, err := t.exec(ctx, `INSERT INTO portal_requests (`+portalCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-		p.RequestID, p.Lang, p.CodeHash, t.time(p.CodeExpiresAt), p.CodeAttempts, t.time(p.VerifiedAt))
+	_, err := t.exec(ctx, `INSERT INTO portal_requests (`+portalCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		p.RequestID, p.Lang, p.CodeHash, t.time(p.CodeExpiresAt), p.CodeAttempts, t.time(p.VerifiedAt), t.time(p.CodeSentAt))
 	if err != nil {
 		return fmt.Errorf("insert portal request: %w", err)
 	}
@@ -46,13 +46,72 @@ func (t *tx) LockPortal(ctx context.Context, requestID string) (store.PortalRequ
 }
 
 func (t *tx) UpdatePortalRequest(ctx context.Context, p store.PortalRequest) error {
-	n, err := t.exec(ctx, `UPDATE portal_requests SET code_hash = $2, code_expires_at = $3, code_attempts = $4, verified_at = $5 WHERE request_id = $1`,
-		p.RequestID, p.CodeHash, t.time(p.CodeExpiresAt), p.CodeAttempts, t.time(p.VerifiedAt))
+	n, err := t.exec(ctx, `UPDATE portal_requests SET code_hash = $2, code_expires_at = $3, code_attempts = $4, verified_at = $5, code_sent_at = $6 WHERE request_id = $1`,
+		p.RequestID, p.CodeHash, t.time(p.CodeExpiresAt), p.CodeAttempts, t.time(p.VerifiedAt), t.time(p.CodeSentAt))
 	if err != nil {
 		return fmt.Errorf("update portal request: %w", err)
 	}
 	if n == 0 {
 		return fmt.Errorf("update portal request: %w", store.ErrNotFound)
+	}
+	return nil
+}
+
+const throttleCols = `key, failures, last_at, ref, updated_at`
+
+func (s *Store) queryThrottle(ctx context.Context, q Querier, query, key string) (store.Throttle, bool, error) {
+	rows, err := q.Query(ctx, s.rw.q(query), key)
+	if err != nil {
+		return store.Throttle{}, false, fmt.Errorf("query throttle: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return store.Throttle{Key: key}, false, rows.Err()
+	}
+	var t store.Throttle
+	err = rows.Scan(&t.Key, &t.Failures, timeCol{&t.LastAt}, &t.Ref, timeCol{&t.UpdatedAt})
+	return t, true, err
+}
+
+// Throttle implements store.Store.
+func (s *Store) Throttle(ctx context.Context, key string) (store.Throttle, error) {
+	t, _, err := s.queryThrottle(ctx, s.conn, `SELECT `+throttleCols+` FROM throttles WHERE key = $1`, key)
+	return t, err
+}
+
+// DeleteThrottles implements store.Store.
+func (s *Store) DeleteThrottles(ctx context.Context, before time.Time) (int64, error) {
+	n, err := s.conn.Exec(ctx, s.rw.q(`DELETE FROM throttles WHERE updated_at IS NULL OR updated_at < $1`), s.d.TimeArg(before))
+	if err != nil {
+		return 0, fmt.Errorf("delete throttles: %w", err)
+	}
+	return n, nil
+}
+
+// LockThrottle implements store.Tx. A row is made first when there is
+// none, so that there is something to lock: two replicas counting the
+// first failure of a key then take turns too.
+func (t *tx) LockThrottle(ctx context.Context, key string) (store.Throttle, error) {
+	for range 3 {
+		if _, err := t.exec(ctx, `INSERT INTO throttles (key) VALUES ($1) ON CONFLICT (key) DO NOTHING`, key); err != nil {
+			return store.Throttle{}, fmt.Errorf("lock throttle: %w", err)
+		}
+		th, found, err := t.s.queryThrottle(ctx, t.q, `SELECT `+throttleCols+` FROM throttles WHERE key = $1`+t.s.d.ForUpdate, key)
+		if err != nil || found {
+			return th, err
+		}
+		// Housekeeping deleted it in between: make it again.
+	}
+	return store.Throttle{}, fmt.Errorf("lock throttle: the row keeps disappearing")
+}
+
+// UpdateThrottle implements store.Tx.
+func (t *tx) UpdateThrottle(ctx context.Context, th store.Throttle) error {
+	_, err := t.exec(ctx, `INSERT INTO throttles (`+throttleCols+`) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, last_at = excluded.last_at, ref = excluded.ref, updated_at = excluded.updated_at`,
+		th.Key, th.Failures, t.time(th.LastAt), th.Ref, t.time(th.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("update throttle: %w", err)
 	}
 	return nil
 }

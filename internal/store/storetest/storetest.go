@@ -45,6 +45,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PurgeDeletesEverythingButItsRecord", purge},
 		{"PortalRequests", portal},
 		{"Sessions", sessions},
+		{"Throttles", throttles},
+		{"ConcurrentThrottleFailuresAllCount", concurrentThrottle},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -859,7 +861,7 @@ func purge(t *testing.T, s store.Store) {
 func portal(t *testing.T, s store.Store) {
 	r := newRequest(1)
 	insert(t, s, r)
-	p := store.PortalRequest{RequestID: r.ID, Lang: "he", CodeHash: "c", CodeExpiresAt: t0.Add(time.Hour)}
+	p := store.PortalRequest{RequestID: r.ID, Lang: "he", CodeHash: "c", CodeExpiresAt: t0.Add(time.Hour), CodeSentAt: t0}
 	mustTx(t, s, func(tx store.Tx) error { return tx.InsertPortalRequest(ctx(t), p) })
 	mustTx(t, s, func(tx store.Tx) error {
 		got, err := tx.LockPortal(ctx(t), r.ID)
@@ -869,11 +871,12 @@ func portal(t *testing.T, s store.Store) {
 		if !reflect.DeepEqual(got, p) {
 			t.Errorf("portal request read back %+v, want %+v", got, p)
 		}
-		got.CodeAttempts, got.VerifiedAt = 2, t0.Add(time.Minute)
+		got.CodeAttempts, got.VerifiedAt, got.CodeSentAt = 2, t0.Add(time.Minute), t0.Add(time.Second)
 		return tx.UpdatePortalRequest(ctx(t), got)
 	})
 	got, err := s.PortalRequest(ctx(t), r.ID)
-	if err != nil || got.CodeAttempts != 2 || !got.VerifiedAt.Equal(t0.Add(time.Minute)) || got.Lang != "he" {
+	if err != nil || got.CodeAttempts != 2 || !got.VerifiedAt.Equal(t0.Add(time.Minute)) || got.Lang != "he" ||
+		!got.CodeSentAt.Equal(t0.Add(time.Second)) {
 		t.Errorf("portal request = %+v, %v", got, err)
 	}
 	if _, err := s.PortalRequest(ctx(t), erasure.NewID()); !errors.Is(err, store.ErrNotFound) {
@@ -914,5 +917,72 @@ func sessions(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Session(ctx(t), "sid", t0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a deleted session: %v", err)
+	}
+}
+
+func throttles(t *testing.T, s store.Store) {
+	got, err := s.Throttle(ctx(t), "k1")
+	if err != nil || got != (store.Throttle{Key: "k1"}) {
+		t.Errorf("a key never counted = %+v, %v", got, err)
+	}
+	want := store.Throttle{Key: "k1", Failures: 3, LastAt: t0, Ref: "r1", UpdatedAt: t0.Add(time.Second)}
+	mustTx(t, s, func(tx store.Tx) error {
+		got, err := tx.LockThrottle(ctx(t), "k1")
+		if err != nil {
+			return err
+		}
+		if got != (store.Throttle{Key: "k1"}) {
+			t.Errorf("locked a new key: %+v", got)
+		}
+		return tx.UpdateThrottle(ctx(t), want)
+	})
+	if got, err := s.Throttle(ctx(t), "k1"); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("throttle = %+v, %v; want %+v", got, err, want)
+	}
+	// UpdateThrottle without a lock creates the row too.
+	other := store.Throttle{Key: "k2", Failures: 1, LastAt: t0.Add(time.Hour), UpdatedAt: t0.Add(time.Hour)}
+	mustTx(t, s, func(tx store.Tx) error { return tx.UpdateThrottle(ctx(t), other) })
+	if n, err := s.DeleteThrottles(ctx(t), t0.Add(time.Minute)); err != nil || n != 1 {
+		t.Errorf("deleted %d idle throttles, %v; want 1", n, err)
+	}
+	if got, _ := s.Throttle(ctx(t), "k1"); got.Failures != 0 {
+		t.Errorf("an idle key was kept: %+v", got)
+	}
+	if got, _ := s.Throttle(ctx(t), "k2"); !reflect.DeepEqual(got, other) {
+		t.Errorf("a recent key was forgotten: %+v", got)
+	}
+}
+
+// concurrentThrottle counts failures of one key from many transactions at
+// once, the first of them on a key with no row yet: none may be lost, or
+// replicas together would allow more tries than one.
+func concurrentThrottle(t *testing.T, s store.Store) {
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.InTx(ctx(t), func(tx store.Tx) error {
+				th, err := tx.LockThrottle(ctx(t), "shared")
+				if err != nil {
+					return err
+				}
+				th.Failures++
+				th.LastAt, th.UpdatedAt = t0, t0
+				return tx.UpdateThrottle(ctx(t), th)
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent failure: %v", err)
+		}
+	}
+	if got, err := s.Throttle(ctx(t), "shared"); err != nil || got.Failures != n {
+		t.Errorf("failures = %d, %v; want %d", got.Failures, err, n)
 	}
 }
