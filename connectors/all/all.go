@@ -7,6 +7,7 @@ import (
 	_ "github.com/lethe-dev/lethe/connectors/external"   // connectors in their own process
 	_ "github.com/lethe-dev/lethe/connectors/filesystem" // local file trees
 	_ "github.com/lethe-dev/lethe/connectors/hubspot"    // HubSpot CRM (GDPR delete)
+	_ "github.com/lethe-dev/lethe/connectors/iterable"   // Iterable user profiles (GDPR forget)
 	_ "github.com/lethe-dev/lethe/connectors/mailchimp"  // Mailchimp audiences
 	_ "github.com/lethe-dev/lethe/connectors/manual"     // tasks a person completes
 	_ "github.com/lethe-dev/lethe/connectors/mixpanel"   // Mixpanel GDPR/CCPA deletions

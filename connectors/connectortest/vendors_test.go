@@ -15,6 +15,8 @@ import (
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 	_ "github.com/lethe-dev/lethe/connectors/hubspot"
 	"github.com/lethe-dev/lethe/connectors/hubspot/hubspotfake"
+	_ "github.com/lethe-dev/lethe/connectors/iterable"
+	"github.com/lethe-dev/lethe/connectors/iterable/iterablefake"
 	_ "github.com/lethe-dev/lethe/connectors/mailchimp"
 	"github.com/lethe-dev/lethe/connectors/mailchimp/mailchimpfake"
 	_ "github.com/lethe-dev/lethe/connectors/mixpanel"
@@ -55,6 +57,7 @@ func vendors() []vendor {
 		{"salesforce", true, http.StatusForbidden, starter(salesforcefake.Start)},
 		{"mailchimp", false, http.StatusTooManyRequests, starter(mailchimpfake.Start)},
 		{"sendgrid", true, http.StatusTooManyRequests, starter(sendgridfake.Start)},
+		{"iterable", false, http.StatusTooManyRequests, starter(iterablefake.Start)}, // its wait is Lethe's, no vendor job
 		{"segment", true, http.StatusTooManyRequests, starter(segmentfake.Start)},
 		{"mixpanel", true, http.StatusTooManyRequests, starter(mixpanelfake.Start)},
 		{"amplitude", true, http.StatusTooManyRequests, starter(amplitudefake.Start)},

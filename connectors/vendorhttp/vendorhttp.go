@@ -104,6 +104,23 @@ func (c *Client) Do(ctx context.Context, req *http.Request, op string, ok ...int
 	return r, c.statusError(op, r)
 }
 
+// Send is JSONRequest and Do in one call: body is sent as JSON (nil for
+// none) and, when out is not nil, a 2xx answer is decoded into it.
+//
+//	var job struct{ JobID string `json:"job_id"` }
+//	resp, err := c.Send(ctx, http.MethodDelete, url, nil, &job, "delete contacts")
+func (c *Client) Send(ctx context.Context, method, url string, body, out any, op string, ok ...int) (*Response, error) {
+	req, err := JSONRequest(method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(ctx, req, op, ok...)
+	if err == nil && out != nil && resp.Status/100 == 2 {
+		err = resp.JSON(out)
+	}
+	return resp, err
+}
+
 // transportError classifies a failure to get an answer at all. The error
 // net/http returns quotes the URL; it is left out.
 func (c *Client) transportError(ctx context.Context, op string, err error) error {

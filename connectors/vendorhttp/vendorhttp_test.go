@@ -2,6 +2,7 @@ package vendorhttp_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -167,4 +168,43 @@ func TestMinRetryAfter(t *testing.T) {
 			t.Errorf("%s: %v → permanent %v after %v; want retryable after %v", tc.name, err, perm, after, tc.want)
 		}
 	}
+}
+
+func TestSend(t *testing.T) {
+	f := fakevendor.New(t)
+	f.Handle("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		var in map[string]string
+		if r.Header.Get("Content-Type") != "application/json" || json.NewDecoder(r.Body).Decode(&in) != nil {
+			fakevendor.JSON(w, 400, map[string]string{"error": "not JSON"})
+			return
+		}
+		fakevendor.JSON(w, 200, map[string]string{"got": in["email"]})
+	})
+	f.Handle("GET /gone", func(w http.ResponseWriter, r *http.Request) { fakevendor.JSON(w, 404, map[string]string{"got": "x"}) })
+	f.Handle("GET /garbled", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("{not json")) })
+	c := &vendorhttp.Client{Vendor: "Acme"}
+	ctx := context.Background()
+
+	var out struct{ Got string }
+	if _, err := c.Send(ctx, http.MethodPost, f.URL+"/echo", map[string]string{"email": "a@example.com"}, &out, "echo"); err != nil || out.Got != "a@example.com" {
+		t.Fatalf("Send = %v, %+v; want the body sent as JSON and the answer decoded", err, out)
+	}
+	out.Got = ""
+	if r, err := c.Send(ctx, http.MethodGet, f.URL+"/gone", nil, &out, "lookup", 404); err != nil || r.Status != 404 || out.Got != "" {
+		t.Errorf("a 404 the caller handles: %v, decoded %q; want no error and nothing decoded", err, out.Got)
+	}
+	if _, err := c.Send(ctx, http.MethodGet, f.URL+"/gone", nil, &out, "lookup"); err == nil {
+		t.Error("a 404 the caller does not handle passed")
+	}
+	if _, err := c.Send(ctx, http.MethodGet, f.URL+"/garbled", nil, &out, "lookup"); err == nil || isPermanent(err) {
+		t.Errorf("a garbled 200 = %v; want a retryable error", err)
+	}
+	if _, err := c.Send(ctx, http.MethodGet, "http://[::1]:namedport/x", nil, nil, "lookup"); !isPermanent(err) {
+		t.Errorf("a bad URL = %v; want a permanent error", err)
+	}
+}
+
+func isPermanent(err error) bool {
+	perm, _ := connectors.Classify(err)
+	return err != nil && perm
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/lethe-dev/lethe/connectors/amplitude/amplitudefake"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/hubspot/hubspotfake"
+	"github.com/lethe-dev/lethe/connectors/iterable/iterablefake"
 	"github.com/lethe-dev/lethe/connectors/mailchimp/mailchimpfake"
 	"github.com/lethe-dev/lethe/connectors/mixpanel/mixpanelfake"
 	"github.com/lethe-dev/lethe/connectors/s3/s3fake"
@@ -48,6 +49,7 @@ func TestFanOutToEveryVendor(t *testing.T) {
 		"salesforce": salesforcefake.Start(t, salesforcefake.Options{Polls: 4}),
 		"mailchimp":  mailchimpfake.Start(t, mailchimpfake.Options{}),
 		"sendgrid":   sendgridfake.Start(t, sendgridfake.Options{Polls: 2}),
+		"iterable":   iterablefake.Start(t, iterablefake.Options{}),
 		"segment":    segmentfake.Start(t, segmentfake.Options{}),
 		"mixpanel":   mixpanelfake.Start(t, mixpanelfake.Options{}),
 		"amplitude":  amplitudefake.Start(t, amplitudefake.Options{}),

@@ -152,3 +152,26 @@ func TestJobEndsOnceAfterItsPolls(t *testing.T) {
 		t.Error("a job with no unfinished polls must end on its first poll, once")
 	}
 }
+
+func TestPeople(t *testing.T) {
+	var ps fakevendor.People
+	ps.Add("Ada@Example.com", "u-1")
+	ps.Add("bob@example.com", "")
+	ps.Add("", "u-3")
+	if got := ps.Count("ada@example.COM", ""); got != 1 {
+		t.Errorf("Count by email in another case = %d, want 1", got)
+	}
+	if got := ps.Count("", ""); got != 0 {
+		t.Errorf("empty identifiers matched %d persons, want none", got)
+	}
+	if got := ps.Find("bob@example.com", "u-3"); len(got) != 2 {
+		t.Errorf("Find by either = %v, want bob and u-3", got)
+	}
+	gone := ps.Remove("", "u-1")
+	if len(gone) != 1 || gone[0].Email != "Ada@Example.com" || ps.Count("ada@example.com", "u-1") != 0 {
+		t.Errorf("Remove = %v; left %d", gone, ps.Count("ada@example.com", "u-1"))
+	}
+	if ps.Count("bob@example.com", "u-3") != 2 {
+		t.Error("Remove took others")
+	}
+}
