@@ -186,7 +186,7 @@ func (c *Console) Search() http.Handler {
 		page := pageData{Title: "Search results"}.withSession(&s)
 		reqs, err := c.search(r, strings.TrimSpace(r.PostForm.Get("q")))
 		if err != nil {
-			if erasure.ErrorCode(err) == erasure.EInternal {
+			if code := erasure.ErrorCode(err); code == erasure.EInternal || code == erasure.EUnavailable {
 				c.internalError(w, r, &s, err)
 				return
 			}

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -109,6 +110,8 @@ func (c *Console) errorPage(w http.ResponseWriter, r *http.Request, s *session, 
 
 // internalError logs err (which holds no personal data: store and
 // coordinator errors never carry identifiers) and shows a generic page.
+// A dependency that is down (the database) is a 503 with Retry-After,
+// logged at warn: waiting helps, and health checks report the outage.
 func (c *Console) internalError(w http.ResponseWriter, r *http.Request, s *session, err error) {
 	fields := []zap.Field{zap.String("route", r.Pattern), zap.Error(err)}
 	if s != nil {
@@ -116,6 +119,12 @@ func (c *Console) internalError(w http.ResponseWriter, r *http.Request, s *sessi
 	}
 	if id := r.PathValue("id"); erasure.ValidID(id) {
 		fields = append(fields, zap.String("request_id", id))
+	}
+	if erasure.ErrorCode(err) == erasure.EUnavailable {
+		c.log.Warn("console: a dependency is unavailable", fields...)
+		w.Header().Set("Retry-After", strconv.Itoa(int(erasure.RetryUnavailable.Seconds())))
+		c.errorPage(w, r, s, http.StatusServiceUnavailable, "Lethe cannot reach a service it needs (such as its database) just now. Try again in a minute; if you were making a change, check afterwards whether it was made.")
+		return
 	}
 	c.log.Error("console: internal error", fields...)
 	c.errorPage(w, r, s, http.StatusInternalServerError, "Something went wrong on our side, and nothing was changed. Try again; if it keeps happening, tell an administrator.")

@@ -346,13 +346,13 @@ func (c *Console) Act() http.Handler {
 			return
 		}
 		code := erasure.ErrorCode(err)
-		if code == erasure.EInternal {
+		if code == erasure.EInternal || code == erasure.EUnavailable {
 			c.internalError(w, r, &s, err)
 			return
 		}
 		status := map[string]int{erasure.EInvalid: http.StatusUnprocessableEntity, erasure.EConflict: http.StatusConflict,
 			erasure.ENotFound: http.StatusNotFound, erasure.EForbidden: http.StatusForbidden,
-			erasure.EUnavailable: http.StatusServiceUnavailable, erasure.ETooLarge: http.StatusRequestEntityTooLarge}[code]
+			erasure.ETooLarge: http.StatusRequestEntityTooLarge}[code]
 		if status == 0 {
 			status = http.StatusBadRequest
 		}

@@ -3,6 +3,7 @@ package erasure
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes. The HTTP layer maps them to status codes; everything else
@@ -17,6 +18,11 @@ const (
 	EUnavailable  = "unavailable"  // a dependency is down; try again
 	EInternal     = "internal"     // a bug or an unexpected failure
 )
+
+// RetryUnavailable is how long a caller is told to wait (HTTP Retry-After)
+// after an EUnavailable failure: about what a database restart or a pool
+// reconnecting takes.
+const RetryUnavailable = 5 * time.Second
 
 // Error is an error with a code and a message fit to show a user. Field names
 // the input field at fault, in dotted form ("subject.email"), when there is one.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/lethe-dev/lethe/internal/erasure"
@@ -52,11 +53,16 @@ func writeError(w http.ResponseWriter, status int, code, message, field string) 
 
 // writeErr maps an error to its status. Only *erasure.Error messages reach
 // the client; anything else is "internal error" and is logged by the caller.
+// A dependency that is down is 503 with Retry-After, so that clients and
+// load balancers try again rather than give up.
 func writeErr(w http.ResponseWriter, err error) {
 	code := erasure.ErrorCode(err)
 	status, ok := statusOf[code]
 	if !ok {
 		status = http.StatusInternalServerError
+	}
+	if code == erasure.EUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(int(erasure.RetryUnavailable.Seconds())))
 	}
 	writeError(w, status, code, erasure.ErrorMessage(err), erasure.ErrorField(err))
 }

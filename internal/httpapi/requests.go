@@ -138,10 +138,15 @@ func sourced(kinds []erasure.Kind, from erasure.Sources) []erasure.Source {
 	return out
 }
 
-// fail writes err, logging it when it is not the caller's fault.
+// fail writes err, logging it when it is not the caller's fault: at error
+// level for a bug, at warn for a dependency that is down (the outage is
+// the news, and health checks report it; each call it fails is not).
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if code := erasure.ErrorCode(err); code == erasure.EInternal || code == erasure.EUnavailable {
+	switch erasure.ErrorCode(err) {
+	case erasure.EInternal:
 		s.Log.Error("request failed", zap.String("route", r.Pattern), zap.Error(err))
+	case erasure.EUnavailable:
+		s.Log.Warn("request failed: a dependency is unavailable", zap.String("route", r.Pattern), zap.Error(err))
 	}
 	writeErr(w, err)
 }

@@ -151,12 +151,7 @@ func (p *Portal) Submit() http.Handler {
 			},
 		})
 		if err != nil {
-			status := http.StatusInternalServerError
-			if erasure.ErrorCode(err) == erasure.EUnavailable {
-				status = http.StatusServiceUnavailable
-			}
-			p.logError("file a portal request", "", err)
-			p.message(w, r, status, "", "portal.error.generic")
+			p.serverError(w, r, "", "file a portal request", "", err)
 			return
 		}
 		p.deliver(r.Context(), req, b, code)

@@ -19,6 +19,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -266,14 +267,32 @@ func (p *Portal) bundle(r *http.Request, stored string) *i18n.Bundle {
 	return p.catalog.Choose(code, r.Header.Get("Accept-Language"))
 }
 
-// logError logs a failure of the store or the coordinator by request id.
-// Their errors name no identifiers (the subject is stored encrypted and
-// validation messages never quote input); a mailer's errors may, so send
-// logs those without their text.
+// logError logs a failure of the store or the coordinator by request id:
+// at warn when a dependency is down (health checks report the outage),
+// at error otherwise. Their errors name no identifiers (the subject is
+// stored encrypted and validation messages never quote input); a mailer's
+// errors may, so send logs those without their text.
 func (p *Portal) logError(msg, requestID string, err error) {
 	fields := []zap.Field{zap.Error(err)}
 	if requestID != "" {
 		fields = append(fields, zap.String("request_id", requestID))
 	}
+	if erasure.ErrorCode(err) == erasure.EUnavailable {
+		p.log.Warn(msg, fields...)
+		return
+	}
 	p.log.Error(msg, fields...)
+}
+
+// serverError logs err and answers with a page: 503 with Retry-After and
+// "try again in a moment" when a dependency (the database) is down, so
+// the person knows waiting helps; 500 with a generic apology otherwise.
+func (p *Portal) serverError(w http.ResponseWriter, r *http.Request, storedLang, msg, requestID string, err error) {
+	p.logError(msg, requestID, err)
+	if erasure.ErrorCode(err) == erasure.EUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(int(erasure.RetryUnavailable.Seconds())))
+		p.message(w, r, http.StatusServiceUnavailable, storedLang, "portal.error.unavailable")
+		return
+	}
+	p.message(w, r, http.StatusInternalServerError, storedLang, "portal.error.generic")
 }

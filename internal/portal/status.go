@@ -64,8 +64,7 @@ func (p *Portal) Status() http.Handler {
 			err = p.fillStatus(ctx, b, req, &page)
 		}
 		if err != nil {
-			p.logError("read a request's status", id, err)
-			p.message(w, r, http.StatusInternalServerError, pr.Lang, "portal.error.generic")
+			p.serverError(w, r, pr.Lang, "read a request's status", id, err)
 			return
 		}
 		page.base = p.base(w, r, b, "status.heading")

@@ -59,8 +59,7 @@ func (p *Portal) failed(w http.ResponseWriter, r *http.Request, id string, err e
 		p.notFound(w, r)
 		return
 	}
-	p.logError("read a portal request", id, err)
-	p.message(w, r, http.StatusInternalServerError, "", "portal.error.generic")
+	p.serverError(w, r, "", "read a portal request", id, err)
 }
 
 func verifyState(req erasure.Request, pr store.PortalRequest, purged bool) string {
@@ -259,16 +258,19 @@ func (p *Portal) Verify() http.Handler {
 		req, proven, err := p.coord.Verified(r.Context(), id, p.cfg.RequireApproval, prove)
 		if errors.Is(err, store.ErrNotFound) {
 			// Purged, or never ours: the same answer as the page's GET.
-			if _, perr := p.store.Purge(r.Context(), id); perr == nil {
+			_, perr := p.store.Purge(r.Context(), id)
+			switch {
+			case perr == nil:
 				p.renderVerify(w, r, b, http.StatusOK, tok, verifyPage{State: stateClosed})
-				return
+			case erasure.ErrorCode(perr) == erasure.EUnavailable:
+				p.serverError(w, r, "", "read a purged portal request", id, perr)
+			default:
+				p.notFound(w, r)
 			}
-			p.notFound(w, r)
 			return
 		}
 		if err != nil {
-			p.logError("verify a portal request", id, err)
-			p.message(w, r, http.StatusInternalServerError, "", "portal.error.generic")
+			p.serverError(w, r, "", "verify a portal request", id, err)
 			return
 		}
 		switch {

@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/erasure"
@@ -354,3 +355,15 @@ const MaxLimit = 5000
 
 // ErrNotFound is returned (wrapped) when a row does not exist.
 var ErrNotFound = &erasure.Error{Code: erasure.ENotFound, Message: "not found"}
+
+// ErrUnavailable is in the chain of every error a store returns because
+// the database cannot be reached (down, restarting, the network between),
+// so that callers answer "try again shortly" rather than "internal error".
+var ErrUnavailable = &erasure.Error{Code: erasure.EUnavailable,
+	Message: "the database cannot be reached just now; try again shortly"}
+
+// Unavailable marks err, a failure to reach the database, with
+// ErrUnavailable; the cause stays in the chain for errors.Is and errors.As.
+func Unavailable(err error) error {
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}

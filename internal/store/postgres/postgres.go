@@ -99,47 +99,59 @@ func Migrate(ctx context.Context, url string) (int, error) {
 	return sqlstore.Migrate(ctx, pgConn{pool}, dialect, sub)
 }
 
-// pgConn adapts a pgx pool to sqlstore.Conn.
+// pgConn adapts a pgx pool to sqlstore.Conn. Every error passes through
+// outage, so that a database that cannot be reached is store.ErrUnavailable
+// to the layers above (and a 503 to clients), not an internal error.
 type pgConn struct{ pool *pgxpool.Pool }
 
 func (c pgConn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	tag, err := c.pool.Exec(ctx, q, args...)
-	return tag.RowsAffected(), err
+	return tag.RowsAffected(), outage(ctx, err)
 }
 
 func (c pgConn) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
 	rows, err := c.pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return nil, outage(ctx, err)
 	}
-	return rows, nil
+	return pgRows{rows, ctx}, nil
 }
 
 func (c pgConn) Begin(ctx context.Context) (sqlstore.TxConn, error) {
 	tx, err := c.pool.Begin(ctx)
 	if err != nil {
-		return nil, err
+		return nil, outage(ctx, err)
 	}
 	return pgTx{tx}, nil
 }
 
-func (c pgConn) Ping(ctx context.Context) error { return c.pool.Ping(ctx) }
+func (c pgConn) Ping(ctx context.Context) error { return outage(ctx, c.pool.Ping(ctx)) }
 func (c pgConn) Close()                         { c.pool.Close() }
 
 type pgTx struct{ tx pgx.Tx }
 
 func (t pgTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	tag, err := t.tx.Exec(ctx, q, args...)
-	return tag.RowsAffected(), err
+	return tag.RowsAffected(), outage(ctx, err)
 }
 
 func (t pgTx) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
 	rows, err := t.tx.Query(ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return nil, outage(ctx, err)
 	}
-	return rows, nil
+	return pgRows{rows, ctx}, nil
 }
 
-func (t pgTx) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
-func (t pgTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
+func (t pgTx) Commit(ctx context.Context) error   { return outage(ctx, t.tx.Commit(ctx)) }
+func (t pgTx) Rollback(ctx context.Context) error { return outage(ctx, t.tx.Rollback(ctx)) }
+
+// pgRows classifies the errors that surface while reading rows: the
+// connection can drop half-way through a result.
+type pgRows struct {
+	pgx.Rows
+	ctx context.Context
+}
+
+func (r pgRows) Err() error             { return outage(r.ctx, r.Rows.Err()) }
+func (r pgRows) Scan(dest ...any) error { return outage(r.ctx, r.Rows.Scan(dest...)) }

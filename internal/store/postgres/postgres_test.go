@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -112,5 +113,60 @@ func TestBadURL(t *testing.T) {
 	_, err := postgres.Open(context.Background(), "postgres://user:hunter2@[bad", postgres.Options{})
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("bad URL error %v must exist and not echo the password", err)
+	}
+}
+
+// TestDatabaseOutageIsUnavailable takes the database away from a store (a
+// proxy in between is cut) and brings it back: while it is away reads and
+// transactions fail as store.ErrUnavailable, never as an internal error or
+// "not found", and afterwards the same store works again.
+func TestDatabaseOutageIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testenv.PostgresSchema(t)
+	if _, err := postgres.Migrate(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	db, proxied := testenv.PostgresOutage(t, url)
+	s, err := postgres.Open(ctx, proxied, postgres.Options{MaxConns: 4, Keys: testenv.KeyRing()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := erasure.SystemClock()
+	r := erasure.Request{ID: erasure.NewID(), Status: erasure.RequestInProgress, Jurisdiction: erasure.GDPR,
+		Subject: erasure.Subject{Email: "a@example.com"}, Source: "api", CreatedBy: "t",
+		ReceivedAt: now, DueAt: now, UpdatedAt: now}
+	insert := func() error {
+		return s.InTx(ctx, func(tx store.Tx) error { return tx.InsertRequest(ctx, r) })
+	}
+	if err := insert(); err != nil {
+		t.Fatal(err)
+	}
+
+	db.Down()
+	for name, call := range map[string]func() error{
+		"Request": func() error { _, err := s.Request(ctx, r.ID); return err },
+		"Tasks":   func() error { _, err := s.Tasks(ctx, r.ID); return err },
+		"InTx":    insert,
+		"Ping":    func() error { return s.Ping(ctx) },
+	} {
+		err := call()
+		if !errors.Is(err, store.ErrUnavailable) || erasure.ErrorCode(err) != erasure.EUnavailable {
+			t.Errorf("%s while the database is away: %v (code %q), want unavailable", name, err, erasure.ErrorCode(err))
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: an outage must not look like a missing row: %v", name, err)
+		}
+	}
+
+	db.Up()
+	got, err := s.Request(ctx, r.ID)
+	if err != nil || got.ID != r.ID {
+		t.Fatalf("after the database is back: %v, %v", got.ID, err)
+	}
+	// A real SQL error is still what it was: a duplicate is not an outage.
+	if err := insert(); err == nil || erasure.ErrorCode(err) == erasure.EUnavailable {
+		t.Errorf("inserting the request twice: %v (code %q), want a non-outage error", err, erasure.ErrorCode(err))
 	}
 }
