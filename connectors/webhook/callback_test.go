@@ -79,7 +79,7 @@ func sha256Hex(s string) string {
 
 // cbConnector builds an instance that takes callbacks verified with the
 // key in keyConfig (a processor_public_key YAML value).
-func cbConnector(t *testing.T, keyConfig string) connectors.Callbacker {
+func cbConnector(t testing.TB, keyConfig string) connectors.Callbacker {
 	t.Helper()
 	c := connectortest.Build(t, "webhook", "billing", strings.Join([]string{
 		"base_url: https://dsr.billing.example",
