@@ -144,7 +144,13 @@ func TestBadInput(t *testing.T) {
 		{"empty body", ``, "", in.adminToken, 400, "invalid", ""},
 		{"two objects", `{"subject":{"email":"a@example.com"},"jurisdiction":"gdpr"} {}`, "", in.adminToken, 400, "invalid", ""},
 		{"unknown field", `{"subject":{"email":"a@example.com"},"jurisdiction":"gdpr","priority":1}`, "", in.adminToken, 400, "invalid", "priority"},
-		{"unknown subject field", `{"subject":{"emial":"a@example.com"},"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "emial"},
+		{"unknown subject field", `{"subject":{"emial":"a@example.com"},"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject.emial"},
+		// A strict proxy and Lethe must never read one body differently.
+		{"duplicate key, last would win", `{"subject":{"email":"a@example.com","email":"bob@example.com"},"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject.email"},
+		{"key in another case", `{"subject":{"Email":"bob@example.com"},"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject.Email"},
+		{"invalid UTF-8", "{\"subject\":{\"email\":\"b\xffob@example.com\"},\"jurisdiction\":\"gdpr\"}", "", in.adminToken, 400, "invalid", ""},
+		{"no Content-Type", `{"subject":{"email":"bob@example.com"},"jurisdiction":"gdpr"}`, "-", in.adminToken, 415, "unsupported_media_type", ""},
+		{"UTF-16 charset", `{"subject":{"email":"bob@example.com"},"jurisdiction":"gdpr"}`, "application/json; charset=utf-16", in.adminToken, 415, "unsupported_media_type", ""},
 		{"subject not an object", `{"subject":"a@example.com","jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject"},
 		{"email not a string", `{"subject":{"email":42},"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject.email"},
 		{"no subject", `{"jurisdiction":"gdpr"}`, "", in.adminToken, 400, "invalid", "subject"},
@@ -163,11 +169,13 @@ func TestBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest("POST", url, strings.NewReader(tc.body))
-			ct := tc.ctype
-			if ct == "" {
-				ct = "application/json"
+			switch tc.ctype {
+			case "":
+				req.Header.Set("Content-Type", "application/json")
+			case "-": // none
+			default:
+				req.Header.Set("Content-Type", tc.ctype)
 			}
-			req.Header.Set("Content-Type", ct)
 			if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)
 			}
@@ -223,6 +231,20 @@ func TestBadInput(t *testing.T) {
 	}
 	if r, f := tg.remaining(t, "victim@example.com"); r != rows || f != files {
 		t.Errorf("hostile identifiers erased someone else's data: %d/%d rows, %d/%d files left", r, rows, f, files)
+	}
+
+	// A full-width address is the person it reads as (NFKC), not a
+	// second person whose data nobody holds.
+	if r, f := tg.seed(t, "wide@example.com"); r == 0 || f == 0 {
+		t.Fatalf("seeded %d rows and %d files", r, f)
+	}
+	var wide apiRequest
+	if code := call(t, "POST", url, in.adminToken, `{"subject":{"email":"ｗｉｄｅ＠ｅｘａｍｐｌｅ．ｃｏｍ"},"jurisdiction":"gdpr"}`, &wide); code != 201 {
+		t.Fatalf("full-width email: %d", code)
+	}
+	waitStatus(t, base, in.adminToken, wide.ID, 30*time.Second, "completed")
+	if r, f := tg.remaining(t, "wide@example.com"); r != 0 || f != 0 {
+		t.Errorf("a full-width request left %d rows and %d files of the person it names", r, f)
 	}
 
 	// An Idempotency-Key makes a retried submission return the first.

@@ -21,6 +21,12 @@ func TestNormalize(t *testing.T) {
 	}{
 		{"email lower-cased and trimmed", erasure.Subject{Email: "  Alice@Example.COM "}, erasure.Subject{Email: "alice@example.com"}, ""},
 		{"phone separators removed", erasure.Subject{Phone: "+44 (7700) 900-123"}, erasure.Subject{Phone: "+447700900123"}, ""},
+		{"full-width email read as typed", erasure.Subject{Email: "ｂｏｂ＠ｅｘａｍｐｌｅ．ｃｏｍ"}, erasure.Subject{Email: "bob@example.com"}, ""},
+		{"full-width capitals", erasure.Subject{Email: "ＢＯＢ@example.com"}, erasure.Subject{Email: "bob@example.com"}, ""},
+		{"ligature", erasure.Subject{Email: "\ufb01ona@example.com"}, erasure.Subject{Email: "fiona@example.com"}, ""},
+		{"internationalised address kept", erasure.Subject{Email: "José@Bücher.de"}, erasure.Subject{Email: "josé@bücher.de"}, ""},
+		{"full-width phone", erasure.Subject{Phone: "＋４４ ７７００ ９００１２３"}, erasure.Subject{Phone: "+447700900123"}, ""},
+		{"invalid UTF-8 email", erasure.Subject{Email: "b\xffob@example.com"}, erasure.Subject{}, "subject.email"},
 		{"phone 00 prefix", erasure.Subject{Phone: "0044 7700 900123"}, erasure.Subject{Phone: "+447700900123"}, ""},
 		{"user ids trimmed", erasure.Subject{UserIDs: map[string]string{"shop": " 42 "}}, erasure.Subject{UserIDs: map[string]string{"shop": "42"}}, ""},
 		{"nothing", erasure.Subject{}, erasure.Subject{}, "subject"},

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Identifier kinds. A user id is always tied to the namespace (the system)
@@ -100,9 +102,18 @@ func (s Subject) Normalize() (Subject, error) {
 	return out, nil
 }
 
+// normalizeEmail reads an address the way it was meant: Unicode NFKC
+// first, so that a full-width "ｂｏｂ＠example.com" typed on an East Asian
+// keyboard is bob@example.com (and not a second person), then lower-cased.
+// The result is what is validated, stored and hashed, so normalising it
+// again changes nothing.
 func normalizeEmail(raw string) (string, error) {
 	const field = "subject.email"
-	e := strings.TrimSpace(raw)
+	if !utf8.ValidString(raw) {
+		return "", Invalid(field, "not a valid email address")
+	}
+	e := norm.NFKC.String(strings.ToLower(norm.NFKC.String(strings.TrimSpace(raw))))
+	e = strings.TrimSpace(e)
 	if len(e) > maxEmailLen {
 		return "", Invalid(field, "at most %d characters", maxEmailLen)
 	}
@@ -117,7 +128,7 @@ func normalizeEmail(raw string) (string, error) {
 	if at < 1 || !strings.Contains(e[at+1:], ".") || strings.HasSuffix(e, ".") {
 		return "", Invalid(field, "not a valid email address")
 	}
-	return strings.ToLower(e), nil
+	return e, nil
 }
 
 func normalizePhone(raw string) (string, error) {
@@ -127,7 +138,7 @@ func normalizePhone(raw string) (string, error) {
 			return -1
 		}
 		return r
-	}, strings.TrimSpace(raw))
+	}, strings.TrimSpace(norm.NFKC.String(raw))) // full-width digits are digits
 	if strings.HasPrefix(p, "00") {
 		p = "+" + p[2:]
 	}

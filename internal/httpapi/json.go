@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/lethe-dev/lethe/internal/erasure"
 )
@@ -67,51 +72,107 @@ func writeErr(w http.ResponseWriter, err error) {
 	writeError(w, status, code, erasure.ErrorMessage(err), erasure.ErrorField(err))
 }
 
-// decode reads one JSON object into v, strictly: a JSON content type (or
-// none), at most maxBody bytes, no unknown fields, nothing after the object.
-// Errors name the field at fault where JSON lets us know it.
+// decode reads one JSON object into v, strictly, so that no proxy or
+// validator in front of Lethe can read the same body differently: the
+// Content-Type must be JSON (charset utf-8 if one is named), the body at
+// most maxBody bytes of valid UTF-8, and names are matched exactly: a
+// duplicate name, a name differing only in case and an unknown name are
+// all refused, as is anything after the object. Errors name the field at
+// fault ("subject.email").
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return &erasure.Error{Code: "unsupported_media_type", Message: "send JSON with Content-Type: application/json"}
-		}
+	if err := jsonContentType(r.Header.Get("Content-Type")); err != nil {
+		return err
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if r.ContentLength > maxBody {
+		return erasure.Errorf(erasure.ETooLarge, "the body is larger than %d bytes", maxBody)
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return erasure.Errorf(erasure.ETooLarge, "the body is larger than %d bytes", tooBig.Limit)
+		}
+		return erasure.Errorf(erasure.EInvalid, "cannot read the body: %v", err)
+	}
+	return decodeBytes(b, v)
+}
+
+// decodeBytes is decode's parser, apart so that it can be fuzzed. It uses
+// the JSON v2 semantics (github.com/go-json-experiment/json): duplicate
+// names, invalid UTF-8 and lone surrogates are errors, names are
+// case-sensitive.
+func decodeBytes(b []byte, v any) error {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return erasure.Errorf(erasure.EInvalid, "the body is empty: send a JSON object")
+	}
+	if !utf8.Valid(b) {
+		return erasure.Errorf(erasure.EInvalid, "the body is not valid UTF-8")
+	}
+	if err := jsonv2.Unmarshal(b, v, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return decodeError(err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return erasure.Errorf(erasure.EInvalid, "the body must hold exactly one JSON object")
+	return nil
+}
+
+// jsonContentType accepts application/json (or a +json type) with no
+// parameter but charset=utf-8: JSON is UTF-8 (RFC 8259 §8.1), and a body
+// labelled otherwise would be read differently by whoever trusts the label.
+func jsonContentType(ct string) error {
+	refuse := &erasure.Error{Code: "unsupported_media_type", Message: "send JSON with Content-Type: application/json"}
+	if ct == "" {
+		return refuse
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return refuse
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return &erasure.Error{Code: "unsupported_media_type", Message: "JSON must be sent as UTF-8: Content-Type: application/json; charset=utf-8, or no parameter"}
+		}
 	}
 	return nil
 }
 
 func decodeError(err error) error {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	var tooBig *http.MaxBytesError
+	var syntax *jsontext.SyntacticError
+	var sem *jsonv2.SemanticError
 	switch {
-	case errors.Is(err, io.EOF):
-		return erasure.Errorf(erasure.EInvalid, "the body is empty: send a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return erasure.Errorf(erasure.EInvalid, "the JSON body ends too early")
+	case errors.Is(err, jsontext.ErrDuplicateName) && errors.As(err, &syntax):
+		return erasure.Invalid(fieldOf(syntax.JSONPointer), "appears more than once")
+	case errors.Is(err, jsonv2.ErrUnknownName) && errors.As(err, &sem):
+		return erasure.Invalid(fieldOf(sem.JSONPointer), "unknown field (names are case-sensitive)")
 	case errors.As(err, &syntax):
-		return erasure.Errorf(erasure.EInvalid, "malformed JSON at byte %d", syntax.Offset)
-	case errors.As(err, &typ):
-		field := typ.Field
+		if syntax.JSONPointer == "" && strings.Contains(syntax.Error(), "after top-level value") {
+			return erasure.Errorf(erasure.EInvalid, "the body must hold exactly one JSON object")
+		}
+		if field := fieldOf(syntax.JSONPointer); field != "" {
+			return erasure.Invalid(field, "malformed JSON at byte %d (%v)", syntax.ByteOffset, syntax.Err)
+		}
+		return erasure.Errorf(erasure.EInvalid, "malformed JSON at byte %d", syntax.ByteOffset)
+	case errors.As(err, &sem):
+		field := fieldOf(sem.JSONPointer)
 		if field == "" {
 			return erasure.Errorf(erasure.EInvalid, "the body must be a JSON object")
 		}
-		return erasure.Invalid(field, "must be %s", jsonKind(typ.Type.Kind().String()))
-	case errors.As(err, &tooBig):
-		return erasure.Errorf(erasure.ETooLarge, "the body is larger than %d bytes", tooBig.Limit)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return erasure.Invalid(field, "unknown field")
+		if sem.GoType == nil {
+			return erasure.Invalid(field, "has the wrong type")
+		}
+		return erasure.Invalid(field, "must be %s", jsonKind(sem.GoType.Kind().String()))
 	}
-	return erasure.Errorf(erasure.EInvalid, "cannot read the JSON body: %s", err)
+	return erasure.Errorf(erasure.EInvalid, "cannot read the JSON body: %v", err)
+}
+
+// fieldOf names the value a JSON Pointer points at the way errors name
+// fields: "/subject/email" is "subject.email".
+func fieldOf(p jsontext.Pointer) string {
+	var parts []string
+	for tok := range p.Tokens() {
+		parts = append(parts, tok)
+	}
+	return strings.Join(parts, ".")
 }
 
 func jsonKind(goKind string) string {
