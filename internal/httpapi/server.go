@@ -83,7 +83,7 @@ func NewServer(d Deps) http.Handler {
 	} else {
 		s.routes(mux)
 	}
-	return s.recoverer(s.logRequests(securityHeaders(mux)))
+	return s.recoverer(s.logRequests(securityHeaders(limitBodies(maxCallback, mux))))
 }
 
 func (s *server) healthz() http.Handler {
