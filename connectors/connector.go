@@ -140,12 +140,23 @@ type Scanner interface {
 // Callbacker is implemented by connectors whose system reports a job's
 // progress by calling Lethe back, at POST /v1/connectors/{name}/callback
 // (Poll stays the fallback). Callback must authenticate the request (a
-// signature over the raw body, say) before trusting anything in it; an
-// error refuses the callback with 403.
+// signature over the raw body and a timestamp, say) before trusting
+// anything in it; an error refuses the callback with 403.
 type Callbacker interface {
-	// Callback returns the job the callback is about (the JobRef an Erase
-	// returned) and its outcome: StatusRunning while the job goes on.
-	Callback(ctx context.Context, header http.Header, body []byte) (jobRef string, out Outcome, err error)
+	Callback(ctx context.Context, header http.Header, body []byte) (Callback, error)
+}
+
+// Callback is what an authenticated callback says.
+type Callback struct {
+	// JobRef is the job the callback is about (the JobRef an Erase
+	// returned).
+	JobRef string
+	// Outcome is the job's outcome: StatusRunning while it goes on.
+	Outcome Outcome
+	// ID names the signed message (a digest of what was signed): Lethe
+	// remembers it, across replicas, and refuses a second callback with
+	// the same ID as a replay. Empty: nothing to remember.
+	ID string
 }
 
 // Outsider is implemented by connectors that run in another process (type

@@ -8,13 +8,16 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
 )
@@ -23,6 +26,10 @@ import (
 const (
 	headerDomain    = "X-OpenDSR-Processor-Domain"
 	headerSignature = "X-OpenDSR-Signature"
+	// headerTimestamp is Lethe's addition to OpenDSR 2.0, whose signature
+	// covers the body alone: the Unix time of sending, signed with the
+	// body as "<timestamp>.<body>", so a captured callback goes stale.
+	headerTimestamp = "X-Lethe-Timestamp"
 )
 
 // minRSABits refuses keys anyone could forge signatures for.
@@ -128,50 +135,85 @@ func decodeSignature(s string) ([]byte, error) {
 }
 
 // Callback takes a processor's signed status change. The signature is
-// checked over the raw body before any of it is read.
+// checked over "<X-Lethe-Timestamp>.<raw body>" (or, with
+// body_only_signatures and no timestamp, the raw body) before any of the
+// body is read, and the timestamp must lie within callback_max_age of
+// now. The digest of what was signed is the callback's ID, so that Lethe
+// refuses the same signed callback a second time.
 //
 // A "cancelled" callback (or any status Lethe cannot take as a result)
 // reports the job still running: Callbacker has no failure outcome, so the
 // next Poll confirms the cancellation and fails the task with the reason.
-func (c *connector) Callback(_ context.Context, h http.Header, body []byte) (string, connectors.Outcome, error) {
+func (c *connector) Callback(_ context.Context, h http.Header, body []byte) (connectors.Callback, error) {
+	var none connectors.Callback
 	if c.keys == nil {
-		return "", connectors.Outcome{}, errors.New("this instance takes no callbacks: processor_domain and processor_public_key are not configured")
+		return none, errors.New("this instance takes no callbacks: processor_domain and processor_public_key are not configured")
 	}
 	domain := strings.TrimSpace(h.Get(headerDomain))
 	if domain == "" {
-		return "", connectors.Outcome{}, errors.New("unsigned callback: no " + headerDomain + " header")
+		return none, errors.New("unsigned callback: no " + headerDomain + " header")
 	}
 	if !strings.EqualFold(domain, c.domain) {
-		return "", connectors.Outcome{}, errors.New("callback from a processor domain other than processor_domain " + c.domain)
+		return none, errors.New("callback from a processor domain other than processor_domain " + c.domain)
 	}
 	sigText := h.Get(headerSignature)
 	if sigText == "" {
-		return "", connectors.Outcome{}, errors.New("unsigned callback: no " + headerSignature + " header")
+		return none, errors.New("unsigned callback: no " + headerSignature + " header")
 	}
 	sig, err := decodeSignature(sigText)
 	if err != nil {
-		return "", connectors.Outcome{}, errors.New(headerSignature + " is not base64")
+		return none, errors.New(headerSignature + " is not base64")
 	}
-	if !verifyAny(c.keys, body, sig) {
-		return "", connectors.Outcome{}, errors.New("the callback's signature does not verify with processor_public_key")
+	signed, err := c.signedMessage(h.Get(headerTimestamp), body)
+	if err != nil {
+		return none, err
 	}
+	if !verifyAny(c.keys, signed, sig) {
+		return none, errors.New("the callback's signature does not verify with processor_public_key")
+	}
+	sum := sha256.Sum256(signed)
+	cb := connectors.Callback{ID: hex.EncodeToString(sum[:])}
 	var st statusResponse
 	if err := json.Unmarshal(body, &st); err != nil {
-		return "", connectors.Outcome{}, errors.New("the signed callback is not a JSON object")
+		return none, errors.New("the signed callback is not a JSON object")
 	}
 	id, err := requestID(strings.ToLower(st.SubjectRequestID))
 	if err != nil {
-		return "", connectors.Outcome{}, errors.New("the signed callback has no valid subject_request_id")
+		return none, errors.New("the signed callback has no valid subject_request_id")
 	}
+	cb.JobRef = id
 	if st.status() == "cancelled" {
-		return id, connectors.Running(id, 0, connectors.Evidence{Kind: "callback", Value: "processor reported cancelled"}), nil
+		cb.Outcome = connectors.Running(id, 0, connectors.Evidence{Kind: "callback", Value: "processor reported cancelled"})
+		return cb, nil
 	}
 	out, err := c.outcome(id, st)
 	if err != nil {
 		// Authentic but not a result Lethe can take (an unknown status,
 		// a bad count): refusing it would tell the processor its signature
 		// failed. The next Poll reports the problem instead.
-		return id, connectors.Running(id, 0), nil
+		out = connectors.Running(id, 0)
 	}
-	return id, out, nil
+	cb.Outcome = out
+	return cb, nil
+}
+
+// signedMessage is what the processor signed: "<timestamp>.<body>" with a
+// timestamp within maxAge of now, or the body alone if the instance takes
+// plain OpenDSR 2.0 signatures and none was sent.
+func (c *connector) signedMessage(ts string, body []byte) ([]byte, error) {
+	ts = strings.TrimSpace(ts)
+	if ts == "" {
+		if c.bodyOnly {
+			return body, nil
+		}
+		return nil, errors.New("no " + headerTimestamp + " header: callbacks must sign a timestamp (or set body_only_signatures for a plain OpenDSR 2.0 processor)")
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || sec <= 0 {
+		return nil, errors.New(headerTimestamp + " is not a Unix time in seconds")
+	}
+	if age := c.now().Sub(time.Unix(sec, 0)); age > c.maxAge || age < -c.maxAge {
+		return nil, fmt.Errorf("the callback's timestamp is %s away from now, outside callback_max_age %s (a replay, or a clock that is off)", age.Round(time.Second), c.maxAge)
+	}
+	return append([]byte(ts+"."), body...), nil
 }

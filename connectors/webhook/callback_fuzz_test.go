@@ -14,7 +14,7 @@ import (
 
 // FuzzCallbackVerifier: whatever the headers and body, Callback never
 // panics, and it accepts a callback only when the processor's key signed
-// exactly that body. The seeds are a valid callback, the same body
+// exactly that timestamp and body. The seeds are a valid callback, the same body
 // tampered, a signature of another body, and garbage.
 func FuzzCallbackVerifier(f *testing.F) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -23,7 +23,7 @@ func FuzzCallbackVerifier(f *testing.F) {
 	}
 	cb := cbConnector(f, inlinePEM("PUBLIC KEY", mustPKIX(f, pub)))
 	good := statusJSON("completed", `,"records":2`)
-	sign := func(b []byte) string { return base64.StdEncoding.EncodeToString(ed25519.Sign(priv, b)) }
+	sign := func(b []byte) string { return base64.StdEncoding.EncodeToString(ed25519.Sign(priv, stamped(b))) }
 	f.Add(webhookfake.Domain, sign(good), good)
 	f.Add(webhookfake.Domain, sign(good), bytes.Replace(good, []byte(`"records":2`), []byte(`"records":9`), 1))
 	f.Add(webhookfake.Domain, sign([]byte("{}")), good)
@@ -34,12 +34,13 @@ func FuzzCallbackVerifier(f *testing.F) {
 		h := http.Header{}
 		h.Set("X-OpenDSR-Processor-Domain", domain)
 		h.Set("X-OpenDSR-Signature", sig)
-		ref, _, err := cb.Callback(context.Background(), h, body)
+		h.Set("X-Lethe-Timestamp", stampNow)
+		ref, _, err := callback(context.Background(), cb, h, body)
 		if err != nil {
 			return
 		}
 		raw, derr := decodeSignature(sig)
-		if derr != nil || !ed25519.Verify(pub, body, raw) {
+		if derr != nil || !ed25519.Verify(pub, stamped(body), raw) {
 			t.Fatalf("accepted a callback the key did not sign (ref %q)", ref)
 		}
 		if ref == "" {

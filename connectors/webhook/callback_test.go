@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -17,6 +18,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -113,8 +115,22 @@ func signRSA(t testing.TB, k *rsa.PrivateKey) func([]byte) []byte {
 	}
 }
 
+// stampNow is the X-Lethe-Timestamp of the test callbacks; stamped is what
+// a processor signs with it.
+var stampNow = strconv.FormatInt(time.Now().Unix(), 10)
+
+func stamped(body []byte) []byte { return append([]byte(stampNow+"."), body...) }
+
+// callback calls cb and returns the job and outcome, as the tests that
+// predate callback IDs read them.
+func callback(ctx context.Context, cb connectors.Callbacker, h http.Header, body []byte) (string, connectors.Outcome, error) {
+	got, err := cb.Callback(ctx, h, body)
+	return got.JobRef, got.Outcome, err
+}
+
 func headers(sig []byte) http.Header {
 	h := http.Header{}
+	h.Set("X-Lethe-Timestamp", stampNow)
 	h.Set("X-OpenDSR-Processor-Domain", webhookfake.Domain)
 	h.Set("X-OpenDSR-Signature", base64.StdEncoding.EncodeToString(sig))
 	return h
@@ -161,7 +177,7 @@ func TestCallbackSignatures(t *testing.T) {
 			t.Parallel()
 			cb := cbConnector(t, tt.key)
 			body := statusJSON("completed", `,"records":2`)
-			ref, out, err := cb.Callback(ctx(t), headers(tt.sign(body)), body)
+			ref, out, err := callback(ctx(t), cb, headers(tt.sign(stamped(body))), body)
 			if err != nil {
 				t.Fatalf("valid callback refused: %v", err)
 			}
@@ -178,7 +194,7 @@ func TestCallbackRefusals(t *testing.T) {
 	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
 	cb := cbConnector(t, inlinePEM("PUBLIC KEY", mustPKIX(t, edPub)))
 	body := statusJSON("completed", "")
-	good := headers(ed25519.Sign(edPriv, body))
+	good := headers(ed25519.Sign(edPriv, stamped(body)))
 
 	for _, tt := range []struct {
 		name   string
@@ -207,16 +223,16 @@ func TestCallbackRefusals(t *testing.T) {
 			h.Set("X-OpenDSR-Signature", "%%%")
 			return h
 		}, body, "not base64"},
-		{"wrong key", func() http.Header { return headers(ed25519.Sign(otherPriv, body)) }, body, "does not verify"},
-		{"rsa signature for an ed25519 key", func() http.Header { return headers(signRSA(t, testRSAKey(t))(body)) }, body, "does not verify"},
-		{"signed garbage", func() http.Header { return headers(ed25519.Sign(edPriv, []byte("not json"))) }, []byte("not json"), "not a JSON object"},
+		{"wrong key", func() http.Header { return headers(ed25519.Sign(otherPriv, stamped(body))) }, body, "does not verify"},
+		{"rsa signature for an ed25519 key", func() http.Header { return headers(signRSA(t, testRSAKey(t))(stamped(body))) }, body, "does not verify"},
+		{"signed garbage", func() http.Header { return headers(ed25519.Sign(edPriv, stamped([]byte("not json")))) }, []byte("not json"), "not a JSON object"},
 		{"signed but no id", func() http.Header {
-			return headers(ed25519.Sign(edPriv, []byte(`{"request_status":"completed"}`)))
+			return headers(ed25519.Sign(edPriv, stamped([]byte(`{"request_status":"completed"}`))))
 		}, []byte(`{"request_status":"completed"}`), "subject_request_id"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, _, err := cb.Callback(ctx(t), tt.header(), tt.body)
+			_, _, err := callback(ctx(t), cb, tt.header(), tt.body)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.want)
 			}
@@ -226,7 +242,7 @@ func TestCallbackRefusals(t *testing.T) {
 	t.Run("instance without a key", func(t *testing.T) {
 		t.Parallel()
 		c := connectortest.Build(t, "webhook", "billing", "base_url: https://dsr.billing.example")
-		if _, _, err := c.(connectors.Callbacker).Callback(ctx(t), good, body); err == nil {
+		if _, _, err := callback(ctx(t), c.(connectors.Callbacker), good, body); err == nil {
 			t.Fatal("a callback was taken without a key to check it")
 		}
 	})
@@ -252,7 +268,7 @@ func TestCallbackStatuses(t *testing.T) {
 		{"weird", "", connectors.StatusRunning, 0, false},
 	} {
 		body := statusJSON(tt.status, tt.extra)
-		ref, out, err := cb.Callback(ctx(t), headers(ed25519.Sign(edPriv, body)), body)
+		ref, out, err := callback(ctx(t), cb, headers(ed25519.Sign(edPriv, stamped(body))), body)
 		if err != nil {
 			t.Errorf("%s%s: %v", tt.status, tt.extra, err)
 			continue
@@ -281,7 +297,7 @@ func TestCallbacksFromTheFakeProcessor(t *testing.T) {
 	)
 	lethe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		ref, out, err := c.(connectors.Callbacker).Callback(r.Context(), r.Header, body)
+		ref, out, err := callback(r.Context(), c.(connectors.Callbacker), r.Header, body)
 		if err != nil {
 			http.Error(w, "forbidden", http.StatusForbidden)
 			return
@@ -313,5 +329,70 @@ func TestCallbacksFromTheFakeProcessor(t *testing.T) {
 		if r != jobRef {
 			t.Errorf("callback job ref %q, want %q", r, jobRef)
 		}
+	}
+}
+
+// TestCallbackTimestamps is the replay attack as far as the connector can
+// stop it: a signed timestamp outside callback_max_age, a timestamp changed
+// after signing and a callback with no timestamp are refused; the ID names
+// exactly what was signed, for Lethe to remember.
+func TestCallbackTimestamps(t *testing.T) {
+	t.Parallel()
+	edPub, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	key := inlinePEM("PUBLIC KEY", mustPKIX(t, edPub))
+	cb := cbConnector(t, key)
+	body := statusJSON("completed", `,"records":1`)
+	at := func(ts string, signed []byte) http.Header {
+		h := headers(ed25519.Sign(edPriv, signed))
+		if ts == "" {
+			h.Del("X-Lethe-Timestamp")
+		} else {
+			h.Set("X-Lethe-Timestamp", ts)
+		}
+		return h
+	}
+	unix := func(d time.Duration) string { return strconv.FormatInt(time.Now().Add(d).Unix(), 10) }
+	stale, ahead := unix(-6*time.Minute), unix(6*time.Minute)
+	for _, tt := range []struct {
+		name   string
+		header http.Header
+		want   string
+	}{
+		{"captured six minutes ago", at(stale, []byte(stale+"."+string(body))), "outside callback_max_age"},
+		{"six minutes ahead", at(ahead, []byte(ahead+"."+string(body))), "outside callback_max_age"},
+		{"timestamp changed after signing", at(unix(time.Second), stamped(body)), "does not verify"},
+		{"no timestamp, body signed", at("", body), "no X-Lethe-Timestamp"},
+		{"timestamp not a number", at("yesterday", []byte("yesterday."+string(body))), "not a Unix time"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := cb.Callback(ctx(t), tt.header, body); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+
+	first, err := cb.Callback(ctx(t), headers(ed25519.Sign(edPriv, stamped(body))), body)
+	if err != nil || first.ID == "" {
+		t.Fatalf("a fresh callback = %+v, %v", first, err)
+	}
+	again, _ := cb.Callback(ctx(t), headers(ed25519.Sign(edPriv, stamped(body))), body)
+	later := unix(time.Second)
+	other, err := cb.Callback(ctx(t), at(later, []byte(later+"."+string(body))), body)
+	if again.ID != first.ID || err != nil || (later != stampNow && other.ID == first.ID) {
+		t.Errorf("IDs: %q, again %q, another timestamp %q (%v): the same signed message must have one ID, another message another", first.ID, again.ID, other.ID, err)
+	}
+
+	// A plain OpenDSR 2.0 processor signs the body alone.
+	plain := connectortest.Build(t, "webhook", "billing", strings.Join([]string{
+		"base_url: https://dsr.billing.example",
+		"processor_domain: " + webhookfake.Domain,
+		"processor_public_key: " + key,
+		"body_only_signatures: true",
+	}, "\n")).(connectors.Callbacker)
+	if got, err := plain.Callback(ctx(t), at("", body), body); err != nil || got.JobRef != cbID || got.ID == "" {
+		t.Errorf("body-only signature with body_only_signatures = %+v, %v", got, err)
+	}
+	if _, err := plain.Callback(ctx(t), at(stale, []byte(stale+"."+string(body))), body); err == nil {
+		t.Error("a stale timestamp was taken because body-only signatures are allowed")
 	}
 }

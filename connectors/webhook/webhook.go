@@ -36,6 +36,10 @@ const (
 	defaultPhoneType    = "phone"
 	defaultUserIDType   = "controller_customer_id"
 	defaultPollInterval = time.Hour
+	// defaultCallbackMaxAge is how old (or, for clock skew, how far ahead)
+	// a callback's signed timestamp may be.
+	defaultCallbackMaxAge = 5 * time.Minute
+	maxCallbackMaxAge     = 24 * time.Hour
 
 	formatRaw    = "raw"
 	formatSHA256 = "sha256"
@@ -79,6 +83,13 @@ type Config struct {
 	// PEM (PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE; Ed25519 or RSA),
 	// inline, {file: PATH}, {env: NAME}, or a plain path to a PEM file.
 	ProcessorPublicKey config.Secret `yaml:"processor_public_key"`
+	// CallbackMaxAge is how far a callback's signed X-Lethe-Timestamp may
+	// be from Lethe's clock (default 5m, at most 24h).
+	CallbackMaxAge time.Duration `yaml:"callback_max_age"`
+	// BodyOnlySignatures accepts callbacks signed over the body alone, as
+	// plain OpenDSR 2.0 processors sign them, with no timestamp. Replays
+	// are then refused only by the signatures Lethe remembers (7 days).
+	BodyOnlySignatures bool `yaml:"body_only_signatures"`
 	// PollInterval is how long to wait between status polls (default 1h).
 	PollInterval time.Duration `yaml:"poll_interval"`
 }
@@ -125,6 +136,10 @@ func (c *Config) Validate() error {
 		p.Add("processor_domain", "required with processor_public_key: the domain callbacks name in X-OpenDSR-Processor-Domain")
 	}
 	p.Interval("poll_interval", &c.PollInterval, defaultPollInterval)
+	p.Interval("callback_max_age", &c.CallbackMaxAge, defaultCallbackMaxAge)
+	if c.CallbackMaxAge > maxCallbackMaxAge {
+		p.Add("callback_max_age", "at most %s: signatures are remembered for 7 days, and a longer window lets a captured callback be replayed for longer", maxCallbackMaxAge)
+	}
 	return p.Err()
 }
 
@@ -149,6 +164,9 @@ type connector struct {
 	callbackURL  string
 	domain       string
 	keys         []publicKey // nil: callbacks are refused
+	maxAge       time.Duration
+	bodyOnly     bool
+	now          func() time.Time
 	pollInterval time.Duration
 }
 
@@ -185,6 +203,9 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		callbackURL:  cfg.CallbackURL,
 		domain:       cfg.ProcessorDomain,
 		keys:         keys,
+		maxAge:       cfg.CallbackMaxAge,
+		bodyOnly:     cfg.BodyOnlySignatures,
+		now:          time.Now,
 		pollInterval: cfg.PollInterval,
 	}
 	return c, nil

@@ -110,7 +110,11 @@ user_id_system: shop
 callback_url: https://lethe.example.com/v1/connectors/billing/callback
 processor_domain: dsr.example.com
 processor_public_key: {file: ` + pubFile + `}
+callback_max_age: 2m
+body_only_signatures: true
 poll_interval: 30m`, ""},
+		{"callback window too long", "base_url: https://d.example.com\ncallback_max_age: 48h", "callback_max_age: at most 24h"},
+		{"negative callback window", "base_url: https://d.example.com\ncallback_max_age: -1m", "callback_max_age:"},
 		{"key as a plain path", "base_url: https://d.example.com\nprocessor_domain: d.example.com\nprocessor_public_key: " + pubFile, ""},
 		{"no base_url", "regulation: gdpr", "base_url: required"},
 		{"base_url not a URL", "base_url: dsr.example.com", "base_url: must be an http(s) URL"},

@@ -102,7 +102,7 @@ func TestSignedCallbacks(t *testing.T) {
 	callbackers.Lock()
 	job := callbackers.m["processor"].lastJob()
 	callbackers.Unlock()
-	post := func(body, sig string) int {
+	postTo := func(base, body, sig string) int {
 		req, _ := http.NewRequest("POST", base+"/v1/connectors/processor/callback", strings.NewReader(body))
 		req.Header.Set("X-Signature", sig)
 		resp, err := http.DefaultClient.Do(req)
@@ -112,6 +112,7 @@ func TestSignedCallbacks(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
+	post := func(body, sig string) int { return postTo(base, body, sig) }
 	sign := func(body string) string {
 		m := hmac.New(sha256.New, []byte("s3cret"))
 		m.Write([]byte(body))
@@ -131,8 +132,23 @@ func TestSignedCallbacks(t *testing.T) {
 	if got.Tasks[0].RecordsErased != 2 {
 		t.Errorf("task after the callback: %+v", got.Tasks[0])
 	}
-	if code := post(done, sign(done)); code != 202 {
-		t.Errorf("a repeated callback = %d, want 202 (ignored)", code)
+	// The attack: a captured signed callback sent again, to this replica
+	// or another, is refused and changes nothing. Replicas share what was
+	// received through the store.
+	if code := post(done, sign(done)); code != 409 {
+		t.Errorf("a replayed callback = %d, want 409", code)
+	}
+	other := in.replica(t)
+	other.serve(t)
+	if code := postTo("http://"+other.addr, done, sign(done)); code != 409 {
+		t.Errorf("the callback replayed to another replica = %d, want 409", code)
+	}
+	running := `{"job":"` + job + `","status":"running"}`
+	if code := postTo("http://"+other.addr, running, sign(running)); code != 202 {
+		t.Errorf("a new signed callback to the other replica = %d, want 202", code)
+	}
+	if got := waitStatus(t, base, in.agentToken, r.ID, 20*time.Second, "completed"); got.Tasks[0].RecordsErased != 2 {
+		t.Errorf("after the replays the task is %+v", got.Tasks[0])
 	}
 	if req, _ := http.NewRequest("POST", base+"/v1/connectors/nope/callback", nil); req != nil {
 		resp, err := http.DefaultClient.Do(req)

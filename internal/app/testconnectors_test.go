@@ -195,20 +195,22 @@ func (c *callbacker) Poll(_ context.Context, job string) (connectors.Outcome, er
 	return connectors.Running(job, time.Hour), nil
 }
 
-func (c *callbacker) Callback(_ context.Context, h http.Header, body []byte) (string, connectors.Outcome, error) {
+func (c *callbacker) Callback(_ context.Context, h http.Header, body []byte) (connectors.Callback, error) {
 	m := hmac.New(sha256.New, []byte(c.cfg.Secret))
 	m.Write(body)
 	if !hmac.Equal([]byte(hex.EncodeToString(m.Sum(nil))), []byte(h.Get("X-Signature"))) {
-		return "", connectors.Outcome{}, errors.New("bad signature")
+		return connectors.Callback{}, errors.New("bad signature")
 	}
 	var msg struct{ Job, Status string }
 	if err := json.Unmarshal(body, &msg); err != nil {
-		return "", connectors.Outcome{}, err
+		return connectors.Callback{}, err
 	}
+	sum := sha256.Sum256(body)
+	cb := connectors.Callback{JobRef: msg.Job, ID: hex.EncodeToString(sum[:]), Outcome: connectors.Running(msg.Job, time.Hour)}
 	if msg.Status == "done" {
-		return msg.Job, connectors.Erased(2, connectors.Evidence{Kind: "job", Value: msg.Job + " done"}), nil
+		cb.Outcome = connectors.Erased(2, connectors.Evidence{Kind: "job", Value: msg.Job + " done"})
 	}
-	return msg.Job, connectors.Running(msg.Job, time.Hour), nil
+	return cb, nil
 }
 
 func (c *callbacker) lastJob() string {

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/lethe-dev/lethe/internal/coordinator"
 	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
 	"go.uber.org/zap"
 )
 
@@ -61,13 +64,21 @@ func (s *server) connectorCallback() http.Handler {
 			s.fail(w, r, erasure.Errorf(erasure.EInvalid, "cannot read the callback"))
 			return
 		}
-		jobRef, out, err := cb.Callback(r.Context(), r.Header, body)
+		got, err := cb.Callback(r.Context(), r.Header, body)
 		if err != nil {
 			s.Log.Warn("callback refused", zap.String("connector", name), zap.Error(err))
 			s.fail(w, r, erasure.Errorf(erasure.EForbidden, "the callback could not be authenticated"))
 			return
 		}
-		applied, err := s.Coordinator.ApplyCallback(r.Context(), name, jobRef, string(out.Status), out.Records, out.Evidence)
+		if err := s.rememberCallback(r.Context(), name, got.ID); err != nil {
+			if erasure.ErrorCode(err) == erasure.EConflict {
+				s.Log.Warn("callback refused: a replay", zap.String("connector", name))
+			}
+			s.fail(w, r, err)
+			return
+		}
+		out := got.Outcome
+		applied, err := s.Coordinator.ApplyCallback(r.Context(), name, got.JobRef, string(out.Status), out.Records, out.Evidence)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -167,5 +178,32 @@ func (s *server) notApplicable() http.Handler {
 	return s.action(http.StatusOK, func(ctx context.Context, id, actor, reason string, r *http.Request) error {
 		_, err := s.Coordinator.NotApplicable(ctx, id, r.PathValue("connector"), actor, reason)
 		return err
+	})
+}
+
+// rememberCallback records that the signed callback id was received, in
+// the store every replica shares, and refuses it (EConflict) if it was
+// received before: a captured callback replayed, to this replica or
+// another, changes nothing. It is remembered before it is applied, so two
+// copies racing each other cannot both be applied; if applying then fails,
+// the next poll brings the same news. Entries are forgotten with idle
+// throttles (store.ThrottleIdle, longer than any callback_max_age).
+func (s *server) rememberCallback(ctx context.Context, connector, id string) error {
+	if id == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(connector + "\x00" + id))
+	key := "callback:" + hex.EncodeToString(sum[:])
+	now := s.Clock()
+	return s.Store.InTx(ctx, func(tx store.Tx) error {
+		th, err := tx.LockThrottle(ctx, key)
+		if err != nil {
+			return err
+		}
+		if th.Failures > 0 {
+			return erasure.Errorf(erasure.EConflict, "this signed callback was received before: a replay changes nothing")
+		}
+		th.Failures, th.LastAt, th.UpdatedAt = 1, now, now
+		return tx.UpdateThrottle(ctx, th)
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"mime"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +48,9 @@ const (
 const (
 	headerDomain    = "X-OpenDSR-Processor-Domain"
 	headerSignature = "X-OpenDSR-Signature"
+	// headerTimestamp is Lethe's addition: the signature covers
+	// "<timestamp>.<body>" (docs/connectors/webhook.md).
+	headerTimestamp = "X-Lethe-Timestamp"
 )
 
 var uuidV4Re = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -463,7 +467,9 @@ func (p *Fake) callback(urls []string, status map[string]any) {
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(headerDomain, Domain)
-		req.Header.Set(headerSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(p.priv, b)))
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		req.Header.Set(headerTimestamp, ts)
+		req.Header.Set(headerSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(p.priv, []byte(ts+"."+string(b)))))
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
