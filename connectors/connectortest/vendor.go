@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
 // UserIDSystem is the subject.user_ids key that every fake vendor's
@@ -13,7 +14,7 @@ import (
 // fake at once:
 //
 //	s := connectors.Subject{Email: "ada@example.com", UserIDs: map[string]string{connectortest.UserIDSystem: "u-42"}}
-const UserIDSystem = "app"
+const UserIDSystem = fakevendor.UserIDSystem
 
 // Vendor is a fake vendor server that tests outside the connector's package can start.
 //

@@ -3,6 +3,8 @@ package fakevendor
 import (
 	"strings"
 	"sync"
+
+	"github.com/lethe-dev/lethe/connectors"
 )
 
 // People are the persons a fake holds, each an email (matched without
@@ -62,4 +64,27 @@ func (ps *People) Remove(email, userID string) []Person {
 	}
 	ps.list = kept
 	return gone
+}
+
+// UserIDSystem is the subject.user_ids key every fake's Config tells its
+// connector to read user ids from (connectortest.UserIDSystem).
+const UserIDSystem = "app"
+
+// NeedEmail is the subject's email; a fake's helper (who, "hubspotfake:
+// Seed") that cannot work without one panics, naming itself.
+func NeedEmail(who string, s connectors.Subject) string {
+	if s.Email == "" {
+		panic(who + " needs a subject with an email")
+	}
+	return s.Email
+}
+
+// NeedUserID is the subject's user id under UserIDSystem; a fake's helper
+// that cannot work without one panics, naming itself.
+func NeedUserID(who string, s connectors.Subject) string {
+	id := s.UserIDs[UserIDSystem]
+	if id == "" {
+		panic(who + ` needs a subject with UserIDs["` + UserIDSystem + `"]`)
+	}
+	return id
 }
