@@ -519,11 +519,7 @@ func containsFold(s, sub string) bool {
 // runtime would, failing the test on error.
 func Build(t testing.TB, typ, name, yamlConfig string) connectors.Connector {
 	t.Helper()
-	c, err := TryBuild(typ, name, yamlConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return BuildWith(t, typ, name, yamlConfig, connectors.Deps{})
 }
 
 // TryBuild is Build returning the error, for testing config validation.

@@ -1,7 +1,6 @@
 package connectortest_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"sync"
@@ -66,12 +65,6 @@ func vendors() []vendor {
 	}
 }
 
-func ctxFor(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // TestAllFakesAtOnce is what an end-to-end test does: every fake up at
 // once, one subject (an email and a user id under UserIDSystem) seeded in
 // each, and one erasure fanned out to every connector, each built from
@@ -86,7 +79,7 @@ func TestAllFakesAtOnce(t *testing.T) {
 		want, keep := f.Seed(s), f.Seed(bystander)
 		c := connectortest.Build(t, v.typ, v.typ, f.Config())
 		wg.Go(func() {
-			out, err := connectortest.EraseAndWait(ctxFor(t), c, s, 10*time.Second)
+			out, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, s, 10*time.Second)
 			if err != nil || out.Status != connectors.StatusErased || (!out.Uncounted && out.Records != want) {
 				t.Errorf("%s: Erase = %q with %d records, %v; want erased with %d", v.typ, out.Status, out.Records, err, want)
 			}
@@ -116,7 +109,7 @@ func TestRateLimitOption(t *testing.T) {
 			c := connectortest.Build(t, v.typ, v.typ, f.Config())
 			var err error
 			for i := 0; err == nil && i < 3; i++ {
-				_, err = c.Erase(ctxFor(t), connectortest.VendorSubject(i))
+				_, err = c.Erase(connectortest.Ctx(t), connectortest.VendorSubject(i))
 			}
 			if err == nil {
 				t.Fatal("three erasures against one request per 1,000s all succeeded")
@@ -159,14 +152,14 @@ func TestPollsOption(t *testing.T) {
 				s := connectortest.VendorSubject(1)
 				f.Seed(s)
 				c := connectortest.Build(t, v.typ, v.typ, f.Config())
-				out, err := c.Erase(ctxFor(t), s)
+				out, err := c.Erase(connectortest.Ctx(t), s)
 				if err != nil || out.Status != connectors.StatusRunning {
 					t.Fatalf("Erase = %q, %v; want running", out.Status, err)
 				}
 				var n int
 				for out.Status == connectors.StatusRunning && n < 10 {
 					n++
-					if out, err = c.(connectors.Poller).Poll(ctxFor(t), out.JobRef); err != nil {
+					if out, err = c.(connectors.Poller).Poll(connectortest.Ctx(t), out.JobRef); err != nil {
 						t.Fatal(err)
 					}
 				}
