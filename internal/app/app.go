@@ -9,6 +9,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime/debug"
+	"strings"
 )
 
 // Version is set at build time with -ldflags "-X …/internal/app.Version=…".
@@ -48,6 +50,9 @@ Usage:
                     validate a config file, its keys and its connectors, as serve reads it
                     (with --no-workers: only connectors taking callbacks); with --worker
                     only what a worker reads (NATS and the connectors it runs)
+  lethe request file|list|show|approve|deny|extend|retry|cancel|exempt ... [--url URL] [--json]
+                    staff work against a running Lethe, with an API token (--token,
+                    --token-file or LETHE_TOKEN); lethe request --help lists the verbs
   lethe version
 
 Environment: LETHE_FAILPOINTS (tests only).
@@ -62,6 +67,9 @@ type env struct {
 
 // errUsage marks a mistake in the command line: exit code 2.
 var errUsage = errors.New("usage")
+
+// errHelp marks a --help that was answered: exit code 0.
+var errHelp = errors.New("help")
 
 // Run runs the lethe command with args (args[0] is the program name) and
 // returns the exit code.
@@ -84,12 +92,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = runMigrate(ctx, e, rest)
 	case "cert":
 		if len(rest) == 0 || rest[0] != "verify" {
-			fmt.Fprintln(stderr, "usage: lethe cert verify FILE [--key PUBLIC_KEY.pem | --jwks FILE_OR_URL]")
+			fmt.Fprintln(stderr, "usage: lethe cert verify FILE (--key PUBLIC_KEY.pem | --jwks FILE_OR_URL) — lethe cert verify --help says more")
 			return 2
 		}
 		return runCertVerify(ctx, e, rest[1:])
 	case "replay":
 		err = runReplay(ctx, e, rest)
+	case "request":
+		err = runRequest(ctx, e, rest)
 	case "rewrap":
 		err = runRewrap(ctx, e, rest)
 	case "witness":
@@ -105,7 +115,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		err = runConfigCheck(ctx, e, rest[1:])
 	case "version", "--version":
-		fmt.Fprintln(stdout, "lethe", Version)
+		fmt.Fprintln(stdout, "lethe", versionString())
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -114,6 +124,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch {
 	case err == nil:
+		return 0
+	case errors.Is(err, errHelp):
 		return 0
 	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
 		return 2
@@ -124,8 +136,23 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // parseFlags parses a subcommand's flags, allowing flags after positional
 // arguments ("cert verify FILE --key K"), and returns the positionals.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
-	fs.SetOutput(stderr)
+//
+// --help prints the command's synopsis and description (from the usage
+// text) and its flags to stdout, and the command exits 0; a mistake
+// prints them to stderr, and it exits 2.
+func parseFlags(fs *flag.FlagSet, args []string, e env) ([]string, error) {
+	fs.Usage = func() { commandUsage(fs) }
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			fs.SetOutput(e.stdout)
+			fs.Usage()
+			return nil, errHelp
+		}
+	}
+	fs.SetOutput(e.stderr)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -139,4 +166,75 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, er
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// commandUsage prints what the usage text says of fs's command (its
+// synopsis and description), then its flags.
+func commandUsage(fs *flag.FlagSet) {
+	w := fs.Output()
+	synopsis, description := commandHelp(fs.Name())
+	fmt.Fprintf(w, "usage: lethe %s\n", synopsis)
+	if description != "" {
+		fmt.Fprintf(w, "\n%s\n", description)
+	}
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprint(w, "\nflags:\n")
+		fs.PrintDefaults()
+	}
+}
+
+// commandHelp finds command (such as "cert verify") in the usage text:
+// its synopsis (the command with its arguments, continued on following
+// lines) and its description (the lines indented under it, joined).
+func commandHelp(command string) (synopsis, description string) {
+	lines := strings.Split(usage+requestUsage, "\n")
+	for i, l := range lines {
+		rest, ok := strings.CutPrefix(l, "  lethe "+command)
+		if !ok || (rest != "" && rest[0] != ' ') {
+			continue
+		}
+		synopsis = command + " " + strings.TrimSpace(rest)
+		var desc []string
+		for _, d := range lines[i+1:] {
+			if !strings.HasPrefix(d, "    ") {
+				break
+			}
+			d = strings.TrimSpace(d)
+			if strings.HasPrefix(d, "[") || strings.HasPrefix(d, "--") { // the synopsis goes on
+				synopsis += " " + d
+				continue
+			}
+			desc = append(desc, d)
+		}
+		return strings.TrimSpace(synopsis), strings.Join(desc, " ")
+	}
+	return command, ""
+}
+
+// versionString is Version with what the build recorded of its source:
+// the commit, its time and whether the tree had uncommitted changes.
+func versionString() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return Version + " (no build information)"
+	}
+	var rev, at, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = ", with uncommitted changes"
+			}
+		}
+	}
+	if rev == "" {
+		return fmt.Sprintf("%s (%s; no commit recorded: built with -buildvcs=false, outside a git checkout, or by go run or go test)", Version, info.GoVersion)
+	}
+	return fmt.Sprintf("%s (commit %.12s of %s%s; %s)", Version, rev, at, dirty, info.GoVersion)
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func TestCLI(t *testing.T) {
 		{[]string{"serve", "--config", "/nonexistent.yaml"}, 1, "no such file"},
 		{[]string{"serve", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"cert", "verify"}, 2, "usage: lethe cert verify"},
-		{[]string{"cert", "verify", "x.json"}, 2, "usage: lethe cert verify"},
+		{[]string{"cert", "verify", "x.json"}, 2, "say which keys to trust: --key PUBLIC_KEY.pem or --jwks"},
 		{[]string{"cert", "verify", "/nonexistent.json", "--key", "k.pem"}, 1, "no such file"},
 		{[]string{"keygen"}, 2, "--out is required"},
 		{[]string{"keygen", "--out", filepath.Join(in.dir, "keys")}, 1, "never overwrites"},
@@ -47,10 +48,23 @@ func TestCLI(t *testing.T) {
 		{[]string{"config", "check", "--worker", "--connectors", "nope", "--config", in.configPath}, 1, `no connector named "nope"`},
 		{[]string{"config", "check", "--worker", "--connectors", "files", "--config", in.configPath}, 0, "connector files (filesystem): ok"},
 		{[]string{"config", "check", "--bogus", "--config", in.configPath}, 2, "flag provided but not defined"},
-		{[]string{"version"}, 0, "lethe"},
+		{[]string{"version"}, 0, "lethe dev ("},
+		// --help answers on stdout with the synopsis, the description
+		// and the flags, and exits 0; a boolean flag takes no value.
+		{[]string{"serve", "--help"}, 0, "usage: lethe serve --config lethe.yaml [--no-migrate] [--no-workers]\n\nproduction: PostgreSQL and a NATS cluster"},
+		{[]string{"serve", "-h"}, 0, "  -no-workers\n    \trun no connectors here"},
+		{[]string{"cert", "verify", "--help"}, 0, "usage: lethe cert verify FILE (--key PUBLIC_KEY.pem | --jwks FILE_OR_URL) [--origin O] [--log URL] [--email E --nonce N]"},
+		{[]string{"config", "check", "--help"}, 0, "validate a config file"},
+		{[]string{"witness", "--help"}, 0, "  -key string\n    \tthis witness's Ed25519 private key (PKCS#8 PEM; lethe keygen makes one)"},
+		{[]string{"cert", "verify", "x.json", "--key", "k.pem", "--email", "a@example.com"}, 2, "--email needs --nonce"},
+		{[]string{"cert", "verify", "--key", "k.pem"}, 2, "name the certificate file"},
 	} {
 		code, stdout, stderr := runCLI(t, tc.args...)
-		if code != tc.code || !strings.Contains(stdout+stderr, tc.want) {
+		where := stdout + stderr
+		if slices.Contains(tc.args, "--help") || slices.Contains(tc.args, "-h") {
+			where = stdout
+		}
+		if code != tc.code || !strings.Contains(where, tc.want) {
 			t.Errorf("lethe %v = %d, %q %q; want %d and %q", tc.args, code, stdout, stderr, tc.code, tc.want)
 		}
 	}

@@ -34,7 +34,7 @@ func configCommand(name string, e env, args []string, flags func(*flag.FlagSet))
 	if flags != nil {
 		flags(fs)
 	}
-	if _, err := parseFlags(fs, args, e.stderr); err != nil {
+	if _, err := parseFlags(fs, args, e); err != nil {
 		return nil, err
 	}
 	if *path == "" {
@@ -48,7 +48,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	var noMigrate, noWorkers *bool
 	cfg, err := configCommand("serve", e, args, func(fs *flag.FlagSet) {
 		noMigrate = fs.Bool("no-migrate", false, "do not apply database migrations at start-up")
-		noWorkers = fs.Bool("no-workers", false, "run no connectors here; `lethe worker` processes run them")
+		noWorkers = fs.Bool("no-workers", false, "run no connectors here; lethe worker processes run them")
 	})
 	if err != nil {
 		return err
@@ -103,9 +103,9 @@ func runConfigCheck(ctx context.Context, e env, args []string) error {
 	var worker, noWorkers *bool
 	var names *string
 	cfg, err := configCommand("config check", e, args, func(fs *flag.FlagSet) {
-		worker = fs.Bool("worker", false, "check only what `lethe worker` reads: NATS and the connectors")
+		worker = fs.Bool("worker", false, "check only what lethe worker reads: NATS and the connectors")
 		names = fs.String("connectors", "", "with --worker: the connector instances it runs (default: all)")
-		noWorkers = fs.Bool("no-workers", false, "check what `lethe serve --no-workers` reads: only connectors that take callbacks")
+		noWorkers = fs.Bool("no-workers", false, "check what lethe serve --no-workers reads: only connectors that take callbacks")
 	})
 	if err != nil {
 		return err
@@ -169,7 +169,7 @@ func readFileOrStdin(path string) ([]byte, error) {
 func runPasswd(e env, args []string) error {
 	fs := flag.NewFlagSet("passwd", flag.ContinueOnError)
 	file := fs.String("password-file", "", `file holding the password ("-": standard input)`)
-	if _, err := parseFlags(fs, args, e.stderr); err != nil {
+	if _, err := parseFlags(fs, args, e); err != nil {
 		return err
 	}
 	if *file == "" {
@@ -202,7 +202,7 @@ func runPasswd(e env, args []string) error {
 func runKeygen(e env, args []string) error {
 	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
 	out := fs.String("out", "", "directory to write the keys to")
-	if _, err := parseFlags(fs, args, e.stderr); err != nil {
+	if _, err := parseFlags(fs, args, e); err != nil {
 		return err
 	}
 	if *out == "" {

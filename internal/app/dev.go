@@ -27,7 +27,7 @@ func runDev(ctx context.Context, e env, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "HTTP listen address")
 	dataDir := fs.String("data-dir", "lethe-data", "where dev keeps its store, NATS data, keys and demo data")
 	natsAddr := fs.String("nats-addr", "127.0.0.1:0", "address of the embedded NATS server (port 0: any free port)")
-	if _, err := parseFlags(fs, args, e.stderr); err != nil {
+	if _, err := parseFlags(fs, args, e); err != nil {
 		return err
 	}
 	dir, err := filepath.Abs(*dataDir)

@@ -29,12 +29,17 @@ func runCertVerify(ctx context.Context, e env, args []string) int {
 	logURL := fs.String("log", "", "Lethe's base URL: also check the certificate is still in the log's latest checkpoint")
 	email := fs.String("email", "", "with --nonce: check the certificate is about this email")
 	nonce := fs.String("nonce", "", "the proof code the data subject was given")
-	pos, err := parseFlags(fs, args, e.stderr)
+	pos, err := parseFlags(fs, args, e)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
 	if err != nil {
 		return 2
 	}
-	if len(pos) != 1 || (*keyFile == "") == (*jwks == "") || (*email == "") != (*nonce == "") {
-		fmt.Fprintln(e.stderr, "usage: lethe cert verify FILE (--key PUBLIC_KEY.pem | --jwks FILE_OR_URL) [--origin O] [--log URL] [--email E --nonce N]")
+	if problem := verifyUsageProblem(pos, *keyFile, *jwks, *email, *nonce); problem != "" {
+		fmt.Fprintf(e.stderr, "lethe cert verify: %s\n", problem)
+		fs.SetOutput(e.stderr)
+		fs.Usage()
 		return 2
 	}
 	doc, err := readFileOrStdin(pos[0])
@@ -53,26 +58,56 @@ func runCertVerify(ctx context.Context, e env, args []string) int {
 		fmt.Fprintln(e.stdout, "INVALID:", err)
 		return 1
 	}
-	fmt.Fprintln(e.stdout, "VALID: signed by a known key and included in the transparency log.")
-	fmt.Fprintln(e.stdout)
-	fmt.Fprint(e.stdout, v.Summary())
+	// Every check runs before the verdict, which comes first.
+	var still string
 	if *logURL != "" {
 		latest, err := newLogClient(*logURL, client).checkStillIncluded(ctx, v.Log, keys)
 		if err != nil {
 			fmt.Fprintln(e.stdout, "INVALID: the log no longer holds this certificate:", err)
 			return 1
 		}
-		fmt.Fprintf(e.stdout, "\nStill in the log: its checkpoint of %d entries is consistent with the latest, of %d.\n", v.Log.Checkpoint.Size, latest.Size)
+		still = fmt.Sprintf("\nStill in the log: its checkpoint of %d entries is consistent with the latest, of %d.\n", v.Log.Checkpoint.Size, latest.Size)
 	}
+	theirs := true
 	if *email != "" {
 		n, err := base64.RawURLEncoding.DecodeString(strings.TrimSpace(*nonce))
-		if err != nil || !certificate.VerifyCommitment(v.Payload, *email, n) {
-			fmt.Fprintln(e.stdout, "\nNOT THEIRS: this email and proof code do not open the certificate's subject commitment.")
-			return 1
-		}
+		theirs = err == nil && certificate.VerifyCommitment(v.Payload, *email, n)
+	}
+	if !theirs {
+		fmt.Fprintln(e.stdout, "NOT THEIRS: the certificate is genuine, but this email and proof code do not open its subject commitment: it is not about that person (or the code or email was mistyped).")
+	} else {
+		fmt.Fprintln(e.stdout, "VALID: signed by a known key and included in the transparency log.")
+	}
+	fmt.Fprintln(e.stdout)
+	fmt.Fprint(e.stdout, v.Summary())
+	fmt.Fprint(e.stdout, still)
+	if !theirs {
+		return 1
+	}
+	if *email != "" {
 		fmt.Fprintln(e.stdout, "\nThis certificate is about that email: the proof code opens its subject commitment.")
 	}
 	return 0
+}
+
+// verifyUsageProblem says what is wrong with a cert verify command line,
+// or "".
+func verifyUsageProblem(pos []string, keyFile, jwks, email, nonce string) string {
+	switch {
+	case len(pos) == 0:
+		return "name the certificate file (\"-\" reads standard input)"
+	case len(pos) > 1:
+		return fmt.Sprintf("one certificate file at a time (got %d)", len(pos))
+	case keyFile == "" && jwks == "":
+		return "say which keys to trust: --key PUBLIC_KEY.pem or --jwks FILE_OR_URL (Lethe publishes them at /v1/keys)"
+	case keyFile != "" && jwks != "":
+		return "--key and --jwks are alternatives: give one"
+	case email != "" && nonce == "":
+		return "--email needs --nonce, the proof code the person was given"
+	case nonce != "" && email == "":
+		return "--nonce needs --email, the address the person gave"
+	}
+	return ""
 }
 
 func loadKeys(ctx context.Context, keyFile, jwks string, client *http.Client) (certificate.JWKS, error) {

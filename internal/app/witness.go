@@ -33,13 +33,13 @@ func runWitness(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("witness", flag.ContinueOnError)
 	logURL := fs.String("log", "", "the Lethe server, e.g. https://lethe.example.com")
 	name := fs.String("name", "", "this witness's name, e.g. witness.example.org/lethe")
-	keyFile := fs.String("key", "", "this witness's Ed25519 private key (PKCS#8 PEM; `lethe keygen` makes one)")
+	keyFile := fs.String("key", "", "this witness's Ed25519 private key (PKCS#8 PEM; lethe keygen makes one)")
 	statePath := fs.String("state", "", "file keeping the last checkpoint seen")
 	jwks := fs.String("jwks", "", "the log's keys, a JWKS file or URL (default: the log's /v1/keys, trusted on first use)")
 	origin := fs.String("origin", "", "the log's origin to require (default: the one in the state, else the checkpoint's)")
 	out := fs.String("out", "", "also write the cosigned checkpoint here")
 	interval := fs.Duration("interval", 0, "check again at this interval until stopped (default: once)")
-	if _, err := parseFlags(fs, args, e.stderr); err != nil {
+	if _, err := parseFlags(fs, args, e); err != nil {
 		return err
 	}
 	if *logURL == "" || *name == "" || *keyFile == "" || *statePath == "" {
