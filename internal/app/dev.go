@@ -27,6 +27,9 @@ func runDev(ctx context.Context, e env, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "HTTP listen address")
 	dataDir := fs.String("data-dir", "lethe-data", "where dev keeps its store, NATS data, keys and demo data")
 	natsAddr := fs.String("nats-addr", "127.0.0.1:0", "address of the embedded NATS server (port 0: any free port)")
+	var opt devOptions
+	fs.BoolVar(&opt.requireApproval, "require-approval", false, "portal requests wait for staff to approve or deny them in the console")
+	fs.BoolVar(&opt.manual, "manual", false, "add a manual system (a paper archive) whose task waits for staff to complete it in the console")
 	if _, err := parseFlags(fs, args, e); err != nil {
 		return err
 	}
@@ -55,7 +58,7 @@ func runDev(ctx context.Context, e env, args []string) error {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	}()
-	cfg, err := config.ParseDev([]byte(devConfig(dir, *addr, ns.ClientURL())))
+	cfg, err := config.ParseDev([]byte(devConfig(dir, *addr, ns.ClientURL(), opt)))
 	if err != nil {
 		return fmt.Errorf("dev config: %w", err)
 	}
@@ -147,8 +150,27 @@ func startEmbeddedNATS(addr, storeDir, key string) (*server.Server, error) {
 	return ns, nil
 }
 
-func devConfig(dir, addr, natsURL string) string {
+// devOptions are the parts of the dev config its flags choose.
+type devOptions struct {
+	// requireApproval holds portal requests for staff approval.
+	requireApproval bool
+	// manual adds a connector whose task a person completes.
+	manual bool
+}
+
+// manualDemo is the manual system of `lethe dev --manual`.
+const manualDemo = `
+  - name: paper-archive
+    type: manual
+    config:
+      instructions: "Find the person's folder in the archive room (filed by surname), shred it, and note the box number."`
+
+func devConfig(dir, addr, natsURL string, opt devOptions) string {
 	q := func(name string) string { return strconv.Quote(filepath.Join(dir, name)) }
+	manual := ""
+	if opt.manual {
+		manual = manualDemo
+	}
 	return `organisation: Lethe dev
 listen: ` + strconv.Quote(addr) + `
 public_url: ` + strconv.Quote("http://"+addr) + `
@@ -156,6 +178,7 @@ portal:
   enabled: true
   ask_customer_number: true
   customer_system: shop
+  require_approval: ` + strconv.FormatBool(opt.requireApproval) + `
 console:
   insecure_cookies: true
   users:
@@ -187,7 +210,7 @@ tasks:
 log:
   level: info
   format: console
-connectors:` + demo.ConnectorsYAML(dir)
+connectors:` + demo.ConnectorsYAML(dir) + manual + "\n"
 }
 
 func printBanner(e env, dir, addr, natsURL string) {

@@ -15,11 +15,11 @@ import (
 )
 
 // runDev starts `lethe dev` on dir and returns its stdout and a stop func.
-func runDev(t *testing.T, dir string) (base string, stdout *syncBuffer, stop func()) {
+func runDev(t *testing.T, dir string, flags ...string) (base string, stdout *syncBuffer, stop func()) {
 	t.Helper()
 	addr := freeAddr(t)
 	stdout = &syncBuffer{}
-	stop = runInProcess(t, []string{"lethe", "dev", "--addr", addr, "--data-dir", dir}, stdout, &syncBuffer{}, "http://"+addr)
+	stop = runInProcess(t, append([]string{"lethe", "dev", "--addr", addr, "--data-dir", dir}, flags...), stdout, &syncBuffer{}, "http://"+addr)
 	return "http://" + addr, stdout, stop
 }
 
@@ -122,4 +122,53 @@ func TestDevMode(t *testing.T) {
 	}
 	bob := fileRequest(t, base, token, "bob@example.com")
 	waitStatus(t, base, token, bob.ID, 30*time.Second, "completed")
+}
+
+// TestDevStaffActions: `lethe dev --require-approval --manual` lets every
+// staff action be tried from the quick start: portal requests wait for
+// approval (one approved, one denied), and the paper archive's task waits
+// for a person to complete it.
+func TestDevStaffActions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	base, _, _ := runDev(t, dir, "--require-approval", "--manual")
+	tokenBytes, err := os.ReadFile(filepath.Join(dir, "agent.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tokenBytes))
+	approved, _, _ := portalRequest(t, base, devInbox(base), demo.Customers[2].Email, nil)
+	denied, _, _ := portalRequest(t, base, devInbox(base), demo.Customers[3].Email, nil)
+	waitStatus(t, base, token, approved, 10*time.Second, "pending_approval")
+	waitStatus(t, base, token, denied, 10*time.Second, "pending_approval")
+	if code := call(t, "POST", base+"/v1/requests/"+denied+"/deny", token, `{"reason":"not a customer of ours"}`, nil); code != 200 {
+		t.Errorf("deny = %d", code)
+	}
+	if code := call(t, "POST", base+"/v1/requests/"+approved+"/approve", token, `{"reason":"identity checked"}`, nil); code != 200 {
+		t.Fatalf("approve = %d", code)
+	}
+	// Every other system finishes; the paper archive waits for a person.
+	var r apiRequest
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		r = waitStatus(t, base, token, approved, 10*time.Second, "in_progress")
+		waiting := 0
+		for _, task := range r.Tasks {
+			if task.Connector == "paper-archive" && task.Status == "running" {
+				waiting++
+			} else if !erasure.TaskStatus(task.Status).Done() {
+				waiting = -100
+			}
+		}
+		if waiting == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tasks = %+v; want all done but the paper archive, waiting for a person", r.Tasks)
+		}
+	}
+	if code := call(t, "POST", base+"/v1/requests/"+approved+"/tasks/paper-archive/complete", token,
+		`{"outcome":"erased","records":1,"reason":"folder shredded, box 12"}`, nil); code != 200 {
+		t.Fatalf("complete = %d", code)
+	}
+	waitStatus(t, base, token, approved, 30*time.Second, "completed")
+	waitStatus(t, base, token, denied, time.Second, "denied")
 }

@@ -85,11 +85,42 @@ func mailTo(t *testing.T, s *smtptest.Server, addr string, n int) (subject, text
 	}
 }
 
+// inbox waits for the n-th mail to addr and returns its subject and text.
+type inbox func(t *testing.T, addr string, n int) (subject, text string)
+
+// smtpInbox reads the mails the SMTP server s received.
+func smtpInbox(s *smtptest.Server) inbox {
+	return func(t *testing.T, addr string, n int) (string, string) { return mailTo(t, s, addr, n) }
+}
+
+// devInbox reads the dev mailbox of `lethe dev` at base.
+func devInbox(base string) inbox {
+	return func(t *testing.T, addr string, n int) (string, string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			var mails []struct{ To, Subject, Text string }
+			call(t, "GET", base+"/dev/mailbox?format=json", "", "", &mails)
+			var to []int
+			for i := len(mails) - 1; i >= 0; i-- { // newest first
+				if mails[i].To == addr {
+					to = append(to, i)
+				}
+			}
+			if len(to) >= n {
+				return mails[to[n-1]].Subject, mails[to[n-1]].Text
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d mails to the person in the dev mailbox, want %d", len(to), n)
+			}
+		}
+	}
+}
+
 // portalRequest asks for erasure of email on the portal at base as a
 // person would: the form, the code emailed through mail, the verify page.
 // beforeVerify runs between the form and the code. It returns the request
 // id, the private status link's token and the emailed code.
-func portalRequest(t *testing.T, base string, mail *smtptest.Server, email string, beforeVerify func()) (requestID, statusTok, emailed string) {
+func portalRequest(t *testing.T, base string, mail inbox, email string, beforeVerify func()) (requestID, statusTok, emailed string) {
 	t.Helper()
 	b := personBrowser(t)
 	code, body, _ := page(t, b, "GET", base+"/portal", nil)
@@ -101,7 +132,7 @@ func portalRequest(t *testing.T, base string, mail *smtptest.Server, email strin
 	if code != 303 || !strings.HasPrefix(loc, "/portal/verify/") {
 		t.Fatalf("submit = %d → %q", code, loc)
 	}
-	subject, text := mailTo(t, mail, email, 1)
+	subject, text := mail(t, email, 1)
 	c := codeInMail.FindStringSubmatch(text)
 	st := statusToken.FindStringSubmatch(text)
 	if c == nil || st == nil {
@@ -150,7 +181,7 @@ console:
 	const email = "portal.person@example.com"
 	rows, files := tg.seed(t, email)
 
-	requestID, statusTok, emailed := portalRequest(t, base, mail, email, func() {
+	requestID, statusTok, emailed := portalRequest(t, base, smtpInbox(mail), email, func() {
 		// Nothing is erased before the address is proven.
 		if r, f := tg.remaining(t, email); r != rows || f != files {
 			t.Fatalf("erased before verification: %d rows, %d files left", r, f)

@@ -115,8 +115,8 @@ console:
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	writeFile(t, tokenFile, []byte(in.agentToken+"\n"))
 	flags := []string{"--url", base, "--token-file", tokenFile}
-	approveID, _, _ := portalRequest(t, base, mail, "approve.me@example.com", nil)
-	denyID, _, _ := portalRequest(t, base, mail, "deny.me@example.com", nil)
+	approveID, _, _ := portalRequest(t, base, smtpInbox(mail), "approve.me@example.com", nil)
+	denyID, _, _ := portalRequest(t, base, smtpInbox(mail), "deny.me@example.com", nil)
 	waitStatus(t, base, in.agentToken, denyID, 30*time.Second, "pending_approval")
 	if code, out, errs = staff(t, nil, append([]string{"approve", approveID, "--reason", "identity checked"}, flags...)...); code != 0 || !strings.Contains(out, "in_progress") {
 		t.Errorf("approve = %d %q %q", code, out, errs)

@@ -245,7 +245,7 @@ smtp: {host: 127.0.0.1, port: %d, tls: starttls, ca_file: %q, username: lethe, p
 		t.Fatal("the Salesforce fake does not hold the recycled records")
 	}
 
-	id, _, _ := portalRequest(t, base, mail, email, nil)
+	id, _, _ := portalRequest(t, base, smtpInbox(mail), email, nil)
 	got := waitStatus(t, base, in.agentToken, id, 90*time.Second, "completed", "needs_attention")
 	if got.Status != "completed" {
 		t.Fatalf("request %s: %+v", got.Status, got.Tasks)
