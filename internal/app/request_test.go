@@ -127,6 +127,20 @@ console:
 	if code, out, errs = staff(t, nil, append([]string{"cancel", approveID, "--reason", "asked by mistake", "--json"}, flags...)...); code != 0 || !strings.Contains(out, `"status": "cancelled"`) {
 		t.Errorf("cancel --json = %d %q %q", code, out, errs)
 	}
+	// Each email says the true state: confirmed and waiting for review
+	// (nothing started), then started once approved, or denied.
+	for _, who := range []string{"approve.me@example.com", "deny.me@example.com"} {
+		subject, text := mailTo(t, mail, who, 2)
+		if !strings.Contains(subject, "our team reviews it first") || !strings.Contains(text, "Nothing has been erased yet") || strings.Contains(text, "We have started") {
+			t.Errorf("%s: the mail on confirmation = %q:\n%s\nwant: waiting for review", who, subject, text)
+		}
+	}
+	if subject, text := mailTo(t, mail, "approve.me@example.com", 3); subject != "We have started on your erasure request" || !strings.Contains(text, "reviewed your request and we have started") {
+		t.Errorf("the mail on approval = %q:\n%s", subject, text)
+	}
+	if subject, text := mailTo(t, mail, "deny.me@example.com", 3); !strings.Contains(subject, "could not act") || !strings.Contains(text, "not our customer") {
+		t.Errorf("the mail on denial = %q:\n%s", subject, text)
+	}
 
 	// Refusals: exit 1 and Lethe's reason in one line, nothing on stdout.
 	for _, tc := range []struct {

@@ -38,10 +38,12 @@ func NoticeSubject(kind string) string { return noticePrefix + kind }
 
 // Kinds of notice: what the person is told by email.
 const (
-	NoticeReceived  = "received"  // the email was verified; erasure started or awaits approval
-	NoticeCompleted = "completed" // done: the certificate and the proof code
-	NoticeExtended  = "extended"  // the deadline was extended, with the reason
-	NoticeDenied    = "denied"    // the request was refused, with the reason
+	NoticeReceived         = "received"          // the email was verified and erasure started
+	NoticeAwaitingApproval = "awaiting_approval" // the email was verified; staff review the request before it starts
+	NoticeApproved         = "approved"          // staff approved the request and erasure started
+	NoticeCompleted        = "completed"         // done: the certificate and the proof code
+	NoticeExtended         = "extended"          // the deadline was extended, with the reason
+	NoticeDenied           = "denied"            // the request was refused, with the reason
 )
 
 // Notice asks the notifier to email the person about their request. It

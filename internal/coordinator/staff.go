@@ -40,7 +40,10 @@ func (c *Coordinator) Approve(ctx context.Context, id, actor, reason string) (er
 		if req.Status != erasure.RequestPendingApproval {
 			return erasure.Errorf(erasure.EConflict, "only a request pending approval can be approved; this one is %s", req.Status)
 		}
-		return c.start(ctx, tx, req, actor, reason, now)
+		if err := c.start(ctx, tx, req, actor, reason, now); err != nil {
+			return err
+		}
+		return c.notice(ctx, tx, *req, bus.NoticeApproved, now)
 	})
 }
 
@@ -97,7 +100,11 @@ func (c *Coordinator) Verified(ctx context.Context, id string, needsApproval boo
 		if err != nil {
 			return err
 		}
-		return c.notice(ctx, tx, req, bus.NoticeReceived, now)
+		kind := bus.NoticeReceived
+		if needsApproval {
+			kind = bus.NoticeAwaitingApproval
+		}
+		return c.notice(ctx, tx, req, kind, now)
 	})
 	if err != nil {
 		return erasure.Request{}, false, err

@@ -90,6 +90,10 @@ func (n *Notifier) Handle(ctx context.Context, nt bus.Notice) error {
 	switch nt.Kind {
 	case bus.NoticeReceived:
 		kind = notify.KindReceived
+	case bus.NoticeAwaitingApproval:
+		kind = notify.KindAwaitingApproval
+	case bus.NoticeApproved:
+		kind = notify.KindApproved
 	case bus.NoticeCompleted:
 		kind = notify.KindCompleted
 		cert, err := n.Store.Certificate(ctx, req.ID)

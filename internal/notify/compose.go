@@ -20,8 +20,13 @@ type Kind string
 
 // The emails a data subject receives.
 const (
-	KindVerify    Kind = "verify"    // the code that proves the address: {code} {link} {minutes} {status}
-	KindReceived  Kind = "received"  // the request is confirmed: {due} {status}
+	KindVerify   Kind = "verify"   // the code that proves the address: {code} {link} {minutes} {status}
+	KindReceived Kind = "received" // the request is confirmed and started: {due} {status}
+	// KindAwaitingApproval: confirmed, and staff review it before it
+	// starts: {due} {status}.
+	KindAwaitingApproval Kind = "awaiting_approval"
+	// KindApproved: staff approved it and it started: {due} {status}.
+	KindApproved  Kind = "approved"
 	KindCompleted Kind = "completed" // the data is erased: {certificate} {proof} {status}
 	KindExtended  Kind = "extended"  // the deadline moved: {due} {reason} {status}
 	KindDenied    Kind = "denied"    // the request is refused: {reason}
@@ -29,7 +34,7 @@ const (
 
 // Kinds lists every Kind.
 func Kinds() []Kind {
-	return []Kind{KindVerify, KindReceived, KindCompleted, KindExtended, KindDenied}
+	return []Kind{KindVerify, KindReceived, KindAwaitingApproval, KindApproved, KindCompleted, KindExtended, KindDenied}
 }
 
 // Data fills the placeholders of an email. Every placeholder a kind's
