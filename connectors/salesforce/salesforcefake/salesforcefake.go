@@ -144,10 +144,10 @@ func Start(t testing.TB, opt Options) *Fake {
 	srv.Handle("POST /services/Soap/u/{version}", f.soap)
 	srv.Handle("GET /services/data/{version}/query/{locator}", f.versioned(f.queryMore))
 	srv.Handle("POST /services/data/{version}/jobs/ingest", f.versioned(f.createJob))
-	srv.Handle("PUT /services/data/{version}/jobs/ingest/{jobId}/batches", f.versioned(f.upload))
-	srv.Handle("PATCH /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.patchJob))
-	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.getJob))
-	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}/failedResults/{$}", f.versioned(f.failedResults))
+	srv.Handle("PUT /services/data/{version}/jobs/ingest/{jobId}/batches", f.versioned(f.onJob(f.upload)))
+	srv.Handle("PATCH /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.onJob(f.patchJob)))
+	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.onJob(f.getJob)))
+	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}/failedResults/{$}", f.versioned(f.onJob(f.failedResults)))
 	srv.Handle("DELETE /services/data/{version}/sobjects/{object}/{id}", f.versioned(f.softDelete))
 	return f
 }
@@ -178,7 +178,7 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // and, in AppUserIDField, its connectortest.UserIDSystem id if it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
 	for _, o := range []string{"Contact", "Lead"} {
-		id := f.Add(o, email(s, "Seed"))
+		id := f.Add(o, fakevendor.NeedEmail("salesforcefake: Seed", s))
 		if v := s.UserIDs[connectortest.UserIDSystem]; v != "" {
 			f.SetField(id, AppUserIDField, v)
 		}
@@ -190,17 +190,9 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 // the Recycle Bin, as a plain delete leaves them: restorable for about 15
 // days, invisible to query, returned by queryAll.
 func (f *Fake) SeedRecoverable(s connectors.Subject) int64 {
-	f.Recycle(f.Add("Contact", email(s, "SeedRecoverable")))
+	f.Recycle(f.Add("Contact", fakevendor.NeedEmail("salesforcefake: SeedRecoverable", s)))
 	f.Recycle(f.Add("Lead", s.Email))
 	return 2
-}
-
-// email is the subject's email, which what (Seed) needs.
-func email(s connectors.Subject, what string) string {
-	if s.Email == "" {
-		panic("salesforcefake: " + what + " needs a subject with an email")
-	}
-	return s.Email
 }
 
 // Count is how many records hold the subject's email, those in the
@@ -589,15 +581,9 @@ func (f *Fake) createJob(w http.ResponseWriter, r *http.Request) {
 	fakevendor.JSON(w, 200, f.jobJSON(id, j, r.PathValue("version")))
 }
 
-func (f *Fake) upload(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) upload(w http.ResponseWriter, r *http.Request, _ string, j *sfJob) {
 	if r.Header.Get("Content-Type") != "text/csv" {
 		WriteErrors(w, 400, "INVALIDCONTENTTYPE", "Content-Type must be text/csv")
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, j, ok := f.job(w, r)
-	if !ok {
 		return
 	}
 	if j.state != "Open" {
@@ -621,18 +607,12 @@ func (f *Fake) upload(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusCreated)
 }
 
-func (f *Fake) patchJob(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) patchJob(w http.ResponseWriter, r *http.Request, id string, j *sfJob) {
 	var body struct {
 		State string `json:"state"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		WriteErrors(w, 400, "JSON_PARSER_ERROR", "cannot parse the request body")
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	id, j, ok := f.job(w, r)
-	if !ok {
 		return
 	}
 	switch {
@@ -646,15 +626,20 @@ func (f *Fake) patchJob(w http.ResponseWriter, r *http.Request) {
 	fakevendor.JSON(w, 200, f.jobJSON(id, j, r.PathValue("version")))
 }
 
-// job finds the job of r's {jobId}, or answers 404 NOT_FOUND; f.mu is
-// held.
-func (f *Fake) job(w http.ResponseWriter, r *http.Request) (string, *sfJob, bool) {
-	id := r.PathValue("jobId")
-	j, ok := f.jobs[id]
-	if !ok {
-		notFound(w)
+// onJob is a handler of the job of r's {jobId}: it answers 404 NOT_FOUND
+// for a job the fake does not hold, else runs h with f.mu held.
+func (f *Fake) onJob(h func(w http.ResponseWriter, r *http.Request, id string, j *sfJob)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		id := r.PathValue("jobId")
+		j, ok := f.jobs[id]
+		if !ok {
+			notFound(w)
+			return
+		}
+		h(w, r, id, j)
 	}
-	return id, j, ok
 }
 
 // notFound is Salesforce's 404 for an unknown resource (or API version).
@@ -663,13 +648,7 @@ func notFound(w http.ResponseWriter) {
 }
 
 // getJob reports a job's state, advancing a closed job one step per read.
-func (f *Fake) getJob(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	id, j, ok := f.job(w, r)
-	if !ok {
-		return
-	}
+func (f *Fake) getJob(w http.ResponseWriter, r *http.Request, id string, j *sfJob) {
 	if j.state == "UploadComplete" || j.state == "InProgress" {
 		j.reads++
 		j.state = "InProgress"
@@ -716,13 +695,7 @@ func (f *Fake) run(j *sfJob) {
 	}
 }
 
-func (f *Fake) failedResults(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, j, ok := f.job(w, r)
-	if !ok {
-		return
-	}
+func (f *Fake) failedResults(w http.ResponseWriter, _ *http.Request, _ string, j *sfJob) {
 	if j.state != "JobComplete" && j.state != "Failed" && j.state != "Aborted" {
 		WriteErrors(w, 409, "INVALIDJOBSTATE", "the job is not finished")
 		return
