@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -115,14 +116,7 @@ func (c Config) Plan(string) connectors.Plan {
 	return p
 }
 
-func (r *Resolve) sortedFields() []string {
-	fields := make([]string, 0, len(r.Fields))
-	for f := range r.Fields {
-		fields = append(fields, f)
-	}
-	sort.Strings(fields)
-	return fields
-}
+func (r *Resolve) sortedFields() []string { return slices.Sorted(maps.Keys(r.Fields)) }
 
 func (r *Resolve) validate(objects []string) []error {
 	var errs []error
@@ -408,22 +402,35 @@ func (c *conn) find(ctx context.Context, s connectors.Subject) (map[string]recor
 	if s.Email == "" {
 		return nil, &connectors.Evidence{Kind: "skipped", Value: "the subject has no email"}, nil
 	}
-	lit, err := soqlString(s.Email)
+	rows, err := c.byEmail(ctx, s.Email, c.objects)
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
 	found := map[string]records{}
 	for _, o := range c.objects {
-		rows, err := c.query(ctx, "queryAll", "SELECT Id, IsDeleted FROM "+o+" WHERE Email = "+lit)
-		if err != nil {
-			return nil, nil, err
-		}
-		found[o] = split(rows)
+		found[o] = split(rows[o])
 	}
 	return found, nil, nil
+}
+
+// byEmail runs one queryAll per object for the records with email,
+// reading fields besides Id and IsDeleted, and returns each object's rows.
+func (c *conn) byEmail(ctx context.Context, email string, objects []string, fields ...string) (map[string][]row, error) {
+	lit, err := soqlString(email)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	list := strings.Join(append([]string{"Id", "IsDeleted"}, fields...), ", ")
+	found := map[string][]row{}
+	for _, o := range objects {
+		if found[o], err = c.query(ctx, "queryAll", "SELECT "+list+" FROM "+o+" WHERE Email = "+lit); err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
 }
 
 func split(rows []row) records {
@@ -686,19 +693,12 @@ func (r *resolver) Resolve(ctx context.Context, s connectors.Subject) (connector
 	if s.Email == "" {
 		return res, nil
 	}
-	lit, err := soqlString(s.Email)
+	found, err := r.byEmail(ctx, s.Email, r.objects, r.fields...)
 	if err != nil {
-		return res, err
+		return connectors.Resolution{}, err
 	}
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	fields := append([]string{"Id", "IsDeleted"}, r.fields...)
 	for _, o := range r.objects {
-		rows, err := r.query(ctx, "queryAll", "SELECT "+strings.Join(fields, ", ")+" FROM "+o+" WHERE Email = "+lit)
-		if err != nil {
-			return connectors.Resolution{}, err
-		}
+		rows := found[o]
 		var read, deleted int
 		for _, row := range rows {
 			if row.deleted {
