@@ -85,6 +85,7 @@ func TestConfigValidation(t *testing.T) {
 	connectortest.RunConfigCases(t, "salesforce", nil, []string{"00Dsecret"}, connectortest.ConfigCases{
 		{"no base_url", "access_token: x\n", "base_url: required"},
 		{"no token", "base_url: https://acme.my.salesforce.com\n", "access_token: required"},
+		{"token not in errors", "access_token: 00Dsecret!value\nbase_url: ftp://x\n", "base_url: must be an http(s) URL"},
 		{"plain http", "access_token: x\nbase_url: http://acme.my.salesforce.com\n", "base_url: must use https"},
 		{"relative", "access_token: x\nbase_url: acme.my.salesforce.com\n", "base_url: must be an http(s) URL"},
 		{"version without v", base + "api_version: \"60.0\"\n", "api_version: \"60.0\" is not a version"},
@@ -102,7 +103,6 @@ func TestConfigValidation(t *testing.T) {
 		{"bad kind", base + "resolve:\n  fields: {App_User_Id__c: user_id}\n", "resolve.fields.App_User_Id__c: \"user_id\" is not an identifier kind"},
 		{"record_ids not a user id", base + "resolve:\n  record_ids: email\n", "resolve.record_ids: \"email\" is not a user_ids"},
 		{"resolve object not erased", base + "resolve:\n  record_ids: user_ids.sfdc\n  objects: [Lead]\n", "resolve.objects[0]: \"Lead\" is not one of the instance's objects (Contact)"},
-		{"token not in errors", "access_token: 00Dsecret!value\nbase_url: ftp://x\n", "base_url: must be an http(s) URL"},
 	})
 	t.Run("defaults", func(t *testing.T) {
 		c := connectortest.Build(t, "salesforce", "sfdc", "base_url: https://acme.my.salesforce.com/\naccess_token: x\n").(*conn)
