@@ -258,6 +258,15 @@ func (f *Fake) purge(id string) {
 	delete(f.records, id)
 }
 
+// decode reads r's JSON body into v, or answers 400 JSON_PARSER_ERROR.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		WriteErrors(w, 400, "JSON_PARSER_ERROR", "cannot parse the request body")
+		return false
+	}
+	return true
+}
+
 // WriteErrors writes Salesforce's error body: a list of one error.
 func WriteErrors(w http.ResponseWriter, status int, code, message string) {
 	fakevendor.JSON(w, status, []map[string]any{{"message": message, "errorCode": code}})
@@ -552,8 +561,7 @@ func (f *Fake) createJob(w http.ResponseWriter, r *http.Request) {
 		ContentType string `json:"contentType"`
 		LineEnding  string `json:"lineEnding"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		WriteErrors(w, 400, "JSON_PARSER_ERROR", "cannot parse the request body")
+	if !decode(w, r, &body) {
 		return
 	}
 	switch {
@@ -611,8 +619,7 @@ func (f *Fake) patchJob(w http.ResponseWriter, r *http.Request, id string, j *sf
 	var body struct {
 		State string `json:"state"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		WriteErrors(w, 400, "JSON_PARSER_ERROR", "cannot parse the request body")
+	if !decode(w, r, &body) {
 		return
 	}
 	switch {
@@ -739,12 +746,17 @@ type soapRequest struct {
 // WriteFault writes a SOAP fault as Salesforce's SOAP API does: HTTP 500
 // with faultcode sf:<code>.
 func WriteFault(w http.ResponseWriter, code, message string) {
+	writeFault(w, "sf:"+code, code+": "+message)
+}
+
+// writeFault writes a SOAP fault, HTTP 500 with faultcode and faultstring.
+func writeFault(w http.ResponseWriter, faultcode, faultstring string) {
 	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
 	w.WriteHeader(http.StatusInternalServerError)
 	var msg bytes.Buffer
-	_ = xml.EscapeText(&msg, []byte(message))
-	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>sf:%s</faultcode><faultstring>%s: %s</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>`,
-		code, code, msg.String())
+	_ = xml.EscapeText(&msg, []byte(faultstring))
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>%s</faultcode><faultstring>%s</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>`,
+		faultcode, msg.String())
 }
 
 // soap is POST /services/Soap/u/{version}: the Partner SOAP API, of which
@@ -755,9 +767,7 @@ func (f *Fake) soap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Header.Get("SOAPAction") == "" || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/xml") {
-		w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode><faultstring>No SOAPAction header!</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>`)
+		writeFault(w, "soapenv:Client", "No SOAPAction header!")
 		return
 	}
 	var env soapRequest
