@@ -1,7 +1,6 @@
 package hubspot
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -434,9 +433,7 @@ func TestFaults(t *testing.T) {
 			t.Parallel()
 			f, c := setup(t, hubspotfake.Options{}, s.Email)
 			f.Inject(1, tc.fault)
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			defer cancel()
-			_, err := c.Erase(ctx, s)
+			_, err := c.Erase(connectortest.Ctx(t), s)
 			if err == nil {
 				t.Fatal("Erase succeeded")
 			}

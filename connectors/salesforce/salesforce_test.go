@@ -697,9 +697,7 @@ func TestLimitsAndFaults(t *testing.T) {
 			t.Parallel()
 			f, c := setup(t, salesforcefake.Options{}, s.Email)
 			f.Inject(1, tc.fault)
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			defer cancel()
-			_, err := c.Erase(ctx, s)
+			_, err := c.Erase(connectortest.Ctx(t), s)
 			if err == nil {
 				t.Fatal("Erase succeeded")
 			}
