@@ -10,10 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,14 +99,7 @@ func (c Config) Plan(name string) connectors.Plan {
 	return p
 }
 
-func (r *Resolve) sortedProperties() []string {
-	props := make([]string, 0, len(r.Properties))
-	for p := range r.Properties {
-		props = append(props, p)
-	}
-	sort.Strings(props)
-	return props
-}
+func (r *Resolve) sortedProperties() []string { return slices.Sorted(maps.Keys(r.Properties)) }
 
 func (r *Resolve) validate(p *vendorkit.Problems) {
 	if len(r.Properties) == 0 && !r.RecordID {
@@ -221,7 +215,7 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 		return connectors.NotFound(*skipped), nil
 	}
 	live, archived := split(found)
-	evidence := []connectors.Evidence{{Kind: "lookup", Value: connectors.Plural(len(live), "contact") + " found, " + connectors.Plural(len(archived), "archived contact") + " found"}}
+	evidence := []connectors.Evidence{{Kind: "lookup", Value: counts(found)}}
 	var erased int64
 	for _, ct := range live {
 		ev, gone, err := c.gdprDelete(ctx, s, ct)
@@ -271,6 +265,12 @@ func split(found []contact) (live, archived []contact) {
 		}
 	}
 	return live, archived
+}
+
+// counts says how many contacts were found, live and archived.
+func counts(found []contact) string {
+	live, archived := split(found)
+	return connectors.Plural(len(live), "contact") + " found, " + connectors.Plural(len(archived), "archived contact") + " found"
 }
 
 // gdprDelete GDPR-deletes a live contact: by email when it was found by
@@ -337,9 +337,8 @@ func (c *conn) Verify(ctx context.Context, s connectors.Subject) (connectors.Ver
 	if skipped != nil {
 		return connectors.Verification{Evidence: []connectors.Evidence{*skipped}}, nil
 	}
-	live, archived := split(found)
 	return connectors.Verification{Remaining: int64(len(found)),
-		Evidence: []connectors.Evidence{{Kind: "lookup_after_erase", Value: connectors.Plural(len(live), "contact") + " found, " + connectors.Plural(len(archived), "archived contact") + " found"}}}, nil
+		Evidence: []connectors.Evidence{{Kind: "lookup_after_erase", Value: counts(found)}}}, nil
 }
 
 var recordIDRe = regexp.MustCompile(`^[0-9]{1,20}$`)
@@ -482,9 +481,7 @@ func (r *resolver) Resolve(ctx context.Context, s connectors.Subject) (connector
 	if err != nil {
 		return connectors.Resolution{}, err
 	}
-	live, archived := split(found)
-	res.Evidence = []connectors.Evidence{{Kind: "hubspot_lookup", Value: fmt.Sprintf("by email: %s found, %s found; %s read",
-		connectors.Plural(len(live), "contact"), connectors.Plural(len(archived), "archived contact"), connectors.Plural(read, "property value"))}}
+	res.Evidence = []connectors.Evidence{{Kind: "hubspot_lookup", Value: "by email: " + counts(found) + "; " + connectors.Plural(read, "property value") + " read"}}
 	return res, nil
 }
 

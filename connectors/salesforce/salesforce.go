@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -115,14 +116,7 @@ func (c Config) Plan(string) connectors.Plan {
 	return p
 }
 
-func (r *Resolve) sortedFields() []string {
-	fields := make([]string, 0, len(r.Fields))
-	for f := range r.Fields {
-		fields = append(fields, f)
-	}
-	sort.Strings(fields)
-	return fields
-}
+func (r *Resolve) sortedFields() []string { return slices.Sorted(maps.Keys(r.Fields)) }
 
 func (r *Resolve) validate(objects []string) []error {
 	var errs []error
@@ -408,22 +402,35 @@ func (c *conn) find(ctx context.Context, s connectors.Subject) (map[string]recor
 	if s.Email == "" {
 		return nil, &connectors.Evidence{Kind: "skipped", Value: "the subject has no email"}, nil
 	}
-	lit, err := soqlString(s.Email)
+	rows, err := c.byEmail(ctx, s.Email, c.objects)
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
 	found := map[string]records{}
 	for _, o := range c.objects {
-		rows, err := c.query(ctx, "queryAll", "SELECT Id, IsDeleted FROM "+o+" WHERE Email = "+lit)
-		if err != nil {
-			return nil, nil, err
-		}
-		found[o] = split(rows)
+		found[o] = split(rows[o])
 	}
 	return found, nil, nil
+}
+
+// byEmail runs one queryAll per object for the records with email,
+// reading fields besides Id and IsDeleted, and returns each object's rows.
+func (c *conn) byEmail(ctx context.Context, email string, objects []string, fields ...string) (map[string][]row, error) {
+	lit, err := soqlString(email)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	list := strings.Join(append([]string{"Id", "IsDeleted"}, fields...), ", ")
+	found := map[string][]row{}
+	for _, o := range objects {
+		if found[o], err = c.query(ctx, "queryAll", "SELECT "+list+" FROM "+o+" WHERE Email = "+lit); err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
 }
 
 func split(rows []row) records {
@@ -492,11 +499,7 @@ func (c *conn) query(ctx context.Context, resource, soql string) ([]row, error) 
 	op := "SOQL " + resource
 	var rows []row
 	for range maxPages {
-		req, err := vendorhttp.JSONRequest(http.MethodGet, next, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := c.do(ctx, req, op)
+		resp, err := c.send(ctx, http.MethodGet, next, nil, op)
 		if err != nil {
 			return nil, err
 		}
@@ -547,15 +550,20 @@ type purgeError struct {
 }
 
 func (e *purgeError) Error() string {
-	var list []string
-	for code, n := range e.codes {
-		list = append(list, fmt.Sprintf("%s: %d", code, n))
-	}
-	sort.Strings(list)
 	return fmt.Sprintf("Salesforce emptyRecycleBin: %d of %d %s records in the Recycle Bin (restorable) could not be emptied from it (%s); "+
 		"the integration user needs Modify All Data to empty other users' Recycle Bins, and records deleted with their parent (an Account's Contacts) go with the parent: "+
 		"empty them from the Recycle Bin in Salesforce (or restore and delete them again), then retry",
-		e.failed, e.total, e.object, strings.Join(list, ", "))
+		e.failed, e.total, e.object, codeList(e.codes))
+}
+
+// codeList lists status codes with their counts: "A: 2, B: 1".
+func codeList(codes map[string]int) string {
+	var list []string
+	for code, n := range codes {
+		list = append(list, fmt.Sprintf("%s: %d", code, n))
+	}
+	sort.Strings(list)
+	return strings.Join(list, ", ")
 }
 
 // purge empties ids (of object, all IsDeleted) from the Recycle Bin with
@@ -614,9 +622,9 @@ func (c *conn) emptyRecycleBin(ctx context.Context, ids []string) ([]purgeResult
 		b.WriteString("<urn:ids>" + id + "</urn:ids>") // ids are checked alphanumeric
 	}
 	b.WriteString(`</urn:emptyRecycleBin></soapenv:Body></soapenv:Envelope>`)
-	req, err := http.NewRequest(http.MethodPost, c.soapURL, &b)
+	req, err := newRequest(http.MethodPost, c.soapURL, &b)
 	if err != nil {
-		return nil, connectors.Permanent(errors.New("the configured base URL is not a valid URL"))
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "text/xml; charset=UTF-8")
 	req.Header.Set("SOAPAction", `""`)
@@ -686,19 +694,12 @@ func (r *resolver) Resolve(ctx context.Context, s connectors.Subject) (connector
 	if s.Email == "" {
 		return res, nil
 	}
-	lit, err := soqlString(s.Email)
+	found, err := r.byEmail(ctx, s.Email, r.objects, r.fields...)
 	if err != nil {
-		return res, err
+		return connectors.Resolution{}, err
 	}
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	fields := append([]string{"Id", "IsDeleted"}, r.fields...)
 	for _, o := range r.objects {
-		rows, err := r.query(ctx, "queryAll", "SELECT "+strings.Join(fields, ", ")+" FROM "+o+" WHERE Email = "+lit)
-		if err != nil {
-			return connectors.Resolution{}, err
-		}
+		rows := found[o]
 		var read, deleted int
 		for _, row := range rows {
 			if row.deleted {
@@ -752,13 +753,9 @@ type jobInfo struct {
 // startJob creates a hardDelete job for ids, uploads them and closes the
 // job so Salesforce starts it. A job that could not be closed is aborted.
 func (c *conn) startJob(ctx context.Context, object string, ids []string) (string, error) {
-	req, err := vendorhttp.JSONRequest(http.MethodPost, c.api+"/jobs/ingest", map[string]string{
+	resp, err := c.send(ctx, http.MethodPost, c.api+"/jobs/ingest", map[string]string{
 		"object": object, "operation": "hardDelete", "contentType": "CSV", "lineEnding": "LF",
-	})
-	if err != nil {
-		return "", err
-	}
-	resp, err := c.do(ctx, req, "create "+object+" hardDelete job")
+	}, "create "+object+" hardDelete job")
 	if err != nil {
 		if perm, _ := connectors.Classify(err); perm {
 			return "", connectors.Permanent(fmt.Errorf("%w; the user needs the \"Bulk API Hard Delete\" system permission and Delete on %s", err, object))
@@ -785,19 +782,15 @@ func (c *conn) uploadAndClose(ctx context.Context, jobID string, ids []string) e
 	for _, id := range ids {
 		csvBody.WriteString(id + "\n") // ids are checked alphanumeric: nothing to quote
 	}
-	req, err := http.NewRequest(http.MethodPut, c.api+"/jobs/ingest/"+jobID+"/batches", &csvBody)
+	req, err := newRequest(http.MethodPut, c.api+"/jobs/ingest/"+jobID+"/batches", &csvBody)
 	if err != nil {
-		return connectors.Permanent(errors.New("the configured base URL is not a valid URL"))
+		return err
 	}
 	req.Header.Set("Content-Type", "text/csv")
 	if _, err := c.do(ctx, req, "upload job data"); err != nil {
 		return err
 	}
-	req, err = vendorhttp.JSONRequest(http.MethodPatch, c.api+"/jobs/ingest/"+jobID, map[string]string{"state": "UploadComplete"})
-	if err != nil {
-		return err
-	}
-	_, err = c.do(ctx, req, "close job")
+	_, err = c.send(ctx, http.MethodPatch, c.api+"/jobs/ingest/"+jobID, map[string]string{"state": "UploadComplete"}, "close job")
 	return err
 }
 
@@ -806,11 +799,7 @@ func (c *conn) uploadAndClose(ctx context.Context, jobID string, ids []string) e
 func (c *conn) abort(ctx context.Context, jobID string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	req, err := vendorhttp.JSONRequest(http.MethodPatch, c.api+"/jobs/ingest/"+jobID, map[string]string{"state": "Aborted"})
-	if err != nil {
-		return
-	}
-	_, _ = c.do(ctx, req, "abort job")
+	_, _ = c.send(ctx, http.MethodPatch, c.api+"/jobs/ingest/"+jobID, map[string]string{"state": "Aborted"}, "abort job")
 }
 
 // Poll reads the state of each job of ref. Salesforce's job states are
@@ -916,11 +905,7 @@ func (c *conn) stillDeleted(ctx context.Context, object string, ids []string) ([
 }
 
 func (c *conn) job(ctx context.Context, j refJob) (jobInfo, error) {
-	req, err := vendorhttp.JSONRequest(http.MethodGet, c.api+"/jobs/ingest/"+j.ID, nil)
-	if err != nil {
-		return jobInfo{}, err
-	}
-	resp, err := c.do(ctx, req, "job status", http.StatusNotFound)
+	resp, err := c.send(ctx, http.MethodGet, c.api+"/jobs/ingest/"+j.ID, nil, "job status", http.StatusNotFound)
 	if err != nil {
 		return jobInfo{}, err
 	}
@@ -944,9 +929,9 @@ func (c *conn) job(ctx context.Context, j refJob) (jobInfo, error) {
 // is worth retrying; anything else needs a person. Only Salesforce's
 // status codes are reported: its messages can quote the record's name.
 func (c *conn) failures(ctx context.Context, j refJob, info jobInfo) (alreadyDeleted []string, err error) {
-	req, err := http.NewRequest(http.MethodGet, c.api+"/jobs/ingest/"+j.ID+"/failedResults/", nil)
+	req, err := newRequest(http.MethodGet, c.api+"/jobs/ingest/"+j.ID+"/failedResults/", nil)
 	if err != nil {
-		return nil, connectors.Permanent(errors.New("the configured base URL is not a valid URL"))
+		return nil, err
 	}
 	req.Header.Set("Accept", "text/csv")
 	resp, err := c.do(ctx, req, "failed results")
@@ -985,15 +970,12 @@ func (c *conn) failures(ctx context.Context, j refJob, info jobInfo) (alreadyDel
 	if len(codes) == 0 {
 		return alreadyDeleted, nil
 	}
-	var list []string
 	var failed int
-	for code, n := range codes {
-		list = append(list, fmt.Sprintf("%s: %d", code, n))
+	for _, n := range codes {
 		failed += n
 	}
-	sort.Strings(list)
 	err = sfError("%s hardDelete job %s: %d of %d records were not deleted (%s); see Setup > Bulk Data Load Jobs",
-		j.Object, j.ID, failed, info.NumberRecordsProcessed, strings.Join(list, ", "))
+		j.Object, j.ID, failed, info.NumberRecordsProcessed, codeList(codes))
 	if _, locked := codes["UNABLE_TO_LOCK_ROW"]; locked && len(codes) == 1 {
 		return nil, connectors.Retryable(err, 0)
 	}
@@ -1057,6 +1039,25 @@ func (c *conn) do(ctx context.Context, req *http.Request, op string, ok ...int) 
 	}
 	perm, after := connectors.Classify(err)
 	return nil, &connectors.Error{Permanent: perm, RetryAfter: after, Err: errors.New(errors.Unwrap(err).Error() + suffix)}
+}
+
+// send sends a request with a JSON body (nil: none) with do.
+func (c *conn) send(ctx context.Context, method, url string, body any, op string, ok ...int) (*vendorhttp.Response, error) {
+	req, err := vendorhttp.JSONRequest(method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	return c.do(ctx, req, op, ok...)
+}
+
+// newRequest is a request with a body that is not JSON (CSV, a SOAP
+// envelope), or none, failing as vendorhttp.JSONRequest does.
+func newRequest(method, url string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		return nil, connectors.Permanent(errors.New("the configured base URL is not a valid URL"))
+	}
+	return req, nil
 }
 
 // sfError is an error about Salesforce, its name first.

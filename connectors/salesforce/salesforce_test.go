@@ -68,12 +68,24 @@ func contactsConfig(f *salesforcefake.Fake, extra ...string) string {
 	return f.ConfigWith(append([]string{"objects:"}, extra...)...)
 }
 
+// setup starts a fake holding a Contact with each of emails and builds an
+// "sfdc" instance for Contacts alone against it.
+func setup(t *testing.T, opt salesforcefake.Options, emails ...string) (*salesforcefake.Fake, connectors.Connector) {
+	t.Helper()
+	f := salesforcefake.Start(t, opt)
+	for _, e := range emails {
+		f.Add("Contact", e)
+	}
+	return f, connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
+}
+
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	const base = "base_url: https://acme.my.salesforce.com\naccess_token: x\n"
-	connectortest.RunConfigCases(t, "salesforce", nil, nil, connectortest.ConfigCases{
+	connectortest.RunConfigCases(t, "salesforce", nil, []string{"00Dsecret"}, connectortest.ConfigCases{
 		{"no base_url", "access_token: x\n", "base_url: required"},
 		{"no token", "base_url: https://acme.my.salesforce.com\n", "access_token: required"},
+		{"token not in errors", "access_token: 00Dsecret!value\nbase_url: ftp://x\n", "base_url: must be an http(s) URL"},
 		{"plain http", "access_token: x\nbase_url: http://acme.my.salesforce.com\n", "base_url: must use https"},
 		{"relative", "access_token: x\nbase_url: acme.my.salesforce.com\n", "base_url: must be an http(s) URL"},
 		{"version without v", base + "api_version: \"60.0\"\n", "api_version: \"60.0\" is not a version"},
@@ -96,12 +108,6 @@ func TestConfigValidation(t *testing.T) {
 		c := connectortest.Build(t, "salesforce", "sfdc", "base_url: https://acme.my.salesforce.com/\naccess_token: x\n").(*conn)
 		if c.api != "https://acme.my.salesforce.com/services/data/v60.0" || len(c.objects) != 1 || c.objects[0] != "Contact" || c.poll != 30*time.Second {
 			t.Errorf("defaults: api %q, objects %v, poll %v", c.api, c.objects, c.poll)
-		}
-	})
-	t.Run("token not in errors", func(t *testing.T) {
-		_, err := connectortest.TryBuild("salesforce", "sfdc", "access_token: 00Dsecret!value\nbase_url: ftp://x\n")
-		if err == nil || strings.Contains(err.Error(), "00Dsecret") {
-			t.Fatalf("error = %v; want an error without the token", err)
 		}
 	})
 }
@@ -133,27 +139,41 @@ func TestSOQLString(t *testing.T) {
 	}
 }
 
-func ctxFor(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // erase runs Erase and polls to the end, as the runtime would.
 func erase(t *testing.T, c connectors.Connector, s connectors.Subject) (connectors.Outcome, error) {
 	t.Helper()
-	return connectortest.EraseAndWait(ctxFor(t), c, s, 5*time.Second)
+	return connectortest.EraseAndWait(connectortest.Ctx(t), c, s, 5*time.Second)
+}
+
+// pollToEnd polls the job ref to its end, as the runtime does after the
+// Erase that returned it.
+func pollToEnd(t *testing.T, c connectors.Connector, ref string) (connectors.Outcome, error) {
+	t.Helper()
+	return erase(t, refPoller{c, ref}, connectors.Subject{})
+}
+
+// refPoller polls a given job ref as if Erase had just returned it.
+type refPoller struct {
+	connectors.Connector
+	ref string
+}
+
+func (p refPoller) Erase(context.Context, connectors.Subject) (connectors.Outcome, error) {
+	return connectors.Running(p.ref, time.Millisecond), nil
+}
+
+func (p refPoller) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
+	return p.Connector.(connectors.Poller).Poll(ctx, ref)
 }
 
 // TestRequestsMatchContract checks the calls Salesforce receives.
 func TestRequestsMatchContract(t *testing.T) {
 	t.Parallel()
-	f := salesforcefake.Start(t, salesforcefake.Options{})
+	f, c := setup(t, salesforcefake.Options{})
 	s := connectors.Subject{Email: "o'brien@example.com"}
 	id := f.Add("Contact", s.Email)
 	f.Add("Contact", "brien@example.com")
-	c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
-	out, err := c.Erase(ctxFor(t), s)
+	out, err := c.Erase(connectortest.Ctx(t), s)
 	if err != nil || out.Status != connectors.StatusRunning || out.PollAfter != 5*time.Millisecond {
 		t.Fatalf("Erase = %+v, %v; want running with the configured poll interval", out, err)
 	}
@@ -203,7 +223,7 @@ func TestRequestsMatchContract(t *testing.T) {
 		t.Errorf("job ref %s holds the person's identifiers", out.JobRef)
 	}
 
-	if _, err := connectortest.EraseAndWait(ctxFor(t), pollOnly{c}, s, 5*time.Second); err != nil {
+	if _, err := pollToEnd(t, c, `{"v":1,"jobs":[{"object":"Contact","id":"7505g0000000000000"}]}`); err != nil {
 		t.Fatal(err)
 	}
 	if f.CountEmail(s.Email) != 0 || f.CountEmail("brien@example.com") != 1 {
@@ -216,18 +236,6 @@ func TestRequestsMatchContract(t *testing.T) {
 	}
 }
 
-// pollOnly turns a connector's Erase into a poll of a job already started,
-// for EraseAndWait.
-type pollOnly struct{ connectors.Connector }
-
-func (p pollOnly) Erase(ctx context.Context, _ connectors.Subject) (connectors.Outcome, error) {
-	return connectors.Running(`{"v":1,"jobs":[{"object":"Contact","id":"7505g0000000000000"}]}`, time.Millisecond), nil
-}
-
-func (p pollOnly) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	return p.Connector.(connectors.Poller).Poll(ctx, ref)
-}
-
 func TestJobPolledToCompletionByAnotherProcess(t *testing.T) {
 	t.Parallel()
 	f := salesforcefake.Start(t, salesforcefake.Options{Polls: 2})
@@ -236,7 +244,7 @@ func TestJobPolledToCompletionByAnotherProcess(t *testing.T) {
 	f.Add("Contact", s.Email)
 	f.Add("Lead", s.Email)
 	cfg := f.Config() // Contacts and Leads
-	out, err := connectortest.Build(t, "salesforce", "sfdc", cfg).Erase(ctxFor(t), s)
+	out, err := connectortest.Build(t, "salesforce", "sfdc", cfg).Erase(connectortest.Ctx(t), s)
 	if err != nil || out.Status != connectors.StatusRunning {
 		t.Fatalf("Erase = %+v, %v", out, err)
 	}
@@ -245,7 +253,7 @@ func TestJobPolledToCompletionByAnotherProcess(t *testing.T) {
 	var states []connectors.Status
 	ref := out.JobRef
 	for range 10 {
-		out, err = other.Poll(ctxFor(t), ref)
+		out, err = other.Poll(connectortest.Ctx(t), ref)
 		if err != nil {
 			t.Fatalf("Poll: %v", err)
 		}
@@ -268,7 +276,7 @@ func TestJobPolledToCompletionByAnotherProcess(t *testing.T) {
 	if len(out.Evidence) != 2 || out.Evidence[0].Value != want[0] || out.Evidence[1].Value != want[1] {
 		t.Errorf("evidence = %+v", out.Evidence)
 	}
-	v, err := other.(connectors.Verifier).Verify(ctxFor(t), s)
+	v, err := other.(connectors.Verifier).Verify(connectortest.Ctx(t), s)
 	if err != nil || v.Remaining != 0 || len(v.Evidence) != 2 {
 		t.Errorf("Verify = %+v, %v", v, err)
 	}
@@ -292,17 +300,15 @@ func TestJobEndings(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := salesforcefake.Start(t, salesforcefake.Options{})
+			f, c := setup(t, salesforcefake.Options{}, s.Email)
 			tc.setup(f)
-			f.Add("Contact", s.Email)
-			c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 			if tc.name == "malformed status" {
-				out, err := c.Erase(ctxFor(t), s)
+				out, err := c.Erase(connectortest.Ctx(t), s)
 				if err != nil {
 					t.Fatal(err)
 				}
 				f.Inject(1, fakevendor.Malformed())
-				_, err = c.(connectors.Poller).Poll(ctxFor(t), out.JobRef)
+				_, err = c.(connectors.Poller).Poll(connectortest.Ctx(t), out.JobRef)
 				if perm, _ := connectors.Classify(err); err == nil || perm {
 					t.Fatalf("a malformed job status = %v; want retryable", err)
 				}
@@ -326,41 +332,37 @@ func TestJobEndings(t *testing.T) {
 	}
 	t.Run("records already deleted by a concurrent job", func(t *testing.T) {
 		t.Parallel()
-		f := salesforcefake.Start(t, salesforcefake.Options{})
-		f.Add("Contact", s.Email)
-		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
-		first, err := c.Erase(ctxFor(t), s)
+		_, c := setup(t, salesforcefake.Options{}, s.Email)
+		first, err := c.Erase(connectortest.Ctx(t), s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		second, err := c.Erase(ctxFor(t), s) // a redelivered task, before the first job ran
+		second, err := c.Erase(connectortest.Ctx(t), s) // a redelivered task, before the first job ran
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := connectortest.EraseAndWait(ctxFor(t), refPoller{c, first.JobRef}, s, 5*time.Second)
+		a, err := pollToEnd(t, c, first.JobRef)
 		if err != nil || a.Records != 1 {
 			t.Fatalf("first job: %+v, %v", a, err)
 		}
-		b, err := connectortest.EraseAndWait(ctxFor(t), refPoller{c, second.JobRef}, s, 5*time.Second)
+		b, err := pollToEnd(t, c, second.JobRef)
 		if err != nil || b.Status != connectors.StatusNotFound || !strings.Contains(b.Evidence[0].Value, "1 already deleted") {
 			t.Fatalf("second job: %+v, %v; want not_found", b, err)
 		}
 	})
 	t.Run("job gone after seven days", func(t *testing.T) {
 		t.Parallel()
-		f := salesforcefake.Start(t, salesforcefake.Options{})
-		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
-		_, err := c.(connectors.Poller).Poll(ctxFor(t), `{"v":1,"jobs":[{"object":"Contact","id":"7505g0000099999999"}]}`)
+		_, c := setup(t, salesforcefake.Options{})
+		_, err := c.(connectors.Poller).Poll(connectortest.Ctx(t), `{"v":1,"jobs":[{"object":"Contact","id":"7505g0000099999999"}]}`)
 		if perm, _ := connectors.Classify(err); err == nil || perm || !strings.Contains(err.Error(), "no longer exists") {
 			t.Fatalf("err = %v; want retryable (erase again)", err)
 		}
 	})
 	t.Run("bad ref", func(t *testing.T) {
 		t.Parallel()
-		f := salesforcefake.Start(t, salesforcefake.Options{})
-		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
+		f, c := setup(t, salesforcefake.Options{})
 		for _, ref := range []string{"", "750x", `{"v":1,"jobs":[]}`, `{"v":1,"jobs":[{"object":"Contact","id":"../../x"}]}`, `{"v":1,"jobs":[{"object":"User","id":"7505g0000099999999"}]}`} {
-			_, err := c.(connectors.Poller).Poll(ctxFor(t), ref)
+			_, err := c.(connectors.Poller).Poll(connectortest.Ctx(t), ref)
 			if perm, _ := connectors.Classify(err); !perm {
 				t.Errorf("Poll(%q) = %v; want permanent", ref, err)
 			}
@@ -371,18 +373,15 @@ func TestJobEndings(t *testing.T) {
 	})
 }
 
-// refPoller polls a given job ref as if Erase had just returned it.
-type refPoller struct {
-	connectors.Connector
-	ref string
-}
-
-func (p refPoller) Erase(context.Context, connectors.Subject) (connectors.Outcome, error) {
-	return connectors.Running(p.ref, time.Millisecond), nil
-}
-
-func (p refPoller) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	return p.Connector.(connectors.Poller).Poll(ctx, ref)
+// callsUnder lists the calls f received to paths under prefix.
+func callsUnder(f *salesforcefake.Fake, prefix string) []fakevendor.Call {
+	var out []fakevendor.Call
+	for _, call := range f.Calls() {
+		if strings.HasPrefix(call.Path, prefix) {
+			out = append(out, call)
+		}
+	}
+	return out
 }
 
 // softDelete deletes a record the ordinary way, through the REST API as a
@@ -402,7 +401,7 @@ func softDelete(t *testing.T, f *salesforcefake.Fake, object, id string) {
 // before the request: afterwards queryAll finds nothing.
 func TestRecycleBin(t *testing.T) {
 	t.Parallel()
-	f := salesforcefake.Start(t, salesforcefake.Options{})
+	f, c := setup(t, salesforcefake.Options{})
 	s := connectors.Subject{Email: "recycled@example.com"}
 	id := f.Add("Contact", s.Email)
 	softDelete(t, f, "Contact", id)
@@ -410,8 +409,7 @@ func TestRecycleBin(t *testing.T) {
 	if f.CountEmail(s.Email) != 1 || f.Recycled(s.Email) != 1 {
 		t.Fatal("the fake does not keep soft-deleted records")
 	}
-	c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
-	if v, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 1 {
+	if v, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err != nil || v.Remaining != 1 {
 		t.Fatalf("Verify before = %+v, %v; a record in the Recycle Bin remains", v, err)
 	}
 	out, err := erase(t, c, s)
@@ -424,18 +422,13 @@ func TestRecycleBin(t *testing.T) {
 	if f.CountEmail("bystander@example.com") != 1 {
 		t.Error("the bystander lost a record")
 	}
-	if v, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 0 {
+	if v, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err != nil || v.Remaining != 0 {
 		t.Errorf("Verify after = %+v, %v", v, err)
 	}
-	var soap []fakevendor.Call
-	for _, call := range f.Calls() {
-		if strings.HasPrefix(call.Path, "/services/Soap/") {
-			soap = append(soap, call)
-		}
-		if strings.HasPrefix(call.Path, "/services/data/v60.0/jobs/") {
-			t.Errorf("a job was started with no live record: %s %s", call.Method, call.Path)
-		}
+	for _, call := range callsUnder(f, "/services/data/v60.0/jobs/") {
+		t.Errorf("a job was started with no live record: %s %s", call.Method, call.Path)
 	}
+	soap := callsUnder(f, "/services/Soap/")
 	if len(soap) != 1 {
 		t.Fatalf("%d SOAP calls, want one emptyRecycleBin", len(soap))
 	}
@@ -465,14 +458,14 @@ func TestRecycleBin(t *testing.T) {
 		f.Recycle(f.Add("Lead", s.Email))
 		f.Add("Lead", s.Email)
 		c := connectortest.Build(t, "salesforce", "sfdc", f.Config())
-		out, err := c.Erase(ctxFor(t), s)
+		out, err := c.Erase(connectortest.Ctx(t), s)
 		if err != nil || out.Status != connectors.StatusRunning {
 			t.Fatalf("Erase = %+v, %v; want running", out, err)
 		}
 		if f.Recycled(s.Email) != 0 {
 			t.Error("the Recycle Bin was not emptied before the jobs")
 		}
-		out, err = connectortest.EraseAndWait(ctxFor(t), refPoller{c, out.JobRef}, s, 5*time.Second)
+		out, err = pollToEnd(t, c, out.JobRef)
 		if err != nil || out.Status != connectors.StatusErased || out.Records != 4 {
 			t.Fatalf("Poll = %+v, %v; want 4 records (2 by jobs, 2 emptied)", out, err)
 		}
@@ -490,32 +483,24 @@ func TestRecycleBin(t *testing.T) {
 		}
 	})
 	t.Run("more than 200 in the Recycle Bin", func(t *testing.T) {
-		f := salesforcefake.Start(t, salesforcefake.Options{})
+		f, c := setup(t, salesforcefake.Options{})
 		s := connectors.Subject{Email: "hoarded@example.com"}
 		for range 201 {
 			f.Recycle(f.Add("Contact", s.Email))
 		}
-		out, err := erase(t, connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f)), s)
+		out, err := erase(t, c, s)
 		if err != nil || out.Records != 201 || f.QueryAllCount(s.Email) != 0 {
 			t.Fatalf("Erase = %+v, %v; %d left", out, err, f.QueryAllCount(s.Email))
 		}
-		var calls int
-		for _, call := range f.Calls() {
-			if strings.HasPrefix(call.Path, "/services/Soap/") {
-				calls++
-			}
-		}
-		if calls != 2 {
+		if calls := len(callsUnder(f, "/services/Soap/")); calls != 2 {
 			t.Errorf("%d emptyRecycleBin calls, want 2 (200 ids at most)", calls)
 		}
 	})
 	t.Run("cannot be emptied", func(t *testing.T) {
-		f := salesforcefake.Start(t, salesforcefake.Options{})
-		f.FailPurge("INSUFFICIENT_ACCESS_OR_READONLY")
 		s := connectors.Subject{Email: "stuck@example.com"}
+		f, c := setup(t, salesforcefake.Options{}, s.Email)
+		f.FailPurge("INSUFFICIENT_ACCESS_OR_READONLY")
 		f.Recycle(f.Add("Contact", s.Email))
-		f.Add("Contact", s.Email)
-		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 		_, err := erase(t, c, s)
 		perm, _ := connectors.Classify(err)
 		if err == nil || !perm {
@@ -532,21 +517,20 @@ func TestRecycleBin(t *testing.T) {
 		if f.Recycled(s.Email) != 1 {
 			t.Error("the record left the Recycle Bin")
 		}
-		if v, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining == 0 {
+		if v, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err != nil || v.Remaining == 0 {
 			t.Errorf("Verify = %+v, %v; the record in the Recycle Bin remains", v, err)
 		}
 	})
 	t.Run("deleted the ordinary way while the job ran", func(t *testing.T) {
-		f := salesforcefake.Start(t, salesforcefake.Options{})
+		f, c := setup(t, salesforcefake.Options{})
 		s := connectors.Subject{Email: "racing@example.com"}
 		id := f.Add("Contact", s.Email)
-		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
-		out, err := c.Erase(ctxFor(t), s)
+		out, err := c.Erase(connectortest.Ctx(t), s)
 		if err != nil || out.Status != connectors.StatusRunning {
 			t.Fatalf("Erase = %+v, %v", out, err)
 		}
 		softDelete(t, f, "Contact", id) // the job meets ENTITY_IS_DELETED
-		out, err = connectortest.EraseAndWait(ctxFor(t), refPoller{c, out.JobRef}, s, 5*time.Second)
+		out, err = pollToEnd(t, c, out.JobRef)
 		if err != nil || out.Status != connectors.StatusErased || out.Records != 1 {
 			t.Fatalf("Poll = %+v, %v; want the record emptied from the Recycle Bin", out, err)
 		}
@@ -561,15 +545,14 @@ func TestRecycleBin(t *testing.T) {
 		// Salesforce: emptied records "can be queried using queryAll()
 		// for some time, typically 24 hours". queryAll cannot tell them
 		// from restorable ones, so Verify stays on the safe side.
-		f := salesforcefake.Start(t, salesforcefake.Options{})
+		f, c := setup(t, salesforcefake.Options{})
 		f.KeepPurgedQueryable()
 		s := connectors.Subject{Email: "lingering@example.com"}
 		f.Recycle(f.Add("Contact", s.Email))
-		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 		if out, err := erase(t, c, s); err != nil || out.Records != 1 || f.CountEmail(s.Email) != 0 {
 			t.Fatalf("Erase = %+v, %v", out, err)
 		}
-		if v, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 1 || !strings.Contains(v.Evidence[0].Value, "not yet deleted physically") {
+		if v, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err != nil || v.Remaining != 1 || !strings.Contains(v.Evidence[0].Value, "not yet deleted physically") {
 			t.Errorf("Verify = %+v, %v; want the listed record counted", v, err)
 		}
 		_, err := erase(t, c, s)
@@ -598,12 +581,11 @@ func TestRecycleBin(t *testing.T) {
 			}, true, 0, "API Enabled"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				f := salesforcefake.Start(t, salesforcefake.Options{})
+				f, c := setup(t, salesforcefake.Options{})
 				f.Recycle(f.Add("Contact", s.Email))
-				c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 				f.Inject(1, f.PassThrough()) // the queryAll
 				f.Inject(1, tc.fault)        // the emptyRecycleBin
-				_, err := c.Erase(ctxFor(t), s)
+				_, err := c.Erase(connectortest.Ctx(t), s)
 				perm, after := connectors.Classify(err)
 				if err == nil || perm != tc.permanent || after != tc.after || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("err = %v (permanent %v, after %v); want permanent %v after %v, mentioning %q", err, perm, after, tc.permanent, tc.after, tc.want)
@@ -618,10 +600,9 @@ func TestRecycleBin(t *testing.T) {
 		}
 	})
 	t.Run("no permission", func(t *testing.T) {
-		f := salesforcefake.Start(t, salesforcefake.Options{})
+		f, c := setup(t, salesforcefake.Options{}, s.Email)
 		f.DenyHardDelete()
-		f.Add("Contact", s.Email)
-		_, err := erase(t, connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f)), s)
+		_, err := erase(t, c, s)
 		if perm, _ := connectors.Classify(err); !perm || !strings.Contains(err.Error(), `"Bulk API Hard Delete"`) || !strings.Contains(err.Error(), "INVALIDJOB") {
 			t.Fatalf("err = %v; want permanent naming the permission", err)
 		}
@@ -633,24 +614,14 @@ func TestRecycleBin(t *testing.T) {
 
 func TestPaging(t *testing.T) {
 	t.Parallel()
-	f := salesforcefake.Start(t, salesforcefake.Options{})
-	f.SetPageSize(2)
 	s := connectors.Subject{Email: "many@example.com"}
-	for range 5 {
-		f.Add("Contact", s.Email)
-	}
-	c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
+	f, c := setup(t, salesforcefake.Options{}, slices.Repeat([]string{s.Email}, 5)...)
+	f.SetPageSize(2)
 	out, err := erase(t, c, s)
 	if err != nil || out.Records != 5 || f.CountEmail(s.Email) != 0 {
 		t.Fatalf("Erase = %+v, %v; %d left", out, err, f.CountEmail(s.Email))
 	}
-	var more int
-	for _, call := range f.Calls() {
-		if strings.HasPrefix(call.Path, "/services/data/v60.0/query/") {
-			more++
-		}
-	}
-	if more != 2 {
+	if more := len(callsUnder(f, "/services/data/v60.0/query/")); more != 2 {
 		t.Errorf("%d nextRecordsUrl reads, want 2", more)
 	}
 }
@@ -661,11 +632,9 @@ func TestLimitsAndFaults(t *testing.T) {
 
 	t.Run("daily limit is retryable after a long wait", func(t *testing.T) {
 		t.Parallel()
-		f := salesforcefake.Start(t, salesforcefake.Options{})
-		f.Add("Contact", s.Email)
+		f, c := setup(t, salesforcefake.Options{}, s.Email)
 		f.DailyAllocation(2)
-		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
-		_, err := c.Erase(ctxFor(t), s) // query and job creation pass, the upload is refused
+		_, err := c.Erase(connectortest.Ctx(t), s) // query and job creation pass, the upload is refused
 		perm, after := connectors.Classify(err)
 		if perm || after != time.Hour || !strings.Contains(err.Error(), "REQUEST_LIMIT_EXCEEDED") {
 			t.Fatalf("err = %v (permanent %v, after %v); want retryable after 1h", err, perm, after)
@@ -676,22 +645,20 @@ func TestLimitsAndFaults(t *testing.T) {
 	})
 	t.Run("concurrent request limit waits a minute", func(t *testing.T) {
 		t.Parallel()
-		f := salesforcefake.Start(t, salesforcefake.Options{})
+		f, c := setup(t, salesforcefake.Options{})
 		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
 			salesforcefake.WriteErrors(w, 403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")
 		})
-		_, err := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f)).Erase(ctxFor(t), s)
+		_, err := c.Erase(connectortest.Ctx(t), s)
 		if perm, after := connectors.Classify(err); perm || after != time.Minute {
 			t.Fatalf("err = %v; want retryable after a minute", err)
 		}
 	})
 	t.Run("limit storm then success", func(t *testing.T) {
 		t.Parallel()
-		f := salesforcefake.Start(t, salesforcefake.Options{})
-		f.Add("Contact", s.Email)
+		f, c := setup(t, salesforcefake.Options{}, s.Email)
 		f.Inject(3, salesforcefake.LimitExceeded)
 		f.Inject(2, fakevendor.TooMany(2*time.Second)) // a proxy in front of Salesforce
-		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
 		var errs []error
 		for range 10 {
 			out, err := erase(t, c, s)
@@ -728,13 +695,9 @@ func TestLimitsAndFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := salesforcefake.Start(t, salesforcefake.Options{})
-			f.Add("Contact", s.Email)
+			f, c := setup(t, salesforcefake.Options{}, s.Email)
 			f.Inject(1, tc.fault)
-			c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			defer cancel()
-			_, err := c.Erase(ctx, s)
+			_, err := c.Erase(connectortest.Ctx(t), s)
 			if err == nil {
 				t.Fatal("Erase succeeded")
 			}
@@ -753,15 +716,13 @@ func TestLimitsAndFaults(t *testing.T) {
 	}
 	t.Run("upload fails: the job is aborted", func(t *testing.T) {
 		t.Parallel()
-		f := salesforcefake.Start(t, salesforcefake.Options{})
-		f.Add("Contact", s.Email)
-		c := connectortest.Build(t, "salesforce", "sfdc", contactsConfig(f))
+		f, c := setup(t, salesforcefake.Options{}, s.Email)
 		// Query and create pass; the upload meets a 500.
 		f.Inject(2, f.PassThrough())
 		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
 			salesforcefake.WriteErrors(w, 500, "UNKNOWN_EXCEPTION", "An unexpected error occurred")
 		})
-		_, err := c.Erase(ctxFor(t), s)
+		_, err := c.Erase(connectortest.Ctx(t), s)
 		if perm, _ := connectors.Classify(err); err == nil || perm || !strings.Contains(err.Error(), "job 7505g0000000000000") {
 			t.Fatalf("err = %v; want retryable naming the job", err)
 		}
@@ -791,7 +752,7 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	if a.CountEmail(s.Email) != 0 || b.CountEmail(s.Email) != 1 {
 		t.Fatalf("A holds %d, B holds %d", a.CountEmail(s.Email), b.CountEmail(s.Email))
 	}
-	if v, err := cb.(connectors.Verifier).Verify(ctxFor(t), s); err != nil || v.Remaining != 1 {
+	if v, err := cb.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err != nil || v.Remaining != 1 {
 		t.Fatalf("Verify B = %+v, %v", v, err)
 	}
 	for name, f := range map[string]*salesforcefake.Fake{"A": a, "B": b} {
@@ -816,7 +777,7 @@ func TestTokenFileIsReadPerCall(t *testing.T) {
 	}
 	c := connectortest.Build(t, "salesforce", "sfdc", "base_url: "+f.URL()+"\naccess_token: {file: "+path+"}\n").(connectors.Verifier)
 	s := connectors.Subject{Email: "rotate@example.com"}
-	if _, err := c.Verify(ctxFor(t), s); err != nil {
+	if _, err := c.Verify(connectortest.Ctx(t), s); err != nil {
 		t.Fatal(err)
 	}
 	// The token is refreshed by another process; the old one expires.
@@ -824,7 +785,7 @@ func TestTokenFileIsReadPerCall(t *testing.T) {
 	if err := os.WriteFile(path, []byte("second-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Verify(ctxFor(t), s); err != nil {
+	if _, err := c.Verify(connectortest.Ctx(t), s); err != nil {
 		t.Fatalf("after the refresh: %v", err)
 	}
 }
@@ -832,27 +793,11 @@ func TestTokenFileIsReadPerCall(t *testing.T) {
 func TestPlan(t *testing.T) {
 	t.Parallel()
 	const base = "base_url: https://acme.my.salesforce.com\naccess_token: x\nobjects: [Contact, Lead]\n"
-	for _, tc := range []struct {
-		name, yaml string
-		want       connectors.Plan
-	}{
-		{"email", base, connectors.EmailPlan()},
-		{"resolver", base + "resolve:\n  fields: {App_User_Id__c: user_ids.app, MobilePhone: phone}\n  record_ids: user_ids.sfdc\n", connectors.Plan{
-			Keys:      []connectors.Requirement{{connectors.Email}},
-			Uses:      []connectors.Kind{connectors.Email},
-			ResolveBy: []connectors.Kind{connectors.Email},
-			Gives:     []connectors.Kind{connectors.Phone, "user_ids.app", "user_ids.sfdc"}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := connectortest.TryPlan("salesforce", "sfdc", tc.yaml)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fmt.Sprint(got) != fmt.Sprint(tc.want.Normalized()) {
-				t.Errorf("plan = %+v, want %+v", got, tc.want.Normalized())
-			}
-		})
-	}
+	connectortest.RunPlanCases(t, "salesforce", connectortest.PlanCases{
+		{Name: "email", Instance: "sfdc", YAML: base, Keys: "[email]", Uses: "[email]"},
+		{Name: "resolver", Instance: "sfdc", YAML: base + "resolve:\n  fields: {App_User_Id__c: user_ids.app, MobilePhone: phone}\n  record_ids: user_ids.sfdc\n",
+			Keys: "[email]", Uses: "[email]", ResolveBy: "[email]", Gives: "[phone user_ids.app user_ids.sfdc]"},
+	})
 	if _, ok := connectortest.Build(t, "salesforce", "sfdc", base).(connectors.Resolver); ok {
 		t.Error("an instance without resolve is a resolver")
 	}
@@ -873,7 +818,7 @@ func TestResolve(t *testing.T) {
 	other := f.Add("Contact", "hara@example.com")
 	f.SetField(other, salesforcefake.AppUserIDField, "u-9")
 	c := connectortest.Build(t, "salesforce", "sfdc", f.ConfigWith(salesforcefake.ResolveConfig))
-	r, err := c.(connectors.Resolver).Resolve(ctxFor(t), s)
+	r, err := c.(connectors.Resolver).Resolve(connectortest.Ctx(t), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -901,7 +846,7 @@ func TestResolve(t *testing.T) {
 
 	t.Run("a field the org does not have", func(t *testing.T) {
 		c := connectortest.Build(t, "salesforce", "sfdc", f.ConfigWith("resolve:\n  fields: {Nope__c: user_ids.app}"))
-		_, err := c.(connectors.Resolver).Resolve(ctxFor(t), s)
+		_, err := c.(connectors.Resolver).Resolve(connectortest.Ctx(t), s)
 		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "INVALID_FIELD") {
 			t.Fatalf("err = %v; want permanent INVALID_FIELD", err)
 		}
@@ -925,7 +870,7 @@ func TestResolve(t *testing.T) {
 			{fakevendor.Malformed(), false},
 		} {
 			f.Inject(1, tc.fault)
-			_, err := c.(connectors.Resolver).Resolve(ctxFor(t), s)
+			_, err := c.(connectors.Resolver).Resolve(connectortest.Ctx(t), s)
 			if perm, _ := connectors.Classify(err); err == nil || perm != tc.permanent {
 				t.Errorf("Resolve = %v; want permanent %v", err, tc.permanent)
 			}

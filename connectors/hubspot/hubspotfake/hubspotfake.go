@@ -129,7 +129,7 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // Seed stores a contact with the subject's email (it needs one) and, in
 // AppUserIDProperty, its connectortest.UserIDSystem id if it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
-	id := f.Add(email(s, "Seed"))
+	id := f.Add(fakevendor.NeedEmail("hubspotfake: Seed", s))
 	if v := s.UserIDs[connectortest.UserIDSystem]; v != "" {
 		f.SetProperty(id, AppUserIDProperty, v)
 	}
@@ -140,16 +140,8 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 // contact someone deleted the ordinary way, restorable from HubSpot's
 // recycle bin for 90 days.
 func (f *Fake) SeedRecoverable(s connectors.Subject) int64 {
-	f.Archive(f.Add(email(s, "SeedRecoverable")))
+	f.Archive(f.Add(fakevendor.NeedEmail("hubspotfake: SeedRecoverable", s)))
 	return 1
-}
-
-// email is the subject's email, which what (Seed) needs.
-func email(s connectors.Subject, what string) string {
-	if s.Email == "" {
-		panic("hubspotfake: " + what + " needs a subject with an email")
-	}
-	return s.Email
 }
 
 // Count is how many contacts hold the subject's email, archived ones

@@ -144,10 +144,10 @@ func Start(t testing.TB, opt Options) *Fake {
 	srv.Handle("POST /services/Soap/u/{version}", f.soap)
 	srv.Handle("GET /services/data/{version}/query/{locator}", f.versioned(f.queryMore))
 	srv.Handle("POST /services/data/{version}/jobs/ingest", f.versioned(f.createJob))
-	srv.Handle("PUT /services/data/{version}/jobs/ingest/{jobId}/batches", f.versioned(f.upload))
-	srv.Handle("PATCH /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.patchJob))
-	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.getJob))
-	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}/failedResults/{$}", f.versioned(f.failedResults))
+	srv.Handle("PUT /services/data/{version}/jobs/ingest/{jobId}/batches", f.versioned(f.onJob(f.upload)))
+	srv.Handle("PATCH /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.onJob(f.patchJob)))
+	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.onJob(f.getJob)))
+	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}/failedResults/{$}", f.versioned(f.onJob(f.failedResults)))
 	srv.Handle("DELETE /services/data/{version}/sobjects/{object}/{id}", f.versioned(f.softDelete))
 	return f
 }
@@ -178,7 +178,7 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // and, in AppUserIDField, its connectortest.UserIDSystem id if it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
 	for _, o := range []string{"Contact", "Lead"} {
-		id := f.Add(o, email(s, "Seed"))
+		id := f.Add(o, fakevendor.NeedEmail("salesforcefake: Seed", s))
 		if v := s.UserIDs[connectortest.UserIDSystem]; v != "" {
 			f.SetField(id, AppUserIDField, v)
 		}
@@ -190,17 +190,9 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 // the Recycle Bin, as a plain delete leaves them: restorable for about 15
 // days, invisible to query, returned by queryAll.
 func (f *Fake) SeedRecoverable(s connectors.Subject) int64 {
-	f.Recycle(f.Add("Contact", email(s, "SeedRecoverable")))
+	f.Recycle(f.Add("Contact", fakevendor.NeedEmail("salesforcefake: SeedRecoverable", s)))
 	f.Recycle(f.Add("Lead", s.Email))
 	return 2
-}
-
-// email is the subject's email, which what (Seed) needs.
-func email(s connectors.Subject, what string) string {
-	if s.Email == "" {
-		panic("salesforcefake: " + what + " needs a subject with an email")
-	}
-	return s.Email
 }
 
 // Count is how many records hold the subject's email, those in the
@@ -264,6 +256,15 @@ func (f *Fake) purge(id string) {
 		return
 	}
 	delete(f.records, id)
+}
+
+// decode reads r's JSON body into v, or answers 400 JSON_PARSER_ERROR.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		WriteErrors(w, 400, "JSON_PARSER_ERROR", "cannot parse the request body")
+		return false
+	}
+	return true
 }
 
 // WriteErrors writes Salesforce's error body: a list of one error.
@@ -560,8 +561,7 @@ func (f *Fake) createJob(w http.ResponseWriter, r *http.Request) {
 		ContentType string `json:"contentType"`
 		LineEnding  string `json:"lineEnding"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		WriteErrors(w, 400, "JSON_PARSER_ERROR", "cannot parse the request body")
+	if !decode(w, r, &body) {
 		return
 	}
 	switch {
@@ -589,15 +589,9 @@ func (f *Fake) createJob(w http.ResponseWriter, r *http.Request) {
 	fakevendor.JSON(w, 200, f.jobJSON(id, j, r.PathValue("version")))
 }
 
-func (f *Fake) upload(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) upload(w http.ResponseWriter, r *http.Request, _ string, j *sfJob) {
 	if r.Header.Get("Content-Type") != "text/csv" {
 		WriteErrors(w, 400, "INVALIDCONTENTTYPE", "Content-Type must be text/csv")
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, j, ok := f.job(w, r)
-	if !ok {
 		return
 	}
 	if j.state != "Open" {
@@ -621,18 +615,11 @@ func (f *Fake) upload(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusCreated)
 }
 
-func (f *Fake) patchJob(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) patchJob(w http.ResponseWriter, r *http.Request, id string, j *sfJob) {
 	var body struct {
 		State string `json:"state"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		WriteErrors(w, 400, "JSON_PARSER_ERROR", "cannot parse the request body")
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	id, j, ok := f.job(w, r)
-	if !ok {
+	if !decode(w, r, &body) {
 		return
 	}
 	switch {
@@ -646,15 +633,20 @@ func (f *Fake) patchJob(w http.ResponseWriter, r *http.Request) {
 	fakevendor.JSON(w, 200, f.jobJSON(id, j, r.PathValue("version")))
 }
 
-// job finds the job of r's {jobId}, or answers 404 NOT_FOUND; f.mu is
-// held.
-func (f *Fake) job(w http.ResponseWriter, r *http.Request) (string, *sfJob, bool) {
-	id := r.PathValue("jobId")
-	j, ok := f.jobs[id]
-	if !ok {
-		notFound(w)
+// onJob is a handler of the job of r's {jobId}: it answers 404 NOT_FOUND
+// for a job the fake does not hold, else runs h with f.mu held.
+func (f *Fake) onJob(h func(w http.ResponseWriter, r *http.Request, id string, j *sfJob)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		id := r.PathValue("jobId")
+		j, ok := f.jobs[id]
+		if !ok {
+			notFound(w)
+			return
+		}
+		h(w, r, id, j)
 	}
-	return id, j, ok
 }
 
 // notFound is Salesforce's 404 for an unknown resource (or API version).
@@ -663,13 +655,7 @@ func notFound(w http.ResponseWriter) {
 }
 
 // getJob reports a job's state, advancing a closed job one step per read.
-func (f *Fake) getJob(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	id, j, ok := f.job(w, r)
-	if !ok {
-		return
-	}
+func (f *Fake) getJob(w http.ResponseWriter, r *http.Request, id string, j *sfJob) {
 	if j.state == "UploadComplete" || j.state == "InProgress" {
 		j.reads++
 		j.state = "InProgress"
@@ -716,13 +702,7 @@ func (f *Fake) run(j *sfJob) {
 	}
 }
 
-func (f *Fake) failedResults(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, j, ok := f.job(w, r)
-	if !ok {
-		return
-	}
+func (f *Fake) failedResults(w http.ResponseWriter, _ *http.Request, _ string, j *sfJob) {
 	if j.state != "JobComplete" && j.state != "Failed" && j.state != "Aborted" {
 		WriteErrors(w, 409, "INVALIDJOBSTATE", "the job is not finished")
 		return
@@ -766,12 +746,17 @@ type soapRequest struct {
 // WriteFault writes a SOAP fault as Salesforce's SOAP API does: HTTP 500
 // with faultcode sf:<code>.
 func WriteFault(w http.ResponseWriter, code, message string) {
+	writeFault(w, "sf:"+code, code+": "+message)
+}
+
+// writeFault writes a SOAP fault, HTTP 500 with faultcode and faultstring.
+func writeFault(w http.ResponseWriter, faultcode, faultstring string) {
 	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
 	w.WriteHeader(http.StatusInternalServerError)
 	var msg bytes.Buffer
-	_ = xml.EscapeText(&msg, []byte(message))
-	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>sf:%s</faultcode><faultstring>%s: %s</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>`,
-		code, code, msg.String())
+	_ = xml.EscapeText(&msg, []byte(faultstring))
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>%s</faultcode><faultstring>%s</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>`,
+		faultcode, msg.String())
 }
 
 // soap is POST /services/Soap/u/{version}: the Partner SOAP API, of which
@@ -782,9 +767,7 @@ func (f *Fake) soap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Header.Get("SOAPAction") == "" || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/xml") {
-		w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode><faultstring>No SOAPAction header!</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>`)
+		writeFault(w, "soapenv:Client", "No SOAPAction header!")
 		return
 	}
 	var env soapRequest
