@@ -5,8 +5,6 @@ package webhook
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,6 +19,7 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/vendorhttp"
 	"github.com/lethe-dev/lethe/connectors/vendorkit"
+	"github.com/lethe-dev/lethe/connectors/webhook/opendsr"
 )
 
 func init() {
@@ -218,24 +217,6 @@ func or(s, def string) string {
 	return s
 }
 
-// identity is one entry of subject_identities.
-type identity struct {
-	Type   string `json:"identity_type"`
-	Value  string `json:"identity_value"`
-	Format string `json:"identity_format"`
-}
-
-// createRequest is the body of POST /requests.
-type createRequest struct {
-	SubjectRequestID   string     `json:"subject_request_id"`
-	SubjectRequestType string     `json:"subject_request_type"`
-	Regulation         string     `json:"regulation"`
-	SubjectIdentities  []identity `json:"subject_identities"`
-	SubmittedTime      string     `json:"submitted_time"`
-	APIVersion         string     `json:"api_version"`
-	StatusCallbackURLs []string   `json:"status_callback_urls"`
-}
-
 // createResponse is the processor's 201 answer.
 type createResponse struct {
 	ControllerID           string `json:"controller_id"`
@@ -267,17 +248,16 @@ func (s statusResponse) status() string {
 
 // identities lists what the processor is sent about s, hashed when so
 // configured.
-func (c *connector) identities(s connectors.Subject) []identity {
-	var ids []identity
+func (c *connector) identities(s connectors.Subject) []opendsr.Identity {
+	var ids []opendsr.Identity
 	add := func(typ, v string) {
 		if v == "" {
 			return
 		}
 		if c.format == formatSHA256 {
-			sum := sha256.Sum256([]byte(v))
-			v = hex.EncodeToString(sum[:])
+			v = opendsr.SHA256(v)
 		}
-		ids = append(ids, identity{Type: typ, Value: v, Format: c.format})
+		ids = append(ids, opendsr.Identity{Type: typ, Value: v, Format: c.format})
 	}
 	add("email", strings.ToLower(strings.TrimSpace(s.Email)))
 	add(c.phoneType, strings.TrimSpace(s.Phone))
@@ -297,7 +277,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	if err != nil {
 		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("generate a subject_request_id: %w", err), 0)
 	}
-	body := createRequest{
+	body := opendsr.CreateRequest{
 		SubjectRequestID:   id.String(),
 		SubjectRequestType: "erasure",
 		Regulation:         c.regulation,

@@ -19,6 +19,7 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	"github.com/lethe-dev/lethe/connectors/webhook/opendsr"
 	"github.com/lethe-dev/lethe/connectors/webhook/webhookfake"
 )
 
@@ -37,12 +38,12 @@ func billingConfig(p *webhookfake.Fake, extra ...string) string {
 }
 
 // created returns the create requests p received, decoded.
-func created(t *testing.T, p *webhookfake.Fake) []createRequest {
+func created(t *testing.T, p *webhookfake.Fake) []opendsr.CreateRequest {
 	t.Helper()
-	var out []createRequest
+	var out []opendsr.CreateRequest
 	for _, c := range p.Calls() {
 		if c.Method == http.MethodPost && strings.HasSuffix(c.Path, "/requests") {
-			var b createRequest
+			var b opendsr.CreateRequest
 			if err := json.Unmarshal(c.Body, &b); err != nil {
 				t.Fatalf("create body: %v", err)
 			}
@@ -375,10 +376,10 @@ func TestRequestMatchesContract(t *testing.T) {
 	if len(b.StatusCallbackURLs) != 1 || b.StatusCallbackURLs[0] != cb {
 		t.Errorf("status_callback_urls = %v", b.StatusCallbackURLs)
 	}
-	want := []identity{
-		{"email", "hal@example.com", "raw"},
-		{"phone", "+447700900123", "raw"},
-		{"controller_customer_id", "cus_42", "raw"},
+	want := []opendsr.Identity{
+		{Type: "email", Value: "hal@example.com", Format: "raw"},
+		{Type: "phone", Value: "+447700900123", Format: "raw"},
+		{Type: "controller_customer_id", Value: "cus_42", Format: "raw"},
 	}
 	if !slices.Equal(b.SubjectIdentities, want) {
 		t.Errorf("subject_identities = %+v, want %+v", b.SubjectIdentities, want)

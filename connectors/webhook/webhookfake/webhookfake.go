@@ -12,10 +12,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"mime"
@@ -30,6 +28,7 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	"github.com/lethe-dev/lethe/connectors/webhook/opendsr"
 )
 
 // The fake processor's identity, as callbacks name it, and its defaults.
@@ -42,15 +41,6 @@ const (
 	DefaultToken = "tok-billing-123"
 	// Records is how many records Seed gives the processor per subject.
 	Records = 3
-)
-
-// OpenDSR's callback headers.
-const (
-	headerDomain    = "X-OpenDSR-Processor-Domain"
-	headerSignature = "X-OpenDSR-Signature"
-	// headerTimestamp is Lethe's addition: the signature covers
-	// "<timestamp>.<body>" (docs/connectors/webhook.md).
-	headerTimestamp = "X-Lethe-Timestamp"
 )
 
 var uuidV4Re = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -85,31 +75,13 @@ type Fake struct {
 
 var _ connectortest.Vendor = (*Fake)(nil)
 
-// identity is one entry of subject_identities.
-type identity struct {
-	Type   string `json:"identity_type"`
-	Value  string `json:"identity_value"`
-	Format string `json:"identity_format"`
-}
-
-// createRequest is the body of POST /requests.
-type createRequest struct {
-	SubjectRequestID   string     `json:"subject_request_id"`
-	SubjectRequestType string     `json:"subject_request_type"`
-	Regulation         string     `json:"regulation"`
-	SubjectIdentities  []identity `json:"subject_identities"`
-	SubmittedTime      string     `json:"submitted_time"`
-	APIVersion         string     `json:"api_version"`
-	StatusCallbackURLs []string   `json:"status_callback_urls"`
-}
-
 type person struct {
 	ids     map[string]string // identity_type → raw value
 	records int64
 }
 
 type dsr struct {
-	body     createRequest
+	body     opendsr.CreateRequest
 	received time.Time
 	polls    int
 	status   string
@@ -272,7 +244,7 @@ func (p *Fake) discovery(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkCreate holds a create request to the contract, returning what is wrong.
-func checkCreate(raw []byte, body *createRequest) string {
+func checkCreate(raw []byte, body *opendsr.CreateRequest) string {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
 		return "the body is not a JSON object"
@@ -322,7 +294,7 @@ func (p *Fake) create(w http.ResponseWriter, r *http.Request) {
 	}
 	var raw bytes.Buffer
 	_, _ = raw.ReadFrom(r.Body)
-	var body createRequest
+	var body opendsr.CreateRequest
 	if msg := checkCreate(raw.Bytes(), &body); msg != "" {
 		WriteError(w, http.StatusBadRequest, msg)
 		return
@@ -348,7 +320,7 @@ func (p *Fake) create(w http.ResponseWriter, r *http.Request) {
 }
 
 // matches reports whether the request names ps by any identity.
-func matches(ps *person, ids []identity) bool {
+func matches(ps *person, ids []opendsr.Identity) bool {
 	for _, id := range ids {
 		v, ok := ps.ids[id.Type]
 		if !ok {
@@ -356,8 +328,7 @@ func matches(ps *person, ids []identity) bool {
 		}
 		switch id.Format {
 		case "sha256":
-			sum := sha256.Sum256([]byte(v))
-			v = hex.EncodeToString(sum[:])
+			v = opendsr.SHA256(v)
 		case "raw":
 		default:
 			continue
@@ -466,10 +437,10 @@ func (p *Fake) callback(urls []string, status map[string]any) {
 			continue
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(headerDomain, Domain)
+		req.Header.Set(opendsr.HeaderDomain, Domain)
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
-		req.Header.Set(headerTimestamp, ts)
-		req.Header.Set(headerSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(p.priv, []byte(ts+"."+string(b)))))
+		req.Header.Set(opendsr.HeaderTimestamp, ts)
+		req.Header.Set(opendsr.HeaderSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(p.priv, []byte(ts+"."+string(b)))))
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
