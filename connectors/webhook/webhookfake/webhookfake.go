@@ -383,44 +383,44 @@ func (p *Fake) statusBody(id string, d *dsr) map[string]any {
 }
 
 func (p *Fake) status(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	p.mu.Lock()
-	d, ok := p.requests[id]
-	if !ok {
-		p.mu.Unlock()
-		WriteError(w, http.StatusNotFound, "no such request")
-		return
+	if body, ok := p.update(w, r.PathValue("id"), p.advance); ok {
+		fakevendor.JSON(w, http.StatusOK, body)
 	}
-	changed := p.advance(d)
-	body := p.statusBody(id, d)
-	urls := d.body.StatusCallbackURLs
-	p.mu.Unlock()
-	if changed {
-		p.callback(urls, body)
-	}
-	fakevendor.JSON(w, http.StatusOK, body)
 }
 
 func (p *Fake) cancel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	_, ok := p.update(w, id, func(d *dsr) bool {
+		if d.status != "pending" && d.status != "in_progress" {
+			return false
+		}
+		d.status = "cancelled"
+		return true
+	})
+	if ok {
+		fakevendor.JSON(w, http.StatusAccepted, map[string]any{"subject_request_id": id, "received_time": time.Now().UTC().Format(time.RFC3339)})
+	}
+}
+
+// update applies change to request id and, when change reports that the
+// status changed, sends the callbacks; it returns the request's status
+// body, or false after answering 404 for an unknown id.
+func (p *Fake) update(w http.ResponseWriter, id string, change func(*dsr) bool) (map[string]any, bool) {
 	p.mu.Lock()
 	d, ok := p.requests[id]
 	if !ok {
 		p.mu.Unlock()
 		WriteError(w, http.StatusNotFound, "no such request")
-		return
+		return nil, false
 	}
-	changed := d.status == "pending" || d.status == "in_progress"
-	if changed {
-		d.status = "cancelled"
-	}
+	changed := change(d)
 	body := p.statusBody(id, d)
 	urls := d.body.StatusCallbackURLs
 	p.mu.Unlock()
 	if changed {
 		p.callback(urls, body)
 	}
-	fakevendor.JSON(w, http.StatusAccepted, map[string]any{"subject_request_id": id, "received_time": time.Now().UTC().Format(time.RFC3339)})
+	return body, true
 }
 
 // callback POSTs a signed status change to each callback URL, as OpenDSR
