@@ -177,7 +177,7 @@ func TestCallbackSignatures(t *testing.T) {
 			t.Parallel()
 			cb := cbConnector(t, tt.key)
 			body := statusJSON("completed", `,"records":2`)
-			ref, out, err := callback(ctx(t), cb, headers(tt.sign(stamped(body))), body)
+			ref, out, err := callback(connectortest.Ctx(t), cb, headers(tt.sign(stamped(body))), body)
 			if err != nil {
 				t.Fatalf("valid callback refused: %v", err)
 			}
@@ -232,7 +232,7 @@ func TestCallbackRefusals(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, _, err := callback(ctx(t), cb, tt.header(), tt.body)
+			_, _, err := callback(connectortest.Ctx(t), cb, tt.header(), tt.body)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.want)
 			}
@@ -242,7 +242,7 @@ func TestCallbackRefusals(t *testing.T) {
 	t.Run("instance without a key", func(t *testing.T) {
 		t.Parallel()
 		c := connectortest.Build(t, "webhook", "billing", "base_url: https://dsr.billing.example")
-		if _, _, err := callback(ctx(t), c.(connectors.Callbacker), good, body); err == nil {
+		if _, _, err := callback(connectortest.Ctx(t), c.(connectors.Callbacker), good, body); err == nil {
 			t.Fatal("a callback was taken without a key to check it")
 		}
 	})
@@ -268,7 +268,7 @@ func TestCallbackStatuses(t *testing.T) {
 		{"weird", "", connectors.StatusRunning, 0, false},
 	} {
 		body := statusJSON(tt.status, tt.extra)
-		ref, out, err := callback(ctx(t), cb, headers(ed25519.Sign(edPriv, stamped(body))), body)
+		ref, out, err := callback(connectortest.Ctx(t), cb, headers(ed25519.Sign(edPriv, stamped(body))), body)
 		if err != nil {
 			t.Errorf("%s%s: %v", tt.status, tt.extra, err)
 			continue
@@ -312,7 +312,7 @@ func TestCallbacksFromTheFakeProcessor(t *testing.T) {
 
 	s := connectors.Subject{Email: "pat@example.com"}
 	p.Seed(s)
-	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
+	out, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, s, 5*time.Second)
 	if err != nil || out.Status != connectors.StatusErased {
 		t.Fatalf("erase = %+v, %v", out, err)
 	}
@@ -365,19 +365,19 @@ func TestCallbackTimestamps(t *testing.T) {
 		{"timestamp not a number", at("yesterday", []byte("yesterday."+string(body))), "not a Unix time"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := cb.Callback(ctx(t), tt.header, body); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := cb.Callback(connectortest.Ctx(t), tt.header, body); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.want)
 			}
 		})
 	}
 
-	first, err := cb.Callback(ctx(t), headers(ed25519.Sign(edPriv, stamped(body))), body)
+	first, err := cb.Callback(connectortest.Ctx(t), headers(ed25519.Sign(edPriv, stamped(body))), body)
 	if err != nil || first.ID == "" {
 		t.Fatalf("a fresh callback = %+v, %v", first, err)
 	}
-	again, _ := cb.Callback(ctx(t), headers(ed25519.Sign(edPriv, stamped(body))), body)
+	again, _ := cb.Callback(connectortest.Ctx(t), headers(ed25519.Sign(edPriv, stamped(body))), body)
 	later := unix(time.Second)
-	other, err := cb.Callback(ctx(t), at(later, []byte(later+"."+string(body))), body)
+	other, err := cb.Callback(connectortest.Ctx(t), at(later, []byte(later+"."+string(body))), body)
 	if again.ID != first.ID || err != nil || (later != stampNow && other.ID == first.ID) {
 		t.Errorf("IDs: %q, again %q, another timestamp %q (%v): the same signed message must have one ID, another message another", first.ID, again.ID, other.ID, err)
 	}
@@ -389,10 +389,10 @@ func TestCallbackTimestamps(t *testing.T) {
 		"processor_public_key: " + key,
 		"body_only_signatures: true",
 	}, "\n")).(connectors.Callbacker)
-	if got, err := plain.Callback(ctx(t), at("", body), body); err != nil || got.JobRef != cbID || got.ID == "" {
+	if got, err := plain.Callback(connectortest.Ctx(t), at("", body), body); err != nil || got.JobRef != cbID || got.ID == "" {
 		t.Errorf("body-only signature with body_only_signatures = %+v, %v", got, err)
 	}
-	if _, err := plain.Callback(ctx(t), at(stale, []byte(stale+"."+string(body))), body); err == nil {
+	if _, err := plain.Callback(connectortest.Ctx(t), at(stale, []byte(stale+"."+string(body))), body); err == nil {
 		t.Error("a stale timestamp was taken because body-only signatures are allowed")
 	}
 }
