@@ -4,6 +4,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -146,7 +147,7 @@ func (c *Config) Validate() error {
 // phone, the user id under user_id_system) and matches on any of them, so
 // any one is enough and all are used.
 func (c Config) Plan(name string) connectors.Plan {
-	oneOf := connectors.Requirement{connectors.Email, connectors.Phone, connectors.UserIDKind(or(c.UserIDSystem, name))}
+	oneOf := connectors.Requirement{connectors.Email, connectors.Phone, connectors.UserIDKind(vendorkit.System(c.UserIDSystem, name))}
 	return connectors.Plan{Keys: []connectors.Requirement{oneOf}, Uses: oneOf}
 }
 
@@ -196,9 +197,9 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		base:         cfg.BaseURL,
 		regulation:   cfg.Regulation,
 		format:       cfg.IdentityFormat,
-		phoneType:    or(cfg.PhoneType, defaultPhoneType),
-		userIDType:   or(cfg.UserIDType, defaultUserIDType),
-		userIDSystem: or(cfg.UserIDSystem, name),
+		phoneType:    cmp.Or(cfg.PhoneType, defaultPhoneType),
+		userIDType:   cmp.Or(cfg.UserIDType, defaultUserIDType),
+		userIDSystem: vendorkit.System(cfg.UserIDSystem, name),
 		callbackURL:  cfg.CallbackURL,
 		domain:       cfg.ProcessorDomain,
 		keys:         keys,
@@ -208,13 +209,6 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		pollInterval: cfg.PollInterval,
 	}
 	return c, nil
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // createResponse is the processor's 201 answer.
@@ -289,20 +283,13 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	if c.callbackURL != "" {
 		body.StatusCallbackURLs = []string{c.callbackURL}
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodPost, c.base+"/requests", body)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	resp, err := c.http.Do(ctx, req, "create request", http.StatusNotFound)
+	var created createResponse
+	resp, err := c.http.Send(ctx, http.MethodPost, c.base+"/requests", body, &created, "create request", http.StatusNotFound)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("OpenDSR processor create request: 404 Not Found: no OpenDSR endpoint at base_url + /requests; check base_url")
-	}
-	var created createResponse
-	if err := resp.JSON(&created); err != nil {
-		return connectors.Outcome{}, err
 	}
 	if created.SubjectRequestID != "" && !strings.EqualFold(created.SubjectRequestID, body.SubjectRequestID) {
 		// The request was filed, but the answer is about another one:
@@ -348,20 +335,13 @@ func (c *connector) Poll(ctx context.Context, jobRef string) (connectors.Outcome
 	if err != nil {
 		return connectors.Outcome{}, connectors.Permanent(err)
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+"/requests/"+id, nil)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	resp, err := c.http.Do(ctx, req, "request status", http.StatusNotFound)
+	var st statusResponse
+	resp, err := c.http.Send(ctx, http.MethodGet, c.base+"/requests/"+id, nil, &st, "request status", http.StatusNotFound)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("OpenDSR processor request status: 404 Not Found: the processor does not know request %s (check base_url, or whether it was deleted)", id)
-	}
-	var st statusResponse
-	if err := resp.JSON(&st); err != nil {
-		return connectors.Outcome{}, err
 	}
 	if st.SubjectRequestID != "" && !strings.EqualFold(st.SubjectRequestID, id) {
 		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("OpenDSR processor request status: the answer is about another request than %s", id), 0)
