@@ -96,8 +96,13 @@ func cbConnector(t testing.TB, keyConfig string) connectors.Callbacker {
 	return cb
 }
 
-func inlinePEM(typ string, der []byte) string {
-	return "|\n  " + strings.ReplaceAll(strings.TrimSpace(string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))), "\n", "\n  ")
+// inlinePEM is a YAML block holding a PEM block of typ for each der.
+func inlinePEM(typ string, ders ...[]byte) string {
+	var b []byte
+	for _, der := range ders {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})...)
+	}
+	return "|\n  " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n  ")
 }
 
 func signEd(priv ed25519.PrivateKey) func([]byte) []byte {
@@ -158,9 +163,7 @@ func TestCallbackSignatures(t *testing.T) {
 	}
 	// Two keys: the old one still verifies while the processor rotates.
 	_, oldPriv, _ := ed25519.GenerateKey(rand.Reader)
-	rotating := "|\n  " + strings.ReplaceAll(strings.TrimSpace(
-		string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: mustPKIX(t, oldPriv.Public())}))+
-			string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: mustPKIX(t, edPub)}))), "\n", "\n  ")
+	rotating := inlinePEM("PUBLIC KEY", mustPKIX(t, oldPriv.Public()), mustPKIX(t, edPub))
 
 	for _, tt := range []struct {
 		name string
