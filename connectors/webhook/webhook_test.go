@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -26,8 +25,6 @@ const (
 	testToken    = webhookfake.DefaultToken
 	fakeInstance = "billing" // the connector instance the tests build
 )
-
-var uuidV4Re = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // billingConfig is the config of a connector pointed at p, reading user
 // ids under the instance's name (the connector's default), with extra
@@ -159,7 +156,7 @@ func TestPollsJobToCompletion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.Status != connectors.StatusRunning || !uuidV4Re.MatchString(out.JobRef) || out.PollAfter != 90*time.Minute {
+	if out.Status != connectors.StatusRunning || !opendsr.IsRequestID(out.JobRef) || out.PollAfter != 90*time.Minute {
 		t.Fatalf("Erase = %+v, want running with a UUID v4 job ref and poll after 90m", out)
 	}
 	if ev := evidence(out); ev["subject_request_id"] != out.JobRef || ev["expected_completion_time"] == "" || ev["received_time"] == "" {
@@ -185,7 +182,7 @@ func TestPollsJobToCompletion(t *testing.T) {
 		t.Errorf("records = %d, want %d", out.Records, webhookfake.Records)
 	}
 	ev := evidence(out)
-	if ev["request_status"] != "completed" || ev["records"] != "3" || !uuidV4Re.MatchString(ev["subject_request_id"]) {
+	if ev["request_status"] != "completed" || ev["records"] != "3" || !opendsr.IsRequestID(ev["subject_request_id"]) {
 		t.Errorf("final evidence = %v", out.Evidence)
 	}
 	if n := p.Count(s); n != 0 {

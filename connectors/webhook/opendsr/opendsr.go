@@ -7,6 +7,7 @@ package opendsr
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"regexp"
 )
 
 // Callback headers of OpenDSR.
@@ -37,6 +38,12 @@ type CreateRequest struct {
 	APIVersion         string     `json:"api_version"`
 	StatusCallbackURLs []string   `json:"status_callback_urls"`
 }
+
+// IsRequestID reports whether id is a subject_request_id as OpenDSR 2.0
+// requires it: a UUID of version 4, in lower case.
+func IsRequestID(id string) bool { return requestIDRe.MatchString(id) }
+
+var requestIDRe = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // SHA256 is v in identity_format sha256: its hex SHA-256.
 func SHA256(v string) string {

@@ -18,7 +18,6 @@ import (
 	"encoding/pem"
 	"mime"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,8 +41,6 @@ const (
 	// Records is how many records Seed gives the processor per subject.
 	Records = 3
 )
-
-var uuidV4Re = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // Options tunes a fake: its rate limit answers as most HTTP services do
 // (OpenDSR defines no rate-limit answer), 429 with Retry-After: 1; a
@@ -260,7 +257,7 @@ func checkCreate(raw []byte, body *opendsr.CreateRequest) string {
 		return "the body does not match the schema"
 	}
 	switch {
-	case !uuidV4Re.MatchString(body.SubjectRequestID):
+	case !opendsr.IsRequestID(body.SubjectRequestID):
 		return "subject_request_id must be a UUID v4"
 	case body.SubjectRequestType != "erasure" && body.SubjectRequestType != "access" && body.SubjectRequestType != "portability":
 		return "subject_request_type must be erasure, access or portability"
