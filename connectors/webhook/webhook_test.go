@@ -419,7 +419,7 @@ func TestSHA256Identities(t *testing.T) {
 		if i == 1 {
 			v = s.Phone
 		}
-		if id.Type != types[i] || id.Format != "sha256" || id.Value != sha256Hex(v) {
+		if id.Type != types[i] || id.Format != "sha256" || id.Value != opendsr.SHA256(v) {
 			t.Errorf("identity %d = %+v, want %s of the normalised value", i, id, types[i])
 		}
 	}
