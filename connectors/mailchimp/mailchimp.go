@@ -131,11 +131,20 @@ func subscriberHash(email string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// noEmail refuses a subject without an email: the plan makes the runtime
-// wait for one, and without it nothing was looked up, which is never "not
-// found" or "clean".
-func noEmail() error {
-	return connectors.Permanentf("the subject has no email address: Mailchimp members are found by email only (check the instance's keys)")
+// member is what Erase and Verify work on: the subscriber hash of s's
+// email and the audiences to look in, with evidence of how they were
+// found. A subject without an email is refused: the plan makes the
+// runtime wait for one, and without it nothing was looked up, which is
+// never "not found" or "clean".
+func (c *connector) member(ctx context.Context, s connectors.Subject) (hash string, lists []string, ev []connectors.Evidence, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", nil, nil, err
+	}
+	if s.Email == "" {
+		return "", nil, nil, connectors.Permanentf("the subject has no email address: Mailchimp members are found by email only (check the instance's keys)")
+	}
+	lists, ev, err = c.audiences(ctx)
+	return subscriberHash(s.Email), lists, ev, err
 }
 
 // Erase permanently deletes the subject from every audience, an archived
@@ -144,14 +153,7 @@ func noEmail() error {
 // audience does not stop the others from being erased; it is reported as
 // a permanent error afterwards.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	if err := ctx.Err(); err != nil {
-		return connectors.Outcome{}, err
-	}
-	if s.Email == "" {
-		return connectors.Outcome{}, noEmail()
-	}
-	hash := subscriberHash(s.Email)
-	lists, ev, err := c.audiences(ctx)
+	hash, lists, ev, err := c.member(ctx, s)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
@@ -190,11 +192,7 @@ var errNoSuchList = errors.New("no such audience")
 // there and for an audience that does not exist; a configured audience is
 // looked up the first time to tell them apart.
 func (c *connector) deleteMember(ctx context.Context, list, hash string) (bool, error) {
-	req, err := vendorhttp.JSONRequest(http.MethodPost, c.memberURL(list, hash)+"/actions/delete-permanent", nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := c.http.Do(ctx, req, "delete-permanent in audience "+list, http.StatusNotFound)
+	resp, err := c.http.Send(ctx, http.MethodPost, c.memberURL(list, hash)+"/actions/delete-permanent", nil, nil, "delete-permanent in audience "+list, http.StatusNotFound)
 	if err != nil {
 		return false, err
 	}
@@ -224,11 +222,7 @@ func (c *connector) memberURL(list, hash string) string {
 }
 
 func (c *connector) listExists(ctx context.Context, list string) (bool, error) {
-	req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+"/lists/"+url.PathEscape(list)+"?fields=id", nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := c.http.Do(ctx, req, "audience lookup", http.StatusNotFound)
+	resp, err := c.http.Send(ctx, http.MethodGet, c.base+"/lists/"+url.PathEscape(list)+"?fields=id", nil, nil, "audience lookup", http.StatusNotFound)
 	if err != nil {
 		return false, err
 	}
@@ -248,20 +242,12 @@ func (c *connector) audiences(ctx context.Context) ([]string, []connectors.Evide
 		if offset > 0 {
 			q += fmt.Sprintf("&offset=%d", offset)
 		}
-		req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+"/lists"+q, nil)
-		if err != nil {
-			return nil, nil, err
-		}
-		resp, err := c.http.Do(ctx, req, "list audiences")
-		if err != nil {
-			return nil, nil, err
-		}
 		var body struct {
 			Lists []struct {
 				ID string `json:"id"`
 			} `json:"lists"`
 		}
-		if err := resp.JSON(&body); err != nil {
+		if _, err := c.http.Send(ctx, http.MethodGet, c.base+"/lists"+q, nil, &body, "list audiences"); err != nil {
 			return nil, nil, err
 		}
 		for _, l := range body.Lists {
@@ -281,23 +267,12 @@ func (c *connector) audiences(ctx context.Context) ([]string, []connectors.Evide
 // audiences that still hold it (archived or not).
 func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
 	var v connectors.Verification
-	if err := ctx.Err(); err != nil {
-		return v, err
-	}
-	if s.Email == "" {
-		return v, noEmail()
-	}
-	hash := subscriberHash(s.Email)
-	lists, _, err := c.audiences(ctx)
+	hash, lists, _, err := c.member(ctx, s)
 	if err != nil {
 		return v, err
 	}
 	for _, id := range lists {
-		req, err := vendorhttp.JSONRequest(http.MethodGet, c.memberURL(id, hash)+"?fields=id", nil)
-		if err != nil {
-			return connectors.Verification{}, err
-		}
-		resp, err := c.http.Do(ctx, req, "member lookup in audience "+id, http.StatusNotFound)
+		resp, err := c.http.Send(ctx, http.MethodGet, c.memberURL(id, hash)+"?fields=id", nil, nil, "member lookup in audience "+id, http.StatusNotFound)
 		if err != nil {
 			return connectors.Verification{}, err
 		}

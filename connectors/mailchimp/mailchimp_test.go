@@ -29,14 +29,21 @@ func newConnector(t testing.TB, f *mailchimpfake.Fake, lists ...string) connecto
 	return connectortest.Build(t, "mailchimp", instance, mailchimpfake.ConfigFor(f.URL(), f.Key(), lists...))
 }
 
-// buildWith builds through the registry with the runtime's dependencies
-// (an HTTP client, an environment), as Lethe does at start-up.
-func buildWith(_ testing.TB, yamlConfig string, deps connectors.Deps) (connectors.Connector, error) {
-	return connectortest.TryBuildWith("mailchimp", instance, yamlConfig, deps)
-}
+// subject is the i-th test subject; Mailchimp reads only its email.
+var subject = connectortest.VendorSubject
 
-func subject(i int) connectors.Subject {
-	return connectors.Subject{Email: fmt.Sprintf("subject%d@example.com", i)}
+// erased erases s through c and fails the test unless s was erased from
+// want audiences.
+func erased(t *testing.T, c connectors.Connector, s connectors.Subject, want int64) connectors.Outcome {
+	t.Helper()
+	out, err := c.Erase(connectortest.Ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Status != connectors.StatusErased || out.Records != want {
+		t.Fatalf("outcome = %q with %d records, want erased %d", out.Status, out.Records, want)
+	}
+	return out
 }
 
 // TestVendor runs the conformance suite and the vendor cases against the
@@ -96,7 +103,7 @@ func TestBaseURLComesFromTheKeysDataCentre(t *testing.T) {
 		got = append(got, r.Method+" "+r.URL.String())
 		return &http.Response{StatusCode: http.StatusNoContent, Body: io.NopCloser(strings.NewReader("")), Header: http.Header{}}, nil
 	})}
-	c, err := buildWith(t, "api_key: {env: MC_KEY}\nlists: [a1b2c3d4e5]\n", connectors.Deps{
+	c, err := connectortest.TryBuildWith("mailchimp", instance, "api_key: {env: MC_KEY}\nlists: [a1b2c3d4e5]\n", connectors.Deps{
 		HTTPClient: client,
 		Getenv:     func(k string) string { return map[string]string{"MC_KEY": "0123456789abcdef-us21"}[k] },
 	})
@@ -128,13 +135,7 @@ func TestRequestsFollowTheDocumentedContract(t *testing.T) {
 	s := subject(1)
 	f.Add(s.Email, audiences[0], audiences[2])
 	c := newConnector(t, f, audiences...)
-	out, err := c.Erase(connectortest.Ctx(t), s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out.Status != connectors.StatusErased || out.Records != 2 {
-		t.Fatalf("outcome = %q with %d records, want erased 2", out.Status, out.Records)
-	}
+	out := erased(t, c, s, 2)
 	for _, l := range []string{audiences[0], audiences[2]} {
 		if !f.Forgotten(l, s.Email) {
 			t.Errorf("audience %s: the member was not deleted permanently", l)
@@ -200,14 +201,7 @@ func TestAllListsEnumeratesEveryAudience(t *testing.T) {
 	s := subject(2)
 	f.Add(s.Email, ids[3], ids[1000])
 	f.Add(subject(3).Email, ids[3])
-	c := newConnector(t, f) // all_lists: true
-	out, err := c.Erase(connectortest.Ctx(t), s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out.Status != connectors.StatusErased || out.Records != 2 {
-		t.Fatalf("outcome = %q with %d records, want erased 2", out.Status, out.Records)
-	}
+	erased(t, newConnector(t, f), s, 2) // all_lists: true
 	if n := f.CountEmail(s.Email); n != 0 {
 		t.Errorf("%d audiences still hold the subject", n)
 	}
@@ -386,10 +380,7 @@ func TestArchivedMembersArePurged(t *testing.T) {
 	if err != nil || v.Remaining != 2 {
 		t.Fatalf("Verify before = %+v, %v; the archived member remains", v, err)
 	}
-	out, err := c.Erase(connectortest.Ctx(t), s)
-	if err != nil || out.Status != connectors.StatusErased || out.Records != 2 {
-		t.Fatalf("Erase = %+v, %v; want 2 audiences", out, err)
-	}
+	erased(t, c, s, 2)
 	if f.CountEmail(s.Email) != 0 || !f.Forgotten(audiences[0], s.Email) {
 		t.Errorf("the archived member was not deleted permanently")
 	}
@@ -403,8 +394,8 @@ func TestArchivedMembersArePurged(t *testing.T) {
 
 func TestPlanIsEmail(t *testing.T) {
 	t.Parallel()
-	p, err := connectortest.TryPlan("mailchimp", instance, mailchimpfake.ConfigFor("https://us6.api.mailchimp.com", testKey, audiences...))
-	if err != nil || fmt.Sprint(p) != fmt.Sprint(connectors.EmailPlan().Normalized()) {
-		t.Errorf("plan = %+v, %v", p, err)
-	}
+	connectortest.RunPlanCases(t, "mailchimp", connectortest.PlanCases{
+		{Name: "lists", Instance: instance, YAML: mailchimpfake.ConfigFor("https://us6.api.mailchimp.com", testKey, audiences...),
+			Keys: "[email]", Uses: "[email]"},
+	})
 }

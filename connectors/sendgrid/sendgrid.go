@@ -80,13 +80,6 @@ func build(_ context.Context, _ string, cfg Config, deps connectors.Deps) (conne
 	return &connector{http: api, base: cfg.BaseURL + "/v3/marketing/contacts", poll: cfg.PollInterval}, nil
 }
 
-// noEmail refuses a subject without an email: the plan makes the runtime
-// wait for one, and without it nothing is searched, which is never "not
-// found" or "clean".
-func noEmail() error {
-	return connectors.Permanentf("the subject has no email address: SendGrid contacts are found by email only (check the instance's keys)")
-}
-
 // jobPrefix marks a JobRef as a contacts delete job; the ref is
 // "contacts-delete:<job id>", all that Poll needs.
 const jobPrefix = "contacts-delete:"
@@ -97,13 +90,7 @@ var jobIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
 // Erase finds the subject's contacts and starts a job deleting them.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	if err := ctx.Err(); err != nil {
-		return connectors.Outcome{}, err
-	}
-	if s.Email == "" {
-		return connectors.Outcome{}, noEmail()
-	}
-	ids, err := c.search(ctx, s.Email)
+	ids, err := c.search(ctx, s)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
@@ -114,18 +101,11 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	for i, id := range ids {
 		escaped[i] = url.QueryEscape(id)
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodDelete, c.base+"?ids="+strings.Join(escaped, ","), nil)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	resp, err := c.http.Do(ctx, req, "delete contacts")
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
 	var job struct {
 		JobID string `json:"job_id"`
 	}
-	if err := resp.JSON(&job); err != nil {
+	resp, err := c.http.Send(ctx, http.MethodDelete, c.base+"?ids="+strings.Join(escaped, ","), nil, &job, "delete contacts")
+	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if !jobIDRe.MatchString(job.JobID) {
@@ -147,18 +127,6 @@ func (c *connector) Poll(ctx context.Context, jobRef string) (connectors.Outcome
 	if !ok || !jobIDRe.MatchString(id) {
 		return connectors.Outcome{}, connectors.Permanentf("job reference %q is not a SendGrid contacts delete job", jobRef)
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+"/imports/"+id, nil)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	resp, err := c.http.Do(ctx, req, "delete job status", http.StatusNotFound)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	if resp.Status == http.StatusNotFound {
-		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf(
-			"SendGrid does not know delete job %s (expired, or another account's); the next attempt searches again", id), 0)
-	}
 	var job struct {
 		Status  string `json:"status"`
 		Results struct {
@@ -168,8 +136,13 @@ func (c *connector) Poll(ctx context.Context, jobRef string) (connectors.Outcome
 		} `json:"results"`
 		FinishedAt string `json:"finished_at"`
 	}
-	if err := resp.JSON(&job); err != nil {
+	resp, err := c.http.Send(ctx, http.MethodGet, c.base+"/imports/"+id, nil, &job, "delete job status", http.StatusNotFound)
+	if err != nil {
 		return connectors.Outcome{}, err
+	}
+	if resp.Status == http.StatusNotFound {
+		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf(
+			"SendGrid does not know delete job %s (expired, or another account's); the next attempt searches again", id), 0)
 	}
 	r := job.Results
 	switch job.Status {
@@ -204,13 +177,7 @@ func truncate(s string, n int) string {
 // still found. SendGrid's search can lag a deletion by a few minutes; a
 // failed verification is retried.
 func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
-	if err := ctx.Err(); err != nil {
-		return connectors.Verification{}, err
-	}
-	if s.Email == "" {
-		return connectors.Verification{}, noEmail()
-	}
-	ids, err := c.search(ctx, s.Email)
+	ids, err := c.search(ctx, s)
 	if err != nil {
 		return connectors.Verification{}, err
 	}
@@ -223,14 +190,27 @@ func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connector
 	return v, nil
 }
 
-// search returns the ids of the contacts holding email.
-func (c *connector) search(ctx context.Context, email string) ([]string, error) {
-	email = strings.ToLower(strings.TrimSpace(email)) // SendGrid stores addresses lower-cased
-	req, err := vendorhttp.JSONRequest(http.MethodPost, c.base+"/search/emails", map[string][]string{"emails": {email}})
-	if err != nil {
+// search returns the ids of the contacts holding s's email. A subject
+// without an email is refused: the plan makes the runtime wait for one,
+// and without it nothing is searched, which is never "not found" or
+// "clean".
+func (c *connector) search(ctx context.Context, s connectors.Subject) ([]string, error) {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	resp, err := c.http.Do(ctx, req, "contact search", http.StatusNotFound)
+	if s.Email == "" {
+		return nil, connectors.Permanentf("the subject has no email address: SendGrid contacts are found by email only (check the instance's keys)")
+	}
+	email := strings.ToLower(strings.TrimSpace(s.Email)) // SendGrid stores addresses lower-cased
+	var body struct {
+		Result map[string]struct {
+			Contact *struct {
+				ID string `json:"id"`
+			} `json:"contact"`
+			Error string `json:"error"`
+		} `json:"result"`
+	}
+	resp, err := c.http.Send(ctx, http.MethodPost, c.base+"/search/emails", map[string][]string{"emails": {email}}, &body, "contact search", http.StatusNotFound)
 	if err != nil {
 		return nil, err
 	}
@@ -240,17 +220,6 @@ func (c *connector) search(ctx context.Context, email string) ([]string, error) 
 		return nil, c.checkReachable(ctx)
 	}
 	c.reachable.Store(true)
-	var body struct {
-		Result map[string]struct {
-			Contact *struct {
-				ID string `json:"id"`
-			} `json:"contact"`
-			Error string `json:"error"`
-		} `json:"result"`
-	}
-	if err := resp.JSON(&body); err != nil {
-		return nil, err
-	}
 	var ids []string
 	for addr, r := range body.Result {
 		if !strings.EqualFold(addr, email) || r.Contact == nil {
@@ -270,11 +239,7 @@ func (c *connector) checkReachable(ctx context.Context) error {
 	if c.reachable.Load() {
 		return nil
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+"/count", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(ctx, req, "contact count", http.StatusNotFound)
+	resp, err := c.http.Send(ctx, http.MethodGet, c.base+"/count", nil, nil, "contact count", http.StatusNotFound)
 	if err != nil {
 		return err
 	}

@@ -27,14 +27,8 @@ func newConnector(t testing.TB, f *sendgridfake.Fake) connectors.Connector {
 	return connectortest.Build(t, "sendgrid", instance, f.Config())
 }
 
-// buildWith builds through the registry with the runtime's dependencies.
-func buildWith(_ testing.TB, yamlConfig string, deps connectors.Deps) (connectors.Connector, error) {
-	return connectortest.TryBuildWith("sendgrid", instance, yamlConfig, deps)
-}
-
-func subject(i int) connectors.Subject {
-	return connectors.Subject{Email: fmt.Sprintf("subject%d@example.com", i)}
-}
+// subject is the i-th test subject; SendGrid reads only its email.
+var subject = connectortest.VendorSubject
 
 // TestVendor runs the conformance suite and the vendor cases against the
 // fake.
@@ -87,7 +81,7 @@ func TestDefaultBaseURL(t *testing.T) {
 		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{},
 			Body: io.NopCloser(strings.NewReader(`{"result":{}}`))}, nil
 	})}
-	c, err := buildWith(t, "api_key: k\n", connectors.Deps{HTTPClient: client})
+	c, err := connectortest.TryBuildWith("sendgrid", instance, "api_key: k\n", connectors.Deps{HTTPClient: client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,11 +384,7 @@ func TestSubjectWithoutEmailIsRefused(t *testing.T) {
 func TestPlan(t *testing.T) {
 	t.Parallel()
 	// Read without building: the key's variable is unset and never read.
-	p, err := connectortest.TryPlan("sendgrid", instance, "api_key: {env: SG_NEVER_READ}\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(p.Keys) != "[email]" || fmt.Sprint(p.Uses) != "[email]" || p.Resolves() {
-		t.Errorf("plan = keys %s uses %s resolves %v; want email only", p.Keys, p.Uses, p.Resolves())
-	}
+	connectortest.RunPlanCases(t, "sendgrid", connectortest.PlanCases{
+		{Name: "email only", Instance: instance, YAML: "api_key: {env: SG_NEVER_READ}\n", Keys: "[email]", Uses: "[email]"},
+	})
 }

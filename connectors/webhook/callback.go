@@ -20,16 +20,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
-)
-
-// Callback headers of OpenDSR.
-const (
-	headerDomain    = "X-OpenDSR-Processor-Domain"
-	headerSignature = "X-OpenDSR-Signature"
-	// headerTimestamp is Lethe's addition to OpenDSR 2.0, whose signature
-	// covers the body alone: the Unix time of sending, signed with the
-	// body as "<timestamp>.<body>", so a captured callback goes stale.
-	headerTimestamp = "X-Lethe-Timestamp"
+	"github.com/lethe-dev/lethe/connectors/webhook/opendsr"
 )
 
 // minRSABits refuses keys anyone could forge signatures for.
@@ -149,22 +140,22 @@ func (c *connector) Callback(_ context.Context, h http.Header, body []byte) (con
 	if c.keys == nil {
 		return none, errors.New("this instance takes no callbacks: processor_domain and processor_public_key are not configured")
 	}
-	domain := strings.TrimSpace(h.Get(headerDomain))
+	domain := strings.TrimSpace(h.Get(opendsr.HeaderDomain))
 	if domain == "" {
-		return none, errors.New("unsigned callback: no " + headerDomain + " header")
+		return none, errors.New("unsigned callback: no " + opendsr.HeaderDomain + " header")
 	}
 	if !strings.EqualFold(domain, c.domain) {
 		return none, errors.New("callback from a processor domain other than processor_domain " + c.domain)
 	}
-	sigText := h.Get(headerSignature)
+	sigText := h.Get(opendsr.HeaderSignature)
 	if sigText == "" {
-		return none, errors.New("unsigned callback: no " + headerSignature + " header")
+		return none, errors.New("unsigned callback: no " + opendsr.HeaderSignature + " header")
 	}
 	sig, err := decodeSignature(sigText)
 	if err != nil {
-		return none, errors.New(headerSignature + " is not base64")
+		return none, errors.New(opendsr.HeaderSignature + " is not base64")
 	}
-	signed, err := c.signedMessage(h.Get(headerTimestamp), body)
+	signed, err := c.signedMessage(h.Get(opendsr.HeaderTimestamp), body)
 	if err != nil {
 		return none, err
 	}
@@ -206,11 +197,11 @@ func (c *connector) signedMessage(ts string, body []byte) ([]byte, error) {
 		if c.bodyOnly {
 			return body, nil
 		}
-		return nil, errors.New("no " + headerTimestamp + " header: callbacks must sign a timestamp (or set body_only_signatures for a plain OpenDSR 2.0 processor)")
+		return nil, errors.New("no " + opendsr.HeaderTimestamp + " header: callbacks must sign a timestamp (or set body_only_signatures for a plain OpenDSR 2.0 processor)")
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil || sec <= 0 {
-		return nil, errors.New(headerTimestamp + " is not a Unix time in seconds")
+		return nil, errors.New(opendsr.HeaderTimestamp + " is not a Unix time in seconds")
 	}
 	if age := c.now().Sub(time.Unix(sec, 0)); age > c.maxAge || age < -c.maxAge {
 		return nil, fmt.Errorf("the callback's timestamp is %s away from now, outside callback_max_age %s (a replay, or a clock that is off)", age.Round(time.Second), c.maxAge)

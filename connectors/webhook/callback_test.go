@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -74,11 +73,6 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 	}
 }
 
-func sha256Hex(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
-
 // cbConnector builds an instance that takes callbacks verified with the
 // key in keyConfig (a processor_public_key YAML value).
 func cbConnector(t testing.TB, keyConfig string) connectors.Callbacker {
@@ -96,8 +90,13 @@ func cbConnector(t testing.TB, keyConfig string) connectors.Callbacker {
 	return cb
 }
 
-func inlinePEM(typ string, der []byte) string {
-	return "|\n  " + strings.ReplaceAll(strings.TrimSpace(string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))), "\n", "\n  ")
+// inlinePEM is a YAML block holding a PEM block of typ for each der.
+func inlinePEM(typ string, ders ...[]byte) string {
+	var b []byte
+	for _, der := range ders {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})...)
+	}
+	return "|\n  " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n  ")
 }
 
 func signEd(priv ed25519.PrivateKey) func([]byte) []byte {
@@ -158,9 +157,7 @@ func TestCallbackSignatures(t *testing.T) {
 	}
 	// Two keys: the old one still verifies while the processor rotates.
 	_, oldPriv, _ := ed25519.GenerateKey(rand.Reader)
-	rotating := "|\n  " + strings.ReplaceAll(strings.TrimSpace(
-		string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: mustPKIX(t, oldPriv.Public())}))+
-			string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: mustPKIX(t, edPub)}))), "\n", "\n  ")
+	rotating := inlinePEM("PUBLIC KEY", mustPKIX(t, oldPriv.Public()), mustPKIX(t, edPub))
 
 	for _, tt := range []struct {
 		name string
@@ -177,7 +174,7 @@ func TestCallbackSignatures(t *testing.T) {
 			t.Parallel()
 			cb := cbConnector(t, tt.key)
 			body := statusJSON("completed", `,"records":2`)
-			ref, out, err := callback(ctx(t), cb, headers(tt.sign(stamped(body))), body)
+			ref, out, err := callback(connectortest.Ctx(t), cb, headers(tt.sign(stamped(body))), body)
 			if err != nil {
 				t.Fatalf("valid callback refused: %v", err)
 			}
@@ -195,6 +192,18 @@ func TestCallbackRefusals(t *testing.T) {
 	cb := cbConnector(t, inlinePEM("PUBLIC KEY", mustPKIX(t, edPub)))
 	body := statusJSON("completed", "")
 	good := headers(ed25519.Sign(edPriv, stamped(body)))
+	// edited is good with the header name set to v, or left out when v is "".
+	edited := func(name, v string) func() http.Header {
+		return func() http.Header {
+			h := good.Clone()
+			if v == "" {
+				h.Del(name)
+			} else {
+				h.Set(name, v)
+			}
+			return h
+		}
+	}
 
 	for _, tt := range []struct {
 		name   string
@@ -203,26 +212,10 @@ func TestCallbackRefusals(t *testing.T) {
 		want   string
 	}{
 		{"tampered body", func() http.Header { return good.Clone() }, statusJSON("completed", `,"records":9`), "does not verify"},
-		{"wrong domain", func() http.Header {
-			h := good.Clone()
-			h.Set("X-OpenDSR-Processor-Domain", "evil.example")
-			return h
-		}, body, "processor domain"},
-		{"no domain", func() http.Header {
-			h := good.Clone()
-			h.Del("X-OpenDSR-Processor-Domain")
-			return h
-		}, body, "unsigned"},
-		{"unsigned", func() http.Header {
-			h := good.Clone()
-			h.Del("X-OpenDSR-Signature")
-			return h
-		}, body, "unsigned"},
-		{"signature not base64", func() http.Header {
-			h := good.Clone()
-			h.Set("X-OpenDSR-Signature", "%%%")
-			return h
-		}, body, "not base64"},
+		{"wrong domain", edited("X-OpenDSR-Processor-Domain", "evil.example"), body, "processor domain"},
+		{"no domain", edited("X-OpenDSR-Processor-Domain", ""), body, "unsigned"},
+		{"unsigned", edited("X-OpenDSR-Signature", ""), body, "unsigned"},
+		{"signature not base64", edited("X-OpenDSR-Signature", "%%%"), body, "not base64"},
 		{"wrong key", func() http.Header { return headers(ed25519.Sign(otherPriv, stamped(body))) }, body, "does not verify"},
 		{"rsa signature for an ed25519 key", func() http.Header { return headers(signRSA(t, testRSAKey(t))(stamped(body))) }, body, "does not verify"},
 		{"signed garbage", func() http.Header { return headers(ed25519.Sign(edPriv, stamped([]byte("not json")))) }, []byte("not json"), "not a JSON object"},
@@ -232,7 +225,7 @@ func TestCallbackRefusals(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, _, err := callback(ctx(t), cb, tt.header(), tt.body)
+			_, _, err := callback(connectortest.Ctx(t), cb, tt.header(), tt.body)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.want)
 			}
@@ -242,7 +235,7 @@ func TestCallbackRefusals(t *testing.T) {
 	t.Run("instance without a key", func(t *testing.T) {
 		t.Parallel()
 		c := connectortest.Build(t, "webhook", "billing", "base_url: https://dsr.billing.example")
-		if _, _, err := callback(ctx(t), c.(connectors.Callbacker), good, body); err == nil {
+		if _, _, err := callback(connectortest.Ctx(t), c.(connectors.Callbacker), good, body); err == nil {
 			t.Fatal("a callback was taken without a key to check it")
 		}
 	})
@@ -268,7 +261,7 @@ func TestCallbackStatuses(t *testing.T) {
 		{"weird", "", connectors.StatusRunning, 0, false},
 	} {
 		body := statusJSON(tt.status, tt.extra)
-		ref, out, err := callback(ctx(t), cb, headers(ed25519.Sign(edPriv, stamped(body))), body)
+		ref, out, err := callback(connectortest.Ctx(t), cb, headers(ed25519.Sign(edPriv, stamped(body))), body)
 		if err != nil {
 			t.Errorf("%s%s: %v", tt.status, tt.extra, err)
 			continue
@@ -312,7 +305,7 @@ func TestCallbacksFromTheFakeProcessor(t *testing.T) {
 
 	s := connectors.Subject{Email: "pat@example.com"}
 	p.Seed(s)
-	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
+	out, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, s, 5*time.Second)
 	if err != nil || out.Status != connectors.StatusErased {
 		t.Fatalf("erase = %+v, %v", out, err)
 	}
@@ -365,19 +358,19 @@ func TestCallbackTimestamps(t *testing.T) {
 		{"timestamp not a number", at("yesterday", []byte("yesterday."+string(body))), "not a Unix time"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := cb.Callback(ctx(t), tt.header, body); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := cb.Callback(connectortest.Ctx(t), tt.header, body); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.want)
 			}
 		})
 	}
 
-	first, err := cb.Callback(ctx(t), headers(ed25519.Sign(edPriv, stamped(body))), body)
+	first, err := cb.Callback(connectortest.Ctx(t), headers(ed25519.Sign(edPriv, stamped(body))), body)
 	if err != nil || first.ID == "" {
 		t.Fatalf("a fresh callback = %+v, %v", first, err)
 	}
-	again, _ := cb.Callback(ctx(t), headers(ed25519.Sign(edPriv, stamped(body))), body)
+	again, _ := cb.Callback(connectortest.Ctx(t), headers(ed25519.Sign(edPriv, stamped(body))), body)
 	later := unix(time.Second)
-	other, err := cb.Callback(ctx(t), at(later, []byte(later+"."+string(body))), body)
+	other, err := cb.Callback(connectortest.Ctx(t), at(later, []byte(later+"."+string(body))), body)
 	if again.ID != first.ID || err != nil || (later != stampNow && other.ID == first.ID) {
 		t.Errorf("IDs: %q, again %q, another timestamp %q (%v): the same signed message must have one ID, another message another", first.ID, again.ID, other.ID, err)
 	}
@@ -389,10 +382,10 @@ func TestCallbackTimestamps(t *testing.T) {
 		"processor_public_key: " + key,
 		"body_only_signatures: true",
 	}, "\n")).(connectors.Callbacker)
-	if got, err := plain.Callback(ctx(t), at("", body), body); err != nil || got.JobRef != cbID || got.ID == "" {
+	if got, err := plain.Callback(connectortest.Ctx(t), at("", body), body); err != nil || got.JobRef != cbID || got.ID == "" {
 		t.Errorf("body-only signature with body_only_signatures = %+v, %v", got, err)
 	}
-	if _, err := plain.Callback(ctx(t), at(stale, []byte(stale+"."+string(body))), body); err == nil {
+	if _, err := plain.Callback(connectortest.Ctx(t), at(stale, []byte(stale+"."+string(body))), body); err == nil {
 		t.Error("a stale timestamp was taken because body-only signatures are allowed")
 	}
 }

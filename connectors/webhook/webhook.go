@@ -4,9 +4,8 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/vendorhttp"
 	"github.com/lethe-dev/lethe/connectors/vendorkit"
+	"github.com/lethe-dev/lethe/connectors/webhook/opendsr"
 )
 
 func init() {
@@ -147,7 +147,7 @@ func (c *Config) Validate() error {
 // phone, the user id under user_id_system) and matches on any of them, so
 // any one is enough and all are used.
 func (c Config) Plan(name string) connectors.Plan {
-	oneOf := connectors.Requirement{connectors.Email, connectors.Phone, connectors.UserIDKind(or(c.UserIDSystem, name))}
+	oneOf := connectors.Requirement{connectors.Email, connectors.Phone, connectors.UserIDKind(vendorkit.System(c.UserIDSystem, name))}
 	return connectors.Plan{Keys: []connectors.Requirement{oneOf}, Uses: oneOf}
 }
 
@@ -197,9 +197,9 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		base:         cfg.BaseURL,
 		regulation:   cfg.Regulation,
 		format:       cfg.IdentityFormat,
-		phoneType:    or(cfg.PhoneType, defaultPhoneType),
-		userIDType:   or(cfg.UserIDType, defaultUserIDType),
-		userIDSystem: or(cfg.UserIDSystem, name),
+		phoneType:    cmp.Or(cfg.PhoneType, defaultPhoneType),
+		userIDType:   cmp.Or(cfg.UserIDType, defaultUserIDType),
+		userIDSystem: vendorkit.System(cfg.UserIDSystem, name),
 		callbackURL:  cfg.CallbackURL,
 		domain:       cfg.ProcessorDomain,
 		keys:         keys,
@@ -209,31 +209,6 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		pollInterval: cfg.PollInterval,
 	}
 	return c, nil
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-// identity is one entry of subject_identities.
-type identity struct {
-	Type   string `json:"identity_type"`
-	Value  string `json:"identity_value"`
-	Format string `json:"identity_format"`
-}
-
-// createRequest is the body of POST /requests.
-type createRequest struct {
-	SubjectRequestID   string     `json:"subject_request_id"`
-	SubjectRequestType string     `json:"subject_request_type"`
-	Regulation         string     `json:"regulation"`
-	SubjectIdentities  []identity `json:"subject_identities"`
-	SubmittedTime      string     `json:"submitted_time"`
-	APIVersion         string     `json:"api_version"`
-	StatusCallbackURLs []string   `json:"status_callback_urls"`
 }
 
 // createResponse is the processor's 201 answer.
@@ -267,17 +242,16 @@ func (s statusResponse) status() string {
 
 // identities lists what the processor is sent about s, hashed when so
 // configured.
-func (c *connector) identities(s connectors.Subject) []identity {
-	var ids []identity
+func (c *connector) identities(s connectors.Subject) []opendsr.Identity {
+	var ids []opendsr.Identity
 	add := func(typ, v string) {
 		if v == "" {
 			return
 		}
 		if c.format == formatSHA256 {
-			sum := sha256.Sum256([]byte(v))
-			v = hex.EncodeToString(sum[:])
+			v = opendsr.SHA256(v)
 		}
-		ids = append(ids, identity{Type: typ, Value: v, Format: c.format})
+		ids = append(ids, opendsr.Identity{Type: typ, Value: v, Format: c.format})
 	}
 	add("email", strings.ToLower(strings.TrimSpace(s.Email)))
 	add(c.phoneType, strings.TrimSpace(s.Phone))
@@ -297,7 +271,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	if err != nil {
 		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("generate a subject_request_id: %w", err), 0)
 	}
-	body := createRequest{
+	body := opendsr.CreateRequest{
 		SubjectRequestID:   id.String(),
 		SubjectRequestType: "erasure",
 		Regulation:         c.regulation,
@@ -309,20 +283,13 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	if c.callbackURL != "" {
 		body.StatusCallbackURLs = []string{c.callbackURL}
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodPost, c.base+"/requests", body)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	resp, err := c.http.Do(ctx, req, "create request", http.StatusNotFound)
+	var created createResponse
+	resp, err := c.http.Send(ctx, http.MethodPost, c.base+"/requests", body, &created, "create request", http.StatusNotFound)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("OpenDSR processor create request: 404 Not Found: no OpenDSR endpoint at base_url + /requests; check base_url")
-	}
-	var created createResponse
-	if err := resp.JSON(&created); err != nil {
-		return connectors.Outcome{}, err
 	}
 	if created.SubjectRequestID != "" && !strings.EqualFold(created.SubjectRequestID, body.SubjectRequestID) {
 		// The request was filed, but the answer is about another one:
@@ -368,20 +335,13 @@ func (c *connector) Poll(ctx context.Context, jobRef string) (connectors.Outcome
 	if err != nil {
 		return connectors.Outcome{}, connectors.Permanent(err)
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+"/requests/"+id, nil)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	resp, err := c.http.Do(ctx, req, "request status", http.StatusNotFound)
+	var st statusResponse
+	resp, err := c.http.Send(ctx, http.MethodGet, c.base+"/requests/"+id, nil, &st, "request status", http.StatusNotFound)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("OpenDSR processor request status: 404 Not Found: the processor does not know request %s (check base_url, or whether it was deleted)", id)
-	}
-	var st statusResponse
-	if err := resp.JSON(&st); err != nil {
-		return connectors.Outcome{}, err
 	}
 	if st.SubjectRequestID != "" && !strings.EqualFold(st.SubjectRequestID, id) {
 		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("OpenDSR processor request status: the answer is about another request than %s", id), 0)

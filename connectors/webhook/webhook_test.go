@@ -6,11 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	"github.com/lethe-dev/lethe/connectors/webhook/opendsr"
 	"github.com/lethe-dev/lethe/connectors/webhook/webhookfake"
 )
 
@@ -26,8 +25,6 @@ const (
 	testToken    = webhookfake.DefaultToken
 	fakeInstance = "billing" // the connector instance the tests build
 )
-
-var uuidV4Re = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // billingConfig is the config of a connector pointed at p, reading user
 // ids under the instance's name (the connector's default), with extra
@@ -37,12 +34,12 @@ func billingConfig(p *webhookfake.Fake, extra ...string) string {
 }
 
 // created returns the create requests p received, decoded.
-func created(t *testing.T, p *webhookfake.Fake) []createRequest {
+func created(t *testing.T, p *webhookfake.Fake) []opendsr.CreateRequest {
 	t.Helper()
-	var out []createRequest
+	var out []opendsr.CreateRequest
 	for _, c := range p.Calls() {
 		if c.Method == http.MethodPost && strings.HasSuffix(c.Path, "/requests") {
-			var b createRequest
+			var b opendsr.CreateRequest
 			if err := json.Unmarshal(c.Body, &b); err != nil {
 				t.Fatalf("create body: %v", err)
 			}
@@ -61,10 +58,19 @@ func newConnector(t *testing.T, p *webhookfake.Fake, extra ...string) *connector
 	return c
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return c
+// setup starts a fake processor tuned by opt and builds an instance
+// against it, with extra config lines.
+func setup(t *testing.T, opt webhookfake.Options, extra ...string) (*webhookfake.Fake, *connector) {
+	t.Helper()
+	p := webhookfake.Start(t, opt)
+	return p, newConnector(t, p, extra...)
+}
+
+// eraseSeeded seeds s at p and erases it through c, polls included.
+func eraseSeeded(t *testing.T, p *webhookfake.Fake, c *connector, s connectors.Subject) (connectors.Outcome, error) {
+	t.Helper()
+	p.Seed(s)
+	return connectortest.EraseAndWait(connectortest.Ctx(t), c, s, 5*time.Second)
 }
 
 // TestVendor runs the conformance suite and the vendor cases against the
@@ -143,15 +149,14 @@ poll_interval: 30m`, ""},
 
 func TestPollsJobToCompletion(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{Polls: 2})
+	p, c := setup(t, webhookfake.Options{Polls: 2}, "poll_interval: 90m") // Running carries the configured interval
 	s := connectors.Subject{Email: "ada@example.com"}
 	p.Seed(s)
-	c := newConnector(t, p, "poll_interval: 90m") // Running carries the configured interval
-	out, err := c.Erase(ctx(t), s)
+	out, err := c.Erase(connectortest.Ctx(t), s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.Status != connectors.StatusRunning || !uuidV4Re.MatchString(out.JobRef) || out.PollAfter != 90*time.Minute {
+	if out.Status != connectors.StatusRunning || !opendsr.IsRequestID(out.JobRef) || out.PollAfter != 90*time.Minute {
 		t.Fatalf("Erase = %+v, want running with a UUID v4 job ref and poll after 90m", out)
 	}
 	if ev := evidence(out); ev["subject_request_id"] != out.JobRef || ev["expected_completion_time"] == "" || ev["received_time"] == "" {
@@ -163,7 +168,7 @@ func TestPollsJobToCompletion(t *testing.T) {
 	var statuses []connectors.Status
 	for range 3 {
 		// A fresh connector each time: the job ref alone must be enough.
-		out, err = newConnector(t, p).Poll(ctx(t), out.JobRef)
+		out, err = newConnector(t, p).Poll(connectortest.Ctx(t), out.JobRef)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +182,7 @@ func TestPollsJobToCompletion(t *testing.T) {
 		t.Errorf("records = %d, want %d", out.Records, webhookfake.Records)
 	}
 	ev := evidence(out)
-	if ev["request_status"] != "completed" || ev["records"] != "3" || !uuidV4Re.MatchString(ev["subject_request_id"]) {
+	if ev["request_status"] != "completed" || ev["records"] != "3" || !opendsr.IsRequestID(ev["subject_request_id"]) {
 		t.Errorf("final evidence = %v", out.Evidence)
 	}
 	if n := p.Count(s); n != 0 {
@@ -187,11 +192,10 @@ func TestPollsJobToCompletion(t *testing.T) {
 
 func TestCancelledRequestIsPermanent(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{})
+	p, c := setup(t, webhookfake.Options{})
 	p.CancelAll()
 	s := connectors.Subject{Email: "bob@example.com"}
-	p.Seed(s)
-	_, err := connectortest.EraseAndWait(ctx(t), newConnector(t, p), s, 5*time.Second)
+	_, err := eraseSeeded(t, p, c, s)
 	if err == nil {
 		t.Fatal("a cancelled request was reported as success")
 	}
@@ -210,9 +214,8 @@ func TestCancelledThroughDeleteEndpoint(t *testing.T) {
 	t.Parallel()
 	// DELETE /requests/{id} is OpenDSR's cancel: a request someone
 	// cancels at the processor ends the task with a permanent error.
-	p := webhookfake.Start(t, webhookfake.Options{})
-	c := newConnector(t, p)
-	out, err := c.Erase(ctx(t), connectors.Subject{Email: "carol@example.com"})
+	p, c := setup(t, webhookfake.Options{})
+	out, err := c.Erase(connectortest.Ctx(t), connectors.Subject{Email: "carol@example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +229,7 @@ func TestCancelledThroughDeleteEndpoint(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("DELETE = %d", resp.StatusCode)
 	}
-	_, err = c.Poll(ctx(t), out.JobRef)
+	_, err = c.Poll(connectortest.Ctx(t), out.JobRef)
 	if perm, _ := connectors.Classify(err); err == nil || !perm {
 		t.Fatalf("Poll of a cancelled request = %v, want permanent", err)
 	}
@@ -234,17 +237,16 @@ func TestCancelledThroughDeleteEndpoint(t *testing.T) {
 
 func TestPollErrors(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{})
-	c := newConnector(t, p)
+	p, c := setup(t, webhookfake.Options{})
 	// Unknown to the processor: 404, permanent.
-	_, err := c.Poll(ctx(t), "6f1c1a3e-3c5d-4b8e-9a0f-2d7c5b9e8a11")
+	_, err := c.Poll(connectortest.Ctx(t), "6f1c1a3e-3c5d-4b8e-9a0f-2d7c5b9e8a11")
 	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "does not know request") {
 		t.Errorf("Poll of an unknown request = %v, want permanent", err)
 	}
 	// A job ref that is not a UUID never reaches the processor.
 	before := len(p.Calls())
 	for _, ref := range []string{"", "../discovery", "6f1c1a3e-3c5d-4b8e-9a0f-2d7c5b9e8a11/../x", "{6f1c1a3e-3c5d-4b8e-9a0f-2d7c5b9e8a11}"} {
-		if _, err := c.Poll(ctx(t), ref); err == nil {
+		if _, err := c.Poll(connectortest.Ctx(t), ref); err == nil {
 			t.Errorf("Poll(%q) succeeded", ref)
 		} else if perm, _ := connectors.Classify(err); !perm {
 			t.Errorf("Poll(%q) = %v, want permanent", ref, err)
@@ -257,10 +259,9 @@ func TestPollErrors(t *testing.T) {
 
 func TestUnknownStatusIsRetryable(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{})
-	c := newConnector(t, p)
+	p, c := setup(t, webhookfake.Options{})
 	s := connectors.Subject{Email: "dan@example.com"}
-	out, err := c.Erase(ctx(t), s)
+	out, err := c.Erase(connectortest.Ctx(t), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +270,7 @@ func TestUnknownStatusIsRetryable(t *testing.T) {
 	p.Inject(1, func(w http.ResponseWriter, r *http.Request) {
 		fakevendor.JSON(w, http.StatusOK, map[string]any{"request_status": "exploded"})
 	})
-	_, err = c.Poll(ctx(t), out.JobRef)
+	_, err = c.Poll(connectortest.Ctx(t), out.JobRef)
 	if perm, _ := connectors.Classify(err); err == nil || perm || strings.Contains(err.Error(), "exploded") {
 		t.Fatalf("unknown status = %v, want retryable without quoting it", err)
 	}
@@ -277,11 +278,10 @@ func TestUnknownStatusIsRetryable(t *testing.T) {
 
 func TestRateLimitIsTheFakesOwn(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{RateLimit: 1, Burst: 1})
-	c := newConnector(t, p)
+	p, c := setup(t, webhookfake.Options{RateLimit: 1, Burst: 1})
 	var limited error
 	for range 3 {
-		if _, err := c.Erase(ctx(t), connectors.Subject{Email: "frank@example.com"}); err != nil {
+		if _, err := c.Erase(connectortest.Ctx(t), connectors.Subject{Email: "frank@example.com"}); err != nil {
 			limited = err
 		}
 	}
@@ -292,14 +292,13 @@ func TestRateLimitIsTheFakesOwn(t *testing.T) {
 
 func TestServerErrorHonoursRetryAfter(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{})
-	c := newConnector(t, p)
+	p, c := setup(t, webhookfake.Options{})
 	s := connectors.Subject{Email: "gina@example.com"}
 	p.Inject(1, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "7")
 		fakevendor.JSON(w, http.StatusBadGateway, map[string]any{})
 	})
-	_, err := c.Erase(ctx(t), s)
+	_, err := c.Erase(connectortest.Ctx(t), s)
 	if perm, after := connectors.Classify(err); err == nil || perm || after != 7*time.Second {
 		t.Fatalf("502 = %v, want retryable after 7s", err)
 	}
@@ -308,11 +307,11 @@ func TestServerErrorHonoursRetryAfter(t *testing.T) {
 
 func TestRefusedRequestIsPermanent(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{})
+	p, c := setup(t, webhookfake.Options{})
 	p.Inject(1, func(w http.ResponseWriter, r *http.Request) {
 		webhookfake.WriteError(w, http.StatusBadRequest, "unsupported identity for ada@example.com")
 	})
-	_, err := newConnector(t, p).Erase(ctx(t), connectors.Subject{Email: "ada@example.com"})
+	_, err := c.Erase(connectortest.Ctx(t), connectors.Subject{Email: "ada@example.com"})
 	if perm, _ := connectors.Classify(err); err == nil || !perm {
 		t.Fatalf("400 = %v, want permanent", err)
 	}
@@ -323,16 +322,15 @@ func TestRefusedRequestIsPermanent(t *testing.T) {
 
 func TestRequestMatchesContract(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{})
 	const cb = "https://lethe.example.com/v1/connectors/billing/callback"
-	c := newConnector(t, p, "callback_url: "+cb)
+	p, c := setup(t, webhookfake.Options{}, "callback_url: "+cb)
 	c.base = p.URL() + "/opendsr" // as if base_url had a path
 	s := connectors.Subject{Email: "hal@example.com", Phone: "+447700900123", UserIDs: map[string]string{fakeInstance: "cus_42", "other": "x9"}}
-	out, err := c.Erase(ctx(t), s)
+	out, err := c.Erase(connectortest.Ctx(t), s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Poll(ctx(t), out.JobRef); err != nil {
+	if _, err := c.Poll(connectortest.Ctx(t), out.JobRef); err != nil {
 		t.Fatal(err)
 	}
 	calls := p.Calls()
@@ -375,10 +373,10 @@ func TestRequestMatchesContract(t *testing.T) {
 	if len(b.StatusCallbackURLs) != 1 || b.StatusCallbackURLs[0] != cb {
 		t.Errorf("status_callback_urls = %v", b.StatusCallbackURLs)
 	}
-	want := []identity{
-		{"email", "hal@example.com", "raw"},
-		{"phone", "+447700900123", "raw"},
-		{"controller_customer_id", "cus_42", "raw"},
+	want := []opendsr.Identity{
+		{Type: "email", Value: "hal@example.com", Format: "raw"},
+		{Type: "phone", Value: "+447700900123", Format: "raw"},
+		{Type: "controller_customer_id", Value: "cus_42", Format: "raw"},
 	}
 	if !slices.Equal(b.SubjectIdentities, want) {
 		t.Errorf("subject_identities = %+v, want %+v", b.SubjectIdentities, want)
@@ -387,8 +385,8 @@ func TestRequestMatchesContract(t *testing.T) {
 
 func TestNoCallbackURLSendsEmptyList(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{})
-	if _, err := newConnector(t, p).Erase(ctx(t), connectors.Subject{Email: "ian@example.com"}); err != nil {
+	p, c := setup(t, webhookfake.Options{})
+	if _, err := c.Erase(connectortest.Ctx(t), connectors.Subject{Email: "ian@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(p.Calls()[0].Body), `"status_callback_urls":[]`) {
@@ -398,11 +396,9 @@ func TestNoCallbackURLSendsEmptyList(t *testing.T) {
 
 func TestSHA256Identities(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{})
+	p, c := setup(t, webhookfake.Options{}, "identity_format: sha256", "regulation: ccpa")
 	s := connectors.Subject{Email: "jo@example.com", Phone: "+33612345678"}
-	p.Seed(s)
-	c := newConnector(t, p, "identity_format: sha256", "regulation: ccpa")
-	out, err := connectortest.EraseAndWait(ctx(t), c, s, 5*time.Second)
+	out, err := eraseSeeded(t, p, c, s)
 	if err != nil || out.Status != connectors.StatusErased || out.Records != webhookfake.Records {
 		t.Fatalf("hashed erase = %+v, %v", out, err)
 	}
@@ -423,7 +419,7 @@ func TestSHA256Identities(t *testing.T) {
 		if i == 1 {
 			v = s.Phone
 		}
-		if id.Type != types[i] || id.Format != "sha256" || id.Value != sha256Hex(v) {
+		if id.Type != types[i] || id.Format != "sha256" || id.Value != opendsr.SHA256(v) {
 			t.Errorf("identity %d = %+v, want %s of the normalised value", i, id, types[i])
 		}
 	}
@@ -433,15 +429,14 @@ func TestSHA256Identities(t *testing.T) {
 // erasure is uncounted, never an invented 1.
 func TestCompletedWithoutTheExtensionIsUncounted(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{})
+	p, c := setup(t, webhookfake.Options{})
 	p.OmitRecords()
 	s := connectors.Subject{Email: "kim@example.com"}
-	p.Seed(s)
-	out, err := connectortest.EraseAndWait(ctx(t), newConnector(t, p), s, 5*time.Second)
+	out, err := eraseSeeded(t, p, c, s)
 	if err != nil || out.Status != connectors.StatusErased || !out.Uncounted || out.Records != 0 {
 		t.Fatalf("completed without records = %+v, %v; want erased, uncounted", out, err)
 	}
-	if !strings.Contains(fmt.Sprint(out.Evidence), "{records not reported}") {
+	if !strings.Contains(connectortest.EvidenceText(out.Evidence), "records=not reported;") {
 		t.Errorf("evidence = %v", out.Evidence)
 	}
 	if p.Count(s) != 0 {
@@ -454,8 +449,8 @@ func TestCompletedWithoutTheExtensionIsUncounted(t *testing.T) {
 // "not found": nothing was searched.
 func TestSubjectWithoutUsableIdentifiersIsRefused(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{})
-	out, err := newConnector(t, p).Erase(ctx(t), connectors.Subject{UserIDs: map[string]string{"shop": "42"}})
+	p, c := setup(t, webhookfake.Options{})
+	out, err := c.Erase(connectortest.Ctx(t), connectors.Subject{UserIDs: map[string]string{"shop": "42"}})
 	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "no email, phone or billing user id") {
 		t.Fatalf("= %+v, %v; want a permanent error", out, err)
 	}
@@ -466,31 +461,20 @@ func TestSubjectWithoutUsableIdentifiersIsRefused(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ name, instance, yaml, keys, uses string }{
-		{"user id under the instance name", "billing", "base_url: https://dsr.example.com\n",
-			"[email|phone|user_ids.billing]", "[email phone user_ids.billing]"},
-		{"user_id_system", "billing", "base_url: https://dsr.example.com\nuser_id_system: shop\ntoken: {env: WEBHOOK_NEVER_READ}\n",
-			"[email|phone|user_ids.shop]", "[email phone user_ids.shop]"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p, err := connectortest.TryPlan("webhook", tc.instance, tc.yaml)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fmt.Sprint(p.Keys) != tc.keys || fmt.Sprint(p.Uses) != tc.uses || p.Resolves() {
-				t.Errorf("plan = keys %s uses %s resolves %v; want keys %s uses %s", p.Keys, p.Uses, p.Resolves(), tc.keys, tc.uses)
-			}
-		})
-	}
+	connectortest.RunPlanCases(t, "webhook", connectortest.PlanCases{
+		{Name: "user id under the instance name", Instance: "billing", YAML: "base_url: https://dsr.example.com\n",
+			Keys: "[email|phone|user_ids.billing]", Uses: "[email phone user_ids.billing]"},
+		{Name: "user_id_system", Instance: "billing", YAML: "base_url: https://dsr.example.com\nuser_id_system: shop\ntoken: {env: WEBHOOK_NEVER_READ}\n",
+			Keys: "[email|phone|user_ids.shop]", Uses: "[email phone user_ids.shop]"},
+	})
 }
 
 func TestReceiptSignatureFromAnotherKey(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{})
-	other := webhookfake.Start(t, webhookfake.Options{}) // same contract, another key
-	c := newConnector(t, p)
-	c.keys = newConnector(t, other).keys
-	out, err := c.Erase(ctx(t), connectors.Subject{Email: "lee@example.com"})
+	_, c := setup(t, webhookfake.Options{})
+	_, other := setup(t, webhookfake.Options{}) // same contract, another key
+	c.keys = other.keys
+	out, err := c.Erase(connectortest.Ctx(t), connectors.Subject{Email: "lee@example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +501,7 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 		c connectors.Connector
 		s connectors.Subject
 	}{{ceu, a}, {cus, b}, {ceu, b}} {
-		if _, err := connectortest.EraseAndWait(ctx(t), x.c, x.s, 5*time.Second); err != nil {
+		if _, err := connectortest.EraseAndWait(connectortest.Ctx(t), x.c, x.s, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -530,22 +514,18 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	if n := len(created(t, eu)); n != 2 {
 		t.Errorf("the EU processor got %d requests, want 2", n)
 	}
-	for _, call := range us.Calls() {
-		if call.Header.Get("Authorization") != "Bearer token-us" {
-			t.Errorf("US processor saw %q", call.Header.Get("Authorization"))
-		}
-	}
-	for _, call := range eu.Calls() {
-		if call.Header.Get("Authorization") != "Bearer token-eu" {
-			t.Errorf("EU processor saw %q", call.Header.Get("Authorization"))
+	for name, p := range map[string]*webhookfake.Fake{"US": us, "EU": eu} {
+		for _, call := range p.Calls() {
+			if call.Header.Get("Authorization") != "Bearer "+p.Token() {
+				t.Errorf("%s processor saw %q", name, call.Header.Get("Authorization"))
+			}
 		}
 	}
 }
 
 func TestCancelledContextSendsNothing(t *testing.T) {
 	t.Parallel()
-	p := webhookfake.Start(t, webhookfake.Options{})
-	c := newConnector(t, p)
+	p, c := setup(t, webhookfake.Options{})
 	cctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := c.Erase(cctx, connectors.Subject{Email: "ola@example.com"}); !errors.Is(err, context.Canceled) {

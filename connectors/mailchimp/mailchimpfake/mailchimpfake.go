@@ -85,9 +85,9 @@ func Start(t testing.TB, opt Options) *Fake {
 	f.Controls = srv.Controls()
 	srv.Handle("GET /3.0/lists", f.throttled(f.getLists))
 	srv.Handle("GET /3.0/lists/{list}", f.throttled(f.getList))
-	srv.Handle("GET /3.0/lists/{list}/members/{hash}", f.throttled(f.getMember))
-	srv.Handle("DELETE /3.0/lists/{list}/members/{hash}", f.throttled(f.archiveMember))
-	srv.Handle("POST /3.0/lists/{list}/members/{hash}/actions/delete-permanent", f.throttled(f.deletePermanent))
+	srv.Handle("GET /3.0/lists/{list}/members/{hash}", f.throttled(f.withMember(f.getMember)))
+	srv.Handle("DELETE /3.0/lists/{list}/members/{hash}", f.throttled(f.withMember(f.archiveMember)))
+	srv.Handle("POST /3.0/lists/{list}/members/{hash}/actions/delete-permanent", f.throttled(f.withMember(f.deletePermanent)))
 	return f
 }
 
@@ -127,11 +127,8 @@ func ConfigFor(base, key string, lists ...string) string {
 // Seed adds the subject's email (it needs one) to the first two of the
 // Audiences.
 func (f *Fake) Seed(s connectors.Subject) int64 {
-	if s.Email == "" {
-		panic("mailchimpfake: Seed needs a subject with an email")
-	}
 	a := Audiences()
-	f.Add(s.Email, a[0], a[1])
+	f.Add(fakevendor.NeedEmail("mailchimpfake: Seed", s), a[0], a[1])
 	return 2
 }
 
@@ -140,12 +137,9 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 // app) does: the member's data stays and it can be re-added; Count counts
 // it.
 func (f *Fake) SeedRecoverable(s connectors.Subject) int64 {
-	if s.Email == "" {
-		panic("mailchimpfake: SeedRecoverable needs a subject with an email")
-	}
-	a := Audiences()
-	f.Add(s.Email, a[0])
-	f.Archive(s.Email, a[0])
+	email, a := fakevendor.NeedEmail("mailchimpfake: SeedRecoverable", s), Audiences()
+	f.Add(email, a[0])
+	f.Archive(email, a[0])
 	return 1
 }
 
@@ -336,39 +330,31 @@ func (f *Fake) getList(w http.ResponseWriter, r *http.Request) {
 	fakevendor.JSON(w, http.StatusOK, map[string]any{"id": id})
 }
 
-// lookup finds the member a request names; ok is false after a 404 was
-// written. Mailchimp would also take an address or contact id here; the
-// fake takes only the documented hash, so a connector sending anything
-// else finds nobody and the tests notice.
-func (f *Fake) lookup(w http.ResponseWriter, r *http.Request) (members map[string]*member, hash string, ok bool) {
-	hash = r.PathValue("hash")
-	members, ok = f.lists[r.PathValue("list")]
-	if !ok || !hashRe.MatchString(hash) || members[hash] == nil {
-		notFound(w)
-		return nil, "", false
+// withMember runs h, under the lock, on the member a request names,
+// answering 404 when there is none. Mailchimp would also take an address
+// or contact id here; the fake takes only the documented hash, so a
+// connector sending anything else finds nobody and the tests notice.
+func (f *Fake) withMember(h func(w http.ResponseWriter, r *http.Request, members map[string]*member, hash string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		hash := r.PathValue("hash")
+		members, ok := f.lists[r.PathValue("list")]
+		if !ok || !hashRe.MatchString(hash) || members[hash] == nil {
+			notFound(w)
+			return
+		}
+		h(w, r, members, hash)
 	}
-	return members, hash, true
 }
 
-func (f *Fake) getMember(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	members, hash, ok := f.lookup(w, r)
-	if !ok {
-		return
-	}
+func (f *Fake) getMember(w http.ResponseWriter, r *http.Request, members map[string]*member, hash string) {
 	m := members[hash]
 	fakevendor.JSON(w, http.StatusOK, map[string]any{"id": hash, "email_address": m.email, "status": m.status, "list_id": r.PathValue("list")})
 }
 
 // archiveMember is the plain DELETE: the member is archived, not erased.
-func (f *Fake) archiveMember(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	members, hash, ok := f.lookup(w, r)
-	if !ok {
-		return
-	}
+func (f *Fake) archiveMember(w http.ResponseWriter, _ *http.Request, members map[string]*member, hash string) {
 	members[hash].status = "archived"
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -376,13 +362,7 @@ func (f *Fake) archiveMember(w http.ResponseWriter, r *http.Request) {
 // deletePermanent removes the member whatever its status, archived
 // included (⚠ Mailchimp documents the action for list members without
 // excluding archived ones).
-func (f *Fake) deletePermanent(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	members, hash, ok := f.lookup(w, r)
-	if !ok {
-		return
-	}
+func (f *Fake) deletePermanent(w http.ResponseWriter, r *http.Request, members map[string]*member, hash string) {
 	delete(members, hash)
 	list := r.PathValue("list")
 	if f.forgotten[list] == nil {

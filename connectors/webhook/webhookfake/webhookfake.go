@@ -12,15 +12,12 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"mime"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +27,7 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	"github.com/lethe-dev/lethe/connectors/webhook/opendsr"
 )
 
 // The fake processor's identity, as callbacks name it, and its defaults.
@@ -43,17 +41,6 @@ const (
 	// Records is how many records Seed gives the processor per subject.
 	Records = 3
 )
-
-// OpenDSR's callback headers.
-const (
-	headerDomain    = "X-OpenDSR-Processor-Domain"
-	headerSignature = "X-OpenDSR-Signature"
-	// headerTimestamp is Lethe's addition: the signature covers
-	// "<timestamp>.<body>" (docs/connectors/webhook.md).
-	headerTimestamp = "X-Lethe-Timestamp"
-)
-
-var uuidV4Re = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // Options tunes a fake: its rate limit answers as most HTTP services do
 // (OpenDSR defines no rate-limit answer), 429 with Retry-After: 1; a
@@ -85,31 +72,13 @@ type Fake struct {
 
 var _ connectortest.Vendor = (*Fake)(nil)
 
-// identity is one entry of subject_identities.
-type identity struct {
-	Type   string `json:"identity_type"`
-	Value  string `json:"identity_value"`
-	Format string `json:"identity_format"`
-}
-
-// createRequest is the body of POST /requests.
-type createRequest struct {
-	SubjectRequestID   string     `json:"subject_request_id"`
-	SubjectRequestType string     `json:"subject_request_type"`
-	Regulation         string     `json:"regulation"`
-	SubjectIdentities  []identity `json:"subject_identities"`
-	SubmittedTime      string     `json:"submitted_time"`
-	APIVersion         string     `json:"api_version"`
-	StatusCallbackURLs []string   `json:"status_callback_urls"`
-}
-
 type person struct {
 	ids     map[string]string // identity_type → raw value
 	records int64
 }
 
 type dsr struct {
-	body     createRequest
+	body     opendsr.CreateRequest
 	received time.Time
 	polls    int
 	status   string
@@ -272,7 +241,7 @@ func (p *Fake) discovery(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkCreate holds a create request to the contract, returning what is wrong.
-func checkCreate(raw []byte, body *createRequest) string {
+func checkCreate(raw []byte, body *opendsr.CreateRequest) string {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
 		return "the body is not a JSON object"
@@ -288,7 +257,7 @@ func checkCreate(raw []byte, body *createRequest) string {
 		return "the body does not match the schema"
 	}
 	switch {
-	case !uuidV4Re.MatchString(body.SubjectRequestID):
+	case !opendsr.IsRequestID(body.SubjectRequestID):
 		return "subject_request_id must be a UUID v4"
 	case body.SubjectRequestType != "erasure" && body.SubjectRequestType != "access" && body.SubjectRequestType != "portability":
 		return "subject_request_type must be erasure, access or portability"
@@ -322,7 +291,7 @@ func (p *Fake) create(w http.ResponseWriter, r *http.Request) {
 	}
 	var raw bytes.Buffer
 	_, _ = raw.ReadFrom(r.Body)
-	var body createRequest
+	var body opendsr.CreateRequest
 	if msg := checkCreate(raw.Bytes(), &body); msg != "" {
 		WriteError(w, http.StatusBadRequest, msg)
 		return
@@ -348,7 +317,7 @@ func (p *Fake) create(w http.ResponseWriter, r *http.Request) {
 }
 
 // matches reports whether the request names ps by any identity.
-func matches(ps *person, ids []identity) bool {
+func matches(ps *person, ids []opendsr.Identity) bool {
 	for _, id := range ids {
 		v, ok := ps.ids[id.Type]
 		if !ok {
@@ -356,8 +325,7 @@ func matches(ps *person, ids []identity) bool {
 		}
 		switch id.Format {
 		case "sha256":
-			sum := sha256.Sum256([]byte(v))
-			v = hex.EncodeToString(sum[:])
+			v = opendsr.SHA256(v)
 		case "raw":
 		default:
 			continue
@@ -412,44 +380,44 @@ func (p *Fake) statusBody(id string, d *dsr) map[string]any {
 }
 
 func (p *Fake) status(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	p.mu.Lock()
-	d, ok := p.requests[id]
-	if !ok {
-		p.mu.Unlock()
-		WriteError(w, http.StatusNotFound, "no such request")
-		return
+	if body, ok := p.update(w, r.PathValue("id"), p.advance); ok {
+		fakevendor.JSON(w, http.StatusOK, body)
 	}
-	changed := p.advance(d)
-	body := p.statusBody(id, d)
-	urls := d.body.StatusCallbackURLs
-	p.mu.Unlock()
-	if changed {
-		p.callback(urls, body)
-	}
-	fakevendor.JSON(w, http.StatusOK, body)
 }
 
 func (p *Fake) cancel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	_, ok := p.update(w, id, func(d *dsr) bool {
+		if d.status != "pending" && d.status != "in_progress" {
+			return false
+		}
+		d.status = "cancelled"
+		return true
+	})
+	if ok {
+		fakevendor.JSON(w, http.StatusAccepted, map[string]any{"subject_request_id": id, "received_time": time.Now().UTC().Format(time.RFC3339)})
+	}
+}
+
+// update applies change to request id and, when change reports that the
+// status changed, sends the callbacks; it returns the request's status
+// body, or false after answering 404 for an unknown id.
+func (p *Fake) update(w http.ResponseWriter, id string, change func(*dsr) bool) (map[string]any, bool) {
 	p.mu.Lock()
 	d, ok := p.requests[id]
 	if !ok {
 		p.mu.Unlock()
 		WriteError(w, http.StatusNotFound, "no such request")
-		return
+		return nil, false
 	}
-	changed := d.status == "pending" || d.status == "in_progress"
-	if changed {
-		d.status = "cancelled"
-	}
+	changed := change(d)
 	body := p.statusBody(id, d)
 	urls := d.body.StatusCallbackURLs
 	p.mu.Unlock()
 	if changed {
 		p.callback(urls, body)
 	}
-	fakevendor.JSON(w, http.StatusAccepted, map[string]any{"subject_request_id": id, "received_time": time.Now().UTC().Format(time.RFC3339)})
+	return body, true
 }
 
 // callback POSTs a signed status change to each callback URL, as OpenDSR
@@ -466,10 +434,10 @@ func (p *Fake) callback(urls []string, status map[string]any) {
 			continue
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(headerDomain, Domain)
+		req.Header.Set(opendsr.HeaderDomain, Domain)
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
-		req.Header.Set(headerTimestamp, ts)
-		req.Header.Set(headerSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(p.priv, []byte(ts+"."+string(b)))))
+		req.Header.Set(opendsr.HeaderTimestamp, ts)
+		req.Header.Set(opendsr.HeaderSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(p.priv, []byte(ts+"."+string(b)))))
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
