@@ -373,33 +373,23 @@ type entry struct {
 // not it still exists.
 func (c *connector) list(ctx context.Context, versioned bool, e expansion, fn func([]entry) error) error {
 	keep := func(key string) bool { return e.t.prefix || key == e.key }
+	failed := func(op string) func(error) error {
+		return func(err error) error { return c.classify(ctx, op, e.t.text, err) }
+	}
 	if !versioned {
-		op := "ListObjectsV2"
 		p := awss3.NewListObjectsV2Paginator(c.api, &awss3.ListObjectsV2Input{Bucket: &c.bucket, Prefix: aws.String(e.key)})
-		for p.HasMorePages() {
-			out, err := p.NextPage(ctx)
-			if err != nil {
-				return c.classify(ctx, op, e.t.text, err)
-			}
+		return eachPage(ctx, p, failed("ListObjectsV2"), func(out *awss3.ListObjectsV2Output) []entry {
 			var page []entry
 			for _, o := range out.Contents {
 				if k := aws.ToString(o.Key); keep(k) {
 					page = append(page, entry{key: k})
 				}
 			}
-			if err := fn(page); err != nil {
-				return err
-			}
-		}
-		return nil
+			return page
+		}, fn)
 	}
-	op := "ListObjectVersions"
 	p := awss3.NewListObjectVersionsPaginator(c.api, &awss3.ListObjectVersionsInput{Bucket: &c.bucket, Prefix: aws.String(e.key)})
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
-		if err != nil {
-			return c.classify(ctx, op, e.t.text, err)
-		}
+	return eachPage(ctx, p, failed("ListObjectVersions"), func(out *awss3.ListObjectVersionsOutput) []entry {
 		var page []entry
 		for _, v := range out.Versions {
 			if k := aws.ToString(v.Key); keep(k) {
@@ -414,7 +404,25 @@ func (c *connector) list(ctx context.Context, versioned bool, e expansion, fn fu
 		// Versions and markers come in two lists; key order is what the
 		// tally counts objects by.
 		slices.SortStableFunc(page, func(a, b entry) int { return cmpString(a.key, b.key) })
-		if err := fn(page); err != nil {
+		return page
+	}, fn)
+}
+
+// pager is what the SDK's list paginators have in common.
+type pager[O any] interface {
+	HasMorePages() bool
+	NextPage(context.Context, ...func(*awss3.Options)) (O, error)
+}
+
+// eachPage calls fn with the entries read picks from each page of p; an
+// error asking for a page goes through failed.
+func eachPage[O any](ctx context.Context, p pager[O], failed func(error) error, read func(O) []entry, fn func([]entry) error) error {
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return failed(err)
+		}
+		if err := fn(read(out)); err != nil {
 			return err
 		}
 	}
