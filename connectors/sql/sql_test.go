@@ -628,10 +628,7 @@ func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	secretFile := filepath.Join(t.TempDir(), "dsn")
 	testenv.Must(t, os.WriteFile(secretFile, []byte("postgres://lethe@127.0.0.1:1/shop?default_query_exec_mode=simple_protocol\n"), 0o600))
-	tests := []struct {
-		name, yaml string
-		want       []string
-	}{
+	runRefusals(t, "", refusals{
 		{"empty", ``, []string{"driver: required", "dsn: required", "statements: at least one"}},
 		{"unknown driver", "driver: oracle\ndsn: x\nstatements:\n  - sql: DELETE FROM t WHERE e = :email\n",
 			[]string{`driver: "oracle" is not one of`}},
@@ -660,10 +657,23 @@ func TestConfigValidation(t *testing.T) {
 			[]string{"simple_protocol makes the driver write values into the SQL text"}},
 		{"mysql interpolation", "driver: mysql\ndsn: root@tcp(127.0.0.1:1)/shop?interpolateParams=true\nstatements:\n  - sql: DELETE FROM t WHERE e = :email\n",
 			[]string{"interpolateParams=true"}},
-	}
-	for _, tt := range tests {
+	})
+}
+
+// refusals are configs the connector must refuse, its error saying each
+// of want.
+type refusals []struct {
+	name, yaml string
+	want       []string
+}
+
+// runRefusals builds an instance from base and each case's yaml, as
+// subtests.
+func runRefusals(t *testing.T, base string, cases refusals) {
+	t.Helper()
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := connectortest.TryBuild("sql", "shop", tt.yaml)
+			_, err := connectortest.TryBuild("sql", "shop", base+tt.yaml)
 			if err == nil {
 				t.Fatal("the config was accepted")
 			}
