@@ -207,23 +207,28 @@ type expansion struct {
 	missing string // placeholder the subject has no value for: skip
 }
 
-// expand checks every identifier before anything is touched, so a refused
+// prepare expands every template for s, then asks whether the bucket is
+// versioned. Identifiers are all checked before any call, so a refused
 // subject never leaves a partial erasure.
-func (c *connector) expand(ctx context.Context, s connectors.Subject) ([]expansion, error) {
+func (c *connector) prepare(ctx context.Context, s connectors.Subject) (exps []expansion, versioned bool, state string, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, false, "", err
 	}
 	values := idtemplate.Values(s, c.system)
-	exps := make([]expansion, len(c.templates))
+	exps = make([]expansion, len(c.templates))
 	for i := range c.templates {
 		t := &c.templates[i]
 		key, missing, err := t.expand(values)
 		if err != nil {
-			return nil, connectors.Permanent(fmt.Errorf("%s: %w", t.text, err))
+			return nil, false, "", connectors.Permanent(fmt.Errorf("%s: %w", t.text, err))
 		}
 		exps[i] = expansion{t: t, key: key, missing: missing}
 	}
-	return exps, nil
+	if err := c.searchable(exps); err != nil {
+		return nil, false, "", err
+	}
+	versioned, state, err = c.bucketVersioning(ctx)
+	return exps, versioned, state, err
 }
 
 // Erase deletes every object the templates name for s. In a versioned
@@ -231,14 +236,7 @@ func (c *connector) expand(ctx context.Context, s connectors.Subject) ([]expansi
 // delete would only hide the data behind a new delete marker. Records
 // counts objects (distinct keys) removed.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	exps, err := c.expand(ctx, s)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	if err := c.searchable(exps); err != nil {
-		return connectors.Outcome{}, err
-	}
-	versioned, state, err := c.bucketVersioning(ctx)
+	exps, versioned, state, err := c.prepare(ctx, s)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
@@ -295,14 +293,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 // Verify lists the templates again, versions and delete markers included,
 // and reports how many objects (keys) of s remain.
 func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
-	exps, err := c.expand(ctx, s)
-	if err != nil {
-		return connectors.Verification{}, err
-	}
-	if err := c.searchable(exps); err != nil {
-		return connectors.Verification{}, err
-	}
-	versioned, _, err := c.bucketVersioning(ctx)
+	exps, versioned, _, err := c.prepare(ctx, s)
 	if err != nil {
 		return connectors.Verification{}, err
 	}
