@@ -44,6 +44,15 @@ func connector(t testing.TB, f *s3fake.Fake, lines ...string) connectors.Connect
 	return connectortest.Build(t, "s3", instance, f.ConfigWith(lines...))
 }
 
+// seeded is a fake whose versioned bucket holds the four objects of
+// VendorSubject(1).
+func seeded(t testing.TB) (*s3fake.Fake, connectors.Subject) {
+	f := newFake(t, "Enabled")
+	sub := connectortest.VendorSubject(1)
+	f.Seed(sub)
+	return f, sub
+}
+
 func keysOf(s connectors.Subject) (keys, prefixes []string) {
 	return []string{"exports/" + s.Email + ".csv", "avatars/" + s.UserIDs[connectortest.UserIDSystem] + ".png"}, []string{"uploads/" + s.Email + "/"}
 }
@@ -167,9 +176,7 @@ func TestConfigValidation(t *testing.T) {
 
 func TestCredentialsFromEnvironment(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, "Enabled")
-	sub := connectortest.VendorSubject(1)
-	f.Seed(sub)
+	f, sub := seeded(t)
 	y := strings.NewReplacer("access_key_id: "+s3fake.DefaultAccessKey, "access_key_id: {env: SHOP_S3_KEY}", "secret_access_key: "+s3fake.SecretKey, "secret_access_key: {env: SHOP_S3_SECRET}").Replace(f.Config())
 	env := map[string]string{"SHOP_S3_KEY": s3fake.DefaultAccessKey, "SHOP_S3_SECRET": s3fake.SecretKey}
 	c := connectortest.BuildWith(t, "s3", instance, y, connectors.Deps{Getenv: func(k string) string { return env[k] }})
@@ -409,16 +416,23 @@ func TestIdentifierRefusedBeforeAnyCall(t *testing.T) {
 		{Email: "a@example.com", UserIDs: map[string]string{connectortest.UserIDSystem: "../u1"}},
 		{Email: "a\x00@example.com"},
 	} {
-		_, err := c.Erase(connectortest.Ctx(t), sub)
-		if perm, _ := connectors.Classify(err); err == nil || !perm {
-			t.Errorf("Erase = %v, want a permanent refusal", err)
-		}
-		if _, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), sub); err == nil {
-			t.Error("Verify accepted a refused identifier")
-		}
+		refusedBeforeAnyCall(t, f, c, sub)
 	}
-	if n := len(f.Calls()); n != 0 {
-		t.Errorf("the store received %d requests for refused subjects", n)
+}
+
+// refusedBeforeAnyCall fails unless Erase and Verify both refuse sub
+// permanently (Verify never calls them clean) without a request to f.
+func refusedBeforeAnyCall(t *testing.T, f *s3fake.Fake, c connectors.Connector, sub connectors.Subject) {
+	t.Helper()
+	before := f.Requests()
+	if _, err := c.Erase(connectortest.Ctx(t), sub); err == nil || !connectortest.IsPermanent(err) {
+		t.Errorf("Erase = %v; want a permanent refusal", err)
+	}
+	if _, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), sub); err == nil || !connectortest.IsPermanent(err) {
+		t.Errorf("Verify = %v; want a permanent refusal, not clean", err)
+	}
+	if n := f.Requests() - before; n != 0 {
+		t.Errorf("the store received %d requests for a refused subject", n)
 	}
 }
 
@@ -531,9 +545,7 @@ func eraseWithRetries(t *testing.T, c connectors.Connector, sub connectors.Subje
 
 func TestSlowDownStormThenSuccess(t *testing.T) {
 	t.Parallel()
-	f := newFake(t, "Enabled")
-	sub := connectortest.VendorSubject(1)
-	f.Seed(sub)
+	f, sub := seeded(t)
 	f.Inject(6, s3fake.SlowDown(""))
 	out, failures := eraseWithRetries(t, connector(t, f), sub, 20)
 	if failures != 6 || out.Status != connectors.StatusErased || out.Records != 4 {
@@ -564,9 +576,7 @@ func TestMalformedResponses(t *testing.T) {
 	t.Parallel()
 	t.Run("listing", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, "Enabled")
-		sub := connectortest.VendorSubject(1)
-		f.Seed(sub)
+		f, sub := seeded(t)
 		f.Inject(1, s3fake.MalformedXML)
 		out, failures := eraseWithRetries(t, connector(t, f, "versioning: versioned"), sub, 5)
 		if failures != 1 || out.Records != 4 {
@@ -575,9 +585,7 @@ func TestMalformedResponses(t *testing.T) {
 	})
 	t.Run("delete result", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, "Enabled")
-		sub := connectortest.VendorSubject(1)
-		f.Seed(sub)
+		f, sub := seeded(t)
 		// The listing goes through; the delete happens but its answer is garbage.
 		f.Inject(1, f.PassThrough())
 		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
@@ -609,9 +617,7 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 	t.Parallel()
 	t.Run("InternalError is retried", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, "Enabled")
-		sub := connectortest.VendorSubject(1)
-		f.Seed(sub)
+		f, sub := seeded(t)
 		failed := false
 		f.FailDeletes(func(key string) (string, string) {
 			if strings.HasPrefix(key, "uploads/") && !failed {
@@ -635,9 +641,7 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 	})
 	t.Run("AccessDenied is permanent", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, "Enabled")
-		sub := connectortest.VendorSubject(1)
-		f.Seed(sub)
+		f, sub := seeded(t)
 		f.FailDeletes(func(string) (string, string) { return "AccessDenied", "Access Denied" })
 		_, err := connector(t, f).Erase(connectortest.Ctx(t), sub)
 		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "s3:DeleteObjectVersion") {
@@ -647,9 +651,7 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 	})
 	t.Run("Object Lock keeps a version", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, "Enabled")
-		sub := connectortest.VendorSubject(1)
-		f.Seed(sub)
+		f, sub := seeded(t)
 		f.Lock(bucket, "exports/"+sub.Email+".csv", "compliance")
 		_, err := connector(t, f).Erase(connectortest.Ctx(t), sub)
 		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "1 version under [exports/{email}.csv] protected by Object Lock") {
@@ -663,9 +665,7 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 	})
 	t.Run("governance retention bypassed when configured", func(t *testing.T) {
 		t.Parallel()
-		f := newFake(t, "Enabled")
-		sub := connectortest.VendorSubject(1)
-		f.Seed(sub)
+		f, sub := seeded(t)
 		f.Lock(bucket, "exports/"+sub.Email+".csv", "governance")
 		if _, err := connector(t, f).Erase(connectortest.Ctx(t), sub); err == nil {
 			t.Fatal("governance retention was bypassed without bypass_governance_retention")
@@ -755,16 +755,7 @@ func TestNothingSearchableIsRefused(t *testing.T) {
 	t.Parallel()
 	f := newFake(t, "Enabled")
 	c := connector(t, f, "user_id_system:") // the default: the instance's name
-	sub := connectors.Subject{Phone: "+447700900123"}
-	if _, err := c.Erase(connectortest.Ctx(t), sub); err == nil || !connectortest.IsPermanent(err) {
-		t.Errorf("Erase = %v; want a permanent error", err)
-	}
-	if _, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), sub); err == nil || !connectortest.IsPermanent(err) {
-		t.Errorf("Verify = %v; want a permanent error, not clean", err)
-	}
-	if n := f.Requests(); n != 0 {
-		t.Errorf("%d requests for a subject nothing can be searched by", n)
-	}
+	refusedBeforeAnyCall(t, f, c, connectors.Subject{Phone: "+447700900123"})
 	// One identifier missing: its templates are skipped, the others searched.
 	f.Seed(connectortest.VendorSubject(3))
 	out, err := c.Erase(connectortest.Ctx(t), connectors.Subject{Email: connectortest.VendorSubject(3).Email})
