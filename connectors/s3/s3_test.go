@@ -1,9 +1,6 @@
 package s3_test
 
 import (
-	"crypto/md5"
-	"encoding/base64"
-	"encoding/xml"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -326,8 +323,8 @@ func checkBatches(t *testing.T, f *s3fake.Fake, total int) {
 
 func parseDelete(t *testing.T, body []byte) s3fake.DeleteRequest {
 	t.Helper()
-	var d s3fake.DeleteRequest
-	if err := xml.Unmarshal(body, &d); err != nil {
+	d, err := s3fake.ParseDelete(body)
+	if err != nil {
 		t.Fatalf("DeleteObjects body is not a <Delete> document: %v\n%s", err, body)
 	}
 	return d
@@ -372,8 +369,7 @@ func TestRequestsFollowTheS3API(t *testing.T) {
 					ops = append(ops, "ListObjectsV2 "+q.Get("prefix"))
 				case call.Method == http.MethodPost && q.Has("delete"):
 					ops = append(ops, "DeleteObjects")
-					sum := md5.Sum(call.Body)
-					if got := call.Header.Get("Content-MD5"); got != base64.StdEncoding.EncodeToString(sum[:]) {
+					if got := call.Header.Get("Content-MD5"); got != s3fake.ContentMD5(call.Body) {
 						t.Errorf("Content-MD5 = %q, want the body's", got)
 					}
 					d := parseDelete(t, call.Body)
