@@ -136,9 +136,7 @@ func TestResolveNeverCommits(t *testing.T) {
 	t.Parallel()
 	// SQLite does not enforce read-only transactions, and a CTE may lead
 	// into a DELETE; the resolve transaction is rolled back all the same.
-	b := newBackend(t, driverSQLite)
-	s := connectors.Subject{Email: "keep@example.com"}
-	b.seed(t, s)
+	b, s, _ := sqliteShop(t, "keep@example.com")
 	r := b.build(t, "shop", b.dsn, shopStatements+`
 resolve:
   - name: sneaky
@@ -237,9 +235,7 @@ statements:
 
 func TestVerifyWithNoRunnableQueryIsAnError(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t, driverSQLite)
-	s := connectors.Subject{Email: "v@example.com"}
-	b.seed(t, s)
+	b, s, _ := sqliteShop(t, "v@example.com")
 	c := b.build(t, "shop", b.dsn, shopStatements+`
 verify:
   - name: by phone

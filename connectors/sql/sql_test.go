@@ -131,6 +131,15 @@ func (b *backend) seed(t *testing.T, s connectors.Subject) (id int64, rows int64
 // seedSoftDeleted stores a customer and an order that the application
 // has soft-deleted (deleted_at set): hidden from its users, restorable by
 // clearing deleted_at. It returns the rows.
+// sqliteShop is a SQLite shop database holding the rows of a subject
+// known by email: the database, the subject and how many rows.
+func sqliteShop(t *testing.T, email string) (*backend, connectors.Subject, int64) {
+	b := newBackend(t, driverSQLite)
+	s := connectors.Subject{Email: email}
+	_, rows := b.seed(t, s)
+	return b, s, rows
+}
+
 func (b *backend) seedSoftDeleted(t *testing.T, s connectors.Subject) int64 {
 	t.Helper()
 	id := b.insertCustomer(t, s, true)
@@ -536,9 +545,7 @@ statements:
 
 func TestSQLiteBusyIsRetryable(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t, driverSQLite)
-	s := connectors.Subject{Email: "busy@example.com"}
-	_, seeded := b.seed(t, s)
+	b, s, seeded := sqliteShop(t, "busy@example.com")
 	// Another writer holds the lock; with no busy timeout SQLite says BUSY.
 	conn, err := b.db.Conn(ctxFor(t))
 	testenv.Must(t, err)
