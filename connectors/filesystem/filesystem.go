@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/internal/idtemplate"
+	"github.com/lethe-dev/lethe/connectors/vendorkit"
 )
 
 func init() {
@@ -63,34 +65,15 @@ func (c *Config) Validate() error {
 // its own requirement ({user_id} is user_ids.<user_id_system>): with one
 // missing, the files named by it could not be found.
 func (c Config) Plan(name string) connectors.Plan {
-	system := c.UserIDSystem
-	if system == "" {
-		system = name
-	}
-	used := map[string]bool{}
+	var parts []idtemplate.Part
 	for _, text := range c.Paths {
 		t, err := parseTemplate(text)
 		if err != nil {
 			continue // Validate has refused it
 		}
-		for _, seg := range t.segs {
-			for _, p := range seg {
-				used[p.placeholder] = true
-			}
-		}
+		parts = append(parts, slices.Concat(t.segs...)...)
 	}
-	var keys []connectors.Requirement
-	for _, p := range placeholders {
-		if !used[p] {
-			continue
-		}
-		k := connectors.Kind(p)
-		if p == "user_id" {
-			k = connectors.UserIDKind(system)
-		}
-		keys = append(keys, connectors.Requirement{k})
-	}
-	return connectors.Plan{Keys: keys}
+	return connectors.Plan{Keys: idtemplate.Keys(parts, vendorkit.System(c.UserIDSystem, name))}
 }
 
 type connector struct {
@@ -111,10 +94,7 @@ func build(_ context.Context, name string, cfg Config, _ connectors.Deps) (conne
 	if err != nil {
 		return nil, fmt.Errorf("root: %w", err)
 	}
-	c := &connector{root: root, system: cfg.UserIDSystem}
-	if c.system == "" {
-		c.system = name
-	}
+	c := &connector{root: root, system: vendorkit.System(cfg.UserIDSystem, name)}
 	for _, p := range cfg.Paths {
 		t, err := parseTemplate(p)
 		if err != nil { // Validate has run; kept for callers that skip it
@@ -206,7 +186,7 @@ func (c *connector) prepare(ctx context.Context, s connectors.Subject) (*os.Root
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	values := map[string]string{"email": s.Email, "phone": s.Phone, "user_id": s.UserIDs[c.system]}
+	values := idtemplate.Values(s, c.system)
 	exps := make([]expansion, len(c.templates))
 	for i := range c.templates {
 		t := &c.templates[i]
@@ -242,29 +222,18 @@ func (c *connector) rootError(err error) error {
 }
 
 func (c *connector) skipped(e expansion) connectors.Evidence {
-	why := "the subject has no " + e.missing
-	if e.missing == "user_id" {
-		why += " for " + c.system
-	}
-	return connectors.Evidence{Kind: "path", Value: e.t.text + ": skipped, " + why}
+	return idtemplate.Skipped("path", e.t.text, e.missing, c.system)
 }
 
 // tally counts what one template removed.
 type tally struct{ files, links int64 }
 
 func (n tally) String() string {
-	s := plural(n.files, "file")
+	s := connectors.Plural(n.files, "file")
 	if n.links > 0 {
-		s += ", " + plural(n.links, "symlink") + " (removed as links; targets left alone)"
+		s += ", " + connectors.Plural(n.links, "symlink") + " (removed as links; targets left alone)"
 	}
 	return s
-}
-
-func plural(n int64, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // remove deletes name under parent: a file or link, or a directory with

@@ -181,6 +181,17 @@ func checkPermanent(t *testing.T, err error, s connectors.Subject, want string) 
 	}
 }
 
+// checkRefused erases s under root by template, wants a permanent error
+// that mentions want, and the 2 files under kept left alone.
+func checkRefused(t *testing.T, root, template string, s connectors.Subject, want, kept string) {
+	t.Helper()
+	_, err := newConnector(t, root, template).Erase(context.Background(), s)
+	checkPermanent(t, err, s, want)
+	if n := files(t, kept); n != 2 {
+		t.Errorf("a refused erase removed files: %d of 2 left", n)
+	}
+}
+
 func TestEvidenceNamesTemplatesNotPaths(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
@@ -296,14 +307,8 @@ func TestDirectoryOnTheWayEscapingRootIsPermanent(t *testing.T) {
 			write(t, outside, "ann@example.com.csv")
 			write(t, outside, "profile.json")
 			symlink(t, outside, filepath.Join(root, tc.link))
-			s := connectors.Subject{Email: "ann@example.com"}
 
-			_, err := newConnector(t, root, tc.template).Erase(context.Background(), s)
-
-			checkPermanent(t, err, s, "escapes the root")
-			if files(t, outside) != 2 {
-				t.Errorf("files outside root were removed: %d of 2 left", files(t, outside))
-			}
+			checkRefused(t, root, tc.template, connectors.Subject{Email: "ann@example.com"}, "escapes the root", outside)
 		})
 	}
 }
@@ -356,14 +361,8 @@ func TestUnsafeIdentifiersAreRefused(t *testing.T) {
 			root := t.TempDir()
 			write(t, root, "uploads/u1/a.txt")
 			write(t, root, "etc/passwd")
-			s := userID(id)
 
-			_, err := newConnector(t, root, "uploads/{user_id}/").Erase(context.Background(), s)
-
-			checkPermanent(t, err, s, "uploads/{user_id}/: the subject's user_id")
-			if files(t, root) != 2 {
-				t.Errorf("a refused identifier removed files: %d of 2 left", files(t, root))
-			}
+			checkRefused(t, root, "uploads/{user_id}/", userID(id), "uploads/{user_id}/: the subject's user_id", root)
 		})
 	}
 }
@@ -402,29 +401,18 @@ func TestPlan(t *testing.T) {
 	t.Parallel()
 	// The root need not exist where the plan is read (API processes).
 	root := filepath.Join(t.TempDir(), "not-mounted-here")
-	for _, tc := range []struct {
-		name  string
-		paths []string
-		extra string
-		keys  string
-	}{
-		{"the shop", shopPaths, "", "[email user_ids.shop-files]"},
-		{"user_id_system", []string{"avatars/{user_id}.*"}, "user_id_system: shop\n", "[user_ids.shop]"},
-		{"phone", []string{"calls/{phone}/"}, "", "[phone]"},
-		{"two in one path", []string{"{user_id}/{email}.json"}, "", "[email user_ids.shop-files]"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			yaml := configYAML(root, tc.paths...) + tc.extra
-			p, err := connectortest.TryPlan("filesystem", instance, yaml)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Each kind is its own requirement: all are needed.
-			if fmt.Sprint(p.Keys) != tc.keys || fmt.Sprint(p.Uses) != tc.keys || len(p.Keys) != strings.Count(tc.keys, " ")+1 || p.Resolves() {
-				t.Errorf("plan = keys %s uses %s resolves %v; want %s", p.Keys, p.Uses, p.Resolves(), tc.keys)
-			}
-		})
-	}
+	yaml := func(paths ...string) string { return configYAML(root, paths...) }
+	// Each kind is its own requirement (a space, not "|"): all are needed.
+	connectortest.RunPlanCases(t, "filesystem", connectortest.PlanCases{
+		{Name: "the shop", Instance: instance, YAML: yaml(shopPaths...),
+			Keys: "[email user_ids.shop-files]", Uses: "[email user_ids.shop-files]"},
+		{Name: "user_id_system", Instance: instance, YAML: yaml("avatars/{user_id}.*") + "user_id_system: shop\n",
+			Keys: "[user_ids.shop]", Uses: "[user_ids.shop]"},
+		{Name: "phone", Instance: instance, YAML: yaml("calls/{phone}/"),
+			Keys: "[phone]", Uses: "[phone]"},
+		{Name: "two in one path", Instance: instance, YAML: yaml("{user_id}/{email}.json"),
+			Keys: "[email user_ids.shop-files]", Uses: "[email user_ids.shop-files]"},
+	})
 }
 
 func TestVerifyCountsWhatRemains(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/internal/idtemplate"
 )
 
 // Scan implements connectors.Scanner: every path a template matches with
@@ -52,19 +53,19 @@ func (c *connector) Scan(ctx context.Context, fn func(connectors.Subject) error)
 // scanPattern turns a template segment into a glob with each placeholder
 // as "*", and a regular expression that captures the placeholders' values
 // from a matching name, with their names in order.
-func scanPattern(parts []part) (string, *regexp.Regexp, []string) {
+func scanPattern(parts []idtemplate.Part) (string, *regexp.Regexp, []string) {
 	var glob, re strings.Builder
 	var holders []string
 	re.WriteString("^")
 	for _, p := range parts {
-		if p.placeholder != "" {
+		if p.Placeholder != "" {
 			glob.WriteString("*")
 			re.WriteString("(.+)")
-			holders = append(holders, p.placeholder)
+			holders = append(holders, p.Placeholder)
 			continue
 		}
-		glob.WriteString(p.lit)
-		re.WriteString(globToRegexp(p.lit))
+		glob.WriteString(p.Lit)
+		re.WriteString(globToRegexp(p.Lit))
 	}
 	re.WriteString("$")
 	return glob.String(), regexp.MustCompile(re.String()), holders

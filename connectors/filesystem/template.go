@@ -7,24 +7,19 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"unicode"
-)
 
-// placeholders are the identifiers a template may name.
-var placeholders = []string{"email", "phone", "user_id"}
+	"github.com/lethe-dev/lethe/connectors/internal/idtemplate"
+)
 
 // template is one configured path: segments of glob text and placeholders.
 type template struct {
 	text    string // as configured; the only form that goes into evidence and errors
-	segs    [][]part
+	segs    [][]idtemplate.Part
 	dirOnly bool // a trailing "/" matches directories (and links) only
 }
-
-// part is either literal glob text or a placeholder name.
-type part struct{ lit, placeholder string }
 
 func parseTemplate(text string) (template, error) {
 	t := template{text: text}
@@ -53,7 +48,7 @@ func parseTemplate(text string) (template, error) {
 			return t, fmt.Errorf("%q: invalid glob: %w", text, err)
 		}
 		for _, p := range parts {
-			if p.placeholder != "" {
+			if p.Placeholder != "" {
 				holders++
 			}
 		}
@@ -65,47 +60,27 @@ func parseTemplate(text string) (template, error) {
 	return t, nil
 }
 
-func parseSegment(seg string) ([]part, error) {
-	var parts []part
-	for seg != "" {
-		i := strings.IndexAny(seg, "{}")
-		if i < 0 {
-			parts = append(parts, part{lit: seg})
-			break
-		}
-		if seg[i] == '}' {
-			return nil, errors.New(`stray "}"; braces are reserved for placeholders`)
-		}
-		if i > 0 {
-			parts = append(parts, part{lit: seg[:i]})
-		}
-		j := strings.IndexByte(seg[i:], '}')
-		if j < 0 {
-			return nil, errors.New(`unclosed "{"`)
-		}
-		name := seg[i+1 : i+j]
-		if !slices.Contains(placeholders, name) {
-			return nil, fmt.Errorf("unknown placeholder {%s}; use {email}, {phone} or {user_id}", name)
-		}
-		parts = append(parts, part{placeholder: name})
-		seg = seg[i+j+1:]
+func parseSegment(seg string) ([]idtemplate.Part, error) {
+	parts, err := idtemplate.Parse(seg)
+	if err != nil {
+		return nil, err
 	}
 	// A wildcard touching a placeholder would let subject "1" match the
 	// files of subject "12"; a backslash before it would undo our escaping.
 	for i, p := range parts {
-		if p.placeholder == "" {
+		if p.Placeholder == "" {
 			continue
 		}
 		var before, after string
 		if i > 0 {
-			before = parts[i-1].lit
+			before = parts[i-1].Lit
 		}
 		if i+1 < len(parts) {
-			after = parts[i+1].lit
+			after = parts[i+1].Lit
 		}
 		if before != "" && strings.ContainsAny(before[len(before)-1:], `*?[]\`) ||
 			after != "" && strings.ContainsAny(after[:1], `*?[]`) {
-			return nil, fmt.Errorf("a wildcard right next to {%s} would also match other subjects' files; put a fixed separator between them", p.placeholder)
+			return nil, fmt.Errorf("a wildcard right next to {%s} would also match other subjects' files; put a fixed separator between them", p.Placeholder)
 		}
 	}
 	return parts, nil
@@ -116,14 +91,14 @@ func parseSegment(seg string) ([]part, error) {
 func (t *template) expand(values map[string]string) (segs []string, missing string, err error) {
 	for _, parts := range t.segs {
 		for _, p := range parts {
-			if p.placeholder == "" {
+			if p.Placeholder == "" {
 				continue
 			}
-			v := values[p.placeholder]
+			v := values[p.Placeholder]
 			if v == "" {
-				return nil, p.placeholder, nil
+				return nil, p.Placeholder, nil
 			}
-			if err := checkComponent(p.placeholder, v); err != nil {
+			if err := checkComponent(p.Placeholder, v); err != nil {
 				return nil, "", err
 			}
 		}
@@ -132,14 +107,14 @@ func (t *template) expand(values map[string]string) (segs []string, missing stri
 	return segs, "", nil
 }
 
-func expandSegment(parts []part, values map[string]string) string {
+func expandSegment(parts []idtemplate.Part, values map[string]string) string {
 	var b strings.Builder
 	for _, p := range parts {
-		if p.placeholder == "" {
-			b.WriteString(p.lit)
+		if p.Placeholder == "" {
+			b.WriteString(p.Lit)
 			continue
 		}
-		for _, r := range values[p.placeholder] {
+		for _, r := range values[p.Placeholder] {
 			if strings.ContainsRune(`*?[]^-\`, r) {
 				b.WriteByte('\\')
 			}

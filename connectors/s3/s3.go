@@ -19,6 +19,7 @@ import (
 
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/internal/idtemplate"
 	"github.com/lethe-dev/lethe/connectors/vendorkit"
 )
 
@@ -125,38 +126,15 @@ func (c *Config) Validate() error {
 // own requirement ({user_id} is user_ids.<user_id_system>): with one
 // missing, the objects named by it could not be found.
 func (c Config) Plan(name string) connectors.Plan {
-	system := c.UserIDSystem
-	if system == "" {
-		system = name
-	}
-	return connectors.Plan{Keys: templateKeys(c.Keys, c.Prefixes, system)}
-}
-
-// templateKeys is one requirement per placeholder the key and prefix
-// templates use, in the order email, phone, user id.
-func templateKeys(keys, prefixes []string, system string) []connectors.Requirement {
-	used := map[string]bool{}
-	for i, text := range append(slices.Clone(keys), prefixes...) {
-		t, err := parseTemplate(text, i >= len(keys))
+	var parts []idtemplate.Part
+	for i, text := range append(slices.Clone(c.Keys), c.Prefixes...) {
+		t, err := parseTemplate(text, i >= len(c.Keys))
 		if err != nil {
 			continue // Validate has refused it
 		}
-		for _, p := range t.parts {
-			used[p.placeholder] = true
-		}
+		parts = append(parts, t.parts...)
 	}
-	var reqs []connectors.Requirement
-	for _, p := range placeholders {
-		if !used[p] {
-			continue
-		}
-		k := connectors.Kind(p)
-		if p == "user_id" {
-			k = connectors.UserIDKind(system)
-		}
-		reqs = append(reqs, connectors.Requirement{k})
-	}
-	return reqs
+	return connectors.Plan{Keys: idtemplate.Keys(parts, vendorkit.System(c.UserIDSystem, name))}
 }
 
 type connector struct {
@@ -200,13 +178,10 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		bucket:     cfg.Bucket,
 		versioning: cfg.Versioning,
 		bypass:     cfg.BypassGovernanceRetention,
-		system:     cfg.UserIDSystem,
+		system:     vendorkit.System(cfg.UserIDSystem, name),
 	}
 	if c.versioning == "" {
 		c.versioning = versioningAuto
-	}
-	if c.system == "" {
-		c.system = name
 	}
 	for _, k := range cfg.Keys {
 		t, err := parseTemplate(k, false)
@@ -232,23 +207,28 @@ type expansion struct {
 	missing string // placeholder the subject has no value for: skip
 }
 
-// expand checks every identifier before anything is touched, so a refused
+// prepare expands every template for s, then asks whether the bucket is
+// versioned. Identifiers are all checked before any call, so a refused
 // subject never leaves a partial erasure.
-func (c *connector) expand(ctx context.Context, s connectors.Subject) ([]expansion, error) {
+func (c *connector) prepare(ctx context.Context, s connectors.Subject) (exps []expansion, versioned bool, state string, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, false, "", err
 	}
-	values := map[string]string{"email": s.Email, "phone": s.Phone, "user_id": s.UserIDs[c.system]}
-	exps := make([]expansion, len(c.templates))
+	values := idtemplate.Values(s, c.system)
+	exps = make([]expansion, len(c.templates))
 	for i := range c.templates {
 		t := &c.templates[i]
 		key, missing, err := t.expand(values)
 		if err != nil {
-			return nil, connectors.Permanent(fmt.Errorf("%s: %w", t.text, err))
+			return nil, false, "", connectors.Permanent(fmt.Errorf("%s: %w", t.text, err))
 		}
 		exps[i] = expansion{t: t, key: key, missing: missing}
 	}
-	return exps, nil
+	if err := c.searchable(exps); err != nil {
+		return nil, false, "", err
+	}
+	versioned, state, err = c.bucketVersioning(ctx)
+	return exps, versioned, state, err
 }
 
 // Erase deletes every object the templates name for s. In a versioned
@@ -256,14 +236,7 @@ func (c *connector) expand(ctx context.Context, s connectors.Subject) ([]expansi
 // delete would only hide the data behind a new delete marker. Records
 // counts objects (distinct keys) removed.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	exps, err := c.expand(ctx, s)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	if err := c.searchable(exps); err != nil {
-		return connectors.Outcome{}, err
-	}
-	versioned, state, err := c.bucketVersioning(ctx)
+	exps, versioned, state, err := c.prepare(ctx, s)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
@@ -309,7 +282,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		return connectors.Outcome{}, connectors.Permanentf(
 			"S3 bucket %s: %s under %v protected by Object Lock (retention or legal hold) and could not be deleted; "+
 				"the rest was erased. Lift the legal hold, set bypass_governance_retention for governance mode, "+
-				"or record an exemption until the retention date", c.bucket, plural(locked, "version"), lockedIn)
+				"or record an exemption until the retention date", c.bucket, connectors.Plural(locked, "version"), lockedIn)
 	}
 	if !found {
 		return connectors.NotFound(evidence...), nil
@@ -320,14 +293,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 // Verify lists the templates again, versions and delete markers included,
 // and reports how many objects (keys) of s remain.
 func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
-	exps, err := c.expand(ctx, s)
-	if err != nil {
-		return connectors.Verification{}, err
-	}
-	if err := c.searchable(exps); err != nil {
-		return connectors.Verification{}, err
-	}
-	versioned, _, err := c.bucketVersioning(ctx)
+	exps, versioned, _, err := c.prepare(ctx, s)
 	if err != nil {
 		return connectors.Verification{}, err
 	}
@@ -361,11 +327,7 @@ func (c *connector) searchable(exps []expansion) error {
 }
 
 func (c *connector) skipped(e expansion) connectors.Evidence {
-	why := "the subject has no " + e.missing
-	if e.missing == "user_id" {
-		why += " for " + c.system
-	}
-	return connectors.Evidence{Kind: e.t.kind(), Value: e.t.text + ": skipped, " + why}
+	return idtemplate.Skipped(e.t.kind(), e.t.text, e.missing, c.system)
 }
 
 // bucketVersioning tells whether objects must be listed and deleted by
@@ -402,33 +364,23 @@ type entry struct {
 // not it still exists.
 func (c *connector) list(ctx context.Context, versioned bool, e expansion, fn func([]entry) error) error {
 	keep := func(key string) bool { return e.t.prefix || key == e.key }
+	failed := func(op string) func(error) error {
+		return func(err error) error { return c.classify(ctx, op, e.t.text, err) }
+	}
 	if !versioned {
-		op := "ListObjectsV2"
 		p := awss3.NewListObjectsV2Paginator(c.api, &awss3.ListObjectsV2Input{Bucket: &c.bucket, Prefix: aws.String(e.key)})
-		for p.HasMorePages() {
-			out, err := p.NextPage(ctx)
-			if err != nil {
-				return c.classify(ctx, op, e.t.text, err)
-			}
+		return eachPage(ctx, p, failed("ListObjectsV2"), func(out *awss3.ListObjectsV2Output) []entry {
 			var page []entry
 			for _, o := range out.Contents {
 				if k := aws.ToString(o.Key); keep(k) {
 					page = append(page, entry{key: k})
 				}
 			}
-			if err := fn(page); err != nil {
-				return err
-			}
-		}
-		return nil
+			return page
+		}, fn)
 	}
-	op := "ListObjectVersions"
 	p := awss3.NewListObjectVersionsPaginator(c.api, &awss3.ListObjectVersionsInput{Bucket: &c.bucket, Prefix: aws.String(e.key)})
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
-		if err != nil {
-			return c.classify(ctx, op, e.t.text, err)
-		}
+	return eachPage(ctx, p, failed("ListObjectVersions"), func(out *awss3.ListObjectVersionsOutput) []entry {
 		var page []entry
 		for _, v := range out.Versions {
 			if k := aws.ToString(v.Key); keep(k) {
@@ -443,7 +395,25 @@ func (c *connector) list(ctx context.Context, versioned bool, e expansion, fn fu
 		// Versions and markers come in two lists; key order is what the
 		// tally counts objects by.
 		slices.SortStableFunc(page, func(a, b entry) int { return cmpString(a.key, b.key) })
-		if err := fn(page); err != nil {
+		return page
+	}, fn)
+}
+
+// pager is what the SDK's list paginators have in common.
+type pager[O any] interface {
+	HasMorePages() bool
+	NextPage(context.Context, ...func(*awss3.Options)) (O, error)
+}
+
+// eachPage calls fn with the entries read picks from each page of p; an
+// error asking for a page goes through failed.
+func eachPage[O any](ctx context.Context, p pager[O], failed func(error) error, read func(O) []entry, fn func([]entry) error) error {
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return failed(err)
+		}
+		if err := fn(read(out)); err != nil {
 			return err
 		}
 	}
@@ -531,11 +501,11 @@ func (c *connector) delete(ctx context.Context, versioned bool, e expansion, ent
 		}
 		if denied > 0 {
 			return connectors.Permanentf("S3 DeleteObjects on bucket %s (%s): %s refused with AccessDenied; "+
-				"the credentials need s3:DeleteObject and s3:DeleteObjectVersion", c.bucket, e.t.text, plural(denied, "deletion"))
+				"the credentials need s3:DeleteObject and s3:DeleteObjectVersion", c.bucket, e.t.text, connectors.Plural(denied, "deletion"))
 		}
 		if retry > 0 {
 			return connectors.Retryable(fmt.Errorf("S3 DeleteObjects on bucket %s (%s): %s failed (%s); retrying erases the rest",
-				c.bucket, e.t.text, plural(retry, "deletion"), code), 0)
+				c.bucket, e.t.text, connectors.Plural(retry, "deletion"), code), 0)
 		}
 	}
 	return nil
@@ -568,27 +538,20 @@ func (n *tally) count(page []entry) {
 }
 
 func (n *tally) removed() string {
-	s := plural(n.objects, "object")
+	s := connectors.Plural(n.objects, "object")
 	if n.versioned {
-		s += fmt.Sprintf(" (%s, %s)", plural(n.versions, "version"), plural(n.markers, "delete marker"))
+		s += fmt.Sprintf(" (%s, %s)", connectors.Plural(n.versions, "version"), connectors.Plural(n.markers, "delete marker"))
 	}
 	if n.locked > 0 {
-		s += fmt.Sprintf("; %s kept by Object Lock", plural(n.locked, "version"))
+		s += fmt.Sprintf("; %s kept by Object Lock", connectors.Plural(n.locked, "version"))
 	}
 	return s
 }
 
 func (n *tally) remaining() string {
-	s := plural(n.objects, "object") + " remaining"
+	s := connectors.Plural(n.objects, "object") + " remaining"
 	if n.versioned {
-		s += fmt.Sprintf(" (%s, %s)", plural(n.seen-n.seenMarkers, "version"), plural(n.seenMarkers, "delete marker"))
+		s += fmt.Sprintf(" (%s, %s)", connectors.Plural(n.seen-n.seenMarkers, "version"), connectors.Plural(n.seenMarkers, "delete marker"))
 	}
 	return s
-}
-
-func plural(n int64, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }

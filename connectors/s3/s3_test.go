@@ -1,10 +1,6 @@
 package s3_test
 
 import (
-	"context"
-	"crypto/md5"
-	"encoding/base64"
-	"encoding/xml"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -13,95 +9,49 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 	_ "github.com/lethe-dev/lethe/connectors/s3"
 	"github.com/lethe-dev/lethe/connectors/s3/s3fake"
-	"go.uber.org/zap"
 )
 
-// instance is the connector instance name, and so the default user_id system.
+// instance is the connector instance name, and so the default user_id
+// system where a config leaves user_id_system out (the fake's sets app).
 const instance = "shop-files"
 
-const (
-	akid   = "AKIDSHOPFILES"
-	secret = "wJalrXUtnFEMI-s3cr3t-value"
-)
+const bucket = s3fake.DefaultBucket
 
-// setup is one fake store with one bucket, and how to build connectors
-// against it.
-type setup struct {
-	f      *s3fake.Fake
-	bucket string
+// newFake is a fake store whose bucket has versioning "", "Enabled" or
+// "Suspended".
+func newFake(t testing.TB, versioning string) *s3fake.Fake {
+	return newFakeWith(t, versioning, s3fake.Options{})
 }
 
-func newSetup(t testing.TB, versioning string) setup {
-	return newSetupWith(t, versioning, s3fake.Options{})
-}
-
-func newSetupWith(t testing.TB, versioning string, opt s3fake.Options) setup {
+func newFakeWith(t testing.TB, versioning string, opt s3fake.Options) *s3fake.Fake {
 	f := s3fake.Start(t, opt)
-	f.AllowAccessKey(akid)
-	f.AddBucket("shop-files", versioning)
-	return setup{f: f, bucket: "shop-files"}
+	f.SetVersioning(bucket, versioning)
+	return f
 }
 
-// yaml is the connector config for the shop's templates; extra lines are
-// appended (they must not repeat a key).
-func (s setup) yaml(extra ...string) string {
-	return s.yamlWith(akid, s.bucket, extra...)
-}
-
-func (s setup) yamlWith(accessKey, bucket string, extra ...string) string {
-	return fmt.Sprintf(`bucket: %s
-base_url: %s
-use_path_style: true
-region: eu-west-1
-access_key_id: %s
-secret_access_key: %s
-keys: ["exports/{email}.csv", "avatars/{user_id}.png"]
-prefixes: ["uploads/{email}/"]
-`, bucket, s.f.URL(), accessKey, secret) + strings.Join(extra, "\n")
-}
-
-func (s setup) connector(t testing.TB, extra ...string) connectors.Connector {
+// connector is an instance against f with the fake's templates; lines set
+// top-level keys of its config.
+func connector(t testing.TB, f *s3fake.Fake, lines ...string) connectors.Connector {
 	t.Helper()
-	return connectortest.Build(t, "s3", instance, s.yaml(extra...))
+	return connectortest.Build(t, "s3", instance, f.ConfigWith(lines...))
 }
 
-func subject(i int) connectors.Subject {
-	return connectors.Subject{
-		Email:   fmt.Sprintf("subject%d@example.com", i),
-		UserIDs: map[string]string{instance: fmt.Sprintf("u%d", i)},
-	}
+// seeded is a fake whose versioned bucket holds the four objects of
+// VendorSubject(1).
+func seeded(t testing.TB) (*s3fake.Fake, connectors.Subject) {
+	f := newFake(t, "Enabled")
+	sub := connectortest.VendorSubject(1)
+	f.Seed(sub)
+	return f, sub
 }
 
 func keysOf(s connectors.Subject) (keys, prefixes []string) {
-	return []string{"exports/" + s.Email + ".csv", "avatars/" + s.UserIDs[instance] + ".png"}, []string{"uploads/" + s.Email + "/"}
-}
-
-// seed stores what the shop keeps about s: an export written twice, two
-// uploads (one since hidden by a plain delete, which in a versioned bucket
-// keeps the data under a delete marker) and an avatar. Four objects.
-func (s setup) seed(t testing.TB, sub connectors.Subject) int64 {
-	f := s.f
-	f.Put(s.bucket, "exports/"+sub.Email+".csv")
-	f.Put(s.bucket, "exports/"+sub.Email+".csv")
-	f.Put(s.bucket, "uploads/"+sub.Email+"/invoice.pdf")
-	f.Put(s.bucket, "uploads/"+sub.Email+"/photos/me.jpg")
-	if f.Versioning(s.bucket) != "" {
-		f.Hide(s.bucket, "uploads/"+sub.Email+"/photos/me.jpg")
-	}
-	f.Put(s.bucket, "avatars/"+sub.UserIDs[instance]+".png")
-	return 4
-}
-
-func (s setup) remaining(sub connectors.Subject) int64 {
-	keys, prefixes := keysOf(sub)
-	n, _, _ := s.f.CountKeys(s.bucket, keys, prefixes)
-	return int64(n)
+	return []string{"exports/" + s.Email + ".csv", "avatars/" + s.UserIDs[connectortest.UserIDSystem] + ".png"}, []string{"uploads/" + s.Email + "/"}
 }
 
 func TestConformance(t *testing.T) {
@@ -116,20 +66,17 @@ func TestConformance(t *testing.T) {
 			f := s3fake.Start(t, s3fake.Options{})
 			f.SetVersioning(s3fake.DefaultBucket, versioning)
 			h := connectortest.VendorHarness("s3", f)
-			userID := func(id string) connectors.Subject {
-				return connectors.Subject{UserIDs: map[string]string{connectortest.UserIDSystem: id}}
-			}
 			h.Hostile = []connectors.Subject{
 				{Email: "o'brien'--@example.com"},
 				{Email: "%@example.com"},
 				{Email: "*@example.com"},
-				{Email: "subject60"}, // a prefix of a bystander's email
-				userID("user-60"),    // a prefix of a bystander's id
+				{Email: "subject60"},                  // a prefix of a bystander's email
+				connectortest.VendorUserID("user-60"), // a prefix of a bystander's id
 				{Email: "../uploads/subject600@example.com"},
 				{Email: "subject600@example.com/../x"},
 				{Email: ".."},
-				userID("user-600/../user-601"),
-				userID(`user-600\..\user-601`),
+				connectortest.VendorUserID("user-600/../user-601"),
+				connectortest.VendorUserID(`user-600\..\user-601`),
 				{Email: "subject600@example.com\n"},
 				{}, // no identifiers at all: every template is skipped
 			}
@@ -147,31 +94,25 @@ func TestConformance(t *testing.T) {
 
 // faulty returns a connector to a fake of its own producing fault.
 func faulty(t *testing.T, fault connectortest.Fault) connectors.Connector {
-	bad := newSetup(t, "Enabled")
+	bad := newFake(t, "Enabled")
 	switch fault {
 	case connectortest.FaultUnavailable:
-		bad.f.Always(s3fake.Fault(http.StatusInternalServerError, "InternalError"))
+		bad.Always(s3fake.Fault(http.StatusInternalServerError, "InternalError"))
 	case connectortest.FaultRateLimited:
-		bad.f.Always(s3fake.SlowDown(""))
+		bad.Always(s3fake.SlowDown(""))
 	case connectortest.FaultUnauthorized:
-		return connectortest.Build(t, "s3", instance, bad.yamlWith("AKIDREVOKED", bad.bucket))
+		return connector(t, bad, "access_key_id: AKIDREVOKED")
 	case connectortest.FaultMisconfigured:
-		return connectortest.Build(t, "s3", instance, bad.yamlWith(akid, "no-such-bucket"))
+		return connector(t, bad, "bucket: no-such-bucket")
 	}
-	return bad.connector(t)
-}
-
-func ctxFor(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
+	return connector(t, bad)
 }
 
 // leaks fails the test when text carries an identifier of sub, a key or
 // the secret.
 func leaks(t *testing.T, what, text string, sub connectors.Subject) {
 	t.Helper()
-	for _, v := range []string{sub.Email, sub.UserIDs[instance], secret, "exports/subject", "uploads/subject"} {
+	for _, v := range []string{sub.Email, sub.UserIDs[connectortest.UserIDSystem], s3fake.SecretKey, "exports/subject", "uploads/subject"} {
 		for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v)} {
 			if v != "" && strings.Contains(strings.ToLower(text), strings.ToLower(form)) {
 				t.Errorf("%s carries %q: %s", what, form, text)
@@ -198,10 +139,10 @@ func TestVendorCases(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	const creds = "access_key_id: AKID\nsecret_access_key: " + secret + "\n"
-	tests := []struct {
-		name, yaml, want string // want: "" when valid, else text the error must contain
-	}{
+	const creds = "access_key_id: AKID\nsecret_access_key: " + s3fake.SecretKey + "\n"
+	const base = "bucket: b1\nregion: r\n" + creds
+	// Want: "" when valid, else text the error must contain.
+	connectortest.RunConfigCases(t, "s3", nil, []string{s3fake.SecretKey}, connectortest.ConfigCases{
 		{"valid aws", "bucket: b1\nregion: eu-west-1\n" + creds + "keys: [\"exports/{email}.csv\"]\n", ""},
 		{"valid minio", "bucket: b1\nbase_url: http://minio:9000\nuse_path_style: true\n" + creds + "prefixes: [\"u/{user_id}/\"]\nversioning: unversioned\n", ""},
 		{"valid secrets from env", "bucket: b1\nregion: eu-west-1\naccess_key_id: {env: X}\nsecret_access_key: {file: /run/s}\nkeys: [\"{phone}.txt\"]\n", "access_key_id: environment variable X"},
@@ -212,67 +153,31 @@ func TestConfigValidation(t *testing.T) {
 		{"credentials in base_url", "bucket: b1\nbase_url: https://u:p@minio\n" + creds + "keys: [\"{email}\"]\n", "base_url: must not carry credentials"},
 		{"no access key", "bucket: b1\nregion: r\nsecret_access_key: x\nkeys: [\"{email}\"]\n", "access_key_id: required"},
 		{"no secret", "bucket: b1\nregion: r\naccess_key_id: x\nkeys: [\"{email}\"]\n", "secret_access_key: required"},
-		{"bad versioning", "bucket: b1\nregion: r\n" + creds + "keys: [\"{email}\"]\nversioning: maybe\n", "versioning: \"maybe\""},
-		{"no templates", "bucket: b1\nregion: r\n" + creds, "keys, prefixes: at least one"},
-		{"key without placeholder", "bucket: b1\nregion: r\n" + creds + "keys: [\"exports/all.csv\"]\n", "keys[0]: \"exports/all.csv\" has no placeholder"},
-		{"prefix without placeholder", "bucket: b1\nregion: r\n" + creds + "prefixes: [\"uploads/\"]\n", "prefixes[0]: \"uploads/\" has no placeholder"},
-		{"unknown placeholder", "bucket: b1\nregion: r\n" + creds + "keys: [\"{name}.csv\"]\n", "keys[0]: \"{name}.csv\": unknown placeholder {name}"},
-		{"unclosed brace", "bucket: b1\nregion: r\n" + creds + "keys: [\"{email.csv\"]\n", "unclosed"},
-		{"stray brace", "bucket: b1\nregion: r\n" + creds + "keys: [\"{email}}.csv\"]\n", "stray"},
-		{"adjacent placeholders", "bucket: b1\nregion: r\n" + creds + "keys: [\"{email}{phone}.csv\"]\n", "touch"},
-		{"key ends in slash", "bucket: b1\nregion: r\n" + creds + "keys: [\"uploads/{email}/\"]\n", "keys[0]: \"uploads/{email}/\" ends with \"/\""},
-		{"leading slash", "bucket: b1\nregion: r\n" + creds + "keys: [\"/x/{email}\"]\n", "starts with \"/\""},
-		{"dot dot segment", "bucket: b1\nregion: r\n" + creds + "keys: [\"a/../{email}\"]\n", "\"..\" segment"},
-		{"prefix could widen", "bucket: b1\nregion: r\n" + creds + "prefixes: [\"uploads/{email}\"]\n", "prefixes[0]: \"uploads/{email}\": a prefix needs a \"/\" right after {email}"},
-		{"prefix could widen mid-way", "bucket: b1\nregion: r\n" + creds + "prefixes: [\"uploads/{user_id}-{email}/\"]\n", "right after {user_id}"},
-		{"duplicate", "bucket: b1\nregion: r\n" + creds + "keys: [\"{email}\", \"{email}\"]\n", "keys[1]: \"{email}\" is listed twice"},
-		{"unknown field", "bucket: b1\nregion: r\n" + creds + "keys: [\"{email}\"]\nendpoint: http://x\n", "endpoint"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			_, err := connectortest.TryBuild("s3", instance, tc.yaml)
-			switch {
-			case tc.want == "" && err != nil:
-				t.Fatalf("valid config refused: %v", err)
-			case tc.want != "" && err == nil:
-				t.Fatalf("config accepted; want an error containing %q", tc.want)
-			case err != nil && !strings.Contains(err.Error(), tc.want):
-				t.Errorf("error = %v\nwant it to contain %q", err, tc.want)
-			}
-			if err != nil && strings.Contains(err.Error(), secret) {
-				t.Errorf("error shows the secret: %v", err)
-			}
-		})
-	}
-}
-
-// build constructs a connector as the runtime does, with its deps.
-func build(t *testing.T, yamlConfig string, deps connectors.Deps) connectors.Connector {
-	t.Helper()
-	def, ok := connectors.Lookup("s3")
-	if !ok {
-		t.Fatal("s3 is not registered")
-	}
-	if deps.Logger == nil {
-		deps.Logger = zap.NewNop()
-	}
-	c, err := def.Build(context.Background(), instance, func(v any) error { return config.DecodeYAML([]byte(yamlConfig), v) }, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+		{"bad versioning", base + "keys: [\"{email}\"]\nversioning: maybe\n", "versioning: \"maybe\""},
+		{"no templates", base, "keys, prefixes: at least one"},
+		{"key without placeholder", base + "keys: [\"exports/all.csv\"]\n", "keys[0]: \"exports/all.csv\" has no placeholder"},
+		{"prefix without placeholder", base + "prefixes: [\"uploads/\"]\n", "prefixes[0]: \"uploads/\" has no placeholder"},
+		{"unknown placeholder", base + "keys: [\"{name}.csv\"]\n", "keys[0]: \"{name}.csv\": unknown placeholder {name}"},
+		{"unclosed brace", base + "keys: [\"{email.csv\"]\n", "unclosed"},
+		{"stray brace", base + "keys: [\"{email}}.csv\"]\n", "stray"},
+		{"adjacent placeholders", base + "keys: [\"{email}{phone}.csv\"]\n", "touch"},
+		{"key ends in slash", base + "keys: [\"uploads/{email}/\"]\n", "keys[0]: \"uploads/{email}/\" ends with \"/\""},
+		{"leading slash", base + "keys: [\"/x/{email}\"]\n", "starts with \"/\""},
+		{"dot dot segment", base + "keys: [\"a/../{email}\"]\n", "\"..\" segment"},
+		{"prefix could widen", base + "prefixes: [\"uploads/{email}\"]\n", "prefixes[0]: \"uploads/{email}\": a prefix needs a \"/\" right after {email}"},
+		{"prefix could widen mid-way", base + "prefixes: [\"uploads/{user_id}-{email}/\"]\n", "right after {user_id}"},
+		{"duplicate", base + "keys: [\"{email}\", \"{email}\"]\n", "keys[1]: \"{email}\" is listed twice"},
+		{"unknown field", base + "keys: [\"{email}\"]\nendpoint: http://x\n", "endpoint"},
+	})
 }
 
 func TestCredentialsFromEnvironment(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t, "Enabled")
-	sub := subject(1)
-	s.seed(t, sub)
-	y := strings.NewReplacer("access_key_id: "+akid, "access_key_id: {env: SHOP_S3_KEY}", "secret_access_key: "+secret, "secret_access_key: {env: SHOP_S3_SECRET}").Replace(s.yaml())
-	env := map[string]string{"SHOP_S3_KEY": akid, "SHOP_S3_SECRET": secret}
-	c := build(t, y, connectors.Deps{Getenv: func(k string) string { return env[k] }})
-	out, err := c.Erase(ctxFor(t), sub)
+	f, sub := seeded(t)
+	y := strings.NewReplacer("access_key_id: "+s3fake.DefaultAccessKey, "access_key_id: {env: SHOP_S3_KEY}", "secret_access_key: "+s3fake.SecretKey, "secret_access_key: {env: SHOP_S3_SECRET}").Replace(f.Config())
+	env := map[string]string{"SHOP_S3_KEY": s3fake.DefaultAccessKey, "SHOP_S3_SECRET": s3fake.SecretKey}
+	c := connectortest.BuildWith(t, "s3", instance, y, connectors.Deps{Getenv: func(k string) string { return env[k] }})
+	out, err := c.Erase(connectortest.Ctx(t), sub)
 	if err != nil || out.Records != 4 {
 		t.Fatalf("Erase = %+v, %v", out, err)
 	}
@@ -280,21 +185,21 @@ func TestCredentialsFromEnvironment(t *testing.T) {
 
 func TestVersionedBucketIsErasedForReal(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t, "")
-	sub := subject(1)
+	f := newFake(t, "")
+	sub := connectortest.VendorSubject(1)
 	key := "exports/" + sub.Email + ".csv"
-	s.f.Put(s.bucket, key) // written before versioning: VersionId "null"
-	s.f.SetVersioning(s.bucket, "Enabled")
-	s.f.Put(s.bucket, key)
-	s.f.Put(s.bucket, key)
-	s.f.Hide(s.bucket, key)                              // a plain delete: data kept under a marker
-	s.f.Hide(s.bucket, "uploads/"+sub.Email+"/gone.pdf") // a marker alone still names the person
-	s.f.Put(s.bucket, "uploads/"+sub.Email+"/a.pdf")
-	s.f.Put(s.bucket, "uploads/"+sub.Email+"/b.pdf")
-	s.f.Put(s.bucket, "exports/"+sub.Email+".csv.bak") // another key the key template must not reach
-	c := s.connector(t)
+	f.Put(bucket, key) // written before versioning: VersionId "null"
+	f.SetVersioning(bucket, "Enabled")
+	f.Put(bucket, key)
+	f.Put(bucket, key)
+	f.Hide(bucket, key)                              // a plain delete: data kept under a marker
+	f.Hide(bucket, "uploads/"+sub.Email+"/gone.pdf") // a marker alone still names the person
+	f.Put(bucket, "uploads/"+sub.Email+"/a.pdf")
+	f.Put(bucket, "uploads/"+sub.Email+"/b.pdf")
+	f.Put(bucket, "exports/"+sub.Email+".csv.bak") // another key the key template must not reach
+	c := connector(t, f)
 
-	out, err := c.Erase(ctxFor(t), sub)
+	out, err := c.Erase(connectortest.Ctx(t), sub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,15 +207,15 @@ func TestVersionedBucketIsErasedForReal(t *testing.T) {
 		t.Errorf("Erase = %q with %d records, want erased with 4 objects", out.Status, out.Records)
 	}
 	keys, prefixes := keysOf(sub)
-	if n, v, m := s.f.CountKeys(s.bucket, keys, prefixes); n+v+m != 0 {
+	if n, v, m := f.CountKeys(bucket, keys, prefixes); n+v+m != 0 {
 		t.Errorf("left %d objects, %d versions, %d delete markers", n, v, m)
 	}
-	if n, _, _ := s.f.CountKeys(s.bucket, []string{key + ".bak"}, nil); n != 1 {
+	if n, _, _ := f.CountKeys(bucket, []string{key + ".bak"}, nil); n != 1 {
 		t.Error("the key template erased a longer key that merely starts with it")
 	}
 	ev := connectortest.EvidenceText(out.Evidence)
 	for _, want := range []string{
-		"bucket=shop-files (versioning: Enabled)",
+		"bucket=" + bucket + " (versioning: Enabled)",
 		"key=exports/{email}.csv: 1 object (3 versions, 1 delete marker)",
 		"key=avatars/{user_id}.png: 0 objects (0 versions, 0 delete markers)",
 		"prefix=uploads/{email}/: 3 objects (2 versions, 1 delete marker)",
@@ -321,7 +226,7 @@ func TestVersionedBucketIsErasedForReal(t *testing.T) {
 	}
 	leaks(t, "evidence", ev, sub)
 
-	v, err := c.(connectors.Verifier).Verify(ctxFor(t), sub)
+	v, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), sub)
 	if err != nil || v.Remaining != 0 {
 		t.Errorf("Verify = %d remaining, %v", v.Remaining, err)
 	}
@@ -329,7 +234,7 @@ func TestVersionedBucketIsErasedForReal(t *testing.T) {
 		t.Errorf("Verify evidence: %s", ev)
 	}
 	// Every deletion named a version: none can have left a marker.
-	for _, call := range s.f.Calls() {
+	for _, call := range f.Calls() {
 		if call.Method == http.MethodPost {
 			for _, o := range parseDelete(t, call.Body).Objects {
 				if o.VersionId == "" {
@@ -342,12 +247,12 @@ func TestVersionedBucketIsErasedForReal(t *testing.T) {
 
 func TestVerifySeesHiddenVersions(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t, "Enabled")
-	sub := subject(2)
+	f := newFake(t, "Enabled")
+	sub := connectortest.VendorSubject(2)
 	key := "exports/" + sub.Email + ".csv"
-	s.f.Put(s.bucket, key)
-	s.f.Hide(s.bucket, key)
-	v, err := s.connector(t).(connectors.Verifier).Verify(ctxFor(t), sub)
+	f.Put(bucket, key)
+	f.Hide(bucket, key)
+	v, err := connector(t, f).(connectors.Verifier).Verify(connectortest.Ctx(t), sub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,42 +270,42 @@ func TestBatchesNeverExceedAThousand(t *testing.T) {
 	t.Parallel()
 	t.Run("1500 versions of one key", func(t *testing.T) {
 		t.Parallel()
-		s := newSetup(t, "Enabled")
-		s.f.SetPageSize(300) // S3 may return short pages: batches still fill up to 1,000
-		sub := subject(3)
+		f := newFake(t, "Enabled")
+		f.SetPageSize(300) // S3 may return short pages: batches still fill up to 1,000
+		sub := connectortest.VendorSubject(3)
 		for range 1500 {
-			s.f.Put(s.bucket, "exports/"+sub.Email+".csv")
+			f.Put(bucket, "exports/"+sub.Email+".csv")
 		}
-		out, err := s.connector(t).Erase(ctxFor(t), sub)
+		out, err := connector(t, f).Erase(connectortest.Ctx(t), sub)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if out.Records != 1 || !strings.Contains(connectortest.EvidenceText(out.Evidence), "1 object (1500 versions, 0 delete markers)") {
 			t.Errorf("Erase = %d records, evidence %s", out.Records, connectortest.EvidenceText(out.Evidence))
 		}
-		checkBatches(t, s, 1500)
-		if b := s.f.DeleteBatches(); len(b) != 2 {
+		checkBatches(t, f, 1500)
+		if b := f.DeleteBatches(); len(b) != 2 {
 			t.Errorf("DeleteObjects batches %v; want 1,000 then 500", b)
 		}
 	})
 	t.Run("1500 objects under a prefix", func(t *testing.T) {
 		t.Parallel()
-		s := newSetup(t, "")
-		sub := subject(4)
+		f := newFake(t, "")
+		sub := connectortest.VendorSubject(4)
 		for i := range 1500 {
-			s.f.Put(s.bucket, fmt.Sprintf("uploads/%s/%04d.jpg", sub.Email, i))
+			f.Put(bucket, fmt.Sprintf("uploads/%s/%04d.jpg", sub.Email, i))
 		}
-		out, err := s.connector(t).Erase(ctxFor(t), sub)
+		out, err := connector(t, f).Erase(connectortest.Ctx(t), sub)
 		if err != nil || out.Records != 1500 {
 			t.Fatalf("Erase = %d records, %v", out.Records, err)
 		}
-		checkBatches(t, s, 1500)
+		checkBatches(t, f, 1500)
 	})
 }
 
-func checkBatches(t *testing.T, s setup, total int) {
+func checkBatches(t *testing.T, f *s3fake.Fake, total int) {
 	t.Helper()
-	batches := s.f.DeleteBatches()
+	batches := f.DeleteBatches()
 	sum := 0
 	for _, n := range batches {
 		if n > 1000 {
@@ -411,15 +316,15 @@ func checkBatches(t *testing.T, s setup, total int) {
 	if sum != total || len(batches) < 2 {
 		t.Errorf("DeleteObjects batches %v, want %d entries in at least 2 requests", batches, total)
 	}
-	if n, _, _ := s.f.CountKeys(s.bucket, nil, []string{""}); n != 0 {
+	if n, _, _ := f.CountKeys(bucket, nil, []string{""}); n != 0 {
 		t.Errorf("%d objects left", n)
 	}
 }
 
 func parseDelete(t *testing.T, body []byte) s3fake.DeleteRequest {
 	t.Helper()
-	var d s3fake.DeleteRequest
-	if err := xml.Unmarshal(body, &d); err != nil {
+	d, err := s3fake.ParseDelete(body)
+	if err != nil {
 		t.Fatalf("DeleteObjects body is not a <Delete> document: %v\n%s", err, body)
 	}
 	return d
@@ -433,23 +338,23 @@ func TestRequestsFollowTheS3API(t *testing.T) {
 	for _, versioning := range []string{"Enabled", ""} {
 		t.Run("versioning="+versioning, func(t *testing.T) {
 			t.Parallel()
-			s := newSetup(t, versioning)
-			sub := subject(5)
-			s.seed(t, sub)
-			if _, err := s.connector(t).Erase(ctxFor(t), sub); err != nil {
+			f := newFake(t, versioning)
+			sub := connectortest.VendorSubject(5)
+			f.Seed(sub)
+			if _, err := connector(t, f).Erase(connectortest.Ctx(t), sub); err != nil {
 				t.Fatal(err)
 			}
 			var ops []string
-			for _, call := range s.f.Calls() {
+			for _, call := range f.Calls() {
 				q, _ := url.ParseQuery(call.Query)
-				if strings.Trim(call.Path, "/") != s.bucket {
-					t.Errorf("%s %s: want path-style /%s", call.Method, call.Path, s.bucket)
+				if strings.Trim(call.Path, "/") != bucket {
+					t.Errorf("%s %s: want path-style /%s", call.Method, call.Path, bucket)
 				}
 				auth := call.Header.Get("Authorization")
-				if !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential="+akid+"/") || !strings.Contains(auth, "/eu-west-1/s3/aws4_request") {
-					t.Errorf("Authorization = %q, want SigV4 for %s in eu-west-1", auth, akid)
+				if !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential="+s3fake.DefaultAccessKey+"/") || !strings.Contains(auth, "/eu-west-1/s3/aws4_request") {
+					t.Errorf("Authorization = %q, want SigV4 for %s in eu-west-1", auth, s3fake.DefaultAccessKey)
 				}
-				if strings.Contains(auth, secret) {
+				if strings.Contains(auth, s3fake.SecretKey) {
 					t.Error("the secret key travelled in the Authorization header")
 				}
 				if call.Header.Get("X-Amz-Date") == "" || call.Header.Get("X-Amz-Content-Sha256") == "" {
@@ -464,8 +369,7 @@ func TestRequestsFollowTheS3API(t *testing.T) {
 					ops = append(ops, "ListObjectsV2 "+q.Get("prefix"))
 				case call.Method == http.MethodPost && q.Has("delete"):
 					ops = append(ops, "DeleteObjects")
-					sum := md5.Sum(call.Body)
-					if got := call.Header.Get("Content-MD5"); got != base64.StdEncoding.EncodeToString(sum[:]) {
+					if got := call.Header.Get("Content-MD5"); got != s3fake.ContentMD5(call.Body) {
 						t.Errorf("Content-MD5 = %q, want the body's", got)
 					}
 					d := parseDelete(t, call.Body)
@@ -488,7 +392,7 @@ func TestRequestsFollowTheS3API(t *testing.T) {
 			want := []string{
 				"GetBucketVersioning",
 				list + "exports/" + sub.Email + ".csv", "DeleteObjects",
-				list + "avatars/" + sub.UserIDs[instance] + ".png", "DeleteObjects",
+				list + "avatars/" + sub.UserIDs[connectortest.UserIDSystem] + ".png", "DeleteObjects",
 				list + "uploads/" + sub.Email + "/", "DeleteObjects",
 			}
 			if !slices.Equal(ops, want) {
@@ -500,24 +404,31 @@ func TestRequestsFollowTheS3API(t *testing.T) {
 
 func TestIdentifierRefusedBeforeAnyCall(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t, "Enabled")
-	c := s.connector(t)
+	f := newFake(t, "Enabled")
+	c := connector(t, f)
 	for _, sub := range []connectors.Subject{
 		{Email: "a/b@example.com"},
 		{Email: "a..b@example.com"},
-		{Email: "a@example.com", UserIDs: map[string]string{instance: "../u1"}},
+		{Email: "a@example.com", UserIDs: map[string]string{connectortest.UserIDSystem: "../u1"}},
 		{Email: "a\x00@example.com"},
 	} {
-		_, err := c.Erase(ctxFor(t), sub)
-		if perm, _ := connectors.Classify(err); err == nil || !perm {
-			t.Errorf("Erase = %v, want a permanent refusal", err)
-		}
-		if _, err := c.(connectors.Verifier).Verify(ctxFor(t), sub); err == nil {
-			t.Error("Verify accepted a refused identifier")
-		}
+		refusedBeforeAnyCall(t, f, c, sub)
 	}
-	if n := len(s.f.Calls()); n != 0 {
-		t.Errorf("the store received %d requests for refused subjects", n)
+}
+
+// refusedBeforeAnyCall fails unless Erase and Verify both refuse sub
+// permanently (Verify never calls them clean) without a request to f.
+func refusedBeforeAnyCall(t *testing.T, f *s3fake.Fake, c connectors.Connector, sub connectors.Subject) {
+	t.Helper()
+	before := f.Requests()
+	if _, err := c.Erase(connectortest.Ctx(t), sub); err == nil || !connectortest.IsPermanent(err) {
+		t.Errorf("Erase = %v; want a permanent refusal", err)
+	}
+	if _, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), sub); err == nil || !connectortest.IsPermanent(err) {
+		t.Errorf("Verify = %v; want a permanent refusal, not clean", err)
+	}
+	if n := f.Requests() - before; n != 0 {
+		t.Errorf("the store received %d requests for a refused subject", n)
 	}
 }
 
@@ -550,14 +461,14 @@ func TestErrorsAreClassified(t *testing.T) {
 		{"malformed body", s3fake.MalformedXML, false, 0, "unreadable response"},
 		{"hostile error code", s3fake.Fault(400, "subject9@example.com"), true, 0, "unrecognised error code"},
 	}
-	sub := subject(9)
+	sub := connectortest.VendorSubject(9)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := newSetup(t, "Enabled")
-			s.seed(t, sub)
-			s.f.Always(tc.fault)
-			_, err := s.connector(t, "versioning: versioned").Erase(ctxFor(t), sub)
+			f := newFake(t, "Enabled")
+			f.Seed(sub)
+			f.Always(tc.fault)
+			_, err := connector(t, f, "versioning: versioned").Erase(connectortest.Ctx(t), sub)
 			if err == nil {
 				t.Fatal("Erase succeeded")
 			}
@@ -569,7 +480,7 @@ func TestErrorsAreClassified(t *testing.T) {
 				t.Errorf("error %q lacks %q", err, tc.want)
 			}
 			leaks(t, "error", err.Error(), sub)
-			if n := s.remaining(sub); n != 4 {
+			if n := f.Count(sub); n != 4 {
 				t.Errorf("a failed erase removed data: %d of 4 objects left", n)
 			}
 		})
@@ -578,9 +489,9 @@ func TestErrorsAreClassified(t *testing.T) {
 
 func TestVersioningNotImplemented(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t, "Enabled")
-	s.f.Always(s3fake.Fault(501, "NotImplemented"))
-	_, err := s.connector(t).Erase(ctxFor(t), subject(1))
+	f := newFake(t, "Enabled")
+	f.Always(s3fake.Fault(501, "NotImplemented"))
+	_, err := connector(t, f).Erase(connectortest.Ctx(t), connectortest.VendorSubject(1))
 	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "set versioning: versioned or unversioned") {
 		t.Errorf("Erase = %v; want a permanent error pointing at the versioning setting", err)
 	}
@@ -588,12 +499,12 @@ func TestVersioningNotImplemented(t *testing.T) {
 
 func TestTimeoutIsRetryable(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t, "Enabled")
-	sub := subject(1)
-	s.f.Always(fakevendor.Hang(5 * time.Second))
-	c := build(t, s.yaml("versioning: versioned"), connectors.Deps{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
+	f := newFake(t, "Enabled")
+	sub := connectortest.VendorSubject(1)
+	f.Always(fakevendor.Hang(5 * time.Second))
+	c := connectortest.BuildWith(t, "s3", instance, f.ConfigWith("versioning: versioned"), connectors.Deps{HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
 	start := time.Now()
-	_, err := c.Erase(ctxFor(t), sub)
+	_, err := c.Erase(connectortest.Ctx(t), sub)
 	if perm, _ := connectors.Classify(err); err == nil || perm || !strings.Contains(err.Error(), "timed out") {
 		t.Errorf("Erase = %v; want a retryable timeout", err)
 	}
@@ -611,7 +522,7 @@ func TestTimeoutIsRetryable(t *testing.T) {
 func eraseWithRetries(t *testing.T, c connectors.Connector, sub connectors.Subject, attempts int) (connectors.Outcome, int) {
 	t.Helper()
 	for i := range attempts {
-		out, err := c.Erase(ctxFor(t), sub)
+		out, err := c.Erase(connectortest.Ctx(t), sub)
 		if err == nil {
 			return out, i
 		}
@@ -630,15 +541,13 @@ func eraseWithRetries(t *testing.T, c connectors.Connector, sub connectors.Subje
 
 func TestSlowDownStormThenSuccess(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t, "Enabled")
-	sub := subject(1)
-	s.seed(t, sub)
-	s.f.Inject(6, s3fake.SlowDown(""))
-	out, failures := eraseWithRetries(t, s.connector(t), sub, 20)
+	f, sub := seeded(t)
+	f.Inject(6, s3fake.SlowDown(""))
+	out, failures := eraseWithRetries(t, connector(t, f), sub, 20)
 	if failures != 6 || out.Status != connectors.StatusErased || out.Records != 4 {
 		t.Errorf("after %d failures: %q with %d records; want 6 failures then 4 records", failures, out.Status, out.Records)
 	}
-	if n := s.remaining(sub); n != 0 {
+	if n := f.Count(sub); n != 0 {
 		t.Errorf("%d objects left", n)
 	}
 }
@@ -647,14 +556,14 @@ func TestRateLimitedMidErase(t *testing.T) {
 	t.Parallel()
 	// Throttled partway through the erase (it takes 7 calls); each retry
 	// picks up where the last stopped, after a pause of 200ms.
-	s := newSetupWith(t, "Enabled", s3fake.Options{RateLimit: 40, Burst: 5})
-	sub := subject(1)
-	s.seed(t, sub)
-	_, failures := eraseWithRetries(t, s.connector(t), sub, 100)
-	if s.f.Limited() == 0 || failures == 0 {
-		t.Errorf("the rate limit was never met (%d refusals, %d failures); the test proves nothing", s.f.Limited(), failures)
+	f := newFakeWith(t, "Enabled", s3fake.Options{RateLimit: 40, Burst: 5})
+	sub := connectortest.VendorSubject(1)
+	f.Seed(sub)
+	_, failures := eraseWithRetries(t, connector(t, f), sub, 100)
+	if f.Limited() == 0 || failures == 0 {
+		t.Errorf("the rate limit was never met (%d refusals, %d failures); the test proves nothing", f.Limited(), failures)
 	}
-	if n := s.remaining(sub); n != 0 {
+	if n := f.Count(sub); n != 0 {
 		t.Errorf("%d objects left", n)
 	}
 }
@@ -663,36 +572,32 @@ func TestMalformedResponses(t *testing.T) {
 	t.Parallel()
 	t.Run("listing", func(t *testing.T) {
 		t.Parallel()
-		s := newSetup(t, "Enabled")
-		sub := subject(1)
-		s.seed(t, sub)
-		s.f.Inject(1, s3fake.MalformedXML)
-		out, failures := eraseWithRetries(t, s.connector(t, "versioning: versioned"), sub, 5)
+		f, sub := seeded(t)
+		f.Inject(1, s3fake.MalformedXML)
+		out, failures := eraseWithRetries(t, connector(t, f, "versioning: versioned"), sub, 5)
 		if failures != 1 || out.Records != 4 {
 			t.Errorf("%d failures, %d records; want 1 and 4", failures, out.Records)
 		}
 	})
 	t.Run("delete result", func(t *testing.T) {
 		t.Parallel()
-		s := newSetup(t, "Enabled")
-		sub := subject(1)
-		s.seed(t, sub)
+		f, sub := seeded(t)
 		// The listing goes through; the delete happens but its answer is garbage.
-		s.f.Inject(1, s.f.PassThrough())
-		s.f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
-			s.f.PassThrough()(discard{}, r)
+		f.Inject(1, f.PassThrough())
+		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+			f.PassThrough()(discard{}, r)
 			w.Header().Set("Content-Type", "application/xml")
 			_, _ = w.Write([]byte("<DeleteResult><Error><Key>"))
 		})
-		c := s.connector(t, "versioning: versioned")
-		_, err := c.Erase(ctxFor(t), sub)
+		c := connector(t, f, "versioning: versioned")
+		_, err := c.Erase(connectortest.Ctx(t), sub)
 		if perm, _ := connectors.Classify(err); err == nil || perm {
 			t.Fatalf("Erase = %v; want retryable", err)
 		}
 		if _, failures := eraseWithRetries(t, c, sub, 5); failures != 0 {
 			t.Errorf("retry failed %d times", failures)
 		}
-		if n := s.remaining(sub); n != 0 {
+		if n := f.Count(sub); n != 0 {
 			t.Errorf("%d objects left", n)
 		}
 	})
@@ -708,19 +613,17 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 	t.Parallel()
 	t.Run("InternalError is retried", func(t *testing.T) {
 		t.Parallel()
-		s := newSetup(t, "Enabled")
-		sub := subject(1)
-		s.seed(t, sub)
+		f, sub := seeded(t)
 		failed := false
-		s.f.FailDeletes(func(key string) (string, string) {
+		f.FailDeletes(func(key string) (string, string) {
 			if strings.HasPrefix(key, "uploads/") && !failed {
 				failed = true
 				return "InternalError", "We encountered an internal error. Please try again."
 			}
 			return "", ""
 		})
-		c := s.connector(t)
-		_, err := c.Erase(ctxFor(t), sub)
+		c := connector(t, f)
+		_, err := c.Erase(connectortest.Ctx(t), sub)
 		if perm, _ := connectors.Classify(err); err == nil || perm || !strings.Contains(err.Error(), "1 deletion failed (InternalError)") {
 			t.Fatalf("Erase = %v; want a retryable per-key failure", err)
 		}
@@ -728,17 +631,15 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 		if _, failures := eraseWithRetries(t, c, sub, 3); failures != 0 {
 			t.Errorf("retry failed %d times", failures)
 		}
-		if n := s.remaining(sub); n != 0 {
+		if n := f.Count(sub); n != 0 {
 			t.Errorf("%d objects left", n)
 		}
 	})
 	t.Run("AccessDenied is permanent", func(t *testing.T) {
 		t.Parallel()
-		s := newSetup(t, "Enabled")
-		sub := subject(1)
-		s.seed(t, sub)
-		s.f.FailDeletes(func(string) (string, string) { return "AccessDenied", "Access Denied" })
-		_, err := s.connector(t).Erase(ctxFor(t), sub)
+		f, sub := seeded(t)
+		f.FailDeletes(func(string) (string, string) { return "AccessDenied", "Access Denied" })
+		_, err := connector(t, f).Erase(connectortest.Ctx(t), sub)
 		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "s3:DeleteObjectVersion") {
 			t.Errorf("Erase = %v; want a permanent error naming the permission", err)
 		}
@@ -746,35 +647,31 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 	})
 	t.Run("Object Lock keeps a version", func(t *testing.T) {
 		t.Parallel()
-		s := newSetup(t, "Enabled")
-		sub := subject(1)
-		s.seed(t, sub)
-		s.f.Lock(s.bucket, "exports/"+sub.Email+".csv", "compliance")
-		_, err := s.connector(t).Erase(ctxFor(t), sub)
+		f, sub := seeded(t)
+		f.Lock(bucket, "exports/"+sub.Email+".csv", "compliance")
+		_, err := connector(t, f).Erase(connectortest.Ctx(t), sub)
 		if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "1 version under [exports/{email}.csv] protected by Object Lock") {
 			t.Fatalf("Erase = %v; want a permanent Object Lock error", err)
 		}
 		leaks(t, "error", err.Error(), sub)
 		keys, prefixes := keysOf(sub)
-		if n, v, m := s.f.CountKeys(s.bucket, keys, prefixes); n != 1 || v != 1 || m != 0 {
+		if n, v, m := f.CountKeys(bucket, keys, prefixes); n != 1 || v != 1 || m != 0 {
 			t.Errorf("left %d objects, %d versions, %d markers; want only the locked version", n, v, m)
 		}
 	})
 	t.Run("governance retention bypassed when configured", func(t *testing.T) {
 		t.Parallel()
-		s := newSetup(t, "Enabled")
-		sub := subject(1)
-		s.seed(t, sub)
-		s.f.Lock(s.bucket, "exports/"+sub.Email+".csv", "governance")
-		if _, err := s.connector(t).Erase(ctxFor(t), sub); err == nil {
+		f, sub := seeded(t)
+		f.Lock(bucket, "exports/"+sub.Email+".csv", "governance")
+		if _, err := connector(t, f).Erase(connectortest.Ctx(t), sub); err == nil {
 			t.Fatal("governance retention was bypassed without bypass_governance_retention")
 		}
-		out, err := s.connector(t, "bypass_governance_retention: true").Erase(ctxFor(t), sub)
+		out, err := connector(t, f, "bypass_governance_retention: true").Erase(connectortest.Ctx(t), sub)
 		if err != nil || out.Records != 1 {
 			t.Fatalf("Erase with bypass = %d records, %v; want the locked object", out.Records, err)
 		}
 		var last fakevendor.Call
-		for _, c := range s.f.Calls() {
+		for _, c := range f.Calls() {
 			if c.Method == http.MethodPost {
 				last = c
 			}
@@ -790,27 +687,25 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	a, b := s3fake.Start(t, s3fake.Options{}), s3fake.Start(t, s3fake.Options{})
 	a.AllowAccessKey("AKIDALPHA")
 	b.AllowAccessKey("AKIDBETA")
-	a.AddBucket("alpha", "Enabled")
-	b.AddBucket("beta", "")
-	sa, sb := setup{f: a, bucket: "alpha"}, setup{f: b, bucket: "beta"}
-	ca := connectortest.Build(t, "s3", "alpha-files", sa.yamlWith("AKIDALPHA", "alpha", "user_id_system: "+instance))
-	cb := connectortest.Build(t, "s3", "beta-files", sb.yamlWith("AKIDBETA", "beta", "user_id_system: "+instance))
-	sub := subject(1)
-	sa.seed(t, sub)
-	sb.seed(t, sub)
+	b.SetVersioning(bucket, "")
+	ca := connectortest.Build(t, "s3", "alpha-files", a.ConfigWith("access_key_id: AKIDALPHA"))
+	cb := connectortest.Build(t, "s3", "beta-files", b.ConfigWith("access_key_id: AKIDBETA"))
+	sub := connectortest.VendorSubject(1)
+	a.Seed(sub)
+	b.Seed(sub)
 
-	out, err := ca.Erase(ctxFor(t), sub)
+	out, err := ca.Erase(connectortest.Ctx(t), sub)
 	if err != nil || out.Records != 4 {
 		t.Fatalf("alpha Erase = %d records, %v", out.Records, err)
 	}
-	if sa.remaining(sub) != 0 || sb.remaining(sub) != 4 {
-		t.Errorf("after erasing alpha: alpha %d, beta %d objects left; want 0 and 4", sa.remaining(sub), sb.remaining(sub))
+	if a.Count(sub) != 0 || b.Count(sub) != 4 {
+		t.Errorf("after erasing alpha: alpha %d, beta %d objects left; want 0 and 4", a.Count(sub), b.Count(sub))
 	}
 	if n := len(b.Calls()); n != 0 {
 		t.Errorf("the alpha instance sent %d requests to beta's store", n)
 	}
-	out, err = cb.Erase(ctxFor(t), sub)
-	if err != nil || out.Records != 4 || sb.remaining(sub) != 0 {
+	out, err = cb.Erase(connectortest.Ctx(t), sub)
+	if err != nil || out.Records != 4 || b.Count(sub) != 0 {
 		t.Fatalf("beta Erase = %d records, %v", out.Records, err)
 	}
 	for _, call := range a.Calls() {
@@ -824,8 +719,8 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 		}
 	}
 	// Alpha's key is unknown to beta's store: refused, permanently.
-	wrong := connectortest.Build(t, "s3", "wrong", sb.yamlWith("AKIDALPHA", "beta"))
-	_, err = wrong.Erase(ctxFor(t), sub)
+	wrong := connectortest.Build(t, "s3", "wrong", b.ConfigWith("access_key_id: AKIDALPHA"))
+	_, err = wrong.Erase(connectortest.Ctx(t), sub)
 	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "InvalidAccessKeyId") {
 		t.Errorf("Erase with another instance's key = %v; want permanent InvalidAccessKeyId", err)
 	}
@@ -836,23 +731,17 @@ func TestPlan(t *testing.T) {
 	// Read without building: the credentials' variables are unset and
 	// never read.
 	const base = "bucket: shop\nregion: eu-west-1\naccess_key_id: {env: S3_NEVER_READ}\nsecret_access_key: {env: S3_NEVER_READ}\n"
-	for _, tc := range []struct{ name, yaml, keys string }{
-		{"email and user id", base + `keys: ["exports/{email}.csv", "avatars/{user_id}.png"]` + "\nprefixes: [\"uploads/{email}/\"]\n", "[email user_ids.shop-files]"},
-		{"user_id_system", base + "user_id_system: app\nkeys: [\"avatars/{user_id}.png\"]\n", "[user_ids.app]"},
-		{"phone in a prefix", base + "prefixes: [\"calls/{phone}/\"]\n", "[phone]"},
-		{"two in one template", base + "keys: [\"{user_id}/{phone}.txt\"]\n", "[phone user_ids.shop-files]"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p, err := connectortest.TryPlan("s3", instance, tc.yaml)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Each kind is its own requirement: all are needed.
-			if fmt.Sprint(p.Keys) != tc.keys || fmt.Sprint(p.Uses) != tc.keys || len(p.Keys) != strings.Count(tc.keys, " ")+1 || p.Resolves() {
-				t.Errorf("plan = keys %s uses %s resolves %v; want %s", p.Keys, p.Uses, p.Resolves(), tc.keys)
-			}
-		})
-	}
+	// Each kind is its own requirement (a space, not "|"): all are needed.
+	connectortest.RunPlanCases(t, "s3", connectortest.PlanCases{
+		{Name: "email and user id", Instance: instance, YAML: base + `keys: ["exports/{email}.csv", "avatars/{user_id}.png"]` + "\nprefixes: [\"uploads/{email}/\"]\n",
+			Keys: "[email user_ids.shop-files]", Uses: "[email user_ids.shop-files]"},
+		{Name: "user_id_system", Instance: instance, YAML: base + "user_id_system: app\nkeys: [\"avatars/{user_id}.png\"]\n",
+			Keys: "[user_ids.app]", Uses: "[user_ids.app]"},
+		{Name: "phone in a prefix", Instance: instance, YAML: base + "prefixes: [\"calls/{phone}/\"]\n",
+			Keys: "[phone]", Uses: "[phone]"},
+		{Name: "two in one template", Instance: instance, YAML: base + "keys: [\"{user_id}/{phone}.txt\"]\n",
+			Keys: "[phone user_ids.shop-files]", Uses: "[phone user_ids.shop-files]"},
+	})
 }
 
 // The plan makes the runtime wait for every identifier the templates
@@ -860,21 +749,12 @@ func TestPlan(t *testing.T) {
 // refused before any call: nothing was searched.
 func TestNothingSearchableIsRefused(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t, "Enabled")
-	c := s.connector(t)
-	sub := connectors.Subject{Phone: "+447700900123"}
-	if _, err := c.Erase(ctxFor(t), sub); err == nil || !connectortest.IsPermanent(err) {
-		t.Errorf("Erase = %v; want a permanent error", err)
-	}
-	if _, err := c.(connectors.Verifier).Verify(ctxFor(t), sub); err == nil || !connectortest.IsPermanent(err) {
-		t.Errorf("Verify = %v; want a permanent error, not clean", err)
-	}
-	if n := s.f.Requests(); n != 0 {
-		t.Errorf("%d requests for a subject nothing can be searched by", n)
-	}
+	f := newFake(t, "Enabled")
+	c := connector(t, f, "user_id_system:") // the default: the instance's name
+	refusedBeforeAnyCall(t, f, c, connectors.Subject{Phone: "+447700900123"})
 	// One identifier missing: its templates are skipped, the others searched.
-	s.seed(t, subject(3))
-	out, err := c.Erase(ctxFor(t), connectors.Subject{Email: subject(3).Email})
+	f.Seed(connectortest.VendorSubject(3))
+	out, err := c.Erase(connectortest.Ctx(t), connectors.Subject{Email: connectortest.VendorSubject(3).Email})
 	if err != nil || out.Status != connectors.StatusErased || out.Records != 3 {
 		t.Fatalf("Erase by email alone = %q %d, %v; want the 3 objects named by email", out.Status, out.Records, err)
 	}
@@ -902,11 +782,11 @@ func TestDeletedObjectsAreRestorableUntilPurged(t *testing.T) {
 				t.Fatalf("seeded %d objects, %d versions, %d markers; want one version behind one marker", objects, versions, markers)
 			}
 			c := connectortest.Build(t, "s3", "s3", f.Config())
-			v, err := c.(connectors.Verifier).Verify(ctxFor(t), sub)
+			v, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), sub)
 			if err != nil || v.Remaining != 2 {
 				t.Fatalf("Verify = %d, %v; deleted but restorable objects remain", v.Remaining, err)
 			}
-			out, err := c.Erase(ctxFor(t), sub)
+			out, err := c.Erase(connectortest.Ctx(t), sub)
 			if err != nil || out.Status != connectors.StatusErased || out.Records != 2 {
 				t.Fatalf("Erase = %q %d, %v; want both objects erased", out.Status, out.Records, err)
 			}

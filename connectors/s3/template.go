@@ -3,23 +3,18 @@ package s3
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"unicode"
-)
 
-// placeholders are the identifiers a template may name.
-var placeholders = []string{"email", "phone", "user_id"}
+	"github.com/lethe-dev/lethe/connectors/internal/idtemplate"
+)
 
 // template is one configured key or prefix: literal text and placeholders.
 type template struct {
 	text   string // as configured; the only form that goes into evidence and errors
 	prefix bool   // a prefix: every object whose key starts with it
-	parts  []part
+	parts  []idtemplate.Part
 }
-
-// part is either literal text or a placeholder name.
-type part struct{ lit, placeholder string }
 
 // kind names the template's sort in evidence.
 func (t *template) kind() string {
@@ -46,43 +41,26 @@ func parseTemplate(text string, prefix bool) (template, error) {
 			return t, fmt.Errorf("%q has a %q segment; write the key as stored", text, seg)
 		}
 	}
-	rest := text
-	for rest != "" {
-		i := strings.IndexAny(rest, "{}")
-		if i < 0 {
-			t.parts = append(t.parts, part{lit: rest})
-			break
-		}
-		if rest[i] == '}' {
-			return t, fmt.Errorf(`%q: stray "}"; braces are reserved for placeholders`, text)
-		}
-		if i > 0 {
-			t.parts = append(t.parts, part{lit: rest[:i]})
-		}
-		j := strings.IndexByte(rest[i:], '}')
-		if j < 0 {
-			return t, fmt.Errorf(`%q: unclosed "{"`, text)
-		}
-		name := rest[i+1 : i+j]
-		if !slices.Contains(placeholders, name) {
-			return t, fmt.Errorf("%q: unknown placeholder {%s}; use {email}, {phone} or {user_id}", text, name)
-		}
-		if n := len(t.parts); n > 0 && t.parts[n-1].placeholder != "" {
-			return t, fmt.Errorf("%q: placeholders {%s} and {%s} touch; put a fixed separator between them", text, t.parts[n-1].placeholder, name)
-		}
-		t.parts = append(t.parts, part{placeholder: name})
-		rest = rest[i+j+1:]
+	parts, err := idtemplate.Parse(text)
+	if err != nil {
+		return t, fmt.Errorf("%q: %w", text, err)
 	}
+	for i := 1; i < len(parts); i++ {
+		if a, b := parts[i-1].Placeholder, parts[i].Placeholder; a != "" && b != "" {
+			return t, fmt.Errorf("%q: placeholders {%s} and {%s} touch; put a fixed separator between them", text, a, b)
+		}
+	}
+	t.parts = parts
 	holders := 0
 	for i, p := range t.parts {
-		if p.placeholder == "" {
+		if p.Placeholder == "" {
 			continue
 		}
 		holders++
 		// Identifiers never contain "/", so a "/" after each placeholder
 		// ends it: subject "ann@x.io" cannot reach "ann@x.io.uk/…".
-		if prefix && (i+1 == len(t.parts) || !strings.Contains(t.parts[i+1].lit, "/")) {
-			return t, fmt.Errorf("%q: a prefix needs a \"/\" right after {%s} (as in uploads/{%s}/), or it would also match other subjects whose %s starts the same way", text, p.placeholder, p.placeholder, p.placeholder)
+		if prefix && (i+1 == len(t.parts) || !strings.Contains(t.parts[i+1].Lit, "/")) {
+			return t, fmt.Errorf("%q: a prefix needs a \"/\" right after {%s} (as in uploads/{%s}/), or it would also match other subjects whose %s starts the same way", text, p.Placeholder, p.Placeholder, p.Placeholder)
 		}
 	}
 	if holders == 0 {
@@ -96,15 +74,15 @@ func parseTemplate(text string, prefix bool) (template, error) {
 func (t *template) expand(values map[string]string) (key, missing string, err error) {
 	var b strings.Builder
 	for _, p := range t.parts {
-		if p.placeholder == "" {
-			b.WriteString(p.lit)
+		if p.Placeholder == "" {
+			b.WriteString(p.Lit)
 			continue
 		}
-		v := values[p.placeholder]
+		v := values[p.Placeholder]
 		if v == "" {
-			return "", p.placeholder, nil
+			return "", p.Placeholder, nil
 		}
-		if err := checkValue(p.placeholder, v); err != nil {
+		if err := checkValue(p.Placeholder, v); err != nil {
 			return "", "", err
 		}
 		b.WriteString(v)

@@ -136,9 +136,7 @@ func TestResolveNeverCommits(t *testing.T) {
 	t.Parallel()
 	// SQLite does not enforce read-only transactions, and a CTE may lead
 	// into a DELETE; the resolve transaction is rolled back all the same.
-	b := newBackend(t, driverSQLite)
-	s := connectors.Subject{Email: "keep@example.com"}
-	b.seed(t, s)
+	b, s, _ := sqliteShop(t, "keep@example.com")
 	r := b.build(t, "shop", b.dsn, shopStatements+`
 resolve:
   - name: sneaky
@@ -237,9 +235,7 @@ statements:
 
 func TestVerifyWithNoRunnableQueryIsAnError(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t, driverSQLite)
-	s := connectors.Subject{Email: "v@example.com"}
-	b.seed(t, s)
+	b, s, _ := sqliteShop(t, "v@example.com")
 	c := b.build(t, "shop", b.dsn, shopStatements+`
 verify:
   - name: by phone
@@ -307,64 +303,32 @@ func TestInterfacesFollowTheConfig(t *testing.T) {
 	}
 }
 
-// plan reads an instance's plan as Lethe does, from its config alone.
-
-// requirements writes keys as "email; phone|user_ids.app".
-func requirements(keys []connectors.Requirement) string {
-	out := make([]string, len(keys))
-	for i, r := range keys {
-		out[i] = r.String()
-	}
-	return strings.Join(out, "; ")
-}
-
 func TestPlan(t *testing.T) {
 	t.Parallel()
 	const base = "driver: postgres\ndsn: {env: UNSET_IN_THIS_TEST}\n"
-	tests := []struct {
-		name, instance, yaml string
-		keys, uses           string
-		resolveBy, gives     string
-	}{
-		{"email only", "shop", base + "statements: [{sql: 'DELETE FROM c WHERE email = :email'}]",
-			"email", "[email]", "[]", "[]"},
-		{"every kind its statements use is required", "shop-db", base + `
+	// Each kind of Keys is its own requirement (a space, not "|").
+	connectortest.RunPlanCases(t, "sql", connectortest.PlanCases{
+		{Name: "email only", Instance: "shop", YAML: base + "statements: [{sql: 'DELETE FROM c WHERE email = :email'}]",
+			Keys: "[email]", Uses: "[email]"},
+		{Name: "every kind its statements use is required", Instance: "shop-db", YAML: base + `
 statements:
   - sql: DELETE FROM c WHERE email = :email OR phone = :phone
   - sql: DELETE FROM o WHERE customer = :user_id
   - sql: DELETE FROM a WHERE app = :user_ids.app
 verify:
   - sql: SELECT count(*) FROM crm WHERE id = :user_ids.crm
-`, "email; phone; user_ids.app; user_ids.shop-db", "[email phone user_ids.app user_ids.crm user_ids.shop-db]", "[]", "[]"},
-		{"user_id_system names :user_id's namespace", "shop", base + "user_id_system: accounts\nstatements: [{sql: 'DELETE FROM c WHERE id = :user_id'}]",
-			"user_ids.accounts", "[user_ids.accounts]", "[]", "[]"},
-		{"resolve queries", "shop", base + "statements: [{sql: 'DELETE FROM c WHERE id = :user_ids.customer'}]" + shopResolve,
-			"user_ids.customer", "[user_ids.customer]", "[email user_ids.app]", "[phone user_ids.app user_ids.customer user_ids.legacy]"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p := connectortest.Plan(t, "sql", tt.instance, tt.yaml)
-			for _, c := range []struct{ what, got, want string }{
-				{"Keys", requirements(p.Keys), tt.keys},
-				{"Uses", fmt.Sprint(p.Uses), tt.uses},
-				{"ResolveBy", fmt.Sprint(p.ResolveBy), tt.resolveBy},
-				{"Gives", fmt.Sprint(p.Gives), tt.gives},
-			} {
-				if c.got != c.want {
-					t.Errorf("%s = %s, want %s", c.what, c.got, c.want)
-				}
-			}
-		})
-	}
+`, Keys: "[email phone user_ids.app user_ids.shop-db]", Uses: "[email phone user_ids.app user_ids.crm user_ids.shop-db]"},
+		{Name: "user_id_system names :user_id's namespace", Instance: "shop", YAML: base + "user_id_system: accounts\nstatements: [{sql: 'DELETE FROM c WHERE id = :user_id'}]",
+			Keys: "[user_ids.accounts]", Uses: "[user_ids.accounts]"},
+		{Name: "resolve queries", Instance: "shop", YAML: base + "statements: [{sql: 'DELETE FROM c WHERE id = :user_ids.customer'}]" + shopResolve,
+			Keys: "[user_ids.customer]", Uses: "[user_ids.customer]", ResolveBy: "[email user_ids.app]", Gives: "[phone user_ids.app user_ids.customer user_ids.legacy]"},
+	})
 }
 
 func TestResolveConfigValidation(t *testing.T) {
 	t.Parallel()
 	const base = "driver: sqlite\ndsn: x\nstatements: [{sql: 'DELETE FROM t WHERE e = :email'}]\n"
-	tests := []struct {
-		name, yaml string
-		want       []string
-	}{
+	runRefusals(t, base, refusals{
 		{"no placeholder", "resolve: [{sql: 'SELECT id FROM c', kinds: {id: user_ids.c}}]",
 			[]string{"resolve[0].sql: has no"}},
 		{"no kinds", "resolve: [{sql: 'SELECT id FROM c WHERE e = :email'}]",
@@ -385,20 +349,7 @@ func TestResolveConfigValidation(t *testing.T) {
 			[]string{"verify[0].sql: :user_ids needs a namespace"}},
 		{"bad scan kind", "scan: [{sql: 'SELECT id FROM c', kind: user_ids.X}]",
 			[]string{"scan[0].kind: must be email, phone, user_id or user_ids.<namespace>"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := connectortest.TryBuild("sql", "shop", base+tt.yaml)
-			if err == nil {
-				t.Fatal("the config was accepted")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not say %q", err, w)
-				}
-			}
-		})
-	}
+	})
 }
 
 func TestReadsOnly(t *testing.T) {

@@ -131,6 +131,15 @@ func (b *backend) seed(t *testing.T, s connectors.Subject) (id int64, rows int64
 // seedSoftDeleted stores a customer and an order that the application
 // has soft-deleted (deleted_at set): hidden from its users, restorable by
 // clearing deleted_at. It returns the rows.
+// sqliteShop is a SQLite shop database holding the rows of a subject
+// known by email: the database, the subject and how many rows.
+func sqliteShop(t *testing.T, email string) (*backend, connectors.Subject, int64) {
+	b := newBackend(t, driverSQLite)
+	s := connectors.Subject{Email: email}
+	_, rows := b.seed(t, s)
+	return b, s, rows
+}
+
 func (b *backend) seedSoftDeleted(t *testing.T, s connectors.Subject) int64 {
 	t.Helper()
 	id := b.insertCustomer(t, s, true)
@@ -536,9 +545,7 @@ statements:
 
 func TestSQLiteBusyIsRetryable(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t, driverSQLite)
-	s := connectors.Subject{Email: "busy@example.com"}
-	_, seeded := b.seed(t, s)
+	b, s, seeded := sqliteShop(t, "busy@example.com")
 	// Another writer holds the lock; with no busy timeout SQLite says BUSY.
 	conn, err := b.db.Conn(ctxFor(t))
 	testenv.Must(t, err)
@@ -628,10 +635,7 @@ func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	secretFile := filepath.Join(t.TempDir(), "dsn")
 	testenv.Must(t, os.WriteFile(secretFile, []byte("postgres://lethe@127.0.0.1:1/shop?default_query_exec_mode=simple_protocol\n"), 0o600))
-	tests := []struct {
-		name, yaml string
-		want       []string
-	}{
+	runRefusals(t, "", refusals{
 		{"empty", ``, []string{"driver: required", "dsn: required", "statements: at least one"}},
 		{"unknown driver", "driver: oracle\ndsn: x\nstatements:\n  - sql: DELETE FROM t WHERE e = :email\n",
 			[]string{`driver: "oracle" is not one of`}},
@@ -660,10 +664,23 @@ func TestConfigValidation(t *testing.T) {
 			[]string{"simple_protocol makes the driver write values into the SQL text"}},
 		{"mysql interpolation", "driver: mysql\ndsn: root@tcp(127.0.0.1:1)/shop?interpolateParams=true\nstatements:\n  - sql: DELETE FROM t WHERE e = :email\n",
 			[]string{"interpolateParams=true"}},
-	}
-	for _, tt := range tests {
+	})
+}
+
+// refusals are configs the connector must refuse, its error saying each
+// of want.
+type refusals []struct {
+	name, yaml string
+	want       []string
+}
+
+// runRefusals builds an instance from base and each case's yaml, as
+// subtests.
+func runRefusals(t *testing.T, base string, cases refusals) {
+	t.Helper()
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := connectortest.TryBuild("sql", "shop", tt.yaml)
+			_, err := connectortest.TryBuild("sql", "shop", base+tt.yaml)
 			if err == nil {
 				t.Fatal("the config was accepted")
 			}

@@ -213,6 +213,19 @@ type DeleteRequest struct {
 	Quiet bool
 }
 
+// ParseDelete reads a DeleteObjects body.
+func ParseDelete(body []byte) (DeleteRequest, error) {
+	var d DeleteRequest
+	err := xml.Unmarshal(body, &d)
+	return d, err
+}
+
+// ContentMD5 is the Content-MD5 header that goes with body.
+func ContentMD5(body []byte) string {
+	sum := md5.Sum(body)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
 type deleteResult struct {
 	XMLName xml.Name     `xml:"http://s3.amazonaws.com/doc/2006-03-01/ DeleteResult"`
 	Deleted []xmlDeleted `xml:"Deleted"`
@@ -404,12 +417,12 @@ func (f *Fake) deleteObjects(w http.ResponseWriter, r *http.Request, b *fakeBuck
 		WriteError(w, http.StatusBadRequest, "InvalidRequest", "Missing required header for this request: Content-MD5")
 		return
 	}
-	if sum := md5.Sum(body); md != "" && md != base64.StdEncoding.EncodeToString(sum[:]) {
+	if md != "" && md != ContentMD5(body) {
 		WriteError(w, http.StatusBadRequest, "BadDigest", "The Content-MD5 you specified did not match what we received.")
 		return
 	}
-	var req DeleteRequest
-	if err := xml.Unmarshal(body, &req); err != nil || len(req.Objects) == 0 || len(req.Objects) > 1000 {
+	req, err := ParseDelete(body)
+	if err != nil || len(req.Objects) == 0 || len(req.Objects) > 1000 {
 		WriteError(w, http.StatusBadRequest, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema")
 		return
 	}
