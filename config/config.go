@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/lethe-dev/lethe/internal/erasure"
@@ -287,8 +288,19 @@ type Connector struct {
 	// finds none for a person, systems keyed only on them hold nothing of
 	// the person and are not applicable.
 	AuthorityFor []string `yaml:"authority_for"`
+	// DisplayName is how people are shown the system on the portal's
+	// status page ("Online shop"); default: Name.
+	DisplayName string `yaml:"display_name"`
 	// Config is the type's own configuration, decoded strictly by it.
 	Config yaml.Node `yaml:"config"`
+}
+
+// Shown is how people are shown the instance: its display name, or its name.
+func (c Connector) Shown() string {
+	if c.DisplayName != "" {
+		return c.DisplayName
+	}
+	return c.Name
 }
 
 // Decode decodes the instance's config block into v, rejecting unknown keys.
@@ -577,6 +589,10 @@ func (c *Config) Validate() error {
 		}
 		if len(cn.Optional) > 500 || strings.ContainsAny(cn.Optional, "\n\r") {
 			bad(key+".optional", "a one-line reason of at most 500 characters")
+		}
+		if utf8.RuneCountInString(cn.DisplayName) > 80 || !utf8.ValidString(cn.DisplayName) ||
+			strings.IndexFunc(cn.DisplayName, unicode.IsControl) >= 0 || (cn.DisplayName != "" && strings.TrimSpace(cn.DisplayName) == "") {
+			bad(key+".display_name", "a name of at most 80 characters on one line, as people are to read it")
 		}
 	}
 	for i, cn := range c.Connectors {

@@ -162,6 +162,7 @@ type devOptions struct {
 const manualDemo = `
   - name: paper-archive
     type: manual
+    display_name: Paper archive
     config:
       instructions: "Find the person's folder in the archive room (filed by surname), shred it, and note the box number."`
 

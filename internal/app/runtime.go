@@ -281,7 +281,7 @@ func (rt *runtime) people(coord *coordinator.Coordinator) (*console.Console, err
 		mailer, org := rt.mailer, rt.cfg.Organisation
 		p, err := portal.New(portal.Deps{
 			Store: rt.store, Coordinator: coord, Hasher: rt.hasher, Catalog: rt.catalog, Config: rt.cfg.Portal,
-			LinkKey: rt.hasher.DeriveKey("portal links"), BaseURL: rt.cfg.PublicURL, Org: org,
+			LinkKey: rt.hasher.DeriveKey("portal links"), BaseURL: rt.cfg.PublicURL, Org: org, SystemNames: systemNames(rt.cfg.Connectors),
 			InsecureCookies: rt.cfg.Console.InsecureCookies, TrustProxyHeader: rt.cfg.Portal.TrustProxyHeader,
 			Log: rt.log.Named("portal"),
 			SendCode: func(ctx context.Context, to string, b *i18n.Bundle, code, verifyURL, statusURL string, ttl time.Duration) error {
@@ -636,4 +636,13 @@ func connectNATS(c config.NATS, embedded *server.Server, log *zap.Logger) (*nats
 		return nil, fmt.Errorf("nats: cannot connect to %s: %w", c.URL, err)
 	}
 	return nc, nil
+}
+
+// systemNames are the connector instances as people are shown them.
+func systemNames(cs []config.Connector) map[string]string {
+	names := make(map[string]string, len(cs))
+	for _, c := range cs {
+		names[c.Name] = c.Shown()
+	}
+	return names
 }

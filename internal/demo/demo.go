@@ -274,6 +274,7 @@ func ConnectorsYAML(dataDir string) string {
 	return fmt.Sprintf(`
   - name: shop-db
     type: sql
+    display_name: Online shop
     concurrency: 2
     # It erases by email; phone is searched too once it is known. The
     # shop issues app user ids: when it has none for a person, nothing
@@ -305,6 +306,7 @@ func ConnectorsYAML(dataDir string) string {
           sql: SELECT count(*) FROM newsletter_signups WHERE email = :email
   - name: customer-files
     type: filesystem
+    display_name: Customer files
     concurrency: 2
     config:
       root: %[2]q
@@ -313,6 +315,7 @@ func ConnectorsYAML(dataDir string) string {
         - uploads/{email}/
   - name: analytics
     type: sql
+    display_name: App analytics
     concurrency: 2
     config:
       driver: sqlite

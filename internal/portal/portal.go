@@ -75,6 +75,10 @@ type Deps struct {
 	BaseURL string
 	// Org is the organisation's name as people know it.
 	Org string
+	// SystemNames are the connector instances' names as people are shown
+	// them (config display_name), by instance; an instance not in it is
+	// shown by its name.
+	SystemNames map[string]string
 	// SendCode emails the verification code with the links to confirm and
 	// to follow the request. An error is logged (without the address)
 	// and the person sees the same page: they can ask for a new code.
@@ -101,6 +105,7 @@ type Portal struct {
 	key         []byte
 	baseURL     string
 	org         string
+	systemNames map[string]string
 	sendCode    func(ctx context.Context, to string, b *i18n.Bundle, code, verifyURL, statusURL string, ttl time.Duration) error
 	secure      bool
 	proxyHeader string
@@ -161,7 +166,7 @@ func New(d Deps) (*Portal, error) {
 	}
 	p := &Portal{
 		store: d.Store, coord: d.Coordinator, hasher: d.Hasher, catalog: d.Catalog, cfg: cfg,
-		key: append([]byte(nil), d.LinkKey...), baseURL: base.String(), org: d.Org, sendCode: d.SendCode,
+		key: append([]byte(nil), d.LinkKey...), baseURL: base.String(), org: d.Org, systemNames: d.SystemNames, sendCode: d.SendCode,
 		secure: !d.InsecureCookies, proxyHeader: http.CanonicalHeaderKey(strings.TrimSpace(d.TrustProxyHeader)),
 		log: d.Log.Named("portal"), clock: d.Clock, origins: http.NewCrossOriginProtection(),
 		perAddress: newLimiter(cfg.PerAddressPerHour, time.Hour),

@@ -1413,3 +1413,51 @@ func TestGuessesPerClientAddressAreLimited(t *testing.T) {
 		t.Errorf("32 guesses from one client: %d refused, want 2 (the limit is 30 an hour)", refused)
 	}
 }
+
+// TestStatusPageSaysTheTrueState: the status page names systems as people
+// know them, looks again by itself while work goes on (and not once it is
+// over), and a denied request shows the reason and the person's rights,
+// not a deadline that no longer means anything.
+func TestStatusPageSaysTheTrueState(t *testing.T) {
+	t.Parallel()
+	e := setup(t, func(d *portal.Deps) {
+		d.Config.RequireApproval = true
+		d.SystemNames = map[string]string{"shop-db": "Online shop", "crm": "Customer service records"}
+	})
+	ctx := context.Background()
+
+	// Approved and under way: display names, a deadline, a refresh.
+	b := e.browser(t)
+	s := b.confirm(b.submit(map[string]string{"email": "under.way@example.com"}), e.mail.last(t).Code)
+	id := requestID(t, s.url.Path)
+	if _, err := e.coord.Approve(ctx, id, "staff:ada", "identity checked"); err != nil {
+		t.Fatal(err)
+	}
+	p := b.get(s.url.Path)
+	for _, want := range []string{"Online shop", "Customer service records", "We must finish by", `<meta http-equiv="refresh" content="30">`, "This page updates by itself"} {
+		mustContain(t, p, want)
+	}
+	if strings.Contains(p.body, "shop-db") || strings.Contains(p.body, "crm<") {
+		t.Errorf("the status page shows an instance name:\n%s", p.body)
+	}
+
+	// Denied: the reason and the rights; no deadline, no refresh.
+	b = e.browser(t)
+	s = b.confirm(b.submit(map[string]string{"email": "refused@example.com"}), e.mail.last(t).Code)
+	id = requestID(t, s.url.Path)
+	if _, err := e.coord.Deny(ctx, id, "staff:ada", "We hold no account for this address."); err != nil {
+		t.Fatal(err)
+	}
+	p = b.get(s.url.Path)
+	for _, want := range []string{"We could not act on this request.", "Reason: We hold no account for this address.", "supervisory authority"} {
+		mustContain(t, p, want)
+	}
+	for _, not := range []string{"We must finish by", "http-equiv=\"refresh\"", "emailed you the reason"} {
+		if strings.Contains(p.body, not) {
+			t.Errorf("the denied page says %q:\n%s", not, p.body)
+		}
+	}
+	// In Hebrew too.
+	p = b.get(s.url.Path + "?lang=he")
+	mustContain(t, p, "הסיבה: We hold no account for this address.")
+}

@@ -45,6 +45,8 @@ type base struct {
 	Title string
 	Langs []langLink
 	CSRF  string
+	// Refresh, when > 0, reloads the page after that many seconds.
+	Refresh int
 }
 
 func (p *Portal) base(w http.ResponseWriter, r *http.Request, b *i18n.Bundle, titleKey string) base {

@@ -2,6 +2,7 @@ package portal
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -27,11 +28,14 @@ type statusPage struct {
 	base
 	// Closed requests (cancelled, expired, shredded, purged) show one
 	// neutral sentence and the certificate, if any; nothing else is left.
-	Closed      bool
-	State       string
-	Received    string
-	Due         string
-	Extended    string
+	Closed   bool
+	Status   erasure.RequestStatus
+	State    string
+	Received string
+	Due      string
+	Extended string
+	// Denied is the reason a denied request was refused.
+	Denied      string
 	Systems     []systemLine
 	Certificate string
 }
@@ -68,6 +72,10 @@ func (p *Portal) Status() http.Handler {
 			return
 		}
 		page.base = p.base(w, r, b, "status.heading")
+		if !page.Closed && !req.Status.Final() {
+			// While work goes on the page looks again by itself.
+			page.Refresh = 30
+		}
 		p.render(w, http.StatusOK, "status", page)
 	})
 }
@@ -85,13 +93,14 @@ func (p *Portal) fillStatus(ctx context.Context, b *i18n.Bundle, req erasure.Req
 			continue // looking the person up is not a system's erasure
 		}
 		total++
-		line := systemLine{Name: t.Connector, Outcome: b.T("status.system.pending"), Done: t.Status.Done()}
+		line := systemLine{Name: p.systemName(t.Connector), Outcome: b.T("status.system.pending"), Done: t.Status.Done()}
 		if t.Status.Done() {
 			done++
 			line.Outcome = b.T("status.system." + string(t.Status))
 		}
 		page.Systems = append(page.Systems, line)
 	}
+	page.Status = req.Status
 	key := "status.state." + string(req.Status)
 	switch {
 	case b.T(key) == key: // received: a moment before it is held or started
@@ -101,15 +110,20 @@ func (p *Portal) fillStatus(ctx context.Context, b *i18n.Bundle, req erasure.Req
 	}
 	page.State = b.T(key, "done", strconv.Itoa(done), "total", strconv.Itoa(total))
 	page.Received = b.T("status.received", "date", day(b, req.ReceivedAt))
-	page.Due = b.T("status.due", "date", day(b, req.DueAt))
-	if !req.ExtendedAt.IsZero() {
+	if !req.Status.Final() { // a deadline means nothing once it is over
+		page.Due = b.T("status.due", "date", day(b, req.DueAt))
+	}
+	if !req.ExtendedAt.IsZero() || req.Status == erasure.RequestDenied {
 		events, err := p.store.Events(ctx, req.ID)
 		if err != nil {
 			return err
 		}
 		for _, e := range events {
-			if e.Type == erasure.EventExtended {
+			switch {
+			case e.Type == erasure.EventExtended && !req.Status.Final():
 				page.Extended = b.T("status.extended", "date", day(b, req.DueAt), "reason", e.Reason)
+			case e.Type == erasure.EventRequestStatus && req.Status == erasure.RequestDenied && statusTo(e) == erasure.RequestDenied:
+				page.Denied = e.Reason
 			}
 		}
 	}
@@ -152,4 +166,23 @@ func day(b *i18n.Bundle, t time.Time) string {
 		return t.Format(time.DateOnly)
 	}
 	return b.T("date.format", "day", strconv.Itoa(t.Day()), "month", name, "year", strconv.Itoa(t.Year()))
+}
+
+// systemName is how people are shown a connector instance.
+func (p *Portal) systemName(instance string) string {
+	if n := p.systemNames[instance]; n != "" {
+		return n
+	}
+	return instance
+}
+
+// statusTo is the status a status-change event moved its request to.
+func statusTo(e erasure.Event) erasure.RequestStatus {
+	var d struct {
+		To erasure.RequestStatus `json:"to"`
+	}
+	if json.Unmarshal(e.Data, &d) != nil {
+		return ""
+	}
+	return d.To
 }
