@@ -211,20 +211,13 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		// The plan makes the runtime wait for one; nothing was searched.
 		return connectors.Outcome{}, c.noID()
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodPost, c.base+deletionsPath, body)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	resp, err := c.api.Do(ctx, req, "schedule deletion", http.StatusNotFound)
+	var j job
+	resp, err := c.api.Send(ctx, http.MethodPost, c.base+deletionsPath, body, &j, "schedule deletion", http.StatusNotFound)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("Amplitude schedule deletion: 404 Not Found: check base_url (e.g. %s, or https://analytics.eu.amplitude.com)", defaultBaseURL)
-	}
-	var j job
-	if err := resp.JSON(&j); err != nil {
-		return connectors.Outcome{}, err
 	}
 	if len(j.AmplitudeIDs) == 0 {
 		return connectors.NotFound(connectors.Evidence{Kind: "amplitude_deletion", Value: "Amplitude knows no user under the subject's ids; nothing scheduled"}), nil
@@ -263,16 +256,8 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 		return connectors.Outcome{}, err
 	}
 	q := url.Values{"start_day": {j.Day}, "end_day": {j.Day}}
-	req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+deletionsPath+"?"+q.Encode(), nil)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	resp, err := c.api.Do(ctx, req, "list deletion jobs")
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
 	var jobs []job
-	if err := resp.JSON(&jobs); err != nil {
+	if _, err := c.api.Send(ctx, http.MethodGet, c.base+deletionsPath+"?"+q.Encode(), nil, &jobs, "list deletion jobs"); err != nil {
 		return connectors.Outcome{}, err
 	}
 	want := map[string]bool{}
@@ -323,20 +308,13 @@ func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connector
 	}
 	seen := map[ampID]bool{}
 	for _, id := range ids {
-		req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+searchPath+"?user="+url.QueryEscape(id), nil)
-		if err != nil {
-			return connectors.Verification{}, err
-		}
-		resp, err := c.api.Do(ctx, req, "user search")
-		if err != nil {
-			return connectors.Verification{}, err
-		}
 		var body struct {
 			Matches *[]struct {
 				AmplitudeID ampID `json:"amplitude_id"`
 			} `json:"matches"`
 		}
-		if err := resp.JSON(&body); err != nil {
+		resp, err := c.api.Send(ctx, http.MethodGet, c.base+searchPath+"?user="+url.QueryEscape(id), nil, &body, "user search")
+		if err != nil {
 			return connectors.Verification{}, err
 		}
 		if body.Matches == nil {

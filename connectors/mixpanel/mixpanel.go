@@ -244,26 +244,19 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		// nothing was searched, so this is never "not found".
 		return connectors.Outcome{}, connectors.Permanentf("%s: Mixpanel erases by distinct_id only (check the instance's keys)", missing)
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodPost, c.url(deletionsPath), map[string]any{
+	var body struct {
+		Status  string          `json:"status"`
+		Results json.RawMessage `json:"results"`
+	}
+	resp, err := c.api.Send(ctx, http.MethodPost, c.url(deletionsPath), map[string]any{
 		"distinct_ids":    []string{id},
 		"compliance_type": c.compliance,
-	})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	resp, err := c.api.Do(ctx, req, "create deletion task", http.StatusNotFound)
+	}, &body, "create deletion task", http.StatusNotFound)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("Mixpanel create deletion task: 404 Not Found: check base_url (e.g. %s, or https://eu.mixpanel.com)", defaultBaseURL)
-	}
-	var body struct {
-		Status  string          `json:"status"`
-		Results json.RawMessage `json:"results"`
-	}
-	if err := resp.JSON(&body); err != nil {
-		return connectors.Outcome{}, err
 	}
 	if body.Status != "" && body.Status != "ok" {
 		return connectors.Outcome{}, connectors.Permanentf("Mixpanel create deletion task: status %d answered %q", resp.Status, body.Status)
@@ -332,22 +325,15 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodGet, c.url(deletionsPath+url.PathEscape(j.Task)), nil)
-	if err != nil {
-		return connectors.Outcome{}, err
+	var body struct {
+		Results json.RawMessage `json:"results"`
 	}
-	resp, err := c.api.Do(ctx, req, "deletion task status", http.StatusNotFound)
+	resp, err := c.api.Send(ctx, http.MethodGet, c.url(deletionsPath+url.PathEscape(j.Task)), nil, &body, "deletion task status", http.StatusNotFound)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("Mixpanel deletion task %s not found: it was removed, or project_token and base_url name another project", j.Task)
-	}
-	var body struct {
-		Results json.RawMessage `json:"results"`
-	}
-	if err := resp.JSON(&body); err != nil {
-		return connectors.Outcome{}, err
 	}
 	status, err := taskStatus(body.Results)
 	if err != nil {

@@ -223,30 +223,21 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		}
 		ev = append(ev, connectors.Evidence{Kind: "segment_profile", Value: "before erasure: " + describeProfile(found)})
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodPost, c.base+"/regulations", map[string]any{
-		"regulationType": c.regType,
-		"subjectType":    "USER_ID",
-		"subjectIds":     []string{id},
-	})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	req.Header.Set("Content-Type", mediaType)
-	req.Header.Set("Accept", mediaType+", application/json")
-	resp, err := c.api.Do(ctx, req, "create regulation", http.StatusNotFound)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	if resp.Status == http.StatusNotFound {
-		return connectors.Outcome{}, connectors.Permanentf("Segment create regulation: 404 Not Found: check base_url (it must be the Public API, e.g. %s)", defaultBaseURL)
-	}
 	var body struct {
 		Data struct {
 			RegulateID string `json:"regulateId"`
 		} `json:"data"`
 	}
-	if err := resp.JSON(&body); err != nil {
+	resp, err := c.send(ctx, http.MethodPost, c.base+"/regulations", map[string]any{
+		"regulationType": c.regType,
+		"subjectType":    "USER_ID",
+		"subjectIds":     []string{id},
+	}, &body, "create regulation")
+	if err != nil {
 		return connectors.Outcome{}, err
+	}
+	if resp.Status == http.StatusNotFound {
+		return connectors.Outcome{}, connectors.Permanentf("Segment create regulation: 404 Not Found: check base_url (it must be the Public API, e.g. %s)", defaultBaseURL)
 	}
 	if body.Data.RegulateID == "" {
 		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("%s create regulation: status %d without a regulateId", vendor, resp.Status), 0)
@@ -281,27 +272,38 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+"/regulations/"+url.PathEscape(j.Regulation), nil)
-	if err != nil {
-		return connectors.Outcome{}, err
+	var body struct {
+		Data struct {
+			Regulation regulation `json:"regulation"`
+		} `json:"data"`
 	}
-	req.Header.Set("Accept", mediaType+", application/json")
-	resp, err := c.api.Do(ctx, req, "get regulation", http.StatusNotFound)
+	resp, err := c.send(ctx, http.MethodGet, c.base+"/regulations/"+url.PathEscape(j.Regulation), nil, &body, "get regulation")
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("Segment regulation %s not found: it was deleted, or token and base_url belong to another workspace", j.Regulation)
 	}
-	var body struct {
-		Data struct {
-			Regulation regulation `json:"regulation"`
-		} `json:"data"`
-	}
-	if err := resp.JSON(&body); err != nil {
-		return connectors.Outcome{}, err
-	}
 	return c.judge(j, body.Data.Regulation)
+}
+
+// send is vendorhttp's Send speaking version 1 of the Public API (its
+// media type asked for, and sent with a body); a 404 comes back for the
+// caller to explain.
+func (c *connector) send(ctx context.Context, method, url string, body, out any, op string) (*vendorhttp.Response, error) {
+	req, err := vendorhttp.JSONRequest(method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", mediaType)
+	}
+	req.Header.Set("Accept", mediaType+", application/json")
+	resp, err := c.api.Do(ctx, req, op, http.StatusNotFound)
+	if err == nil && resp.Status/100 == 2 {
+		err = resp.JSON(out)
+	}
+	return resp, err
 }
 
 func (c *connector) judge(j jobRef, r regulation) (connectors.Outcome, error) {
@@ -412,11 +414,7 @@ func escapeID(v string) string {
 
 // lookup reports whether the space holds a profile for the userId.
 func (p *profiles) lookup(ctx context.Context, userID string) (bool, error) {
-	req, err := vendorhttp.JSONRequest(http.MethodGet, p.profileURL("user_id", userID, "traits?limit=1"), nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := p.api.Do(ctx, req, "profile lookup", http.StatusNotFound)
+	resp, err := p.api.Send(ctx, http.MethodGet, p.profileURL("user_id", userID, "traits?limit=1"), nil, nil, "profile lookup", http.StatusNotFound)
 	if err != nil {
 		return false, err
 	}
@@ -449,18 +447,6 @@ func (r resolving) Resolve(ctx context.Context, s connectors.Subject) (connector
 		if next != "" {
 			u += "&next=" + url.QueryEscape(next)
 		}
-		req, err := vendorhttp.JSONRequest(http.MethodGet, u, nil)
-		if err != nil {
-			return connectors.Resolution{}, err
-		}
-		resp, err := r.profiles.api.Do(ctx, req, "external ids lookup", http.StatusNotFound)
-		if err != nil {
-			return connectors.Resolution{}, err
-		}
-		if resp.Status == http.StatusNotFound {
-			res.Evidence = []connectors.Evidence{{Kind: "segment_lookup", Value: "no profile found by email"}}
-			return res, nil
-		}
 		var body struct {
 			Data []struct {
 				Type string `json:"type"`
@@ -471,8 +457,13 @@ func (r resolving) Resolve(ctx context.Context, s connectors.Subject) (connector
 				Next    string `json:"next"`
 			} `json:"cursor"`
 		}
-		if err := resp.JSON(&body); err != nil {
+		resp, err := r.profiles.api.Send(ctx, http.MethodGet, u, nil, &body, "external ids lookup", http.StatusNotFound)
+		if err != nil {
 			return connectors.Resolution{}, err
+		}
+		if resp.Status == http.StatusNotFound {
+			res.Evidence = []connectors.Evidence{{Kind: "segment_lookup", Value: "no profile found by email"}}
+			return res, nil
 		}
 		for _, d := range body.Data {
 			if d.Type == "user_id" {
