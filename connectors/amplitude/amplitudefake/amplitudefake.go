@@ -291,11 +291,7 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // Seed gives Amplitude a user with the subject's UserIDs["app"] as
 // user_id (it needs one).
 func (f *Fake) Seed(s connectors.Subject) int64 {
-	id := s.UserIDs[connectortest.UserIDSystem]
-	if id == "" {
-		panic("amplitudefake: Seed needs a subject with UserIDs[\"" + connectortest.UserIDSystem + "\"]")
-	}
-	f.AddUser(id)
+	f.AddUser(fakevendor.NeedUserID("amplitudefake: Seed", s))
 	return 1
 }
 

@@ -314,10 +314,7 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // UserIDs["app"] as distinct_id (it needs one), the profile's $email
 // being the subject's email when it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
-	id := s.UserIDs[connectortest.UserIDSystem]
-	if id == "" {
-		panic("mixpanelfake: Seed needs a subject with UserIDs[\"" + connectortest.UserIDSystem + "\"]")
-	}
+	id := fakevendor.NeedUserID("mixpanelfake: Seed", s)
 	f.AddUser(id)
 	if s.Email != "" {
 		f.SetEmail(id, s.Email)

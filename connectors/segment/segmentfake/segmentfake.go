@@ -370,10 +370,7 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // UserIDs["app"] (it needs one), with the subject's email on the profile
 // when it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
-	id := s.UserIDs[connectortest.UserIDSystem]
-	if id == "" {
-		panic("segmentfake: Seed needs a subject with UserIDs[\"" + connectortest.UserIDSystem + "\"]")
-	}
+	id := fakevendor.NeedUserID("segmentfake: Seed", s)
 	f.AddUser(id)
 	if s.Email != "" {
 		f.LinkEmail(s.Email, id)
