@@ -136,14 +136,6 @@ type jobRef struct {
 	IDs []string `json:"ids"`
 }
 
-func (j jobRef) String() string { return vendorkit.EncodeRef(j) }
-
-func parseJobRef(s string) (jobRef, error) {
-	var j jobRef
-	err := vendorkit.DecodeRef(s, &j, func() bool { return len(j.IDs) > 0 && validDay(j.Day) }, "amplitude")
-	return j, err
-}
-
 func validDay(s string) bool {
 	_, err := time.Parse(dayLayout, s)
 	return err == nil
@@ -231,7 +223,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 			ref.IDs = append(ref.IDs, h)
 		}
 	}
-	return connectors.Running(ref.String(), c.poll, connectors.Evidence{Kind: "amplitude_deletion",
+	return connectors.Running(vendorkit.EncodeRef(ref), c.poll, connectors.Evidence{Kind: "amplitude_deletion",
 		Value: fmt.Sprintf("job of %s: %s, %s scheduled", j.Day, j.Status, connectors.Plural(len(ref.IDs), "Amplitude ID"))}), nil
 }
 
@@ -251,8 +243,8 @@ func (c *connector) describeSystems() string {
 // Poll lists the deletion jobs of the ref's day and finds the scheduled
 // Amplitude IDs in them.
 func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	j, err := parseJobRef(ref)
-	if err != nil {
+	var j jobRef
+	if err := vendorkit.DecodeRef(ref, &j, func() bool { return len(j.IDs) > 0 && validDay(j.Day) }, "amplitude"); err != nil {
 		return connectors.Outcome{}, err
 	}
 	q := url.Values{"start_day": {j.Day}, "end_day": {j.Day}}
@@ -284,7 +276,7 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 	ev := []connectors.Evidence{{Kind: "amplitude_deletion", Value: fmt.Sprintf("job of %s: %s, %s", j.Day, status, connectors.Plural(found, "Amplitude ID"))}}
 	switch strings.ToLower(status) {
 	case "staging", "submitted":
-		return connectors.Running(j.String(), c.poll, ev...), nil
+		return connectors.Running(vendorkit.EncodeRef(j), c.poll, ev...), nil
 	case "done":
 		return connectors.Erased(int64(found), ev...), nil
 	}

@@ -207,14 +207,6 @@ type jobRef struct {
 	Task string `json:"task"`
 }
 
-func (j jobRef) String() string { return vendorkit.EncodeRef(j) }
-
-func parseJobRef(s string) (jobRef, error) {
-	var j jobRef
-	err := vendorkit.DecodeRef(s, &j, func() bool { return j.Task != "" }, "mixpanel")
-	return j, err
-}
-
 // distinctID is the person's distinct_id, or "" and why it is missing.
 func (c *connector) distinctID(s connectors.Subject) (id, missing string) {
 	if c.identifyBy == byEmail {
@@ -266,7 +258,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("%s create deletion task: status %d: %w", vendor, resp.Status, err), 0)
 	}
 	ref := jobRef{Task: task}
-	return connectors.Running(ref.String(), c.poll,
+	return connectors.Running(vendorkit.EncodeRef(ref), c.poll,
 		connectors.Evidence{Kind: "mixpanel_task", Value: task + ": created (" + c.compliance + ")"}), nil
 }
 
@@ -321,8 +313,8 @@ func (f *flexID) UnmarshalJSON(b []byte) error {
 
 // Poll reads the task's status.
 func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	j, err := parseJobRef(ref)
-	if err != nil {
+	var j jobRef
+	if err := vendorkit.DecodeRef(ref, &j, func() bool { return j.Task != "" }, "mixpanel"); err != nil {
 		return connectors.Outcome{}, err
 	}
 	var body struct {
@@ -343,7 +335,7 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 	partial := connectors.Outcome{Evidence: ev}
 	switch status {
 	case "PENDING", "STAGING", "STARTED":
-		return connectors.Running(j.String(), c.poll, ev...), nil
+		return connectors.Running(vendorkit.EncodeRef(j), c.poll, ev...), nil
 	case "SUCCESS":
 		// Mixpanel reports the task done, not what it deleted.
 		return connectors.ErasedUncounted(ev...), nil

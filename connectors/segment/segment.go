@@ -191,14 +191,6 @@ type jobRef struct {
 	Profile    string `json:"profile,omitempty"`
 }
 
-func (j jobRef) String() string { return vendorkit.EncodeRef(j) }
-
-func parseJobRef(s string) (jobRef, error) {
-	var j jobRef
-	err := vendorkit.DecodeRef(s, &j, func() bool { return j.Regulation != "" }, "segment")
-	return j, err
-}
-
 // Erase creates a regulation for the subject's userId. The plan makes the
 // runtime wait for one; a subject without it is refused, never reported
 // not found: nothing was searched.
@@ -244,7 +236,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	}
 	ref.Regulation = body.Data.RegulateID
 	ev = append(ev, connectors.Evidence{Kind: "segment_regulation", Value: ref.Regulation + ": created (" + c.regType + ")"})
-	return connectors.Running(ref.String(), c.poll, ev...), nil
+	return connectors.Running(vendorkit.EncodeRef(ref), c.poll, ev...), nil
 }
 
 // regulation is the part of GET /regulations/{id} the connector reads.
@@ -268,8 +260,8 @@ type destination struct {
 
 // Poll reads the regulation and judges it destination by destination.
 func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	j, err := parseJobRef(ref)
-	if err != nil {
+	var j jobRef
+	if err := vendorkit.DecodeRef(ref, &j, func() bool { return j.Regulation != "" }, "segment"); err != nil {
 		return connectors.Outcome{}, err
 	}
 	var body struct {
@@ -334,7 +326,7 @@ func (c *connector) judge(j jobRef, r regulation) (connectors.Outcome, error) {
 	partial := connectors.Outcome{Evidence: ev}
 	switch overall {
 	case "INITIALIZED", "RUNNING":
-		return connectors.Running(j.String(), c.poll, ev...), nil
+		return connectors.Running(vendorkit.EncodeRef(j), c.poll, ev...), nil
 	case "FINISHED", "PARTIAL_SUCCESS", "FAILED":
 		if len(failed) > 0 {
 			// A new regulation sends the deletion to the destinations again.
