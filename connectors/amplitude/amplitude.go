@@ -182,26 +182,20 @@ type job struct {
 // when configured). Ids Amplitude does not know are ignored; when it knows
 // none, the subject is not found.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	if err := ctx.Err(); err != nil {
+	userID, amplitudeID, err := c.ids(ctx, s)
+	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	body := map[string]any{"requester": c.requester, "ignore_invalid_id": "true"} // booleans as strings, as documented
-	userID := s.UserIDs[c.system]
 	if userID != "" {
 		body["user_ids"] = []string{userID}
 	}
-	if c.ampSystem != "" {
-		if v := s.UserIDs[c.ampSystem]; v != "" {
-			n, err := strconv.ParseUint(v, 10, 63)
-			if err != nil {
-				return connectors.Outcome{}, connectors.Permanentf("the subject's id for %s is not a numeric Amplitude ID", c.ampSystem)
-			}
-			body["amplitude_ids"] = []uint64{n}
+	if amplitudeID != "" {
+		n, err := strconv.ParseUint(amplitudeID, 10, 63)
+		if err != nil {
+			return connectors.Outcome{}, connectors.Permanentf("the subject's id for %s is not a numeric Amplitude ID", c.ampSystem)
 		}
-	}
-	if body["user_ids"] == nil && body["amplitude_ids"] == nil {
-		// The plan makes the runtime wait for one; nothing was searched.
-		return connectors.Outcome{}, c.noID()
+		body["amplitude_ids"] = []uint64{n}
 	}
 	var j job
 	resp, err := c.api.Send(ctx, http.MethodPost, c.base+deletionsPath, body, &j, "schedule deletion", http.StatusNotFound)
@@ -227,17 +221,24 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		Value: fmt.Sprintf("job of %s: %s, %s scheduled", j.Day, j.Status, connectors.Plural(len(ref.IDs), "Amplitude ID"))}), nil
 }
 
-// noID refuses a subject without any id the plan names (the instance's
-// keys were changed): it is never reported not found or clean.
-func (c *connector) noID() error {
-	return connectors.Permanentf("the subject has no user id for %s: Amplitude erases and looks people up by those ids only (check the instance's keys)", c.describeSystems())
-}
-
-func (c *connector) describeSystems() string {
-	if c.ampSystem == "" {
-		return c.system
+// ids are the subject's user id and Amplitude ID, either possibly empty.
+// The plan makes the runtime wait for one: a subject with neither (the
+// instance's keys were changed) is refused, never reported not found or
+// clean, as nothing was searched.
+func (c *connector) ids(ctx context.Context, s connectors.Subject) (userID, amplitudeID string, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", "", err
 	}
-	return c.system + " or " + c.ampSystem
+	userID = s.UserIDs[c.system]
+	systems := c.system
+	if c.ampSystem != "" {
+		amplitudeID = s.UserIDs[c.ampSystem]
+		systems += " or " + c.ampSystem
+	}
+	if userID == "" && amplitudeID == "" {
+		return "", "", connectors.Permanentf("the subject has no user id for %s: Amplitude erases and looks people up by those ids only (check the instance's keys)", systems)
+	}
+	return userID, amplitudeID, nil
 }
 
 // Poll lists the deletion jobs of the ref's day and finds the scheduled
@@ -285,21 +286,15 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 
 // Verify searches Amplitude for the subject's user id (or Amplitude ID).
 func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
-	if err := ctx.Err(); err != nil {
+	userID, amplitudeID, err := c.ids(ctx, s)
+	if err != nil {
 		return connectors.Verification{}, err
 	}
-	var ids []string
-	if v := s.UserIDs[c.system]; v != "" {
-		ids = append(ids, v)
-	}
-	if v := s.UserIDs[c.ampSystem]; c.ampSystem != "" && v != "" {
-		ids = append(ids, v)
-	}
-	if len(ids) == 0 {
-		return connectors.Verification{}, c.noID()
-	}
 	seen := map[ampID]bool{}
-	for _, id := range ids {
+	for _, id := range []string{userID, amplitudeID} {
+		if id == "" {
+			continue
+		}
 		var body struct {
 			Matches *[]struct {
 				AmplitudeID ampID `json:"amplitude_id"`

@@ -195,12 +195,9 @@ type jobRef struct {
 // runtime wait for one; a subject without it is refused, never reported
 // not found: nothing was searched.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	if err := ctx.Err(); err != nil {
+	id, err := c.userID(ctx, s)
+	if err != nil {
 		return connectors.Outcome{}, err
-	}
-	id := s.UserIDs[c.system]
-	if id == "" {
-		return connectors.Outcome{}, c.noUserID()
 	}
 	var ev []connectors.Evidence
 	ref := jobRef{}
@@ -353,12 +350,9 @@ func (c *connector) judge(j jobRef, r regulation) (connectors.Outcome, error) {
 
 // Verify looks the person's profile up in Unify.
 func (v verifying) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
-	if err := ctx.Err(); err != nil {
+	id, err := v.userID(ctx, s)
+	if err != nil {
 		return connectors.Verification{}, err
-	}
-	id := s.UserIDs[v.system]
-	if id == "" {
-		return connectors.Verification{}, v.noUserID()
 	}
 	found, err := v.profiles.lookup(ctx, id)
 	if err != nil {
@@ -371,10 +365,17 @@ func (v verifying) Verify(ctx context.Context, s connectors.Subject) (connectors
 	return out, nil
 }
 
-// noUserID refuses a subject without the userId the plan requires: the
-// runtime should not have sent it (or the instance's keys were changed).
-func (c *connector) noUserID() error {
-	return connectors.Permanentf("the subject has no user id for %s: Segment erases and looks people up by userId only (check the instance's keys)", c.system)
+// userID is the subject's userId. A subject without the userId the plan
+// requires is refused: the runtime should not have sent it (or the
+// instance's keys were changed).
+func (c *connector) userID(ctx context.Context, s connectors.Subject) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if id := s.UserIDs[c.system]; id != "" {
+		return id, nil
+	}
+	return "", connectors.Permanentf("the subject has no user id for %s: Segment erases and looks people up by userId only (check the instance's keys)", c.system)
 }
 
 // profileURL is the Profile API route for the profile known by external id
