@@ -62,10 +62,11 @@ type Fake struct {
 
 var _ connectortest.Vendor = (*Fake)(nil)
 
+// fakeJob is a deletion job; each listing of it is a status poll.
 type fakeJob struct {
+	fakevendor.Job
 	day     string
 	status  string
-	lists   int
 	entries []fakeEntry
 }
 
@@ -198,7 +199,7 @@ func (f *Fake) schedule(w http.ResponseWriter, r *http.Request) {
 	if n := len(f.jobs); n > 0 && f.jobs[n-1].status == "staging" {
 		jb = f.jobs[n-1]
 	} else {
-		jb = &fakeJob{day: f.today.AddDate(0, 0, 10+n).Format(dayLayout), status: "staging"}
+		jb = &fakeJob{Job: fakevendor.NewJob(f.polls), day: f.today.AddDate(0, 0, 10+n).Format(dayLayout), status: "staging"}
 		f.jobs = append(f.jobs, jb)
 	}
 	answer := []fakeEntry{}
@@ -230,11 +231,11 @@ func (f *Fake) list(w http.ResponseWriter, r *http.Request) {
 		if day.Before(start) || day.After(end) {
 			continue
 		}
-		jb.lists++
+		stage := jb.Stage("staging", "submitted")
+		jb.Poll()
 		switch {
-		case jb.lists <= f.polls && jb.lists >= 2:
-			jb.status = "submitted"
-		case jb.lists <= f.polls:
+		case !jb.Ended:
+			jb.status = stage
 		case f.final != "":
 			jb.status = f.final
 		case jb.status != "done":

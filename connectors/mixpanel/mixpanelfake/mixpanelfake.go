@@ -70,10 +70,10 @@ type Fake struct {
 var _ connectortest.Vendor = (*Fake)(nil)
 
 type fakeTask struct {
+	fakevendor.Job
 	ids        []string
 	compliance string
 	held       bool // some distinct_id had data when the task was filed
-	polls      int
 }
 
 // Start starts a fake that stops when the test ends.
@@ -244,7 +244,7 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.next++
 	id := fmt.Sprintf("t-%04d", f.next)
-	task := &fakeTask{ids: body.DistinctIDs, compliance: body.ComplianceType}
+	task := &fakeTask{Job: fakevendor.NewJob(f.polls), ids: body.DistinctIDs, compliance: body.ComplianceType}
 	for _, d := range body.DistinctIDs {
 		task.held = task.held || f.users[d] > 0
 	}
@@ -269,16 +269,16 @@ func (f *Fake) status(w http.ResponseWriter, r *http.Request) {
 		fakevendor.JSON(w, http.StatusNotFound, map[string]string{"status": "error", "error": "task not found"})
 		return
 	}
-	task.polls++
-	running := []string{"PENDING", "STAGING", "STARTED"}
-	st := "SUCCESS"
+	st := task.Stage("PENDING", "STAGING", "STARTED")
+	task.Poll()
 	switch {
-	case task.polls <= f.polls:
-		st = running[min(task.polls, len(running))-1]
+	case !task.Ended:
 	case f.final != "":
 		st = f.final
 	case !task.held:
 		st = "NOT_FOUND"
+	default:
+		st = "SUCCESS"
 	}
 	if st == "SUCCESS" {
 		for _, d := range task.ids {

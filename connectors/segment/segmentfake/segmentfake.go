@@ -76,9 +76,9 @@ type Fake struct {
 var _ connectortest.Vendor = (*Fake)(nil)
 
 type fakeRegulation struct {
-	typ   string
-	ids   []string
-	polls int
+	fakevendor.Job
+	typ string
+	ids []string
 }
 
 // Start starts a fake, both APIs, that stops when the test ends. Segment
@@ -154,7 +154,7 @@ func (f *Fake) createRegulation(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.next++
 	id := fmt.Sprintf("reg%04d", f.next)
-	f.regs[id] = &fakeRegulation{typ: body.RegulationType, ids: body.SubjectIDs}
+	f.regs[id] = &fakeRegulation{Job: fakevendor.NewJob(f.polls), typ: body.RegulationType, ids: body.SubjectIDs}
 	f.mu.Unlock()
 	fakevendor.JSON(w, http.StatusOK, map[string]any{"data": map[string]string{"regulateId": id}})
 }
@@ -167,14 +167,10 @@ func (f *Fake) getRegulation(w http.ResponseWriter, r *http.Request) {
 		fakevendor.JSON(w, http.StatusNotFound, errorsBody("not-found", "Resource not found"))
 		return
 	}
-	reg.polls++
-	state := "FINISHED"
-	switch {
-	case reg.polls > f.polls:
-	case reg.polls == 1:
-		state = "INITIALIZED"
-	default:
-		state = "RUNNING"
+	state := reg.Stage("INITIALIZED", "RUNNING")
+	reg.Poll()
+	if reg.Ended {
+		state = "FINISHED"
 	}
 	overall := state
 	var dests []map[string]string
