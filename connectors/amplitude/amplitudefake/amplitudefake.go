@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
-	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
@@ -47,6 +46,8 @@ type Options = fakevendor.Options
 // end_day lists jobs, each moving staging → submitted → done as it is
 // listed (done erases its users); GET /api/2/usersearch?user= finds users.
 // Its today is 2026-03-01.
+// It is a connectortest.FaultyVendor, as the connector's TestVendor
+// takes it.
 type Fake struct {
 	fakevendor.Controls
 
@@ -59,8 +60,6 @@ type Fake struct {
 	today             time.Time
 	final             string // a final job status forced instead of done
 }
-
-var _ connectortest.Vendor = (*Fake)(nil)
 
 // fakeJob is a deletion job; each listing of it is a status poll.
 type fakeJob struct {
@@ -279,11 +278,11 @@ func (f *Fake) SetKeys(apiKey, secretKey string) { f.apiKey.Set(apiKey); f.secre
 
 // Config is an amplitude connector config against f, polling every 2ms.
 // It reads the Amplitude user_id from UserIDs["app"]
-// (connectortest.UserIDSystem).
+// (fakevendor.UserIDSystem).
 func (f *Fake) Config() string {
 	key, secret := f.Keys()
 	return fmt.Sprintf("api_key: %s\nsecret_key: %s\nbase_url: %s\npoll_interval: 2ms\nuser_id_system: %s\n",
-		key, secret, f.URL(), connectortest.UserIDSystem)
+		key, secret, f.URL(), fakevendor.UserIDSystem)
 }
 
 // ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).
@@ -305,7 +304,7 @@ func (f *Fake) NoRecoverableState() string {
 // Count is whether (1) or not (0) Amplitude holds the subject's
 // UserIDs["app"].
 func (f *Fake) Count(s connectors.Subject) int64 {
-	return f.CountUser(s.UserIDs[connectortest.UserIDSystem])
+	return f.CountUser(s.UserIDs[fakevendor.UserIDSystem])
 }
 
 // AddUser gives Amplitude a user and returns its Amplitude ID.

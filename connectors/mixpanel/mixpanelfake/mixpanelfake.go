@@ -20,7 +20,6 @@ import (
 	"testing"
 
 	"github.com/lethe-dev/lethe/connectors"
-	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
@@ -51,6 +50,8 @@ type Options = fakevendor.Options
 // holding a backslash is refused, Mixpanel documents no escapes),
 // output_properties, session_id and page, answering {page, page_size,
 // session_id, status, total, results:[{$distinct_id, $properties}]}.
+// It is a connectortest.FaultyVendor, as the connector's TestVendor
+// takes it.
 type Fake struct {
 	fakevendor.Controls
 
@@ -66,8 +67,6 @@ type Fake struct {
 	final          string // a final status forced for every task
 	saSecret       *fakevendor.Key
 }
-
-var _ connectortest.Vendor = (*Fake)(nil)
 
 type fakeTask struct {
 	fakevendor.Job
@@ -297,13 +296,13 @@ func (f *Fake) Tokens() (project, token string) { return f.project.Get(), f.toke
 func (f *Fake) SetTokens(project, token string) { f.project.Set(project); f.token.Set(token) }
 
 // Config is a mixpanel connector config against f, polling every 2ms. It
-// reads the distinct_id from UserIDs["app"] (connectortest.UserIDSystem)
+// reads the distinct_id from UserIDs["app"] (fakevendor.UserIDSystem)
 // and finds distinct_ids by email with the fake's service account.
 func (f *Fake) Config() string {
 	project, token := f.Tokens()
 	return fmt.Sprintf("project_token: %s\ntoken: %s\nbase_url: %s\npoll_interval: 2ms\nuser_id_system: %s\n"+
 		"resolve_by_email: true\nquery_api:\n  project_id: %d\n  username: %s\n  secret: %s\n",
-		project, token, f.URL(), connectortest.UserIDSystem, ProjectID, ServiceAccount, ServiceSecret)
+		project, token, f.URL(), fakevendor.UserIDSystem, ProjectID, ServiceAccount, ServiceSecret)
 }
 
 // ConfigWith is Config with top-level keys set (fakevendor.MergeYAML);
@@ -338,7 +337,7 @@ func (f *Fake) SetEmail(distinctID, email string) {
 
 // Count is what Mixpanel holds about the subject's UserIDs["app"].
 func (f *Fake) Count(s connectors.Subject) int64 {
-	return f.CountUser(s.UserIDs[connectortest.UserIDSystem])
+	return f.CountUser(s.UserIDs[fakevendor.UserIDSystem])
 }
 
 // AddUser gives Mixpanel data about distinctID.

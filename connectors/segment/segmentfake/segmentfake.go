@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
-	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
@@ -54,6 +53,8 @@ type Options = fakevendor.Options
 // 5322 date, and profiles looked up by user_id:<id> or email:<address>
 // (traits, external_ids; 404 when none). As Segment documents, a bare '+'
 // in a profile's external id reads as a space: clients must send %2B.
+// It is a connectortest.FaultyVendor, as the connector's TestVendor
+// takes it.
 type Fake struct {
 	fakevendor.Controls                    // the Public API
 	prof                *fakevendor.Server // the Profile API, another host
@@ -72,8 +73,6 @@ type Fake struct {
 	refuseAt             string // a destination that cannot delete (NOT_SUPPORTED)
 	overall              string // a final overall status forced for every regulation
 }
-
-var _ connectortest.Vendor = (*Fake)(nil)
 
 type fakeRegulation struct {
 	fakevendor.Job
@@ -351,11 +350,11 @@ func (f *Fake) ProfilesURL() string { return f.prof.URL }
 
 // Config is a segment connector config against f, with the profile
 // lookup, polling every 2ms. It reads the Segment userId from
-// UserIDs["app"] (connectortest.UserIDSystem).
+// UserIDs["app"] (fakevendor.UserIDSystem).
 func (f *Fake) Config() string {
 	token, profilesToken := f.tokens()
 	return fmt.Sprintf("token: %s\nbase_url: %s\nprofiles:\n  space_id: %s\n  token: %s\n  base_url: %s\npoll_interval: 2ms\nuser_id_system: %s\n",
-		token, f.URL(), f.space, profilesToken, f.ProfilesURL(), connectortest.UserIDSystem)
+		token, f.URL(), f.space, profilesToken, f.ProfilesURL(), fakevendor.UserIDSystem)
 }
 
 // ConfigWith is Config with top-level keys set (fakevendor.MergeYAML);
@@ -383,7 +382,7 @@ func (f *Fake) NoRecoverableState() string {
 
 // Count is what Segment holds about the subject's UserIDs["app"].
 func (f *Fake) Count(s connectors.Subject) int64 {
-	return f.CountUser(s.UserIDs[connectortest.UserIDSystem])
+	return f.CountUser(s.UserIDs[fakevendor.UserIDSystem])
 }
 
 // Limited counts the requests the rate limits of both APIs refused.
