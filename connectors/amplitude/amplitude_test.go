@@ -214,7 +214,7 @@ func TestMalformedAnswersAreRetryable(t *testing.T) {
 	f.AddUser("user-5")
 	c := instance(t, f)
 	ctx := connectortest.Ctx(t)
-	// A body that is not JSON at all is a vendor case (TestVendorCases).
+	// A body that is not JSON at all is a vendor case (TestVendor/cases).
 	for name, fault := range map[string]fakevendor.Fault{
 		"no day": func(w http.ResponseWriter, r *http.Request) {
 			fakevendor.JSON(w, 200, map[string]any{"status": "staging", "amplitude_ids": []map[string]any{{"amplitude_id": 1}}})

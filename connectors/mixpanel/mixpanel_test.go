@@ -47,7 +47,7 @@ func TestVendor(t *testing.T) {
 			connectortest.VendorUserID("user-60%"), connectortest.VendorUserID("*"), connectortest.VendorUserID("../t-0001"), connectortest.VendorUserID("user-600?token=x"),
 			connectortest.VendorUserID("user-600' OR '1'='1"), connectortest.VendorUserID("user-600\",\"user-601"),
 		},
-		// It resolves: the Profile API or Query API finds the user id by email.
+		// It resolves: the Query API finds the distinct_id by email.
 		Resolves: func(s connectors.Subject) map[connectors.Kind][]string {
 			return map[connectors.Kind][]string{connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]}}
 		},
@@ -208,7 +208,7 @@ func TestMalformedAnswersAreRetryable(t *testing.T) {
 	f := mixpanelfake.Start(t, mixpanelfake.Options{})
 	c := instance(t, f)
 	ctx := connectortest.Ctx(t)
-	// A body that is not JSON at all is a vendor case (TestVendorCases).
+	// A body that is not JSON at all is a vendor case (TestVendor/cases).
 	for name, fault := range map[string]fakevendor.Fault{
 		"no task id": func(w http.ResponseWriter, r *http.Request) {
 			fakevendor.JSON(w, 201, map[string]any{"status": "ok", "results": map[string]any{}})

@@ -46,7 +46,7 @@ func TestVendor(t *testing.T) {
 			connectortest.VendorUserID("user-60%"), connectortest.VendorUserID("*"), connectortest.VendorUserID("user_id:user-600"), connectortest.VendorUserID("../regulations"),
 			connectortest.VendorUserID("user-600/../user-601"), connectortest.VendorUserID("user-600' OR '1'='1"), connectortest.VendorUserID("user-600\",\"user-601"),
 		},
-		// It resolves: the Profile API or Query API finds the user id by email.
+		// It resolves: the Profile API finds the userId by email.
 		Resolves: func(s connectors.Subject) map[connectors.Kind][]string {
 			return map[connectors.Kind][]string{connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]}}
 		},
@@ -267,7 +267,7 @@ func TestMalformedAnswersAreRetryable(t *testing.T) {
 	f := segmentfake.Start(t, segmentfake.Options{})
 	c := instanceWithoutProfiles(t, f)
 	ctx := connectortest.Ctx(t)
-	// Bodies that are not JSON at all are vendor cases (TestVendorCases).
+	// Bodies that are not JSON at all are vendor cases (TestVendor/cases).
 	f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
 		fakevendor.JSON(w, http.StatusOK, map[string]any{"data": map[string]any{}})
 	})
