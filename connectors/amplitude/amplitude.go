@@ -136,14 +136,6 @@ type jobRef struct {
 	IDs []string `json:"ids"`
 }
 
-func (j jobRef) String() string { return vendorkit.EncodeRef(j) }
-
-func parseJobRef(s string) (jobRef, error) {
-	var j jobRef
-	err := vendorkit.DecodeRef(s, &j, func() bool { return len(j.IDs) > 0 && validDay(j.Day) }, "amplitude")
-	return j, err
-}
-
 func validDay(s string) bool {
 	_, err := time.Parse(dayLayout, s)
 	return err == nil
@@ -190,41 +182,28 @@ type job struct {
 // when configured). Ids Amplitude does not know are ignored; when it knows
 // none, the subject is not found.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	if err := ctx.Err(); err != nil {
-		return connectors.Outcome{}, err
-	}
-	body := map[string]any{"requester": c.requester, "ignore_invalid_id": "true"} // booleans as strings, as documented
-	userID := s.UserIDs[c.system]
-	if userID != "" {
-		body["user_ids"] = []string{userID}
-	}
-	if c.ampSystem != "" {
-		if v := s.UserIDs[c.ampSystem]; v != "" {
-			n, err := strconv.ParseUint(v, 10, 63)
-			if err != nil {
-				return connectors.Outcome{}, connectors.Permanentf("the subject's id for %s is not a numeric Amplitude ID", c.ampSystem)
-			}
-			body["amplitude_ids"] = []uint64{n}
-		}
-	}
-	if body["user_ids"] == nil && body["amplitude_ids"] == nil {
-		// The plan makes the runtime wait for one; nothing was searched.
-		return connectors.Outcome{}, c.noID()
-	}
-	req, err := vendorhttp.JSONRequest(http.MethodPost, c.base+deletionsPath, body)
+	userID, amplitudeID, err := c.ids(ctx, s)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
-	resp, err := c.api.Do(ctx, req, "schedule deletion", http.StatusNotFound)
+	body := map[string]any{"requester": c.requester, "ignore_invalid_id": "true"} // booleans as strings, as documented
+	if userID != "" {
+		body["user_ids"] = []string{userID}
+	}
+	if amplitudeID != "" {
+		n, err := strconv.ParseUint(amplitudeID, 10, 63)
+		if err != nil {
+			return connectors.Outcome{}, connectors.Permanentf("the subject's id for %s is not a numeric Amplitude ID", c.ampSystem)
+		}
+		body["amplitude_ids"] = []uint64{n}
+	}
+	var j job
+	resp, err := c.api.Send(ctx, http.MethodPost, c.base+deletionsPath, body, &j, "schedule deletion", http.StatusNotFound)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("Amplitude schedule deletion: 404 Not Found: check base_url (e.g. %s, or https://analytics.eu.amplitude.com)", defaultBaseURL)
-	}
-	var j job
-	if err := resp.JSON(&j); err != nil {
-		return connectors.Outcome{}, err
 	}
 	if len(j.AmplitudeIDs) == 0 {
 		return connectors.NotFound(connectors.Evidence{Kind: "amplitude_deletion", Value: "Amplitude knows no user under the subject's ids; nothing scheduled"}), nil
@@ -238,41 +217,40 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 			ref.IDs = append(ref.IDs, h)
 		}
 	}
-	return connectors.Running(ref.String(), c.poll, connectors.Evidence{Kind: "amplitude_deletion",
+	return connectors.Running(vendorkit.EncodeRef(ref), c.poll, connectors.Evidence{Kind: "amplitude_deletion",
 		Value: fmt.Sprintf("job of %s: %s, %s scheduled", j.Day, j.Status, connectors.Plural(len(ref.IDs), "Amplitude ID"))}), nil
 }
 
-// noID refuses a subject without any id the plan names (the instance's
-// keys were changed): it is never reported not found or clean.
-func (c *connector) noID() error {
-	return connectors.Permanentf("the subject has no user id for %s: Amplitude erases and looks people up by those ids only (check the instance's keys)", c.describeSystems())
-}
-
-func (c *connector) describeSystems() string {
-	if c.ampSystem == "" {
-		return c.system
+// ids are the subject's user id and Amplitude ID, either possibly empty.
+// The plan makes the runtime wait for one: a subject with neither (the
+// instance's keys were changed) is refused, never reported not found or
+// clean, as nothing was searched.
+func (c *connector) ids(ctx context.Context, s connectors.Subject) (userID, amplitudeID string, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", "", err
 	}
-	return c.system + " or " + c.ampSystem
+	userID = s.UserIDs[c.system]
+	systems := c.system
+	if c.ampSystem != "" {
+		amplitudeID = s.UserIDs[c.ampSystem]
+		systems += " or " + c.ampSystem
+	}
+	if userID == "" && amplitudeID == "" {
+		return "", "", connectors.Permanentf("the subject has no user id for %s: Amplitude erases and looks people up by those ids only (check the instance's keys)", systems)
+	}
+	return userID, amplitudeID, nil
 }
 
 // Poll lists the deletion jobs of the ref's day and finds the scheduled
 // Amplitude IDs in them.
 func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	j, err := parseJobRef(ref)
-	if err != nil {
+	var j jobRef
+	if err := vendorkit.DecodeRef(ref, &j, func() bool { return len(j.IDs) > 0 && validDay(j.Day) }, "amplitude"); err != nil {
 		return connectors.Outcome{}, err
 	}
 	q := url.Values{"start_day": {j.Day}, "end_day": {j.Day}}
-	req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+deletionsPath+"?"+q.Encode(), nil)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	resp, err := c.api.Do(ctx, req, "list deletion jobs")
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
 	var jobs []job
-	if err := resp.JSON(&jobs); err != nil {
+	if _, err := c.api.Send(ctx, http.MethodGet, c.base+deletionsPath+"?"+q.Encode(), nil, &jobs, "list deletion jobs"); err != nil {
 		return connectors.Outcome{}, err
 	}
 	want := map[string]bool{}
@@ -299,7 +277,7 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 	ev := []connectors.Evidence{{Kind: "amplitude_deletion", Value: fmt.Sprintf("job of %s: %s, %s", j.Day, status, connectors.Plural(found, "Amplitude ID"))}}
 	switch strings.ToLower(status) {
 	case "staging", "submitted":
-		return connectors.Running(j.String(), c.poll, ev...), nil
+		return connectors.Running(vendorkit.EncodeRef(j), c.poll, ev...), nil
 	case "done":
 		return connectors.Erased(int64(found), ev...), nil
 	}
@@ -308,35 +286,22 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 
 // Verify searches Amplitude for the subject's user id (or Amplitude ID).
 func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
-	if err := ctx.Err(); err != nil {
+	userID, amplitudeID, err := c.ids(ctx, s)
+	if err != nil {
 		return connectors.Verification{}, err
 	}
-	var ids []string
-	if v := s.UserIDs[c.system]; v != "" {
-		ids = append(ids, v)
-	}
-	if v := s.UserIDs[c.ampSystem]; c.ampSystem != "" && v != "" {
-		ids = append(ids, v)
-	}
-	if len(ids) == 0 {
-		return connectors.Verification{}, c.noID()
-	}
 	seen := map[ampID]bool{}
-	for _, id := range ids {
-		req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+searchPath+"?user="+url.QueryEscape(id), nil)
-		if err != nil {
-			return connectors.Verification{}, err
-		}
-		resp, err := c.api.Do(ctx, req, "user search")
-		if err != nil {
-			return connectors.Verification{}, err
+	for _, id := range []string{userID, amplitudeID} {
+		if id == "" {
+			continue
 		}
 		var body struct {
 			Matches *[]struct {
 				AmplitudeID ampID `json:"amplitude_id"`
 			} `json:"matches"`
 		}
-		if err := resp.JSON(&body); err != nil {
+		resp, err := c.api.Send(ctx, http.MethodGet, c.base+searchPath+"?user="+url.QueryEscape(id), nil, &body, "user search")
+		if err != nil {
 			return connectors.Verification{}, err
 		}
 		if body.Matches == nil {

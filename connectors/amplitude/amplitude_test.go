@@ -1,7 +1,6 @@
 package amplitude
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,18 +15,12 @@ import (
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
-// yaml is a config for an instance against f, reading user ids under the
-// instance's name (the connector's default), with extra lines set.
-func yaml(f *amplitudefake.Fake, extra ...string) string {
-	return f.ConfigWith(append([]string{"user_id_system:"}, extra...)...)
-}
-
-func subject(i int) connectors.Subject {
-	return connectors.Subject{Email: fmt.Sprintf("subject%d@example.com", i), UserIDs: map[string]string{"amp": fmt.Sprintf("user-%d", i)}}
-}
-
-func withUserID(id string) connectors.Subject {
-	return connectors.Subject{UserIDs: map[string]string{"amp": id}}
+// instance is an instance named connectortest.UserIDSystem against f,
+// reading user ids under its name (the connector's default), with extra
+// lines set: connectortest.VendorSubject is one of its subjects.
+func instance(t *testing.T, f *amplitudefake.Fake, extra ...string) connectors.Connector {
+	t.Helper()
+	return connectortest.Build(t, "amplitude", connectortest.UserIDSystem, f.ConfigWith(append([]string{"user_id_system:"}, extra...)...))
 }
 
 // TestVendor runs the conformance suite and the vendor cases against the
@@ -65,30 +58,20 @@ func TestConfigValidation(t *testing.T) {
 		{"key from empty env", "api_key: {env: LETHE_TEST_UNSET_AMPLITUDE}\nsecret_key: s\n", "api_key: environment variable LETHE_TEST_UNSET_AMPLITUDE"},
 	})
 	t.Run("defaults", func(t *testing.T) {
-		var cfg Config
-		cfg.APIKey.Value, cfg.SecretKey.Value = "k", "s"
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
+		cfg := connectortest.Validated[Config](t, "api_key: k\nsecret_key: s\n")
 		if cfg.BaseURL != defaultBaseURL || cfg.Requester != "lethe" || cfg.PollInterval != 24*time.Hour {
 			t.Errorf("defaults = %+v", cfg)
 		}
 	})
 }
 
-func ctxFor(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func TestJobPolledToCompletion(t *testing.T) {
 	t.Parallel()
 	f := amplitudefake.Start(t, amplitudefake.Options{})
 	ampID := f.AddUser("user-1")
-	c := connectortest.Build(t, "amplitude", "amp", yaml(f, "poll_interval: 36h"))
-	ctx := ctxFor(t)
-	out, err := c.Erase(ctx, subject(1))
+	c := instance(t, f, "poll_interval: 36h")
+	ctx := connectortest.Ctx(t)
+	out, err := c.Erase(ctx, connectortest.VendorSubject(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +103,7 @@ func TestJobPolledToCompletion(t *testing.T) {
 	if out.Status != connectors.StatusErased || out.Records != 1 || f.CountUser("user-1") != 0 {
 		t.Errorf("final = %q %d, %d left", out.Status, out.Records, f.CountUser("user-1"))
 	}
-	v, err := c.(connectors.Verifier).Verify(ctx, subject(1))
+	v, err := c.(connectors.Verifier).Verify(ctx, connectortest.VendorSubject(1))
 	if err != nil || v.Remaining != 0 || connectortest.EvidenceText(v.Evidence) != "amplitude_search=after erasure: 0 matching users; " {
 		t.Errorf("Verify = %+v, %v", v, err)
 	}
@@ -130,10 +113,10 @@ func TestAmplitudeIDs(t *testing.T) {
 	t.Parallel()
 	f := amplitudefake.Start(t, amplitudefake.Options{})
 	id := f.AddUser("user-2")
-	c := connectortest.Build(t, "amplitude", "amp", yaml(f, "amplitude_id_system: amplitude"))
-	s := subject(2)
+	c := instance(t, f, "amplitude_id_system: amplitude")
+	s := connectortest.VendorSubject(2)
 	s.UserIDs["amplitude"] = strconv.FormatInt(id, 10)
-	ctx := ctxFor(t)
+	ctx := connectortest.Ctx(t)
 	if v, err := c.(connectors.Verifier).Verify(ctx, s); err != nil || v.Remaining != 1 {
 		t.Fatalf("Verify before = %+v, %v; want the user and their Amplitude ID counted once", v, err)
 	}
@@ -161,7 +144,7 @@ func TestAmplitudeIDs(t *testing.T) {
 	// The plan makes the runtime wait for an id: without one nothing is
 	// searched, and that is never "not found" or "clean".
 	none := connectors.Subject{Email: "a@example.com"}
-	if out, err := c.Erase(ctx, none); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "no user id for amp or amplitude") {
+	if out, err := c.Erase(ctx, none); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "no user id for app or amplitude") {
 		t.Errorf("no ids: %q, %v; want a permanent error", out.Status, err)
 	}
 	if _, err := c.(connectors.Verifier).Verify(ctx, none); err == nil || !connectortest.IsPermanent(err) {
@@ -174,21 +157,12 @@ func TestPlan(t *testing.T) {
 	// Plans are read without building the connector: the keys' variables
 	// are unset and never read.
 	const base = "api_key: {env: AMP_NEVER_READ}\nsecret_key: {env: AMP_NEVER_READ}\n"
-	for _, tc := range []struct{ name, instance, yaml, keys, uses string }{
-		{"user_id under the instance name", "amplitude-eu", base, "[user_ids.amplitude-eu]", "[user_ids.amplitude-eu]"},
-		{"user_id_system", "amplitude", base + "user_id_system: app\n", "[user_ids.app]", "[user_ids.app]"},
-		{"either id", "amplitude", base + "user_id_system: app\namplitude_id_system: amp-id\n", "[user_ids.app|user_ids.amp-id]", "[user_ids.amp-id user_ids.app]"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p, err := connectortest.TryPlan("amplitude", tc.instance, tc.yaml)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fmt.Sprint(p.Keys) != tc.keys || fmt.Sprint(p.Uses) != tc.uses || p.Resolves() {
-				t.Errorf("plan = keys %s uses %s resolves %v; want keys %s uses %s", p.Keys, p.Uses, p.Resolves(), tc.keys, tc.uses)
-			}
-		})
-	}
+	connectortest.RunPlanCases(t, "amplitude", connectortest.PlanCases{
+		{Name: "user_id under the instance name", Instance: "amplitude-eu", YAML: base, Keys: "[user_ids.amplitude-eu]", Uses: "[user_ids.amplitude-eu]"},
+		{Name: "user_id_system", Instance: "amplitude", YAML: base + "user_id_system: app\n", Keys: "[user_ids.app]", Uses: "[user_ids.app]"},
+		{Name: "either id", Instance: "amplitude", YAML: base + "user_id_system: app\namplitude_id_system: amp-id\n",
+			Keys: "[user_ids.app|user_ids.amp-id]", Uses: "[user_ids.amp-id user_ids.app]"},
+	})
 }
 
 func TestFailedJobs(t *testing.T) {
@@ -198,8 +172,8 @@ func TestFailedJobs(t *testing.T) {
 		f := amplitudefake.Start(t, amplitudefake.Options{})
 		f.EndJobsAs("failed")
 		f.AddUser("user-3")
-		c := connectortest.Build(t, "amplitude", "amp", yaml(f))
-		out, err := connectortest.EraseAndWait(ctxFor(t), c, subject(3), 5*time.Second)
+		c := instance(t, f)
+		out, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, connectortest.VendorSubject(3), 5*time.Second)
 		if err == nil || connectortest.IsPermanent(err) || !strings.Contains(err.Error(), `status "failed"`) {
 			t.Fatalf("EraseAndWait = %q, %v; want a retryable error naming the status", out.Status, err)
 		}
@@ -211,23 +185,23 @@ func TestFailedJobs(t *testing.T) {
 		t.Parallel()
 		f := amplitudefake.Start(t, amplitudefake.Options{})
 		f.AddUser("user-4")
-		c := connectortest.Build(t, "amplitude", "amp", yaml(f))
-		out, err := c.Erase(ctxFor(t), subject(4))
+		c := instance(t, f)
+		out, err := c.Erase(connectortest.Ctx(t), connectortest.VendorSubject(4))
 		if err != nil {
 			t.Fatal(err)
 		}
 		// What DELETE /api/2/deletions/users/{amplitude_id}/{day} does.
 		f.Unstage()
-		_, err = c.(connectors.Poller).Poll(ctxFor(t), out.JobRef)
+		_, err = c.(connectors.Poller).Poll(connectortest.Ctx(t), out.JobRef)
 		if err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "removed from staging") {
 			t.Fatalf("Poll = %v; want a permanent error", err)
 		}
 	})
 	t.Run("malformed job ref", func(t *testing.T) {
 		t.Parallel()
-		c := connectortest.Build(t, "amplitude", "amp", yaml(amplitudefake.Start(t, amplitudefake.Options{})))
+		c := instance(t, amplitudefake.Start(t, amplitudefake.Options{}))
 		for _, ref := range []string{"2026-03-11", `{"day":"yesterday","ids":["x"]}`, `{"day":"2026-03-11","ids":[]}`} {
-			if _, err := c.(connectors.Poller).Poll(ctxFor(t), ref); err == nil || !connectortest.IsPermanent(err) {
+			if _, err := c.(connectors.Poller).Poll(connectortest.Ctx(t), ref); err == nil || !connectortest.IsPermanent(err) {
 				t.Errorf("Poll(%s) = %v; want a permanent error", ref, err)
 			}
 		}
@@ -238,20 +212,20 @@ func TestMalformedAnswersAreRetryable(t *testing.T) {
 	t.Parallel()
 	f := amplitudefake.Start(t, amplitudefake.Options{})
 	f.AddUser("user-5")
-	c := connectortest.Build(t, "amplitude", "amp", yaml(f))
-	ctx := ctxFor(t)
-	// A body that is not JSON at all is a vendor case (TestVendorCases).
+	c := instance(t, f)
+	ctx := connectortest.Ctx(t)
+	// A body that is not JSON at all is a vendor case (TestVendor/cases).
 	for name, fault := range map[string]fakevendor.Fault{
 		"no day": func(w http.ResponseWriter, r *http.Request) {
 			fakevendor.JSON(w, 200, map[string]any{"status": "staging", "amplitude_ids": []map[string]any{{"amplitude_id": 1}}})
 		},
 	} {
 		f.Inject(1, fault)
-		if _, err := c.Erase(ctx, subject(5)); err == nil || connectortest.IsPermanent(err) {
+		if _, err := c.Erase(ctx, connectortest.VendorSubject(5)); err == nil || connectortest.IsPermanent(err) {
 			t.Errorf("%s: Erase = %v; want a retryable error", name, err)
 		}
 	}
-	out, err := c.Erase(ctx, subject(5))
+	out, err := c.Erase(ctx, connectortest.VendorSubject(5))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +235,7 @@ func TestMalformedAnswersAreRetryable(t *testing.T) {
 	f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
 		fakevendor.JSON(w, 200, map[string]any{"type": "nomatch"})
 	})
-	if _, err := c.(connectors.Verifier).Verify(ctx, subject(5)); err == nil || connectortest.IsPermanent(err) {
+	if _, err := c.(connectors.Verifier).Verify(ctx, connectortest.VendorSubject(5)); err == nil || connectortest.IsPermanent(err) {
 		t.Errorf("Verify without matches = %v; want a retryable error", err)
 	}
 }
@@ -271,11 +245,11 @@ func TestRateLimit(t *testing.T) {
 	t.Run("one a second", func(t *testing.T) {
 		t.Parallel()
 		f := amplitudefake.Start(t, amplitudefake.Options{RateLimit: 1, Burst: 1})
-		c := connectortest.Build(t, "amplitude", "amp", yaml(f))
-		if _, err := c.(connectors.Verifier).Verify(ctxFor(t), subject(7)); err != nil {
+		c := instance(t, f)
+		if _, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), connectortest.VendorSubject(7)); err != nil {
 			t.Fatal(err)
 		}
-		_, err := c.(connectors.Verifier).Verify(ctxFor(t), subject(7))
+		_, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), connectortest.VendorSubject(7))
 		if perm, after := connectors.Classify(err); err == nil || perm || after != time.Second || f.Limited() != 1 {
 			t.Fatalf("second call within a second: %v (limited %d); want a retryable 429 after 1s", err, f.Limited())
 		}
@@ -288,15 +262,15 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	eu.SetKeys("eu_key", "eu_secret")
 	us.AddUser("user-9")
 	eu.AddUser("user-9")
-	a := connectortest.Build(t, "amplitude", "amplitude-us", yaml(us, "user_id_system: amp"))
-	b := connectortest.Build(t, "amplitude", "amplitude-eu", yaml(eu, "user_id_system: amp", "requester: dpo@example.com"))
-	if _, err := connectortest.EraseAndWait(ctxFor(t), a, subject(9), 5*time.Second); err != nil {
+	a := connectortest.Build(t, "amplitude", "amplitude-us", us.Config())
+	b := connectortest.Build(t, "amplitude", "amplitude-eu", eu.ConfigWith("requester: dpo@example.com"))
+	if _, err := connectortest.EraseAndWait(connectortest.Ctx(t), a, connectortest.VendorSubject(9), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if us.CountUser("user-9") != 0 || eu.CountUser("user-9") != 1 {
 		t.Fatalf("after the US erase: us %d, eu %d", us.CountUser("user-9"), eu.CountUser("user-9"))
 	}
-	if _, err := connectortest.EraseAndWait(ctxFor(t), b, subject(9), 5*time.Second); err != nil {
+	if _, err := connectortest.EraseAndWait(connectortest.Ctx(t), b, connectortest.VendorSubject(9), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if eu.CountUser("user-9") != 0 {
@@ -312,9 +286,9 @@ func TestRequestsFollowTheContract(t *testing.T) {
 	t.Parallel()
 	f := amplitudefake.Start(t, amplitudefake.Options{})
 	f.AddUser("user 10&x")
-	c := connectortest.Build(t, "amplitude", "amp", yaml(f))
-	s := withUserID("user 10&x")
-	ctx := ctxFor(t)
+	c := instance(t, f)
+	s := connectortest.VendorUserID("user 10&x")
+	ctx := connectortest.Ctx(t)
 	if out, err := connectortest.EraseAndWait(ctx, c, s, 5*time.Second); err != nil || out.Status != connectors.StatusErased {
 		t.Fatalf("EraseAndWait = %q, %v", out.Status, err)
 	}

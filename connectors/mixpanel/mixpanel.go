@@ -207,14 +207,6 @@ type jobRef struct {
 	Task string `json:"task"`
 }
 
-func (j jobRef) String() string { return vendorkit.EncodeRef(j) }
-
-func parseJobRef(s string) (jobRef, error) {
-	var j jobRef
-	err := vendorkit.DecodeRef(s, &j, func() bool { return j.Task != "" }, "mixpanel")
-	return j, err
-}
-
 // distinctID is the person's distinct_id, or "" and why it is missing.
 func (c *connector) distinctID(s connectors.Subject) (id, missing string) {
 	if c.identifyBy == byEmail {
@@ -244,26 +236,19 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		// nothing was searched, so this is never "not found".
 		return connectors.Outcome{}, connectors.Permanentf("%s: Mixpanel erases by distinct_id only (check the instance's keys)", missing)
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodPost, c.url(deletionsPath), map[string]any{
+	var body struct {
+		Status  string          `json:"status"`
+		Results json.RawMessage `json:"results"`
+	}
+	resp, err := c.api.Send(ctx, http.MethodPost, c.url(deletionsPath), map[string]any{
 		"distinct_ids":    []string{id},
 		"compliance_type": c.compliance,
-	})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	resp, err := c.api.Do(ctx, req, "create deletion task", http.StatusNotFound)
+	}, &body, "create deletion task", http.StatusNotFound)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("Mixpanel create deletion task: 404 Not Found: check base_url (e.g. %s, or https://eu.mixpanel.com)", defaultBaseURL)
-	}
-	var body struct {
-		Status  string          `json:"status"`
-		Results json.RawMessage `json:"results"`
-	}
-	if err := resp.JSON(&body); err != nil {
-		return connectors.Outcome{}, err
 	}
 	if body.Status != "" && body.Status != "ok" {
 		return connectors.Outcome{}, connectors.Permanentf("Mixpanel create deletion task: status %d answered %q", resp.Status, body.Status)
@@ -273,7 +258,7 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("%s create deletion task: status %d: %w", vendor, resp.Status, err), 0)
 	}
 	ref := jobRef{Task: task}
-	return connectors.Running(ref.String(), c.poll,
+	return connectors.Running(vendorkit.EncodeRef(ref), c.poll,
 		connectors.Evidence{Kind: "mixpanel_task", Value: task + ": created (" + c.compliance + ")"}), nil
 }
 
@@ -328,26 +313,19 @@ func (f *flexID) UnmarshalJSON(b []byte) error {
 
 // Poll reads the task's status.
 func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	j, err := parseJobRef(ref)
-	if err != nil {
+	var j jobRef
+	if err := vendorkit.DecodeRef(ref, &j, func() bool { return j.Task != "" }, "mixpanel"); err != nil {
 		return connectors.Outcome{}, err
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodGet, c.url(deletionsPath+url.PathEscape(j.Task)), nil)
-	if err != nil {
-		return connectors.Outcome{}, err
+	var body struct {
+		Results json.RawMessage `json:"results"`
 	}
-	resp, err := c.api.Do(ctx, req, "deletion task status", http.StatusNotFound)
+	resp, err := c.api.Send(ctx, http.MethodGet, c.url(deletionsPath+url.PathEscape(j.Task)), nil, &body, "deletion task status", http.StatusNotFound)
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("Mixpanel deletion task %s not found: it was removed, or project_token and base_url name another project", j.Task)
-	}
-	var body struct {
-		Results json.RawMessage `json:"results"`
-	}
-	if err := resp.JSON(&body); err != nil {
-		return connectors.Outcome{}, err
 	}
 	status, err := taskStatus(body.Results)
 	if err != nil {
@@ -357,7 +335,7 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 	partial := connectors.Outcome{Evidence: ev}
 	switch status {
 	case "PENDING", "STAGING", "STARTED":
-		return connectors.Running(j.String(), c.poll, ev...), nil
+		return connectors.Running(vendorkit.EncodeRef(j), c.poll, ev...), nil
 	case "SUCCESS":
 		// Mixpanel reports the task done, not what it deleted.
 		return connectors.ErasedUncounted(ev...), nil

@@ -1,7 +1,6 @@
 package mixpanel
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,24 +15,19 @@ import (
 	"github.com/lethe-dev/lethe/connectors/mixpanel/mixpanelfake"
 )
 
-// yaml is a config for an instance against f, reading distinct_ids under
-// the instance's name (the connector's default), without the email
-// look-up, with extra lines set.
-func yaml(f *mixpanelfake.Fake, extra ...string) string {
-	return f.ConfigWith(append([]string{"user_id_system:", "resolve_by_email:", "query_api:"}, extra...)...)
+// instance is an instance named connectortest.UserIDSystem against f,
+// reading distinct_ids under its name (the connector's default), without
+// the email look-up, with extra lines set: connectortest.VendorSubject is
+// one of its subjects.
+func instance(t *testing.T, f *mixpanelfake.Fake, extra ...string) connectors.Connector {
+	t.Helper()
+	return resolvingInstance(t, f, append([]string{"resolve_by_email:", "query_api:"}, extra...)...)
 }
 
-// resolvingYAML is yaml with the email look-up.
-func resolvingYAML(f *mixpanelfake.Fake, extra ...string) string {
-	return f.ConfigWith(append([]string{"user_id_system:"}, extra...)...)
-}
-
-func subject(i int) connectors.Subject {
-	return connectors.Subject{Email: fmt.Sprintf("subject%d@example.com", i), UserIDs: map[string]string{"mp": fmt.Sprintf("user-%d", i)}}
-}
-
-func withUserID(id string) connectors.Subject {
-	return connectors.Subject{UserIDs: map[string]string{"mp": id}}
+// resolvingInstance is instance with the email look-up.
+func resolvingInstance(t *testing.T, f *mixpanelfake.Fake, extra ...string) connectors.Connector {
+	t.Helper()
+	return connectortest.Build(t, "mixpanel", connectortest.UserIDSystem, f.ConfigWith(append([]string{"user_id_system:"}, extra...)...))
 }
 
 // TestVendor runs the conformance suite and the vendor cases against the
@@ -53,7 +47,7 @@ func TestVendor(t *testing.T) {
 			connectortest.VendorUserID("user-60%"), connectortest.VendorUserID("*"), connectortest.VendorUserID("../t-0001"), connectortest.VendorUserID("user-600?token=x"),
 			connectortest.VendorUserID("user-600' OR '1'='1"), connectortest.VendorUserID("user-600\",\"user-601"),
 		},
-		// It resolves: the Profile API or Query API finds the user id by email.
+		// It resolves: the Query API finds the distinct_id by email.
 		Resolves: func(s connectors.Subject) map[connectors.Kind][]string {
 			return map[connectors.Kind][]string{connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]}}
 		},
@@ -64,7 +58,7 @@ func TestConformanceByEmail(t *testing.T) {
 	f := mixpanelfake.Start(t, mixpanelfake.Options{})
 	connectortest.Run(t, connectortest.Harness{
 		New: func(t *testing.T) connectors.Connector {
-			return connectortest.Build(t, "mixpanel", "mp", yaml(f, "identify_by: email"))
+			return instance(t, f, "identify_by: email")
 		},
 		Seed:               func(t *testing.T, s connectors.Subject) int64 { f.AddUser(s.Email); return 1 },
 		Count:              func(t *testing.T, s connectors.Subject) int64 { return f.CountUser(s.Email) },
@@ -97,21 +91,11 @@ func TestConfigValidation(t *testing.T) {
 		{"query api secret from empty env", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  username: u\n  secret: {env: LETHE_TEST_UNSET_MP_SA}\n", "query_api.secret: environment variable LETHE_TEST_UNSET_MP_SA"},
 	})
 	t.Run("defaults", func(t *testing.T) {
-		var cfg Config
-		cfg.ProjectToken.Value, cfg.Token.Value = "p", "t"
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
+		cfg := connectortest.Validated[Config](t, "project_token: p\ntoken: t\n")
 		if cfg.BaseURL != defaultBaseURL || cfg.ComplianceType != "GDPR" || cfg.IdentifyBy != "user_id" || cfg.PollInterval != 12*time.Hour {
 			t.Errorf("defaults = %+v", cfg)
 		}
 	})
-}
-
-func ctxFor(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func TestTaskPolledToCompletion(t *testing.T) {
@@ -124,9 +108,9 @@ func TestTaskPolledToCompletion(t *testing.T) {
 				f.AnswerCreateAsList()
 			}
 			f.AddUser("user-1")
-			c := connectortest.Build(t, "mixpanel", "mp", yaml(f, "poll_interval: 3h"))
-			ctx := ctxFor(t)
-			out, err := c.Erase(ctx, subject(1))
+			c := instance(t, f, "poll_interval: 3h")
+			ctx := connectortest.Ctx(t)
+			out, err := c.Erase(ctx, connectortest.VendorSubject(1))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,10 +148,10 @@ func TestSubjectWithoutDistinctIDIsRefused(t *testing.T) {
 		s     connectors.Subject
 		why   string
 	}{
-		{"", connectors.Subject{Email: "a@example.com"}, "no user id for mp"},
-		{"identify_by: email", connectors.Subject{UserIDs: map[string]string{"mp": "1"}}, "no email"},
+		{"", connectors.Subject{Email: "a@example.com"}, "no user id for app"},
+		{"identify_by: email", connectortest.VendorUserID("1"), "no email"},
 	} {
-		out, err := connectortest.Build(t, "mixpanel", "mp", yaml(f, tc.extra)).Erase(ctxFor(t), tc.s)
+		out, err := instance(t, f, tc.extra).Erase(connectortest.Ctx(t), tc.s)
 		if err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), tc.why) {
 			t.Errorf("Erase = %q, %v; want a permanent error saying %q", out.Status, err, tc.why)
 		}
@@ -193,8 +177,8 @@ func TestFailedTasks(t *testing.T) {
 			f := mixpanelfake.Start(t, mixpanelfake.Options{})
 			f.EndTasksAs(tc.final)
 			f.AddUser("user-2")
-			c := connectortest.Build(t, "mixpanel", "mp", yaml(f))
-			out, err := connectortest.EraseAndWait(ctxFor(t), c, subject(2), 5*time.Second)
+			c := instance(t, f)
+			out, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, connectortest.VendorSubject(2), 5*time.Second)
 			if err == nil {
 				t.Fatalf("a %s task was reported as %q", tc.final, out.Status)
 			}
@@ -212,7 +196,7 @@ func TestFailedTasks(t *testing.T) {
 	t.Run("unknown task", func(t *testing.T) {
 		t.Parallel()
 		f := mixpanelfake.Start(t, mixpanelfake.Options{})
-		_, err := connectortest.Build(t, "mixpanel", "mp", yaml(f)).(connectors.Poller).Poll(ctxFor(t), `{"task":"t-9999"}`)
+		_, err := instance(t, f).(connectors.Poller).Poll(connectortest.Ctx(t), `{"task":"t-9999"}`)
 		if err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "t-9999 not found") {
 			t.Errorf("Poll = %v", err)
 		}
@@ -222,9 +206,9 @@ func TestFailedTasks(t *testing.T) {
 func TestMalformedAnswersAreRetryable(t *testing.T) {
 	t.Parallel()
 	f := mixpanelfake.Start(t, mixpanelfake.Options{})
-	c := connectortest.Build(t, "mixpanel", "mp", yaml(f))
-	ctx := ctxFor(t)
-	// A body that is not JSON at all is a vendor case (TestVendorCases).
+	c := instance(t, f)
+	ctx := connectortest.Ctx(t)
+	// A body that is not JSON at all is a vendor case (TestVendor/cases).
 	for name, fault := range map[string]fakevendor.Fault{
 		"no task id": func(w http.ResponseWriter, r *http.Request) {
 			fakevendor.JSON(w, 201, map[string]any{"status": "ok", "results": map[string]any{}})
@@ -234,11 +218,11 @@ func TestMalformedAnswersAreRetryable(t *testing.T) {
 		},
 	} {
 		f.Inject(1, fault)
-		if _, err := c.Erase(ctx, subject(3)); err == nil || connectortest.IsPermanent(err) {
+		if _, err := c.Erase(ctx, connectortest.VendorSubject(3)); err == nil || connectortest.IsPermanent(err) {
 			t.Errorf("%s: Erase = %v; want a retryable error", name, err)
 		}
 	}
-	out, err := c.Erase(ctx, subject(3))
+	out, err := c.Erase(ctx, connectortest.VendorSubject(3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,11 +244,11 @@ func TestRateLimit(t *testing.T) {
 	t.Run("one a second", func(t *testing.T) {
 		t.Parallel()
 		f := mixpanelfake.Start(t, mixpanelfake.Options{RateLimit: 1, Burst: 1})
-		c := connectortest.Build(t, "mixpanel", "mp", yaml(f))
-		if _, err := c.Erase(ctxFor(t), subject(5)); err != nil {
+		c := instance(t, f)
+		if _, err := c.Erase(connectortest.Ctx(t), connectortest.VendorSubject(5)); err != nil {
 			t.Fatal(err)
 		}
-		_, err := c.Erase(ctxFor(t), subject(5))
+		_, err := c.Erase(connectortest.Ctx(t), connectortest.VendorSubject(5))
 		if perm, after := connectors.Classify(err); err == nil || perm || after != time.Second {
 			t.Fatalf("second call within a second: %v; want a retryable 429 after 1s", err)
 		}
@@ -280,15 +264,15 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	eu.SetTokens("proj_eu", "gdpr_eu")
 	us.AddUser("user-7")
 	eu.AddUser("user-7")
-	a := connectortest.Build(t, "mixpanel", "mixpanel-us", yaml(us, "user_id_system: mp"))
-	b := connectortest.Build(t, "mixpanel", "mixpanel-eu", yaml(eu, "user_id_system: mp", "compliance_type: CCPA"))
-	if _, err := connectortest.EraseAndWait(ctxFor(t), a, subject(7), 5*time.Second); err != nil {
+	a := connectortest.Build(t, "mixpanel", "mixpanel-us", us.ConfigWith("resolve_by_email:", "query_api:"))
+	b := connectortest.Build(t, "mixpanel", "mixpanel-eu", eu.ConfigWith("resolve_by_email:", "query_api:", "compliance_type: CCPA"))
+	if _, err := connectortest.EraseAndWait(connectortest.Ctx(t), a, connectortest.VendorSubject(7), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if us.CountUser("user-7") != 0 || eu.CountUser("user-7") != 1 {
 		t.Fatalf("after the US erase: us %d, eu %d", us.CountUser("user-7"), eu.CountUser("user-7"))
 	}
-	if _, err := connectortest.EraseAndWait(ctxFor(t), b, subject(7), 5*time.Second); err != nil {
+	if _, err := connectortest.EraseAndWait(connectortest.Ctx(t), b, connectortest.VendorSubject(7), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if eu.CountUser("user-7") != 0 {
@@ -304,8 +288,8 @@ func TestRequestsFollowTheContract(t *testing.T) {
 	f := mixpanelfake.Start(t, mixpanelfake.Options{})
 	f.SetTokens("proj&x=1", mixpanelfake.DefaultToken)
 	f.AddUser("user/8")
-	c := connectortest.Build(t, "mixpanel", "mp", yaml(f))
-	if out, err := connectortest.EraseAndWait(ctxFor(t), c, withUserID("user/8"), 5*time.Second); err != nil || out.Status != connectors.StatusErased {
+	c := instance(t, f)
+	if out, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, connectortest.VendorUserID("user/8"), 5*time.Second); err != nil || out.Status != connectors.StatusErased {
 		t.Fatalf("EraseAndWait = %q, %v", out.Status, err)
 	}
 	calls := f.Calls()
@@ -335,32 +319,18 @@ func TestPlan(t *testing.T) {
 	// variables are unset and never read.
 	const base = "project_token: {env: MP_NEVER_READ}\ntoken: {env: MP_NEVER_READ}\n"
 	const query = "resolve_by_email: true\nquery_api:\n  project_id: 1\n  username: u\n  secret: {env: MP_SA_NEVER_READ}\n"
-	for _, tc := range []struct {
-		name, instance, yaml         string
-		keys, uses, resolveBy, gives string
-	}{
-		{"distinct_id under the instance name", "mixpanel-eu", base, "[user_ids.mixpanel-eu]", "[user_ids.mixpanel-eu]", "[]", "[]"},
-		{"user_id_system", "mixpanel", base + "user_id_system: app\n", "[user_ids.app]", "[user_ids.app]", "[]", "[]"},
-		{"identify by email", "mixpanel", base + "identify_by: email\n", "[email]", "[email]", "[]", "[]"},
-		{"resolve by email", "mixpanel", base + "user_id_system: app\n" + query, "[user_ids.app]", "[user_ids.app]", "[email]", "[user_ids.app]"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := connectortest.Plan(t, "mixpanel", tc.instance, tc.yaml)
-			for what, got := range map[string]string{
-				"keys": fmt.Sprint(p.Keys), "uses": fmt.Sprint(p.Uses), "resolve_by": fmt.Sprint(p.ResolveBy), "gives": fmt.Sprint(p.Gives),
-			} {
-				want := map[string]string{"keys": tc.keys, "uses": tc.uses, "resolve_by": tc.resolveBy, "gives": tc.gives}[what]
-				if got != want {
-					t.Errorf("%s = %s, want %s", what, got, want)
-				}
-			}
-		})
-	}
+	connectortest.RunPlanCases(t, "mixpanel", connectortest.PlanCases{
+		{Name: "distinct_id under the instance name", Instance: "mixpanel-eu", YAML: base, Keys: "[user_ids.mixpanel-eu]", Uses: "[user_ids.mixpanel-eu]"},
+		{Name: "user_id_system", Instance: "mixpanel", YAML: base + "user_id_system: app\n", Keys: "[user_ids.app]", Uses: "[user_ids.app]"},
+		{Name: "identify by email", Instance: "mixpanel", YAML: base + "identify_by: email\n", Keys: "[email]", Uses: "[email]"},
+		{Name: "resolve by email", Instance: "mixpanel", YAML: base + "user_id_system: app\n" + query,
+			Keys: "[user_ids.app]", Uses: "[user_ids.app]", ResolveBy: "[email]", Gives: "[user_ids.app]"},
+	})
 	f := mixpanelfake.Start(t, mixpanelfake.Options{})
-	if _, ok := connectortest.Build(t, "mixpanel", "mp", yaml(f)).(connectors.Resolver); ok {
+	if _, ok := instance(t, f).(connectors.Resolver); ok {
 		t.Error("an instance without resolve_by_email is a Resolver")
 	}
-	c, ok := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
+	c, ok := resolvingInstance(t, f).(connectors.Resolver)
 	if !ok {
 		t.Fatal("an instance with resolve_by_email is not a Resolver")
 	}
@@ -371,7 +341,7 @@ func TestPlan(t *testing.T) {
 
 func TestResolveByEmail(t *testing.T) {
 	t.Parallel()
-	kind := connectors.UserIDKind("mp")
+	kind := connectors.UserIDKind(connectortest.UserIDSystem)
 	t.Run("every profile holding the email, over pages", func(t *testing.T) {
 		t.Parallel()
 		f := mixpanelfake.Start(t, mixpanelfake.Options{})
@@ -384,9 +354,9 @@ func TestResolveByEmail(t *testing.T) {
 		f.SetEmail("d-6", "Ann@example.com") // Mixpanel compares exactly
 		f.AddUser("d-7")
 		f.SetEmail("d-7", "bob@example.com")
-		c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f, "query_api:\n  project_id: 4242\n  workspace_id: 77\n  username: "+
-			mixpanelfake.ServiceAccount+"\n  secret: "+mixpanelfake.ServiceSecret)).(connectors.Resolver)
-		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "ann@example.com"})
+		c := resolvingInstance(t, f, "query_api:\n  project_id: 4242\n  workspace_id: 77\n  username: "+
+			mixpanelfake.ServiceAccount+"\n  secret: "+mixpanelfake.ServiceSecret).(connectors.Resolver)
+		got, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: "ann@example.com"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -424,12 +394,12 @@ func TestResolveByEmail(t *testing.T) {
 	t.Run("nobody holds the email", func(t *testing.T) {
 		t.Parallel()
 		f := mixpanelfake.Start(t, mixpanelfake.Options{})
-		c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
-		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "nobody@example.com"})
+		c := resolvingInstance(t, f).(connectors.Resolver)
+		got, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: "nobody@example.com"})
 		if err != nil || len(got.Found) != 0 || connectortest.EvidenceText(got.Evidence) != "mixpanel_lookup=0 profiles found by email; " {
 			t.Errorf("Resolve = %v %s, %v", got.Found, connectortest.EvidenceText(got.Evidence), err)
 		}
-		got, err = c.Resolve(ctxFor(t), withUserID("d-1"))
+		got, err = c.Resolve(connectortest.Ctx(t), connectortest.VendorUserID("d-1"))
 		if err != nil || len(got.Found) != 0 || len(f.Calls()) != 1 {
 			t.Errorf("Resolve without an email = %v, %v after %d queries; want nothing, no query", got.Found, err, len(f.Calls()))
 		}
@@ -437,7 +407,7 @@ func TestResolveByEmail(t *testing.T) {
 	t.Run("numeric distinct_ids and profiles with another email", func(t *testing.T) {
 		t.Parallel()
 		f := mixpanelfake.Start(t, mixpanelfake.Options{})
-		c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
+		c := resolvingInstance(t, f).(connectors.Resolver)
 		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
 			fakevendor.JSON(w, http.StatusOK, map[string]any{"page": 0, "page_size": 1000, "session_id": "s", "status": "ok", "total": 3,
 				"results": []map[string]any{
@@ -446,7 +416,7 @@ func TestResolveByEmail(t *testing.T) {
 					{"$distinct_id": "x-10", "$properties": map[string]any{}},
 				}})
 		})
-		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "ann@example.com"})
+		got, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: "ann@example.com"})
 		if err != nil || fmt.Sprint(got.Found[kind]) != "[4]" {
 			t.Fatalf("Resolve = %v, %v; want the one profile holding the email", got.Found, err)
 		}
@@ -457,14 +427,14 @@ func TestResolveByEmail(t *testing.T) {
 	t.Run("erased people are no longer found", func(t *testing.T) {
 		t.Parallel()
 		f := mixpanelfake.Start(t, mixpanelfake.Options{})
-		s := connectors.Subject{Email: "ann@example.com", UserIDs: map[string]string{"mp": "d-1"}}
+		s := connectors.Subject{Email: "ann@example.com", UserIDs: map[string]string{connectortest.UserIDSystem: "d-1"}}
 		f.AddUser("d-1")
 		f.SetEmail("d-1", s.Email)
-		c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f))
-		if _, err := connectortest.EraseAndWait(ctxFor(t), c, s, 5*time.Second); err != nil {
+		c := resolvingInstance(t, f)
+		if _, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, s, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := c.(connectors.Resolver).Resolve(ctxFor(t), s); err != nil || len(got.Found) != 0 {
+		if got, err := c.(connectors.Resolver).Resolve(connectortest.Ctx(t), s); err != nil || len(got.Found) != 0 {
 			t.Errorf("Resolve after erasure = %v, %v", got.Found, err)
 		}
 	})
@@ -477,14 +447,14 @@ func TestResolveHostileEmails(t *testing.T) {
 		f.AddUser(id)
 		f.SetEmail(id, "subject"+strings.TrimPrefix(id, "user-")+"@example.com")
 	}
-	c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
+	c := resolvingInstance(t, f).(connectors.Resolver)
 	refused := []string{
 		`x" or properties["$email"] != "@example.com`, `subject600@example.com" or "1" == "1`,
 		`subject600@example.com\`, `\"@example.com`, "subject600@example.com\n", "subject600@example.com\x00",
 	}
 	for _, email := range refused {
 		n := len(f.Calls())
-		_, err := c.Resolve(ctxFor(t), connectors.Subject{Email: email})
+		_, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: email})
 		if err == nil || !connectortest.IsPermanent(err) {
 			t.Errorf("%q: Resolve = %v; want a permanent refusal", email, err)
 		}
@@ -496,7 +466,7 @@ func TestResolveHostileEmails(t *testing.T) {
 		}
 	}
 	for _, email := range []string{"*@example.com", "%@example.com", "subject60%@example.com", "o'brien'--@example.com", "subject600@example.com'"} {
-		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: email})
+		got, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: email})
 		if err != nil || len(got.Found) != 0 {
 			t.Errorf("%q: Resolve = %v, %v; want nothing found", email, got.Found, err)
 		}
@@ -525,9 +495,9 @@ func TestResolveFaults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := mixpanelfake.Start(t, mixpanelfake.Options{})
-			c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
+			c := resolvingInstance(t, f).(connectors.Resolver)
 			f.Inject(1, tc.fault)
-			_, err := c.Resolve(ctxFor(t), s)
+			_, err := c.Resolve(connectortest.Ctx(t), s)
 			perm, after := connectors.Classify(err)
 			if err == nil || perm != tc.permanent || (tc.after > 0 && after != tc.after) {
 				t.Fatalf("Resolve = %v (permanent %v, after %v); want permanent %v after %v", err, perm, after, tc.permanent, tc.after)
@@ -540,14 +510,14 @@ func TestResolveFaults(t *testing.T) {
 	t.Run("a rotated secret and another project", func(t *testing.T) {
 		t.Parallel()
 		f := mixpanelfake.Start(t, mixpanelfake.Options{})
-		c := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f)).(connectors.Resolver)
-		other := connectortest.Build(t, "mixpanel", "mp", resolvingYAML(f, "query_api:\n  project_id: 99\n  username: "+
-			mixpanelfake.ServiceAccount+"\n  secret: "+mixpanelfake.ServiceSecret)).(connectors.Resolver)
-		if _, err := other.Resolve(ctxFor(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "403") {
+		c := resolvingInstance(t, f).(connectors.Resolver)
+		other := resolvingInstance(t, f, "query_api:\n  project_id: 99\n  username: "+
+			mixpanelfake.ServiceAccount+"\n  secret: "+mixpanelfake.ServiceSecret).(connectors.Resolver)
+		if _, err := other.Resolve(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "403") {
 			t.Errorf("Resolve in a project the account cannot see = %v; want a permanent 403", err)
 		}
 		f.SetServiceSecret("rotated")
-		if _, err := c.Resolve(ctxFor(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "401") {
+		if _, err := c.Resolve(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "401") {
 			t.Errorf("Resolve with a refused secret = %v; want a permanent 401", err)
 		}
 	})

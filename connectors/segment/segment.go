@@ -191,24 +191,13 @@ type jobRef struct {
 	Profile    string `json:"profile,omitempty"`
 }
 
-func (j jobRef) String() string { return vendorkit.EncodeRef(j) }
-
-func parseJobRef(s string) (jobRef, error) {
-	var j jobRef
-	err := vendorkit.DecodeRef(s, &j, func() bool { return j.Regulation != "" }, "segment")
-	return j, err
-}
-
 // Erase creates a regulation for the subject's userId. The plan makes the
 // runtime wait for one; a subject without it is refused, never reported
 // not found: nothing was searched.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	if err := ctx.Err(); err != nil {
+	id, err := c.userID(ctx, s)
+	if err != nil {
 		return connectors.Outcome{}, err
-	}
-	id := s.UserIDs[c.system]
-	if id == "" {
-		return connectors.Outcome{}, c.noUserID()
 	}
 	var ev []connectors.Evidence
 	ref := jobRef{}
@@ -223,37 +212,28 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 		}
 		ev = append(ev, connectors.Evidence{Kind: "segment_profile", Value: "before erasure: " + describeProfile(found)})
 	}
-	req, err := vendorhttp.JSONRequest(http.MethodPost, c.base+"/regulations", map[string]any{
+	var body struct {
+		Data struct {
+			RegulateID string `json:"regulateId"`
+		} `json:"data"`
+	}
+	resp, err := c.send(ctx, http.MethodPost, c.base+"/regulations", map[string]any{
 		"regulationType": c.regType,
 		"subjectType":    "USER_ID",
 		"subjectIds":     []string{id},
-	})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	req.Header.Set("Content-Type", mediaType)
-	req.Header.Set("Accept", mediaType+", application/json")
-	resp, err := c.api.Do(ctx, req, "create regulation", http.StatusNotFound)
+	}, &body, "create regulation")
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return connectors.Outcome{}, connectors.Permanentf("Segment create regulation: 404 Not Found: check base_url (it must be the Public API, e.g. %s)", defaultBaseURL)
 	}
-	var body struct {
-		Data struct {
-			RegulateID string `json:"regulateId"`
-		} `json:"data"`
-	}
-	if err := resp.JSON(&body); err != nil {
-		return connectors.Outcome{}, err
-	}
 	if body.Data.RegulateID == "" {
 		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("%s create regulation: status %d without a regulateId", vendor, resp.Status), 0)
 	}
 	ref.Regulation = body.Data.RegulateID
 	ev = append(ev, connectors.Evidence{Kind: "segment_regulation", Value: ref.Regulation + ": created (" + c.regType + ")"})
-	return connectors.Running(ref.String(), c.poll, ev...), nil
+	return connectors.Running(vendorkit.EncodeRef(ref), c.poll, ev...), nil
 }
 
 // regulation is the part of GET /regulations/{id} the connector reads.
@@ -277,31 +257,42 @@ type destination struct {
 
 // Poll reads the regulation and judges it destination by destination.
 func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	j, err := parseJobRef(ref)
-	if err != nil {
+	var j jobRef
+	if err := vendorkit.DecodeRef(ref, &j, func() bool { return j.Regulation != "" }, "segment"); err != nil {
 		return connectors.Outcome{}, err
-	}
-	req, err := vendorhttp.JSONRequest(http.MethodGet, c.base+"/regulations/"+url.PathEscape(j.Regulation), nil)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	req.Header.Set("Accept", mediaType+", application/json")
-	resp, err := c.api.Do(ctx, req, "get regulation", http.StatusNotFound)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	if resp.Status == http.StatusNotFound {
-		return connectors.Outcome{}, connectors.Permanentf("Segment regulation %s not found: it was deleted, or token and base_url belong to another workspace", j.Regulation)
 	}
 	var body struct {
 		Data struct {
 			Regulation regulation `json:"regulation"`
 		} `json:"data"`
 	}
-	if err := resp.JSON(&body); err != nil {
+	resp, err := c.send(ctx, http.MethodGet, c.base+"/regulations/"+url.PathEscape(j.Regulation), nil, &body, "get regulation")
+	if err != nil {
 		return connectors.Outcome{}, err
 	}
+	if resp.Status == http.StatusNotFound {
+		return connectors.Outcome{}, connectors.Permanentf("Segment regulation %s not found: it was deleted, or token and base_url belong to another workspace", j.Regulation)
+	}
 	return c.judge(j, body.Data.Regulation)
+}
+
+// send is vendorhttp's Send speaking version 1 of the Public API (its
+// media type asked for, and sent with a body); a 404 comes back for the
+// caller to explain.
+func (c *connector) send(ctx context.Context, method, url string, body, out any, op string) (*vendorhttp.Response, error) {
+	req, err := vendorhttp.JSONRequest(method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", mediaType)
+	}
+	req.Header.Set("Accept", mediaType+", application/json")
+	resp, err := c.api.Do(ctx, req, op, http.StatusNotFound)
+	if err == nil && resp.Status/100 == 2 {
+		err = resp.JSON(out)
+	}
+	return resp, err
 }
 
 func (c *connector) judge(j jobRef, r regulation) (connectors.Outcome, error) {
@@ -332,7 +323,7 @@ func (c *connector) judge(j jobRef, r regulation) (connectors.Outcome, error) {
 	partial := connectors.Outcome{Evidence: ev}
 	switch overall {
 	case "INITIALIZED", "RUNNING":
-		return connectors.Running(j.String(), c.poll, ev...), nil
+		return connectors.Running(vendorkit.EncodeRef(j), c.poll, ev...), nil
 	case "FINISHED", "PARTIAL_SUCCESS", "FAILED":
 		if len(failed) > 0 {
 			// A new regulation sends the deletion to the destinations again.
@@ -359,12 +350,9 @@ func (c *connector) judge(j jobRef, r regulation) (connectors.Outcome, error) {
 
 // Verify looks the person's profile up in Unify.
 func (v verifying) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
-	if err := ctx.Err(); err != nil {
+	id, err := v.userID(ctx, s)
+	if err != nil {
 		return connectors.Verification{}, err
-	}
-	id := s.UserIDs[v.system]
-	if id == "" {
-		return connectors.Verification{}, v.noUserID()
 	}
 	found, err := v.profiles.lookup(ctx, id)
 	if err != nil {
@@ -377,10 +365,17 @@ func (v verifying) Verify(ctx context.Context, s connectors.Subject) (connectors
 	return out, nil
 }
 
-// noUserID refuses a subject without the userId the plan requires: the
-// runtime should not have sent it (or the instance's keys were changed).
-func (c *connector) noUserID() error {
-	return connectors.Permanentf("the subject has no user id for %s: Segment erases and looks people up by userId only (check the instance's keys)", c.system)
+// userID is the subject's userId. A subject without the userId the plan
+// requires is refused: the runtime should not have sent it (or the
+// instance's keys were changed).
+func (c *connector) userID(ctx context.Context, s connectors.Subject) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if id := s.UserIDs[c.system]; id != "" {
+		return id, nil
+	}
+	return "", connectors.Permanentf("the subject has no user id for %s: Segment erases and looks people up by userId only (check the instance's keys)", c.system)
 }
 
 // profileURL is the Profile API route for the profile known by external id
@@ -412,11 +407,7 @@ func escapeID(v string) string {
 
 // lookup reports whether the space holds a profile for the userId.
 func (p *profiles) lookup(ctx context.Context, userID string) (bool, error) {
-	req, err := vendorhttp.JSONRequest(http.MethodGet, p.profileURL("user_id", userID, "traits?limit=1"), nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := p.api.Do(ctx, req, "profile lookup", http.StatusNotFound)
+	resp, err := p.api.Send(ctx, http.MethodGet, p.profileURL("user_id", userID, "traits?limit=1"), nil, nil, "profile lookup", http.StatusNotFound)
 	if err != nil {
 		return false, err
 	}
@@ -449,18 +440,6 @@ func (r resolving) Resolve(ctx context.Context, s connectors.Subject) (connector
 		if next != "" {
 			u += "&next=" + url.QueryEscape(next)
 		}
-		req, err := vendorhttp.JSONRequest(http.MethodGet, u, nil)
-		if err != nil {
-			return connectors.Resolution{}, err
-		}
-		resp, err := r.profiles.api.Do(ctx, req, "external ids lookup", http.StatusNotFound)
-		if err != nil {
-			return connectors.Resolution{}, err
-		}
-		if resp.Status == http.StatusNotFound {
-			res.Evidence = []connectors.Evidence{{Kind: "segment_lookup", Value: "no profile found by email"}}
-			return res, nil
-		}
 		var body struct {
 			Data []struct {
 				Type string `json:"type"`
@@ -471,8 +450,13 @@ func (r resolving) Resolve(ctx context.Context, s connectors.Subject) (connector
 				Next    string `json:"next"`
 			} `json:"cursor"`
 		}
-		if err := resp.JSON(&body); err != nil {
+		resp, err := r.profiles.api.Send(ctx, http.MethodGet, u, nil, &body, "external ids lookup", http.StatusNotFound)
+		if err != nil {
 			return connectors.Resolution{}, err
+		}
+		if resp.Status == http.StatusNotFound {
+			res.Evidence = []connectors.Evidence{{Kind: "segment_lookup", Value: "no profile found by email"}}
+			return res, nil
 		}
 		for _, d := range body.Data {
 			if d.Type == "user_id" {

@@ -1,7 +1,6 @@
 package segment
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,30 +8,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 	"github.com/lethe-dev/lethe/connectors/segment/segmentfake"
 )
 
-// yaml is a config for an instance against f, with a profile lookup
-// unless noProfiles, reading user ids under the instance's name (the
-// connector's default), with extra lines set.
-func yaml(f *segmentfake.Fake, noProfiles bool, extra ...string) string {
-	set := []string{"user_id_system:"}
-	if noProfiles {
-		set = append(set, "profiles:")
-	}
-	return f.ConfigWith(append(set, extra...)...)
+// instance is an instance named connectortest.UserIDSystem against f,
+// with the profile lookup, reading user ids under its name (the
+// connector's default), with extra lines set: connectortest.VendorSubject
+// is one of its subjects.
+func instance(t *testing.T, f *segmentfake.Fake, extra ...string) connectors.Connector {
+	t.Helper()
+	return connectortest.Build(t, "segment", connectortest.UserIDSystem, f.ConfigWith(append([]string{"user_id_system:"}, extra...)...))
 }
 
-func subject(i int) connectors.Subject {
-	return connectors.Subject{Email: fmt.Sprintf("subject%d@example.com", i), UserIDs: map[string]string{"app": fmt.Sprintf("user-%d", i)}}
-}
-
-func withUserID(id string) connectors.Subject {
-	return connectors.Subject{UserIDs: map[string]string{"app": id}}
+// instanceWithoutProfiles is instance without the profile lookup.
+func instanceWithoutProfiles(t *testing.T, f *segmentfake.Fake, extra ...string) connectors.Connector {
+	t.Helper()
+	return instance(t, f, append([]string{"profiles:"}, extra...)...)
 }
 
 // TestVendor runs the conformance suite and the vendor cases against the
@@ -52,7 +46,7 @@ func TestVendor(t *testing.T) {
 			connectortest.VendorUserID("user-60%"), connectortest.VendorUserID("*"), connectortest.VendorUserID("user_id:user-600"), connectortest.VendorUserID("../regulations"),
 			connectortest.VendorUserID("user-600/../user-601"), connectortest.VendorUserID("user-600' OR '1'='1"), connectortest.VendorUserID("user-600\",\"user-601"),
 		},
-		// It resolves: the Profile API or Query API finds the user id by email.
+		// It resolves: the Profile API finds the userId by email.
 		Resolves: func(s connectors.Subject) map[connectors.Kind][]string {
 			return map[connectors.Kind][]string{connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]}}
 		},
@@ -76,10 +70,7 @@ func TestConfigValidation(t *testing.T) {
 		{"token from empty env", "token: {env: LETHE_TEST_UNSET_SEGMENT}\n", "token: environment variable LETHE_TEST_UNSET_SEGMENT"},
 	})
 	t.Run("defaults", func(t *testing.T) {
-		cfg := Config{Token: secret("x")}
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
+		cfg := connectortest.Validated[Config](t, "token: x\n")
 		if cfg.BaseURL != defaultBaseURL || cfg.PollInterval != 6*time.Hour || cfg.RegulationType != "SUPPRESS_WITH_DELETE" {
 			t.Errorf("defaults = %q %v %q", cfg.BaseURL, cfg.PollInterval, cfg.RegulationType)
 		}
@@ -93,21 +84,13 @@ func TestConfigValidation(t *testing.T) {
 	})
 }
 
-func ctxFor(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// evidence joins an outcome's evidence for assertions.
-
 func TestRegulationPolledToCompletion(t *testing.T) {
 	t.Parallel()
 	f := segmentfake.Start(t, segmentfake.Options{})
 	f.AddUser("user-1")
-	c := connectortest.Build(t, "segment", "app", yaml(f, false, "poll_interval: 90m"))
-	ctx := ctxFor(t)
-	out, err := c.Erase(ctx, subject(1))
+	c := instance(t, f, "poll_interval: 90m")
+	ctx := connectortest.Ctx(t)
+	out, err := c.Erase(ctx, connectortest.VendorSubject(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +124,7 @@ func TestRegulationPolledToCompletion(t *testing.T) {
 		!strings.Contains(got, "segment_destination=Braze: FINISHED") {
 		t.Errorf("evidence = %s", got)
 	}
-	v, err := c.(connectors.Verifier).Verify(ctx, subject(1))
+	v, err := c.(connectors.Verifier).Verify(ctx, connectortest.VendorSubject(1))
 	if err != nil || v.Remaining != 0 || connectortest.EvidenceText(v.Evidence) != "segment_profile=after erasure: no profile; " {
 		t.Errorf("Verify = %+v, %v", v, err)
 	}
@@ -150,10 +133,10 @@ func TestRegulationPolledToCompletion(t *testing.T) {
 func TestWithoutProfilesEveryFinishedRegulationIsErasedUncounted(t *testing.T) {
 	t.Parallel()
 	f := segmentfake.Start(t, segmentfake.Options{})
-	c := connectortest.Build(t, "segment", "app", yaml(f, true))
+	c := instanceWithoutProfiles(t, f)
 	// Segment does not say whether it held anything: a finished regulation
 	// for a userId it never saw looks the same. Lethe invents no count.
-	out, err := connectortest.EraseAndWait(ctxFor(t), c, subject(2), 5*time.Second)
+	out, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, connectortest.VendorSubject(2), 5*time.Second)
 	if err != nil || out.Status != connectors.StatusErased || !out.Uncounted || out.Records != 0 {
 		t.Fatalf("EraseAndWait = %q %d (uncounted %v), %v; want erased, uncounted", out.Status, out.Records, out.Uncounted, err)
 	}
@@ -168,13 +151,13 @@ func TestWithoutProfilesEveryFinishedRegulationIsErasedUncounted(t *testing.T) {
 func TestSubjectWithoutUserIDIsRefused(t *testing.T) {
 	t.Parallel()
 	f := segmentfake.Start(t, segmentfake.Options{})
-	c := connectortest.Build(t, "segment", "app", yaml(f, false))
+	c := instance(t, f)
 	s := connectors.Subject{Email: "a@example.com", UserIDs: map[string]string{"crm": "7"}}
-	out, err := c.Erase(ctxFor(t), s)
+	out, err := c.Erase(connectortest.Ctx(t), s)
 	if err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "no user id for app") {
 		t.Fatalf("Erase = %q, %v; want a permanent error naming the missing user id", out.Status, err)
 	}
-	if _, err := c.(connectors.Verifier).Verify(ctxFor(t), s); err == nil || !connectortest.IsPermanent(err) {
+	if _, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) {
 		t.Errorf("Verify without a user id = %v; want a permanent error, not clean", err)
 	}
 	if n := len(f.Calls()) + len(f.ProfileCalls()); n != 0 {
@@ -186,36 +169,18 @@ func TestPlan(t *testing.T) {
 	t.Parallel()
 	const base = "token: {env: SEGMENT_TOKEN_NEVER_READ}\n"
 	profiles := "profiles:\n  space_id: spa_1\n  token: {env: SEGMENT_PROFILES_NEVER_READ}\n"
-	for _, tc := range []struct {
-		name, name2, yaml string
-		keys, resolveBy   string
-		gives             string
-	}{
-		{"user id under the instance name", "segment-eu", base, "[user_ids.segment-eu]", "[]", "[]"},
-		{"user_id_system", "segment", base + "user_id_system: app\n", "[user_ids.app]", "[]", "[]"},
-		{"profiles resolve by email", "segment", base + "user_id_system: app\n" + profiles, "[user_ids.app]", "[email]", "[user_ids.app]"},
-		{"resolve_by_email off", "segment", base + profiles + "  resolve_by_email: false\n", "[user_ids.segment]", "[]", "[]"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			// Plans are read without building the connector: the tokens'
-			// variables are unset and never read.
-			p := connectortest.Plan(t, "segment", tc.name2, tc.yaml)
-			if got := fmt.Sprint(p.Keys); got != tc.keys {
-				t.Errorf("Keys = %s, want %s", got, tc.keys)
-			}
-			if got := fmt.Sprint(p.ResolveBy); got != tc.resolveBy {
-				t.Errorf("ResolveBy = %s, want %s", got, tc.resolveBy)
-			}
-			if got := fmt.Sprint(p.Gives); got != tc.gives {
-				t.Errorf("Gives = %s, want %s", got, tc.gives)
-			}
-			if got, want := fmt.Sprint(p.Uses), tc.keys; got != want {
-				t.Errorf("Uses = %s, want %s", got, want)
-			}
-		})
-	}
+	// Plans are read without building the connector: the tokens'
+	// variables are unset and never read.
+	connectortest.RunPlanCases(t, "segment", connectortest.PlanCases{
+		{Name: "user id under the instance name", Instance: "segment-eu", YAML: base, Keys: "[user_ids.segment-eu]", Uses: "[user_ids.segment-eu]"},
+		{Name: "user_id_system", Instance: "segment", YAML: base + "user_id_system: app\n", Keys: "[user_ids.app]", Uses: "[user_ids.app]"},
+		{Name: "profiles resolve by email", Instance: "segment", YAML: base + "user_id_system: app\n" + profiles,
+			Keys: "[user_ids.app]", Uses: "[user_ids.app]", ResolveBy: "[email]", Gives: "[user_ids.app]"},
+		{Name: "resolve_by_email off", Instance: "segment", YAML: base + profiles + "  resolve_by_email: false\n",
+			Keys: "[user_ids.segment]", Uses: "[user_ids.segment]"},
+	})
 	f := segmentfake.Start(t, segmentfake.Options{})
-	if _, ok := connectortest.Build(t, "segment", "app", f.ConfigWith("profiles:")).(connectors.Resolver); ok {
+	if _, ok := instanceWithoutProfiles(t, f).(connectors.Resolver); ok {
 		t.Error("an instance without profiles is a Resolver")
 	}
 	off := strings.Replace(f.Config(), "  base_url:", "  resolve_by_email: false\n  base_url:", 1)
@@ -232,8 +197,8 @@ func TestUserIDSystem(t *testing.T) {
 	t.Parallel()
 	f := segmentfake.Start(t, segmentfake.Options{})
 	f.AddUser("42")
-	c := connectortest.Build(t, "segment", "segment-eu", yaml(f, false, "user_id_system: app"))
-	out, err := connectortest.EraseAndWait(ctxFor(t), c, withUserID("42"), 5*time.Second)
+	c := connectortest.Build(t, "segment", "segment-eu", f.Config())
+	out, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, connectortest.VendorUserID("42"), 5*time.Second)
 	if err != nil || out.Status != connectors.StatusErased || f.CountUser("42") != 0 {
 		t.Fatalf("EraseAndWait = %q, %v; %d left", out.Status, err, f.CountUser("42"))
 	}
@@ -259,8 +224,8 @@ func TestFailedJobs(t *testing.T) {
 			f := segmentfake.Start(t, segmentfake.Options{})
 			tc.setup(f)
 			f.AddUser("user-3")
-			c := connectortest.Build(t, "segment", "app", yaml(f, false))
-			_, err := connectortest.EraseAndWait(ctxFor(t), c, subject(3), 5*time.Second)
+			c := instance(t, f)
+			_, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, connectortest.VendorSubject(3), 5*time.Second)
 			if err == nil {
 				t.Fatal("a failed regulation was reported as success")
 			}
@@ -279,15 +244,15 @@ func TestFailedJobs(t *testing.T) {
 		t.Parallel()
 		f := segmentfake.Start(t, segmentfake.Options{})
 		f.FailAt("Braze")
-		c := connectortest.Build(t, "segment", "app", yaml(f, true))
-		out, err := c.(connectors.Poller).Poll(ctxFor(t), `{"regulation":"reg0001"}`)
+		c := instanceWithoutProfiles(t, f)
+		out, err := c.(connectors.Poller).Poll(connectortest.Ctx(t), `{"regulation":"reg0001"}`)
 		if err == nil || !strings.Contains(err.Error(), "not found") {
 			t.Fatalf("Poll of an unknown regulation = %v", err)
 		}
 		if perm, _ := connectors.Classify(err); !perm {
 			t.Errorf("unknown regulation classified retryable: %v", err)
 		}
-		out, err = connectortest.EraseAndWait(ctxFor(t), c, subject(4), 5*time.Second)
+		out, err = connectortest.EraseAndWait(connectortest.Ctx(t), c, connectortest.VendorSubject(4), 5*time.Second)
 		if err == nil || !strings.Contains(connectortest.EvidenceText(out.Evidence), "segment_destination=Braze: FAILED") {
 			t.Errorf("evidence with the failure = %s (%v)", connectortest.EvidenceText(out.Evidence), err)
 		}
@@ -300,16 +265,16 @@ func TestFailedJobs(t *testing.T) {
 func TestMalformedAnswersAreRetryable(t *testing.T) {
 	t.Parallel()
 	f := segmentfake.Start(t, segmentfake.Options{})
-	c := connectortest.Build(t, "segment", "app", yaml(f, true))
-	ctx := ctxFor(t)
-	// Bodies that are not JSON at all are vendor cases (TestVendorCases).
+	c := instanceWithoutProfiles(t, f)
+	ctx := connectortest.Ctx(t)
+	// Bodies that are not JSON at all are vendor cases (TestVendor/cases).
 	f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
 		fakevendor.JSON(w, http.StatusOK, map[string]any{"data": map[string]any{}})
 	})
-	if _, err := c.Erase(ctx, subject(5)); err == nil || func() bool { p, _ := connectors.Classify(err); return p }() {
+	if _, err := c.Erase(ctx, connectortest.VendorSubject(5)); err == nil || connectortest.IsPermanent(err) {
 		t.Fatalf("answer without regulateId: %v; want a retryable error", err)
 	}
-	if _, err := c.(connectors.Poller).Poll(ctx, "reg0001"); err == nil || func() bool { p, _ := connectors.Classify(err); return !p }() {
+	if _, err := c.(connectors.Poller).Poll(ctx, "reg0001"); err == nil || !connectortest.IsPermanent(err) {
 		t.Fatalf("malformed job ref: %v; want a permanent error", err)
 	}
 }
@@ -319,10 +284,10 @@ func TestRateLimit(t *testing.T) {
 	t.Run("600 a minute", func(t *testing.T) {
 		t.Parallel()
 		f := segmentfake.Start(t, segmentfake.Options{RateLimit: 10, Burst: 10})
-		c := connectortest.Build(t, "segment", "app", yaml(f, true))
+		c := instanceWithoutProfiles(t, f)
 		var limited error
 		for range 15 {
-			if _, err := c.Erase(ctxFor(t), subject(7)); err != nil {
+			if _, err := c.Erase(connectortest.Ctx(t), connectortest.VendorSubject(7)); err != nil {
 				limited = err
 				break
 			}
@@ -337,9 +302,9 @@ func TestRateLimit(t *testing.T) {
 	t.Run("profile API 429 without a delay", func(t *testing.T) {
 		t.Parallel()
 		f := segmentfake.Start(t, segmentfake.Options{})
-		c := connectortest.Build(t, "segment", "app", yaml(f, false))
+		c := instance(t, f)
 		f.InjectProfiles(1, segmentfake.ProfilesTooMany)
-		_, err := c.(connectors.Verifier).Verify(ctxFor(t), subject(7))
+		_, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), connectortest.VendorSubject(7))
 		if perm, after := connectors.Classify(err); err == nil || perm || after != time.Second {
 			t.Fatalf("Verify = %v (retry after %v); want retryable after 1s", err, after)
 		}
@@ -352,15 +317,15 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	eu.SetTokens("sgp_eu", "prof_eu")
 	us.AddUser("user-9")
 	eu.AddUser("user-9")
-	a := connectortest.Build(t, "segment", "segment-us", yaml(us, false, "user_id_system: app"))
-	b := connectortest.Build(t, "segment", "segment-eu", yaml(eu, false, "user_id_system: app"))
-	if _, err := connectortest.EraseAndWait(ctxFor(t), a, subject(9), 5*time.Second); err != nil {
+	a := connectortest.Build(t, "segment", "segment-us", us.Config())
+	b := connectortest.Build(t, "segment", "segment-eu", eu.Config())
+	if _, err := connectortest.EraseAndWait(connectortest.Ctx(t), a, connectortest.VendorSubject(9), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if us.CountUser("user-9") != 0 || eu.CountUser("user-9") != 1 {
 		t.Fatalf("after erasing in the US instance: us %d, eu %d", us.CountUser("user-9"), eu.CountUser("user-9"))
 	}
-	if _, err := connectortest.EraseAndWait(ctxFor(t), b, subject(9), 5*time.Second); err != nil {
+	if _, err := connectortest.EraseAndWait(connectortest.Ctx(t), b, connectortest.VendorSubject(9), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if eu.CountUser("user-9") != 0 {
@@ -377,9 +342,9 @@ func TestRequestsFollowTheContract(t *testing.T) {
 	t.Parallel()
 	f := segmentfake.Start(t, segmentfake.Options{})
 	f.AddUser("user/10")
-	c := connectortest.Build(t, "segment", "app", yaml(f, false, "regulation_type: DELETE_ONLY"))
+	c := instance(t, f, "regulation_type: DELETE_ONLY")
 	// The slash must stay inside one path segment of the profile lookup.
-	if out, err := connectortest.EraseAndWait(ctxFor(t), c, withUserID("user/10"), 5*time.Second); err != nil || out.Status != connectors.StatusErased {
+	if out, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, connectortest.VendorUserID("user/10"), 5*time.Second); err != nil || out.Status != connectors.StatusErased {
 		t.Fatalf("EraseAndWait = %q, %v; want erased", out.Status, err)
 	}
 	calls, lookups := f.Calls(), f.ProfileCalls()
@@ -415,11 +380,9 @@ func TestRequestsFollowTheContract(t *testing.T) {
 	}
 }
 
-func secret(v string) config.Secret { return config.Secret{Value: v} }
-
 func TestResolveByEmail(t *testing.T) {
 	t.Parallel()
-	kind := connectors.UserIDKind("app")
+	kind := connectors.UserIDKind(connectortest.UserIDSystem)
 	t.Run("every userId of the profile, over pages", func(t *testing.T) {
 		t.Parallel()
 		f := segmentfake.Start(t, segmentfake.Options{})
@@ -430,8 +393,8 @@ func TestResolveByEmail(t *testing.T) {
 		}
 		f.AddUser("u-4")
 		f.LinkEmail("ann news@example.com", "u-4") // what a bare '+' would find
-		c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
-		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "ann+news@example.com"})
+		c := instance(t, f).(connectors.Resolver)
+		got, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: "ann+news@example.com"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -461,12 +424,12 @@ func TestResolveByEmail(t *testing.T) {
 		t.Parallel()
 		f := segmentfake.Start(t, segmentfake.Options{})
 		f.AddUser("u-1")
-		c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
-		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "nobody@example.com"})
+		c := instance(t, f).(connectors.Resolver)
+		got, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: "nobody@example.com"})
 		if err != nil || len(got.Found) != 0 || connectortest.EvidenceText(got.Evidence) != "segment_lookup=no profile found by email; " {
 			t.Errorf("Resolve = %v %s, %v", got.Found, connectortest.EvidenceText(got.Evidence), err)
 		}
-		got, err = c.Resolve(ctxFor(t), withUserID("u-1"))
+		got, err = c.Resolve(connectortest.Ctx(t), connectortest.VendorUserID("u-1"))
 		if err != nil || len(got.Found) != 0 || len(f.ProfileCalls()) != 1 {
 			t.Errorf("Resolve without an email = %v, %v after %d lookups; want nothing, no lookup", got.Found, err, len(f.ProfileCalls()))
 		}
@@ -475,8 +438,8 @@ func TestResolveByEmail(t *testing.T) {
 		t.Parallel()
 		f := segmentfake.Start(t, segmentfake.Options{})
 		f.LinkEmail("anon@example.com", "") // identified by email only
-		c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
-		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: "anon@example.com"})
+		c := instance(t, f).(connectors.Resolver)
+		got, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: "anon@example.com"})
 		if err != nil || len(got.Found) != 0 {
 			t.Errorf("Resolve = %v, %v; want nothing found", got.Found, err)
 		}
@@ -484,13 +447,13 @@ func TestResolveByEmail(t *testing.T) {
 	t.Run("erased users are no longer found", func(t *testing.T) {
 		t.Parallel()
 		f := segmentfake.Start(t, segmentfake.Options{})
-		s := subject(11)
+		s := connectortest.VendorSubject(11)
 		f.Seed(s)
-		c := connectortest.Build(t, "segment", "app", yaml(f, false))
-		if _, err := connectortest.EraseAndWait(ctxFor(t), c, s, 5*time.Second); err != nil {
+		c := instance(t, f)
+		if _, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, s, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		got, err := c.(connectors.Resolver).Resolve(ctxFor(t), s)
+		got, err := c.(connectors.Resolver).Resolve(connectortest.Ctx(t), s)
 		if err != nil || len(got.Found) != 0 {
 			t.Errorf("Resolve after erasure = %v, %v", got.Found, err)
 		}
@@ -500,15 +463,15 @@ func TestResolveByEmail(t *testing.T) {
 func TestResolveHostileEmails(t *testing.T) {
 	t.Parallel()
 	f := segmentfake.Start(t, segmentfake.Options{})
-	f.Seed(subject(600))
-	f.Seed(subject(601))
-	c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
+	f.Seed(connectortest.VendorSubject(600))
+	f.Seed(connectortest.VendorSubject(601))
+	c := instance(t, f).(connectors.Resolver)
 	for _, email := range []string{
 		"x/../../subject600@example.com", "subject600@example.com/../subject601@example.com",
 		"subject600@example.com?include=user_id", "subject600@example.com#frag", "%73ubject600@example.com",
 		"*@example.com", "subject60%@example.com", "subject600@example.com\"", "subject600@example.com:user_id",
 	} {
-		got, err := c.Resolve(ctxFor(t), connectors.Subject{Email: email})
+		got, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: email})
 		if err != nil {
 			if !connectortest.IsPermanent(err) {
 				t.Errorf("%q: refused with a retryable error: %v", email, err)
@@ -528,7 +491,7 @@ func TestResolveHostileEmails(t *testing.T) {
 
 func TestResolveFaults(t *testing.T) {
 	t.Parallel()
-	s := subject(12)
+	s := connectortest.VendorSubject(12)
 	for _, tc := range []struct {
 		name      string
 		fault     fakevendor.Fault
@@ -546,9 +509,9 @@ func TestResolveFaults(t *testing.T) {
 			t.Parallel()
 			f := segmentfake.Start(t, segmentfake.Options{})
 			f.Seed(s)
-			c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
+			c := instance(t, f).(connectors.Resolver)
 			f.InjectProfiles(1, tc.fault)
-			_, err := c.Resolve(ctxFor(t), s)
+			_, err := c.Resolve(connectortest.Ctx(t), s)
 			perm, after := connectors.Classify(err)
 			if err == nil || perm != tc.permanent || (tc.after > 0 && after != tc.after) {
 				t.Fatalf("Resolve = %v (permanent %v, after %v); want permanent %v after %v", err, perm, after, tc.permanent, tc.after)
@@ -564,9 +527,9 @@ func TestResolveFaults(t *testing.T) {
 		t.Parallel()
 		f := segmentfake.Start(t, segmentfake.Options{})
 		f.Seed(s)
-		c := connectortest.Build(t, "segment", "app", yaml(f, false)).(connectors.Resolver)
+		c := instance(t, f).(connectors.Resolver)
 		f.SetTokens(segmentfake.DefaultToken, "rotated")
-		if _, err := c.Resolve(ctxFor(t), s); err == nil || !connectortest.IsPermanent(err) {
+		if _, err := c.Resolve(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) {
 			t.Errorf("Resolve with a refused token = %v; want permanent", err)
 		}
 	})

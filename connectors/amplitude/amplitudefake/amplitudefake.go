@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
-	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
@@ -47,6 +46,8 @@ type Options = fakevendor.Options
 // end_day lists jobs, each moving staging → submitted → done as it is
 // listed (done erases its users); GET /api/2/usersearch?user= finds users.
 // Its today is 2026-03-01.
+// It is a connectortest.FaultyVendor, as the connector's TestVendor
+// takes it.
 type Fake struct {
 	fakevendor.Controls
 
@@ -60,12 +61,11 @@ type Fake struct {
 	final             string // a final job status forced instead of done
 }
 
-var _ connectortest.Vendor = (*Fake)(nil)
-
+// fakeJob is a deletion job; each listing of it is a status poll.
 type fakeJob struct {
+	fakevendor.Job
 	day     string
 	status  string
-	lists   int
 	entries []fakeEntry
 }
 
@@ -198,7 +198,7 @@ func (f *Fake) schedule(w http.ResponseWriter, r *http.Request) {
 	if n := len(f.jobs); n > 0 && f.jobs[n-1].status == "staging" {
 		jb = f.jobs[n-1]
 	} else {
-		jb = &fakeJob{day: f.today.AddDate(0, 0, 10+n).Format(dayLayout), status: "staging"}
+		jb = &fakeJob{Job: fakevendor.NewJob(f.polls), day: f.today.AddDate(0, 0, 10+n).Format(dayLayout), status: "staging"}
 		f.jobs = append(f.jobs, jb)
 	}
 	answer := []fakeEntry{}
@@ -230,11 +230,11 @@ func (f *Fake) list(w http.ResponseWriter, r *http.Request) {
 		if day.Before(start) || day.After(end) {
 			continue
 		}
-		jb.lists++
+		stage := jb.Stage("staging", "submitted")
+		jb.Poll()
 		switch {
-		case jb.lists <= f.polls && jb.lists >= 2:
-			jb.status = "submitted"
-		case jb.lists <= f.polls:
+		case !jb.Ended:
+			jb.status = stage
 		case f.final != "":
 			jb.status = f.final
 		case jb.status != "done":
@@ -278,11 +278,11 @@ func (f *Fake) SetKeys(apiKey, secretKey string) { f.apiKey.Set(apiKey); f.secre
 
 // Config is an amplitude connector config against f, polling every 2ms.
 // It reads the Amplitude user_id from UserIDs["app"]
-// (connectortest.UserIDSystem).
+// (fakevendor.UserIDSystem).
 func (f *Fake) Config() string {
 	key, secret := f.Keys()
 	return fmt.Sprintf("api_key: %s\nsecret_key: %s\nbase_url: %s\npoll_interval: 2ms\nuser_id_system: %s\n",
-		key, secret, f.URL(), connectortest.UserIDSystem)
+		key, secret, f.URL(), fakevendor.UserIDSystem)
 }
 
 // ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).
@@ -291,11 +291,7 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // Seed gives Amplitude a user with the subject's UserIDs["app"] as
 // user_id (it needs one).
 func (f *Fake) Seed(s connectors.Subject) int64 {
-	id := s.UserIDs[connectortest.UserIDSystem]
-	if id == "" {
-		panic("amplitudefake: Seed needs a subject with UserIDs[\"" + connectortest.UserIDSystem + "\"]")
-	}
-	f.AddUser(id)
+	f.AddUser(fakevendor.NeedUserID("amplitudefake: Seed", s))
 	return 1
 }
 
@@ -308,7 +304,7 @@ func (f *Fake) NoRecoverableState() string {
 // Count is whether (1) or not (0) Amplitude holds the subject's
 // UserIDs["app"].
 func (f *Fake) Count(s connectors.Subject) int64 {
-	return f.CountUser(s.UserIDs[connectortest.UserIDSystem])
+	return f.CountUser(s.UserIDs[fakevendor.UserIDSystem])
 }
 
 // AddUser gives Amplitude a user and returns its Amplitude ID.

@@ -20,7 +20,6 @@ import (
 	"testing"
 
 	"github.com/lethe-dev/lethe/connectors"
-	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
@@ -51,6 +50,8 @@ type Options = fakevendor.Options
 // holding a backslash is refused, Mixpanel documents no escapes),
 // output_properties, session_id and page, answering {page, page_size,
 // session_id, status, total, results:[{$distinct_id, $properties}]}.
+// It is a connectortest.FaultyVendor, as the connector's TestVendor
+// takes it.
 type Fake struct {
 	fakevendor.Controls
 
@@ -67,13 +68,11 @@ type Fake struct {
 	saSecret       *fakevendor.Key
 }
 
-var _ connectortest.Vendor = (*Fake)(nil)
-
 type fakeTask struct {
+	fakevendor.Job
 	ids        []string
 	compliance string
 	held       bool // some distinct_id had data when the task was filed
-	polls      int
 }
 
 // Start starts a fake that stops when the test ends.
@@ -244,7 +243,7 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.next++
 	id := fmt.Sprintf("t-%04d", f.next)
-	task := &fakeTask{ids: body.DistinctIDs, compliance: body.ComplianceType}
+	task := &fakeTask{Job: fakevendor.NewJob(f.polls), ids: body.DistinctIDs, compliance: body.ComplianceType}
 	for _, d := range body.DistinctIDs {
 		task.held = task.held || f.users[d] > 0
 	}
@@ -269,16 +268,16 @@ func (f *Fake) status(w http.ResponseWriter, r *http.Request) {
 		fakevendor.JSON(w, http.StatusNotFound, map[string]string{"status": "error", "error": "task not found"})
 		return
 	}
-	task.polls++
-	running := []string{"PENDING", "STAGING", "STARTED"}
-	st := "SUCCESS"
+	st := task.Stage("PENDING", "STAGING", "STARTED")
+	task.Poll()
 	switch {
-	case task.polls <= f.polls:
-		st = running[min(task.polls, len(running))-1]
+	case !task.Ended:
 	case f.final != "":
 		st = f.final
 	case !task.held:
 		st = "NOT_FOUND"
+	default:
+		st = "SUCCESS"
 	}
 	if st == "SUCCESS" {
 		for _, d := range task.ids {
@@ -297,13 +296,13 @@ func (f *Fake) Tokens() (project, token string) { return f.project.Get(), f.toke
 func (f *Fake) SetTokens(project, token string) { f.project.Set(project); f.token.Set(token) }
 
 // Config is a mixpanel connector config against f, polling every 2ms. It
-// reads the distinct_id from UserIDs["app"] (connectortest.UserIDSystem)
+// reads the distinct_id from UserIDs["app"] (fakevendor.UserIDSystem)
 // and finds distinct_ids by email with the fake's service account.
 func (f *Fake) Config() string {
 	project, token := f.Tokens()
 	return fmt.Sprintf("project_token: %s\ntoken: %s\nbase_url: %s\npoll_interval: 2ms\nuser_id_system: %s\n"+
 		"resolve_by_email: true\nquery_api:\n  project_id: %d\n  username: %s\n  secret: %s\n",
-		project, token, f.URL(), connectortest.UserIDSystem, ProjectID, ServiceAccount, ServiceSecret)
+		project, token, f.URL(), fakevendor.UserIDSystem, ProjectID, ServiceAccount, ServiceSecret)
 }
 
 // ConfigWith is Config with top-level keys set (fakevendor.MergeYAML);
@@ -314,10 +313,7 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // UserIDs["app"] as distinct_id (it needs one), the profile's $email
 // being the subject's email when it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
-	id := s.UserIDs[connectortest.UserIDSystem]
-	if id == "" {
-		panic("mixpanelfake: Seed needs a subject with UserIDs[\"" + connectortest.UserIDSystem + "\"]")
-	}
+	id := fakevendor.NeedUserID("mixpanelfake: Seed", s)
 	f.AddUser(id)
 	if s.Email != "" {
 		f.SetEmail(id, s.Email)
@@ -341,7 +337,7 @@ func (f *Fake) SetEmail(distinctID, email string) {
 
 // Count is what Mixpanel holds about the subject's UserIDs["app"].
 func (f *Fake) Count(s connectors.Subject) int64 {
-	return f.CountUser(s.UserIDs[connectortest.UserIDSystem])
+	return f.CountUser(s.UserIDs[fakevendor.UserIDSystem])
 }
 
 // AddUser gives Mixpanel data about distinctID.

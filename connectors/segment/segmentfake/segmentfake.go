@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
-	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
@@ -54,6 +53,8 @@ type Options = fakevendor.Options
 // 5322 date, and profiles looked up by user_id:<id> or email:<address>
 // (traits, external_ids; 404 when none). As Segment documents, a bare '+'
 // in a profile's external id reads as a space: clients must send %2B.
+// It is a connectortest.FaultyVendor, as the connector's TestVendor
+// takes it.
 type Fake struct {
 	fakevendor.Controls                    // the Public API
 	prof                *fakevendor.Server // the Profile API, another host
@@ -73,12 +74,10 @@ type Fake struct {
 	overall              string // a final overall status forced for every regulation
 }
 
-var _ connectortest.Vendor = (*Fake)(nil)
-
 type fakeRegulation struct {
-	typ   string
-	ids   []string
-	polls int
+	fakevendor.Job
+	typ string
+	ids []string
 }
 
 // Start starts a fake, both APIs, that stops when the test ends. Segment
@@ -154,7 +153,7 @@ func (f *Fake) createRegulation(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.next++
 	id := fmt.Sprintf("reg%04d", f.next)
-	f.regs[id] = &fakeRegulation{typ: body.RegulationType, ids: body.SubjectIDs}
+	f.regs[id] = &fakeRegulation{Job: fakevendor.NewJob(f.polls), typ: body.RegulationType, ids: body.SubjectIDs}
 	f.mu.Unlock()
 	fakevendor.JSON(w, http.StatusOK, map[string]any{"data": map[string]string{"regulateId": id}})
 }
@@ -167,14 +166,10 @@ func (f *Fake) getRegulation(w http.ResponseWriter, r *http.Request) {
 		fakevendor.JSON(w, http.StatusNotFound, errorsBody("not-found", "Resource not found"))
 		return
 	}
-	reg.polls++
-	state := "FINISHED"
-	switch {
-	case reg.polls > f.polls:
-	case reg.polls == 1:
-		state = "INITIALIZED"
-	default:
-		state = "RUNNING"
+	state := reg.Stage("INITIALIZED", "RUNNING")
+	reg.Poll()
+	if reg.Ended {
+		state = "FINISHED"
 	}
 	overall := state
 	var dests []map[string]string
@@ -355,11 +350,11 @@ func (f *Fake) ProfilesURL() string { return f.prof.URL }
 
 // Config is a segment connector config against f, with the profile
 // lookup, polling every 2ms. It reads the Segment userId from
-// UserIDs["app"] (connectortest.UserIDSystem).
+// UserIDs["app"] (fakevendor.UserIDSystem).
 func (f *Fake) Config() string {
 	token, profilesToken := f.tokens()
 	return fmt.Sprintf("token: %s\nbase_url: %s\nprofiles:\n  space_id: %s\n  token: %s\n  base_url: %s\npoll_interval: 2ms\nuser_id_system: %s\n",
-		token, f.URL(), f.space, profilesToken, f.ProfilesURL(), connectortest.UserIDSystem)
+		token, f.URL(), f.space, profilesToken, f.ProfilesURL(), fakevendor.UserIDSystem)
 }
 
 // ConfigWith is Config with top-level keys set (fakevendor.MergeYAML);
@@ -370,10 +365,7 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // UserIDs["app"] (it needs one), with the subject's email on the profile
 // when it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
-	id := s.UserIDs[connectortest.UserIDSystem]
-	if id == "" {
-		panic("segmentfake: Seed needs a subject with UserIDs[\"" + connectortest.UserIDSystem + "\"]")
-	}
+	id := fakevendor.NeedUserID("segmentfake: Seed", s)
 	f.AddUser(id)
 	if s.Email != "" {
 		f.LinkEmail(s.Email, id)
@@ -390,7 +382,7 @@ func (f *Fake) NoRecoverableState() string {
 
 // Count is what Segment holds about the subject's UserIDs["app"].
 func (f *Fake) Count(s connectors.Subject) int64 {
-	return f.CountUser(s.UserIDs[connectortest.UserIDSystem])
+	return f.CountUser(s.UserIDs[fakevendor.UserIDSystem])
 }
 
 // Limited counts the requests the rate limits of both APIs refused.
