@@ -30,7 +30,7 @@ func TestVendor(t *testing.T) {
 	connectortest.RunVendor(t, connectortest.VendorSuite{
 		VendorCases: connectortest.VendorCases{
 			Type:  "amplitude",
-			Start: func(t testing.TB) connectortest.FaultyVendor { return amplitudefake.Start(t, amplitudefake.Options{}) },
+			Start: connectortest.StartFake(amplitudefake.Start),
 			// Amplitude's 429 names no delay; its documented rate is one a second.
 			TooMany: amplitudefake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
 			Refused: amplitudefake.Refused, Credential: "API key", Secrets: []string{amplitudefake.DefaultAPIKey, amplitudefake.DefaultSecretKey},

@@ -25,7 +25,7 @@ func TestVendor(t *testing.T) {
 	connectortest.RunVendor(t, connectortest.VendorSuite{
 		VendorCases: connectortest.VendorCases{
 			Type:  "hubspot",
-			Start: func(t testing.TB) connectortest.FaultyVendor { return hubspotfake.Start(t, hubspotfake.Options{}) },
+			Start: connectortest.StartFake(hubspotfake.Start),
 			// HubSpot's SECONDLY 429 names no delay; a second waits it out.
 			TooMany: hubspotfake.TooMany("SECONDLY", 0), MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
 			Refused: hubspotfake.Unauthorized, Credential: "access_token", Forbidden: "scopes", Secrets: []string{hubspotfake.DefaultToken},

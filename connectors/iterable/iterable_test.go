@@ -16,7 +16,7 @@ func TestVendor(t *testing.T) {
 	connectortest.RunVendor(t, connectortest.VendorSuite{
 		VendorCases: connectortest.VendorCases{
 			Type:  "iterable",
-			Start: func(t testing.TB) connectortest.FaultyVendor { return iterablefake.Start(t, iterablefake.Options{}) },
+			Start: connectortest.StartFake(iterablefake.Start),
 			// Iterable's 429 names no delay.
 			TooMany: iterablefake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
 			Refused: iterablefake.Refused, Credential: "API key", Secrets: []string{iterablefake.DefaultKey},

@@ -53,7 +53,7 @@ func TestVendor(t *testing.T) {
 	connectortest.RunVendor(t, connectortest.VendorSuite{
 		VendorCases: connectortest.VendorCases{
 			Type:        "mailchimp",
-			Start:       func(t testing.TB) connectortest.FaultyVendor { return mailchimpfake.Start(t, mailchimpfake.Options{}) },
+			Start:       connectortest.StartFake(mailchimpfake.Start),
 			Unavailable: mailchimpfake.Unavailable,
 			// Mailchimp's 429 names no delay and documents no rate: the
 			// runtime's backoff decides.

@@ -37,7 +37,7 @@ func TestVendor(t *testing.T) {
 	connectortest.RunVendor(t, connectortest.VendorSuite{
 		VendorCases: connectortest.VendorCases{
 			Type:  "mixpanel",
-			Start: func(t testing.TB) connectortest.FaultyVendor { return mixpanelfake.Start(t, mixpanelfake.Options{}) },
+			Start: connectortest.StartFake(mixpanelfake.Start),
 			// Mixpanel's 429 names no delay; the GDPR API allows one a second.
 			TooMany: mixpanelfake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
 			Refused: mixpanelfake.Refused, Credential: "token", Secrets: []string{mixpanelfake.DefaultToken, mixpanelfake.DefaultProjectToken},

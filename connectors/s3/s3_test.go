@@ -127,7 +127,7 @@ func TestVendorCases(t *testing.T) {
 	t.Parallel()
 	connectortest.RunVendorCases(t, connectortest.VendorCases{
 		Type:        "s3",
-		Start:       func(t testing.TB) connectortest.FaultyVendor { return s3fake.Start(t, s3fake.Options{}) },
+		Start:       connectortest.StartFake(s3fake.Start),
 		Unavailable: s3fake.SlowDown(""),
 		TooMany:     s3fake.SlowDown(""), MinRetryAfter: time.Millisecond,
 		Refused: s3fake.Refused, Credential: "access_key_id", Secrets: []string{s3fake.SecretKey},

@@ -26,10 +26,8 @@ func TestVendor(t *testing.T) {
 	t.Parallel()
 	connectortest.RunVendor(t, connectortest.VendorSuite{
 		VendorCases: connectortest.VendorCases{
-			Type: "salesforce",
-			Start: func(t testing.TB) connectortest.FaultyVendor {
-				return salesforcefake.Start(t, salesforcefake.Options{})
-			},
+			Type:  "salesforce",
+			Start: connectortest.StartFake(salesforcefake.Start),
 			// Salesforce refuses requests over the org's daily allocation
 			// with 403 REQUEST_LIMIT_EXCEEDED; the connector waits an hour.
 			TooMany: salesforcefake.LimitExceeded, MinRetryAfter: time.Hour, MaxRetryAfter: time.Hour,

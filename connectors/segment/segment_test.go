@@ -36,7 +36,7 @@ func TestVendor(t *testing.T) {
 	connectortest.RunVendor(t, connectortest.VendorSuite{
 		VendorCases: connectortest.VendorCases{
 			Type:  "segment",
-			Start: func(t testing.TB) connectortest.FaultyVendor { return segmentfake.Start(t, segmentfake.Options{}) },
+			Start: connectortest.StartFake(segmentfake.Start),
 			// The Public API names the reset as a date (3s ahead in the fake).
 			TooMany: segmentfake.TooMany, MinRetryAfter: time.Millisecond, MaxRetryAfter: 3 * time.Second,
 			Refused: segmentfake.Refused, Credential: "token", Secrets: []string{segmentfake.DefaultToken, segmentfake.DefaultProfilesToken},

@@ -37,7 +37,7 @@ func TestVendor(t *testing.T) {
 	connectortest.RunVendor(t, connectortest.VendorSuite{
 		VendorCases: connectortest.VendorCases{
 			Type:  "sendgrid",
-			Start: func(t testing.TB) connectortest.FaultyVendor { return sendgridfake.Start(t, sendgridfake.Options{}) },
+			Start: connectortest.StartFake(sendgridfake.Start),
 			Unavailable: func(w http.ResponseWriter, r *http.Request) {
 				sendgridfake.WriteError(w, http.StatusServiceUnavailable, "", "service unavailable")
 			},

@@ -80,7 +80,7 @@ func TestVendor(t *testing.T) {
 	connectortest.RunVendor(t, connectortest.VendorSuite{
 		VendorCases: connectortest.VendorCases{
 			Type:  "webhook",
-			Start: func(t testing.TB) connectortest.FaultyVendor { return webhookfake.Start(t, webhookfake.Options{}) },
+			Start: connectortest.StartFake(webhookfake.Start),
 			// The fake's 429 names Retry-After: 1 (OpenDSR defines none).
 			TooMany: webhookfake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
 			Refused: webhookfake.Refused, Credential: "token", Secrets: []string{webhookfake.DefaultToken},

@@ -1,0 +1,155 @@
+package connectortest
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+)
+
+// StartFake adapts a fake's Start (every <vendor>fake.Start takes
+// fakevendor.Options) to VendorCases.Start: a fresh fake with no options.
+//
+//	connectortest.RunVendor(t, connectortest.VendorSuite{VendorCases: connectortest.VendorCases{
+//		Type:  "sendgrid",
+//		Start: connectortest.StartFake(sendgridfake.Start),
+//		…
+//	}})
+func StartFake[F FaultyVendor](start func(testing.TB, fakevendor.Options) F) func(testing.TB) FaultyVendor {
+	return func(t testing.TB) FaultyVendor { return start(t, fakevendor.Options{}) }
+}
+
+// PollToEnd polls out, the answer of an Erase, as the runtime does until
+// it is no longer running, and returns the last answer with the
+// EvidenceText of each poll's answer in turn. It fails the test on a Poll
+// error or if the job still runs after max polls.
+//
+//	out, err := c.Erase(ctx, s)
+//	…
+//	out, states := connectortest.PollToEnd(t, c, out, 10)
+//	if strings.Join(states, "|") != want { … }
+func PollToEnd(t testing.TB, c connectors.Connector, out connectors.Outcome, max int) (connectors.Outcome, []string) {
+	t.Helper()
+	var states []string
+	for out.Status == connectors.StatusRunning {
+		if len(states) >= max {
+			t.Fatalf("still running after %d polls: %s", max, strings.Join(states, "|"))
+		}
+		var err error
+		if out, err = c.(connectors.Poller).Poll(Ctx(t), out.JobRef); err != nil {
+			t.Fatal(err)
+		}
+		states = append(states, EvidenceText(out.Evidence))
+	}
+	return out, states
+}
+
+// RefusedUnsent fails the test unless Erase refuses s with a permanent
+// error whose text holds why (any text if why is empty), Verify (if c
+// verifies) refuses it permanently too, never calling it clean, and no
+// request was sent meanwhile: requests counts what the fake received. It
+// is the check for a subject without the identifier an instance searches
+// by (the instance's keys were changed): nothing was searched, which is
+// never "not found" or "clean".
+//
+//	f := sendgridfake.Start(t, sendgridfake.Options{})
+//	connectortest.RefusedUnsent(t, newConnector(t, f), connectors.Subject{Phone: "+447700900123"}, "no email", f.Requests)
+func RefusedUnsent(t *testing.T, c connectors.Connector, s connectors.Subject, why string, requests func() int) {
+	t.Helper()
+	before := requests()
+	if _, err := c.Erase(Ctx(t), s); err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), why) {
+		t.Errorf("Erase = %v; want a permanent error saying %q", err, why)
+	}
+	if v, ok := c.(connectors.Verifier); ok {
+		if _, err := v.Verify(Ctx(t), s); err == nil || !IsPermanent(err) {
+			t.Errorf("Verify = %v; want a permanent refusal, not clean", err)
+		}
+	}
+	if n := requests() - before; n != 0 {
+		t.Errorf("%d requests sent for a subject that was refused", n)
+	}
+}
+
+// OfflineClient is an HTTP client that reaches no network: it records each
+// request as "METHOD URL" and answers every one with status and body. For
+// a test of where a connector sends requests by default (a vendor's real
+// address):
+//
+//	client, sent := connectortest.OfflineClient(http.StatusOK, `{"result":{}}`)
+//	c, err := connectortest.TryBuildWith("sendgrid", "mailing", "api_key: k\n", connectors.Deps{HTTPClient: client})
+//	…
+//	if got := sent(); len(got) != 1 || got[0] != "POST https://api.sendgrid.com/…" { … }
+func OfflineClient(status int, body string) (client *http.Client, sent func() []string) {
+	var mu sync.Mutex
+	var got []string
+	client = &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, r.Method+" "+r.URL.String())
+		return &http.Response{StatusCode: status, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+	})}
+	return client, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), got...)
+	}
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// SideBySide checks that two instances of a connector, a built on the fake
+// fa and b on fb (each fake with its own credentials), erase only at their
+// own vendor: it seeds s in both, erases it through a (polled to its
+// end), and checks fa holds nothing of s while fb holds all it did, and
+// that a Verify through b (if b verifies) still reports those; then
+// erases through b and checks fb holds nothing. It returns both erasures'
+// outcomes; the caller checks what is its vendor's own (each call carried
+// its fake's credential: CallsCarry).
+//
+//	a, b := hubspotfake.Start(t, hubspotfake.Options{}), hubspotfake.Start(t, hubspotfake.Options{})
+//	b.SetToken("pat-b")
+//	ca := connectortest.Build(t, "hubspot", "crm-eu", a.Config())
+//	cb := connectortest.Build(t, "hubspot", "crm-us", b.Config())
+//	connectortest.SideBySide(t, connectortest.VendorSubject(1), a, ca, b, cb)
+func SideBySide(t *testing.T, s connectors.Subject, fa Vendor, a connectors.Connector, fb Vendor, b connectors.Connector) (outA, outB connectors.Outcome) {
+	t.Helper()
+	fa.Seed(s)
+	held := fb.Seed(s)
+	outA, err := EraseAndWait(Ctx(t), a, s, 5*time.Second)
+	if err != nil {
+		t.Fatalf("Erase through A = %+v, %v", outA, err)
+	}
+	if fa.Count(s) != 0 || fb.Count(s) != held {
+		t.Fatalf("after erasing through A: A holds %d, B holds %d; want 0 and %d", fa.Count(s), fb.Count(s), held)
+	}
+	if v, ok := b.(connectors.Verifier); ok {
+		if out, err := v.Verify(Ctx(t), s); err != nil || out.Remaining != held {
+			t.Fatalf("Verify through B = %+v, %v; want %d remaining", out, err, held)
+		}
+	}
+	outB, err = EraseAndWait(Ctx(t), b, s, 5*time.Second)
+	if err != nil || fb.Count(s) != 0 {
+		t.Fatalf("Erase through B = %+v, %v; B holds %d", outB, err, fb.Count(s))
+	}
+	return outA, outB
+}
+
+// CallsCarry fails the test for each call f received whose header
+// Authorization is not want: name says which instance's fake it is.
+//
+//	connectortest.CallsCarry(t, "B", b, "Bearer "+b.Token())
+func CallsCarry(t *testing.T, name string, f FaultyVendor, want string) {
+	t.Helper()
+	for _, call := range f.Calls() {
+		if got := call.Header.Get("Authorization"); got != want {
+			t.Errorf("%s received %s %s with Authorization %q", name, call.Method, call.Path, got)
+		}
+	}
+}
