@@ -2,7 +2,6 @@ package mailchimp_test
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -91,18 +90,9 @@ func TestConfigValidation(t *testing.T) {
 	})
 }
 
-// roundTripper answers every request without a network.
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 func TestBaseURLComesFromTheKeysDataCentre(t *testing.T) {
 	t.Parallel()
-	var got []string
-	client := &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
-		got = append(got, r.Method+" "+r.URL.String())
-		return &http.Response{StatusCode: http.StatusNoContent, Body: io.NopCloser(strings.NewReader("")), Header: http.Header{}}, nil
-	})}
+	client, sent := connectortest.OfflineClient(http.StatusNoContent, "")
 	c, err := connectortest.TryBuildWith("mailchimp", instance, "api_key: {env: MC_KEY}\nlists: [a1b2c3d4e5]\n", connectors.Deps{
 		HTTPClient: client,
 		Getenv:     func(k string) string { return map[string]string{"MC_KEY": "0123456789abcdef-us21"}[k] },
@@ -116,7 +106,7 @@ func TestBaseURLComesFromTheKeysDataCentre(t *testing.T) {
 	}
 	// md5("alice@example.com")
 	want := "POST https://us21.api.mailchimp.com/3.0/lists/a1b2c3d4e5/members/c160f8cc69a4f0bf2b0362752353d060/actions/delete-permanent"
-	if len(got) != 1 || got[0] != want {
+	if got := sent(); len(got) != 1 || got[0] != want {
 		t.Errorf("requests = %q, want [%q]", got, want)
 	}
 	if out.Status != connectors.StatusErased || out.Records != 1 {
@@ -351,16 +341,7 @@ func TestSubjectWithoutEmailIsRefused(t *testing.T) {
 	t.Parallel()
 	f := mailchimpfake.Start(t, mailchimpfake.Options{})
 	c := newConnector(t, f, audiences...)
-	s := connectors.Subject{Phone: "+447700900123"}
-	if _, err := c.Erase(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "no email") {
-		t.Fatalf("Erase = %v; want a permanent error saying there is no email", err)
-	}
-	if _, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) {
-		t.Fatalf("Verify = %v; want a permanent error", err)
-	}
-	if n := len(f.Calls()); n != 0 {
-		t.Errorf("%d requests sent for a subject without an email", n)
-	}
+	connectortest.RefusedUnsent(t, c, connectors.Subject{Phone: "+447700900123"}, "no email", f.Requests)
 }
 
 // TestArchivedMembersArePurged: a member archived before the request (a

@@ -412,23 +412,7 @@ func TestIdentifierRefusedBeforeAnyCall(t *testing.T) {
 		{Email: "a@example.com", UserIDs: map[string]string{connectortest.UserIDSystem: "../u1"}},
 		{Email: "a\x00@example.com"},
 	} {
-		refusedBeforeAnyCall(t, f, c, sub)
-	}
-}
-
-// refusedBeforeAnyCall fails unless Erase and Verify both refuse sub
-// permanently (Verify never calls them clean) without a request to f.
-func refusedBeforeAnyCall(t *testing.T, f *s3fake.Fake, c connectors.Connector, sub connectors.Subject) {
-	t.Helper()
-	before := f.Requests()
-	if _, err := c.Erase(connectortest.Ctx(t), sub); err == nil || !connectortest.IsPermanent(err) {
-		t.Errorf("Erase = %v; want a permanent refusal", err)
-	}
-	if _, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), sub); err == nil || !connectortest.IsPermanent(err) {
-		t.Errorf("Verify = %v; want a permanent refusal, not clean", err)
-	}
-	if n := f.Requests() - before; n != 0 {
-		t.Errorf("the store received %d requests for a refused subject", n)
+		connectortest.RefusedUnsent(t, c, sub, "", f.Requests)
 	}
 }
 
@@ -751,7 +735,7 @@ func TestNothingSearchableIsRefused(t *testing.T) {
 	t.Parallel()
 	f := newFake(t, "Enabled")
 	c := connector(t, f, "user_id_system:") // the default: the instance's name
-	refusedBeforeAnyCall(t, f, c, connectors.Subject{Phone: "+447700900123"})
+	connectortest.RefusedUnsent(t, c, connectors.Subject{Phone: "+447700900123"}, "", f.Requests)
 	// One identifier missing: its templates are skipped, the others searched.
 	f.Seed(connectortest.VendorSubject(3))
 	out, err := c.Erase(connectortest.Ctx(t), connectors.Subject{Email: connectortest.VendorSubject(3).Email})

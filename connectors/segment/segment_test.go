@@ -153,16 +153,7 @@ func TestSubjectWithoutUserIDIsRefused(t *testing.T) {
 	f := segmentfake.Start(t, segmentfake.Options{})
 	c := instance(t, f)
 	s := connectors.Subject{Email: "a@example.com", UserIDs: map[string]string{"crm": "7"}}
-	out, err := c.Erase(connectortest.Ctx(t), s)
-	if err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "no user id for app") {
-		t.Fatalf("Erase = %q, %v; want a permanent error naming the missing user id", out.Status, err)
-	}
-	if _, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) {
-		t.Errorf("Verify without a user id = %v; want a permanent error, not clean", err)
-	}
-	if n := len(f.Calls()) + len(f.ProfileCalls()); n != 0 {
-		t.Errorf("%d calls to Segment for a subject it cannot know", n)
-	}
+	connectortest.RefusedUnsent(t, c, s, "no user id for app", func() int { return len(f.Calls()) + len(f.ProfileCalls()) })
 }
 
 func TestPlan(t *testing.T) {

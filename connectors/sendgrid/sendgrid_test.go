@@ -3,7 +3,6 @@ package sendgrid_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -69,18 +68,9 @@ func TestConfigValidation(t *testing.T) {
 	})
 }
 
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 func TestDefaultBaseURL(t *testing.T) {
 	t.Parallel()
-	var got []string
-	client := &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
-		got = append(got, r.Method+" "+r.URL.String())
-		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{},
-			Body: io.NopCloser(strings.NewReader(`{"result":{}}`))}, nil
-	})}
+	client, sent := connectortest.OfflineClient(http.StatusOK, `{"result":{}}`)
 	c, err := connectortest.TryBuildWith("sendgrid", instance, "api_key: k\n", connectors.Deps{HTTPClient: client})
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +79,7 @@ func TestDefaultBaseURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "POST https://api.sendgrid.com/v3/marketing/contacts/search/emails"
-	if len(got) != 1 || got[0] != want {
+	if got := sent(); len(got) != 1 || got[0] != want {
 		t.Errorf("requests = %q, want [%q]", got, want)
 	}
 }
@@ -368,17 +358,7 @@ func TestSubjectWithoutEmailIsRefused(t *testing.T) {
 	t.Parallel()
 	f := sendgridfake.Start(t, sendgridfake.Options{})
 	c := newConnector(t, f)
-	s := connectors.Subject{Phone: "+447700900123"}
-	out, err := c.Erase(connectortest.Ctx(t), s)
-	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "no email") {
-		t.Fatalf("Erase = %q, %v; want a permanent error saying there is no email", out.Status, err)
-	}
-	if _, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err == nil {
-		t.Error("Verify without an email succeeded; it must not call the subject clean")
-	}
-	if n := len(f.Calls()); n != 0 {
-		t.Errorf("%d requests sent for a subject without an email", n)
-	}
+	connectortest.RefusedUnsent(t, c, connectors.Subject{Phone: "+447700900123"}, "no email", f.Requests)
 }
 
 func TestPlan(t *testing.T) {
