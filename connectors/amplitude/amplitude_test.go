@@ -87,13 +87,7 @@ func TestJobPolledToCompletion(t *testing.T) {
 	if got := connectortest.EvidenceText(out.Evidence); got != "amplitude_deletion=job of 2026-03-11: staging, 1 Amplitude ID scheduled; " {
 		t.Errorf("evidence = %s", got)
 	}
-	var states []string
-	for out.Status == connectors.StatusRunning && len(states) < 10 {
-		if out, err = c.(connectors.Poller).Poll(ctx, out.JobRef); err != nil {
-			t.Fatal(err)
-		}
-		states = append(states, connectortest.EvidenceText(out.Evidence))
-	}
+	out, states := connectortest.PollToEnd(t, c, out, 10)
 	want := "amplitude_deletion=job of 2026-03-11: staging, 1 Amplitude ID; |" +
 		"amplitude_deletion=job of 2026-03-11: submitted, 1 Amplitude ID; |" +
 		"amplitude_deletion=job of 2026-03-11: done, 1 Amplitude ID; "

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
@@ -103,53 +102,3 @@ func OfflineClient(status int, body string) (client *http.Client, sent func() []
 type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// SideBySide checks that two instances of a connector, a built on the fake
-// fa and b on fb (each fake with its own credentials), erase only at their
-// own vendor: it seeds s in both, erases it through a (polled to its
-// end), and checks fa holds nothing of s while fb holds all it did, and
-// that a Verify through b (if b verifies) still reports those; then
-// erases through b and checks fb holds nothing. It returns both erasures'
-// outcomes; the caller checks what is its vendor's own (each call carried
-// its fake's credential: CallsCarry).
-//
-//	a, b := hubspotfake.Start(t, hubspotfake.Options{}), hubspotfake.Start(t, hubspotfake.Options{})
-//	b.SetToken("pat-b")
-//	ca := connectortest.Build(t, "hubspot", "crm-eu", a.Config())
-//	cb := connectortest.Build(t, "hubspot", "crm-us", b.Config())
-//	connectortest.SideBySide(t, connectortest.VendorSubject(1), a, ca, b, cb)
-func SideBySide(t *testing.T, s connectors.Subject, fa Vendor, a connectors.Connector, fb Vendor, b connectors.Connector) (outA, outB connectors.Outcome) {
-	t.Helper()
-	fa.Seed(s)
-	held := fb.Seed(s)
-	outA, err := EraseAndWait(Ctx(t), a, s, 5*time.Second)
-	if err != nil {
-		t.Fatalf("Erase through A = %+v, %v", outA, err)
-	}
-	if fa.Count(s) != 0 || fb.Count(s) != held {
-		t.Fatalf("after erasing through A: A holds %d, B holds %d; want 0 and %d", fa.Count(s), fb.Count(s), held)
-	}
-	if v, ok := b.(connectors.Verifier); ok {
-		if out, err := v.Verify(Ctx(t), s); err != nil || out.Remaining != held {
-			t.Fatalf("Verify through B = %+v, %v; want %d remaining", out, err, held)
-		}
-	}
-	outB, err = EraseAndWait(Ctx(t), b, s, 5*time.Second)
-	if err != nil || fb.Count(s) != 0 {
-		t.Fatalf("Erase through B = %+v, %v; B holds %d", outB, err, fb.Count(s))
-	}
-	return outA, outB
-}
-
-// CallsCarry fails the test for each call f received whose header
-// Authorization is not want: name says which instance's fake it is.
-//
-//	connectortest.CallsCarry(t, "B", b, "Bearer "+b.Token())
-func CallsCarry(t *testing.T, name string, f FaultyVendor, want string) {
-	t.Helper()
-	for _, call := range f.Calls() {
-		if got := call.Header.Get("Authorization"); got != want {
-			t.Errorf("%s received %s %s with Authorization %q", name, call.Method, call.Path, got)
-		}
-	}
-}

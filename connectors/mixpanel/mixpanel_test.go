@@ -120,13 +120,7 @@ func TestTaskPolledToCompletion(t *testing.T) {
 			if got := connectortest.EvidenceText(out.Evidence); got != "mixpanel_task=t-0001: created (GDPR); " {
 				t.Errorf("evidence = %s", got)
 			}
-			var states []string
-			for out.Status == connectors.StatusRunning && len(states) < 10 {
-				if out, err = c.(connectors.Poller).Poll(ctx, out.JobRef); err != nil {
-					t.Fatal(err)
-				}
-				states = append(states, connectortest.EvidenceText(out.Evidence))
-			}
+			out, states := connectortest.PollToEnd(t, c, out, 10)
 			want := "mixpanel_task=t-0001: PENDING; |mixpanel_task=t-0001: STAGING; |mixpanel_task=t-0001: STARTED; |mixpanel_task=t-0001: SUCCESS; "
 			if strings.Join(states, "|") != want {
 				t.Errorf("states = %s", strings.Join(states, "|"))
