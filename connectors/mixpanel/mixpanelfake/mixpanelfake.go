@@ -58,7 +58,7 @@ type Fake struct {
 	mu             sync.Mutex
 	project, token *fakevendor.Key
 	polls          int
-	users          map[string]int64  // distinct_id → records
+	users          fakevendor.IDs    // the distinct_ids with events and a profile
 	emails         map[string]string // distinct_id → the profile's $email
 	pageSize       int
 	tasks          map[string]*fakeTask
@@ -79,7 +79,7 @@ type fakeTask struct {
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
 	f := &Fake{project: fakevendor.NewKey(DefaultProjectToken), token: fakevendor.NewKey(DefaultToken), saSecret: fakevendor.NewKey(ServiceSecret),
-		users: map[string]int64{}, emails: map[string]string{}, pageSize: 1000, tasks: map[string]*fakeTask{}}
+		emails: map[string]string{}, pageSize: 1000, tasks: map[string]*fakeTask{}}
 	gdpr := fakevendor.BearerAuth(f.token, nil)
 	query := fakevendor.BasicAuth(fakevendor.NewKey(ServiceAccount), f.saSecret, nil)
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 3, Auth: fakevendor.Auth{
@@ -245,7 +245,7 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request) {
 	id := fmt.Sprintf("t-%04d", f.next)
 	task := &fakeTask{Job: fakevendor.NewJob(f.polls), ids: body.DistinctIDs, compliance: body.ComplianceType}
 	for _, d := range body.DistinctIDs {
-		task.held = task.held || f.users[d] > 0
+		task.held = task.held || f.users.Has(d)
 	}
 	f.tasks[id] = task
 	list := f.listShape
@@ -281,7 +281,7 @@ func (f *Fake) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if st == "SUCCESS" {
 		for _, d := range task.ids {
-			delete(f.users, d)
+			f.users.Remove(d)
 			delete(f.emails, d)
 		}
 	}
@@ -341,21 +341,10 @@ func (f *Fake) Count(s connectors.Subject) int64 {
 }
 
 // AddUser gives Mixpanel data about distinctID.
-func (f *Fake) AddUser(distinctID string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.users[distinctID] = 1
-}
+func (f *Fake) AddUser(distinctID string) { f.users.Add(distinctID) }
 
 // CountUser is how many records (0 or 1) Mixpanel holds for distinctID.
-func (f *Fake) CountUser(distinctID string) int64 {
-	if distinctID == "" {
-		return 0
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.users[distinctID]
-}
+func (f *Fake) CountUser(distinctID string) int64 { return f.users.Count(distinctID) }
 
 // AnswerCreateAsList makes task creation answer in the shape of
 // Mixpanel's guide, results: [{tracking_id, status}], instead of the

@@ -63,7 +63,7 @@ type Fake struct {
 	token, profilesToken *fakevendor.Key
 	space                string
 	polls                int
-	users                map[string]int64    // userId → records held (profile and events)
+	users                fakevendor.IDs      // the userIds with a profile and events
 	emails               map[string][]string // email → the userIds on its profile
 	idsCap               int                 // at most this many external ids a page, whatever the limit
 	regs                 map[string]*fakeRegulation
@@ -86,7 +86,7 @@ type fakeRegulation struct {
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
 	f := &Fake{token: fakevendor.NewKey(DefaultToken), profilesToken: fakevendor.NewKey(DefaultProfilesToken), space: SpaceID,
-		users: map[string]int64{}, emails: map[string][]string{}, idsCap: 100,
+		emails: map[string][]string{}, idsCap: 100,
 		regs: map[string]*fakeRegulation{}, destinations: []string{"Amplitude", "Braze"}}
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 2, Auth: fakevendor.BearerAuth(f.token, Refused)})
 	f.Controls, f.polls = srv.Controls(), srv.JobPolls
@@ -210,7 +210,7 @@ func (f *Fake) getRegulation(w http.ResponseWriter, r *http.Request) {
 // removeUser deletes userID's data and takes it off the profiles of the
 // emails it was linked to (a profile left with no userId goes too).
 func (f *Fake) removeUser(userID string) {
-	delete(f.users, userID)
+	f.users.Remove(userID)
 	for email, ids := range f.emails {
 		ids = slices.DeleteFunc(ids, func(id string) bool { return id == userID })
 		if len(ids) == 0 {
@@ -248,7 +248,7 @@ func (f *Fake) profileIDs(typ, value string) []map[string]string {
 	}
 	switch typ {
 	case "user_id":
-		if f.users[value] == 0 {
+		if !f.users.Has(value) {
 			return nil
 		}
 		out := []map[string]string{entry("user_id", value), entry("anonymous_id", "anon-"+value)}
@@ -398,11 +398,7 @@ func (f *Fake) ProfileCalls() []fakevendor.Call { return f.prof.Calls() }
 func (f *Fake) InjectProfiles(n int, fault fakevendor.Fault) { f.prof.Inject(n, fault) }
 
 // AddUser gives Segment a profile and events for userID.
-func (f *Fake) AddUser(userID string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.users[userID] = 1
-}
+func (f *Fake) AddUser(userID string) { f.users.Add(userID) }
 
 // LinkEmail puts email on the profile of userID (AddUser it first), as
 // identity resolution does when the user is identified with that email:
@@ -426,14 +422,7 @@ func (f *Fake) CapExternalIDsPage(n int) {
 }
 
 // CountUser is how many records (0 or 1) Segment holds for userID.
-func (f *Fake) CountUser(userID string) int64 {
-	if userID == "" {
-		return 0
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.users[userID]
-}
+func (f *Fake) CountUser(userID string) int64 { return f.users.Count(userID) }
 
 // FailAt makes the deletion fail at destination (Amplitude or Braze):
 // the regulation ends PARTIAL_SUCCESS.
