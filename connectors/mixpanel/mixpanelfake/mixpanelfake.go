@@ -60,11 +60,11 @@ type Fake struct {
 	polls          int
 	users          fakevendor.IDs    // the distinct_ids with events and a profile
 	emails         map[string]string // distinct_id → the profile's $email
-	pageSize       int
+	pageSize       *fakevendor.Setting[int]
 	tasks          map[string]*fakeTask
 	next           int
-	listShape      bool   // answer a create with the guide's [{tracking_id, status}]
-	final          string // a final status forced for every task
+	listShape      fakevendor.Setting[bool]   // answer a create with the guide's [{tracking_id, status}]
+	final          fakevendor.Setting[string] // a final status forced for every task
 	saSecret       *fakevendor.Key
 }
 
@@ -79,7 +79,7 @@ type fakeTask struct {
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
 	f := &Fake{project: fakevendor.NewKey(DefaultProjectToken), token: fakevendor.NewKey(DefaultToken), saSecret: fakevendor.NewKey(ServiceSecret),
-		emails: map[string]string{}, pageSize: 1000, tasks: map[string]*fakeTask{}}
+		emails: map[string]string{}, pageSize: fakevendor.NewSetting(1000), tasks: map[string]*fakeTask{}}
 	gdpr := fakevendor.BearerAuth(f.token, nil)
 	query := fakevendor.BasicAuth(fakevendor.NewKey(ServiceAccount), f.saSecret, nil)
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 3, Auth: fakevendor.Auth{
@@ -110,11 +110,7 @@ func (f *Fake) SetServiceSecret(secret string) { f.saSecret.Set(secret) }
 
 // SetPageSize changes how many profiles a page of the profile query holds
 // (Mixpanel: 1,000).
-func (f *Fake) SetPageSize(n int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.pageSize = n
-}
+func (f *Fake) SetPageSize(n int) { f.pageSize.Set(n) }
 
 // emailWhere reads the one where expression the fake understands:
 // properties["$email"] (or user["$email"]) == "<literal>".
@@ -193,7 +189,7 @@ func (f *Fake) engage(w http.ResponseWriter, r *http.Request) {
 			ids = append(ids, id)
 		}
 	}
-	size := f.pageSize
+	size := f.pageSize.Get()
 	f.mu.Unlock()
 	slices.Sort(ids)
 	results := []map[string]any{}
@@ -248,7 +244,7 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request) {
 		task.held = task.held || f.users.Has(d)
 	}
 	f.tasks[id] = task
-	list := f.listShape
+	list := f.listShape.Get()
 	f.mu.Unlock()
 	if list {
 		fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": []map[string]string{{"tracking_id": id, "status": "PENDING"}}})
@@ -272,8 +268,8 @@ func (f *Fake) status(w http.ResponseWriter, r *http.Request) {
 	task.Poll()
 	switch {
 	case !task.Ended:
-	case f.final != "":
-		st = f.final
+	case f.final.Get() != "":
+		st = f.final.Get()
 	case !task.held:
 		st = "NOT_FOUND"
 	default:
@@ -349,15 +345,7 @@ func (f *Fake) CountUser(distinctID string) int64 { return f.users.Count(distinc
 // AnswerCreateAsList makes task creation answer in the shape of
 // Mixpanel's guide, results: [{tracking_id, status}], instead of the
 // OpenAPI's {task_id}.
-func (f *Fake) AnswerCreateAsList() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.listShape = true
-}
+func (f *Fake) AnswerCreateAsList() { f.listShape.Set(true) }
 
 // EndTasksAs forces the final status of every task (FAILURE, REVOKED, …).
-func (f *Fake) EndTasksAs(status string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.final = status
-}
+func (f *Fake) EndTasksAs(status string) { f.final.Set(status) }

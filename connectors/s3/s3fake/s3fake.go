@@ -61,7 +61,7 @@ type Fake struct {
 	keys    map[string]bool // access key ids accepted
 	batches []int           // size of each DeleteObjects request
 	// pageSize caps list pages (S3: 1,000; it may return fewer).
-	pageSize int
+	pageSize *fakevendor.Setting[int]
 	// failDelete, if set, makes DeleteObjects report a per-key error for
 	// the entries it returns a code for.
 	failDelete func(key string) (code, message string)
@@ -85,7 +85,7 @@ type fakeVersion struct {
 // accepting DefaultAccessKey, that stops when the test ends.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	f := &Fake{buckets: map[string]*fakeBucket{}, keys: map[string]bool{DefaultAccessKey: true}, pageSize: 1000}
+	f := &Fake{buckets: map[string]*fakeBucket{}, keys: map[string]bool{DefaultAccessKey: true}, pageSize: fakevendor.NewSetting(1000)}
 	f.AddBucket(DefaultBucket, "Enabled")
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: SlowDown(""), Auth: fakevendor.Auth{OK: f.authorized, Refuse: Refused}})
 	f.Controls = srv.Controls()
@@ -297,8 +297,8 @@ func MalformedXML(w http.ResponseWriter, r *http.Request) {
 
 func (f *Fake) maxKeys(q map[string][]string) int {
 	n, err := strconv.Atoi(first(q["max-keys"]))
-	if err != nil || n <= 0 || n > f.pageSize {
-		return f.pageSize
+	if size := f.pageSize.Get(); err != nil || n <= 0 || n > size {
+		return size
 	}
 	return n
 }
@@ -687,11 +687,7 @@ func (f *Fake) DeleteBatches() []int {
 }
 
 // SetPageSize caps list pages (S3: 1,000; it may return fewer).
-func (f *Fake) SetPageSize(n int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.pageSize = n
-}
+func (f *Fake) SetPageSize(n int) { f.pageSize.Set(n) }
 
 // FailDeletes makes DeleteObjects report a per-key error for each key fn
 // returns a code for (nil: none). fn runs with the fake's lock held.

@@ -64,8 +64,8 @@ type Fake struct {
 	mu            sync.Mutex
 	token         *fakevendor.Key
 	completeAfter int
-	omitRecords   bool // leave "records" out, as a plain OpenDSR processor does
-	cancelAll     bool // cancel requests instead of completing them
+	omitRecords   fakevendor.Setting[bool] // leave "records" out, as a plain OpenDSR processor does
+	cancelAll     fakevendor.Setting[bool] // cancel requests instead of completing them
 	people        []*person
 	requests      map[string]*dsr
 }
@@ -211,19 +211,11 @@ func (p *Fake) NoRecoverableState() string {
 
 // OmitRecords leaves "records" out of completed statuses, as a plain
 // OpenDSR processor does.
-func (p *Fake) OmitRecords() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.omitRecords = true
-}
+func (p *Fake) OmitRecords() { p.omitRecords.Set(true) }
 
 // CancelAll makes the processor cancel requests instead of completing
 // them.
-func (p *Fake) CancelAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cancelAll = true
-}
+func (p *Fake) CancelAll() { p.cancelAll.Set(true) }
 
 func (p *Fake) discovery(w http.ResponseWriter, r *http.Request) {
 	var ids []map[string]string
@@ -346,7 +338,7 @@ func (p *Fake) advance(d *dsr) bool {
 	d.polls++
 	prev := d.status
 	switch {
-	case p.cancelAll:
+	case p.cancelAll.Get():
 		d.status = "cancelled"
 	case d.polls >= p.completeAfter:
 		d.status = "completed"
@@ -373,7 +365,7 @@ func (p *Fake) statusBody(id string, d *dsr) map[string]any {
 		"request_status":           d.status,
 		"api_version":              "2.0",
 	}
-	if d.status == "completed" && !p.omitRecords {
+	if d.status == "completed" && !p.omitRecords.Get() {
 		m["records"] = d.records
 	}
 	return m
