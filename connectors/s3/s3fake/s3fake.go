@@ -505,7 +505,7 @@ func (f *Fake) AllowAccessKey(id string) {
 // Config is an s3 connector config against DefaultBucket of f, with the
 // templates exports/{email}.csv, avatars/{user_id}.png and
 // uploads/{email}/ (a prefix). It reads {user_id} from UserIDs["app"]
-// (connectortest.UserIDSystem).
+// (fakevendor.UserIDSystem).
 func (f *Fake) Config() string {
 	return fmt.Sprintf(`bucket: %s
 base_url: %s
@@ -516,7 +516,7 @@ secret_access_key: %s
 keys: ["exports/{email}.csv", "avatars/{user_id}.png"]
 prefixes: ["uploads/{email}/"]
 user_id_system: %s
-`, DefaultBucket, f.URL(), DefaultAccessKey, SecretKey, connectortest.UserIDSystem)
+`, DefaultBucket, f.URL(), DefaultAccessKey, SecretKey, fakevendor.UserIDSystem)
 }
 
 // ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).
@@ -528,9 +528,9 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // data under a delete marker); with UserIDs["app"], an avatar. It needs
 // one of the two.
 func (f *Fake) Seed(s connectors.Subject) int64 {
-	id := s.UserIDs[connectortest.UserIDSystem]
+	id := s.UserIDs[fakevendor.UserIDSystem]
 	if s.Email == "" && id == "" {
-		panic("s3fake: Seed needs a subject with an email or UserIDs[\"" + connectortest.UserIDSystem + "\"]")
+		panic("s3fake: Seed needs a subject with an email or UserIDs[\"" + fakevendor.UserIDSystem + "\"]")
 	}
 	var n int64
 	if s.Email != "" {
@@ -562,7 +562,7 @@ func (f *Fake) SeedRecoverable(s connectors.Subject) int64 {
 	if s.Email != "" {
 		keys = append(keys, "exports/"+s.Email+".csv")
 	}
-	if id := s.UserIDs[connectortest.UserIDSystem]; id != "" {
+	if id := s.UserIDs[fakevendor.UserIDSystem]; id != "" {
 		keys = append(keys, "avatars/"+id+".png")
 	}
 	f.mu.Lock()
@@ -594,7 +594,7 @@ func (f *Fake) Count(s connectors.Subject) int64 {
 		keys = append(keys, "exports/"+s.Email+".csv")
 		prefixes = append(prefixes, "uploads/"+s.Email+"/")
 	}
-	if id := s.UserIDs[connectortest.UserIDSystem]; id != "" {
+	if id := s.UserIDs[fakevendor.UserIDSystem]; id != "" {
 		keys = append(keys, "avatars/"+id+".png")
 	}
 	n, _, _ := f.CountKeys(DefaultBucket, keys, prefixes)

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
-	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
@@ -54,8 +53,6 @@ type Fake struct {
 	// partial (completed with one contact errored).
 	outcome *fakevendor.Setting[string]
 }
-
-var _ connectortest.Vendor = (*Fake)(nil)
 
 type job struct {
 	fakevendor.Job

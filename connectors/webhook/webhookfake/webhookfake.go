@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
-	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 	"github.com/lethe-dev/lethe/connectors/webhook/opendsr"
 )
@@ -69,8 +68,6 @@ type Fake struct {
 	people        []*person
 	requests      map[string]*dsr
 }
-
-var _ connectortest.Vendor = (*Fake)(nil)
 
 type person struct {
 	ids     map[string]string // identity_type → raw value
@@ -149,7 +146,7 @@ func (p *Fake) PublicKeyPEM() string { return p.pubPEM }
 
 // Config is a webhook connector config against p, with its domain and
 // public key for callbacks, polling every 10ms. It sends the email, the
-// phone and UserIDs["app"] (connectortest.UserIDSystem) as
+// phone and UserIDs["app"] (fakevendor.UserIDSystem) as
 // controller_customer_id.
 func (p *Fake) Config() string {
 	lines := []string{"base_url: " + p.URL(), "poll_interval: 10ms", "processor_domain: " + Domain, "processor_public_key: |"}
@@ -159,7 +156,7 @@ func (p *Fake) Config() string {
 	if token := p.Token(); token != "" {
 		lines = append(lines, "token: "+token)
 	}
-	lines = append(lines, "user_id_system: "+connectortest.UserIDSystem)
+	lines = append(lines, "user_id_system: "+fakevendor.UserIDSystem)
 	return strings.Join(lines, "\n") + "\n"
 }
 
@@ -176,11 +173,11 @@ func (p *Fake) Seed(s connectors.Subject) int64 {
 	if s.Phone != "" {
 		ids["phone"] = s.Phone
 	}
-	if id := s.UserIDs[connectortest.UserIDSystem]; id != "" {
+	if id := s.UserIDs[fakevendor.UserIDSystem]; id != "" {
 		ids["controller_customer_id"] = id
 	}
 	if len(ids) == 0 {
-		panic("webhookfake: Seed needs a subject with an email, a phone or UserIDs[\"" + connectortest.UserIDSystem + "\"]")
+		panic("webhookfake: Seed needs a subject with an email, a phone or UserIDs[\"" + fakevendor.UserIDSystem + "\"]")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -191,7 +188,7 @@ func (p *Fake) Seed(s connectors.Subject) int64 {
 // Count is how many records about the subject the processor holds, found
 // by its email, phone or UserIDs["app"].
 func (p *Fake) Count(s connectors.Subject) int64 {
-	id := s.UserIDs[connectortest.UserIDSystem]
+	id := s.UserIDs[fakevendor.UserIDSystem]
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var n int64
