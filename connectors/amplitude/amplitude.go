@@ -113,11 +113,7 @@ type connector struct {
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
-	key, err := vendorkit.Reveal(deps, "api_key", cfg.APIKey)
-	if err != nil {
-		return nil, err
-	}
-	secret, err := vendorkit.Reveal(deps, "secret_key", cfg.SecretKey)
+	key, secret, err := vendorkit.RevealPair(deps, "api_key", cfg.APIKey, "secret_key", cfg.SecretKey)
 	if err != nil {
 		return nil, err
 	}

@@ -175,11 +175,7 @@ type resolving struct {
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
-	project, err := vendorkit.Reveal(deps, "project_token", cfg.ProjectToken)
-	if err != nil {
-		return nil, err
-	}
-	token, err := vendorkit.Reveal(deps, "token", cfg.Token)
+	project, token, err := vendorkit.RevealPair(deps, "project_token", cfg.ProjectToken, "token", cfg.Token)
 	if err != nil {
 		return nil, err
 	}

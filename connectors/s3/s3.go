@@ -147,11 +147,7 @@ type connector struct {
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
-	akid, err := vendorkit.Reveal(deps, "access_key_id", cfg.AccessKeyID)
-	if err != nil {
-		return nil, err
-	}
-	secret, err := vendorkit.Reveal(deps, "secret_access_key", cfg.SecretAccessKey)
+	akid, secret, err := vendorkit.RevealPair(deps, "access_key_id", cfg.AccessKeyID, "secret_access_key", cfg.SecretAccessKey)
 	if err != nil {
 		return nil, err
 	}

@@ -35,6 +35,19 @@ func Reveal(deps connectors.Deps, key string, s config.Secret) (string, error) {
 	return v, nil
 }
 
+// RevealPair reads two credentials a vendor takes together (a key and
+// its secret, a project token and an API token), naming the key of the
+// one that fails as Reveal does.
+func RevealPair(deps connectors.Deps, key1 string, s1 config.Secret, key2 string, s2 config.Secret) (v1, v2 string, err error) {
+	if v1, err = Reveal(deps, key1, s1); err != nil {
+		return "", "", err
+	}
+	if v2, err = Reveal(deps, key2, s2); err != nil {
+		return "", "", err
+	}
+	return v1, v2, nil
+}
+
 // HTTPClient is deps.HTTPClient, or a client with Timeout when it is nil.
 func HTTPClient(deps connectors.Deps) *http.Client {
 	if deps.HTTPClient != nil {

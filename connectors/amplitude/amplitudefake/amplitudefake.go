@@ -58,7 +58,7 @@ type Fake struct {
 	nextID            int64
 	jobs              []*fakeJob
 	today             time.Time
-	final             string // a final job status forced instead of done
+	final             fakevendor.Setting[string] // a final job status forced instead of done
 }
 
 // fakeJob is a deletion job; each listing of it is a status poll.
@@ -235,8 +235,8 @@ func (f *Fake) list(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case !jb.Ended:
 			jb.status = stage
-		case f.final != "":
-			jb.status = f.final
+		case f.final.Get() != "":
+			jb.status = f.final.Get()
 		case jb.status != "done":
 			jb.status = "done"
 			for _, e := range jb.entries {
@@ -330,11 +330,7 @@ func (f *Fake) CountUser(userID string) int64 {
 }
 
 // EndJobsAs forces the final status of every job instead of done.
-func (f *Fake) EndJobsAs(status string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.final = status
-}
+func (f *Fake) EndJobsAs(status string) { f.final.Set(status) }
 
 // Unstage removes every request from the jobs, as DELETE
 // /api/2/deletions/users/{amplitude_id}/{day} does for one.

@@ -61,29 +61,42 @@ type Auth struct {
 	Refuse Fault
 }
 
-// Key is a credential a fake accepts, which a test may change (a rotated
-// token, another account) while the fake runs.
-type Key struct {
+// Setting is a value a test may change while the fake runs (a forced
+// final status, a page size, a credential), safe for concurrent use; its
+// zero value holds T's zero value.
+//
+//	final fakevendor.Setting[string] // a final status forced for every job
+//	…
+//	func (f *Fake) EndJobsAs(status string) { f.final.Set(status) }
+type Setting[T any] struct {
 	mu sync.Mutex
-	v  string
+	v  T
 }
+
+// NewSetting is a setting holding v.
+func NewSetting[T any](v T) *Setting[T] { return &Setting[T]{v: v} }
+
+// Get is the value now.
+func (s *Setting[T]) Get() T {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.v
+}
+
+// Set changes the value.
+func (s *Setting[T]) Set(v T) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.v = v
+}
+
+// Key is a credential a fake accepts, which a test may change (a rotated
+// token, another account) while the fake runs: Get is the value accepted
+// now, Set changes it.
+type Key = Setting[string]
 
 // NewKey is a credential whose value is v.
-func NewKey(v string) *Key { return &Key{v: v} }
-
-// Get is the value accepted now.
-func (k *Key) Get() string {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.v
-}
-
-// Set changes the value accepted.
-func (k *Key) Set(v string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.v = v
-}
+func NewKey(v string) *Key { return NewSetting(v) }
 
 // BearerAuth accepts "Authorization: Bearer <key>".
 func BearerAuth(key *Key, refuse Fault) Auth {

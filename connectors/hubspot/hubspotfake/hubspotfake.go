@@ -30,18 +30,18 @@ import (
 const DefaultToken = "pat-eu1-test-token"
 
 // UserIDSystem is the subject.user_ids key Config names for HubSpot record
-// ids. It is not connectortest.UserIDSystem on purpose: an application's
+// ids. It is not fakevendor.UserIDSystem on purpose: an application's
 // user id is not a HubSpot record id (digits), which the connector refuses.
 const UserIDSystem = "hubspot"
 
 // AppUserIDProperty is the contact property Seed stores the subject's
-// connectortest.UserIDSystem id in, for resolver tests.
+// fakevendor.UserIDSystem id in, for resolver tests.
 const AppUserIDProperty = "app_user_id"
 
 // ResolveConfig is a resolve block reading AppUserIDProperty as
-// user_ids.<connectortest.UserIDSystem> and the record id as
+// user_ids.<fakevendor.UserIDSystem> and the record id as
 // user_ids.<UserIDSystem>; add it with ConfigWith.
-const ResolveConfig = "resolve:\n  properties:\n    " + AppUserIDProperty + ": user_ids." + connectortest.UserIDSystem + "\n  record_id: true"
+const ResolveConfig = "resolve:\n  properties:\n    " + AppUserIDProperty + ": user_ids." + fakevendor.UserIDSystem + "\n  record_id: true"
 
 // ArchivedDelete is how a fake answers a GDPR delete of an archived
 // contact by record id. HubSpot does not document it (⚠): the fake can
@@ -127,10 +127,10 @@ func (f *Fake) Config() string {
 func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(f.Config(), lines...) }
 
 // Seed stores a contact with the subject's email (it needs one) and, in
-// AppUserIDProperty, its connectortest.UserIDSystem id if it has one.
+// AppUserIDProperty, its fakevendor.UserIDSystem id if it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
 	id := f.Add(fakevendor.NeedEmail("hubspotfake: Seed", s))
-	if v := s.UserIDs[connectortest.UserIDSystem]; v != "" {
+	if v := s.UserIDs[fakevendor.UserIDSystem]; v != "" {
 		f.SetProperty(id, AppUserIDProperty, v)
 	}
 	return 1

@@ -57,7 +57,7 @@ type Fake struct {
 	forgotten map[string]map[string]bool    // audience id → hashes deleted permanently
 	inflight  int
 	refused   int // requests refused for too many connections
-	latency   time.Duration
+	latency   fakevendor.Setting[time.Duration]
 }
 
 var _ connectortest.RecoverableVendor = (*Fake)(nil)
@@ -162,11 +162,7 @@ func (f *Fake) Limited() int {
 }
 
 // SetLatency makes every request take d, so connections pile up.
-func (f *Fake) SetLatency(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.latency = d
-}
+func (f *Fake) SetLatency(d time.Duration) { f.latency.Set(d) }
 
 // WriteProblem writes Mailchimp's error document (RFC 7807 style).
 func WriteProblem(w http.ResponseWriter, status int, title, detail string) {
@@ -200,7 +196,7 @@ func (f *Fake) throttled(h http.HandlerFunc) http.HandlerFunc {
 		if over {
 			f.refused++
 		}
-		latency := f.latency
+		latency := f.latency.Get()
 		f.mu.Unlock()
 		defer func() {
 			f.mu.Lock()

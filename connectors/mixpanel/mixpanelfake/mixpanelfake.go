@@ -58,13 +58,13 @@ type Fake struct {
 	mu             sync.Mutex
 	project, token *fakevendor.Key
 	polls          int
-	users          map[string]int64  // distinct_id → records
+	users          fakevendor.IDs    // the distinct_ids with events and a profile
 	emails         map[string]string // distinct_id → the profile's $email
-	pageSize       int
+	pageSize       *fakevendor.Setting[int]
 	tasks          map[string]*fakeTask
 	next           int
-	listShape      bool   // answer a create with the guide's [{tracking_id, status}]
-	final          string // a final status forced for every task
+	listShape      fakevendor.Setting[bool]   // answer a create with the guide's [{tracking_id, status}]
+	final          fakevendor.Setting[string] // a final status forced for every task
 	saSecret       *fakevendor.Key
 }
 
@@ -79,7 +79,7 @@ type fakeTask struct {
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
 	f := &Fake{project: fakevendor.NewKey(DefaultProjectToken), token: fakevendor.NewKey(DefaultToken), saSecret: fakevendor.NewKey(ServiceSecret),
-		users: map[string]int64{}, emails: map[string]string{}, pageSize: 1000, tasks: map[string]*fakeTask{}}
+		emails: map[string]string{}, pageSize: fakevendor.NewSetting(1000), tasks: map[string]*fakeTask{}}
 	gdpr := fakevendor.BearerAuth(f.token, nil)
 	query := fakevendor.BasicAuth(fakevendor.NewKey(ServiceAccount), f.saSecret, nil)
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 3, Auth: fakevendor.Auth{
@@ -110,11 +110,7 @@ func (f *Fake) SetServiceSecret(secret string) { f.saSecret.Set(secret) }
 
 // SetPageSize changes how many profiles a page of the profile query holds
 // (Mixpanel: 1,000).
-func (f *Fake) SetPageSize(n int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.pageSize = n
-}
+func (f *Fake) SetPageSize(n int) { f.pageSize.Set(n) }
 
 // emailWhere reads the one where expression the fake understands:
 // properties["$email"] (or user["$email"]) == "<literal>".
@@ -193,7 +189,7 @@ func (f *Fake) engage(w http.ResponseWriter, r *http.Request) {
 			ids = append(ids, id)
 		}
 	}
-	size := f.pageSize
+	size := f.pageSize.Get()
 	f.mu.Unlock()
 	slices.Sort(ids)
 	results := []map[string]any{}
@@ -245,10 +241,10 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request) {
 	id := fmt.Sprintf("t-%04d", f.next)
 	task := &fakeTask{Job: fakevendor.NewJob(f.polls), ids: body.DistinctIDs, compliance: body.ComplianceType}
 	for _, d := range body.DistinctIDs {
-		task.held = task.held || f.users[d] > 0
+		task.held = task.held || f.users.Has(d)
 	}
 	f.tasks[id] = task
-	list := f.listShape
+	list := f.listShape.Get()
 	f.mu.Unlock()
 	if list {
 		fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": []map[string]string{{"tracking_id": id, "status": "PENDING"}}})
@@ -272,8 +268,8 @@ func (f *Fake) status(w http.ResponseWriter, r *http.Request) {
 	task.Poll()
 	switch {
 	case !task.Ended:
-	case f.final != "":
-		st = f.final
+	case f.final.Get() != "":
+		st = f.final.Get()
 	case !task.held:
 		st = "NOT_FOUND"
 	default:
@@ -281,7 +277,7 @@ func (f *Fake) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if st == "SUCCESS" {
 		for _, d := range task.ids {
-			delete(f.users, d)
+			f.users.Remove(d)
 			delete(f.emails, d)
 		}
 	}
@@ -341,34 +337,15 @@ func (f *Fake) Count(s connectors.Subject) int64 {
 }
 
 // AddUser gives Mixpanel data about distinctID.
-func (f *Fake) AddUser(distinctID string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.users[distinctID] = 1
-}
+func (f *Fake) AddUser(distinctID string) { f.users.Add(distinctID) }
 
 // CountUser is how many records (0 or 1) Mixpanel holds for distinctID.
-func (f *Fake) CountUser(distinctID string) int64 {
-	if distinctID == "" {
-		return 0
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.users[distinctID]
-}
+func (f *Fake) CountUser(distinctID string) int64 { return f.users.Count(distinctID) }
 
 // AnswerCreateAsList makes task creation answer in the shape of
 // Mixpanel's guide, results: [{tracking_id, status}], instead of the
 // OpenAPI's {task_id}.
-func (f *Fake) AnswerCreateAsList() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.listShape = true
-}
+func (f *Fake) AnswerCreateAsList() { f.listShape.Set(true) }
 
 // EndTasksAs forces the final status of every task (FAILURE, REVOKED, …).
-func (f *Fake) EndTasksAs(status string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.final = status
-}
+func (f *Fake) EndTasksAs(status string) { f.final.Set(status) }

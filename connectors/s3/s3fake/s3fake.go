@@ -61,7 +61,7 @@ type Fake struct {
 	keys    map[string]bool // access key ids accepted
 	batches []int           // size of each DeleteObjects request
 	// pageSize caps list pages (S3: 1,000; it may return fewer).
-	pageSize int
+	pageSize *fakevendor.Setting[int]
 	// failDelete, if set, makes DeleteObjects report a per-key error for
 	// the entries it returns a code for.
 	failDelete func(key string) (code, message string)
@@ -85,7 +85,7 @@ type fakeVersion struct {
 // accepting DefaultAccessKey, that stops when the test ends.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	f := &Fake{buckets: map[string]*fakeBucket{}, keys: map[string]bool{DefaultAccessKey: true}, pageSize: 1000}
+	f := &Fake{buckets: map[string]*fakeBucket{}, keys: map[string]bool{DefaultAccessKey: true}, pageSize: fakevendor.NewSetting(1000)}
 	f.AddBucket(DefaultBucket, "Enabled")
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: SlowDown(""), Auth: fakevendor.Auth{OK: f.authorized, Refuse: Refused}})
 	f.Controls = srv.Controls()
@@ -297,8 +297,8 @@ func MalformedXML(w http.ResponseWriter, r *http.Request) {
 
 func (f *Fake) maxKeys(q map[string][]string) int {
 	n, err := strconv.Atoi(first(q["max-keys"]))
-	if err != nil || n <= 0 || n > f.pageSize {
-		return f.pageSize
+	if size := f.pageSize.Get(); err != nil || n <= 0 || n > size {
+		return size
 	}
 	return n
 }
@@ -505,7 +505,7 @@ func (f *Fake) AllowAccessKey(id string) {
 // Config is an s3 connector config against DefaultBucket of f, with the
 // templates exports/{email}.csv, avatars/{user_id}.png and
 // uploads/{email}/ (a prefix). It reads {user_id} from UserIDs["app"]
-// (connectortest.UserIDSystem).
+// (fakevendor.UserIDSystem).
 func (f *Fake) Config() string {
 	return fmt.Sprintf(`bucket: %s
 base_url: %s
@@ -516,7 +516,7 @@ secret_access_key: %s
 keys: ["exports/{email}.csv", "avatars/{user_id}.png"]
 prefixes: ["uploads/{email}/"]
 user_id_system: %s
-`, DefaultBucket, f.URL(), DefaultAccessKey, SecretKey, connectortest.UserIDSystem)
+`, DefaultBucket, f.URL(), DefaultAccessKey, SecretKey, fakevendor.UserIDSystem)
 }
 
 // ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).
@@ -528,9 +528,9 @@ func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(
 // data under a delete marker); with UserIDs["app"], an avatar. It needs
 // one of the two.
 func (f *Fake) Seed(s connectors.Subject) int64 {
-	id := s.UserIDs[connectortest.UserIDSystem]
+	id := s.UserIDs[fakevendor.UserIDSystem]
 	if s.Email == "" && id == "" {
-		panic("s3fake: Seed needs a subject with an email or UserIDs[\"" + connectortest.UserIDSystem + "\"]")
+		panic("s3fake: Seed needs a subject with an email or UserIDs[\"" + fakevendor.UserIDSystem + "\"]")
 	}
 	var n int64
 	if s.Email != "" {
@@ -562,7 +562,7 @@ func (f *Fake) SeedRecoverable(s connectors.Subject) int64 {
 	if s.Email != "" {
 		keys = append(keys, "exports/"+s.Email+".csv")
 	}
-	if id := s.UserIDs[connectortest.UserIDSystem]; id != "" {
+	if id := s.UserIDs[fakevendor.UserIDSystem]; id != "" {
 		keys = append(keys, "avatars/"+id+".png")
 	}
 	f.mu.Lock()
@@ -594,7 +594,7 @@ func (f *Fake) Count(s connectors.Subject) int64 {
 		keys = append(keys, "exports/"+s.Email+".csv")
 		prefixes = append(prefixes, "uploads/"+s.Email+"/")
 	}
-	if id := s.UserIDs[connectortest.UserIDSystem]; id != "" {
+	if id := s.UserIDs[fakevendor.UserIDSystem]; id != "" {
 		keys = append(keys, "avatars/"+id+".png")
 	}
 	n, _, _ := f.CountKeys(DefaultBucket, keys, prefixes)
@@ -687,11 +687,7 @@ func (f *Fake) DeleteBatches() []int {
 }
 
 // SetPageSize caps list pages (S3: 1,000; it may return fewer).
-func (f *Fake) SetPageSize(n int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.pageSize = n
-}
+func (f *Fake) SetPageSize(n int) { f.pageSize.Set(n) }
 
 // FailDeletes makes DeleteObjects report a per-key error for each key fn
 // returns a code for (nil: none). fn runs with the fake's lock held.

@@ -32,13 +32,13 @@ import (
 const DefaultToken = "00D5g000004ABCD!AQ4AQtest-token"
 
 // AppUserIDField is a custom field every fake org has on Contact and Lead;
-// Seed stores the subject's connectortest.UserIDSystem id in it.
+// Seed stores the subject's fakevendor.UserIDSystem id in it.
 const AppUserIDField = "App_User_Id__c"
 
 // ResolveConfig is a resolve block reading AppUserIDField as
-// user_ids.<connectortest.UserIDSystem> and the record ids as
+// user_ids.<fakevendor.UserIDSystem> and the record ids as
 // user_ids.sfdc; add it with ConfigWith.
-const ResolveConfig = "resolve:\n  fields:\n    " + AppUserIDField + ": user_ids." + connectortest.UserIDSystem + "\n  record_ids: user_ids.sfdc"
+const ResolveConfig = "resolve:\n  fields:\n    " + AppUserIDField + ": user_ids." + fakevendor.UserIDSystem + "\n  record_ids: user_ids.sfdc"
 
 // Options tunes a fake: its rate limit refuses requests as Salesforce
 // refuses those over the org's API allocation, 403 REQUEST_LIMIT_EXCEEDED
@@ -175,11 +175,11 @@ func (f *Fake) Config() string {
 func (f *Fake) ConfigWith(lines ...string) string { return fakevendor.MergeYAML(f.Config(), lines...) }
 
 // Seed stores a Contact and a Lead with the subject's email (it needs one)
-// and, in AppUserIDField, its connectortest.UserIDSystem id if it has one.
+// and, in AppUserIDField, its fakevendor.UserIDSystem id if it has one.
 func (f *Fake) Seed(s connectors.Subject) int64 {
 	for _, o := range []string{"Contact", "Lead"} {
 		id := f.Add(o, fakevendor.NeedEmail("salesforcefake: Seed", s))
-		if v := s.UserIDs[connectortest.UserIDSystem]; v != "" {
+		if v := s.UserIDs[fakevendor.UserIDSystem]; v != "" {
 			f.SetField(id, AppUserIDField, v)
 		}
 	}

@@ -63,15 +63,15 @@ type Fake struct {
 	token, profilesToken *fakevendor.Key
 	space                string
 	polls                int
-	users                map[string]int64    // userId → records held (profile and events)
-	emails               map[string][]string // email → the userIds on its profile
-	idsCap               int                 // at most this many external ids a page, whatever the limit
+	users                fakevendor.IDs           // the userIds with a profile and events
+	emails               map[string][]string      // email → the userIds on its profile
+	idsCap               *fakevendor.Setting[int] // at most this many external ids a page, whatever the limit
 	regs                 map[string]*fakeRegulation
 	next                 int
 	destinations         []string
-	failAt               string // a destination whose deletion fails
-	refuseAt             string // a destination that cannot delete (NOT_SUPPORTED)
-	overall              string // a final overall status forced for every regulation
+	failAt               fakevendor.Setting[string] // a destination whose deletion fails
+	refuseAt             fakevendor.Setting[string] // a destination that cannot delete (NOT_SUPPORTED)
+	overall              fakevendor.Setting[string] // a final overall status forced for every regulation
 }
 
 type fakeRegulation struct {
@@ -86,7 +86,7 @@ type fakeRegulation struct {
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
 	f := &Fake{token: fakevendor.NewKey(DefaultToken), profilesToken: fakevendor.NewKey(DefaultProfilesToken), space: SpaceID,
-		users: map[string]int64{}, emails: map[string][]string{}, idsCap: 100,
+		emails: map[string][]string{}, idsCap: fakevendor.NewSetting(100),
 		regs: map[string]*fakeRegulation{}, destinations: []string{"Amplitude", "Braze"}}
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 2, Auth: fakevendor.BearerAuth(f.token, Refused)})
 	f.Controls, f.polls = srv.Controls(), srv.JobPolls
@@ -173,20 +173,20 @@ func (f *Fake) getRegulation(w http.ResponseWriter, r *http.Request) {
 	}
 	overall := state
 	var dests []map[string]string
-	if state == "FINISHED" && f.overall != "" {
-		overall = f.overall // forced statuses carry no destinations
+	if forced := f.overall.Get(); state == "FINISHED" && forced != "" {
+		overall = forced // forced statuses carry no destinations
 	} else {
 		for _, name := range f.destinations {
 			d := map[string]string{"id": "dst_" + name, "name": name, "status": state, "errString": "", "finishedAt": ""}
 			if state == "FINISHED" {
 				d["finishedAt"] = "2026-01-02T03:04:05Z"
 				switch name {
-				case f.failAt:
+				case f.failAt.Get():
 					d["status"] = "FAILED"
 					// Partners' messages can echo the user: the connector must not repeat them.
 					d["errString"] = "user " + strings.Join(reg.ids, ",") + " could not be deleted"
 					overall = "PARTIAL_SUCCESS"
-				case f.refuseAt:
+				case f.refuseAt.Get():
 					d["status"] = "NOT_SUPPORTED"
 					overall = "PARTIAL_SUCCESS"
 				}
@@ -210,7 +210,7 @@ func (f *Fake) getRegulation(w http.ResponseWriter, r *http.Request) {
 // removeUser deletes userID's data and takes it off the profiles of the
 // emails it was linked to (a profile left with no userId goes too).
 func (f *Fake) removeUser(userID string) {
-	delete(f.users, userID)
+	f.users.Remove(userID)
 	for email, ids := range f.emails {
 		ids = slices.DeleteFunc(ids, func(id string) bool { return id == userID })
 		if len(ids) == 0 {
@@ -248,7 +248,7 @@ func (f *Fake) profileIDs(typ, value string) []map[string]string {
 	}
 	switch typ {
 	case "user_id":
-		if f.users[value] == 0 {
+		if !f.users.Has(value) {
 			return nil
 		}
 		out := []map[string]string{entry("user_id", value), entry("anonymous_id", "anon-"+value)}
@@ -297,9 +297,7 @@ func (f *Fake) externalIDs(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	f.mu.Lock()
-	limit = min(limit, f.idsCap)
-	f.mu.Unlock()
+	limit = min(limit, f.idsCap.Get())
 	start := 0
 	if v := q.Get("next"); v != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(v, "map_"))
@@ -398,11 +396,7 @@ func (f *Fake) ProfileCalls() []fakevendor.Call { return f.prof.Calls() }
 func (f *Fake) InjectProfiles(n int, fault fakevendor.Fault) { f.prof.Inject(n, fault) }
 
 // AddUser gives Segment a profile and events for userID.
-func (f *Fake) AddUser(userID string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.users[userID] = 1
-}
+func (f *Fake) AddUser(userID string) { f.users.Add(userID) }
 
 // LinkEmail puts email on the profile of userID (AddUser it first), as
 // identity resolution does when the user is identified with that email:
@@ -419,42 +413,19 @@ func (f *Fake) LinkEmail(email, userID string) {
 // CapExternalIDsPage makes every page of external ids hold at most n,
 // whatever limit the client asks for (Segment: 10 by default, up to 100),
 // so that paging can be tested with a few ids.
-func (f *Fake) CapExternalIDsPage(n int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.idsCap = n
-}
+func (f *Fake) CapExternalIDsPage(n int) { f.idsCap.Set(n) }
 
 // CountUser is how many records (0 or 1) Segment holds for userID.
-func (f *Fake) CountUser(userID string) int64 {
-	if userID == "" {
-		return 0
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.users[userID]
-}
+func (f *Fake) CountUser(userID string) int64 { return f.users.Count(userID) }
 
 // FailAt makes the deletion fail at destination (Amplitude or Braze):
 // the regulation ends PARTIAL_SUCCESS.
-func (f *Fake) FailAt(destination string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failAt = destination
-}
+func (f *Fake) FailAt(destination string) { f.failAt.Set(destination) }
 
 // RefuseAt makes destination (Amplitude or Braze) unable to delete
 // (NOT_SUPPORTED): the regulation ends PARTIAL_SUCCESS.
-func (f *Fake) RefuseAt(destination string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.refuseAt = destination
-}
+func (f *Fake) RefuseAt(destination string) { f.refuseAt.Set(destination) }
 
 // EndRegulationsAs forces the final overallStatus of every regulation
 // (FAILED, INVALID, …), without destination statuses.
-func (f *Fake) EndRegulationsAs(status string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.overall = status
-}
+func (f *Fake) EndRegulationsAs(status string) { f.overall.Set(status) }

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
-	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 )
 
@@ -52,10 +51,8 @@ type Fake struct {
 	pending int
 	// outcome is how jobs end: completed (default), errored, failed, or
 	// partial (completed with one contact errored).
-	outcome string
+	outcome *fakevendor.Setting[string]
 }
-
-var _ connectortest.Vendor = (*Fake)(nil)
 
 type job struct {
 	fakevendor.Job
@@ -68,7 +65,7 @@ type job struct {
 // Start starts a fake that stops when the test ends.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	f := &Fake{key: fakevendor.NewKey(DefaultKey), contacts: map[string]string{}, jobs: map[string]*job{}, outcome: "completed"}
+	f := &Fake{key: fakevendor.NewKey(DefaultKey), contacts: map[string]string{}, jobs: map[string]*job{}, outcome: fakevendor.NewSetting("completed")}
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 2, Auth: fakevendor.BearerAuth(f.key, Refused)})
 	f.Controls, f.pending = srv.Controls(), srv.JobPolls
 	srv.Handle("POST /v3/marketing/contacts/search/emails", f.search)
@@ -161,11 +158,7 @@ func (f *Fake) Add(email string) string {
 // EndJobsAs sets how delete jobs end when they run: completed (the
 // default), errored, failed, or partial (completed with one contact
 // errored).
-func (f *Fake) EndJobsAs(outcome string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.outcome = outcome
-}
+func (f *Fake) EndJobsAs(outcome string) { f.outcome.Set(outcome) }
 
 func (f *Fake) search(w http.ResponseWriter, r *http.Request) {
 	var body struct {
@@ -236,15 +229,15 @@ func (f *Fake) jobStatus(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, "", "job not found")
 		return
 	}
-	if j.Poll() {
-		j.status, j.finished = f.outcome, time.Now()
-		if f.outcome == "partial" {
+	if outcome := f.outcome.Get(); j.Poll() {
+		j.status, j.finished = outcome, time.Now()
+		if outcome == "partial" {
 			j.status = "completed"
 		}
 		for i, cid := range j.ids {
 			_, exists := f.contacts[cid]
 			switch {
-			case f.outcome == "failed", (f.outcome == "errored" || f.outcome == "partial") && i == 0:
+			case outcome == "failed", (outcome == "errored" || outcome == "partial") && i == 0:
 				j.errored++
 			case exists:
 				delete(f.contacts, cid)

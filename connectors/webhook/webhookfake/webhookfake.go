@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
-	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 	"github.com/lethe-dev/lethe/connectors/webhook/opendsr"
 )
@@ -64,13 +63,11 @@ type Fake struct {
 	mu            sync.Mutex
 	token         *fakevendor.Key
 	completeAfter int
-	omitRecords   bool // leave "records" out, as a plain OpenDSR processor does
-	cancelAll     bool // cancel requests instead of completing them
+	omitRecords   fakevendor.Setting[bool] // leave "records" out, as a plain OpenDSR processor does
+	cancelAll     fakevendor.Setting[bool] // cancel requests instead of completing them
 	people        []*person
 	requests      map[string]*dsr
 }
-
-var _ connectortest.Vendor = (*Fake)(nil)
 
 type person struct {
 	ids     map[string]string // identity_type → raw value
@@ -149,7 +146,7 @@ func (p *Fake) PublicKeyPEM() string { return p.pubPEM }
 
 // Config is a webhook connector config against p, with its domain and
 // public key for callbacks, polling every 10ms. It sends the email, the
-// phone and UserIDs["app"] (connectortest.UserIDSystem) as
+// phone and UserIDs["app"] (fakevendor.UserIDSystem) as
 // controller_customer_id.
 func (p *Fake) Config() string {
 	lines := []string{"base_url: " + p.URL(), "poll_interval: 10ms", "processor_domain: " + Domain, "processor_public_key: |"}
@@ -159,7 +156,7 @@ func (p *Fake) Config() string {
 	if token := p.Token(); token != "" {
 		lines = append(lines, "token: "+token)
 	}
-	lines = append(lines, "user_id_system: "+connectortest.UserIDSystem)
+	lines = append(lines, "user_id_system: "+fakevendor.UserIDSystem)
 	return strings.Join(lines, "\n") + "\n"
 }
 
@@ -176,11 +173,11 @@ func (p *Fake) Seed(s connectors.Subject) int64 {
 	if s.Phone != "" {
 		ids["phone"] = s.Phone
 	}
-	if id := s.UserIDs[connectortest.UserIDSystem]; id != "" {
+	if id := s.UserIDs[fakevendor.UserIDSystem]; id != "" {
 		ids["controller_customer_id"] = id
 	}
 	if len(ids) == 0 {
-		panic("webhookfake: Seed needs a subject with an email, a phone or UserIDs[\"" + connectortest.UserIDSystem + "\"]")
+		panic("webhookfake: Seed needs a subject with an email, a phone or UserIDs[\"" + fakevendor.UserIDSystem + "\"]")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -191,7 +188,7 @@ func (p *Fake) Seed(s connectors.Subject) int64 {
 // Count is how many records about the subject the processor holds, found
 // by its email, phone or UserIDs["app"].
 func (p *Fake) Count(s connectors.Subject) int64 {
-	id := s.UserIDs[connectortest.UserIDSystem]
+	id := s.UserIDs[fakevendor.UserIDSystem]
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var n int64
@@ -211,19 +208,11 @@ func (p *Fake) NoRecoverableState() string {
 
 // OmitRecords leaves "records" out of completed statuses, as a plain
 // OpenDSR processor does.
-func (p *Fake) OmitRecords() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.omitRecords = true
-}
+func (p *Fake) OmitRecords() { p.omitRecords.Set(true) }
 
 // CancelAll makes the processor cancel requests instead of completing
 // them.
-func (p *Fake) CancelAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cancelAll = true
-}
+func (p *Fake) CancelAll() { p.cancelAll.Set(true) }
 
 func (p *Fake) discovery(w http.ResponseWriter, r *http.Request) {
 	var ids []map[string]string
@@ -346,7 +335,7 @@ func (p *Fake) advance(d *dsr) bool {
 	d.polls++
 	prev := d.status
 	switch {
-	case p.cancelAll:
+	case p.cancelAll.Get():
 		d.status = "cancelled"
 	case d.polls >= p.completeAfter:
 		d.status = "completed"
@@ -373,7 +362,7 @@ func (p *Fake) statusBody(id string, d *dsr) map[string]any {
 		"request_status":           d.status,
 		"api_version":              "2.0",
 	}
-	if d.status == "completed" && !p.omitRecords {
+	if d.status == "completed" && !p.omitRecords.Get() {
 		m["records"] = d.records
 	}
 	return m
