@@ -153,6 +153,29 @@ func portalRequest(t *testing.T, base string, mail inbox, email string, beforeVe
 	return st[2], st[1], c[1]
 }
 
+// portalInstance is an instance with the portal (its config block
+// portalYAML) emailing through a real SMTP server with STARTTLS and AUTH,
+// and a console user ada (agent, password "correct horse battery").
+func portalInstance(t *testing.T, natsURL, connectorsYAML, portalYAML string) (*instance, *smtptest.Server) {
+	t.Helper()
+	mail := smtptest.Start(t, smtptest.Options{Username: "lethe", Password: "mail-secret"})
+	hash, err := console.HashPassword("correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := newInstance(t, natsURL, connectorsYAML, fmt.Sprintf(`
+public_url: "http://%s"
+portal: %s
+smtp: {host: 127.0.0.1, port: %d, tls: starttls, ca_file: %q, username: lethe, password: mail-secret, from: "Test Org Privacy <privacy@example.com>"}
+console:
+  insecure_cookies: true
+  users:
+    - {name: ada, role: agent, password_hash: %q}`, "", portalYAML, mail.Port(), mail.CAFile, hash))
+	// public_url needs the address newInstance chose.
+	fixPublicURL(t, in)
+	return in, mail
+}
+
 // TestPortalToCertificateByEmail: a person asks on the portal, proves the
 // address with the emailed code (over a real SMTP server with STARTTLS and
 // AUTH), their data is erased, and they are emailed at each step: the
@@ -161,21 +184,7 @@ func portalRequest(t *testing.T, base string, mail inbox, email string, beforeVe
 func TestPortalToCertificateByEmail(t *testing.T) {
 	ns := testenv.NATS(t)
 	tg := newTarget(t)
-	mail := smtptest.Start(t, smtptest.Options{Username: "lethe", Password: "mail-secret"})
-	hash, err := console.HashPassword("correct horse battery")
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := newInstance(t, ns.ClientURL(), tg.connectorsYAML(), fmt.Sprintf(`
-public_url: "http://%s"
-portal: {enabled: true}
-smtp: {host: 127.0.0.1, port: %d, tls: starttls, ca_file: %q, username: lethe, password: mail-secret, from: "Test Org Privacy <privacy@example.com>"}
-console:
-  insecure_cookies: true
-  users:
-    - {name: ada, role: agent, password_hash: %q}`, "", mail.Port(), mail.CAFile, hash))
-	// public_url needs the address newInstance chose.
-	fixPublicURL(t, in)
+	in, mail := portalInstance(t, ns.ClientURL(), tg.connectorsYAML(), "{enabled: true}")
 	logs := in.serve(t)
 	base := "http://" + in.addr
 	const email = "portal.person@example.com"

@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/app"
-	"github.com/lethe-dev/lethe/internal/console"
-	"github.com/lethe-dev/lethe/internal/notify/smtptest"
 	"github.com/lethe-dev/lethe/internal/testenv"
 )
 
@@ -42,21 +39,8 @@ func flat(s string) string {
 func TestStaffCLI(t *testing.T) {
 	ns := testenv.NATS(t)
 	tg := newTarget(t)
-	mail := smtptest.Start(t, smtptest.Options{Username: "lethe", Password: "mail-secret"})
-	hash, err := console.HashPassword("correct horse battery")
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := newInstance(t, ns.ClientURL(), tg.connectorsYAML()+`
-  - {name: paper, type: manual, config: {instructions: "Shred the paper file."}}`, fmt.Sprintf(`
-public_url: "http://%s"
-portal: {enabled: true, require_approval: true}
-smtp: {host: 127.0.0.1, port: %d, tls: starttls, ca_file: %q, username: lethe, password: mail-secret, from: "Test Org Privacy <privacy@example.com>"}
-console:
-  insecure_cookies: true
-  users:
-    - {name: ada, role: agent, password_hash: %q}`, "", mail.Port(), mail.CAFile, hash))
-	fixPublicURL(t, in)
+	in, mail := portalInstance(t, ns.ClientURL(), tg.connectorsYAML()+`
+  - {name: paper, type: manual, config: {instructions: "Shred the paper file."}}`, "{enabled: true, require_approval: true}")
 	in.serve(t)
 	base := "http://" + in.addr
 	env := map[string]string{"LETHE_URL": base, "LETHE_TOKEN": in.agentToken}
