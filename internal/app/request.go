@@ -376,10 +376,10 @@ func apiError(resp *http.Response, answer []byte) error {
 // shownRequest is what the tables show of the API's request view.
 type shownRequest struct {
 	ID, Status, Jurisdiction, Source, Phase string
-	CreatedBy                               string    `json:"created_by"`
-	ReceivedAt                              time.Time `json:"received_at"`
-	DueAt                                   time.Time `json:"due_at"`
-	CompletedAt                             *time.Time
+	CreatedBy                               string     `json:"created_by"`
+	ReceivedAt                              time.Time  `json:"received_at"`
+	DueAt                                   time.Time  `json:"due_at"`
+	CompletedAt                             *time.Time `json:"completed_at"`
 	Overdue                                 bool
 	Subject                                 *struct {
 		Email, Phone string
@@ -450,13 +450,17 @@ func printRequest(w io.Writer, answer []byte) error {
 	if len(r.Tasks) == 0 {
 		return nil
 	}
-	done := 0
+	done, systems := 0, 0
 	for _, t := range r.Tasks {
+		if t.Phase == erasure.PhaseResolve {
+			continue // a look-up, not a system's erasure
+		}
+		systems++
 		if erasure.TaskStatus(t.Status).Done() {
 			done++
 		}
 	}
-	fmt.Fprintf(w, "\n%d of %d systems finished\n", done, len(r.Tasks))
+	fmt.Fprintf(w, "\n%d of %d systems finished\n", done, systems)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SYSTEM\tPHASE\tSTATUS\tRECORDS\tTRIES\tNOTE")
 	for _, t := range r.Tasks {

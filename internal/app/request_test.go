@@ -90,8 +90,9 @@ func TestStaffCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, filed.ID) || !strings.HasPrefix(out, "ID") {
 		t.Errorf("list --status completed_with_exemptions = %d:\n%s", code, out)
 	}
-	if code, out, _ = staff(t, env, "show", filed.ID); code != 0 || !strings.Contains(flat(out), "certificate /v1/requests/"+filed.ID+"/certificate") {
-		t.Errorf("show of a completed request lacks its certificate:\n%s", out)
+	if code, out, _ = staff(t, env, "show", filed.ID); code != 0 || !strings.Contains(flat(out), "certificate /v1/requests/"+filed.ID+"/certificate") ||
+		!strings.Contains(flat(out), "completed ") || strings.Contains(out, "days left") || strings.Contains(out, "phase)") {
+		t.Errorf("show of a completed request: want its certificate and completion, no deadline running or phase:\n%s", out)
 	}
 
 	// approve and deny portal requests waiting for approval; cancel one
