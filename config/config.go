@@ -37,6 +37,7 @@ type Config struct {
 	Certificates Certificates `yaml:"certificates"`
 	Encryption   Encryption   `yaml:"encryption"`
 	Retention    Retention    `yaml:"retention"`
+	Discovery    Discovery    `yaml:"discovery"`
 	Portal       Portal       `yaml:"portal"`
 	Console      Console      `yaml:"console"`
 	SMTP         SMTP         `yaml:"smtp"`
@@ -114,6 +115,18 @@ type Encryption struct {
 type KEK struct {
 	ID  string `yaml:"id"`
 	Key Secret `yaml:"key"`
+}
+
+// Discovery runs the connectors' discovery (what `lethe discover` prints)
+// on a schedule, for the data map and lethe_uncovered_columns.
+type Discovery struct {
+	// Interval is how often each discoverable instance's system is read
+	// again for personal data no rule covers, by the processes that run
+	// the instance (one of them at a time). 0, the default: only when
+	// `lethe discover` is run.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout bounds one instance's discovery. Default 30m.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Retention says how long Lethe keeps what it holds.
@@ -396,6 +409,7 @@ func (c *Config) setDefaults() {
 	def(&c.Retention.KeepRequests, MinKeepRequests)
 	def(&c.Retention.UnverifiedAfter, 72*time.Hour)
 	def(&c.Retention.SweepInterval, time.Minute)
+	def(&c.Discovery.Timeout, 30*time.Minute)
 	if c.Portal.DefaultJurisdiction == "" {
 		c.Portal.DefaultJurisdiction = "gdpr"
 	}
@@ -491,6 +505,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention.ShredAfter < 0 || c.Retention.ShredAfter > c.Retention.KeepRequests {
 		bad("retention.shred_after", "must be between 0 and retention.keep_requests")
+	}
+	if c.Discovery.Interval != 0 && c.Discovery.Interval < time.Minute {
+		bad("discovery.interval", "must be 0 (off) or at least 1m: discovery reads whole catalogues and samples rows")
+	}
+	if c.Discovery.Timeout < time.Second {
+		bad("discovery.timeout", "must be at least 1s")
 	}
 	if c.Portal.DefaultJurisdiction != "gdpr" && c.Portal.DefaultJurisdiction != "ccpa" {
 		bad("portal.default_jurisdiction", "must be gdpr or ccpa")

@@ -48,7 +48,8 @@ encryption: {keys: [{id: k1, key: {env: KEK}}]}
 		t.Fatal(err)
 	}
 	if c.Listen != ":8080" || c.Tasks.MaxAttempts != 8 || c.NATS.AckWait != time.Minute || c.Log.Format != "json" ||
-		c.Retention.ShredAfter != 720*time.Hour || c.Retention.KeepRequests != config.MinKeepRequests || c.Certificates.LogOrigin != "lethe.local/log" {
+		c.Retention.ShredAfter != 720*time.Hour || c.Retention.KeepRequests != config.MinKeepRequests || c.Certificates.LogOrigin != "lethe.local/log" ||
+		c.Discovery.Interval != 0 || c.Discovery.Timeout != 30*time.Minute {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 }
@@ -68,6 +69,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{`retention: {keep_requests: 8760h}`, "retention.keep_requests"},
 		{`encryption: {keys: [{id: "a b", key: x}]}`, "encryption.keys[0].id"},
 		{`nats: {url: x}`, "encryption.keys"},
+		{`discovery: {interval: 30s}`, "discovery.interval: must be 0 (off) or at least 1m"},
+		{`discovery: {interval: -1h}`, "discovery.interval"},
+		{`discovery: {timeout: 1ms}`, "discovery.timeout"},
 	} {
 		_, err := config.Parse([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

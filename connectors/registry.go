@@ -40,6 +40,11 @@ type Definition struct {
 	// Callbacker), so API processes build its instances even when they
 	// run no workers. Set with the TakesCallbacks option.
 	Callbacks bool
+	// Discovers: the type's connectors implement Discoverer, so the data
+	// map, read by processes that build no connectors, can tell a system
+	// not discovered yet from one that cannot be. Set with the Discovers
+	// option.
+	Discovers bool
 	build     func(ctx context.Context, name string, decode func(any) error, deps Deps) (Connector, error)
 	plan      func(name string, decode func(any) error) (Plan, error)
 }
@@ -52,6 +57,9 @@ type Option func(*Definition)
 // their credentials) even when connectors run in worker processes. Other
 // types' credentials stay out of the API processes.
 func TakesCallbacks() Option { return func(d *Definition) { d.Callbacks = true } }
+
+// Discovers marks a type whose connectors implement Discoverer.
+func Discovers() Option { return func(d *Definition) { d.Discovers = true } }
 
 // Plan decodes and validates an instance's config and returns its plan
 // (see Plan), without building the connector or revealing its secrets.

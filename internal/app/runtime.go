@@ -23,6 +23,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/certificate"
 	"github.com/lethe-dev/lethe/internal/console"
 	"github.com/lethe-dev/lethe/internal/coordinator"
+	"github.com/lethe-dev/lethe/internal/coverage"
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/failpoint"
 	"github.com/lethe-dev/lethe/internal/httpapi"
@@ -74,6 +75,7 @@ type runtime struct {
 	js        jetstream.JetStream
 	replicas  int // of Lethe's streams and key-value bucket
 	metrics   *telemetry.Metrics
+	coverage  *coverage.Map // the data map: discovery reports
 	// The people's side (API processes): languages, email, the portal.
 	catalog *i18n.Catalog
 	mailer  notify.Mailer
@@ -163,7 +165,42 @@ func (rt *runtime) setUp(ctx context.Context, r roles) error {
 		names[i] = c.Name
 	}
 	rt.metrics.WatchQueues(names, func(ctx context.Context) (map[string]uint64, error) { return bus.QueueDepth(ctx, rt.js) })
+	if rt.coverage, err = coverage.Open(setupCtx, rt.js, rt.replicas); err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	rt.metrics.WatchCoverage(names, rt.coverage.Uncovered)
 	return nil
+}
+
+// discoveryRunner runs, on the configured schedule, the discovery of the
+// instances this process runs whose connectors can read their system's
+// layout; nil when discovery is off or there are none.
+func (rt *runtime) discoveryRunner() *coverage.Runner {
+	if rt.cfg.Discovery.Interval == 0 {
+		return nil
+	}
+	var ins []coverage.Instance
+	for _, in := range rt.instances {
+		if d, ok := in.Connector.(connectors.Discoverer); ok {
+			ins = append(ins, coverage.Instance{Name: in.Name, Type: in.Type, Discoverer: d})
+		}
+	}
+	if len(ins) == 0 {
+		return nil
+	}
+	return &coverage.Runner{Map: rt.coverage, Instances: ins, Interval: rt.cfg.Discovery.Interval,
+		Timeout: rt.cfg.Discovery.Timeout, Log: rt.log.Named("discovery")}
+}
+
+// dataMap lists every configured instance with its latest discovery.
+func (rt *runtime) dataMap(ctx context.Context) ([]coverage.Row, error) {
+	described := make([]coverage.Described, 0, len(rt.cfg.Connectors))
+	for _, c := range rt.cfg.Connectors {
+		def, _ := connectors.Lookup(c.Type)
+		described = append(described, coverage.Described{Name: c.Name, Type: c.Type, DisplayName: c.DisplayName,
+			ErasesBy: rt.plans[c.Name].Uses, Discoverable: def.Discovers})
+	}
+	return rt.coverage.DataMap(ctx, described)
 }
 
 func (rt *runtime) topology() bus.Topology {
@@ -208,6 +245,9 @@ func (rt *runtime) serve(ctx context.Context, r roles) error {
 		w := &worker.Worker{JS: rt.js, Topology: rt.topology(), Log: rt.log.Named("worker"),
 			Metrics: rt.metrics, Crash: rt.crash, Timeout: rt.cfg.Tasks.Timeout}
 		g.Go(func() error { return w.Run(ctx, rt.instances) })
+		if d := rt.discoveryRunner(); d != nil {
+			g.Go(func() error { return d.Run(ctx) })
+		}
 	}
 	ln, err := net.Listen("tcp", rt.cfg.Listen)
 	if err != nil {

@@ -213,3 +213,32 @@ func QueueDepth(ctx context.Context, js jetstream.JetStream) (map[string]uint64,
 func PullOptions(batch int) []jetstream.PullMessagesOpt {
 	return []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(max(batch, 1)), jetstream.PullExpiry(5 * time.Second)}
 }
+
+// EnsureKeyValue creates or updates a key-value bucket idempotently: every
+// process does it at start-up, and writes only when the bucket is missing
+// or has another replica count.
+func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	cfg.Replicas = max(cfg.Replicas, 1)
+	var kv jetstream.KeyValue
+	err := Retry(ctx, func(ctx context.Context) error {
+		var err error
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+		if err == nil {
+			st, err := kv.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo().Config.Replicas == cfg.Replicas {
+				return nil
+			}
+		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return err
+		}
+		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("key-value bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}

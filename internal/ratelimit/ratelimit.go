@@ -34,35 +34,13 @@ const Bucket = "LETHE_RATES"
 // does it at start-up, and writes only when the bucket is missing or
 // configured otherwise.
 func EnsureBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
-	cfg := jetstream.KeyValueConfig{
+	return bus.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "Lethe connector rate limits, shared by every replica",
 		History:     1,
 		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	}
-	var kv jetstream.KeyValue
-	err := bus.Retry(ctx, func(ctx context.Context) error {
-		var err error
-		kv, err = js.KeyValue(ctx, Bucket)
-		if err == nil {
-			st, err := kv.Status(ctx)
-			if err != nil {
-				return err
-			}
-			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo().Config.Replicas == cfg.Replicas {
-				return nil
-			}
-		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return err
-		}
-		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
-		return err
+		Replicas:    replicas,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("key-value bucket %s: %w", Bucket, err)
-	}
-	return kv, nil
 }
 
 // state is the stored entry. Times are Unix nanoseconds.

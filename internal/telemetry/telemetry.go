@@ -180,26 +180,44 @@ type QueueDepth func(ctx context.Context) (map[string]uint64, error)
 // WatchQueues exports lethe_tasks_pending for the named connector
 // instances, read through depth at scrape time (0 when none are queued).
 func (m *Metrics) WatchQueues(connectors []string, depth QueueDepth) {
-	m.Registry.MustRegister(&queueCollector{names: connectors, depth: depth})
+	m.Registry.MustRegister(&perConnector[uint64]{desc: queueDesc, names: connectors, read: depth, zero: true})
 }
 
-type queueCollector struct {
+var uncoveredDesc = prometheus.NewDesc("lethe_uncovered_columns",
+	"Places (columns, key patterns) holding personal data that no erasure rule of the connector instance covers, as its last discovery found.",
+	[]string{"connector"}, nil)
+
+// WatchCoverage exports lethe_uncovered_columns for the named connector
+// instances, read through uncovered at scrape time. An instance without a
+// discovery report has no sample: zero would claim a check never made.
+func (m *Metrics) WatchCoverage(connectors []string, uncovered func(ctx context.Context) (map[string]int, error)) {
+	m.Registry.MustRegister(&perConnector[int]{desc: uncoveredDesc, names: connectors, read: uncovered})
+}
+
+// perConnector is a gauge per connector instance read at scrape time;
+// zero: instances missing from what read returns count 0 (else they are
+// left out).
+type perConnector[N int | uint64] struct {
+	desc  *prometheus.Desc
 	names []string
-	depth QueueDepth
+	read  func(ctx context.Context) (map[string]N, error)
+	zero  bool
 }
 
-func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueDesc }
+func (c *perConnector[N]) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
-func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *perConnector[N]) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	n, err := c.depth(ctx)
+	n, err := c.read(ctx)
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(queueDesc, err)
+		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return
 	}
 	for _, name := range c.names {
-		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(n[name]), name)
+		if v, ok := n[name]; ok || c.zero {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(v), name)
+		}
 	}
 }
 
