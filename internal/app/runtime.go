@@ -409,7 +409,12 @@ func (rt *runtime) handler(coord *coordinator.Coordinator) (http.Handler, error)
 		}
 		infos = append(infos, httpapi.ConnectorInfo{Name: c.Name, Type: c.Type, Concurrency: conc, RateLimit: rate, MaxAttempts: maxAttempts})
 	}
+	var dataMap func(context.Context) ([]coverage.Row, error)
+	if coord != nil {
+		dataMap = rt.dataMap
+	}
 	return httpapi.NewServer(httpapi.Deps{
+		DataMap: dataMap, DiscoveryInterval: rt.cfg.Discovery.Interval,
 		Portal: rt.portal, Console: con, DevMailbox: mailbox,
 		Store: rt.store, Coordinator: coord, Auth: rt.auth, Metrics: rt.metrics, Log: rt.log.Named("http"),
 		JWKS: func() []byte { return jwks }, Connectors: infos,

@@ -37,6 +37,7 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/suppressions/check", s.authorize(canRead, s.checkSuppression()))
 	mux.Handle("POST /v1/suppressions/check", s.authorize(canRead, s.checkSuppression()))
 	mux.Handle("GET /v1/connectors", s.authorize(canRead, s.listConnectors()))
+	mux.Handle("GET /v1/coverage", s.authorize(canRead, s.coverageMap()))
 	mux.Handle("POST /v1/audit/search", s.authorize(canRead, s.searchSubject()))
 	mux.Handle("GET /v1/audit/requests", s.authorize(canRead, s.exportRequests()))
 

@@ -7,6 +7,7 @@ package httpapi
 import (
 	"context"
 	_ "embed"
+	"github.com/lethe-dev/lethe/internal/coverage"
 	"net/http"
 	"time"
 
@@ -44,6 +45,11 @@ type Deps struct {
 	Metrics    *telemetry.Metrics
 	Log        *zap.Logger
 	Connectors []ConnectorInfo
+	// DataMap lists every connector instance with its latest discovery
+	// report (nil: no data map in this process).
+	DataMap func(ctx context.Context) ([]coverage.Row, error)
+	// DiscoveryInterval is how often discovery runs (0: only by hand).
+	DiscoveryInterval time.Duration
 	// Ready reports whether dependencies (store, NATS) are usable.
 	Ready func(ctx context.Context) error
 	Clock func() time.Time
@@ -138,6 +144,27 @@ func (s *server) notFound() http.Handler {
 func (s *server) listConnectors() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"connectors": s.Connectors})
+	})
+}
+
+// coverageMap answers GET /v1/coverage: the data map.
+func (s *server) coverageMap() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.DataMap == nil {
+			writeError(w, http.StatusNotFound, "not_found", "this process keeps no data map", "")
+			return
+		}
+		rows, err := s.DataMap(r.Context())
+		if err != nil {
+			s.Log.Error("data map", zap.Error(err))
+			writeErr(w, erasure.Errorf(erasure.EUnavailable, "the data map cannot be read now (NATS)"))
+			return
+		}
+		schedule := "off"
+		if s.DiscoveryInterval > 0 {
+			schedule = s.DiscoveryInterval.String()
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"connectors": rows, "discovery_interval": schedule})
 	})
 }
 
