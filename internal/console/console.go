@@ -6,6 +6,7 @@
 package console
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/lethe-dev/lethe/config"
 	"github.com/lethe-dev/lethe/internal/coordinator"
+	"github.com/lethe-dev/lethe/internal/coverage"
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/store"
 	"github.com/lethe-dev/lethe/internal/telemetry"
@@ -81,6 +83,11 @@ type Deps struct {
 	// JWKS returns the public signing keys; the first signs new
 	// certificates. Nil: the keys page says there are none.
 	JWKS func() []byte
+	// DataMap lists every connector instance with its latest discovery
+	// (nil: the data map page says there is none).
+	DataMap func(ctx context.Context) ([]coverage.Row, error)
+	// DiscoveryInterval is how often discovery runs (0: only by hand).
+	DiscoveryInterval time.Duration
 	// Metrics counts failed sign-ins (nil: not counted).
 	Metrics *telemetry.Metrics
 	Log     *zap.Logger
@@ -105,9 +112,12 @@ type Console struct {
 	hasher     *erasure.Hasher
 	connectors []string
 	jwks       func() []byte
-	log        *zap.Logger
-	clock      func() time.Time
-	users      map[string]user
+	dataMap    func(ctx context.Context) ([]coverage.Row, error)
+	// discoveryInterval is how often discovery runs (0: by hand).
+	discoveryInterval time.Duration
+	log               *zap.Logger
+	clock             func() time.Time
+	users             map[string]user
 	// dummyHash is compared against for unknown names, so that a sign-in
 	// takes as long whether or not the name exists.
 	dummyHash []byte
@@ -160,7 +170,7 @@ func New(d Deps) (*Console, error) {
 	}
 	c := &Console{
 		store: d.Store, coord: d.Coordinator, hasher: d.Hasher, connectors: slices.Clone(d.Connectors),
-		jwks: d.JWKS, log: d.Log, clock: d.Clock, users: map[string]user{},
+		jwks: d.JWKS, dataMap: d.DataMap, discoveryInterval: d.DiscoveryInterval, log: d.Log, clock: d.Clock, users: map[string]user{},
 		ttl: d.Config.SessionTTL, secure: !d.Config.InsecureCookies,
 		metrics: d.Metrics, throttleKey: d.Hasher.DeriveKey("console sign-in throttles"),
 		proxyHeader: http.CanonicalHeaderKey(strings.TrimSpace(d.Config.TrustProxyHeader)),

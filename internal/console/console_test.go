@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/lethe-dev/lethe/internal/coverage"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -93,6 +94,7 @@ type env struct {
 	metrics *telemetry.Metrics
 	// connectors are the configured instance names the console is told.
 	connectors []string
+	dataMap    func(context.Context) ([]coverage.Row, error)
 	// secrets must appear in no log line.
 	mu      sync.Mutex
 	secrets []string
@@ -105,6 +107,8 @@ type options struct {
 	legacy bool
 	// proxy trusts X-Forwarded-For for the client address (browser.from).
 	proxy bool
+	// dataMap is what the data map page is given (nil: none).
+	dataMap func(context.Context) ([]coverage.Row, error)
 }
 
 func withProxy(o *options) { o.proxy = true }
@@ -148,7 +152,7 @@ func setup(t *testing.T, opts ...func(*options)) *env {
 			Connectors:   cns,
 			RetryInitial: time.Second, RetryMax: time.Minute, PollInterval: time.Minute, RedispatchAfter: time.Hour,
 		})
-	e := &env{t: t, st: st, coord: coord, clock: clk, logs: logs, log: log, h: h, jwks: jwks, connectors: names}
+	e := &env{t: t, st: st, coord: coord, clock: clk, logs: logs, log: log, h: h, jwks: jwks, connectors: names, dataMap: o.dataMap}
 	e.metrics = telemetry.NewMetrics(nil)
 	cfg := consoleConfig(o.roles, o.insecure)
 	if o.proxy {
@@ -166,6 +170,7 @@ func (e *env) serve(cfg config.Console) *httptest.Server {
 	e.t.Helper()
 	c, err := console.New(console.Deps{Store: e.st, Coordinator: e.coord, Hasher: e.h, Config: cfg,
 		Connectors: e.connectors, JWKS: func() []byte { return e.jwks }, Metrics: e.metrics,
+		DataMap: e.dataMap, DiscoveryInterval: 24 * time.Hour,
 		Log: e.log.Named("console"), Clock: e.clock.Now})
 	if err != nil {
 		e.t.Fatal(err)
@@ -187,6 +192,7 @@ func routes(c *console.Console) http.Handler {
 	mux.Handle("GET /console/requests/{id}", c.Request())
 	mux.Handle("POST /console/requests/{id}/{action}", c.Act())
 	mux.Handle("GET /console/keys", c.Keys())
+	mux.Handle("GET /console/coverage", c.DataMap())
 	mux.Handle("GET /console/assets/{file}", c.Asset())
 	mux.Handle("/console/", c.NotFound())
 	return mux

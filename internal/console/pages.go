@@ -3,6 +3,7 @@ package console
 import (
 	"encoding/json"
 	"errors"
+	"github.com/lethe-dev/lethe/internal/coverage"
 	"net/http"
 	"net/url"
 	"slices"
@@ -249,5 +250,31 @@ func (c *Console) Keys() http.Handler {
 			}
 		}
 		c.render(w, r, http.StatusOK, "keys", pageData{Title: "Signing keys", Content: keys}.withSession(&s))
+	})
+}
+
+// DataMap answers GET /console/coverage: every connector instance, what it
+// erases by, and where its system holds personal data no rule covers, as
+// the last discovery found. Every role may read it.
+func (c *Console) DataMap() http.Handler {
+	return c.authed(canRead, func(w http.ResponseWriter, r *http.Request, s session) {
+		type view struct {
+			Rows     []coverage.Row
+			Interval string
+			Known    bool
+		}
+		v := view{Known: c.dataMap != nil}
+		if c.discoveryInterval > 0 {
+			v.Interval = c.discoveryInterval.String()
+		}
+		if c.dataMap != nil {
+			rows, err := c.dataMap(r.Context())
+			if err != nil {
+				c.internalError(w, r, &s, err)
+				return
+			}
+			v.Rows = rows
+		}
+		c.render(w, r, http.StatusOK, "coverage", pageData{Title: "Data map", Content: v}.withSession(&s))
 	})
 }

@@ -39,7 +39,7 @@ type pageData struct {
 	Content          any
 }
 
-var pageNames = []string{"login", "list", "request", "keys", "error"}
+var pageNames = []string{"login", "list", "request", "keys", "coverage", "error"}
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
@@ -67,11 +67,11 @@ func when(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04 UTC")
 }
 
-func plural(n int64, one, many string) string {
-	if n == 1 {
+func plural(n any, one, many string) string {
+	if fmt.Sprint(n) == "1" {
 		return "1 " + one
 	}
-	return fmt.Sprintf("%d %s", n, many)
+	return fmt.Sprintf("%v %s", n, many)
 }
 
 // withSession fills the page's signed-in part.

@@ -79,6 +79,7 @@ func (s *server) consoleRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /console/requests/{id}", c.Request())
 	mux.Handle("POST /console/requests/{id}/{action}", c.Act())
 	mux.Handle("GET /console/keys", c.Keys())
+	mux.Handle("GET /console/coverage", c.DataMap())
 	mux.Handle("GET /console/assets/{file}", c.Asset())
 	mux.Handle("/console/", c.NotFound())
 }
