@@ -208,6 +208,8 @@ tasks:
   retry_max: 1m
   poll_interval: 5s
   timeout: 1m
+discovery:
+  interval: 1h
 log:
   level: info
   format: console
@@ -236,6 +238,7 @@ Lethe dev is running.
   Mailbox      %[1]s/dev/mailbox (the emails Lethe would send)
   Console      %[1]s/console     (admin, password in %[11]s)
   Auditors     %[1]s/audit
+  Data map     %[1]s/console/coverage (personal data no erasure rule covers)
 
 File an erasure request for a demo customer:
 
