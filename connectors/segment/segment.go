@@ -333,7 +333,9 @@ func (c *connector) judge(j jobRef, r regulation) (connectors.Outcome, error) {
 		if overall == "FAILED" && len(dests) == 0 {
 			return partial, connectors.Retryable(fmt.Errorf("%s regulation %s FAILED", vendor, j.Regulation), 0)
 		}
-		if overall != "FINISHED" && len(refused) > 0 {
+		// A destination that cannot delete still holds the person, even
+		// when Segment calls the regulation FINISHED: never "erased".
+		if len(refused) > 0 {
 			return partial, connectors.Permanentf("Segment regulation %s %s: %s cannot delete users through Segment: erase there by other means or record an exemption",
 				j.Regulation, overall, strings.Join(refused, ", "))
 		}

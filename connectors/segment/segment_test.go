@@ -205,6 +205,7 @@ func TestFailedJobs(t *testing.T) {
 	}{
 		{"a destination failed", func(f *segmentfake.Fake) { f.FailAt("Braze") }, false, "PARTIAL_SUCCESS: deletion failed at Braze"},
 		{"a destination cannot delete", func(f *segmentfake.Fake) { f.RefuseAt("Amplitude") }, true, "Amplitude cannot delete users through Segment"},
+		{"a destination cannot delete, the regulation finished", func(f *segmentfake.Fake) { f.RefuseAtYetFinish("Braze") }, true, "FINISHED: Braze cannot delete users through Segment"},
 		{"regulation failed", func(f *segmentfake.Fake) { f.EndRegulationsAs("FAILED") }, false, "FAILED"},
 		{"regulation invalid", func(f *segmentfake.Fake) { f.EndRegulationsAs("INVALID") }, true, "is INVALID: Segment refused it"},
 		{"regulation not supported", func(f *segmentfake.Fake) { f.EndRegulationsAs("NOT_SUPPORTED") }, true, "is NOT_SUPPORTED"},

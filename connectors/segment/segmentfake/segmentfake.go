@@ -71,6 +71,7 @@ type Fake struct {
 	destinations         []string
 	failAt               fakevendor.Setting[string] // a destination whose deletion fails
 	refuseAt             fakevendor.Setting[string] // a destination that cannot delete (NOT_SUPPORTED)
+	refusedYetFinished   fakevendor.Setting[bool]   // with refuseAt: the regulation still ends FINISHED
 	overall              fakevendor.Setting[string] // a final overall status forced for every regulation
 }
 
@@ -188,7 +189,9 @@ func (f *Fake) getRegulation(w http.ResponseWriter, r *http.Request) {
 					overall = "PARTIAL_SUCCESS"
 				case f.refuseAt.Get():
 					d["status"] = "NOT_SUPPORTED"
-					overall = "PARTIAL_SUCCESS"
+					if !f.refusedYetFinished.Get() {
+						overall = "PARTIAL_SUCCESS"
+					}
 				}
 			}
 			dests = append(dests, d)
@@ -425,6 +428,13 @@ func (f *Fake) FailAt(destination string) { f.failAt.Set(destination) }
 // RefuseAt makes destination (Amplitude or Braze) unable to delete
 // (NOT_SUPPORTED): the regulation ends PARTIAL_SUCCESS.
 func (f *Fake) RefuseAt(destination string) { f.refuseAt.Set(destination) }
+
+// RefuseAtYetFinish is RefuseAt with the regulation still ending
+// FINISHED: Segment deleted what it could, the destination nothing.
+func (f *Fake) RefuseAtYetFinish(destination string) {
+	f.refuseAt.Set(destination)
+	f.refusedYetFinished.Set(true)
+}
 
 // EndRegulationsAs forces the final overallStatus of every regulation
 // (FAILED, INVALID, …), without destination statuses.
