@@ -6,6 +6,7 @@ package amplitude
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -110,6 +111,8 @@ type connector struct {
 	requester string
 	poll      time.Duration
 	api       *vendorhttp.Client
+	// refKey keys the hashes of Amplitude IDs in job refs.
+	refKey []byte
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
@@ -121,15 +124,37 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	// A 429 names no delay; the documented rate is one request a second.
 	api.MinRetryAfter = time.Second
 	return &connector{base: cfg.BaseURL, system: cfg.system(name), ampSystem: cfg.AmplitudeIDSystem,
-		requester: cfg.Requester, poll: cfg.PollInterval, api: api}, nil
+		requester: cfg.Requester, poll: cfg.PollInterval, api: api, refKey: refKey(secret)}, nil
 }
 
 // jobRef is what Poll needs: the day Amplitude's deletion job runs and
-// the Amplitude IDs it scheduled, as short hashes: the ref is stored and
-// logged, and an Amplitude ID identifies the person.
+// the Amplitude IDs it scheduled, as short keyed hashes: the ref is stored
+// and logged, and an Amplitude ID identifies the person. Amplitude IDs are
+// near-sequential numbers, so an unkeyed hash of one is reversed by trying
+// them all: version 2 refs key the hash with a key derived from the
+// instance's secret key. Refs without a version (made before) are still
+// read, with the unkeyed hash they were made with.
 type jobRef struct {
+	V   int      `json:"v,omitempty"`
 	Day string   `json:"day"`
 	IDs []string `json:"ids"`
+}
+
+// refKey derives the job-ref hash key from the instance's secret key. A
+// secret rotated while a job runs makes its ref unreadable: Poll says so.
+func refKey(secret string) []byte {
+	sum := sha256.Sum256([]byte("lethe/amplitude-ref-key/v2/" + secret))
+	return sum[:]
+}
+
+// refHash is how a job ref of version v remembers an Amplitude ID.
+func (c *connector) refHash(v int, id ampID) string {
+	if v < 2 {
+		return idHash(id)
+	}
+	m := hmac.New(sha256.New, c.refKey)
+	m.Write([]byte(id))
+	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
 func validDay(s string) bool {
@@ -137,7 +162,7 @@ func validDay(s string) bool {
 	return err == nil
 }
 
-// idHash is how the job ref remembers an Amplitude ID.
+// idHash is how a version 1 job ref remembers an Amplitude ID.
 func idHash(id ampID) string {
 	sum := sha256.Sum256([]byte("lethe/amplitude-id/" + string(id)))
 	return hex.EncodeToString(sum[:8])
@@ -207,9 +232,9 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	if !validDay(j.Day) {
 		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("%s schedule deletion: status %d without a job day", vendor, resp.Status), 0)
 	}
-	ref := jobRef{Day: j.Day}
+	ref := jobRef{V: 2, Day: j.Day}
 	for _, e := range j.AmplitudeIDs {
-		if h := idHash(e.AmplitudeID); !slices.Contains(ref.IDs, h) {
+		if h := c.refHash(ref.V, e.AmplitudeID); !slices.Contains(ref.IDs, h) {
 			ref.IDs = append(ref.IDs, h)
 		}
 	}
@@ -260,15 +285,15 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 			continue
 		}
 		for _, e := range jb.AmplitudeIDs {
-			if want[idHash(e.AmplitudeID)] {
-				want[idHash(e.AmplitudeID)] = false
+			if h := c.refHash(j.V, e.AmplitudeID); want[h] {
+				want[h] = false
 				found++
 				status = jb.Status
 			}
 		}
 	}
 	if found == 0 {
-		return connectors.Outcome{}, connectors.Permanentf("Amplitude's deletion job of %s no longer holds this request: it was removed from staging; erase the person again if that was a mistake", j.Day)
+		return connectors.Outcome{}, connectors.Permanentf("Amplitude's deletion job of %s no longer holds this request: it was removed from staging, or the instance's secret_key changed since it was scheduled; erase the person again", j.Day)
 	}
 	ev := []connectors.Evidence{{Kind: "amplitude_deletion", Value: fmt.Sprintf("job of %s: %s, %s", j.Day, status, connectors.Plural(found, "Amplitude ID"))}}
 	switch strings.ToLower(status) {

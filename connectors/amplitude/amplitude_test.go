@@ -13,6 +13,7 @@ import (
 	"github.com/lethe-dev/lethe/connectors/amplitude/amplitudefake"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
+	"github.com/lethe-dev/lethe/connectors/vendorkit"
 )
 
 // instance is an instance named connectortest.UserIDSystem against f,
@@ -68,7 +69,7 @@ func TestConfigValidation(t *testing.T) {
 func TestJobPolledToCompletion(t *testing.T) {
 	t.Parallel()
 	f := amplitudefake.Start(t, amplitudefake.Options{})
-	ampID := f.AddUser("user-1")
+	amp := f.AddUser("user-1")
 	c := instance(t, f, "poll_interval: 36h")
 	ctx := connectortest.Ctx(t)
 	out, err := c.Erase(ctx, connectortest.VendorSubject(1))
@@ -78,11 +79,23 @@ func TestJobPolledToCompletion(t *testing.T) {
 	if out.Status != connectors.StatusRunning || out.PollAfter != 36*time.Hour {
 		t.Fatalf("Erase = %q after %v", out.Status, out.PollAfter)
 	}
-	if strings.Contains(out.JobRef, strconv.FormatInt(ampID, 10)) || strings.Contains(out.JobRef, "user-1") {
+	if strings.Contains(out.JobRef, strconv.FormatInt(amp, 10)) || strings.Contains(out.JobRef, "user-1") {
 		t.Errorf("job ref %s holds an identifier", out.JobRef)
 	}
 	if !strings.Contains(out.JobRef, `"day":"2026-03-11"`) {
 		t.Errorf("job ref %s does not hold the job's day", out.JobRef)
+	}
+	// An Amplitude ID is a near-sequential number: an unkeyed hash of it
+	// in the ref would be reversed by trying every number.
+	var ref jobRef
+	if err := vendorkit.DecodeRef(out.JobRef, &ref, func() bool { return true }, "amplitude"); err != nil || ref.V != 2 || len(ref.IDs) != 1 {
+		t.Fatalf("job ref %s: %+v, %v", out.JobRef, ref, err)
+	}
+	if ref.IDs[0] == idHash(ampID(strconv.FormatInt(amp, 10))) {
+		t.Error("the job ref remembers the Amplitude ID by an unkeyed hash")
+	}
+	if other := (&connector{refKey: refKey("another secret")}).refHash(2, ampID(strconv.FormatInt(amp, 10))); other == ref.IDs[0] {
+		t.Error("the job ref's hash does not depend on the instance's secret")
 	}
 	if got := connectortest.EvidenceText(out.Evidence); got != "amplitude_deletion=job of 2026-03-11: staging, 1 Amplitude ID scheduled; " {
 		t.Errorf("evidence = %s", got)
@@ -100,6 +113,29 @@ func TestJobPolledToCompletion(t *testing.T) {
 	v, err := c.(connectors.Verifier).Verify(ctx, connectortest.VendorSubject(1))
 	if err != nil || v.Remaining != 0 || connectortest.EvidenceText(v.Evidence) != "amplitude_search=after erasure: 0 matching users; " {
 		t.Errorf("Verify = %+v, %v", v, err)
+	}
+}
+
+// TestVersion1RefsStillPoll: a job scheduled before refs were keyed
+// (no version, unkeyed hashes) is still followed to its end.
+func TestVersion1RefsStillPoll(t *testing.T) {
+	t.Parallel()
+	f := amplitudefake.Start(t, amplitudefake.Options{})
+	amp := f.AddUser("user-1")
+	c := instance(t, f)
+	out, err := c.Erase(connectortest.Ctx(t), connectortest.VendorSubject(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref jobRef
+	if err := vendorkit.DecodeRef(out.JobRef, &ref, func() bool { return true }, "amplitude"); err != nil {
+		t.Fatal(err)
+	}
+	old := jobRef{Day: ref.Day, IDs: []string{idHash(ampID(strconv.FormatInt(amp, 10)))}}
+	out.JobRef = vendorkit.EncodeRef(old)
+	out, _ = connectortest.PollToEnd(t, c, out, 10)
+	if out.Status != connectors.StatusErased || out.Records != 1 {
+		t.Errorf("a version 1 ref polled to %q %d", out.Status, out.Records)
 	}
 }
 
