@@ -44,6 +44,10 @@ type Config struct {
 	// can find people who were erased and came back with a restored
 	// backup. Optional.
 	Scan []ScanQuery `yaml:"scan"`
+	// Ignore lists places (table or table.column) holding personal data
+	// that no statement erases on purpose, each with its reason: `lethe
+	// discover` lists them as ignored instead of uncovered.
+	Ignore []connectors.Ignore `yaml:"ignore"`
 }
 
 // ScanQuery lists identifiers held in the database.
@@ -100,6 +104,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if _, err := compileResolve(c.Driver, anyName, c.Resolve); err != nil {
+		errs = append(errs, err)
+	}
+	if err := connectors.ValidateIgnores(c.Ignore); err != nil {
 		errs = append(errs, err)
 	}
 	for i, q := range c.Scan {

@@ -35,7 +35,7 @@ const (
 
 func init() {
 	connectors.Register("sql", "Rows in your own PostgreSQL, MySQL/MariaDB or SQLite databases, by configured statements",
-		connectors.Limits{Concurrency: 4}, build)
+		connectors.Limits{Concurrency: 4}, build, connectors.Discovers())
 }
 
 // conn is a connector instance: it erases and scans. The types that
@@ -50,6 +50,7 @@ type conn struct {
 	verify     []stmt
 	resolve    []resolveQuery
 	scan       []ScanQuery
+	ignore     []connectors.Ignore
 }
 
 // verifyingConn adds Verify: built only with verify queries, so the
@@ -108,7 +109,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{db: db, driver: cfg.Driver, userSystem: sys, statements: statements, verify: verify, resolve: resolve, scan: cfg.Scan}
+	c := &conn{db: db, driver: cfg.Driver, userSystem: sys, statements: statements, verify: verify, resolve: resolve, scan: cfg.Scan, ignore: cfg.Ignore}
 	switch {
 	case len(verify) > 0 && len(resolve) > 0:
 		return verifyingResolvingConn{c}, nil
