@@ -37,6 +37,10 @@ Usage:
   lethe replay  --config lethe.yaml --since YYYY-MM-DD [--dry-run]
                     after restoring a backup taken on that date, erase again the people
                     erased since (found through the suppression list)
+  lethe discover (--config lethe.yaml | --dev-data-dir DIR) [--connectors a,b] [--format text|json]
+                [--fail-uncovered]
+                    find the personal data in databases and file stores that no erasure
+                    rule covers: names, kinds and counts, never a value
   lethe rewrap  --config lethe.yaml
                     re-wrap every data key with the first (newest) key-encryption key
   lethe witness --log URL --name NAME --key WITNESS.key --state STATE.json
@@ -98,6 +102,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runCertVerify(ctx, e, rest[1:])
 	case "replay":
 		err = runReplay(ctx, e, rest)
+	case "discover":
+		err = runDiscover(ctx, e, rest)
 	case "request":
 		err = runRequest(ctx, e, rest)
 	case "rewrap":
@@ -129,6 +135,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 0
 	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
 		return 2
+	case errors.Is(err, errUncovered):
+		return 1 // the report said it
 	}
 	fmt.Fprintln(stderr, "lethe:", err)
 	return 1

@@ -63,7 +63,10 @@ CREATE TABLE orders (
     email            TEXT,
     shipping_address TEXT,
     total_cents      INTEGER NOT NULL,
-    placed_at        TEXT NOT NULL
+    placed_at        TEXT NOT NULL,
+    -- Added by a later migration; no statement of the demo's shop-db
+    -- connector erases it, so lethe discover reports it (see the README).
+    delivery_note    TEXT
 );
 CREATE TABLE newsletter_signups (
     id        INTEGER PRIMARY KEY,
@@ -122,6 +125,12 @@ func Seed(ctx context.Context, dataDir string) (bool, error) {
 	return true, nil
 }
 
+// deliveryNote is what a customer typed at checkout: free text that names
+// them.
+func deliveryNote(c Customer) string {
+	return "Leave it with the neighbour if I am out; questions to " + c.Email
+}
+
 func seedShop(ctx context.Context, path string) error {
 	db, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
@@ -143,8 +152,8 @@ func seedShop(ctx context.Context, path string) error {
 			return fmt.Errorf("demo shop: %w", err)
 		}
 		for o := 0; o <= i%3; o++ {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO orders (customer_id, email, shipping_address, total_cents, placed_at) VALUES (?, ?, ?, ?, ?)`,
-				id, c.Email, fmt.Sprintf("%d Demo Street, Exampleton", id), 1999+o*500, fmt.Sprintf("2026-0%d-1%dT10:00:00Z", o+1, i)); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO orders (customer_id, email, shipping_address, total_cents, placed_at, delivery_note) VALUES (?, ?, ?, ?, ?, ?)`,
+				id, c.Email, fmt.Sprintf("%d Demo Street, Exampleton", id), 1999+o*500, fmt.Sprintf("2026-0%d-1%dT10:00:00Z", o+1, i), deliveryNote(c)); err != nil {
 				return fmt.Errorf("demo shop: %w", err)
 			}
 		}
@@ -221,6 +230,9 @@ func upgrade(ctx context.Context, dataDir string) error {
 	if err := db.QueryRowContext(ctx, `SELECT group_concat(name) FROM pragma_table_info('customers')`).Scan(&cols); err != nil {
 		return fmt.Errorf("demo shop: %w", err)
 	}
+	if err := addDeliveryNotes(ctx, db); err != nil {
+		return err
+	}
 	var still []Customer
 	for i, c := range Customers {
 		if !strings.Contains(cols, "app_user_id") {
@@ -243,6 +255,28 @@ func upgrade(ctx context.Context, dataDir string) error {
 		}
 	}
 	return seedAnalytics(ctx, dataDir, still)
+}
+
+// addDeliveryNotes gives a shop made before orders had delivery notes
+// the column and each customer's orders their note (the orders of people
+// erased before have no email left to match).
+func addDeliveryNotes(ctx context.Context, db *sql.DB) error {
+	var cols, has int
+	if err := db.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE name = 'delivery_note') FROM pragma_table_info('orders')`).Scan(&cols, &has); err != nil {
+		return fmt.Errorf("demo shop: %w", err)
+	}
+	if cols == 0 || has > 0 { // no orders table, or notes already
+		return nil
+	}
+	if _, err := db.ExecContext(ctx, `ALTER TABLE orders ADD COLUMN delivery_note TEXT`); err != nil {
+		return fmt.Errorf("demo shop: %w", err)
+	}
+	for _, c := range Customers {
+		if _, err := db.ExecContext(ctx, `UPDATE orders SET delivery_note = ? WHERE email = ?`, deliveryNote(c), c.Email); err != nil {
+			return fmt.Errorf("demo shop: %w", err)
+		}
+	}
+	return nil
 }
 
 func seedFiles(root string) error {

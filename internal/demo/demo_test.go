@@ -17,10 +17,14 @@ func TestUpgradeOfAnOlderDataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = db.Exec(`CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, phone TEXT, name TEXT NOT NULL, address TEXT)`)
+	_, err = db.Exec(`CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, phone TEXT, name TEXT NOT NULL, address TEXT);
+		CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, email TEXT, shipping_address TEXT, total_cents INTEGER NOT NULL, placed_at TEXT NOT NULL)`)
 	for i, c := range Customers[1:] {
 		if err == nil {
 			_, err = db.Exec(`INSERT INTO customers (id, email, phone, name) VALUES (?, ?, ?, ?)`, i+2, c.Email, c.Phone, c.Name)
+		}
+		if err == nil {
+			_, err = db.Exec(`INSERT INTO orders (customer_id, email, total_cents, placed_at) VALUES (?, ?, 100, '2026-01-01')`, i+2, c.Email)
 		}
 	}
 	db.Close()
@@ -38,6 +42,10 @@ func TestUpgradeOfAnOlderDataDir(t *testing.T) {
 	if err := db.QueryRow(`SELECT app_user_id, customer_no FROM customers WHERE email = ?`, Customers[1].Email).Scan(&app, &no); err != nil ||
 		app != Customers[1].AppUserID() || no != Customers[1].CustomerNumber(1) {
 		t.Fatalf("bob after the upgrade: %q %q %v", app, no, err)
+	}
+	var note string
+	if err := db.QueryRow(`SELECT delivery_note FROM orders WHERE email = ?`, Customers[1].Email).Scan(&note); err != nil || note != deliveryNote(Customers[1]) {
+		t.Errorf("bob's order after the upgrade has delivery note %q, %v", note, err)
 	}
 	an, _ := sql.Open("sqlite", "file:"+AnalyticsPath(dir))
 	defer an.Close()
