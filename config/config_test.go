@@ -25,6 +25,7 @@ func TestExampleIsValid(t *testing.T) {
 		Statements []any         `yaml:"statements"`
 		Verify     []any         `yaml:"verify"`
 		Resolve    []any         `yaml:"resolve"`
+		Ignore     []any         `yaml:"ignore"`
 	}
 	var l loose
 	if err := c.Connectors[0].Decode(&l); err != nil || l.Driver != "postgres" || l.DSN.Env != "SHOP_DATABASE_URL" {
