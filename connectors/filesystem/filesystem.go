@@ -20,7 +20,7 @@ import (
 
 func init() {
 	connectors.Register("filesystem", "Files and directories named after the subject under a local directory",
-		connectors.Limits{Concurrency: 4}, build)
+		connectors.Limits{Concurrency: 4}, build, connectors.Discovers())
 }
 
 // Config is the filesystem connector's configuration:
@@ -41,6 +41,10 @@ type Config struct {
 	// {user_id} placeholders and glob wildcards; a trailing "/" names a
 	// directory, removed with everything in it.
 	Paths []string `yaml:"paths"`
+	// Ignore lists folders or path shapes (as `lethe discover` prints
+	// them: "legal/holds/{email}.pdf") holding files named after people
+	// that are left alone on purpose, each with its reason.
+	Ignore []connectors.Ignore `yaml:"ignore"`
 }
 
 // Validate checks the config at start-up. It reads the config alone: the
@@ -58,7 +62,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("paths[%d]: %w", i, err)
 		}
 	}
-	return nil
+	return connectors.ValidateIgnores(c.Ignore)
 }
 
 // Plan: every kind of identifier the path templates name is needed, each
@@ -80,6 +84,7 @@ type connector struct {
 	root      string
 	system    string
 	templates []template
+	ignore    []connectors.Ignore
 }
 
 func build(_ context.Context, name string, cfg Config, _ connectors.Deps) (connectors.Connector, error) {
@@ -94,7 +99,7 @@ func build(_ context.Context, name string, cfg Config, _ connectors.Deps) (conne
 	if err != nil {
 		return nil, fmt.Errorf("root: %w", err)
 	}
-	c := &connector{root: root, system: vendorkit.System(cfg.UserIDSystem, name)}
+	c := &connector{root: root, system: vendorkit.System(cfg.UserIDSystem, name), ignore: cfg.Ignore}
 	for _, p := range cfg.Paths {
 		t, err := parseTemplate(p)
 		if err != nil { // Validate has run; kept for callers that skip it

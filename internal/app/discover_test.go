@@ -27,7 +27,8 @@ func TestDiscoverCommand(t *testing.T) {
 		"shop-db (sql): 17 places read; 1 uncovered, 0 ignored, 6 covered",
 		"UNCOVERED  orders.delivery_note",
 		`statement "orders (anonymised)" touches orders but not this column`,
-		"customer-files (filesystem): cannot discover: its coverage is not checked",
+		"customer-files (filesystem): 15 places read; 0 uncovered, 0 ignored, 2 covered",
+		"COVERED  uploads/{email}/",
 		"1 place holds personal data no rule covers",
 	} {
 		if !strings.Contains(stdout, want) {
