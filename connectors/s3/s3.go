@@ -28,7 +28,7 @@ func init() {
 	// erasure makes a few calls per template, and a SlowDown pauses the
 	// instance anyway.
 	connectors.Register("s3", "Objects named after the subject in an S3-compatible bucket, every version deleted",
-		connectors.Limits{Concurrency: 8, RatePerSecond: 500, Burst: 50}, build)
+		connectors.Limits{Concurrency: 8, RatePerSecond: 500, Burst: 50}, build, connectors.Discovers())
 }
 
 // Config is the s3 connector's configuration:
@@ -65,6 +65,10 @@ type Config struct {
 	// Prefixes erase every object whose key starts with them; each
 	// placeholder must be followed by a "/".
 	Prefixes []string `yaml:"prefixes"`
+	// Ignore lists key prefixes or shapes (as `lethe discover` prints
+	// them) of objects named after people that are left alone on
+	// purpose, each with its reason.
+	Ignore []connectors.Ignore `yaml:"ignore"`
 }
 
 // Versioning modes.
@@ -119,6 +123,7 @@ func (c *Config) Validate() error {
 			p.Add(fmt.Sprintf("prefixes[%d]", i), "%q is listed twice", pre)
 		}
 	}
+	p.Include(connectors.ValidateIgnores(c.Ignore))
 	return p.Err()
 }
 
@@ -144,6 +149,7 @@ type connector struct {
 	bypass     bool
 	system     string
 	templates  []template
+	ignore     []connectors.Ignore
 }
 
 func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (connectors.Connector, error) {
@@ -175,6 +181,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		versioning: cfg.Versioning,
 		bypass:     cfg.BypassGovernanceRetention,
 		system:     vendorkit.System(cfg.UserIDSystem, name),
+		ignore:     cfg.Ignore,
 	}
 	if c.versioning == "" {
 		c.versioning = versioningAuto
