@@ -21,6 +21,7 @@ import (
 
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/webhook/opendsr"
+	"github.com/lethe-dev/lethe/internal/receipt"
 )
 
 // minRSABits refuses keys anyone could forge signatures for.
@@ -43,12 +44,26 @@ func (k publicKey) verify(msg, sig []byte) bool {
 // verifyAny reports whether any of keys verifies sig over msg; several
 // keys let a processor rotate its key without refused callbacks.
 func verifyAny(keys []publicKey, msg, sig []byte) bool {
+	_, ok := signer(keys, msg, sig)
+	return ok
+}
+
+// signer is the key of keys that verifies sig over msg.
+func signer(keys []publicKey, msg, sig []byte) (publicKey, bool) {
 	for _, k := range keys {
 		if k.verify(msg, sig) {
-			return true
+			return k, true
 		}
 	}
-	return false
+	return publicKey{}, false
+}
+
+// public is k as a crypto.PublicKey.
+func (k publicKey) public() crypto.PublicKey {
+	if k.ed != nil {
+		return k.ed
+	}
+	return k.rsa
 }
 
 // loadPublicKeys reads every key in s: PEM text, or the path of a PEM file.
@@ -159,7 +174,8 @@ func (c *connector) Callback(_ context.Context, h http.Header, body []byte) (con
 	if err != nil {
 		return none, err
 	}
-	if !verifyAny(c.keys, signed, sig) {
+	key, ok := signer(c.keys, signed, sig)
+	if !ok {
 		return none, errors.New("the callback's signature does not verify with processor_public_key")
 	}
 	sum := sha256.Sum256(signed)
@@ -184,8 +200,32 @@ func (c *connector) Callback(_ context.Context, h http.Header, body []byte) (con
 		// failed. The next Poll reports the problem instead.
 		out = connectors.Running(id, 0)
 	}
+	if out.Status == connectors.StatusErased || out.Status == connectors.StatusNotFound {
+		out.Evidence = append(out.Evidence, processorReceipt(key, signed, body, sig))
+	}
 	cb.Outcome = out
 	return cb, nil
+}
+
+// processorReceipt keeps the processor's signed completion as evidence the
+// certificate carries: whole, so that anyone can check the processor's
+// signature offline, unless the body holds identifier-shaped text (then
+// only its digest and the key, which prove nothing offline, and say so).
+func processorReceipt(key publicKey, signed, body, sig []byte) connectors.Evidence {
+	der, err := x509.MarshalPKIXPublicKey(key.public())
+	if err != nil {
+		return connectors.Evidence{Kind: receipt.Withheld, Value: "the processor's key could not be encoded"}
+	}
+	if receipt.HoldsIdentifiers(body) {
+		sum := sha256.Sum256(signed)
+		return connectors.Evidence{Kind: receipt.Withheld, Value: fmt.Sprintf(
+			"signed completion sha256:%x verified with key %s; not embedded: its body holds identifier-shaped text", sum, receipt.Kid(der))}
+	}
+	v, err := receipt.Make(key.public(), signed, sig)
+	if err != nil {
+		return connectors.Evidence{Kind: receipt.Withheld, Value: "the processor's receipt could not be encoded"}
+	}
+	return connectors.Evidence{Kind: receipt.Kind, Value: v}
 }
 
 // signedMessage is what the processor signed: "<timestamp>.<body>" with a

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/receipt"
 	"github.com/lethe-dev/lethe/internal/translog"
 )
 
@@ -19,6 +20,9 @@ type Verified struct {
 	KeyID   string
 	// Log is where the certificate stands in the transparency log.
 	Log LogPosition
+	// Receipts are the processors' signed completions the certificate
+	// carries, each verified, by connector.
+	Receipts map[string]receipt.Attested
 }
 
 // LogPosition is a verified place in the transparency log.
@@ -112,11 +116,51 @@ func VerifyFor(doc []byte, keys JWKS, origin string) (Verified, error) {
 	if err := p.check(); err != nil {
 		return Verified{}, err
 	}
+	receipts, err := p.receipts()
+	if err != nil {
+		return Verified{}, err
+	}
 	pos, err := verifyLog(d, keys, origin)
 	if err != nil {
 		return Verified{}, err
 	}
-	return Verified{Payload: p, KeyID: h.Kid, Log: pos}, nil
+	return Verified{Payload: p, KeyID: h.Kid, Log: pos, Receipts: receipts}, nil
+}
+
+// receipts checks every processor receipt in the systems' evidence: the
+// processor's signature, and that it attests the completion of the
+// request the system's evidence names. A system has at most one.
+func (p Payload) receipts() (map[string]receipt.Attested, error) {
+	out := map[string]receipt.Attested{}
+	for _, s := range p.Systems {
+		requestID := ""
+		for _, ev := range s.Evidence {
+			if ev.Kind == "subject_request_id" {
+				requestID = ev.Value
+			}
+		}
+		for _, ev := range s.Evidence {
+			if ev.Kind != receipt.Kind {
+				continue
+			}
+			if _, dup := out[s.Connector]; dup {
+				return nil, fmt.Errorf("system %s carries two processor receipts", s.Connector)
+			}
+			a, err := receipt.Check(ev.Value)
+			switch {
+			case err != nil:
+				return nil, fmt.Errorf("system %s: %w", s.Connector, err)
+			case a.Status != "completed":
+				return nil, fmt.Errorf("system %s: the processor's receipt says %q, not completed", s.Connector, a.Status)
+			case s.Outcome != "erased" && s.Outcome != "not_found":
+				return nil, fmt.Errorf("system %s: a processor receipt on a system that was %s", s.Connector, s.Outcome)
+			case requestID == "" || !strings.EqualFold(a.RequestID, requestID):
+				return nil, fmt.Errorf("system %s: the processor's receipt is for another request than the system's", s.Connector)
+			}
+			out[s.Connector] = a
+		}
+	}
+	return out, nil
 }
 
 func verifyLog(d Document, keys JWKS, origin string) (LogPosition, error) {
@@ -281,6 +325,13 @@ func (v Verified) Summary() string {
 			check = "the lookup afterwards failed"
 		}
 		fmt.Fprintf(&b, "  %s (%s): %s, %s, %d attempt(s), done %s\n", s.Connector, s.Type, what, check, s.Attempts, s.CompletedAt)
+		if a, ok := v.Receipts[s.Connector]; ok {
+			signed := "(signature over the body only, not dated)"
+			if !a.SignedAt.IsZero() {
+				signed = "signed " + a.SignedAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(&b, "    the processor itself attested completion (key %s, %s)\n", a.Kid, signed)
+		}
 	}
 	return b.String()
 }
