@@ -94,9 +94,50 @@ for (const line of sigs.split("\n")) {
 }
 if (!signedBy) fail("the checkpoint is not signed by a key in the key set");
 
+// Step 5: processors' receipts. A system's evidence of kind
+// processor_receipt is the processor's own signed completion: the signed
+// bytes ("<unix time>.<body>" or the body), its signature and its public
+// key (SPKI DER, kid = "sha256:" + hex SHA-256 of it). Node's crypto checks
+// the signature; the body must say completed, for the system's request.
+const receiptOf = (s) => {
+  const all = (s.evidence || []).filter((e) => e.kind === "processor_receipt");
+  if (all.length > 1) fail(`${s.connector} carries two processor receipts`);
+  if (all.length === 0) return null;
+  let r;
+  try { r = JSON.parse(all[0].value); } catch { r = null; }
+  if (!r || r.v !== 1) fail(`${s.connector}: the processor receipt is not a version 1 receipt`);
+  const der = Buffer.from(r.key, "base64"), signed = Buffer.from(r.signed, "base64"), sig = Buffer.from(r.sig, "base64");
+  if ("sha256:" + sha256(der).toString("hex") !== r.kid) fail(`${s.connector}: the receipt's key is not the one its key id names`);
+  let ok = false;
+  try {
+    const key = createPublicKey({ key: der, format: "der", type: "spki" });
+    const rsaOK = key.asymmetricKeyType === "rsa" && r.alg === "RS256" && key.asymmetricKeyDetails.modulusLength >= 2048;
+    const edOK = key.asymmetricKeyType === "ed25519" && r.alg === "Ed25519";
+    ok = (rsaOK || edOK) && verify(edOK ? null : "sha256", signed, key, sig);
+  } catch {
+    ok = false;
+  }
+  if (!ok) fail(`${s.connector}: the processor's signature does not verify over its receipt`);
+  let text = signed.toString("utf8"), at = null;
+  if (!text.startsWith("{")) {
+    const i = text.indexOf(".");
+    if (i < 1 || !/^[0-9]+$/.test(text.slice(0, i))) fail(`${s.connector}: the receipt's signed bytes are not a timestamp and a body`);
+    at = new Date(Number(text.slice(0, i)) * 1000).toISOString().replace(".000Z", "Z");
+    text = text.slice(i + 1);
+  }
+  let body = {};
+  try { body = JSON.parse(text); } catch { /* checked below */ }
+  if (body.request_status !== "completed") fail(`${s.connector}: the processor's receipt says "${body.request_status}", not completed`);
+  if (s.outcome !== "erased" && s.outcome !== "not_found") fail(`${s.connector}: a processor receipt on a system that was ${s.outcome}`);
+  const rid = ((s.evidence || []).find((e) => e.kind === "subject_request_id") || {}).value;
+  if (!rid || String(body.subject_request_id).toLowerCase() !== rid.toLowerCase()) fail(`${s.connector}: the processor's receipt is for another request`);
+  return `the processor itself attested completion (key ${r.kid}${at ? ", signed " + at : ""})`;
+};
+const attested = Object.fromEntries(claims.systems.map((s) => [s.connector, receiptOf(s)]));
+
 console.log(`VALID: certificate ${claims.certificate_id} for request ${claims.request_id}`);
 console.log(`  issued by ${claims.issuer}, signed with key ${header.kid}`);
-// Step 5: the payload version. Version 2 adds what each system was
+// Step 6: the payload version. Version 2 adds what each system was
 // searched by, the look-ups before erasure and the original deadline.
 const schemas = ["https://lethe.dev/schemas/certificate/v1", "https://lethe.dev/schemas/certificate/v2"];
 if (!schemas.includes(claims.schema)) fail(`unknown certificate schema ${claims.schema}`);
@@ -112,5 +153,6 @@ for (const s of claims.systems) {
   const records = s.records_erased === "unknown" ? "an unknown number of" : s.records_erased;
   const what = s.outcome === "not_applicable" ? `not applicable: ${s.not_applicable_reason}` : `${records} record(s), searched by ${sources(s.searched_by)}`;
   console.log(`  ${s.connector}: ${s.outcome}, ${what}`);
+  if (attested[s.connector]) console.log(`    ${attested[s.connector]}`);
 }
 console.log(`  leaf ${log.index} of log ${log.origin}, checkpoint of ${log.tree_size} signed with key ${signedBy}`);

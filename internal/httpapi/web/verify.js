@@ -4,7 +4,8 @@
 // readable copy says what was signed, the evidence digests, and that the
 // certificate is in the transparency log: the inclusion proof (RFC 9162)
 // leads to the root of a checkpoint (C2SP signed note) signed by a known key.
-// It reads payload schemas v1 and v2.
+// It reads payload schemas v1 and v2, and checks processors' signed
+// receipts (evidence of kind processor_receipt) with the processor's key.
 
 const enc = new TextEncoder();
 
@@ -138,6 +139,43 @@ async function openCheckpoint(note, origin, jwks) {
 
 // verifyCertificate checks a certificate document (its JSON text) against a
 // JWKS. It never throws: the result lists every check with its outcome.
+// checkReceipt verifies a processor's receipt in system s: the key is the
+// one the kid names, the processor's signature covers the signed bytes,
+// and they attest the completion of the request the system's evidence
+// names. It returns the key id and the signing time, or throws.
+async function checkReceipt(s, ev) {
+  let r;
+  try { r = JSON.parse(ev.value); } catch { r = null; }
+  if (!r || r.v !== 1) throw new Error("it is not a version 1 receipt");
+  const der = b64ToBytes(r.key), signed = b64ToBytes(r.signed), sig = b64ToBytes(r.sig);
+  if ("sha256:" + hex(await sha256(der)) !== r.kid) throw new Error("its key is not the one its key id names");
+  const alg = r.alg === "Ed25519" ? { name: "Ed25519" } : r.alg === "RS256" ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } : null;
+  let ok = false;
+  try {
+    const key = await subtle.importKey("spki", der, alg, false, ["verify"]);
+    ok = (r.alg !== "RS256" || key.algorithm.modulusLength >= 2048) && (await subtle.verify(alg, key, sig, signed));
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new Error("the processor's signature does not verify");
+  let text = new TextDecoder().decode(signed), signedAt = null;
+  if (!text.startsWith("{")) {
+    const i = text.indexOf(".");
+    if (i < 1 || !/^[0-9]+$/.test(text.slice(0, i))) throw new Error("its signed bytes are not a timestamp and a body");
+    signedAt = new Date(Number(text.slice(0, i)) * 1000);
+    text = text.slice(i + 1);
+  }
+  let body;
+  try { body = JSON.parse(text); } catch { body = {}; }
+  if (body.request_status !== "completed") throw new Error(`it says "${body.request_status}", not completed`);
+  if (s.outcome !== "erased" && s.outcome !== "not_found") throw new Error(`the system was ${s.outcome}`);
+  const rid = ((s.evidence || []).find((e) => e.kind === "subject_request_id") || {}).value;
+  if (!rid || typeof body.subject_request_id !== "string" || body.subject_request_id.toLowerCase() !== rid.toLowerCase()) {
+    throw new Error("it is for another request than the system's");
+  }
+  return { kid: r.kid, signedAt };
+}
+
 export async function verifyCertificate(text, jwks, options = {}) {
   const checks = [];
   const result = { valid: false, checks, payload: null, kid: null, log: null, reason: null };
@@ -181,6 +219,23 @@ export async function verifyCertificate(text, jwks, options = {}) {
     if (digest !== s.evidence_digest) return fail("evidence", `The evidence of ${s.connector} does not match its digest.`);
   }
   pass("evidence", "Every system's evidence matches its digest.");
+
+  result.receipts = [];
+  for (const s of payload.systems || []) {
+    const receipts = (s.evidence || []).filter((e) => e.kind === "processor_receipt");
+    if (receipts.length > 1) return fail("receipt", `${s.connector} carries two processor receipts.`);
+    for (const ev of receipts) {
+      try {
+        result.receipts.push({ connector: s.connector, ...(await checkReceipt(s, ev)) });
+      } catch (e) {
+        return fail("receipt", `The processor's receipt of ${s.connector} does not hold: ${e.message}.`);
+      }
+    }
+  }
+  if (result.receipts.length > 0) {
+    pass("receipt", result.receipts.map((r) => `${r.connector}: the processor itself attested completion (key ${r.kid}` +
+      (r.signedAt ? `, signed ${r.signedAt.toISOString()}` : "") + ").").join(" "));
+  }
 
   const log = doc.log;
   if (!log) return fail("log", "The certificate carries no transparency log proof.");
