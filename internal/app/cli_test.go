@@ -110,14 +110,8 @@ func TestWorkerProcess(t *testing.T) {
 	waitMetric(t, base, `lethe_tasks_pending{connector="files"} 3`, `lethe_tasks_pending{connector="shop-db"} 3`)
 
 	// A second config for the worker: same NATS, another port, and no
-	// access to the database or the keys. A worker reads only NATS and its
-	// connectors' settings.
-	workerAddr := freeAddr(t)
-	cfg := strings.Replace(string(mustRead(t, in.configPath)), in.addr, workerAddr, 1)
-	cfg = strings.ReplaceAll(cfg, in.storeURL, "postgres://nobody@127.0.0.1:1/none")
-	cfg = strings.ReplaceAll(cfg, filepath.Join(in.dir, "keys"), filepath.Join(in.dir, "not-mounted"))
-	workerConfig := filepath.Join(in.dir, "worker.yaml")
-	writeFile(t, workerConfig, []byte(cfg))
+	// access to the database or the keys.
+	workerConfig, workerAddr := in.workerConfig(t)
 	if code, _, stderr := runCLI(t, "config", "check", "--config", workerConfig); code == 0 {
 		t.Error("the worker's config passes a full check without keys")
 	} else if code, stdout, stderr2 := runCLI(t, "config", "check", "--worker", "--config", workerConfig); code != 0 || !strings.Contains(stdout, "connector files (filesystem): ok") {

@@ -135,10 +135,8 @@ func runConfigCheck(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	closeConnectors(instances)
 	for _, in := range instances {
-		if c, ok := in.Connector.(io.Closer); ok {
-			_ = c.Close()
-		}
 		fmt.Fprintf(e.stdout, "connector %s (%s): ok\n", in.Name, in.Type)
 	}
 	if !*worker {

@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -94,12 +93,7 @@ func TestDataMap(t *testing.T) {
 	}
 	runs := mappedRuns.Load()
 
-	workerAddr := freeAddr(t)
-	cfg := strings.Replace(string(mustRead(t, in.configPath)), in.addr, workerAddr, 1)
-	cfg = strings.ReplaceAll(cfg, in.storeURL, "postgres://nobody@127.0.0.1:1/none")
-	cfg = strings.ReplaceAll(cfg, filepath.Join(in.dir, "keys"), filepath.Join(in.dir, "not-mounted"))
-	workerConfig := filepath.Join(in.dir, "worker.yaml")
-	writeFile(t, workerConfig, []byte(cfg))
+	workerConfig, workerAddr := in.workerConfig(t)
 	runInProcess(t, []string{"lethe", "worker", "--config", workerConfig}, &syncBuffer{}, &syncBuffer{}, "http://"+workerAddr)
 
 	waitMetric(t, base, `lethe_uncovered_columns{connector="app-db"} 2`, `lethe_uncovered_columns{connector="clean-db"} 0`)
@@ -127,7 +121,8 @@ func TestDataMap(t *testing.T) {
 		t.Errorf("GET /v1/coverage without a token = %d", code)
 	}
 	// A second worker started now finds the reports fresh: no second run.
-	runInProcess(t, []string{"lethe", "worker", "--config", workerConfig}, &syncBuffer{}, &syncBuffer{}, "http://"+freeWorker(t, workerConfig, workerAddr))
+	second, secondAddr := in.workerConfig(t)
+	runInProcess(t, []string{"lethe", "worker", "--config", second}, &syncBuffer{}, &syncBuffer{}, "http://"+secondAddr)
 	time.Sleep(500 * time.Millisecond)
 	if got := mappedRuns.Load() - runs; got != 2 {
 		t.Errorf("a second worker discovered again within the interval: %d runs", got)
@@ -140,13 +135,4 @@ func statuses(rows []dataMapRow) string {
 		out = append(out, r.Connector+"="+r.Status)
 	}
 	return strings.Join(out, " ")
-}
-
-// freeWorker writes a copy of a worker config listening elsewhere and
-// returns its address.
-func freeWorker(t *testing.T, workerConfig, addr string) string {
-	t.Helper()
-	other := freeAddr(t)
-	writeFile(t, workerConfig, []byte(strings.Replace(string(mustRead(t, workerConfig)), addr, other, 1)))
-	return other
 }

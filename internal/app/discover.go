@@ -64,13 +64,7 @@ func runDiscover(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, in := range instances {
-			if c, ok := in.Connector.(io.Closer); ok {
-				_ = c.Close()
-			}
-		}
-	}()
+	defer closeConnectors(instances)
 	var reports []connectors.Coverage
 	var cannot []string
 	for _, in := range instances {

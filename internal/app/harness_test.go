@@ -477,3 +477,18 @@ func (in *instance) keyRing(t testing.TB) *seal.KeyRing {
 	}
 	return r
 }
+
+// workerConfig writes the config of a `lethe worker` for in's
+// installation: the same NATS and connectors, another port, and no access
+// to the database or the keys (a worker reads only NATS and its
+// connectors' settings). It returns the config's path and the address.
+func (in *instance) workerConfig(t *testing.T) (path, addr string) {
+	t.Helper()
+	addr = freeAddr(t)
+	cfg := strings.Replace(string(mustRead(t, in.configPath)), in.addr, addr, 1)
+	cfg = strings.ReplaceAll(cfg, in.storeURL, "postgres://nobody@127.0.0.1:1/none")
+	cfg = strings.ReplaceAll(cfg, filepath.Join(in.dir, "keys"), filepath.Join(in.dir, "not-mounted"))
+	path = filepath.Join(t.TempDir(), "worker.yaml")
+	writeFile(t, path, []byte(cfg))
+	return path, addr
+}

@@ -57,13 +57,7 @@ func runReplay(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, in := range instances {
-			if c, ok := in.Connector.(io.Closer); ok {
-				_ = c.Close()
-			}
-		}
-	}()
+	defer closeConnectors(instances)
 	r := &replayer{store: st, hasher: hasher, log: log, timeout: cfg.Tasks.Timeout, dryRun: *dryRun}
 	return r.run(ctx, e.stdout, instances, from)
 }

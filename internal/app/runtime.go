@@ -208,11 +208,7 @@ func (rt *runtime) topology() bus.Topology {
 }
 
 func (rt *runtime) close() {
-	for _, in := range rt.instances {
-		if c, ok := in.Connector.(io.Closer); ok {
-			_ = c.Close()
-		}
-	}
+	closeConnectors(rt.instances)
 	if rt.nc != nil {
 		_ = rt.nc.Drain()
 	}
@@ -648,11 +644,7 @@ func buildConnectors(ctx context.Context, cfg *config.Config, only []string, get
 		out = append(out, in)
 	}
 	if err := errors.Join(errs...); err != nil {
-		for _, in := range out {
-			if c, ok := in.Connector.(io.Closer); ok {
-				_ = c.Close()
-			}
-		}
+		closeConnectors(out)
 		return nil, err
 	}
 	return out, nil
@@ -690,4 +682,14 @@ func systemNames(cs []config.Connector) map[string]string {
 		names[c.Name] = c.Shown()
 	}
 	return names
+}
+
+// closeConnectors closes the instances' connectors that hold resources
+// (database pools).
+func closeConnectors(instances []worker.Instance) {
+	for _, in := range instances {
+		if c, ok := in.Connector.(io.Closer); ok {
+			_ = c.Close()
+		}
+	}
 }
