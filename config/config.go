@@ -304,6 +304,12 @@ type Connector struct {
 	// DisplayName is how people are shown the system on the portal's
 	// status page ("Online shop"); default: Name.
 	DisplayName string `yaml:"display_name"`
+	// RecheckAfter lists ages of a completed request ([72h, 696h]) at
+	// which the instance looks the person up again, to catch data that
+	// came back (an import, a sync, a restore). Each must be shorter than
+	// retention.shred_after, when the identifiers are destroyed, and the
+	// connector must be able to look people up (Verify).
+	RecheckAfter []time.Duration `yaml:"recheck_after"`
 	// Config is the type's own configuration, decoded strictly by it.
 	Config yaml.Node `yaml:"config"`
 }
@@ -605,6 +611,17 @@ func (c *Config) Validate() error {
 		for j, k := range cn.AuthorityFor {
 			if _, err := erasure.ParseKind(k); err != nil {
 				bad(fmt.Sprintf("%s.authority_for[%d]", key, j), "%s", erasure.ErrorMessage(err))
+			}
+		}
+		for j, after := range cn.RecheckAfter {
+			k := fmt.Sprintf("%s.recheck_after[%d]", key, j)
+			switch {
+			case after < time.Second:
+				bad(k, "must be at least 1s")
+			case after >= c.Retention.ShredAfter:
+				bad(k, "%s is not before retention.shred_after (%s): the identifiers to look the person up by are destroyed then", after, c.Retention.ShredAfter)
+			case j > 0 && after <= cn.RecheckAfter[j-1]:
+				bad(k, "ages must grow: %s comes after %s", after, cn.RecheckAfter[j-1])
 			}
 		}
 		if len(cn.Optional) > 500 || strings.ContainsAny(cn.Optional, "\n\r") {

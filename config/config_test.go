@@ -73,11 +73,34 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{`discovery: {interval: 30s}`, "discovery.interval: must be 0 (off) or at least 1m"},
 		{`discovery: {interval: -1h}`, "discovery.interval"},
 		{`discovery: {timeout: 1ms}`, "discovery.timeout"},
+		{`connectors: [{name: a, type: sql, recheck_after: [72h, 720h]}]`, "connectors[0].recheck_after[1]: 720h0m0s is not before retention.shred_after"},
+		{`connectors: [{name: a, type: sql, recheck_after: [72h, 24h]}]`, "connectors[0].recheck_after[1]: ages must grow"},
+		{`connectors: [{name: a, type: sql, recheck_after: [0s]}]`, "connectors[0].recheck_after[0]: must be at least 1s"},
+		{`connectors: [{name: a, type: sql, recheck_after: [soon]}]`, "cannot unmarshal !!str `soon` into time.Duration"},
 	} {
 		_, err := config.Parse([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want it to mention %q", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+func TestRecheckAfterBeforeShredding(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte(`
+store: {driver: sqlite, url: /tmp/x.db}
+nats: {url: "nats://127.0.0.1:4222"}
+signing: {key: {env: K}}
+subject: {hash_key: {env: H}}
+encryption: {keys: [{id: k1, key: {env: KEK}}]}
+retention: {shred_after: 1440h}
+connectors: [{name: a, type: sql, recheck_after: [72h, 720h]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Connectors[0].RecheckAfter; len(got) != 2 || got[1] != 720*time.Hour {
+		t.Errorf("recheck_after = %v", got)
 	}
 }
 

@@ -65,7 +65,7 @@ func coordinatorConnectors(cfg *config.Config, plans map[string]connectors.Plan)
 	var out []coordinator.Connector
 	for _, c := range cfg.Connectors {
 		cn := coordinator.Connector{Name: c.Name, Type: c.Type, MaxAttempts: c.MaxAttempts, Plan: plans[c.Name],
-			Optional: c.Optional, EraseAfter: c.EraseAfter}
+			Optional: c.Optional, EraseAfter: c.EraseAfter, RecheckAfter: c.RecheckAfter}
 		for _, k := range c.AuthorityFor {
 			cn.AuthorityFor = append(cn.AuthorityFor, erasure.Kind(k))
 		}

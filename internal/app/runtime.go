@@ -630,6 +630,9 @@ func buildConnectors(ctx context.Context, cfg *config.Config, only []string, get
 				errs = append(errs, fmt.Errorf("config: connectors[%d]: %s says it supplies %s but its connector cannot look people up", i, c.Name, kindsText(plan.Gives)))
 			}
 		}
+		if _, ok := conn.(connectors.Verifier); len(c.RecheckAfter) > 0 && !ok {
+			errs = append(errs, fmt.Errorf("config: connectors[%d].recheck_after: %s (%s) cannot look people up again, so it cannot be re-checked", i, c.Name, c.Type))
+		}
 		in := worker.Instance{Name: c.Name, Type: c.Type, Connector: conn, Plan: plan,
 			Concurrency: c.Concurrency, RatePerSecond: c.RatePerSecond, Burst: c.Burst}
 		if in.Concurrency == 0 {

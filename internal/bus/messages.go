@@ -70,6 +70,9 @@ const (
 	KindErase   = "erase"   // erase the subject
 	KindPoll    = "poll"    // check on the asynchronous job JobRef
 	KindResolve = "resolve" // look the subject up and report further identifiers
+	// KindRecheck: look the subject up again, some time after the
+	// request completed, and report what remains (nothing is erased).
+	KindRecheck = "recheck"
 )
 
 // Task is the message a connector worker receives. It carries the subject's
@@ -84,7 +87,10 @@ type Task struct {
 	Jurisdiction string          `json:"jurisdiction"`
 	Subject      erasure.Subject `json:"subject"`
 	JobRef       string          `json:"job_ref,omitempty"`
-	IssuedAt     time.Time       `json:"issued_at"`
+	// FollowUp marks a re-check or re-erasure of a completed request:
+	// the relay sends it although the request is final.
+	FollowUp bool      `json:"follow_up,omitempty"`
+	IssuedAt time.Time `json:"issued_at"`
 }
 
 // Result statuses.
@@ -94,6 +100,9 @@ const (
 	ResultRunning  = "running"
 	ResultFailed   = "failed"
 	ResultResolved = "resolved" // a resolve task's answer: Identifiers holds what was found
+	// ResultFound answers a re-check that found the subject again:
+	// Records counts what remains.
+	ResultFound = "found"
 )
 
 // Result is what a worker reports for one task message.
@@ -142,7 +151,7 @@ func DecodeTask(b []byte) (Task, error) {
 	switch {
 	case t.V != Version:
 		return t, fmt.Errorf("task message: unsupported version %d", t.V)
-	case t.Kind != KindErase && t.Kind != KindPoll && t.Kind != KindResolve:
+	case t.Kind != KindErase && t.Kind != KindPoll && t.Kind != KindResolve && t.Kind != KindRecheck:
 		return t, fmt.Errorf("task message: unknown kind %q", t.Kind)
 	case t.TaskID == "" || t.RequestID == "" || t.Connector == "" || t.Attempt < 1:
 		return t, fmt.Errorf("task message: task_id, request_id, connector and attempt are required")
@@ -172,13 +181,23 @@ func DecodeResult(b []byte) (Result, error) {
 		if r.Kind == KindResolve {
 			return r, fmt.Errorf("result message: a resolve task answers resolved or failed, not %s", r.Status)
 		}
+		if r.Kind == KindRecheck && r.Status == ResultErased {
+			return r, fmt.Errorf("result message: a re-check erases nothing: it answers not_found, found or failed")
+		}
+	case ResultFound:
+		if r.Kind != KindRecheck {
+			return r, fmt.Errorf("result message: found answers a re-check, not %q", r.Kind)
+		}
+		if r.Records < 1 {
+			return r, fmt.Errorf("result message: found needs the number of records that remain")
+		}
 	case ResultResolved:
 		if r.Kind != KindResolve {
 			return r, fmt.Errorf("result message: resolved answers a resolve task, not %q", r.Kind)
 		}
 	case ResultRunning:
-		if r.Kind == KindResolve {
-			return r, fmt.Errorf("result message: a resolve task cannot be running")
+		if r.Kind == KindResolve || r.Kind == KindRecheck {
+			return r, fmt.Errorf("result message: a %s task cannot be running", r.Kind)
 		}
 		if r.JobRef == "" {
 			return r, fmt.Errorf("result message: running needs a job_ref")

@@ -31,3 +31,30 @@ func TestDecodeResolveMessages(t *testing.T) {
 		t.Errorf("uncounted result: %+v, %v", r, err)
 	}
 }
+
+func TestDecodeRecheckMessages(t *testing.T) {
+	t.Parallel()
+	task := `{"v":1,"kind":"recheck","task_id":"t","request_id":"r","connector":"shop-db","attempt":1,"follow_up":true,"subject":{"email":"a@example.com"}}`
+	if got, err := DecodeTask([]byte(task)); err != nil || got.Kind != KindRecheck || !got.FollowUp {
+		t.Fatalf("recheck task: %+v, %v", got, err)
+	}
+	for _, ok := range []string{
+		`{"v":1,"kind":"recheck","task_id":"t","attempt":1,"status":"not_found","verification":"clean"}`,
+		`{"v":1,"kind":"recheck","task_id":"t","attempt":1,"status":"found","records":2}`,
+		`{"v":1,"kind":"recheck","task_id":"t","attempt":1,"status":"failed","error":{"message":"timeout"}}`,
+	} {
+		if _, err := DecodeResult([]byte(ok)); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for name, tc := range map[string]struct{ body, want string }{
+		"erased by a re-check":  {`{"v":1,"kind":"recheck","task_id":"t","attempt":1,"status":"erased","records":1}`, "erases nothing"},
+		"found without records": {`{"v":1,"kind":"recheck","task_id":"t","attempt":1,"status":"found"}`, "number of records"},
+		"found for an erase":    {`{"v":1,"kind":"erase","task_id":"t","attempt":1,"status":"found","records":1}`, "found answers a re-check"},
+		"running re-check":      {`{"v":1,"kind":"recheck","task_id":"t","attempt":1,"status":"running","job_ref":"j"}`, "cannot be running"},
+	} {
+		if _, err := DecodeResult([]byte(tc.body)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error about %q", name, err, tc.want)
+		}
+	}
+}

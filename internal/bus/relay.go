@@ -151,7 +151,8 @@ func lockRequests(ctx context.Context, tx store.Tx, msgs []store.OutboxMessage) 
 // holds task messages without them, so the database never holds
 // identifiers outside the request's encrypted envelope. Task messages
 // whose request is gone, shredded or already final (cancelled while the
-// message waited) are dropped.
+// message waited) are dropped, except follow-ups (re-checks and
+// re-erasures), which are for completed requests.
 func (r *Relay) hydrate(msgs []store.OutboxMessage, reqs map[string]erasure.Request) []store.OutboxMessage {
 	out := make([]store.OutboxMessage, 0, len(msgs))
 	for _, m := range msgs {
@@ -161,7 +162,7 @@ func (r *Relay) hydrate(msgs []store.OutboxMessage, reqs map[string]erasure.Requ
 		}
 		req, ok := reqs[m.RequestID]
 		var t Task
-		if !ok || !req.ShreddedAt.IsZero() || req.Status.Final() || json.Unmarshal(m.Payload, &t) != nil {
+		if !ok || !req.ShreddedAt.IsZero() || json.Unmarshal(m.Payload, &t) != nil || (req.Status.Final() && !t.FollowUp) {
 			r.Log.Warn("outbox relay: dropped a task message whose request is gone, final, shredded or unreadable",
 				zap.String("request_id", m.RequestID), zap.String("task_id", m.TaskID))
 			continue
@@ -226,6 +227,15 @@ func (r *Relay) markDispatched(ctx context.Context, tx store.Tx, msgs []store.Ou
 		if err != nil {
 			return err
 		}
+		if len(byRequest[reqID]) > countIn(tasks, byRequest[reqID]) {
+			// A follow-up of a completed request (asked for only then:
+			// the relay is on every task's path).
+			more, err := tx.FollowUps(ctx, reqID)
+			if err != nil {
+				return err
+			}
+			tasks = append(tasks, more...)
+		}
 		for _, t := range tasks {
 			attempt, ok := byRequest[reqID][t.ID]
 			if !ok || t.Status != erasure.TaskQueued || t.Attempt != attempt {
@@ -243,4 +253,15 @@ func (r *Relay) markDispatched(ctx context.Context, tx store.Tx, msgs []store.Ou
 		}
 	}
 	return nil
+}
+
+// countIn counts the tasks whose ids are in ids.
+func countIn(tasks []erasure.Task, ids map[string]int) int {
+	n := 0
+	for _, t := range tasks {
+		if _, ok := ids[t.ID]; ok {
+			n++
+		}
+	}
+	return n
 }

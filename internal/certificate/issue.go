@@ -18,6 +18,20 @@ type Issuer struct {
 	Options Options
 }
 
+// LogRecheck appends a re-check of a certificate to the log within tx
+// and returns its leaf's index.
+func (i *Issuer) LogRecheck(ctx context.Context, tx store.Tx, e translog.RecheckEvent, at time.Time) (int64, error) {
+	leaf, err := translog.RecheckLeaf(e)
+	if err != nil {
+		return -1, err
+	}
+	a, err := i.Log.Append(ctx, tx, translog.KindRecheck, e.CertificateID, leaf, at)
+	if err != nil {
+		return -1, err
+	}
+	return a.Index, nil
+}
+
 // Issue signs a certificate for a completed request and appends it to the
 // log within tx.
 func (i *Issuer) Issue(ctx context.Context, tx store.Tx, req erasure.Request, tasks []erasure.Task, eventHead string, at time.Time) (store.Certificate, error) {

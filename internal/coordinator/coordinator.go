@@ -41,6 +41,11 @@ type Connector struct {
 	// AuthorityFor names kinds this resolver issues: when it finds none,
 	// systems keyed only on them are not applicable to the person.
 	AuthorityFor []erasure.Kind
+	// RecheckAfter lists the ages of a completed request at which the
+	// instance looks the person up again (see scheduleRechecks); each
+	// must come before Retention.ShredAfter, and the connector must
+	// implement connectors.Verifier.
+	RecheckAfter []time.Duration
 }
 
 // Certifier signs the certificate of a completed request, within tx (it
@@ -175,9 +180,10 @@ func (c *Coordinator) retryDelay(attempt int, retryAfter time.Duration) time.Dur
 // It carries no identifiers: the relay adds them from the request's
 // encrypted envelope as it publishes.
 func taskMessage(req erasure.Request, t erasure.Task, kind string, now time.Time) (store.OutboxMessage, error) {
+	_, _, followUp := t.FollowUp()
 	payload, err := json.Marshal(bus.Task{
 		V: bus.Version, Kind: kind, TaskID: t.ID, RequestID: req.ID, Connector: t.Connector,
-		Attempt: t.Attempt, Jurisdiction: string(req.Jurisdiction), JobRef: t.JobRef, IssuedAt: now,
+		Attempt: t.Attempt, Jurisdiction: string(req.Jurisdiction), JobRef: t.JobRef, FollowUp: followUp, IssuedAt: now,
 	})
 	if err != nil {
 		return store.OutboxMessage{}, fmt.Errorf("encode task: %w", err)

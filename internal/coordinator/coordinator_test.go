@@ -31,6 +31,16 @@ type bundle struct {
 	store store.Store
 	cert  *fakeCertifier
 	clock *clock
+	cfg   coordinator.Config
+}
+
+func hasher(t *testing.T) *erasure.Hasher {
+	t.Helper()
+	h, err := erasure.NewHasher(bytes.Repeat([]byte{1}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 // setup returns a coordinator over a SQLite store with two connectors, "db"
@@ -42,7 +52,6 @@ func setup(t *testing.T, opts ...func(*coordinator.Config)) bundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	h, _ := erasure.NewHasher(bytes.Repeat([]byte{1}, 32))
 	clk := testenv.NewClock(time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC))
 	cert := &fakeCertifier{}
 	cfg := coordinator.Config{
@@ -53,8 +62,8 @@ func setup(t *testing.T, opts ...func(*coordinator.Config)) bundle {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	c := coordinator.New(coordinator.Deps{Store: st, Hasher: h, Certifier: cert, Clock: clk.Now}, cfg)
-	return bundle{c: c, store: st, cert: cert, clock: clk}
+	c := coordinator.New(coordinator.Deps{Store: st, Hasher: hasher(t), Certifier: cert, Clock: clk.Now}, cfg)
+	return bundle{c: c, store: st, cert: cert, clock: clk, cfg: cfg}
 }
 
 func file(t *testing.T, b bundle) (erasure.Request, map[string]erasure.Task) {

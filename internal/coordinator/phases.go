@@ -108,6 +108,9 @@ func kindFor(t erasure.Task) string {
 	if t.Phase == erasure.PhaseResolve {
 		return bus.KindResolve
 	}
+	if t.IsRecheck() {
+		return bus.KindRecheck
+	}
 	return bus.KindErase
 }
 

@@ -60,12 +60,16 @@ func (c *Coordinator) ApplyResult(ctx context.Context, res bus.Result) (Applied,
 		res.Evidence = redactEvidence(res, req.Subject)
 		now := c.clock()
 		var changed bool
-		if task.Phase == erasure.PhaseResolve {
+		switch {
+		case task.Phase == erasure.PhaseResolve:
 			if err := c.applyResolve(ctx, tx, &req, &task, res, now); err != nil {
 				return err
 			}
 			changed = true
-		} else {
+		case task.IsRecheck():
+			c.applyRecheck(&task, req, res, now)
+			changed = true
+		default:
 			changed = c.applyToTask(&task, req, res, now)
 		}
 		if err := tx.UpdateTask(ctx, task); err != nil {
@@ -74,6 +78,12 @@ func (c *Coordinator) ApplyResult(ctx context.Context, res bus.Result) (Applied,
 		applied = AppliedNew
 		if !changed {
 			return nil // a running job polled and still running: nothing new to record
+		}
+		var followUp map[string]any
+		if _, _, ok := task.FollowUp(); ok {
+			if followUp, err = c.followUpDone(ctx, tx, &req, task, res, now); err != nil {
+				return err
+			}
 		}
 		data := map[string]any{
 			"connector": task.Connector, "kind": res.Kind, "attempt": res.Attempt, "status": task.Status,
@@ -97,6 +107,12 @@ func (c *Coordinator) ApplyResult(ctx context.Context, res bus.Result) (Applied,
 		}
 		if task.Status == erasure.TaskFailed {
 			data["next_attempt_at"] = task.NextAttemptAt
+		}
+		if task.Phase != erasure.PhaseResolve && task.Phase != erasure.PhaseErase {
+			data["phase"] = task.Phase
+		}
+		for k, v := range followUp {
+			data[k] = v
 		}
 		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, task.ID, erasure.EventTaskResult,
 			"connector:"+task.Connector, "", data, now)); err != nil {
@@ -289,6 +305,9 @@ func (c *Coordinator) advanceRequest(ctx context.Context, tx store.Tx, req *eras
 	// The identifiers resolvers found are included: replay finds the person
 	// by any of them.
 	if err := tx.AddSuppressions(ctx, req.ID, c.hasher.Ref(req.Subject).Identifiers, now); err != nil {
+		return false, err
+	}
+	if err := c.scheduleRechecks(ctx, tx, *req, tasks, now); err != nil {
 		return false, err
 	}
 	sum := sha256.Sum256(cert.Document)

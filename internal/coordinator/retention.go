@@ -83,6 +83,9 @@ func (c *Coordinator) Housekeep(ctx context.Context) (Housekeeping, error) {
 			if !req.Status.Final() || !req.ShreddedAt.IsZero() || req.CompletedAt.After(now.Add(-r.ShredAfter)) {
 				return false, nil
 			}
+			if pending, err := followUpsPending(ctx, tx, req.ID); err != nil || pending {
+				return false, err // a re-check or re-erasure still needs the identifiers
+			}
 			return true, c.shred(ctx, tx, req, erasure.ActorRetention, "grace period of "+r.ShredAfter.String()+" after the request ended")
 		})
 		if err != nil {

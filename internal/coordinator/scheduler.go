@@ -65,12 +65,23 @@ func (c *Coordinator) scheduleOne(ctx context.Context, d store.DueTask) (bool, e
 			return err
 		}
 		now := c.clock()
-		if req.Status.Final() {
+		_, _, followUp := t.FollowUp()
+		if req.Status.Final() && !followUp {
 			// Cancelled: stop retrying and polling, keep the task as it is.
 			t.NextAttemptAt, t.NextPollAt = time.Time{}, time.Time{}
 			return tx.UpdateTask(ctx, t)
 		}
+		if followUp && !req.ShreddedAt.IsZero() && (t.Status == erasure.TaskScheduled || t.Status.Active()) {
+			return c.notChecked(ctx, tx, &req, &t, now)
+		}
 		switch {
+		case t.Status == erasure.TaskScheduled && !t.NextAttemptAt.After(now):
+			t.Attempt++
+			t.Status, t.NextAttemptAt, t.UpdatedAt = erasure.TaskQueued, time.Time{}, now
+			queued = true
+			_, after, _ := t.FollowUp()
+			return send(ctx, tx, req, t, kindFor(t), erasure.EventTaskReleased, erasure.ActorScheduler,
+				"the re-check at "+erasure.AgeDay(after)+" is due", now)
 		case t.Status == erasure.TaskFailed && !t.NextAttemptAt.After(now):
 			t.Attempt++
 			t.Status, t.NextAttemptAt, t.UpdatedAt = erasure.TaskQueued, time.Time{}, now

@@ -31,6 +31,10 @@ const (
 	EventErasing             = "request.erasing"      // resolution done; Data: {"identifiers": [{kind, from}]}
 	EventTaskReleased        = "task.released"        // an erase task that waited (erase_after, an identifier) is sent
 	EventTaskNotApplicable   = "task.not_applicable"
+	// A completed request flagged for staff by a re-check (see
+	// Task.FollowUp), and the flag cleared by staff.
+	EventRequestFlagged = "request.flagged" // Data: {"connector","phase","flag","evidence"}
+	EventFlagCleared    = "request.flag_cleared"
 )
 
 // Actors that are not people.

@@ -42,6 +42,11 @@ type Request struct {
 	ReceivedAt     time.Time
 	DueAt          time.Time
 	CompletedAt    time.Time // zero until the request is final
+	// Flag, when not empty, asks staff to look at a completed request: a
+	// re-check found the person again, or could not look them up. Words
+	// and system names only, no personal data; FlaggedAt is when.
+	Flag      string
+	FlaggedAt time.Time
 	UpdatedAt      time.Time
 }
 

@@ -77,6 +77,12 @@ const (
 	// declares the system not applicable, or exempts it.
 	TaskNeedsIdentifier TaskStatus = "needs_identifier"
 	TaskFailed          TaskStatus = "failed" // will be retried at NextAttemptAt
+	// TaskScheduled: a re-check of a completed request, to run at
+	// NextAttemptAt (see FollowUp).
+	TaskScheduled TaskStatus = "scheduled"
+	// TaskFoundAgain: done (a re-check): the system holds the person
+	// again; a re-erasure task was made.
+	TaskFoundAgain TaskStatus = "found_again"
 	TaskDead            TaskStatus = "dead"   // gave up; a person must act
 )
 
@@ -89,9 +95,10 @@ const (
 
 var taskTransitions = map[TaskStatus][]TaskStatus{
 	TaskWaiting:         {TaskQueued, TaskNotApplicable, TaskExempted},
+	TaskScheduled:       {TaskQueued, TaskNotApplicable},
 	TaskNeedsIdentifier: {TaskQueued, TaskWaiting, TaskNotApplicable, TaskExempted},
-	TaskQueued:          {TaskDispatched, TaskRunning, TaskErased, TaskNotFound, TaskResolved, TaskFailed, TaskDead, TaskExempted},
-	TaskDispatched:      {TaskRunning, TaskErased, TaskNotFound, TaskResolved, TaskFailed, TaskDead, TaskExempted},
+	TaskQueued:          {TaskDispatched, TaskRunning, TaskErased, TaskNotFound, TaskResolved, TaskFoundAgain, TaskFailed, TaskDead, TaskExempted},
+	TaskDispatched:      {TaskRunning, TaskErased, TaskNotFound, TaskResolved, TaskFoundAgain, TaskFailed, TaskDead, TaskExempted},
 	TaskRunning:         {TaskRunning, TaskErased, TaskNotFound, TaskFailed, TaskDead, TaskExempted},
 	TaskResolved:        {TaskQueued}, // looked up again by identifiers found since
 	TaskFailed:          {TaskQueued, TaskDead, TaskExempted, TaskNotApplicable},
@@ -109,7 +116,7 @@ func (s TaskStatus) Valid() bool {
 // its tasks are done.
 func (s TaskStatus) Done() bool {
 	switch s {
-	case TaskErased, TaskNotFound, TaskExempted, TaskNotApplicable, TaskResolved:
+	case TaskErased, TaskNotFound, TaskExempted, TaskNotApplicable, TaskResolved, TaskFoundAgain:
 		return true
 	}
 	return false

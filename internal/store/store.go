@@ -26,7 +26,12 @@ type Store interface {
 	// RequestByIdempotencyKey finds the request filed with key.
 	RequestByIdempotencyKey(ctx context.Context, key string) (erasure.Request, error)
 	Requests(ctx context.Context, f RequestFilter) ([]erasure.Request, error)
+	// Tasks lists a request's resolve and erase tasks: what its
+	// certificate is about.
 	Tasks(ctx context.Context, requestID string) ([]erasure.Task, error)
+	// FollowUps lists a completed request's re-checks and re-erasures
+	// (see erasure.Task.FollowUp), oldest first.
+	FollowUps(ctx context.Context, requestID string) ([]erasure.Task, error)
 	// TaskByJobRef finds the task of a connector instance waiting on a
 	// vendor job (for callbacks).
 	TaskByJobRef(ctx context.Context, connector, jobRef string) (erasure.Task, error)
@@ -79,6 +84,9 @@ type Store interface {
 	LogHashes(ctx context.Context, ids []int64) ([][]byte, error)
 	LogEntries(ctx context.Context, start, end int64) ([]LogEntry, error)
 	LogEntryByRef(ctx context.Context, kind, ref string) (LogEntry, error)
+	// LogEntriesByRef lists every leaf of kind naming ref, in log order
+	// (the re-checks of a certificate).
+	LogEntriesByRef(ctx context.Context, kind, ref string) ([]LogEntry, error)
 	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
 
 	Ping(ctx context.Context) error
@@ -106,8 +114,11 @@ type Tx interface {
 	AddSubjectHashes(ctx context.Context, requestID string, ids []erasure.IdentifierHash) error
 
 	InsertTask(ctx context.Context, t erasure.Task) error
+	// Task reads any task by id, follow-ups included.
 	Task(ctx context.Context, id string) (erasure.Task, error)
+	// Tasks and FollowUps are as Store's, within the transaction.
 	Tasks(ctx context.Context, requestID string) ([]erasure.Task, error)
+	FollowUps(ctx context.Context, requestID string) ([]erasure.Task, error)
 	UpdateTask(ctx context.Context, t erasure.Task) error
 
 	// AppendEvent chains e to the request's last event (setting Seq,
@@ -276,8 +287,8 @@ type Purge struct {
 // LogEntry is one leaf of the transparency log.
 type LogEntry struct {
 	Index     int64
-	Kind      string // certificate, key_activated, key_retired
-	Ref       string // the certificate id or key id
+	Kind      string // certificate, key_activated, key_retired, recheck
+	Ref       string // the certificate id (of a recheck: the one it re-checks) or key id
 	Data      []byte // the leaf data
 	CreatedAt time.Time
 }
@@ -332,6 +343,8 @@ type RequestFilter struct {
 	CompletedBefore time.Time
 	// Unshredded keeps requests whose data key still exists.
 	Unshredded bool
+	// Flagged keeps requests flagged for staff (see erasure.Request.Flag).
+	Flagged bool
 	// Limit defaults to 50 and is capped at MaxLimit.
 	Limit int
 }
@@ -340,7 +353,7 @@ type RequestFilter struct {
 type DueTask struct {
 	TaskID    string
 	RequestID string
-	Status    erasure.TaskStatus // failed (retry), running (poll) or dispatched (stale)
+	Status    erasure.TaskStatus // failed (retry), scheduled (re-check), running (poll) or dispatched (stale)
 }
 
 // Stats are counts for metrics.

@@ -28,6 +28,8 @@ type Metrics struct {
 	outboxPublished prometheus.Counter
 	taskLatency     *prometheus.HistogramVec
 	loginFailures   *prometheus.CounterVec
+	rechecks        *prometheus.CounterVec
+	resurrections   *prometheus.CounterVec
 }
 
 // NewMetrics registers Lethe's metrics, plus gauges read from st at scrape
@@ -66,9 +68,17 @@ func NewMetrics(st store.Store) *Metrics {
 			Name: "lethe_login_failures_total",
 			Help: "Console sign-ins refused, by reason: wrong_password, unknown_name, or throttled (too many failures from the client).",
 		}, []string{"reason"}),
+		rechecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lethe_rechecks_total",
+			Help: "Re-checks of completed requests recorded, by connector and outcome: clean, found (the person is back), not_checked.",
+		}, []string{"connector", "outcome"}),
+		resurrections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lethe_resurrections_total",
+			Help: "People a re-check or a suppression sweep found again in a system they were erased from, by connector.",
+		}, []string{"connector"}),
 	}
 	reg.MustRegister(m.requestsFiled, m.taskResults, m.taskRetries, m.connectorCalls, m.rateLimitWait,
-		m.certificates, m.outboxPublished, m.taskLatency, m.loginFailures,
+		m.certificates, m.outboxPublished, m.taskLatency, m.loginFailures, m.rechecks, m.resurrections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if st != nil {
 		reg.MustRegister(&storeCollector{st: st})
@@ -92,6 +102,25 @@ func (m *Metrics) TaskResult(connector, status string, created time.Time, final 
 	m.taskResults.WithLabelValues(connector, status).Inc()
 	if final && !created.IsZero() {
 		m.taskLatency.WithLabelValues(connector, status).Observe(time.Since(created).Seconds())
+	}
+}
+
+// Recheck counts a recorded re-check; outcome "found" also counts a
+// resurrection.
+func (m *Metrics) Recheck(connector, outcome string) {
+	if m == nil {
+		return
+	}
+	m.rechecks.WithLabelValues(connector, outcome).Inc()
+	if outcome == "found" {
+		m.resurrections.WithLabelValues(connector).Inc()
+	}
+}
+
+// Resurrection counts a person found again by a suppression sweep.
+func (m *Metrics) Resurrection(connector string) {
+	if m != nil {
+		m.resurrections.WithLabelValues(connector).Inc()
 	}
 }
 

@@ -231,7 +231,7 @@ func (r *runner) handle(ctx context.Context, msg jetstream.Msg) {
 	stop := heartbeat(msg, r.w.Topology)
 	res := r.execute(ctx, task, log)
 	stop()
-	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 && res.Status == bus.ResultNotFound {
+	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 && res.Status == bus.ResultNotFound && task.Kind != bus.KindRecheck {
 		// The same task ran before and did not report (a crash, a lost
 		// connection): that run may have erased what this one did not find.
 		res.Evidence = append(res.Evidence, erasure.Evidence{Kind: "redelivered",
@@ -336,8 +336,11 @@ func (r *runner) retry(ctx context.Context, tries uint64, maxElapsed, maxPause t
 func (r *runner) execute(ctx context.Context, t bus.Task, log *zap.Logger) bus.Result {
 	res := bus.Result{V: bus.Version, Kind: t.Kind, TaskID: t.TaskID, RequestID: t.RequestID,
 		Connector: r.in.Name, Attempt: t.Attempt, StartedAt: r.w.Clock()}
-	if t.Kind == bus.KindResolve {
+	switch t.Kind {
+	case bus.KindResolve:
 		return r.resolve(ctx, t, res, log)
+	case bus.KindRecheck:
+		return r.recheck(ctx, t, res, log)
 	}
 	var out connectors.Outcome
 	err := r.retry(ctx, quickRetries, 10*time.Second, 2*time.Second, nil, func() error {
@@ -438,6 +441,48 @@ func (r *runner) resolve(ctx context.Context, t bus.Task, res bus.Result, log *z
 		kinds = append(kinds, string(k))
 	}
 	log.Info("looked up", zap.Strings("found_kinds", kinds))
+	return res
+}
+
+// recheck looks the subject up again, long after the request completed,
+// and reports how many records remain: nothing is erased here (a person
+// found again gets a re-erasure task of its own).
+func (r *runner) recheck(ctx context.Context, t bus.Task, res bus.Result, log *zap.Logger) bus.Result {
+	v, ok := r.in.Connector.(connectors.Verifier)
+	var got connectors.Verification
+	var err error
+	if !ok {
+		err = connectors.Permanentf("connector %s (%s) cannot look people up again", r.in.Name, r.in.Type)
+	} else {
+		err = r.retry(ctx, quickRetries, 10*time.Second, 2*time.Second, nil, func() error {
+			cctx, cancel := context.WithTimeout(r.metered(ctx), r.w.Timeout)
+			defer cancel()
+			start := time.Now()
+			var err error
+			got, err = v.Verify(cctx, t.Subject)
+			outcome := "ok"
+			if err != nil {
+				outcome = "error"
+			}
+			r.w.Metrics.ConnectorCall(r.in.Name, bus.KindRecheck, outcome, time.Since(start))
+			return err
+		})
+	}
+	res.FinishedAt = r.w.Clock()
+	res.SearchedBy = r.in.Plan.SearchedBy(t.Subject)
+	if err == nil && got.Remaining < 0 {
+		err = connectors.Permanentf("connector reported a negative number of remaining records")
+	}
+	if err != nil {
+		r.failed(&res, err, t.Subject, log)
+		return res
+	}
+	res.Evidence = got.Evidence
+	res.Status, res.Verification = bus.ResultNotFound, "clean"
+	if got.Remaining > 0 {
+		res.Status, res.Records, res.Verification = bus.ResultFound, got.Remaining, ""
+	}
+	log.Info("re-checked", zap.String("status", res.Status), zap.Int64("remaining", got.Remaining))
 	return res
 }
 

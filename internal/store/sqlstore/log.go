@@ -61,6 +61,11 @@ func (s *Store) LogEntries(ctx context.Context, start, end int64) ([]store.LogEn
 	return s.queryLogEntries(ctx, s.conn, `SELECT `+logEntryCols+` FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx`, start, end)
 }
 
+// LogEntriesByRef implements store.Store.
+func (s *Store) LogEntriesByRef(ctx context.Context, kind, ref string) ([]store.LogEntry, error) {
+	return s.queryLogEntries(ctx, s.conn, `SELECT `+logEntryCols+` FROM log_entries WHERE kind = $1 AND ref = $2 ORDER BY idx`, kind, ref)
+}
+
 // LogEntryByRef implements store.Store.
 func (s *Store) LogEntryByRef(ctx context.Context, kind, ref string) (store.LogEntry, error) {
 	return s.oneLogEntry(ctx, s.conn, kind, ref)

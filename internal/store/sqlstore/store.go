@@ -72,7 +72,7 @@ func (s *Store) Close() { s.conn.Close() }
 
 const requestCols = `id, status, jurisdiction, subject_enc, data_key, shredded_at, subject_ref, source,
 	idempotency_key, created_by, received_at, due_at, completed_at, updated_at, extended_at,
-	sources, original_due_at, extension_category`
+	sources, original_due_at, extension_category, flag, flagged_at`
 
 const taskCols = `id, request_id, connector, connector_type, status, attempt, records_erased,
 	job_ref, next_attempt_at, next_poll_at, last_error, evidence, verified,
@@ -135,6 +135,9 @@ func (s *Store) Requests(ctx context.Context, f store.RequestFilter) ([]erasure.
 	if f.Unshredded {
 		where = append(where, "data_key IS NOT NULL")
 	}
+	if f.Flagged {
+		where = append(where, "flag <> ''")
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 50
@@ -161,7 +164,7 @@ func (s *Store) queryRequests(ctx context.Context, q Querier, query string, args
 		var sources string
 		if err := rows.Scan(&r.ID, &r.Status, &r.Jurisdiction, &sealed, &dataKey, timeCol{&r.ShreddedAt}, &ref, &r.Source,
 			&r.IdempotencyKey, &r.CreatedBy, timeCol{&r.ReceivedAt}, timeCol{&r.DueAt}, timeCol{&r.CompletedAt}, timeCol{&r.UpdatedAt},
-			timeCol{&r.ExtendedAt}, &sources, timeCol{&r.OriginalDueAt}, &r.ExtensionCategory); err != nil {
+			timeCol{&r.ExtendedAt}, &sources, timeCol{&r.OriginalDueAt}, &r.ExtensionCategory, &r.Flag, timeCol{&r.FlaggedAt}); err != nil {
 			return nil, fmt.Errorf("scan request: %w", err)
 		}
 		if err := json.Unmarshal(ref, &r.SubjectRef); err != nil {
@@ -190,9 +193,22 @@ func (s *Store) queryRequests(ctx context.Context, q Querier, query string, args
 	return out, nil
 }
 
-// Tasks implements store.Store.
+// Tasks implements store.Store: the resolve and erase tasks.
 func (s *Store) Tasks(ctx context.Context, requestID string) ([]erasure.Task, error) {
-	return s.queryTasks(ctx, s.conn, `SELECT `+taskCols+` FROM tasks WHERE request_id = $1 ORDER BY phase DESC, connector`, requestID)
+	return s.queryTasks(ctx, s.conn, `SELECT `+taskCols+` FROM tasks WHERE request_id = $1 AND `+mainPhases+` ORDER BY phase DESC, connector`, requestID)
+}
+
+// mainPhases keeps the tasks that make up a request's erasure; the
+// others are follow-ups of a completed request (see erasure.Task.FollowUp).
+const mainPhases = `phase IN ('resolve', 'erase')`
+
+// FollowUps implements store.Store.
+func (s *Store) FollowUps(ctx context.Context, requestID string) ([]erasure.Task, error) {
+	return s.followUps(ctx, s.conn, requestID)
+}
+
+func (s *Store) followUps(ctx context.Context, q Querier, requestID string) ([]erasure.Task, error) {
+	return s.queryTasks(ctx, q, `SELECT `+taskCols+` FROM tasks WHERE request_id = $1 AND NOT `+mainPhases+` ORDER BY created_at, phase, connector`, requestID)
 }
 
 func (s *Store) queryTasks(ctx context.Context, q Querier, query string, args ...any) ([]erasure.Task, error) {
@@ -360,11 +376,13 @@ func (s *Store) DueTasks(ctx context.Context, now, staleBefore time.Time, limit 
 	q := s.rw.q(`SELECT id, request_id, status FROM (
 		SELECT id, request_id, status, next_attempt_at AS due FROM tasks WHERE status = 'failed' AND next_attempt_at <= $1
 		UNION ALL
+		SELECT id, request_id, status, next_attempt_at AS due FROM tasks WHERE status = 'scheduled' AND next_attempt_at <= $1
+		UNION ALL
 		SELECT id, request_id, status, next_poll_at AS due FROM tasks WHERE status = 'running' AND next_poll_at <= $1
 		UNION ALL
 		SELECT t.id, t.request_id, t.status, t.updated_at AS due FROM tasks t JOIN requests r ON r.id = t.request_id
 			WHERE t.status = 'dispatched' AND t.updated_at <= $2
-			AND r.status NOT IN ('completed', 'completed_with_exemptions', 'denied', 'cancelled')
+			AND (r.status NOT IN ('completed', 'completed_with_exemptions', 'denied', 'cancelled') OR NOT t.`+mainPhases+`)
 	) due ORDER BY due LIMIT ` + fmt.Sprint(limit))
 	rows, err := s.conn.Query(ctx, q, s.d.TimeArg(now), s.d.TimeArg(staleBefore))
 	if err != nil {
@@ -453,10 +471,10 @@ func (t *tx) InsertRequest(ctx context.Context, r erasure.Request) error {
 		return err
 	}
 	_, err = t.exec(ctx, `INSERT INTO requests (`+requestCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
 		r.ID, string(r.Status), string(r.Jurisdiction), sealed, dataKey, nil, string(ref), r.Source, r.IdempotencyKey,
 		r.CreatedBy, t.time(r.ReceivedAt), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt), t.time(r.ExtendedAt),
-		sources, t.time(r.OriginalDueAt), r.ExtensionCategory)
+		sources, t.time(r.OriginalDueAt), r.ExtensionCategory, r.Flag, t.time(r.FlaggedAt))
 	if err != nil {
 		if t.s.d.IsUniqueViolation(err) {
 			return erasure.Errorf(erasure.EConflict, "a request with this id or idempotency key exists")
@@ -504,9 +522,9 @@ func (t *tx) UpdateRequest(ctx context.Context, r erasure.Request) error {
 		return err
 	}
 	n, err := t.exec(ctx, `UPDATE requests SET status = $2, due_at = $3, completed_at = $4, updated_at = $5, extended_at = $6,
-		sources = $7, original_due_at = $8, extension_category = $9 WHERE id = $1`,
+		sources = $7, original_due_at = $8, extension_category = $9, flag = $10, flagged_at = $11 WHERE id = $1`,
 		r.ID, string(r.Status), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt), t.time(r.ExtendedAt),
-		sources, t.time(r.OriginalDueAt), r.ExtensionCategory)
+		sources, t.time(r.OriginalDueAt), r.ExtensionCategory, r.Flag, t.time(r.FlaggedAt))
 	if err != nil {
 		return fmt.Errorf("update request: %w", err)
 	}
@@ -585,7 +603,11 @@ func (t *tx) Task(ctx context.Context, id string) (erasure.Task, error) {
 }
 
 func (t *tx) Tasks(ctx context.Context, requestID string) ([]erasure.Task, error) {
-	return t.s.queryTasks(ctx, t.q, `SELECT `+taskCols+` FROM tasks WHERE request_id = $1 ORDER BY phase DESC, connector`, requestID)
+	return t.s.queryTasks(ctx, t.q, `SELECT `+taskCols+` FROM tasks WHERE request_id = $1 AND `+mainPhases+` ORDER BY phase DESC, connector`, requestID)
+}
+
+func (t *tx) FollowUps(ctx context.Context, requestID string) ([]erasure.Task, error) {
+	return t.s.followUps(ctx, t.q, requestID)
 }
 
 func (t *tx) UpdateTask(ctx context.Context, k erasure.Task) error {

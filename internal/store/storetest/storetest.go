@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentOutboxClaims", concurrentClaims},
 		{"Certificate", certificate},
 		{"DueTasks", dueTasks},
+		{"FollowUpsAndFlags", followUpsAndFlags},
 		{"ListRequests", listRequests},
 		{"Stats", stats},
 		{"SubjectHashesAndCertificateLookups", subjectLookups},
@@ -588,6 +589,72 @@ func dueTasks(t *testing.T, s store.Store) {
 	}
 }
 
+// followUpsAndFlags: re-checks and re-erasures of a completed request
+// are tasks apart from its own, due when scheduled; a flag round-trips and
+// filters.
+func followUpsAndFlags(t *testing.T, s store.Store) {
+	r := newRequest(1)
+	r.Status, r.CompletedAt = erasure.RequestCompleted, t0.Add(-time.Hour)
+	erase := newTask(r, "a")
+	erase.Status = erasure.TaskErased
+	due, later, again := newTask(r, "a"), newTask(r, "a"), newTask(r, "a")
+	due.Phase, due.Status, due.NextAttemptAt = erasure.RecheckPhase(72*time.Hour), erasure.TaskScheduled, t0.Add(-time.Second)
+	later.Phase, later.Status, later.NextAttemptAt = erasure.RecheckPhase(720*time.Hour), erasure.TaskScheduled, t0.Add(time.Hour)
+	again.Phase, again.Status, again.UpdatedAt = erasure.ReerasePhase(72*time.Hour), erasure.TaskDispatched, t0.Add(-2*time.Hour)
+	insert(t, s, r, erase, due, later, again)
+	if ts, err := s.Tasks(ctx(t), r.ID); err != nil || len(ts) != 1 || ts[0].ID != erase.ID {
+		t.Errorf("a request's own tasks = %+v, %v", ts, err)
+	}
+	fs, err := s.FollowUps(ctx(t), r.ID)
+	if err != nil || len(fs) != 3 {
+		t.Fatalf("follow-ups = %+v, %v", fs, err)
+	}
+	byID := map[string]erasure.Task{}
+	for _, f := range fs {
+		byID[f.ID] = f
+	}
+	if got := byID[due.ID]; got.Phase != "recheck:72h" || got.Status != erasure.TaskScheduled || !got.NextAttemptAt.Equal(due.NextAttemptAt) {
+		t.Errorf("scheduled re-check read back as %+v", got)
+	}
+	mustTx(t, s, func(tx store.Tx) error {
+		if fs, err := tx.FollowUps(ctx(t), r.ID); err != nil || len(fs) != 3 {
+			t.Errorf("follow-ups in tx = %d, %v", len(fs), err)
+		}
+		return nil
+	})
+	// The due re-check, and the stale re-erasure of a completed request.
+	got, err := s.DueTasks(ctx(t), t0, t0.Add(-time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.DueTask{
+		{TaskID: again.ID, RequestID: r.ID, Status: erasure.TaskDispatched},
+		{TaskID: due.ID, RequestID: r.ID, Status: erasure.TaskScheduled},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("due = %+v, want %+v", got, want)
+	}
+
+	other := newRequest(2)
+	insert(t, s, other)
+	mustTx(t, s, func(tx store.Tx) error {
+		q, err := tx.LockRequest(ctx(t), r.ID)
+		if err != nil {
+			return err
+		}
+		q.Flag, q.FlaggedAt = "a held the person again", t0
+		return tx.UpdateRequest(ctx(t), q)
+	})
+	back, err := s.Request(ctx(t), r.ID)
+	if err != nil || back.Flag != "a held the person again" || !back.FlaggedAt.Equal(t0) {
+		t.Errorf("flag read back as %q at %v, %v", back.Flag, back.FlaggedAt, err)
+	}
+	flagged, err := s.Requests(ctx(t), store.RequestFilter{Flagged: true})
+	if err != nil || len(flagged) != 1 || flagged[0].ID != r.ID {
+		t.Errorf("flagged = %d requests, %v", len(flagged), err)
+	}
+}
+
 func listRequests(t *testing.T, s store.Store) {
 	var ids []string
 	for i := range 5 {
@@ -722,6 +789,19 @@ func logAppend(t *testing.T, s store.Store) {
 	}
 	if _, err := s.LogEntryByRef(ctx(t), "certificate", "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("missing entry: %v", err)
+	}
+	mustTx(t, s, func(tx store.Tx) error {
+		appendLeaf(t, tx, "recheck", "c0")
+		appendLeaf(t, tx, "recheck", "c9")
+		appendLeaf(t, tx, "recheck", "c0")
+		return nil
+	})
+	rs, err := s.LogEntriesByRef(ctx(t), "recheck", "c0")
+	if err != nil || len(rs) != 2 || rs[0].Index != 2 || rs[1].Index != 4 || rs[0].Kind != "recheck" {
+		t.Errorf("re-checks of c0 = %+v, %v", rs, err)
+	}
+	if rs, err := s.LogEntriesByRef(ctx(t), "recheck", "nope"); err != nil || len(rs) != 0 {
+		t.Errorf("re-checks of nothing = %+v, %v", rs, err)
 	}
 	cp, err := s.LatestCheckpoint(ctx(t))
 	if err != nil || cp.Size != 2 || string(cp.Note) != "note2" {
