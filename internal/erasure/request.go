@@ -47,7 +47,7 @@ type Request struct {
 	// and system names only, no personal data; FlaggedAt is when.
 	Flag      string
 	FlaggedAt time.Time
-	UpdatedAt      time.Time
+	UpdatedAt time.Time
 }
 
 // FirstDueAt is the deadline the request was received with, before any

@@ -83,7 +83,7 @@ const (
 	// TaskFoundAgain: done (a re-check): the system holds the person
 	// again; a re-erasure task was made.
 	TaskFoundAgain TaskStatus = "found_again"
-	TaskDead            TaskStatus = "dead"   // gave up; a person must act
+	TaskDead       TaskStatus = "dead" // gave up; a person must act
 )
 
 // Phases of a request: every resolver looks the person up first, then

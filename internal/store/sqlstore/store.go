@@ -382,7 +382,7 @@ func (s *Store) DueTasks(ctx context.Context, now, staleBefore time.Time, limit 
 		UNION ALL
 		SELECT t.id, t.request_id, t.status, t.updated_at AS due FROM tasks t JOIN requests r ON r.id = t.request_id
 			WHERE t.status = 'dispatched' AND t.updated_at <= $2
-			AND (r.status NOT IN ('completed', 'completed_with_exemptions', 'denied', 'cancelled') OR NOT t.`+mainPhases+`)
+			AND (r.status NOT IN ('completed', 'completed_with_exemptions', 'denied', 'cancelled') OR NOT t.` + mainPhases + `)
 	) due ORDER BY due LIMIT ` + fmt.Sprint(limit))
 	rows, err := s.conn.Query(ctx, q, s.d.TimeArg(now), s.d.TimeArg(staleBefore))
 	if err != nil {
