@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/certificate"
+	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/translog"
 )
 
@@ -67,6 +68,12 @@ func runCertVerify(ctx context.Context, e env, args []string) int {
 			return 1
 		}
 		still = fmt.Sprintf("\nStill in the log: its checkpoint of %d entries is consistent with the latest, of %d.\n", v.Log.Checkpoint.Size, latest.Size)
+		rechecks, err := newLogClient(*logURL, client).rechecks(ctx, v.Payload.CertificateID, latest)
+		if err != nil {
+			fmt.Fprintln(e.stdout, "INVALID: the log's re-checks of this certificate do not verify:", err)
+			return 1
+		}
+		still += describeRechecks(rechecks)
 	}
 	theirs := true
 	if *email != "" {
@@ -205,4 +212,79 @@ func (c *logClient) checkStillIncluded(ctx context.Context, pos certificate.LogP
 		return cp, err
 	}
 	return cp, c.consistent(ctx, pos.Checkpoint, cp)
+}
+
+// rechecks fetches the re-check leaves of certificate id and checks each
+// is in the tree of the verified checkpoint cp and names id.
+func (c *logClient) rechecks(ctx context.Context, id string, cp translog.Checkpoint) ([]translog.RecheckEvent, error) {
+	b, err := c.get(ctx, "/v1/certificates/"+url.PathEscape(id)+"/rechecks", url.Values{"size": {fmt.Sprint(cp.Size)}})
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Size     int64 `json:"size"`
+		Rechecks []struct {
+			Index    int64                   `json:"index"`
+			LeafData string                  `json:"leaf_data"`
+			Proof    translog.InclusionProof `json:"proof"`
+		} `json:"rechecks"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("re-checks: %w", err)
+	}
+	var events []translog.RecheckEvent
+	for _, r := range out.Rechecks {
+		leaf, err := base64.StdEncoding.DecodeString(r.LeafData)
+		if err != nil {
+			return nil, fmt.Errorf("re-check at index %d: leaf_data: %w", r.Index, err)
+		}
+		if r.Proof.Index != r.Index || r.Proof.TreeSize != cp.Size {
+			return nil, fmt.Errorf("re-check at index %d: the proof is for another leaf or tree", r.Index)
+		}
+		if err := translog.VerifyInclusion(r.Proof, leaf, cp.Root); err != nil {
+			return nil, fmt.Errorf("re-check at index %d is not in the log: %w", r.Index, err)
+		}
+		ev, err := translog.ParseRecheckLeaf(leaf)
+		if err != nil {
+			return nil, fmt.Errorf("re-check at index %d: %w", r.Index, err)
+		}
+		if ev.CertificateID != id {
+			return nil, fmt.Errorf("re-check at index %d is of certificate %s, not this one", r.Index, ev.CertificateID)
+		}
+		events = append(events, ev)
+	}
+	return events, nil
+}
+
+// describeRechecks says what the log's re-checks found, one line each.
+func describeRechecks(es []translog.RecheckEvent) string {
+	if len(es) == 0 {
+		return "Re-checked: not yet (the log holds no re-check of this certificate).\n"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Re-checked later (%d, each in the log):\n", len(es))
+	for _, e := range es {
+		age := e.After
+		if d, err := time.ParseDuration(e.After); err == nil {
+			age = erasure.AgeDay(d)
+		}
+		var what string
+		switch e.Outcome {
+		case translog.RecheckClean:
+			what = "clean: looked up again, held nothing"
+		case translog.RecheckFound:
+			what = fmt.Sprintf("FOUND AGAIN: held %s; Lethe started erasing them again", plural(int(e.Records), "record"))
+		case translog.RecheckReerased:
+			what = "erased again"
+			if e.Records >= 0 {
+				what = "erased again: " + plural(int(e.Records), "record")
+			}
+		case translog.RecheckNotChecked:
+			what = "not checked: " + e.Note
+		default:
+			what = e.Outcome
+		}
+		fmt.Fprintf(&b, "  %s at %s (%s): %s\n", e.Connector, age, e.At, what)
+	}
+	return b.String()
 }

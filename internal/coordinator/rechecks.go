@@ -58,8 +58,10 @@ func (c *Coordinator) applyRecheck(t *erasure.Task, req erasure.Request, res bus
 		t.Verified = "clean"
 	case bus.ResultFound:
 		c.applyToTask(t, req, bus.Result{Status: bus.ResultNotFound, Evidence: res.Evidence}, now)
-		t.Status, t.Verified, t.RecordsErased = erasure.TaskFoundAgain, "", 0
-		t.Evidence = append(t.Evidence, erasure.Evidence{Kind: "found_again", Value: fmt.Sprintf("%d records", res.Records)})
+		// RecordsErased of a re-check that found the person counts what
+		// the system held (nothing was erased by the look-up).
+		t.Status, t.Verified, t.RecordsErased = erasure.TaskFoundAgain, "", res.Records
+		t.Evidence = append(t.Evidence, erasure.Evidence{Kind: "found_again", Value: plural(res.Records, "record")})
 	default:
 		c.applyToTask(t, req, res, now)
 	}
@@ -105,12 +107,19 @@ func (c *Coordinator) followUpDone(ctx context.Context, tx store.Tx, req *erasur
 			return nil, fmt.Errorf("re-erase: %w", err)
 		}
 		extra["reerase_task"] = re.ID
-		return extra, c.flag(ctx, tx, req, t, fmt.Sprintf("%s held the person again at the %s re-check (%d records): it is being erased again; find out how they came back",
-			t.Connector, erasure.AgeDay(after), res.Records), now)
+		return extra, c.flag(ctx, tx, req, t, fmt.Sprintf("%s held the person again at the %s re-check (%s): it is being erased again; find out how they came back",
+			t.Connector, erasure.AgeDay(after), plural(res.Records, "record")), now)
 	case translog.RecheckNotChecked:
 		return extra, c.flag(ctx, tx, req, t, fmt.Sprintf("%s could not be re-checked at %s: %s", t.Connector, erasure.AgeDay(after), leaf.Note), now)
 	}
 	return extra, nil
+}
+
+func plural(n int64, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func metricOutcome(leafOutcome string) string {

@@ -49,6 +49,14 @@ type requestView struct {
 	ExtensionReason string           `json:"extension_category,omitempty"`
 	Tasks           []taskView       `json:"tasks,omitempty"`
 	CertificateURL  string           `json:"certificate_url,omitempty"`
+	// Flag asks staff to look at a completed request: a re-check found
+	// the person again, or could not run. Cleared with POST …/flag/clear.
+	Flag      string     `json:"flag,omitempty"`
+	FlaggedAt *time.Time `json:"flagged_at,omitempty"`
+	// Rechecks are the request's follow-ups after completion: re-checks
+	// at the ages its systems' recheck_after names, and the re-erasures
+	// of people found again (in the request itself only).
+	Rechecks []followUpView `json:"rechecks,omitempty"`
 }
 
 type taskView struct {
@@ -91,6 +99,7 @@ func (s *server) view(r *http.Request, req erasure.Request, tasks []erasure.Task
 		CreatedBy: req.CreatedBy, ReceivedAt: req.ReceivedAt, DueAt: req.DueAt, CompletedAt: timePtr(req.CompletedAt),
 		ShreddedAt: timePtr(req.ShreddedAt),
 		Overdue:    req.Overdue(s.Clock()), SubjectRef: req.SubjectRef,
+		Flag:       req.Flag, FlaggedAt: timePtr(req.FlaggedAt),
 	}
 	if canWrite(principalFrom(r).Role) && req.ShreddedAt.IsZero() {
 		subject := req.Subject
@@ -229,12 +238,12 @@ func (s *server) getRequest() http.Handler {
 		if !ok {
 			return
 		}
-		tasks, err := s.Store.Tasks(r.Context(), req.ID)
+		v, err := s.detail(r, req)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, s.view(r, req, tasks))
+		writeJSON(w, http.StatusOK, v)
 	})
 }
 
@@ -251,6 +260,14 @@ func (s *server) listRequests() http.Handler {
 				}
 				f.Statuses = append(f.Statuses, rs)
 			}
+		}
+		switch q.Get("flagged") {
+		case "":
+		case "true":
+			f.Flagged = true
+		default:
+			s.fail(w, r, erasure.Invalid("flagged", "must be true (only requests flagged for staff), or left out"))
+			return
 		}
 		if v := q.Get("due_before"); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
@@ -414,10 +431,10 @@ func (s *server) answerWithRequest(w http.ResponseWriter, r *http.Request, id st
 	if !ok {
 		return
 	}
-	tasks, err := s.Store.Tasks(r.Context(), id)
+	v, err := s.detail(r, req)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, status, s.view(r, req, tasks))
+	writeJSON(w, status, v)
 }

@@ -126,7 +126,7 @@ func (s *server) listLogEntries() http.Handler {
 		}{Entries: make([]logEntryView, 0, len(es))}
 		for _, e := range es {
 			v := logEntryView{Index: e.Index, Kind: e.Kind, LeafData: base64.StdEncoding.EncodeToString(e.Data)}
-			if e.Kind != translog.KindCertificate {
+			if e.Kind != translog.KindCertificate && e.Kind != translog.KindRecheck {
 				v.Kid = e.Ref
 			}
 			out.Entries = append(out.Entries, v)
