@@ -99,7 +99,7 @@ func (s *server) view(r *http.Request, req erasure.Request, tasks []erasure.Task
 		CreatedBy: req.CreatedBy, ReceivedAt: req.ReceivedAt, DueAt: req.DueAt, CompletedAt: timePtr(req.CompletedAt),
 		ShreddedAt: timePtr(req.ShreddedAt),
 		Overdue:    req.Overdue(s.Clock()), SubjectRef: req.SubjectRef,
-		Flag:       req.Flag, FlaggedAt: timePtr(req.FlaggedAt),
+		Flag: req.Flag, FlaggedAt: timePtr(req.FlaggedAt),
 	}
 	if canWrite(principalFrom(r).Role) && req.ShreddedAt.IsZero() {
 		subject := req.Subject
