@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/lethe-dev/lethe/internal/bus"
 	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
 )
 
 // selectOptions lists the options of the select with this id, sorted.
@@ -346,5 +348,72 @@ func TestIdentifierAndNotApplicable(t *testing.T) {
 	done(t, b, b.act(other.ID, "not-applicable", url.Values{"connector": {"legacy"}, "reason": {"joined in 2024"}}), other.ID, "not-applicable", "not applicable")
 	if task := e.tasks(other.ID)["legacy"]; task.Status != erasure.TaskNotApplicable || task.Reason != "joined in 2024" {
 		t.Errorf("legacy: %s %q", task.Status, task.Reason)
+	}
+}
+
+// TestFlaggedByARecheck: a completed request whose re-check found the
+// person again shows the flag and its re-checks, is listed under
+// "flagged", and staff clear the flag with a reason.
+func TestFlaggedByARecheck(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	b := e.browser()
+	b.login("bob", agentPW)
+	req := e.file("again@example.com", "")
+	now := e.clock.Now()
+	err := e.st.InTx(ctx, func(tx store.Tx) error {
+		r, err := tx.LockRequest(ctx, req.ID)
+		if err != nil {
+			return err
+		}
+		r.Status, r.CompletedAt = erasure.RequestCompleted, now
+		r.Flag, r.FlaggedAt = "shop-db held the person again at day 3 (2 records): it is being erased again", now
+		if err := tx.UpdateRequest(ctx, r); err != nil {
+			return err
+		}
+		found := erasure.Task{ID: erasure.NewID(), RequestID: r.ID, Connector: "shop-db", ConnectorType: "sql",
+			Phase: erasure.RecheckPhase(72 * time.Hour), Status: erasure.TaskFoundAgain, Attempt: 1, RecordsErased: 2,
+			Evidence: []erasure.Evidence{{Kind: "found_again", Value: "2 records"}}, CreatedAt: now, UpdatedAt: now, CompletedAt: now}
+		later := erasure.Task{ID: erasure.NewID(), RequestID: r.ID, Connector: "shop-db", ConnectorType: "sql",
+			Phase: erasure.RecheckPhase(720 * time.Hour), Status: erasure.TaskScheduled, NextAttemptAt: now.Add(720 * time.Hour), CreatedAt: now, UpdatedAt: now}
+		if err := tx.InsertTask(ctx, found); err != nil {
+			return err
+		}
+		return tx.InsertTask(ctx, later)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := b.get("/console/requests/" + req.ID)
+	for _, want := range []string{"Flagged for staff", "shop-db held the person again at day 3", "Re-checks after completion",
+		"found again", "2 found", "day 30: due", `action="/console/requests/` + req.ID + `/clear-flag"`} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("the request page lacks %q", want)
+		}
+	}
+	if strings.Contains(p.body, "The request is final: nothing more can be done") {
+		t.Error("a flagged request says nothing can be done")
+	}
+	if list := b.get("/console?flagged=1"); !strings.Contains(list.body, req.ID) || !strings.Contains(list.body, "Flagged</strong>") {
+		t.Error("the flagged list does not show the request")
+	}
+	other := e.file("other@example.com", "")
+	if list := b.get("/console?flagged=1"); strings.Contains(list.body, other.ID) {
+		t.Error("the flagged list shows an unflagged request")
+	}
+	n := e.events(req.ID)
+	refused(t, e, b.act(req.ID, "clear-flag", url.Values{"reason": {" "}}), req.ID, n, http.StatusUnprocessableEntity, "Reason: is required")
+	done(t, b, b.act(req.ID, "clear-flag", url.Values{"reason": {"the CRM import re-created them; fixed"}}), req.ID, "clear-flag", "The flag was cleared")
+	if r := e.request(req.ID); r.Flag != "" {
+		t.Errorf("flag after clearing: %q", r.Flag)
+	}
+	p = b.get("/console/requests/" + req.ID)
+	if strings.Contains(p.body, "Flagged for staff") || !strings.Contains(p.body, "the CRM import re-created them; fixed") {
+		t.Error("after clearing, the page still shows the flag or lacks the reason")
+	}
+	a := e.browser()
+	a.login("cyd", auditorPW)
+	if p := a.act(req.ID, "clear-flag", url.Values{"reason": {"x"}}); p.status != http.StatusForbidden {
+		t.Errorf("an auditor's clear-flag: %d", p.status)
 	}
 }

@@ -38,13 +38,15 @@ type row struct {
 	ID, Status, Jurisdiction, Source string
 	ReceivedAt, DueAt                time.Time
 	Overdue                          bool
+	// Flagged: a re-check found the person again, or could not run.
+	Flagged bool
 }
 
 func rows(reqs []erasure.Request, now time.Time) []row {
 	out := make([]row, len(reqs))
 	for i, q := range reqs {
 		out[i] = row{ID: q.ID, Status: string(q.Status), Jurisdiction: string(q.Jurisdiction), Source: q.Source,
-			ReceivedAt: q.ReceivedAt, DueAt: q.DueAt, Overdue: q.Overdue(now)}
+			ReceivedAt: q.ReceivedAt, DueAt: q.DueAt, Overdue: q.Overdue(now), Flagged: q.Flag != ""}
 	}
 	return out
 }
@@ -53,8 +55,8 @@ func rows(reqs []erasure.Request, now time.Time) []row {
 type listData struct {
 	Statuses []string
 	// The filter as given.
-	Status, Within string
-	Overdue        bool
+	Status, Within   string
+	Overdue, Flagged bool
 	// Search is true when these are search results (no paging).
 	Search  bool
 	Heading string
@@ -67,6 +69,7 @@ type listFilter struct {
 	status  erasure.RequestStatus
 	within  int
 	overdue bool
+	flagged bool
 	before  string
 }
 
@@ -86,6 +89,7 @@ func parseListFilter(q url.Values) (listFilter, error) {
 		f.within = n
 	}
 	f.overdue = q.Get("overdue") != ""
+	f.flagged = q.Get("flagged") != ""
 	if f.before = q.Get("before"); f.before != "" && !erasure.ValidID(f.before) {
 		return f, erasure.Invalid("before", "is not a request id")
 	}
@@ -95,7 +99,7 @@ func parseListFilter(q url.Values) (listFilter, error) {
 // storeFilter turns the page's filter into the store's. ok is false when
 // nothing can match (a final status that is due or overdue).
 func (f listFilter) storeFilter(now time.Time) (store.RequestFilter, bool) {
-	sf := store.RequestFilter{Before: f.before, Limit: pageSize + 1}
+	sf := store.RequestFilter{Before: f.before, Limit: pageSize + 1, Flagged: f.flagged}
 	if f.status != "" {
 		sf.Statuses = []erasure.RequestStatus{f.status}
 	}
@@ -125,6 +129,9 @@ func (f listFilter) query(before string) string {
 	if f.overdue {
 		q.Set("overdue", "1")
 	}
+	if f.flagged {
+		q.Set("flagged", "1")
+	}
 	if before != "" {
 		q.Set("before", before)
 	}
@@ -144,11 +151,13 @@ func statusNames() []string {
 
 // List shows requests, newest first, filtered by status and deadline:
 // GET /console (and GET /console/{$}).
-// Query: status, within (days), overdue=1, before (paging cursor).
+// Query: status, within (days), overdue=1, flagged=1 (a re-check found
+// the person again), before (paging cursor).
 func (c *Console) List() http.Handler {
 	return c.authed(canRead, func(w http.ResponseWriter, r *http.Request, s session) {
 		q := r.URL.Query()
-		data := listData{Statuses: statusNames(), Status: q.Get("status"), Within: q.Get("within"), Overdue: q.Get("overdue") != "", Heading: "Requests"}
+		data := listData{Statuses: statusNames(), Status: q.Get("status"), Within: q.Get("within"), Overdue: q.Get("overdue") != "",
+			Flagged: q.Get("flagged") != "", Heading: "Requests"}
 		page := pageData{Title: "Requests", Flash: flashes[q.Get("done")]}.withSession(&s)
 		f, err := parseListFilter(q)
 		if err != nil {

@@ -35,6 +35,22 @@ type requestView struct {
 	// Identifiers lists the kinds the request has and where each came
 	// from (kinds only).
 	Identifiers string
+	// Flag says why staff should look at the completed request (a
+	// re-check found the person again, or could not run).
+	Flag      string
+	FlaggedAt time.Time
+}
+
+// followUpView is a re-check or re-erasure of the completed request.
+type followUpView struct {
+	Connector string
+	// What is "re-check" or "re-erasure"; Day is the age ("day 30").
+	What, Day, Status, LastError string
+	Attempt                      int
+	// Records: what a re-check found, or a re-erasure removed.
+	Records            string
+	DueAt, CompletedAt time.Time
+	Evidence           []erasure.Evidence
 }
 
 type taskView struct {
@@ -88,13 +104,16 @@ type actionForms struct {
 	NotApplicable []string
 	Identifiers   bool
 	Needs         []string
+	// ClearFlag: the request is flagged and the viewer may clear it.
+	ClearFlag bool
 	// Any is false for a final request: nothing can be done.
 	Any bool
 }
 
 type requestData struct {
-	Req     requestView
-	Tasks   []taskView
+	Req       requestView
+	Tasks     []taskView
+	FollowUps []followUpView
 	Events  []eventView
 	Cert    *certView
 	Actions *actionForms
@@ -167,7 +186,7 @@ func (c *Console) requestData(ctx context.Context, id string, s session) (reques
 	d := requestData{Cert: cert, Req: requestView{ID: req.ID, Status: string(req.Status), Jurisdiction: string(req.Jurisdiction),
 		Source: req.Source, CreatedBy: req.CreatedBy, ReceivedAt: req.ReceivedAt, DueAt: req.DueAt,
 		ExtendedAt: req.ExtendedAt, CompletedAt: req.CompletedAt, ShreddedAt: req.ShreddedAt, Overdue: req.Overdue(now),
-		Identifiers: sourcesText(req.Sources.List())}}
+		Identifiers: sourcesText(req.Sources.List()), Flag: req.Flag, FlaggedAt: req.FlaggedAt}}
 	if !req.ExtendedAt.IsZero() {
 		d.Req.OriginalDueAt = req.FirstDueAt()
 		d.Req.ExtensionText, _ = req.Jurisdiction.ExtensionCategory(req.ExtensionCategory)
@@ -203,6 +222,14 @@ func (c *Console) requestData(ctx context.Context, id string, s session) (reques
 		}
 		d.Tasks = append(d.Tasks, tv)
 	}
+	fs, err := c.store.FollowUps(ctx, id)
+	if err != nil {
+		return requestData{}, err
+	}
+	d.FollowUps = followUpViews(fs)
+	for _, f := range fs {
+		byTask[f.ID] = f.Connector
+	}
 	for _, e := range events {
 		d.Events = append(d.Events, eventView{At: e.At, Type: e.Type, Connector: byTask[e.TaskID], Actor: e.Actor,
 			Reason: e.Reason, Data: eventDetails(e.Data)})
@@ -211,6 +238,36 @@ func (c *Console) requestData(ctx context.Context, id string, s session) (reques
 		d.Actions = c.actionsFor(req, tasks, now)
 	}
 	return d, nil
+}
+
+func followUpViews(fs []erasure.Task) []followUpView {
+	var out []followUpView
+	for _, t := range fs {
+		kind, after, ok := t.FollowUp()
+		if !ok {
+			continue
+		}
+		v := followUpView{Connector: t.Connector, What: "re-check", Day: erasure.AgeDay(after), Status: string(t.Status),
+			LastError: t.LastError, Attempt: t.Attempt, CompletedAt: t.CompletedAt, Evidence: t.Evidence, Records: "—"}
+		if kind == "reerase" {
+			v.What = "re-erasure"
+		}
+		switch t.Status {
+		case erasure.TaskScheduled:
+			v.DueAt, v.Attempt = t.NextAttemptAt, 0
+		case erasure.TaskFoundAgain:
+			v.Records = strconv.FormatInt(t.RecordsErased, 10) + " found"
+		case erasure.TaskErased:
+			v.Records = strconv.FormatInt(t.RecordsErased, 10) + " erased"
+			if t.RecordsUnknown {
+				v.Records = "erased (no count)"
+			}
+		case erasure.TaskNotFound:
+			v.Records = "0 found"
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 // sourcesText writes kinds with where they came from.
@@ -244,8 +301,9 @@ func eventDetails(data json.RawMessage) string {
 // actionsFor offers what the coordinator would accept now; it decides
 // again when the form comes back.
 func (c *Console) actionsFor(req erasure.Request, tasks []erasure.Task, now time.Time) *actionForms {
-	a := &actionForms{}
+	a := &actionForms{ClearFlag: req.Flag != ""}
 	if req.Status.Final() {
+		a.Any = a.ClearFlag
 		return a
 	}
 	a.Approve = req.Status == erasure.RequestPendingApproval
@@ -323,13 +381,14 @@ var flashes = map[string]string{
 	"retry":          "The task was sent to its system again.",
 	"complete":       "The task was recorded as done by hand.",
 	"cancel":         "The request was cancelled.",
+	"clear-flag":     "The flag was cleared; the reason is in the timeline.",
 }
 
 var connectorNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // Act carries out one action on a request: POST
 // /console/requests/{id}/{action}, action one of approve, deny, extend,
-// exempt, retry, complete, cancel. Every form needs a reason. Afterwards
+// exempt, retry, complete, cancel, clear-flag. Every form needs a reason. Afterwards
 // the browser goes back to the request page (303) with a message; a
 // refused action shows the page again with the reason it was refused.
 func (c *Console) Act() http.Handler {
@@ -385,6 +444,8 @@ func (c *Console) act(ctx context.Context, id, action string, s session, f url.V
 		_, err = c.coord.Deny(ctx, id, actor, reason)
 	case "cancel":
 		_, err = c.coord.Cancel(ctx, id, actor, reason)
+	case "clear-flag":
+		_, err = c.coord.ClearFlag(ctx, id, actor, reason)
 	case "extend":
 		day, perr := time.Parse(time.DateOnly, strings.TrimSpace(f.Get("due")))
 		if perr != nil {
