@@ -114,9 +114,9 @@ type requestData struct {
 	Req       requestView
 	Tasks     []taskView
 	FollowUps []followUpView
-	Events  []eventView
-	Cert    *certView
-	Actions *actionForms
+	Events    []eventView
+	Cert      *certView
+	Actions   *actionForms
 	// Failed names the form whose action failed; Values are what it sent,
 	// to fill it in again.
 	Failed string
