@@ -38,6 +38,7 @@ type Config struct {
 	Encryption   Encryption   `yaml:"encryption"`
 	Retention    Retention    `yaml:"retention"`
 	Discovery    Discovery    `yaml:"discovery"`
+	Sweep        Sweep        `yaml:"sweep"`
 	Portal       Portal       `yaml:"portal"`
 	Console      Console      `yaml:"console"`
 	SMTP         SMTP         `yaml:"smtp"`
@@ -127,6 +128,17 @@ type Discovery struct {
 	Interval time.Duration `yaml:"interval"`
 	// Timeout bounds one instance's discovery. Default 30m.
 	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Sweep scans, on a schedule, every system that can list its
+// identifiers (connectors with a scan) for people on the suppression
+// list, the way `lethe replay` does after a backup restore: someone an
+// import or a sync re-created is erased again, and the request flagged.
+type Sweep struct {
+	// Interval between two sweeps of each instance, by one of the lethe
+	// serve processes that run it. 0, the default: only `lethe replay`.
+	// A sweep reads the whole system: daily (24h) suits most.
+	Interval time.Duration `yaml:"interval"`
 }
 
 // Retention says how long Lethe keeps what it holds.
@@ -514,6 +526,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Discovery.Interval != 0 && c.Discovery.Interval < time.Minute {
 		bad("discovery.interval", "must be 0 (off) or at least 1m: discovery reads whole catalogues and samples rows")
+	}
+	if c.Sweep.Interval != 0 && c.Sweep.Interval < time.Second {
+		bad("sweep.interval", "must be 0 (off) or at least 1s (a sweep reads the whole system: 24h suits most)")
 	}
 	if c.Discovery.Timeout < time.Second {
 		bad("discovery.timeout", "must be at least 1s")

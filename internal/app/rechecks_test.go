@@ -209,3 +209,88 @@ func alteredRechecks(t *testing.T, base string) *httptest.Server {
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+// TestSweepCatchesAPersonReimportedAfterShredding: with sweep.interval,
+// lethe serve scans the shop database against the suppression list on its
+// own. A person erased and shredded long ago whom an import re-creates is
+// erased again, counted, flagged, and the sweep is a leaf naming the
+// certificate.
+func TestSweepCatchesAPersonReimportedAfterShredding(t *testing.T) {
+	ns := testenv.NATS(t)
+	tg := newTarget(t)
+	scan := strings.Replace(tg.connectorsYAML(), "      verify:", `      scan:
+        - {name: customers, sql: "SELECT email FROM customers", kind: email}
+        - {name: newsletter, sql: "SELECT email FROM newsletter", kind: email}
+      verify:`, 1)
+	in := newInstance(t, ns.ClientURL(), scan, "sweep: {interval: 2s}")
+	logs := in.serve(t)
+	base := "http://" + in.addr
+	const email = "imported-again@example.com"
+
+	tg.seed(t, email)
+	tg.seed(t, "never-erased@example.com")
+	r := fileRequest(t, base, in.adminToken, email)
+	waitStatus(t, base, in.adminToken, r.ID, 30*time.Second, "completed")
+	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/shred", in.adminToken, `{"reason":"test"}`, nil); code != 200 {
+		t.Fatalf("shred: %d", code)
+	}
+	if _, err := tg.db.Exec(`INSERT INTO customers (email, name) VALUES ($1, 'Test Person')`, email); err != nil {
+		t.Fatal(err)
+	}
+
+	var got flaggedRequest
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && got.Flag == "" {
+		time.Sleep(200 * time.Millisecond)
+		call(t, "GET", base+"/v1/requests/"+r.ID, in.agentToken, "", &got)
+	}
+	if !strings.Contains(got.Flag, "shop-db held the person again at a scheduled sweep") || got.Status != "completed" {
+		t.Fatalf("after the sweep: %+v\n%s", got, grepLines(logs.String(), `{"level`))
+	}
+	if rows, _ := tg.remaining(t, email); rows != 0 {
+		t.Errorf("%d rows of the re-imported person left", rows)
+	}
+	if rows, files := tg.remaining(t, "never-erased@example.com"); rows != 4 || files != 2 {
+		t.Errorf("the sweep erased someone never erased: %d rows, %d files left", rows, files)
+	}
+	_, metrics, _ := getBody(t, base+"/metrics", "")
+	if !bytes.Contains(metrics, []byte(`lethe_resurrections_total{connector="shop-db"} 1`)) {
+		t.Errorf("metrics:\n%s", grepLines(string(metrics), "lethe_re"))
+	}
+	var ev struct {
+		Events []struct {
+			Type  string `json:"type"`
+			Actor string `json:"actor"`
+		} `json:"events"`
+		ChainValid bool `json:"chain_valid"`
+	}
+	call(t, "GET", base+"/v1/requests/"+r.ID+"/events", in.agentToken, "", &ev)
+	swept := 0
+	for _, e := range ev.Events {
+		if e.Type == "replay.erased" && e.Actor == "sweep" {
+			swept++
+		}
+	}
+	if swept != 1 || !ev.ChainValid {
+		t.Errorf("%d sweep events (want 1), chain valid %v", swept, ev.ChainValid)
+	}
+	certFile := filepath.Join(t.TempDir(), "cert.json")
+	writeFile(t, certFile, getCertificate(t, base, in.auditToken, r.ID))
+	var out bytes.Buffer
+	code := app.Run(context.Background(), []string{"lethe", "cert", "verify", certFile, "--jwks", base + "/v1/keys", "--log", base}, os.Getenv, &out, &out)
+	if code != 0 || !strings.Contains(out.String(), "shop-db at a scheduled sweep") || !strings.Contains(out.String(), "erased again: 1 record") {
+		t.Errorf("cert verify --log = %d:\n%s", code, out.String())
+	}
+	// Later sweeps find nothing more.
+	time.Sleep(3 * time.Second)
+	call(t, "GET", base+"/v1/requests/"+r.ID+"/events", in.agentToken, "", &ev)
+	again := 0
+	for _, e := range ev.Events {
+		if e.Type == "replay.erased" {
+			again++
+		}
+	}
+	if again != 1 {
+		t.Errorf("%d sweep events after more sweeps", again)
+	}
+}

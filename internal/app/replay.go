@@ -68,6 +68,23 @@ type replayer struct {
 	log     *zap.Logger
 	timeout time.Duration
 	dryRun  bool
+	// flag, when set (scheduled sweeps), flags a request whose person a
+	// sweep found again, within the transaction that records it.
+	flag func(ctx context.Context, tx store.Tx, req *erasure.Request, connector string, records int64, at time.Time) error
+}
+
+func (r *replayer) actor() string {
+	if r.flag != nil {
+		return "sweep"
+	}
+	return "replay"
+}
+
+func (r *replayer) why() string {
+	if r.flag != nil {
+		return "scheduled sweep against the suppression list"
+	}
+	return "backup restored"
 }
 
 // replayTarget is one erased person found again, by one identifier.
@@ -95,28 +112,9 @@ func (r *replayer) run(ctx context.Context, out io.Writer, instances []worker.In
 	var cannot []string
 	failed := 0
 	for _, in := range instances {
-		sc, ok := in.Connector.(connectors.Scanner)
-		if !ok {
-			cannot = append(cannot, fmt.Sprintf("%s (%s)", in.Name, in.Type))
-			continue
-		}
-		targets := map[string]*replayTarget{}
-		scanned := 0
-		err := sc.Scan(ctx, func(s connectors.Subject) error {
-			scanned++
-			n, err := s.Normalize()
-			if err != nil {
-				return nil // not a usable identifier (a stray file name)
-			}
-			for _, id := range r.hasher.Ref(n).Identifiers {
-				if reqs, ok := byHash[id.Hash]; ok && targets[id.Hash] == nil {
-					targets[id.Hash] = &replayTarget{subject: n, requests: reqs}
-				}
-			}
-			return nil
-		})
+		sw, err := r.sweep(ctx, in, byHash)
 		if errors.Is(err, connectors.ErrCannotScan) {
-			cannot = append(cannot, fmt.Sprintf("%s (%s, no scan configured)", in.Name, in.Type))
+			cannot = append(cannot, sw.cannot)
 			continue
 		}
 		if err != nil {
@@ -124,23 +122,13 @@ func (r *replayer) run(ctx context.Context, out io.Writer, instances []worker.In
 			fmt.Fprintf(out, "  %s (%s): scan failed: %v\n", in.Name, in.Type, err)
 			continue
 		}
-		var records int64
-		errs := 0
-		if !r.dryRun {
-			for _, t := range targets {
-				n, err := r.erase(ctx, in, t)
-				if err != nil {
-					errs++
-					fmt.Fprintf(out, "  %s (%s): erase failed for request %s: %v\n", in.Name, in.Type, strings.Join(t.requests, ", "), err)
-					continue
-				}
-				records += n
-			}
+		for _, e := range sw.failures {
+			fmt.Fprintf(out, "  %s (%s): %s\n", in.Name, in.Type, e)
 		}
-		failed += errs
-		fmt.Fprintf(out, "  %s (%s): scanned %d identifiers; %d belong to people erased since then", in.Name, in.Type, scanned, len(targets))
+		failed += len(sw.failures)
+		fmt.Fprintf(out, "  %s (%s): scanned %d identifiers; %d belong to people erased since then", in.Name, in.Type, sw.scanned, sw.found)
 		if !r.dryRun {
-			fmt.Fprintf(out, "; erased %d records again", records)
+			fmt.Fprintf(out, "; erased %d records again", sw.records)
 		}
 		fmt.Fprintln(out)
 	}
@@ -153,7 +141,65 @@ func (r *replayer) run(ctx context.Context, out io.Writer, instances []worker.In
 	return nil
 }
 
-// erase erases one found person and records it on each of their requests.
+// swept is what a sweep of one instance found and did.
+type swept struct {
+	scanned, found int
+	records        int64
+	// failures: one line per person who could not be erased again (no
+	// identifiers).
+	failures []string
+	// cannot names the instance when it cannot be scanned.
+	cannot string
+}
+
+// sweep scans one instance for identifiers whose keyed hash is in byHash
+// (suppression list entries: hash → request ids) and, unless a dry run,
+// erases each person found again.
+func (r *replayer) sweep(ctx context.Context, in worker.Instance, byHash map[string][]string) (swept, error) {
+	var sw swept
+	sc, ok := in.Connector.(connectors.Scanner)
+	if !ok {
+		sw.cannot = fmt.Sprintf("%s (%s)", in.Name, in.Type)
+		return sw, connectors.ErrCannotScan
+	}
+	targets := map[string]*replayTarget{}
+	err := sc.Scan(ctx, func(s connectors.Subject) error {
+		sw.scanned++
+		n, err := s.Normalize()
+		if err != nil {
+			return nil // not a usable identifier (a stray file name)
+		}
+		for _, id := range r.hasher.Ref(n).Identifiers {
+			if reqs, ok := byHash[id.Hash]; ok && targets[id.Hash] == nil {
+				targets[id.Hash] = &replayTarget{subject: n, requests: reqs}
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, connectors.ErrCannotScan) {
+		sw.cannot = fmt.Sprintf("%s (%s, no scan configured)", in.Name, in.Type)
+		return sw, err
+	}
+	if err != nil {
+		return sw, err
+	}
+	sw.found = len(targets)
+	if r.dryRun {
+		return sw, nil
+	}
+	for _, t := range targets {
+		n, err := r.erase(ctx, in, t)
+		if err != nil {
+			sw.failures = append(sw.failures, fmt.Sprintf("erase failed for request %s: %v", strings.Join(t.requests, ", "), err))
+			continue
+		}
+		sw.records += n
+	}
+	return sw, nil
+}
+
+// erase erases one found person and records it on each of their requests
+// (flagging them for staff when the replayer flags).
 func (r *replayer) erase(ctx context.Context, in worker.Instance, t *replayTarget) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
@@ -164,12 +210,18 @@ func (r *replayer) erase(ctx context.Context, in worker.Instance, t *replayTarge
 	now := erasure.SystemClock()
 	for _, id := range t.requests {
 		err := r.store.InTx(ctx, func(tx store.Tx) error {
-			if _, err := tx.LockRequest(ctx, id); err != nil {
+			req, err := tx.LockRequest(ctx, id)
+			if err != nil {
 				return err
 			}
-			_, err := tx.AppendEvent(ctx, erasure.NewEvent(id, "", erasure.EventReplayErased, "replay", "backup restored",
-				map[string]any{"connector": in.Name, "records": o.Records, "evidence": o.Evidence}, now))
-			return err
+			if _, err := tx.AppendEvent(ctx, erasure.NewEvent(id, "", erasure.EventReplayErased, r.actor(), r.why(),
+				map[string]any{"connector": in.Name, "records": o.Records, "evidence": o.Evidence}, now)); err != nil {
+				return err
+			}
+			if r.flag == nil {
+				return nil
+			}
+			return r.flag(ctx, tx, &req, in.Name, o.Records, now)
 		})
 		if errors.Is(err, store.ErrNotFound) {
 			continue // purged under retention: nothing to record it on

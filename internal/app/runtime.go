@@ -245,6 +245,17 @@ func (rt *runtime) serve(ctx context.Context, r roles) error {
 			g.Go(func() error { return d.Run(ctx) })
 		}
 	}
+	if coord != nil && len(rt.instances) > 0 && !r.noWorkers {
+		// A sweep needs the store and the hash key as well as the
+		// instances: processes that run both.
+		sw, err := rt.sweeper(ctx)
+		if err != nil {
+			return err
+		}
+		if sw != nil {
+			g.Go(func() error { return sw.Run(ctx) })
+		}
+	}
 	ln, err := net.Listen("tcp", rt.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", rt.cfg.Listen, err)

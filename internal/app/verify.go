@@ -264,7 +264,7 @@ func describeRechecks(es []translog.RecheckEvent) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Re-checked later (%d, each in the log):\n", len(es))
 	for _, e := range es {
-		age := e.After
+		age := "a scheduled sweep"
 		if d, err := time.ParseDuration(e.After); err == nil {
 			age = erasure.AgeDay(d)
 		}
@@ -278,6 +278,9 @@ func describeRechecks(es []translog.RecheckEvent) string {
 			what = "erased again"
 			if e.Records >= 0 {
 				what = "erased again: " + plural(int(e.Records), "record")
+			}
+			if e.Note != "" {
+				what += " (" + e.Note + ")"
 			}
 		case translog.RecheckNotChecked:
 			what = "not checked: " + e.Note

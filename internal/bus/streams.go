@@ -242,3 +242,10 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 	}
 	return kv, nil
 }
+
+// IsWrongSequence reports whether err is a key-value compare-and-set that
+// lost: another process wrote the key first.
+func IsWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}

@@ -112,18 +112,13 @@ func (m *Map) claim(ctx context.Context, name string, now time.Time, interval, t
 	} else {
 		_, err = m.kv.Update(ctx, name, b, rev)
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
+	if errors.Is(err, jetstream.ErrKeyExists) || bus.IsWrongSequence(err) {
 		return false, nil // another process claimed it first
 	}
 	if err != nil {
 		return false, fmt.Errorf("coverage of %s: claim: %w", name, err)
 	}
 	return true, nil
-}
-
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // Put stores a finished report of its instance (c.Connector), ending any

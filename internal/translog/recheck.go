@@ -27,6 +27,10 @@ const (
 	RecheckNotChecked = "not_checked"
 )
 
+// RecheckSweep is the After of a leaf recorded by a scheduled sweep
+// against the suppression list rather than a re-check at an age.
+const RecheckSweep = "sweep"
+
 // RecheckEvent is a later look at what a certificate attests: one
 // system, looked up again at an age of the request. It names the
 // certificate and the system, never the person.
@@ -34,7 +38,7 @@ type RecheckEvent struct {
 	CertificateID string `json:"certificate_id"`
 	Connector     string `json:"connector"`
 	// After is the age of the request the re-check was for, as
-	// configured ("72h").
+	// configured ("72h"), or RecheckSweep.
 	After   string `json:"after"`
 	Outcome string `json:"outcome"`
 	Records int64  `json:"records"`
