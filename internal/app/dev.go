@@ -210,6 +210,10 @@ tasks:
   timeout: 1m
 discovery:
   interval: 1h
+# The shop database is swept against the suppression list every 10
+# minutes: someone an import re-creates after their erasure is erased again.
+sweep:
+  interval: 10m
 log:
   level: info
   format: console

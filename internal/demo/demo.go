@@ -315,6 +315,10 @@ func ConnectorsYAML(dataDir string) string {
     # keyed by one holds anything of them.
     keys: [email]
     authority_for: [user_ids.app]
+    # Looked up again a minute after each request completes (so you can
+    # watch it happen) and at day 3; a person found again is erased again
+    # and the request flagged.
+    recheck_after: [1m, 72h]
     config:
       driver: sqlite
       dsn: %[1]q
@@ -331,6 +335,9 @@ func ConnectorsYAML(dataDir string) string {
           sql: DELETE FROM customers WHERE email = :email
         - name: customers by phone
           sql: DELETE FROM customers WHERE phone = :phone
+      scan:
+        - {name: customers, sql: "SELECT email FROM customers", kind: email}
+        - {name: newsletter_signups, sql: "SELECT email FROM newsletter_signups", kind: email}
       verify:
         - name: customers
           sql: SELECT count(*) FROM customers WHERE email = :email
