@@ -30,22 +30,22 @@ type Config struct {
 	// Listen is the HTTP address, e.g. ":8080".
 	Listen string `yaml:"listen"`
 	// PublicURL is how people reach this server; it goes into links.
-	PublicURL    string       `yaml:"public_url"`
-	Store        Store        `yaml:"store"`
-	NATS         NATS         `yaml:"nats"`
-	Signing      Signing      `yaml:"signing"`
-	Certificates Certificates `yaml:"certificates"`
-	Encryption   Encryption   `yaml:"encryption"`
-	Retention    Retention    `yaml:"retention"`
-	Discovery    Discovery    `yaml:"discovery"`
-	Sweep        Sweep        `yaml:"sweep"`
-	Portal       Portal       `yaml:"portal"`
-	Console      Console      `yaml:"console"`
-	SMTP         SMTP         `yaml:"smtp"`
-	Subject      Subject      `yaml:"subject"`
-	Auth         Auth         `yaml:"auth"`
-	Tasks        Tasks        `yaml:"tasks"`
-	Log          Log          `yaml:"log"`
+	PublicURL        string           `yaml:"public_url"`
+	Store            Store            `yaml:"store"`
+	NATS             NATS             `yaml:"nats"`
+	Signing          Signing          `yaml:"signing"`
+	Certificates     Certificates     `yaml:"certificates"`
+	Encryption       Encryption       `yaml:"encryption"`
+	Retention        Retention        `yaml:"retention"`
+	Discovery        Discovery        `yaml:"discovery"`
+	SuppressionSweep SuppressionSweep `yaml:"suppression_sweep"`
+	Portal           Portal           `yaml:"portal"`
+	Console          Console          `yaml:"console"`
+	SMTP             SMTP             `yaml:"smtp"`
+	Subject          Subject          `yaml:"subject"`
+	Auth             Auth             `yaml:"auth"`
+	Tasks            Tasks            `yaml:"tasks"`
+	Log              Log              `yaml:"log"`
 	// RequestIdentifiers are the kinds of identifier a request may come
 	// with (default email and phone; the portal's customer number kind is
 	// added when the portal asks for it). A system keyed on any other kind
@@ -130,11 +130,11 @@ type Discovery struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-// Sweep scans, on a schedule, every system that can list its
+// SuppressionSweep scans, on a schedule, every system that can list its
 // identifiers (connectors with a scan) for people on the suppression
 // list, the way `lethe replay` does after a backup restore: someone an
 // import or a sync re-created is erased again, and the request flagged.
-type Sweep struct {
+type SuppressionSweep struct {
 	// Interval between two sweeps of each instance, by one of the lethe
 	// serve processes that run it. 0, the default: only `lethe replay`.
 	// A sweep reads the whole system: daily (24h) suits most.
@@ -527,8 +527,8 @@ func (c *Config) Validate() error {
 	if c.Discovery.Interval != 0 && c.Discovery.Interval < time.Minute {
 		bad("discovery.interval", "must be 0 (off) or at least 1m: discovery reads whole catalogues and samples rows")
 	}
-	if c.Sweep.Interval != 0 && c.Sweep.Interval < time.Second {
-		bad("sweep.interval", "must be 0 (off) or at least 1s (a sweep reads the whole system: 24h suits most)")
+	if c.SuppressionSweep.Interval != 0 && c.SuppressionSweep.Interval < time.Second {
+		bad("suppression_sweep.interval", "must be 0 (off) or at least 1s (a sweep reads the whole system: 24h suits most)")
 	}
 	if c.Discovery.Timeout < time.Second {
 		bad("discovery.timeout", "must be at least 1s")

@@ -73,7 +73,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{`discovery: {interval: 30s}`, "discovery.interval: must be 0 (off) or at least 1m"},
 		{`discovery: {interval: -1h}`, "discovery.interval"},
 		{`discovery: {timeout: 1ms}`, "discovery.timeout"},
-		{`sweep: {interval: 10ms}`, "sweep.interval: must be 0 (off) or at least 1s"},
+		{`suppression_sweep: {interval: 10ms}`, "suppression_sweep.interval: must be 0 (off) or at least 1s"},
 		{`connectors: [{name: a, type: sql, recheck_after: [72h, 720h]}]`, "connectors[0].recheck_after[1]: 720h0m0s is not before retention.shred_after"},
 		{`connectors: [{name: a, type: sql, recheck_after: [72h, 24h]}]`, "connectors[0].recheck_after[1]: ages must grow"},
 		{`connectors: [{name: a, type: sql, recheck_after: [0s]}]`, "connectors[0].recheck_after[0]: must be at least 1s"},

@@ -212,7 +212,7 @@ discovery:
   interval: 1h
 # The shop database is swept against the suppression list every 10
 # minutes: someone an import re-creates after their erasure is erased again.
-sweep:
+suppression_sweep:
   interval: 10m
 log:
   level: info

@@ -210,7 +210,8 @@ func alteredRechecks(t *testing.T, base string) *httptest.Server {
 	return srv
 }
 
-// TestSweepCatchesAPersonReimportedAfterShredding: with sweep.interval,
+// TestSweepCatchesAPersonReimportedAfterShredding: with
+// suppression_sweep.interval,
 // lethe serve scans the shop database against the suppression list on its
 // own. A person erased and shredded long ago whom an import re-creates is
 // erased again, counted, flagged, and the sweep is a leaf naming the
@@ -222,7 +223,7 @@ func TestSweepCatchesAPersonReimportedAfterShredding(t *testing.T) {
         - {name: customers, sql: "SELECT email FROM customers", kind: email}
         - {name: newsletter, sql: "SELECT email FROM newsletter", kind: email}
       verify:`, 1)
-	in := newInstance(t, ns.ClientURL(), scan, "sweep: {interval: 2s}")
+	in := newInstance(t, ns.ClientURL(), scan, "suppression_sweep: {interval: 2s}")
 	logs := in.serve(t)
 	base := "http://" + in.addr
 	const email = "imported-again@example.com"

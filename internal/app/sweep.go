@@ -24,7 +24,7 @@ import (
 // each interval.
 const sweepBucket = "lethe_sweeps"
 
-// sweeper runs `lethe replay`'s scan on a schedule (sweep.interval) over
+// sweeper runs `lethe replay`'s scan on a schedule (suppression_sweep.interval) over
 // the whole suppression list: an import or sync that re-creates a person
 // whose identifiers are long shredded is caught and erased again without
 // anyone restoring a backup. Each find is an event on the person's
@@ -41,7 +41,7 @@ type sweeper struct {
 }
 
 func (rt *runtime) sweeper(ctx context.Context) (*sweeper, error) {
-	if rt.cfg.Sweep.Interval == 0 {
+	if rt.cfg.SuppressionSweep.Interval == 0 {
 		return nil, nil
 	}
 	var scannable []worker.Instance
@@ -59,7 +59,7 @@ func (rt *runtime) sweeper(ctx context.Context) (*sweeper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
 	}
-	s := &sweeper{kv: kv, issuer: rt.issuer, instances: scannable, interval: rt.cfg.Sweep.Interval,
+	s := &sweeper{kv: kv, issuer: rt.issuer, instances: scannable, interval: rt.cfg.SuppressionSweep.Interval,
 		metrics: rt.metrics, log: rt.log.Named("sweep")}
 	s.replay = &replayer{store: rt.store, hasher: rt.hasher, log: s.log, timeout: rt.cfg.Tasks.Timeout, flag: s.flag}
 	return s, nil
