@@ -56,7 +56,8 @@ func (c *Coordinator) Cancel(ctx context.Context, id, actor, reason string) (era
 }
 
 // RetryTask gives a dead task a new attempt, after a person has fixed what
-// made it fail.
+// made it fail. On a completed request it retries the system's dead
+// follow-up (a re-check or re-erasure that gave up).
 func (c *Coordinator) RetryTask(ctx context.Context, requestID, connector, actor, reason string) (erasure.Task, error) {
 	reason, err := checkReason(reason)
 	if err != nil {
@@ -69,7 +70,8 @@ func (c *Coordinator) RetryTask(ctx context.Context, requestID, connector, actor
 			return err
 		}
 		if req.Status.Final() {
-			return erasure.Errorf(erasure.EConflict, "the request is already %s", req.Status)
+			task, err = c.retryFollowUp(ctx, tx, req, connector, actor, reason)
+			return err
 		}
 		tasks, err := tx.Tasks(ctx, requestID)
 		if err != nil {
@@ -102,6 +104,34 @@ func (c *Coordinator) RetryTask(ctx context.Context, requestID, connector, actor
 	}
 	c.nudge()
 	return task, nil
+}
+
+// retryFollowUp is RetryTask on a final request: the connector's dead
+// follow-up, while the identifiers to run it by are still there.
+func (c *Coordinator) retryFollowUp(ctx context.Context, tx store.Tx, req erasure.Request, connector, actor, reason string) (erasure.Task, error) {
+	fs, err := tx.FollowUps(ctx, req.ID)
+	if err != nil {
+		return erasure.Task{}, err
+	}
+	var dead *erasure.Task
+	for i := range fs {
+		if fs[i].Connector == connector && fs[i].Status == erasure.TaskDead {
+			dead = &fs[i]
+		}
+	}
+	switch {
+	case dead == nil:
+		return erasure.Task{}, erasure.Errorf(erasure.EConflict, "the request is already %s, and %q has no re-check or re-erasure that gave up", req.Status, connector)
+	case !req.ShreddedAt.IsZero():
+		return erasure.Task{}, erasure.Errorf(erasure.EConflict, "the request's identifiers are shredded: %s cannot be searched again by Lethe", connector)
+	}
+	now := c.clock()
+	dead.Attempt++
+	dead.Status, dead.UpdatedAt, dead.LastError = erasure.TaskQueued, now, ""
+	if err := send(ctx, tx, req, *dead, kindFor(*dead), erasure.EventTaskRetry, actor, reason, now); err != nil {
+		return erasure.Task{}, err
+	}
+	return *dead, nil
 }
 
 // Completion is a person's report that they finished a task by hand.
@@ -147,7 +177,8 @@ func (c *Coordinator) CompleteTask(ctx context.Context, requestID, connector, ac
 			return err
 		}
 		if req.Status.Final() {
-			return erasure.Errorf(erasure.EConflict, "the request is already %s", req.Status)
+			task, err = c.retryFollowUp(ctx, tx, req, connector, actor, reason)
+			return err
 		}
 		tasks, err := tx.Tasks(ctx, requestID)
 		if err != nil {

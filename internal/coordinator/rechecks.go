@@ -87,7 +87,8 @@ func (c *Coordinator) followUpDone(ctx context.Context, tx store.Tx, req *erasur
 			leaf.Records = -1
 		}
 	case kind == "reerase" && t.Status == erasure.TaskDead:
-		return nil, c.flag(ctx, tx, req, t, fmt.Sprintf("the re-erasure of %s after the %s re-check failed: a person must finish it", t.Connector, erasure.AgeDay(after)), now)
+		return nil, c.flag(ctx, tx, req, t, fmt.Sprintf("the re-erasure of %s after the %s re-check gave up after %s: retry it once the system is fixed, or erase the person there by hand",
+			t.Connector, erasure.AgeDay(after), tries(t.Attempt)), now)
 	default:
 		return nil, nil // failed and to be retried, or a job still running
 	}
@@ -110,7 +111,7 @@ func (c *Coordinator) followUpDone(ctx context.Context, tx store.Tx, req *erasur
 		return extra, c.flag(ctx, tx, req, t, fmt.Sprintf("%s held the person again at the %s re-check (%s): it is being erased again; find out how they came back",
 			t.Connector, erasure.AgeDay(after), plural(res.Records, "record")), now)
 	case translog.RecheckNotChecked:
-		return extra, c.flag(ctx, tx, req, t, fmt.Sprintf("%s could not be re-checked at %s: %s", t.Connector, erasure.AgeDay(after), leaf.Note), now)
+		return extra, c.flag(ctx, tx, req, t, fmt.Sprintf("%s could not be re-checked at %s: %s; retry it once the system is fixed", t.Connector, erasure.AgeDay(after), leaf.Note), now)
 	}
 	return extra, nil
 }
@@ -120,6 +121,13 @@ func plural(n int64, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func tries(n int) string {
+	if n == 1 {
+		return "1 try"
+	}
+	return fmt.Sprintf("%d tries", n)
 }
 
 func metricOutcome(leafOutcome string) string {

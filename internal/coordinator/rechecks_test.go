@@ -230,6 +230,22 @@ func TestRecheckThatCannotRunSaysSo(t *testing.T) {
 	if r, _ := b.store.Request(ctx, req.ID); r.Flag == "" {
 		t.Error("a re-check that could not run did not flag the request")
 	}
+	// Staff fix the database and retry it: the same follow-up runs again.
+	if _, err := b.c.RetryTask(ctx, req.ID, "crm", "api:ops", "fixed"); erasure.ErrorCode(err) != erasure.EConflict {
+		t.Errorf("retrying a system with no dead follow-up: %v", err)
+	}
+	retried, err := b.c.RetryTask(ctx, req.ID, "db", "api:ops", "the replica is back")
+	if err != nil || retried.Status != erasure.TaskQueued || retried.Attempt != 4 || !retried.IsRecheck() {
+		t.Fatalf("retry of the dead re-check: %+v, %v", retried, err)
+	}
+	if msgs := outbox(t, b); len(msgs) != 1 || msgs[0].Kind != bus.KindRecheck || msgs[0].Attempt != 4 {
+		t.Fatalf("retried re-check message: %+v", msgs)
+	}
+	clean := result(retried, bus.KindRecheck, bus.ResultNotFound)
+	apply(t, b, clean)
+	if len(rec.leaves) != 2 || rec.leaves[1].Outcome != translog.RecheckClean {
+		t.Fatalf("leaves after the retry: %+v", rec.leaves)
+	}
 
 	// Retention waits for the day-30 re-check rather than shred under it.
 	b.clock.Advance(2000 * time.Hour)
@@ -249,7 +265,7 @@ func TestRecheckThatCannotRunSaysSo(t *testing.T) {
 	if got := followUps(t, b, req.ID)["db recheck:720h"]; got.Status != erasure.TaskNotApplicable {
 		t.Errorf("re-check after shredding: %s", got.Status)
 	}
-	if len(rec.leaves) != 2 || rec.leaves[1].Outcome != translog.RecheckNotChecked || rec.leaves[1].After != "720h" {
+	if len(rec.leaves) != 3 || rec.leaves[2].Outcome != translog.RecheckNotChecked || rec.leaves[2].After != "720h" {
 		t.Fatalf("leaves after shredding: %+v", rec.leaves)
 	}
 	if h, err := b.c.Housekeep(ctx); err != nil || h.Shredded != 0 {
