@@ -187,33 +187,18 @@ func (c *Coordinator) notChecked(ctx context.Context, tx store.Tx, req *erasure.
 // ClearFlag takes a request off the staff's list once someone has looked
 // into what a re-check found; reason says what they did.
 func (c *Coordinator) ClearFlag(ctx context.Context, id, actor, reason string) (erasure.Request, error) {
-	reason, err := checkReason(reason)
-	if err != nil {
-		return erasure.Request{}, err
-	}
-	var req erasure.Request
-	err = c.store.InTx(ctx, func(tx store.Tx) error {
-		req, err = tx.LockRequest(ctx, id)
-		if err != nil {
-			return err
-		}
+	return c.lockedAction(ctx, id, actor, reason, "flag cleared", func(tx store.Tx, req *erasure.Request, reason string, now time.Time) error {
 		if req.Flag == "" {
 			return erasure.Errorf(erasure.EConflict, "the request is not flagged")
 		}
 		was := req.Flag
-		now := c.clock()
 		req.Flag, req.FlaggedAt, req.UpdatedAt = "", time.Time{}, now
-		if err := tx.UpdateRequest(ctx, req); err != nil {
+		if err := tx.UpdateRequest(ctx, *req); err != nil {
 			return err
 		}
-		_, err = tx.AppendEvent(ctx, erasure.NewEvent(req.ID, "", erasure.EventFlagCleared, actor, reason, map[string]any{"flag": was}, now))
+		_, err := tx.AppendEvent(ctx, erasure.NewEvent(req.ID, "", erasure.EventFlagCleared, actor, reason, map[string]any{"flag": was}, now))
 		return err
 	})
-	if err != nil {
-		return erasure.Request{}, err
-	}
-	c.log.Info("flag cleared", zap.String("request_id", id), zap.String("actor", actor))
-	return req, nil
 }
 
 // followUpsPending reports whether a request has follow-ups that have not

@@ -406,17 +406,8 @@ func (r *runner) resolve(ctx context.Context, t bus.Task, res bus.Result, log *z
 	if !ok || !r.in.Plan.Resolves() {
 		err = connectors.Permanentf("connector %s (%s) cannot look people up", r.in.Name, r.in.Type)
 	} else {
-		err = r.retry(ctx, quickRetries, 10*time.Second, 2*time.Second, nil, func() error {
-			cctx, cancel := context.WithTimeout(r.metered(ctx), r.w.Timeout)
-			defer cancel()
-			start := time.Now()
-			var err error
-			found, err = rs.Resolve(cctx, t.Subject)
-			outcome := "ok"
-			if err != nil {
-				outcome = "error"
-			}
-			r.w.Metrics.ConnectorCall(r.in.Name, bus.KindResolve, outcome, time.Since(start))
+		err = r.lookUp(ctx, bus.KindResolve, func(ctx context.Context) (err error) {
+			found, err = rs.Resolve(ctx, t.Subject)
 			return err
 		})
 	}
@@ -444,6 +435,23 @@ func (r *runner) resolve(ctx context.Context, t bus.Task, res bus.Result, log *z
 	return res
 }
 
+// lookUp runs one look-up call (a resolve or a re-check) with the
+// runtime's quick retries, each try metered, timed out and counted.
+func (r *runner) lookUp(ctx context.Context, kind string, call func(ctx context.Context) error) error {
+	return r.retry(ctx, quickRetries, 10*time.Second, 2*time.Second, nil, func() error {
+		cctx, cancel := context.WithTimeout(r.metered(ctx), r.w.Timeout)
+		defer cancel()
+		start := time.Now()
+		err := call(cctx)
+		outcome := "ok"
+		if err != nil {
+			outcome = "error"
+		}
+		r.w.Metrics.ConnectorCall(r.in.Name, kind, outcome, time.Since(start))
+		return err
+	})
+}
+
 // recheck looks the subject up again, long after the request completed,
 // and reports how many records remain: nothing is erased here (a person
 // found again gets a re-erasure task of its own).
@@ -454,17 +462,8 @@ func (r *runner) recheck(ctx context.Context, t bus.Task, res bus.Result, log *z
 	if !ok {
 		err = connectors.Permanentf("connector %s (%s) cannot look people up again", r.in.Name, r.in.Type)
 	} else {
-		err = r.retry(ctx, quickRetries, 10*time.Second, 2*time.Second, nil, func() error {
-			cctx, cancel := context.WithTimeout(r.metered(ctx), r.w.Timeout)
-			defer cancel()
-			start := time.Now()
-			var err error
-			got, err = v.Verify(cctx, t.Subject)
-			outcome := "ok"
-			if err != nil {
-				outcome = "error"
-			}
-			r.w.Metrics.ConnectorCall(r.in.Name, bus.KindRecheck, outcome, time.Since(start))
+		err = r.lookUp(ctx, bus.KindRecheck, func(ctx context.Context) (err error) {
+			got, err = v.Verify(ctx, t.Subject)
 			return err
 		})
 	}
