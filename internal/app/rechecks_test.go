@@ -105,21 +105,9 @@ func TestRecheckCatchesAPersonReinserted(t *testing.T) {
 			t.Errorf("metrics lack %s:\n%s", want, grepLines(string(metrics), "lethe_re"))
 		}
 	}
-	var ev struct {
-		Events []struct {
-			Type string `json:"type"`
-		} `json:"events"`
-		ChainValid bool `json:"chain_valid"`
-	}
-	call(t, "GET", base+"/v1/requests/"+r.ID+"/events", in.agentToken, "", &ev)
-	flagged := 0
-	for _, e := range ev.Events {
-		if e.Type == "request.flagged" {
-			flagged++
-		}
-	}
-	if flagged != 1 || !ev.ChainValid {
-		t.Errorf("%d request.flagged events, chain valid %v", flagged, ev.ChainValid)
+	flagged, chainValid := countEvents(t, base, in.agentToken, r.ID, "request.flagged", "")
+	if flagged != 1 || !chainValid {
+		t.Errorf("%d request.flagged events, chain valid %v", flagged, chainValid)
 	}
 	var list struct {
 		Requests []struct {
@@ -258,22 +246,9 @@ func TestSweepCatchesAPersonReimportedAfterShredding(t *testing.T) {
 	if !bytes.Contains(metrics, []byte(`lethe_resurrections_total{connector="shop-db"} 1`)) {
 		t.Errorf("metrics:\n%s", grepLines(string(metrics), "lethe_re"))
 	}
-	var ev struct {
-		Events []struct {
-			Type  string `json:"type"`
-			Actor string `json:"actor"`
-		} `json:"events"`
-		ChainValid bool `json:"chain_valid"`
-	}
-	call(t, "GET", base+"/v1/requests/"+r.ID+"/events", in.agentToken, "", &ev)
-	swept := 0
-	for _, e := range ev.Events {
-		if e.Type == "replay.erased" && e.Actor == "sweep" {
-			swept++
-		}
-	}
-	if swept != 1 || !ev.ChainValid {
-		t.Errorf("%d sweep events (want 1), chain valid %v", swept, ev.ChainValid)
+	swept, chainValid := countEvents(t, base, in.agentToken, r.ID, "replay.erased", "sweep")
+	if swept != 1 || !chainValid {
+		t.Errorf("%d sweep events (want 1), chain valid %v", swept, chainValid)
 	}
 	certFile := filepath.Join(t.TempDir(), "cert.json")
 	writeFile(t, certFile, getCertificate(t, base, in.auditToken, r.ID))
@@ -284,14 +259,29 @@ func TestSweepCatchesAPersonReimportedAfterShredding(t *testing.T) {
 	}
 	// Later sweeps find nothing more.
 	time.Sleep(3 * time.Second)
-	call(t, "GET", base+"/v1/requests/"+r.ID+"/events", in.agentToken, "", &ev)
-	again := 0
-	for _, e := range ev.Events {
-		if e.Type == "replay.erased" {
-			again++
-		}
-	}
+	again, _ := countEvents(t, base, in.agentToken, r.ID, "replay.erased", "")
 	if again != 1 {
 		t.Errorf("%d sweep events after more sweeps", again)
 	}
+}
+
+// countEvents counts a request's events of a type (by actor, unless
+// actor is ""), and says whether its chain verifies.
+func countEvents(t *testing.T, base, token, id, typ, actor string) (int, bool) {
+	t.Helper()
+	var ev struct {
+		Events []struct {
+			Type  string `json:"type"`
+			Actor string `json:"actor"`
+		} `json:"events"`
+		ChainValid bool `json:"chain_valid"`
+	}
+	call(t, "GET", base+"/v1/requests/"+id+"/events", token, "", &ev)
+	n := 0
+	for _, e := range ev.Events {
+		if e.Type == typ && (actor == "" || e.Actor == actor) {
+			n++
+		}
+	}
+	return n, ev.ChainValid
 }

@@ -3,7 +3,6 @@ package app_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -68,22 +67,9 @@ func TestReplayAfterBackupRestore(t *testing.T) {
 	if rows, files := tg.remaining(t, "stays@example.com"); rows != 4 || files != 2 {
 		t.Errorf("replay erased someone never erased: %d rows, %d files left", rows, files)
 	}
-	var ev struct {
-		Events []struct {
-			Type string          `json:"type"`
-			Data json.RawMessage `json:"data"`
-		} `json:"events"`
-		ChainValid bool `json:"chain_valid"`
-	}
-	call(t, "GET", base+"/v1/requests/"+r.ID+"/events", in.adminToken, "", &ev)
-	replays := 0
-	for _, e := range ev.Events {
-		if e.Type == "replay.erased" {
-			replays++
-		}
-	}
-	if replays != 2 || !ev.ChainValid {
-		t.Errorf("%d replay events (want one per system), chain valid %v", replays, ev.ChainValid)
+	replays, chainValid := countEvents(t, base, in.adminToken, r.ID, "replay.erased", "")
+	if replays != 2 || !chainValid {
+		t.Errorf("%d replay events (want one per system), chain valid %v", replays, chainValid)
 	}
 	// Erasures completed after the backup date only: a later date finds
 	// nobody.
