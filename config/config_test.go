@@ -36,15 +36,18 @@ func TestExampleIsValid(t *testing.T) {
 	}
 }
 
-func TestDefaults(t *testing.T) {
-	t.Parallel()
-	c, err := config.Parse([]byte(`
+// minimal is the least a config must say.
+const minimal = `
 store: {driver: sqlite, url: /tmp/x.db}
 nats: {url: "nats://127.0.0.1:4222"}
 signing: {key: {env: K}}
 subject: {hash_key: {env: H}}
 encryption: {keys: [{id: k1, key: {env: KEK}}]}
-`))
+`
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte(minimal))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,12 +91,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 
 func TestRecheckAfterBeforeShredding(t *testing.T) {
 	t.Parallel()
-	c, err := config.Parse([]byte(`
-store: {driver: sqlite, url: /tmp/x.db}
-nats: {url: "nats://127.0.0.1:4222"}
-signing: {key: {env: K}}
-subject: {hash_key: {env: H}}
-encryption: {keys: [{id: k1, key: {env: KEK}}]}
+	c, err := config.Parse([]byte(minimal + `
 retention: {shred_after: 1440h}
 connectors: [{name: a, type: sql, recheck_after: [72h, 720h]}]
 `))

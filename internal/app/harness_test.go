@@ -165,6 +165,15 @@ func (tg *target) resolvingYAML() string {
 `, tg.url)
 }
 
+// scanningYAML is connectorsYAML with the shop database able to list the
+// emails it holds (for replay and sweeps).
+func (tg *target) scanningYAML() string {
+	return strings.Replace(tg.connectorsYAML(), "      verify:", `      scan:
+        - {name: customers, sql: "SELECT email FROM customers", kind: email}
+        - {name: newsletter, sql: "SELECT email FROM newsletter", kind: email}
+      verify:`, 1)
+}
+
 func (tg *target) connectorsYAML() string {
 	return fmt.Sprintf(`
   - name: shop-db

@@ -207,10 +207,7 @@ func alteredRechecks(t *testing.T, base string) *httptest.Server {
 func TestSweepCatchesAPersonReimportedAfterShredding(t *testing.T) {
 	ns := testenv.NATS(t)
 	tg := newTarget(t)
-	scan := strings.Replace(tg.connectorsYAML(), "      verify:", `      scan:
-        - {name: customers, sql: "SELECT email FROM customers", kind: email}
-        - {name: newsletter, sql: "SELECT email FROM newsletter", kind: email}
-      verify:`, 1)
+	scan := tg.scanningYAML()
 	in := newInstance(t, ns.ClientURL(), scan, "suppression_sweep: {interval: 2s}")
 	logs := in.serve(t)
 	base := "http://" + in.addr

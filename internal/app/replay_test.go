@@ -20,10 +20,7 @@ import (
 func TestReplayAfterBackupRestore(t *testing.T) {
 	ns := testenv.NATS(t)
 	tg := newTarget(t)
-	scan := strings.Replace(tg.connectorsYAML(), "      verify:", `      scan:
-        - {name: customers, sql: "SELECT email FROM customers", kind: email}
-        - {name: newsletter, sql: "SELECT email FROM newsletter", kind: email}
-      verify:`, 1)
+	scan := tg.scanningYAML()
 	in := newInstance(t, ns.ClientURL(), scan+"  - {name: crm, type: test_script, config: {}}\n", "")
 	in.serve(t)
 	base := "http://" + in.addr
