@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/lethe-dev/lethe/internal/app"
 	"github.com/lethe-dev/lethe/internal/testenv"
 )
@@ -142,6 +143,39 @@ func TestRecheckCatchesAPersonReinserted(t *testing.T) {
 		t.Errorf("cert verify against an altered re-check = %d:\n%s", code, out)
 	}
 
+	// The auditor page shows them, proven in the browser; through the
+	// altering log it shows the altered one as failing.
+	certID := docCertificateID(t, mustRead(t, certFile))
+	ctx := browser(t)
+	pageText := func(url, sel string) string {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Navigate(url+"/audit?certificate="+certID), chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
+			t.Fatalf("%s on %s: %v", sel, url, err)
+		}
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#details .rechecks")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	shown := pageText(base, "#details .rechecks ul")
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(screenshotDir(t), "audit-rechecks.png"), png)
+	for _, want := range []string{"shop-db at 3s", "found again: held 1 record; Lethe started erasing them again", "erased again: 2 records", "latest signed checkpoint"} {
+		if !strings.Contains(shown, want) {
+			t.Errorf("the auditor page's re-checks lack %q:\n%s", want, shown)
+		}
+	}
+	if strings.Contains(shown, "does not verify") {
+		t.Errorf("a genuine re-check fails on the auditor page:\n%s", shown)
+	}
+	if altered := pageText(alteredRechecks(t, base).URL, "#details .rechecks li.bad"); !strings.Contains(altered, "does not verify, so it cannot be trusted: it is not in the log's signed tree") {
+		t.Errorf("the altered re-check on the auditor page:\n%s", altered)
+	}
+
 	// Staff clear the flag once they know why the person came back.
 	if code := call(t, "POST", base+"/v1/requests/"+r.ID+"/flag/clear", in.agentToken, `{"reason":""}`, nil); code != 400 {
 		t.Errorf("clearing without a reason: %d", code)
@@ -190,6 +224,9 @@ func alteredRechecks(t *testing.T, base string) *httptest.Server {
 				m["leaf_data"] = base64.StdEncoding.EncodeToString(leaf)
 			}
 			b, _ = json.Marshal(doc)
+		}
+		for _, h := range []string{"Content-Type", "Content-Security-Policy"} {
+			w.Header().Set(h, resp.Header.Get(h))
 		}
 		w.WriteHeader(resp.StatusCode)
 		_, _ = w.Write(b)
@@ -281,4 +318,18 @@ func countEvents(t *testing.T, base, token, id, typ, actor string) (int, bool) {
 		}
 	}
 	return n, ev.ChainValid
+}
+
+// docCertificateID reads a certificate document's own id.
+func docCertificateID(t *testing.T, doc []byte) string {
+	t.Helper()
+	var d struct {
+		Certificate struct {
+			ID string `json:"certificate_id"`
+		} `json:"certificate"`
+	}
+	if err := json.Unmarshal(doc, &d); err != nil || d.Certificate.ID == "" {
+		t.Fatalf("no certificate id in %s (%v)", doc, err)
+	}
+	return d.Certificate.ID
 }

@@ -1,6 +1,6 @@
 // The auditor page: loads a certificate (by id, link or upload), verifies
 // it with verify.js against /v1/keys, and describes it in plain language.
-import { verifyCertificate, verifyCommitment } from "./verify.js";
+import { verifyCertificate, verifyCommitment, verifyRechecks } from "./verify.js";
 
 const $ = (id) => document.getElementById(id);
 let current = null;
@@ -85,6 +85,60 @@ function describe(p) {
   return parts;
 }
 
+// recheckText says what one re-check found, in words.
+function recheckText(c) {
+  const age = /^\d/.test(c.after) ? ageText(c.after) : "a scheduled sweep";
+  const n = (k) => `${k} record${k === 1 ? "" : "s"}`;
+  const what = {
+    clean: "clean: looked up again, held nothing",
+    found: `found again: held ${n(c.records)}; Lethe started erasing them again`,
+    re_erased: (c.records >= 0 ? `erased again: ${n(c.records)}` : "erased again") + (c.note ? ` (${c.note})` : ""),
+    not_checked: `not checked: ${c.note || "no reason recorded"}`,
+  }[c.outcome] || c.outcome;
+  return `${c.connector} at ${age} (${when(c.at)}): ${what}`;
+}
+
+// ageText turns a configured age ("72h", "1m0s") into "day 3" or itself.
+function ageText(after) {
+  const m = /^(\d+)h/.exec(after);
+  return m && Number(m[1]) >= 24 ? `day ${Math.floor(Number(m[1]) / 24)}` : after;
+}
+
+// showRechecks lists the log's re-checks of a valid certificate, each
+// proven against the log's latest signed checkpoint.
+async function showRechecks(r) {
+  const box = el("section", { className: "rechecks" });
+  box.setAttribute("aria-labelledby", "rechecks-h");
+  box.append(el("h3", { id: "rechecks-h", textContent: "Re-checked later" }));
+  $("details").append(box);
+  try {
+    const cpRes = await fetch("/v1/log/checkpoint");
+    if (!cpRes.ok) throw new Error("the log's latest checkpoint could not be loaded");
+    const note = await cpRes.text();
+    const size = Number(note.split("\n")[1]);
+    const res = await fetch(`/v1/certificates/${encodeURIComponent(r.payload.certificate_id)}/rechecks?size=${size}`);
+    if (res.status === 404) {
+      box.append(el("p", { textContent: "This server does not hold this certificate, so it cannot show its re-checks." }));
+      return;
+    }
+    if (!res.ok) throw new Error("the re-checks could not be loaded");
+    const v = await verifyRechecks(r.payload.certificate_id, r.log.origin, r.jwks, note, await res.json());
+    if (!v.rechecks.length) {
+      box.append(el("p", { textContent: `Not re-checked yet: the log's latest checkpoint (${v.size} entries) holds no re-check of this certificate.` }));
+      return;
+    }
+    const list = el("ul", { className: "checks" });
+    for (const c of v.rechecks) {
+      list.append(c.ok
+        ? el("li", { className: c.recheck.outcome === "clean" ? "ok" : "warn", textContent: recheckText(c.recheck) + ` — in the log as entry ${c.index}.` })
+        : el("li", { className: "bad", textContent: `Entry ${c.index} does not verify, so it cannot be trusted: ${c.error}.` }));
+    }
+    box.append(el("p", { textContent: `Each is proven to be in the log's latest signed checkpoint, of ${v.size} entries.` }), list);
+  } catch (e) {
+    box.append(el("p", { className: "bad", textContent: "The re-checks could not be verified: " + e.message + "." }));
+  }
+}
+
 async function show(text) {
   $("result").hidden = false;
   $("verdict").textContent = "Checking…";
@@ -100,6 +154,10 @@ async function show(text) {
   $("verdict").className = "verdict " + (r.valid ? "ok" : "bad");
   for (const c of r.checks) $("checks").append(el("li", { className: c.ok ? "ok" : "bad", textContent: c.text }));
   if (r.payload) $("details").append(...describe(r.payload));
+  if (r.valid && r.log) {
+    r.jwks = jwks;
+    await showRechecks(r);
+  }
 }
 
 async function loadByID(id) {

@@ -256,6 +256,38 @@ export async function verifyCertificate(text, jwks, options = {}) {
   return result;
 }
 
+// verifyRechecks checks the re-checks of a certificate: checkpointNote is
+// the log's latest signed checkpoint (GET /v1/log/checkpoint), answer the
+// JSON of GET /v1/certificates/{id}/rechecks?size=<its size>. The
+// checkpoint must be signed by a key in jwks; each leaf must be in its tree
+// and name certificateId. It returns the checkpoint's size and, per leaf,
+// {index, ok, recheck} or {index, ok: false, error}.
+export async function verifyRechecks(certificateId, origin, jwks, checkpointNote, answer) {
+  const cp = await openCheckpoint(checkpointNote, origin, jwks);
+  if (!answer || !Array.isArray(answer.rechecks)) throw new Error("the log's answer lists no re-checks");
+  const out = [];
+  for (const r of answer.rechecks) {
+    try {
+      const data = b64ToBytes(r.leaf_data);
+      if (!r.proof || r.proof.index !== r.index || r.proof.tree_size !== cp.size) {
+        throw new Error("its proof is for another leaf or tree");
+      }
+      const leafHash = await sha256(concat(new Uint8Array([0]), data));
+      const root = await rootFromInclusionProof(r.index, cp.size, leafHash, r.proof.hashes.map(b64ToBytes));
+      if (!equal(root, cp.root)) throw new Error("it is not in the log's signed tree");
+      const text = new TextDecoder().decode(data);
+      const prefix = "lethe-log/v1 recheck ";
+      if (!text.startsWith(prefix)) throw new Error("it is not a re-check leaf");
+      const recheck = JSON.parse(text.slice(prefix.length));
+      if (recheck.certificate_id !== certificateId) throw new Error(`it re-checks certificate ${recheck.certificate_id}, not this one`);
+      out.push({ index: r.index, ok: true, recheck });
+    } catch (e) {
+      out.push({ index: r.index, ok: false, error: e.message });
+    }
+  }
+  return { size: cp.size, time: cp.time, rechecks: out };
+}
+
 // verifyCommitment checks that an email and the nonce the person was given
 // open the certificate's subject commitment.
 export async function verifyCommitment(payload, email, nonceB64url) {
