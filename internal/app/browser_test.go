@@ -102,7 +102,7 @@ func TestAuditPageInBrowser(t *testing.T) {
 			t.Errorf("checks lack %q:\n%s", want, checks)
 		}
 	}
-	for _, want := range []string{"shop-db (sql)", "erased 4 records", "deadline met", "purged by"} {
+	for _, want := range []string{"shop-db (sql)", "erased 4 records", "deadline met", "purged by", "when the last backup taken before the erasure expires"} {
 		if !strings.Contains(details, want) {
 			t.Errorf("details lack %q:\n%s", want, details)
 		}
@@ -130,5 +130,30 @@ func TestAuditPageInBrowser(t *testing.T) {
 	screenshot("audit-tampered.png")
 	if v := text("#verdict"); !strings.Contains(v, "altered") {
 		t.Errorf("tampered verdict %q", v)
+	}
+	// No green tick on a tampered certificate: what passed before the
+	// failure is shown as not to be trusted.
+	ticks, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#checks li.ok").length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := text("#checks"); ticks != 0 || !strings.Contains(c, "not to be trusted") {
+		t.Errorf("a tampered certificate shows %d ticks:\n%s", ticks, c)
+	}
+
+	// A certificate link pasted into the id field opens it.
+	do(chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(chromedp.CSS("#cert-id")),
+		chromedp.SendKeys(chromedp.CSS("#cert-id"), "  "+base+"/audit?certificate="+certID+" "),
+		chromedp.Click(chromedp.CSS("#by-id button")),
+		chromedp.WaitVisible(chromedp.CSS("#details table")))
+	if v := text("#verdict"); !strings.HasPrefix(v, "Valid") {
+		t.Errorf("verdict for a pasted link %q", v)
+	}
+	do(chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(chromedp.CSS("#cert-id")),
+		chromedp.SendKeys(chromedp.CSS("#cert-id"), base+"/v1/certificates/"+certID),
+		chromedp.Click(chromedp.CSS("#by-id button")),
+		chromedp.WaitVisible(chromedp.CSS("#details table")))
+	if v := text("#verdict"); !strings.HasPrefix(v, "Valid") {
+		t.Errorf("verdict for a pasted API link %q", v)
 	}
 }

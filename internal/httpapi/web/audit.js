@@ -46,7 +46,9 @@ function describe(p) {
   }
   if (!v1) row("Identifiers used", sources(p.identifiers) + " — kinds only, never the values");
   row("Completed", when(p.completed_at) + (p.deadline_met ? " — deadline met" : " — DEADLINE MISSED"));
-  row("Backups", p.backup_purge_by ? `not altered; purged by ${p.backup_purge_by}` : "not covered");
+  row("Backups", p.backup_purge_by
+    ? `not altered; purged by ${p.backup_purge_by}, when the last backup taken before the erasure expires (restoring one earlier brings the data back, and it must be erased again)`
+    : "not covered: the organisation stated no backup retention, so this certificate says nothing about copies of the data in backups");
   row("Certificate", p.certificate_id);
 
   const table = el("table");
@@ -152,7 +154,15 @@ async function show(text) {
     ? "Valid: signed by the organisation and published in its transparency log."
     : "Not valid: " + r.reason;
   $("verdict").className = "verdict " + (r.valid ? "ok" : "bad");
-  for (const c of r.checks) $("checks").append(el("li", { className: c.ok ? "ok" : "bad", textContent: c.text }));
+  // Before a failure, a passed check proves nothing: the document it
+  // looked at is not the one the organisation signed.
+  for (const c of r.checks) {
+    const untrusted = c.ok && !r.valid;
+    $("checks").append(el("li", {
+      className: untrusted ? "untrusted" : c.ok ? "ok" : "bad",
+      textContent: untrusted ? `${c.text} (checked, but not to be trusted: the certificate fails below)` : c.text,
+    }));
+  }
   if (r.payload) $("details").append(...describe(r.payload));
   if (r.valid && r.log) {
     r.jwks = jwks;
@@ -160,8 +170,26 @@ async function show(text) {
   }
 }
 
-async function loadByID(id) {
-  const res = await fetch("/v1/certificates/" + encodeURIComponent(id.trim()));
+// certificateIDFrom takes what was typed or pasted: an id, or a link to a
+// certificate (…/audit?certificate=ID, …/v1/certificates/ID).
+export function certificateIDFrom(input) {
+  const text = input.trim();
+  try {
+    const u = new URL(text);
+    const q = u.searchParams.get("certificate");
+    if (q) return q.trim();
+    const m = /\/v1\/certificates\/([^/?#]+)/.exec(u.pathname);
+    if (m) return decodeURIComponent(m[1]);
+  } catch {
+    // not a link: an id
+  }
+  return text;
+}
+
+async function loadByID(input) {
+  const id = certificateIDFrom(input);
+  $("cert-id").value = id;
+  const res = await fetch("/v1/certificates/" + encodeURIComponent(id));
   if (!res.ok) {
     $("result").hidden = false;
     $("verdict").className = "verdict bad";
@@ -175,8 +203,8 @@ async function loadByID(id) {
 
 $("by-id").addEventListener("submit", (e) => {
   e.preventDefault();
-  const id = $("cert-id").value;
-  history.replaceState(null, "", "?certificate=" + encodeURIComponent(id.trim()));
+  const id = certificateIDFrom($("cert-id").value);
+  history.replaceState(null, "", "?certificate=" + encodeURIComponent(id));
   loadByID(id);
 });
 
