@@ -107,6 +107,9 @@ func TestAuditPageInBrowser(t *testing.T) {
 			t.Errorf("details lack %q:\n%s", want, details)
 		}
 	}
+	if strings.Contains(details, "GMT") || strings.Contains(checks, ".000Z") || !strings.Contains(details, " UTC") {
+		t.Errorf("dates are not all in one format:\n%s\n%s", checks, details)
+	}
 	if strings.Contains(details, "alice") {
 		t.Error("the page shows the person's email")
 	}

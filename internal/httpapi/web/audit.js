@@ -1,6 +1,6 @@
 // The auditor page: loads a certificate (by id, link or upload), verifies
 // it with verify.js against /v1/keys, and describes it in plain language.
-import { verifyCertificate, verifyCommitment, verifyRechecks } from "./verify.js";
+import { utcText, verifyCertificate, verifyCommitment, verifyRechecks } from "./verify.js";
 
 const $ = (id) => document.getElementById(id);
 let current = null;
@@ -28,7 +28,7 @@ function sources(list, v1) {
 }
 
 function when(iso) {
-  return iso ? new Date(iso).toUTCString() : "—";
+  return iso ? utcText(new Date(iso)) : "—";
 }
 
 function describe(p) {

@@ -234,7 +234,7 @@ export async function verifyCertificate(text, jwks, options = {}) {
   }
   if (result.receipts.length > 0) {
     pass("receipt", result.receipts.map((r) => `${r.connector}: the processor itself attested completion (key ${r.kid}` +
-      (r.signedAt ? `, signed ${r.signedAt.toISOString()}` : "") + ").").join(" "));
+      (r.signedAt ? `, signed ${utcText(r.signedAt)}` : "") + ").").join(" "));
   }
 
   const log = doc.log;
@@ -248,12 +248,18 @@ export async function verifyCertificate(text, jwks, options = {}) {
     if (!equal(root, cp.root)) throw new Error("the inclusion proof does not lead to the checkpoint's root");
     result.log = { origin: log.origin, index: log.index, treeSize: cp.size, time: cp.time };
     pass("log", `Included in the transparency log ${log.origin} as entry ${log.index}, in the signed checkpoint of ${cp.size} entries` +
-      (cp.time ? ` of ${cp.time.toISOString()}` : "") + ".");
+      (cp.time ? ` of ${utcText(cp.time)}` : "") + ".");
   } catch (e) {
     return fail("log", "Transparency log: " + e.message + ".");
   }
   result.valid = true;
   return result;
+}
+
+// utcText writes a time the one way the auditor page does:
+// "2026-12-06 13:07:49 UTC".
+export function utcText(d) {
+  return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
 }
 
 // verifyRechecks checks the re-checks of a certificate: checkpointNote is
