@@ -113,6 +113,12 @@ func TestAuditPageInBrowser(t *testing.T) {
 	if strings.Contains(details, "alice") {
 		t.Error("the page shows the person's email")
 	}
+	// Nothing re-checks this certificate (no recheck_after): the page
+	// says so once it has the log's latest checkpoint.
+	do(chromedp.WaitVisible(chromedp.CSS("#details .rechecks p")))
+	if r := text("#details .rechecks"); !strings.Contains(r, "Re-checked later") || !strings.Contains(r, "Not re-checked yet") {
+		t.Errorf("re-checks of a certificate with none:\n%s", r)
+	}
 
 	// Is it mine? The person's email and proof code open the commitment.
 	do(chromedp.Click(chromedp.CSS("#mine summary")),

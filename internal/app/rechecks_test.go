@@ -172,8 +172,25 @@ func TestRecheckCatchesAPersonReinserted(t *testing.T) {
 	if strings.Contains(shown, "does not verify") {
 		t.Errorf("a genuine re-check fails on the auditor page:\n%s", shown)
 	}
-	if altered := pageText(alteredRechecks(t, base).URL, "#details .rechecks li.bad"); !strings.Contains(altered, "does not verify, so it cannot be trusted: it is not in the log's signed tree") {
+	// Through the altering log (found → clean), that leaf fails, in red and
+	// in words, and its altered outcome is not shown as a result.
+	altered := pageText(alteredRechecks(t, base).URL, "#details .rechecks li.bad")
+	if !strings.Contains(altered, "does not verify, so it cannot be trusted: it is not in the log's signed tree") ||
+		!strings.Contains(altered, "1 of 2 re-checks does not verify") || strings.Contains(altered, "clean: looked up again") ||
+		!strings.Contains(altered, "erased again: 2 records") {
 		t.Errorf("the altered re-check on the auditor page:\n%s", altered)
+	}
+	png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(screenshotDir(t), "audit-rechecks-altered.png"), png)
+	color, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("#details .rechecks li.bad")).color`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ticks, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#details .rechecks li.ok").length`)); err != nil || ticks != 0 || color != "rgb(164, 14, 38)" {
+		t.Errorf("the altered re-check shows %d ticks (%v), its text is %s, not red", ticks, err, color)
 	}
 
 	// Staff clear the flag once they know why the person came back.

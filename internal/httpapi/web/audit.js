@@ -113,12 +113,21 @@ async function showRechecks(r) {
   box.setAttribute("aria-labelledby", "rechecks-h");
   box.append(el("h3", { id: "rechecks-h", textContent: "Re-checked later" }));
   $("details").append(box);
+  // Where the page cannot reach the certificate's log, it says so briefly:
+  // that is no failure of the certificate, only re-checks left unshown.
+  const unreachable = (why) => box.append(el("p", { className: "hint", textContent: `Re-checks not shown: ${why}.` }));
+  let note, res;
   try {
     const cpRes = await fetch("/v1/log/checkpoint");
-    if (!cpRes.ok) throw new Error("the log's latest checkpoint could not be loaded");
-    const note = await cpRes.text();
+    if (!cpRes.ok) return unreachable("the log's latest checkpoint could not be loaded");
+    note = await cpRes.text();
+    if (note.split("\n")[0] !== r.log.origin) return unreachable(`this server keeps another log than ${r.log.origin}, the one this certificate is in`);
     const size = Number(note.split("\n")[1]);
-    const res = await fetch(`/v1/certificates/${encodeURIComponent(r.payload.certificate_id)}/rechecks?size=${size}`);
+    res = await fetch(`/v1/certificates/${encodeURIComponent(r.payload.certificate_id)}/rechecks?size=${size}`);
+  } catch {
+    return unreachable("the log could not be reached");
+  }
+  try {
     if (res.status === 404) {
       box.append(el("p", { textContent: "This server does not hold this certificate, so it cannot show its re-checks." }));
       return;
@@ -135,7 +144,10 @@ async function showRechecks(r) {
         ? el("li", { className: c.recheck.outcome === "clean" ? "ok" : "warn", textContent: recheckText(c.recheck) + ` — in the log as entry ${c.index}.` })
         : el("li", { className: "bad", textContent: `Entry ${c.index} does not verify, so it cannot be trusted: ${c.error}.` }));
     }
-    box.append(el("p", { textContent: `Each is proven to be in the log's latest signed checkpoint, of ${v.size} entries.` }), list);
+    const failed = v.rechecks.filter((c) => !c.ok).length;
+    box.append(failed
+      ? el("p", { className: "bad", textContent: `${failed} of ${v.rechecks.length} re-checks ${failed === 1 ? "does" : "do"} not verify against the log's latest signed checkpoint, of ${v.size} entries; the others are proven to be in it.` })
+      : el("p", { textContent: `Each is proven to be in the log's latest signed checkpoint, of ${v.size} entries.` }), list);
   } catch (e) {
     box.append(el("p", { className: "bad", textContent: "The re-checks could not be verified: " + e.message + "." }));
   }
