@@ -1,6 +1,7 @@
 package connectortest
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -102,3 +103,42 @@ func OfflineClient(status int, body string) (client *http.Client, sent func() []
 type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// CheckFindings compares what a discovery found with want, a place each
+// mapped to "<status> <sampled>: <reason>", and with the number of places
+// it read; no finding may name one of identifiers.
+//
+//	connectortest.CheckFindings(t, cov, 22, map[string]string{
+//		"exports/{email}.csv": "covered 4: a path template names them",
+//	}, "example.com")
+func CheckFindings(t *testing.T, cov connectors.Coverage, places int64, want map[string]string, identifiers ...string) {
+	t.Helper()
+	got := map[string]string{}
+	for _, f := range cov.Findings {
+		got[f.Place] = fmt.Sprintf("%s %d: %s", f.Status, f.Sampled, f.Reason)
+		for _, id := range identifiers {
+			if strings.Contains(f.Place+f.Reason, id) {
+				t.Errorf("a finding names an identifier: %+v", f)
+			}
+		}
+	}
+	for place, w := range want {
+		if got[place] != w {
+			t.Errorf("%s: %q, want %q", place, got[place], w)
+		}
+	}
+	if len(got) != len(want) || cov.Places != places {
+		t.Errorf("findings %v over %d places; want %d findings over %d places", got, cov.Places, len(want), places)
+	}
+}
+
+// CallsCarry fails t for each request f received whose header is not
+// want: two instances side by side each send their own credentials.
+func CallsCarry(t *testing.T, f FaultyVendor, header, want string) {
+	t.Helper()
+	for _, call := range f.Calls() {
+		if got := call.Header.Get(header); got != want {
+			t.Errorf("%s %s carried %s %q, want %q", call.Method, call.Path, header, got, want)
+		}
+	}
+}

@@ -44,28 +44,13 @@ func TestDiscover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]string{}
-	for _, f := range cov.Findings {
-		got[f.Place] = fmt.Sprintf("%s %d: %s", f.Status, f.Sampled, f.Reason)
-		if strings.Contains(f.Place+f.Reason, "example.com") || strings.Contains(f.Place, "4930") {
-			t.Errorf("a finding names an identifier: %+v", f)
-		}
-	}
-	want := map[string]string{
+	connectortest.CheckFindings(t, cov, 22, map[string]string{
 		"exports/{email}.csv":      "covered 4: a path template names them",
 		"uploads/{email}/":         "covered 8: a path template names them",
 		"invoices/*/{email}-*.pdf": "uncovered 4: no path template names them",
 		"legal/{email}.pdf":        "ignored 4: ignored: litigation hold until 2027",
 		"exports/{phone}.csv":      "uncovered 1: no path template names them",
-	}
-	for place, w := range want {
-		if got[place] != w {
-			t.Errorf("%s: %q, want %q", place, got[place], w)
-		}
-	}
-	if len(got) != len(want) || cov.Places != 22 {
-		t.Errorf("findings %v, %d places; want %d findings, 22 files", got, cov.Places, len(want))
-	}
+	}, "example.com", "4930")
 }
 
 func TestIgnoreIsValidated(t *testing.T) {

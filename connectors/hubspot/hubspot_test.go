@@ -496,13 +496,8 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	if v, err := cb.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err != nil || v.Remaining != 1 {
 		t.Fatalf("Verify B = %+v, %v", v, err)
 	}
-	for name, f := range map[string]*hubspotfake.Fake{"A": a, "B": b} {
-		for _, call := range f.Calls() {
-			if call.Header.Get("Authorization") != "Bearer "+f.Token() {
-				t.Errorf("%s received %q", name, call.Header.Get("Authorization"))
-			}
-		}
-	}
+	connectortest.CallsCarry(t, a, "Authorization", "Bearer pat-a")
+	connectortest.CallsCarry(t, b, "Authorization", "Bearer pat-b")
 }
 
 func TestPlan(t *testing.T) {
@@ -632,31 +627,18 @@ func TestResolve(t *testing.T) {
 			t.Errorf("lookup %s?%s does not ask for the properties", call.Path, call.Query)
 		}
 	}
-	t.Run("faults", func(t *testing.T) {
-		for _, tc := range []struct {
-			fault     fakevendor.Fault
-			permanent bool
-		}{
-			{hubspotfake.TooMany("SECONDLY", 0), false},
-			{hubspotfake.Internal, false},
-			{hubspotfake.Unauthorized, true},
-			{hubspotfake.MissingScopes, true},
-		} {
-			f.Inject(1, tc.fault)
-			_, err := c.(connectors.Resolver).Resolve(connectortest.Ctx(t), s)
-			perm, after := connectors.Classify(err)
-			if err == nil || perm != tc.permanent || (!perm && after < 0) {
-				t.Errorf("Resolve = %v (permanent %v); want permanent %v", err, perm, tc.permanent)
-			}
-			if err != nil && strings.Contains(err.Error(), "resolve-me") {
-				t.Errorf("error quotes the email: %v", err)
-			}
-		}
-	})
-	t.Run("no email", func(t *testing.T) {
-		r, err := c.(connectors.Resolver).Resolve(connectortest.Ctx(t), connectors.Subject{UserIDs: map[string]string{"hubspot": live}})
-		if err != nil || len(r.Found) != 0 {
-			t.Errorf("Resolve = %+v, %v; it looks up by email only", r, err)
-		}
+}
+
+// TestResolveCases runs the look-up cases every resolver runs.
+func TestResolveCases(t *testing.T) {
+	t.Parallel()
+	connectortest.RunResolveCases(t, connectortest.ResolveCases{
+		Start: connectortest.StartFake(hubspotfake.Start),
+		New: func(t *testing.T, f connectortest.FaultyVendor) connectors.Resolver {
+			return connectortest.Build(t, "hubspot", "crm", f.(*hubspotfake.Fake).ConfigWith(hubspotfake.ResolveConfig)).(connectors.Resolver)
+		},
+		// HubSpot's SECONDLY 429 names no delay.
+		TooMany: hubspotfake.TooMany("SECONDLY", 0), Unavailable: hubspotfake.Internal, Refused: hubspotfake.Unauthorized,
+		Faults: []connectortest.ResolveFault{{Name: "missing scopes", Fault: hubspotfake.MissingScopes, Permanent: true}},
 	})
 }

@@ -385,19 +385,6 @@ func TestResolveByEmail(t *testing.T) {
 			}
 		}
 	})
-	t.Run("nobody holds the email", func(t *testing.T) {
-		t.Parallel()
-		f := mixpanelfake.Start(t, mixpanelfake.Options{})
-		c := resolvingInstance(t, f).(connectors.Resolver)
-		got, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: "nobody@example.com"})
-		if err != nil || len(got.Found) != 0 || connectortest.EvidenceText(got.Evidence) != "mixpanel_lookup=0 profiles found by email; " {
-			t.Errorf("Resolve = %v %s, %v", got.Found, connectortest.EvidenceText(got.Evidence), err)
-		}
-		got, err = c.Resolve(connectortest.Ctx(t), connectortest.VendorUserID("d-1"))
-		if err != nil || len(got.Found) != 0 || len(f.Calls()) != 1 {
-			t.Errorf("Resolve without an email = %v, %v after %d queries; want nothing, no query", got.Found, err, len(f.Calls()))
-		}
-	})
 	t.Run("numeric distinct_ids and profiles with another email", func(t *testing.T) {
 		t.Parallel()
 		f := mixpanelfake.Start(t, mixpanelfake.Options{})
@@ -434,85 +421,41 @@ func TestResolveByEmail(t *testing.T) {
 	})
 }
 
-func TestResolveHostileEmails(t *testing.T) {
+// TestResolveCases runs the look-up cases every resolver runs.
+func TestResolveCases(t *testing.T) {
 	t.Parallel()
-	f := mixpanelfake.Start(t, mixpanelfake.Options{})
-	for _, id := range []string{"user-600", "user-601"} {
-		f.AddUser(id)
-		f.SetEmail(id, "subject"+strings.TrimPrefix(id, "user-")+"@example.com")
-	}
-	c := resolvingInstance(t, f).(connectors.Resolver)
-	refused := []string{
-		`x" or properties["$email"] != "@example.com`, `subject600@example.com" or "1" == "1`,
-		`subject600@example.com\`, `\"@example.com`, "subject600@example.com\n", "subject600@example.com\x00",
-	}
-	for _, email := range refused {
-		n := len(f.Calls())
-		_, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: email})
-		if err == nil || !connectortest.IsPermanent(err) {
-			t.Errorf("%q: Resolve = %v; want a permanent refusal", email, err)
-		}
-		if len(f.Calls()) != n {
-			t.Errorf("%q was sent to Mixpanel", email)
-		}
-		if err != nil && strings.Contains(err.Error(), "subject600") {
-			t.Errorf("the refusal quotes the email: %v", err)
-		}
-	}
-	for _, email := range []string{"*@example.com", "%@example.com", "subject60%@example.com", "o'brien'--@example.com", "subject600@example.com'"} {
-		got, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: email})
-		if err != nil || len(got.Found) != 0 {
-			t.Errorf("%q: Resolve = %v, %v; want nothing found", email, got.Found, err)
-		}
-	}
+	connectortest.RunResolveCases(t, connectortest.ResolveCases{
+		Start: connectortest.StartFake(mixpanelfake.Start),
+		New: func(t *testing.T, f connectortest.FaultyVendor) connectors.Resolver {
+			return resolvingInstance(t, f.(*mixpanelfake.Fake)).(connectors.Resolver)
+		},
+		// The Query API allows 60 queries an hour: a 429 naming no delay waits a minute.
+		TooMany: mixpanelfake.TooMany, TooManyAfter: time.Minute,
+		Faults: []connectortest.ResolveFault{{Name: "status not ok", Fault: func(w http.ResponseWriter, r *http.Request) {
+			fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "error", "results": []any{}})
+		}}},
+		NobodyEvidence: "mixpanel_lookup=0 profiles found by email; ",
+		// Quotes and backslashes would escape the where expression.
+		Unsent: []string{
+			`x" or properties["$email"] != "@example.com`, `subject600@example.com" or "1" == "1`,
+			`subject600@example.com\`, `\"@example.com`, "subject600@example.com\n", "subject600@example.com\x00",
+		},
+	})
 }
 
-func TestResolveFaults(t *testing.T) {
+func TestResolveCredentials(t *testing.T) {
 	t.Parallel()
 	s := connectors.Subject{Email: "ann@example.com"}
-	for _, tc := range []struct {
-		name      string
-		fault     fakevendor.Fault
-		permanent bool
-		after     time.Duration
-	}{
-		{"429 without a delay", mixpanelfake.TooMany, false, time.Minute},
-		{"429 with Retry-After", fakevendor.TooMany(9 * time.Second), false, 9 * time.Second},
-		{"502", fakevendor.Status(http.StatusBadGateway), false, 0},
-		{"401", fakevendor.Status(http.StatusUnauthorized), true, 0},
-		{"400", fakevendor.Status(http.StatusBadRequest), true, 0},
-		{"malformed", fakevendor.Malformed(), false, 0},
-		{"status not ok", func(w http.ResponseWriter, r *http.Request) {
-			fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "error", "results": []any{}})
-		}, false, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			f := mixpanelfake.Start(t, mixpanelfake.Options{})
-			c := resolvingInstance(t, f).(connectors.Resolver)
-			f.Inject(1, tc.fault)
-			_, err := c.Resolve(connectortest.Ctx(t), s)
-			perm, after := connectors.Classify(err)
-			if err == nil || perm != tc.permanent || (tc.after > 0 && after != tc.after) {
-				t.Fatalf("Resolve = %v (permanent %v, after %v); want permanent %v after %v", err, perm, after, tc.permanent, tc.after)
-			}
-			if strings.Contains(err.Error(), s.Email) {
-				t.Errorf("error carries the email: %v", err)
-			}
-		})
+	// A rotated secret, and a project the account cannot see.
+	f := mixpanelfake.Start(t, mixpanelfake.Options{})
+	c := resolvingInstance(t, f).(connectors.Resolver)
+	other := resolvingInstance(t, f, "query_api:\n  project_id: 99\n  username: "+
+		mixpanelfake.ServiceAccount+"\n  secret: "+mixpanelfake.ServiceSecret).(connectors.Resolver)
+	if _, err := other.Resolve(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "403") {
+		t.Errorf("Resolve in a project the account cannot see = %v; want a permanent 403", err)
 	}
-	t.Run("a rotated secret and another project", func(t *testing.T) {
-		t.Parallel()
-		f := mixpanelfake.Start(t, mixpanelfake.Options{})
-		c := resolvingInstance(t, f).(connectors.Resolver)
-		other := resolvingInstance(t, f, "query_api:\n  project_id: 99\n  username: "+
-			mixpanelfake.ServiceAccount+"\n  secret: "+mixpanelfake.ServiceSecret).(connectors.Resolver)
-		if _, err := other.Resolve(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "403") {
-			t.Errorf("Resolve in a project the account cannot see = %v; want a permanent 403", err)
-		}
-		f.SetServiceSecret("rotated")
-		if _, err := c.Resolve(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "401") {
-			t.Errorf("Resolve with a refused secret = %v; want a permanent 401", err)
-		}
-	})
+	f.SetServiceSecret("rotated")
+	if _, err := c.Resolve(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "401") {
+		t.Errorf("Resolve with a refused secret = %v; want a permanent 401", err)
+	}
 }

@@ -857,22 +857,18 @@ func TestResolve(t *testing.T) {
 			}
 		}
 	})
-	t.Run("faults", func(t *testing.T) {
-		for _, tc := range []struct {
-			fault     fakevendor.Fault
-			permanent bool
-		}{
-			{salesforcefake.LimitExceeded, false},
-			{salesforcefake.Unavailable, false},
-			{salesforcefake.Unauthorized, true},
-			{fakevendor.Malformed(), false},
-		} {
-			f.Inject(1, tc.fault)
-			_, err := c.(connectors.Resolver).Resolve(connectortest.Ctx(t), s)
-			if perm, _ := connectors.Classify(err); err == nil || perm != tc.permanent {
-				t.Errorf("Resolve = %v; want permanent %v", err, tc.permanent)
-			}
-		}
+}
+
+// TestResolveCases runs the look-up cases every resolver runs.
+func TestResolveCases(t *testing.T) {
+	t.Parallel()
+	connectortest.RunResolveCases(t, connectortest.ResolveCases{
+		Start: connectortest.StartFake(salesforcefake.Start),
+		New: func(t *testing.T, f connectortest.FaultyVendor) connectors.Resolver {
+			return connectortest.Build(t, "salesforce", "sfdc", f.(*salesforcefake.Fake).ConfigWith(salesforcefake.ResolveConfig)).(connectors.Resolver)
+		},
+		// Over the org's daily allocation the connector waits an hour.
+		TooMany: salesforcefake.LimitExceeded, TooManyAfter: time.Hour, Unavailable: salesforcefake.Unavailable, Refused: salesforcefake.Unauthorized,
 	})
 }
 

@@ -514,13 +514,8 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	if n := len(created(t, eu)); n != 2 {
 		t.Errorf("the EU processor got %d requests, want 2", n)
 	}
-	for name, p := range map[string]*webhookfake.Fake{"US": us, "EU": eu} {
-		for _, call := range p.Calls() {
-			if call.Header.Get("Authorization") != "Bearer "+p.Token() {
-				t.Errorf("%s processor saw %q", name, call.Header.Get("Authorization"))
-			}
-		}
-	}
+	connectortest.CallsCarry(t, us, "Authorization", "Bearer token-us")
+	connectortest.CallsCarry(t, eu, "Authorization", "Bearer "+eu.Token())
 }
 
 func TestCancelledContextSendsNothing(t *testing.T) {
