@@ -43,11 +43,12 @@ var pageNames = []string{"login", "list", "request", "keys", "coverage", "error"
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"when":   when,
-		"day":    func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
-		"iso":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-		"words":  func(s any) string { return strings.ReplaceAll(fmt.Sprint(s), "_", " ") },
-		"plural": plural,
+		"when":     when,
+		"whenFull": whenFull,
+		"day":      func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
+		"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"words":    func(s any) string { return strings.ReplaceAll(fmt.Sprint(s), "_", " ") },
+		"plural":   plural,
 	}
 	pages := make(map[string]*template.Template, len(pageNames))
 	for _, name := range pageNames {

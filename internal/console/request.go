@@ -1,9 +1,7 @@
 package console
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -55,6 +53,10 @@ type followUpView struct {
 
 type taskView struct {
 	Connector, Type, Status, LastError, Verified, JobRef string
+	// StatusText says the status in an agent's words ("gave up after 8
+	// tries"); Instructions are what a manual system asks staff to do,
+	// shown while it waits, not as evidence.
+	StatusText, Instructions string
 	// Phase is "look-up" for a resolver's task, "erasure" otherwise.
 	Phase   string
 	Attempt int
@@ -72,9 +74,13 @@ type taskView struct {
 	Configured bool
 }
 
+// eventView is one entry of the timeline: what happened in a sentence,
+// the evidence it carried, and its data in full (no personal data).
 type eventView struct {
-	At                                   time.Time
-	Type, Connector, Actor, Reason, Data string
+	At                                       time.Time
+	Type, Connector, Actor, Reason, Sentence string
+	Evidence                                 []string
+	JSON                                     string
 }
 
 type certView struct {
@@ -201,6 +207,10 @@ func (c *Console) requestData(ctx context.Context, id string, s session) (reques
 		if t.RecordsUnknown {
 			tv.Records = "unknown"
 		}
+		tv.StatusText, tv.Instructions, tv.Evidence = taskWords(t)
+		if t.Status.Done() || t.Status == erasure.TaskDead {
+			tv.JobRef = "" // the job is over: its reference says nothing more
+		}
 		if t.Phase == erasure.PhaseResolve {
 			tv.Phase, tv.Records = "look-up", "—"
 			var found []string
@@ -231,13 +241,44 @@ func (c *Console) requestData(ctx context.Context, id string, s session) (reques
 		byTask[f.ID] = f.Connector
 	}
 	for _, e := range events {
+		sentence, evidence := eventSentence(e, byTask[e.TaskID])
 		d.Events = append(d.Events, eventView{At: e.At, Type: e.Type, Connector: byTask[e.TaskID], Actor: e.Actor,
-			Reason: e.Reason, Data: eventDetails(e.Data)})
+			Reason: e.Reason, Sentence: sentence, Evidence: evidence, JSON: eventJSON(e.Data)})
 	}
 	if s.canAct() {
 		d.Actions = c.actionsFor(req, tasks, now)
 	}
 	return d, nil
+}
+
+// taskWords says a task's status as an agent reads it, and splits a
+// manual system's instructions from the evidence: they are what staff
+// were asked to do, not proof that it was done.
+func taskWords(t erasure.Task) (status, instructions string, evidence []erasure.Evidence) {
+	for _, ev := range t.Evidence {
+		if ev.Kind == "instructions" {
+			instructions = ev.Value
+			continue
+		}
+		evidence = append(evidence, ev)
+	}
+	if t.Status.Done() {
+		instructions = ""
+	}
+	switch t.Status {
+	case erasure.TaskDead:
+		status = "gave up after " + plural(t.Attempt, "try", "tries") + "; a person must act"
+	case erasure.TaskFailed:
+		status = "failed on try " + strconv.Itoa(t.Attempt) + "; tried again"
+	case erasure.TaskRunning:
+		status = "running"
+		if instructions != "" {
+			status = "waiting for a person"
+		}
+	default:
+		status = words(string(t.Status))
+	}
+	return status, instructions, evidence
 }
 
 func followUpViews(fs []erasure.Task) []followUpView {
@@ -277,25 +318,6 @@ func sourcesText(ss []erasure.Source) string {
 		parts[i] = string(s.Kind) + " (" + s.From + ")"
 	}
 	return strings.Join(parts, ", ")
-}
-
-// eventDetails shows an event's data (which holds no personal data) in
-// one short line.
-func eventDetails(data json.RawMessage) string {
-	var b bytes.Buffer
-	if len(data) == 0 || json.Compact(&b, data) != nil || b.String() == "{}" || b.String() == "null" {
-		return ""
-	}
-	const max = 300
-	out := b.String()
-	if len(out) > max {
-		cut := max
-		for cut > 0 && !utf8.RuneStart(out[cut]) {
-			cut--
-		}
-		out = out[:cut] + "…"
-	}
-	return out
 }
 
 // actionsFor offers what the coordinator would accept now; it decides
