@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/coordinator"
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/store"
 )
@@ -65,8 +66,8 @@ func TestApproveAndDeny(t *testing.T) {
 			t.Errorf("no %s form for a pending request", form)
 		}
 	}
-	if !strings.Contains(page.body, "The reason is sent to the person") {
-		t.Error("the deny form does not say that the reason is sent to the person")
+	if !strings.Contains(page.body, "Write it for the person (GDPR Art. 12(4))") {
+		t.Error("the deny form does not say the reason is for the person") // who tells them: TestReasonReachesThePerson
 	}
 	for _, form := range []string{"/retry", "/complete", "/exempt"} {
 		if strings.Contains(page.body, `action="/console/requests/`+req.ID+form+`"`) {
@@ -415,5 +416,61 @@ func TestFlaggedByARecheck(t *testing.T) {
 	a.login("cyd", auditorPW)
 	if p := a.act(req.ID, "clear-flag", url.Values{"reason": {"x"}}); p.status != http.StatusForbidden {
 		t.Errorf("an auditor's clear-flag: %d", p.status)
+	}
+}
+
+// TestReasonReachesThePerson: the deny and extend forms say what really
+// becomes of the reason typed: emailed and shown on the status page for a
+// portal request when mail is configured, shown only on the status page
+// when it is not, and for a request filed through the API, that Lethe does
+// not contact the person at all.
+func TestReasonReachesThePerson(t *testing.T) {
+	e := setup(t)
+	fromAPI := e.file("api@example.com", erasure.RequestPendingApproval)
+	e.addSecret("portal@example.com")
+	fromPortal, _, err := e.coord.File(context.Background(), coordinator.FileInput{Subject: erasure.Subject{Email: "portal@example.com"},
+		Jurisdiction: "gdpr", Source: "portal", Actor: "portal", Hold: erasure.RequestPendingApproval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		api      = "Lethe does not contact the person: this request came in through the API"
+		pageOnly = "No email is sent (no mail server is configured): the reason is shown on the person&#39;s status page only."
+		emailed  = "The reason is emailed to the person and shown on their status page."
+	)
+	for _, tc := range []struct {
+		notify   bool
+		req      erasure.Request
+		want     string
+		unwanted []string
+	}{
+		{false, fromAPI, api, []string{pageOnly, emailed}},
+		{true, fromAPI, api, []string{pageOnly, emailed}},
+		{false, fromPortal, pageOnly, []string{api, emailed}},
+		{true, fromPortal, emailed, []string{api, pageOnly}},
+	} {
+		e.notify = tc.notify
+		b := e.browserOn(e.serve(consoleConfig(defaultRoles, false)))
+		b.login("bob", agentPW)
+		p := b.get("/console/requests/" + tc.req.ID)
+		for _, form := range []string{`<p id="deny-hint">`, `<p id="extend-hint">`} {
+			i := strings.Index(p.body, form)
+			if i < 0 {
+				t.Fatalf("no %s on the page", form)
+			}
+			hint := p.body[i : i+strings.Index(p.body[i:], "</p>")]
+			if !strings.Contains(hint, tc.want) {
+				t.Errorf("notify=%v, source %s: %s does not say %q: %s", tc.notify, tc.req.Source, form, tc.want, hint)
+			}
+			for _, bad := range tc.unwanted {
+				if strings.Contains(hint, bad) {
+					t.Errorf("notify=%v, source %s: %s says %q", tc.notify, tc.req.Source, form, bad)
+				}
+			}
+		}
+		// The message after the action says it again.
+		if p := b.get("/console/requests/" + tc.req.ID + "?done=deny"); !strings.Contains(p.body, "Denied. "+tc.want) {
+			t.Errorf("notify=%v, source %s: the message after a denial does not say %q", tc.notify, tc.req.Source, tc.want)
+		}
 	}
 }

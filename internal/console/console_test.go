@@ -95,6 +95,8 @@ type env struct {
 	// connectors are the configured instance names the console is told.
 	connectors []string
 	dataMap    func(context.Context) ([]coverage.Row, error)
+	// notify tells the console that portal requests' people are emailed.
+	notify bool
 	// secrets must appear in no log line.
 	mu      sync.Mutex
 	secrets []string
@@ -170,7 +172,7 @@ func (e *env) serve(cfg config.Console) *httptest.Server {
 	e.t.Helper()
 	c, err := console.New(console.Deps{Store: e.st, Coordinator: e.coord, Hasher: e.h, Config: cfg,
 		Connectors: e.connectors, JWKS: func() []byte { return e.jwks }, Metrics: e.metrics,
-		DataMap: e.dataMap, DiscoveryInterval: 24 * time.Hour,
+		DataMap: e.dataMap, DiscoveryInterval: 24 * time.Hour, Notify: e.notify,
 		Log: e.log.Named("console"), Clock: e.clock.Now})
 	if err != nil {
 		e.t.Fatal(err)

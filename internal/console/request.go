@@ -101,10 +101,14 @@ type actionForms struct {
 	ExtendMax  string
 	ExtendNote string
 	Categories []basisOption
-	Exempt     []string
-	Bases      []basisOption
-	Retry      []string
-	Complete   []string
+	// Reaches says what becomes of a reason given on the deny and extend
+	// forms: whether Lethe emails it, shows it, or staff must tell the
+	// person themselves.
+	Reaches  string
+	Exempt   []string
+	Bases    []basisOption
+	Retry    []string
+	Complete []string
 	// NotApplicable lists tasks that may be declared not applicable;
 	// Needs, the kinds tasks wait for (offered in the identifier form).
 	NotApplicable []string
@@ -117,6 +121,9 @@ type actionForms struct {
 }
 
 type requestData struct {
+	// reaches says how a reason given for a denial or an extension gets to
+	// the person.
+	reaches   string
 	Req       requestView
 	Tasks     []taskView
 	FollowUps []followUpView
@@ -163,6 +170,9 @@ func (c *Console) showRequest(w http.ResponseWriter, r *http.Request, s session,
 		return
 	}
 	data.Failed, data.Values = failed, values
+	if done := r.URL.Query().Get("done"); done == "deny" || done == "extend" {
+		page.Flash += " " + data.reaches
+	}
 	page.Title = "Request " + id
 	page.Content = data
 	c.render(w, r, status, "request", page)
@@ -189,7 +199,7 @@ func (c *Console) requestData(ctx context.Context, id string, s session) (reques
 		return requestData{}, err
 	}
 	now := c.clock()
-	d := requestData{Cert: cert, Req: requestView{ID: req.ID, Status: string(req.Status), Jurisdiction: string(req.Jurisdiction),
+	d := requestData{reaches: c.reaches(req), Cert: cert, Req: requestView{ID: req.ID, Status: string(req.Status), Jurisdiction: string(req.Jurisdiction),
 		Source: req.Source, CreatedBy: req.CreatedBy, ReceivedAt: req.ReceivedAt, DueAt: req.DueAt,
 		ExtendedAt: req.ExtendedAt, CompletedAt: req.CompletedAt, ShreddedAt: req.ShreddedAt, Overdue: req.Overdue(now),
 		Identifiers: sourcesText(req.Sources.List()), Flag: req.Flag, FlaggedAt: req.FlaggedAt}}
@@ -320,6 +330,25 @@ func sourcesText(ss []erasure.Source) string {
 	return strings.Join(parts, ", ")
 }
 
+// reaches says how the reason for a denial or an extension gets to the
+// person, as the coordinator and the portal will really do it.
+func (c *Console) reaches(req erasure.Request) string {
+	switch {
+	case req.Source != "portal":
+		via := req.Source
+		if via == "api" {
+			via = "the API"
+		}
+		return "Lethe does not contact the person: this request came in through " + via +
+			", not the request portal, so it has no status page and Lethe sends no email. Tell the person the reason yourself."
+	case !req.ShreddedAt.IsZero() || req.Subject.Email == "":
+		return "Lethe holds no email address for the person: the reason is shown on their status page only."
+	case !c.notify:
+		return "No email is sent (no mail server is configured): the reason is shown on the person's status page only."
+	}
+	return "The reason is emailed to the person and shown on their status page."
+}
+
 // actionsFor offers what the coordinator would accept now; it decides
 // again when the form comes back.
 func (c *Console) actionsFor(req erasure.Request, tasks []erasure.Task, now time.Time) *actionForms {
@@ -331,6 +360,7 @@ func (c *Console) actionsFor(req erasure.Request, tasks []erasure.Task, now time
 	a.Approve = req.Status == erasure.RequestPendingApproval
 	a.Deny = req.Status == erasure.RequestReceived || req.Status == erasure.RequestPendingApproval
 	a.Cancel = true
+	a.Reaches = c.reaches(req)
 	switch {
 	case !req.ExtendedAt.IsZero():
 		a.ExtendNote = "The deadline was extended on " + when(req.ExtendedAt) + "; the law allows one extension."
@@ -397,13 +427,14 @@ var flashes = map[string]string{
 	"identifiers":    "The identifier was added; systems that needed it are searched.",
 	"not-applicable": "The system was declared not applicable to this person; the certificate gives the reason.",
 	"approve":        "Approved: erasure has started in every system.",
-	"deny":           "Denied. The reason is sent to the person.",
-	"extend":         "The deadline was extended.",
-	"exempt":         "The system was exempted; its data is kept on the legal basis given.",
-	"retry":          "The task was sent to its system again.",
-	"complete":       "The task was recorded as done by hand.",
-	"cancel":         "The request was cancelled.",
-	"clear-flag":     "The flag was cleared; the reason is in the timeline.",
+	"deny":           "Denied.", // and what becomes of the reason: reaches
+
+	"extend":     "The deadline was extended.",
+	"exempt":     "The system was exempted; its data is kept on the legal basis given.",
+	"retry":      "The task was sent to its system again.",
+	"complete":   "The task was recorded as done by hand.",
+	"cancel":     "The request was cancelled.",
+	"clear-flag": "The flag was cleared; the reason is in the timeline.",
 }
 
 var connectorNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
