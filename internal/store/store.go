@@ -29,6 +29,9 @@ type Store interface {
 	// Tasks lists a request's resolve and erase tasks: what its
 	// certificate is about.
 	Tasks(ctx context.Context, requestID string) ([]erasure.Task, error)
+	// Progress counts the systems of each of these requests; a request
+	// without tasks is missing from the map.
+	Progress(ctx context.Context, requestIDs []string) (map[string]Progress, error)
 	// FollowUps lists a completed request's re-checks and re-erasures
 	// (see erasure.Task.FollowUp), oldest first.
 	FollowUps(ctx context.Context, requestID string) ([]erasure.Task, error)
@@ -345,8 +348,26 @@ type RequestFilter struct {
 	Unshredded bool
 	// Flagged keeps requests flagged for staff (see erasure.Request.Flag).
 	Flagged bool
+	// WaitingForPerson keeps requests with a task only a person can move
+	// on: one that needs an identifier, or a manual system's task waiting
+	// for staff to do it by hand.
+	WaitingForPerson bool
+	// ByDue orders by deadline, soonest first (then by id), instead of
+	// newest first; Before is then ignored and Offset pages.
+	ByDue  bool
+	Offset int
 	// Limit defaults to 50 and is capped at MaxLimit.
 	Limit int
+}
+
+// Progress counts a request's systems (its erase-phase tasks).
+type Progress struct {
+	// Systems is how many systems the request erases in; Done, how many
+	// of them are finished (erased, not found, exempted, not applicable).
+	Systems, Done int
+	// WaitingForPerson counts tasks only a person can move on (see
+	// RequestFilter.WaitingForPerson).
+	WaitingForPerson int
 }
 
 // DueTask names a task whose retry or poll is due.

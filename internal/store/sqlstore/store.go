@@ -138,6 +138,9 @@ func (s *Store) Requests(ctx context.Context, f store.RequestFilter) ([]erasure.
 	if f.Flagged {
 		where = append(where, "flag <> ''")
 	}
+	if f.WaitingForPerson {
+		where = append(where, "EXISTS (SELECT 1 FROM tasks t WHERE t.request_id = requests.id AND "+waitingForPerson+")")
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 50
@@ -147,8 +150,57 @@ func (s *Store) Requests(ctx context.Context, f store.RequestFilter) ([]erasure.
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", limit)
+	switch {
+	case f.ByDue:
+		q += fmt.Sprintf(" ORDER BY due_at, id LIMIT %d OFFSET %d", limit, max(f.Offset, 0))
+	default:
+		q += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", limit)
+	}
 	return s.queryRequests(ctx, s.conn, q, args...)
+}
+
+// waitingForPerson is true of a task (aliased t) that only a person can
+// move on: it needs an identifier, or a manual system waits for staff.
+const waitingForPerson = `(t.status = 'needs_identifier' OR (t.connector_type = 'manual' AND t.status = 'running'))`
+
+// doneStatuses are the task statuses erasure.TaskStatus.Done accepts.
+var doneStatuses = func() string {
+	var q []string
+	for _, st := range []erasure.TaskStatus{erasure.TaskErased, erasure.TaskNotFound, erasure.TaskExempted,
+		erasure.TaskNotApplicable, erasure.TaskResolved, erasure.TaskFoundAgain} {
+		q = append(q, "'"+string(st)+"'")
+	}
+	return strings.Join(q, ", ")
+}()
+
+// Progress implements store.Store.
+func (s *Store) Progress(ctx context.Context, requestIDs []string) (map[string]store.Progress, error) {
+	out := make(map[string]store.Progress, len(requestIDs))
+	if len(requestIDs) == 0 {
+		return out, nil
+	}
+	ph, args := placeholders(requestIDs)
+	rows, err := s.conn.Query(ctx, s.rw.q(`SELECT request_id,
+		SUM(CASE WHEN phase = 'erase' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN phase = 'erase' AND status IN (`+doneStatuses+`) THEN 1 ELSE 0 END),
+		SUM(CASE WHEN `+waitingForPerson+` THEN 1 ELSE 0 END)
+		FROM tasks t WHERE request_id IN (`+ph+`) AND `+mainPhases+` GROUP BY request_id`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("query progress: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var p store.Progress
+		if err := rows.Scan(&id, &p.Systems, &p.Done, &p.WaitingForPerson); err != nil {
+			return nil, fmt.Errorf("scan progress: %w", err)
+		}
+		out[id] = p
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query progress: %w", err)
+	}
+	return out, nil
 }
 
 func (s *Store) queryRequests(ctx context.Context, q Querier, query string, args ...any) ([]erasure.Request, error) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DueTasks", dueTasks},
 		{"FollowUpsAndFlags", followUpsAndFlags},
 		{"ListRequests", listRequests},
+		{"WaitingForPersonAndProgress", waitingAndProgress},
 		{"Stats", stats},
 		{"SubjectHashesAndCertificateLookups", subjectLookups},
 		{"LogAppendAndRead", logAppend},
@@ -685,6 +687,80 @@ func listRequests(t *testing.T, s store.Store) {
 	soon, _ := s.Requests(ctx(t), store.RequestFilter{DueBefore: t0.Add(36 * time.Hour)})
 	if len(soon) != 2 {
 		t.Errorf("%d requests due within 36h, want 2", len(soon))
+	}
+}
+
+// waitingAndProgress: the list can keep requests only a person can move
+// on, order by deadline with offset paging, and count each request's
+// systems done.
+func waitingAndProgress(t *testing.T, s store.Store) {
+	task := func(r erasure.Request, connector, typ, phase string, st erasure.TaskStatus) erasure.Task {
+		k := newTask(r, connector)
+		k.ConnectorType, k.Phase, k.Status = typ, phase, st
+		return k
+	}
+	// manual: a manual system waits for staff; ident: a system needs an
+	// identifier; busy: a vendor job runs (no person needed); none: no tasks.
+	manual, ident, busy, none := newRequest(1), newRequest(2), newRequest(3), newRequest(4)
+	manual.DueAt, ident.DueAt, busy.DueAt, none.DueAt = t0.Add(72*time.Hour), t0.Add(24*time.Hour), t0.Add(48*time.Hour), t0.Add(96*time.Hour)
+	insert(t, s, manual, task(manual, "paper", "manual", erasure.PhaseErase, erasure.TaskRunning),
+		task(manual, "db", "sql", erasure.PhaseErase, erasure.TaskErased),
+		task(manual, "crm", "hubspot", erasure.PhaseErase, erasure.TaskNotFound))
+	insert(t, s, ident, task(ident, "legacy", "sql", erasure.PhaseErase, erasure.TaskNeedsIdentifier),
+		task(ident, "crm", "hubspot", erasure.PhaseResolve, erasure.TaskResolved))
+	insert(t, s, busy, task(busy, "mixpanel", "mixpanel", erasure.PhaseErase, erasure.TaskRunning),
+		task(busy, "db", "sql", erasure.PhaseErase, erasure.TaskExempted))
+	insert(t, s, none)
+
+	got, err := s.Requests(ctx(t), store.RequestFilter{WaitingForPerson: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range got {
+		ids = append(ids, r.ID)
+	}
+	want := []string{manual.ID, ident.ID}
+	slices.Sort(want)
+	slices.Reverse(want) // newest (greatest id) first
+	if !slices.Equal(ids, want) {
+		t.Errorf("waiting for a person: %v, want %v", ids, want)
+	}
+
+	byDue, err := s.Requests(ctx(t), store.RequestFilter{ByDue: true, Limit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.Requests(ctx(t), store.RequestFilter{ByDue: true, Limit: 2, Offset: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, r := range append(byDue, next...) {
+		order = append(order, r.ID)
+	}
+	if w := []string{ident.ID, busy.ID, manual.ID, none.ID}; !slices.Equal(order, w) {
+		t.Errorf("by deadline: %v, want %v", order, w)
+	}
+
+	p, err := s.Progress(ctx(t), []string{manual.ID, ident.ID, busy.ID, none.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, w := range map[string]store.Progress{
+		manual.ID: {Systems: 3, Done: 2, WaitingForPerson: 1},
+		ident.ID:  {Systems: 1, Done: 0, WaitingForPerson: 1}, // the look-up is not a system erased
+		busy.ID:   {Systems: 2, Done: 1},
+	} {
+		if p[id] != w {
+			t.Errorf("progress of %s = %+v, want %+v", id, p[id], w)
+		}
+	}
+	if _, ok := p[none.ID]; ok || len(p) != 3 {
+		t.Errorf("progress lists %d requests, want 3 (none for a request without tasks)", len(p))
+	}
+	if empty, err := s.Progress(ctx(t), nil); err != nil || len(empty) != 0 {
+		t.Errorf("progress of no requests: %v, %v", empty, err)
 	}
 }
 
