@@ -179,7 +179,7 @@ func TestExemptRetryCompleteAndCertificate(t *testing.T) {
 	// Retry.
 	n := e.events(req.ID)
 	refused(t, e, b.act(req.ID, "retry", url.Values{"connector": {"shop-db"}}), req.ID, n, http.StatusUnprocessableEntity, "Reason: is required")
-	refused(t, e, b.act(req.ID, "retry", url.Values{"connector": {"crm"}, "reason": {"try"}}), req.ID, n, http.StatusConflict, "Only a dead task can be retried; this one is failed")
+	refused(t, e, b.act(req.ID, "retry", url.Values{"connector": {"crm"}, "reason": {"try"}}), req.ID, n, http.StatusConflict, "Only a task that gave up can be retried; this one is failed")
 	refused(t, e, b.act(req.ID, "retry", url.Values{"connector": {"../x"}, "reason": {"try"}}), req.ID, n, http.StatusUnprocessableEntity, "System: choose a system")
 	refused(t, e, b.act(req.ID, "retry", url.Values{"connector": {"nope"}, "reason": {"try"}}), req.ID, n, http.StatusNotFound, "no task for connector")
 	done(t, b, b.act(req.ID, "retry", url.Values{"connector": {"shop-db"}, "reason": {"rotated the password"}}), req.ID, "retry", "sent to its system again")

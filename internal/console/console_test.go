@@ -191,6 +191,8 @@ func routes(c *console.Console) http.Handler {
 	mux.Handle("GET /console", c.List())
 	mux.Handle("GET /console/{$}", c.List())
 	mux.Handle("POST /console/search", c.Search())
+	mux.Handle("GET /console/requests.csv", c.CSV())
+	mux.Handle("POST /console/bulk", c.Bulk())
 	mux.Handle("GET /console/requests/{id}", c.Request())
 	mux.Handle("POST /console/requests/{id}/{action}", c.Act())
 	mux.Handle("GET /console/keys", c.Keys())

@@ -57,8 +57,10 @@ func TestListFilters(t *testing.T) {
 	b.login("cyd", auditorPW)
 	all := b.get("/console")
 	sameIDs(t, "all", ids(all.body), cancelled, pending, dead, old)
-	if !strings.Contains(all.body, "Overdue</strong>") {
-		t.Error("the overdue request is not marked in words")
+	for _, want := range []string{"5 days overdue</strong>", "5 days left", "15 days left", "0 of 3 systems done", "2026-07-01"} {
+		if !strings.Contains(all.body, want) {
+			t.Errorf("the list lacks %q (deadlines in days, progress)", want)
+		}
 	}
 	for _, tc := range []struct {
 		query string
@@ -72,7 +74,6 @@ func TestListFilters(t *testing.T) {
 		{"within=7", []erasure.Request{dead, old}},
 		{"within=30", []erasure.Request{pending, dead, old}},
 		{"within=30&status=pending_approval", []erasure.Request{pending}},
-		{"overdue=1&status=cancelled", nil}, // a final request has no deadline left
 		{"overdue=1&within=30", []erasure.Request{old}},
 	} {
 		p := b.get("/console?" + tc.query)
@@ -81,10 +82,21 @@ func TestListFilters(t *testing.T) {
 		}
 		sameIDs(t, tc.query, ids(p.body), tc.want...)
 	}
-	for _, q := range []string{"status=bogus", "within=0", "within=367", "within=x", "before=1", "before=' OR 1=1"} {
+	for q, msg := range map[string]string{
+		"status=bogus": "is not a request status", "within=0": "from 1 to 366", "within=367": "from 1 to 366",
+		"within=x": "from 1 to 366", "before=1": "is not a request id", "before=' OR 1=1": "is not a request id",
+		"sort=oldest": "choose newest first or soonest deadline first", "sort=due&page=0": "page number",
+		// A final request has no deadline left: said, not shown as an empty list.
+		"overdue=1&status=cancelled": "a cancelled request has no deadline left to meet",
+		"within=7&status=completed":  "a completed request has no deadline left to meet",
+	} {
 		p := b.get("/console?" + url.PathEscape(q))
-		if p.status != http.StatusBadRequest || !strings.Contains(p.body, `role="alert"`) || len(ids(p.body)) != 0 {
-			t.Errorf("%s: %d", q, p.status)
+		if p.status != http.StatusBadRequest || !strings.Contains(p.body, `role="alert"`) || len(ids(p.body)) != 0 ||
+			!strings.Contains(p.body, "This filter is not valid") || !strings.Contains(html.UnescapeString(p.body), msg) {
+			t.Errorf("%s: %d, want 400 saying %q", q, p.status, msg)
+		}
+		if strings.Contains(p.body, "No requests match") {
+			t.Errorf("%s: an invalid filter reads as an empty list", q)
 		}
 	}
 }

@@ -83,7 +83,7 @@ func (c *Coordinator) RetryTask(ctx context.Context, requestID, connector, actor
 		}
 		t := &tasks[i]
 		if t.Status != erasure.TaskDead {
-			return erasure.Errorf(erasure.EConflict, "only a dead task can be retried; this one is %s", t.Status)
+			return erasure.Errorf(erasure.EConflict, "only a task that gave up can be retried; this one is %s", t.Status)
 		}
 		now := c.clock()
 		t.Attempt++

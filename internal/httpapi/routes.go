@@ -78,6 +78,8 @@ func (s *server) consoleRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /console/logout", c.Logout())
 	mux.Handle("GET /console", c.List())
 	mux.Handle("POST /console/search", c.Search())
+	mux.Handle("GET /console/requests.csv", c.CSV())
+	mux.Handle("POST /console/bulk", c.Bulk())
 	mux.Handle("GET /console/requests/{id}", c.Request())
 	mux.Handle("POST /console/requests/{id}/{action}", c.Act())
 	mux.Handle("GET /console/keys", c.Keys())
