@@ -1,7 +1,7 @@
 package erasure
 
-// RequestStatus is where a request stands. See ARCHITECTURE.md, "Request
-// lifecycle".
+// RequestStatus is where a request stands. See docs/architecture.md,
+// "Lifecycles".
 type RequestStatus string
 
 // Request statuses.
