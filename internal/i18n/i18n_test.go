@@ -73,3 +73,39 @@ func TestChooseAndTranslate(t *testing.T) {
 		t.Errorf("a missing key = %q", got)
 	}
 }
+
+// TestHebrewOneFormOfAddressAndMaqaf: the Hebrew texts address the person
+// in one form throughout, the plural (אתם), never switching to the
+// singular; and a one-letter prefix before a Latin name or a placeholder
+// that holds one ({org}) is joined by a maqaf (מ־Lethe), not written onto it.
+func TestHebrewOneFormOfAddressAndMaqaf(t *testing.T) {
+	c, err := i18n.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	he := c.Get("he")
+	if he.Code != "he" {
+		t.Fatal("no Hebrew")
+	}
+	const letter = `\x{05D0}-\x{05EA}`
+	// Second person singular: the possessive and prepositional suffixes,
+	// pronouns and past-tense verbs the texts use.
+	singular := regexp.MustCompile(`(^|[^` + letter + `])(שלך|עליך|אליך|לך|אותך|ממך|לעצמך|בקשתך|לבקשתך|בבקשתך|באפשרותך|ברצונך|את או אתה|ביקשת|שלחת|ששלחת|מסרת|שמסרת)([^` + letter + `]|$)`)
+	plural := regexp.MustCompile(`(^|[^` + letter + `])(שלכם|עליכם|אליכם|לכם|אתכם|לעצמכם|ספרו|הזינו|שמרו|התעלמו|שלחו|בדקו)([^` + letter + `]|$)`)
+	glued := regexp.MustCompile(`(^|[^` + letter + `])[מבלוהשכ](\{org\}|[A-Za-z])`)
+	plurals := 0
+	for key, msg := range he.Messages {
+		if m := singular.FindString(msg); m != "" {
+			t.Errorf("he %s addresses the person in the singular (%q): %s", key, m, msg)
+		}
+		if plural.MatchString(msg) {
+			plurals++
+		}
+		if m := glued.FindString(msg); m != "" {
+			t.Errorf("he %s writes a prefix onto a Latin name without a maqaf (%q): %s", key, m, msg)
+		}
+	}
+	if plurals < 10 {
+		t.Errorf("only %d Hebrew messages address the person in the plural: the check reads nothing", plurals)
+	}
+}

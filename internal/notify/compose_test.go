@@ -243,7 +243,7 @@ func TestComposedHebrewMailSurvivesSMTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Subject != "אישור בקשת המחיקה שלך" || p.Text != mail.Text || p.HTML != mail.HTML {
+	if p.Subject != "אישור בקשת המחיקה שלכם" || p.Text != mail.Text || p.HTML != mail.HTML {
 		t.Errorf("round trip changed the mail:\nsubject %q\ntext %q\nwant %q", p.Subject, p.Text, mail.Text)
 	}
 	if p.Header.Get("Content-Language") != "he" {

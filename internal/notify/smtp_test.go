@@ -46,7 +46,7 @@ func setup(t *testing.T, opts smtptest.Options) (*notify.SMTP, *smtptest.Server)
 func testMail() notify.Mail {
 	return notify.Mail{
 		To:      recipient,
-		Subject: "אישור בקשת המחיקה שלך",
+		Subject: "אישור בקשת המחיקה שלכם",
 		Text:    "שלום,\n\nYour code: 123456\n.a line that starts with a dot\nlong: " + strings.Repeat("אבג ", 60) + "\nends with spaces   \nequals = sign\n",
 		HTML:    `<p dir="rtl">שלום <a href="https://lethe.example/portal/verify/x?code=123456">link</a></p>`,
 		Lang:    "he",

@@ -999,7 +999,7 @@ func TestHebrew(t *testing.T) {
 		defer b.header.Del("Accept-Language")
 		return b.get("/portal")
 	}()} {
-		mustContain(t, p, `<html lang="he" dir="rtl">`, "בקשה למחיקת המידע האישי שלך", `hreflang="en"`,
+		mustContain(t, p, `<html lang="he" dir="rtl">`, "בקשה למחיקת המידע האישי שלכם", `hreflang="en"`,
 			`href="/portal?lang=he" lang="he" hreflang="he" aria-current="true"`)
 	}
 	form := b.get("/portal?lang=he")
@@ -1016,7 +1016,7 @@ func TestHebrew(t *testing.T) {
 	// unless the person switches.
 	plain := e.browser(t)
 	s := plain.get(strings.TrimPrefix(m.StatusURL, e.srv.URL))
-	mustContain(t, s, `lang="he" dir="rtl"`, "בקשת המחיקה שלך")
+	mustContain(t, s, `lang="he" dir="rtl"`, "בקשת המחיקה שלכם")
 	mustContainDate(t, s, "התקבלה ב־", "2026-06-01", "1 ביוני 2026")
 	mustContain(t, plain.get(strings.TrimPrefix(m.StatusURL, e.srv.URL)+"?lang=en"), `lang="en" dir="ltr"`, "Your erasure request")
 }
