@@ -379,6 +379,22 @@ func ParseDocument(b []byte) (Document, error) {
 	return d, nil
 }
 
+// UnverifiedPayload reads what the certificate claims without checking its
+// signature or log proof: for showing a certificate Lethe itself issued
+// and holds (the person's view of it), never for deciding whether one is
+// genuine (Verify does that).
+func (d Document) UnverifiedPayload() (Payload, error) {
+	b, err := decodeB64(d.Payload)
+	if err != nil {
+		return Payload{}, fmt.Errorf("certificate payload: %w", err)
+	}
+	var p Payload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Payload{}, fmt.Errorf("certificate payload: %w", err)
+	}
+	return p, nil
+}
+
 type header struct {
 	Alg string `json:"alg"`
 	Kid string `json:"kid"`

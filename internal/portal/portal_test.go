@@ -1461,3 +1461,49 @@ func TestStatusPageSaysTheTrueState(t *testing.T) {
 	p = b.get(s.url.Path + "?lang=he")
 	mustContain(t, p, "הסיבה: We hold no account for this address.")
 }
+
+// TestPersonsCertificateView: once done, the status page reads the
+// certificate to the person in their language: what was erased in which
+// system (display names) and when, what was kept and on what legal basis,
+// the look-up afterwards, the deadline, how anyone can check it, and the
+// auditor page one click away.
+func TestPersonsCertificateView(t *testing.T) {
+	t.Parallel()
+	e := setup(t, func(d *portal.Deps) {
+		d.SystemNames = map[string]string{"shop-db": "Online shop", "crm": "Customer service records"}
+	})
+	ctx := context.Background()
+	b := e.browser(t)
+	s := b.confirm(b.submit(map[string]string{"email": "certified@example.com"}), e.mail.last(t).Code)
+	id := requestID(t, s.url.Path)
+	mustNotContain(t, b.get(s.url.Path), "Your certificate")
+	tasks, _ := e.st.Tasks(ctx, id)
+	for _, task := range tasks {
+		if task.Connector != "shop-db" {
+			continue
+		}
+		if _, err := e.coord.ApplyResult(ctx, bus.Result{V: bus.Version, Kind: bus.KindErase, TaskID: task.ID, RequestID: id,
+			Connector: task.Connector, Attempt: task.Attempt, Status: bus.ResultErased, Records: 3, Verification: "clean"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.coord.Exempt(ctx, id, "crm", "art17-3-b", "staff:ada", "Invoices are kept ten years by law."); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := e.st.Certificate(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := b.get(s.url.Path)
+	mustContain(t, p, "Your certificate", "issued certificate "+cert.ID+" on ",
+		"Online shop", "erased on ", "(records erased: 3)", "Looked up again afterwards: nothing left.",
+		"Customer service records", "kept, because the law requires it: Art. 17(3)(b): compliance with a legal obligation",
+		"Completed within the legal deadline.", "the proof code we emailed you",
+		`href="/audit?certificate=`+cert.ID+`"`, "Technical details and verification (for auditors)")
+	mustNotContain(t, p, "shop-db", "Our systems", "certified@example.com")
+
+	he := b.get(s.url.Path + "?lang=he")
+	mustContain(t, he, `lang="he" dir="rtl"`, "התעודה שלכם", "(רשומות שנמחקו: 3)", "נשמר, כי החוק מחייב זאת: סעיף 17(3)(b)",
+		"הבקשה הושלמה בתוך המועד שקובע החוק.", "פרטים טכניים ואימות (לבודקים)")
+	mustNotContain(t, he, "Your certificate", "kept, because")
+}

@@ -3,7 +3,6 @@ package portal
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/i18n"
-	"github.com/lethe-dev/lethe/internal/store"
 )
 
 // systemLine is one system's outcome. Whoever holds the status link is the
@@ -38,6 +36,8 @@ type statusPage struct {
 	Denied      string
 	Systems     []systemLine
 	Certificate string
+	// Cert is the person's reading of the certificate.
+	Cert *certView
 }
 
 // Status shows where a request stands: GET /portal/status/{token}.
@@ -63,7 +63,7 @@ func (p *Portal) Status() http.Handler {
 			page.Closed, page.State = true, b.T("status.state.cancelled")
 		case !req.ShreddedAt.IsZero():
 			page.Closed, page.State = true, b.T("status.closed")
-			page.Certificate, err = p.certificate(ctx, id)
+			page.Certificate, _, err = p.certificate(ctx, b, id) // the link only: nothing else is left
 		default:
 			err = p.fillStatus(ctx, b, req, &page)
 		}
@@ -128,22 +128,9 @@ func (p *Portal) fillStatus(ctx context.Context, b *i18n.Bundle, req erasure.Req
 		}
 	}
 	if req.Status == erasure.RequestCompleted || req.Status == erasure.RequestCompletedWithExemptions {
-		page.Certificate, err = p.certificate(ctx, req.ID)
+		page.Certificate, page.Cert, err = p.certificate(ctx, b, req.ID)
 	}
 	return err
-}
-
-// certificate returns the link to a request's certificate, "" when it has
-// none.
-func (p *Portal) certificate(ctx context.Context, requestID string) (string, error) {
-	c, err := p.store.Certificate(ctx, requestID)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	return certificateLink(c.ID), nil
 }
 
 // certificateLink opens the certificate on the audit page, which checks
