@@ -95,10 +95,25 @@ func TestConsoleInBrowser(t *testing.T) {
     config:
       instructions: Shred the paper file in the Leeds archive and note the box number.
 `
-	in, _ := portalInstance(t, ns.ClientURL(), connectors, "{enabled: true}")
+	in, mail := portalInstance(t, ns.ClientURL(), connectors, "{enabled: true}")
 	in.serve(t)
 	base := "http://" + in.addr
 	tg.seed(t, "alice@example.com")
+	tg.seed(t, "bob@example.com")
+	// Bob asked on the portal; once his paper file is shredded too, his
+	// status page reads him the certificate.
+	bob, bobTok, _ := portalRequest(t, base, smtpInbox(mail), "bob@example.com", nil)
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code := call(t, "POST", base+"/v1/requests/"+bob+"/tasks/paper-archive/complete", in.agentToken,
+			`{"outcome":"erased","records":1,"reason":"Shredded box 12."}`, nil)
+		if code == 200 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("completing bob's paper file: %d", code)
+		}
+	}
+	waitStatus(t, base, in.agentToken, bob, 30*time.Second, "completed")
 	var f filed
 	call(t, "POST", base+"/v1/requests", in.agentToken, `{"subject":{"email":"alice@example.com"},"jurisdiction":"gdpr"}`, &f)
 	// shop-db and files finish; the paper archive waits for staff.
@@ -175,6 +190,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		for _, lang := range []string{"en", "he"} {
 			do(chromedp.Navigate(base+"/portal?lang="+lang), chromedp.WaitVisible(chromedp.CSS("form")))
 			pageCheck(t, ctx, axe, shots, "portal-form-"+lang+"-"+w.name+".png", int(w.width))
+			do(chromedp.Navigate(base+"/portal/status/"+bobTok+"?lang="+lang), chromedp.WaitVisible(chromedp.CSS("#cert-h")))
+			if c := text(".certificate"); !strings.Contains(c, map[string]string{"en": "Paper archive: erased on", "he": "Paper archive: נמחק ב־"}[lang]) {
+				t.Errorf("%s %s: the person's certificate view says:\n%s", w.name, lang, c)
+			}
+			pageCheck(t, ctx, axe, shots, "portal-certificate-"+lang+"-"+w.name+".png", int(w.width))
 		}
 		do(chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(chromedp.CSS("#cert-id")))
 		pageCheck(t, ctx, axe, shots, "audit-"+w.name+".png", int(w.width))

@@ -61,7 +61,7 @@ func (p *Portal) certView(b *i18n.Bundle, c store.Certificate, link string) (*ce
 		return nil, fmt.Errorf("certificate issued_at: %w", err)
 	}
 	v := &certView{ID: pl.CertificateID, Link: link,
-		Issued: b.T("cert.intro", "id", pl.CertificateID, "date", day(b, issued), "org", p.org)}
+		Issued: b.T("cert.intro", "date", day(b, issued), "org", p.org)}
 	if pl.DeadlineMet {
 		v.Deadline = b.T("cert.deadline.met")
 	} else if due, err := time.Parse(time.RFC3339Nano, pl.DueAt); err == nil {

@@ -1495,7 +1495,7 @@ func TestPersonsCertificateView(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := b.get(s.url.Path)
-	mustContain(t, p, "Your certificate", "issued certificate "+cert.ID+" on ",
+	mustContain(t, p, "Your certificate", "Certificate number: <bdi><code>"+cert.ID+"</code></bdi>", "issued your certificate on ",
 		"Online shop", "erased on ", "(records erased: 3)", "Looked up again afterwards: nothing left.",
 		"Customer service records", "kept, because the law requires it: Art. 17(3)(b): compliance with a legal obligation",
 		"Completed within the legal deadline.", "the proof code we emailed you",
