@@ -259,17 +259,38 @@ func withLang(path string, b *i18n.Bundle, extra ...string) string {
 	return path + "?" + q.Encode()
 }
 
+// langCookie keeps the language of the last portal page a browser was
+// shown, so that a page that knows no request (a broken link) answers in
+// the language of the person's journey. It holds a language code only.
+const langCookie = "lethe_portal_lang"
+
 // bundle picks the page's language: a ?lang= (or the form's lang field),
-// then the language the request was made in, then Accept-Language.
+// then the language the request was made in, then the language of the
+// last portal page this browser showed, then Accept-Language.
 func (p *Portal) bundle(r *http.Request, stored string) *i18n.Bundle {
+	known := func(code string) bool { return code != "" && p.catalog.Get(code).Code == code }
 	code := r.URL.Query().Get("lang")
 	if r.Method == http.MethodPost && r.PostForm != nil && r.PostForm.Get("lang") != "" {
 		code = r.PostForm.Get("lang")
 	}
-	if code == "" || p.catalog.Get(code).Code != code {
+	if !known(code) {
 		code = stored
 	}
+	if !known(code) {
+		if c, err := r.Cookie(langCookie); err == nil && known(c.Value) {
+			code = c.Value
+		}
+	}
 	return p.catalog.Choose(code, r.Header.Get("Accept-Language"))
+}
+
+// rememberLang keeps the page's language for the next page (langCookie).
+func (p *Portal) rememberLang(w http.ResponseWriter, r *http.Request, b *i18n.Bundle) {
+	if c, err := r.Cookie(langCookie); err == nil && c.Value == b.Code {
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: langCookie, Value: b.Code, Path: "/portal", MaxAge: 90 * 24 * 3600,
+		HttpOnly: true, Secure: p.secure, SameSite: http.SameSiteLaxMode})
 }
 
 // logError logs a failure of the store or the coordinator by request id:

@@ -1019,6 +1019,21 @@ func TestHebrew(t *testing.T) {
 	mustContain(t, s, `lang="he" dir="rtl"`, "בקשת המחיקה שלכם")
 	mustContainDate(t, s, "התקבלה ב־", "2026-06-01", "1 ביוני 2026")
 	mustContain(t, plain.get(strings.TrimPrefix(m.StatusURL, e.srv.URL)+"?lang=en"), `lang="en" dir="ltr"`, "Your erasure request")
+
+	// A broken status link answers in the language of the journey in this
+	// browser (the last portal page it showed), not in English.
+	broken := strings.TrimPrefix(m.StatusURL, e.srv.URL)
+	broken = broken[:len(broken)-3] + "xyz"
+	nf := b.get(broken)
+	if nf.status != http.StatusNotFound {
+		t.Fatalf("broken link: %d", nf.status)
+	}
+	mustContain(t, nf, `lang="he" dir="rtl"`, "הקישור הזה אינו תקף.")
+	if c := nf.header.Get("Set-Cookie"); strings.Contains(c, "@") || strings.Contains(c, "p%40") {
+		t.Errorf("the language cookie holds more than a language: %s", c)
+	}
+	// A browser that never saw the portal gets its Accept-Language.
+	mustContain(t, e.browser(t).get(broken), `lang="en" dir="ltr"`, "This link is not valid")
 }
 
 func TestPagesAreSelfContainedAndAccessible(t *testing.T) {
@@ -1080,14 +1095,21 @@ func TestFormCookie(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		cs := resp.Cookies()
-		if len(cs) != 1 {
-			t.Fatalf("cookies: %v", cs)
+		// Two cookies: the form cookie, and the page's language (nothing else).
+		cs := map[string]*http.Cookie{}
+		for _, c := range resp.Cookies() {
+			cs[c.Name] = c
 		}
-		c := cs[0]
 		wantName := map[bool]string{false: "__Host-lethe-portal", true: "lethe-portal"}[insecure]
-		if c.Name != wantName || c.Secure == insecure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != "" {
+		c, lang := cs[wantName], cs["lethe_portal_lang"]
+		if len(cs) != 2 || c == nil || lang == nil {
+			t.Fatalf("cookies: %v", resp.Cookies())
+		}
+		if c.Secure == insecure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != "" {
 			t.Errorf("insecure=%v: cookie %s", insecure, c.String())
+		}
+		if lang.Value != "en" || lang.Secure == insecure || !lang.HttpOnly || lang.Path != "/portal" {
+			t.Errorf("insecure=%v: language cookie %s", insecure, lang.String())
 		}
 	}
 }

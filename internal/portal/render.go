@@ -64,6 +64,7 @@ func (p *Portal) base(w http.ResponseWriter, r *http.Request, b *i18n.Bundle, ti
 		q.Set("lang", other.Code)
 		langs = append(langs, langLink{Code: other.Code, Name: other.Name, Href: target + "?" + q.Encode(), Current: other.Code == b.Code})
 	}
+	p.rememberLang(w, r, b)
 	return base{B: b, Org: p.org, Title: b.T(titleKey), Langs: langs, CSRF: p.csrfToken(w, r)}
 }
 
