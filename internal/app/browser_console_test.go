@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,7 +71,12 @@ func pageCheck(t *testing.T, ctx context.Context, axe, shots, name string, width
 		t.Fatal(err)
 	}
 	if wide > width+1 {
-		t.Errorf("%s: the page is %d px wide in a %d px window: it scrolls sideways", name, wide, width)
+		// Name the innermost elements that stick out, to say what to fix.
+		culprits, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("body *")]
+			.filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && ![...e.children].some(c => c.getBoundingClientRect().right > window.innerWidth + 1))
+			.filter(e => !e.closest(".scroll, [role=region]"))
+			.slice(0, 6).map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + (e.className ? "." + String(e.className).replace(/ /g, ".") : "") + " " + Math.round(e.getBoundingClientRect().right) + "px").join(", ")`))
+		t.Errorf("%s: the page is %d px wide in a %d px window: it scrolls sideways (%s)", name, wide, width, culprits)
 	}
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -114,6 +120,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	waitStatus(t, base, in.agentToken, bob, 30*time.Second, "completed")
+	var bobCert string
+	if doc := string(getCertificate(t, base, in.agentToken, bob)); strings.Contains(doc, `"certificate_id": "`) {
+		fmt.Sscanf(doc[strings.Index(doc, `"certificate_id": "`)+len(`"certificate_id": "`):], "%36s", &bobCert)
+	}
+	if len(bobCert) != 36 {
+		t.Fatalf("no certificate id for bob's request: %q", bobCert)
+	}
 	var f filed
 	call(t, "POST", base+"/v1/requests", in.agentToken, `{"subject":{"email":"alice@example.com"},"jurisdiction":"gdpr"}`, &f)
 	// shop-db and files finish; the paper archive waits for staff.
@@ -198,5 +211,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		do(chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(chromedp.CSS("#cert-id")))
 		pageCheck(t, ctx, axe, shots, "audit-"+w.name+".png", int(w.width))
+		// The person's "technical details" link: the auditor page with
+		// their certificate verified, on their phone too.
+		do(chromedp.Navigate(base+"/audit?certificate="+bobCert), chromedp.WaitVisible(chromedp.CSS("#details table")))
+		pageCheck(t, ctx, axe, shots, "audit-certificate-"+w.name+".png", int(w.width))
 	}
 }

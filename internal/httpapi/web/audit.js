@@ -7,7 +7,9 @@ let current = null;
 
 function el(tag, props = {}, ...children) {
   const e = document.createElement(tag);
-  Object.assign(e, props);
+  const { dataset, ...rest } = props;
+  Object.assign(e, rest);
+  Object.assign(e.dataset, dataset || {});
   for (const c of children) e.append(c);
   return e;
 }
@@ -58,12 +60,13 @@ function describe(p) {
   for (const s of p.systems) {
     const ev = el("ul", { className: "evidence" });
     for (const e of s.evidence) ev.append(el("li", { textContent: `${e.kind}: ${e.value}` }));
+    // data-label names each cell where a phone shows the rows as cards.
     body.append(el("tr", {},
-      el("td", { textContent: `${s.connector} (${s.type})` }),
-      el("td", { textContent: (outcomeText[s.outcome] || (() => s.outcome))(s) + `, ${when(s.completed_at)}` }),
-      el("td", { textContent: s.outcome === "erased" || s.outcome === "not_found" ? sources(s.searched_by, v1) : "—" }),
-      el("td", { textContent: s.verification === "clean" ? "yes: nothing found" : s.verification === "lookup_failed" ? "the lookup failed" : "no lookup available" }),
-      el("td", {}, ev)));
+      el("td", { textContent: `${s.connector} (${s.type})`, dataset: { label: "System" } }),
+      el("td", { textContent: (outcomeText[s.outcome] || (() => s.outcome))(s) + `, ${when(s.completed_at)}`, dataset: { label: "Outcome" } }),
+      el("td", { textContent: s.outcome === "erased" || s.outcome === "not_found" ? sources(s.searched_by, v1) : "—", dataset: { label: "Searched by" } }),
+      el("td", { textContent: s.verification === "clean" ? "yes: nothing found" : s.verification === "lookup_failed" ? "the lookup failed" : "no lookup available", dataset: { label: "Checked afterwards" } }),
+      el("td", { dataset: { label: "Evidence" } }, ev)));
   }
   table.append(body);
   const parts = [dl];
