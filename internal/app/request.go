@@ -481,7 +481,13 @@ func printRequest(w io.Writer, answer []byte) error {
 			note = "verified: " + t.Verification
 		}
 		status := t.Status
-		if erasure.TaskStatus(status).NeedsPerson() {
+		switch {
+		case status == string(erasure.TaskDead):
+			status = "gave up after " + strconv.Itoa(t.Attempts) + " tries (a person must act)"
+			if t.Attempts == 1 {
+				status = "gave up after 1 try (a person must act)"
+			}
+		case erasure.TaskStatus(status).NeedsPerson():
 			status += " (a person must act)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Connector, t.Phase, status, records, t.Attempts, oneLine(note))
