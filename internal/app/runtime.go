@@ -354,8 +354,7 @@ func (rt *runtime) people(coord *coordinator.Coordinator) (*console.Console, err
 	}
 	jwks, _ := json.MarshalIndent(rt.jwks, "", "  ")
 	con, err := console.New(console.Deps{Store: rt.store, Coordinator: coord, Hasher: rt.hasher, Config: rt.cfg.Console,
-		Connectors: names, JWKS: func() []byte { return jwks }, DataMap: rt.dataMap, DiscoveryInterval: rt.cfg.Discovery.Interval, Metrics: rt.metrics, Log: rt.log.Named("console"), Getenv: rt.env.getenv,
-		Notify: rt.mailer != nil && rt.cfg.Portal.Enabled})
+		Connectors: names, JWKS: func() []byte { return jwks }, DataMap: rt.dataMap, DiscoveryInterval: rt.cfg.Discovery.Interval, Metrics: rt.metrics, Log: rt.log.Named("console"), Getenv: rt.env.getenv})
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}

@@ -88,10 +88,6 @@ type Deps struct {
 	DataMap func(ctx context.Context) ([]coverage.Row, error)
 	// DiscoveryInterval is how often discovery runs (0: only by hand).
 	DiscoveryInterval time.Duration
-	// Notify: the coordinator emails the person of a portal request
-	// when it is denied or extended (a mail server is configured). The
-	// forms say who will tell the person the reason.
-	Notify bool
 	// Metrics counts failed sign-ins (nil: not counted).
 	Metrics *telemetry.Metrics
 	Log     *zap.Logger
@@ -134,7 +130,6 @@ type Console struct {
 	// the store holds no name or client address in clear.
 	throttleKey []byte
 	proxyHeader string
-	notify      bool
 }
 
 // Failed sign-ins are counted in the store, so every replica sees them,
@@ -178,7 +173,7 @@ func New(d Deps) (*Console, error) {
 		jwks: d.JWKS, dataMap: d.DataMap, discoveryInterval: d.DiscoveryInterval, log: d.Log, clock: d.Clock, users: map[string]user{},
 		ttl: d.Config.SessionTTL, secure: !d.Config.InsecureCookies,
 		metrics: d.Metrics, throttleKey: d.Hasher.DeriveKey("console sign-in throttles"),
-		proxyHeader: http.CanonicalHeaderKey(strings.TrimSpace(d.Config.TrustProxyHeader)), notify: d.Notify,
+		proxyHeader: http.CanonicalHeaderKey(strings.TrimSpace(d.Config.TrustProxyHeader)),
 	}
 	if c.ttl <= 0 {
 		c.ttl = 8 * time.Hour

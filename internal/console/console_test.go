@@ -95,8 +95,6 @@ type env struct {
 	// connectors are the configured instance names the console is told.
 	connectors []string
 	dataMap    func(context.Context) ([]coverage.Row, error)
-	// notify tells the console that portal requests' people are emailed.
-	notify bool
 	// secrets must appear in no log line.
 	mu      sync.Mutex
 	secrets []string
@@ -111,6 +109,8 @@ type options struct {
 	proxy bool
 	// dataMap is what the data map page is given (nil: none).
 	dataMap func(context.Context) ([]coverage.Row, error)
+	// notify: the coordinator emails portal requests' people.
+	notify bool
 }
 
 func withProxy(o *options) { o.proxy = true }
@@ -153,6 +153,7 @@ func setup(t *testing.T, opts ...func(*options)) *env {
 		coordinator.Config{
 			Connectors:   cns,
 			RetryInitial: time.Second, RetryMax: time.Minute, PollInterval: time.Minute, RedispatchAfter: time.Hour,
+			Notify: o.notify,
 		})
 	e := &env{t: t, st: st, coord: coord, clock: clk, logs: logs, log: log, h: h, jwks: jwks, connectors: names, dataMap: o.dataMap}
 	e.metrics = telemetry.NewMetrics(nil)
@@ -172,7 +173,7 @@ func (e *env) serve(cfg config.Console) *httptest.Server {
 	e.t.Helper()
 	c, err := console.New(console.Deps{Store: e.st, Coordinator: e.coord, Hasher: e.h, Config: cfg,
 		Connectors: e.connectors, JWKS: func() []byte { return e.jwks }, Metrics: e.metrics,
-		DataMap: e.dataMap, DiscoveryInterval: 24 * time.Hour, Notify: e.notify,
+		DataMap: e.dataMap, DiscoveryInterval: 24 * time.Hour,
 		Log: e.log.Named("console"), Clock: e.clock.Now})
 	if err != nil {
 		e.t.Fatal(err)

@@ -341,10 +341,10 @@ func (c *Console) reaches(req erasure.Request) string {
 		}
 		return "Lethe does not contact the person: this request came in through " + via +
 			", not the request portal, so it has no status page and Lethe sends no email. Tell the person the reason yourself."
+	case !c.coord.Notifies(req):
+		return "No email is sent (no mail server is configured): the reason is shown on the person's status page only."
 	case !req.ShreddedAt.IsZero() || req.Subject.Email == "":
 		return "Lethe holds no email address for the person: the reason is shown on their status page only."
-	case !c.notify:
-		return "No email is sent (no mail server is configured): the reason is shown on the person's status page only."
 	}
 	return "The reason is emailed to the person and shown on their status page."
 }

@@ -195,10 +195,18 @@ func taskMessage(req erasure.Request, t erasure.Task, kind string, now time.Time
 }
 
 // setStatus moves req to status with its event.
+
+// Notifies reports whether the person of req is emailed about it (its
+// denial, extension, start and end): a portal request, with notices on.
+// The notifier still skips a request that holds no email address.
+func (c *Coordinator) Notifies(req erasure.Request) bool {
+	return c.cfg.Notify && req.Source == "portal"
+}
+
 // notice queues an email to the person about their request, for requests
 // filed on the portal (the API's callers tell people themselves).
 func (c *Coordinator) notice(ctx context.Context, tx store.Tx, req erasure.Request, kind string, now time.Time) error {
-	if !c.cfg.Notify || req.Source != "portal" {
+	if !c.Notifies(req) {
 		return nil
 	}
 	payload, err := json.Marshal(bus.Notice{V: bus.Version, Kind: kind, RequestID: req.ID, IssuedAt: now})
