@@ -89,16 +89,20 @@ func (c *Console) rows(ctx context.Context, reqs []erasure.Request, now time.Tim
 // daysLeft says how long until a deadline, in whole days: "due today"
 // with less than a day left, "1 day overdue" up to a day after it.
 func daysLeft(due, now time.Time) string {
-	left := due.Sub(now)
-	if left >= 0 {
-		n := int64(left / (24 * time.Hour))
-		if n == 0 {
-			return "due today"
-		}
+	switch n := wholeDays(due.Sub(now)); {
+	case n == 0:
+		return "due today"
+	case n > 0:
 		return plural(n, "day", "days") + " left"
+	default:
+		return plural(-n, "day", "days") + " overdue"
 	}
-	late := -left
-	return plural(int64((late+24*time.Hour-1)/(24*time.Hour)), "day", "days") + " overdue"
+}
+
+// wholeDays is d in whole days, rounded down: less than a day left is 0,
+// up to a day late is -1.
+func wholeDays(d time.Duration) int64 {
+	return int64(math.Floor(d.Hours() / 24))
 }
 
 // listData is the request list, or search results.
@@ -127,10 +131,18 @@ type listData struct {
 func extensionCategories() []basisOption {
 	var out []basisOption
 	for _, j := range erasure.Jurisdictions {
-		for _, code := range j.ExtensionCodes() {
-			text, _ := j.ExtensionCategory(code)
-			out = append(out, basisOption{Code: code, Text: strings.ToUpper(string(j)) + " " + text})
-		}
+		out = append(out, extensionOptions(j, strings.ToUpper(string(j))+" ")...)
+	}
+	return out
+}
+
+// extensionOptions are a jurisdiction's extension categories as options,
+// their text after prefix.
+func extensionOptions(j erasure.Jurisdiction, prefix string) []basisOption {
+	var out []basisOption
+	for _, code := range j.ExtensionCodes() {
+		text, _ := j.ExtensionCategory(code)
+		out = append(out, basisOption{Code: code, Text: prefix + text})
 	}
 	return out
 }
@@ -376,7 +388,7 @@ func (c *Console) CSV() http.Handler {
 			for _, rw := range rows {
 				left := ""
 				if !rw.Final {
-					left = strconv.FormatInt(int64(math.Floor(rw.DueAt.Sub(now).Hours()/24)), 10)
+					left = strconv.FormatInt(wholeDays(rw.DueAt.Sub(now)), 10)
 				}
 				_ = cw.Write([]string{rw.ID, rw.Status, rw.Jurisdiction, rw.Source, rw.ReceivedAt.UTC().Format(time.RFC3339),
 					rw.DueAt.UTC().Format(time.RFC3339), left, strconv.FormatBool(rw.Overdue), strconv.FormatBool(rw.Flagged),

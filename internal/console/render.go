@@ -47,7 +47,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"whenFull": whenFull,
 		"day":      func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
 		"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-		"words":    func(s any) string { return strings.ReplaceAll(fmt.Sprint(s), "_", " ") },
+		"words":    func(s any) string { return words(fmt.Sprint(s)) },
 		"plural":   plural,
 	}
 	pages := make(map[string]*template.Template, len(pageNames))

@@ -370,10 +370,7 @@ func (c *Console) actionsFor(req erasure.Request, tasks []erasure.Task, now time
 		a.Extend = true
 		a.ExtendMin = req.DueAt.AddDate(0, 0, 1).Format(time.DateOnly)
 		a.ExtendMax = req.Jurisdiction.MaxExtension(req.DueAt).Format(time.DateOnly)
-		for _, code := range req.Jurisdiction.ExtensionCodes() {
-			text, _ := req.Jurisdiction.ExtensionCategory(code)
-			a.Categories = append(a.Categories, basisOption{Code: code, Text: text})
-		}
+		a.Categories = extensionOptions(req.Jurisdiction, "")
 	}
 	started := req.Status == erasure.RequestInProgress || req.Status == erasure.RequestNeedsAttention
 	a.Identifiers = started && req.ShreddedAt.IsZero()
