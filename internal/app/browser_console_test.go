@@ -154,20 +154,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	ctx := browser(t)
 	axe := axeScript(t)
 	shots := screenshotDir(t)
-	do := func(steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return v
-	}
+	do, text := tab{t, ctx}.do, tab{t, ctx}.text
 	do(chromedp.Navigate(base+"/console/login"), chromedp.WaitVisible(chromedp.CSS("#name")),
 		chromedp.SendKeys(chromedp.CSS("#name"), "ada"),
 		chromedp.SendKeys(chromedp.CSS("#password"), "correct horse battery"),

@@ -49,6 +49,29 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
+// tab runs steps in one browser tab for a test, failing it on an error.
+type tab struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+func (b tab) do(steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, steps...); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// text is the text of the element sel.
+func (b tab) text(sel string) string {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("text of %s: %v", sel, err)
+	}
+	return v
+}
+
 // TestAuditPageInBrowser opens a certificate on the auditor page in a real
 // browser, by link and by upload, and checks the verdict the page reaches
 // with WebCrypto, and the "is this about me?" check.
@@ -68,14 +91,6 @@ func TestAuditPageInBrowser(t *testing.T) {
 
 	ctx := browser(t)
 	shots := screenshotDir(t)
-	text := func(sel string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return v
-	}
 	screenshot := func(name string) {
 		t.Helper()
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -84,12 +99,7 @@ func TestAuditPageInBrowser(t *testing.T) {
 		}
 		writeFile(t, filepath.Join(shots, name), png)
 	}
-	do := func(steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	do, text := tab{t, ctx}.do, tab{t, ctx}.text
 
 	do(chromedp.Navigate(base+"/audit?certificate="+certID), chromedp.WaitVisible(chromedp.CSS("#details table")))
 	verdict, checks, details := text("#verdict"), text("#checks"), text("#details")
