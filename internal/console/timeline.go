@@ -158,15 +158,21 @@ func resultSentence(d eventData, system string) string {
 			return fmt.Sprintf("Staff recorded %s as erased by hand: %s.", system, plural(records, "record", "records"))
 		}
 	}
+	// by names what the system was searched by: "not found" means
+	// absent under these identifiers, nothing more.
+	by := ""
+	if kinds := d.list("searched_by"); kinds != "" {
+		by = ", searched by " + kinds
+	}
 	var s string
 	switch erasure.TaskStatus(d.str("status")) {
 	case erasure.TaskErased:
-		s = fmt.Sprintf("%s erased %s.", system, plural(records, "record", "records"))
+		s = fmt.Sprintf("%s erased %s%s.", system, plural(records, "record", "records"), by)
 		if d.str("records_unknown") != "" {
-			s = system + " erased the person's records; it gave no count."
+			s = system + " erased the person's records" + by + "; it gave no count."
 		}
 	case erasure.TaskNotFound:
-		s = system + " looked the person up and found nothing."
+		s = system + " looked the person up and found nothing" + by + "."
 	case erasure.TaskResolved:
 		s = fmt.Sprintf("%s looked the person up and found identifiers of these kinds: %s.", system, orNone(d.list("found")))
 	case erasure.TaskRunning:

@@ -24,7 +24,7 @@ func TestTimelineInWords(t *testing.T) {
 	e.result(ts["shop-db"], bus.ResultFailed, true) // gives up at once
 	long := strings.Repeat("row 42 of table orders erased; ", 20) + "end of evidence"
 	e.apply(bus.Result{V: 1, Kind: bus.KindErase, TaskID: ts["crm"].ID, RequestID: req.ID, Connector: "crm",
-		Attempt: ts["crm"].Attempt, Status: bus.ResultErased, Records: 3,
+		Attempt: ts["crm"].Attempt, Status: bus.ResultErased, Records: 3, SearchedBy: []erasure.Kind{"email"},
 		Evidence: []erasure.Evidence{{Kind: "log", Value: long}}})
 	e.apply(bus.Result{V: 1, Kind: bus.KindErase, TaskID: ts["paper"].ID, RequestID: req.ID, Connector: "paper",
 		Attempt: ts["paper"].Attempt, Status: bus.ResultRunning, JobRef: "awaiting-person",
@@ -35,7 +35,7 @@ func TestTimelineInWords(t *testing.T) {
 		"2026-06-01 09:00:00 UTC",                           // full times
 		"gave up after 1 try; a person must act",            // the task table
 		"shop-db gave up after 1 try: 401 bad credentials.", // the timeline
-		"crm erased 3 records.",
+		"crm erased 3 records, searched by email.",
 		long, // in full, not cut
 		"waiting for a person",
 		"Instructions: Shred the paper file in cabinet B.",
