@@ -199,11 +199,16 @@ func (vc VendorCases) faults() []vendorFault {
 	return faults
 }
 
-// build builds an instance against f whose HTTP client gives up after
-// 300ms, for the timeout case.
-func (vc VendorCases) build(t *testing.T, f FaultyVendor) connectors.Connector {
+// build builds an instance against f; with a timeout (not 0), its HTTP
+// client gives up after it. Only the timeout case sets one: on a loaded
+// machine a short timeout would fail requests the fake answers.
+func (vc VendorCases) build(t *testing.T, f FaultyVendor, timeout time.Duration) connectors.Connector {
 	t.Helper()
-	c, err := TryBuildWith(vc.Type, vc.Type, f.Config(), connectors.Deps{HTTPClient: &http.Client{Timeout: 300 * time.Millisecond}})
+	var deps connectors.Deps
+	if timeout > 0 {
+		deps.HTTPClient = &http.Client{Timeout: timeout}
+	}
+	c, err := TryBuildWith(vc.Type, vc.Type, f.Config(), deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +221,7 @@ func (vc VendorCases) countSteps(t *testing.T) int {
 	f := vc.Start(t)
 	s := vc.Subject(900)
 	want := f.Seed(s)
-	out, err := EraseAndWait(ctxFor(t), vc.build(t, f), s, 10*time.Second)
+	out, err := EraseAndWait(ctxFor(t), vc.build(t, f, 0), s, 10*time.Second)
 	if err != nil || out.Status != connectors.StatusErased || (!out.Uncounted && out.Records != want) || f.Count(s) != 0 {
 		t.Fatalf("an erasure without faults: %q with %d records, %v; %d left; want erased with %d", out.Status, out.Records, err, f.Count(s), want)
 	}
@@ -239,7 +244,11 @@ func (vc VendorCases) faultAt(t *testing.T, vf vendorFault, step int, unread boo
 	f := vc.Start(t)
 	s := vc.Subject(step)
 	seeded := f.Seed(s)
-	c := vc.build(t, f)
+	var timeout time.Duration
+	if vf.name == "timeout" {
+		timeout = time.Second
+	}
+	c := vc.build(t, f, timeout)
 	if step > 0 {
 		f.Inject(step, f.PassThrough())
 	}
@@ -301,7 +310,7 @@ func (vc VendorCases) storm(t *testing.T) {
 	f := vc.Start(t)
 	s := vc.Subject(950)
 	want := f.Seed(s)
-	c := vc.build(t, f)
+	c := vc.build(t, f, 0)
 	f.Inject(3, vc.TooMany)
 	for attempt := 1; ; attempt++ {
 		out, err := erase(ctxFor(t), c, s)
@@ -327,7 +336,7 @@ func (vc VendorCases) jobRef(t *testing.T) {
 	f := vc.Start(t)
 	s := vc.Subject(960)
 	f.Seed(s)
-	c := vc.build(t, f)
+	c := vc.build(t, f, 0)
 	out, err := c.Erase(ctxFor(t), s)
 	if err != nil {
 		t.Fatal(err)
