@@ -590,6 +590,46 @@ func RunConfigCases(t *testing.T, typ string, env map[string]string, secrets []s
 	}
 }
 
+// RunVendorConfigCases runs, as subtests named common/…, the config
+// cases of the fields vendorkit validates for every vendor connector,
+// built on base (a valid config block of typ holding none of keys): base
+// itself builds, an unknown key is named, and for each of keys a bad
+// value is refused naming it. keys are among "base_url",
+// "user_id_system" and "poll_interval". A connector's own cases follow
+// in RunConfigCases:
+//
+//	connectortest.RunVendorConfigCases(t, "segment", "token: x\n", "base_url", "user_id_system", "poll_interval")
+func RunVendorConfigCases(t *testing.T, typ, base string, keys ...string) {
+	t.Helper()
+	cases := ConfigCases{
+		{"common/ok", base, ""},
+		{"common/unknown key", base + "lethe_no_such_key: x\n", "lethe_no_such_key"},
+	}
+	for _, k := range keys {
+		switch k {
+		case "base_url":
+			cases = append(cases, ConfigCases{
+				{"common/base_url not a URL", base + "base_url: ftp://example.com\n", "base_url: must be an http(s) URL"},
+				{"common/base_url without a host", base + "base_url: https://\n", "base_url: must be an http(s) URL"},
+				{"common/base_url with a query", base + "base_url: https://example.com/?a=b\n", "base_url: must not carry"},
+				{"common/base_url with credentials", base + "base_url: https://u:p@example.com\n", "base_url: must not carry"},
+			}...)
+		case "user_id_system":
+			cases = append(cases, ConfigCases{
+				{"common/user_id_system not a key", base + "user_id_system: Shop DB\n", "user_id_system: must be lower-case"},
+			}...)
+		case "poll_interval":
+			cases = append(cases, ConfigCases{
+				{"common/poll_interval negative", base + "poll_interval: -1m\n", "poll_interval: must not be negative"},
+				{"common/poll_interval not a duration", base + "poll_interval: often\n", "often"},
+			}...)
+		default:
+			t.Fatalf("RunVendorConfigCases: no common cases for %q", k)
+		}
+	}
+	RunConfigCases(t, typ, nil, nil, cases)
+}
+
 // Ctx is a context for one step of a connector test: it ends with the
 // test, or after 20 seconds.
 func Ctx(t testing.TB) context.Context {

@@ -1,6 +1,7 @@
 package connectortest
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -27,7 +28,9 @@ import (
 //     and their refusal does not quote them;
 //   - an email nobody holds finds nothing, without an error; a subject
 //     without an email finds nothing and sends nothing; the evidence
-//     says NobodyEvidence.
+//     says NobodyEvidence;
+//   - erased: once the resolver (a Connector too) has erased
+//     VendorSubject(600), a look-up finds nothing of them.
 type ResolveCases struct {
 	// New builds a resolving instance against f (a fake from Start).
 	New func(t *testing.T, f FaultyVendor) connectors.Resolver
@@ -178,6 +181,46 @@ func RunResolveCases(t *testing.T, rc ResolveCases) {
 			t.Errorf("a subject without an email: Resolve = %v, %v after %d look-ups; want nothing found, nothing sent", got.Found, err, rc.Lookups(f)-n)
 		}
 	})
+	t.Run("erased", func(t *testing.T) {
+		if why, ok := rc.Except["erased"]; ok {
+			t.Skip(why)
+		}
+		t.Parallel()
+		_, c := rc.start(t)
+		s := VendorSubject(600)
+		if _, err := EraseAndWait(Ctx(t), c.(connectors.Connector), s, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.Resolve(Ctx(t), s); err != nil || len(got.Found) != 0 {
+			t.Errorf("Resolve after erasure = %v, %v; want nothing found", got.Found, err)
+		}
+	})
+}
+
+// Resolves resolves s with c and fails t unless it finds exactly want
+// (kind → the values as fmt.Sprint prints them, in the order found) and
+// its evidence reads evidence (EvidenceText). It returns what was found.
+//
+//	connectortest.Resolves(t, c, connectors.Subject{Email: "ann@example.com"},
+//		map[connectors.Kind]string{kind: "[u-1 u-2]"}, "crm_lookup=2 found; ")
+func Resolves(t *testing.T, c connectors.Resolver, s connectors.Subject, want map[connectors.Kind]string, evidence string) connectors.Resolution {
+	t.Helper()
+	got, err := c.Resolve(Ctx(t), s)
+	if err != nil {
+		t.Fatalf("Resolve: %v", err)
+	}
+	for k, w := range want {
+		if fmt.Sprint(got.Found[k]) != w {
+			t.Errorf("Found[%s] = %v, want %s", k, got.Found[k], w)
+		}
+	}
+	if len(got.Found) != len(want) {
+		t.Errorf("Found = %v, want only %v", got.Found, want)
+	}
+	if e := EvidenceText(got.Evidence); e != evidence {
+		t.Errorf("evidence = %q, want %q", e, evidence)
+	}
+	return got
 }
 
 // start starts a fake holding subjects 600 and 601 and a resolver on it.

@@ -47,6 +47,13 @@ func VendorSubject(i int) connectors.Subject {
 	}
 }
 
+// ResolvesUserID is Harness.Resolves for a vendor that finds a
+// VendorSubject's user id under UserIDSystem by their email, and nothing
+// else.
+func ResolvesUserID(s connectors.Subject) map[connectors.Kind][]string {
+	return map[connectors.Kind][]string{connectors.UserIDKind(UserIDSystem): {s.UserIDs[UserIDSystem]}}
+}
+
 // VendorHarness is a Harness running connector type typ against the fake
 // v: connectors built from v.Config(), records seeded and counted through
 // v, subjects from VendorSubject. Add Faulty and Hostile as needed:

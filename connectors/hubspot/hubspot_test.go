@@ -60,14 +60,11 @@ func TestConformanceResolver(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
+	connectortest.RunVendorConfigCases(t, "hubspot", "access_token: x\n", "base_url", "user_id_system")
 	connectortest.RunConfigCases(t, "hubspot", nil, []string{"pat-secret-value"}, connectortest.ConfigCases{
 		{"no token", "base_url: https://api.hubapi.com\n", "access_token: required"},
-		{"unknown key", "access_token: x\napi_key: y\n", "api_key"},
 		{"relative base_url", "access_token: x\nbase_url: api.hubapi.com\n", "base_url: must be an http(s) URL"},
 		{"plain http", "access_token: x\nbase_url: http://api.hubapi.com\n", "base_url: must use https"},
-		{"ftp", "access_token: x\nbase_url: ftp://api.hubapi.com\n", "base_url: must be an http(s) URL"},
-		{"query", "access_token: x\nbase_url: https://api.hubapi.com/?a=b\n", "base_url: must not carry"},
-		{"user_id_system", "access_token: x\nuser_id_system: Big CRM\n", "user_id_system:"},
 		{"time zone", "access_token: x\naccount_time_zone: Mars/Olympus\n", "account_time_zone:"},
 		{"empty env", "access_token: {env: LETHE_TEST_UNSET_HUBSPOT}\n", "access_token: environment variable LETHE_TEST_UNSET_HUBSPOT"},
 		{"secret both", "access_token: {env: A, file: B}\n", "secret is a string"},

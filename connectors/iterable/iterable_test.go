@@ -24,9 +24,7 @@ func TestVendor(t *testing.T) {
 		Misconfigured: "base_url: {url}/iterable", // 404s that must not pass for "no such user"
 		Hostile: []connectors.Subject{{Email: "subject1@example.com&email=subject2@example.com"},
 			connectortest.VendorUserID("user-2/../user-3"), connectortest.VendorUserID("user-2?x=1")},
-		Resolves: func(s connectors.Subject) map[connectors.Kind][]string {
-			return map[connectors.Kind][]string{connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]}}
-		},
+		Resolves: connectortest.ResolvesUserID,
 	})
 }
 
@@ -79,14 +77,12 @@ func TestPollRefusesForeignRefs(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
+	connectortest.RunVendorConfigCases(t, "iterable", "api_key: k\n", "base_url", "user_id_system", "poll_interval")
 	connectortest.RunConfigCases(t, "iterable", nil, nil, connectortest.ConfigCases{
 		{"no api key", "project_type: email\n", "api_key: required"},
 		{"plain http", "api_key: k\nbase_url: http://api.iterable.com\n", "base_url: must use https"},
 		{"with /api", "api_key: k\nbase_url: https://api.iterable.com/api\n", "base_url: leave out /api"},
 		{"bad project type", "api_key: k\nproject_type: phone\n", "project_type: must be"},
-		{"bad namespace", "api_key: k\nuser_id_system: 'a b'\n", "user_id_system:"},
-		{"negative poll", "api_key: k\npoll_interval: -1m\n", "poll_interval: must not be negative"},
-		{"ok", "api_key: k\n", ""},
 		{"ok eu hybrid", "api_key: k\nbase_url: https://api.eu.iterable.com\nproject_type: hybrid\nuser_id_system: app\n", ""},
 	})
 }

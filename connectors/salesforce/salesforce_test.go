@@ -80,6 +80,7 @@ func setup(t *testing.T, opt salesforcefake.Options, emails ...string) (*salesfo
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	const base = "base_url: https://acme.my.salesforce.com\naccess_token: x\n"
+	connectortest.RunVendorConfigCases(t, "salesforce", base, "poll_interval")
 	connectortest.RunConfigCases(t, "salesforce", nil, []string{"00Dsecret"}, connectortest.ConfigCases{
 		{"no base_url", "access_token: x\n", "base_url: required"},
 		{"no token", "base_url: https://acme.my.salesforce.com\n", "access_token: required"},
@@ -91,9 +92,6 @@ func TestConfigValidation(t *testing.T) {
 		{"unknown object", base + "objects: [Contact, Account]\n", "objects[1]: \"Account\" is not one of Contact, Lead"},
 		{"lower-case object", base + "objects: [contact]\n", "objects[0]:"},
 		{"duplicate object", base + "objects: [Lead, Lead]\n", "objects[1]: Lead is listed twice"},
-		{"negative poll", base + "poll_interval: -1s\n", "poll_interval: must not be negative"},
-		{"bad duration", base + "poll_interval: soon\n", "line 3: cannot unmarshal"},
-		{"unknown key", base + "instance_url: https://x\n", "instance_url"},
 		{"empty env", "base_url: https://acme.my.salesforce.com\naccess_token: {env: LETHE_TEST_UNSET_SF}\n", "access_token: environment variable LETHE_TEST_UNSET_SF"},
 		{"empty resolve", base + "resolve: {}\n", "resolve: name fields"},
 		{"hostile field", base + "resolve:\n  fields: {\"Email FROM User WHERE Id != null OR Email\": email}\n", "resolve.fields: \"Email FROM User"},

@@ -47,23 +47,16 @@ func TestVendor(t *testing.T) {
 			connectortest.VendorUserID("user-600/../user-601"), connectortest.VendorUserID("user-600' OR '1'='1"), connectortest.VendorUserID("user-600\",\"user-601"),
 		},
 		// It resolves: the Profile API finds the userId by email.
-		Resolves: func(s connectors.Subject) map[connectors.Kind][]string {
-			return map[connectors.Kind][]string{connectors.UserIDKind(connectortest.UserIDSystem): {s.UserIDs[connectortest.UserIDSystem]}}
-		},
+		Resolves: connectortest.ResolvesUserID,
 	})
 }
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
+	connectortest.RunVendorConfigCases(t, "segment", "token: x\n", "base_url", "user_id_system", "poll_interval")
 	connectortest.RunConfigCases(t, "segment", nil, nil, connectortest.ConfigCases{
 		{"no token", "base_url: https://api.segmentapis.com\n", "token: required"},
-		{"bad base url", "token: x\nbase_url: ftp://example.com\n", "base_url: must be an http(s) URL"},
-		{"base url with query", "token: x\nbase_url: https://example.com/?a=b\n", "base_url:"},
-		{"bad system", "token: x\nuser_id_system: Shop DB\n", "user_id_system:"},
 		{"bad regulation type", "token: x\nregulation_type: UNSUPPRESS\n", "regulation_type:"},
-		{"negative poll", "token: x\npoll_interval: -1h\n", "poll_interval:"},
-		{"poll not a duration", "token: x\npoll_interval: often\n", "often"},
-		{"unknown key", "token: x\napi_key: y\n", "api_key"},
 		{"profiles without space", "token: x\nprofiles:\n  token: y\n", "profiles.space_id: required"},
 		{"profiles without token", "token: x\nprofiles:\n  space_id: spa_1\n", "profiles.token: required"},
 		{"profiles bad space", "token: x\nprofiles:\n  space_id: ../x\n  token: y\n", "profiles.space_id"},
@@ -386,16 +379,8 @@ func TestResolveByEmail(t *testing.T) {
 		f.AddUser("u-4")
 		f.LinkEmail("ann news@example.com", "u-4") // what a bare '+' would find
 		c := instance(t, f).(connectors.Resolver)
-		got, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: "ann+news@example.com"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := "[u-1 u-2 u-3]"; fmt.Sprint(got.Found[kind]) != want || len(got.Found) != 1 {
-			t.Errorf("Found = %v, want %s = %s", got.Found, kind, want)
-		}
-		if e := connectortest.EvidenceText(got.Evidence); e != "segment_lookup=profile found by email; 3 user ids read; " {
-			t.Errorf("evidence = %s", e)
-		}
+		connectortest.Resolves(t, c, connectors.Subject{Email: "ann+news@example.com"},
+			map[connectors.Kind]string{kind: "[u-1 u-2 u-3]"}, "segment_lookup=profile found by email; 3 user ids read; ")
 		calls := f.ProfileCalls()
 		if len(calls) != 3 {
 			t.Fatalf("%d lookups, want 3 pages", len(calls))
@@ -420,20 +405,6 @@ func TestResolveByEmail(t *testing.T) {
 		got, err := c.Resolve(connectortest.Ctx(t), connectors.Subject{Email: "anon@example.com"})
 		if err != nil || len(got.Found) != 0 {
 			t.Errorf("Resolve = %v, %v; want nothing found", got.Found, err)
-		}
-	})
-	t.Run("erased users are no longer found", func(t *testing.T) {
-		t.Parallel()
-		f := segmentfake.Start(t, segmentfake.Options{})
-		s := connectortest.VendorSubject(11)
-		f.Seed(s)
-		c := instance(t, f)
-		if _, err := connectortest.EraseAndWait(connectortest.Ctx(t), c, s, 5*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		got, err := c.(connectors.Resolver).Resolve(connectortest.Ctx(t), s)
-		if err != nil || len(got.Found) != 0 {
-			t.Errorf("Resolve after erasure = %v, %v", got.Found, err)
 		}
 	})
 }
