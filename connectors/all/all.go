@@ -6,6 +6,7 @@ import (
 	_ "github.com/lethe-dev/lethe/connectors/amplitude"  // Amplitude user privacy deletions
 	_ "github.com/lethe-dev/lethe/connectors/external"   // connectors in their own process
 	_ "github.com/lethe-dev/lethe/connectors/filesystem" // local file trees
+	_ "github.com/lethe-dev/lethe/connectors/httpapi"    // any HTTP vendor described in config
 	_ "github.com/lethe-dev/lethe/connectors/hubspot"    // HubSpot CRM (GDPR delete)
 	_ "github.com/lethe-dev/lethe/connectors/iterable"   // Iterable user profiles (GDPR forget)
 	_ "github.com/lethe-dev/lethe/connectors/mailchimp"  // Mailchimp audiences

@@ -387,6 +387,9 @@ type VendorSuite struct {
 	// Resolves, for an instance that resolves, is what the resolver must
 	// find for a seeded subject (Harness.Resolves).
 	Resolves func(connectors.Subject) map[connectors.Kind][]string
+	// ResolvesIn is Resolves for what only the fake knows (the record ids
+	// it issued); set one of the two.
+	ResolvesIn func(f FaultyVendor, s connectors.Subject) map[connectors.Kind][]string
 	// PollTimeout bounds an asynchronous erasure (Harness.PollTimeout).
 	PollTimeout time.Duration
 }
@@ -395,8 +398,12 @@ type VendorSuite struct {
 func RunVendor(t *testing.T, vs VendorSuite) {
 	t.Helper()
 	t.Run("conformance", func(t *testing.T) {
-		h := VendorHarness(vs.Type, vs.Start(t))
+		f := vs.Start(t)
+		h := VendorHarness(vs.Type, f)
 		h.Hostile, h.Resolves, h.PollTimeout = vs.Hostile, vs.Resolves, vs.PollTimeout
+		if vs.ResolvesIn != nil {
+			h.Resolves = func(s connectors.Subject) map[connectors.Kind][]string { return vs.ResolvesIn(f, s) }
+		}
 		h.Faulty = vs.faulty
 		Run(t, h)
 	})
