@@ -146,6 +146,25 @@ type Callbacker interface {
 	Callback(ctx context.Context, header http.Header, body []byte) (Callback, error)
 }
 
+// Confirmer is implemented by connectors whose task a person outside
+// Lethe confirms through a signed link (a processor reached by email):
+// Lethe serves the page at /processors/{name}/confirm/{token}, and its
+// form is posted to Callback as application/x-www-form-urlencoded with
+// the token in the field "token".
+type Confirmer interface {
+	Callbacker
+	// ConfirmLink checks a link's token and says what the page shows; an
+	// error is said to the visitor as it is.
+	ConfirmLink(token string) (ConfirmLink, error)
+}
+
+// ConfirmLink is what a confirmation page shows about its link.
+type ConfirmLink struct {
+	// Processor is who was asked; Reference the request's reference.
+	Processor, Reference string
+	Sent, Expires        time.Time
+}
+
 // Callback is what an authenticated callback says.
 type Callback struct {
 	// JobRef is the job the callback is about (the JobRef an Erase

@@ -225,7 +225,7 @@ func (c *Coordinator) CompleteTask(ctx context.Context, requestID, connector, ac
 
 // ApplyCallback records what a vendor reported by calling back about job
 // jobRef of connector (its signature already checked by the connector).
-func (c *Coordinator) ApplyCallback(ctx context.Context, connector, jobRef, status string, records int64, evidence []erasure.Evidence) (Applied, error) {
+func (c *Coordinator) ApplyCallback(ctx context.Context, connector, jobRef, status string, records int64, recordsUnknown bool, evidence []erasure.Evidence) (Applied, error) {
 	t, err := c.store.TaskByJobRef(ctx, connector, jobRef)
 	if errors.Is(err, store.ErrNotFound) {
 		return AppliedNoOp, nil
@@ -234,5 +234,5 @@ func (c *Coordinator) ApplyCallback(ctx context.Context, connector, jobRef, stat
 		return "", err
 	}
 	return c.ApplyResult(ctx, bus.Result{V: bus.Version, Kind: bus.KindPoll, TaskID: t.ID, RequestID: t.RequestID, Connector: connector,
-		Attempt: t.Attempt, Status: status, Records: records, JobRef: jobRef, Evidence: evidence})
+		Attempt: t.Attempt, Status: status, Records: records, RecordsUnknown: recordsUnknown, JobRef: jobRef, Evidence: evidence})
 }

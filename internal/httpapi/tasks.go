@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/internal/coordinator"
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/store"
@@ -78,7 +79,7 @@ func (s *server) connectorCallback() http.Handler {
 			return
 		}
 		out := got.Outcome
-		applied, err := s.Coordinator.ApplyCallback(r.Context(), name, got.JobRef, string(out.Status), out.Records, out.Evidence)
+		applied, err := s.Coordinator.ApplyCallback(r.Context(), name, got.JobRef, string(out.Status), out.Records, out.Status == connectors.StatusErased && out.Uncounted, out.Evidence)
 		if err != nil {
 			s.fail(w, r, err)
 			return
