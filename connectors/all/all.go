@@ -4,6 +4,7 @@ package all
 
 import (
 	_ "github.com/lethe-dev/lethe/connectors/amplitude"  // Amplitude user privacy deletions
+	_ "github.com/lethe-dev/lethe/connectors/email"      // processors reached by email only
 	_ "github.com/lethe-dev/lethe/connectors/external"   // connectors in their own process
 	_ "github.com/lethe-dev/lethe/connectors/filesystem" // local file trees
 	_ "github.com/lethe-dev/lethe/connectors/httpapi"    // any HTTP vendor described in config

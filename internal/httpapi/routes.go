@@ -36,6 +36,8 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/requests/{id}/identifiers", s.authorize(canWrite, s.addIdentifiers()))
 	mux.Handle("POST /v1/requests/{id}/flag/clear", s.authorize(canWrite, s.clearFlag()))
 	mux.Handle("POST /v1/connectors/{name}/callback", s.connectorCallback())
+	mux.Handle("GET /processors/{name}/confirm/{token}", s.processorConfirmPage())
+	mux.Handle("POST /processors/{name}/confirm/{token}", s.processorConfirm())
 	mux.Handle("GET /v1/suppressions/check", s.authorize(canRead, s.checkSuppression()))
 	mux.Handle("POST /v1/suppressions/check", s.authorize(canRead, s.checkSuppression()))
 	mux.Handle("GET /v1/connectors", s.authorize(canRead, s.listConnectors()))
