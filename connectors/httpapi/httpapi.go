@@ -332,12 +332,10 @@ func (c *conn) find(ctx context.Context, s connectors.Subject) ([]record, []conn
 	return found, searched, connectors.Evidence{Kind: "lookup", Value: strings.Join(counts, "; ")}, nil
 }
 
-// ref is an Erase's job reference: the vendor's job ids and what the
-// deletion counted. It never holds an identifier of the person.
+// ref is an Erase's job reference: the vendor's job ids. It never holds
+// an identifier of the person.
 type ref struct {
-	Jobs    []string `json:"jobs"`
-	Records int64    `json:"records,omitempty"`
-	Counted bool     `json:"counted,omitempty"`
+	Jobs []string `json:"jobs"`
 }
 
 // Erase looks the person up and deletes every record found (or, without
@@ -360,6 +358,7 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 	}
 	del := c.d.delete
 	var r ref
+	var records int64
 	counted := true
 	gone := 0
 	for start := 0; start < len(found); start += del.batch {
@@ -380,7 +379,7 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 		case n < 0:
 			counted = false
 		default:
-			r.Records += n
+			records += n
 		}
 	}
 	evidence := []connectors.Evidence{ev}
@@ -388,7 +387,6 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 		evidence = append(evidence, connectors.Evidence{Kind: "delete", Value: connectors.Plural(gone, "record") + " already gone when deleted"})
 	}
 	if len(r.Jobs) > 0 {
-		r.Counted = false
 		out := connectors.Running(vendorkit.EncodeRef(r), c.d.status.poll, append(evidence,
 			connectors.Evidence{Kind: "job", Value: strings.Join(r.Jobs, ", ") + ": started"})...)
 		out.SearchedBy = searched
@@ -399,7 +397,7 @@ func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outc
 	}
 	var out connectors.Outcome
 	if counted {
-		out = connectors.Erased(r.Records, append(evidence, connectors.Evidence{Kind: "delete", Value: connectors.Plural(int(r.Records), "record") + " deleted"})...)
+		out = connectors.Erased(records, append(evidence, connectors.Evidence{Kind: "delete", Value: connectors.Plural(int(records), "record") + " deleted"})...)
 	} else {
 		out = connectors.ErasedUncounted(append(evidence, connectors.Evidence{Kind: "delete", Value: "deleted; the vendor's answer gave no count"})...)
 	}
@@ -527,8 +525,6 @@ func (c *conn) Poll(ctx context.Context, jobRef string) (connectors.Outcome, err
 		return connectors.Running(jobRef, st.poll, ev...), nil
 	case !held:
 		return connectors.NotFound(ev...), nil
-	case r.Counted:
-		return connectors.Erased(r.Records, ev...), nil
 	}
 	return connectors.ErasedUncounted(ev...), nil
 }

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -146,25 +145,23 @@ func (s *server) processorConfirm() http.Handler {
 	})
 }
 
+// tryAgain is the page when a confirmation could not be recorded.
+func tryAgain(link connectors.ConfirmLink) processorView {
+	return processorView{Title: "Please try again", Tone: "bad", Link: link,
+		Message: "Your confirmation could not be recorded just now. Please try again in a few minutes."}
+}
+
 func (s *server) applyConfirmation(ctx context.Context, name string, link connectors.ConfirmLink, got connectors.Callback) (int, processorView) {
 	done := processorView{Title: "Thank you", Tone: "ok", Link: link}
-	if err := s.rememberCallback(ctx, name, got.ID); err != nil {
-		if erasure.ErrorCode(err) == erasure.EConflict {
-			s.Log.Warn("processor confirmation refused: the link was used before", zap.String("connector", name))
-			return http.StatusConflict, processorView{Title: "Already confirmed", Tone: "ok", Link: link,
-				Message: "This link has been used already: your confirmation was recorded. Nothing more is needed."}
-		}
-		s.Log.Error("processor confirmation", zap.String("connector", name), zap.Error(err))
-		return http.StatusServiceUnavailable, processorView{Title: "Please try again", Tone: "bad", Link: link,
-			Message: "Your confirmation could not be recorded just now. Please try again in a few minutes."}
-	}
-	out := got.Outcome
-	applied, err := s.Coordinator.ApplyCallback(ctx, name, got.JobRef, string(out.Status), out.Records, out.Status == connectors.StatusErased && out.Uncounted, out.Evidence)
+	applied, err := s.applyCallback(ctx, name, got)
 	switch {
-	case errors.Is(err, context.Canceled), err != nil:
+	case erasure.ErrorCode(err) == erasure.EConflict:
+		s.Log.Warn("processor confirmation refused: the link was used before", zap.String("connector", name))
+		return http.StatusConflict, processorView{Title: "Already confirmed", Tone: "ok", Link: link,
+			Message: "This link has been used already: your confirmation was recorded. Nothing more is needed."}
+	case err != nil:
 		s.Log.Error("processor confirmation", zap.String("connector", name), zap.Error(err))
-		return http.StatusServiceUnavailable, processorView{Title: "Please try again", Tone: "bad", Link: link,
-			Message: "Your confirmation could not be recorded just now. Please try again in a few minutes."}
+		return http.StatusServiceUnavailable, tryAgain(link)
 	case applied == coordinator.AppliedNoOp:
 		s.Log.Info("processor confirmation for no waiting task", zap.String("connector", name))
 		done.Message = "Thank you. The request was already closed (cancelled, or completed another way), so nothing more is needed."

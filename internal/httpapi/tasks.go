@@ -71,21 +71,26 @@ func (s *server) connectorCallback() http.Handler {
 			s.fail(w, r, erasure.Errorf(erasure.EForbidden, "the callback could not be authenticated"))
 			return
 		}
-		if err := s.rememberCallback(r.Context(), name, got.ID); err != nil {
+		applied, err := s.applyCallback(r.Context(), name, got)
+		if err != nil {
 			if erasure.ErrorCode(err) == erasure.EConflict {
 				s.Log.Warn("callback refused: a replay", zap.String("connector", name))
 			}
 			s.fail(w, r, err)
 			return
 		}
-		out := got.Outcome
-		applied, err := s.Coordinator.ApplyCallback(r.Context(), name, got.JobRef, string(out.Status), out.Records, out.Status == connectors.StatusErased && out.Uncounted, out.Evidence)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": string(applied)})
 	})
+}
+
+// applyCallback records an authenticated callback once: a second with the
+// same ID is an EConflict (a replay) and changes nothing.
+func (s *server) applyCallback(ctx context.Context, name string, got connectors.Callback) (coordinator.Applied, error) {
+	if err := s.rememberCallback(ctx, name, got.ID); err != nil {
+		return "", err
+	}
+	out := got.Outcome
+	return s.Coordinator.ApplyCallback(ctx, name, got.JobRef, string(out.Status), out.Records, out.Status == connectors.StatusErased && out.Uncounted, out.Evidence)
 }
 
 func (s *server) approveRequest() http.Handler {
