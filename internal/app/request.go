@@ -28,6 +28,8 @@ const requestUsage = `lethe request: staff work on erasure requests, against a r
 Usage:
   lethe request file    (--email E | --phone P | --user-id SYSTEM=ID ...) [--jurisdiction gdpr] [--idempotency-key K]
                     file a request for a person (the same --idempotency-key files once)
+  lethe request import FILE.csv [--jurisdiction gdpr] [--batch 500]
+                    file a request for every row of a CSV (columns email, phone, user_id:SYSTEM, jurisdiction), in batches, with progress; run it again after an interruption to go on, filing nobody twice
   lethe request list    [--status S[,S...]] [--due-before DATE] [--limit N] [--before ID]
                     requests, newest first, a page at a time
   lethe request show    ID
@@ -58,6 +60,8 @@ Exit status: 0 done, 1 Lethe refused or could not be reached (the reason is prin
 type requestVerb struct {
 	args  []string
 	flags func(fs *flag.FlagSet) func(pos []string) (call, error)
+	// run is a verb of many calls (import), instead of flags.
+	run func(fs *flag.FlagSet) func(ctx context.Context, e env, c *staffClient, pos []string) error
 }
 
 // call is one API call of a verb and how to print its answer.
@@ -219,6 +223,9 @@ func runRequest(ctx context.Context, e env, args []string) error {
 		return nil
 	}
 	verb, ok := requestVerbs[args[0]]
+	if args[0] == "import" {
+		verb, ok = importVerb, true
+	}
 	if !ok {
 		fmt.Fprintf(e.stderr, "lethe request: unknown verb %q\n\n%s", args[0], requestUsage)
 		return errUsage
@@ -228,7 +235,13 @@ func runRequest(ctx context.Context, e env, args []string) error {
 	token := fs.String("token", "", "a staff API token (or --token-file, or $LETHE_TOKEN)")
 	tokenFile := fs.String("token-file", "", "a file whose first line is the token")
 	asJSON := fs.Bool("json", false, "print the API's JSON answer instead of a table")
-	build := verb.flags(fs)
+	var build func([]string) (call, error)
+	var run func(context.Context, env, *staffClient, []string) error
+	if verb.run != nil {
+		run = verb.run(fs)
+	} else {
+		build = verb.flags(fs)
+	}
 	pos, err := parseFlags(fs, args[1:], e)
 	if err != nil {
 		return err
@@ -240,11 +253,19 @@ func runRequest(ctx context.Context, e env, args []string) error {
 	if len(pos) != len(verb.args) {
 		return mistake(fmt.Errorf("want %s, got %d argument(s)", argList(verb.args), len(pos)))
 	}
-	c, err := build(pos)
+	client, err := newStaffClient(e, *base, *token, *tokenFile)
 	if err != nil {
 		return mistake(err)
 	}
-	client, err := newStaffClient(e, *base, *token, *tokenFile)
+	if run != nil {
+		if err := run(ctx, e, client, pos); errors.Is(err, errImportUsage) {
+			return mistake(err)
+		} else if err != nil {
+			return fmt.Errorf("request %s: %w", args[0], err)
+		}
+		return nil
+	}
+	c, err := build(pos)
 	if err != nil {
 		return mistake(err)
 	}

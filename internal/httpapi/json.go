@@ -80,13 +80,18 @@ func writeErr(w http.ResponseWriter, err error) {
 // all refused, as is anything after the object. Errors name the field at
 // fault ("subject.email").
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeLimit(w, r, v, maxBody)
+}
+
+// decodeLimit is decode for a body of up to limit bytes (a batch).
+func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
 	if err := jsonContentType(r.Header.Get("Content-Type")); err != nil {
 		return err
 	}
-	if r.ContentLength > maxBody {
-		return erasure.Errorf(erasure.ETooLarge, "the body is larger than %d bytes", maxBody)
+	if r.ContentLength > limit {
+		return erasure.Errorf(erasure.ETooLarge, "the body is larger than %d bytes", limit)
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

@@ -20,6 +20,7 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("GET /audit/{file}", s.auditAsset())
 
 	mux.Handle("POST /v1/requests", s.authorize(canWrite, s.createRequest()))
+	mux.Handle("POST /v1/requests/batch", s.authorize(canWrite, s.createBatch()))
 	mux.Handle("GET /v1/requests", s.authorize(canRead, s.listRequests()))
 	mux.Handle("GET /v1/requests/{id}", s.authorize(canRead, s.getRequest()))
 	mux.Handle("GET /v1/requests/{id}/events", s.authorize(canRead, s.listEvents()))
