@@ -297,6 +297,10 @@ type Connector struct {
 	Concurrency   int     `yaml:"concurrency"`
 	RatePerSecond float64 `yaml:"rate_per_second"`
 	Burst         int     `yaml:"burst"`
+	// RateHeadroom spaces calls this much wider than rate_per_second
+	// asks (0.05: 5%, the default), so that timing jitter does not make
+	// two calls arrive closer than the vendor allows; 0 for none.
+	RateHeadroom *float64 `yaml:"rate_headroom"`
 	// MaxAttempts overrides tasks.max_attempts for this instance.
 	MaxAttempts int `yaml:"max_attempts"`
 	// Keys replaces the type's default of what the instance erases by:
@@ -617,6 +621,9 @@ func (c *Config) Validate() error {
 		}
 		if cn.Concurrency < 0 || cn.RatePerSecond < 0 || cn.Burst < 0 || cn.MaxAttempts < 0 {
 			bad(key, "concurrency, rate_per_second, burst and max_attempts must not be negative")
+		}
+		if h := cn.RateHeadroom; h != nil && (*h < 0 || *h > 0.5) {
+			bad(key+".rate_headroom", "must be from 0 (none) to 0.5 (calls 50%% further apart than rate_per_second asks)")
 		}
 		for j, k := range cn.Keys {
 			if _, err := erasure.ParseRequirement(k); err != nil {

@@ -187,6 +187,13 @@ type Outsider interface {
 // ErrCannotScan says a connector instance cannot list its subjects.
 var ErrCannotScan = errors.New("this connector instance cannot scan its system")
 
+// ErrRateLimited marks an error as the system's "too many requests" (a
+// 429, a throttled answer): wrap it (fmt.Errorf("…: %w", ErrRateLimited))
+// and the runtime spaces the instance's calls a little wider for a while,
+// in every process, besides honouring any Retry-After. vendorhttp wraps
+// every 429 with it.
+var ErrRateLimited = errors.New("rate limited")
+
 // Verification is the result of looking a subject up after erasure.
 type Verification struct {
 	Remaining int64

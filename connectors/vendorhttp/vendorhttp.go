@@ -147,7 +147,7 @@ func (c *Client) statusError(op string, r *Response) error {
 		if after <= 0 {
 			after = c.MinRetryAfter
 		}
-		return connectors.Retryable(fmt.Errorf("%s: rate limited", status), after)
+		return connectors.Retryable(fmt.Errorf("%s: %w", status, connectors.ErrRateLimited), after)
 	case r.Status >= 500:
 		return connectors.Retryable(fmt.Errorf("%s: the vendor failed", status), c.RetryAfter(r.Header))
 	case r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden:

@@ -645,7 +645,7 @@ func buildConnectors(ctx context.Context, cfg *config.Config, only []string, get
 			errs = append(errs, fmt.Errorf("config: connectors[%d].recheck_after: %s (%s) cannot look people up again, so it cannot be re-checked", i, c.Name, c.Type))
 		}
 		in := worker.Instance{Name: c.Name, Type: c.Type, Connector: conn, Plan: plan,
-			Concurrency: c.Concurrency, RatePerSecond: c.RatePerSecond, Burst: c.Burst}
+			Concurrency: c.Concurrency, RatePerSecond: c.RatePerSecond, Burst: c.Burst, RateHeadroom: c.RateHeadroom}
 		if in.Concurrency == 0 {
 			in.Concurrency = max(def.Defaults.Concurrency, 1)
 		}

@@ -12,6 +12,21 @@
 //
 // Replicas read their own clocks; they must agree to well within one
 // interval (NTP does). A skew of s lets about s×rate extra calls through.
+//
+// Calls are spaced a little wider than the rate asks (Options.Headroom,
+// 5% by default): a call leaves some time after its slot starts (a timer
+// fires late, a goroutine waits for a core, a request is built), so two
+// calls sent exactly one interval apart by slot arrive closer than that
+// whenever the first was later than the second, and a vendor enforcing
+// its limit strictly answers 429. For the same reason a process also
+// holds its own calls to the rate as they actually leave (the same
+// algorithm over the times Wait returns, without headroom): a slot's
+// holder that woke late never has the next slot's holder follow it
+// closer than one interval. And when the vendor refuses a call as too
+// many anyway (its clock, its counting, jitter larger than the headroom),
+// Slower spaces every process's slots wider for a while: by a share that
+// each refusal raises and each slot taken lowers again, so the instance
+// settles at the spacing the vendor actually accepts.
 package ratelimit
 
 import (
@@ -50,14 +65,27 @@ type state struct {
 	TAT int64 `json:"tat"`
 	// Pause: no call before this time (a vendor's Retry-After).
 	Pause int64 `json:"pause,omitempty"`
+	// Slow widens the interval by this share after the vendor refused
+	// calls as too many; it shrinks with every slot taken.
+	Slow float64 `json:"slow,omitempty"`
 }
+
+// How Slower widens the spacing: each refusal adds slowStep (up to
+// slowMax), and each slot taken keeps slowDecay of it, so one refusal
+// costs about slowStep/(1-slowDecay) = 2.5 intervals in all.
+const (
+	slowStep  = 0.05
+	slowMax   = 0.5
+	slowDecay = 0.98
+)
 
 // Limiter is one connector instance's shared limit. Its methods are safe
 // for concurrent use.
 type Limiter struct {
 	kv       jetstream.KeyValue
 	key      string
-	interval time.Duration // between calls at the steady rate; 0: no limit
+	interval time.Duration // between slots: the rate's interval with headroom; 0: no limit
+	exact    time.Duration // the rate's interval, between calls leaving this process
 	burst    int64
 	now      func() time.Time
 
@@ -66,20 +94,39 @@ type Limiter struct {
 	mu     sync.Mutex
 	cached state
 	rev    uint64 // revision of cached; 0: unknown
+
+	// left is the theoretical arrival time of this process's calls as
+	// they left (Wait returned), at the exact rate.
+	leftMu sync.Mutex
+	left   time.Time
 }
+
+// DefaultHeadroom is how much wider than the rate's interval calls are
+// spaced unless Options say otherwise: at a vendor's documented limit,
+// 95% of it is used and timing jitter of up to 5% of an interval is
+// absorbed.
+const DefaultHeadroom = 0.05
 
 // Options tune a Limiter.
 type Options struct {
 	// Clock reads the time (default time.Now).
 	Clock func() time.Time
+	// Headroom spaces calls (1+Headroom) intervals apart; nil means
+	// DefaultHeadroom, 0 none.
+	Headroom *float64
 }
 
 // New returns the limiter of the named instance: perSecond calls a second
 // (0: unlimited, only pauses apply) with bursts of up to burst calls.
 func New(kv jetstream.KeyValue, name string, perSecond float64, burst int, opt Options) *Limiter {
 	l := &Limiter{kv: kv, key: name, burst: int64(max(burst, 1)), now: opt.Clock}
+	headroom := DefaultHeadroom
+	if opt.Headroom != nil {
+		headroom = *opt.Headroom
+	}
 	if perSecond > 0 {
-		l.interval = time.Duration(float64(time.Second) / perSecond)
+		l.exact = time.Duration(float64(time.Second) / perSecond)
+		l.interval = time.Duration(float64(time.Second) * (1 + headroom) / perSecond)
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -99,10 +146,29 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		if err := sleep(ctx, at.Sub(l.now())); err != nil {
 			return err
 		}
-		if !l.pausedUntil().After(l.now()) {
-			return nil
+		if l.pausedUntil().After(l.now()) {
+			continue
 		}
+		return l.leave(ctx)
 	}
+}
+
+// leave holds the caller until the calls that left this process before it
+// are at least one exact interval (or a burst) behind, then counts it as
+// left. Only a slot's holder that woke late makes it wait.
+func (l *Limiter) leave(ctx context.Context) error {
+	if l.exact <= 0 {
+		return nil
+	}
+	l.leftMu.Lock()
+	defer l.leftMu.Unlock()
+	now := l.now()
+	start := maxTime(now, l.left.Add(-time.Duration(l.burst-1)*l.exact))
+	if err := sleep(ctx, start.Sub(now)); err != nil {
+		return err
+	}
+	l.left = maxTime(l.left, start).Add(l.exact)
+	return nil
 }
 
 // pausedUntil is the end of the latest pause this process knows of.
@@ -121,12 +187,24 @@ func (l *Limiter) Reserve(ctx context.Context) (time.Time, error) {
 	var at time.Time
 	err := l.update(ctx, func(s *state) {
 		now := l.now().UnixNano()
-		step := int64(l.interval)
+		step := int64(float64(l.interval) * (1 + s.Slow))
 		start := max(now, s.Pause, s.TAT-(l.burst-1)*step)
 		s.TAT = max(s.TAT, start) + step
+		if s.Slow *= slowDecay; s.Slow < 0.001 {
+			s.Slow = 0
+		}
 		at = time.Unix(0, start)
 	})
 	return at, err
+}
+
+// Slower widens every process's spacing of this instance's calls for a
+// while: the vendor refused one as too many.
+func (l *Limiter) Slower(ctx context.Context) error {
+	if l.interval <= 0 {
+		return nil
+	}
+	return l.update(ctx, func(s *state) { s.Slow = min(s.Slow+slowStep, slowMax) })
 }
 
 // Pause holds every process's calls of this instance for d from now.

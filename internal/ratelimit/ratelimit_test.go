@@ -14,6 +14,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// exact is no headroom: the tests of the algorithm expect the rate's
+// interval to the nanosecond.
+var exact = 0.0
+
 // replica connects to the server as a separate process would: its own
 // connection, its own view of the bucket.
 func replica(t *testing.T, url string) jetstream.KeyValue {
@@ -42,9 +46,9 @@ func TestReplicasShareOneBudget(t *testing.T) {
 	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
 	const rate, burst, each = 10, 3, 25
-	a := ratelimit.New(replica(t, ns.ClientURL()), "crm", rate, burst, ratelimit.Options{Clock: clock})
-	b := ratelimit.New(replica(t, ns.ClientURL()), "crm", rate, burst, ratelimit.Options{Clock: clock})
-	other := ratelimit.New(replica(t, ns.ClientURL()), "mail", rate, burst, ratelimit.Options{Clock: clock})
+	a := ratelimit.New(replica(t, ns.ClientURL()), "crm", rate, burst, ratelimit.Options{Clock: clock, Headroom: &exact})
+	b := ratelimit.New(replica(t, ns.ClientURL()), "crm", rate, burst, ratelimit.Options{Clock: clock, Headroom: &exact})
+	other := ratelimit.New(replica(t, ns.ClientURL()), "mail", rate, burst, ratelimit.Options{Clock: clock, Headroom: &exact})
 
 	var mu sync.Mutex
 	var got []time.Duration
@@ -91,9 +95,9 @@ func TestPauseReachesEveryReplica(t *testing.T) {
 	clock := func() time.Time { return now }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	seen := ratelimit.New(replica(t, ns.ClientURL()), "crm", 5, 1, ratelimit.Options{Clock: clock})
-	limited := ratelimit.New(replica(t, ns.ClientURL()), "crm", 5, 1, ratelimit.Options{Clock: clock})
-	unlimited := ratelimit.New(replica(t, ns.ClientURL()), "crm", 0, 0, ratelimit.Options{Clock: clock})
+	seen := ratelimit.New(replica(t, ns.ClientURL()), "crm", 5, 1, ratelimit.Options{Clock: clock, Headroom: &exact})
+	limited := ratelimit.New(replica(t, ns.ClientURL()), "crm", 5, 1, ratelimit.Options{Clock: clock, Headroom: &exact})
+	unlimited := ratelimit.New(replica(t, ns.ClientURL()), "crm", 0, 0, ratelimit.Options{Clock: clock, Headroom: &exact})
 	go unlimited.Follow(ctx)
 
 	if at, err := limited.Reserve(ctx); err != nil || !at.Equal(now) {
@@ -177,7 +181,7 @@ func TestDamagedEntryIsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	l := ratelimit.New(kv, "crm", 1, 1, ratelimit.Options{Clock: func() time.Time { return now }})
+	l := ratelimit.New(kv, "crm", 1, 1, ratelimit.Options{Clock: func() time.Time { return now }, Headroom: &exact})
 	at, err := l.Reserve(context.Background())
 	if err != nil || !at.Equal(now) {
 		t.Fatalf("reserve over a damaged entry: %v, %v", at, err)
@@ -224,5 +228,102 @@ func TestPauseStopsAWaitingCall(t *testing.T) {
 	}
 	if d := time.Since(start); d < time.Second {
 		t.Fatalf("the waiting call went ahead after %v, inside another replica's 1s pause", d)
+	}
+}
+
+// TestHeadroomSpacesCallsWider: by default slots are 5% more than one
+// interval apart (a 10/s limit gives 105 ms), as configured otherwise,
+// and the burst is untouched.
+func TestHeadroomSpacesCallsWider(t *testing.T) {
+	ns := testenv.NATS(t)
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	wide := 0.2
+	for _, tc := range []struct {
+		name     string
+		headroom *float64
+		step     time.Duration
+	}{{"default", nil, 105 * time.Millisecond}, {"wide", &wide, 120 * time.Millisecond}, {"none", &exact, 100 * time.Millisecond}} {
+		l := ratelimit.New(replica(t, ns.ClientURL()), "crm-"+tc.name, 10, 2, ratelimit.Options{Clock: clock, Headroom: tc.headroom})
+		var got []time.Duration
+		for range 4 {
+			at, err := l.Reserve(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, at.Sub(now))
+		}
+		if want := []time.Duration{0, 0, tc.step, 2 * tc.step}; !slices.Equal(got, want) {
+			t.Errorf("%s: slots %v, want %v", tc.name, got, want)
+		}
+	}
+}
+
+// TestCallsLeaveAtMostAtTheRate: when the shared slots let a call go at
+// once although this process's previous call left less than an interval
+// ago (the previous slot's holder woke late, or the entry was reset), the
+// call still waits out the interval: no two calls leave one process
+// closer than the rate allows.
+func TestCallsLeaveAtMostAtTheRate(t *testing.T) {
+	ns := testenv.NATS(t)
+	kv := replica(t, ns.ClientURL())
+	l := ratelimit.New(kv, "crm", 10, 1, ratelimit.Options{Headroom: &exact})
+	ctx := context.Background()
+	if err := l.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := time.Now()
+	if _, err := kv.Put(ctx, "crm", []byte(`{"tat":0}`)); err != nil { // the next slot is now
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // the limiter follows no watch here; Reserve reads on a revision miss
+	if err := l.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if gap := time.Since(first); gap < 95*time.Millisecond {
+		t.Fatalf("the second call left %v after the first, under the 100ms interval", gap)
+	}
+}
+
+// TestSlowerWidensThenRecovers: after the vendor refuses calls as too
+// many, every replica's slots are spaced wider (5% a refusal, at most
+// 50%), and the widening fades as slots are taken.
+func TestSlowerWidensThenRecovers(t *testing.T) {
+	ns := testenv.NATS(t)
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	a := ratelimit.New(replica(t, ns.ClientURL()), "crm", 10, 1, ratelimit.Options{Clock: clock, Headroom: &exact})
+	b := ratelimit.New(replica(t, ns.ClientURL()), "crm", 10, 1, ratelimit.Options{Clock: clock, Headroom: &exact})
+	ctx := context.Background()
+	gap := func(l *ratelimit.Limiter) time.Duration {
+		t.Helper()
+		x, err := l.Reserve(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := l.Reserve(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return y.Sub(x)
+	}
+	if g := gap(a); g != 100*time.Millisecond {
+		t.Fatalf("before any refusal: %v apart", g)
+	}
+	for range 20 {
+		if err := a.Slower(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g := gap(b); g < 145*time.Millisecond || g > 150*time.Millisecond {
+		t.Errorf("after 20 refusals, the other replica's slots are %v apart, want about 150ms (the 50%% cap)", g)
+	}
+	for range 400 {
+		if _, err := b.Reserve(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g := gap(a); g != 100*time.Millisecond {
+		t.Errorf("400 slots later: %v apart, want 100ms again", g)
 	}
 }

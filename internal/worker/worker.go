@@ -43,6 +43,8 @@ type Instance struct {
 	Concurrency   int
 	RatePerSecond float64 // 0: unlimited
 	Burst         int
+	// RateHeadroom widens the spacing of calls (nil: ratelimit.DefaultHeadroom).
+	RateHeadroom *float64
 }
 
 // Worker runs connector instances.
@@ -127,7 +129,7 @@ func newRunner(w *Worker, in Instance, cons jetstream.Consumer, rates jetstream.
 		in.Concurrency = 4
 	}
 	return &runner{w: w, in: in, cons: cons, log: w.Log.With(zap.String("connector", in.Name)),
-		limiter: ratelimit.New(rates, in.Name, in.RatePerSecond, in.Burst, ratelimit.Options{})}
+		limiter: ratelimit.New(rates, in.Name, in.RatePerSecond, in.Burst, ratelimit.Options{Headroom: in.RateHeadroom})}
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -320,6 +322,9 @@ func (r *runner) retry(ctx context.Context, tries uint64, maxElapsed, maxPause t
 			return backoff.Permanent(err)
 		}
 		perm, after := connectors.Classify(err)
+		if errors.Is(err, connectors.ErrRateLimited) {
+			r.slower(ctx)
+		}
 		if after > 0 {
 			r.pause(ctx, after)
 		}
@@ -594,6 +599,14 @@ func (r *runner) waitTurn(ctx context.Context) error {
 	start := time.Now()
 	defer func() { r.w.Metrics.RateLimitWait(r.in.Name, time.Since(start)) }()
 	return r.limiter.Wait(ctx)
+}
+
+// slower spaces the instance's calls wider for a while, in every process:
+// the vendor refused one as too many, although the limit was kept.
+func (r *runner) slower(ctx context.Context) {
+	if err := r.limiter.Slower(ctx); err != nil {
+		r.log.Warn("could not share a vendor's refusal with other replicas", zap.Error(err))
+	}
 }
 
 // pause holds every task of the instance, in every process, for d: a
