@@ -122,7 +122,9 @@ func TestBatchIntake(t *testing.T) {
 		{"auditor", in.auditToken, `{"requests":[{"subject":{"email":"a@example.com"},"jurisdiction":"gdpr","idempotency_key":"k"}]}`, 403, ""},
 		{"no token", "", `{"requests":[]}`, 401, ""},
 	} {
-		var e struct{ Error struct{ Message, Field string } }
+		var e struct {
+			Error struct{ Message, Field string }
+		}
 		if code := call(t, "POST", base+"/v1/requests/batch", tc.token, tc.body, &e); code != tc.code || !strings.Contains(e.Error.Field+" "+e.Error.Message, tc.want) {
 			t.Errorf("%s: %d %+v, want %d %q", tc.name, code, e, tc.code, tc.want)
 		}
