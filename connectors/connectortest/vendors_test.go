@@ -10,12 +10,18 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	_ "github.com/lethe-dev/lethe/connectors/amplitude"
 	"github.com/lethe-dev/lethe/connectors/amplitude/amplitudefake"
+	_ "github.com/lethe-dev/lethe/connectors/braze"
+	"github.com/lethe-dev/lethe/connectors/braze/brazefake"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
 	"github.com/lethe-dev/lethe/connectors/connectortest/fakevendor"
 	_ "github.com/lethe-dev/lethe/connectors/hubspot"
 	"github.com/lethe-dev/lethe/connectors/hubspot/hubspotfake"
+	_ "github.com/lethe-dev/lethe/connectors/intercom"
+	"github.com/lethe-dev/lethe/connectors/intercom/intercomfake"
 	_ "github.com/lethe-dev/lethe/connectors/iterable"
 	"github.com/lethe-dev/lethe/connectors/iterable/iterablefake"
+	_ "github.com/lethe-dev/lethe/connectors/klaviyo"
+	"github.com/lethe-dev/lethe/connectors/klaviyo/klaviyofake"
 	_ "github.com/lethe-dev/lethe/connectors/mailchimp"
 	"github.com/lethe-dev/lethe/connectors/mailchimp/mailchimpfake"
 	_ "github.com/lethe-dev/lethe/connectors/mixpanel"
@@ -28,8 +34,12 @@ import (
 	"github.com/lethe-dev/lethe/connectors/segment/segmentfake"
 	_ "github.com/lethe-dev/lethe/connectors/sendgrid"
 	"github.com/lethe-dev/lethe/connectors/sendgrid/sendgridfake"
+	_ "github.com/lethe-dev/lethe/connectors/stripe"
+	"github.com/lethe-dev/lethe/connectors/stripe/stripefake"
 	_ "github.com/lethe-dev/lethe/connectors/webhook"
 	"github.com/lethe-dev/lethe/connectors/webhook/webhookfake"
+	_ "github.com/lethe-dev/lethe/connectors/zendesk"
+	"github.com/lethe-dev/lethe/connectors/zendesk/zendeskfake"
 )
 
 // vendor starts one fake vendor with a rate limit (0: none) and a number
@@ -62,6 +72,12 @@ func vendors() []vendor {
 		{"amplitude", true, http.StatusTooManyRequests, starter(amplitudefake.Start)},
 		{"s3", false, http.StatusServiceUnavailable, starter(s3fake.Start)},
 		{"webhook", true, http.StatusTooManyRequests, starter(webhookfake.Start)},
+		{"braze", true, http.StatusTooManyRequests, starter(brazefake.Start)},
+		{"klaviyo", true, http.StatusTooManyRequests, starter(klaviyofake.Start)},
+		{"intercom", false, http.StatusTooManyRequests, starter(intercomfake.Start)},
+		{"stripe", false, http.StatusTooManyRequests, starter(stripefake.Start)},
+		{"zendesk", false, http.StatusTooManyRequests, starter(zendeskfake.Start)}, // two jobs in a row: its own suite counts their polls
+		// Shopify's throttled answer is a 200 (its own suite counts those).
 	}
 }
 
