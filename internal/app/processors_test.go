@@ -41,6 +41,35 @@ func description(t *testing.T, name string, replace ...string) string {
 	return out.String()
 }
 
+// describedAndEmailed is the connectors[] entries of HubSpot and Mixpanel
+// described for the http connector (against the fakes hs and mp, named
+// crm and analytics) and the processor acme-support reached by email
+// through mail, its links pointing at addr.
+func describedAndEmailed(t *testing.T, crm, analytics string, hs *hubspotfake.Fake, mp *mixpanelfake.Fake, addr string, mail *smtptest.Server) string {
+	t.Helper()
+	project, token := mp.Tokens()
+	return fmt.Sprintf(`
+  - name: %s
+    type: http
+    config:
+%s  - name: %s
+    type: http
+    config:
+%s  - name: acme-support
+    type: email
+    config:
+      processor: Acme Support Ltd
+      to: privacy@acme.example
+      public_url: http://%s
+      link_key: 0123456789abcdef0123456789abcdef
+      smtp: {host: %s, port: %d, tls: none, from: "Test Org Privacy <privacy@test.example>"}
+`,
+		crm, description(t, "hubspot.yaml", "https://api.hubapi.com", hs.URL(), "{env: HUBSPOT_TOKEN}", hs.Token()),
+		analytics, description(t, "mixpanel.yaml", "https://mixpanel.com", mp.URL(), "{env: MIXPANEL_GDPR_TOKEN}", token,
+			"{env: MIXPANEL_PROJECT_TOKEN}", project, "poll_interval: 12h", "poll_interval: 200ms"),
+		addr, mail.Host(), mail.Port())
+}
+
 var confirmLinkRe = regexp.MustCompile(`http://[0-9.:]+/processors/acme-support/confirm/[A-Za-z0-9_.-]+`)
 
 // TestNewConnectorsEndToEnd: one request fans out to HubSpot and Mixpanel
@@ -58,28 +87,8 @@ func TestNewConnectorsEndToEnd(t *testing.T) {
 	mp.Seed(subject)
 	hs.Seed(connectors.Subject{Email: "erin@example.com", UserIDs: map[string]string{"app": "u-43"}})
 
-	project, token := mp.Tokens()
 	in := newInstance(t, ns.ClientURL(), "", "")
-	cfg := fmt.Sprintf(`
-  - name: crm
-    type: http
-    config:
-%s  - name: analytics
-    type: http
-    config:
-%s  - name: acme-support
-    type: email
-    config:
-      processor: Acme Support Ltd
-      to: privacy@acme.example
-      public_url: http://%s
-      link_key: 0123456789abcdef0123456789abcdef
-      smtp: {host: %s, port: %d, tls: none, from: "Test Org Privacy <privacy@test.example>"}
-`,
-		description(t, "hubspot.yaml", "https://api.hubapi.com", hs.URL(), "{env: HUBSPOT_TOKEN}", hs.Token()),
-		description(t, "mixpanel.yaml", "https://mixpanel.com", mp.URL(), "{env: MIXPANEL_GDPR_TOKEN}", token,
-			"{env: MIXPANEL_PROJECT_TOKEN}", project, "poll_interval: 12h", "poll_interval: 200ms"),
-		in.addr, mail.Host(), mail.Port())
+	cfg := describedAndEmailed(t, "crm", "analytics", hs, mp, in.addr, mail)
 	b, err := os.ReadFile(in.configPath)
 	if err != nil {
 		t.Fatal(err)

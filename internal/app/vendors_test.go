@@ -90,29 +90,9 @@ func TestFanOutToEveryVendor(t *testing.T) {
 	// HubSpot and Mixpanel once more, described for the http connector.
 	hs := hubspotfake.Start(t, hubspotfake.Options{})
 	mp := mixpanelfake.Start(t, mixpanelfake.Options{})
-	project, token := mp.Tokens()
 	mail := smtptest.Start(t, smtptest.Options{TLS: "none"})
 	in := newInstance(t, ns.ClientURL(), "", "")
-	fmt.Fprintf(&yaml, `
-  - name: crm-described
-    type: http
-    config:
-%s  - name: analytics-described
-    type: http
-    config:
-%s  - name: acme-support
-    type: email
-    config:
-      processor: Acme Support Ltd
-      to: privacy@acme.example
-      public_url: http://%s
-      link_key: 0123456789abcdef0123456789abcdef
-      smtp: {host: %s, port: %d, tls: none, from: "Test Org Privacy <privacy@test.example>"}
-`,
-		description(t, "hubspot.yaml", "https://api.hubapi.com", hs.URL(), "{env: HUBSPOT_TOKEN}", hs.Token()),
-		description(t, "mixpanel.yaml", "https://mixpanel.com", mp.URL(), "{env: MIXPANEL_GDPR_TOKEN}", token,
-			"{env: MIXPANEL_PROJECT_TOKEN}", project, "poll_interval: 12h", "poll_interval: 200ms"),
-		in.addr, mail.Host(), mail.Port())
+	yaml.WriteString(describedAndEmailed(t, "crm-described", "analytics-described", hs, mp, in.addr, mail))
 	b, err := os.ReadFile(in.configPath)
 	if err != nil {
 		t.Fatal(err)
