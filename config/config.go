@@ -278,6 +278,10 @@ type Tasks struct {
 	RedispatchAfter time.Duration `yaml:"redispatch_after"`
 }
 
+// maxBatchWindow bounds connectors[].batch_window: a batch saves vendor
+// calls, not days.
+const maxBatchWindow = 30 * time.Second
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error (default info).
@@ -301,6 +305,14 @@ type Connector struct {
 	// asks (0.05: 5%, the default), so that timing jitter does not make
 	// two calls arrive closer than the vendor allows; 0 for none.
 	RateHeadroom *float64 `yaml:"rate_headroom"`
+	// BatchWindow, for a type whose vendor erases many people a call
+	// (amplitude, mixpanel, segment, sendgrid, salesforce), is how long
+	// erase tasks of different requests gather before the vendor is called
+	// with them together (default 1s); 0s calls it once a person.
+	BatchWindow *time.Duration `yaml:"batch_window"`
+	// BatchMax caps a batch below the vendor's own maximum (default: that
+	// maximum, at most 500).
+	BatchMax int `yaml:"batch_max"`
 	// MaxAttempts overrides tasks.max_attempts for this instance.
 	MaxAttempts int `yaml:"max_attempts"`
 	// Keys replaces the type's default of what the instance erases by:
@@ -624,6 +636,12 @@ func (c *Config) Validate() error {
 		}
 		if h := cn.RateHeadroom; h != nil && (*h < 0 || *h > 0.5) {
 			bad(key+".rate_headroom", "must be from 0 (none) to 0.5 (calls 50%% further apart than rate_per_second asks)")
+		}
+		if w := cn.BatchWindow; w != nil && (*w < 0 || *w > maxBatchWindow || *w*2 >= c.NATS.AckWait) {
+			bad(key+".batch_window", "must be from 0s (no batches) to %s, and under half of nats.ack_wait (%s): tasks wait that long unattended", maxBatchWindow, c.NATS.AckWait)
+		}
+		if cn.BatchMax < 0 || cn.BatchMax == 1 {
+			bad(key+".batch_max", "must be 2 or more (batch_window: 0s turns batches off)")
 		}
 		for j, k := range cn.Keys {
 			if _, err := erasure.ParseRequirement(k); err != nil {

@@ -81,6 +81,11 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{`connectors: [{name: a, type: sql, recheck_after: [72h, 24h]}]`, "connectors[0].recheck_after[1]: ages must grow"},
 		{`connectors: [{name: a, type: sql, recheck_after: [0s]}]`, "connectors[0].recheck_after[0]: must be at least 1s"},
 		{`connectors: [{name: a, type: sql, recheck_after: [soon]}]`, "cannot unmarshal !!str `soon` into time.Duration"},
+		{`connectors: [{name: a, type: segment, batch_window: -1s}]`, "connectors[0].batch_window: must be from 0s"},
+		{`connectors: [{name: a, type: segment, batch_window: 1m}]`, "connectors[0].batch_window: must be from 0s"},
+		{`{nats: {ack_wait: 10s}, connectors: [{name: a, type: segment, batch_window: 5s}]}`, "under half of nats.ack_wait (10s)"},
+		{`connectors: [{name: a, type: segment, batch_max: 1}]`, "connectors[0].batch_max: must be 2 or more"},
+		{`connectors: [{name: a, type: segment, batch_max: -5}]`, "connectors[0].batch_max"},
 	} {
 		_, err := config.Parse([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

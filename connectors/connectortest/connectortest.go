@@ -128,6 +128,9 @@ func Run(t *testing.T, h Harness) {
 	if _, ok := h.New(t).(connectors.Resolver); ok {
 		t.Run("ResolveFindsOnlyTheSubject", func(t *testing.T) { resolve(t, h) })
 	}
+	if b, ok := h.New(t).(connectors.BatchEraser); ok {
+		t.Run("Batch", func(t *testing.T) { runBatch(t, h, b) })
+	}
 	if h.Faulty != nil {
 		t.Run("FaultsAreClassified", func(t *testing.T) { faults(t, h) })
 	}

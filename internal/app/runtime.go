@@ -655,6 +655,14 @@ func buildConnectors(ctx context.Context, cfg *config.Config, only []string, get
 		if in.Burst == 0 {
 			in.Burst = def.Defaults.Burst
 		}
+		if _, ok := conn.(connectors.BatchEraser); ok {
+			in.BatchWindow, in.BatchMax = worker.DefaultBatchWindow, c.BatchMax
+			if c.BatchWindow != nil {
+				in.BatchWindow = *c.BatchWindow
+			}
+		} else if c.BatchWindow != nil || c.BatchMax != 0 {
+			errs = append(errs, fmt.Errorf("config: connectors[%d]: %s (%s) erases one person a call: batch_window and batch_max do not apply", i, c.Name, c.Type))
+		}
 		out = append(out, in)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -45,6 +45,12 @@ type Instance struct {
 	Burst         int
 	// RateHeadroom widens the spacing of calls (nil: ratelimit.DefaultHeadroom).
 	RateHeadroom *float64
+	// BatchWindow, for a connector that erases many people a call
+	// (connectors.BatchEraser), is how long tasks gather before the vendor
+	// is called with them all; 0 erases one person a call.
+	BatchWindow time.Duration
+	// BatchMax caps a batch below the connector's BatchLimit (0: no cap).
+	BatchMax int
 }
 
 // Worker runs connector instances.
@@ -150,6 +156,10 @@ func (r *runner) run(ctx context.Context) error {
 			<-done
 		}
 	}()
+	if b := r.batcher(); b != nil {
+		r.runBatched(ctx, work, b, sem, &wg)
+		return nil
+	}
 	for ctx.Err() == nil {
 		// Take every free slot (waiting for one), then ask for that many
 		// tasks: a process never holds a task it cannot start yet, which
@@ -219,6 +229,20 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 func (r *runner) handle(ctx context.Context, msg jetstream.Msg) {
+	task, ok := r.decode(msg)
+	if !ok {
+		return
+	}
+	log := r.taskLog(task)
+	stop := heartbeat(msg, r.w.Topology)
+	res := r.execute(ctx, task, log)
+	stop()
+	r.report(ctx, msg, task, res, log)
+}
+
+// decode reads a task message; a malformed one, or one for another
+// instance, is dropped for good.
+func (r *runner) decode(msg jetstream.Msg) (bus.Task, bool) {
 	task, err := bus.DecodeTask(msg.Data())
 	if err == nil && task.Connector != r.in.Name {
 		err = fmt.Errorf("task for connector %q arrived at %q", task.Connector, r.in.Name)
@@ -226,13 +250,19 @@ func (r *runner) handle(ctx context.Context, msg jetstream.Msg) {
 	if err != nil {
 		r.log.Error("malformed task message dropped", zap.Error(err))
 		_ = msg.Term()
-		return
+		return bus.Task{}, false
 	}
-	log := r.log.With(zap.String("request_id", task.RequestID), zap.String("task_id", task.TaskID),
+	return task, true
+}
+
+func (r *runner) taskLog(task bus.Task) *zap.Logger {
+	return r.log.With(zap.String("request_id", task.RequestID), zap.String("task_id", task.TaskID),
 		zap.String("kind", task.Kind), zap.Int("attempt", task.Attempt))
-	stop := heartbeat(msg, r.w.Topology)
-	res := r.execute(ctx, task, log)
-	stop()
+}
+
+// report publishes a task's result and acknowledges its message; a result
+// that cannot be published leaves the task to be delivered again.
+func (r *runner) report(ctx context.Context, msg jetstream.Msg, task bus.Task, res bus.Result, log *zap.Logger) {
 	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 && res.Status == bus.ResultNotFound && task.Kind != bus.KindRecheck {
 		// The same task ran before and did not report (a crash, a lost
 		// connection): that run may have erased what this one did not find.
@@ -353,6 +383,15 @@ func (r *runner) execute(ctx context.Context, t bus.Task, log *zap.Logger) bus.R
 		out, err = r.call(ctx, t)
 		return err
 	})
+	return r.finish(ctx, t, res, out, err, log)
+}
+
+// finish describes the outcome of an erase or poll, alone or in a batch,
+// after the post-erasure lookup when it is due.
+//
+// others are identifiers besides the task's own that err may carry (the
+// rest of a batch whose call failed): they are redacted too.
+func (r *runner) finish(ctx context.Context, t bus.Task, res bus.Result, out connectors.Outcome, err error, log *zap.Logger, others ...string) bus.Result {
 	if err == nil {
 		err = checkOutcome(out)
 	}
@@ -361,7 +400,7 @@ func (r *runner) execute(ctx context.Context, t bus.Task, log *zap.Logger) bus.R
 	}
 	res.FinishedAt = r.w.Clock()
 	if err != nil {
-		r.failed(&res, err, t.Subject, log)
+		r.failed(&res, err, t.Subject, log, others...)
 		res.Evidence = out.Evidence
 		return res
 	}

@@ -1,0 +1,74 @@
+package connectors
+
+import (
+	"context"
+	"fmt"
+)
+
+// BatchEraser is implemented by connectors whose vendor erases many people
+// with one call: Amplitude takes 100 ids a deletion, Mixpanel 1,999 a
+// task, Segment 5,000 a regulation, SendGrid 100 contact ids a delete.
+// The runtime gathers erase tasks of one instance, from many requests, for
+// a short window (the instance's batch_window) and hands them over
+// together; each person's outcome is still recorded on their own request.
+//
+// Erase stays: the runtime calls it when a batch of one is all there is,
+// and for a person whose batch failed on their account.
+type BatchEraser interface {
+	Connector
+	// BatchLimit is the most subjects one EraseBatch may be given: the
+	// vendor's documented maximum per call.
+	BatchLimit() int
+	// EraseBatch erases every subject with as few vendor calls as it can,
+	// and returns one Item per subject, in the order given. An Item's Err
+	// fails that subject alone (no identifier the vendor needs, say); an
+	// error returned fails the whole call, and the runtime splits the batch
+	// and tries the halves, so one subject the vendor refuses never holds
+	// up the others. Like Erase it must be idempotent.
+	//
+	// A vendor job started for many subjects gives each of them a JobRef
+	// of their own (the job and what of it is theirs), which Poll reads
+	// alone and PollBatch together.
+	EraseBatch(ctx context.Context, subjects []Subject) ([]Item, error)
+}
+
+// BatchPoller is implemented by batch erasers whose vendor reports on a
+// job for all its subjects at once: the runtime gathers poll tasks as it
+// gathers erase tasks, and PollBatch asks about each vendor job once.
+type BatchPoller interface {
+	Poller
+	// PollBatch reports on every ref, one Item per ref in the order given;
+	// refs naming the same vendor job cost one call. Errors as EraseBatch.
+	PollBatch(ctx context.Context, refs []string) ([]Item, error)
+}
+
+// Item is one subject's part of a batch call: its outcome, or the error
+// that failed it alone.
+type Item struct {
+	Outcome Outcome
+	Err     error
+}
+
+// CheckItems checks that a batch call answered for each of the n subjects
+// or refs it was given: a connector bug otherwise, never to be guessed at.
+func CheckItems(items []Item, n int) error {
+	if len(items) != n {
+		return Permanentf("batch call answered for %d of %d", len(items), n)
+	}
+	return nil
+}
+
+// Chunks splits n items into runs of at most size: [start, end) pairs,
+// for a batch larger than one vendor call takes.
+//
+//	for _, c := range connectors.Chunks(len(ids), 100) { call(ids[c[0]:c[1]]) }
+func Chunks(n, size int) [][2]int {
+	if size <= 0 {
+		panic(fmt.Sprintf("connectors.Chunks: size %d", size))
+	}
+	var out [][2]int
+	for i := 0; i < n; i += size {
+		out = append(out, [2]int{i, min(i+size, n)})
+	}
+	return out
+}

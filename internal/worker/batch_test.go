@@ -1,0 +1,327 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/testenv"
+	"github.com/lethe-dev/lethe/internal/worker"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// vendor is a system that erases many people a call: records by email, a
+// deletion job per call that is done when polled. A subject whose email
+// starts with "refused" makes the vendor refuse the whole call (as a 400
+// naming the bad id would); "flaky" makes it fail the call for a while.
+type vendor struct {
+	mu      sync.Mutex
+	records map[string]int64
+	erases  []int // size of each EraseBatch call
+	polls   []int // size of each PollBatch call
+	singles int   // Erase and Poll calls
+}
+
+func newVendor(emails ...string) *vendor {
+	v := &vendor{records: map[string]int64{}}
+	for i, e := range emails {
+		v.records[e] = int64(i%3 + 1)
+	}
+	return v
+}
+
+func (v *vendor) BatchLimit() int { return 100 }
+
+func (v *vendor) EraseBatch(ctx context.Context, subjects []connectors.Subject) ([]connectors.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.erases = append(v.erases, len(subjects))
+	var all []string
+	for _, s := range subjects {
+		all = append(all, s.Email)
+	}
+	for _, s := range subjects {
+		switch {
+		case strings.HasPrefix(s.Email, "refused"):
+			// The whole call refused, quoting every address sent: the
+			// runtime must redact them all.
+			return nil, connectors.Permanentf("vendor refused the call: %s", strings.Join(all, ","))
+		case strings.HasPrefix(s.Email, "flaky"):
+			return nil, connectors.Retryable(fmt.Errorf("vendor unavailable for %s", strings.Join(all, ",")), 0)
+		}
+	}
+	items := make([]connectors.Item, len(subjects))
+	for i, s := range subjects {
+		if s.Email == "" {
+			items[i].Err = connectors.Permanentf("the subject has no email")
+			continue
+		}
+		n := v.records[s.Email]
+		delete(v.records, s.Email)
+		items[i].Outcome = connectors.Running(fmt.Sprintf("job-%d:%d", len(v.erases), n), 10*time.Millisecond)
+	}
+	return items, nil
+}
+
+func (v *vendor) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
+	v.mu.Lock()
+	v.singles++
+	v.mu.Unlock()
+	return connectors.Outcome{}, connectors.Permanentf("the batching runtime called Erase")
+}
+
+func (v *vendor) PollBatch(_ context.Context, refs []string) ([]connectors.Item, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.polls = append(v.polls, len(refs))
+	items := make([]connectors.Item, len(refs))
+	for i, ref := range refs {
+		var job, n int64
+		if _, err := fmt.Sscanf(ref, "job-%d:%d", &job, &n); err != nil {
+			items[i].Err = connectors.Permanentf("bad ref")
+			continue
+		}
+		items[i].Outcome = connectors.Erased(n, connectors.Evidence{Kind: "job", Value: fmt.Sprintf("job %d done", job)})
+	}
+	return items, nil
+}
+
+func (v *vendor) Poll(context.Context, string) (connectors.Outcome, error) {
+	v.mu.Lock()
+	v.singles++
+	v.mu.Unlock()
+	return connectors.Outcome{}, connectors.Permanentf("the batching runtime called Poll")
+}
+
+func (v *vendor) calls() (erases, polls []int, singles int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Clone(v.erases), slices.Clone(v.polls), v.singles
+}
+
+// bench is a NATS server with Lethe's streams, a worker running one
+// instance, and the results it reports.
+type bench struct {
+	js      jetstream.JetStream
+	results jetstream.Consumer
+}
+
+func startWorker(t *testing.T, conn connectors.Connector, window time.Duration) *bench {
+	t.Helper()
+	srv := testenv.NATS(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	testenv.Must(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	testenv.Must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	topo := bus.Topology{Replicas: 1}
+	testenv.Must(t, topo.EnsureStreams(ctx, js))
+	results, err := topo.CoordinatorConsumer(ctx, js)
+	testenv.Must(t, err)
+	// The worker starts after the tasks are published, so that one pull
+	// finds them all.
+	b := &bench{js: js, results: results}
+	t.Cleanup(cancel)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		w := &worker.Worker{JS: js, Topology: topo, Log: zap.NewNop()}
+		_ = w.Run(ctx, []worker.Instance{{Name: "bulk", Type: "test", Connector: conn, Concurrency: 2, BatchWindow: window}})
+	}()
+	return b
+}
+
+func (b *bench) publish(t *testing.T, tasks ...bus.Task) {
+	t.Helper()
+	for _, task := range tasks {
+		task.V, task.Connector, task.IssuedAt = bus.Version, "bulk", time.Now()
+		if task.Attempt == 0 {
+			task.Attempt = 1
+		}
+		body, err := json.Marshal(task)
+		testenv.Must(t, err)
+		_, err = b.js.Publish(context.Background(), bus.TaskSubject("bulk"), body, jetstream.WithMsgID(task.TaskID+"/"+task.Kind))
+		testenv.Must(t, err)
+	}
+}
+
+// collect waits for n results, by task id.
+func (b *bench) collect(t *testing.T, n int) map[string]bus.Result {
+	t.Helper()
+	got := map[string]bus.Result{}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(got) < n && time.Now().Before(deadline) {
+		batch, err := b.results.Fetch(n-len(got), jetstream.FetchMaxWait(time.Second))
+		testenv.Must(t, err)
+		for msg := range batch.Messages() {
+			res, err := bus.DecodeResult(msg.Data())
+			testenv.Must(t, err)
+			if _, dup := got[res.TaskID]; dup {
+				t.Errorf("task %s reported twice", res.TaskID)
+			}
+			got[res.TaskID] = res
+			_ = msg.Ack()
+		}
+	}
+	if len(got) < n {
+		t.Fatalf("%d of %d results reported", len(got), n)
+	}
+	return got
+}
+
+func eraseTask(i int, email string) bus.Task {
+	return bus.Task{Kind: bus.KindErase, TaskID: fmt.Sprintf("t%d", i), RequestID: fmt.Sprintf("r%d", i),
+		Subject: connectors.Subject{Email: email}}
+}
+
+// TestBatchGathersTasksOfManyRequests: erase tasks of twelve requests go to
+// the vendor in one call, their polls in another, and each request gets
+// its own count back.
+func TestBatchGathersTasksOfManyRequests(t *testing.T) {
+	var emails []string
+	for i := range 12 {
+		emails = append(emails, fmt.Sprintf("p%d@example.com", i))
+	}
+	v := newVendor(emails...)
+	want := map[string]int64{}
+	for i, e := range emails {
+		want[fmt.Sprintf("t%d", i)] = v.records[e]
+	}
+	b := startWorker(t, v, 500*time.Millisecond)
+	for i, e := range emails {
+		b.publish(t, eraseTask(i, e))
+	}
+	running := b.collect(t, len(emails))
+	var polls []bus.Task
+	for id, res := range running {
+		if res.Status != bus.ResultRunning || res.JobRef == "" || res.RequestID != "r"+id[1:] {
+			t.Fatalf("%s: %+v, want running on its own request", id, res)
+		}
+		polls = append(polls, bus.Task{Kind: bus.KindPoll, TaskID: id, RequestID: res.RequestID, JobRef: res.JobRef,
+			Subject: connectors.Subject{Email: emails[atoi(t, id[1:])]}})
+	}
+	b.publish(t, polls...)
+	done := b.collect(t, len(emails))
+	for id, res := range done {
+		if res.Status != bus.ResultErased || res.Records != want[id] {
+			t.Errorf("%s: %s with %d records, want erased with %d", id, res.Status, res.Records, want[id])
+		}
+		if res.Verification != "not_available" {
+			t.Errorf("%s: verification %q, want not_available (the vendor cannot look people up)", id, res.Verification)
+		}
+	}
+	erases, pollCalls, singles := v.calls()
+	if !slices.Equal(erases, []int{12}) || !slices.Equal(pollCalls, []int{12}) || singles != 0 {
+		t.Errorf("vendor calls: erase batches %v, poll batches %v, single calls %d; want one of 12 each and none single", erases, pollCalls, singles)
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestBatchRefusedSplits: the vendor refuses any call holding one bad
+// address; the runtime halves the batch until the bad one stands alone,
+// so the seven others are erased, and the bad one's error names nobody.
+func TestBatchRefusedSplits(t *testing.T) {
+	emails := []string{"a@example.com", "b@example.com", "c@example.com", "refused@example.com",
+		"d@example.com", "e@example.com", "f@example.com", "g@example.com"}
+	v := newVendor(emails...)
+	b := startWorker(t, v, 500*time.Millisecond)
+	for i, e := range emails {
+		b.publish(t, eraseTask(i, e))
+	}
+	got := b.collect(t, len(emails))
+	for i, e := range emails {
+		res := got[fmt.Sprintf("t%d", i)]
+		if e != "refused@example.com" {
+			if res.Status != bus.ResultRunning {
+				t.Errorf("%d: %s (%+v), want running: a neighbour's refusal held it up", i, res.Status, res.Error)
+			}
+			continue
+		}
+		if res.Status != bus.ResultFailed || res.Error == nil || !res.Error.Permanent {
+			t.Fatalf("the refused subject: %+v, want a permanent failure", res)
+		}
+		if strings.Contains(res.Error.Message, "@example.com") {
+			t.Errorf("the refused subject's error names someone: %q", res.Error.Message)
+		}
+	}
+	erases, _, _ := v.calls()
+	// 8 refused → its first 4 refused → 2 erased, 2 refused → 1 erased,
+	// 1 refused → the last 4 erased.
+	if want := []int{8, 4, 2, 2, 1, 1, 4}; !slices.Equal(erases, want) {
+		t.Errorf("erase calls %v, want %v", erases, want)
+	}
+}
+
+// TestBatchItemErrorAndOutage: a subject the connector cannot use fails
+// alone without splitting the call; a call failing for a while fails its
+// tasks retryably, after the quick retries, without splitting, and with
+// nobody's address in any error.
+func TestBatchItemErrorAndOutage(t *testing.T) {
+	t.Run("item", func(t *testing.T) {
+		v := newVendor("a@example.com", "b@example.com")
+		b := startWorker(t, v, 300*time.Millisecond)
+		b.publish(t, eraseTask(0, "a@example.com"), eraseTask(1, ""), eraseTask(2, "b@example.com"))
+		got := b.collect(t, 3)
+		if got["t1"].Status != bus.ResultFailed || !got["t1"].Error.Permanent {
+			t.Errorf("subject without an email: %+v, want a permanent failure", got["t1"])
+		}
+		if got["t0"].Status != bus.ResultRunning || got["t2"].Status != bus.ResultRunning {
+			t.Errorf("the others: %s and %s, want running", got["t0"].Status, got["t2"].Status)
+		}
+		if erases, _, _ := v.calls(); !slices.Equal(erases, []int{3}) {
+			t.Errorf("erase calls %v, want one of 3", erases)
+		}
+	})
+	t.Run("outage", func(t *testing.T) {
+		v := newVendor("a@example.com", "flaky@example.com")
+		b := startWorker(t, v, 300*time.Millisecond)
+		b.publish(t, eraseTask(0, "a@example.com"), eraseTask(1, "flaky@example.com"))
+		got := b.collect(t, 2)
+		for id, res := range got {
+			if res.Status != bus.ResultFailed || res.Error == nil || res.Error.Permanent {
+				t.Errorf("%s: %+v, want a retryable failure", id, res)
+				continue
+			}
+			if strings.Contains(res.Error.Message, "@example.com") {
+				t.Errorf("%s: the error names someone: %q", id, res.Error.Message)
+			}
+		}
+		if erases, _, _ := v.calls(); !slices.Equal(erases, []int{2, 2, 2}) {
+			t.Errorf("erase calls %v, want the call and its two quick retries, unsplit", erases)
+		}
+	})
+}
+
+// TestBatchOffErasesOneByOne: with no batch window the runtime calls
+// Erase, one person a call, as for any connector.
+func TestBatchOffErasesOneByOne(t *testing.T) {
+	v := newVendor("a@example.com")
+	b := startWorker(t, v, 0)
+	b.publish(t, eraseTask(0, "a@example.com"))
+	got := b.collect(t, 1)
+	if got["t0"].Status != bus.ResultFailed {
+		t.Errorf("status %s, want the failure of the single Erase", got["t0"].Status)
+	}
+	if erases, _, singles := v.calls(); len(erases) != 0 || singles != 1 {
+		t.Errorf("erase batches %v, single calls %d; want none and one", erases, singles)
+	}
+}
