@@ -72,3 +72,21 @@ func Chunks(n, size int) [][2]int {
 	}
 	return out
 }
+
+// BatchVerifier is implemented by batch erasers whose vendor looks many
+// people up with one call (SendGrid's search by a list of emails, a SOQL
+// query with an IN list): after a batch, the runtime's post-erasure
+// lookups cost a call a batch instead of a call a person. A subject still
+// found, or whose lookup failed, is looked up again alone with Verify.
+type BatchVerifier interface {
+	Verifier
+	// VerifyBatch looks every subject up, one Checked per subject in the
+	// order given. Records in a recoverable state remain, as for Verify.
+	VerifyBatch(ctx context.Context, subjects []Subject) ([]Checked, error)
+}
+
+// Checked is one subject's part of a batch lookup.
+type Checked struct {
+	Verification Verification
+	Err          error
+}

@@ -22,6 +22,50 @@ func runBatch(t *testing.T, h Harness, b connectors.BatchEraser) {
 	t.Run("BatchCancelledErasesNothing", func(t *testing.T) { batchCancelled(t, h) })
 	t.Run("BatchHostileTouchesNothingElse", func(t *testing.T) { batchHostile(t, h) })
 	t.Run("BatchAtTheLimit", func(t *testing.T) { batchFull(t, h) })
+	if v, ok := b.(connectors.BatchVerifier); ok {
+		t.Run("BatchVerifyFindsThenNone", func(t *testing.T) { batchVerify(t, h, v) })
+	}
+}
+
+// batchVerify: a batch lookup finds each seeded subject before erasure
+// and none after, finds nothing of a subject never seeded, and refuses a
+// subject without identifiers on their own.
+func batchVerify(t *testing.T, h Harness, v connectors.BatchVerifier) {
+	a, b, unknown := h.Subject(900), h.Subject(901), h.Subject(902)
+	h.Seed(t, a)
+	h.Seed(t, b)
+	subjects := []connectors.Subject{a, unknown, {}, b}
+	ctx := ctxFor(t)
+	before, err := v.VerifyBatch(ctx, subjects)
+	if err != nil {
+		t.Fatalf("VerifyBatch before erase: %v", err)
+	}
+	if len(before) != len(subjects) {
+		t.Fatalf("VerifyBatch answered for %d of %d", len(before), len(subjects))
+	}
+	for _, i := range []int{0, 3} {
+		if before[i].Err != nil || before[i].Verification.Remaining == 0 {
+			t.Errorf("subject %d before erase: %d remaining, %v; want the seeded records found", i, before[i].Verification.Remaining, before[i].Err)
+		}
+	}
+	if before[1].Err != nil || before[1].Verification.Remaining != 0 {
+		t.Errorf("a subject never seeded: %d remaining, %v; want none", before[1].Verification.Remaining, before[1].Err)
+	}
+	if before[2].Err == nil || !IsPermanent(before[2].Err) {
+		t.Errorf("a subject without identifiers: %v, want a permanent error of its own", before[2].Err)
+	}
+	if _, err := EraseBatchAndWait(ctx, v.(connectors.BatchEraser), []connectors.Subject{a, b}, h.PollTimeout); err != nil {
+		t.Fatalf("EraseBatch: %v", err)
+	}
+	after, err := v.VerifyBatch(ctx, []connectors.Subject{a, b})
+	if err != nil || len(after) != 2 {
+		t.Fatalf("VerifyBatch after erase: %d answers, %v", len(after), err)
+	}
+	for i, c := range after {
+		if c.Err != nil || c.Verification.Remaining != 0 {
+			t.Errorf("subject %d after erase: %d remaining, %v; want none", i, c.Verification.Remaining, c.Err)
+		}
+	}
 }
 
 // EraseBatchAndWait erases subjects in one batch and polls every running

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/internal/bus"
+	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -170,14 +171,85 @@ func (r *runner) handleSet(ctx context.Context, b connectors.BatchEraser, msgs [
 // finishAll describes and reports each task of a batch call, with its
 // post-erasure lookup when one is due.
 func (r *runner) finishAll(ctx context.Context, set []pending, items []batchItem, one func(func())) {
+	checked := r.verifyBatch(ctx, set, items)
 	for i, p := range set {
 		one(func() {
 			res := bus.Result{V: bus.Version, Kind: p.task.Kind, TaskID: p.task.TaskID, RequestID: p.task.RequestID,
 				Connector: r.in.Name, Attempt: p.task.Attempt, StartedAt: items[i].started}
-			res = r.finish(ctx, p.task, res, items[i].Outcome, items[i].Err, p.log, items[i].others...)
+			res = r.finish(ctx, p.task, res, items[i].Outcome, items[i].Err, p.log, checked[i], items[i].others...)
 			r.report(ctx, p.msg, p.task, res, p.log)
 		})
 	}
+}
+
+// verifyBatch runs the post-erasure lookups of a batch together, when the
+// connector can: each subject found gone needs no lookup of its own. One
+// still found, or whose lookup failed, or a batch lookup that failed, is
+// left nil: finish looks it up alone, with the single path's retries.
+func (r *runner) verifyBatch(ctx context.Context, set []pending, items []batchItem) []*connectors.Verification {
+	out := make([]*connectors.Verification, len(set))
+	bv, ok := r.in.Connector.(connectors.BatchVerifier)
+	if !ok {
+		return out
+	}
+	var due []int
+	for i, it := range items {
+		if it.Err == nil && (it.Outcome.Status == connectors.StatusErased || it.Outcome.Status == connectors.StatusNotFound) {
+			due = append(due, i)
+		}
+	}
+	for _, c := range connectors.Chunks(len(due), r.batchMax(bv.(connectors.BatchEraser))) {
+		idx := due[c[0]:c[1]]
+		subjects := make([]connectors.Subject, len(idx))
+		for j, i := range idx {
+			subjects[j] = set[i].task.Subject
+		}
+		var got []connectors.Checked
+		err := r.retry(ctx, quickRetries, 10*time.Second, 2*time.Second, nil, func() error {
+			cctx, cancel := context.WithTimeout(r.metered(ctx), r.w.Timeout)
+			defer cancel()
+			start := time.Now()
+			var err error
+			got, err = bv.VerifyBatch(cctx, subjects)
+			if err == nil && len(got) != len(subjects) {
+				err = connectors.Permanentf("batch lookup answered for %d of %d", len(got), len(subjects))
+			}
+			outcome := "ok"
+			if err != nil {
+				outcome = "error"
+			}
+			r.w.Metrics.ConnectorCall(r.in.Name, "verify_batch", outcome, time.Since(start))
+			return err
+		})
+		if err != nil {
+			r.log.Warn("batch lookup failed; each is looked up alone", zap.Int("size", len(idx)),
+				zap.String("error", erasure.RedactValues(err.Error(), subjectValues(subjects)...)))
+			continue
+		}
+		for j, i := range idx {
+			if got[j].Err == nil && got[j].Verification.Remaining == 0 {
+				v := got[j].Verification
+				out[i] = &v
+			}
+		}
+	}
+	return out
+}
+
+func pendingValues(set []pending) []string {
+	var vs []string
+	for _, p := range set {
+		vs = append(vs, p.task.Subject.Values()...)
+	}
+	return vs
+}
+
+func subjectValues(subjects []connectors.Subject) []string {
+	var vs []string
+	for _, s := range subjects {
+		vs = append(vs, s.Values()...)
+	}
+	return vs
 }
 
 // batchItem is a task's part of a batch call; others are the identifiers
@@ -223,7 +295,8 @@ func (r *runner) batchCalls(ctx context.Context, kind string, set []pending, cal
 			return
 		}
 		if perm, _ := connectors.Classify(err); perm && hi-lo > 1 && ctx.Err() == nil {
-			r.log.Info("batch refused; trying its halves", zap.String("kind", kind), zap.Int("size", hi-lo), zap.Error(err))
+			r.log.Info("batch refused; trying its halves", zap.String("kind", kind), zap.Int("size", hi-lo),
+				zap.String("error", erasure.RedactValues(err.Error(), pendingValues(set[lo:hi])...)))
 			mid := (lo + hi) / 2
 			run(lo, mid)
 			run(mid, hi)
@@ -231,9 +304,7 @@ func (r *runner) batchCalls(ctx context.Context, kind string, set []pending, cal
 		}
 		var others []string
 		if hi-lo > 1 {
-			for _, p := range set[lo:hi] {
-				others = append(others, p.task.Subject.Values()...)
-			}
+			others = pendingValues(set[lo:hi])
 		}
 		for i := lo; i < hi; i++ {
 			out[i] = batchItem{Item: connectors.Item{Err: err}, started: started, others: others}

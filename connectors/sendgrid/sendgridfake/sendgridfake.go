@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,10 +33,13 @@ const DefaultKey = "SG.test-key.0123456789abcdef"
 type Options = fakevendor.Options
 
 // Fake is a local SendGrid v3 Marketing Contacts API, as documented:
-// Bearer auth; POST /v3/marketing/contacts/search/emails answering a
-// result map, or 404 when none of the addresses is a contact; DELETE
-// /v3/marketing/contacts?ids=… answering 202 {"job_id"} and deleting only
-// when the job runs; GET /v3/marketing/contacts/imports/{id} reporting
+// Bearer auth; POST /v3/marketing/contacts/search/emails taking up to
+// MaxSearch addresses (primary or alternate) and answering a result map
+// keyed by the lower-cased address, a contact or "contact not found" for
+// each, or 404 when none of the addresses is a contact, or 400 when one is
+// not an address; DELETE /v3/marketing/contacts?ids=… taking up to
+// MaxDelete ids, answering 202 {"job_id"} and deleting only when the job
+// runs; GET /v3/marketing/contacts/imports/{id} reporting
 // pending, then completed (or errored/failed) with counts; and a rate
 // limit answered by 429 with X-RateLimit-* headers (reset in epoch
 // seconds) and SendGrid's error body.
@@ -44,7 +48,7 @@ type Fake struct {
 
 	mu       sync.Mutex
 	key      *fakevendor.Key
-	contacts map[string]string // contact id → lower-cased email
+	contacts map[string]*contact
 	jobs     map[string]*job
 	nextID   int
 	// pending is how many status requests a job answers "pending" to.
@@ -53,6 +57,26 @@ type Fake struct {
 	// partial (completed with one contact errored).
 	outcome *fakevendor.Setting[string]
 }
+
+// contact is a Marketing Campaigns contact: its primary address and any
+// alternate ones, all lower-cased.
+type contact struct {
+	email      string
+	alternates []string
+}
+
+func (c *contact) holds(email string) bool {
+	return c.email == email || slices.Contains(c.alternates, email)
+}
+
+// MaxSearch is how many addresses one search takes: SendGrid documents
+// "up to 100 contacts" a call.
+const MaxSearch = 100
+
+// MaxDelete is how many ids the fake takes in one delete. SendGrid
+// documents no maximum; the fake holds the connector to the 100 it
+// assumes.
+const MaxDelete = 100
 
 type job struct {
 	fakevendor.Job
@@ -65,7 +89,7 @@ type job struct {
 // Start starts a fake that stops when the test ends.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	f := &Fake{key: fakevendor.NewKey(DefaultKey), contacts: map[string]string{}, jobs: map[string]*job{}, outcome: fakevendor.NewSetting("completed")}
+	f := &Fake{key: fakevendor.NewKey(DefaultKey), contacts: map[string]*contact{}, jobs: map[string]*job{}, outcome: fakevendor.NewSetting("completed")}
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 2, Auth: fakevendor.BearerAuth(f.key, Refused)})
 	f.Controls, f.pending = srv.Controls(), srv.JobPolls
 	srv.Handle("POST /v3/marketing/contacts/search/emails", f.search)
@@ -107,7 +131,8 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 	return 1
 }
 
-// Count is how many contacts hold the subject's email.
+// Count is how many contacts hold the subject's email, as their address
+// or an alternate one.
 func (f *Fake) Count(s connectors.Subject) int64 {
 	if s.Email == "" {
 		return 0
@@ -115,8 +140,8 @@ func (f *Fake) Count(s connectors.Subject) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var n int64
-	for _, e := range f.contacts {
-		if e == strings.ToLower(s.Email) {
+	for _, c := range f.contacts {
+		if c.holds(strings.ToLower(s.Email)) {
 			n++
 		}
 	}
@@ -146,13 +171,26 @@ func (f *Fake) newID(prefix string) string {
 	return fmt.Sprintf("%s-%04x-4000-8000-%012x", prefix, f.nextID, f.nextID)
 }
 
-// Add stores a contact for email and returns its id.
-func (f *Fake) Add(email string) string {
+// Add stores a contact for email, with any alternate addresses, and
+// returns its id.
+func (f *Fake) Add(email string, alternates ...string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := f.newID("c0ffee00")
-	f.contacts[id] = strings.ToLower(email)
+	c := &contact{email: strings.ToLower(email)}
+	for _, a := range alternates {
+		c.alternates = append(c.alternates, strings.ToLower(a))
+	}
+	f.contacts[id] = c
 	return id
+}
+
+// Remove deletes a contact at once, as someone using SendGrid's own UI
+// would.
+func (f *Fake) Remove(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.contacts, id)
 }
 
 // EndJobsAs sets how delete jobs end when they run: completed (the
@@ -168,19 +206,32 @@ func (f *Fake) search(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, "emails", "emails is required")
 		return
 	}
-	if len(body.Emails) > 100 {
+	if len(body.Emails) > MaxSearch {
 		WriteError(w, http.StatusBadRequest, "emails", "a maximum of 100 emails may be searched at once")
 		return
+	}
+	for _, e := range body.Emails {
+		if e != "" && !plausible(e) {
+			// "A 400 status code is returned if any searched addresses
+			// are invalid": the whole search is refused.
+			WriteError(w, http.StatusBadRequest, "emails", "one or more of the emails is invalid")
+			return
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	result := map[string]any{}
 	found := false
 	for _, e := range body.Emails {
+		if e == "" {
+			continue // "Empty strings are excluded from the search and will not be returned."
+		}
+		e = strings.ToLower(e)
 		var hit map[string]any
-		for id, ce := range f.contacts {
-			if ce == strings.ToLower(e) {
-				hit = map[string]any{"id": id, "email": ce, "first_name": "Ann", "list_ids": []string{}, "created_at": "2024-01-02T03:04:05Z"}
+		for id, c := range f.contacts {
+			if c.holds(e) {
+				hit = map[string]any{"id": id, "email": c.email, "alternate_emails": append([]string{}, c.alternates...),
+					"first_name": "Ann", "list_ids": []string{}, "created_at": "2024-01-02T03:04:05Z"}
 			}
 		}
 		if hit == nil {
@@ -208,7 +259,13 @@ func (f *Fake) deleteContacts(w http.ResponseWriter, r *http.Request) {
 			ids = append(ids, id)
 		}
 	case q.Get("ids") != "":
-		ids = strings.Split(q.Get("ids"), ",")
+		for _, id := range strings.Split(q.Get("ids"), ",") {
+			ids = append(ids, strings.TrimSpace(id)) // SendGrid's own sample sends "1, 2"
+		}
+		if len(ids) > MaxDelete {
+			WriteError(w, http.StatusBadRequest, "ids", "too many ids")
+			return
+		}
 	default:
 		WriteError(w, http.StatusBadRequest, "ids", "either ids or delete_all_contacts must be set")
 		return
@@ -257,6 +314,15 @@ func (f *Fake) jobStatus(w http.ResponseWriter, r *http.Request) {
 		res["finished_at"] = j.finished.UTC().Format(time.RFC3339)
 	}
 	fakevendor.JSON(w, http.StatusOK, res)
+}
+
+// plausible is the fake's idea of an address SendGrid accepts: one @
+// between a local part and a dotted domain, no spaces. SendGrid does not
+// publish its rule.
+func plausible(e string) bool {
+	local, domain, ok := strings.Cut(e, "@")
+	return ok && local != "" && strings.Contains(domain, ".") &&
+		!strings.Contains(domain, "@") && !strings.ContainsAny(e, " \t\r\n")
 }
 
 func (f *Fake) contactCount(w http.ResponseWriter, _ *http.Request) {
