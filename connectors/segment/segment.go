@@ -183,35 +183,145 @@ const (
 	profileNone  = "none"
 )
 
+// batchLimit is how many userIds one regulation takes: "You can delete up
+// to 5000 userIds per call using the Public API".
+const batchLimit = 5000
+
+var (
+	_ connectors.BatchEraser = (*connector)(nil)
+	_ connectors.BatchPoller = (*connector)(nil)
+	_ connectors.BatchPoller = resolving{}
+)
+
 // jobRef is what Poll needs, stored by the runtime while the regulation
-// runs: Segment's regulation id and what the profile lookup found before
-// it (empty without a lookup). It holds no identifier of the person.
+// runs: Segment's regulation id, what the profile lookup found before it
+// (empty without a lookup) and, for a regulation filed for several
+// people, how many userIds it holds. It holds no identifier of the person.
+// Refs written before batches lack Subjects and read as one userId.
 type jobRef struct {
 	Regulation string `json:"regulation"`
 	Profile    string `json:"profile,omitempty"`
+	Subjects   int    `json:"subjects,omitempty"`
 }
 
-// Erase creates a regulation for the subject's userId. The plan makes the
-// runtime wait for one; a subject without it is refused, never reported
-// not found: nothing was searched.
+// Erase creates a regulation for the subject's userId: a batch of one. The
+// plan makes the runtime wait for one; a subject without it is refused,
+// never reported not found: nothing was searched.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	id, err := c.userID(ctx, s)
+	items, err := c.EraseBatch(ctx, []connectors.Subject{s})
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
-	var ev []connectors.Evidence
-	ref := jobRef{}
+	return items[0].Outcome, items[0].Err
+}
+
+// profileBatchLimit bounds a batch when every subject is first looked
+// up in the Profile API, one call each (it has no bulk lookup): at the
+// default 10 calls a second, a batch's calls take about 20 seconds, well
+// inside the runtime's timeout of one call, instead of 500 for 5,000.
+const profileBatchLimit = 200
+
+// BatchLimit is the most userIds Segment takes in one regulation, or
+// profileBatchLimit when each subject is looked up first.
+func (c *connector) BatchLimit() int {
 	if c.profiles != nil {
-		found, err := c.profiles.lookup(ctx, id)
-		if err != nil {
-			return connectors.Outcome{}, err
-		}
-		ref.Profile = profileNone
-		if found {
-			ref.Profile = profileFound
-		}
-		ev = append(ev, connectors.Evidence{Kind: "segment_profile", Value: "before erasure: " + describeProfile(found)})
+		return profileBatchLimit
 	}
+	return batchLimit
+}
+
+// EraseBatch files one regulation for the userIds of all subjects (one per
+// 5,000 distinct userIds, should it be given more than BatchLimit). Each
+// subject gets its own job ref: the regulation and what its own profile
+// lookup found. A subject without a userId fails alone; the same userId
+// twice is sent once.
+//
+// An error before any regulation exists (a profile lookup or the first
+// create failing) fails the whole call, so the runtime can split the batch;
+// once a regulation was filed, a later chunk that fails fails only its own
+// subjects, and the filed regulation is not lost.
+func (c *connector) EraseBatch(ctx context.Context, subjects []connectors.Subject) ([]connectors.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	items := make([]connectors.Item, len(subjects))
+	// ids are the distinct userIds in order; who[k] the subjects holding ids[k].
+	var ids []string
+	var who [][]int
+	seen := map[string]int{}
+	for i, s := range subjects {
+		id, err := c.userIDOf(s)
+		if err != nil {
+			items[i].Err = err
+			continue
+		}
+		k, ok := seen[id]
+		if !ok {
+			k = len(ids)
+			seen[id] = k
+			ids = append(ids, id)
+			who = append(who, nil)
+		}
+		who[k] = append(who[k], i)
+	}
+	if len(ids) == 0 {
+		return items, nil
+	}
+	// Before anything is erased: which userIds have a profile. The Profile
+	// API looks up one profile a call.
+	var before []string
+	if c.profiles != nil {
+		before = make([]string, len(ids))
+		for k, id := range ids {
+			found, err := c.profiles.lookup(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			before[k] = profileNone
+			if found {
+				before[k] = profileFound
+			}
+		}
+	}
+	chunks := connectors.Chunks(len(ids), batchLimit)
+	for n, ch := range chunks {
+		reg, err := c.createRegulation(ctx, ids[ch[0]:ch[1]])
+		if err != nil {
+			if n == 0 {
+				return nil, err
+			}
+			// The regulations already filed stand; the subjects of this
+			// chunk and the next ones fail alone, to be erased again.
+			for k := ch[0]; k < len(ids); k++ {
+				for _, i := range who[k] {
+					items[i].Err = err
+				}
+			}
+			break
+		}
+		size := ch[1] - ch[0]
+		created := connectors.Evidence{Kind: "segment_regulation", Value: reg + ": created (" + c.regType + ") for " + connectors.Plural(size, "user id")}
+		for k := ch[0]; k < ch[1]; k++ {
+			ref := jobRef{Regulation: reg}
+			if size > 1 {
+				ref.Subjects = size
+			}
+			var ev []connectors.Evidence
+			if before != nil {
+				ref.Profile = before[k]
+				ev = append(ev, connectors.Evidence{Kind: "segment_profile", Value: "before erasure: " + describeProfile(before[k] == profileFound)})
+			}
+			ev = append(ev, created)
+			for _, i := range who[k] {
+				items[i].Outcome = connectors.Running(vendorkit.EncodeRef(ref), c.poll, ev...)
+			}
+		}
+	}
+	return items, nil
+}
+
+// createRegulation files one regulation for ids and returns its id.
+func (c *connector) createRegulation(ctx context.Context, ids []string) (string, error) {
 	var body struct {
 		Data struct {
 			RegulateID string `json:"regulateId"`
@@ -220,20 +330,18 @@ func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors
 	resp, err := c.send(ctx, http.MethodPost, c.base+"/regulations", map[string]any{
 		"regulationType": c.regType,
 		"subjectType":    "USER_ID",
-		"subjectIds":     []string{id},
+		"subjectIds":     ids,
 	}, &body, "create regulation")
 	if err != nil {
-		return connectors.Outcome{}, err
+		return "", err
 	}
 	if resp.Status == http.StatusNotFound {
-		return connectors.Outcome{}, connectors.Permanentf("Segment create regulation: 404 Not Found: check base_url (it must be the Public API, e.g. %s)", defaultBaseURL)
+		return "", connectors.Permanentf("Segment create regulation: 404 Not Found: check base_url (it must be the Public API, e.g. %s)", defaultBaseURL)
 	}
 	if body.Data.RegulateID == "" {
-		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("%s create regulation: status %d without a regulateId", vendor, resp.Status), 0)
+		return "", connectors.Retryable(fmt.Errorf("%s create regulation: status %d without a regulateId", vendor, resp.Status), 0)
 	}
-	ref.Regulation = body.Data.RegulateID
-	ev = append(ev, connectors.Evidence{Kind: "segment_regulation", Value: ref.Regulation + ": created (" + c.regType + ")"})
-	return connectors.Running(vendorkit.EncodeRef(ref), c.poll, ev...), nil
+	return body.Data.RegulateID, nil
 }
 
 // regulation is the part of GET /regulations/{id} the connector reads.
@@ -255,25 +363,74 @@ type destination struct {
 	FinishedAt string `json:"finishedAt"`
 }
 
-// Poll reads the regulation and judges it destination by destination.
+// Poll reads the regulation and judges it destination by destination: a
+// batch of one.
 func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	var j jobRef
-	if err := vendorkit.DecodeRef(ref, &j, func() bool { return j.Regulation != "" }, "segment"); err != nil {
+	items, err := c.PollBatch(ctx, []string{ref})
+	if err != nil {
 		return connectors.Outcome{}, err
 	}
+	return items[0].Outcome, items[0].Err
+}
+
+// PollBatch reads each regulation the refs name once, and judges it for
+// every ref: Segment reports a regulation's status, destination by
+// destination, for all its userIds together, so each of them gets the
+// regulation's verdict (and their own profile lookup's). A malformed ref,
+// or a regulation Segment no longer has, fails its refs alone; any other
+// failure fails the call.
+func (c *connector) PollBatch(ctx context.Context, refs []string) ([]connectors.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	items := make([]connectors.Item, len(refs))
+	jobs := make([]jobRef, len(refs))
+	var order []string
+	byReg := map[string][]int{}
+	for i, ref := range refs {
+		j := &jobs[i]
+		if err := vendorkit.DecodeRef(ref, j, func() bool { return j.Regulation != "" }, "segment"); err != nil {
+			items[i].Err = err
+			continue
+		}
+		if _, ok := byReg[j.Regulation]; !ok {
+			order = append(order, j.Regulation)
+		}
+		byReg[j.Regulation] = append(byReg[j.Regulation], i)
+	}
+	for _, id := range order {
+		r, found, err := c.getRegulation(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		for _, i := range byReg[id] {
+			if !found {
+				items[i].Err = connectors.Permanentf("Segment regulation %s not found: it was deleted, or token and base_url belong to another workspace", id)
+				continue
+			}
+			out, err := c.judge(jobs[i], r)
+			items[i] = connectors.Item{Outcome: out, Err: err}
+		}
+	}
+	return items, nil
+}
+
+// getRegulation reads regulation id; found is false when Segment answers
+// 404.
+func (c *connector) getRegulation(ctx context.Context, id string) (r regulation, found bool, err error) {
 	var body struct {
 		Data struct {
 			Regulation regulation `json:"regulation"`
 		} `json:"data"`
 	}
-	resp, err := c.send(ctx, http.MethodGet, c.base+"/regulations/"+url.PathEscape(j.Regulation), nil, &body, "get regulation")
+	resp, err := c.send(ctx, http.MethodGet, c.base+"/regulations/"+url.PathEscape(id), nil, &body, "get regulation")
 	if err != nil {
-		return connectors.Outcome{}, err
+		return regulation{}, false, err
 	}
 	if resp.Status == http.StatusNotFound {
-		return connectors.Outcome{}, connectors.Permanentf("Segment regulation %s not found: it was deleted, or token and base_url belong to another workspace", j.Regulation)
+		return regulation{}, false, nil
 	}
-	return c.judge(j, body.Data.Regulation)
+	return body.Data.Regulation, true, nil
 }
 
 // send is vendorhttp's Send speaking version 1 of the Public API (its
@@ -295,6 +452,11 @@ func (c *connector) send(ctx context.Context, method, url string, body, out any,
 	return resp, err
 }
 
+// judge is the regulation's verdict for one ref. A regulation filed for
+// several userIds reports on all of them at once, so whatever it says
+// applies to each of them alike: a destination that failed fails every
+// one (Segment does not say for whom it failed), and "erased" is claimed
+// only when the regulation finished everywhere.
 func (c *connector) judge(j jobRef, r regulation) (connectors.Outcome, error) {
 	var dests []destination
 	for _, s := range r.StreamStatus {
@@ -306,6 +468,10 @@ func (c *connector) judge(j jobRef, r regulation) (connectors.Outcome, error) {
 		head += " at " + r.FinishedAt
 	}
 	ev := []connectors.Evidence{{Kind: "segment_regulation", Value: head}}
+	if j.Subjects > 1 {
+		ev = append(ev, connectors.Evidence{Kind: "segment_regulation", Value: j.Regulation + " holds " + connectors.Plural(j.Subjects, "user id") +
+			": its statuses are for all of them together"})
+	}
 	var failed, refused []string
 	for _, d := range dests {
 		v := d.Name + ": " + d.Status
@@ -374,6 +540,11 @@ func (c *connector) userID(ctx context.Context, s connectors.Subject) (string, e
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
+	return c.userIDOf(s)
+}
+
+// userIDOf is userID without the context check, for a batch.
+func (c *connector) userIDOf(s connectors.Subject) (string, error) {
 	if id := s.UserIDs[c.system]; id != "" {
 		return id, nil
 	}

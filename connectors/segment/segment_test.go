@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -446,5 +447,451 @@ func TestResolveCredentials(t *testing.T) {
 	f.SetTokens(segmentfake.DefaultToken, "rotated")
 	if _, err := c.Resolve(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) {
 		t.Errorf("Resolve with a refused token = %v; want permanent", err)
+	}
+}
+
+// batchOf returns c as a batch eraser and poller.
+func batchOf(t *testing.T, c connectors.Connector) interface {
+	connectors.BatchEraser
+	connectors.BatchPoller
+} {
+	t.Helper()
+	b, ok := c.(interface {
+		connectors.BatchEraser
+		connectors.BatchPoller
+	})
+	if !ok {
+		t.Fatal("the connector is not a batch eraser and poller")
+	}
+	return b
+}
+
+// subjects are VendorSubject(from) … VendorSubject(from+n-1), each with
+// a profile and events in f when seed is set.
+func subjects(f *segmentfake.Fake, from, n int, seed bool) []connectors.Subject {
+	out := make([]connectors.Subject, n)
+	for i := range out {
+		out[i] = connectortest.VendorSubject(from + i)
+		if seed {
+			f.AddUser(out[i].UserIDs[connectortest.UserIDSystem])
+		}
+	}
+	return out
+}
+
+// userIDs are the distinct userIds of ss, in order.
+func userIDs(ss []connectors.Subject) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range ss {
+		if id := s.UserIDs[connectortest.UserIDSystem]; id != "" && !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// TestBatchCalls: a batch costs one regulation per 5,000 distinct userIds
+// (one profile lookup per userId with profiles), and polled together one
+// status call per regulation a round (the fake's regulations answer
+// INITIALIZED, RUNNING, then FINISHED: three rounds).
+func TestBatchCalls(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		n        int
+		profiles bool
+		edit     func([]connectors.Subject) []connectors.Subject
+		want     []int // userIds per regulation
+	}{
+		{name: "one", n: 1, want: []int{1}},
+		{name: "three", n: 3, want: []int{3}},
+		{name: "120 with profiles", n: 120, profiles: true, want: []int{120}},
+		{name: "at the limit", n: 5000, want: []int{5000}},
+		{name: "past the limit", n: 5001, want: []int{5000, 1}},
+		{name: "twice the limit and more", n: 10001, want: []int{5000, 5000, 1}},
+		{name: "the same userId twice is sent once", n: 3, profiles: true, want: []int{2},
+			edit: func(ss []connectors.Subject) []connectors.Subject {
+				return append(ss[:2], connectortest.VendorSubject(0))
+			}},
+		{name: "a subject without userId is not sent", n: 3, want: []int{2},
+			edit: func(ss []connectors.Subject) []connectors.Subject {
+				ss[1] = connectors.Subject{Email: "x@example.com"}
+				return ss
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := segmentfake.Start(t, segmentfake.Options{})
+			ss := subjects(f, 0, tc.n, true)
+			if tc.edit != nil {
+				ss = tc.edit(ss)
+			}
+			c := instanceWithoutProfiles(t, f)
+			if tc.profiles {
+				c = instance(t, f)
+			}
+			items, err := connectortest.EraseBatchAndWait(connectortest.Ctx(t), batchOf(t, c), ss, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			regs := f.Regulations()
+			var sizes []int
+			var sent []string
+			for _, r := range regs {
+				sizes = append(sizes, len(r))
+				sent = append(sent, r...)
+			}
+			if fmt.Sprint(sizes) != fmt.Sprint(tc.want) {
+				t.Errorf("regulations of %v userIds, want %v", sizes, tc.want)
+			}
+			distinct := userIDs(ss)
+			if strings.Join(sent, ",") != strings.Join(distinct, ",") {
+				t.Errorf("userIds sent out of order or not once each (%d sent, %d distinct)", len(sent), len(distinct))
+			}
+			creates, statuses := f.RegulationCalls()
+			if creates != len(tc.want) || statuses != 3*len(tc.want) {
+				t.Errorf("%d create and %d status calls, want %d and %d", creates, statuses, len(tc.want), 3*len(tc.want))
+			}
+			lookups, want := len(f.ProfileCalls()), 0
+			if tc.profiles {
+				want = len(distinct)
+			}
+			if lookups != want {
+				t.Errorf("%d profile lookups, want %d", lookups, want)
+			}
+			for i, it := range items {
+				if ss[i].UserIDs[connectortest.UserIDSystem] == "" {
+					if it.Err == nil || !connectortest.IsPermanent(it.Err) {
+						t.Errorf("subject %d without userId: %v, want a permanent error", i, it.Err)
+					}
+					continue
+				}
+				if it.Err != nil || it.Outcome.Status != connectors.StatusErased {
+					t.Errorf("subject %d: %q, %v", i, it.Outcome.Status, it.Err)
+				}
+			}
+		})
+	}
+}
+
+// TestBatchAttribution: Segment says nothing per userId; only the profile
+// lookup, made for each, tells who it never saw. Without it nobody is
+// not_found.
+func TestBatchAttribution(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		profiles bool
+		want     []connectors.Status
+	}{
+		{"with profiles", true, []connectors.Status{connectors.StatusErased, connectors.StatusNotFound, connectors.StatusErased}},
+		{"without profiles", false, []connectors.Status{connectors.StatusErased, connectors.StatusErased, connectors.StatusErased}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := segmentfake.Start(t, segmentfake.Options{})
+			ss := subjects(f, 20, 3, false)
+			f.Seed(ss[0])
+			f.Seed(ss[2])
+			c := instanceWithoutProfiles(t, f)
+			if tc.profiles {
+				c = instance(t, f)
+			}
+			b := batchOf(t, c)
+			first, err := b.EraseBatch(connectortest.Ctx(t), ss)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, it := range first {
+				for _, id := range userIDs(ss) {
+					if strings.Contains(it.Outcome.JobRef, id) || strings.Contains(connectortest.EvidenceText(it.Outcome.Evidence), id) {
+						t.Errorf("subject %d: job ref or evidence holds a userId", i)
+					}
+				}
+				if !strings.Contains(connectortest.EvidenceText(it.Outcome.Evidence), "reg0001: created (SUPPRESS_WITH_DELETE) for 3 user ids") {
+					t.Errorf("subject %d: evidence = %s", i, connectortest.EvidenceText(it.Outcome.Evidence))
+				}
+			}
+			// The refs, polled together to the end.
+			got := first
+			for range 5 {
+				refs := []string{got[0].Outcome.JobRef, got[1].Outcome.JobRef, got[2].Outcome.JobRef}
+				if got, err = b.PollBatch(connectortest.Ctx(t), refs); err != nil {
+					t.Fatal(err)
+				}
+				if got[0].Outcome.Status != connectors.StatusRunning {
+					break
+				}
+			}
+			for i, it := range got {
+				out := it.Outcome
+				if it.Err != nil || out.Status != tc.want[i] {
+					t.Errorf("subject %d: %q, %v; want %q", i, out.Status, it.Err, tc.want[i])
+				}
+				if out.Status == connectors.StatusErased && (!out.Uncounted || out.Records != 0) {
+					t.Errorf("subject %d: erased with %d records (uncounted %v): Segment counts nothing", i, out.Records, out.Uncounted)
+				}
+				if ev := connectortest.EvidenceText(out.Evidence); !strings.Contains(ev, "reg0001 holds 3 user ids: its statuses are for all of them together") {
+					t.Errorf("subject %d: evidence = %s", i, ev)
+				}
+			}
+		})
+	}
+}
+
+// TestBatchRefusedAsAWhole: a create call Segment refuses fails the whole
+// batch, classified as a single create is, so the runtime can split it;
+// nothing is reported for anyone and no identifier is quoted.
+func TestBatchRefusedAsAWhole(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		fault     fakevendor.Fault
+		profile   bool // the fault meets the profile lookup
+		permanent bool
+		after     time.Duration // at least
+	}{
+		{name: "422 validation failure", fault: func(w http.ResponseWriter, r *http.Request) {
+			fakevendor.JSON(w, http.StatusUnprocessableEntity, map[string]any{"errors": []map[string]string{{"type": "validation", "message": "invalid subjectIds: user-30"}}})
+		}, permanent: true},
+		{name: "400", fault: fakevendor.Status(http.StatusBadRequest), permanent: true},
+		{name: "401", fault: segmentfake.Refused, permanent: true},
+		{name: "500", fault: fakevendor.Status(http.StatusInternalServerError)},
+		{name: "503", fault: fakevendor.Status(http.StatusServiceUnavailable)},
+		{name: "429 with the reset date", fault: segmentfake.TooMany, after: time.Second},
+		{name: "profile lookup 500", fault: fakevendor.Status(http.StatusInternalServerError), profile: true},
+		{name: "profile lookup 429", fault: segmentfake.ProfilesTooMany, profile: true, after: time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := segmentfake.Start(t, segmentfake.Options{})
+			ss := subjects(f, 30, 3, true)
+			if tc.profile {
+				f.InjectProfiles(1, f.PassThrough())
+				f.InjectProfiles(1, tc.fault)
+			} else {
+				f.Inject(1, tc.fault)
+			}
+			items, err := batchOf(t, instance(t, f)).EraseBatch(connectortest.Ctx(t), ss)
+			if err == nil {
+				t.Fatalf("EraseBatch = %d items, no error; want the call to fail", len(items))
+			}
+			if items != nil {
+				t.Errorf("a failed call answered for %d subjects", len(items))
+			}
+			perm, after := connectors.Classify(err)
+			if perm != tc.permanent || after < tc.after {
+				t.Errorf("permanent %v after %v, want %v after at least %v: %v", perm, after, tc.permanent, tc.after, err)
+			}
+			for _, id := range userIDs(ss) {
+				if strings.Contains(err.Error(), id) {
+					t.Errorf("error carries a userId: %v", err)
+				}
+			}
+			if n := len(f.Regulations()); n != 0 {
+				t.Errorf("%d regulations filed by a failed call", n)
+			}
+		})
+	}
+	// Past the limit, the regulations already filed stand: a later chunk
+	// that fails fails its own subjects.
+	t.Run("second chunk fails", func(t *testing.T) {
+		t.Parallel()
+		f := segmentfake.Start(t, segmentfake.Options{})
+		ss := subjects(f, 0, segmentfake.MaxSubjectIDs+2, false)
+		f.Inject(1, f.PassThrough())
+		f.Inject(1, fakevendor.Status(http.StatusBadGateway))
+		items, err := batchOf(t, instanceWithoutProfiles(t, f)).EraseBatch(connectortest.Ctx(t), ss)
+		if err != nil {
+			t.Fatalf("EraseBatch failed as a whole though a regulation was filed: %v", err)
+		}
+		for i, it := range items {
+			switch {
+			case i < segmentfake.MaxSubjectIDs && (it.Err != nil || it.Outcome.Status != connectors.StatusRunning):
+				t.Fatalf("subject %d of the filed regulation: %q, %v", i, it.Outcome.Status, it.Err)
+			case i >= segmentfake.MaxSubjectIDs && (it.Err == nil || connectortest.IsPermanent(it.Err)):
+				t.Fatalf("subject %d of the failed chunk: %q, %v; want a retryable error", i, it.Outcome.Status, it.Err)
+			}
+		}
+		if creates, _ := f.RegulationCalls(); creates != 2 || len(f.Regulations()) != 1 {
+			t.Errorf("%d creates, %d regulations; want 2 and 1", creates, len(f.Regulations()))
+		}
+	})
+	// The fake refuses more than 5,000 userIds as Segment does: the
+	// connector never sends them.
+	t.Run("the fake enforces the limit", func(t *testing.T) {
+		t.Parallel()
+		f := segmentfake.Start(t, segmentfake.Options{})
+		ids := make([]string, segmentfake.MaxSubjectIDs+1)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("u%d", i)
+		}
+		for n, want := range map[int]int{segmentfake.MaxSubjectIDs: http.StatusOK, segmentfake.MaxSubjectIDs + 1: http.StatusUnprocessableEntity} {
+			b, _ := json.Marshal(map[string]any{"regulationType": "SUPPRESS_WITH_DELETE", "subjectType": "USER_ID", "subjectIds": ids[:n]})
+			req, _ := http.NewRequest(http.MethodPost, f.URL()+"/regulations", strings.NewReader(string(b)))
+			req.Header.Set("Authorization", "Bearer "+segmentfake.DefaultToken)
+			req.Header.Set("Content-Type", "application/vnd.segment.v1+json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("%d subjectIds: %d, want %d", n, resp.StatusCode, want)
+			}
+		}
+	})
+}
+
+// TestPollBatch: refs naming one regulation cost one status call, refs
+// written by the single Erase before batches still poll, and a ref that
+// cannot be read or names a regulation Segment no longer has fails alone.
+func TestPollBatch(t *testing.T) {
+	t.Parallel()
+	f := segmentfake.Start(t, segmentfake.Options{Polls: -1})
+	ss := subjects(f, 40, 4, true)
+	f.AddUser("old-1")
+	c := instance(t, f)
+	b := batchOf(t, c)
+	ctx := connectortest.Ctx(t)
+	// reg0001: the way the single Erase filed it before batches.
+	if _, err := c.Erase(ctx, connectortest.VendorUserID("old-1")); err != nil {
+		t.Fatal(err)
+	}
+	first, err := b.EraseBatch(ctx, ss[:2]) // reg0002
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := b.EraseBatch(ctx, ss[2:]) // reg0003
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, before := f.RegulationCalls()
+	refs := []string{
+		first[0].Outcome.JobRef,
+		`{"regulation":"reg0001","profile":"found"}`, // as the single Erase wrote it
+		second[0].Outcome.JobRef,
+		"not a ref",
+		first[1].Outcome.JobRef,
+		`{"regulation":"reg0999","profile":"found"}`,
+		second[1].Outcome.JobRef,
+		`{"regulation":"reg0001","profile":"none"}`,
+	}
+	items, err := b.PollBatch(ctx, refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := connectors.CheckItems(items, len(refs)); err != nil {
+		t.Fatal(err)
+	}
+	if _, after := f.RegulationCalls(); after-before != 4 {
+		t.Errorf("%d status calls for 4 regulations", after-before)
+	}
+	want := []connectors.Status{connectors.StatusErased, connectors.StatusErased, connectors.StatusErased, "", connectors.StatusErased, "", connectors.StatusErased, connectors.StatusNotFound}
+	for i, it := range items {
+		if want[i] == "" {
+			if it.Err == nil || !connectortest.IsPermanent(it.Err) {
+				t.Errorf("ref %d: %q, %v; want a permanent error of its own", i, it.Outcome.Status, it.Err)
+			}
+			continue
+		}
+		if it.Err != nil || it.Outcome.Status != want[i] {
+			t.Errorf("ref %d: %q, %v; want %q", i, it.Outcome.Status, it.Err, want[i])
+		}
+	}
+	if !strings.Contains(items[5].Err.Error(), "reg0999 not found") {
+		t.Errorf("unknown regulation: %v", items[5].Err)
+	}
+	if ev := connectortest.EvidenceText(items[1].Outcome.Evidence); strings.Contains(ev, "holds") {
+		t.Errorf("a single erasure's evidence speaks of several userIds: %s", ev)
+	}
+	// Poll alone still reads both kinds of ref.
+	for _, ref := range []string{first[0].Outcome.JobRef, `{"regulation":"reg0001","profile":"found"}`} {
+		if out, err := c.(connectors.Poller).Poll(ctx, ref); err != nil || out.Status != connectors.StatusErased {
+			t.Errorf("Poll(%s) = %q, %v", ref, out.Status, err)
+		}
+	}
+	t.Run("a failing status call fails the call", func(t *testing.T) {
+		f.Inject(1, f.PassThrough())
+		f.Inject(1, fakevendor.Status(http.StatusInternalServerError))
+		items, err := b.PollBatch(ctx, refs)
+		if err == nil || connectortest.IsPermanent(err) || items != nil {
+			t.Errorf("PollBatch with a 500 = %d items, %v; want a retryable error for the call", len(items), err)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		_, was := f.RegulationCalls()
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := b.PollBatch(cctx, refs); err == nil || connectortest.IsPermanent(err) {
+			t.Errorf("PollBatch with a cancelled context: %v", err)
+		}
+		if _, now := f.RegulationCalls(); now != was {
+			t.Errorf("a cancelled PollBatch made %d calls", now-was)
+		}
+	})
+}
+
+// TestBatchJobFails: a regulation reports for all its userIds together, so
+// whatever fails it fails every subject of the batch, classified as for
+// one, and never with the userIds a destination's message may quote.
+func TestBatchJobFails(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		setup     func(f *segmentfake.Fake)
+		permanent bool
+		want      string
+	}{
+		{"a destination failed", func(f *segmentfake.Fake) { f.FailAt("Braze") }, false, "PARTIAL_SUCCESS: deletion failed at Braze"},
+		{"a destination cannot delete", func(f *segmentfake.Fake) { f.RefuseAt("Amplitude") }, true, "Amplitude cannot delete users through Segment"},
+		{"a destination cannot delete, the regulation finished", func(f *segmentfake.Fake) { f.RefuseAtYetFinish("Braze") }, true, "FINISHED: Braze cannot delete"},
+		{"regulation failed", func(f *segmentfake.Fake) { f.EndRegulationsAs("FAILED") }, false, "reg0001 FAILED"},
+		{"regulation invalid", func(f *segmentfake.Fake) { f.EndRegulationsAs("INVALID") }, true, "is INVALID"},
+		{"regulation not supported", func(f *segmentfake.Fake) { f.EndRegulationsAs("NOT_SUPPORTED") }, true, "is NOT_SUPPORTED"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := segmentfake.Start(t, segmentfake.Options{})
+			tc.setup(f)
+			ss := subjects(f, 50, 3, true)
+			items, err := connectortest.EraseBatchAndWait(connectortest.Ctx(t), batchOf(t, instance(t, f)), ss, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, it := range items {
+				if it.Err == nil {
+					t.Errorf("subject %d: %q; want the regulation's failure", i, it.Outcome.Status)
+					continue
+				}
+				if perm, _ := connectors.Classify(it.Err); perm != tc.permanent {
+					t.Errorf("subject %d: permanent %v, want %v: %v", i, perm, tc.permanent, it.Err)
+				}
+				if !strings.Contains(it.Err.Error(), tc.want) {
+					t.Errorf("subject %d: error %q does not say %q", i, it.Err, tc.want)
+				}
+				text := it.Err.Error() + connectortest.EvidenceText(it.Outcome.Evidence)
+				for _, id := range userIDs(ss) {
+					if strings.Contains(text, id) {
+						t.Errorf("subject %d: error or evidence carries a userId: %s", i, text)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestBatchLimitWithProfiles: each subject of a batch costs a Profile API
+// lookup first, so a batch with lookups is kept to what one call's timeout
+// allows; without them it is Segment's 5,000.
+func TestBatchLimitWithProfiles(t *testing.T) {
+	f := segmentfake.Start(t, segmentfake.Options{})
+	if got := instance(t, f).(connectors.BatchEraser).BatchLimit(); got != 200 {
+		t.Errorf("with profiles: BatchLimit %d, want 200", got)
+	}
+	if got := instanceWithoutProfiles(t, f).(connectors.BatchEraser).BatchLimit(); got != 5000 {
+		t.Errorf("without profiles: BatchLimit %d, want 5000", got)
 	}
 }

@@ -33,6 +33,10 @@ const (
 // mediaType is version 1 of the Public API.
 const mediaType = "application/vnd.segment.v1+json"
 
+// MaxSubjectIDs is how many userIds one regulation takes ("You can delete
+// up to 5000 userIds per call using the Public API").
+const MaxSubjectIDs = 5000
+
 // Options tunes a fake.
 //
 // RateLimit, when > 0, refuses requests beyond this many per second
@@ -46,7 +50,8 @@ const mediaType = "application/vnd.segment.v1+json"
 type Options = fakevendor.Options
 
 // Fake is Segment's Public API (regulations) and Profile API as
-// documented: POST /regulations → {"data":{"regulateId"}}, GET
+// documented: POST /regulations (up to 5,000 subjectIds, 422 past that) →
+// {"data":{"regulateId"}}, GET
 // /regulations/{id} → data.regulation with overallStatus and per
 // destination statuses advancing INITIALIZED → RUNNING → final over polls,
 // 600 requests a minute answered by 429 with X-RateLimit-Reset as an RFC
@@ -67,6 +72,7 @@ type Fake struct {
 	emails               map[string][]string      // email → the userIds on its profile
 	idsCap               *fakevendor.Setting[int] // at most this many external ids a page, whatever the limit
 	regs                 map[string]*fakeRegulation
+	order                []string // regulation ids, as created
 	next                 int
 	destinations         []string
 	failAt               fakevendor.Setting[string] // a destination whose deletion fails
@@ -114,11 +120,14 @@ func ProfilesTooMany(w http.ResponseWriter, r *http.Request) {
 }
 
 // TooMany is the Public API's 429: X-RateLimit-Remaining 0 and the reset
-// as an RFC 5322 date (3s ahead).
+// as an RFC 5322 date (3s ahead), and the documented body with
+// data.msBeforeNext.
 func TooMany(w http.ResponseWriter, r *http.Request) {
+	const wait = 3 * time.Second
 	w.Header().Set("X-RateLimit-Remaining", "0")
-	w.Header().Set("X-RateLimit-Reset", time.Now().Add(3*time.Second).UTC().Format(time.RFC1123Z))
-	fakevendor.JSON(w, http.StatusTooManyRequests, errorsBody("too-many-requests", "Too many requests"))
+	w.Header().Set("X-RateLimit-Reset", time.Now().Add(wait).UTC().Format(time.RFC1123Z))
+	fakevendor.JSON(w, http.StatusTooManyRequests, map[string]any{"errors": []map[string]any{{"type": "RequestError", "message": "Too many requests",
+		"data": map[string]any{"remainingPoints": 0, "msBeforeNext": wait.Milliseconds(), "consumedPoints": 600}}}})
 }
 
 func errorsBody(typ, msg string) map[string]any {
@@ -146,8 +155,10 @@ func (f *Fake) createRegulation(w http.ResponseWriter, r *http.Request) {
 		fakevendor.JSON(w, http.StatusBadRequest, errorsBody("bad-request", "Invalid JSON"))
 		return
 	}
+	// Segment takes up to MaxSubjectIDs userIds a call; what it answers
+	// to more is not documented: a 422 as for any invalid input.
 	if !slices.Contains(acceptedTypes(), body.RegulationType) || (body.SubjectType != "USER_ID" && body.SubjectType != "OBJECT_ID") ||
-		len(body.SubjectIDs) == 0 || len(body.SubjectIDs) > 5000 {
+		len(body.SubjectIDs) == 0 || len(body.SubjectIDs) > MaxSubjectIDs || slices.Contains(body.SubjectIDs, "") {
 		fakevendor.JSON(w, http.StatusUnprocessableEntity, errorsBody("validation", "Validation failure"))
 		return
 	}
@@ -155,6 +166,7 @@ func (f *Fake) createRegulation(w http.ResponseWriter, r *http.Request) {
 	f.next++
 	id := fmt.Sprintf("reg%04d", f.next)
 	f.regs[id] = &fakeRegulation{Job: fakevendor.NewJob(f.polls), typ: body.RegulationType, ids: body.SubjectIDs}
+	f.order = append(f.order, id)
 	f.mu.Unlock()
 	fakevendor.JSON(w, http.StatusOK, map[string]any{"data": map[string]string{"regulateId": id}})
 }
@@ -439,3 +451,29 @@ func (f *Fake) RefuseAtYetFinish(destination string) {
 // EndRegulationsAs forces the final overallStatus of every regulation
 // (FAILED, INVALID, …), without destination statuses.
 func (f *Fake) EndRegulationsAs(status string) { f.overall.Set(status) }
+
+// Regulations returns the subjectIds of every regulation filed, in order.
+func (f *Fake) Regulations() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([][]string, len(f.order))
+	for i, id := range f.order {
+		out[i] = slices.Clone(f.regs[id].ids)
+	}
+	return out
+}
+
+// RegulationCalls counts the create calls (POST /regulations) and status
+// calls (GET /regulations/{id}) the Public API received, refused ones
+// included.
+func (f *Fake) RegulationCalls() (creates, statuses int) {
+	for _, c := range f.Calls() {
+		switch {
+		case c.Method == http.MethodPost && c.Path == "/regulations":
+			creates++
+		case c.Method == http.MethodGet && strings.HasPrefix(c.Path, "/regulations/"):
+			statuses++
+		}
+	}
+	return creates, statuses
+}
