@@ -84,6 +84,11 @@ type Harness struct {
 	// the system has no such state; a harness doing neither fails.
 	SeedRecoverable    func(t *testing.T, s connectors.Subject) int64
 	NoRecoverableState string
+	// BatchPerJob, set for a vendor that reports on a batch's job as a
+	// whole (Mixpanel's one status a deletion task), says so: a subject it
+	// never held, erased in a batch with others, may then be reported
+	// erased with the count unknown, never not_found nor a count.
+	BatchPerJob string
 	// Resolves says what a resolver (a connector implementing
 	// connectors.Resolver) must find for a subject Seed stored: the values
 	// by kind. Required for resolvers.

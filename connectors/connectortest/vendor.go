@@ -78,6 +78,9 @@ func VendorHarness(typ string, v Vendor) Harness {
 	if n, ok := v.(interface{ NoRecoverableState() string }); ok {
 		h.NoRecoverableState = n.NoRecoverableState()
 	}
+	if n, ok := v.(interface{ BatchPerJob() string }); ok {
+		h.BatchPerJob = n.BatchPerJob()
+	}
 	return h
 }
 

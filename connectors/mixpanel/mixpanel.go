@@ -1,6 +1,8 @@
 // Package mixpanel is the mixpanel connector: it files a GDPR (or CCPA)
 // deletion task for a person's distinct_id with Mixpanel's GDPR API v3 and
 // follows the task, which Mixpanel may take up to 30 days to carry out.
+// Many people go in one task (up to 1,999 distinct_ids, EraseBatch), and
+// the task's one status is each of theirs (PollBatch asks once a task).
 // Given a service account, it also finds the distinct_ids of the profiles
 // holding a person's email (Query API, /api/query/engage).
 package mixpanel
@@ -35,6 +37,9 @@ const (
 	queryRetryAfter = time.Minute
 	// maxEngagePages bounds the profiles read for one email (1,000 a page).
 	maxEngagePages = 10
+	// maxBatch is the most distinct_ids one deletion task takes, per the
+	// GDPR API reference (its privacy guide says 2,000: the lower is used).
+	maxBatch = 1999
 )
 
 // Ways to find the person's distinct_id.
@@ -58,6 +63,7 @@ func init() {
 //	identify_by: user_id
 //	user_id_system: app
 //	poll_interval: 12h
+//	batch_size: 1999                       # distinct_ids a task (≤ 1999)
 //	resolve_by_email: true                 # find distinct_ids by email, with:
 //	query_api:
 //	  project_id: 123456
@@ -82,6 +88,10 @@ type Config struct {
 	UserIDSystem string `yaml:"user_id_system"`
 	// PollInterval is how long to wait between status checks (default 12h).
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// BatchSize is the most distinct_ids one deletion task is filed for
+	// (default and most 1,999). Mixpanel takes fewer in projects with
+	// Group Analytics: floor(2000 / (group keys + 1)).
+	BatchSize int `yaml:"batch_size"`
 	// ResolveByEmail looks up the profiles whose $email is the subject's
 	// email and reports their distinct_ids, before anything is erased.
 	// It needs QueryAPI.
@@ -115,6 +125,12 @@ func (c *Config) Validate() error {
 		p.Add("user_id_system", "not used with identify_by: email")
 	}
 	p.Interval("poll_interval", &c.PollInterval, defaultPollInterval)
+	switch {
+	case c.BatchSize == 0:
+		c.BatchSize = maxBatch
+	case c.BatchSize < 2 || c.BatchSize > maxBatch:
+		p.Add("batch_size", "must be from 2 to %d (Mixpanel's most distinct_ids a deletion task; fewer with Group Analytics)", maxBatch)
+	}
 	switch q := c.QueryAPI; {
 	case c.ResolveByEmail && c.IdentifyBy == byEmail:
 		p.Add("resolve_by_email", "not used with identify_by: email (the distinct_id is the email already)")
@@ -164,6 +180,7 @@ type connector struct {
 	identifyBy string
 	system     string
 	poll       time.Duration
+	batch      int
 	api        *vendorhttp.Client
 }
 
@@ -183,7 +200,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	// A 429 names no delay; the GDPR API allows one request a second.
 	api.MinRetryAfter = time.Second
 	c := &connector{base: cfg.BaseURL, project: project, compliance: cfg.ComplianceType, identifyBy: cfg.IdentifyBy,
-		system: cfg.system(name), poll: cfg.PollInterval, api: api}
+		system: cfg.system(name), poll: cfg.PollInterval, batch: cfg.BatchSize, api: api}
 	if !cfg.ResolveByEmail {
 		return c, nil
 	}
@@ -198,9 +215,23 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 }
 
 // jobRef is what Poll needs: Mixpanel's task (tracking) id. The project
-// token comes from the instance's config.
+// token comes from the instance's config. A task filed for several
+// people gives each of them the same ref, with Of: how many distinct_ids
+// the task holds (never which). Mixpanel reports on the task alone, so
+// the task is all of it that is the subject's. Refs of a task for one
+// distinct_id (all refs made before batches) have no Of.
 type jobRef struct {
 	Task string `json:"task"`
+	Of   int    `json:"of,omitempty"`
+}
+
+// status is the evidence of the task's status s.
+func (j jobRef) status(s string) connectors.Evidence {
+	v := j.Task + ": " + s
+	if j.Of > 1 {
+		v += fmt.Sprintf(" (task of %d distinct_ids)", j.Of)
+	}
+	return connectors.Evidence{Kind: "mixpanel_task", Value: v}
 }
 
 // distinctID is the person's distinct_id, or "" and why it is missing.
@@ -221,73 +252,133 @@ func (c *connector) url(path string) string {
 	return c.base + path + "?token=" + url.QueryEscape(c.project)
 }
 
-// Erase files a deletion task for the subject's distinct_id.
+// Erase files a deletion task for the subject's distinct_id: a batch of
+// one.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	if err := ctx.Err(); err != nil {
+	items, err := c.EraseBatch(ctx, []connectors.Subject{s})
+	if err != nil {
 		return connectors.Outcome{}, err
 	}
-	id, missing := c.distinctID(s)
-	if id == "" {
-		// The plan makes the runtime wait for the identifier; without it
-		// nothing was searched, so this is never "not found".
-		return connectors.Outcome{}, connectors.Permanentf("%s: Mixpanel erases by distinct_id only (check the instance's keys)", missing)
+	return items[0].Outcome, items[0].Err
+}
+
+// BatchLimit is batch_size: at most 1,999 distinct_ids a task.
+func (c *connector) BatchLimit() int { return c.batch }
+
+// EraseBatch files one deletion task for the distinct_ids of all the
+// subjects (each id once) and gives every subject the task as its job. A
+// subject without a distinct_id fails alone; more subjects than
+// batch_size are refused before anything is sent.
+func (c *connector) EraseBatch(ctx context.Context, subjects []connectors.Subject) ([]connectors.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
+	if len(subjects) > c.batch {
+		return nil, connectors.Permanentf("Mixpanel deletion task: %d subjects given, batch_size is %d distinct_ids a task; nothing was sent", len(subjects), c.batch)
+	}
+	items := make([]connectors.Item, len(subjects))
+	var ids []string
+	seen := map[string]bool{}
+	for i, s := range subjects {
+		id, missing := c.distinctID(s)
+		if id == "" {
+			// The plan makes the runtime wait for the identifier; without it
+			// nothing was searched, so this is never "not found".
+			items[i].Err = connectors.Permanentf("%s: Mixpanel erases by distinct_id only (check the instance's keys)", missing)
+			continue
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return items, nil
+	}
+	task, err := c.createTask(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	ref := jobRef{Task: task}
+	created := task + ": created (" + c.compliance + ")"
+	if len(ids) > 1 {
+		ref.Of = len(ids)
+		created += fmt.Sprintf(" for %d distinct_ids", len(ids))
+	}
+	for i := range items {
+		if items[i].Err == nil {
+			items[i].Outcome = connectors.Running(vendorkit.EncodeRef(ref), c.poll,
+				connectors.Evidence{Kind: "mixpanel_task", Value: created})
+		}
+	}
+	return items, nil
+}
+
+// createTask files a deletion task for ids and returns its id.
+func (c *connector) createTask(ctx context.Context, ids []string) (string, error) {
 	var body struct {
 		Status  string          `json:"status"`
 		Results json.RawMessage `json:"results"`
 	}
 	resp, err := c.api.Send(ctx, http.MethodPost, c.url(deletionsPath), map[string]any{
-		"distinct_ids":    []string{id},
+		"distinct_ids":    ids,
 		"compliance_type": c.compliance,
 	}, &body, "create deletion task", http.StatusNotFound)
 	if err != nil {
-		return connectors.Outcome{}, err
+		return "", err
 	}
 	if resp.Status == http.StatusNotFound {
-		return connectors.Outcome{}, connectors.Permanentf("Mixpanel create deletion task: 404 Not Found: check base_url (e.g. %s, or https://eu.mixpanel.com)", defaultBaseURL)
+		return "", connectors.Permanentf("Mixpanel create deletion task: 404 Not Found: check base_url (e.g. %s, or https://eu.mixpanel.com)", defaultBaseURL)
 	}
 	if body.Status != "" && body.Status != "ok" {
-		return connectors.Outcome{}, connectors.Permanentf("Mixpanel create deletion task: status %d answered %q", resp.Status, body.Status)
+		return "", connectors.Permanentf("Mixpanel create deletion task: status %d answered %q", resp.Status, body.Status)
 	}
-	task, err := taskID(body.Results)
+	task, count, err := taskID(body.Results)
 	if err != nil {
-		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("%s create deletion task: status %d: %w", vendor, resp.Status, err), 0)
+		return "", connectors.Retryable(fmt.Errorf("%s create deletion task: status %d: %w", vendor, resp.Status, err), 0)
 	}
-	ref := jobRef{Task: task}
-	return connectors.Running(vendorkit.EncodeRef(ref), c.poll,
-		connectors.Evidence{Kind: "mixpanel_task", Value: task + ": created (" + c.compliance + ")"}), nil
+	if count != nil && *count < len(ids) {
+		// Mixpanel took fewer than were sent and does not say which: the
+		// task cannot be anyone's.
+		return "", connectors.Permanentf("Mixpanel deletion task %s holds %d of the %d distinct_ids sent, without saying which; erase the people again (in smaller batches)", task, *count, len(ids))
+	}
+	return task, nil
 }
 
 // taskID reads the task id from either documented answer: the OpenAPI
-// file's {"task_id"} and the guide's [{"tracking_id","status"}].
-func taskID(results json.RawMessage) (string, error) {
+// file's {"task_id"} and the guide's [{"tracking_id","status",
+// "distinct_id_count"}], and the count of distinct_ids the task holds
+// when the answer gives it (the guide's does).
+func taskID(results json.RawMessage) (id string, count *int, err error) {
 	var obj struct {
 		TaskID     flexID `json:"task_id"`
 		TrackingID flexID `json:"tracking_id"`
+		Count      *int   `json:"distinct_id_count"`
 	}
 	if err := json.Unmarshal(results, &obj); err == nil {
 		if obj.TaskID != "" {
-			return string(obj.TaskID), nil
+			return string(obj.TaskID), obj.Count, nil
 		}
 		if obj.TrackingID != "" {
-			return string(obj.TrackingID), nil
+			return string(obj.TrackingID), obj.Count, nil
 		}
-		return "", errors.New("no task_id in the answer")
+		return "", nil, errors.New("no task_id in the answer")
 	}
 	var list []struct {
 		TrackingID flexID `json:"tracking_id"`
 		TaskID     flexID `json:"task_id"`
+		Count      *int   `json:"distinct_id_count"`
 	}
 	if err := json.Unmarshal(results, &list); err != nil {
-		return "", errors.New("unreadable results in the answer")
+		return "", nil, errors.New("unreadable results in the answer")
 	}
 	if len(list) == 0 || (list[0].TrackingID == "" && list[0].TaskID == "") {
-		return "", errors.New("no tracking_id in the answer")
+		return "", nil, errors.New("no tracking_id in the answer")
 	}
 	if list[0].TrackingID != "" {
-		return string(list[0].TrackingID), nil
+		return string(list[0].TrackingID), list[0].Count, nil
 	}
-	return string(list[0].TaskID), nil
+	return string(list[0].TaskID), list[0].Count, nil
 }
 
 // flexID is an id Mixpanel may send as a string or a number.
@@ -307,37 +398,96 @@ func (f *flexID) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Poll reads the task's status.
+// Poll reads the task's status: a PollBatch of one.
 func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	var j jobRef
-	if err := vendorkit.DecodeRef(ref, &j, func() bool { return j.Task != "" }, "mixpanel"); err != nil {
+	items, err := c.PollBatch(ctx, []string{ref})
+	if err != nil {
 		return connectors.Outcome{}, err
 	}
+	return items[0].Outcome, items[0].Err
+}
+
+// PollBatch reads the status of each task the refs name, once a task,
+// and gives every ref of a task the outcome the task's status means for
+// each of its people: Mixpanel reports on the task, never on one of its
+// distinct_ids. A malformed ref, and a task gone or ended badly, fail
+// their refs alone; a call Mixpanel does not answer (429, 5xx, refused
+// token) fails the whole call.
+func (c *connector) PollBatch(ctx context.Context, refs []string) ([]connectors.Item, error) {
+	items := make([]connectors.Item, len(refs))
+	jobs := make([]jobRef, len(refs))
+	byTask := map[string][]int{}
+	var tasks []string
+	for i, ref := range refs {
+		j := &jobs[i]
+		if err := vendorkit.DecodeRef(ref, j, func() bool { return j.Task != "" && j.Of >= 0 }, "mixpanel"); err != nil {
+			items[i].Err = err
+			continue
+		}
+		if _, ok := byTask[j.Task]; !ok {
+			tasks = append(tasks, j.Task)
+		}
+		byTask[j.Task] = append(byTask[j.Task], i)
+	}
+	for _, task := range tasks {
+		status, err := c.taskStatus(ctx, task)
+		var scoped *taskError
+		if err != nil && !errors.As(err, &scoped) {
+			return nil, err
+		}
+		for _, i := range byTask[task] {
+			if scoped != nil {
+				items[i].Err = scoped.err
+				continue
+			}
+			out, err := c.outcome(jobs[i], status)
+			items[i] = connectors.Item{Outcome: out, Err: err}
+		}
+	}
+	return items, nil
+}
+
+// taskError is a failure of one task (gone, or its answer unreadable),
+// as opposed to one of the call.
+type taskError struct{ err error }
+
+func (e *taskError) Error() string { return e.err.Error() }
+func (e *taskError) Unwrap() error { return e.err }
+
+// taskStatus asks Mixpanel for the task's status.
+func (c *connector) taskStatus(ctx context.Context, task string) (string, error) {
 	var body struct {
 		Results json.RawMessage `json:"results"`
 	}
-	resp, err := c.api.Send(ctx, http.MethodGet, c.url(deletionsPath+url.PathEscape(j.Task)), nil, &body, "deletion task status", http.StatusNotFound)
+	resp, err := c.api.Send(ctx, http.MethodGet, c.url(deletionsPath+url.PathEscape(task)), nil, &body, "deletion task status", http.StatusNotFound)
 	if err != nil {
-		return connectors.Outcome{}, err
+		return "", err
 	}
 	if resp.Status == http.StatusNotFound {
-		return connectors.Outcome{}, connectors.Permanentf("Mixpanel deletion task %s not found: it was removed, or project_token and base_url name another project", j.Task)
+		return "", &taskError{connectors.Permanentf("Mixpanel deletion task %s not found: it was removed, or project_token and base_url name another project", task)}
 	}
-	status, err := taskStatus(body.Results)
+	status, err := readStatus(body.Results)
 	if err != nil {
-		return connectors.Outcome{}, connectors.Retryable(fmt.Errorf("%s deletion task %s: %w", vendor, j.Task, err), 0)
+		return "", &taskError{connectors.Retryable(fmt.Errorf("%s deletion task %s: %w", vendor, task, err), 0)}
 	}
-	ev := []connectors.Evidence{{Kind: "mixpanel_task", Value: j.Task + ": " + status}}
-	partial := connectors.Outcome{Evidence: ev}
+	return status, nil
+}
+
+// outcome is what the task's status means for each of its people, who
+// are all told the same: the status is the task's.
+func (c *connector) outcome(j jobRef, status string) (connectors.Outcome, error) {
+	ev := j.status(status)
+	partial := connectors.Outcome{Evidence: []connectors.Evidence{ev}}
 	switch status {
 	case "PENDING", "STAGING", "STARTED":
-		return connectors.Running(vendorkit.EncodeRef(j), c.poll, ev...), nil
+		return connectors.Running(vendorkit.EncodeRef(j), c.poll, ev), nil
 	case "SUCCESS":
-		// Mixpanel reports the task done, not what it deleted.
-		return connectors.ErasedUncounted(ev...), nil
+		// Mixpanel reports the task done, not what it deleted, nor for
+		// which of its distinct_ids it held anything.
+		return connectors.ErasedUncounted(ev), nil
 	case "NOT_FOUND":
-		// Mixpanel held nothing under the distinct_id.
-		return connectors.NotFound(ev...), nil
+		// Read as: Mixpanel held nothing under the task's distinct_ids.
+		return connectors.NotFound(ev), nil
 	case "FAILURE":
 		return partial, connectors.Retryable(fmt.Errorf("%s deletion task %s FAILURE: a new task will be filed", vendor, j.Task), 0)
 	case "REVOKED":
@@ -346,9 +496,9 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 	return partial, connectors.Retryable(fmt.Errorf("%s deletion task %s has status %q", vendor, j.Task, status), 0)
 }
 
-// taskStatus reads results.status; a list (as in the guide's create
+// readStatus reads results.status; a list (as in the guide's create
 // answer) is read by its first element.
-func taskStatus(results json.RawMessage) (string, error) {
+func readStatus(results json.RawMessage) (string, error) {
 	var obj struct {
 		Status string `json:"status"`
 	}

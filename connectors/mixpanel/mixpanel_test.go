@@ -61,6 +61,7 @@ func TestConformanceByEmail(t *testing.T) {
 		Seed:               func(t *testing.T, s connectors.Subject) int64 { f.AddUser(s.Email); return 1 },
 		Count:              func(t *testing.T, s connectors.Subject) int64 { return f.CountUser(s.Email) },
 		NoRecoverableState: f.NoRecoverableState(),
+		BatchPerJob:        f.BatchPerJob(),
 	})
 }
 
@@ -84,10 +85,14 @@ func TestConfigValidation(t *testing.T) {
 		{"query api without secret", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  username: u\n", "query_api.secret: required"},
 		{"query api negative workspace", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  workspace_id: -2\n  username: u\n  secret: s\n", "query_api.workspace_id"},
 		{"query api secret from empty env", "project_token: p\ntoken: t\nresolve_by_email: true\nquery_api:\n  project_id: 1\n  username: u\n  secret: {env: LETHE_TEST_UNSET_MP_SA}\n", "query_api.secret: environment variable LETHE_TEST_UNSET_MP_SA"},
+		{"batch of one", "project_token: p\ntoken: t\nbatch_size: 1\n", "batch_size: must be from 2 to 1999"},
+		{"batch past Mixpanel's limit", "project_token: p\ntoken: t\nbatch_size: 2000\n", "batch_size: must be from 2 to 1999"},
+		{"negative batch", "project_token: p\ntoken: t\nbatch_size: -5\n", "batch_size:"},
+		{"batch for group analytics", "project_token: p\ntoken: t\nbatch_size: 500\n", ""},
 	})
 	t.Run("defaults", func(t *testing.T) {
 		cfg := connectortest.Validated[Config](t, "project_token: p\ntoken: t\n")
-		if cfg.BaseURL != defaultBaseURL || cfg.ComplianceType != "GDPR" || cfg.IdentifyBy != "user_id" || cfg.PollInterval != 12*time.Hour {
+		if cfg.BaseURL != defaultBaseURL || cfg.ComplianceType != "GDPR" || cfg.IdentifyBy != "user_id" || cfg.PollInterval != 12*time.Hour || cfg.BatchSize != 1999 {
 			t.Errorf("defaults = %+v", cfg)
 		}
 	})
@@ -425,5 +430,581 @@ func TestResolveCredentials(t *testing.T) {
 	f.SetServiceSecret("rotated")
 	if _, err := c.Resolve(connectortest.Ctx(t), s); err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "401") {
 		t.Errorf("Resolve with a refused secret = %v; want a permanent 401", err)
+	}
+}
+
+// batcher is instance as a batch eraser and poller.
+func batcher(t *testing.T, f *mixpanelfake.Fake, extra ...string) interface {
+	connectors.BatchEraser
+	connectors.BatchPoller
+} {
+	t.Helper()
+	c := instance(t, f, extra...)
+	b, ok := c.(interface {
+		connectors.BatchEraser
+		connectors.BatchPoller
+	})
+	if !ok {
+		t.Fatal("the connector is not a batch eraser and poller")
+	}
+	return b
+}
+
+// subjects are VendorSubject(from) … VendorSubject(from+n-1), the first
+// seeded of them seeded in the fake.
+func subjects(f *mixpanelfake.Fake, from, n, seeded int) []connectors.Subject {
+	out := make([]connectors.Subject, n)
+	for i := range out {
+		out[i] = connectortest.VendorSubject(from + i)
+		if i < seeded {
+			f.Seed(out[i])
+		}
+	}
+	return out
+}
+
+// callsTo counts the calls of method to the fake's deletion API.
+func callsTo(f *mixpanelfake.Fake, method string) int {
+	n := 0
+	for _, c := range f.Calls() {
+		if c.Method == method && strings.HasPrefix(c.Path, "/api/app/data-deletions/v3.0/") {
+			n++
+		}
+	}
+	return n
+}
+
+// refsOf are the job refs of the running items.
+func refsOf(t *testing.T, items []connectors.Item) []string {
+	t.Helper()
+	refs := make([]string, len(items))
+	for i, it := range items {
+		if it.Err != nil || it.Outcome.Status != connectors.StatusRunning {
+			t.Fatalf("item %d: %q, %v; want running", i, it.Outcome.Status, it.Err)
+		}
+		refs[i] = it.Outcome.JobRef
+	}
+	return refs
+}
+
+// pollAll polls refs together until none runs, checking each round asks
+// Mixpanel once a task (tasks of them), and returns the last items.
+func pollAll(t *testing.T, c connectors.BatchPoller, f *mixpanelfake.Fake, refs []string, tasks int) []connectors.Item {
+	t.Helper()
+	for round := 0; round < 10; round++ {
+		before := callsTo(f, http.MethodGet)
+		items, err := c.PollBatch(connectortest.Ctx(t), refs)
+		if err != nil {
+			t.Fatalf("PollBatch: %v", err)
+		}
+		if len(items) != len(refs) {
+			t.Fatalf("PollBatch answered %d items for %d refs", len(items), len(refs))
+		}
+		if got := callsTo(f, http.MethodGet) - before; got != tasks {
+			t.Fatalf("round %d: %d status calls for %d refs of %d tasks", round, got, len(refs), tasks)
+		}
+		running := false
+		for i, it := range items {
+			if it.Err == nil && it.Outcome.Status == connectors.StatusRunning {
+				running = true
+				refs[i] = it.Outcome.JobRef
+			}
+		}
+		if !running {
+			return items
+		}
+	}
+	t.Fatal("still running after 10 rounds")
+	return nil
+}
+
+// TestBatchCalls: one deletion task for up to batch_size subjects, one
+// status call a task each round, and no call at all past the limit.
+func TestBatchCalls(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		n     int
+		extra []string
+		ref   string // every subject's job ref
+	}{
+		{"one", 1, nil, `{"task":"t-0001"}`},
+		{"two", 2, nil, `{"task":"t-0001","of":2}`},
+		{"120", 120, nil, `{"task":"t-0001","of":120}`},
+		{"batch_size", 7, []string{"batch_size: 7"}, `{"task":"t-0001","of":7}`},
+		{"Mixpanel's limit", 1999, nil, `{"task":"t-0001","of":1999}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := mixpanelfake.Start(t, mixpanelfake.Options{})
+			c := batcher(t, f, tc.extra...)
+			ss := subjects(f, 1, tc.n, tc.n)
+			items, err := c.EraseBatch(connectortest.Ctx(t), ss)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := callsTo(f, http.MethodPost); got != 1 {
+				t.Fatalf("%d subjects cost %d create calls, want 1", tc.n, got)
+			}
+			var want []string
+			for _, s := range ss {
+				want = append(want, s.UserIDs[connectortest.UserIDSystem])
+			}
+			if got := f.TaskIDs(); len(got) != 1 || fmt.Sprint(got[0]) != fmt.Sprint(want) {
+				t.Fatalf("tasks filed: %d, the first for %d distinct_ids; want one for all %d in order", len(got), len(got[0]), tc.n)
+			}
+			refs := refsOf(t, items)
+			for i, ref := range refs {
+				if ref != tc.ref {
+					t.Fatalf("subject %d: job ref %s, want %s", i, ref, tc.ref)
+				}
+			}
+			for i, it := range pollAll(t, c, f, refs, 1) {
+				if it.Err != nil || it.Outcome.Status != connectors.StatusErased || !it.Outcome.Uncounted || it.Outcome.Records != 0 {
+					t.Fatalf("subject %d: %q (%d, uncounted %v), %v; want erased, uncounted", i, it.Outcome.Status, it.Outcome.Records, it.Outcome.Uncounted, it.Err)
+				}
+				if n := f.Count(ss[i]); n != 0 {
+					t.Fatalf("subject %d: %d records left", i, n)
+				}
+			}
+		})
+	}
+	t.Run("a distinct_id twice is sent once", func(t *testing.T) {
+		t.Parallel()
+		f := mixpanelfake.Start(t, mixpanelfake.Options{})
+		ss := subjects(f, 1, 2, 2)
+		ss = append(ss, connectors.Subject{Email: "other@example.com", UserIDs: ss[0].UserIDs})
+		items, err := batcher(t, f).EraseBatch(connectortest.Ctx(t), ss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.TaskIDs(); len(got) != 1 || fmt.Sprint(got[0]) != "[user-1 user-2]" {
+			t.Errorf("tasks filed for %v, want one for [user-1 user-2]", got)
+		}
+		for i, ref := range refsOf(t, items) {
+			if ref != `{"task":"t-0001","of":2}` {
+				t.Errorf("subject %d: job ref %s", i, ref)
+			}
+		}
+	})
+	// The runtime never gives more than BatchLimit: more is refused whole
+	// (permanently, nothing sent), which the runtime answers by halving.
+	for _, tc := range []struct {
+		name  string
+		n     int
+		extra []string
+		limit int
+	}{
+		{"past batch_size", 4, []string{"batch_size: 3"}, 3},
+		{"past Mixpanel's limit", 2000, nil, 1999},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := mixpanelfake.Start(t, mixpanelfake.Options{})
+			c := batcher(t, f, tc.extra...)
+			if c.BatchLimit() != tc.limit {
+				t.Errorf("BatchLimit() = %d, want %d", c.BatchLimit(), tc.limit)
+			}
+			ss := subjects(f, 1, tc.n, tc.n)
+			items, err := c.EraseBatch(connectortest.Ctx(t), ss)
+			if err == nil || !connectortest.IsPermanent(err) || items != nil {
+				t.Fatalf("EraseBatch of %d = %d items, %v; want a permanent error", tc.n, len(items), err)
+			}
+			if n := len(f.Calls()); n != 0 {
+				t.Errorf("%d calls to Mixpanel for a batch past the limit", n)
+			}
+		})
+	}
+}
+
+// TestBatchGroupAnalytics: a project with group keys takes fewer
+// distinct_ids a task; batch_size follows, else Mixpanel's 400 refuses
+// the whole call.
+func TestBatchGroupAnalytics(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		extra     []string
+		n         int
+		permanent bool
+	}{
+		{"batch_size for three group keys", []string{"batch_size: 500"}, 500, false},
+		{"default batch_size", nil, 501, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := mixpanelfake.Start(t, mixpanelfake.Options{})
+			f.SetGroupKeys(3) // floor(2000 / 4) = 500 distinct_ids a task
+			ss := subjects(f, 1, tc.n, tc.n)
+			items, err := batcher(t, f, tc.extra...).EraseBatch(connectortest.Ctx(t), ss)
+			if !tc.permanent {
+				if err != nil {
+					t.Fatal(err)
+				}
+				refsOf(t, items)
+				return
+			}
+			if err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "400") {
+				t.Fatalf("EraseBatch of %d past the project's limit = %v; want Mixpanel's 400, permanent", tc.n, err)
+			}
+			if strings.Contains(err.Error(), "user-") {
+				t.Errorf("error carries distinct_ids: %v", err)
+			}
+		})
+	}
+}
+
+// TestBatchAttribution: Mixpanel's status is the task's, so it is each
+// subject's: erased (uncounted) for all once any id held data, not found
+// only when the task says so for all, a subject without a distinct_id
+// failing alone.
+func TestBatchAttribution(t *testing.T) {
+	t.Parallel()
+	const (
+		erased   = "erased"
+		notFound = "not_found"
+		refused  = "permanent"
+	)
+	for _, tc := range []struct {
+		name     string
+		subjects []connectors.Subject
+		seeded   []bool
+		want     []string
+		evidence string // of the first subject at the end
+		calls    int
+	}{
+		{
+			name:     "Mixpanel knows some of the ids",
+			subjects: []connectors.Subject{connectortest.VendorSubject(1), connectortest.VendorSubject(2), connectortest.VendorSubject(3)},
+			seeded:   []bool{true, false, true},
+			// Mixpanel does not say which ids it held: none is not_found.
+			want:     []string{erased, erased, erased},
+			evidence: "mixpanel_task=t-0001: SUCCESS (task of 3 distinct_ids); ",
+			calls:    1 + 4,
+		},
+		{
+			name:     "Mixpanel knows none of the ids",
+			subjects: []connectors.Subject{connectortest.VendorSubject(1), connectortest.VendorSubject(2)},
+			seeded:   []bool{false, false},
+			want:     []string{notFound, notFound},
+			evidence: "mixpanel_task=t-0001: NOT_FOUND (task of 2 distinct_ids); ",
+			calls:    1 + 4,
+		},
+		{
+			name:     "a subject without a distinct_id",
+			subjects: []connectors.Subject{connectortest.VendorSubject(1), {Email: "a@example.com"}, connectortest.VendorSubject(2)},
+			seeded:   []bool{true, false, true},
+			want:     []string{erased, refused, erased},
+			evidence: "mixpanel_task=t-0001: SUCCESS (task of 2 distinct_ids); ",
+			calls:    1 + 4,
+		},
+		{
+			name:     "no subject with a distinct_id",
+			subjects: []connectors.Subject{{Email: "a@example.com"}, {}},
+			seeded:   []bool{false, false},
+			want:     []string{refused, refused},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := mixpanelfake.Start(t, mixpanelfake.Options{})
+			for i, s := range tc.subjects {
+				if tc.seeded[i] {
+					f.Seed(s)
+				}
+			}
+			items, err := connectortest.EraseBatchAndWait(connectortest.Ctx(t), batcher(t, f), tc.subjects, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, it := range items {
+				got := string(it.Outcome.Status)
+				if it.Err != nil {
+					got = "retryable"
+					if connectortest.IsPermanent(it.Err) {
+						got = refused
+					}
+				}
+				if got != tc.want[i] {
+					t.Errorf("subject %d: %s (%v), want %s", i, got, it.Err, tc.want[i])
+				}
+				if got == erased && (!it.Outcome.Uncounted || it.Outcome.Records != 0) {
+					t.Errorf("subject %d: erased with %d records (uncounted %v): Mixpanel counts nothing", i, it.Outcome.Records, it.Outcome.Uncounted)
+				}
+			}
+			if tc.evidence != "" {
+				if got := connectortest.EvidenceText(items[0].Outcome.Evidence); got != tc.evidence {
+					t.Errorf("evidence = %s, want %s", got, tc.evidence)
+				}
+			}
+			if n := len(f.Calls()); n != tc.calls {
+				t.Errorf("%d calls to Mixpanel, want %d", n, tc.calls)
+			}
+		})
+	}
+}
+
+// TestBatchRefused: an answer refusing the create fails the whole call,
+// classified as for one subject, and names no distinct_id.
+func TestBatchRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		fault     fakevendor.Fault
+		permanent bool
+		after     time.Duration
+		want      string
+	}{
+		{"400", func(w http.ResponseWriter, r *http.Request) {
+			fakevendor.JSON(w, http.StatusBadRequest, map[string]string{"status": "error", "error": "invalid distinct_ids: user-1"})
+		}, true, 0, "400"},
+		{"401", mixpanelfake.Refused, true, 0, "token"},
+		{"503", fakevendor.Status(http.StatusServiceUnavailable), false, 0, "503"},
+		{"500", fakevendor.Status(http.StatusInternalServerError), false, 0, "500"},
+		{"429", mixpanelfake.TooMany, false, time.Second, "429"},
+		{"task of fewer ids than sent", func(w http.ResponseWriter, r *http.Request) {
+			fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": []map[string]any{{"tracking_id": "t-7", "status": "PENDING", "distinct_id_count": 2}}})
+		}, true, 0, "holds 2 of the 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := mixpanelfake.Start(t, mixpanelfake.Options{})
+			ss := subjects(f, 1, 3, 3)
+			f.Inject(1, tc.fault)
+			items, err := batcher(t, f).EraseBatch(connectortest.Ctx(t), ss)
+			if err == nil || items != nil {
+				t.Fatalf("EraseBatch = %d items, %v; want the call to fail whole", len(items), err)
+			}
+			perm, after := connectors.Classify(err)
+			if perm != tc.permanent || (!perm && after != tc.after) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v (permanent %v, after %v); want %q, permanent %v, after %v", err, perm, after, tc.want, tc.permanent, tc.after)
+			}
+			if strings.Contains(err.Error(), "user-") {
+				t.Errorf("error carries distinct_ids: %v", err)
+			}
+			for i, s := range ss {
+				if f.Count(s) != 1 {
+					t.Errorf("subject %d erased by a refused call", i)
+				}
+			}
+		})
+	}
+}
+
+// TestPollBatch: refs of several tasks, an old single-erase ref among
+// them, polled together: one status call a task a round, each ref its
+// task's outcome, in order; a malformed ref fails alone; single Poll
+// reads batch refs.
+func TestPollBatch(t *testing.T) {
+	t.Parallel()
+	f := mixpanelfake.Start(t, mixpanelfake.Options{})
+	c := batcher(t, f)
+	ctx := connectortest.Ctx(t)
+	a, err := c.EraseBatch(ctx, subjects(f, 1, 3, 3)) // t-0001
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.EraseBatch(ctx, subjects(f, 10, 2, 0)) // t-0002, nothing held
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.AddUser("user-20")
+	old, err := c.Erase(ctx, connectortest.VendorSubject(20)) // t-0003
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.JobRef != `{"task":"t-0003"}` {
+		t.Fatalf("single Erase ref = %s, want the ref single erases always made", old.JobRef)
+	}
+	ra, rb := refsOf(t, a), refsOf(t, b)
+	refs := []string{ra[0], rb[0], old.JobRef, ra[1], rb[1], ra[2], `{"of":2}`}
+	items := pollAll(t, c, f, refs, 3)
+	want := []string{
+		"erased|mixpanel_task=t-0001: SUCCESS (task of 3 distinct_ids); ",
+		"not_found|mixpanel_task=t-0002: NOT_FOUND (task of 2 distinct_ids); ",
+		"erased|mixpanel_task=t-0003: SUCCESS; ",
+		"erased|mixpanel_task=t-0001: SUCCESS (task of 3 distinct_ids); ",
+		"not_found|mixpanel_task=t-0002: NOT_FOUND (task of 2 distinct_ids); ",
+		"erased|mixpanel_task=t-0001: SUCCESS (task of 3 distinct_ids); ",
+	}
+	for i, w := range want {
+		if got := string(items[i].Outcome.Status) + "|" + connectortest.EvidenceText(items[i].Outcome.Evidence); got != w || items[i].Err != nil {
+			t.Errorf("ref %d: %s (%v), want %s", i, got, items[i].Err, w)
+		}
+	}
+	if err := items[6].Err; err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "malformed") {
+		t.Errorf("malformed ref: %q, %v; want a permanent error of its own", items[6].Outcome.Status, err)
+	}
+	t.Run("single Poll reads a batch ref", func(t *testing.T) {
+		f := mixpanelfake.Start(t, mixpanelfake.Options{})
+		c := batcher(t, f)
+		items, err := c.EraseBatch(connectortest.Ctx(t), subjects(f, 1, 2, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, states := connectortest.PollToEnd(t, c, items[1].Outcome, 10)
+		if out.Status != connectors.StatusErased || !out.Uncounted || states[len(states)-1] != "mixpanel_task=t-0001: SUCCESS (task of 2 distinct_ids); " {
+			t.Errorf("Poll of a batch ref ended %q after %v", out.Status, states)
+		}
+	})
+	t.Run("old refs", func(t *testing.T) {
+		// Refs stored before batches: {"task"} alone, polled together.
+		f := mixpanelfake.Start(t, mixpanelfake.Options{})
+		f.AddUser("user-1")
+		f.AddUser("user-2")
+		c := batcher(t, f)
+		var refs []string
+		for i := 1; i <= 2; i++ {
+			out, err := c.Erase(connectortest.Ctx(t), connectortest.VendorSubject(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs = append(refs, out.JobRef)
+		}
+		if fmt.Sprint(refs) != `[{"task":"t-0001"} {"task":"t-0002"}]` {
+			t.Fatalf("refs = %v", refs)
+		}
+		for i, it := range pollAll(t, c, f, refs, 2) {
+			if it.Err != nil || it.Outcome.Status != connectors.StatusErased {
+				t.Errorf("old ref %d: %q, %v", i, it.Outcome.Status, it.Err)
+			}
+		}
+	})
+}
+
+// TestPollBatchFailures: a task ending badly fails each of its refs,
+// classified as for one; a task gone or unreadable fails its refs alone;
+// a call Mixpanel does not answer fails the whole PollBatch.
+func TestPollBatchFailures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		final     string
+		permanent bool
+		want      string
+	}{
+		{"FAILURE", false, "t-0001 FAILURE"},
+		{"REVOKED", true, "t-0001 was REVOKED"},
+		{"UNKNOWN", false, `status "UNKNOWN"`},
+	} {
+		t.Run(tc.final, func(t *testing.T) {
+			t.Parallel()
+			f := mixpanelfake.Start(t, mixpanelfake.Options{})
+			f.EndTasksAs(tc.final)
+			items, err := connectortest.EraseBatchAndWait(connectortest.Ctx(t), batcher(t, f), subjects(f, 1, 3, 3), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, it := range items {
+				if it.Err == nil || connectortest.IsPermanent(it.Err) != tc.permanent || !strings.Contains(it.Err.Error(), tc.want) {
+					t.Errorf("subject %d: %q, %v; want %q, permanent %v", i, it.Outcome.Status, it.Err, tc.want, tc.permanent)
+				}
+				if got := connectortest.EvidenceText(it.Outcome.Evidence); got != "mixpanel_task=t-0001: "+tc.final+" (task of 3 distinct_ids); " {
+					t.Errorf("subject %d: evidence %s", i, got)
+				}
+			}
+		})
+	}
+	// One task gone, one answered unreadably, one fine: each fails or
+	// ends on its own.
+	t.Run("a task gone, a task unreadable", func(t *testing.T) {
+		t.Parallel()
+		f := mixpanelfake.Start(t, mixpanelfake.Options{})
+		c := batcher(t, f)
+		items, err := c.EraseBatch(connectortest.Ctx(t), subjects(f, 1, 2, 2)) // t-0001
+		if err != nil {
+			t.Fatal(err)
+		}
+		good := refsOf(t, items)
+		items, err = c.EraseBatch(connectortest.Ctx(t), subjects(f, 5, 2, 2)) // t-0002
+		if err != nil {
+			t.Fatal(err)
+		}
+		unreadable := refsOf(t, items)
+		refs := []string{`{"task":"t-9999","of":2}`, unreadable[0], good[0], unreadable[1], `{"task":"t-9999","of":2}`, good[1]}
+		// Tasks are asked about in the order refs first name them.
+		f.Inject(1, f.PassThrough()) // t-9999, answered as the fake does: 404
+		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+			fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": map[string]any{}})
+		})
+		got, err := c.PollBatch(connectortest.Ctx(t), refs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := callsTo(f, http.MethodGet); n != 3 {
+			t.Errorf("%d status calls for 3 tasks", n)
+		}
+		for _, i := range []int{0, 4} {
+			if err := got[i].Err; err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "t-9999 not found") {
+				t.Errorf("ref %d of a task gone: %v", i, err)
+			}
+		}
+		for _, i := range []int{1, 3} {
+			if err := got[i].Err; err == nil || connectortest.IsPermanent(err) {
+				t.Errorf("ref %d of a task answered unreadably: %v; want retryable", i, err)
+			}
+		}
+		for _, i := range []int{2, 5} {
+			if got[i].Err != nil || got[i].Outcome.Status != connectors.StatusRunning {
+				t.Errorf("ref %d of a task running: %q, %v", i, got[i].Outcome.Status, got[i].Err)
+			}
+		}
+	})
+	for _, tc := range []struct {
+		name      string
+		fault     fakevendor.Fault
+		permanent bool
+		after     time.Duration
+	}{
+		{"503", fakevendor.Status(http.StatusServiceUnavailable), false, 0},
+		{"429", mixpanelfake.TooMany, false, time.Second},
+		{"401", mixpanelfake.Refused, true, 0},
+	} {
+		t.Run("whole call "+tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := mixpanelfake.Start(t, mixpanelfake.Options{})
+			c := batcher(t, f)
+			var refs []string
+			for i := range 2 {
+				items, err := c.EraseBatch(connectortest.Ctx(t), subjects(f, 1+10*i, 2, 2))
+				if err != nil {
+					t.Fatal(err)
+				}
+				refs = append(refs, refsOf(t, items)...)
+			}
+			f.Always(tc.fault)
+			items, err := c.PollBatch(connectortest.Ctx(t), refs)
+			perm, after := connectors.Classify(err)
+			if err == nil || items != nil || perm != tc.permanent || after != tc.after {
+				t.Errorf("PollBatch = %d items, %v (permanent %v, after %v); want the whole call to fail, permanent %v, after %v",
+					len(items), err, perm, after, tc.permanent, tc.after)
+			}
+			if n := callsTo(f, http.MethodGet); n != 1 {
+				t.Errorf("%d status calls after Mixpanel refused the first", n)
+			}
+		})
+	}
+}
+
+// TestBatchCarriesNoPersonalData: refs, evidence and errors of a batch
+// hold no distinct_id, and not the requesting admin Mixpanel names.
+func TestBatchCarriesNoPersonalData(t *testing.T) {
+	t.Parallel()
+	f := mixpanelfake.Start(t, mixpanelfake.Options{})
+	f.AnswerCreateAsList()
+	ss := subjects(f, 1, 3, 3)
+	items, err := connectortest.EraseBatchAndWait(connectortest.Ctx(t), batcher(t, f), ss, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, it := range items {
+		text := it.Outcome.JobRef + connectortest.EvidenceText(it.Outcome.Evidence)
+		if it.Err != nil {
+			text += it.Err.Error()
+		}
+		for _, v := range append(ss[i].Values(), "user-", mixpanelfake.RequestingUser) {
+			if strings.Contains(text, v) {
+				t.Errorf("subject %d: %q carries %q", i, text, v)
+			}
+		}
 	}
 }

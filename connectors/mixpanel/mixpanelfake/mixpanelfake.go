@@ -31,6 +31,12 @@ const (
 	ServiceAccount      = "lethe.test.mp-service-account"
 	ServiceSecret       = "sa_secret"
 	ProjectID           = 4242
+	// RequestingUser is the project admin a task names as its requester
+	// (personal data the connector must never repeat).
+	RequestingUser = "admin@example.com"
+	// MaxDistinctIDs is the most distinct_ids one deletion task takes
+	// without group keys (Mixpanel's GDPR API reference).
+	MaxDistinctIDs = 1999
 )
 
 // Options tunes a fake: its rate limit answers as Mixpanel does (429
@@ -41,10 +47,15 @@ type Options = fakevendor.Options
 
 // Fake is Mixpanel's GDPR API v3 as documented: POST
 // /api/app/data-deletions/v3.0/?token=<project token> with a Bearer token
-// and {"distinct_ids","compliance_type"}, answered in either documented
-// shape; GET /api/app/data-deletions/v3.0/{id}?token= with results.status
-// advancing PENDING → STAGING → STARTED → SUCCESS (NOT_FOUND when it held
-// nothing) over polls. And the Query API's POST
+// and {"distinct_ids","compliance_type"} (at most 1,999 distinct_ids, fewer
+// with group keys: SetGroupKeys; a 400 past that), answered in either
+// documented shape; GET /api/app/data-deletions/v3.0/{id}?token= with the
+// OpenAPI file's results {tracking_id, status, requesting_user,
+// compliance_type, project_id, date_requested, distinct_ids}, status
+// advancing PENDING → STAGING → STARTED → SUCCESS over polls. One status
+// covers the whole task: NOT_FOUND when none of its distinct_ids held
+// anything (the fake's reading of a value Mixpanel defines as "the
+// deletion task cannot be found"), SUCCESS when any did. And the Query API's POST
 // /api/query/engage?project_id= (service account, HTTP Basic), a form with
 // where (only properties["$email"] == "<literal>" is understood; a literal
 // holding a backslash is refused, Mixpanel documents no escapes),
@@ -65,6 +76,7 @@ type Fake struct {
 	next           int
 	listShape      fakevendor.Setting[bool]   // answer a create with the guide's [{tracking_id, status}]
 	final          fakevendor.Setting[string] // a final status forced for every task
+	groupKeys      fakevendor.Setting[int]    // Group Analytics group keys: fewer distinct_ids a task
 	saSecret       *fakevendor.Key
 }
 
@@ -72,6 +84,7 @@ type fakeTask struct {
 	fakevendor.Job
 	ids        []string
 	compliance string
+	requested  string
 	held       bool // some distinct_id had data when the task was filed
 }
 
@@ -221,6 +234,14 @@ func (f *Fake) projectOK(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// Limit is the most distinct_ids one deletion task takes: 1,999, or
+// floor(2000 / (group keys + 1)) in a project with Group Analytics.
+func (f *Fake) Limit() int { return min(MaxDistinctIDs, 2000/(f.groupKeys.Get()+1)) }
+
+// SetGroupKeys gives the project n Group Analytics group keys, which
+// lower the distinct_ids a deletion task takes (Limit).
+func (f *Fake) SetGroupKeys(n int) { f.groupKeys.Set(n) }
+
 func (f *Fake) create(w http.ResponseWriter, r *http.Request) {
 	if !f.projectOK(w, r) {
 		return
@@ -231,15 +252,25 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request) {
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil || len(body.DistinctIDs) == 0 || len(body.DistinctIDs) > 1999 ||
+	if err := dec.Decode(&body); err != nil || len(body.DistinctIDs) == 0 ||
 		(body.ComplianceType != "" && body.ComplianceType != "GDPR" && body.ComplianceType != "CCPA") {
 		fakevendor.JSON(w, http.StatusBadRequest, map[string]string{"status": "error", "error": "invalid request"})
 		return
 	}
+	if len(body.DistinctIDs) > f.Limit() {
+		// Mixpanel documents the limit, not its answer past it.
+		fakevendor.JSON(w, http.StatusBadRequest, map[string]string{"status": "error", "error": fmt.Sprintf("at most %d distinct_ids", f.Limit())})
+		return
+	}
+	compliance := body.ComplianceType
+	if compliance == "" {
+		compliance = "GDPR"
+	}
 	f.mu.Lock()
 	f.next++
 	id := fmt.Sprintf("t-%04d", f.next)
-	task := &fakeTask{Job: fakevendor.NewJob(f.polls), ids: body.DistinctIDs, compliance: body.ComplianceType}
+	task := &fakeTask{Job: fakevendor.NewJob(f.polls), ids: body.DistinctIDs, compliance: compliance,
+		requested: fmt.Sprintf("2026-03-01T10:%02d:00", f.next%60)}
 	for _, d := range body.DistinctIDs {
 		task.held = task.held || f.users.Has(d)
 	}
@@ -247,7 +278,11 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request) {
 	list := f.listShape.Get()
 	f.mu.Unlock()
 	if list {
-		fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": []map[string]string{{"tracking_id": id, "status": "PENDING"}}})
+		fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": []map[string]any{{
+			"status": "PENDING", "disclosure_type": "DATA", "date_requested": task.requested, "tracking_id": id,
+			"project_id": ProjectID, "compliance_type": strings.ToLower(compliance), "destination_url": nil,
+			"requesting_user": RequestingUser, "distinct_id_count": len(body.DistinctIDs),
+		}}})
 		return
 	}
 	fakevendor.JSON(w, http.StatusCreated, map[string]any{"status": "ok", "results": map[string]string{"task_id": id}})
@@ -259,7 +294,8 @@ func (f *Fake) status(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	task, ok := f.tasks[r.PathValue("id")]
+	id := r.PathValue("id")
+	task, ok := f.tasks[id]
 	if !ok {
 		fakevendor.JSON(w, http.StatusNotFound, map[string]string{"status": "error", "error": "task not found"})
 		return
@@ -281,7 +317,23 @@ func (f *Fake) status(w http.ResponseWriter, r *http.Request) {
 			delete(f.emails, d)
 		}
 	}
-	fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": map[string]string{"status": st, "result": ""}})
+	fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": map[string]any{
+		"tracking_id": id, "status": st, "requesting_user": RequestingUser, "compliance_type": task.compliance,
+		"project_id": ProjectID, "date_requested": task.requested, "distinct_ids": task.ids,
+	}})
+}
+
+// TaskIDs are the distinct_ids of every deletion task filed, in order.
+func (f *Fake) TaskIDs() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([][]string, f.next)
+	for i := range out {
+		if t := f.tasks[fmt.Sprintf("t-%04d", i+1)]; t != nil {
+			out[i] = slices.Clone(t.ids)
+		}
+	}
+	return out
 }
 
 // Tokens are the project token and the GDPR API token the fake accepts.
@@ -315,6 +367,12 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 		f.SetEmail(id, s.Email)
 	}
 	return 1
+}
+
+// BatchPerJob is why a batch's subjects are judged together: a deletion
+// task has one status, nothing said per distinct_id.
+func (f *Fake) BatchPerJob() string {
+	return "Mixpanel reports one status a deletion task, nothing per distinct_id"
 }
 
 // NoRecoverableState is why Mixpanel keeps nothing a deleted user can be
