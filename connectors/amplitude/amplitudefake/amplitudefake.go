@@ -32,6 +32,11 @@ const (
 // dayLayout is how Amplitude writes days.
 const dayLayout = "2006-01-02"
 
+// MaxIDs is how many ids one deletion request takes: "up to 100 users at
+// a time", user_ids and amplitude_ids together (the stricter reading of
+// Amplitude's page).
+const MaxIDs = 100
+
 // Options tunes a fake: its rate limit answers as Amplitude does (429
 // naming no delay; Amplitude allows the User Privacy API one request a
 // second), and a deletion job is listed unfinished (staging, then
@@ -40,9 +45,13 @@ type Options = fakevendor.Options
 
 // Fake is Amplitude's User Privacy API (v1) as documented: POST
 // /api/2/deletions/users with Basic api_key:secret_key and {"user_ids",
-// "amplitude_ids","requester","ignore_invalid_id"} (booleans as strings)
-// puts the users into the staging job of a day 10 days ahead and answers
-// {"day","status":"staging","amplitude_ids":[…]}; GET with start_day and
+// "amplitude_ids","requester","ignore_invalid_id","include_mapped_user_ids"}
+// (booleans as strings; at most MaxIDs ids, both lists together, else
+// 400) puts the users into the staging job of a day 10 days ahead and
+// answers {"day","status":"staging","amplitude_ids":[…]}: the Amplitude
+// IDs of this request, each with its "user_id" when
+// include_mapped_user_ids is true, and "invalid_ids" (the ids requested
+// but not found) when invalid ids are ignored. GET with start_day and
 // end_day lists jobs, each moving staging → submitted → done as it is
 // listed (done erases its users); GET /api/2/usersearch?user= finds users.
 // Its today is 2026-03-01.
@@ -59,6 +68,8 @@ type Fake struct {
 	jobs              []*fakeJob
 	today             time.Time
 	final             fakevendor.Setting[string] // a final job status forced instead of done
+	unmapped          fakevendor.Setting[bool]   // user_id left out of answers whatever include_mapped_user_ids says
+	noInvalid         fakevendor.Setting[bool]   // invalid_ids left out of answers
 }
 
 // fakeJob is a deletion job; each listing of it is a status poll.
@@ -157,7 +168,12 @@ func (f *Fake) schedule(w http.ResponseWriter, r *http.Request) {
 	if alt, _ := stringBool(raw["ignore_invalid_ids"]); alt {
 		ignore = true
 	}
-	if len(userIDs)+len(ampIDs) == 0 || len(userIDs) > 100 || len(ampIDs) > 100 || requester == "" {
+	mapped, _ := stringBool(raw["include_mapped_user_ids"])
+	if len(userIDs)+len(ampIDs) > MaxIDs {
+		badRequest(w, fmt.Sprintf("Too many ids: at most %d users a request", MaxIDs))
+		return
+	}
+	if len(userIDs)+len(ampIDs) == 0 || requester == "" {
 		badRequest(w, "Invalid request")
 		return
 	}
@@ -168,6 +184,7 @@ func (f *Fake) schedule(w http.ResponseWriter, r *http.Request) {
 		user string
 	}
 	var ids []found
+	invalid := []any{}
 	for _, u := range userIDs {
 		id, ok := f.users[u]
 		if !ok && !ignore {
@@ -176,6 +193,8 @@ func (f *Fake) schedule(w http.ResponseWriter, r *http.Request) {
 		}
 		if ok {
 			ids = append(ids, found{id, u})
+		} else {
+			invalid = append(invalid, u)
 		}
 	}
 	for _, a := range ampIDs {
@@ -191,6 +210,8 @@ func (f *Fake) schedule(w http.ResponseWriter, r *http.Request) {
 		}
 		if user != "" {
 			ids = append(ids, found{a, user})
+		} else {
+			invalid = append(invalid, a)
 		}
 	}
 	// Requests join the staging job; once it is submitted, a new one.
@@ -201,18 +222,30 @@ func (f *Fake) schedule(w http.ResponseWriter, r *http.Request) {
 		jb = &fakeJob{Job: fakevendor.NewJob(f.polls), day: f.today.AddDate(0, 0, 10+n).Format(dayLayout), status: "staging"}
 		f.jobs = append(f.jobs, jb)
 	}
-	answer := []fakeEntry{}
+	answer := []map[string]any{}
+	var seen []int64
 	for _, id := range ids {
 		i := slices.IndexFunc(jb.entries, func(e fakeEntry) bool { return e.AmplitudeID == id.id })
 		if i < 0 {
 			jb.entries = append(jb.entries, fakeEntry{AmplitudeID: id.id, RequestedOnDay: f.today.Format(dayLayout), Requester: requester, userID: id.user})
 			i = len(jb.entries) - 1
 		}
-		if !slices.ContainsFunc(answer, func(e fakeEntry) bool { return e.AmplitudeID == id.id }) {
-			answer = append(answer, jb.entries[i])
+		if slices.Contains(seen, id.id) {
+			continue
 		}
+		seen = append(seen, id.id)
+		e := jb.entries[i]
+		a := map[string]any{"amplitude_id": e.AmplitudeID, "requested_on_day": e.RequestedOnDay, "requester": e.Requester}
+		if mapped && !f.unmapped.Get() {
+			a["user_id"] = e.userID
+		}
+		answer = append(answer, a)
 	}
-	fakevendor.JSON(w, http.StatusOK, map[string]any{"day": jb.day, "status": jb.status, "amplitude_ids": answer})
+	out := map[string]any{"day": jb.day, "status": jb.status, "amplitude_ids": answer}
+	if ignore && !f.noInvalid.Get() {
+		out["invalid_ids"] = invalid
+	}
+	fakevendor.JSON(w, http.StatusOK, out)
 }
 
 func (f *Fake) list(w http.ResponseWriter, r *http.Request) {
@@ -328,6 +361,16 @@ func (f *Fake) CountUser(userID string) int64 {
 	}
 	return 0
 }
+
+// Unmapped makes the fake answer without the user_id of each Amplitude
+// ID even when include_mapped_user_ids asks for it: Amplitude's page
+// leaves open whether ids found by user_id carry it. The answer then says
+// which Amplitude IDs were scheduled, not for whom.
+func (f *Fake) Unmapped() { f.unmapped.Set(true) }
+
+// NoInvalidIDs makes the fake answer without invalid_ids, whose form
+// Amplitude's page does not show.
+func (f *Fake) NoInvalidIDs() { f.noInvalid.Set(true) }
 
 // EndJobsAs forces the final status of every job instead of done.
 func (f *Fake) EndJobsAs(status string) { f.final.Set(status) }
