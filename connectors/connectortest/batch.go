@@ -286,7 +286,7 @@ func batchFull(t *testing.T, h Harness) {
 	subjects := make([]connectors.Subject, n)
 	want := make([]int64, n)
 	for i := range subjects {
-		subjects[i] = h.Subject(1000 + i)
+		subjects[i] = h.Subject(5000 + i)
 		want[i] = h.Seed(t, subjects[i])
 	}
 	items, err := EraseBatchAndWait(ctxFor(t), b, subjects, h.PollTimeout)

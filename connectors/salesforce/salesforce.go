@@ -10,7 +10,6 @@ package salesforce
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -213,7 +212,8 @@ func init() {
 	// rolling 24 hours per org (shared with every other integration) and
 	// Bulk API batches (15,000 a day). The runtime's rate counts Salesforce
 	// requests; an erasure makes four or five per object (one more to
-	// empty records from the Recycle Bin), each poll one per job. Two a
+	// empty records from the Recycle Bin), each poll one per job; a batch
+	// of up to 200 people (EraseBatch) about as many as one. Two a
 	// second (at most 172,800 a day, and only while a backlog lasts)
 	// leaves most orgs' allocation to its other users.
 	connectors.Register("salesforce", "Salesforce Contacts and Leads, hard-deleted with a Bulk API 2.0 job and emptied from the Recycle Bin",
@@ -252,46 +252,6 @@ func build(_ context.Context, _ string, cfg Config, deps connectors.Deps) (conne
 	return r, nil
 }
 
-// jobRef is what Poll needs to find the jobs an Erase started; it holds
-// Salesforce job ids and counts only, nothing about the person.
-type jobRef struct {
-	V    int      `json:"v"`
-	Jobs []refJob `json:"jobs"`
-	// Purged counts, per object, the records Erase emptied from the
-	// Recycle Bin: they are part of the erasure Poll reports.
-	Purged map[string]int64 `json:"purged,omitempty"`
-}
-
-type refJob struct {
-	Object string `json:"object"`
-	ID     string `json:"id"`
-}
-
-func (r jobRef) String() string {
-	b, _ := json.Marshal(r)
-	return string(b)
-}
-
-func parseJobRef(s string) (jobRef, error) {
-	var r jobRef
-	dec := json.NewDecoder(strings.NewReader(s))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil || r.V != 1 || len(r.Jobs) == 0 {
-		return jobRef{}, connectors.Permanentf("not a Salesforce job reference")
-	}
-	for _, j := range r.Jobs {
-		if !slices.Contains(Objects, j.Object) || !sfIDRe.MatchString(j.ID) {
-			return jobRef{}, connectors.Permanentf("not a Salesforce job reference")
-		}
-	}
-	for o, n := range r.Purged {
-		if !slices.Contains(Objects, o) || n < 0 {
-			return jobRef{}, connectors.Permanentf("not a Salesforce job reference")
-		}
-	}
-	return r, nil
-}
-
 // sfIDRe matches Salesforce record and job ids.
 var sfIDRe = regexp.MustCompile(`^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$`)
 
@@ -306,72 +266,16 @@ func (r records) total() int { return len(r.live) + len(r.recycled) }
 // Recycle Bin from it (emptyRecycleBin), and starts one hard-delete job
 // per object with live records; Poll reports the jobs' end. A record that
 // cannot be emptied from the Recycle Bin fails the task permanently: it
-// can still be restored.
+// can still be restored. It is a batch of one (EraseBatch).
 func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	found, skipped, err := c.find(ctx, s)
+	if s.Email == "" {
+		return connectors.NotFound(connectors.Evidence{Kind: "skipped", Value: "the subject has no email"}), nil
+	}
+	items, err := c.eraseBatch(ctx, []connectors.Subject{s})
 	if err != nil {
 		return connectors.Outcome{}, err
 	}
-	if skipped != nil {
-		return connectors.NotFound(*skipped), nil
-	}
-	var evidence []connectors.Evidence
-	var total int
-	for _, o := range c.objects {
-		evidence = append(evidence, connectors.Evidence{Kind: "soql", Value: fmt.Sprintf("%s: %s found (%d in the Recycle Bin)", o, connectors.Plural(found[o].total(), "record"), len(found[o].recycled))})
-		total += found[o].total()
-	}
-	if total == 0 {
-		return connectors.NotFound(evidence...), nil
-	}
-	ref := jobRef{V: 1}
-	var purged int64
-	var unpurged []error
-	for _, o := range c.objects {
-		if len(found[o].recycled) == 0 {
-			continue
-		}
-		n, err := c.purge(ctx, o, found[o].recycled)
-		var pe *purgeError
-		switch {
-		case errors.As(err, &pe):
-			unpurged = append(unpurged, err)
-		case err != nil:
-			return connectors.Outcome{}, err
-		}
-		if n > 0 {
-			if ref.Purged == nil {
-				ref.Purged = map[string]int64{}
-			}
-			ref.Purged[o] = n
-			purged += n
-			evidence = append(evidence, purgedEvidence(o, n))
-		}
-	}
-	for _, o := range c.objects {
-		if len(found[o].live) == 0 {
-			continue
-		}
-		id, err := c.startJob(ctx, o, found[o].live)
-		if err != nil {
-			// Jobs already started run on; a retry finds what they
-			// have not deleted yet.
-			return connectors.Outcome{}, err
-		}
-		ref.Jobs = append(ref.Jobs, refJob{Object: o, ID: id})
-		evidence = append(evidence, connectors.Evidence{Kind: "bulk_job", Value: fmt.Sprintf("%s hardDelete job %s: UploadComplete, %s", o, id, connectors.Plural(len(found[o].live), "record"))})
-	}
-	if len(unpurged) > 0 {
-		started := ""
-		if len(ref.Jobs) > 0 {
-			started = fmt.Sprintf("; hardDelete jobs were started for the live records (%d jobs)", len(ref.Jobs))
-		}
-		return connectors.Outcome{}, connectors.Permanent(fmt.Errorf("%w (%d emptied from it%s)", errors.Join(unpurged...), purged, started))
-	}
-	if len(ref.Jobs) == 0 {
-		return connectors.Erased(purged, evidence...), nil
-	}
-	return connectors.Running(ref.String(), c.poll, evidence...), nil
+	return items[0].Outcome, items[0].Err
 }
 
 func purgedEvidence(object string, n int64) connectors.Evidence {
@@ -566,37 +470,6 @@ func codeList(codes map[string]int) string {
 	return strings.Join(list, ", ")
 }
 
-// purge empties ids (of object, all IsDeleted) from the Recycle Bin with
-// the SOAP API's emptyRecycleBin, 200 at a time, and returns how many
-// went. Records that did not are a *purgeError, after every batch was
-// tried.
-func (c *conn) purge(ctx context.Context, object string, ids []string) (int64, error) {
-	var purged int64
-	failed := &purgeError{object: object, total: len(ids), codes: map[string]int{}}
-	for batch := range slices.Chunk(ids, maxPurge) {
-		results, err := c.emptyRecycleBin(ctx, batch)
-		if err != nil {
-			return purged, err
-		}
-		for _, r := range results {
-			if r.Success {
-				purged++
-				continue
-			}
-			code := "unknown"
-			if len(r.Errors) > 0 && statusCodeRe.MatchString(r.Errors[0].StatusCode) {
-				code = r.Errors[0].StatusCode
-			}
-			failed.codes[code]++
-			failed.failed++
-		}
-	}
-	if failed.failed > 0 {
-		return purged, failed
-	}
-	return purged, nil
-}
-
 // purgeResult is one EmptyRecycleBinResult. An error's message can name
 // the record; only its statusCode is used.
 type purgeResult struct {
@@ -676,7 +549,7 @@ func soapFault(op string, status int, code string) error {
 	case "INVALID_SESSION_ID":
 		return connectors.Permanentf("%s: the access token was refused or has expired; check access_token", msg)
 	case "REQUEST_LIMIT_EXCEEDED":
-		return connectors.Retryable(fmt.Errorf("%s: the org's API request limit is reached", msg), dailyLimitWait)
+		return connectors.Retryable(fmt.Errorf("%s: the org's API request limit is reached: %w", msg, connectors.ErrRateLimited), dailyLimitWait)
 	case "SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION", "":
 		return connectors.Retryable(errors.New(msg), 0)
 	case "API_DISABLED_FOR_ORG", "API_CURRENTLY_DISABLED", "INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY":
@@ -802,186 +675,6 @@ func (c *conn) abort(ctx context.Context, jobID string) {
 	_, _ = c.send(ctx, http.MethodPatch, c.api+"/jobs/ingest/"+jobID, map[string]string{"state": "Aborted"}, "abort job")
 }
 
-// Poll reads the state of each job of ref. Salesforce's job states are
-// Open, UploadComplete, InProgress, JobComplete, Failed and Aborted.
-func (c *conn) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	r, err := parseJobRef(ref)
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	var evidence []connectors.Evidence
-	var erased int64
-	running := false
-	for _, j := range r.Jobs {
-		info, err := c.job(ctx, j)
-		if err != nil {
-			return connectors.Outcome{}, err
-		}
-		switch info.State {
-		case "UploadComplete", "InProgress":
-			running = true
-			evidence = append(evidence, connectors.Evidence{Kind: "bulk_job", Value: fmt.Sprintf("%s hardDelete job %s: %s", j.Object, j.ID, info.State)})
-			continue
-		case "JobComplete":
-		case "Failed":
-			// Nothing in the job's data is at fault (ids from SOQL); an
-			// erase again starts a new job for what is left.
-			return connectors.Outcome{}, connectors.Retryable(sfError("%s hardDelete job %s failed; see Setup > Bulk Data Load Jobs", j.Object, j.ID), 0)
-		case "Aborted":
-			return connectors.Outcome{}, connectors.Permanentf("Salesforce %s hardDelete job %s was aborted in Salesforce; retry the task once that was intended", j.Object, j.ID)
-		case "Open":
-			return connectors.Outcome{}, connectors.Retryable(sfError("%s hardDelete job %s is still open: its upload never completed", j.Object, j.ID), 0)
-		default:
-			return connectors.Outcome{}, connectors.Retryable(sfError("%s hardDelete job %s: unknown state", j.Object, j.ID), 0)
-		}
-		deleted := info.NumberRecordsProcessed - info.NumberRecordsFailed
-		line := fmt.Sprintf("%s hardDelete job %s: JobComplete, %d processed, %d failed", j.Object, j.ID, info.NumberRecordsProcessed, info.NumberRecordsFailed)
-		if info.NumberRecordsFailed > 0 {
-			deletedIDs, err := c.failures(ctx, j, info)
-			if err != nil {
-				return connectors.Outcome{}, err
-			}
-			// A record deleted since the lookup was deleted either by
-			// another job (gone) or the ordinary way: then it is in the
-			// Recycle Bin, restorable, and is emptied from it now.
-			binned, err := c.stillDeleted(ctx, j.Object, deletedIDs)
-			if err != nil {
-				return connectors.Outcome{}, err
-			}
-			var emptied int64
-			if len(binned) > 0 {
-				if emptied, err = c.purge(ctx, j.Object, binned); err != nil {
-					var pe *purgeError
-					if errors.As(err, &pe) {
-						err = connectors.Permanent(err)
-					}
-					return connectors.Outcome{}, err
-				}
-				erased += emptied
-			}
-			line += fmt.Sprintf(" (%d already deleted", len(deletedIDs))
-			if emptied > 0 {
-				line += fmt.Sprintf(", %d of them emptied from the Recycle Bin", emptied)
-			}
-			line += ")"
-		}
-		erased += max(deleted, 0)
-		evidence = append(evidence, connectors.Evidence{Kind: "bulk_job", Value: line})
-	}
-	if running {
-		return connectors.Running(ref, c.poll, evidence...), nil
-	}
-	for _, o := range Objects {
-		if n := r.Purged[o]; n > 0 {
-			erased += n
-			evidence = append(evidence, purgedEvidence(o, n))
-		}
-	}
-	return connectors.Erased(erased, evidence...), nil
-}
-
-// stillDeleted looks ids (of object) up with queryAll and returns those
-// it still finds deleted: in the Recycle Bin, or emptied from it and not
-// yet deleted physically. One it finds live again (restored meanwhile)
-// makes the erase start over.
-func (c *conn) stillDeleted(ctx context.Context, object string, ids []string) ([]string, error) {
-	var out []string
-	for batch := range slices.Chunk(ids, maxPurge) {
-		quoted := make([]string, len(batch))
-		for i, id := range batch {
-			quoted[i] = "'" + id + "'" // ids are checked alphanumeric
-		}
-		rows, err := c.query(ctx, "queryAll", "SELECT Id, IsDeleted FROM "+object+" WHERE Id IN ("+strings.Join(quoted, ", ")+")")
-		if err != nil {
-			return nil, err
-		}
-		r := split(rows)
-		if len(r.live) > 0 {
-			return nil, connectors.Retryable(sfError("%s: %s restored while its hardDelete job ran; the erase will be redone", object, connectors.Plural(len(r.live), "record")), 0)
-		}
-		out = append(out, r.recycled...)
-	}
-	return out, nil
-}
-
-func (c *conn) job(ctx context.Context, j refJob) (jobInfo, error) {
-	resp, err := c.send(ctx, http.MethodGet, c.api+"/jobs/ingest/"+j.ID, nil, "job status", http.StatusNotFound)
-	if err != nil {
-		return jobInfo{}, err
-	}
-	if resp.Status == http.StatusNotFound {
-		// Salesforce removes jobs after seven days. Erasing again looks
-		// the person up afresh.
-		return jobInfo{}, connectors.Retryable(sfError("%s hardDelete job %s no longer exists; the erase will be redone", j.Object, j.ID), 0)
-	}
-	var info jobInfo
-	if err := resp.JSON(&info); err != nil {
-		return jobInfo{}, err
-	}
-	if info.State == "" || info.NumberRecordsFailed < 0 || info.NumberRecordsProcessed < 0 {
-		return jobInfo{}, connectors.Retryable(sfError("job %s: the status answer has no state", j.ID), 0)
-	}
-	return info, nil
-}
-
-// failures reads why records of a completed job failed, and returns the
-// ids of those that were already deleted (ENTITY_IS_DELETED). A row lock
-// is worth retrying; anything else needs a person. Only Salesforce's
-// status codes are reported: its messages can quote the record's name.
-func (c *conn) failures(ctx context.Context, j refJob, info jobInfo) (alreadyDeleted []string, err error) {
-	req, err := newRequest(http.MethodGet, c.api+"/jobs/ingest/"+j.ID+"/failedResults/", nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/csv")
-	resp, err := c.do(ctx, req, "failed results")
-	if err != nil {
-		return nil, err
-	}
-	rd := csv.NewReader(bytes.NewReader(resp.Body))
-	rd.FieldsPerRecord = -1
-	header, err := rd.Read()
-	col, idCol := slices.Index(header, "sf__Error"), slices.Index(header, "Id")
-	if err != nil || col < 0 || idCol < 0 {
-		return nil, connectors.Retryable(sfError("job %s: unreadable failed results", j.ID), 0)
-	}
-	codes := map[string]int{}
-	for {
-		row, err := rd.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil || col >= len(row) || idCol >= len(row) {
-			return nil, connectors.Retryable(sfError("job %s: unreadable failed results", j.ID), 0)
-		}
-		code, _, _ := strings.Cut(row[col], ":")
-		if !statusCodeRe.MatchString(code) {
-			code = "unknown"
-		}
-		if code == "ENTITY_IS_DELETED" {
-			if !sfIDRe.MatchString(row[idCol]) {
-				return nil, connectors.Retryable(sfError("job %s: a failed result without a valid Id", j.ID), 0)
-			}
-			alreadyDeleted = append(alreadyDeleted, row[idCol])
-			continue
-		}
-		codes[code]++
-	}
-	if len(codes) == 0 {
-		return alreadyDeleted, nil
-	}
-	var failed int
-	for _, n := range codes {
-		failed += n
-	}
-	err = sfError("%s hardDelete job %s: %d of %d records were not deleted (%s); see Setup > Bulk Data Load Jobs",
-		j.Object, j.ID, failed, info.NumberRecordsProcessed, codeList(codes))
-	if _, locked := codes["UNABLE_TO_LOCK_ROW"]; locked && len(codes) == 1 {
-		return nil, connectors.Retryable(err, 0)
-	}
-	return nil, connectors.Permanent(err)
-}
-
 var statusCodeRe = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,79}$`)
 
 // apiError is one element of Salesforce's error body
@@ -1028,7 +721,7 @@ func (c *conn) do(ctx context.Context, req *http.Request, op string, ok ...int) 
 		if !strings.Contains(message, "TotalRequests") {
 			wait = time.Minute // a concurrency limit, not the daily one
 		}
-		return nil, connectors.Retryable(sfError("%s: 403: the org's API request limit is reached%s", op, suffix), wait)
+		return nil, connectors.Retryable(sfError("%s: 403: the org's API request limit is reached%s: %w", op, suffix, connectors.ErrRateLimited), wait)
 	case resp.Status == http.StatusForbidden:
 		return nil, connectors.Permanentf("Salesforce %s: 403 Forbidden%s: the user lacks a permission; it needs API Enabled, Read and Delete on %s and \"Bulk API Hard Delete\"",
 			op, suffix, strings.Join(c.objects, " and "))
@@ -1038,7 +731,8 @@ func (c *conn) do(ctx context.Context, req *http.Request, op string, ok ...int) 
 		return nil, connectors.Permanentf("Salesforce %s: 404%s: check base_url (the instance URL) and api_version", op, suffix)
 	}
 	perm, after := connectors.Classify(err)
-	return nil, &connectors.Error{Permanent: perm, RetryAfter: after, Err: errors.New(errors.Unwrap(err).Error() + suffix)}
+	// %w keeps what vendorhttp marked: a 429 stays ErrRateLimited.
+	return nil, &connectors.Error{Permanent: perm, RetryAfter: after, Err: fmt.Errorf("%w%s", errors.Unwrap(err), suffix)}
 }
 
 // send sends a request with a JSON body (nil: none) with do.

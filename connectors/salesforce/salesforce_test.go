@@ -3,12 +3,14 @@ package salesforce
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,6 +50,18 @@ func TestVendor(t *testing.T) {
 func TestConformanceResolver(t *testing.T) {
 	f := salesforcefake.Start(t, salesforcefake.Options{})
 	h := connectortest.VendorHarness("salesforce", f)
+	// One fake serves the whole suite, and two of its cases number their
+	// subjects alike (ResolveFindsOnlyTheSubject seeds subjects 1000 and
+	// 1001 and leaves them; Batch/BatchAtTheLimit seeds 1000 to 1119):
+	// a number asked for again is a new subject.
+	var mu sync.Mutex
+	asked := map[int]int{}
+	h.Subject = func(i int) connectors.Subject {
+		mu.Lock()
+		defer mu.Unlock()
+		asked[i]++
+		return connectortest.VendorSubject(i + (asked[i]-1)*1_000_000)
+	}
 	h.New = func(t *testing.T) connectors.Connector {
 		return connectortest.Build(t, "salesforce", "sfdc", f.ConfigWith(salesforcefake.ResolveConfig))
 	}
@@ -874,4 +888,522 @@ func sorted(vs []string) []string {
 	out := append([]string(nil), vs...)
 	slices.Sort(out)
 	return out
+}
+
+// kinds counts the calls f received by what they were.
+func kinds(f *salesforcefake.Fake) map[string]int {
+	out := map[string]int{}
+	for _, call := range f.Calls() {
+		p := call.Path
+		switch {
+		case strings.HasSuffix(p, "/queryAll"), strings.Contains(p, "/query/"), strings.HasSuffix(p, "/query"):
+			out["query"]++
+		case strings.HasPrefix(p, "/services/Soap/"):
+			out["emptyRecycleBin"]++
+		case call.Method == "POST" && strings.HasSuffix(p, "/jobs/ingest"):
+			out["create"]++
+		case call.Method == "PUT":
+			out["upload"]++
+		case call.Method == "PATCH":
+			out["close"]++
+		case strings.HasSuffix(p, "/failedResults/"):
+			out["failedResults"]++
+		case strings.HasSuffix(p, "/successfulResults/"):
+			out["successfulResults"]++
+		case call.Method == "GET" && strings.Contains(p, "/jobs/ingest/"):
+			out["status"]++
+		default:
+			out[call.Method+" "+p]++
+		}
+	}
+	return out
+}
+
+// eraseBatch erases subjects in one batch and polls to the end.
+func eraseBatch(t *testing.T, c connectors.Connector, subjects []connectors.Subject) []connectors.Item {
+	t.Helper()
+	items, err := connectortest.EraseBatchAndWait(connectortest.Ctx(t), c.(connectors.BatchEraser), subjects, 5*time.Second)
+	if err != nil {
+		t.Fatalf("EraseBatch: %v", err)
+	}
+	return items
+}
+
+func subjects(n int, format string) []connectors.Subject {
+	out := make([]connectors.Subject, n)
+	for i := range out {
+		out[i] = connectors.Subject{Email: fmt.Sprintf(format, i)}
+	}
+	return out
+}
+
+// TestBatchCalls: a batch costs one lookup per object (more only for long
+// emails), one job per object and one status read per job and poll.
+func TestBatchCalls(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 70) + "%d@example.com" // 80-odd characters, Salesforce's most
+	for _, tc := range []struct {
+		name     string
+		n        int
+		format   string
+		recycled bool
+		want     map[string]int // calls of EraseBatch
+	}{
+		{"one", 1, "one%d@example.com", false, map[string]int{"query": 1, "create": 1, "upload": 1, "close": 1}},
+		{"two", 2, "two%d@example.com", false, map[string]int{"query": 1, "create": 1, "upload": 1, "close": 1}},
+		{"the limit", 200, "full%d@example.com", false, map[string]int{"query": 1, "create": 1, "upload": 1, "close": 1}},
+		{"the limit in the Recycle Bin too", 200, "binned%d@example.com", true, map[string]int{"query": 1, "emptyRecycleBin": 1, "create": 1, "upload": 1, "close": 1}},
+		{"past the limit: two chunks", 201, "over%d@example.com", false, map[string]int{"query": 2, "create": 2, "upload": 2, "close": 2}},
+		{"long emails split the lookup", 200, long, false, map[string]int{"query": 2, "create": 1, "upload": 1, "close": 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, c := setup(t, salesforcefake.Options{})
+			ss := subjects(tc.n, tc.format)
+			for _, s := range ss {
+				f.Add("Contact", s.Email)
+				if tc.recycled {
+					f.Recycle(f.Add("Contact", s.Email))
+				}
+			}
+			bystander := f.Add("Contact", "bystander@example.com")
+			items, err := c.(connectors.BatchEraser).EraseBatch(connectortest.Ctx(t), ss)
+			if err != nil || len(items) != tc.n {
+				t.Fatalf("EraseBatch = %d items, %v", len(items), err)
+			}
+			if got := kinds(f); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("calls = %v, want %v", got, tc.want)
+			}
+			for _, call := range f.Calls() {
+				if call.Status/100 != 2 {
+					t.Errorf("%s %s → %d", call.Method, call.Path, call.Status)
+				}
+				if n := len(call.Path) + 1 + len(call.Query); n > 12000 {
+					t.Errorf("a request URI of %d bytes", n)
+				}
+			}
+			var refs []string
+			for i, it := range items {
+				if it.Err != nil || it.Outcome.Status != connectors.StatusRunning {
+					t.Fatalf("subject %d: %+v, %v", i, it.Outcome, it.Err)
+				}
+				refs = append(refs, it.Outcome.JobRef)
+			}
+			before := kinds(f)["status"]
+			for range 3 { // the fake's jobs end on the second read
+				got, err := c.(connectors.BatchPoller).PollBatch(connectortest.Ctx(t), refs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, it := range got {
+					refs[i] = it.Outcome.JobRef
+					if it.Err != nil {
+						t.Fatalf("subject %d: %v", i, it.Err)
+					}
+				}
+				if got[0].Outcome.Status != connectors.StatusRunning {
+					for i, it := range got {
+						if want := map[bool]int64{false: 1, true: 2}[tc.recycled]; it.Outcome.Status != connectors.StatusErased || it.Outcome.Records != want {
+							t.Errorf("subject %d: %+v, want %d erased", i, it.Outcome, want)
+						}
+					}
+					break
+				}
+			}
+			jobs := tc.want["create"]
+			if reads := kinds(f)["status"] - before; reads != 2*jobs {
+				t.Errorf("%d status reads for %d refs, want %d (one per job per PollBatch)", reads, tc.n, 2*jobs)
+			}
+			for _, s := range ss {
+				if f.QueryAllCount(s.Email) != 0 {
+					t.Fatalf("records of a subject remain")
+				}
+			}
+			if f.CountEmail("bystander@example.com") != 1 || f.JobState(bystander) != "" {
+				t.Error("the bystander lost its record")
+			}
+		})
+	}
+}
+
+// TestBatchLookupLength: the lookups of a batch stay within what
+// Salesforce takes (the fake refuses more with 414), whatever the emails.
+func TestBatchLookupLength(t *testing.T) {
+	t.Parallel()
+	f, c := setup(t, salesforcefake.Options{})
+	// Quotes and backslashes are escaped, then URL-encoded: the longest
+	// an 80-character email gets.
+	ss := subjects(200, strings.Repeat(`'\`, 30)+"%03d@example.com")
+	for _, s := range ss {
+		f.Add("Contact", s.Email)
+	}
+	items := eraseBatch(t, c, ss)
+	for i, it := range items {
+		if it.Err != nil || it.Outcome.Records != 1 {
+			t.Errorf("subject %d: %+v, %v", i, it.Outcome, it.Err)
+		}
+	}
+	if q := kinds(f)["query"]; q < 4 {
+		t.Errorf("%d lookups for 200 long emails", q)
+	}
+	t.Run("the fake refuses a URI too long", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, f.URL()+"/services/data/v60.0/queryAll?q="+strings.Repeat("x", salesforcefake.MaxURI), nil)
+		req.Header.Set("Authorization", "Bearer "+f.Token())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusRequestURITooLong {
+			t.Fatalf("%v %v", resp, err)
+		}
+		resp.Body.Close()
+	})
+	t.Run("an email too long for any lookup fails alone", func(t *testing.T) {
+		f, c := setup(t, salesforcefake.Options{}, "fine@example.com")
+		items, err := c.(connectors.BatchEraser).EraseBatch(connectortest.Ctx(t), []connectors.Subject{{Email: strings.Repeat("'", 3000) + "@example.com"}, {Email: "fine@example.com"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !connectortest.IsPermanent(items[0].Err) || items[1].Err != nil || items[1].Outcome.Status != connectors.StatusRunning {
+			t.Errorf("items = %+v", items)
+		}
+		for _, call := range f.Calls() {
+			if call.Status/100 != 2 {
+				t.Errorf("%s → %d", call.Path, call.Status)
+			}
+		}
+	})
+}
+
+// TestBatchAttribution: each subject's outcome is what Salesforce said of
+// that subject's records.
+func TestBatchAttribution(t *testing.T) {
+	t.Parallel()
+	t.Run("records of one subject fail", func(t *testing.T) {
+		t.Parallel()
+		f, c := setup(t, salesforcefake.Options{})
+		a, b, d := connectors.Subject{Email: "a@example.com"}, connectors.Subject{Email: "b@example.com"}, connectors.Subject{Email: "d@example.com"}
+		f.Add("Contact", a.Email)
+		f.Add("Contact", a.Email)
+		f.Add("Contact", b.Email)
+		f.Add("Contact", d.Email)
+		f.FailRecordsOf(b.Email, "DELETE_FAILED")
+		items := eraseBatch(t, c, []connectors.Subject{a, b, d})
+		if it := items[0]; it.Err != nil || it.Outcome.Status != connectors.StatusErased || it.Outcome.Records != 2 {
+			t.Errorf("a: %+v, %v; want 2 erased", it.Outcome, it.Err)
+		}
+		if err := items[1].Err; !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "1 of 1 records were not deleted (DELETE_FAILED: 1)") || strings.Contains(err.Error(), "b@") {
+			t.Errorf("b: %v; want its own failure, permanent", err)
+		}
+		if it := items[2]; it.Err != nil || it.Outcome.Records != 1 {
+			t.Errorf("d: %+v, %v", it.Outcome, it.Err)
+		}
+		if !strings.Contains(connectortest.EvidenceText(items[0].Outcome.Evidence), "4 processed, 1 failed; this subject's: 2, 0 of them failed") {
+			t.Errorf("evidence = %+v", items[0].Outcome.Evidence)
+		}
+		if f.CountEmail(b.Email) != 1 {
+			t.Error("b's record went")
+		}
+		if k := kinds(f); k["failedResults"] != 1 || k["successfulResults"] != 1 {
+			t.Errorf("results read %v, want each once for the job", k)
+		}
+	})
+	t.Run("a subject's record deleted the ordinary way meanwhile", func(t *testing.T) {
+		t.Parallel()
+		f, c := setup(t, salesforcefake.Options{})
+		a, b := connectors.Subject{Email: "a@example.com"}, connectors.Subject{Email: "b@example.com"}
+		f.Add("Contact", a.Email)
+		id := f.Add("Contact", b.Email)
+		f.Add("Contact", b.Email)
+		items, err := c.(connectors.BatchEraser).EraseBatch(connectortest.Ctx(t), []connectors.Subject{a, b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		softDelete(t, f, "Contact", id)
+		refs := []string{items[0].Outcome.JobRef, items[1].Outcome.JobRef}
+		var got []connectors.Item
+		for range 3 {
+			if got, err = c.(connectors.BatchPoller).PollBatch(connectortest.Ctx(t), refs); err != nil {
+				t.Fatal(err)
+			}
+			if got[0].Outcome.Status != connectors.StatusRunning {
+				break
+			}
+		}
+		if got[0].Err != nil || got[0].Outcome.Records != 1 || strings.Contains(connectortest.EvidenceText(got[0].Outcome.Evidence), "already deleted") {
+			t.Errorf("a: %+v, %v", got[0].Outcome, got[0].Err)
+		}
+		if got[1].Err != nil || got[1].Outcome.Records != 2 || !strings.Contains(connectortest.EvidenceText(got[1].Outcome.Evidence), "1 already deleted, 1 of them emptied") {
+			t.Errorf("b: %+v, %v; want 2 (1 by the job, 1 emptied)", got[1].Outcome, got[1].Err)
+		}
+		if f.QueryAllCount(b.Email) != 0 {
+			t.Error("b's record is still in the Recycle Bin")
+		}
+	})
+	t.Run("results that cannot be told apart fail the sharers retryably", func(t *testing.T) {
+		t.Parallel()
+		f := salesforcefake.Start(t, salesforcefake.Options{})
+		c := connectortest.Build(t, "salesforce", "sfdc", f.Config()) // Contacts and Leads
+		a, b := connectors.Subject{Email: "a@example.com"}, connectors.Subject{Email: "b@example.com"}
+		f.Add("Contact", a.Email)
+		f.Add("Contact", b.Email)
+		f.Add("Lead", a.Email) // a alone has Leads
+		items, err := c.(connectors.BatchEraser).EraseBatch(connectortest.Ctx(t), []connectors.Subject{a, b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.FailRecords("DELETE_FAILED")
+		refs := []string{items[0].Outcome.JobRef, items[1].Outcome.JobRef}
+		p := c.(connectors.BatchPoller)
+		if _, err := p.PollBatch(connectortest.Ctx(t), refs); err != nil { // InProgress
+			t.Fatal(err)
+		}
+		// The jobs run: the Contact job's status and failed results; its
+		// successful results come back without ids.
+		f.Inject(2, f.PassThrough())
+		f.Inject(1, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/csv")
+			fmt.Fprint(w, "sf__Id,sf__Created,Id\n,false,\n")
+		})
+		got, err := p.PollBatch(connectortest.Ctx(t), refs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, it := range got {
+			if it.Err == nil || connectortest.IsPermanent(it.Err) || !strings.Contains(it.Err.Error(), "do not say which of them were this subject's") {
+				t.Errorf("subject %d: %+v, %v; want retryable", i, it.Outcome, it.Err)
+			}
+		}
+		if k := kinds(f); k["status"] != 4 || k["failedResults"] != 2 || k["successfulResults"] != 1 {
+			t.Errorf("calls %v", k)
+		}
+	})
+	t.Run("emails that differ in case", func(t *testing.T) {
+		t.Parallel()
+		f, c := setup(t, salesforcefake.Options{})
+		f.Add("Contact", "ada@example.com")
+		f.Add("Contact", "ADA@EXAMPLE.COM")
+		f.Add("Contact", "bob@example.com")
+		items := eraseBatch(t, c, []connectors.Subject{{Email: "Ada@Example.com"}, {Email: "bob@example.com"}, {Email: "ada@example.com"}})
+		for i, want := range []int64{2, 1, 2} {
+			if it := items[i]; it.Err != nil || it.Outcome.Records != want {
+				t.Errorf("subject %d: %+v, %v; want %d", i, it.Outcome, it.Err, want)
+			}
+		}
+		if f.CountEmail("ada@example.com") != 0 {
+			t.Error("records remain")
+		}
+	})
+	t.Run("a record matching no email as compared here", func(t *testing.T) {
+		t.Parallel()
+		f, c := setup(t, salesforcefake.Options{})
+		f.Add("Contact", "a@example.com")
+		f.Add("Contact", "b@example.com")
+		foreign := func(w http.ResponseWriter, r *http.Request) {
+			fakevendor.JSON(w, 200, map[string]any{"totalSize": 1, "done": true, "records": []map[string]any{
+				{"attributes": map[string]string{"type": "Contact"}, "Id": "0035g0000099999AAA", "IsDeleted": false, "Email": "straße@example.com"}}})
+		}
+		f.Inject(1, foreign)
+		_, err := c.(connectors.BatchEraser).EraseBatch(connectortest.Ctx(t), []connectors.Subject{{Email: "a@example.com"}, {Email: "b@example.com"}})
+		if err == nil || connectortest.IsPermanent(err) || strings.Contains(err.Error(), "straße") {
+			t.Fatalf("err = %v; want the batch refused retryably (split)", err)
+		}
+		if k := kinds(f); k["create"] != 0 {
+			t.Errorf("a job was started: %v", k)
+		}
+		// A batch of one owns what its lookup finds.
+		f.Inject(1, foreign)
+		items, err := c.(connectors.BatchEraser).EraseBatch(connectortest.Ctx(t), []connectors.Subject{{Email: "a@example.com"}})
+		if err != nil || items[0].Err != nil || items[0].Outcome.Status != connectors.StatusRunning {
+			t.Fatalf("batch of one = %+v, %v", items, err)
+		}
+	})
+	t.Run("a subject's records that cannot be emptied", func(t *testing.T) {
+		t.Parallel()
+		f, c := setup(t, salesforcefake.Options{})
+		f.Add("Contact", "a@example.com")
+		f.Recycle(f.Add("Contact", "b@example.com"))
+		f.Add("Contact", "b@example.com")
+		f.FailPurge("INSUFFICIENT_ACCESS_OR_READONLY")
+		items, err := c.(connectors.BatchEraser).EraseBatch(connectortest.Ctx(t), []connectors.Subject{{Email: "a@example.com"}, {Email: "b@example.com"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if items[0].Err != nil || items[0].Outcome.Status != connectors.StatusRunning {
+			t.Errorf("a: %+v, %v", items[0].Outcome, items[0].Err)
+		}
+		if err := items[1].Err; !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "1 of 1 Contact records in the Recycle Bin") || !strings.Contains(err.Error(), "hardDelete jobs were started") {
+			t.Errorf("b: %v", err)
+		}
+	})
+}
+
+// TestBatchRefused: a call Salesforce refuses fails the whole batch,
+// classified as for a single erase.
+func TestBatchRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		fault       fakevendor.Fault
+		permanent   bool
+		after       time.Duration
+		rateLimited bool
+	}{
+		{"400", func(w http.ResponseWriter, r *http.Request) {
+			salesforcefake.WriteErrors(w, 400, "MALFORMED_QUERY", "unexpected token: "+r.URL.Query().Get("q"))
+		}, true, 0, false},
+		{"503", salesforcefake.Unavailable, false, 0, false},
+		{"429 from a proxy", fakevendor.TooMany(3 * time.Second), false, 3 * time.Second, true},
+		{"daily limit", salesforcefake.LimitExceeded, false, time.Hour, true},
+		{"expired token", salesforcefake.Unauthorized, true, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ss := subjects(3, "refused%d@example.com")
+			emails := make([]string, len(ss))
+			for i, s := range ss {
+				emails[i] = s.Email
+			}
+			f, c := setup(t, salesforcefake.Options{}, emails...)
+			for _, at := range []int{0, 1} { // the lookup, the job's creation
+				f.Inject(at, f.PassThrough())
+				f.Inject(1, tc.fault)
+				items, err := c.(connectors.BatchEraser).EraseBatch(connectortest.Ctx(t), ss)
+				perm, after := connectors.Classify(err)
+				if err == nil || items != nil || perm != tc.permanent || after != tc.after || errors.Is(err, connectors.ErrRateLimited) != tc.rateLimited {
+					t.Fatalf("call %d: err = %v (permanent %v, after %v); want permanent %v after %v, rate limited %v", at, err, perm, after, tc.permanent, tc.after, tc.rateLimited)
+				}
+				if strings.Contains(err.Error(), "refused0") || strings.Contains(err.Error(), f.URL()) {
+					t.Errorf("error %q quotes an email or the URL", err)
+				}
+			}
+			for _, s := range ss {
+				if f.CountEmail(s.Email) != 1 {
+					t.Error("a refused batch deleted records")
+				}
+			}
+		})
+	}
+	t.Run("the SOAP API's daily limit", func(t *testing.T) {
+		t.Parallel()
+		f, c := setup(t, salesforcefake.Options{})
+		f.Recycle(f.Add("Contact", "soap@example.com"))
+		f.Recycle(f.Add("Contact", "soap2@example.com"))
+		f.Inject(1, f.PassThrough())
+		f.Inject(1, salesforcefake.LimitExceeded)
+		_, err := c.(connectors.BatchEraser).EraseBatch(connectortest.Ctx(t), []connectors.Subject{{Email: "soap@example.com"}, {Email: "soap2@example.com"}})
+		if _, after := connectors.Classify(err); !errors.Is(err, connectors.ErrRateLimited) || after != time.Hour {
+			t.Fatalf("err = %v; want rate limited, after an hour", err)
+		}
+	})
+}
+
+// TestPollBatch: refs sharing jobs are read once per job; old refs poll.
+func TestPollBatch(t *testing.T) {
+	t.Parallel()
+	f := salesforcefake.Start(t, salesforcefake.Options{})
+	c := connectortest.Build(t, "salesforce", "sfdc", f.Config())
+	old := connectors.Subject{Email: "old@example.com"}
+	f.Add("Contact", old.Email)
+	f.Add("Lead", old.Email)
+	single, err := c.Erase(connectortest.Ctx(t), old) // a ref as stored before batches
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(single.JobRef, `{"v":1,"jobs":[{"object":"Contact","id":"7505g0000000000000"},{"object":"Lead","id":"7505g0000000000001"}]`) {
+		t.Fatalf("single erase ref = %s", single.JobRef)
+	}
+	ss := subjects(10, "poll%d@example.com")
+	for _, s := range ss {
+		f.Seed(s)
+	}
+	items, err := c.(connectors.BatchEraser).EraseBatch(connectortest.Ctx(t), ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := []string{single.JobRef, "not a ref"}
+	for _, it := range items {
+		if strings.Contains(it.Outcome.JobRef, "poll") || strings.Contains(it.Outcome.JobRef, "0035g") || strings.Contains(it.Outcome.JobRef, "00Q5g") {
+			t.Errorf("ref %s holds an email or a record id", it.Outcome.JobRef)
+		}
+		refs = append(refs, it.Outcome.JobRef)
+	}
+	before := len(f.Calls())
+	got, err := c.(connectors.BatchPoller).PollBatch(connectortest.Ctx(t), refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.Calls()) - before; n != 4 {
+		t.Errorf("%d calls for %d refs to 4 jobs, want 4", n, len(refs))
+	}
+	if !connectortest.IsPermanent(got[1].Err) {
+		t.Errorf("a bad ref: %v; want permanent, alone", got[1].Err)
+	}
+	for range 2 {
+		if got, err = c.(connectors.BatchPoller).PollBatch(connectortest.Ctx(t), refs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, it := range got {
+		if i == 1 {
+			continue
+		}
+		if it.Err != nil || it.Outcome.Status != connectors.StatusErased || it.Outcome.Records != 2 {
+			t.Errorf("ref %d: %+v, %v; want 2 erased", i, it.Outcome, it.Err)
+		}
+	}
+	// The single Poll reads a batch's ref too.
+	if out, err := c.(connectors.Poller).Poll(connectortest.Ctx(t), refs[2]); err != nil || out.Records != 2 {
+		t.Errorf("Poll of a batch ref = %+v, %v", out, err)
+	}
+
+	t.Run("the job fails for the batch", func(t *testing.T) {
+		for _, tc := range []struct {
+			state     string
+			permanent bool
+		}{{"Failed", false}, {"Aborted", true}} {
+			f, c := setup(t, salesforcefake.Options{})
+			ss := subjects(3, tc.state+"%d@example.com")
+			for _, s := range ss {
+				f.Add("Contact", s.Email)
+			}
+			f.EndJobsAs(tc.state)
+			items, err := c.(connectors.BatchEraser).EraseBatch(connectortest.Ctx(t), ss)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs := []string{items[0].Outcome.JobRef, items[1].Outcome.JobRef, items[2].Outcome.JobRef}
+			var got []connectors.Item
+			for range 2 {
+				if got, err = c.(connectors.BatchPoller).PollBatch(connectortest.Ctx(t), refs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, it := range got {
+				if it.Err == nil || connectortest.IsPermanent(it.Err) != tc.permanent || !strings.Contains(it.Err.Error(), "7505g0000000000000") {
+					t.Errorf("%s: ref %d: %v; want permanent %v", tc.state, i, it.Err, tc.permanent)
+				}
+			}
+			if reads := kinds(f)["status"]; reads != 2 {
+				t.Errorf("%d status reads", reads)
+			}
+		}
+	})
+	t.Run("refs", func(t *testing.T) {
+		const job = `"object":"Contact","id":"7505g0000099999999"`
+		for ref, ok := range map[string]bool{
+			`{"v":1,"jobs":[{` + job + `}]}`:                                 true,
+			`{"v":2,"jobs":[{` + job + `,"n":2,"of":5,"at":[0,4]}]}`:         true,
+			`{"v":1,"jobs":[{` + job + `,"n":2,"of":5,"at":[0,4]}]}`:         false, // shared jobs are version 2
+			`{"v":2,"jobs":[{` + job + `,"n":2,"of":5,"at":[4,0]}]}`:         false,
+			`{"v":2,"jobs":[{` + job + `,"n":2,"of":5,"at":[1,1]}]}`:         false,
+			`{"v":2,"jobs":[{` + job + `,"n":2,"of":5,"at":[0,5]}]}`:         false,
+			`{"v":2,"jobs":[{` + job + `,"n":2,"of":5,"at":[0]}]}`:           false,
+			`{"v":2,"jobs":[{` + job + `,"n":5,"of":5,"at":[0,1,2,3,4]}]}`:   false, // the whole job: no ranks
+			`{"v":2,"jobs":[{` + job + `,"n":1,"of":5,"at":[-1]}]}`:          false,
+			`{"v":3,"jobs":[{` + job + `}]}`:                                 false,
+			`{"v":2,"jobs":[{` + job + `,"n":1,"of":2,"at":[1],"email":1}]}`: false,
+		} {
+			if _, err := parseJobRef(ref); (err == nil) != ok {
+				t.Errorf("parseJobRef(%s) = %v, want ok %v", ref, err, ok)
+			}
+		}
+	})
 }

@@ -50,13 +50,16 @@ type Options = fakevendor.Options
 // Fake follows the REST query and Bulk API 2.0 ingest contract
 // (docs/connectors/salesforce.md, VENDOR_APIS.md): Bearer tokens refused
 // with 401 INVALID_SESSION_ID; SOQL `SELECT <fields> FROM <object> WHERE
-// Email = '<literal>'` (or `WHERE Id IN ('…', …)`) parsed as Salesforce
-// would (a query it cannot parse is 400 MALFORMED_QUERY, an unknown field
-// 400 INVALID_FIELD), with paging through nextRecordsUrl; query leaves
+// Email = '<literal>'` (or `WHERE Email IN ('<literal>', …)`, or `WHERE Id
+// IN ('…', …)`) parsed as Salesforce would (a query it cannot parse is 400
+// MALFORMED_QUERY, an unknown field 400 INVALID_FIELD), Email compared
+// case-insensitively, with paging through nextRecordsUrl, and a URI and
+// headers over 16,384 bytes refused (414 URI Too Long, 431); query leaves
 // out records in the Recycle Bin, queryAll returns them with IsDeleted
 // true; ingest jobs that go Open → UploadComplete → InProgress →
 // JobComplete over polls, where hardDelete removes live records and
-// delete only moves them to the Recycle Bin; failed results as CSV; the
+// delete only moves them to the Recycle Bin; failed and successful
+// results as CSV, in no particular order (the fake: backwards); the
 // SOAP API's emptyRecycleBin (POST /services/Soap/u/<version>, the
 // token in SessionHeader, at most 200 ids, a result per id); the rolling
 // daily API allocation answered with 403 REQUEST_LIMIT_EXCEEDED (a SOAP
@@ -78,8 +81,10 @@ type Fake struct {
 	stepsToComplete int
 	// endState forces closed jobs to end Failed or Aborted.
 	endState string
-	// recordError makes each record of a job fail with this sf__Error.
+	// recordError makes each record of a job fail with this sf__Error;
+	// emailErrors those holding an email (lower-case).
 	recordError string
+	emailErrors map[string]string
 	// noHardDelete: the user lacks the Bulk API Hard Delete permission.
 	noHardDelete bool
 	// purgeError makes emptyRecycleBin fail every id with this status code.
@@ -111,7 +116,7 @@ type sfJob struct {
 	ids                      []string
 	reads                    int
 	processed, failed        int
-	failures                 [][]string
+	failures, successes      [][]string
 }
 
 // versions are the API versions the org serves.
@@ -121,7 +126,7 @@ func versions() []string { return []string{"v58.0", "v59.0", "v60.0", "v61.0", "
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
 	f := &Fake{token: fakevendor.NewKey(DefaultToken), records: map[string]*sfRecord{}, nextID: 1,
-		jobs: map[string]*sfJob{}, cursors: map[string]cursor{}, pageSize: 2000,
+		jobs: map[string]*sfJob{}, cursors: map[string]cursor{}, pageSize: 2000, emailErrors: map[string]string{},
 		fields: map[string][]string{"Contact": {AppUserIDField}, "Lead": {AppUserIDField}}}
 	bearer := fakevendor.BearerAuth(f.token, nil)
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: LimitExceeded, Polls: 1, Auth: fakevendor.Auth{
@@ -148,6 +153,7 @@ func Start(t testing.TB, opt Options) *Fake {
 	srv.Handle("PATCH /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.onJob(f.patchJob)))
 	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}", f.versioned(f.onJob(f.getJob)))
 	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}/failedResults/{$}", f.versioned(f.onJob(f.failedResults)))
+	srv.Handle("GET /services/data/{version}/jobs/ingest/{jobId}/successfulResults/{$}", f.versioned(f.onJob(f.successfulResults)))
 	srv.Handle("DELETE /services/data/{version}/sobjects/{object}/{id}", f.versioned(f.softDelete))
 	return f
 }
@@ -350,6 +356,18 @@ func (f *Fake) EndJobsAs(state string) { f.locked(func() { f.endState = state })
 // (such as DELETE_FAILED or UNABLE_TO_LOCK_ROW); "" restores success.
 func (f *Fake) FailRecords(code string) { f.locked(func() { f.recordError = code }) }
 
+// FailRecordsOf makes the records holding email fail in jobs with the
+// sf__Error code; "" restores success.
+func (f *Fake) FailRecordsOf(email, code string) {
+	f.locked(func() {
+		if code == "" {
+			delete(f.emailErrors, strings.ToLower(email))
+			return
+		}
+		f.emailErrors[strings.ToLower(email)] = code
+	})
+}
+
 // DenyHardDelete takes the Bulk API Hard Delete permission away: hardDelete
 // jobs are refused.
 func (f *Fake) DenyHardDelete() { f.locked(func() { f.noHardDelete = true }) }
@@ -358,11 +376,26 @@ func (f *Fake) DenyHardDelete() { f.locked(func() { f.noHardDelete = true }) }
 type Query struct {
 	Fields []string
 	Object string
-	// Email is the literal of WHERE Email = '…'; IDs those of WHERE Id
-	// IN ('…', …).
-	Email string
-	IDs   []string
+	// Email is the literal of WHERE Email = '…'; Emails those of WHERE
+	// Email IN ('…', …); IDs those of WHERE Id IN ('…', …).
+	Email  string
+	Emails []string
+	IDs    []string
 }
+
+// matches reports whether a record's email meets the query's Email
+// condition: SOQL compares text case-insensitively.
+func (q Query) matches(email string) bool {
+	if q.Emails != nil {
+		return slices.ContainsFunc(q.Emails, func(e string) bool { return strings.EqualFold(e, email) })
+	}
+	return strings.EqualFold(email, q.Email)
+}
+
+// MaxURI is the most bytes Salesforce takes of a REST call's URI and
+// headers together: past it, 414 URI Too Long (the URI alone) or 431
+// Request Header Fields Too Large (help article 000386264).
+const MaxURI = 16384
 
 var (
 	identRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
@@ -370,8 +403,9 @@ var (
 )
 
 // ParseSOQL understands exactly SELECT <field>, … FROM <object> WHERE
-// Email = '<literal>', with SOQL's string escapes, and SELECT <field>, …
-// FROM <object> WHERE Id IN ('<id>', …).
+// Email = '<literal>' and … WHERE Email IN ('<literal>', …), with SOQL's
+// string escapes, and SELECT <field>, … FROM <object> WHERE Id IN
+// ('<id>', …).
 func ParseSOQL(q string) (Query, bool) {
 	rest, ok := strings.CutPrefix(q, "SELECT ")
 	if !ok {
@@ -408,37 +442,67 @@ func ParseSOQL(q string) (Query, bool) {
 		}
 		return out, true
 	}
-	lit, ok := strings.CutPrefix(cond, "Email = '")
+	if list, ok := strings.CutPrefix(cond, "Email IN ("); ok {
+		out.Emails = []string{}
+		for {
+			v, rest, ok := literal(list)
+			if !ok {
+				return Query{}, false
+			}
+			out.Emails = append(out.Emails, v)
+			if rest == ")" {
+				return out, true
+			}
+			if list, ok = strings.CutPrefix(rest, ", "); !ok {
+				return Query{}, false
+			}
+		}
+	}
+	lit, ok := strings.CutPrefix(cond, "Email = ")
 	if !ok {
 		return Query{}, false
+	}
+	v, rest, ok := literal(lit)
+	out.Email = v
+	return out, ok && rest == "" // the literal must end the query
+}
+
+// literal reads a SOQL string literal ('…' with SOQL's escapes) at the
+// start of s and returns its value and what follows it.
+func literal(s string) (value, rest string, ok bool) {
+	lit, ok := strings.CutPrefix(s, "'")
+	if !ok {
+		return "", "", false
 	}
 	var b strings.Builder
 	for i := 0; i < len(lit); i++ {
 		switch c := lit[i]; c {
 		case '\\':
 			if i+1 == len(lit) {
-				return Query{}, false
+				return "", "", false
 			}
 			i++
 			esc, known := map[byte]string{'\\': `\`, '\'': `'`, '"': `"`, 'n': "\n", 'r': "\r", 't': "\t", 'b': "\b", 'f': "\f"}[lit[i]]
 			if !known {
-				return Query{}, false // e.g. \_ and \% are for LIKE only
+				return "", "", false // e.g. \_ and \% are for LIKE only
 			}
 			b.WriteString(esc)
 		case '\'':
-			out.Email = b.String()
-			return out, i == len(lit)-1 // the literal must end the query
+			return b.String(), lit[i+1:], true
 		default:
 			b.WriteByte(c)
 		}
 	}
-	return Query{}, false
+	return "", "", false
 }
 
 // query answers the query resource, or (all) queryAll, which also returns
 // records in the Recycle Bin (and not yet physically deleted ones).
 func (f *Fake) query(all bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if tooLong(w, r) {
+			return
+		}
 		q, ok := ParseSOQL(r.URL.Query().Get("q"))
 		if !ok {
 			// Salesforce's message quotes the query, and so the email.
@@ -460,7 +524,7 @@ func (f *Fake) query(all bool) http.HandlerFunc {
 		var ids []string
 		byID := map[string]map[string]any{}
 		for id, rec := range f.records {
-			match := strings.EqualFold(rec.email, q.Email)
+			match := q.matches(rec.email)
 			if q.IDs != nil {
 				match = slices.Contains(q.IDs, id)
 			}
@@ -495,6 +559,26 @@ func (f *Fake) query(all bool) http.HandlerFunc {
 		f.mu.Unlock()
 		f.page(w, r, cursor{object: q.Object, total: len(rows), rows: rows})
 	}
+}
+
+// tooLong answers a request whose URI and headers are longer than
+// Salesforce takes, as Salesforce does, and reports whether it did.
+func tooLong(w http.ResponseWriter, r *http.Request) bool {
+	size := len(r.RequestURI)
+	if size > MaxURI {
+		http.Error(w, "URI Too Long", http.StatusRequestURITooLong)
+		return true
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			size += len(k) + len(v) + 4 // "k: v\r\n"
+		}
+	}
+	if size > MaxURI {
+		http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+		return true
+	}
+	return false
 }
 
 func (f *Fake) queryMore(w http.ResponseWriter, r *http.Request) {
@@ -687,17 +771,23 @@ func (f *Fake) run(j *sfJob) {
 			// that leaves it there.
 			j.failed++
 			j.failures = append(j.failures, []string{id, "ENTITY_IS_DELETED:entity is deleted:--", id})
-		case f.recordError != "":
+		case f.recordError != "" || f.emailErrors[strings.ToLower(rec.email)] != "":
+			code := f.recordError
+			if code == "" {
+				code = f.emailErrors[strings.ToLower(rec.email)]
+			}
 			j.failed++
 			// Salesforce's messages can name the person.
-			j.failures = append(j.failures, []string{"", f.recordError + ":cannot delete " + rec.email + ":--", id})
+			j.failures = append(j.failures, []string{"", code + ":cannot delete " + rec.email + ":--", id})
 		case j.operation == "hardDelete":
 			// ⚠ Salesforce says hard-deleted records "become
 			// immediately eligible for deletion"; the fake deletes them
 			// at once, even with KeepPurgedQueryable.
 			delete(f.records, id)
+			j.successes = append(j.successes, []string{id, "false", id})
 		case j.operation == "delete":
 			rec.recycled = true
+			j.successes = append(j.successes, []string{id, "false", id})
 		}
 	}
 }
@@ -710,7 +800,29 @@ func (f *Fake) failedResults(w http.ResponseWriter, _ *http.Request, _ string, j
 	w.Header().Set("Content-Type", "text/csv")
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"sf__Id", "sf__Error", "Id"})
-	_ = cw.WriteAll(j.failures)
+	// Salesforce: "The order of records in the response is not
+	// guaranteed to match the ordering of records in the original job
+	// data"; the fake answers them backwards.
+	_ = cw.WriteAll(backwards(j.failures))
+}
+
+// successfulResults is the CSV of a finished job's processed records:
+// sf__Id, sf__Created and the uploaded columns (Id).
+func (f *Fake) successfulResults(w http.ResponseWriter, _ *http.Request, _ string, j *sfJob) {
+	if j.state != "JobComplete" && j.state != "Failed" && j.state != "Aborted" {
+		WriteErrors(w, 409, "INVALIDJOBSTATE", "the job is not finished")
+		return
+	}
+	w.Header().Set("Content-Type", "text/csv")
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"sf__Id", "sf__Created", "Id"})
+	_ = cw.WriteAll(backwards(j.successes))
+}
+
+func backwards(rows [][]string) [][]string {
+	out := slices.Clone(rows)
+	slices.Reverse(out)
+	return out
 }
 
 // softDelete is the plain REST delete: the record goes to the Recycle Bin.
