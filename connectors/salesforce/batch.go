@@ -33,6 +33,7 @@ const maxQueryURI = 12000
 var (
 	_ connectors.BatchEraser = (*conn)(nil)
 	_ connectors.BatchPoller = (*conn)(nil)
+	_ connectors.BatchVerifier = (*conn)(nil)
 )
 
 // BatchLimit is how many subjects one EraseBatch takes (batchLimit).
@@ -65,7 +66,7 @@ func (c *conn) eraseBatch(ctx context.Context, subjects []connectors.Subject) ([
 	var emails, lits []string // distinct, as given, and as SOQL literals
 	for i, s := range subjects {
 		if s.Email == "" {
-			items[i].Err = connectors.Permanentf("the subject has no email: Salesforce is searched by Email only")
+			items[i].Err = errNoEmail()
 			continue
 		}
 		lit, err := soqlString(s.Email)
@@ -282,7 +283,8 @@ func (c *conn) findMany(ctx context.Context, emails, lits []string) (map[string]
 						// cannot be told, so nothing is claimed. Halves
 						// of the batch come back to one email, which
 						// owns all the lookup finds.
-						return nil, connectors.Retryable(sfError("SOQL queryAll: a %s record matches none of the batch's emails as compared here; the batch will be split", o), 0)
+						// Permanent, so that the runtime splits it.
+						return nil, connectors.Permanent(sfError("SOQL queryAll: a %s record matches none of the batch's emails as compared here; the batch will be split", o))
 					}
 					for k := range keys {
 						key = k
@@ -836,4 +838,47 @@ func (c *conn) jobIDs(ctx context.Context, j refJob, failed map[string]string) (
 		return nil, nil // a record both succeeded and failed: not to be guessed at
 	}
 	return all, nil
+}
+
+// VerifyBatch runs Verify's lookups for many subjects with one queryAll
+// per object for as many emails as fit (findMany); each subject is judged
+// as Verify judges one.
+func (c *conn) VerifyBatch(ctx context.Context, subjects []connectors.Subject) ([]connectors.Checked, error) {
+	out := make([]connectors.Checked, len(subjects))
+	for _, ch := range connectors.Chunks(len(subjects), batchLimit) {
+		var emails, lits []string
+		for i := ch[0]; i < ch[1]; i++ {
+			s := subjects[i]
+			if s.Email == "" {
+				out[i].Err = errNoEmail()
+				continue
+			}
+			lit, err := soqlString(s.Email)
+			if err == nil && len(url.QueryEscape(lit)) > maxQueryURI/2 {
+				err = connectors.Permanentf("the email is too long to be looked up in Salesforce (a Salesforce Email field holds 80 characters)")
+			}
+			if err != nil {
+				out[i].Err = err
+				continue
+			}
+			if !slices.Contains(emails, s.Email) {
+				emails, lits = append(emails, s.Email), append(lits, lit)
+			}
+		}
+		if len(emails) == 0 {
+			continue
+		}
+		found, err := c.findMany(ctx, emails, lits)
+		if err != nil {
+			return nil, err
+		}
+		for i := ch[0]; i < ch[1]; i++ {
+			if out[i].Err != nil {
+				continue
+			}
+			key := foldKey(subjects[i].Email)
+			out[i].Verification = c.verification(func(o string) records { return found[o][key] })
+		}
+	}
+	return out, nil
 }

@@ -268,9 +268,8 @@ func (r records) total() int { return len(r.live) + len(r.recycled) }
 // cannot be emptied from the Recycle Bin fails the task permanently: it
 // can still be restored. It is a batch of one (EraseBatch).
 func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	if s.Email == "" {
-		return connectors.NotFound(connectors.Evidence{Kind: "skipped", Value: "the subject has no email"}), nil
-	}
+	// A subject without an email is refused (eraseBatch): nothing would be
+	// searched, which is never "not found".
 	items, err := c.eraseBatch(ctx, []connectors.Subject{s})
 	if err != nil {
 		return connectors.Outcome{}, err
@@ -285,36 +284,48 @@ func purgedEvidence(object string, n int64) connectors.Evidence {
 // Verify runs the lookups again with queryAll: every record found
 // remains, those in the Recycle Bin too (they can be restored).
 func (c *conn) Verify(ctx context.Context, s connectors.Subject) (connectors.Verification, error) {
-	found, skipped, err := c.find(ctx, s)
+	found, err := c.find(ctx, s)
 	if err != nil {
 		return connectors.Verification{}, err
 	}
-	if skipped != nil {
-		return connectors.Verification{Evidence: []connectors.Evidence{*skipped}}, nil
-	}
+	return c.verification(func(o string) records { return found[o] }), nil
+}
+
+// verification counts what a lookup after erasure found, object by
+// object: every record found with queryAll remains, in the Recycle Bin
+// or not.
+func (c *conn) verification(found func(object string) records) connectors.Verification {
 	var v connectors.Verification
 	for _, o := range c.objects {
-		v.Remaining += int64(found[o].total())
-		v.Evidence = append(v.Evidence, connectors.Evidence{Kind: "soql_after_erase", Value: fmt.Sprintf("%s: %s found with queryAll (%d deleted: in the Recycle Bin, or emptied from it and not yet deleted physically)", o, connectors.Plural(found[o].total(), "record"), len(found[o].recycled))})
+		r := found(o)
+		v.Remaining += int64(r.total())
+		v.Evidence = append(v.Evidence, connectors.Evidence{Kind: "soql_after_erase", Value: fmt.Sprintf("%s: %s found with queryAll (%d deleted: in the Recycle Bin, or emptied from it and not yet deleted physically)", o, connectors.Plural(r.total(), "record"), len(r.recycled))})
 	}
-	return v, nil
+	return v
 }
 
 // find runs one queryAll per configured object: queryAll, unlike query,
 // returns records in the Recycle Bin, which are still held.
-func (c *conn) find(ctx context.Context, s connectors.Subject) (map[string]records, *connectors.Evidence, error) {
+func (c *conn) find(ctx context.Context, s connectors.Subject) (map[string]records, error) {
 	if s.Email == "" {
-		return nil, &connectors.Evidence{Kind: "skipped", Value: "the subject has no email"}, nil
+		return nil, errNoEmail()
 	}
 	rows, err := c.byEmail(ctx, s.Email, c.objects)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	found := map[string]records{}
 	for _, o := range c.objects {
 		found[o] = split(rows[o])
 	}
-	return found, nil, nil
+	return found, nil
+}
+
+// errNoEmail refuses a subject without an email: the plan makes the
+// runtime wait for one, and without it nothing is searched, which is never
+// "not found" or "clean".
+func errNoEmail() error {
+	return connectors.Permanentf("the subject has no email: Salesforce is searched by Email only")
 }
 
 // byEmail runs one queryAll per object for the records with email,

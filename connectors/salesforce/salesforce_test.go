@@ -1202,8 +1202,8 @@ func TestBatchAttribution(t *testing.T) {
 		}
 		f.Inject(1, foreign)
 		_, err := c.(connectors.BatchEraser).EraseBatch(connectortest.Ctx(t), []connectors.Subject{{Email: "a@example.com"}, {Email: "b@example.com"}})
-		if err == nil || connectortest.IsPermanent(err) || strings.Contains(err.Error(), "straße") {
-			t.Fatalf("err = %v; want the batch refused retryably (split)", err)
+		if err == nil || !connectortest.IsPermanent(err) || strings.Contains(err.Error(), "straße") {
+			t.Fatalf("err = %v; want the batch refused permanently, which the runtime splits", err)
 		}
 		if k := kinds(f); k["create"] != 0 {
 			t.Errorf("a job was started: %v", k)
@@ -1406,4 +1406,35 @@ func TestPollBatch(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestVerifyBatch: the lookups after a batch cost one queryAll per object
+// for up to 200 emails; each subject is counted alone, a record in the
+// Recycle Bin still counts, and a subject without an email is refused.
+func TestVerifyBatch(t *testing.T) {
+	t.Parallel()
+	f, c := setup(t, salesforcefake.Options{})
+	ss := subjects(201, "check%d@example.com")
+	f.Add("Contact", ss[3].Email)
+	f.Recycle(f.Add("Contact", ss[7].Email))
+	f.Add("Contact", "bystander@example.com")
+	got, err := c.(connectors.BatchVerifier).VerifyBatch(connectortest.Ctx(t), append(ss, connectors.Subject{}))
+	if err != nil || len(got) != len(ss)+1 {
+		t.Fatalf("VerifyBatch = %d answers, %v", len(got), err)
+	}
+	for i, ch := range got[:len(ss)] {
+		want := int64(0)
+		if i == 3 || i == 7 {
+			want = 1
+		}
+		if ch.Err != nil || ch.Verification.Remaining != want {
+			t.Errorf("subject %d: %d remaining, %v; want %d", i, ch.Verification.Remaining, ch.Err, want)
+		}
+	}
+	if last := got[len(ss)]; last.Err == nil || !connectortest.IsPermanent(last.Err) {
+		t.Errorf("a subject without an email: %+v, want a permanent error", last)
+	}
+	if n := kinds(f)["query"]; n != 2 {
+		t.Errorf("%d queries for 201 subjects, want 2 (200 and 1)", n)
+	}
 }
