@@ -31,8 +31,8 @@ const batchLimit = 200
 const maxQueryURI = 12000
 
 var (
-	_ connectors.BatchEraser = (*conn)(nil)
-	_ connectors.BatchPoller = (*conn)(nil)
+	_ connectors.BatchEraser   = (*conn)(nil)
+	_ connectors.BatchPoller   = (*conn)(nil)
 	_ connectors.BatchVerifier = (*conn)(nil)
 )
 
