@@ -311,7 +311,7 @@ type Connector struct {
 	// with them together (default 1s); 0s calls it once a person.
 	BatchWindow *time.Duration `yaml:"batch_window"`
 	// BatchMax caps a batch below the vendor's own maximum (default: that
-	// maximum, at most 500).
+	// maximum).
 	BatchMax int `yaml:"batch_max"`
 	// MaxAttempts overrides tasks.max_attempts for this instance.
 	MaxAttempts int `yaml:"max_attempts"`

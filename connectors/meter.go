@@ -1,6 +1,9 @@
 package connectors
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 type meterKey struct{}
 
@@ -23,4 +26,27 @@ func WaitCall(ctx context.Context) error {
 		return wait(ctx)
 	}
 	return ctx.Err()
+}
+
+type throttleKey struct{}
+
+// WithThrottle returns a context in which a vendor's "too many requests",
+// met in the middle of a call, can be waited out and the request sent
+// again (Throttled): the runtime sets one for batch calls, whose many
+// requests would otherwise all be thrown away by one refusal. throttle
+// says whether to wait out a pause of after (zero: none named), and waits.
+func WithThrottle(ctx context.Context, throttle func(ctx context.Context, after time.Duration) bool) context.Context {
+	return context.WithValue(ctx, throttleKey{}, throttle)
+}
+
+// Throttled is called by a connector (vendorhttp does it for a 429) when
+// the vendor refused a request as too many: with a throttle in ctx it has
+// the runtime slow down and wait the vendor's pause, and true says to send
+// the request again. False, always without a throttle: fail the call, as
+// for any error.
+func Throttled(ctx context.Context, after time.Duration) bool {
+	if t, ok := ctx.Value(throttleKey{}).(func(context.Context, time.Duration) bool); ok {
+		return t(ctx, after)
+	}
+	return false
 }

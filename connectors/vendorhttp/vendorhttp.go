@@ -68,7 +68,36 @@ func (r *Response) JSON(v any) error {
 // Every request waits its turn under the instance's rate limit
 // (connectors.WaitCall), so a connector making several requests per task
 // stays within the vendor's limit.
+//
+// A 429 in a context with a throttle (connectors.WithThrottle: the
+// runtime's batch calls) is waited out and the request sent again, up to
+// maxThrottled times, so one refusal does not throw away a batch's other
+// requests.
 func (c *Client) Do(ctx context.Context, req *http.Request, op string, ok ...int) (*Response, error) {
+	for tries := 1; ; tries++ {
+		r, err := c.do(ctx, req, op, ok...)
+		if r == nil || r.Status != http.StatusTooManyRequests || err == nil || tries > maxThrottled || (req.Body != nil && req.GetBody == nil) {
+			return r, err
+		}
+		_, after := connectors.Classify(err)
+		if !connectors.Throttled(ctx, after) {
+			return r, err
+		}
+		if req.GetBody != nil {
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return r, err
+			}
+			req.Body = body
+		}
+	}
+}
+
+// maxThrottled is how often one request refused as too many is sent again
+// in place (with a throttle in its context).
+const maxThrottled = 3
+
+func (c *Client) do(ctx context.Context, req *http.Request, op string, ok ...int) (*Response, error) {
 	if err := connectors.WaitCall(ctx); err != nil {
 		return nil, err
 	}

@@ -208,3 +208,58 @@ func isPermanent(err error) bool {
 	perm, _ := connectors.Classify(err)
 	return err != nil && perm
 }
+
+// TestThrottled: in a batch call (a throttle in the context) a 429 is
+// waited out and the request sent again, body and all, at most three
+// times; without a throttle, or when it declines, the 429 fails the call.
+func TestThrottled(t *testing.T) {
+	f := fakevendor.New(t)
+	var refusals, calls atomic.Int32
+	f.Handle("POST /batch", func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		var body struct{ IDs []string }
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body.IDs) != 2 {
+			t.Errorf("body sent again as %+v (%v)", body, err)
+		}
+		if refusals.Add(-1) >= 0 {
+			w.Header().Set("Retry-After", "0.01")
+			fakevendor.JSON(w, 429, map[string]string{"error": "slow down"})
+			return
+		}
+		fakevendor.JSON(w, 200, map[string]int{"n": 2})
+	})
+	c := &vendorhttp.Client{Vendor: "Acme"}
+	var waits []time.Duration
+	throttle := func(_ context.Context, after time.Duration) bool { waits = append(waits, after); return true }
+	for _, tc := range []struct {
+		name      string
+		ctx       context.Context
+		refusals  int32
+		wantCalls int32
+		wantErr   bool
+	}{
+		{"no throttle", context.Background(), 1, 1, true},
+		{"throttle: once", connectors.WithThrottle(context.Background(), throttle), 1, 2, false},
+		{"throttle: three times", connectors.WithThrottle(context.Background(), throttle), 3, 4, false},
+		{"throttle: four times is too many", connectors.WithThrottle(context.Background(), throttle), 4, 4, true},
+		{"throttle declines", connectors.WithThrottle(context.Background(), func(context.Context, time.Duration) bool { return false }), 1, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			refusals.Store(tc.refusals)
+			calls.Store(0)
+			waits = nil
+			_, err := c.Send(tc.ctx, http.MethodPost, f.URL+"/batch", map[string][]string{"ids": {"a", "b"}}, nil, "batch delete")
+			if (err != nil) != tc.wantErr || calls.Load() != tc.wantCalls {
+				t.Errorf("err %v after %d calls; want error %v after %d", err, calls.Load(), tc.wantErr, tc.wantCalls)
+			}
+			if err != nil && !errors.Is(err, connectors.ErrRateLimited) {
+				t.Errorf("the failure is not a rate limit: %v", err)
+			}
+			for _, w := range waits {
+				if w != 10*time.Millisecond {
+					t.Errorf("throttle asked to wait %s, want the vendor's 10ms", w)
+				}
+			}
+		})
+	}
+}

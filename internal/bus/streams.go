@@ -143,9 +143,11 @@ func Retry(ctx context.Context, op func(context.Context) error) error {
 }
 
 // maxInFlight caps one connector instance's tasks in flight across all
-// processes. Each process runs at most its instance's concurrency; the
-// vendor is protected by the shared rate limit.
-const maxInFlight = 1000
+// processes. Each process runs at most its instance's concurrency, or
+// that many batches for an instance erasing in batches (up to 5,000
+// people each, Segment's maximum); the vendor is protected by the shared
+// rate limit.
+const maxInFlight = 10000
 
 // WorkerConsumer creates or updates the durable pull consumer of one
 // connector instance, shared by every process that runs it: each pulls

@@ -28,9 +28,9 @@ import (
 // gather before it calls the vendor with what it has.
 const DefaultBatchWindow = time.Second
 
-// maxBatchPull bounds one pull: the task consumer lets no more than
-// bus's maxInFlight be held at once across every process.
-const maxBatchPull = 500
+// maxBatchPull bounds one pull (Segment's 5,000 a regulation): the task
+// consumer lets no more than 10,000 be held at once across every process.
+const maxBatchPull = 5000
 
 // batcher is the runner's connector as a batch eraser, or nil when the
 // instance erases one person a call.
@@ -206,7 +206,7 @@ func (r *runner) verifyBatch(ctx context.Context, set []pending, items []batchIt
 		}
 		var got []connectors.Checked
 		err := r.retry(ctx, quickRetries, 10*time.Second, 2*time.Second, nil, func() error {
-			cctx, cancel := context.WithTimeout(r.metered(ctx), r.w.Timeout)
+			cctx, cancel := context.WithTimeout(r.throttled(r.metered(ctx)), r.w.Timeout)
 			defer cancel()
 			start := time.Now()
 			var err error
@@ -273,7 +273,7 @@ func (r *runner) batchCalls(ctx context.Context, kind string, set []pending, cal
 		started := r.w.Clock()
 		var got []connectors.Item
 		err := r.retry(ctx, quickRetries, 10*time.Second, 2*time.Second, nil, func() error {
-			cctx, cancel := context.WithTimeout(r.metered(ctx), r.w.Timeout)
+			cctx, cancel := context.WithTimeout(r.throttled(r.metered(ctx)), r.w.Timeout)
 			defer cancel()
 			start := time.Now()
 			var err error
@@ -315,4 +315,26 @@ func (r *runner) batchCalls(ctx context.Context, kind string, set []pending, cal
 		run(c[0], c[1])
 	}
 	return out
+}
+
+// maxThrottlePause is the longest pause a vendor's "too many requests" may
+// name for a batch call to wait it out in place; a longer one fails the
+// call, and the coordinator schedules its tasks after the pause.
+const maxThrottlePause = 30 * time.Second
+
+// throttled lets a batch call wait out a vendor's "too many requests" and
+// send the request again (connectors.Throttled), instead of failing the
+// whole batch and its requests already made: the instance is slowed and
+// paused in every process, as for a refusal that fails a call.
+func (r *runner) throttled(ctx context.Context) context.Context {
+	return connectors.WithThrottle(ctx, func(ctx context.Context, after time.Duration) bool {
+		if after > maxThrottlePause {
+			return false
+		}
+		r.slower(ctx)
+		if after > 0 {
+			r.pause(ctx, after)
+		}
+		return ctx.Err() == nil
+	})
 }

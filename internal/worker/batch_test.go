@@ -1,16 +1,21 @@
 package worker_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lethe-dev/lethe/connectors"
+	"github.com/lethe-dev/lethe/connectors/vendorhttp"
 	"github.com/lethe-dev/lethe/internal/bus"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/internal/worker"
@@ -126,6 +131,12 @@ type bench struct {
 
 func startWorker(t *testing.T, conn connectors.Connector, window time.Duration) *bench {
 	t.Helper()
+	return startInstance(t, worker.Instance{Connector: conn, Concurrency: 2, BatchWindow: window})
+}
+
+// startInstance is startWorker for any instance; its name is "bulk".
+func startInstance(t testing.TB, in worker.Instance) *bench {
+	t.Helper()
 	srv := testenv.NATS(t)
 	nc, err := nats.Connect(srv.ClientURL())
 	testenv.Must(t, err)
@@ -143,13 +154,14 @@ func startWorker(t *testing.T, conn connectors.Connector, window time.Duration) 
 	b.start = func() {
 		w := &worker.Worker{JS: js, Topology: topo, Log: zap.New(core)}
 		go func() {
-			_ = w.Run(ctx, []worker.Instance{{Name: "bulk", Type: "test", Connector: conn, Concurrency: 2, BatchWindow: window}})
+			in.Name, in.Type = "bulk", cmp.Or(in.Type, "test")
+			_ = w.Run(ctx, []worker.Instance{in})
 		}()
 	}
 	return b
 }
 
-func (b *bench) publish(t *testing.T, tasks ...bus.Task) {
+func (b *bench) publish(t testing.TB, tasks ...bus.Task) {
 	t.Helper()
 	for _, task := range tasks {
 		task.V, task.Connector, task.IssuedAt = bus.Version, "bulk", time.Now()
@@ -432,5 +444,53 @@ func TestBatchLookups(t *testing.T) {
 	}
 	if len(v.lookups) == 0 {
 		t.Error("the subject still found was not looked up again alone")
+	}
+}
+
+// httpBatcher is a batch eraser making one vendor request per subject (as
+// a lookup per person does) through vendorhttp.
+type httpBatcher struct {
+	*vendor
+	api      *vendorhttp.Client
+	url      string
+	erasures atomic.Int32
+}
+
+func (h *httpBatcher) EraseBatch(ctx context.Context, subjects []connectors.Subject) ([]connectors.Item, error) {
+	h.erasures.Add(1)
+	items := make([]connectors.Item, len(subjects))
+	for i := range subjects {
+		if _, err := h.api.Send(ctx, "GET", h.url, nil, nil, "lookup"); err != nil {
+			return nil, err
+		}
+		items[i].Outcome = connectors.NotFound()
+	}
+	return items, nil
+}
+
+// TestBatchWaitsOutATooMany: a 429 in the middle of a batch's requests is
+// waited out and the request sent again, instead of the whole batch, its
+// requests already made, failing.
+func TestBatchWaitsOutATooMany(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 3 {
+			w.Header().Set("Retry-After", "0.05")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	h := &httpBatcher{vendor: newVendor(), api: &vendorhttp.Client{Vendor: "Acme", HTTP: srv.Client()}, url: srv.URL}
+	b := startInstance(t, worker.Instance{Connector: h, Concurrency: 1, BatchWindow: 300 * time.Millisecond})
+	b.publish(t, eraseTask(0, "a@example.com"), eraseTask(1, "b@example.com"), eraseTask(2, "c@example.com"), eraseTask(3, "d@example.com"))
+	for id, res := range b.collect(t, 4) {
+		if res.Status != bus.ResultNotFound {
+			t.Errorf("%s: %s (%+v), want not_found", id, res.Status, res.Error)
+		}
+	}
+	if e, calls := h.erasures.Load(), n.Load(); e != 1 || calls != 5 {
+		t.Errorf("%d batch calls and %d requests; want 1 and 5 (the refused one sent again)", e, calls)
 	}
 }

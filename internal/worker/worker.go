@@ -601,6 +601,9 @@ var errRemaining = errors.New("post-erasure lookup still finds records")
 // with verification "lookup_failed", which the certificate shows. Only a
 // lookup that still finds the subject fails the task.
 func (r *runner) verifyAfter(ctx context.Context, t bus.Task, out *connectors.Outcome, log *zap.Logger) (string, error) {
+	if _, ok := r.in.Connector.(connectors.Verifier); !ok {
+		return "not_available", nil // and no turn of the rate limit taken for it
+	}
 	var verdict string
 	err := r.retry(ctx, 4, 20*time.Second, 5*time.Second, func(err error) bool { return errors.Is(err, errRemaining) }, func() error {
 		var err error

@@ -1,0 +1,60 @@
+package app
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lethe-dev/lethe/config"
+	"go.uber.org/zap"
+)
+
+const batchBase = `
+store: {driver: sqlite, url: /tmp/x.db}
+nats: {url: "nats://127.0.0.1:4222"}
+signing: {key: {env: K}}
+subject: {hash_key: {env: H}}
+encryption: {keys: [{id: k1, key: {env: KEK}}]}
+`
+
+// TestBatchWindowWiring: a connector that erases many people a call
+// batches by default (1s), as configured, or not at all with 0s; a
+// batch_window on one that erases one person a call is an error naming it.
+func TestBatchWindowWiring(t *testing.T) {
+	seg := func(extra string) string {
+		return "  - {name: seg, type: segment" + extra + ", config: {token: t, base_url: \"http://127.0.0.1:1\"}}\n"
+	}
+	for _, tc := range []struct {
+		name, connectors string
+		window           time.Duration
+		max              int
+		err              string
+	}{
+		{name: "default", connectors: seg(""), window: time.Second},
+		{name: "set", connectors: seg(", batch_window: 3s, batch_max: 50"), window: 3 * time.Second, max: 50},
+		{name: "off", connectors: seg(", batch_window: 0s"), window: 0},
+		{name: "not a batcher", connectors: "  - {name: man, type: manual, batch_window: 2s, config: {instructions: x}}\n",
+			err: "man (manual) erases one person a call: batch_window and batch_max do not apply"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(batchBase + "connectors:\n" + tc.connectors))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ins, err := buildConnectors(context.Background(), cfg, nil, func(string) string { return "" }, zap.NewNop())
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ins[0].BatchWindow != tc.window || ins[0].BatchMax != tc.max {
+				t.Errorf("batch window %s, max %d; want %s, %d", ins[0].BatchWindow, ins[0].BatchMax, tc.window, tc.max)
+			}
+		})
+	}
+}
