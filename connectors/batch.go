@@ -90,3 +90,39 @@ type Checked struct {
 	Verification Verification
 	Err          error
 }
+
+// RefGroups are a PollBatch's refs grouped by the vendor job they name,
+// so that each job is asked about once.
+type RefGroups[R any] struct {
+	// Items holds one Item per ref; a ref that could not be read has its
+	// Err, the others are the caller's to fill.
+	Items []Item
+	// Refs holds each ref decoded (the zero R for one not read).
+	Refs []R
+	// Jobs are the jobs named, in the order first named; ByJob the
+	// indexes of each job's refs.
+	Jobs  []string
+	ByJob map[string][]int
+}
+
+// GroupRefs decodes every ref with decode, which returns it read and the
+// job it names, and groups them by job.
+//
+//	g := connectors.GroupRefs(refs, func(ref string) (jobRef, string, error) { j, err := parse(ref); return j, j.ID, err })
+//	for _, job := range g.Jobs { status := get(job); for _, i := range g.ByJob[job] { g.Items[i] = judge(g.Refs[i], status) } }
+func GroupRefs[R any](refs []string, decode func(ref string) (R, string, error)) RefGroups[R] {
+	g := RefGroups[R]{Items: make([]Item, len(refs)), Refs: make([]R, len(refs)), ByJob: map[string][]int{}}
+	for i, ref := range refs {
+		r, job, err := decode(ref)
+		if err != nil {
+			g.Items[i].Err = err
+			continue
+		}
+		g.Refs[i] = r
+		if _, ok := g.ByJob[job]; !ok {
+			g.Jobs = append(g.Jobs, job)
+		}
+		g.ByJob[job] = append(g.ByJob[job], i)
+	}
+	return g
+}

@@ -510,33 +510,21 @@ func (c *connector) PollBatch(ctx context.Context, refs []string) ([]connectors.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	items := make([]connectors.Item, len(refs))
-	decoded := make([]jobRef, len(refs))
-	var days []string
-	byDay := map[string][]int{}
-	for i, ref := range refs {
+	g := connectors.GroupRefs(refs, func(ref string) (jobRef, string, error) {
 		j, err := decodeRef(ref)
-		if err != nil {
-			items[i].Err = err
-			continue
-		}
-		decoded[i] = j
-		if _, ok := byDay[j.Day]; !ok {
-			days = append(days, j.Day)
-		}
-		byDay[j.Day] = append(byDay[j.Day], i)
-	}
-	for _, day := range days {
+		return j, j.Day, err
+	})
+	for _, day := range g.Jobs {
 		jobs, err := c.list(ctx, day)
-		for _, i := range byDay[day] {
+		for _, i := range g.ByJob[day] {
 			if err != nil {
-				items[i].Err = err
+				g.Items[i].Err = err
 				continue
 			}
-			items[i].Outcome, items[i].Err = c.polled(decoded[i], jobs)
+			g.Items[i].Outcome, g.Items[i].Err = c.polled(g.Refs[i], jobs)
 		}
 	}
-	return items, nil
+	return g.Items, nil
 }
 
 // list is Amplitude's deletion jobs of day.

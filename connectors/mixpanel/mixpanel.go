@@ -414,37 +414,27 @@ func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, e
 // their refs alone; a call Mixpanel does not answer (429, 5xx, refused
 // token) fails the whole call.
 func (c *connector) PollBatch(ctx context.Context, refs []string) ([]connectors.Item, error) {
-	items := make([]connectors.Item, len(refs))
-	jobs := make([]jobRef, len(refs))
-	byTask := map[string][]int{}
-	var tasks []string
-	for i, ref := range refs {
-		j := &jobs[i]
-		if err := vendorkit.DecodeRef(ref, j, func() bool { return j.Task != "" && j.Of >= 0 }, "mixpanel"); err != nil {
-			items[i].Err = err
-			continue
-		}
-		if _, ok := byTask[j.Task]; !ok {
-			tasks = append(tasks, j.Task)
-		}
-		byTask[j.Task] = append(byTask[j.Task], i)
-	}
-	for _, task := range tasks {
+	g := connectors.GroupRefs(refs, func(ref string) (jobRef, string, error) {
+		var j jobRef
+		err := vendorkit.DecodeRef(ref, &j, func() bool { return j.Task != "" && j.Of >= 0 }, "mixpanel")
+		return j, j.Task, err
+	})
+	for _, task := range g.Jobs {
 		status, err := c.taskStatus(ctx, task)
 		var scoped *taskError
 		if err != nil && !errors.As(err, &scoped) {
 			return nil, err
 		}
-		for _, i := range byTask[task] {
+		for _, i := range g.ByJob[task] {
 			if scoped != nil {
-				items[i].Err = scoped.err
+				g.Items[i].Err = scoped.err
 				continue
 			}
-			out, err := c.outcome(jobs[i], status)
-			items[i] = connectors.Item{Outcome: out, Err: err}
+			out, err := c.outcome(g.Refs[i], status)
+			g.Items[i] = connectors.Item{Outcome: out, Err: err}
 		}
 	}
-	return items, nil
+	return g.Items, nil
 }
 
 // taskError is a failure of one task (gone, or its answer unreadable),

@@ -383,36 +383,26 @@ func (c *connector) PollBatch(ctx context.Context, refs []string) ([]connectors.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	items := make([]connectors.Item, len(refs))
-	jobs := make([]jobRef, len(refs))
-	var order []string
-	byReg := map[string][]int{}
-	for i, ref := range refs {
-		j := &jobs[i]
-		if err := vendorkit.DecodeRef(ref, j, func() bool { return j.Regulation != "" }, "segment"); err != nil {
-			items[i].Err = err
-			continue
-		}
-		if _, ok := byReg[j.Regulation]; !ok {
-			order = append(order, j.Regulation)
-		}
-		byReg[j.Regulation] = append(byReg[j.Regulation], i)
-	}
-	for _, id := range order {
+	g := connectors.GroupRefs(refs, func(ref string) (jobRef, string, error) {
+		var j jobRef
+		err := vendorkit.DecodeRef(ref, &j, func() bool { return j.Regulation != "" }, "segment")
+		return j, j.Regulation, err
+	})
+	for _, id := range g.Jobs {
 		r, found, err := c.getRegulation(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		for _, i := range byReg[id] {
+		for _, i := range g.ByJob[id] {
 			if !found {
-				items[i].Err = connectors.Permanentf("Segment regulation %s not found: it was deleted, or token and base_url belong to another workspace", id)
+				g.Items[i].Err = connectors.Permanentf("Segment regulation %s not found: it was deleted, or token and base_url belong to another workspace", id)
 				continue
 			}
-			out, err := c.judge(jobs[i], r)
-			items[i] = connectors.Item{Outcome: out, Err: err}
+			out, err := c.judge(g.Refs[i], r)
+			g.Items[i] = connectors.Item{Outcome: out, Err: err}
 		}
 	}
-	return items, nil
+	return g.Items, nil
 }
 
 // getRegulation reads regulation id; found is false when Segment answers

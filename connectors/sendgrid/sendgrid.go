@@ -275,32 +275,20 @@ func (c *connector) PollBatch(ctx context.Context, refs []string) ([]connectors.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	items := make([]connectors.Item, len(refs))
-	parsed := make([]jobRef, len(refs))
-	var jobs []string
-	byJob := map[string][]int{}
-	for i, ref := range refs {
+	g := connectors.GroupRefs(refs, func(ref string) (jobRef, string, error) {
 		r, err := parseRef(ref)
-		if err != nil {
-			items[i].Err = err
-			continue
-		}
-		parsed[i] = r
-		if byJob[r.job] == nil {
-			jobs = append(jobs, r.job)
-		}
-		byJob[r.job] = append(byJob[r.job], i)
-	}
-	for _, job := range jobs {
+		return r, r.job, err
+	})
+	for _, job := range g.Jobs {
 		st, err := c.status(ctx, job)
 		if err != nil {
 			return nil, err
 		}
-		for _, i := range byJob[job] {
-			items[i].Outcome, items[i].Err = c.judge(refs[i], parsed[i], st)
+		for _, i := range g.ByJob[job] {
+			g.Items[i].Outcome, g.Items[i].Err = c.judge(refs[i], g.Refs[i], st)
 		}
 	}
-	return items, nil
+	return g.Items, nil
 }
 
 // status fetches a delete job's report; nil when SendGrid does not know
