@@ -123,6 +123,8 @@ type bench struct {
 	js      jetstream.JetStream
 	results jetstream.Consumer
 	logs    *observer.ObservedLogs
+	topo    bus.Topology
+	log     *zap.Logger
 	// start runs the worker: after the first tasks are published, so
 	// that one pull finds them all.
 	start func()
@@ -150,15 +152,22 @@ func startInstance(t testing.TB, in worker.Instance) *bench {
 	results, err := topo.CoordinatorConsumer(ctx, js)
 	testenv.Must(t, err)
 	core, logs := observer.New(zap.DebugLevel)
-	b := &bench{js: js, results: results, logs: logs}
-	b.start = func() {
-		w := &worker.Worker{JS: js, Topology: topo, Log: zap.New(core)}
-		go func() {
-			in.Name, in.Type = "bulk", cmp.Or(in.Type, "test")
-			_ = w.Run(ctx, []worker.Instance{in})
-		}()
-	}
+	b := &bench{js: js, results: results, logs: logs, topo: topo, log: zap.New(core)}
+	b.start = func() { b.run(ctx, in, 0) }
 	return b
+}
+
+// run runs a worker for in until ctx ends (with grace for its calls in
+// flight: 0 for the default); done closes when it has stopped.
+func (b *bench) run(ctx context.Context, in worker.Instance, grace time.Duration) (done chan struct{}) {
+	done = make(chan struct{})
+	w := &worker.Worker{JS: b.js, Topology: b.topo, Log: b.log, Grace: grace}
+	in.Name, in.Type = "bulk", cmp.Or(in.Type, "test")
+	go func() {
+		defer close(done)
+		_ = w.Run(ctx, []worker.Instance{in})
+	}()
+	return done
 }
 
 func (b *bench) publish(t testing.TB, tasks ...bus.Task) {
@@ -492,5 +501,59 @@ func TestBatchWaitsOutATooMany(t *testing.T) {
 	}
 	if e, calls := h.erasures.Load(), n.Load(); e != 1 || calls != 5 {
 		t.Errorf("%d batch calls and %d requests; want 1 and 5 (the refused one sent again)", e, calls)
+	}
+}
+
+// stuckVendor never finishes a batch: it waits for its context to end.
+type stuckVendor struct {
+	*vendor
+	entered chan struct{}
+}
+
+func (s *stuckVendor) EraseBatch(ctx context.Context, subjects []connectors.Subject) ([]connectors.Item, error) {
+	s.entered <- struct{}{}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestBatchInterrupted: a worker stopping in the middle of a batch call
+// hands every task of the batch back; another worker erases them all, and
+// each task is reported once.
+func TestBatchInterrupted(t *testing.T) {
+	emails := []string{"a@example.com", "b@example.com", "c@example.com"}
+	stuck := &stuckVendor{vendor: newVendor(), entered: make(chan struct{}, 1)}
+	b := startInstance(t, worker.Instance{Connector: stuck, Concurrency: 1, BatchWindow: 300 * time.Millisecond})
+	b.start = func() {}
+	for i, e := range emails {
+		b.publish(t, eraseTask(i, e))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := b.run(ctx, worker.Instance{Connector: stuck, Concurrency: 1, BatchWindow: 300 * time.Millisecond}, 100*time.Millisecond)
+	select {
+	case <-stuck.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first worker never called the vendor")
+	}
+	cancel()
+	<-first
+	v := newVendor(emails...)
+	rctx, rcancel := context.WithCancel(context.Background())
+	t.Cleanup(rcancel)
+	b.run(rctx, worker.Instance{Connector: v, Concurrency: 1, BatchWindow: 300 * time.Millisecond}, 0)
+	got := b.collect(t, len(emails))
+	for id, res := range got {
+		if res.Status != bus.ResultRunning {
+			t.Errorf("%s: %s (%+v), want running: erased by the second worker", id, res.Status, res.Error)
+		}
+	}
+	if erases, _, _ := v.calls(); sum(erases) != len(emails) {
+		t.Errorf("the second worker erased %v, want all three", erases)
+	}
+	// Nothing more: no task reported twice.
+	if batch, err := b.results.Fetch(10, jetstream.FetchMaxWait(500*time.Millisecond)); err == nil {
+		for msg := range batch.Messages() {
+			res, _ := bus.DecodeResult(msg.Data())
+			t.Errorf("a second result for %s: %s", res.TaskID, res.Status)
+		}
 	}
 }

@@ -2,7 +2,9 @@
 // the instance's task stream with at most Concurrency tasks in flight, holds
 // to the instance's rate limit (and to any Retry-After the system sends),
 // calls Erase, Poll and Verify, and reports each outcome on the result
-// stream before acknowledging the task.
+// stream before acknowledging the task. An instance whose connector
+// erases many people a call (connectors.BatchEraser) gets its tasks in
+// batches gathered across requests (batch.go).
 //
 // Delivery is at least once: a worker that dies after erasing but before
 // reporting gets the task again, erases again (connectors are idempotent),
