@@ -486,8 +486,11 @@ func (c *connector) judge(j jobRef, r regulation) (connectors.Outcome, error) {
 			return partial, connectors.Retryable(fmt.Errorf("%s regulation %s %s: deletion failed at %s (Segment's reasons are in the workspace under Privacy)", vendor,
 				j.Regulation, overall, strings.Join(failed, ", ")), 0)
 		}
-		if overall == "FAILED" && len(dests) == 0 {
-			return partial, connectors.Retryable(fmt.Errorf("%s regulation %s FAILED", vendor, j.Regulation), 0)
+		// A regulation Segment calls failed or partly successful did not
+		// succeed everywhere, even when no destination says where: never
+		// "erased" on the strength of it.
+		if overall != "FINISHED" && len(refused) == 0 {
+			return partial, connectors.Retryable(fmt.Errorf("%s regulation %s %s, no destination named as failing", vendor, j.Regulation, overall), 0)
 		}
 		// A destination that cannot delete still holds the person, even
 		// when Segment calls the regulation FINISHED: never "erased".

@@ -849,6 +849,9 @@ func TestBatchJobFails(t *testing.T) {
 		{"a destination cannot delete", func(f *segmentfake.Fake) { f.RefuseAt("Amplitude") }, true, "Amplitude cannot delete users through Segment"},
 		{"a destination cannot delete, the regulation finished", func(f *segmentfake.Fake) { f.RefuseAtYetFinish("Braze") }, true, "FINISHED: Braze cannot delete"},
 		{"regulation failed", func(f *segmentfake.Fake) { f.EndRegulationsAs("FAILED") }, false, "reg0001 FAILED"},
+		// Segment says it did not all succeed, though no destination says
+		// where: never erased on the strength of it.
+		{"partial success, no destination failing", func(f *segmentfake.Fake) { f.EndRegulationsAs("PARTIAL_SUCCESS") }, false, "reg0001 PARTIAL_SUCCESS, no destination named as failing"},
 		{"regulation invalid", func(f *segmentfake.Fake) { f.EndRegulationsAs("INVALID") }, true, "is INVALID"},
 		{"regulation not supported", func(f *segmentfake.Fake) { f.EndRegulationsAs("NOT_SUPPORTED") }, true, "is NOT_SUPPORTED"},
 	} {
