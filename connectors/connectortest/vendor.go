@@ -78,8 +78,8 @@ func VendorHarness(typ string, v Vendor) Harness {
 	if n, ok := v.(interface{ NoRecoverableState() string }); ok {
 		h.NoRecoverableState = n.NoRecoverableState()
 	}
-	if n, ok := v.(interface{ BatchPerJob() string }); ok {
-		h.BatchPerJob = n.BatchPerJob()
+	if n, ok := v.(interface{ CannotTellAbsent() string }); ok {
+		h.CannotTellAbsent = n.CannotTellAbsent()
 	}
 	return h
 }

@@ -476,8 +476,9 @@ func (c *connector) outcome(j jobRef, status string) (connectors.Outcome, error)
 		// which of its distinct_ids it held anything.
 		return connectors.ErasedUncounted(ev), nil
 	case "NOT_FOUND":
-		// Read as: Mixpanel held nothing under the task's distinct_ids.
-		return connectors.NotFound(ev), nil
+		// "The deletion task cannot be found": about the task, not the
+		// people, who are never reported not found on the strength of it.
+		return partial, connectors.Retryable(fmt.Errorf("%s cannot find deletion task %s: a new task will be filed", vendor, j.Task), 0)
 	case "FAILURE":
 		return partial, connectors.Retryable(fmt.Errorf("%s deletion task %s FAILURE: a new task will be filed", vendor, j.Task), 0)
 	case "REVOKED":

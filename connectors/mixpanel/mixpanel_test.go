@@ -61,7 +61,7 @@ func TestConformanceByEmail(t *testing.T) {
 		Seed:               func(t *testing.T, s connectors.Subject) int64 { f.AddUser(s.Email); return 1 },
 		Count:              func(t *testing.T, s connectors.Subject) int64 { return f.CountUser(s.Email) },
 		NoRecoverableState: f.NoRecoverableState(),
-		BatchPerJob:        f.BatchPerJob(),
+		CannotTellAbsent:   f.CannotTellAbsent(),
 	})
 }
 
@@ -661,9 +661,9 @@ func TestBatchGroupAnalytics(t *testing.T) {
 func TestBatchAttribution(t *testing.T) {
 	t.Parallel()
 	const (
-		erased   = "erased"
-		notFound = "not_found"
-		refused  = "permanent"
+		erased = "erased"
+
+		refused = "permanent"
 	)
 	for _, tc := range []struct {
 		name     string
@@ -686,8 +686,10 @@ func TestBatchAttribution(t *testing.T) {
 			name:     "Mixpanel knows none of the ids",
 			subjects: []connectors.Subject{connectortest.VendorSubject(1), connectortest.VendorSubject(2)},
 			seeded:   []bool{false, false},
-			want:     []string{notFound, notFound},
-			evidence: "mixpanel_task=t-0001: NOT_FOUND (task of 2 distinct_ids); ",
+			// It says the task succeeded, not that it held nobody: no
+			// search happened, so nobody is not_found.
+			want:     []string{erased, erased},
+			evidence: "mixpanel_task=t-0001: SUCCESS (task of 2 distinct_ids); ",
 			calls:    1 + 4,
 		},
 		{
@@ -821,10 +823,10 @@ func TestPollBatch(t *testing.T) {
 	items := pollAll(t, c, f, refs, 3)
 	want := []string{
 		"erased|mixpanel_task=t-0001: SUCCESS (task of 3 distinct_ids); ",
-		"not_found|mixpanel_task=t-0002: NOT_FOUND (task of 2 distinct_ids); ",
+		"erased|mixpanel_task=t-0002: SUCCESS (task of 2 distinct_ids); ",
 		"erased|mixpanel_task=t-0003: SUCCESS; ",
 		"erased|mixpanel_task=t-0001: SUCCESS (task of 3 distinct_ids); ",
-		"not_found|mixpanel_task=t-0002: NOT_FOUND (task of 2 distinct_ids); ",
+		"erased|mixpanel_task=t-0002: SUCCESS (task of 2 distinct_ids); ",
 		"erased|mixpanel_task=t-0001: SUCCESS (task of 3 distinct_ids); ",
 	}
 	for i, w := range want {
@@ -885,6 +887,8 @@ func TestPollBatchFailures(t *testing.T) {
 		{"FAILURE", false, "t-0001 FAILURE"},
 		{"REVOKED", true, "t-0001 was REVOKED"},
 		{"UNKNOWN", false, `status "UNKNOWN"`},
+		// "The deletion task cannot be found": never the people not found.
+		{"NOT_FOUND", false, "cannot find deletion task t-0001"},
 	} {
 		t.Run(tc.final, func(t *testing.T) {
 			t.Parallel()

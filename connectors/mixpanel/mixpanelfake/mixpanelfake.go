@@ -53,9 +53,10 @@ type Options = fakevendor.Options
 // OpenAPI file's results {tracking_id, status, requesting_user,
 // compliance_type, project_id, date_requested, distinct_ids}, status
 // advancing PENDING → STAGING → STARTED → SUCCESS over polls. One status
-// covers the whole task: NOT_FOUND when none of its distinct_ids held
-// anything (the fake's reading of a value Mixpanel defines as "the
-// deletion task cannot be found"), SUCCESS when any did. And the Query API's POST
+// covers the whole task: SUCCESS whether or not its distinct_ids held
+// anything (⚠ Mixpanel documents no other answer for ids it never saw;
+// NOT_FOUND it defines as "the deletion task cannot be found", which
+// EndTasksAs can force). And the Query API's POST
 // /api/query/engage?project_id= (service account, HTTP Basic), a form with
 // where (only properties["$email"] == "<literal>" is understood; a literal
 // holding a backslash is refused, Mixpanel documents no escapes),
@@ -306,8 +307,6 @@ func (f *Fake) status(w http.ResponseWriter, r *http.Request) {
 	case !task.Ended:
 	case f.final.Get() != "":
 		st = f.final.Get()
-	case !task.held:
-		st = "NOT_FOUND"
 	default:
 		st = "SUCCESS"
 	}
@@ -369,10 +368,11 @@ func (f *Fake) Seed(s connectors.Subject) int64 {
 	return 1
 }
 
-// BatchPerJob is why a batch's subjects are judged together: a deletion
-// task has one status, nothing said per distinct_id.
-func (f *Fake) BatchPerJob() string {
-	return "Mixpanel reports one status a deletion task, nothing per distinct_id"
+// CannotTellAbsent is why Mixpanel cannot say it held nobody: a deletion
+// task has one status, nothing said per distinct_id, and there is no
+// lookup by distinct_id.
+func (f *Fake) CannotTellAbsent() string {
+	return "Mixpanel reports one status a deletion task, nothing per distinct_id, and has no lookup by distinct_id"
 }
 
 // NoRecoverableState is why Mixpanel keeps nothing a deleted user can be
