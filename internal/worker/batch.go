@@ -56,6 +56,7 @@ func (r *runner) batchMax(b connectors.BatchEraser) int {
 // the instance's Concurrency slots until every task in it has reported.
 func (r *runner) runBatched(ctx, work context.Context, b connectors.BatchEraser, sem chan struct{}, wg *sync.WaitGroup) {
 	size := r.batchMax(b)
+	r.batchSize = size
 	for ctx.Err() == nil {
 		select {
 		case sem <- struct{}{}:
@@ -198,7 +199,7 @@ func (r *runner) verifyBatch(ctx context.Context, set []pending, items []batchIt
 			due = append(due, i)
 		}
 	}
-	for _, c := range connectors.Chunks(len(due), r.batchMax(bv.(connectors.BatchEraser))) {
+	for _, c := range connectors.Chunks(len(due), r.batchSize) {
 		idx := due[c[0]:c[1]]
 		subjects := make([]connectors.Subject, len(idx))
 		for j, i := range idx {
@@ -310,8 +311,7 @@ func (r *runner) batchCalls(ctx context.Context, kind string, set []pending, cal
 			out[i] = batchItem{Item: connectors.Item{Err: err}, started: started, others: others}
 		}
 	}
-	limit := max(r.batchMax(r.in.Connector.(connectors.BatchEraser)), 1)
-	for _, c := range connectors.Chunks(len(set), limit) {
+	for _, c := range connectors.Chunks(len(set), r.batchSize) {
 		run(c[0], c[1])
 	}
 	return out

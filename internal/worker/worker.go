@@ -130,6 +130,9 @@ type runner struct {
 	// limiter holds the instance to its rate and to any Retry-After,
 	// across every process that runs it.
 	limiter *ratelimit.Limiter
+	// batchSize is the most tasks one batch call takes (set by
+	// runBatched, for a batching instance).
+	batchSize int
 }
 
 func newRunner(w *Worker, in Instance, cons jetstream.Consumer, rates jetstream.KeyValue) *runner {
