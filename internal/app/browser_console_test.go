@@ -151,6 +151,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// A batch of one, to show the batch pages.
+	if code := call(t, "POST", base+"/v1/requests/batch", in.agentToken,
+		`{"batch":"winter-cleanup","requests":[{"subject":{"email":"carol@example.com"},"jurisdiction":"gdpr","idempotency_key":"w-1"}]}`, nil); code != 200 {
+		t.Fatalf("batch: %d", code)
+	}
+
 	ctx := browser(t)
 	axe := axeScript(t)
 	shots := screenshotDir(t)
@@ -174,6 +180,17 @@ func TestConsoleInBrowser(t *testing.T) {
 			}
 		}
 		pageCheck(t, ctx, axe, shots, "console-list-"+w.name+".png", int(w.width))
+
+		do(chromedp.Navigate(base+"/console/batches"), chromedp.WaitVisible(chromedp.CSS("#batches-caption")))
+		if got := text("main"); !strings.Contains(got, "winter-cleanup") || !strings.Contains(got, "of 1 request") {
+			t.Errorf("%s: the batches page lacks the batch:\n%s", w.name, got)
+		}
+		pageCheck(t, ctx, axe, shots, "console-batches-"+w.name+".png", int(w.width))
+		do(chromedp.Navigate(base+"/console?batch=winter-cleanup"), chromedp.WaitVisible(chromedp.CSS("#batch-h")))
+		if got := text("main"); !strings.Contains(got, "Batch winter-cleanup") || !strings.Contains(got, "Requests over") {
+			t.Errorf("%s: the batch's page lacks its progress:\n%s", w.name, got)
+		}
+		pageCheck(t, ctx, axe, shots, "console-batch-"+w.name+".png", int(w.width))
 
 		do(chromedp.Navigate(base+"/console/requests/"+f.ID), chromedp.WaitVisible(chromedp.CSS("#events-caption")))
 		req := text("main")

@@ -1,7 +1,9 @@
 package app_test
 
 import (
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +20,7 @@ import (
 
 // batchAnswer is the answer of POST /v1/requests/batch.
 type batchAnswer struct {
+	Batch                    string
 	Filed, Existing, Refused int
 	NotAttempted             int `json:"not_attempted"`
 	Results                  []struct {
@@ -27,6 +30,17 @@ type batchAnswer struct {
 		RequestStatus string `json:"request_status"`
 		Error         *struct{ Code, Message, Field string }
 	}
+}
+
+// batchSummary is GET /v1/batches/{name}.
+type batchSummary struct {
+	Name             string
+	Requests, Final  int
+	ByStatus         map[string]int `json:"by_status"`
+	Systems          int
+	SystemsDone      int    `json:"systems_done"`
+	RequestsURL      string `json:"requests_url"`
+	WaitingForPerson int    `json:"waiting_for_person"`
 }
 
 // requestCount is how many requests Lethe holds, and how many of them
@@ -107,6 +121,51 @@ func TestBatchIntake(t *testing.T) {
 	}
 	if all, _ := requestCount(t, base, in.adminToken, ""); all != 2 {
 		t.Errorf("Lethe holds %d requests, want 2", all)
+	}
+
+	// Lethe named the batch (a batch sent again without a name is named
+	// anew; its requests stay in the first); the requests carry it and
+	// the batch sums them up.
+	if !strings.HasPrefix(a.Batch, "batch-") || again.Batch == a.Batch {
+		t.Errorf("batch names %q then %q, want two made by Lethe", a.Batch, again.Batch)
+	}
+	var one struct{ Batch string }
+	call(t, "GET", base+"/v1/requests/"+first, in.auditToken, "", &one)
+	var sum batchSummary
+	if code := call(t, "GET", base+"/v1/batches/"+a.Batch, in.auditToken, "", &sum); code != 200 || one.Batch != a.Batch ||
+		sum.Requests != 2 || sum.Systems != 4 || sum.RequestsURL != "/v1/requests?batch="+a.Batch {
+		t.Errorf("the request is in batch %q; the batch = %d %+v, want 2 requests, 4 systems", one.Batch, code, sum)
+	}
+	named := `{"batch":"shutdown-2026","requests":[{"subject":{"email":"bulk.ten@example.com"},"jurisdiction":"gdpr","idempotency_key":"b-10"}]}`
+	var n batchAnswer
+	call(t, "POST", base+"/v1/requests/batch", in.agentToken, named, &n)
+	var list struct{ Requests []struct{ ID, Batch string } }
+	call(t, "GET", base+"/v1/requests?batch=shutdown-2026", in.auditToken, "", &list)
+	if n.Batch != "shutdown-2026" || n.Filed != 1 || len(list.Requests) != 1 || list.Requests[0].ID != n.Results[0].RequestID {
+		t.Errorf("a named batch = %+v; its requests %+v", n, list)
+	}
+	var batches struct{ Batches []batchSummary }
+	call(t, "GET", base+"/v1/batches?limit=5", in.auditToken, "", &batches)
+	if len(batches.Batches) != 2 || batches.Batches[0].Name != "shutdown-2026" || batches.Batches[1].Name != a.Batch {
+		t.Errorf("batches = %+v, want shutdown-2026 then %s", batches, a.Batch)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+		want               string
+	}{
+		{"POST", "/v1/requests/batch", `{"batch":"ada@example.com","requests":[{"subject":{"email":"a@example.com"},"jurisdiction":"gdpr","idempotency_key":"k"}]}`, 400, "batch"},
+		{"GET", "/v1/batches/never-filed", "", 404, "never-filed"},
+		{"GET", "/v1/batches/bad%20name", "", 400, "batch"},
+		{"GET", "/v1/requests?batch=bad%20name", "", 400, "batch"},
+		{"GET", "/v1/batches?limit=0", "", 400, "limit"},
+	} {
+		var e struct {
+			Error struct{ Message, Field string }
+		}
+		if code := call(t, tc.method, base+tc.path, in.agentToken, tc.body, &e); code != tc.code || !strings.Contains(e.Error.Field+" "+e.Error.Message, tc.want) {
+			t.Errorf("%s %s: %d %+v, want %d %q", tc.method, tc.path, code, e, tc.code, tc.want)
+		}
 	}
 
 	for _, tc := range []struct {
@@ -240,6 +299,19 @@ func TestImportCSV(t *testing.T) {
 		t.Errorf("Lethe holds %d requests (%d for row 6), want 10 and 1", all, one)
 	}
 
+	// Both runs filed into one batch, named after the file, that the
+	// summary names; resuming under another name is refused.
+	sum256 := sha256.Sum256([]byte(b.String()))
+	batch := "import-" + hex.EncodeToString(sum256[:])[:12]
+	var s batchSummary
+	if code := call(t, "GET", base+"/v1/batches/"+batch, in.adminToken, "", &s); code != 200 || s.Requests != 10 ||
+		!strings.Contains(out, "batch "+batch+": follow it in the console (/console?batch="+batch+")") {
+		t.Errorf("batch %s = %d %+v; the summary:\n%s", batch, code, s, out)
+	}
+	if code, _, errs := staff(t, env, "import", csvPath, "--name", "other"); code != 2 || !strings.Contains(errs, "began as batch "+batch) {
+		t.Errorf("resumed under another name: %d %s", code, errs)
+	}
+
 	// A third run changes nothing; a changed file is refused, naming the
 	// progress file to remove.
 	if code, out, _ = staff(t, env, "import", csvPath); code != 1 || !strings.Contains(out, "12 rows: 8 filed, 2 filed before") {
@@ -265,6 +337,7 @@ func TestImportCSV(t *testing.T) {
 		{"header only", "email\n", nil, "no rows after the header"},
 		{"bad quoting", "email\n\"a@example.com\n", nil, "line 2"},
 		{"batch size", "email\na@example.com\n", []string{"--batch", "5000"}, "--batch 5000"},
+		{"batch name", "email\na@example.com\n", []string{"--name", "ada@example.com"}, "--name: name a batch"},
 	} {
 		p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".csv")
 		if err := os.WriteFile(p, []byte(tc.csv), 0o600); err != nil {

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/lethe-dev/lethe/internal/erasure"
 )
 
 // importVerb is `lethe request import FILE.csv`: a request for every row,
@@ -27,11 +29,17 @@ import (
 var importVerb = requestVerb{args: []string{"FILE.csv"}, run: func(fs *flag.FlagSet) func(context.Context, env, *staffClient, []string) error {
 	jurisdiction := fs.String("jurisdiction", "gdpr", "the law for rows without a jurisdiction column")
 	size := fs.Int("batch", 500, "rows per call (1 to 1000)")
+	name := fs.String("name", "", "the batch's name, to follow it in the console (default import-<the file's SHA-256, 12 hex digits>)")
 	return func(ctx context.Context, e env, c *staffClient, pos []string) error {
 		if *size < 1 || *size > 1000 {
 			return fmt.Errorf("%w: --batch %d: want 1 to 1000", errImportUsage, *size)
 		}
-		return runImport(ctx, e, c, pos[0], *jurisdiction, *size)
+		if *name != "" {
+			if err := erasure.CheckBatch(*name); err != nil {
+				return fmt.Errorf("%w: --name: %s", errImportUsage, erasure.ErrorMessage(err))
+			}
+		}
+		return runImport(ctx, e, c, pos[0], *jurisdiction, *name, *size)
 	}
 }}
 
@@ -42,6 +50,8 @@ var errImportUsage = errors.New("cannot import")
 type importState struct {
 	// File is the SHA-256 of the CSV: a different file is a different import.
 	File string `json:"file_sha256"`
+	// Batch names the batch every row is filed in.
+	Batch string `json:"batch,omitempty"`
 	// Done is how many data rows have had a final answer.
 	Done     int          `json:"rows_done"`
 	Filed    int          `json:"filed"`
@@ -64,7 +74,7 @@ type importRow struct {
 	item map[string]any
 }
 
-func runImport(ctx context.Context, e env, c *staffClient, path, jurisdiction string, size int) error {
+func runImport(ctx context.Context, e env, c *staffClient, path, jurisdiction, name string, size int) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errImportUsage, err)
@@ -80,6 +90,15 @@ func runImport(ctx context.Context, e env, c *staffClient, path, jurisdiction st
 	if err != nil {
 		return fmt.Errorf("%w: %w", errImportUsage, err)
 	}
+	switch {
+	case st.Batch == "" && name == "":
+		st.Batch = "import-" + hash[:12]
+	case st.Batch == "":
+		st.Batch = name
+	case name != "" && name != st.Batch:
+		return fmt.Errorf("%w: this import began as batch %s (%s): run it again without --name, or as --name %s",
+			errImportUsage, st.Batch, filepath.Base(statePath), st.Batch)
+	}
 	st.Rows = len(rows)
 	if st.Done > 0 {
 		fmt.Fprintf(e.stderr, "resuming: %d of %d rows were done before (%s)\n", st.Done, len(rows), filepath.Base(statePath))
@@ -90,7 +109,7 @@ func runImport(ctx context.Context, e env, c *staffClient, path, jurisdiction st
 		for i, r := range batch {
 			items[i] = r.item
 		}
-		answer, err := c.do(ctx, call{method: http.MethodPost, path: "/v1/requests/batch", body: map[string]any{"requests": items}})
+		answer, err := c.do(ctx, call{method: http.MethodPost, path: "/v1/requests/batch", body: map[string]any{"batch": st.Batch, "requests": items}})
 		if err != nil {
 			return fmt.Errorf("import stopped at row %d of %d (%s holds the progress; run the same command again to go on): %w",
 				st.Done, len(rows), filepath.Base(statePath), err)
@@ -274,5 +293,6 @@ func printImportSummary(w io.Writer, st importState, statePath string) {
 		}
 		fmt.Fprintf(w, "  line %d refused: %s%s\n", r.Row, field, r.Message)
 	}
+	fmt.Fprintf(w, "batch %s: follow it in the console (/console?batch=%s) or at GET /v1/batches/%s\n", st.Batch, st.Batch, st.Batch)
 	fmt.Fprintf(w, "progress and this summary: %s (running the command again files nobody twice)\n", filepath.Base(statePath))
 }

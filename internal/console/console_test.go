@@ -193,6 +193,7 @@ func routes(c *console.Console) http.Handler {
 	mux.Handle("GET /console/{$}", c.List())
 	mux.Handle("POST /console/search", c.Search())
 	mux.Handle("GET /console/requests.csv", c.CSV())
+	mux.Handle("GET /console/batches", c.Batches())
 	mux.Handle("POST /console/bulk", c.Bulk())
 	mux.Handle("GET /console/requests/{id}", c.Request())
 	mux.Handle("POST /console/requests/{id}/{action}", c.Act())

@@ -114,7 +114,9 @@ type listData struct {
 	// Search is true when these are search results (no paging).
 	Search  bool
 	Heading string
-	Rows    []row
+	// Batch is the batch the list is filtered by, summed up.
+	Batch *batchView
+	Rows  []row
 	// Older and Newer link to the next and first pages; CSV, to the
 	// whole filtered list as a file.
 	Older, Newer, CSV string
@@ -159,6 +161,7 @@ func (d listData) Caption() string {
 }
 
 type listFilter struct {
+	batch   string
 	status  erasure.RequestStatus
 	within  int
 	overdue bool
@@ -171,6 +174,11 @@ type listFilter struct {
 
 func parseListFilter(q url.Values) (listFilter, error) {
 	f := listFilter{page: 1}
+	if f.batch = q.Get("batch"); f.batch != "" {
+		if err := erasure.CheckBatch(f.batch); err != nil {
+			return f, err
+		}
+	}
 	if s := q.Get("status"); s != "" {
 		f.status = erasure.RequestStatus(s)
 		if !f.status.Valid() {
@@ -216,7 +224,7 @@ func parseListFilter(q url.Values) (listFilter, error) {
 
 // storeFilter turns the page's filter into the store's.
 func (f listFilter) storeFilter(now time.Time, limit int) store.RequestFilter {
-	sf := store.RequestFilter{Before: f.before, Limit: limit, Flagged: f.flagged, WaitingForPerson: f.waiting, ByDue: f.byDue}
+	sf := store.RequestFilter{Before: f.before, Limit: limit, Flagged: f.flagged, WaitingForPerson: f.waiting, ByDue: f.byDue, Batch: f.batch}
 	if f.byDue {
 		sf.Before, sf.Offset = "", (f.page-1)*pageSize
 	}
@@ -238,6 +246,9 @@ func (f listFilter) storeFilter(now time.Time, limit int) store.RequestFilter {
 // values is the filter as a query, without paging.
 func (f listFilter) values() url.Values {
 	q := url.Values{}
+	if f.batch != "" {
+		q.Set("batch", f.batch)
+	}
 	if f.status != "" {
 		q.Set("status", string(f.status))
 	}
@@ -314,6 +325,17 @@ func (c *Console) showList(w http.ResponseWriter, r *http.Request, s session, q 
 		return
 	}
 	now := c.clock()
+	if f.batch != "" {
+		if data.Batch, err = c.batch(r.Context(), f.batch); erasure.ErrorCode(err) == erasure.ENotFound {
+			page.Error, page.Content = userMessage(err), data
+			c.render(w, r, http.StatusNotFound, "list", page)
+			return
+		} else if err != nil {
+			c.internalError(w, r, &s, err)
+			return
+		}
+		data.Heading = "Batch " + f.batch
+	}
 	reqs, err := c.store.Requests(r.Context(), f.storeFilter(now, pageSize+1))
 	if err != nil {
 		c.internalError(w, r, &s, err)

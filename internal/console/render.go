@@ -39,7 +39,7 @@ type pageData struct {
 	Content          any
 }
 
-var pageNames = []string{"login", "list", "request", "keys", "coverage", "error"}
+var pageNames = []string{"login", "list", "request", "keys", "coverage", "batches", "error"}
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{

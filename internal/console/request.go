@@ -24,8 +24,10 @@ import (
 // Subject field on purpose: identifiers never reach a template.
 type requestView struct {
 	ID, Status, Jurisdiction, Source, CreatedBy string
-	ReceivedAt, DueAt, ExtendedAt, CompletedAt  time.Time
-	ShreddedAt                                  time.Time
+	// Batch names the batch the request was filed in, if any.
+	Batch                                      string
+	ReceivedAt, DueAt, ExtendedAt, CompletedAt time.Time
+	ShreddedAt                                 time.Time
 	// OriginalDueAt and ExtensionText are set for an extended request.
 	OriginalDueAt time.Time
 	ExtensionText string
@@ -200,7 +202,7 @@ func (c *Console) requestData(ctx context.Context, id string, s session) (reques
 	}
 	now := c.clock()
 	d := requestData{reaches: c.reaches(req), Cert: cert, Req: requestView{ID: req.ID, Status: string(req.Status), Jurisdiction: string(req.Jurisdiction),
-		Source: req.Source, CreatedBy: req.CreatedBy, ReceivedAt: req.ReceivedAt, DueAt: req.DueAt,
+		Source: req.Source, CreatedBy: req.CreatedBy, Batch: req.Batch, ReceivedAt: req.ReceivedAt, DueAt: req.DueAt,
 		ExtendedAt: req.ExtendedAt, CompletedAt: req.CompletedAt, ShreddedAt: req.ShreddedAt, Overdue: req.Overdue(now),
 		Identifiers: sourcesText(req.Sources.List()), Flag: req.Flag, FlaggedAt: req.FlaggedAt}}
 	if !req.ExtendedAt.IsZero() {

@@ -21,6 +21,9 @@ type FileInput struct {
 	Actor        string // who filed it, for the event log
 	// IdempotencyKey makes a retried submission return the first request.
 	IdempotencyKey string
+	// Batch names the batch the request is filed in (see
+	// erasure.Request.Batch); empty when filed alone.
+	Batch string
 	// Hold files the request in this status without starting it:
 	// unverified (the portal, until the person proves the email) or
 	// pending_approval (staff must approve). Empty: start at once.
@@ -45,6 +48,11 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 		if existing, err := c.store.RequestByIdempotencyKey(ctx, idemKey); err == nil {
 			return existing, false, nil
 		} else if !errors.Is(err, store.ErrNotFound) {
+			return req, false, err
+		}
+	}
+	if in.Batch != "" {
+		if err := erasure.CheckBatch(in.Batch); err != nil {
 			return req, false, err
 		}
 	}
@@ -79,7 +87,7 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 	req = erasure.Request{
 		ID: erasure.NewID(), Status: erasure.RequestReceived, Jurisdiction: j,
 		Subject: subject, SubjectRef: ref, CommitmentNonce: nonce, Source: in.Source, Sources: sources,
-		IdempotencyKey: idemKey, CreatedBy: in.Actor,
+		IdempotencyKey: idemKey, CreatedBy: in.Actor, Batch: in.Batch,
 		ReceivedAt: now, DueAt: erasure.Timestamp(j.DueDate(now)), UpdatedAt: now,
 	}
 	kinds := make([]string, 0, 3)
@@ -96,8 +104,11 @@ func (c *Coordinator) File(ctx context.Context, in FileInput) (req erasure.Reque
 				return err
 			}
 		}
-		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(r.ID, "", erasure.EventRequestReceived, in.Actor, "",
-			map[string]any{"source": in.Source, "jurisdiction": j, "due_at": r.DueAt, "identifiers": kinds}, now)); err != nil {
+		data := map[string]any{"source": in.Source, "jurisdiction": j, "due_at": r.DueAt, "identifiers": kinds}
+		if in.Batch != "" {
+			data["batch"] = in.Batch
+		}
+		if _, err := tx.AppendEvent(ctx, erasure.NewEvent(r.ID, "", erasure.EventRequestReceived, in.Actor, "", data, now)); err != nil {
 			return err
 		}
 		if in.Hold != "" {

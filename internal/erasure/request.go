@@ -3,6 +3,7 @@ package erasure
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"regexp"
 	"time"
 
 	"github.com/google/uuid"
@@ -39,9 +40,14 @@ type Request struct {
 	// request twice return the first.
 	IdempotencyKey string
 	CreatedBy      string
-	ReceivedAt     time.Time
-	DueAt          time.Time
-	CompletedAt    time.Time // zero until the request is final
+	// Batch names the batch the request was filed in (one POST
+	// /v1/requests/batch, one CSV import), empty when filed alone: a name
+	// chosen by staff or made by Lethe, never personal data (see
+	// CheckBatch).
+	Batch       string
+	ReceivedAt  time.Time
+	DueAt       time.Time
+	CompletedAt time.Time // zero until the request is final
 	// Flag, when not empty, asks staff to look at a completed request: a
 	// re-check found the person again, or could not look them up. Words
 	// and system names only, no personal data; FlaggedAt is when.
@@ -133,6 +139,22 @@ func ValidID(s string) bool {
 	u, err := uuid.Parse(s)
 	return err == nil && len(s) == 36 && u.Version() == 7
 }
+
+// batchName is what a batch may be called: letters, digits, '.', '_' and
+// '-', up to 64, so that no email address or name of a person fits.
+var batchName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// CheckBatch refuses a name a batch may not have (see Request.Batch).
+func CheckBatch(name string) error {
+	if !batchName.MatchString(name) {
+		return Invalid("batch", "name a batch with 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+	}
+	return nil
+}
+
+// NewBatchName names a batch staff did not name: "batch-" and a new id,
+// so that names sort by when they were made.
+func NewBatchName() string { return "batch-" + NewID() }
 
 // Clock gives the current time. Times are UTC and cut to microseconds, the
 // precision every store keeps, so a value reads back exactly as written.

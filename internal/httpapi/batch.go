@@ -1,14 +1,19 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/lethe-dev/lethe/internal/coordinator"
 	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/store"
 )
 
 // MaxBatch is how many people one POST /v1/requests/batch may file.
@@ -21,6 +26,10 @@ const maxBatchBody = 1 << 20
 // with its own idempotency key so that the whole batch can be sent again
 // after a timeout without filing anyone twice.
 type batchBody struct {
+	// Batch names the batch, to follow it as a whole (GET
+	// /v1/batches/{name}, the console); sending the same name again adds
+	// to it. Left out, Lethe names a new batch.
+	Batch    string      `json:"batch"`
 	Requests []batchItem `json:"requests"`
 }
 
@@ -45,6 +54,8 @@ type batchResult struct {
 
 // batchView is the answer to a batch: a result per item and the totals.
 type batchView struct {
+	// Batch is the batch's name: the one sent, or the one Lethe made.
+	Batch        string        `json:"batch"`
 	Filed        int           `json:"filed"`
 	Existing     int           `json:"existing"`
 	Refused      int           `json:"refused"`
@@ -72,8 +83,14 @@ func (s *server) createBatch() http.Handler {
 			s.fail(w, r, erasure.Invalid("requests", "has %d items: send at most %d a batch", n, MaxBatch))
 			return
 		}
+		if body.Batch == "" {
+			body.Batch = erasure.NewBatchName()
+		} else if err := erasure.CheckBatch(body.Batch); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		p := principalFrom(r)
-		v := batchView{Results: make([]batchResult, len(body.Requests))}
+		v := batchView{Batch: body.Batch, Results: make([]batchResult, len(body.Requests))}
 		seen := make(map[string]int, len(body.Requests))
 		var stopped error
 		for i, item := range body.Requests {
@@ -86,7 +103,7 @@ func (s *server) createBatch() http.Handler {
 				v.NotAttempted++
 				continue
 			}
-			req, created, err := s.fileItem(r, p, item, field, seen, i)
+			req, created, err := s.fileItem(r, p, body.Batch, item, field, seen, i)
 			switch {
 			case err == nil && created:
 				res.Outcome = "filed"
@@ -113,7 +130,7 @@ func (s *server) createBatch() http.Handler {
 
 // fileItem files one item of a batch; seen maps each idempotency key to
 // the first item that used it.
-func (s *server) fileItem(r *http.Request, p Principal, item batchItem, field string, seen map[string]int, i int) (erasure.Request, bool, error) {
+func (s *server) fileItem(r *http.Request, p Principal, batch string, item batchItem, field string, seen map[string]int, i int) (erasure.Request, bool, error) {
 	switch first, dup := seen[item.IdempotencyKey]; {
 	case item.IdempotencyKey == "":
 		return erasure.Request{}, false, erasure.Invalid(field+".idempotency_key", "is required: it makes sending the batch again safe")
@@ -125,7 +142,7 @@ func (s *server) fileItem(r *http.Request, p Principal, item batchItem, field st
 	seen[item.IdempotencyKey] = i
 	return s.Coordinator.File(r.Context(), coordinator.FileInput{
 		Subject: *item.Subject, Jurisdiction: item.Jurisdiction, Source: "batch", Actor: p.Actor(),
-		IdempotencyKey: item.IdempotencyKey,
+		IdempotencyKey: item.IdempotencyKey, Batch: batch,
 	})
 }
 
@@ -140,4 +157,85 @@ func detail(err error, item string) *errorDetail {
 		d.Field = item + "." + d.Field
 	}
 	return d
+}
+
+// batchSummary is GET /v1/batches/{name}: how far a batch has got.
+type batchSummary struct {
+	Name     string `json:"name"`
+	Requests int    `json:"requests"`
+	// ByStatus counts its requests in each status.
+	ByStatus map[string]int `json:"by_status"`
+	// Final counts its requests that are over (completed, denied,
+	// cancelled); Overdue, those past their deadline and not over.
+	Final   int `json:"final"`
+	Overdue int `json:"overdue"`
+	// Systems counts the systems all its requests erase in together;
+	// SystemsDone, those finished; WaitingForPerson, the tasks only staff
+	// can move on.
+	Systems          int       `json:"systems"`
+	SystemsDone      int       `json:"systems_done"`
+	WaitingForPerson int       `json:"waiting_for_person"`
+	FirstReceivedAt  time.Time `json:"first_received_at"`
+	LastReceivedAt   time.Time `json:"last_received_at"`
+	// RequestsURL lists its requests.
+	RequestsURL string `json:"requests_url"`
+}
+
+func summarize(b store.Batch) batchSummary {
+	v := batchSummary{Name: b.Name, Requests: b.Requests, ByStatus: map[string]int{}, Final: b.Final(), Overdue: b.Overdue,
+		Systems: b.Tasks.Systems, SystemsDone: b.Tasks.Done, WaitingForPerson: b.Tasks.WaitingForPerson,
+		FirstReceivedAt: b.FirstReceived, LastReceivedAt: b.LastReceived,
+		RequestsURL: "/v1/requests?batch=" + url.QueryEscape(b.Name)}
+	for st, n := range b.ByStatus {
+		v.ByStatus[string(st)] = n
+	}
+	return v
+}
+
+// getBatch answers how far one batch has got.
+func (s *server) getBatch() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if err := erasure.CheckBatch(name); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		b, err := s.Store.Batch(r.Context(), name, s.Clock())
+		if errors.Is(err, store.ErrNotFound) {
+			s.fail(w, r, erasure.Errorf(erasure.ENotFound, "no request was filed in batch %s", name))
+			return
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, summarize(b))
+	})
+}
+
+// listBatches answers the newest batches, each summed up.
+func (s *server) listBatches() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit := 50
+		if v := r.URL.Query().Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 500 {
+				s.fail(w, r, erasure.Invalid("limit", "must be a number from 1 to 500"))
+				return
+			}
+			limit = n
+		}
+		bs, err := s.Store.Batches(r.Context(), limit, s.Clock())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		out := struct {
+			Batches []batchSummary `json:"batches"`
+		}{Batches: []batchSummary{}}
+		for _, b := range bs {
+			out.Batches = append(out.Batches, summarize(b))
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
 }

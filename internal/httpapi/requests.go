@@ -24,18 +24,20 @@ type createRequestBody struct {
 // requestView is a request as the API shows it. Subject identifiers are
 // shown to roles that act on requests; auditors see the keyed hashes only.
 type requestView struct {
-	ID           string             `json:"id"`
-	Status       string             `json:"status"`
-	Jurisdiction string             `json:"jurisdiction"`
-	Source       string             `json:"source"`
-	CreatedBy    string             `json:"created_by"`
-	ReceivedAt   time.Time          `json:"received_at"`
-	DueAt        time.Time          `json:"due_at"`
-	CompletedAt  *time.Time         `json:"completed_at,omitempty"`
-	ShreddedAt   *time.Time         `json:"shredded_at,omitempty"`
-	Overdue      bool               `json:"overdue"`
-	Subject      *erasure.Subject   `json:"subject,omitempty"`
-	SubjectRef   erasure.SubjectRef `json:"subject_ref"`
+	ID           string `json:"id"`
+	Status       string `json:"status"`
+	Jurisdiction string `json:"jurisdiction"`
+	Source       string `json:"source"`
+	CreatedBy    string `json:"created_by"`
+	// Batch names the batch the request was filed in, if any.
+	Batch       string             `json:"batch,omitempty"`
+	ReceivedAt  time.Time          `json:"received_at"`
+	DueAt       time.Time          `json:"due_at"`
+	CompletedAt *time.Time         `json:"completed_at,omitempty"`
+	ShreddedAt  *time.Time         `json:"shredded_at,omitempty"`
+	Overdue     bool               `json:"overdue"`
+	Subject     *erasure.Subject   `json:"subject,omitempty"`
+	SubjectRef  erasure.SubjectRef `json:"subject_ref"`
 	// CommitmentNonce (base64url) is for the data subject only: with it and
 	// their email they can prove a certificate is about them.
 	CommitmentNonce string `json:"commitment_nonce,omitempty"`
@@ -96,7 +98,7 @@ func timePtr(t time.Time) *time.Time {
 func (s *server) view(r *http.Request, req erasure.Request, tasks []erasure.Task) requestView {
 	v := requestView{
 		ID: req.ID, Status: string(req.Status), Jurisdiction: string(req.Jurisdiction), Source: req.Source,
-		CreatedBy: req.CreatedBy, ReceivedAt: req.ReceivedAt, DueAt: req.DueAt, CompletedAt: timePtr(req.CompletedAt),
+		CreatedBy: req.CreatedBy, Batch: req.Batch, ReceivedAt: req.ReceivedAt, DueAt: req.DueAt, CompletedAt: timePtr(req.CompletedAt),
 		ShreddedAt: timePtr(req.ShreddedAt),
 		Overdue:    req.Overdue(s.Clock()), SubjectRef: req.SubjectRef,
 		Flag: req.Flag, FlaggedAt: timePtr(req.FlaggedAt),
@@ -268,6 +270,13 @@ func (s *server) listRequests() http.Handler {
 		default:
 			s.fail(w, r, erasure.Invalid("flagged", "must be true (only requests flagged for staff), or left out"))
 			return
+		}
+		if v := q.Get("batch"); v != "" {
+			if err := erasure.CheckBatch(v); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			f.Batch = v
 		}
 		if v := q.Get("due_before"); v != "" {
 			t, err := time.Parse(time.RFC3339, v)

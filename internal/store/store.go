@@ -32,6 +32,13 @@ type Store interface {
 	// Progress counts the systems of each of these requests; a request
 	// without tasks is missing from the map.
 	Progress(ctx context.Context, requestIDs []string) (map[string]Progress, error)
+	// Batch sums up the requests filed in the named batch (see
+	// erasure.Request.Batch), overdue meaning due before now:
+	// ErrNotFound when no request carries the name.
+	Batch(ctx context.Context, name string, now time.Time) (Batch, error)
+	// Batches sums up the newest batches (by their newest request), at
+	// most limit (default 50, capped at MaxLimit).
+	Batches(ctx context.Context, limit int, now time.Time) ([]Batch, error)
 	// FollowUps lists a completed request's re-checks and re-erasures
 	// (see erasure.Task.FollowUp), oldest first.
 	FollowUps(ctx context.Context, requestID string) ([]erasure.Task, error)
@@ -348,6 +355,9 @@ type RequestFilter struct {
 	Unshredded bool
 	// Flagged keeps requests flagged for staff (see erasure.Request.Flag).
 	Flagged bool
+	// Batch keeps the requests filed in this batch (see
+	// erasure.Request.Batch).
+	Batch string
 	// WaitingForPerson keeps requests with a task only a person can move
 	// on: one that needs an identifier, or a manual system's task waiting
 	// for staff to do it by hand.
@@ -368,6 +378,30 @@ type Progress struct {
 	// WaitingForPerson counts tasks only a person can move on (see
 	// RequestFilter.WaitingForPerson).
 	WaitingForPerson int
+}
+
+// Batch sums up the requests of one batch.
+type Batch struct {
+	Name     string
+	Requests int
+	ByStatus map[erasure.RequestStatus]int
+	// Overdue counts its requests past their deadline and not final.
+	Overdue int
+	// Tasks counts the systems of all its requests together.
+	Tasks                       Progress
+	FirstReceived, LastReceived time.Time
+}
+
+// Final counts the batch's requests that are over (completed, denied,
+// cancelled).
+func (b Batch) Final() int {
+	n := 0
+	for st, c := range b.ByStatus {
+		if st.Final() {
+			n += c
+		}
+	}
+	return n
 }
 
 // DueTask names a task whose retry or poll is due.

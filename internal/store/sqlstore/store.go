@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,7 +73,7 @@ func (s *Store) Close() { s.conn.Close() }
 
 const requestCols = `id, status, jurisdiction, subject_enc, data_key, shredded_at, subject_ref, source,
 	idempotency_key, created_by, received_at, due_at, completed_at, updated_at, extended_at,
-	sources, original_due_at, extension_category, flag, flagged_at`
+	sources, original_due_at, extension_category, flag, flagged_at, batch`
 
 const taskCols = `id, request_id, connector, connector_type, status, attempt, records_erased,
 	job_ref, next_attempt_at, next_poll_at, last_error, evidence, verified,
@@ -137,6 +138,9 @@ func (s *Store) Requests(ctx context.Context, f store.RequestFilter) ([]erasure.
 	}
 	if f.Flagged {
 		where = append(where, "flag <> ''")
+	}
+	if f.Batch != "" {
+		where = append(where, "batch = "+arg(f.Batch))
 	}
 	if f.WaitingForPerson {
 		where = append(where, "EXISTS (SELECT 1 FROM tasks t WHERE t.request_id = requests.id AND "+waitingForPerson+")")
@@ -203,6 +207,120 @@ func (s *Store) Progress(ctx context.Context, requestIDs []string) (map[string]s
 	return out, nil
 }
 
+// Batches implements store.Store.
+func (s *Store) Batches(ctx context.Context, limit int, now time.Time) ([]store.Batch, error) {
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, store.MaxLimit)
+	rows, err := s.conn.Query(ctx, s.rw.q(fmt.Sprintf(`SELECT batch FROM requests WHERE batch <> ''
+		GROUP BY batch ORDER BY MAX(id) DESC LIMIT %d`, limit)))
+	if err != nil {
+		return nil, fmt.Errorf("query batches: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scan batch: %w", err)
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query batches: %w", err)
+	}
+	return s.batches(ctx, names, now)
+}
+
+// Batch implements store.Store.
+func (s *Store) Batch(ctx context.Context, name string, now time.Time) (store.Batch, error) {
+	bs, err := s.batches(ctx, []string{name}, now)
+	if err != nil {
+		return store.Batch{}, err
+	}
+	if len(bs) == 0 {
+		return store.Batch{}, fmt.Errorf("batch: %w", store.ErrNotFound)
+	}
+	return bs[0], nil
+}
+
+// batches sums up the named batches, in the order named; a name no
+// request carries is left out.
+func (s *Store) batches(ctx context.Context, names []string, now time.Time) ([]store.Batch, error) {
+	names = slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "" })
+	if len(names) == 0 {
+		return nil, nil
+	}
+	byName := make(map[string]*store.Batch, len(names))
+	ph, args := placeholders(names)
+	rows, err := s.conn.Query(ctx, s.rw.q(`SELECT batch, status, COUNT(*), MIN(received_at), MAX(received_at),
+		SUM(CASE WHEN completed_at IS NULL AND due_at < $`+fmt.Sprint(len(names)+1)+` THEN 1 ELSE 0 END)
+		FROM requests WHERE batch IN (`+ph+`) GROUP BY batch, status`), append(args, s.d.TimeArg(now))...)
+	if err != nil {
+		return nil, fmt.Errorf("query batch: %w", err)
+	}
+	for rows.Next() {
+		var name, status string
+		var n, overdue int
+		var first, last time.Time
+		if err := rows.Scan(&name, &status, &n, timeCol{&first}, timeCol{&last}, &overdue); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scan batch: %w", err)
+		}
+		b := byName[name]
+		if b == nil {
+			b = &store.Batch{Name: name, ByStatus: map[erasure.RequestStatus]int{}, FirstReceived: first, LastReceived: last}
+			byName[name] = b
+		}
+		b.Requests += n
+		b.ByStatus[erasure.RequestStatus(status)] += n
+		b.Overdue += overdue
+		if first.Before(b.FirstReceived) {
+			b.FirstReceived = first
+		}
+		if last.After(b.LastReceived) {
+			b.LastReceived = last
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query batch: %w", err)
+	}
+	rows, err = s.conn.Query(ctx, s.rw.q(`SELECT r.batch,
+		SUM(CASE WHEN t.phase = 'erase' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN t.phase = 'erase' AND t.status IN (`+doneStatuses+`) THEN 1 ELSE 0 END),
+		SUM(CASE WHEN `+waitingForPerson+` THEN 1 ELSE 0 END)
+		FROM tasks t JOIN requests r ON r.id = t.request_id
+		WHERE r.batch IN (`+ph+`) AND t.`+mainPhases+` GROUP BY r.batch`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("query batch progress: %w", err)
+	}
+	for rows.Next() {
+		var name string
+		var p store.Progress
+		if err := rows.Scan(&name, &p.Systems, &p.Done, &p.WaitingForPerson); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scan batch progress: %w", err)
+		}
+		if b := byName[name]; b != nil {
+			b.Tasks = p
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query batch progress: %w", err)
+	}
+	out := make([]store.Batch, 0, len(byName))
+	for _, n := range names {
+		if b := byName[n]; b != nil {
+			out = append(out, *b)
+		}
+	}
+	return out, nil
+}
+
 func (s *Store) queryRequests(ctx context.Context, q Querier, query string, args ...any) ([]erasure.Request, error) {
 	rows, err := q.Query(ctx, s.rw.q(query), args...)
 	if err != nil {
@@ -216,7 +334,7 @@ func (s *Store) queryRequests(ctx context.Context, q Querier, query string, args
 		var sources string
 		if err := rows.Scan(&r.ID, &r.Status, &r.Jurisdiction, &sealed, &dataKey, timeCol{&r.ShreddedAt}, &ref, &r.Source,
 			&r.IdempotencyKey, &r.CreatedBy, timeCol{&r.ReceivedAt}, timeCol{&r.DueAt}, timeCol{&r.CompletedAt}, timeCol{&r.UpdatedAt},
-			timeCol{&r.ExtendedAt}, &sources, timeCol{&r.OriginalDueAt}, &r.ExtensionCategory, &r.Flag, timeCol{&r.FlaggedAt}); err != nil {
+			timeCol{&r.ExtendedAt}, &sources, timeCol{&r.OriginalDueAt}, &r.ExtensionCategory, &r.Flag, timeCol{&r.FlaggedAt}, &r.Batch); err != nil {
 			return nil, fmt.Errorf("scan request: %w", err)
 		}
 		if err := json.Unmarshal(ref, &r.SubjectRef); err != nil {
@@ -523,10 +641,10 @@ func (t *tx) InsertRequest(ctx context.Context, r erasure.Request) error {
 		return err
 	}
 	_, err = t.exec(ctx, `INSERT INTO requests (`+requestCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
 		r.ID, string(r.Status), string(r.Jurisdiction), sealed, dataKey, nil, string(ref), r.Source, r.IdempotencyKey,
 		r.CreatedBy, t.time(r.ReceivedAt), t.time(r.DueAt), t.time(r.CompletedAt), t.time(r.UpdatedAt), t.time(r.ExtendedAt),
-		sources, t.time(r.OriginalDueAt), r.ExtensionCategory, r.Flag, t.time(r.FlaggedAt))
+		sources, t.time(r.OriginalDueAt), r.ExtensionCategory, r.Flag, t.time(r.FlaggedAt), r.Batch)
 	if err != nil {
 		if t.s.d.IsUniqueViolation(err) {
 			return erasure.Errorf(erasure.EConflict, "a request with this id or idempotency key exists")

@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"FollowUpsAndFlags", followUpsAndFlags},
 		{"ListRequests", listRequests},
 		{"WaitingForPersonAndProgress", waitingAndProgress},
+		{"Batches", batches},
 		{"Stats", stats},
 		{"SubjectHashesAndCertificateLookups", subjectLookups},
 		{"LogAppendAndRead", logAppend},
@@ -1140,5 +1141,84 @@ func concurrentThrottle(t *testing.T, s store.Store) {
 	}
 	if got, err := s.Throttle(ctx(t), "shared"); err != nil || got.Failures != n {
 		t.Errorf("failures = %d, %v; want %d", got.Failures, err, n)
+	}
+}
+
+// batches: requests filed in a batch keep its name, list by it, and sum
+// up per batch (requests by status, overdue, systems done), newest batch
+// first; a request filed alone is in no batch.
+func batches(t *testing.T, s store.Store) {
+	task := func(r erasure.Request, connector string, phase string, st erasure.TaskStatus) erasure.Task {
+		k := newTask(r, connector)
+		k.Phase, k.Status = phase, st
+		return k
+	}
+	now := t0.Add(40 * 24 * time.Hour) // past every deadline below
+	var older, newer []erasure.Request
+	for i := range 3 {
+		r := newRequest(i)
+		r.Batch = "shutdown-2026"
+		r.ReceivedAt = t0.Add(time.Duration(i) * time.Minute)
+		older = append(older, r)
+	}
+	older[0].Status, older[0].CompletedAt = erasure.RequestCompleted, t0.Add(time.Hour)
+	older[1].Status = erasure.RequestNeedsAttention
+	insert(t, s, older[0], task(older[0], "db", erasure.PhaseErase, erasure.TaskErased),
+		task(older[0], "crm", erasure.PhaseErase, erasure.TaskNotFound))
+	insert(t, s, older[1], task(older[1], "db", erasure.PhaseErase, erasure.TaskErased),
+		task(older[1], "legacy", erasure.PhaseErase, erasure.TaskNeedsIdentifier),
+		task(older[1], "crm", erasure.PhaseResolve, erasure.TaskResolved))
+	insert(t, s, older[2], task(older[2], "db", erasure.PhaseErase, erasure.TaskQueued))
+	alone := newRequest(10)
+	insert(t, s, alone, task(alone, "db", erasure.PhaseErase, erasure.TaskQueued))
+	for i := range 2 {
+		r := newRequest(20 + i)
+		r.Batch = "import-0a1b2c3d4e5f"
+		r.DueAt = now.Add(24 * time.Hour)
+		newer = append(newer, r)
+		insert(t, s, r)
+	}
+
+	got, err := s.Requests(ctx(t), store.RequestFilter{Batch: "shutdown-2026"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].Batch != "shutdown-2026" {
+		t.Fatalf("requests of the batch: %d (first in %q), want 3", len(got), got[0].Batch)
+	}
+	if r, err := s.Request(ctx(t), alone.ID); err != nil || r.Batch != "" {
+		t.Errorf("a request filed alone reads back in batch %q (%v)", r.Batch, err)
+	}
+
+	b, err := s.Batch(ctx(t), "shutdown-2026", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.Batch{Name: "shutdown-2026", Requests: 3, Overdue: 2,
+		ByStatus:      map[erasure.RequestStatus]int{erasure.RequestCompleted: 1, erasure.RequestNeedsAttention: 1, erasure.RequestInProgress: 1},
+		Tasks:         store.Progress{Systems: 5, Done: 3, WaitingForPerson: 1},
+		FirstReceived: t0, LastReceived: t0.Add(2 * time.Minute)}
+	if !reflect.DeepEqual(b, want) {
+		t.Errorf("batch = %+v\nwant    %+v", b, want)
+	}
+	if b.Final() != 1 {
+		t.Errorf("final = %d, want 1", b.Final())
+	}
+	if _, err := s.Batch(ctx(t), "never-filed", now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an unknown batch: %v, want ErrNotFound", err)
+	}
+
+	list, err := s.Batches(ctx(t), 10, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Name != "import-0a1b2c3d4e5f" || list[1].Name != "shutdown-2026" {
+		t.Fatalf("batches = %+v, want the import then shutdown-2026", list)
+	}
+	if list[0].Requests != 2 || list[0].Overdue != 0 || list[0].Tasks.Systems != 0 {
+		t.Errorf("the import's batch = %+v, want 2 requests, none overdue, no systems yet", list[0])
+	}
+	if one, err := s.Batches(ctx(t), 1, now); err != nil || len(one) != 1 || one[0].Name != "import-0a1b2c3d4e5f" {
+		t.Errorf("Batches(limit 1) = %+v (%v), want the newest only", one, err)
 	}
 }
