@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,8 +37,8 @@ func BenchmarkPipeline(b *testing.B) {
 			start := time.Now()
 			parallel(b.N, func(i int) {
 				body := fmt.Sprintf(`{"subject":{"email":"bench%d@example.com"},"jurisdiction":"gdpr"}`, i)
-				if code := call(b, "POST", base+"/v1/requests", in.adminToken, body, nil); code != 201 {
-					b.Errorf("file: %d", code)
+				if code, err := benchFile(base, in.adminToken, body); err != nil || code != 201 {
+					b.Errorf("file: %d %v", code, err)
 				}
 			})
 			filed := time.Since(start)
@@ -50,6 +51,26 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 }
 
+// benchClient skips the OpenAPI check the tests' default client makes of
+// every answer: that is the test's cost, and it ran on the same two cores.
+var benchClient = &http.Client{Transport: rawTransport}
+
+func benchFile(base, token, body string) (int, error) {
+	req, err := http.NewRequest("POST", base+"/v1/requests", strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
 // completedRequests reads the store-wide gauge, which every replica
 // reports alike.
 var completedRequests = regexp.MustCompile(`(?m)^lethe_requests\{status="completed"\} (\d+)`)
@@ -59,7 +80,7 @@ func waitCertificates(b *testing.B, base string, want int, timeout time.Duration
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for ctx.Err() == nil {
-		resp, err := http.Get(base + "/metrics")
+		resp, err := benchClient.Get(base + "/metrics")
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
