@@ -384,6 +384,39 @@ func eventChain(t *testing.T, s store.Store) {
 	if erasure.VerifyChain(events) == nil {
 		t.Fatal("an edited event still verifies")
 	}
+
+	// Many events in one transaction, for two requests interleaved, read
+	// back whole and chained; a transaction rolled back leaves none.
+	mustTx(t, s, func(tx store.Tx) error {
+		for i := range 250 {
+			id := r.ID
+			if i%3 == 0 {
+				id = other.ID
+			}
+			if _, err := tx.AppendEvent(ctx(t), erasure.NewEvent(id, "", "test.many", "tester", fmt.Sprint(i), nil, t0)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	_ = s.InTx(ctx(t), func(tx store.Tx) error {
+		if _, err := tx.AppendEvent(ctx(t), erasure.NewEvent(r.ID, "", "test.lost", "tester", "", nil, t0)); err != nil {
+			return err
+		}
+		return errors.New("roll back")
+	})
+	for id, want := range map[string]int{r.ID: 5 + 166, other.ID: 5 + 84} {
+		events, err := s.Events(ctx(t), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) != want {
+			t.Errorf("%d events, want %d", len(events), want)
+		}
+		if err := erasure.VerifyChain(events); err != nil {
+			t.Errorf("a chain of many events in one transaction does not verify: %v", err)
+		}
+	}
 }
 
 func concurrentLock(t *testing.T, s store.Store) {
