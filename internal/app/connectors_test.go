@@ -118,6 +118,16 @@ func TestSignedCallbacks(t *testing.T) {
 		m.Write([]byte(body))
 		return hex.EncodeToString(m.Sum(nil))
 	}
+	// A signed callback about a job no task has recorded yet (it came
+	// back before the report that the job started was applied) is to be
+	// sent again, and is not taken as received: sent again, it is not a
+	// replay.
+	early := `{"job":"job-not-recorded","status":"done"}`
+	for i := range 2 {
+		if code := post(early, sign(early)); code != http.StatusServiceUnavailable {
+			t.Errorf("a callback before its job is recorded (%d) = %d, want 503", i+1, code)
+		}
+	}
 	done := `{"job":"` + job + `","status":"done"}`
 	if code := post(done, "nope"); code != 403 {
 		t.Errorf("unsigned callback = %d, want 403", code)
