@@ -311,6 +311,17 @@ func TestImportCSV(t *testing.T) {
 	if code, _, errs := staff(t, env, "import", csvPath, "--name", "other"); code != 2 || !strings.Contains(errs, "began as batch "+batch) {
 		t.Errorf("resumed under another name: %d %s", code, errs)
 	}
+	direct := map[string]string{"LETHE_URL": base, "LETHE_TOKEN": in.agentToken}
+	if code, out, errs := staff(t, direct, "batch", batch); code != 0 || !strings.Contains(out, "batch "+batch+": ") || !strings.Contains(out, "of 10 requests over") ||
+		!strings.Contains(out, "lethe request list --batch "+batch) {
+		t.Errorf("lethe request batch = %d\n%s%s", code, out, errs)
+	}
+	if code, out, _ := staff(t, direct, "list", "--batch", batch, "--limit", "500"); code != 0 || strings.Count(out, "\n") != 11 {
+		t.Errorf("lethe request list --batch = %d, want a header and 10 rows:\n%s", code, out)
+	}
+	if code, _, errs := staff(t, direct, "batch", "never-filed"); code != 1 || !strings.Contains(errs, "never-filed") {
+		t.Errorf("an unknown batch = %d %s", code, errs)
+	}
 
 	// A third run changes nothing; a changed file is refused, naming the
 	// progress file to remove.

@@ -9,9 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,9 +30,11 @@ const requestUsage = `lethe request: staff work on erasure requests, against a r
 Usage:
   lethe request file    (--email E | --phone P | --user-id SYSTEM=ID ...) [--jurisdiction gdpr] [--idempotency-key K]
                     file a request for a person (the same --idempotency-key files once)
-  lethe request import FILE.csv [--jurisdiction gdpr] [--batch 500]
+  lethe request import FILE.csv [--jurisdiction gdpr] [--batch 500] [--name NAME]
                     file a request for every row of a CSV (columns email, phone, user_id:SYSTEM, jurisdiction), in batches, with progress; run it again after an interruption to go on, filing nobody twice
-  lethe request list    [--status S[,S...]] [--due-before DATE] [--limit N] [--before ID]
+  lethe request batch   NAME
+                    how far a batch (an import, a bulk filing) has got: requests over, systems done
+  lethe request list    [--status S[,S...]] [--due-before DATE] [--batch NAME] [--limit N] [--before ID]
                     requests, newest first, a page at a time
   lethe request show    ID
                     a request, its systems' tasks and what each found
@@ -115,10 +119,14 @@ var requestVerbs = map[string]requestVerb{
 		dueBefore := fs.String("due-before", "", "only requests due before this date (YYYY-MM-DD, or an RFC 3339 time)")
 		limit := fs.Int("limit", 50, "at most this many (1 to 500)")
 		before := fs.String("before", "", "the page after this request id (the previous page's last)")
+		batch := fs.String("batch", "", "only the requests filed in this batch")
 		return func([]string) (call, error) {
 			q := url.Values{}
 			if *status != "" {
 				q.Set("status", *status)
+			}
+			if *batch != "" {
+				q.Set("batch", *batch)
 			}
 			if *dueBefore != "" {
 				t, err := parseWhen(*dueBefore)
@@ -132,6 +140,11 @@ var requestVerbs = map[string]requestVerb{
 				q.Set("before", *before)
 			}
 			return call{method: http.MethodGet, path: "/v1/requests", query: q, print: printList}, nil
+		}
+	}},
+	"batch": {args: []string{"NAME"}, flags: func(*flag.FlagSet) func([]string) (call, error) {
+		return func(pos []string) (call, error) {
+			return call{method: http.MethodGet, path: "/v1/batches/" + url.PathEscape(pos[0]), print: printBatch}, nil
 		}
 	}},
 	"show": {args: []string{"ID"}, flags: func(*flag.FlagSet) func([]string) (call, error) {
@@ -542,6 +555,35 @@ func oneLine(s string) string {
 		return string(r[:79]) + "…"
 	}
 	return s
+}
+
+// printBatch says how far a batch has got.
+func printBatch(w io.Writer, answer []byte) error {
+	var b struct {
+		Name                     string
+		Requests, Final, Overdue int
+		ByStatus                 map[string]int `json:"by_status"`
+		Systems                  int
+		SystemsDone              int `json:"systems_done"`
+		WaitingForPerson         int `json:"waiting_for_person"`
+	}
+	if err := json.Unmarshal(answer, &b); err != nil {
+		return fmt.Errorf("reading Lethe's answer: %w", err)
+	}
+	fmt.Fprintf(w, "batch %s: %d of %d requests over %s, %d of %d systems done\n",
+		b.Name, b.Final, b.Requests, progressBar(b.Final, max(b.Requests, 1), 30), b.SystemsDone, b.Systems)
+	statuses := slices.Sorted(maps.Keys(b.ByStatus))
+	for _, st := range statuses {
+		fmt.Fprintf(w, "  %s: %d\n", st, b.ByStatus[st])
+	}
+	if b.WaitingForPerson > 0 {
+		fmt.Fprintf(w, "%d tasks wait for a person\n", b.WaitingForPerson)
+	}
+	if b.Overdue > 0 {
+		fmt.Fprintf(w, "%d requests overdue\n", b.Overdue)
+	}
+	_, err := fmt.Fprintf(w, "its requests: lethe request list --batch %s\n", b.Name)
+	return err
 }
 
 func printList(w io.Writer, answer []byte) error {
