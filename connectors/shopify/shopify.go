@@ -355,7 +355,7 @@ func (c *connector) gql(ctx context.Context, op, query string, vars map[string]a
 		if after <= 0 {
 			after = body.throttleDelay()
 		}
-		return connectors.Retryable(fmt.Errorf("%s at Shopify: 429 Too Many Requests: rate limited", op), after)
+		return connectors.Retryable(fmt.Errorf("%s at Shopify: 429 Too Many Requests: %w", op, connectors.ErrRateLimited), after)
 	}
 	if err := resp.JSON(&body); err != nil {
 		return fmt.Errorf("%s at Shopify: %w", op, err)
@@ -363,7 +363,7 @@ func (c *connector) gql(ctx context.Context, op, query string, vars map[string]a
 	if len(body.Errors) > 0 {
 		switch e := body.Errors[0]; {
 		case e.Extensions.Code == "THROTTLED" || e.Message == "Throttled":
-			return connectors.Retryable(fmt.Errorf("%s at Shopify: throttled (the query's cost exceeds what the store's bucket holds)", op), body.throttleDelay())
+			return connectors.Retryable(fmt.Errorf("%s at Shopify: throttled, the query's cost exceeds what the store's bucket holds: %w", op, connectors.ErrRateLimited), body.throttleDelay())
 		case e.Extensions.Code == "ACCESS_DENIED":
 			return forbidden(op, "ACCESS_DENIED")
 		case e.Extensions.Code == "INTERNAL_SERVER_ERROR":

@@ -3,6 +3,7 @@ package shopify_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -210,7 +211,9 @@ func TestPollRefusesForeignRefs(t *testing.T) {
 }
 
 // TestThrottleDelays: the wait is what the bucket needs to refill, or the
-// Retry-After a 429 names.
+// Retry-After a 429 names; either is a "too many requests"
+// (connectors.ErrRateLimited), so the runtime spaces the instance's calls
+// wider.
 func TestThrottleDelays(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -230,6 +233,9 @@ func TestThrottleDelays(t *testing.T) {
 		_, err := connectortest.Build(t, "shopify", "shop", f.Config()).Erase(connectortest.Ctx(t), connectortest.VendorSubject(5))
 		if perm, after := connectors.Classify(err); err == nil || perm || after != tc.want {
 			t.Errorf("%s: %v (permanent %v, after %v); want retryable after %v", tc.name, err, perm, after, tc.want)
+		}
+		if !errors.Is(err, connectors.ErrRateLimited) {
+			t.Errorf("%s: %v is not marked as rate limited", tc.name, err)
 		}
 	}
 }
