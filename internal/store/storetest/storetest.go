@@ -1219,6 +1219,10 @@ func batches(t *testing.T, s store.Store) {
 	if len(got) != 3 || got[0].Batch != "shutdown-2026" {
 		t.Fatalf("requests of the batch: %d (first in %q), want 3", len(got), got[0].Batch)
 	}
+	imported, err := s.Requests(ctx(t), store.RequestFilter{Batch: "import-0a1b2c3d4e5f"})
+	if err != nil || len(imported) != 2 || imported[0].ID != newer[1].ID || imported[1].ID != newer[0].ID {
+		t.Errorf("requests of the import: %d (%v), want its 2, newest first", len(imported), err)
+	}
 	if r, err := s.Request(ctx(t), alone.ID); err != nil || r.Batch != "" {
 		t.Errorf("a request filed alone reads back in batch %q (%v)", r.Batch, err)
 	}
