@@ -57,16 +57,14 @@ func (c *conn) EraseBatch(ctx context.Context, subjects []connectors.Subject) ([
 	return items, nil
 }
 
-// eraseBatch erases at most batchLimit subjects.
-func (c *conn) eraseBatch(ctx context.Context, subjects []connectors.Subject) ([]connectors.Item, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	items := make([]connectors.Item, len(subjects))
-	var emails, lits []string // distinct, as given, and as SOQL literals
+// batchEmails are the subjects' distinct emails, as given and as SOQL
+// literals, and for each subject the error that keeps it out of the
+// lookup (no email, or one too long to look up).
+func batchEmails(subjects []connectors.Subject) (emails, lits []string, errs []error) {
+	errs = make([]error, len(subjects))
 	for i, s := range subjects {
 		if s.Email == "" {
-			items[i].Err = errNoEmail()
+			errs[i] = errNoEmail()
 			continue
 		}
 		lit, err := soqlString(s.Email)
@@ -74,12 +72,25 @@ func (c *conn) eraseBatch(ctx context.Context, subjects []connectors.Subject) ([
 			err = connectors.Permanentf("the email is too long to be looked up in Salesforce (a Salesforce Email field holds 80 characters)")
 		}
 		if err != nil {
-			items[i].Err = err
+			errs[i] = err
 			continue
 		}
 		if !slices.Contains(emails, s.Email) {
 			emails, lits = append(emails, s.Email), append(lits, lit)
 		}
+	}
+	return emails, lits, errs
+}
+
+// eraseBatch erases at most batchLimit subjects.
+func (c *conn) eraseBatch(ctx context.Context, subjects []connectors.Subject) ([]connectors.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	items := make([]connectors.Item, len(subjects))
+	emails, lits, errs := batchEmails(subjects)
+	for i, err := range errs {
+		items[i].Err = err
 	}
 	if len(emails) == 0 {
 		return items, nil
@@ -846,24 +857,9 @@ func (c *conn) jobIDs(ctx context.Context, j refJob, failed map[string]string) (
 func (c *conn) VerifyBatch(ctx context.Context, subjects []connectors.Subject) ([]connectors.Checked, error) {
 	out := make([]connectors.Checked, len(subjects))
 	for _, ch := range connectors.Chunks(len(subjects), batchLimit) {
-		var emails, lits []string
-		for i := ch[0]; i < ch[1]; i++ {
-			s := subjects[i]
-			if s.Email == "" {
-				out[i].Err = errNoEmail()
-				continue
-			}
-			lit, err := soqlString(s.Email)
-			if err == nil && len(url.QueryEscape(lit)) > maxQueryURI/2 {
-				err = connectors.Permanentf("the email is too long to be looked up in Salesforce (a Salesforce Email field holds 80 characters)")
-			}
-			if err != nil {
-				out[i].Err = err
-				continue
-			}
-			if !slices.Contains(emails, s.Email) {
-				emails, lits = append(emails, s.Email), append(lits, lit)
-			}
+		emails, lits, errs := batchEmails(subjects[ch[0]:ch[1]])
+		for j, err := range errs {
+			out[ch[0]+j].Err = err
 		}
 		if len(emails) == 0 {
 			continue
