@@ -223,16 +223,25 @@ func (c *Coordinator) CompleteTask(ctx context.Context, requestID, connector, ac
 	return task, nil
 }
 
-// ApplyCallback records what a vendor reported by calling back about job
-// jobRef of connector (its signature already checked by the connector).
-func (c *Coordinator) ApplyCallback(ctx context.Context, connector, jobRef, status string, records int64, recordsUnknown bool, evidence []erasure.Evidence) (Applied, error) {
+// CallbackTask finds the task a callback about job jobRef of connector is
+// for. No task having recorded the job is EUnavailable, to be sent again:
+// the vendor (or a processor clicking its link) can come back before the
+// worker's report that the job started is applied, and a callback taken
+// then as "nothing waits for this" would be lost, the task waiting for it
+// for ever.
+func (c *Coordinator) CallbackTask(ctx context.Context, connector, jobRef string) (erasure.Task, error) {
 	t, err := c.store.TaskByJobRef(ctx, connector, jobRef)
 	if errors.Is(err, store.ErrNotFound) {
-		return AppliedNoOp, nil
+		return t, erasure.Errorf(erasure.EUnavailable, "no task has recorded this job yet (its start may still be on its way): send the callback again shortly")
 	}
-	if err != nil {
-		return "", err
-	}
+	return t, err
+}
+
+// ApplyCallback records what a vendor reported by calling back about job
+// jobRef of task t (see CallbackTask; its signature already checked by
+// the connector).
+func (c *Coordinator) ApplyCallback(ctx context.Context, t erasure.Task, jobRef, status string, records int64, recordsUnknown bool, evidence []erasure.Evidence) (Applied, error) {
+	connector := t.Connector
 	return c.ApplyResult(ctx, bus.Result{V: bus.Version, Kind: bus.KindPoll, TaskID: t.ID, RequestID: t.RequestID, Connector: connector,
 		Attempt: t.Attempt, Status: status, Records: records, RecordsUnknown: recordsUnknown, JobRef: jobRef, Evidence: evidence})
 }

@@ -159,11 +159,12 @@ func (s *server) applyConfirmation(ctx context.Context, name string, link connec
 		s.Log.Warn("processor confirmation refused: the link was used before", zap.String("connector", name))
 		return http.StatusConflict, processorView{Title: "Already confirmed", Tone: "ok", Link: link,
 			Message: "This link has been used already: your confirmation was recorded. Nothing more is needed."}
-	case erasure.ErrorCode(err) == erasure.EUnavailable:
-		s.Log.Warn("processor confirmation not recorded yet", zap.String("connector", name), zap.Error(err))
-		return http.StatusServiceUnavailable, tryAgain(link)
 	case err != nil:
-		s.Log.Error("processor confirmation", zap.String("connector", name), zap.Error(err))
+		log := s.Log.Error
+		if erasure.ErrorCode(err) == erasure.EUnavailable { // the store, or the job's start, not there yet
+			log = s.Log.Warn
+		}
+		log("processor confirmation not recorded", zap.String("connector", name), zap.Error(err))
 		return http.StatusServiceUnavailable, tryAgain(link)
 	case applied == coordinator.AppliedNoOp:
 		s.Log.Info("processor confirmation for no waiting task", zap.String("connector", name))

@@ -84,23 +84,19 @@ func (s *server) connectorCallback() http.Handler {
 }
 
 // applyCallback records an authenticated callback once: a second with the
-// same ID is an EConflict (a replay) and changes nothing. A callback about
-// a job no task has recorded yet (the vendor, or a processor clicking its
-// link, came back before the worker's report of starting the job was
-// applied) is EUnavailable, to be sent again, and not remembered: taken
-// as "nothing waits for this" it would be lost, and the task would wait
-// for it for ever.
+// same ID is an EConflict (a replay) and changes nothing. One about a job
+// no task has recorded yet is EUnavailable (coordinator.CallbackTask) and
+// is not remembered, so that it can be sent again.
 func (s *server) applyCallback(ctx context.Context, name string, got connectors.Callback) (coordinator.Applied, error) {
-	if _, err := s.Store.TaskByJobRef(ctx, name, got.JobRef); errors.Is(err, store.ErrNotFound) {
-		return "", erasure.Errorf(erasure.EUnavailable, "no task has recorded this job yet (its start may still be on its way): send the callback again shortly")
-	} else if err != nil {
+	task, err := s.Coordinator.CallbackTask(ctx, name, got.JobRef)
+	if err != nil {
 		return "", err
 	}
 	if err := s.rememberCallback(ctx, name, got.ID); err != nil {
 		return "", err
 	}
 	out := got.Outcome
-	return s.Coordinator.ApplyCallback(ctx, name, got.JobRef, string(out.Status), out.Records, out.Status == connectors.StatusErased && out.Uncounted, out.Evidence)
+	return s.Coordinator.ApplyCallback(ctx, task, got.JobRef, string(out.Status), out.Records, out.Status == connectors.StatusErased && out.Uncounted, out.Evidence)
 }
 
 func (s *server) approveRequest() http.Handler {
