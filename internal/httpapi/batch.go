@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -216,14 +215,10 @@ func (s *server) getBatch() http.Handler {
 // listBatches answers the newest batches, each summed up.
 func (s *server) listBatches() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		limit := 50
-		if v := r.URL.Query().Get("limit"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 500 {
-				s.fail(w, r, erasure.Invalid("limit", "must be a number from 1 to 500"))
-				return
-			}
-			limit = n
+		limit, err := pageLimit(r.URL.Query())
+		if err != nil {
+			s.fail(w, r, err)
+			return
 		}
 		bs, err := s.Store.Batches(r.Context(), limit, s.Clock())
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -249,6 +250,19 @@ func (s *server) getRequest() http.Handler {
 	})
 }
 
+// pageLimit reads a list's limit query parameter: 1 to 500, default 50.
+func pageLimit(q url.Values) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return 50, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 500 {
+		return 0, erasure.Invalid("limit", "must be a number from 1 to 500")
+	}
+	return n, nil
+}
+
 func (s *server) listRequests() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -293,14 +307,10 @@ func (s *server) listRequests() http.Handler {
 			}
 			f.Before = v
 		}
-		f.Limit = 50
-		if v := q.Get("limit"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 500 {
-				s.fail(w, r, erasure.Invalid("limit", "must be a number from 1 to 500"))
-				return
-			}
-			f.Limit = n
+		var err error
+		if f.Limit, err = pageLimit(q); err != nil {
+			s.fail(w, r, err)
+			return
 		}
 		reqs, err := s.Store.Requests(r.Context(), f)
 		if err != nil {
