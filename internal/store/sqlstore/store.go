@@ -177,6 +177,12 @@ var doneStatuses = func() string {
 	return strings.Join(q, ", ")
 }()
 
+// progressSums are the columns of a store.Progress over tasks (aliased
+// t): the systems, those done, the tasks waiting for a person.
+var progressSums = `SUM(CASE WHEN t.phase = 'erase' THEN 1 ELSE 0 END),
+	SUM(CASE WHEN t.phase = 'erase' AND t.status IN (` + doneStatuses + `) THEN 1 ELSE 0 END),
+	SUM(CASE WHEN ` + waitingForPerson + ` THEN 1 ELSE 0 END)`
+
 // Progress implements store.Store.
 func (s *Store) Progress(ctx context.Context, requestIDs []string) (map[string]store.Progress, error) {
 	out := make(map[string]store.Progress, len(requestIDs))
@@ -184,10 +190,7 @@ func (s *Store) Progress(ctx context.Context, requestIDs []string) (map[string]s
 		return out, nil
 	}
 	ph, args := placeholders(requestIDs)
-	rows, err := s.conn.Query(ctx, s.rw.q(`SELECT request_id,
-		SUM(CASE WHEN phase = 'erase' THEN 1 ELSE 0 END),
-		SUM(CASE WHEN phase = 'erase' AND status IN (`+doneStatuses+`) THEN 1 ELSE 0 END),
-		SUM(CASE WHEN `+waitingForPerson+` THEN 1 ELSE 0 END)
+	rows, err := s.conn.Query(ctx, s.rw.q(`SELECT request_id, `+progressSums+`
 		FROM tasks t WHERE request_id IN (`+ph+`) AND `+mainPhases+` GROUP BY request_id`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("query progress: %w", err)
@@ -288,10 +291,7 @@ func (s *Store) batches(ctx context.Context, names []string, now time.Time) ([]s
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("query batch: %w", err)
 	}
-	rows, err = s.conn.Query(ctx, s.rw.q(`SELECT r.batch,
-		SUM(CASE WHEN t.phase = 'erase' THEN 1 ELSE 0 END),
-		SUM(CASE WHEN t.phase = 'erase' AND t.status IN (`+doneStatuses+`) THEN 1 ELSE 0 END),
-		SUM(CASE WHEN `+waitingForPerson+` THEN 1 ELSE 0 END)
+	rows, err = s.conn.Query(ctx, s.rw.q(`SELECT r.batch, `+progressSums+`
 		FROM tasks t JOIN requests r ON r.id = t.request_id
 		WHERE r.batch IN (`+ph+`) AND t.`+mainPhases+` GROUP BY r.batch`), args...)
 	if err != nil {
