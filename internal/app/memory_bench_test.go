@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"regexp"
@@ -173,20 +172,12 @@ func memFileBatch(base, token string, from, to int) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequest("POST", base+"/v1/requests/batch", bytes.NewReader(buf))
+	code, answer, err := benchPost(base+"/v1/requests/batch", token, string(buf))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := benchClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2000))
-		return fmt.Errorf("batch %d-%d: %d %s", from, to, resp.StatusCode, msg)
+	if code != http.StatusOK {
+		return fmt.Errorf("batch %d-%d: %d %.2000s", from, to, code, answer)
 	}
 	var v struct {
 		Filed        int `json:"filed"`
@@ -194,7 +185,7 @@ func memFileBatch(base, token string, from, to int) error {
 		Refused      int `json:"refused"`
 		NotAttempted int `json:"not_attempted"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+	if err := json.Unmarshal(answer, &v); err != nil {
 		return err
 	}
 	if v.Filed+v.Existing != to-from {
