@@ -100,19 +100,7 @@ func TestNewConnectorsEndToEnd(t *testing.T) {
 	base := "http://" + in.addr
 
 	r := fileRequest(t, base, in.agentToken, subject.Email)
-	var link string
-	for deadline := time.Now().Add(20 * time.Second); link == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		for _, m := range mail.Messages() {
-			p, err := m.Parse()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if strings.Contains(p.Text, "u-42") {
-				t.Error("the processor was emailed the app user id; identifiers lists only the email")
-			}
-			link = confirmLinkRe.FindString(p.Text)
-		}
-	}
+	link := emailedLink(t, mail, subject.Email)
 	if link == "" {
 		t.Fatalf("the processor was not emailed a link; request %+v", waitStatus(t, base, in.agentToken, r.ID, time.Second, "in_progress", "completed"))
 	}
@@ -192,6 +180,33 @@ func TestNewConnectorsEndToEnd(t *testing.T) {
 	if hs.Count(subject) != 0 || mp.Count(subject) != 0 || hs.CountEmail("erin@example.com") != 1 {
 		t.Errorf("left: HubSpot %d, Mixpanel %d; bystander %d", hs.Count(subject), mp.Count(subject), hs.CountEmail("erin@example.com"))
 	}
+	// Erin's request is completed by hand while the processor's link is
+	// out: a confirmation through it afterwards changes nothing, and the
+	// page says it was not recorded.
+	erin := fileRequest(t, base, in.agentToken, "erin@example.com")
+	erinLink := emailedLink(t, mail, "erin@example.com")
+	if erinLink == "" {
+		t.Fatal("the processor was not emailed a link for Erin")
+	}
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code := call(t, "POST", base+"/v1/requests/"+erin.ID+"/tasks/acme-support/complete", in.agentToken,
+			`{"outcome":"not_found","reason":"Acme confirmed by phone"}`, nil)
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("completing Erin's acme-support task by hand: %d", code)
+		}
+	}
+	waitStatus(t, base, in.agentToken, erin.ID, 20*time.Second, "completed")
+	code, page = post(t, erinLink, url.Values{"outcome": {"erased"}, "evidence": {"deleted her tickets"}})
+	if code != http.StatusOK || !strings.Contains(page, "was not recorded") || strings.Contains(page, "is recorded") {
+		t.Errorf("a confirmation after the task was completed by hand = %d:\n%s", code, page)
+	}
+	if doc := string(getCertificate(t, base, in.agentToken, erin.ID)); strings.Contains(doc, "deleted her tickets") {
+		t.Errorf("the stale confirmation reached Erin's certificate:\n%s", doc)
+	}
+
 	linkToken := link[strings.LastIndex(link, "/")+1:]
 	if strings.Contains(logs.String(), subject.Email) || strings.Contains(logs.String(), "u-42") || strings.Contains(logs.String(), linkToken[:20]) {
 		for _, l := range strings.Split(logs.String(), "\n") {
@@ -200,6 +215,30 @@ func TestNewConnectorsEndToEnd(t *testing.T) {
 			}
 		}
 	}
+}
+
+// emailedLink waits for the processor's email naming who and returns its
+// confirmation link ("" if none came), checking that no email carries
+// the app user id (identifiers lists only the email).
+func emailedLink(t *testing.T, mail *smtptest.Server, who string) string {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, m := range mail.Messages() {
+			p, err := m.Parse()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(p.Text, "u-42") || strings.Contains(p.Text, "u-43") {
+				t.Fatal("the processor was emailed an app user id; identifiers lists only the email")
+			}
+			if strings.Contains(p.Text, who) {
+				if link := confirmLinkRe.FindString(p.Text); link != "" {
+					return link
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // doneExcept reports whether every erase task but the one of connector

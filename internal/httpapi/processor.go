@@ -166,6 +166,12 @@ func (s *server) applyConfirmation(ctx context.Context, name string, link connec
 		}
 		log("processor confirmation not recorded", zap.String("connector", name), zap.Error(err))
 		return http.StatusServiceUnavailable, tryAgain(link)
+	case applied == coordinator.AppliedStale:
+		// The task no longer waits for this link: completed by staff,
+		// closed, or sent again with a newer link. Nothing was recorded.
+		s.Log.Info("processor confirmation for a task that no longer waits for it", zap.String("connector", name))
+		return http.StatusOK, processorView{Title: "Not recorded", Tone: "note", Link: link,
+			Message: "This link is no longer current: the request stopped waiting for it (it was completed another way, closed, or a newer email with a new link was sent), so your answer was not recorded. If you received a newer email about this reference, please answer through its link; otherwise nothing more is needed."}
 	case applied == coordinator.AppliedNoOp:
 		s.Log.Info("processor confirmation for no waiting task", zap.String("connector", name))
 		done.Message = "Thank you. The request was already closed (cancelled, or completed another way), so nothing more is needed."
