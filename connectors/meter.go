@@ -7,10 +7,12 @@ import (
 
 type meterKey struct{}
 
-// WithMeter returns a context whose calls to WaitCall go through wait. The
-// runtime puts one in the context of every Erase, Poll and Verify, holding
-// the instance to its rate limit (shared by every process that runs it).
-func WithMeter(ctx context.Context, wait func(context.Context) error) context.Context {
+// WithMeter returns a context whose calls to WaitCall and WaitCallTo go
+// through wait, with the op named ("" for WaitCall). The runtime puts one
+// in the context of every Erase, Poll and Verify, holding the instance to
+// its rate limit and each endpoint to its own (Limits.Endpoints), shared
+// by every process that runs it.
+func WithMeter(ctx context.Context, wait func(ctx context.Context, op string) error) context.Context {
 	return context.WithValue(ctx, meterKey{}, wait)
 }
 
@@ -21,9 +23,16 @@ func WithMeter(ctx context.Context, wait func(context.Context) error) context.Co
 // the connector's calls. The runtime has already waited for the first
 // request of each call; a connector that never calls WaitCall is counted
 // once per call. Without a meter in ctx it returns at once.
-func WaitCall(ctx context.Context) error {
-	if wait, ok := ctx.Value(meterKey{}).(func(context.Context) error); ok {
-		return wait(ctx)
+func WaitCall(ctx context.Context) error { return WaitCallTo(ctx, "") }
+
+// WaitCallTo is WaitCall for a request to the endpoint op: where the
+// connector's type registered a limit of op's own (Limits.Endpoints), the
+// request also waits for that. When no turn comes before ctx's deadline
+// it fails at once with an error matching context.DeadlineExceeded, and
+// takes no turn.
+func WaitCallTo(ctx context.Context, op string) error {
+	if wait, ok := ctx.Value(meterKey{}).(func(context.Context, string) error); ok {
+		return wait(ctx, op)
 	}
 	return ctx.Err()
 }

@@ -21,6 +21,20 @@ type Limits struct {
 	RatePerSecond float64
 	// Burst is how many calls may go at once under the rate (default 1).
 	Burst int
+	// Endpoints are a vendor's own limits on some of its endpoints, below
+	// the instance's rate, keyed by the op its requests name
+	// (vendorhttp.Client.Send's op, connectors.WaitCallTo): a request to
+	// one waits for both, and the endpoint's budget is shared by every
+	// process as the instance's is. Amplitude's user search allows 360
+	// queries an hour while its deletions allow one a second.
+	Endpoints map[string]Rate
+}
+
+// Rate is a limit of PerSecond calls a second with bursts of Burst
+// (default 1).
+type Rate struct {
+	PerSecond float64
+	Burst     int
 }
 
 // Deps are what the runtime hands every connector constructor.

@@ -36,10 +36,18 @@ const (
 	vendor              = "Amplitude"
 )
 
+// searchOp names the user search requests, which have a limit of their
+// own.
+const searchOp = "user search"
+
 func init() {
-	// Amplitude allows the User Privacy API one request a second.
+	// Amplitude allows the User Privacy API one request a second, and
+	// the post-erasure lookups (Dashboard REST API user search) 360 an
+	// hour, 10 at a time: a burst of 10, then 350 an hour, so that no
+	// hour holds more than 360.
 	connectors.Register("amplitude", "Amplitude: a User Privacy API deletion of a user's events and properties (runs 10–13 days later)",
-		connectors.Limits{Concurrency: 2, RatePerSecond: 1, Burst: 1}, build)
+		connectors.Limits{Concurrency: 2, RatePerSecond: 1, Burst: 1,
+			Endpoints: map[string]connectors.Rate{searchOp: {PerSecond: 350.0 / 3600, Burst: 10}}}, build)
 }
 
 // Config is the `config:` block of an amplitude instance.
@@ -593,7 +601,7 @@ func (c *connector) Verify(ctx context.Context, s connectors.Subject) (connector
 				AmplitudeID ampID `json:"amplitude_id"`
 			} `json:"matches"`
 		}
-		resp, err := c.api.Send(ctx, http.MethodGet, c.base+searchPath+"?user="+url.QueryEscape(id), nil, &body, "user search")
+		resp, err := c.api.Send(ctx, http.MethodGet, c.base+searchPath+"?user="+url.QueryEscape(id), nil, &body, searchOp)
 		if err != nil {
 			return connectors.Verification{}, err
 		}

@@ -65,9 +65,10 @@ func (r *Response) JSON(v any) error {
 // Do sends req and reads the answer. Statuses the caller handles itself
 // (2xx, and those in ok) come back as a Response; the others come back as a
 // classified error that names op and the status, never the URL or body.
-// Every request waits its turn under the instance's rate limit
-// (connectors.WaitCall), so a connector making several requests per task
-// stays within the vendor's limit.
+// Every request waits its turn under the instance's rate limit, and under
+// op's own where the type registered one (connectors.WaitCallTo), so a
+// connector making several requests per task stays within the vendor's
+// limits.
 //
 // A 429 in a context with a throttle (connectors.WithThrottle: the
 // runtime's batch calls) is waited out and the request sent again, up to
@@ -98,8 +99,8 @@ func (c *Client) Do(ctx context.Context, req *http.Request, op string, ok ...int
 const maxThrottled = 3
 
 func (c *Client) do(ctx context.Context, req *http.Request, op string, ok ...int) (*Response, error) {
-	if err := connectors.WaitCall(ctx); err != nil {
-		return nil, err
+	if err := connectors.WaitCallTo(ctx, op); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	req = req.WithContext(ctx)
 	if c.Auth != nil {

@@ -130,19 +130,26 @@ func TestEveryRequestWaitsItsTurn(t *testing.T) {
 	f.Handle("GET /ok", func(w http.ResponseWriter, r *http.Request) { sent.Add(1); fakevendor.JSON(w, 200, map[string]int{}) })
 	c := &vendorhttp.Client{Vendor: "Acme"}
 	turns := 0
-	ctx := connectors.WithMeter(context.Background(), func(ctx context.Context) error {
+	ctx := connectors.WithMeter(context.Background(), func(ctx context.Context, op string) error {
+		if op != "lookup" {
+			t.Errorf("the meter was asked for op %q; want the request's, lookup (endpoint limits are keyed by it)", op)
+		}
 		turns++
 		if turns > 3 {
 			return context.Canceled
 		}
 		return nil
 	})
+	var err error
 	for range 4 {
 		req, _ := http.NewRequest("GET", f.URL+"/ok", nil)
-		_, _ = c.Do(ctx, req, "lookup")
+		_, err = c.Do(ctx, req, "lookup")
 	}
 	if turns != 4 || sent.Load() != 3 {
 		t.Fatalf("%d turns taken, %d requests sent; want 4 and 3", turns, sent.Load())
+	}
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "lookup") {
+		t.Errorf("a refused turn = %v; want context.Canceled naming the op", err)
 	}
 }
 

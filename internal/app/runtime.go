@@ -655,6 +655,7 @@ func buildConnectors(ctx context.Context, cfg *config.Config, only []string, get
 		if in.Burst == 0 {
 			in.Burst = def.Defaults.Burst
 		}
+		in.Endpoints = def.Defaults.Endpoints
 		if _, ok := conn.(connectors.BatchEraser); ok {
 			in.BatchWindow, in.BatchMax = worker.DefaultBatchWindow, c.BatchMax
 			if c.BatchWindow != nil {

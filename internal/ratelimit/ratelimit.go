@@ -134,12 +134,20 @@ func New(kv jetstream.KeyValue, name string, perSecond float64, burst int, opt O
 	return l
 }
 
+// ErrNoTurn is Wait's answer when the next slot starts after ctx's
+// deadline: no slot is taken (it would only go unused), and the caller
+// learns at once instead of sleeping until its deadline. It matches
+// context.DeadlineExceeded too.
+var ErrNoTurn = fmt.Errorf("no turn under the rate limit before the call's deadline: %w", context.DeadlineExceeded)
+
 // Wait blocks until the caller may make one call. A pause that begins
 // while it waits for its slot (another process got a Retry-After) holds
-// it too: it then takes a new slot after the pause.
+// it too: it then takes a new slot after the pause. When ctx has a
+// deadline, only a slot starting before it is taken (else ErrNoTurn).
 func (l *Limiter) Wait(ctx context.Context) error {
+	deadline, _ := ctx.Deadline()
 	for {
-		at, err := l.Reserve(ctx)
+		at, err := l.reserveBefore(ctx, deadline)
 		if err != nil {
 			return err
 		}
@@ -181,20 +189,37 @@ func (l *Limiter) pausedUntil() time.Time {
 // Reserve takes the next slot and returns when it starts. An unlimited
 // instance takes no slot; it only learns of pauses.
 func (l *Limiter) Reserve(ctx context.Context) (time.Time, error) {
+	return l.reserveBefore(ctx, time.Time{})
+}
+
+// reserveBefore is Reserve taking only a slot that starts before
+// deadline (zero: any), else ErrNoTurn and nothing taken.
+func (l *Limiter) reserveBefore(ctx context.Context, deadline time.Time) (time.Time, error) {
 	if l.interval <= 0 {
-		return maxTime(l.now(), l.pausedUntil()), nil
+		at := maxTime(l.now(), l.pausedUntil())
+		if !deadline.IsZero() && at.After(deadline) {
+			return at, ErrNoTurn
+		}
+		return at, nil
 	}
 	var at time.Time
-	err := l.update(ctx, func(s *state) {
+	err := l.update(ctx, func(s *state) bool {
 		now := l.now().UnixNano()
 		step := int64(float64(l.interval) * (1 + s.Slow))
 		start := max(now, s.Pause, s.TAT-(l.burst-1)*step)
+		at = time.Unix(0, start)
+		if !deadline.IsZero() && at.After(deadline) {
+			return false
+		}
 		s.TAT = max(s.TAT, start) + step
 		if s.Slow *= slowDecay; s.Slow < 0.001 {
 			s.Slow = 0
 		}
-		at = time.Unix(0, start)
+		return true
 	})
+	if err == nil && !deadline.IsZero() && at.After(deadline) {
+		return at, ErrNoTurn
+	}
 	return at, err
 }
 
@@ -204,20 +229,21 @@ func (l *Limiter) Slower(ctx context.Context) error {
 	if l.interval <= 0 {
 		return nil
 	}
-	return l.update(ctx, func(s *state) { s.Slow = min(s.Slow+slowStep, slowMax) })
+	return l.update(ctx, func(s *state) bool { s.Slow = min(s.Slow+slowStep, slowMax); return true })
 }
 
 // Pause holds every process's calls of this instance for d from now.
 func (l *Limiter) Pause(ctx context.Context, d time.Duration) error {
 	until := l.now().Add(d).UnixNano()
-	return l.update(ctx, func(s *state) { s.Pause = max(s.Pause, until) })
+	return l.update(ctx, func(s *state) bool { s.Pause = max(s.Pause, until); return true })
 }
 
 // update applies change to the stored state with compare-and-set,
-// reading the entry again when another process changed it meanwhile.
-// Transient NATS failures (a node restarting, a leader election) are
-// retried for up to half a minute.
-func (l *Limiter) update(ctx context.Context, change func(*state)) error {
+// reading the entry again when another process changed it meanwhile; a
+// change that returns false leaves the state as it is. Transient NATS
+// failures (a node restarting, a leader election) are retried for up to
+// half a minute.
+func (l *Limiter) update(ctx context.Context, change func(*state) bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	op := func() error {
@@ -228,7 +254,9 @@ func (l *Limiter) update(ctx context.Context, change func(*state)) error {
 				}
 			}
 			next := l.cached
-			change(&next)
+			if !change(&next) {
+				return nil
+			}
 			b, err := json.Marshal(next)
 			if err != nil {
 				return backoff.Permanent(err)

@@ -172,6 +172,39 @@ func TestWaitGivesUpWithItsContext(t *testing.T) {
 	}
 }
 
+// TestWaitTakesNoSlotBeyondItsDeadline: a call whose deadline comes
+// before the next slot learns so at once (ErrNoTurn) and takes nothing,
+// so the slot is still the next caller's: an endpoint allowing a call a
+// few minutes does not lose its budget to calls that gave up.
+func TestWaitTakesNoSlotBeyondItsDeadline(t *testing.T) {
+	ns := testenv.NATS(t)
+	now := time.Unix(1_800_000_000, 0)
+	l := ratelimit.New(replica(t, ns.ClientURL()), "amplitude.user_search", 0.1, 1, ratelimit.Options{Headroom: &exact, Clock: func() time.Time { return now }})
+	if at, err := l.Reserve(context.Background()); err != nil || !at.Equal(now) {
+		t.Fatalf("first slot = %v, %v; want now", at, err)
+	}
+	for range 3 {
+		ctx, cancel := context.WithDeadline(context.Background(), now.Add(5*time.Second))
+		start := time.Now()
+		err := l.Wait(ctx)
+		cancel()
+		if !errors.Is(err, ratelimit.ErrNoTurn) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a wait for a slot 10s away under a 5s deadline: %v", err)
+		}
+		if waited := time.Since(start); waited > 2*time.Second {
+			t.Fatalf("gave up only after %s; want at once", waited)
+		}
+	}
+	if at, err := l.Reserve(context.Background()); err != nil || !at.Equal(now.Add(10*time.Second)) {
+		t.Fatalf("after three refused waits the next slot = %v, %v; want now+10s (none taken)", at, err)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), now.Add(25*time.Second))
+	defer cancel()
+	if at, err := l.Reserve(ctx); err != nil || !at.Equal(now.Add(20*time.Second)) {
+		t.Fatalf("a slot within the deadline = %v, %v; want now+20s", at, err)
+	}
+}
+
 // TestDamagedEntryIsReplaced: an entry someone overwrote with garbage
 // does not block the instance.
 func TestDamagedEntryIsReplaced(t *testing.T) {

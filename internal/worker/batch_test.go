@@ -129,6 +129,9 @@ type bench struct {
 	// that one pull finds them all.
 	start func()
 	once  sync.Once
+	// verdicts counts, after drive, the people erased or found absent
+	// by their results' verification.
+	verdicts map[string]int
 }
 
 func startWorker(t *testing.T, conn connectors.Connector, window time.Duration) *bench {

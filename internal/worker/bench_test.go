@@ -165,6 +165,10 @@ func (bn *bench) drive(tb testing.TB, subjects []connectors.Subject) (retries in
 			switch res.Status {
 			case bus.ResultErased, bus.ResultNotFound:
 				left--
+				if bn.verdicts == nil {
+					bn.verdicts = map[string]int{}
+				}
+				bn.verdicts[res.Verification]++
 			case bus.ResultRunning:
 				next.Kind, next.JobRef = bus.KindPoll, res.JobRef
 				send(next)

@@ -18,6 +18,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +49,9 @@ type Instance struct {
 	Burst         int
 	// RateHeadroom widens the spacing of calls (nil: ratelimit.DefaultHeadroom).
 	RateHeadroom *float64
+	// Endpoints are limits of some of the vendor's endpoints below the
+	// instance's, by the op their requests name (connectors.Limits).
+	Endpoints map[string]connectors.Rate
 	// BatchWindow, for a connector that erases many people a call
 	// (connectors.BatchEraser), is how long tasks gather before the vendor
 	// is called with them all; 0 erases one person a call.
@@ -130,6 +135,9 @@ type runner struct {
 	// limiter holds the instance to its rate and to any Retry-After,
 	// across every process that runs it.
 	limiter *ratelimit.Limiter
+	// endpoints hold the endpoints with limits of their own to them, by
+	// op, across every process as limiter does.
+	endpoints map[string]*ratelimit.Limiter
 	// batchSize is the most tasks one batch call takes (set by
 	// runBatched, for a batching instance).
 	batchSize int
@@ -139,12 +147,34 @@ func newRunner(w *Worker, in Instance, cons jetstream.Consumer, rates jetstream.
 	if in.Concurrency <= 0 {
 		in.Concurrency = 4
 	}
-	return &runner{w: w, in: in, cons: cons, log: w.Log.With(zap.String("connector", in.Name)),
+	r := &runner{w: w, in: in, cons: cons, log: w.Log.With(zap.String("connector", in.Name)),
 		limiter: ratelimit.New(rates, in.Name, in.RatePerSecond, in.Burst, ratelimit.Options{Headroom: in.RateHeadroom})}
+	for op, rate := range in.Endpoints {
+		if r.endpoints == nil {
+			r.endpoints = map[string]*ratelimit.Limiter{}
+		}
+		r.endpoints[op] = ratelimit.New(rates, endpointKey(in.Name, op), rate.PerSecond, rate.Burst, ratelimit.Options{Headroom: in.RateHeadroom})
+	}
+	return r
+}
+
+// endpointKey is the rate-limit entry of the instance's endpoint op:
+// instance names hold no '.', so it is no instance's key.
+func endpointKey(instance, op string) string {
+	b := []byte(op)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return instance + "." + string(b)
 }
 
 func (r *runner) run(ctx context.Context) error {
 	go r.limiter.Follow(ctx)
+	for _, l := range r.endpoints {
+		go l.Follow(ctx)
+	}
 	// Calls run under work, which outlives ctx by the grace period so a
 	// shutdown lets short erasures finish instead of redoing them.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -363,7 +393,9 @@ func (r *runner) retry(ctx context.Context, tries uint64, maxElapsed, maxPause t
 		if after > 0 {
 			r.pause(ctx, after)
 		}
-		if perm || after > maxPause {
+		// A turn beyond the call's deadline does not come within the quick
+		// retries' seconds either.
+		if perm || after > maxPause || errors.Is(err, ratelimit.ErrNoTurn) {
 			return backoff.Permanent(err)
 		}
 		return err
@@ -543,16 +575,44 @@ func (r *runner) recheck(ctx context.Context, t bus.Task, res bus.Result, log *z
 
 // metered gives a connector call its meter: the runtime has taken the
 // turn for the call's first request (waitTurn), every further request
-// the connector announces with connectors.WaitCall takes one more.
+// the connector announces with connectors.WaitCall takes one more. A
+// request to an endpoint with a limit of its own (Instance.Endpoints)
+// first waits for that, every one of them, the first included: when no
+// turn comes before the call's deadline it fails at once, saying so.
 func (r *runner) metered(ctx context.Context) context.Context {
 	var first atomic.Bool
 	first.Store(true)
-	return connectors.WithMeter(ctx, func(ctx context.Context) error {
+	return connectors.WithMeter(ctx, func(ctx context.Context, op string) error {
+		if l := r.endpoints[op]; l != nil {
+			start := time.Now()
+			err := l.Wait(ctx)
+			r.w.Metrics.RateLimitWait(r.in.Name, time.Since(start))
+			if errors.Is(err, ratelimit.ErrNoTurn) {
+				rate := r.in.Endpoints[op]
+				return connectors.Retryable(fmt.Errorf("%s %s allows %s: none free before the call's deadline: %w",
+					r.in.Type, op, rateWords(rate.PerSecond), err), 0)
+			}
+			if err != nil {
+				return err
+			}
+		}
 		if first.CompareAndSwap(true, false) {
 			return ctx.Err()
 		}
 		return r.waitTurn(ctx)
 	})
+}
+
+// rateWords says a rate as a vendor documents it: a second, a minute or
+// an hour.
+func rateWords(perSecond float64) string {
+	switch {
+	case perSecond >= 1:
+		return strconv.FormatFloat(perSecond, 'f', -1, 64) + " requests a second"
+	case perSecond*60 >= 1:
+		return strconv.FormatFloat(perSecond*60, 'f', -1, 64) + " requests a minute"
+	}
+	return strconv.FormatFloat(math.Round(perSecond*3600), 'f', -1, 64) + " requests an hour"
 }
 
 func (r *runner) call(ctx context.Context, t bus.Task) (connectors.Outcome, error) {

@@ -36,6 +36,12 @@ func (c Controls) Calls() []Call { return c.s.Calls() }
 // Limited counts the requests the fake's rate limit refused.
 func (c Controls) Limited() int { return c.s.Limited() }
 
+// RateLimitPath gives the endpoint at path a limit of its own (see
+// Server.RateLimitPath).
+func (c Controls) RateLimitPath(path string, perSecond float64, burst int) {
+	c.s.RateLimitPath(path, perSecond, burst)
+}
+
 // Requests counts the requests the fake received.
 func (c Controls) Requests() int { return c.s.Requests() }
 

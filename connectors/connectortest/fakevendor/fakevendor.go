@@ -47,11 +47,13 @@ type Server struct {
 	// stay unfinished (see Start and Options.Polls).
 	JobPolls int
 
-	mu       sync.Mutex
-	faults   []Fault
-	always   Fault
-	limiter  *rate.Limiter
-	tooMany  Fault
+	mu      sync.Mutex
+	faults  []Fault
+	always  Fault
+	limiter *rate.Limiter
+	tooMany Fault
+	// paths are endpoints' own limits, by URL path.
+	paths    map[string]*rate.Limiter
 	calls    []Call
 	limited  int
 	requests int
@@ -77,6 +79,18 @@ func (s *Server) RateLimit(perSecond float64, burst int, tooMany Fault) {
 	defer s.mu.Unlock()
 	s.limiter = rate.NewLimiter(rate.Limit(perSecond), burst)
 	s.tooMany = tooMany
+}
+
+// RateLimitPath gives the endpoint at path a limit of its own besides the
+// fake's (perSecond, burst at once), answered as RateLimit's is, as a
+// vendor documents one endpoint slower than the rest of its API.
+func (s *Server) RateLimitPath(path string, perSecond float64, burst int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.paths == nil {
+		s.paths = map[string]*rate.Limiter{}
+	}
+	s.paths[path] = rate.NewLimiter(rate.Limit(perSecond), burst)
 }
 
 // RequireAuth makes the fake answer with refuse when ok rejects a
@@ -167,6 +181,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		f = s.unauthed
 	case s.limiter != nil && !s.limiter.Allow():
 		f = s.tooMany
+		s.limited++
+	case s.paths[r.URL.Path] != nil && !s.paths[r.URL.Path].Allow():
+		f = s.tooMany
+		if f == nil {
+			f = TooMany(0)
+		}
 		s.limited++
 	}
 	s.mu.Unlock()

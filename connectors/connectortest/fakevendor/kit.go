@@ -45,6 +45,7 @@ func Start(t testing.TB, opt Options, v Vendor) *Server {
 	t.Helper()
 	s := New(t)
 	s.JobPolls = Polls(opt.Polls, v.Polls)
+	s.tooMany = v.TooMany // for RateLimitPath too
 	if opt.RateLimit > 0 {
 		s.RateLimit(opt.RateLimit, max(opt.Burst, 1), v.TooMany)
 	}
