@@ -95,7 +95,7 @@ func TestEndpointLimitBeyondDeadline(t *testing.T) {
 	}
 	found := false
 	for _, e := range bn.logs.All() {
-		if s, ok := e.ContextMap()["error"].(string); ok && strings.Contains(s, "1 requests an hour") {
+		if s, ok := e.ContextMap()["error"].(string); ok && strings.Contains(s, "1 request an hour") {
 			found = true
 		}
 	}

@@ -149,10 +149,8 @@ func newRunner(w *Worker, in Instance, cons jetstream.Consumer, rates jetstream.
 	}
 	r := &runner{w: w, in: in, cons: cons, log: w.Log.With(zap.String("connector", in.Name)),
 		limiter: ratelimit.New(rates, in.Name, in.RatePerSecond, in.Burst, ratelimit.Options{Headroom: in.RateHeadroom})}
+	r.endpoints = make(map[string]*ratelimit.Limiter, len(in.Endpoints))
 	for op, rate := range in.Endpoints {
-		if r.endpoints == nil {
-			r.endpoints = map[string]*ratelimit.Limiter{}
-		}
 		r.endpoints[op] = ratelimit.New(rates, endpointKey(in.Name, op), rate.PerSecond, rate.Burst, ratelimit.Options{Headroom: in.RateHeadroom})
 	}
 	return r
@@ -606,13 +604,18 @@ func (r *runner) metered(ctx context.Context) context.Context {
 // rateWords says a rate as a vendor documents it: a second, a minute or
 // an hour.
 func rateWords(perSecond float64) string {
+	n, per := perSecond, "a second"
 	switch {
-	case perSecond >= 1:
-		return strconv.FormatFloat(perSecond, 'f', -1, 64) + " requests a second"
-	case perSecond*60 >= 1:
-		return strconv.FormatFloat(perSecond*60, 'f', -1, 64) + " requests a minute"
+	case perSecond*60 < 1:
+		n, per = perSecond*3600, "an hour"
+	case perSecond < 1:
+		n, per = perSecond*60, "a minute"
 	}
-	return strconv.FormatFloat(math.Round(perSecond*3600), 'f', -1, 64) + " requests an hour"
+	n = math.Round(n*1000) / 1000 // 1.0/3600 a second is 1 an hour, not 0.9999…
+	if n == math.Trunc(n) {
+		return connectors.Plural(int(n), "request") + " " + per
+	}
+	return strconv.FormatFloat(n, 'f', -1, 64) + " requests " + per
 }
 
 func (r *runner) call(ctx context.Context, t bus.Task) (connectors.Outcome, error) {
