@@ -17,8 +17,9 @@ const searchPath = "/api/2/usersearch"
 
 // amplitudeBench starts an Amplitude fake whose user search allows
 // searchRate a second (burst 1) and the rest of its API 50, and a worker
-// running an amplitude instance at 50 a second with endpoints; people
-// are seeded, their jobs done at the first poll.
+// running an amplitude instance at 25 a second (well inside the 50, so
+// that only the user search can be refused) with endpoints; people are
+// seeded, their jobs done at the first poll.
 func amplitudeBench(t *testing.T, people int, searchRate float64, endpoints map[string]connectors.Rate) (*amplitudefake.Fake, *bench, []connectors.Subject) {
 	t.Helper()
 	f := amplitudefake.Start(t, amplitudefake.Options{RateLimit: 50, Burst: 10, Polls: -1})
@@ -30,7 +31,7 @@ func amplitudeBench(t *testing.T, people int, searchRate float64, endpoints map[
 	}
 	conn := connectortest.Build(t, "amplitude", "bulk", f.Config())
 	bn := startInstance(t, worker.Instance{Type: "amplitude", Connector: conn, Concurrency: 4,
-		RatePerSecond: 50, Burst: 10, Endpoints: endpoints})
+		RatePerSecond: 25, Burst: 5, Endpoints: endpoints})
 	return f, bn, subjects
 }
 
@@ -47,6 +48,11 @@ func TestEndpointLimit(t *testing.T) {
 		f, bn, subjects := amplitudeBench(t, people, searchRate, map[string]connectors.Rate{"user search": {PerSecond: searchRate, Burst: 1}})
 		bn.drive(t, subjects)
 		if f.Limited() != 0 {
+			for _, c := range f.Calls() {
+				if c.Status == 429 {
+					t.Logf("refused: %s %s", c.Method, c.Path)
+				}
+			}
 			t.Errorf("the fake refused %d requests as too many; want none", f.Limited())
 		}
 		if bn.verdicts["clean"] != people {
