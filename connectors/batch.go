@@ -49,6 +49,21 @@ type Item struct {
 	Err     error
 }
 
+// One is a batch call made for one subject or ref: the Erase of a
+// BatchEraser is One(ctx, c.EraseBatch, s), its Poll One(ctx, c.PollBatch,
+// ref). A batch answering for other than one is a connector bug, reported
+// as CheckItems does.
+func One[T any](ctx context.Context, batch func(context.Context, []T) ([]Item, error), v T) (Outcome, error) {
+	items, err := batch(ctx, []T{v})
+	if err == nil {
+		err = CheckItems(items, 1)
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	return items[0].Outcome, items[0].Err
+}
+
 // CheckItems checks that a batch call answered for each of the n subjects
 // or refs it was given: a connector bug otherwise, never to be guessed at.
 func CheckItems(items []Item, n int) error {

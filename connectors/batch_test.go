@@ -1,6 +1,7 @@
 package connectors_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -26,6 +27,33 @@ func TestGroupRefs(t *testing.T) {
 	}
 }
 
+// TestOne: a batch of one gives its item's outcome or error; a batch
+// call's error, or an answer for other than one, is the caller's error.
+func TestOne(t *testing.T) {
+	ctx := context.Background()
+	bad := errors.New("refused")
+	answer := func(items []connectors.Item, err error) func(context.Context, []string) ([]connectors.Item, error) {
+		return func(_ context.Context, refs []string) ([]connectors.Item, error) {
+			if len(refs) != 1 || refs[0] != "r" {
+				t.Fatalf("batch called with %v", refs)
+			}
+			return items, err
+		}
+	}
+	if out, err := connectors.One(ctx, answer([]connectors.Item{{Outcome: connectors.Outcome{Records: 3}}}, nil), "r"); err != nil || out.Records != 3 {
+		t.Errorf("one item: %+v, %v", out, err)
+	}
+	if _, err := connectors.One(ctx, answer([]connectors.Item{{Err: bad}}, nil), "r"); !errors.Is(err, bad) {
+		t.Errorf("the item's error: %v", err)
+	}
+	if _, err := connectors.One(ctx, answer(nil, bad), "r"); !errors.Is(err, bad) {
+		t.Errorf("the call's error: %v", err)
+	}
+	if _, err := connectors.One(ctx, answer(make([]connectors.Item, 2), nil), "r"); err == nil || !isPermanent(err) {
+		t.Errorf("two items for one: %v, want a permanent error", err)
+	}
+}
+
 func TestChunks(t *testing.T) {
 	for _, tc := range []struct {
 		n, size int
@@ -36,3 +64,5 @@ func TestChunks(t *testing.T) {
 		}
 	}
 }
+
+func isPermanent(err error) bool { p, _ := connectors.Classify(err); return p }

@@ -265,11 +265,7 @@ type wanted struct {
 // Erase schedules the deletion of the subject's user id (and Amplitude ID
 // when configured): a batch of one.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	items, err := c.EraseBatch(ctx, []connectors.Subject{s})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	return items[0].Outcome, items[0].Err
+	return connectors.One(ctx, c.EraseBatch, s)
 }
 
 // EraseBatch schedules the deletion of every subject's user id (and

@@ -255,11 +255,7 @@ func (c *connector) url(path string) string {
 // Erase files a deletion task for the subject's distinct_id: a batch of
 // one.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	items, err := c.EraseBatch(ctx, []connectors.Subject{s})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	return items[0].Outcome, items[0].Err
+	return connectors.One(ctx, c.EraseBatch, s)
 }
 
 // BatchLimit is batch_size: at most 1,999 distinct_ids a task.
@@ -400,11 +396,7 @@ func (f *flexID) UnmarshalJSON(b []byte) error {
 
 // Poll reads the task's status: a PollBatch of one.
 func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	items, err := c.PollBatch(ctx, []string{ref})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	return items[0].Outcome, items[0].Err
+	return connectors.One(ctx, c.PollBatch, ref)
 }
 
 // PollBatch reads the status of each task the refs name, once a task,

@@ -445,11 +445,7 @@ func parseJobRef(s string) (jobRef, error) {
 
 // Poll reads the state of each job of ref: a batch of one (PollBatch).
 func (c *conn) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	items, err := c.PollBatch(ctx, []string{ref})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	return items[0].Outcome, items[0].Err
+	return connectors.One(ctx, c.PollBatch, ref)
 }
 
 // jobView is what PollBatch learnt of one job, for every ref naming it.

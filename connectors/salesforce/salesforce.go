@@ -270,11 +270,7 @@ func (r records) total() int { return len(r.live) + len(r.recycled) }
 func (c *conn) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
 	// A subject without an email is refused (eraseBatch): nothing would be
 	// searched, which is never "not found".
-	items, err := c.eraseBatch(ctx, []connectors.Subject{s})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	return items[0].Outcome, items[0].Err
+	return connectors.One(ctx, c.eraseBatch, s)
 }
 
 func purgedEvidence(object string, n int64) connectors.Evidence {

@@ -208,11 +208,7 @@ type jobRef struct {
 // plan makes the runtime wait for one; a subject without it is refused,
 // never reported not found: nothing was searched.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	items, err := c.EraseBatch(ctx, []connectors.Subject{s})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	return items[0].Outcome, items[0].Err
+	return connectors.One(ctx, c.EraseBatch, s)
 }
 
 // profileBatchLimit bounds a batch when every subject is first looked
@@ -366,11 +362,7 @@ type destination struct {
 // Poll reads the regulation and judges it destination by destination: a
 // batch of one.
 func (c *connector) Poll(ctx context.Context, ref string) (connectors.Outcome, error) {
-	items, err := c.PollBatch(ctx, []string{ref})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	return items[0].Outcome, items[0].Err
+	return connectors.One(ctx, c.PollBatch, ref)
 }
 
 // PollBatch reads each regulation the refs name once, and judges it for

@@ -124,11 +124,7 @@ func (c *connector) BatchLimit() int { return batchLimit }
 // Erase finds the subject's contacts and starts a job deleting them: a
 // batch of one.
 func (c *connector) Erase(ctx context.Context, s connectors.Subject) (connectors.Outcome, error) {
-	items, err := c.EraseBatch(ctx, []connectors.Subject{s})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	return items[0].Outcome, items[0].Err
+	return connectors.One(ctx, c.EraseBatch, s)
 }
 
 // EraseBatch finds the contacts of up to 100 subjects with one search and
@@ -258,11 +254,7 @@ type jobStatus struct {
 
 // Poll asks SendGrid how the delete job is doing: a batch of one.
 func (c *connector) Poll(ctx context.Context, jobRef string) (connectors.Outcome, error) {
-	items, err := c.PollBatch(ctx, []string{jobRef})
-	if err != nil {
-		return connectors.Outcome{}, err
-	}
-	return items[0].Outcome, items[0].Err
+	return connectors.One(ctx, c.PollBatch, jobRef)
 }
 
 // PollBatch asks SendGrid about each delete job the refs name, once per
