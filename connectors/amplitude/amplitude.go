@@ -54,28 +54,21 @@ func init() {
 //
 //	api_key: {env: AMPLITUDE_API_KEY}
 //	secret_key: {env: AMPLITUDE_SECRET_KEY}
-//	base_url: https://analytics.eu.amplitude.com   # default https://amplitude.com
-//	user_id_system: app
+//	base_url: https://analytics.eu.amplitude.com   # EU data residency; default https://amplitude.com
+//	user_id_system: app                            # subject.user_ids key of the Amplitude user_id
 //	amplitude_id_system: amplitude
 //	requester: privacy@example.com
-//	poll_interval: 24h
+//	poll_interval: 24h                             # between status checks (the default)
 type Config struct {
 	// APIKey and SecretKey are the project's keys (Basic authentication).
-	APIKey    config.Secret `yaml:"api_key"`
-	SecretKey config.Secret `yaml:"secret_key"`
-	// BaseURL is https://amplitude.com by default,
-	// https://analytics.eu.amplitude.com for EU data residency.
-	BaseURL string `yaml:"base_url"`
-	// UserIDSystem is the subject.user_ids key holding the Amplitude
-	// user_id; default: the instance name.
-	UserIDSystem string `yaml:"user_id_system"`
+	APIKey           config.Secret `yaml:"api_key"`
+	SecretKey        config.Secret `yaml:"secret_key"`
+	vendorkit.Fields `yaml:",inline"`
 	// AmplitudeIDSystem, if set, is the subject.user_ids key holding the
 	// person's numeric Amplitude ID, deleted too.
 	AmplitudeIDSystem string `yaml:"amplitude_id_system"`
 	// Requester is recorded by Amplitude for its audit ("lethe" by default).
 	Requester string `yaml:"requester"`
-	// PollInterval is how long to wait between status checks (default 24h).
-	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
 // Validate fills in defaults and reports every problem at once, each
@@ -84,8 +77,7 @@ func (c *Config) Validate() error {
 	var p vendorkit.Problems
 	p.Secret("api_key", c.APIKey, "the project's API key")
 	p.Secret("secret_key", c.SecretKey, "the project's secret key")
-	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Default: defaultBaseURL})
-	p.Namespace("user_id_system", c.UserIDSystem)
+	c.Check(&p, &vendorkit.URLRule{Default: defaultBaseURL}, defaultPollInterval)
 	p.Namespace("amplitude_id_system", c.AmplitudeIDSystem)
 	if c.AmplitudeIDSystem != "" && c.AmplitudeIDSystem == c.UserIDSystem {
 		p.Add("amplitude_id_system", "must differ from user_id_system")
@@ -97,17 +89,15 @@ func (c *Config) Validate() error {
 	if len(c.Requester) > 254 {
 		p.Add("requester", "at most 254 characters")
 	}
-	p.Interval("poll_interval", &c.PollInterval, defaultPollInterval)
 	return p.Err()
 }
 
 // system is the subject.user_ids key holding the user_id.
-func (c Config) system(name string) string { return vendorkit.System(c.UserIDSystem, name) }
 
 // Plan: Amplitude erases by user_id, or by Amplitude ID when
 // amplitude_id_system is set; either one is enough.
 func (c Config) Plan(name string) connectors.Plan {
-	either := connectors.Requirement{connectors.UserIDKind(c.system(name))}
+	either := connectors.Requirement{c.IDKind(name)}
 	if c.AmplitudeIDSystem != "" {
 		either = append(either, connectors.UserIDKind(c.AmplitudeIDSystem))
 	}
@@ -133,7 +123,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	api := vendorkit.Client(deps, vendor, vendorkit.Basic(key, secret))
 	// A 429 names no delay; the documented rate is one request a second.
 	api.MinRetryAfter = time.Second
-	return &connector{base: cfg.BaseURL, system: cfg.system(name), ampSystem: cfg.AmplitudeIDSystem,
+	return &connector{base: cfg.BaseURL, system: cfg.System(name), ampSystem: cfg.AmplitudeIDSystem,
 		requester: cfg.Requester, poll: cfg.PollInterval, api: api, refKey: refKey(secret)}, nil
 }
 

@@ -41,30 +41,25 @@ func init() {
 //	api_key: {env: BRAZE_REST_API_KEY}
 //	base_url: https://rest.fra-01.braze.eu   # the workspace's REST endpoint
 //	user_id_system: app                      # subject.user_ids key of the external_id
+//	poll_interval: 5m                        # default: when Lethe exports the deleted profiles again
+//
+// base_url has no default: Braze has one REST endpoint per cluster.
 type Config struct {
 	// APIKey is a REST API key of the workspace with the users.export.ids
 	// and users.delete permissions.
-	APIKey config.Secret `yaml:"api_key"`
-	// BaseURL is the REST endpoint of the workspace's instance; Braze has
-	// one per cluster, so there is no default.
-	BaseURL string `yaml:"base_url"`
-	// UserIDSystem is the subject.user_ids key holding the Braze
-	// external_id; default: the instance name.
-	UserIDSystem string `yaml:"user_id_system"`
+	APIKey           config.Secret `yaml:"api_key"`
+	vendorkit.Fields `yaml:",inline"`
 	// AliasLabel and AliasSystem, set together, find profiles by the user
 	// alias {alias_name: subject.user_ids[AliasSystem], alias_label: AliasLabel}.
 	AliasLabel  string `yaml:"alias_label"`
 	AliasSystem string `yaml:"alias_system"`
-	// PollInterval is when Lethe exports the deleted profiles again (default 5m).
-	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
 // Validate fills in defaults and reports every problem at once, each naming its key.
 func (c *Config) Validate() error {
 	var p vendorkit.Problems
 	p.Secret("api_key", c.APIKey, "a Braze REST API key with the users.export.ids and users.delete permissions")
-	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Example: "https://rest.iad-01.braze.com (the REST endpoint of your Braze instance)"})
-	p.Namespace("user_id_system", c.UserIDSystem)
+	c.Check(&p, &vendorkit.URLRule{Example: "https://rest.iad-01.braze.com (the REST endpoint of your Braze instance)"}, 5*time.Minute)
 	p.Namespace("alias_system", c.AliasSystem)
 	switch {
 	case (c.AliasLabel == "") != (c.AliasSystem == ""):
@@ -72,14 +67,13 @@ func (c *Config) Validate() error {
 	case c.AliasSystem != "" && c.AliasSystem == c.UserIDSystem:
 		p.Add("alias_system", "must differ from user_id_system")
 	}
-	p.Interval("poll_interval", &c.PollInterval, 5*time.Minute)
 	return p.Err()
 }
 
 // kinds are what profiles are found by: email, phone, the external_id
 // and, if configured, the alias name.
 func (c Config) kinds(name string) []connectors.Kind {
-	ks := []connectors.Kind{connectors.Email, connectors.Phone, connectors.UserIDKind(vendorkit.System(c.UserIDSystem, name))}
+	ks := []connectors.Kind{connectors.Email, connectors.Phone, c.IDKind(name)}
 	if c.AliasSystem != "" {
 		ks = append(ks, connectors.UserIDKind(c.AliasSystem))
 	}
@@ -110,7 +104,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	api := vendorkit.Client(deps, "Braze", vendorkit.Bearer(key))
 	api.ResetHeader = "X-RateLimit-Reset" // UTC epoch seconds, on every answer
 	api.MinRetryAfter = time.Second       // should a 429 come without it
-	if cfg.AliasSystem != "" && cfg.AliasSystem == vendorkit.System(cfg.UserIDSystem, name) {
+	if cfg.AliasSystem != "" && cfg.AliasSystem == cfg.System(name) {
 		return nil, connectors.Permanentf("config: alias_system: must differ from user_id_system (which defaults to the instance name %q)", name)
 	}
 	c := &connector{api: api, base: cfg.BaseURL, aliasLabel: cfg.AliasLabel, poll: cfg.PollInterval}

@@ -32,35 +32,29 @@ func init() {
 //
 //	api_key: {env: ITERABLE_API_KEY}
 //	project_type: hybrid            # email (default), userid or hybrid
-//	user_id_system: app
+//	user_id_system: app             # subject.user_ids key of the Iterable userId
+//	poll_interval: 10m              # default: when Lethe looks again after the forget
 type Config struct {
 	// APIKey is a server-side API key of the project.
-	APIKey  config.Secret `yaml:"api_key"`
-	BaseURL string        `yaml:"base_url"`
+	APIKey config.Secret `yaml:"api_key"`
 	// ProjectType is how the project identifies users: by email, by userId
 	// ("userid") or by either ("hybrid"); Iterable forgets by that only.
-	ProjectType string `yaml:"project_type"`
-	// UserIDSystem is the subject.user_ids key holding the Iterable
-	// userId; default: the instance name.
-	UserIDSystem string `yaml:"user_id_system"`
-	// PollInterval is when Lethe looks again after the forget (default 10m).
-	PollInterval time.Duration `yaml:"poll_interval"`
+	ProjectType      string `yaml:"project_type"`
+	vendorkit.Fields `yaml:",inline"`
 }
 
 // Validate fills in defaults and reports every problem at once, each naming its key.
 func (c *Config) Validate() error {
 	var p vendorkit.Problems
 	p.Secret("api_key", c.APIKey, "a server-side API key of the Iterable project")
-	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Default: DefaultBaseURL, Example: "https://api.eu.iterable.com", Version: "/api"})
 	p.OneOf("project_type", &c.ProjectType, "email", "userid", "hybrid")
-	p.Namespace("user_id_system", c.UserIDSystem)
-	p.Interval("poll_interval", &c.PollInterval, 10*time.Minute)
+	c.Check(&p, &vendorkit.URLRule{Default: DefaultBaseURL, Example: "https://api.eu.iterable.com", Version: "/api"}, 10*time.Minute)
 	return p.Err()
 }
 
 // kinds are the identifiers the project's users are found by.
 func (c Config) kinds(name string) []connectors.Kind {
-	id := connectors.UserIDKind(vendorkit.System(c.UserIDSystem, name))
+	id := c.IDKind(name)
 	return map[string][]connectors.Kind{"email": {connectors.Email}, "userid": {id}, "hybrid": {connectors.Email, id}}[c.ProjectType]
 }
 

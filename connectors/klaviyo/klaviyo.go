@@ -43,19 +43,14 @@ func init() {
 //
 //	api_key: {env: KLAVIYO_PRIVATE_KEY}
 //	user_id_system: klaviyo            # subject.user_ids key of the Klaviyo profile id
+//	poll_interval: 10m                 # default: between looks for the deleted profiles
 type Config struct {
 	// APIKey is a private API key (pk_…) with the profiles:read and
 	// data-privacy:write scopes.
-	APIKey  config.Secret `yaml:"api_key"`
-	BaseURL string        `yaml:"base_url"`
+	APIKey config.Secret `yaml:"api_key"`
 	// Revision is the API revision header (YYYY-MM-DD[.suffix]).
-	Revision string `yaml:"revision"`
-	// UserIDSystem is the subject.user_ids key holding the Klaviyo
-	// profile id; default: the instance name.
-	UserIDSystem string `yaml:"user_id_system"`
-	// PollInterval is how long Lethe waits between looks for the deleted
-	// profiles (default 10m).
-	PollInterval time.Duration `yaml:"poll_interval"`
+	Revision         string `yaml:"revision"`
+	vendorkit.Fields `yaml:",inline"`
 }
 
 var revisionRe = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9_-]+)?$`)
@@ -64,21 +59,19 @@ var revisionRe = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9_-]+)?$`)
 func (c *Config) Validate() error {
 	var p vendorkit.Problems
 	p.Secret("api_key", c.APIKey, "a Klaviyo private API key (pk_…) with the profiles:read and data-privacy:write scopes")
-	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Default: DefaultBaseURL, Version: "/api"})
+	c.Check(&p, &vendorkit.URLRule{Default: DefaultBaseURL, Version: "/api"}, 10*time.Minute)
 	if c.Revision == "" {
 		c.Revision = DefaultRevision
 	} else if !revisionRe.MatchString(c.Revision) {
 		p.Add("revision", "must be an API revision date such as %s", DefaultRevision)
 	}
-	p.Namespace("user_id_system", c.UserIDSystem)
-	p.Interval("poll_interval", &c.PollInterval, 10*time.Minute)
 	return p.Err()
 }
 
 // Plan: any of email, phone or Klaviyo profile id finds the profiles; an
 // email also tells the profile id (a resolver).
 func (c Config) Plan(name string) connectors.Plan {
-	id := connectors.UserIDKind(vendorkit.System(c.UserIDSystem, name))
+	id := c.IDKind(name)
 	kinds := []connectors.Kind{connectors.Email, connectors.Phone, id}
 	return connectors.Plan{Keys: []connectors.Requirement{kinds}, Uses: kinds,
 		ResolveBy: []connectors.Kind{connectors.Email}, Gives: []connectors.Kind{id}}
@@ -104,7 +97,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		r.Header.Set("Accept", jsonAPI)
 	})
 	api.MinRetryAfter = time.Second // Klaviyo's windows are a second and a minute
-	return &connector{api: api, base: cfg.BaseURL + "/api", id: connectors.UserIDKind(vendorkit.System(cfg.UserIDSystem, name)),
+	return &connector{api: api, base: cfg.BaseURL + "/api", id: cfg.IDKind(name),
 		poll: cfg.PollInterval}, nil
 }
 

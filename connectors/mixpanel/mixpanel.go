@@ -58,11 +58,11 @@ func init() {
 //
 //	project_token: {env: MIXPANEL_PROJECT_TOKEN}
 //	token: {env: MIXPANEL_GDPR_TOKEN}
-//	base_url: https://eu.mixpanel.com      # default https://mixpanel.com
+//	base_url: https://eu.mixpanel.com      # or in.mixpanel.com (data residency); default https://mixpanel.com
 //	compliance_type: GDPR
 //	identify_by: user_id
-//	user_id_system: app
-//	poll_interval: 12h
+//	user_id_system: app                    # subject.user_ids key of the distinct_id
+//	poll_interval: 12h                     # between status checks (the default)
 //	batch_size: 1999                       # distinct_ids a task (≤ 1999)
 //	resolve_by_email: true                 # find distinct_ids by email, with:
 //	query_api:
@@ -74,20 +74,13 @@ type Config struct {
 	ProjectToken config.Secret `yaml:"project_token"`
 	// Token is the GDPR API OAuth token of a project owner or admin, sent
 	// as a Bearer token.
-	Token config.Secret `yaml:"token"`
-	// BaseURL is https://mixpanel.com by default; https://eu.mixpanel.com
-	// or https://in.mixpanel.com for EU or India data residency.
-	BaseURL string `yaml:"base_url"`
+	Token            config.Secret `yaml:"token"`
+	vendorkit.Fields `yaml:",inline"`
 	// ComplianceType is GDPR (default) or CCPA.
 	ComplianceType string `yaml:"compliance_type"`
 	// IdentifyBy says what the distinct_id is: the subject's user id
 	// (user_id, default) or their email (email).
 	IdentifyBy string `yaml:"identify_by"`
-	// UserIDSystem is the subject.user_ids key holding the distinct_id;
-	// default: the instance name.
-	UserIDSystem string `yaml:"user_id_system"`
-	// PollInterval is how long to wait between status checks (default 12h).
-	PollInterval time.Duration `yaml:"poll_interval"`
 	// BatchSize is the most distinct_ids one deletion task is filed for
 	// (default and most 1,999). Mixpanel takes fewer in projects with
 	// Group Analytics: floor(2000 / (group keys + 1)).
@@ -117,14 +110,12 @@ func (c *Config) Validate() error {
 	var p vendorkit.Problems
 	p.Secret("project_token", c.ProjectToken, "the project's token (Project Settings)")
 	p.Secret("token", c.Token, "the GDPR API OAuth token")
-	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Default: defaultBaseURL})
+	c.Check(&p, &vendorkit.URLRule{Default: defaultBaseURL}, defaultPollInterval)
 	p.OneOf("compliance_type", &c.ComplianceType, "GDPR", "CCPA")
 	p.OneOf("identify_by", &c.IdentifyBy, byUserID, byEmail)
-	p.Namespace("user_id_system", c.UserIDSystem)
 	if c.UserIDSystem != "" && c.IdentifyBy == byEmail {
 		p.Add("user_id_system", "not used with identify_by: email")
 	}
-	p.Interval("poll_interval", &c.PollInterval, defaultPollInterval)
 	switch {
 	case c.BatchSize == 0:
 		c.BatchSize = maxBatch
@@ -155,7 +146,6 @@ func (c *Config) Validate() error {
 }
 
 // system is the subject.user_ids key holding the distinct_id.
-func (c Config) system(name string) string { return vendorkit.System(c.UserIDSystem, name) }
 
 // Plan: Mixpanel erases by distinct_id, which is the subject's email
 // (identify_by: email) or its user id; with resolve_by_email the instance
@@ -164,7 +154,7 @@ func (c Config) Plan(name string) connectors.Plan {
 	if c.IdentifyBy == byEmail {
 		return connectors.EmailPlan()
 	}
-	id := connectors.UserIDKind(c.system(name))
+	id := c.IDKind(name)
 	p := connectors.Plan{Keys: []connectors.Requirement{{id}}}
 	if c.ResolveByEmail {
 		p.ResolveBy = []connectors.Kind{connectors.Email}
@@ -200,7 +190,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	// A 429 names no delay; the GDPR API allows one request a second.
 	api.MinRetryAfter = time.Second
 	c := &connector{base: cfg.BaseURL, project: project, compliance: cfg.ComplianceType, identifyBy: cfg.IdentifyBy,
-		system: cfg.system(name), poll: cfg.PollInterval, batch: cfg.BatchSize, api: api}
+		system: cfg.System(name), poll: cfg.PollInterval, batch: cfg.BatchSize, api: api}
 	if !cfg.ResolveByEmail {
 		return c, nil
 	}

@@ -43,9 +43,9 @@ func init() {
 // Config is the `config:` block of a segment instance.
 //
 //	token: {env: SEGMENT_PUBLIC_API_TOKEN}
-//	base_url: https://eu1.api.segmentapis.com   # default https://api.segmentapis.com
-//	user_id_system: app
-//	poll_interval: 6h
+//	base_url: https://eu1.api.segmentapis.com   # the Public API (EU workspaces); default https://api.segmentapis.com
+//	user_id_system: app                         # subject.user_ids key of the Segment userId
+//	poll_interval: 6h                           # between status checks (the default)
 //	profiles:                                  # optional, with Unify
 //	  space_id: spa_123
 //	  token: {env: SEGMENT_PROFILES_TOKEN}
@@ -53,18 +53,11 @@ func init() {
 type Config struct {
 	// Token is a Public API token allowed to create deletion requests
 	// (Workspace Owner); sent as a Bearer token.
-	Token config.Secret `yaml:"token"`
-	// BaseURL is the Public API, https://api.segmentapis.com by default
-	// (https://eu1.api.segmentapis.com for EU workspaces).
-	BaseURL string `yaml:"base_url"`
-	// UserIDSystem is the subject.user_ids key holding the Segment userId;
-	// default: the instance name.
-	UserIDSystem string `yaml:"user_id_system"`
+	Token            config.Secret `yaml:"token"`
+	vendorkit.Fields `yaml:",inline"`
 	// RegulationType is SUPPRESS_WITH_DELETE (default), DELETE_ONLY,
 	// SUPPRESS_WITH_DELETE_INTERNAL or DELETE_INTERNAL.
 	RegulationType string `yaml:"regulation_type"`
-	// PollInterval is how long to wait between status checks (default 6h).
-	PollInterval time.Duration `yaml:"poll_interval"`
 	// Profiles, when set, looks the person up in Unify before and after
 	// the regulation: without it Lethe cannot tell "erased" from "Segment
 	// never saw them", and cannot verify. It also finds the userIds of a
@@ -91,13 +84,10 @@ func (p *ProfilesConfig) resolves() bool {
 	return p != nil && (p.ResolveByEmail == nil || *p.ResolveByEmail)
 }
 
-// system is the subject.user_ids key holding the userId.
-func (c Config) system(name string) string { return vendorkit.System(c.UserIDSystem, name) }
-
 // Plan: Segment erases by userId only. With the Profile API (and
 // resolve_by_email left on) the instance also finds userIds by email.
 func (c Config) Plan(name string) connectors.Plan {
-	id := connectors.UserIDKind(c.system(name))
+	id := c.IDKind(name)
 	p := connectors.Plan{Keys: []connectors.Requirement{{id}}}
 	if c.Profiles.resolves() {
 		p.ResolveBy = []connectors.Kind{connectors.Email}
@@ -113,10 +103,8 @@ var spaceIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 func (c *Config) Validate() error {
 	var p vendorkit.Problems
 	p.Secret("token", c.Token, "a Public API token")
-	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Default: defaultBaseURL})
-	p.Namespace("user_id_system", c.UserIDSystem)
+	c.Check(&p, &vendorkit.URLRule{Default: defaultBaseURL}, defaultPollInterval)
 	p.OneOf("regulation_type", &c.RegulationType, regulationTypes...)
-	p.Interval("poll_interval", &c.PollInterval, defaultPollInterval)
 	if pc := c.Profiles; pc != nil {
 		if !spaceIDRe.MatchString(pc.SpaceID) {
 			p.Add("profiles.space_id", "required: the Unify space id (letters, digits, '_' or '-')")
@@ -158,7 +146,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	}
 	api := vendorkit.Client(deps, vendor, vendorkit.Bearer(token))
 	api.ResetHeader = "X-RateLimit-Reset"
-	c := &connector{base: cfg.BaseURL, system: cfg.system(name), regType: cfg.RegulationType, poll: cfg.PollInterval, api: api}
+	c := &connector{base: cfg.BaseURL, system: cfg.System(name), regType: cfg.RegulationType, poll: cfg.PollInterval, api: api}
 	if cfg.Profiles == nil {
 		return c, nil
 	}

@@ -41,23 +41,20 @@ func init() {
 //
 //	shop: acme                      # acme.myshopify.com
 //	access_token: {env: SHOPIFY_ADMIN_TOKEN}
+//	user_id_system: shopify         # subject.user_ids key of Shopify customer ids
+//	poll_interval: 24h              # default: how often Lethe looks for the erased customer
+//
+// base_url, instead of shop, is the store's address (a proxy, a test).
 type Config struct {
 	// Shop is the store's myshopify.com subdomain ("acme" or
 	// "acme.myshopify.com"); or set BaseURL.
-	Shop string `yaml:"shop"`
-	// BaseURL is the store's address (a proxy, a test); default
-	// https://<shop>.myshopify.com.
-	BaseURL string `yaml:"base_url"`
+	Shop             string `yaml:"shop"`
+	vendorkit.Fields `yaml:",inline"`
 	// AccessToken is an Admin API access token with read_customers and
 	// write_customer_data_erasure.
 	AccessToken config.Secret `yaml:"access_token"`
 	// APIVersion is the GraphQL Admin API version (default DefaultAPIVersion).
 	APIVersion string `yaml:"api_version"`
-	// UserIDSystem is the subject.user_ids key holding Shopify customer
-	// ids; default: the instance name.
-	UserIDSystem string `yaml:"user_id_system"`
-	// PollInterval is how often Lethe looks for the erased customer (default 24h).
-	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
 var (
@@ -92,15 +89,14 @@ func (c *Config) Validate() error {
 	} else if !versionRe.MatchString(c.APIVersion) || c.APIVersion < "2025-04" {
 		p.Add("api_version", "must be a Shopify API version from 2025-04 on (YYYY-01, -04, -07 or -10), such as %s", DefaultAPIVersion)
 	}
-	p.Namespace("user_id_system", c.UserIDSystem)
-	p.Interval("poll_interval", &c.PollInterval, 24*time.Hour)
+	c.Check(&p, nil, 24*time.Hour) // base_url: above, from shop
 	return p.Err()
 }
 
 // Plan: a customer is found by email or by Shopify customer id, either
 // one enough; an email also tells the customer id.
 func (c Config) Plan(name string) connectors.Plan {
-	id := connectors.UserIDKind(vendorkit.System(c.UserIDSystem, name))
+	id := c.IDKind(name)
 	return connectors.Plan{Keys: []connectors.Requirement{{connectors.Email, id}}, Uses: []connectors.Kind{connectors.Email, id},
 		ResolveBy: []connectors.Kind{connectors.Email}, Gives: []connectors.Kind{id}}
 }
@@ -120,7 +116,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	api := vendorkit.Client(deps, "Shopify", vendorkit.Header("X-Shopify-Access-Token", token))
 	api.MinRetryAfter = time.Second
 	return &connector{api: api, endpoint: cfg.BaseURL + "/admin/api/" + cfg.APIVersion + "/graphql.json",
-		idKind: connectors.UserIDKind(vendorkit.System(cfg.UserIDSystem, name)), poll: cfg.PollInterval}, nil
+		idKind: cfg.IDKind(name), poll: cfg.PollInterval}, nil
 }
 
 const (

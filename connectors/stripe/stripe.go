@@ -38,12 +38,13 @@ func init() {
 //
 //	api_key: {env: STRIPE_SECRET_KEY}   # sk_… or rk_…
 //	mode: redact                         # delete (default) or redact
-//	user_id_system: stripe
+//	user_id_system: stripe              # subject.user_ids key of Stripe customer ids (cus_…)
+//	poll_interval: 1m                   # default: how often a redaction job is looked at
 type Config struct {
 	// APIKey is a secret key (sk_…) or a restricted key (rk_…) that may
 	// write Customers (and Redaction jobs, in mode redact).
-	APIKey  config.Secret `yaml:"api_key"`
-	BaseURL string        `yaml:"base_url"`
+	APIKey           config.Secret `yaml:"api_key"`
+	vendorkit.Fields `yaml:",inline"`
 	// Mode is what happens to each customer found: "delete" (the
 	// customer; payments and invoices stay as they are) or "redact" (a
 	// redaction job removes the personal data from the customer and the
@@ -55,11 +56,6 @@ type Config struct {
 	ValidationBehavior string `yaml:"validation_behavior"`
 	// StripeVersion, if set, is sent as the Stripe-Version header.
 	StripeVersion string `yaml:"stripe_version"`
-	// UserIDSystem is the subject.user_ids key holding Stripe customer
-	// ids (cus_…); default: the instance name.
-	UserIDSystem string `yaml:"user_id_system"`
-	// PollInterval is how often a redaction job is looked at (default 1m).
-	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
 var versionRe = regexp.MustCompile(`^20[0-9]{2}-[0-9]{2}-[0-9]{2}(\.[a-z]+)?$`)
@@ -71,21 +67,19 @@ func (c *Config) Validate() error {
 	if strings.HasPrefix(c.APIKey.Value, "pk_") {
 		p.Add("api_key", "is a publishable key (pk_…), which cannot read or delete customers; use a secret (sk_…) or restricted (rk_…) key")
 	}
-	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Default: DefaultBaseURL, Version: "/v1"})
+	c.Check(&p, &vendorkit.URLRule{Default: DefaultBaseURL, Version: "/v1"}, time.Minute)
 	p.OneOf("mode", &c.Mode, "delete", "redact")
 	p.OneOf("validation_behavior", &c.ValidationBehavior, "error", "fix")
 	if c.StripeVersion != "" && !versionRe.MatchString(c.StripeVersion) {
 		p.Add("stripe_version", "must be a Stripe API version such as 2025-09-30.clover")
 	}
-	p.Namespace("user_id_system", c.UserIDSystem)
-	p.Interval("poll_interval", &c.PollInterval, time.Minute)
 	return p.Err()
 }
 
 // Plan: customers are found by email or by customer id, either enough;
 // an email also tells the customer ids (a resolver).
 func (c Config) Plan(name string) connectors.Plan {
-	id := connectors.UserIDKind(vendorkit.System(c.UserIDSystem, name))
+	id := c.IDKind(name)
 	return connectors.Plan{Keys: []connectors.Requirement{{connectors.Email, id}}, Uses: []connectors.Kind{connectors.Email, id},
 		ResolveBy: []connectors.Kind{connectors.Email}, Gives: []connectors.Kind{id}}
 }
@@ -112,7 +106,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		}
 	})
 	api.MinRetryAfter = time.Second // Stripe's 429 names no delay
-	return &connector{api: api, base: cfg.BaseURL + "/v1", idKind: connectors.UserIDKind(vendorkit.System(cfg.UserIDSystem, name)),
+	return &connector{api: api, base: cfg.BaseURL + "/v1", idKind: cfg.IDKind(name),
 		redact: cfg.Mode == "redact", behavior: cfg.ValidationBehavior, poll: cfg.PollInterval}, nil
 }
 

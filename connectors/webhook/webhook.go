@@ -54,10 +54,13 @@ const (
 //	callback_url: https://lethe.example.com/v1/connectors/billing/callback
 //	processor_domain: billing.internal
 //	processor_public_key: {file: /etc/lethe/billing-dsr.pem}
+//	user_id_system: app    # subject.user_ids key of the id sent as user_id_type
+//	poll_interval: 1h      # between status polls (the default)
+//
+// base_url is where the processor serves OpenDSR (POST {base_url}/requests);
+// OpenDSR has no central service, so it is required.
 type Config struct {
-	// BaseURL is where the processor serves OpenDSR (POST {base_url}/requests).
-	// OpenDSR has no central service, so it is required.
-	BaseURL string `yaml:"base_url"`
+	vendorkit.Fields `yaml:",inline"`
 	// Token, if set, is sent as `Authorization: Bearer <token>`.
 	Token config.Secret `yaml:"token"`
 	// Regulation is gdpr (default) or ccpa.
@@ -71,9 +74,6 @@ type Config struct {
 	// UserIDType is the identity_type sent for the subject's user id
 	// (default controller_customer_id).
 	UserIDType string `yaml:"user_id_type"`
-	// UserIDSystem is the subject.user_ids key holding that id (default:
-	// the instance name).
-	UserIDSystem string `yaml:"user_id_system"`
 	// CallbackURL is sent as status_callback_urls: Lethe's
 	// /v1/connectors/<name>/callback as the processor can reach it.
 	CallbackURL string `yaml:"callback_url"`
@@ -90,8 +90,6 @@ type Config struct {
 	// plain OpenDSR 2.0 processors sign them, with no timestamp. Replays
 	// are then refused only by the signatures Lethe remembers (7 days).
 	BodyOnlySignatures bool `yaml:"body_only_signatures"`
-	// PollInterval is how long to wait between status polls (default 1h).
-	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
 var (
@@ -103,7 +101,8 @@ var (
 func (c *Config) Validate() error {
 	var p vendorkit.Problems
 	// http is accepted for in-cluster processors (docs/connectors/webhook.md).
-	p.BaseURL(&c.BaseURL, vendorkit.URLRule{Example: "where the processor serves OpenDSR, https://dsr.example.com/opendsr", Version: "/requests", AllowHTTP: true})
+	c.Check(&p, &vendorkit.URLRule{Example: "where the processor serves OpenDSR, https://dsr.example.com/opendsr", Version: "/requests", AllowHTTP: true},
+		defaultPollInterval)
 	p.OneOf("regulation", &c.Regulation, defaultRegulation, "ccpa")
 	switch c.IdentityFormat {
 	case "md5", "sha1":
@@ -117,7 +116,6 @@ func (c *Config) Validate() error {
 	if c.UserIDType != "" && !identityTypeRe.MatchString(c.UserIDType) {
 		p.Add("user_id_type", "must be lower-case letters, digits or '_', such as controller_customer_id")
 	}
-	p.Namespace("user_id_system", c.UserIDSystem)
 	if c.CallbackURL != "" {
 		// Lethe's own address: it carries no credential, so http (inside a
 		// cluster) is allowed.
@@ -135,7 +133,6 @@ func (c *Config) Validate() error {
 	if c.ProcessorPublicKey.IsSet() && c.ProcessorDomain == "" {
 		p.Add("processor_domain", "required with processor_public_key: the domain callbacks name in X-OpenDSR-Processor-Domain")
 	}
-	p.Interval("poll_interval", &c.PollInterval, defaultPollInterval)
 	p.Interval("callback_max_age", &c.CallbackMaxAge, defaultCallbackMaxAge)
 	if c.CallbackMaxAge > maxCallbackMaxAge {
 		p.Add("callback_max_age", "at most %s: signatures are remembered for 7 days, and a longer window lets a captured callback be replayed for longer", maxCallbackMaxAge)
@@ -147,7 +144,7 @@ func (c *Config) Validate() error {
 // phone, the user id under user_id_system) and matches on any of them, so
 // any one is enough and all are used.
 func (c Config) Plan(name string) connectors.Plan {
-	oneOf := connectors.Requirement{connectors.Email, connectors.Phone, connectors.UserIDKind(vendorkit.System(c.UserIDSystem, name))}
+	oneOf := connectors.Requirement{connectors.Email, connectors.Phone, c.IDKind(name)}
 	return connectors.Plan{Keys: []connectors.Requirement{oneOf}, Uses: oneOf}
 }
 
@@ -199,7 +196,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 		format:       cfg.IdentityFormat,
 		phoneType:    cmp.Or(cfg.PhoneType, defaultPhoneType),
 		userIDType:   cmp.Or(cfg.UserIDType, defaultUserIDType),
-		userIDSystem: vendorkit.System(cfg.UserIDSystem, name),
+		userIDSystem: cfg.System(name),
 		callbackURL:  cfg.CallbackURL,
 		domain:       cfg.ProcessorDomain,
 		keys:         keys,

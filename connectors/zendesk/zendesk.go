@@ -38,21 +38,18 @@ func init() {
 //	email: lethe-agent@acme.example  # the agent the API token belongs to
 //	api_token: {env: ZENDESK_API_TOKEN}
 //	user_id_system: app              # subject.user_ids key holding the Zendesk external_id
+//	poll_interval: 15s               # default: how long to wait before asking about a job
+//
+// base_url, instead of subdomain, is a host-mapped domain or a proxy.
 type Config struct {
 	// Subdomain is the account's subdomain: https://<subdomain>.zendesk.com.
-	Subdomain string `yaml:"subdomain"`
-	// BaseURL replaces the subdomain (a host-mapped domain, a proxy).
-	BaseURL string `yaml:"base_url"`
+	Subdomain        string `yaml:"subdomain"`
+	vendorkit.Fields `yaml:",inline"`
 	// Email and APIToken are sent as Basic "<email>/token:<api_token>".
 	Email    string        `yaml:"email"`
 	APIToken config.Secret `yaml:"api_token"`
 	// OAuthToken, instead of email and api_token, is sent as a Bearer token.
 	OAuthToken config.Secret `yaml:"oauth_token"`
-	// UserIDSystem is the subject.user_ids key holding the user's Zendesk
-	// external_id; default the instance name.
-	UserIDSystem string `yaml:"user_id_system"`
-	// PollInterval is how long to wait before asking about a job (default 15s).
-	PollInterval time.Duration `yaml:"poll_interval"`
 	// DeletedUserPages caps the pages of 100 deleted users read to find a
 	// soft-deleted user by email (default 100).
 	DeletedUserPages int `yaml:"deleted_user_pages"`
@@ -86,8 +83,7 @@ func (c *Config) Validate() error {
 			p.Add("email", "required: the email address of the agent the API token is used as")
 		}
 	}
-	p.Namespace("user_id_system", c.UserIDSystem)
-	p.Interval("poll_interval", &c.PollInterval, 15*time.Second)
+	c.Check(&p, nil, 15*time.Second) // base_url: above, from subdomain
 	switch {
 	case c.DeletedUserPages == 0:
 		c.DeletedUserPages = 100
@@ -99,7 +95,7 @@ func (c *Config) Validate() error {
 
 // Plan: a user is found by email or by external_id, either one enough.
 func (c Config) Plan(name string) connectors.Plan {
-	kinds := []connectors.Kind{connectors.Email, connectors.UserIDKind(vendorkit.System(c.UserIDSystem, name))}
+	kinds := []connectors.Kind{connectors.Email, c.IDKind(name)}
 	return connectors.Plan{Keys: []connectors.Requirement{kinds}, Uses: kinds}
 }
 
@@ -128,7 +124,7 @@ func build(_ context.Context, name string, cfg Config, deps connectors.Deps) (co
 	}
 	api := vendorkit.Client(deps, "Zendesk", auth)
 	api.MinRetryAfter = time.Second // Zendesk sends Retry-After; a proxy's 429 may not
-	return &connector{api: api, base: cfg.BaseURL + "/api/v2", system: vendorkit.System(cfg.UserIDSystem, name),
+	return &connector{api: api, base: cfg.BaseURL + "/api/v2", system: cfg.System(name),
 		poll: cfg.PollInterval, pages: cfg.DeletedUserPages}, nil
 }
 
