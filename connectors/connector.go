@@ -194,6 +194,28 @@ var ErrCannotScan = errors.New("this connector instance cannot scan its system")
 // every 429 with it.
 var ErrRateLimited = errors.New("rate limited")
 
+// RateLimitedAt is ErrRateLimited for a request to op (the op a request
+// names, as vendorhttp.Client.Send's): where the type registered op's own
+// limit (Limits.Endpoints) the runtime slows and pauses that endpoint's
+// calls, not the instance's, as the vendor's refusal was of that
+// endpoint's budget.
+func RateLimitedAt(op string) error { return &rateLimited{op: op} }
+
+// RateLimitedOp is the op a "too many requests" in err names
+// (RateLimitedAt), or "" for the instance as a whole.
+func RateLimitedOp(err error) string {
+	var rl *rateLimited
+	if errors.As(err, &rl) {
+		return rl.op
+	}
+	return ""
+}
+
+type rateLimited struct{ op string }
+
+func (e *rateLimited) Error() string        { return ErrRateLimited.Error() }
+func (e *rateLimited) Is(target error) bool { return target == ErrRateLimited }
+
 // Verification is the result of looking a subject up after erasure.
 type Verification struct {
 	Remaining int64

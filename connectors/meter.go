@@ -43,19 +43,20 @@ type throttleKey struct{}
 // met in the middle of a call, can be waited out and the request sent
 // again (Throttled): the runtime sets one for batch calls, whose many
 // requests would otherwise all be thrown away by one refusal. throttle
-// says whether to wait out a pause of after (zero: none named), and waits.
-func WithThrottle(ctx context.Context, throttle func(ctx context.Context, after time.Duration) bool) context.Context {
+// says whether to wait out a pause of after (zero: none named) of the
+// refused request's op, and waits.
+func WithThrottle(ctx context.Context, throttle func(ctx context.Context, op string, after time.Duration) bool) context.Context {
 	return context.WithValue(ctx, throttleKey{}, throttle)
 }
 
 // Throttled is called by a connector (vendorhttp does it for a 429) when
-// the vendor refused a request as too many: with a throttle in ctx it has
-// the runtime slow down and wait the vendor's pause, and true says to send
-// the request again. False, always without a throttle: fail the call, as
-// for any error.
-func Throttled(ctx context.Context, after time.Duration) bool {
-	if t, ok := ctx.Value(throttleKey{}).(func(context.Context, time.Duration) bool); ok {
-		return t(ctx, after)
+// the vendor refused a request to op as too many: with a throttle in ctx
+// it has the runtime slow down and wait the vendor's pause (op's own, where
+// op has its own limit), and true says to send the request again. False,
+// always without a throttle: fail the call, as for any error.
+func Throttled(ctx context.Context, op string, after time.Duration) bool {
+	if t, ok := ctx.Value(throttleKey{}).(func(context.Context, string, time.Duration) bool); ok {
+		return t(ctx, op, after)
 	}
 	return false
 }

@@ -81,7 +81,7 @@ func (c *Client) Do(ctx context.Context, req *http.Request, op string, ok ...int
 			return r, err
 		}
 		_, after := connectors.Classify(err)
-		if !connectors.Throttled(ctx, after) {
+		if !connectors.Throttled(ctx, op, after) {
 			return r, err
 		}
 		if req.GetBody != nil {
@@ -177,7 +177,7 @@ func (c *Client) statusError(op string, r *Response) error {
 		if after <= 0 {
 			after = c.MinRetryAfter
 		}
-		return connectors.Retryable(fmt.Errorf("%s: %w", status, connectors.ErrRateLimited), after)
+		return connectors.Retryable(fmt.Errorf("%s: %w", status, connectors.RateLimitedAt(op)), after)
 	case r.Status >= 500:
 		return connectors.Retryable(fmt.Errorf("%s: the vendor failed", status), c.RetryAfter(r.Header))
 	case r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden:

@@ -237,7 +237,13 @@ func TestThrottled(t *testing.T) {
 	})
 	c := &vendorhttp.Client{Vendor: "Acme"}
 	var waits []time.Duration
-	throttle := func(_ context.Context, after time.Duration) bool { waits = append(waits, after); return true }
+	throttle := func(_ context.Context, op string, after time.Duration) bool {
+		if op != "batch delete" {
+			t.Errorf("throttled op %q, want the request's", op)
+		}
+		waits = append(waits, after)
+		return true
+	}
 	for _, tc := range []struct {
 		name      string
 		ctx       context.Context
@@ -249,7 +255,7 @@ func TestThrottled(t *testing.T) {
 		{"throttle: once", connectors.WithThrottle(context.Background(), throttle), 1, 2, false},
 		{"throttle: three times", connectors.WithThrottle(context.Background(), throttle), 3, 4, false},
 		{"throttle: four times is too many", connectors.WithThrottle(context.Background(), throttle), 4, 4, true},
-		{"throttle declines", connectors.WithThrottle(context.Background(), func(context.Context, time.Duration) bool { return false }), 1, 1, true},
+		{"throttle declines", connectors.WithThrottle(context.Background(), func(context.Context, string, time.Duration) bool { return false }), 1, 1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			refusals.Store(tc.refusals)
@@ -259,8 +265,8 @@ func TestThrottled(t *testing.T) {
 			if (err != nil) != tc.wantErr || calls.Load() != tc.wantCalls {
 				t.Errorf("err %v after %d calls; want error %v after %d", err, calls.Load(), tc.wantErr, tc.wantCalls)
 			}
-			if err != nil && !errors.Is(err, connectors.ErrRateLimited) {
-				t.Errorf("the failure is not a rate limit: %v", err)
+			if err != nil && (!errors.Is(err, connectors.ErrRateLimited) || connectors.RateLimitedOp(err) != "batch delete") {
+				t.Errorf("the failure is not a rate limit of the request's op: %v (op %q)", err, connectors.RateLimitedOp(err))
 			}
 			for _, w := range waits {
 				if w != 10*time.Millisecond {

@@ -327,13 +327,13 @@ const maxThrottlePause = 30 * time.Second
 // whole batch and its requests already made: the instance is slowed and
 // paused in every process, as for a refusal that fails a call.
 func (r *runner) throttled(ctx context.Context) context.Context {
-	return connectors.WithThrottle(ctx, func(ctx context.Context, after time.Duration) bool {
+	return connectors.WithThrottle(ctx, func(ctx context.Context, op string, after time.Duration) bool {
 		if after > maxThrottlePause {
 			return false
 		}
-		r.slower(ctx)
+		r.slower(ctx, op)
 		if after > 0 {
-			r.pause(ctx, after)
+			r.pause(ctx, op, after)
 		}
 		return ctx.Err() == nil
 	})

@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,8 @@ import (
 	"github.com/lethe-dev/lethe/connectors"
 	"github.com/lethe-dev/lethe/connectors/amplitude/amplitudefake"
 	"github.com/lethe-dev/lethe/connectors/connectortest"
+	"github.com/lethe-dev/lethe/internal/ratelimit"
+	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/internal/worker"
 )
 
@@ -107,5 +110,49 @@ func TestEndpointLimitBeyondDeadline(t *testing.T) {
 	}
 	if !found {
 		t.Error("no log line says the user search's limit left no turn")
+	}
+}
+
+// TestEndpointRefusalHoldsTheEndpointOnly: when Amplitude refuses user
+// searches as too many (the instance's endpoint limit set above the
+// vendor's), the refusal slows and pauses the user search's limiter, in
+// every process, and not the instance's: the deletions and status polls,
+// which the vendor did not refuse, keep their pace.
+func TestEndpointRefusalHoldsTheEndpointOnly(t *testing.T) {
+	t.Parallel()
+	const people = 8
+	f, bn, subjects := amplitudeBench(t, people, 2, map[string]connectors.Rate{"user search": {PerSecond: 20, Burst: 4}})
+	bn.drive(t, subjects)
+	refused := 0
+	for _, c := range f.Calls() {
+		if c.Status == 429 {
+			if c.Path != searchPath {
+				t.Fatalf("the fake refused %s %s: only the user search may be refused here", c.Method, c.Path)
+			}
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no user search was refused: the test proves nothing")
+	}
+	kv, err := bn.js.KeyValue(connectortest.Ctx(t), ratelimit.Bucket)
+	testenv.Must(t, err)
+	read := func(key string) (st struct {
+		Pause int64   `json:"pause"`
+		Slow  float64 `json:"slow"`
+	}) {
+		e, err := kv.Get(connectortest.Ctx(t), key)
+		testenv.Must(t, err)
+		testenv.Must(t, json.Unmarshal(e.Value(), &st))
+		return st
+	}
+	if st := read("bulk"); st.Pause != 0 || st.Slow != 0 {
+		t.Errorf("the instance's limiter was held for the user search's refusals: %+v", st)
+	}
+	if st := read("bulk.user_search"); st.Pause == 0 && st.Slow == 0 {
+		t.Errorf("the user search's limiter was not slowed or paused after %d refusals: %+v", refused, st)
+	}
+	if bn.verdicts["clean"]+bn.verdicts["lookup_failed"] != people {
+		t.Errorf("verifications %v; want every person verified or their lookup failed", bn.verdicts)
 	}
 }

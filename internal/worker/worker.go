@@ -385,11 +385,12 @@ func (r *runner) retry(ctx context.Context, tries uint64, maxElapsed, maxPause t
 			return backoff.Permanent(err)
 		}
 		perm, after := connectors.Classify(err)
+		op := connectors.RateLimitedOp(err) // "": the instance
 		if errors.Is(err, connectors.ErrRateLimited) {
-			r.slower(ctx)
+			r.slower(ctx, op)
 		}
 		if after > 0 {
-			r.pause(ctx, after)
+			r.pause(ctx, op, after)
 		}
 		// A turn beyond the call's deadline does not come within the quick
 		// retries' seconds either.
@@ -719,17 +720,30 @@ func (r *runner) waitTurn(ctx context.Context) error {
 }
 
 // slower spaces the instance's calls wider for a while, in every process:
-// the vendor refused one as too many, although the limit was kept.
-func (r *runner) slower(ctx context.Context) {
-	if err := r.limiter.Slower(ctx); err != nil {
+// the vendor refused one as too many, although the limit was kept. A
+// refusal of a request to an endpoint with a limit of its own (op) slows
+// that endpoint's calls only: it was that budget the vendor refused.
+func (r *runner) slower(ctx context.Context, op string) {
+	if err := r.limiterFor(op).Slower(ctx); err != nil {
 		r.log.Warn("could not share a vendor's refusal with other replicas", zap.Error(err))
 	}
 }
 
 // pause holds every task of the instance, in every process, for d: a
-// Retry-After is about the account, not the one request that received it.
-func (r *runner) pause(ctx context.Context, d time.Duration) {
-	if err := r.limiter.Pause(ctx, d); err != nil {
+// Retry-After is about the account, not the one request that received it,
+// unless it answered a request to an endpoint with a limit of its own
+// (op), whose calls alone it holds.
+func (r *runner) pause(ctx context.Context, op string, d time.Duration) {
+	if err := r.limiterFor(op).Pause(ctx, d); err != nil {
 		r.log.Warn("could not share a vendor's pause with other replicas", zap.Error(err))
 	}
+}
+
+// limiterFor is op's own limiter where the type registered one, else the
+// instance's.
+func (r *runner) limiterFor(op string) *ratelimit.Limiter {
+	if l := r.endpoints[op]; l != nil {
+		return l
+	}
+	return r.limiter
 }
