@@ -305,6 +305,11 @@ type Connector struct {
 	// asks (0.05: 5%, the default), so that timing jitter does not make
 	// two calls arrive closer than the vendor allows; 0 for none.
 	RateHeadroom *float64 `yaml:"rate_headroom"`
+	// EndpointRates override the limits a type keeps on some of its
+	// vendor's endpoints besides the instance's rate (Amplitude's user
+	// search: 360 an hour), for a vendor plan that allows others; keyed
+	// by the endpoint's name in the type's docs ("user search").
+	EndpointRates map[string]EndpointRate `yaml:"endpoint_rates"`
 	// BatchWindow, for a type whose vendor erases many people a call
 	// (amplitude, mixpanel, segment, sendgrid, salesforce), is how long
 	// erase tasks of different requests gather before the vendor is called
@@ -340,6 +345,13 @@ type Connector struct {
 	RecheckAfter []time.Duration `yaml:"recheck_after"`
 	// Config is the type's own configuration, decoded strictly by it.
 	Config yaml.Node `yaml:"config"`
+}
+
+// EndpointRate is one endpoint's limit: RatePerSecond calls a second
+// (0.1 for 360 an hour), Burst at once (default: the type's).
+type EndpointRate struct {
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	Burst         int     `yaml:"burst"`
 }
 
 // Shown is how people are shown the instance: its display name, or its name.
@@ -636,6 +648,11 @@ func (c *Config) Validate() error {
 		}
 		if h := cn.RateHeadroom; h != nil && (*h < 0 || *h > 0.5) {
 			bad(key+".rate_headroom", "must be from 0 (none) to 0.5 (calls 50%% further apart than rate_per_second asks)")
+		}
+		for op, r := range cn.EndpointRates {
+			if r.RatePerSecond <= 0 || r.Burst < 0 {
+				bad(fmt.Sprintf("%s.endpoint_rates[%q]", key, op), "rate_per_second must be more than 0 (0.1 is 360 an hour) and burst not negative")
+			}
 		}
 		if w := cn.BatchWindow; w != nil && (*w < 0 || *w > maxBatchWindow || *w*2 >= c.NATS.AckWait) {
 			bad(key+".batch_window", "must be from 0s (no batches) to %s, and under half of nats.ack_wait (%s): tasks wait that long unattended", maxBatchWindow, c.NATS.AckWait)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -57,4 +58,53 @@ func TestBatchWindowWiring(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEndpointRatesWiring: an instance keeps its type's own endpoint
+// limits unless endpoint_rates overrides one (its burst defaulting to the
+// type's); an override of an endpoint the type does not limit, or a rate
+// that is not positive, is an error naming it.
+func TestEndpointRatesWiring(t *testing.T) {
+	amp := func(extra string) string {
+		return "  - {name: amp, type: amplitude" + extra + ", config: {api_key: k, secret_key: s}}\n"
+	}
+	for _, tc := range []struct {
+		name, connectors string
+		want             string // fmt of the instance's Endpoints
+		err              string
+	}{
+		{name: "the type's", connectors: amp(""), want: "map[user search:{0.09722222222222222 10}]"},
+		{name: "overridden", connectors: amp(`, endpoint_rates: {"user search": {rate_per_second: 0.5}}`), want: "map[user search:{0.5 10}]"},
+		{name: "with burst", connectors: amp(`, endpoint_rates: {"user search": {rate_per_second: 0.5, burst: 2}}`), want: "map[user search:{0.5 2}]"},
+		{name: "unknown endpoint", connectors: amp(`, endpoint_rates: {"deletions": {rate_per_second: 2}}`),
+			err: `amp (amplitude): "deletions" is not an endpoint the type limits on its own (it limits user search)`},
+		{name: "type without endpoints", connectors: "  - {name: seg, type: segment, endpoint_rates: {x: {rate_per_second: 1}}, config: {token: t, base_url: \"http://127.0.0.1:1\"}}\n",
+			err: `seg (segment): "x": the type limits no endpoint on its own`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(batchBase + "connectors:\n" + tc.connectors))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ins, err := buildConnectors(context.Background(), cfg, nil, func(string) string { return "" }, zap.NewNop())
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(ins[0].Endpoints); got != tc.want {
+				t.Errorf("endpoints %s, want %s", got, tc.want)
+			}
+		})
+	}
+	t.Run("rate not positive", func(t *testing.T) {
+		_, err := config.Parse([]byte(batchBase + "connectors:\n" + amp(`, endpoint_rates: {"user search": {rate_per_second: 0}}`)))
+		if err == nil || !strings.Contains(err.Error(), `connectors[0].endpoint_rates["user search"]: rate_per_second must be more than 0`) {
+			t.Fatalf("error %v, want the endpoint's rate refused", err)
+		}
+	})
 }

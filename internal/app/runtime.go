@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -655,7 +657,11 @@ func buildConnectors(ctx context.Context, cfg *config.Config, only []string, get
 		if in.Burst == 0 {
 			in.Burst = def.Defaults.Burst
 		}
-		in.Endpoints = def.Defaults.Endpoints
+		endpoints, err := endpointRates(def, c.EndpointRates)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("config: connectors[%d].endpoint_rates: %s (%s): %w", i, c.Name, c.Type, err))
+		}
+		in.Endpoints = endpoints
 		if _, ok := conn.(connectors.BatchEraser); ok {
 			in.BatchWindow, in.BatchMax = worker.DefaultBatchWindow, c.BatchMax
 			if c.BatchWindow != nil {
@@ -709,6 +715,32 @@ func systemNames(cs []config.Connector) map[string]string {
 
 // closeConnectors closes the instances' connectors that hold resources
 // (database pools).
+// endpointRates are the type's own endpoint limits with the instance's
+// overrides (config endpoint_rates); an override of an endpoint the type
+// does not limit on its own is an error naming those it does.
+func endpointRates(def connectors.Definition, overrides map[string]config.EndpointRate) (map[string]connectors.Rate, error) {
+	if len(overrides) == 0 {
+		return def.Defaults.Endpoints, nil
+	}
+	out := maps.Clone(def.Defaults.Endpoints)
+	var errs []error
+	for _, op := range slices.Sorted(maps.Keys(overrides)) {
+		rate, ok := out[op]
+		if !ok {
+			known := slices.Sorted(maps.Keys(def.Defaults.Endpoints))
+			if len(known) == 0 {
+				errs = append(errs, fmt.Errorf("%q: the type limits no endpoint on its own", op))
+			} else {
+				errs = append(errs, fmt.Errorf("%q is not an endpoint the type limits on its own (it limits %s)", op, strings.Join(known, ", ")))
+			}
+			continue
+		}
+		o := overrides[op]
+		out[op] = connectors.Rate{PerSecond: o.RatePerSecond, Burst: cmp.Or(o.Burst, rate.Burst)}
+	}
+	return out, errors.Join(errs...)
+}
+
 func closeConnectors(instances []worker.Instance) {
 	for _, in := range instances {
 		if c, ok := in.Connector.(io.Closer); ok {
