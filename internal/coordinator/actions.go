@@ -224,7 +224,9 @@ func (c *Coordinator) CompleteTask(ctx context.Context, requestID, connector, ac
 }
 
 // CallbackTask finds the task a callback about job jobRef of connector is
-// for. No task having recorded the job is EUnavailable, to be sent again:
+// for: the task waiting on it, or the one whose earlier attempt it was
+// (its JobRef names a newer job: Superseded). No task having recorded the
+// job is EUnavailable, to be sent again:
 // the vendor (or a processor clicking its link) can come back before the
 // worker's report that the job started is applied, and a callback taken
 // then as "nothing waits for this" would be lost, the task waiting for it
@@ -237,10 +239,18 @@ func (c *Coordinator) CallbackTask(ctx context.Context, connector, jobRef string
 	return t, err
 }
 
+// Superseded reports whether a callback about job jobRef is for an
+// earlier attempt of task t (from CallbackTask) than the one waiting now:
+// what it says is not recorded.
+func Superseded(t erasure.Task, jobRef string) bool { return t.JobRef != jobRef }
+
 // ApplyCallback records what a vendor reported by calling back about job
 // jobRef of task t (see CallbackTask; its signature already checked by
 // the connector).
 func (c *Coordinator) ApplyCallback(ctx context.Context, t erasure.Task, jobRef, status string, records int64, recordsUnknown bool, evidence []erasure.Evidence) (Applied, error) {
+	if Superseded(t, jobRef) {
+		return AppliedStale, nil // never applied to the newer attempt
+	}
 	connector := t.Connector
 	return c.ApplyResult(ctx, bus.Result{V: bus.Version, Kind: bus.KindPoll, TaskID: t.ID, RequestID: t.RequestID, Connector: connector,
 		Attempt: t.Attempt, Status: status, Records: records, RecordsUnknown: recordsUnknown, JobRef: jobRef, Evidence: evidence})

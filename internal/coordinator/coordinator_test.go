@@ -563,3 +563,52 @@ func TestExemptionCompletesWithExemptions(t *testing.T) {
 		t.Errorf("exempting in a final request: %v", err)
 	}
 }
+
+// TestCallbackForAnEarlierAttempt: a callback about the job of a task's
+// earlier attempt (an old confirmation link, a processor's late answer)
+// finds the task and is stale, changing nothing; one about the current
+// job is applied; one about a job no task has recorded stays "send it
+// again".
+func TestCallbackForAnEarlierAttempt(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	req, ts := file(t, b)
+	outbox(t, b)
+	apply(t, b, result(ts["crm"], bus.KindErase, bus.ResultRunning)) // job-9
+	crm := tasks(t, b, req.ID)["crm"]
+	failed := result(crm, bus.KindPoll, bus.ResultFailed)
+	failed.Error = &bus.ResultError{Message: "the job failed at the vendor"}
+	apply(t, b, failed)
+	b.clock.Advance(2 * time.Minute)
+	if n, err := b.c.ScheduleDue(ctx); n != 1 || err != nil {
+		t.Fatalf("retry scheduled %d, %v", n, err)
+	}
+	outbox(t, b)
+	second := result(tasks(t, b, req.ID)["crm"], bus.KindErase, bus.ResultRunning)
+	second.JobRef = "job-10"
+	apply(t, b, second)
+
+	old, err := b.c.CallbackTask(ctx, "crm", "job-9")
+	if err != nil || old.ID != crm.ID || !coordinator.Superseded(old, "job-9") {
+		t.Fatalf("callback task for the earlier job = %+v, %v; want the task, superseded", old, err)
+	}
+	if a, err := b.c.ApplyCallback(ctx, old, "job-9", bus.ResultErased, 2, false, nil); a != coordinator.AppliedStale || err != nil {
+		t.Errorf("the earlier job's callback = %q, %v; want stale", a, err)
+	}
+	if k := tasks(t, b, req.ID)["crm"]; k.Status != erasure.TaskRunning || k.Attempt != 2 || k.RecordsErased != 0 {
+		t.Errorf("after the earlier job's callback the task is %s (attempt %d, %d records); want the second attempt running", k.Status, k.Attempt, k.RecordsErased)
+	}
+	if _, err := b.c.CallbackTask(ctx, "crm", "job-11"); erasure.ErrorCode(err) != erasure.EUnavailable {
+		t.Errorf("a job no task recorded: %v, want unavailable (send it again)", err)
+	}
+	cur, err := b.c.CallbackTask(ctx, "crm", "job-10")
+	if err != nil || coordinator.Superseded(cur, "job-10") {
+		t.Fatalf("callback task for the current job = %+v, %v", cur, err)
+	}
+	if a, err := b.c.ApplyCallback(ctx, cur, "job-10", bus.ResultErased, 2, false, nil); a != coordinator.AppliedNew || err != nil {
+		t.Errorf("the current job's callback = %q, %v; want applied", a, err)
+	}
+	if k := tasks(t, b, req.ID)["crm"]; k.Status != erasure.TaskErased || k.RecordsErased != 2 {
+		t.Errorf("after the current job's callback: %s, %d records", k.Status, k.RecordsErased)
+	}
+}

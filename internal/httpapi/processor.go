@@ -157,8 +157,9 @@ func (s *server) applyConfirmation(ctx context.Context, name string, link connec
 	switch {
 	case erasure.ErrorCode(err) == erasure.EConflict:
 		s.Log.Warn("processor confirmation refused: the link was used before", zap.String("connector", name))
-		return http.StatusConflict, processorView{Title: "Already confirmed", Tone: "ok", Link: link,
-			Message: "This link has been used already: your confirmation was recorded. Nothing more is needed."}
+		// Not "recorded": the first use may have come too late to be.
+		return http.StatusConflict, processorView{Title: "Already used", Tone: "note", Link: link,
+			Message: "This link has been used already, so this answer was not recorded again. The page shown the first time said whether that answer was recorded; nothing more is needed."}
 	case err != nil:
 		log := s.Log.Error
 		if erasure.ErrorCode(err) == erasure.EUnavailable { // the store, or the job's start, not there yet

@@ -86,11 +86,16 @@ func (s *server) connectorCallback() http.Handler {
 // applyCallback records an authenticated callback once: a second with the
 // same ID is an EConflict (a replay) and changes nothing. One about a job
 // no task has recorded yet is EUnavailable (coordinator.CallbackTask) and
-// is not remembered, so that it can be sent again.
+// is not remembered, so that it can be sent again; one about an earlier
+// attempt's job is stale, and not remembered either (nothing was recorded
+// for it to be a replay of).
 func (s *server) applyCallback(ctx context.Context, name string, got connectors.Callback) (coordinator.Applied, error) {
 	task, err := s.Coordinator.CallbackTask(ctx, name, got.JobRef)
 	if err != nil {
 		return "", err
+	}
+	if coordinator.Superseded(task, got.JobRef) {
+		return coordinator.AppliedStale, nil
 	}
 	if err := s.rememberCallback(ctx, name, got.ID); err != nil {
 		return "", err

@@ -43,7 +43,8 @@ type Store interface {
 	// (see erasure.Task.FollowUp), oldest first.
 	FollowUps(ctx context.Context, requestID string) ([]erasure.Task, error)
 	// TaskByJobRef finds the task of a connector instance waiting on a
-	// vendor job (for callbacks).
+	// vendor job (for callbacks), or whose earlier attempt had that job:
+	// its JobRef then names the newer one.
 	TaskByJobRef(ctx context.Context, connector, jobRef string) (erasure.Task, error)
 	Events(ctx context.Context, requestID string) ([]erasure.Event, error)
 	Certificate(ctx context.Context, requestID string) (Certificate, error)

@@ -139,6 +139,7 @@ func (t *tx) PurgeRequest(ctx context.Context, p store.Purge) error {
 	}
 	for _, q := range []string{
 		`DELETE FROM events WHERE request_id = $1`,
+		`DELETE FROM task_job_refs WHERE task_id IN (SELECT id FROM tasks WHERE request_id = $1)`,
 		`DELETE FROM tasks WHERE request_id = $1`,
 		`DELETE FROM certificates WHERE request_id = $1`,
 		`DELETE FROM subject_hashes WHERE request_id = $1`,

@@ -426,6 +426,11 @@ func (s *Store) queryTasks(ctx context.Context, q Querier, query string, args ..
 // TaskByJobRef implements store.Store.
 func (s *Store) TaskByJobRef(ctx context.Context, connector, jobRef string) (erasure.Task, error) {
 	ts, err := s.queryTasks(ctx, s.conn, `SELECT `+taskCols+` FROM tasks WHERE connector = $1 AND job_ref = $2 ORDER BY created_at DESC LIMIT 1`, connector, jobRef)
+	if err == nil && len(ts) == 0 && jobRef != "" {
+		// An earlier attempt's job: the task, whose JobRef is now another.
+		ts, err = s.queryTasks(ctx, s.conn, `SELECT `+taskCols+` FROM tasks WHERE id =
+			(SELECT task_id FROM task_job_refs WHERE connector = $1 AND job_ref = $2)`, connector, jobRef)
+	}
 	if err != nil {
 		return erasure.Task{}, err
 	}
@@ -801,6 +806,12 @@ func (t *tx) UpdateTask(ctx context.Context, k erasure.Task) error {
 	}
 	if n == 0 {
 		return fmt.Errorf("update task: %w", store.ErrNotFound)
+	}
+	if k.JobRef != "" {
+		if _, err := t.exec(ctx, `INSERT INTO task_job_refs (connector, job_ref, task_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			k.Connector, k.JobRef, k.ID); err != nil {
+			return fmt.Errorf("update task: job ref: %w", err)
+		}
 	}
 	return nil
 }

@@ -271,6 +271,19 @@ func tasksRoundTrip(t *testing.T, s store.Store) {
 	if _, err := s.TaskByJobRef(ctx(t), a.Connector, "job-7"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("job refs belong to one connector: %v", err)
 	}
+	// A newer attempt's job: the earlier job still finds the task, which
+	// names the newer one; the same update twice records nothing new.
+	b.JobRef = "job-8"
+	mustTx(t, s, func(tx store.Tx) error { return tx.UpdateTask(ctx(t), b) })
+	mustTx(t, s, func(tx store.Tx) error { return tx.UpdateTask(ctx(t), b) })
+	for _, ref := range []string{"job-7", "job-8"} {
+		if got, err := s.TaskByJobRef(ctx(t), b.Connector, ref); err != nil || got.ID != b.ID || got.JobRef != "job-8" {
+			t.Errorf("task by job ref %s = %q (job %q), %v; want the task, naming job-8", ref, got.ID, got.JobRef, err)
+		}
+	}
+	if _, err := s.TaskByJobRef(ctx(t), a.Connector, "job-8"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("earlier job refs belong to one connector too: %v", err)
+	}
 	mustTx(t, s, func(tx store.Tx) error {
 		got, err := tx.Task(ctx(t), b.ID)
 		if err != nil {
@@ -1006,9 +1019,14 @@ func suppressions(t *testing.T, s store.Store) {
 
 func purge(t *testing.T, s store.Store) {
 	r, keep := newRequest(1), newRequest(2)
-	insert(t, s, r, newTask(r, "db"))
+	task := newTask(r, "db")
+	insert(t, s, r, task)
 	insert(t, s, keep, newTask(keep, "db"))
 	mustTx(t, s, func(tx store.Tx) error {
+		task.JobRef = "job-purged"
+		if err := tx.UpdateTask(ctx(t), task); err != nil {
+			return err
+		}
 		for _, id := range []string{r.ID, keep.ID} {
 			if _, err := tx.AppendEvent(ctx(t), erasure.NewEvent(id, "", "x", "t", "", nil, t0)); err != nil {
 				return err
@@ -1030,6 +1048,9 @@ func purge(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Certificate(ctx(t), r.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("certificate of a purged request: %v", err)
+	}
+	if _, err := s.TaskByJobRef(ctx(t), "db", "job-purged"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a purged task's job ref still finds it: %v", err)
 	}
 	got, err := s.Purge(ctx(t), r.ID)
 	if err != nil || !reflect.DeepEqual(got, p) {
