@@ -150,6 +150,16 @@ func had(ks []Kind, s Subject) []Kind {
 // default for types whose config has no Plan method.
 func EmailPlan() Plan { return Plan{Keys: []Requirement{{Email}}, Uses: []Kind{Email}} }
 
+// EmailResolvesPlan is the plan of a vendor that finds a person by their
+// email, by any of others, or by its own id, any one enough, and that
+// tells the id of the person an email finds: a resolver of id by email
+// (Stripe's customers, Intercom's contacts, Klaviyo's profiles with a
+// phone as other).
+func EmailResolvesPlan(id Kind, others ...Kind) Plan {
+	kinds := append(append([]Kind{Email}, others...), id)
+	return Plan{Keys: []Requirement{kinds}, Uses: kinds, ResolveBy: []Kind{Email}, Gives: []Kind{id}}
+}
+
 // Planner is implemented by connector config types (see Plan).
 type Planner interface {
 	Plan(name string) Plan

@@ -81,9 +81,7 @@ func (c *Config) Validate() error {
 // Plan: either the email or the external_id finds contacts; an email
 // also tells the external_id of the users it finds.
 func (c Config) Plan(name string) connectors.Plan {
-	id := connectors.UserIDKind(vendorkit.System(c.UserIDSystem, name))
-	return connectors.Plan{Keys: []connectors.Requirement{{connectors.Email, id}}, Uses: []connectors.Kind{connectors.Email, id},
-		ResolveBy: []connectors.Kind{connectors.Email}, Gives: []connectors.Kind{id}}
+	return connectors.EmailResolvesPlan(connectors.UserIDKind(vendorkit.System(c.UserIDSystem, name)))
 }
 
 type conn struct {

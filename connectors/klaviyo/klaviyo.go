@@ -71,10 +71,7 @@ func (c *Config) Validate() error {
 // Plan: any of email, phone or Klaviyo profile id finds the profiles; an
 // email also tells the profile id (a resolver).
 func (c Config) Plan(name string) connectors.Plan {
-	id := c.IDKind(name)
-	kinds := []connectors.Kind{connectors.Email, connectors.Phone, id}
-	return connectors.Plan{Keys: []connectors.Requirement{kinds}, Uses: kinds,
-		ResolveBy: []connectors.Kind{connectors.Email}, Gives: []connectors.Kind{id}}
+	return connectors.EmailResolvesPlan(c.IDKind(name), connectors.Phone)
 }
 
 type connector struct {

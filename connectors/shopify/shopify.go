@@ -96,9 +96,7 @@ func (c *Config) Validate() error {
 // Plan: a customer is found by email or by Shopify customer id, either
 // one enough; an email also tells the customer id.
 func (c Config) Plan(name string) connectors.Plan {
-	id := c.IDKind(name)
-	return connectors.Plan{Keys: []connectors.Requirement{{connectors.Email, id}}, Uses: []connectors.Kind{connectors.Email, id},
-		ResolveBy: []connectors.Kind{connectors.Email}, Gives: []connectors.Kind{id}}
+	return connectors.EmailResolvesPlan(c.IDKind(name))
 }
 
 type connector struct {

@@ -79,9 +79,7 @@ func (c *Config) Validate() error {
 // Plan: customers are found by email or by customer id, either enough;
 // an email also tells the customer ids (a resolver).
 func (c Config) Plan(name string) connectors.Plan {
-	id := c.IDKind(name)
-	return connectors.Plan{Keys: []connectors.Requirement{{connectors.Email, id}}, Uses: []connectors.Kind{connectors.Email, id},
-		ResolveBy: []connectors.Kind{connectors.Email}, Gives: []connectors.Kind{id}}
+	return connectors.EmailResolvesPlan(c.IDKind(name))
 }
 
 type connector struct {
