@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/config"
+	"github.com/lethe-dev/lethe/internal/worker"
 	"go.uber.org/zap"
 )
 
@@ -18,6 +19,17 @@ signing: {key: {env: K}}
 subject: {hash_key: {env: H}}
 encryption: {keys: [{id: k1, key: {env: KEK}}]}
 `
+
+// buildFrom builds the instances of connectors (YAML list entries) in
+// batchBase.
+func buildFrom(t *testing.T, connectors string) ([]worker.Instance, error) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(batchBase + "connectors:\n" + connectors))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buildConnectors(context.Background(), cfg, nil, func(string) string { return "" }, zap.NewNop())
+}
 
 // TestBatchWindowWiring: a connector that erases many people a call
 // batches by default (1s), as configured, or not at all with 0s; a
@@ -39,11 +51,7 @@ func TestBatchWindowWiring(t *testing.T) {
 			err: "man (manual) erases one person a call: batch_window and batch_max do not apply"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := config.Parse([]byte(batchBase + "connectors:\n" + tc.connectors))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ins, err := buildConnectors(context.Background(), cfg, nil, func(string) string { return "" }, zap.NewNop())
+			ins, err := buildFrom(t, tc.connectors)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error %v, want %q", err, tc.err)
@@ -82,11 +90,7 @@ func TestEndpointRatesWiring(t *testing.T) {
 			err: `seg (segment): "x": the type limits no endpoint on its own`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := config.Parse([]byte(batchBase + "connectors:\n" + tc.connectors))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ins, err := buildConnectors(context.Background(), cfg, nil, func(string) string { return "" }, zap.NewNop())
+			ins, err := buildFrom(t, tc.connectors)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error %v, want %q", err, tc.err)

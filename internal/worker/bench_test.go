@@ -39,6 +39,21 @@ type bulkVendor struct {
 	handoverOnly string
 }
 
+// seeded seeds f with people and builds the vendor's connector, named
+// "bulk", against it.
+func (v bulkVendor) seeded(tb testing.TB, f connectortest.Vendor, people int) ([]connectors.Subject, connectors.Connector) {
+	subjects := make([]connectors.Subject, people)
+	for i := range subjects {
+		subjects[i] = connectortest.VendorSubject(i)
+		f.Seed(subjects[i])
+	}
+	cfg := f.Config()
+	if v.config != nil {
+		cfg = v.config(f)
+	}
+	return subjects, connectortest.Build(tb, v.typ, "bulk", cfg)
+}
+
 var bulkVendors = []bulkVendor{
 	{"amplitude", "amplitude", 100, func(tb testing.TB, opt fakevendor.Options) connectortest.Vendor {
 		return amplitudefake.Start(tb, opt)
@@ -87,16 +102,7 @@ func BenchmarkBatchVendors(b *testing.B) {
 			b.Run(v.name+"/"+mode.name, func(b *testing.B) {
 				people := min(b.N, mode.most)
 				f := v.start(b, fakevendor.Options{RateLimit: benchRate, Burst: 1, Polls: -1})
-				subjects := make([]connectors.Subject, people)
-				for i := range subjects {
-					subjects[i] = connectortest.VendorSubject(i)
-					f.Seed(subjects[i])
-				}
-				cfg := f.Config()
-				if v.config != nil {
-					cfg = v.config(f)
-				}
-				conn := connectortest.Build(b, v.typ, "bulk", cfg)
+				subjects, conn := v.seeded(b, f, people)
 				zero := 0.0
 				bn := startInstance(b, worker.Instance{Type: v.typ, Connector: conn, Concurrency: 4,
 					RatePerSecond: benchRate, Burst: 1, RateHeadroom: &zero, BatchWindow: mode.window})
@@ -154,16 +160,7 @@ func BenchmarkBatchVendorsDocumented(b *testing.B) {
 				}
 				f.(interface{ RateLimitPath(string, float64, int) }).RateLimitPath(path, rate.PerSecond, rate.Burst)
 			}
-			subjects := make([]connectors.Subject, b.N)
-			for i := range subjects {
-				subjects[i] = connectortest.VendorSubject(i)
-				f.Seed(subjects[i])
-			}
-			cfg := f.Config()
-			if v.config != nil {
-				cfg = v.config(f)
-			}
-			conn := connectortest.Build(b, v.typ, "bulk", cfg)
+			subjects, conn := v.seeded(b, f, b.N)
 			bn := startInstance(b, worker.Instance{Type: v.typ, Connector: conn, Concurrency: lim.Concurrency,
 				RatePerSecond: lim.RatePerSecond, Burst: lim.Burst, Endpoints: lim.Endpoints, BatchWindow: time.Second})
 			before := f.Requests()
