@@ -307,7 +307,7 @@ type Connector struct {
 	RateHeadroom *float64 `yaml:"rate_headroom"`
 	// EndpointRates override the limits a type keeps on some of its
 	// vendor's endpoints besides the instance's rate (Amplitude's user
-	// search: 360 an hour), for a vendor plan that allows others; keyed
+	// search: 350 an hour after a burst of 10), for a vendor plan that allows others; keyed
 	// by the endpoint's name in the type's docs ("user search").
 	EndpointRates map[string]EndpointRate `yaml:"endpoint_rates"`
 	// BatchWindow, for a type whose vendor erases many people a call

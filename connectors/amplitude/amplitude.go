@@ -92,8 +92,6 @@ func (c *Config) Validate() error {
 	return p.Err()
 }
 
-// system is the subject.user_ids key holding the user_id.
-
 // Plan: Amplitude erases by user_id, or by Amplitude ID when
 // amplitude_id_system is set; either one is enough.
 func (c Config) Plan(name string) connectors.Plan {

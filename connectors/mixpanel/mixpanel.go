@@ -145,8 +145,6 @@ func (c *Config) Validate() error {
 	return p.Err()
 }
 
-// system is the subject.user_ids key holding the distinct_id.
-
 // Plan: Mixpanel erases by distinct_id, which is the subject's email
 // (identify_by: email) or its user id; with resolve_by_email the instance
 // finds distinct_ids by email.

@@ -713,8 +713,6 @@ func systemNames(cs []config.Connector) map[string]string {
 	return names
 }
 
-// closeConnectors closes the instances' connectors that hold resources
-// (database pools).
 // endpointRates are the type's own endpoint limits with the instance's
 // overrides (config endpoint_rates); an override of an endpoint the type
 // does not limit on its own is an error naming those it does.
@@ -741,6 +739,8 @@ func endpointRates(def connectors.Definition, overrides map[string]config.Endpoi
 	return out, errors.Join(errs...)
 }
 
+// closeConnectors closes the instances' connectors that hold resources
+// (database pools).
 func closeConnectors(instances []worker.Instance) {
 	for _, in := range instances {
 		if c, ok := in.Connector.(io.Closer); ok {

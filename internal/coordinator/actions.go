@@ -252,6 +252,6 @@ func (c *Coordinator) ApplyCallback(ctx context.Context, t erasure.Task, jobRef,
 		return AppliedStale, nil // never applied to the newer attempt
 	}
 	connector := t.Connector
-	return c.ApplyResult(ctx, bus.Result{V: bus.Version, Kind: bus.KindPoll, TaskID: t.ID, RequestID: t.RequestID, Connector: connector,
-		Attempt: t.Attempt, Status: status, Records: records, RecordsUnknown: recordsUnknown, JobRef: jobRef, Evidence: evidence})
+	return c.applyResult(ctx, bus.Result{V: bus.Version, Kind: bus.KindPoll, TaskID: t.ID, RequestID: t.RequestID, Connector: connector,
+		Attempt: t.Attempt, Status: status, Records: records, RecordsUnknown: recordsUnknown, JobRef: jobRef, Evidence: evidence}, jobRef)
 }

@@ -584,9 +584,20 @@ func TestCallbackForAnEarlierAttempt(t *testing.T) {
 		t.Fatalf("retry scheduled %d, %v", n, err)
 	}
 	outbox(t, b)
+	// The retry is dispatched but its start not yet applied: the task
+	// still names job-9, so a callback read now is not yet superseded...
+	early, err := b.c.CallbackTask(ctx, "crm", "job-9")
+	if err != nil || coordinator.Superseded(early, "job-9") {
+		t.Fatalf("callback task before the retry's start = %+v, %v", early, err)
+	}
 	second := result(tasks(t, b, req.ID)["crm"], bus.KindErase, bus.ResultRunning)
 	second.JobRef = "job-10"
 	apply(t, b, second)
+	// ...and once the retry's job-10 is recorded it must still not be
+	// applied to attempt 2.
+	if a, err := b.c.ApplyCallback(ctx, early, "job-9", bus.ResultErased, 2, false, nil); a != coordinator.AppliedStale || err != nil {
+		t.Errorf("the earlier job's callback, read before the retry started = %q, %v; want stale", a, err)
+	}
 
 	old, err := b.c.CallbackTask(ctx, "crm", "job-9")
 	if err != nil || old.ID != crm.ID || !coordinator.Superseded(old, "job-9") {

@@ -33,6 +33,14 @@ const (
 // certificate, all in one transaction. Duplicates and results for earlier
 // attempts change nothing, so redelivered messages are harmless.
 func (c *Coordinator) ApplyResult(ctx context.Context, res bus.Result) (Applied, error) {
+	return c.applyResult(ctx, res, "")
+}
+
+// applyResult is ApplyResult; a callback's result (forJob: the job it is
+// about) is stale unless the task, read in the transaction, still waits on
+// that job: a retry dispatched keeps the earlier job's ref until its own
+// start is applied, and must not take the earlier job's answer.
+func (c *Coordinator) applyResult(ctx context.Context, res bus.Result, forJob string) (Applied, error) {
 	var applied Applied
 	var certified bool
 	var task erasure.Task
@@ -54,7 +62,7 @@ func (c *Coordinator) ApplyResult(ctx context.Context, res bus.Result) (Applied,
 		if err != nil {
 			return err
 		}
-		if !accepts(task, res) {
+		if !accepts(task, res) || (forJob != "" && task.JobRef != forJob) {
 			return nil
 		}
 		res.Evidence = redactEvidence(res, req.Subject)

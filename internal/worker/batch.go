@@ -324,8 +324,9 @@ const maxThrottlePause = 30 * time.Second
 
 // throttled lets a batch call wait out a vendor's "too many requests" and
 // send the request again (connectors.Throttled), instead of failing the
-// whole batch and its requests already made: the instance is slowed and
-// paused in every process, as for a refusal that fails a call.
+// whole batch and its requests already made: the refused endpoint's
+// limiter (else the instance's) is slowed and paused in every process, as
+// for a refusal that fails a call.
 func (r *runner) throttled(ctx context.Context) context.Context {
 	return connectors.WithThrottle(ctx, func(ctx context.Context, op string, after time.Duration) bool {
 		if after > maxThrottlePause {
