@@ -246,11 +246,9 @@ func Superseded(t erasure.Task, jobRef string) bool { return t.JobRef != jobRef 
 
 // ApplyCallback records what a vendor reported by calling back about job
 // jobRef of task t (see CallbackTask; its signature already checked by
-// the connector).
+// the connector). A callback about an earlier attempt's job is stale:
+// applyResult compares the job with the task in its transaction.
 func (c *Coordinator) ApplyCallback(ctx context.Context, t erasure.Task, jobRef, status string, records int64, recordsUnknown bool, evidence []erasure.Evidence) (Applied, error) {
-	if Superseded(t, jobRef) {
-		return AppliedStale, nil // never applied to the newer attempt
-	}
 	connector := t.Connector
 	return c.applyResult(ctx, bus.Result{V: bus.Version, Kind: bus.KindPoll, TaskID: t.ID, RequestID: t.RequestID, Connector: connector,
 		Attempt: t.Attempt, Status: status, Records: records, RecordsUnknown: recordsUnknown, JobRef: jobRef, Evidence: evidence}, jobRef)
