@@ -349,20 +349,9 @@ func TestRequestsFollowTheContract(t *testing.T) {
 }
 
 // batcher is instance as the batch eraser and poller it is.
-func batcher(t *testing.T, f *amplitudefake.Fake, extra ...string) interface {
-	connectors.BatchEraser
-	connectors.BatchPoller
-} {
+func batcher(t *testing.T, f *amplitudefake.Fake, extra ...string) connectortest.Batcher {
 	t.Helper()
-	c := instance(t, f, extra...)
-	b, ok := c.(interface {
-		connectors.BatchEraser
-		connectors.BatchPoller
-	})
-	if !ok {
-		t.Fatal("the amplitude connector is not a batch eraser and poller")
-	}
-	return b
+	return connectortest.AsBatcher(t, instance(t, f, extra...))
 }
 
 // calls counts the fake's calls of method since the first skip ones.
@@ -813,10 +802,7 @@ func TestPollBatchShared(t *testing.T) {
 // alone, classified as for one ref.
 func TestPollBatchFailures(t *testing.T) {
 	t.Parallel()
-	setup := func(t *testing.T) (*amplitudefake.Fake, interface {
-		connectors.BatchEraser
-		connectors.BatchPoller
-	}, []string) {
+	setup := func(t *testing.T) (*amplitudefake.Fake, connectortest.Batcher, []string) {
 		f := amplitudefake.Start(t, amplitudefake.Options{})
 		f.AddUser("user-260")
 		f.AddUser("user-261")

@@ -300,3 +300,54 @@ func batchFull(t *testing.T, h Harness) {
 		checkErased(t, h, it, subjects[i], want[i], i)
 	}
 }
+
+// Batcher is a connector that erases and polls many people at once: every
+// batching vendor connector is one.
+type Batcher interface {
+	connectors.BatchEraser
+	connectors.BatchPoller
+}
+
+// AsBatcher is c as a Batcher; it fails t when c is not one.
+//
+//	items, err := connectortest.AsBatcher(t, instance(t, f)).EraseBatch(ctx, connectortest.Subjects(1, 250))
+func AsBatcher(t testing.TB, c connectors.Connector) Batcher {
+	t.Helper()
+	b, ok := c.(Batcher)
+	if !ok {
+		t.Fatalf("the %T connector is not a batch eraser and poller", c)
+	}
+	return b
+}
+
+// Subjects are VendorSubject(from) … VendorSubject(from+n-1).
+func Subjects(from, n int) []connectors.Subject {
+	out := make([]connectors.Subject, n)
+	for i := range out {
+		out[i] = VendorSubject(from + i)
+	}
+	return out
+}
+
+// SeedAll seeds each subject in v and returns the records seeded.
+func SeedAll(v Vendor, subjects []connectors.Subject) int64 {
+	var n int64
+	for _, s := range subjects {
+		n += v.Seed(s)
+	}
+	return n
+}
+
+// RunningRefs are the job references of items, every one of which must
+// be running.
+func RunningRefs(t testing.TB, items []connectors.Item) []string {
+	t.Helper()
+	refs := make([]string, len(items))
+	for i, it := range items {
+		if it.Err != nil || it.Outcome.Status != connectors.StatusRunning {
+			t.Fatalf("item %d: %q, %v; want running", i, it.Outcome.Status, it.Err)
+		}
+		refs[i] = it.Outcome.JobRef
+	}
+	return refs
+}

@@ -142,3 +142,15 @@ func CallsCarry(t *testing.T, f FaultyVendor, header, want string) {
 		}
 	}
 }
+
+// CallsTo are the calls f received of method ("" for any) to paths under
+// prefix, in order.
+func CallsTo(f FaultyVendor, method, prefix string) []fakevendor.Call {
+	var out []fakevendor.Call
+	for _, c := range f.Calls() {
+		if (method == "" || c.Method == method) && strings.HasPrefix(c.Path, prefix) {
+			out = append(out, c)
+		}
+	}
+	return out
+}

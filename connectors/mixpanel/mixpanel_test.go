@@ -434,57 +434,22 @@ func TestResolveCredentials(t *testing.T) {
 }
 
 // batcher is instance as a batch eraser and poller.
-func batcher(t *testing.T, f *mixpanelfake.Fake, extra ...string) interface {
-	connectors.BatchEraser
-	connectors.BatchPoller
-} {
+func batcher(t *testing.T, f *mixpanelfake.Fake, extra ...string) connectortest.Batcher {
 	t.Helper()
-	c := instance(t, f, extra...)
-	b, ok := c.(interface {
-		connectors.BatchEraser
-		connectors.BatchPoller
-	})
-	if !ok {
-		t.Fatal("the connector is not a batch eraser and poller")
-	}
-	return b
+	return connectortest.AsBatcher(t, instance(t, f, extra...))
 }
 
 // subjects are VendorSubject(from) … VendorSubject(from+n-1), the first
 // seeded of them seeded in the fake.
 func subjects(f *mixpanelfake.Fake, from, n, seeded int) []connectors.Subject {
-	out := make([]connectors.Subject, n)
-	for i := range out {
-		out[i] = connectortest.VendorSubject(from + i)
-		if i < seeded {
-			f.Seed(out[i])
-		}
-	}
-	return out
+	ss := connectortest.Subjects(from, n)
+	connectortest.SeedAll(f, ss[:seeded])
+	return ss
 }
 
 // callsTo counts the calls of method to the fake's deletion API.
 func callsTo(f *mixpanelfake.Fake, method string) int {
-	n := 0
-	for _, c := range f.Calls() {
-		if c.Method == method && strings.HasPrefix(c.Path, "/api/app/data-deletions/v3.0/") {
-			n++
-		}
-	}
-	return n
-}
-
-// refsOf are the job refs of the running items.
-func refsOf(t *testing.T, items []connectors.Item) []string {
-	t.Helper()
-	refs := make([]string, len(items))
-	for i, it := range items {
-		if it.Err != nil || it.Outcome.Status != connectors.StatusRunning {
-			t.Fatalf("item %d: %q, %v; want running", i, it.Outcome.Status, it.Err)
-		}
-		refs[i] = it.Outcome.JobRef
-	}
-	return refs
+	return len(connectortest.CallsTo(f, method, "/api/app/data-deletions/v3.0/"))
 }
 
 // pollAll polls refs together until none runs, checking each round asks
@@ -553,7 +518,7 @@ func TestBatchCalls(t *testing.T) {
 			if got := f.TaskIDs(); len(got) != 1 || fmt.Sprint(got[0]) != fmt.Sprint(want) {
 				t.Fatalf("tasks filed: %d, the first for %d distinct_ids; want one for all %d in order", len(got), len(got[0]), tc.n)
 			}
-			refs := refsOf(t, items)
+			refs := connectortest.RunningRefs(t, items)
 			for i, ref := range refs {
 				if ref != tc.ref {
 					t.Fatalf("subject %d: job ref %s, want %s", i, ref, tc.ref)
@@ -581,7 +546,7 @@ func TestBatchCalls(t *testing.T) {
 		if got := f.TaskIDs(); len(got) != 1 || fmt.Sprint(got[0]) != "[user-1 user-2]" {
 			t.Errorf("tasks filed for %v, want one for [user-1 user-2]", got)
 		}
-		for i, ref := range refsOf(t, items) {
+		for i, ref := range connectortest.RunningRefs(t, items) {
 			if ref != `{"task":"t-0001","of":2}` {
 				t.Errorf("subject %d: job ref %s", i, ref)
 			}
@@ -641,7 +606,7 @@ func TestBatchGroupAnalytics(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				refsOf(t, items)
+				connectortest.RunningRefs(t, items)
 				return
 			}
 			if err == nil || !connectortest.IsPermanent(err) || !strings.Contains(err.Error(), "400") {
@@ -818,7 +783,7 @@ func TestPollBatch(t *testing.T) {
 	if old.JobRef != `{"task":"t-0003"}` {
 		t.Fatalf("single Erase ref = %s, want the ref single erases always made", old.JobRef)
 	}
-	ra, rb := refsOf(t, a), refsOf(t, b)
+	ra, rb := connectortest.RunningRefs(t, a), connectortest.RunningRefs(t, b)
 	refs := []string{ra[0], rb[0], old.JobRef, ra[1], rb[1], ra[2], `{"of":2}`}
 	items := pollAll(t, c, f, refs, 3)
 	want := []string{
@@ -918,12 +883,12 @@ func TestPollBatchFailures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		good := refsOf(t, items)
+		good := connectortest.RunningRefs(t, items)
 		items, err = c.EraseBatch(connectortest.Ctx(t), subjects(f, 5, 2, 2)) // t-0002
 		if err != nil {
 			t.Fatal(err)
 		}
-		unreadable := refsOf(t, items)
+		unreadable := connectortest.RunningRefs(t, items)
 		refs := []string{`{"task":"t-9999","of":2}`, unreadable[0], good[0], unreadable[1], `{"task":"t-9999","of":2}`, good[1]}
 		// Tasks are asked about in the order refs first name them.
 		f.Inject(1, f.PassThrough()) // t-9999, answered as the fake does: 404
@@ -973,7 +938,7 @@ func TestPollBatchFailures(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				refs = append(refs, refsOf(t, items)...)
+				refs = append(refs, connectortest.RunningRefs(t, items)...)
 			}
 			f.Always(tc.fault)
 			items, err := c.PollBatch(connectortest.Ctx(t), refs)

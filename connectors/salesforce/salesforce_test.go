@@ -383,17 +383,6 @@ func TestJobEndings(t *testing.T) {
 	})
 }
 
-// callsUnder lists the calls f received to paths under prefix.
-func callsUnder(f *salesforcefake.Fake, prefix string) []fakevendor.Call {
-	var out []fakevendor.Call
-	for _, call := range f.Calls() {
-		if strings.HasPrefix(call.Path, prefix) {
-			out = append(out, call)
-		}
-	}
-	return out
-}
-
 // softDelete deletes a record the ordinary way, through the REST API as a
 // person or another integration would: it goes to the Recycle Bin.
 func softDelete(t *testing.T, f *salesforcefake.Fake, object, id string) {
@@ -435,10 +424,10 @@ func TestRecycleBin(t *testing.T) {
 	if v, err := c.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err != nil || v.Remaining != 0 {
 		t.Errorf("Verify after = %+v, %v", v, err)
 	}
-	for _, call := range callsUnder(f, "/services/data/v60.0/jobs/") {
+	for _, call := range connectortest.CallsTo(f, "", "/services/data/v60.0/jobs/") {
 		t.Errorf("a job was started with no live record: %s %s", call.Method, call.Path)
 	}
-	soap := callsUnder(f, "/services/Soap/")
+	soap := connectortest.CallsTo(f, "", "/services/Soap/")
 	if len(soap) != 1 {
 		t.Fatalf("%d SOAP calls, want one emptyRecycleBin", len(soap))
 	}
@@ -502,7 +491,7 @@ func TestRecycleBin(t *testing.T) {
 		if err != nil || out.Records != 201 || f.QueryAllCount(s.Email) != 0 {
 			t.Fatalf("Erase = %+v, %v; %d left", out, err, f.QueryAllCount(s.Email))
 		}
-		if calls := len(callsUnder(f, "/services/Soap/")); calls != 2 {
+		if calls := len(connectortest.CallsTo(f, "", "/services/Soap/")); calls != 2 {
 			t.Errorf("%d emptyRecycleBin calls, want 2 (200 ids at most)", calls)
 		}
 	})
@@ -631,7 +620,7 @@ func TestPaging(t *testing.T) {
 	if err != nil || out.Records != 5 || f.CountEmail(s.Email) != 0 {
 		t.Fatalf("Erase = %+v, %v; %d left", out, err, f.CountEmail(s.Email))
 	}
-	if more := len(callsUnder(f, "/services/data/v60.0/query/")); more != 2 {
+	if more := len(connectortest.CallsTo(f, "", "/services/data/v60.0/query/")); more != 2 {
 		t.Errorf("%d nextRecordsUrl reads, want 2", more)
 	}
 }

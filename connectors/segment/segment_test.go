@@ -451,32 +451,16 @@ func TestResolveCredentials(t *testing.T) {
 }
 
 // batchOf returns c as a batch eraser and poller.
-func batchOf(t *testing.T, c connectors.Connector) interface {
-	connectors.BatchEraser
-	connectors.BatchPoller
-} {
-	t.Helper()
-	b, ok := c.(interface {
-		connectors.BatchEraser
-		connectors.BatchPoller
-	})
-	if !ok {
-		t.Fatal("the connector is not a batch eraser and poller")
-	}
-	return b
-}
-
 // subjects are VendorSubject(from) … VendorSubject(from+n-1), each with
 // a profile and events in f when seed is set.
 func subjects(f *segmentfake.Fake, from, n int, seed bool) []connectors.Subject {
-	out := make([]connectors.Subject, n)
-	for i := range out {
-		out[i] = connectortest.VendorSubject(from + i)
+	ss := connectortest.Subjects(from, n)
+	for _, s := range ss {
 		if seed {
-			f.AddUser(out[i].UserIDs[connectortest.UserIDSystem])
+			f.AddUser(s.UserIDs[connectortest.UserIDSystem])
 		}
 	}
-	return out
+	return ss
 }
 
 // userIDs are the distinct userIds of ss, in order.
@@ -532,7 +516,7 @@ func TestBatchCalls(t *testing.T) {
 			if tc.profiles {
 				c = instance(t, f)
 			}
-			items, err := connectortest.EraseBatchAndWait(connectortest.Ctx(t), batchOf(t, c), ss, 10*time.Second)
+			items, err := connectortest.EraseBatchAndWait(connectortest.Ctx(t), connectortest.AsBatcher(t, c), ss, 10*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -599,7 +583,7 @@ func TestBatchAttribution(t *testing.T) {
 			if tc.profiles {
 				c = instance(t, f)
 			}
-			b := batchOf(t, c)
+			b := connectortest.AsBatcher(t, c)
 			first, err := b.EraseBatch(connectortest.Ctx(t), ss)
 			if err != nil {
 				t.Fatal(err)
@@ -674,7 +658,7 @@ func TestBatchRefusedAsAWhole(t *testing.T) {
 			} else {
 				f.Inject(1, tc.fault)
 			}
-			items, err := batchOf(t, instance(t, f)).EraseBatch(connectortest.Ctx(t), ss)
+			items, err := connectortest.AsBatcher(t, instance(t, f)).EraseBatch(connectortest.Ctx(t), ss)
 			if err == nil {
 				t.Fatalf("EraseBatch = %d items, no error; want the call to fail", len(items))
 			}
@@ -703,7 +687,7 @@ func TestBatchRefusedAsAWhole(t *testing.T) {
 		ss := subjects(f, 0, segmentfake.MaxSubjectIDs+2, false)
 		f.Inject(1, f.PassThrough())
 		f.Inject(1, fakevendor.Status(http.StatusBadGateway))
-		items, err := batchOf(t, instanceWithoutProfiles(t, f)).EraseBatch(connectortest.Ctx(t), ss)
+		items, err := connectortest.AsBatcher(t, instanceWithoutProfiles(t, f)).EraseBatch(connectortest.Ctx(t), ss)
 		if err != nil {
 			t.Fatalf("EraseBatch failed as a whole though a regulation was filed: %v", err)
 		}
@@ -754,7 +738,7 @@ func TestPollBatch(t *testing.T) {
 	ss := subjects(f, 40, 4, true)
 	f.AddUser("old-1")
 	c := instance(t, f)
-	b := batchOf(t, c)
+	b := connectortest.AsBatcher(t, c)
 	ctx := connectortest.Ctx(t)
 	// reg0001: the way the single Erase filed it before batches.
 	if _, err := c.Erase(ctx, connectortest.VendorUserID("old-1")); err != nil {
@@ -860,7 +844,7 @@ func TestBatchJobFails(t *testing.T) {
 			f := segmentfake.Start(t, segmentfake.Options{})
 			tc.setup(f)
 			ss := subjects(f, 50, 3, true)
-			items, err := connectortest.EraseBatchAndWait(connectortest.Ctx(t), batchOf(t, instance(t, f)), ss, 5*time.Second)
+			items, err := connectortest.EraseBatchAndWait(connectortest.Ctx(t), connectortest.AsBatcher(t, instance(t, f)), ss, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}

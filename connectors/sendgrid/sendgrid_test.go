@@ -368,20 +368,9 @@ func TestPlan(t *testing.T) {
 	})
 }
 
-func newBatch(t testing.TB, f *sendgridfake.Fake) interface {
-	connectors.BatchEraser
-	connectors.BatchPoller
-} {
+func newBatch(t testing.TB, f *sendgridfake.Fake) connectortest.Batcher {
 	t.Helper()
-	c := newConnector(t, f)
-	b, ok := c.(interface {
-		connectors.BatchEraser
-		connectors.BatchPoller
-	})
-	if !ok {
-		t.Fatal("the sendgrid connector is not a BatchEraser and BatchPoller")
-	}
-	return b
+	return connectortest.AsBatcher(t, newConnector(t, f))
 }
 
 // calls counts the fake's requests by kind, and the most addresses or ids
