@@ -21,6 +21,8 @@ type FaultyVendor interface {
 	Always(f fakevendor.Fault)
 	PassThrough() fakevendor.Fault
 	Calls() []fakevendor.Call
+	Refused() int
+	OtherAccount() int
 }
 
 // VendorCases are the cases every vendor connector runs against its fake,
@@ -42,8 +44,11 @@ type FaultyVendor interface {
 //     subject; no error quotes the subject's identifiers (or Derived
 //     values), a credential or the fake's address.
 //
-// Then a storm of 429s followed by success, and, for vendors with
-// asynchronous jobs, what a job reference may hold.
+// Then a storm of 429s followed by success; for vendors with
+// asynchronous jobs, what a job reference may hold; and two instances side
+// by side, each against its own account of the vendor (the second fake's
+// OtherAccount): each erases at its own account only, sends its own
+// credentials, and the first's credentials are refused at the second's.
 //
 //	connectortest.RunVendorCases(t, connectortest.VendorCases{
 //		Type:    "sendgrid",
@@ -143,6 +148,42 @@ func RunVendorCases(t *testing.T, vc VendorCases) {
 		t.Parallel()
 		vc.jobRef(t)
 	})
+	t.Run("side_by_side", func(t *testing.T) {
+		t.Parallel()
+		vc.sideBySide(t)
+	})
+}
+
+// sideBySide runs two instances, each against its own account.
+func (vc VendorCases) sideBySide(t *testing.T) {
+	a, b := vc.Start(t), vc.Start(t)
+	if b.OtherAccount() == 0 {
+		t.Fatal("the fake lists no credentials (fakevendor.Auth.Keys): it cannot be another account")
+	}
+	s := vc.Subject(970)
+	a.Seed(s)
+	held := b.Seed(s)
+	ca := Build(t, vc.Type, vc.Type+"-a", a.Config())
+	cb := Build(t, vc.Type, vc.Type+"-b", b.Config())
+	if _, err := EraseAndWait(Ctx(t), ca, s, 10*time.Second); err != nil {
+		t.Fatalf("erase at A: %v", err)
+	}
+	if a.Count(s) != 0 || b.Count(s) != held || b.Requests() != 0 {
+		t.Fatalf("after erasing at A: A holds %d, B holds %d of %d and got %d requests", a.Count(s), b.Count(s), held, b.Requests())
+	}
+	if _, err := EraseAndWait(Ctx(t), cb, s, 10*time.Second); err != nil || b.Count(s) != 0 {
+		t.Fatalf("erase at B: %v, %d left", err, b.Count(s))
+	}
+	if a.Refused()+b.Refused() != 0 {
+		t.Errorf("credentials refused: %d at A, %d at B", a.Refused(), b.Refused())
+	}
+	// A's credentials at B's address: refused, permanently, naming them.
+	crossed := Build(t, vc.Type, vc.Type+"-crossed", strings.ReplaceAll(a.Config(), a.URL(), b.URL()))
+	b.Seed(s)
+	_, err := erase(Ctx(t), crossed, s)
+	if !IsPermanent(err) || !strings.Contains(err.Error(), vc.Credential) || b.Refused() == 0 || b.Count(s) != held {
+		t.Errorf("A's credentials at B: %v (%d refused, %d of %d left); want a permanent error naming the %s", err, b.Refused(), b.Count(s), held, vc.Credential)
+	}
 }
 
 func (vc VendorCases) except(names ...string) string {

@@ -473,30 +473,6 @@ func TestFaults(t *testing.T) {
 	})
 }
 
-func TestTwoInstancesSideBySide(t *testing.T) {
-	t.Parallel()
-	a, b := hubspotfake.Start(t, hubspotfake.Options{}), hubspotfake.Start(t, hubspotfake.Options{})
-	a.SetToken("pat-a")
-	b.SetToken("pat-b")
-	s := connectors.Subject{Email: "twice@example.com"}
-	a.Add(s.Email)
-	b.Add(s.Email)
-	ca := connectortest.Build(t, "hubspot", "crm-eu", a.Config())
-	cb := connectortest.Build(t, "hubspot", "crm-us", b.Config())
-	out, err := ca.Erase(connectortest.Ctx(t), s)
-	if err != nil || out.Records != 1 {
-		t.Fatalf("Erase A = %+v, %v", out, err)
-	}
-	if a.CountEmail(s.Email) != 0 || b.CountEmail(s.Email) != 1 {
-		t.Fatalf("after erasing in A: A holds %d, B holds %d", a.CountEmail(s.Email), b.CountEmail(s.Email))
-	}
-	if v, err := cb.(connectors.Verifier).Verify(connectortest.Ctx(t), s); err != nil || v.Remaining != 1 {
-		t.Fatalf("Verify B = %+v, %v", v, err)
-	}
-	connectortest.CallsCarry(t, a, "Authorization", "Bearer pat-a")
-	connectortest.CallsCarry(t, b, "Authorization", "Bearer pat-b")
-}
-
 func TestPlan(t *testing.T) {
 	t.Parallel()
 	connectortest.RunPlanCases(t, "hubspot", connectortest.PlanCases{

@@ -300,38 +300,6 @@ func TestSimultaneousConnectionLimit(t *testing.T) {
 	}
 }
 
-func TestTwoInstancesSideBySide(t *testing.T) {
-	t.Parallel()
-	keyB := "fedcba9876543210fedcba9876543210-eu1"
-	a, b := mailchimpfake.Start(t, mailchimpfake.Options{}), mailchimpfake.Start(t, mailchimpfake.Options{})
-	b.SetKey(keyB)
-	b.AddAudience("bbbbbbbbbb")
-	s := subject(9)
-	a.Add(s.Email, audiences[0])
-	b.Add(s.Email, "bbbbbbbbbb")
-	ca := newConnector(t, a, audiences[0])
-	cb := connectortest.Build(t, "mailchimp", "shop-newsletter", mailchimpfake.ConfigFor(b.URL(), keyB, "bbbbbbbbbb"))
-	if out, err := ca.Erase(connectortest.Ctx(t), s); err != nil || out.Records != 1 {
-		t.Fatalf("instance A: %d records, %v", out.Records, err)
-	}
-	if a.CountEmail(s.Email) != 0 || b.CountEmail(s.Email) != 1 {
-		t.Fatalf("after A: A holds %d, B holds %d; want 0 and 1", a.CountEmail(s.Email), b.CountEmail(s.Email))
-	}
-	if out, err := cb.Erase(connectortest.Ctx(t), s); err != nil || out.Records != 1 {
-		t.Fatalf("instance B: %d records, %v", out.Records, err)
-	}
-	for name, fk := range map[string]*mailchimpfake.Fake{"A": a, "B": b} {
-		for _, call := range fk.Calls() {
-			if _, pass, _ := (&http.Request{Header: call.Header}).BasicAuth(); pass != fk.Key() {
-				t.Errorf("instance %s's server received another key", name)
-			}
-			if call.Status == http.StatusUnauthorized {
-				t.Errorf("instance %s: a request was refused", name)
-			}
-		}
-	}
-}
-
 // TestSubjectWithoutEmailIsRefused: without an email nothing is looked
 // up, which is never "not found" or "clean".
 func TestSubjectWithoutEmailIsRefused(t *testing.T) {

@@ -666,50 +666,6 @@ func TestPerKeyDeleteErrors(t *testing.T) {
 	})
 }
 
-func TestTwoInstancesSideBySide(t *testing.T) {
-	t.Parallel()
-	a, b := s3fake.Start(t, s3fake.Options{}), s3fake.Start(t, s3fake.Options{})
-	a.AllowAccessKey("AKIDALPHA")
-	b.AllowAccessKey("AKIDBETA")
-	b.SetVersioning(bucket, "")
-	ca := connectortest.Build(t, "s3", "alpha-files", a.ConfigWith("access_key_id: AKIDALPHA"))
-	cb := connectortest.Build(t, "s3", "beta-files", b.ConfigWith("access_key_id: AKIDBETA"))
-	sub := connectortest.VendorSubject(1)
-	a.Seed(sub)
-	b.Seed(sub)
-
-	out, err := ca.Erase(connectortest.Ctx(t), sub)
-	if err != nil || out.Records != 4 {
-		t.Fatalf("alpha Erase = %d records, %v", out.Records, err)
-	}
-	if a.Count(sub) != 0 || b.Count(sub) != 4 {
-		t.Errorf("after erasing alpha: alpha %d, beta %d objects left; want 0 and 4", a.Count(sub), b.Count(sub))
-	}
-	if n := len(b.Calls()); n != 0 {
-		t.Errorf("the alpha instance sent %d requests to beta's store", n)
-	}
-	out, err = cb.Erase(connectortest.Ctx(t), sub)
-	if err != nil || out.Records != 4 || b.Count(sub) != 0 {
-		t.Fatalf("beta Erase = %d records, %v", out.Records, err)
-	}
-	for _, call := range a.Calls() {
-		if !strings.Contains(call.Header.Get("Authorization"), "Credential=AKIDALPHA/") {
-			t.Errorf("alpha's store got credentials %q", call.Header.Get("Authorization"))
-		}
-	}
-	for _, call := range b.Calls() {
-		if !strings.Contains(call.Header.Get("Authorization"), "Credential=AKIDBETA/") {
-			t.Errorf("beta's store got credentials %q", call.Header.Get("Authorization"))
-		}
-	}
-	// Alpha's key is unknown to beta's store: refused, permanently.
-	wrong := connectortest.Build(t, "s3", "wrong", b.ConfigWith("access_key_id: AKIDALPHA"))
-	_, err = wrong.Erase(connectortest.Ctx(t), sub)
-	if perm, _ := connectors.Classify(err); err == nil || !perm || !strings.Contains(err.Error(), "InvalidAccessKeyId") {
-		t.Errorf("Erase with another instance's key = %v; want permanent InvalidAccessKeyId", err)
-	}
-}
-
 func TestPlan(t *testing.T) {
 	t.Parallel()
 	// Read without building: the credentials' variables are unset and

@@ -297,33 +297,6 @@ func TestRateLimit(t *testing.T) {
 	})
 }
 
-func TestTwoInstancesSideBySide(t *testing.T) {
-	t.Parallel()
-	us, eu := segmentfake.Start(t, segmentfake.Options{}), segmentfake.Start(t, segmentfake.Options{})
-	eu.SetTokens("sgp_eu", "prof_eu")
-	us.AddUser("user-9")
-	eu.AddUser("user-9")
-	a := connectortest.Build(t, "segment", "segment-us", us.Config())
-	b := connectortest.Build(t, "segment", "segment-eu", eu.Config())
-	if _, err := connectortest.EraseAndWait(connectortest.Ctx(t), a, connectortest.VendorSubject(9), 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if us.CountUser("user-9") != 0 || eu.CountUser("user-9") != 1 {
-		t.Fatalf("after erasing in the US instance: us %d, eu %d", us.CountUser("user-9"), eu.CountUser("user-9"))
-	}
-	if _, err := connectortest.EraseAndWait(connectortest.Ctx(t), b, connectortest.VendorSubject(9), 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if eu.CountUser("user-9") != 0 {
-		t.Error("the EU instance did not erase")
-	}
-	for _, call := range eu.Calls() {
-		if call.Status == http.StatusUnauthorized {
-			t.Errorf("the EU fake refused credentials: %s %s", call.Method, call.Path)
-		}
-	}
-}
-
 func TestRequestsFollowTheContract(t *testing.T) {
 	t.Parallel()
 	f := segmentfake.Start(t, segmentfake.Options{})

@@ -317,36 +317,22 @@ func TestWrongBaseURLIsCheckedOnceThenTrusted(t *testing.T) {
 	}
 }
 
-func TestTwoInstancesSideBySide(t *testing.T) {
+// TestJobsAreTheAccounts: an instance polls its own jobs on its own
+// account; another account's job is unknown there. (Two instances side by
+// side, each at its own account, are a vendor case.)
+func TestJobsAreTheAccounts(t *testing.T) {
 	t.Parallel()
-	const keyB = "SG.other-account.fedcba"
 	a, b := sendgridfake.Start(t, sendgridfake.Options{}), sendgridfake.Start(t, sendgridfake.Options{})
-	b.SetKey(keyB)
+	b.OtherAccount()
 	s := subject(10)
 	a.Add(s.Email)
-	b.Add(s.Email)
-	ca := newConnector(t, a)
+	out, err := newConnector(t, a).Erase(connectortest.Ctx(t), s)
+	if err != nil || out.Status != connectors.StatusRunning {
+		t.Fatalf("Erase at A = %q, %v", out.Status, err)
+	}
 	cb := connectortest.Build(t, "sendgrid", "mailing-eu", b.Config())
-	outA, err := connectortest.EraseAndWait(connectortest.Ctx(t), ca, s, 5*time.Second)
-	if err != nil || outA.Records != 1 {
-		t.Fatalf("instance A: %d records, %v", outA.Records, err)
-	}
-	if a.Count(s) != 0 || b.Count(s) != 1 {
-		t.Fatalf("after A: A holds %d, B holds %d; want 0 and 1", a.Count(s), b.Count(s))
-	}
-	// Each instance polls its own job on its own account.
-	if _, err := cb.(connectors.Poller).Poll(connectortest.Ctx(t), outA.JobRef); err == nil {
+	if _, err := cb.(connectors.Poller).Poll(connectortest.Ctx(t), out.JobRef); err == nil {
 		t.Error("instance B knew instance A's job")
-	}
-	if out, err := connectortest.EraseAndWait(connectortest.Ctx(t), cb, s, 5*time.Second); err != nil || out.Records != 1 {
-		t.Fatalf("instance B: %d records, %v", out.Records, err)
-	}
-	for name, fk := range map[string]*sendgridfake.Fake{"A": a, "B": b} {
-		for _, call := range fk.Calls() {
-			if call.Header.Get("Authorization") != "Bearer "+fk.Key() {
-				t.Errorf("instance %s's server received another key", name)
-			}
-		}
 	}
 }
 

@@ -42,6 +42,25 @@ func (c Controls) RateLimitPath(path string, perSecond float64, burst int) {
 	c.s.RateLimitPath(path, perSecond, burst)
 }
 
+// Refused counts the requests whose credentials the fake refused (faults
+// injected aside).
+func (c Controls) Refused() int {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return c.s.refused
+}
+
+// OtherAccount makes the fake another account of its vendor: each
+// credential it checks (Auth.Keys) changes to another of the same shape,
+// and Config then carries the new ones. It returns how many changed: 0
+// when the fake lists none.
+func (c Controls) OtherAccount() int {
+	for _, k := range c.s.keys {
+		k.Set(otherKey(k.Get()))
+	}
+	return len(c.s.keys)
+}
+
 // Requests counts the requests the fake received.
 func (c Controls) Requests() int { return c.s.Requests() }
 

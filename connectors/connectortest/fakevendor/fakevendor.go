@@ -59,6 +59,10 @@ type Server struct {
 	requests int
 	auth     func(*http.Request) bool
 	unauthed Fault
+	// refused counts the requests the credential check refused.
+	refused int
+	// keys are the credentials the check reads (Auth.Keys).
+	keys []*Key
 }
 
 // New starts a fake vendor that stops when the test ends.
@@ -179,6 +183,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		f, s.faults = s.faults[0], s.faults[1:]
 	case s.auth != nil && !s.auth(r):
 		f = s.unauthed
+		s.refused++
 	case s.limiter != nil && !s.limiter.Allow():
 		f = s.tooMany
 		s.limited++

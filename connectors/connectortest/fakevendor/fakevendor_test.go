@@ -175,3 +175,39 @@ func TestPeople(t *testing.T) {
 		t.Error("Remove took others")
 	}
 }
+
+// TestOtherAccount: OtherAccount changes every key the vendor's Auth
+// lists to another of the same shape, and counts refusals of the old.
+func TestOtherAccount(t *testing.T) {
+	t.Parallel()
+	keys := []*fakevendor.Key{fakevendor.NewKey("SG.key-9"), fakevendor.NewKey("0123abcdef-us1"), fakevendor.NewKey("pat-z"), fakevendor.NewKey("Z--"), fakevendor.NewKey("--")}
+	var auth fakevendor.Auth
+	for _, k := range keys {
+		auth.Keys = append(auth.Keys, fakevendor.HeaderAuth("X-Key", k, nil).Keys...)
+	}
+	bearer := fakevendor.BearerAuth(keys[0], fakevendor.Status(http.StatusUnauthorized))
+	auth.OK, auth.Refuse = bearer.OK, bearer.Refuse
+	c := fakevendor.Start(t, fakevendor.Options{}, fakevendor.Vendor{Auth: auth}).Controls()
+	if n := c.OtherAccount(); n != len(keys) {
+		t.Fatalf("OtherAccount changed %d keys, want %d", n, len(keys))
+	}
+	want := []string{"SG.key-0", "0123abcdef-us2", "pat-a", "A--", "--2"}
+	for i, k := range keys {
+		if k.Get() != want[i] {
+			t.Errorf("key %d = %q, want %q", i, k.Get(), want[i])
+		}
+	}
+	req, _ := http.NewRequest("GET", c.URL()+"/", nil)
+	req.Header.Set("Authorization", "Bearer SG.key-9")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || c.Refused() != 1 {
+		t.Errorf("the old key: %d, %d refused; want 401, 1", resp.StatusCode, c.Refused())
+	}
+	if n := fakevendor.Start(t, fakevendor.Options{}, fakevendor.Vendor{}).Controls().OtherAccount(); n != 0 {
+		t.Errorf("a fake without keys changed %d", n)
+	}
+}

@@ -52,14 +52,21 @@ func Start(t testing.TB, opt Options, v Vendor) *Server {
 	if v.Auth.OK != nil {
 		s.RequireAuth(v.Auth.OK, v.Auth.Refuse)
 	}
+	s.keys = v.Auth.Keys
 	return s
 }
 
 // Auth is a vendor's credential check: OK accepts a request, Refuse
-// answers one it does not accept.
+// answers one it does not accept. Keys are the credentials it checks,
+// which Controls.OtherAccount changes; BearerAuth, BasicAuth and
+// HeaderAuth fill it, and an Auth made of them lists theirs:
+//
+//	gdpr, query := fakevendor.BearerAuth(f.token, nil), fakevendor.BasicAuth(user, f.secret, nil)
+//	fakevendor.Auth{OK: …, Refuse: Refused, Keys: append(gdpr.Keys, query.Keys...)}
 type Auth struct {
 	OK     func(*http.Request) bool
 	Refuse Fault
+	Keys   []*Key
 }
 
 // Setting is a value a test may change while the fake runs (a forced
@@ -101,7 +108,7 @@ func NewKey(v string) *Key { return NewSetting(v) }
 
 // BearerAuth accepts "Authorization: Bearer <key>".
 func BearerAuth(key *Key, refuse Fault) Auth {
-	return Auth{OK: func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+key.Get() }, Refuse: refuse}
+	return Auth{OK: func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+key.Get() }, Refuse: refuse, Keys: []*Key{key}}
 }
 
 // BasicAuth accepts HTTP Basic credentials user:password.
@@ -109,12 +116,33 @@ func BasicAuth(user, password *Key, refuse Fault) Auth {
 	return Auth{OK: func(r *http.Request) bool {
 		u, p, ok := r.BasicAuth()
 		return ok && u == user.Get() && p == password.Get()
-	}, Refuse: refuse}
+	}, Refuse: refuse, Keys: []*Key{user, password}}
 }
 
 // HeaderAuth accepts the key in the header name ("X-Api-Key").
 func HeaderAuth(name string, key *Key, refuse Fault) Auth {
-	return Auth{OK: func(r *http.Request) bool { return r.Header.Get(name) == key.Get() }, Refuse: refuse}
+	return Auth{OK: func(r *http.Request) bool { return r.Header.Get(name) == key.Get() }, Refuse: refuse, Keys: []*Key{key}}
+}
+
+// otherKey is a credential of the same shape as k but another: its last
+// letter or digit moved one on (z to a, 9 to 0), so that a vendor's
+// prefixes, length and alphabet still hold.
+func otherKey(k string) string {
+	b := []byte(k)
+	for i := len(b) - 1; i >= 0; i-- {
+		switch c := b[i]; {
+		case c >= '0' && c <= '9':
+			b[i] = '0' + (c-'0'+1)%10
+		case c >= 'a' && c <= 'z':
+			b[i] = 'a' + (c-'a'+1)%26
+		case c >= 'A' && c <= 'Z':
+			b[i] = 'A' + (c-'A'+1)%26
+		default:
+			continue
+		}
+		return string(b)
+	}
+	return k + "2"
 }
 
 // Job is what every fake's asynchronous job shares: it stays unfinished

@@ -58,7 +58,7 @@ func Start(t testing.TB, opt Options) *Fake {
 	f := &Fake{key: fakevendor.NewKey(DefaultKey)}
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 1, Auth: fakevendor.Auth{
 		OK:     func(r *http.Request) bool { return r.Header.Get("Authorization") == "Klaviyo-API-Key "+f.key.Get() },
-		Refuse: Refused}})
+		Refuse: Refused, Keys: []*fakevendor.Key{f.key}}})
 	f.Controls, f.polls = srv.Controls(), srv.JobPolls
 	srv.Handle("GET /api/profiles", f.lookup)
 	srv.Handle("POST /api/data-privacy-deletion-jobs", f.deletionJob)

@@ -81,6 +81,7 @@ func Start(t testing.TB, opt Options) *Fake {
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooManyConnections, Auth: fakevendor.Auth{
 		OK:     func(r *http.Request) bool { _, pass, ok := r.BasicAuth(); return ok && pass == f.key.Get() },
 		Refuse: Refused,
+		Keys:   []*fakevendor.Key{f.key},
 	}})
 	f.Controls = srv.Controls()
 	srv.Handle("GET /3.0/lists", f.throttled(f.getLists))

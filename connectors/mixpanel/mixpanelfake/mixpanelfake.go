@@ -105,6 +105,7 @@ func Start(t testing.TB, opt Options) *Fake {
 			return gdpr.OK(r)
 		},
 		Refuse: Refused,
+		Keys:   []*fakevendor.Key{f.project, f.token, f.saSecret},
 	}})
 	f.Controls, f.polls = srv.Controls(), srv.JobPolls
 	srv.Handle("POST /api/app/data-deletions/v3.0/{$}", f.create)
@@ -349,7 +350,7 @@ func (f *Fake) Config() string {
 	project, token := f.Tokens()
 	return fmt.Sprintf("project_token: %s\ntoken: %s\nbase_url: %s\npoll_interval: 2ms\nuser_id_system: %s\n"+
 		"resolve_by_email: true\nquery_api:\n  project_id: %d\n  username: %s\n  secret: %s\n",
-		project, token, f.URL(), fakevendor.UserIDSystem, ProjectID, ServiceAccount, ServiceSecret)
+		project, token, f.URL(), fakevendor.UserIDSystem, ProjectID, ServiceAccount, f.saSecret.Get())
 }
 
 // ConfigWith is Config with top-level keys set (fakevendor.MergeYAML);

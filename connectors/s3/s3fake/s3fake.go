@@ -58,7 +58,8 @@ type Fake struct {
 	mu      sync.Mutex
 	buckets map[string]*fakeBucket
 	seq     int
-	keys    map[string]bool // access key ids accepted
+	key     *fakevendor.Key // the account's access key id, which Config carries
+	keys    map[string]bool // access key ids accepted besides key
 	batches []int           // size of each DeleteObjects request
 	// pageSize caps list pages (S3: 1,000; it may return fewer).
 	pageSize *fakevendor.Setting[int]
@@ -85,9 +86,9 @@ type fakeVersion struct {
 // accepting DefaultAccessKey, that stops when the test ends.
 func Start(t testing.TB, opt Options) *Fake {
 	t.Helper()
-	f := &Fake{buckets: map[string]*fakeBucket{}, keys: map[string]bool{DefaultAccessKey: true}, pageSize: fakevendor.NewSetting(1000)}
+	f := &Fake{buckets: map[string]*fakeBucket{}, key: fakevendor.NewKey(DefaultAccessKey), keys: map[string]bool{}, pageSize: fakevendor.NewSetting(1000)}
 	f.AddBucket(DefaultBucket, "Enabled")
-	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: SlowDown(""), Auth: fakevendor.Auth{OK: f.authorized, Refuse: Refused}})
+	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: SlowDown(""), Auth: fakevendor.Auth{OK: f.authorized, Refuse: Refused, Keys: []*fakevendor.Key{f.key}}})
 	f.Controls = srv.Controls()
 	for _, p := range []string{"/{bucket}", "/{bucket}/{$}"} {
 		srv.Handle("GET "+p, f.route)
@@ -115,7 +116,7 @@ func (f *Fake) authorized(r *http.Request) bool {
 	akid, _, _ := strings.Cut(rest, "/")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.keys[akid]
+	return akid == f.key.Get() || f.keys[akid]
 }
 
 // route answers a request as S3 would; faults can call it to let a
@@ -516,7 +517,7 @@ secret_access_key: %s
 keys: ["exports/{email}.csv", "avatars/{user_id}.png"]
 prefixes: ["uploads/{email}/"]
 user_id_system: %s
-`, DefaultBucket, f.URL(), DefaultAccessKey, SecretKey, fakevendor.UserIDSystem)
+`, DefaultBucket, f.URL(), f.key.Get(), SecretKey, fakevendor.UserIDSystem)
 }
 
 // ConfigWith is Config with top-level keys set (fakevendor.MergeYAML).

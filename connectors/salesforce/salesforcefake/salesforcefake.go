@@ -130,6 +130,7 @@ func Start(t testing.TB, opt Options) *Fake {
 		fields: map[string][]string{"Contact": {AppUserIDField}, "Lead": {AppUserIDField}}}
 	bearer := fakevendor.BearerAuth(f.token, nil)
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: LimitExceeded, Polls: 1, Auth: fakevendor.Auth{
+		Keys: bearer.Keys,
 		OK: func(r *http.Request) bool {
 			if isSOAP(r) {
 				// The SOAP API takes the token as the SessionHeader's

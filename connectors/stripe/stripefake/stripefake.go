@@ -70,7 +70,7 @@ func Start(t testing.TB, opt Options) *Fake {
 	auth := fakevendor.Auth{OK: func(r *http.Request) bool {
 		user, _, basic := r.BasicAuth()
 		return r.Header.Get("Authorization") == "Bearer "+f.key.Get() || basic && user == f.key.Get()
-	}, Refuse: Refused}
+	}, Refuse: Refused, Keys: []*fakevendor.Key{f.key}}
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Auth: auth, Polls: 1})
 	f.Controls, f.polls = srv.Controls(), srv.JobPolls
 	srv.Handle("GET /v1/customers", f.list)

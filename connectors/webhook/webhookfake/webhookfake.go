@@ -95,6 +95,7 @@ func Start(t testing.TB, opt Options) *Fake {
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 1, Auth: fakevendor.Auth{
 		OK:     func(r *http.Request) bool { return p.token.Get() == "" || bearer.OK(r) },
 		Refuse: Refused,
+		Keys:   bearer.Keys,
 	}})
 	p.Controls, p.completeAfter = srv.Controls(), srv.JobPolls+1
 	srv.Handle("GET /discovery", p.discovery)
