@@ -34,8 +34,7 @@ func TestVendor(t *testing.T) {
 			Type:  "amplitude",
 			Start: connectortest.StartFake(amplitudefake.Start),
 			// Amplitude's 429 names no delay; its documented rate is one a second.
-			TooMany: amplitudefake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-			Refused: amplitudefake.Refused, Credential: "API key", Secrets: []string{amplitudefake.DefaultAPIKey, amplitudefake.DefaultSecretKey},
+			MinRetryAfter: time.Second, MaxRetryAfter: time.Second, Credential: "API key",
 		},
 		Misconfigured: "base_url: {url}/analytics",
 		Hostile: []connectors.Subject{

@@ -21,8 +21,7 @@ func TestVendor(t *testing.T) {
 			Start: connectortest.StartFake(brazefake.Start),
 			// Braze's 429 names no Retry-After; X-RateLimit-Reset (epoch
 			// seconds) is one to two seconds on in the fake.
-			TooMany: brazefake.TooMany, MinRetryAfter: 500 * time.Millisecond, MaxRetryAfter: 2 * time.Second,
-			Refused: brazefake.Refused, Credential: "API key", Secrets: []string{brazefake.DefaultKey},
+			MinRetryAfter: 500 * time.Millisecond, MaxRetryAfter: 2 * time.Second, Credential: "API key",
 		},
 		Misconfigured: "base_url: {url}/braze", // 404s that must not pass for "no such user"
 		Hostile: []connectors.Subject{
@@ -42,7 +41,6 @@ func TestResolve(t *testing.T) {
 			return connectortest.Build(t, "braze", "braze", f.Config()).(connectors.Resolver)
 		},
 		// The pause follows X-RateLimit-Reset, which moves with the clock.
-		TooMany: brazefake.TooMany, Refused: brazefake.Refused,
 		NobodyEvidence: "lookup=0 user profiles exported by email; ",
 	})
 }

@@ -44,13 +44,15 @@ type ResolveCases struct {
 	// len(f.Calls()).
 	Lookups func(f FaultyVendor) int
 
-	// TooMany is the vendor's own 429 for a look-up; TooManyAfter the
-	// pause the connector must ask for after it (0: any).
+	// TooMany is the vendor's own 429 for a look-up (default the fake's,
+	// fakevendor.Vendor.TooMany); TooManyAfter the pause the connector
+	// must ask for after it (0: any).
 	TooMany      fakevendor.Fault
 	TooManyAfter time.Duration
 	// Unavailable is the vendor failing; default a 503.
 	Unavailable fakevendor.Fault
-	// Refused is how the vendor refuses credentials; default a 401.
+	// Refused is how the vendor refuses credentials; default the fake's
+	// (fakevendor.Auth.Refuse), or a 401.
 	Refused fakevendor.Fault
 	// Faults are the vendor's own answers a look-up must classify.
 	Faults []ResolveFault
@@ -90,8 +92,18 @@ var commonHostileEmails = []string{
 // RunResolveCases runs the resolve cases of rc as subtests of t.
 func RunResolveCases(t *testing.T, rc ResolveCases) {
 	t.Helper()
-	if rc.New == nil || rc.Start == nil || rc.TooMany == nil {
-		t.Fatal("ResolveCases needs New, Start and TooMany")
+	if rc.New == nil || rc.Start == nil {
+		t.Fatal("ResolveCases needs New and Start")
+	}
+	a := rc.Start(t).Answers()
+	if rc.TooMany == nil {
+		rc.TooMany = a.TooMany
+	}
+	if rc.Refused == nil {
+		rc.Refused = a.Refused
+	}
+	if rc.TooMany == nil {
+		t.Fatal("ResolveCases needs TooMany where the fake has none")
 	}
 	if rc.Inject == nil {
 		rc.Inject = func(f FaultyVendor, fault fakevendor.Fault) { f.Inject(1, fault) }

@@ -23,6 +23,7 @@ type FaultyVendor interface {
 	Calls() []fakevendor.Call
 	Refused() int
 	OtherAccount() int
+	Answers() fakevendor.Answers
 }
 
 // VendorCases are the cases every vendor connector runs against its fake,
@@ -67,15 +68,16 @@ type VendorCases struct {
 
 	// Unavailable is how the vendor answers when it fails; default a 503.
 	Unavailable fakevendor.Fault
-	// TooMany is the vendor's own rate-limit answer, as the fake's rate
-	// limit sends it.
+	// TooMany is the vendor's own rate-limit answer; default the one the
+	// fake's rate limit sends (fakevendor.Vendor.TooMany).
 	TooMany fakevendor.Fault
 	// MinRetryAfter and MaxRetryAfter bound the pause the connector asks
 	// for after TooMany (MaxRetryAfter 0: no upper bound). A vendor that
 	// names no delay and documents a rate needs MinRetryAfter > 0, or
 	// the runtime retries at once.
 	MinRetryAfter, MaxRetryAfter time.Duration
-	// Refused is how the vendor refuses credentials; default a 401.
+	// Refused is how the vendor refuses credentials; default the fake's
+	// (fakevendor.Auth.Refuse), or a 401.
 	Refused fakevendor.Fault
 	// Credential is what a refused-credentials error must name ("API
 	// key", "token").
@@ -83,7 +85,8 @@ type VendorCases struct {
 	// Forbidden is what the error of a 403 must name; default Credential
 	// (a vendor whose 403 means a missing scope names the scopes).
 	Forbidden string
-	// Secrets are strings no error may quote (the fake's credentials).
+	// Secrets are strings no error may quote; default the credentials the
+	// fake accepts (fakevendor.Auth.Keys).
 	Secrets []string
 	// Derived, if set, lists values made from a subject that identify
 	// them as well (a hash of the email in a URL); no error may quote
@@ -113,13 +116,7 @@ type vendorFault struct {
 // RunVendorCases runs the vendor cases of vc as subtests of t.
 func RunVendorCases(t *testing.T, vc VendorCases) {
 	t.Helper()
-	if vc.Subject == nil {
-		vc.Subject = VendorSubject
-	}
-	vc.Unavailable, vc.Refused = vc.unavailable(), vc.refused()
-	if vc.TooMany == nil || vc.Credential == "" {
-		t.Fatal("VendorCases needs TooMany and Credential")
-	}
+	vc = vc.withDefaults(t)
 	steps := vc.countSteps(t)
 	for _, vf := range vc.faults() {
 		for step := range steps {
@@ -184,6 +181,32 @@ func (vc VendorCases) sideBySide(t *testing.T) {
 	if !IsPermanent(err) || !strings.Contains(err.Error(), vc.Credential) || b.Refused() == 0 || b.Count(s) != held {
 		t.Errorf("A's credentials at B: %v (%d refused, %d of %d left); want a permanent error naming the %s", err, b.Refused(), b.Count(s), held, vc.Credential)
 	}
+}
+
+// withDefaults fills what vc leaves out from how a fresh fake answers.
+func (vc VendorCases) withDefaults(t *testing.T) VendorCases {
+	t.Helper()
+	if vc.Start == nil {
+		t.Fatal("VendorCases needs Start")
+	}
+	if vc.Subject == nil {
+		vc.Subject = VendorSubject
+	}
+	a := vc.Start(t).Answers()
+	if vc.TooMany == nil {
+		vc.TooMany = a.TooMany
+	}
+	if vc.Refused == nil {
+		vc.Refused = a.Refused
+	}
+	if vc.Secrets == nil {
+		vc.Secrets = a.Secrets
+	}
+	vc.Unavailable, vc.Refused = vc.unavailable(), vc.refused()
+	if vc.TooMany == nil || vc.Credential == "" || len(vc.Secrets) == 0 {
+		t.Fatal("VendorCases needs Credential, and TooMany and Secrets where the fake has none (fakevendor.Vendor.TooMany, Auth.Keys)")
+	}
+	return vc
 }
 
 func (vc VendorCases) except(names ...string) string {
@@ -438,6 +461,7 @@ type VendorSuite struct {
 // RunVendor runs the conformance suite and the vendor cases of vs.
 func RunVendor(t *testing.T, vs VendorSuite) {
 	t.Helper()
+	vs.VendorCases = vs.withDefaults(t)
 	t.Run("conformance", func(t *testing.T) {
 		f := vs.Start(t)
 		h := VendorHarness(vs.Type, f)

@@ -56,8 +56,7 @@ func TestHubSpotDescription(t *testing.T) {
 			Type:  "http",
 			Start: startHubSpot,
 			// HubSpot's SECONDLY 429 names no delay; rate_limit waits a second.
-			TooMany: hubspotfake.TooMany("SECONDLY", 0), MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-			Refused: hubspotfake.Unauthorized, Credential: "credentials", Secrets: []string{hubspotfake.DefaultToken},
+			MinRetryAfter: time.Second, MaxRetryAfter: time.Second, Credential: "credentials",
 			// Requests: the contact lookup, the archived lookup, the delete.
 			Unread: map[string]string{"malformed/2": "the GDPR delete answers 204 No Content, whose body is not read"},
 		},
@@ -133,8 +132,7 @@ func TestMixpanelDescription(t *testing.T) {
 			Type:  "http",
 			Start: startMixpanel,
 			// Mixpanel's 429 names no delay; the GDPR API allows one a second.
-			TooMany: mixpanelfake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-			Refused: mixpanelfake.Refused, Credential: "credentials", Secrets: []string{mixpanelfake.DefaultToken, mixpanelfake.DefaultProjectToken},
+			MinRetryAfter: time.Second, MaxRetryAfter: time.Second, Credential: "credentials",
 		},
 		Misconfigured: "base_url: {url}/api/2.0",
 		Hostile: []connectors.Subject{

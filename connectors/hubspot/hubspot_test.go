@@ -27,8 +27,7 @@ func TestVendor(t *testing.T) {
 			Type:  "hubspot",
 			Start: connectortest.StartFake(hubspotfake.Start),
 			// HubSpot's SECONDLY 429 names no delay; a second waits it out.
-			TooMany: hubspotfake.TooMany("SECONDLY", 0), MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-			Refused: hubspotfake.Unauthorized, Credential: "access_token", Forbidden: "scopes", Secrets: []string{hubspotfake.DefaultToken},
+			MinRetryAfter: time.Second, MaxRetryAfter: time.Second, Credential: "access_token", Forbidden: "scopes",
 			Unread: map[string]string{"malformed/2": "the GDPR delete answers 204 No Content, whose body is not read"},
 			Except: map[string]string{
 				// TestRateLimits: a short limit met after the lookups is

@@ -20,9 +20,8 @@ func TestVendor(t *testing.T) {
 			Type:  "intercom",
 			Start: connectortest.StartFake(intercomfake.Start),
 			// Intercom's 429 names the window's reset (a unix time) within 2s.
-			TooMany: intercomfake.TooMany, MinRetryAfter: 500 * time.Millisecond, MaxRetryAfter: 2 * time.Second,
-			Unavailable: intercomfake.Unavailable, Refused: intercomfake.Refused,
-			Credential: "access token", Secrets: []string{intercomfake.DefaultToken},
+			MinRetryAfter: 500 * time.Millisecond, MaxRetryAfter: 2 * time.Second,
+			Unavailable: intercomfake.Unavailable, Credential: "access token",
 		},
 		Misconfigured: "base_url: {url}/not-the-api", // 404s that must not pass for "no such contact"
 		Hostile: []connectors.Subject{{Email: "subject1@example.com\",\"operator\":\"~"},
@@ -38,7 +37,7 @@ func TestResolveCases(t *testing.T) {
 		New: func(t *testing.T, f connectortest.FaultyVendor) connectors.Resolver {
 			return connectortest.Build(t, "intercom", "support", f.Config()).(connectors.Resolver)
 		},
-		TooMany: intercomfake.TooMany, Unavailable: intercomfake.Unavailable, Refused: intercomfake.Refused,
+		Unavailable:    intercomfake.Unavailable,
 		NobodyEvidence: "lookup=0 contacts found by email; ",
 	})
 }

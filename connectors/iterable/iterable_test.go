@@ -18,8 +18,7 @@ func TestVendor(t *testing.T) {
 			Type:  "iterable",
 			Start: connectortest.StartFake(iterablefake.Start),
 			// Iterable's 429 names no delay.
-			TooMany: iterablefake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-			Refused: iterablefake.Refused, Credential: "API key", Secrets: []string{iterablefake.DefaultKey},
+			MinRetryAfter: time.Second, MaxRetryAfter: time.Second, Credential: "API key",
 		},
 		Misconfigured: "base_url: {url}/iterable", // 404s that must not pass for "no such user"
 		Hostile: []connectors.Subject{{Email: "subject1@example.com&email=subject2@example.com"},

@@ -23,8 +23,7 @@ func TestVendor(t *testing.T) {
 			Type:  "klaviyo",
 			Start: connectortest.StartFake(klaviyofake.Start),
 			// Klaviyo's 429 says Retry-After: 1 (the burst window).
-			TooMany: klaviyofake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-			Refused: klaviyofake.Refused, Credential: "private API key", Secrets: []string{klaviyofake.DefaultKey},
+			MinRetryAfter: time.Second, MaxRetryAfter: time.Second, Credential: "private API key",
 		},
 		Misconfigured: "base_url: {url}/not-the-api", // 404s that must not pass for "no such profile"
 		Hostile: []connectors.Subject{
@@ -46,7 +45,7 @@ func TestResolve(t *testing.T) {
 		New: func(t *testing.T, f connectortest.FaultyVendor) connectors.Resolver {
 			return connectortest.Build(t, "klaviyo", "crm", f.Config()).(connectors.Resolver)
 		},
-		TooMany: klaviyofake.TooMany, TooManyAfter: time.Second, Refused: klaviyofake.Refused,
+		TooManyAfter:   time.Second,
 		Faults:         []connectortest.ResolveFault{{Name: "forbidden", Fault: klaviyofake.Forbidden, Permanent: true}},
 		NobodyEvidence: "lookup=0 profiles found by email; ",
 		Unsent:         []string{`subject600@example.com"),equals(email,"subject601@example.com`, `subject600\@example.com`},

@@ -56,10 +56,9 @@ func TestVendor(t *testing.T) {
 			Unavailable: mailchimpfake.Unavailable,
 			// Mailchimp's 429 names no delay and documents no rate: the
 			// runtime's backoff decides.
-			TooMany: mailchimpfake.TooManyConnections,
-			Refused: mailchimpfake.Refused, Credential: "API key", Secrets: []string{testKey},
-			Derived: func(s connectors.Subject) []string { return []string{mailchimpfake.SubscriberHash(s.Email)} },
-			Unread:  map[string]string{"malformed": "a permanent delete answers 204 No Content, whose body is not read"},
+			Credential: "API key",
+			Derived:    func(s connectors.Subject) []string { return []string{mailchimpfake.SubscriberHash(s.Email)} },
+			Unread:     map[string]string{"malformed": "a permanent delete answers 204 No Content, whose body is not read"},
 		},
 		Misconfigured: "lists: [nosuchlist]",
 	})

@@ -39,8 +39,7 @@ func TestVendor(t *testing.T) {
 			Type:  "mixpanel",
 			Start: connectortest.StartFake(mixpanelfake.Start),
 			// Mixpanel's 429 names no delay; the GDPR API allows one a second.
-			TooMany: mixpanelfake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-			Refused: mixpanelfake.Refused, Credential: "token", Secrets: []string{mixpanelfake.DefaultToken, mixpanelfake.DefaultProjectToken},
+			MinRetryAfter: time.Second, MaxRetryAfter: time.Second, Credential: "token",
 		},
 		Misconfigured: "base_url: {url}/api/2.0",
 		Hostile: []connectors.Subject{
@@ -395,7 +394,7 @@ func TestResolveCases(t *testing.T) {
 			return resolvingInstance(t, f.(*mixpanelfake.Fake)).(connectors.Resolver)
 		},
 		// The Query API allows 60 queries an hour: a 429 naming no delay waits a minute.
-		TooMany: mixpanelfake.TooMany, TooManyAfter: time.Minute,
+		TooManyAfter: time.Minute,
 		Faults: []connectortest.ResolveFault{{Name: "status not ok", Fault: func(w http.ResponseWriter, r *http.Request) {
 			fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "error", "results": []any{}})
 		}}},

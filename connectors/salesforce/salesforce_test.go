@@ -32,8 +32,7 @@ func TestVendor(t *testing.T) {
 			Start: connectortest.StartFake(salesforcefake.Start),
 			// Salesforce refuses requests over the org's daily allocation
 			// with 403 REQUEST_LIMIT_EXCEEDED; the connector waits an hour.
-			TooMany: salesforcefake.LimitExceeded, MinRetryAfter: time.Hour, MaxRetryAfter: time.Hour,
-			Refused: salesforcefake.Unauthorized, Credential: "access_token", Forbidden: "permission", Secrets: []string{salesforcefake.DefaultToken},
+			MinRetryAfter: time.Hour, MaxRetryAfter: time.Hour, Credential: "access_token", Forbidden: "permission",
 			Unread: map[string]string{
 				// Requests: a queryAll per object; per object a job created,
 				// uploaded and closed; then the jobs' statuses.

@@ -39,8 +39,7 @@ func TestVendor(t *testing.T) {
 			Type:  "segment",
 			Start: connectortest.StartFake(segmentfake.Start),
 			// The Public API names the reset as a date (3s ahead in the fake).
-			TooMany: segmentfake.TooMany, MinRetryAfter: time.Millisecond, MaxRetryAfter: 3 * time.Second,
-			Refused: segmentfake.Refused, Credential: "token", Secrets: []string{segmentfake.DefaultToken, segmentfake.DefaultProfilesToken},
+			MinRetryAfter: time.Millisecond, MaxRetryAfter: 3 * time.Second, Credential: "token",
 		},
 		Misconfigured: "base_url: {url}/v1beta/workspaces/acme",
 		Hostile: []connectors.Subject{

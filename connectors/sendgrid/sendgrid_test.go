@@ -44,8 +44,7 @@ func TestVendor(t *testing.T) {
 			},
 			// SendGrid names the reset time (X-RateLimit-Reset, 2s ahead in
 			// the fake), never a Retry-After.
-			TooMany: sendgridfake.TooMany, MinRetryAfter: time.Millisecond, MaxRetryAfter: 3 * time.Second,
-			Refused: sendgridfake.Refused, Credential: "API key", Secrets: []string{testKey},
+			MinRetryAfter: time.Millisecond, MaxRetryAfter: 3 * time.Second, Credential: "API key",
 		},
 		Misconfigured: "base_url: {url}/sendgrid", // 404s that must not pass for "no such contact"
 	})

@@ -30,9 +30,7 @@ func TestVendor(t *testing.T) {
 			Type:  "shopify",
 			Start: connectortest.StartFake(shopifyfake.Start),
 			// The fake's throttle: 302 points asked, 102 left, 100 a second back.
-			TooMany: shopifyfake.TooMany, MinRetryAfter: 2 * time.Second, MaxRetryAfter: 2 * time.Second,
-			Refused: shopifyfake.Refused, Credential: "access_token", Forbidden: "read_customers",
-			Secrets: []string{shopifyfake.DefaultToken},
+			MinRetryAfter: 2 * time.Second, MaxRetryAfter: 2 * time.Second, Credential: "access_token", Forbidden: "read_customers",
 		},
 		Misconfigured: "base_url: {url}/not-a-shop", // 404s that must not pass for "no such customer"
 		Hostile: []connectors.Subject{
@@ -53,7 +51,7 @@ func TestResolveCases(t *testing.T) {
 		New: func(t *testing.T, f connectortest.FaultyVendor) connectors.Resolver {
 			return connectortest.Build(t, "shopify", "shop", f.Config()).(connectors.Resolver)
 		},
-		TooMany: shopifyfake.TooMany, TooManyAfter: 2 * time.Second, Refused: shopifyfake.Refused,
+		TooManyAfter: 2 * time.Second,
 		Faults: []connectortest.ResolveFault{
 			{Name: "throttled_429", Fault: func(w http.ResponseWriter, _ *http.Request) {
 				fakevendor.JSON(w, http.StatusTooManyRequests, map[string]any{"errors": []any{map[string]any{"message": "Throttled"}},

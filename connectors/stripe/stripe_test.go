@@ -28,8 +28,7 @@ func suite(start func(testing.TB) connectortest.FaultyVendor) connectortest.Vend
 			Type:  "stripe",
 			Start: start,
 			// Stripe's 429 names no delay.
-			TooMany: stripefake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-			Refused: stripefake.Refused, Credential: "API key", Secrets: []string{stripefake.DefaultKey},
+			MinRetryAfter: time.Second, MaxRetryAfter: time.Second, Credential: "API key",
 		},
 		Misconfigured: "base_url: {url}/not-stripe", // 404s that must not pass for "no such customer"
 		Hostile: []connectors.Subject{{Email: "subject1@example.com&email=subject2@example.com"},
@@ -55,7 +54,7 @@ func TestResolve(t *testing.T) {
 		New: func(t *testing.T, f connectortest.FaultyVendor) connectors.Resolver {
 			return connectortest.Build(t, "stripe", "billing", f.Config()).(connectors.Resolver)
 		},
-		TooMany: stripefake.TooMany, TooManyAfter: time.Second,
+		TooManyAfter:   time.Second,
 		NobodyEvidence: "lookup=0 customers found by email; ",
 	})
 }

@@ -82,8 +82,7 @@ func TestVendor(t *testing.T) {
 			Type:  "webhook",
 			Start: connectortest.StartFake(webhookfake.Start),
 			// The fake's 429 names Retry-After: 1 (OpenDSR defines none).
-			TooMany: webhookfake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-			Refused: webhookfake.Refused, Credential: "token", Secrets: []string{webhookfake.DefaultToken},
+			MinRetryAfter: time.Second, MaxRetryAfter: time.Second, Credential: "token",
 		},
 		Misconfigured: "base_url: {url}/not-opendsr", // no OpenDSR endpoint behind it
 		PollTimeout:   5 * time.Second,

@@ -30,8 +30,7 @@ func TestVendor(t *testing.T) {
 			Type:  "zendesk",
 			Start: connectortest.StartFake(zendeskfake.Start),
 			// Zendesk's 429 carries Retry-After in seconds (the fake's: 1).
-			TooMany: zendeskfake.TooMany, MinRetryAfter: time.Second, MaxRetryAfter: time.Second,
-			Refused: zendeskfake.Refused, Credential: "token", Secrets: []string{zendeskfake.DefaultToken, zendeskfake.DefaultOAuthToken},
+			MinRetryAfter: time.Second, MaxRetryAfter: time.Second, Credential: "token",
 			Unread: unread,
 		},
 		Misconfigured: "base_url: {url}/not-zendesk", // 404s that must not pass for "no such user"

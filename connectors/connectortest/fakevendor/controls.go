@@ -61,6 +61,29 @@ func (c Controls) OtherAccount() int {
 	return len(c.s.keys)
 }
 
+// Answers are how the fake's vendor answers what every vendor does: its
+// own 429 (Vendor.TooMany), its refusal of credentials (Auth.Refuse) and
+// the credentials it accepts now (Auth.Keys). connectortest's cases take
+// them as their defaults.
+type Answers struct {
+	TooMany, Refused Fault
+	Secrets          []string
+}
+
+// Answers are the fake's Answers.
+func (c Controls) Answers() Answers {
+	c.s.mu.Lock()
+	a := Answers{TooMany: c.s.tooMany, Refused: c.s.unauthed}
+	keys := c.s.keys
+	c.s.mu.Unlock()
+	for _, k := range keys {
+		if v := k.Get(); v != "" {
+			a.Secrets = append(a.Secrets, v)
+		}
+	}
+	return a
+}
+
 // Requests counts the requests the fake received.
 func (c Controls) Requests() int { return c.s.Requests() }
 

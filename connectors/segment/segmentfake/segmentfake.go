@@ -95,7 +95,9 @@ func Start(t testing.TB, opt Options) *Fake {
 	f := &Fake{token: fakevendor.NewKey(DefaultToken), profilesToken: fakevendor.NewKey(DefaultProfilesToken), space: SpaceID,
 		emails: map[string][]string{}, idsCap: fakevendor.NewSetting(100),
 		regs: map[string]*fakeRegulation{}, destinations: []string{"Amplitude", "Braze"}}
-	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 2, Auth: fakevendor.BearerAuth(f.token, Refused)})
+	auth := fakevendor.BearerAuth(f.token, Refused)
+	auth.Keys = append(auth.Keys, f.profilesToken) // the Profile API's, checked by its own server
+	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 2, Auth: auth})
 	f.Controls, f.polls = srv.Controls(), srv.JobPolls
 	// The Profile API: the access token is the user name, the password empty.
 	f.prof = fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: ProfilesTooMany,

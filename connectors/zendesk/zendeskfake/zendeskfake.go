@@ -86,10 +86,11 @@ var _ connectortest.RecoverableVendor = (*Fake)(nil)
 func Start(t testing.TB, opt Options) *Fake {
 	f := &Fake{email: fakevendor.NewKey(DefaultEmail), token: fakevendor.NewKey(DefaultToken), next: 10000, jobs: map[string]*job{}, pageSize: 100}
 	f.email.Set(DefaultEmail + "/token")
-	basic, bearer := fakevendor.BasicAuth(f.email, f.token, Refused), fakevendor.BearerAuth(fakevendor.NewKey(DefaultOAuthToken), Refused)
+	oauth := fakevendor.NewKey(DefaultOAuthToken)
+	basic, bearer := fakevendor.BasicAuth(f.email, f.token, Refused), fakevendor.BearerAuth(oauth, Refused)
 	// Another account has another API token; the address keeps its
 	// "/token" form.
-	auth := fakevendor.Auth{OK: func(r *http.Request) bool { return basic.OK(r) || bearer.OK(r) }, Refuse: Refused, Keys: []*fakevendor.Key{f.token}}
+	auth := fakevendor.Auth{OK: func(r *http.Request) bool { return basic.OK(r) || bearer.OK(r) }, Refuse: Refused, Keys: []*fakevendor.Key{f.token, oauth}}
 	srv := fakevendor.Start(t, opt, fakevendor.Vendor{TooMany: TooMany, Polls: 1, Auth: auth})
 	f.Controls, f.polls = srv.Controls(), srv.JobPolls
 	srv.Handle("GET /api/v2/users/search", f.search)
