@@ -22,6 +22,18 @@ func TestVendor(t *testing.T) {
 			// Braze's 429 names no Retry-After; X-RateLimit-Reset (epoch
 			// seconds) is one to two seconds on in the fake.
 			MinRetryAfter: 500 * time.Millisecond, MaxRetryAfter: 2 * time.Second, Credential: "API key",
+			// Answers that are not a finished look-up or a full
+			// acknowledgement never pass for "not found" or "erased".
+			Answers: []connectortest.VendorAnswer{
+				{Name: "export without users", Fault: fakevendor.Body(200, `{"message":"success"}`), Says: "not a finished export"},
+				{Name: "export queued", Fault: fakevendor.Body(202, `{"message":"queued"}`), Says: "not a finished export"},
+				{Name: "export not success", Fault: fakevendor.Body(200, `{"message":"queued","users":[]}`), Says: "not a finished export"},
+				{Name: "export without braze_id", Fault: fakevendor.Body(200, `{"message":"success","users":[{"external_id":"x"}]}`), Says: "without its braze_id"},
+				{Name: "delete not counted", Pass: 2, Fault: fakevendor.Body(200, `{"message":"success"}`), Says: "no acknowledgement"},
+				{Name: "delete queued", Pass: 2, Fault: fakevendor.Body(202, `{"message":"queued"}`), Says: "no acknowledgement"},
+				{Name: "not found", Fault: fakevendor.Body(404, `{"message":"Not Found"}`), Permanent: true, Says: "check base_url"},
+				{Name: "forbidden", Pass: 2, Fault: fakevendor.Body(403, `{"message":"Forbidden"}`), Permanent: true, Says: "users.delete permission"},
+			},
 		},
 		Misconfigured: "base_url: {url}/braze", // 404s that must not pass for "no such user"
 		Hostile: []connectors.Subject{
@@ -165,48 +177,6 @@ func TestIdentifiers(t *testing.T) {
 	connectortest.Resolves(t, c.(connectors.Resolver), connectors.Subject{Email: "ann@example.com"},
 		map[connectors.Kind]string{"user_ids.app": "[u-1 u-3]", "user_ids.amp": "[amp-1]"}, "lookup=2 user profiles exported by email; ")
 	connectortest.RefusedUnsent(t, c, connectors.Subject{UserIDs: map[string]string{"crm": "x"}}, "none of the identifiers", f.Requests)
-}
-
-// TestAnswers: Braze answers that are not a finished look-up or a full
-// acknowledgement never pass for "not found" or "erased".
-func TestAnswers(t *testing.T) {
-	t.Parallel()
-	answer := func(status int, body string) fakevendor.Fault {
-		return func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			_, _ = w.Write([]byte(body))
-		}
-	}
-	s := connectortest.VendorSubject(3)
-	for _, tc := range []struct {
-		name      string
-		pass      int // requests let through first
-		fault     fakevendor.Fault
-		permanent bool
-		says      string
-	}{
-		{"export without users", 0, answer(200, `{"message":"success"}`), false, "not a finished export"},
-		{"export queued", 0, answer(202, `{"message":"queued"}`), false, "not a finished export"},
-		{"export not success", 0, answer(200, `{"message":"queued","users":[]}`), false, "not a finished export"},
-		{"export without braze_id", 0, answer(200, `{"message":"success","users":[{"external_id":"x"}]}`), false, "without its braze_id"},
-		{"delete not counted", 2, answer(200, `{"message":"success"}`), false, "no acknowledgement"},
-		{"delete queued", 2, answer(202, `{"message":"queued"}`), false, "no acknowledgement"},
-		{"not found", 0, answer(404, `{"message":"Not Found"}`), true, "check base_url"},
-		{"forbidden", 2, answer(403, `{"message":"Forbidden"}`), true, "users.delete permission"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			f, c := start(t, brazefake.Options{}, "")
-			f.Seed(s)
-			f.Inject(tc.pass, f.PassThrough())
-			f.Inject(1, tc.fault)
-			out, err := c.Erase(connectortest.Ctx(t), s)
-			if err == nil || connectortest.IsPermanent(err) != tc.permanent || !strings.Contains(err.Error(), tc.says) {
-				t.Fatalf("Erase = %+v, %v; want an error (permanent %v) saying %q", out, err, tc.permanent, tc.says)
-			}
-		})
-	}
 }
 
 // TestDeleteCountedShort: a profile found but not counted as queued

@@ -93,6 +93,11 @@ type VendorCases struct {
 	// them either.
 	Derived func(connectors.Subject) []string
 
+	// Answers are the vendor's own answers an erasure must classify
+	// (its error formats, a proxy's page, an unfinished export), each a
+	// case "answer/<Name>".
+	Answers []VendorAnswer
+
 	// Except leaves cases out, each with the reason: the key is a case
 	// name ("malformed"), or a case at one request ("malformed/2": the
 	// third request's body is not read).
@@ -102,6 +107,24 @@ type VendorCases struct {
 	// other checks still run: above all, an erasure that ends erased or
 	// not found with records left must have a Verify that reports them.
 	Unread map[string]string
+}
+
+// VendorAnswer is one of the vendor's own answers: the erasure's request
+// after Pass others (let through) meets Fault, and the erasure must fail,
+// permanently or not as Permanent says, with an error saying Says and
+// quoting nothing it must not. An answer at the first request leaves
+// every record; after a retryable one, a retry without faults erases.
+//
+//	Answers: []connectortest.VendorAnswer{
+//		{Name: "missing scopes", Fault: hubspotfake.MissingScopes, Permanent: true, Says: "crm.objects.contacts.write"},
+//		{Name: "delete queued", Pass: 2, Fault: answer(202, `{"message":"queued"}`), Says: "no acknowledgement"},
+//	}
+type VendorAnswer struct {
+	Name      string
+	Pass      int
+	Fault     fakevendor.Fault
+	Permanent bool
+	Says      string
 }
 
 // vendorFault is one fault of RunVendorCases and what it must lead to.
@@ -149,6 +172,36 @@ func RunVendorCases(t *testing.T, vc VendorCases) {
 		t.Parallel()
 		vc.sideBySide(t)
 	})
+	for i, a := range vc.Answers {
+		t.Run("answer/"+a.Name, func(t *testing.T) {
+			t.Parallel()
+			vc.answer(t, a, vc.Subject(980+i))
+		})
+	}
+}
+
+// answer erases s meeting a.
+func (vc VendorCases) answer(t *testing.T, a VendorAnswer, s connectors.Subject) {
+	f := vc.Start(t)
+	held := f.Seed(s)
+	c := vc.build(t, f, 0)
+	if a.Pass > 0 {
+		f.Inject(a.Pass, f.PassThrough())
+	}
+	f.Inject(1, a.Fault)
+	out, err := erase(Ctx(t), c, s)
+	if err == nil || IsPermanent(err) != a.Permanent || !strings.Contains(err.Error(), a.Says) {
+		t.Fatalf("erasure = %q, %v; want an error (permanent %v) saying %q", out.Status, err, a.Permanent, a.Says)
+	}
+	vc.quotesNothing(t, f, s, err)
+	if a.Pass == 0 && f.Count(s) != held {
+		t.Errorf("an answer at the first request left %d of %d records", f.Count(s), held)
+	}
+	if !a.Permanent {
+		if _, err := erase(Ctx(t), c, s); err != nil || f.Count(s) != 0 {
+			t.Errorf("retry without faults: %v, %d left", err, f.Count(s))
+		}
+	}
 }
 
 // sideBySide runs two instances, each against its own account.

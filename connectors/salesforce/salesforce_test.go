@@ -33,6 +33,18 @@ func TestVendor(t *testing.T) {
 			// Salesforce refuses requests over the org's daily allocation
 			// with 403 REQUEST_LIMIT_EXCEEDED; the connector waits an hour.
 			MinRetryAfter: time.Hour, MaxRetryAfter: time.Hour, Credential: "access_token", Forbidden: "permission",
+			// A malformed answer and a timeout are vendor cases of every
+			// vendor.
+			Answers: []connectortest.VendorAnswer{
+				{Name: "5xx", Fault: salesforcefake.Unavailable, Says: "503"},
+				{Name: "expired token", Fault: salesforcefake.Unauthorized, Permanent: true, Says: "INVALID_SESSION_ID"},
+				{Name: "no permission", Fault: func(w http.ResponseWriter, r *http.Request) {
+					salesforcefake.WriteErrors(w, 403, "INSUFFICIENT_ACCESS", "insufficient access rights on object id")
+				}, Permanent: true, Says: "INSUFFICIENT_ACCESS"},
+				{Name: "malformed query", Fault: func(w http.ResponseWriter, r *http.Request) {
+					salesforcefake.WriteErrors(w, 400, "MALFORMED_QUERY", "unexpected token: "+r.URL.Query().Get("q"))
+				}, Permanent: true, Says: "MALFORMED_QUERY"},
+			},
 			Unread: map[string]string{
 				// Requests: a queryAll per object; per object a job created,
 				// uploaded and closed; then the jobs' statuses.
@@ -675,43 +687,6 @@ func TestLimitsAndFaults(t *testing.T) {
 			t.Errorf("%d errors before success, want 5", len(errs))
 		}
 	})
-	for _, tc := range []struct {
-		name      string
-		fault     fakevendor.Fault
-		permanent bool
-		want      string
-	}{
-		// A malformed answer and a timeout are vendor cases.
-		{"5xx", salesforcefake.Unavailable, false, "503"},
-		{"expired token", salesforcefake.Unauthorized, true, "INVALID_SESSION_ID"},
-		{"no permission", func(w http.ResponseWriter, r *http.Request) {
-			salesforcefake.WriteErrors(w, 403, "INSUFFICIENT_ACCESS", "insufficient access rights on object id")
-		}, true, "INSUFFICIENT_ACCESS"},
-		{"malformed query", func(w http.ResponseWriter, r *http.Request) {
-			salesforcefake.WriteErrors(w, 400, "MALFORMED_QUERY", "unexpected token: "+r.URL.Query().Get("q"))
-		}, true, "MALFORMED_QUERY"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			f, c := setup(t, salesforcefake.Options{}, s.Email)
-			f.Inject(1, tc.fault)
-			_, err := c.Erase(connectortest.Ctx(t), s)
-			if err == nil {
-				t.Fatal("Erase succeeded")
-			}
-			if perm, _ := connectors.Classify(err); perm != tc.permanent {
-				t.Errorf("permanent = %v, want %v: %v", perm, tc.permanent, err)
-			}
-			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "limits") || strings.Contains(err.Error(), f.URL()) {
-				t.Errorf("error %q: want %q, no email, no URL", err, tc.want)
-			}
-			if !tc.permanent {
-				if out, err := erase(t, c, s); err != nil || out.Records != 1 {
-					t.Errorf("retry = %+v, %v", out, err)
-				}
-			}
-		})
-	}
 	t.Run("upload fails: the job is aborted", func(t *testing.T) {
 		t.Parallel()
 		f, c := setup(t, salesforcefake.Options{}, s.Email)

@@ -217,6 +217,17 @@ func Status(status int) Fault {
 	return func(w http.ResponseWriter, r *http.Request) { JSON(w, status, map[string]any{}) }
 }
 
+// Body is a fault answering status with a JSON body as written (one a
+// vendor sends that the fake's handlers would not: an unfinished export,
+// an odd acknowledgement).
+func Body(status int, body string) Fault {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}
+}
+
 // TooMany is a fault answering 429 with Retry-After in seconds.
 func TooMany(retryAfter time.Duration) Fault {
 	return func(w http.ResponseWriter, r *http.Request) {
