@@ -97,6 +97,12 @@ type VendorCases struct {
 	// (its error formats, a proxy's page, an unfinished export), each a
 	// case "answer/<Name>".
 	Answers []VendorAnswer
+	// BatchAnswers, for a connector.BatchEraser, are the answers that
+	// must fail a whole EraseBatch of three subjects, classified as one
+	// erasure's would be (so the runtime can split it), each a case
+	// "batch_answer/<Name>": no item is answered, nothing is quoted, and
+	// an answer at the first request leaves every record.
+	BatchAnswers []VendorAnswer
 
 	// Except leaves cases out, each with the reason: the key is a case
 	// name ("malformed"), or a case at one request ("malformed/2": the
@@ -125,6 +131,9 @@ type VendorAnswer struct {
 	Fault     fakevendor.Fault
 	Permanent bool
 	Says      string
+	// After and AfterMax bound the pause a retryable error asks for
+	// (AfterMax 0: no bound).
+	After, AfterMax time.Duration
 }
 
 // vendorFault is one fault of RunVendorCases and what it must lead to.
@@ -178,6 +187,50 @@ func RunVendorCases(t *testing.T, vc VendorCases) {
 			vc.answer(t, a, vc.Subject(980+i))
 		})
 	}
+	for i, a := range vc.BatchAnswers {
+		t.Run("batch_answer/"+a.Name, func(t *testing.T) {
+			t.Parallel()
+			vc.batchAnswer(t, a, 1000+3*i)
+		})
+	}
+}
+
+// classified checks that err is a's.
+func (a VendorAnswer) classified(t *testing.T, err error) {
+	t.Helper()
+	perm, after := connectors.Classify(err)
+	if perm != a.Permanent || !strings.Contains(err.Error(), a.Says) || !perm && (after < a.After || a.AfterMax > 0 && after > a.AfterMax) {
+		t.Errorf("error %v (permanent %v, after %v); want permanent %v, after %v to %v, saying %q", err, perm, after, a.Permanent, a.After, a.AfterMax, a.Says)
+	}
+}
+
+// batchAnswer erases three subjects from the from-th in one batch, meeting a.
+func (vc VendorCases) batchAnswer(t *testing.T, a VendorAnswer, from int) {
+	f := vc.Start(t)
+	b, ok := vc.build(t, f, 0).(connectors.BatchEraser)
+	if !ok {
+		t.Fatal("BatchAnswers for a connector that is not a BatchEraser")
+	}
+	ss := []connectors.Subject{vc.Subject(from), vc.Subject(from + 1), vc.Subject(from + 2)}
+	held := make([]int64, len(ss))
+	for i, s := range ss {
+		held[i] = f.Seed(s)
+	}
+	if a.Pass > 0 {
+		f.Inject(a.Pass, f.PassThrough())
+	}
+	f.Inject(1, a.Fault)
+	items, err := b.EraseBatch(Ctx(t), ss)
+	if err == nil || items != nil {
+		t.Fatalf("EraseBatch = %d items, %v; want the call to fail whole", len(items), err)
+	}
+	a.classified(t, err)
+	for i, s := range ss {
+		vc.quotesNothing(t, f, s, err)
+		if a.Pass == 0 && f.Count(s) != held[i] {
+			t.Errorf("subject %d: %d of %d records left by a refused call", i, f.Count(s), held[i])
+		}
+	}
 }
 
 // answer erases s meeting a.
@@ -190,9 +243,10 @@ func (vc VendorCases) answer(t *testing.T, a VendorAnswer, s connectors.Subject)
 	}
 	f.Inject(1, a.Fault)
 	out, err := erase(Ctx(t), c, s)
-	if err == nil || IsPermanent(err) != a.Permanent || !strings.Contains(err.Error(), a.Says) {
-		t.Fatalf("erasure = %q, %v; want an error (permanent %v) saying %q", out.Status, err, a.Permanent, a.Says)
+	if err == nil {
+		t.Fatalf("erasure = %q; want an error (permanent %v) saying %q", out.Status, a.Permanent, a.Says)
 	}
+	a.classified(t, err)
 	vc.quotesNothing(t, f, s, err)
 	if a.Pass == 0 && f.Count(s) != held {
 		t.Errorf("an answer at the first request left %d of %d records", f.Count(s), held)

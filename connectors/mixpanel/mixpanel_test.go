@@ -3,6 +3,7 @@ package mixpanel
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -40,6 +41,22 @@ func TestVendor(t *testing.T) {
 			Start: connectortest.StartFake(mixpanelfake.Start),
 			// Mixpanel's 429 names no delay; the GDPR API allows one a second.
 			MinRetryAfter: time.Second, MaxRetryAfter: time.Second, Credential: "token",
+			// An answer refusing the create fails the whole call,
+			// classified as a single create is, so the runtime can split it.
+			BatchAnswers: []connectortest.VendorAnswer{
+				{Name: "400", Fault: func(w http.ResponseWriter, r *http.Request) {
+					// Mixpanel names the ids it refuses: none may be quoted.
+					body, _ := io.ReadAll(r.Body)
+					fakevendor.JSON(w, http.StatusBadRequest, map[string]string{"status": "error", "error": "invalid distinct_ids: " + string(body)})
+				}, Permanent: true, Says: "400"},
+				{Name: "401", Fault: mixpanelfake.Refused, Permanent: true, Says: "token"},
+				{Name: "503", Fault: fakevendor.Status(http.StatusServiceUnavailable), Says: "503"},
+				{Name: "500", Fault: fakevendor.Status(http.StatusInternalServerError), Says: "500"},
+				{Name: "429", Fault: mixpanelfake.TooMany, After: time.Second, AfterMax: time.Second, Says: "429"},
+				{Name: "task of fewer ids than sent", Fault: func(w http.ResponseWriter, r *http.Request) {
+					fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": []map[string]any{{"tracking_id": "t-7", "status": "PENDING", "distinct_id_count": 2}}})
+				}, Permanent: true, Says: "holds 2 of the 3"},
+			},
 		},
 		Misconfigured: "base_url: {url}/api/2.0",
 		Hostile: []connectors.Subject{
@@ -697,53 +714,6 @@ func TestBatchAttribution(t *testing.T) {
 			}
 			if n := len(f.Calls()); n != tc.calls {
 				t.Errorf("%d calls to Mixpanel, want %d", n, tc.calls)
-			}
-		})
-	}
-}
-
-// TestBatchRefused: an answer refusing the create fails the whole call,
-// classified as for one subject, and names no distinct_id.
-func TestBatchRefused(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name      string
-		fault     fakevendor.Fault
-		permanent bool
-		after     time.Duration
-		want      string
-	}{
-		{"400", func(w http.ResponseWriter, r *http.Request) {
-			fakevendor.JSON(w, http.StatusBadRequest, map[string]string{"status": "error", "error": "invalid distinct_ids: user-1"})
-		}, true, 0, "400"},
-		{"401", mixpanelfake.Refused, true, 0, "token"},
-		{"503", fakevendor.Status(http.StatusServiceUnavailable), false, 0, "503"},
-		{"500", fakevendor.Status(http.StatusInternalServerError), false, 0, "500"},
-		{"429", mixpanelfake.TooMany, false, time.Second, "429"},
-		{"task of fewer ids than sent", func(w http.ResponseWriter, r *http.Request) {
-			fakevendor.JSON(w, http.StatusOK, map[string]any{"status": "ok", "results": []map[string]any{{"tracking_id": "t-7", "status": "PENDING", "distinct_id_count": 2}}})
-		}, true, 0, "holds 2 of the 3"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			f := mixpanelfake.Start(t, mixpanelfake.Options{})
-			ss := subjects(f, 1, 3, 3)
-			f.Inject(1, tc.fault)
-			items, err := batcher(t, f).EraseBatch(connectortest.Ctx(t), ss)
-			if err == nil || items != nil {
-				t.Fatalf("EraseBatch = %d items, %v; want the call to fail whole", len(items), err)
-			}
-			perm, after := connectors.Classify(err)
-			if perm != tc.permanent || (!perm && after != tc.after) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error = %v (permanent %v, after %v); want %q, permanent %v, after %v", err, perm, after, tc.want, tc.permanent, tc.after)
-			}
-			if strings.Contains(err.Error(), "user-") {
-				t.Errorf("error carries distinct_ids: %v", err)
-			}
-			for i, s := range ss {
-				if f.Count(s) != 1 {
-					t.Errorf("subject %d erased by a refused call", i)
-				}
 			}
 		})
 	}
