@@ -95,13 +95,7 @@ func RunResolveCases(t *testing.T, rc ResolveCases) {
 	if rc.New == nil || rc.Start == nil {
 		t.Fatal("ResolveCases needs New and Start")
 	}
-	a := rc.Start(t).Answers()
-	if rc.TooMany == nil {
-		rc.TooMany = a.TooMany
-	}
-	if rc.Refused == nil {
-		rc.Refused = a.Refused
-	}
+	fromFake(rc.Start(t).Answers(), &rc.TooMany, &rc.Refused, nil)
 	if rc.TooMany == nil {
 		t.Fatal("ResolveCases needs TooMany where the fake has none")
 	}

@@ -299,21 +299,26 @@ func (vc VendorCases) withDefaults(t *testing.T) VendorCases {
 	if vc.Subject == nil {
 		vc.Subject = VendorSubject
 	}
-	a := vc.Start(t).Answers()
-	if vc.TooMany == nil {
-		vc.TooMany = a.TooMany
-	}
-	if vc.Refused == nil {
-		vc.Refused = a.Refused
-	}
-	if vc.Secrets == nil {
-		vc.Secrets = a.Secrets
-	}
+	fromFake(vc.Start(t).Answers(), &vc.TooMany, &vc.Refused, &vc.Secrets)
 	vc.Unavailable, vc.Refused = vc.unavailable(), vc.refused()
 	if vc.TooMany == nil || vc.Credential == "" || len(vc.Secrets) == 0 {
 		t.Fatal("VendorCases needs Credential, and TooMany and Secrets where the fake has none (fakevendor.Vendor.TooMany, Auth.Keys)")
 	}
 	return vc
+}
+
+// fromFake sets what a case leaves out (nil) to how the fake answers;
+// secrets may be nil.
+func fromFake(a fakevendor.Answers, tooMany, refused *fakevendor.Fault, secrets *[]string) {
+	if *tooMany == nil {
+		*tooMany = a.TooMany
+	}
+	if *refused == nil {
+		*refused = a.Refused
+	}
+	if secrets != nil && *secrets == nil {
+		*secrets = a.Secrets
+	}
 }
 
 func (vc VendorCases) except(names ...string) string {
